@@ -1,0 +1,108 @@
+//! The accept loop: one hyper HTTP/1.1 connection task per client, peer
+//! credentials read once per connection and checked against the allow-list on
+//! every request (so a SIGHUP-changed list applies to open connections without
+//! dropping them), and a bounded graceful shutdown.
+
+use super::routes;
+use super::socket::{peer_of, Peer};
+use crate::broker::Broker;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+
+/// Who may talk to the agent.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub allowed_uids: Vec<u32>,
+    pub allowed_gids: Vec<u32>,
+}
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub broker: Arc<Broker>,
+    pub access: RwLock<Access>,
+    /// The agent's own uid is always allowed: it can read the store anyway.
+    pub own_uid: u32,
+}
+
+impl AppState {
+    pub fn new(broker: Arc<Broker>, access: Access) -> Arc<AppState> {
+        // SAFETY: geteuid cannot fail.
+        let own_uid = unsafe { libc::geteuid() };
+        Arc::new(AppState { broker, access: RwLock::new(access), own_uid })
+    }
+
+    pub fn set_access(&self, access: Access) {
+        *self.access.write().unwrap_or_else(|p| p.into_inner()) = access;
+    }
+
+    /// Empty lists mean "whoever can open the socket" (its mode decides).
+    pub fn allows(&self, peer: &Peer) -> bool {
+        let a = self.access.read().unwrap_or_else(|p| p.into_inner());
+        if a.allowed_uids.is_empty() && a.allowed_gids.is_empty() {
+            return true;
+        }
+        peer.uid == self.own_uid
+            || a.allowed_uids.contains(&peer.uid)
+            || a.allowed_gids.contains(&peer.gid)
+            || peer.groups.iter().any(|g| a.allowed_gids.contains(g))
+    }
+}
+
+/// Serves the agent API until `shutdown` turns true, then stops accepting and
+/// gives in-flight requests up to `grace` to finish.
+pub async fn serve(listener: UnixListener, state: Arc<AppState>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let peer = match peer_of(&stream) {
+                    Ok(p) => Arc::new(p),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the peer credentials of a connection; closing it");
+                        continue;
+                    }
+                };
+                let state = Arc::clone(&state);
+                let svc = service_fn(move |req| {
+                    let state = Arc::clone(&state);
+                    let peer = Arc::clone(&peer);
+                    async move { Ok::<_, std::convert::Infallible>(routes::handle(&state, &peer, req).await) }
+                });
+                let conn = http1::Builder::new()
+                    .keep_alive(true)
+                    .max_buf_size(256 * 1024)
+                    .header_read_timeout(Duration::from_secs(30))
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .serve_connection(TokioIo::new(stream), svc);
+                let watched = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = watched.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("stopped accepting connections; waiting for in-flight requests");
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(grace) => tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; stopping anyway"),
+    }
+}

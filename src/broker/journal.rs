@@ -1,0 +1,135 @@
+//! The recovery journal (SPEC §2 step 4): rotated refresh tokens that the
+//! store does not hold yet, and refreshes whose answer may have been lost.
+//!
+//! One small file per credential, `{org_id}@{client_id}.json` (`@` cannot
+//! appear in an id), mode 0600 in a 0700 directory, each written atomically
+//! with fsync. An entry is removed once the store holds its token. On start
+//! the agent replays every entry before it serves anything.
+
+use crate::ids::{ClientId, CredKey, OrgId};
+use crate::store::file::write_atomically;
+use crate::store::Record;
+use serde::{Deserialize, Serialize};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+/// One credential's journal entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    /// A rotated record (with the new refresh token) the store does not hold yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<Record>,
+    /// Set while a refresh token is at Snyk with no answer recorded (its
+    /// fingerprint). Found at start, it means the agent died mid-request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<String>,
+    pub at: String,
+}
+
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+}
+
+impl Journal {
+    pub fn new(dir: &Path) -> Journal {
+        Journal { dir: dir.to_path_buf() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn file(&self, key: &CredKey) -> PathBuf {
+        self.dir.join(format!("{}@{}.json", key.org, key.client))
+    }
+
+    fn ensure_dir(&self) -> std::io::Result<()> {
+        match std::fs::metadata(&self.dir) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(std::io::Error::other(format!("{} is not a directory", self.dir.display()))),
+            Err(_) => std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir),
+        }
+    }
+
+    /// Writes (replaces) the entry of one credential, durably.
+    pub fn write(&self, key: &CredKey, entry: &Entry) -> Result<(), String> {
+        self.ensure_dir().map_err(|e| format!("journal {}: {e}", self.dir.display()))?;
+        let bytes = serde_json::to_vec(entry).map_err(|e| format!("cannot encode a journal entry: {e}"))?;
+        write_atomically(&self.file(key), &bytes).map_err(|e| format!("journal: {e}"))
+    }
+
+    /// Removes the entry of one credential (absent is fine).
+    pub fn remove(&self, key: &CredKey) -> Result<(), String> {
+        match std::fs::remove_file(self.file(key)) {
+            Ok(()) => {
+                if let Ok(d) = std::fs::File::open(&self.dir) {
+                    let _ = d.sync_all();
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("journal: cannot remove the entry of {key}: {e}")),
+        }
+    }
+
+    /// Every entry, for replay at start. Unreadable files are reported, not deleted.
+    pub fn read_all(&self) -> Result<Vec<(CredKey, Entry)>, String> {
+        let rd = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(format!("journal {}: {e}", self.dir.display())),
+        };
+        let mut out = Vec::new();
+        for item in rd.flatten() {
+            let name = item.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(stem) = name.strip_suffix(".json") else { continue };
+            let Some((org, client)) = stem.split_once('@') else { continue };
+            let (Ok(org), Ok(client)) = (OrgId::parse(org), ClientId::parse(client)) else { continue };
+            let key = CredKey { org, client };
+            let bytes = std::fs::read(item.path()).map_err(|e| format!("journal entry of {key}: {e}"))?;
+            let entry: Entry = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("journal entry of {key} is unreadable ({e}); it is kept at {}", item.path().display()))?;
+            out.push((key, entry));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn entries_are_private_and_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::new(&dir.path().join("journal"));
+        let key = CredKey::parse("o", "c").unwrap();
+        let record = Record { refresh_token: Some(Secret::new("rt-new")), ..Default::default() };
+        j.write(&key, &Entry { record: Some(record), sent: None, at: "now".into() }).unwrap();
+        let f = j.file(&key);
+        assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(j.dir()).unwrap().permissions().mode() & 0o777, 0o700);
+        let all = j.read_all().unwrap();
+        assert_eq!(all.len(), 1);
+        let record = all[0].1.record.as_ref().unwrap();
+        assert_eq!(record.refresh_token.as_ref().unwrap().expose(), "rt-new");
+        j.remove(&key).unwrap();
+        j.remove(&key).unwrap();
+        assert!(j.read_all().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_blocked_journal_fails_loudly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        std::fs::write(&path, "not a dir").unwrap();
+        let j = Journal::new(&path);
+        let key = CredKey::parse("o", "c").unwrap();
+        assert!(j.write(&key, &Entry { record: None, sent: Some("x".into()), at: "now".into() }).is_err());
+    }
+}

@@ -1,0 +1,410 @@
+//! The rotation rule of SPEC §2, in one function: [`Broker::rotate`].
+//!
+//! Snyk refresh tokens are single-use. Sending one twice, or losing the answer
+//! to one, locks the credential out until a human logs in again. So:
+//! never send a token Snyk accepted; never hand out an access token before the
+//! rotated refresh token is durable; never drop a rotated refresh token.
+
+use super::{needs_login_message, Broker, BrokerError, Flight, Slot, Unlanded};
+use crate::cache::CachedToken;
+use crate::clock::rfc3339;
+use crate::snyk::{GrantError, TokenGrant};
+use crate::store::{Record, StoreError};
+use crate::wire::Kind;
+use super::journal::Entry;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Transient Snyk errors are retried this often inside one request; longer
+/// backoff belongs to the proactive scheduler, not to a waiting caller.
+const REQUEST_RETRIES: u32 = 2;
+/// The longest `Retry-After` a waiting caller sits out.
+const MAX_INLINE_RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// Where a rotated record ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Durability {
+    /// In the secret store: nothing left to do.
+    Stored,
+    /// In the fsync'd recovery journal: durable; the store write is retried.
+    Journaled,
+    /// Only in memory: not durable, the access token must not be handed out.
+    Memory,
+    /// The store holds a different live refresh token written by someone else
+    /// since we read it; ours was discarded in its favour.
+    Superseded,
+}
+
+impl Broker {
+    /// Mints an access token for `slot`, following SPEC §2 step by step.
+    ///
+    /// The caller holds `slot.flight` (the in-process single flight), so in
+    /// this agent nobody else refreshes this credential until we return.
+    /// `given` is a record from `PUT /v1/credentials` (its refresh token is
+    /// rotated at once); `None` means "refresh what is stored".
+    pub(super) async fn rotate(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        flight: &mut Flight,
+        given: Option<Record>,
+        want: Duration,
+    ) -> Result<CachedToken, BrokerError> {
+        let key = &slot.key;
+
+        // 0. A rotated token that lives only in memory must become durable
+        //    before anything else: we never mint from a token we could still lose.
+        if given.is_none() && flight.unlanded.as_ref().is_some_and(|u| !u.journaled) {
+            if self.land(slot, flight, None).await == Durability::Memory {
+                return Err(BrokerError::NotDurable(format!(
+                    "a rotated refresh token for {key} is held in memory only: neither the secret store nor the recovery journal ({}) accepts writes; fix them and the agent lands it by itself",
+                    self.journal.dir().display()
+                )));
+            }
+            self.publish_unpublished(slot, flight).await;
+            if let Some(t) = slot.hot().filter(|t| t.remaining(self.clock.now()) >= want) {
+                return Ok(t);
+            }
+        }
+
+        // 1. One refresh at a time across every agent sharing the cache: take
+        //    the cross-agent lock (a no-op for the in-process memory cache).
+        let guard = self.cache.lock(key, self.lock_ttl, self.lock_ttl).await?;
+        let result = async {
+            // Another agent may have refreshed while we waited for its lock.
+            if given.is_none() {
+                if let Ok(Some(t)) = self.cache.get(key).await {
+                    if t.remaining(self.clock.now()) >= want.max(Duration::from_secs(1)) {
+                        slot.set_hot(Some(t.clone()));
+                        return Ok(t);
+                    }
+                }
+            }
+
+            // 2. Re-read the stored record now that we hold the lock: another
+            //    agent may have rotated it. A rotated token of ours that the
+            //    store has not taken yet is newer than anything stored.
+            let stored = match self.store.get(key).await {
+                Ok(v) => v,
+                Err(_) if given.is_none() && flight.unlanded.is_some() => None,
+                Err(e) => return Err(e.into()),
+            };
+            let version = stored.as_ref().map(|v| v.version);
+            let mut record = match (given, &flight.unlanded, stored) {
+                (Some(r), _, _) => r,
+                (None, Some(u), _) => u.record.clone(),
+                (None, None, Some(v)) => v.record,
+                (None, None, None) => return Err(BrokerError::NotFound(key.clone())),
+            };
+            if record.kind() != Kind::OauthApp {
+                return self.mint_service_account(slot, record, version).await;
+            }
+            let Some(sent) = record.refresh_token.clone() else {
+                return Err(BrokerError::NeedsLogin(needs_login_message(key, "no refresh token is stored")));
+            };
+            if flight.dead_token.as_deref() == Some(sent.fingerprint().as_str()) {
+                let why = slot.status().last_error.clone().unwrap_or_else(|| "Snyk refused its refresh token".into());
+                return Err(BrokerError::NeedsLogin(why));
+            }
+
+            // 3. Call Snyk. The journal notes first that this token is in
+            //    flight, so that an agent killed mid-request knows at restart
+            //    that the answer was lost.
+            self.journal_write(key, flight, Some(sent.fingerprint()));
+            let grant = self.send_refresh(slot, flight, &record, &sent).await;
+            let grant = match grant {
+                Ok(g) => g,
+                Err(e) => {
+                    if !flight.in_doubt {
+                        // Snyk answered: the token is not in flight any more.
+                        self.journal_write(key, flight, None);
+                    }
+                    return Err(e);
+                }
+            };
+
+            // 4. Persist the new refresh token durably BEFORE the access token
+            //    is handed to anyone: journal (fsync), then the store with
+            //    check-and-set against the version read in step 2.
+            let now = self.clock.now();
+            record.refresh_token = grant.refresh_token;
+            record.updated_at = Some(rfc3339(now));
+            let token = CachedToken {
+                access_token: grant.access_token,
+                expires_at: now + grant.expires_in,
+                issued_at: Some(now),
+            };
+            flight.in_doubt = false;
+            flight.dead_token = None;
+            flight.unlanded = Some(Unlanded {
+                record,
+                journaled: false,
+                replaces: Some(sent.fingerprint()),
+                unpublished: None,
+            });
+            self.journal_write(key, flight, None);
+            slot.status().last_refresh_at = Some(now);
+            match self.land(slot, flight, Some(version.unwrap_or(0))).await {
+                Durability::Stored | Durability::Superseded => {}
+                Durability::Journaled => self.spawn_lander(slot, flight),
+                Durability::Memory => {
+                    if let Some(u) = flight.unlanded.as_mut() {
+                        u.unpublished = Some(token);
+                    }
+                    self.spawn_lander(slot, flight);
+                    crate::metrics::refresh("not_durable");
+                    return Err(BrokerError::NotDurable(format!(
+                        "Snyk rotated the refresh token of {key} but neither the secret store nor the recovery journal ({}) accepts writes; the token is held in memory and retried, and no access token is handed out until it is durable",
+                        self.journal.dir().display()
+                    )));
+                }
+            }
+
+            // 5. Only then cache and return the access token.
+            crate::metrics::refresh("ok");
+            self.publish(slot, token.clone()).await;
+            Ok(token)
+        }
+        .await;
+        if let Err(e) = self.cache.unlock(guard).await {
+            tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "could not release the refresh lock; it expires by itself");
+        }
+        result
+    }
+
+    /// Step 3 in detail: sends `sent` to Snyk, retrying only where that is safe.
+    /// * Snyk answered with an error that did not consume the token (5xx, 429,
+    ///   other 4xx, nothing reached it): retried after a short backoff.
+    /// * The answer was lost (timeout, dropped connection): the same token is
+    ///   sent exactly once more; `invalid_grant` then means the lost answer
+    ///   had rotated it.
+    async fn send_refresh(
+        &self,
+        slot: &Slot,
+        flight: &mut Flight,
+        record: &Record,
+        sent: &crate::secret::Secret,
+    ) -> Result<TokenGrant, BrokerError> {
+        let key = &slot.key;
+        let mut transient_retries = 0;
+        let mut lost_answer_retried = false;
+        loop {
+            let result = self.snyk.refresh(key.client.as_str(), record.client_secret.as_ref(), sent).await;
+            let err = match result {
+                Ok(grant) => return Ok(grant),
+                Err(e) => e,
+            };
+            match &err {
+                GrantError::Permanent { .. } => {
+                    crate::metrics::refresh("permanent");
+                    flight.dead_token = Some(sent.fingerprint());
+                    let why = if flight.in_doubt {
+                        format!(
+                            "{err} after an earlier answer from Snyk was lost in transit (timeout or dropped connection), which most likely rotated the token"
+                        )
+                    } else {
+                        err.to_string()
+                    };
+                    flight.in_doubt = false;
+                    tracing::error!(org_id = %key.org, client_id = %key.client, error = %why, "credential needs a new login");
+                    return Err(BrokerError::NeedsLogin(needs_login_message(key, &why)));
+                }
+                GrantError::Unknown { .. } => {
+                    crate::metrics::refresh("lost_answer");
+                    if lost_answer_retried || flight.in_doubt {
+                        // This send was already the one permitted retry.
+                        flight.in_doubt = true;
+                        return Err(BrokerError::Snyk(err));
+                    }
+                    tracing::warn!(org_id = %key.org, client_id = %key.client, error = %err,
+                        "Snyk's answer was lost; sending the same refresh token once more, as SPEC §2 prescribes");
+                    flight.in_doubt = true;
+                    lost_answer_retried = true;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                _ => {
+                    crate::metrics::refresh("transient");
+                    let wait = err.retry_after().unwrap_or_else(|| jittered(Duration::from_millis(200) * 2u32.pow(transient_retries), 0.3));
+                    if transient_retries >= REQUEST_RETRIES || wait > MAX_INLINE_RETRY_AFTER {
+                        return Err(BrokerError::Snyk(err));
+                    }
+                    transient_retries += 1;
+                    tracing::info!(org_id = %key.org, client_id = %key.client, error = %err, wait_ms = wait.as_millis() as u64, "Snyk did not take the refresh; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// Service accounts have no refresh token: "refresh" repeats the grant.
+    /// A record from `PUT` is stored only after Snyk accepted it.
+    async fn mint_service_account(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        record: Record,
+        version: Option<u64>,
+    ) -> Result<CachedToken, BrokerError> {
+        let key = &slot.key;
+        let grant = match record.kind() {
+            Kind::ClientSecret => {
+                let Some(secret) = record.client_secret.as_ref() else {
+                    return Err(BrokerError::NeedsLogin(needs_login_message(key, "no client secret is stored")));
+                };
+                self.snyk.client_credentials(key.client.as_str(), secret).await
+            }
+            _ => {
+                return Err(BrokerError::BadInput(format!(
+                    "credential {key} is of kind {} which this agent version cannot mint",
+                    record.kind().as_str()
+                )));
+            }
+        };
+        let grant = match grant {
+            Ok(g) => g,
+            Err(e) if e.is_permanent() => {
+                crate::metrics::refresh("permanent");
+                return Err(BrokerError::NeedsLogin(needs_login_message(key, &e.to_string())));
+            }
+            Err(e) => {
+                crate::metrics::refresh("transient");
+                return Err(BrokerError::Snyk(e));
+            }
+        };
+        let now = self.clock.now();
+        let stored_matches = match self.store.get(key).await {
+            Ok(Some(v)) => v.record == record,
+            _ => false,
+        };
+        if !stored_matches {
+            let mut to_store = record.clone();
+            to_store.updated_at = Some(rfc3339(now));
+            self.store.put(key, &to_store, version.or(Some(0))).await?;
+        }
+        let token = CachedToken { access_token: grant.access_token, expires_at: now + grant.expires_in, issued_at: Some(now) };
+        slot.status().last_refresh_at = Some(now);
+        crate::metrics::refresh("ok");
+        self.publish(slot, token.clone()).await;
+        Ok(token)
+    }
+
+    /// Writes the journal entry of `key`: the unlanded record (if any) and the
+    /// in-flight marker `sent`. A journal failure here is logged: the
+    /// durability decision is made in [`Broker::land`].
+    fn journal_write(&self, key: &crate::ids::CredKey, flight: &mut Flight, sent: Option<String>) {
+        let record = flight.unlanded.as_ref().map(|u| u.record.clone());
+        let result = if record.is_none() && sent.is_none() {
+            self.journal.remove(key)
+        } else {
+            self.journal.write(key, &Entry { record, sent, at: rfc3339(self.clock.now()) })
+        };
+        match result {
+            Ok(()) => {
+                if let Some(u) = flight.unlanded.as_mut() {
+                    u.journaled = true;
+                }
+            }
+            Err(e) => {
+                crate::metrics::backend_error("journal");
+                if let Some(u) = flight.unlanded.as_mut() {
+                    u.journaled = false;
+                }
+                tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "recovery journal write failed");
+            }
+        }
+    }
+
+    /// Makes the unlanded record durable: the store (check-and-set against
+    /// `cas`, or the version read now), else the journal.
+    pub(super) async fn land(&self, slot: &Slot, flight: &mut Flight, cas: Option<u64>) -> Durability {
+        let key = &slot.key;
+        let Some(u) = flight.unlanded.as_ref() else { return Durability::Stored };
+        let mut cas = cas;
+        let mut result = Err(StoreError::Unavailable("not attempted".into()));
+        for _ in 0..3 {
+            let version = match cas {
+                Some(v) => v,
+                None => match self.store.get(key).await {
+                    Ok(v) => v.map(|v| v.version).unwrap_or(0),
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                },
+            };
+            result = self.store.put(key, &u.record, Some(version)).await;
+            let Err(StoreError::Conflict { .. }) = &result else { break };
+            // Someone wrote the record since we read it. If they changed its
+            // refresh token, theirs is a live token we must not overwrite.
+            match self.store.get(key).await {
+                Ok(Some(current)) => {
+                    let theirs = current.record.refresh_token.as_ref().map(|t| t.fingerprint());
+                    let ours = u.record.refresh_token.as_ref().map(|t| t.fingerprint());
+                    if theirs != u.replaces && theirs != ours {
+                        tracing::warn!(org_id = %key.org, client_id = %key.client,
+                            "another writer stored a different refresh token since we read it; keeping theirs");
+                        flight.unlanded = None;
+                        self.journal_write(key, flight, None);
+                        return Durability::Superseded;
+                    }
+                    cas = Some(current.version);
+                }
+                Ok(None) => cas = Some(0),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        match result {
+            Ok(_) => {
+                if let Some(t) = flight.unlanded.take().and_then(|u| u.unpublished) {
+                    flight.held_back = Some(t);
+                }
+                // Keep the in-flight marker only while a send is unanswered.
+                self.journal_write(key, flight, if flight.in_doubt { Some(String::new()) } else { None });
+                if slot.status().state == crate::wire::State::Degraded {
+                    slot.status().state = crate::wire::State::Ok;
+                }
+                slot.status().last_error = None;
+                Durability::Stored
+            }
+            Err(e) => {
+                crate::metrics::backend_error("store");
+                tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e,
+                    "the secret store did not take the rotated refresh token; keeping it in the recovery journal and retrying");
+                if flight.unlanded.as_ref().is_some_and(|u| !u.journaled) {
+                    self.journal_write(key, flight, None);
+                }
+                let journaled = flight.unlanded.as_ref().is_some_and(|u| u.journaled);
+                let mut st = slot.status();
+                st.state = crate::wire::State::Degraded;
+                st.last_error = Some(format!("rotated refresh token not yet in the secret store: {e}"));
+                if journaled {
+                    Durability::Journaled
+                } else {
+                    tracing::error!(org_id = %key.org, client_id = %key.client,
+                        "neither the secret store nor the recovery journal holds the rotated refresh token; it is kept in memory");
+                    Durability::Memory
+                }
+            }
+        }
+    }
+
+    /// Publishes an access token that was held back until its refresh token was durable.
+    pub(super) async fn publish_unpublished(&self, slot: &Slot, flight: &mut Flight) {
+        let durable = flight.unlanded.as_ref().is_none_or(|u| u.journaled);
+        if !durable {
+            return;
+        }
+        if let Some(t) = flight.unlanded.as_mut().and_then(|u| u.unpublished.take()) {
+            self.publish(slot, t).await;
+        } else if let Some(t) = flight.held_back.take() {
+            self.publish(slot, t).await;
+        }
+    }
+}
+
+/// `base` ± `fraction` at random (never negative).
+pub fn jittered(base: Duration, fraction: f64) -> Duration {
+    let f = 1.0 + fraction * (rand::random::<f64>() * 2.0 - 1.0);
+    base.mul_f64(f.max(0.0))
+}

@@ -1,0 +1,61 @@
+//! The embedded default cache: a map in this process. Tokens vanish with the
+//! process, which is harmless: the refresh token is in the store.
+
+use super::{CacheError, CachedToken, LockGuard, TokenCache};
+use crate::ids::CredKey;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, SystemTime};
+
+#[derive(Default)]
+pub struct MemoryCache {
+    tokens: RwLock<HashMap<CredKey, CachedToken>>,
+}
+
+impl MemoryCache {
+    pub fn new() -> MemoryCache {
+        MemoryCache::default()
+    }
+}
+
+#[async_trait]
+impl TokenCache for MemoryCache {
+    async fn get(&self, key: &CredKey) -> Result<Option<CachedToken>, CacheError> {
+        let now = SystemTime::now();
+        let map = self.tokens.read().unwrap_or_else(|p| p.into_inner());
+        Ok(map.get(key).filter(|t| t.expires_at > now).cloned())
+    }
+
+    async fn put(&self, key: &CredKey, token: &CachedToken) -> Result<(), CacheError> {
+        let mut map = self.tokens.write().unwrap_or_else(|p| p.into_inner());
+        let now = SystemTime::now();
+        // Drop expired entries now and then so deleted credentials do not pile up.
+        if map.len() > 1024 && map.len().is_power_of_two() {
+            map.retain(|_, t| t.expires_at > now);
+        }
+        map.insert(key.clone(), token.clone());
+        Ok(())
+    }
+
+    async fn delete(&self, key: &CredKey) -> Result<(), CacheError> {
+        self.tokens.write().unwrap_or_else(|p| p.into_inner()).remove(key);
+        Ok(())
+    }
+
+    async fn lock(&self, key: &CredKey, _ttl: Duration, _wait: Duration) -> Result<LockGuard, CacheError> {
+        Ok(LockGuard { key: key.clone(), fence: String::new() })
+    }
+
+    async fn unlock(&self, _guard: LockGuard) -> Result<(), CacheError> {
+        Ok(())
+    }
+
+    async fn ready(&self) -> Result<(), CacheError> {
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+}

@@ -1,0 +1,823 @@
+//! Configuration: embedded defaults, then a TOML file, then `SNYKEY_<SECTION>_<KEY>`
+//! environment variables (SPEC §7). Validated once, at start, into typed values;
+//! every error names the key and where its value came from.
+
+use crate::duration::{format_duration, parse_duration};
+use crate::secret::Secret;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+use toml::Value;
+
+/// Where the agent looks for a config file when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/snykey/config.toml";
+/// Snyk's default (US-01) region.
+pub const DEFAULT_API_URL: &str = "https://api.snyk.io";
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key} (from {origin}): {message}")]
+    Invalid { key: String, origin: String, message: String },
+}
+
+/// The validated configuration the agent runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub snyk: SnykConfig,
+    pub cache: CacheConfig,
+    pub store: StoreConfig,
+    pub refresh: RefreshConfig,
+    /// The file this was read from, if any (SIGHUP re-reads it).
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub socket: PathBuf,
+    pub socket_mode: u32,
+    pub allowed_uids: Vec<u32>,
+    pub allowed_gids: Vec<u32>,
+    pub callback_listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
+    pub redirect_uri: String,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SnykConfig {
+    /// Without a trailing slash, e.g. `https://api.eu.snyk.io`.
+    pub api_url: String,
+    pub app_url: String,
+    pub rest_version: String,
+    /// Timeout of one call to Snyk.
+    pub timeout: Duration,
+}
+
+impl SnykConfig {
+    pub fn is_default_region(&self) -> bool {
+        self.api_url == DEFAULT_API_URL
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheBackend {
+    Memory,
+    Redis,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub backend: CacheBackend,
+    /// May hold an ACL password, so it is a secret.
+    pub url: Secret,
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreBackend {
+    File,
+    OpenBao,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaoAuth {
+    Token,
+    AppRole,
+    Kubernetes,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    pub path: PathBuf,
+    /// The recovery journal of rotated refresh tokens (SPEC §2 step 4).
+    pub journal_dir: PathBuf,
+    pub addr: String,
+    pub auth: BaoAuth,
+    pub token: Option<Secret>,
+    pub token_file: Option<PathBuf>,
+    pub role_id_file: Option<PathBuf>,
+    pub secret_id_file: Option<PathBuf>,
+    pub kubernetes_role: String,
+    pub kubernetes_jwt_file: PathBuf,
+    pub auth_mount: String,
+    pub mount: String,
+    pub kv_version: u8,
+    pub prefix: String,
+    pub ca_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshConfig {
+    pub min_validity: Duration,
+    pub jitter: f64,
+    pub at: f64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Str,
+    Int,
+    Float,
+    Duration,
+    UintList,
+}
+
+/// Every key the config knows, with its type for environment variables.
+const KEYS: &[(&str, &str, Kind)] = &[
+    ("server", "socket", Kind::Str),
+    ("server", "socket_mode", Kind::Str),
+    ("server", "allowed_uids", Kind::UintList),
+    ("server", "allowed_gids", Kind::UintList),
+    ("server", "callback_listen", Kind::Str),
+    ("server", "metrics_listen", Kind::Str),
+    ("server", "redirect_uri", Kind::Str),
+    ("server", "shutdown_grace", Kind::Duration),
+    ("snyk", "api_url", Kind::Str),
+    ("snyk", "app_url", Kind::Str),
+    ("snyk", "rest_version", Kind::Str),
+    ("snyk", "timeout", Kind::Duration),
+    ("cache", "backend", Kind::Str),
+    ("cache", "url", Kind::Str),
+    ("cache", "key_prefix", Kind::Str),
+    ("store", "backend", Kind::Str),
+    ("store", "path", Kind::Str),
+    ("store", "journal_dir", Kind::Str),
+    ("store", "addr", Kind::Str),
+    ("store", "auth", Kind::Str),
+    ("store", "token", Kind::Str),
+    ("store", "token_file", Kind::Str),
+    ("store", "role_id_file", Kind::Str),
+    ("store", "secret_id_file", Kind::Str),
+    ("store", "kubernetes_role", Kind::Str),
+    ("store", "kubernetes_jwt_file", Kind::Str),
+    ("store", "auth_mount", Kind::Str),
+    ("store", "mount", Kind::Str),
+    ("store", "kv_version", Kind::Int),
+    ("store", "prefix", Kind::Str),
+    ("store", "ca_cert", Kind::Str),
+    ("refresh", "min_validity", Kind::Duration),
+    ("refresh", "jitter", Kind::Float),
+    ("refresh", "at", Kind::Float),
+];
+
+/// Keys whose values are secrets: shown as `[redacted]` by `check-config`.
+const SECRET_KEYS: &[(&str, &str)] = &[("store", "token")];
+
+/// A raw value and where it came from, for error messages.
+#[derive(Clone)]
+struct Raw {
+    value: Value,
+    origin: String,
+}
+
+type RawMap = BTreeMap<(&'static str, &'static str), Raw>;
+
+impl Config {
+    /// Loads the config: `explicit` if given (must exist), else
+    /// [`DEFAULT_CONFIG_FILE`] if present, else none; then the environment.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(explicit, &env)
+    }
+
+    /// Like [`Config::load`] with an explicit environment (for tests).
+    pub fn load_from(explicit: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let file = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => Some(PathBuf::from(DEFAULT_CONFIG_FILE)),
+            None => None,
+        };
+        let mut raw = RawMap::new();
+        if let Some(path) = &file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+            read_toml(path, &text, &mut raw)?;
+        }
+        read_env(env, &mut raw)?;
+        let lookup = |name: &str| env.iter().find(|(k, v)| k == name && !v.is_empty()).map(|(_, v)| v.clone());
+        let mut cfg = build(&raw, &lookup)?;
+        cfg.file = file;
+        Ok(cfg)
+    }
+
+    /// The effective configuration as TOML, secrets redacted (`snykey check-config`).
+    pub fn to_redacted_toml(&self) -> String {
+        let s = &self.server;
+        let list = |v: &[u32]| format!("[{}]", v.iter().map(u32::to_string).collect::<Vec<_>>().join(", "));
+        let q = |v: &str| toml::Value::String(v.to_string()).to_string();
+        let opt_path = |p: &Option<PathBuf>| q(&p.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
+        let mut out = String::new();
+        out.push_str(&format!(
+            "# effective configuration{}\n\n",
+            match &self.file {
+                Some(p) => format!(" (file {} + environment + defaults)", p.display()),
+                None => " (no file: environment + embedded defaults)".into(),
+            }
+        ));
+        out.push_str("[server]\n");
+        out.push_str(&format!("socket = {}\n", q(&s.socket.display().to_string())));
+        out.push_str(&format!("socket_mode = \"{:04o}\"\n", s.socket_mode));
+        out.push_str(&format!("allowed_uids = {}\n", list(&s.allowed_uids)));
+        out.push_str(&format!("allowed_gids = {}\n", list(&s.allowed_gids)));
+        out.push_str(&format!("callback_listen = {}\n", q(&s.callback_listen.to_string())));
+        out.push_str(&format!(
+            "metrics_listen = {}\n",
+            q(&s.metrics_listen.map(|a| a.to_string()).unwrap_or_default())
+        ));
+        out.push_str(&format!("redirect_uri = {}\n", q(&s.redirect_uri)));
+        out.push_str(&format!("shutdown_grace = {}\n", q(&format_duration(s.shutdown_grace))));
+        let k = &self.snyk;
+        out.push_str("\n[snyk]\n");
+        out.push_str(&format!("api_url = {}\n", q(&k.api_url)));
+        out.push_str(&format!("app_url = {}\n", q(&k.app_url)));
+        out.push_str(&format!("rest_version = {}\n", q(&k.rest_version)));
+        out.push_str(&format!("timeout = {}\n", q(&format_duration(k.timeout))));
+        let c = &self.cache;
+        out.push_str("\n[cache]\n");
+        out.push_str(&format!(
+            "backend = {}\n",
+            q(match c.backend {
+                CacheBackend::Memory => "memory",
+                CacheBackend::Redis => "redis",
+            })
+        ));
+        out.push_str(&format!("url = {}\n", q(&redact_url_password(c.url.expose()))));
+        out.push_str(&format!("key_prefix = {}\n", q(&c.key_prefix)));
+        let t = &self.store;
+        out.push_str("\n[store]\n");
+        out.push_str(&format!(
+            "backend = {}\n",
+            q(match t.backend {
+                StoreBackend::File => "file",
+                StoreBackend::OpenBao => "openbao",
+            })
+        ));
+        out.push_str(&format!("path = {}\n", q(&t.path.display().to_string())));
+        out.push_str(&format!("journal_dir = {}\n", q(&t.journal_dir.display().to_string())));
+        out.push_str(&format!("addr = {}\n", q(&t.addr)));
+        out.push_str(&format!(
+            "auth = {}\n",
+            q(match t.auth {
+                BaoAuth::Token => "token",
+                BaoAuth::AppRole => "approle",
+                BaoAuth::Kubernetes => "kubernetes",
+            })
+        ));
+        for (section, key) in SECRET_KEYS {
+            if *section == "store" && *key == "token" {
+                out.push_str(&format!(
+                    "token = {}\n",
+                    q(if t.token.is_some() { "[redacted]" } else { "" })
+                ));
+            }
+        }
+        out.push_str(&format!("token_file = {}\n", opt_path(&t.token_file)));
+        out.push_str(&format!("role_id_file = {}\n", opt_path(&t.role_id_file)));
+        out.push_str(&format!("secret_id_file = {}\n", opt_path(&t.secret_id_file)));
+        out.push_str(&format!("kubernetes_role = {}\n", q(&t.kubernetes_role)));
+        out.push_str(&format!(
+            "kubernetes_jwt_file = {}\n",
+            q(&t.kubernetes_jwt_file.display().to_string())
+        ));
+        out.push_str(&format!("auth_mount = {}\n", q(&t.auth_mount)));
+        out.push_str(&format!("mount = {}\n", q(&t.mount)));
+        out.push_str(&format!("kv_version = {}\n", t.kv_version));
+        out.push_str(&format!("prefix = {}\n", q(&t.prefix)));
+        out.push_str(&format!("ca_cert = {}\n", opt_path(&t.ca_cert)));
+        let r = &self.refresh;
+        out.push_str("\n[refresh]\n");
+        out.push_str(&format!("min_validity = {}\n", q(&format_duration(r.min_validity))));
+        out.push_str(&format!("jitter = {}\n", r.jitter));
+        out.push_str(&format!("at = {}\n", r.at));
+        out
+    }
+}
+
+/// `redis://user:pw@host` → `redis://user:[redacted]@host`.
+pub fn redact_url_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else { return url.to_string() };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else { return url.to_string() };
+    let userinfo = &authority[..at];
+    let redacted = match userinfo.find(':') {
+        Some(c) => format!("{}:[redacted]", &userinfo[..c]),
+        None => "[redacted]".to_string(),
+    };
+    format!("{}://{}{}", &url[..scheme_end], redacted, &rest[at..])
+}
+
+fn known(section: &str, key: &str) -> Option<(&'static str, &'static str, Kind)> {
+    KEYS.iter().copied().find(|(s, k, _)| *s == section && *k == key)
+}
+
+fn read_toml(path: &Path, text: &str, raw: &mut RawMap) -> Result<(), ConfigError> {
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Parse { path: path.to_path_buf(), message: e.message().to_string() })?;
+    for (section, value) in table {
+        let Value::Table(entries) = value else {
+            return Err(ConfigError::Invalid {
+                key: section.clone(),
+                origin: path.display().to_string(),
+                message: "expected a [section] table (server, snyk, cache, store, refresh)".into(),
+            });
+        };
+        for (key, value) in entries {
+            let Some((s, k, _)) = known(&section, &key) else {
+                let sections: Vec<&str> = KEYS.iter().map(|(s, _, _)| *s).collect();
+                let message = if sections.contains(&section.as_str()) {
+                    let keys: Vec<&str> =
+                        KEYS.iter().filter(|(s, _, _)| *s == section).map(|(_, k, _)| *k).collect();
+                    format!("unknown key; [{section}] knows {}", keys.join(", "))
+                } else {
+                    "unknown section; the sections are server, snyk, cache, store, refresh".to_string()
+                };
+                return Err(ConfigError::Invalid {
+                    key: format!("{section}.{key}"),
+                    origin: path.display().to_string(),
+                    message,
+                });
+            };
+            raw.insert((s, k), Raw { value, origin: path.display().to_string() });
+        }
+    }
+    Ok(())
+}
+
+fn read_env(env: &[(String, String)], raw: &mut RawMap) -> Result<(), ConfigError> {
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("SNYKEY_") else { continue };
+        let lower = rest.to_ascii_lowercase();
+        let Some((section, key)) = lower.split_once('_') else { continue };
+        let Some((s, k, kind)) = known(section, key) else {
+            // SNYKEY_SOCKET, SNYKEY_LOG, SNYKEY_ORG_ID... are not config keys; a
+            // misspelt key in a config section is an error, not silently ignored.
+            if KEYS.iter().any(|(s, _, _)| *s == section) {
+                return Err(ConfigError::Invalid {
+                    key: format!("{section}.{key}"),
+                    origin: name.clone(),
+                    message: "no such key in this section".into(),
+                });
+            }
+            continue;
+        };
+        let invalid = |message: String| ConfigError::Invalid {
+            key: format!("{s}.{k}"),
+            origin: name.clone(),
+            message,
+        };
+        let v = match kind {
+            Kind::Str | Kind::Duration => Value::String(value.clone()),
+            Kind::Int => Value::Integer(
+                value.trim().parse().map_err(|_| invalid(format!("{value:?} is not a whole number")))?,
+            ),
+            Kind::Float => Value::Float(
+                value.trim().parse().map_err(|_| invalid(format!("{value:?} is not a number")))?,
+            ),
+            Kind::UintList => Value::Array(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| {
+                        p.parse::<i64>()
+                            .map(Value::Integer)
+                            .map_err(|_| invalid(format!("{p:?} is not a whole number (comma-separated list)")))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        raw.insert((s, k), Raw { value: v, origin: name.clone() });
+    }
+    Ok(())
+}
+
+struct Reader<'a> {
+    raw: &'a RawMap,
+}
+
+impl Reader<'_> {
+    fn err(&self, s: &str, k: &str, message: impl Into<String>) -> ConfigError {
+        let origin = self.raw.get(&known(s, k).map(|(a, b, _)| (a, b)).unwrap_or(("", ""))).map(|r| r.origin.clone());
+        ConfigError::Invalid {
+            key: format!("{s}.{k}"),
+            origin: origin.unwrap_or_else(|| "default".into()),
+            message: message.into(),
+        }
+    }
+
+    fn get(&self, s: &'static str, k: &'static str) -> Option<&Value> {
+        self.raw.get(&(s, k)).map(|r| &r.value)
+    }
+
+    fn string(&self, s: &'static str, k: &'static str, default: &str) -> Result<String, ConfigError> {
+        match self.get(s, k) {
+            None => Ok(default.to_string()),
+            Some(Value::String(v)) => Ok(v.clone()),
+            Some(other) => Err(self.err(s, k, format!("expected a string, found {}", other.type_str()))),
+        }
+    }
+
+    fn opt_string(&self, s: &'static str, k: &'static str) -> Result<Option<String>, ConfigError> {
+        Ok(Some(self.string(s, k, "")?).filter(|v| !v.is_empty()))
+    }
+
+    fn int(&self, s: &'static str, k: &'static str, default: i64) -> Result<i64, ConfigError> {
+        match self.get(s, k) {
+            None => Ok(default),
+            Some(Value::Integer(v)) => Ok(*v),
+            Some(other) => Err(self.err(s, k, format!("expected a whole number, found {}", other.type_str()))),
+        }
+    }
+
+    fn float(&self, s: &'static str, k: &'static str, default: f64) -> Result<f64, ConfigError> {
+        match self.get(s, k) {
+            None => Ok(default),
+            Some(Value::Float(v)) => Ok(*v),
+            Some(Value::Integer(v)) => Ok(*v as f64),
+            Some(other) => Err(self.err(s, k, format!("expected a number, found {}", other.type_str()))),
+        }
+    }
+
+    fn duration(&self, s: &'static str, k: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.get(s, k) {
+            None => Ok(default),
+            Some(Value::Integer(v)) if *v >= 0 => Ok(Duration::from_secs(*v as u64)),
+            Some(Value::String(v)) => parse_duration(v).map_err(|m| self.err(s, k, m)),
+            Some(other) => Err(self.err(s, k, format!("expected a duration like \"5m\", found {other}"))),
+        }
+    }
+
+    fn uints(&self, s: &'static str, k: &'static str) -> Result<Vec<u32>, ConfigError> {
+        match self.get(s, k) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::Integer(i) if (0..=u32::MAX as i64).contains(i) => Ok(*i as u32),
+                    other => Err(self.err(s, k, format!("{other} is not a valid id (0..4294967295)"))),
+                })
+                .collect(),
+            Some(other) => Err(self.err(s, k, format!("expected a list of numbers, found {}", other.type_str()))),
+        }
+    }
+}
+
+fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let r = Reader { raw };
+
+    // [server]
+    let socket = match r.opt_string("server", "socket")? {
+        Some(p) => PathBuf::from(p),
+        None => crate::paths::default_socket_in(env),
+    };
+    if !socket.is_absolute() {
+        return Err(r.err("server", "socket", "must be an absolute path"));
+    }
+    let mode_text = match r.get("server", "socket_mode") {
+        Some(Value::Integer(i)) => i.to_string(),
+        _ => r.string("server", "socket_mode", "0660")?,
+    };
+    let socket_mode = u32::from_str_radix(mode_text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| r.err("server", "socket_mode", format!("{mode_text:?} is not an octal mode like \"0660\"")))?;
+    if socket_mode & 0o600 != 0o600 {
+        return Err(r.err("server", "socket_mode", "the owner needs read and write (at least 0600)"));
+    }
+    let callback_text = r.string("server", "callback_listen", "127.0.0.1:8080")?;
+    let callback_listen: SocketAddr = callback_text
+        .parse()
+        .map_err(|_| r.err("server", "callback_listen", format!("{callback_text:?} is not an address like 127.0.0.1:8080")))?;
+    if !callback_listen.ip().is_loopback() {
+        return Err(r.err(
+            "server",
+            "callback_listen",
+            "must be a loopback address (127.0.0.1 or [::1]): the OAuth callback carries an authorization code",
+        ));
+    }
+    let metrics_listen = match r.opt_string("server", "metrics_listen")? {
+        None => None,
+        Some(t) => Some(
+            t.parse::<SocketAddr>()
+                .map_err(|_| r.err("server", "metrics_listen", format!("{t:?} is not an address like 127.0.0.1:9464")))?,
+        ),
+    };
+    let redirect_uri = match r.opt_string("server", "redirect_uri")? {
+        Some(u) => {
+            if !(u.starts_with("http://127.") || u.starts_with("http://localhost") || u.starts_with("http://[::1]")) {
+                return Err(r.err("server", "redirect_uri", "must point at the loopback callback listener (http://127.0.0.1:PORT/...)"));
+            }
+            u
+        }
+        None => format!("http://{callback_listen}/authorization-code/callback"),
+    };
+    let server = ServerConfig {
+        socket,
+        socket_mode,
+        allowed_uids: r.uints("server", "allowed_uids")?,
+        allowed_gids: r.uints("server", "allowed_gids")?,
+        callback_listen,
+        metrics_listen,
+        redirect_uri,
+        shutdown_grace: r.duration("server", "shutdown_grace", Duration::from_secs(10))?,
+    };
+
+    // [snyk]
+    let api_url = normalize_base_url(&r.string("snyk", "api_url", DEFAULT_API_URL)?)
+        .map_err(|m| r.err("snyk", "api_url", m))?;
+    let app_url = match r.opt_string("snyk", "app_url")? {
+        Some(u) => normalize_base_url(&u).map_err(|m| r.err("snyk", "app_url", m))?,
+        None => derive_app_url(&api_url),
+    };
+    let rest_version = r.string("snyk", "rest_version", "2024-10-15")?;
+    if !is_rest_version(&rest_version) {
+        return Err(r.err("snyk", "rest_version", format!("{rest_version:?} is not a version like 2024-10-15 (optionally ~beta)")));
+    }
+    let timeout = r.duration("snyk", "timeout", Duration::from_secs(30))?;
+    if timeout < Duration::from_secs(1) {
+        return Err(r.err("snyk", "timeout", "must be at least 1s"));
+    }
+    let snyk = SnykConfig { api_url, app_url, rest_version, timeout };
+
+    // [cache]
+    let cache_backend = match r.string("cache", "backend", "memory")?.as_str() {
+        "memory" => CacheBackend::Memory,
+        "redis" => CacheBackend::Redis,
+        other => return Err(r.err("cache", "backend", format!("{other:?} is not \"memory\" or \"redis\""))),
+    };
+    let cache_url = r.string("cache", "url", "redis://127.0.0.1:6379/0")?;
+    if !(cache_url.starts_with("redis://") || cache_url.starts_with("rediss://") || cache_url.starts_with("redis+unix://") || cache_url.starts_with("unix://")) {
+        return Err(r.err("cache", "url", "must start with redis://, rediss:// or unix://"));
+    }
+    let key_prefix = r.string("cache", "key_prefix", "snyk")?;
+    if key_prefix.is_empty() || key_prefix.contains(|c: char| c.is_whitespace() || c == ':') {
+        return Err(r.err("cache", "key_prefix", "must be non-empty, without spaces or ':'"));
+    }
+    let cache = CacheConfig { backend: cache_backend, url: Secret::new(cache_url), key_prefix };
+
+    // [store]
+    let store_backend = match r.string("store", "backend", "file")?.as_str() {
+        "file" => StoreBackend::File,
+        "openbao" | "vault" => StoreBackend::OpenBao,
+        other => return Err(r.err("store", "backend", format!("{other:?} is not \"file\" or \"openbao\""))),
+    };
+    let state_dir = crate::paths::default_state_dir_in(env);
+    let path = r
+        .opt_string("store", "path")?
+        .map(PathBuf::from)
+        .unwrap_or_else(|| state_dir.join("credentials.json"));
+    if !path.is_absolute() {
+        return Err(r.err("store", "path", "must be an absolute path"));
+    }
+    let journal_dir = match r.opt_string("store", "journal_dir")? {
+        Some(p) => PathBuf::from(p),
+        None => match (store_backend, r.get("store", "path")) {
+            (StoreBackend::File, Some(_)) => path.parent().map(|p| p.join("journal")).unwrap_or_else(|| state_dir.join("journal")),
+            _ => state_dir.join("journal"),
+        },
+    };
+    if !journal_dir.is_absolute() {
+        return Err(r.err("store", "journal_dir", "must be an absolute path"));
+    }
+    let addr = match r.opt_string("store", "addr")? {
+        Some(a) => a,
+        None => env("BAO_ADDR").or_else(|| env("VAULT_ADDR")).unwrap_or_else(|| "http://127.0.0.1:8200".into()),
+    };
+    let addr = normalize_base_url_any(&addr).map_err(|m| r.err("store", "addr", m))?;
+    let auth = match r.string("store", "auth", "token")?.as_str() {
+        "token" => BaoAuth::Token,
+        "approle" => BaoAuth::AppRole,
+        "kubernetes" => BaoAuth::Kubernetes,
+        other => return Err(r.err("store", "auth", format!("{other:?} is not token, approle or kubernetes"))),
+    };
+    let token = r
+        .opt_string("store", "token")?
+        .or_else(|| env("BAO_TOKEN"))
+        .or_else(|| env("VAULT_TOKEN"))
+        .map(Secret::new);
+    let opt_path = |k: &'static str| -> Result<Option<PathBuf>, ConfigError> { Ok(r.opt_string("store", k)?.map(PathBuf::from)) };
+    let ca_cert = match opt_path("ca_cert")? {
+        Some(p) => Some(p),
+        None => env("BAO_CACERT").or_else(|| env("VAULT_CACERT")).map(PathBuf::from),
+    };
+    let kv_version = r.int("store", "kv_version", 2)?;
+    if kv_version != 1 && kv_version != 2 {
+        return Err(r.err("store", "kv_version", "must be 1 or 2"));
+    }
+    let mount = r.string("store", "mount", "kv")?.trim_matches('/').to_string();
+    let prefix = r.string("store", "prefix", "snyk")?.trim_matches('/').to_string();
+    for (k, v) in [("mount", &mount), ("prefix", &prefix)] {
+        if v.is_empty() || v.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+            return Err(r.err("store", if k == "mount" { "mount" } else { "prefix" }, "must be a non-empty path without . or .. segments"));
+        }
+    }
+    let store = StoreConfig {
+        backend: store_backend,
+        path,
+        journal_dir,
+        addr,
+        auth,
+        token,
+        token_file: opt_path("token_file")?,
+        role_id_file: opt_path("role_id_file")?,
+        secret_id_file: opt_path("secret_id_file")?,
+        kubernetes_role: r.string("store", "kubernetes_role", "snykey")?,
+        kubernetes_jwt_file: PathBuf::from(r.string(
+            "store",
+            "kubernetes_jwt_file",
+            "/var/run/secrets/kubernetes.io/serviceaccount/token",
+        )?),
+        auth_mount: r.string("store", "auth_mount", "")?,
+        mount,
+        kv_version: kv_version as u8,
+        prefix,
+        ca_cert,
+    };
+    if store.backend == StoreBackend::OpenBao {
+        match store.auth {
+            BaoAuth::Token if store.token.is_none() && store.token_file.is_none() => {
+                return Err(r.err("store", "token", "the openbao store with auth = \"token\" needs store.token, store.token_file or BAO_TOKEN"));
+            }
+            BaoAuth::AppRole if store.role_id_file.is_none() || store.secret_id_file.is_none() => {
+                return Err(r.err("store", "auth", "approle needs store.role_id_file and store.secret_id_file"));
+            }
+            _ => {}
+        }
+    }
+
+    // [refresh]
+    let refresh = RefreshConfig {
+        min_validity: r.duration("refresh", "min_validity", Duration::from_secs(300))?,
+        jitter: r.float("refresh", "jitter", 0.1)?,
+        at: r.float("refresh", "at", 0.67)?,
+    };
+    if !(0.0..=0.5).contains(&refresh.jitter) {
+        return Err(r.err("refresh", "jitter", "must be between 0 and 0.5"));
+    }
+    if !(refresh.at > 0.0 && refresh.at < 1.0) {
+        return Err(r.err("refresh", "at", "must be between 0 and 1 (exclusive), e.g. 0.67"));
+    }
+    if refresh.min_validity > Duration::from_secs(24 * 3600) {
+        return Err(r.err("refresh", "min_validity", "must be at most 24h"));
+    }
+
+    Ok(Config { server, snyk, cache, store, refresh, file: None })
+}
+
+fn is_rest_version(v: &str) -> bool {
+    let (date, tag) = match v.split_once('~') {
+        Some((d, t)) => (d, Some(t)),
+        None => (v, None),
+    };
+    let b = date.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && tag.is_none_or(|t| matches!(t, "beta" | "experimental"))
+}
+
+/// A Snyk base URL: https, or http only to a loopback host (tests, proxies).
+fn normalize_base_url(u: &str) -> Result<String, String> {
+    let n = normalize_base_url_any(u)?;
+    if n.starts_with("https://") {
+        return Ok(n);
+    }
+    let host = n.trim_start_matches("http://");
+    let host = host.split('/').next().unwrap_or("");
+    let hostname = if host.starts_with('[') { host.split(']').next().unwrap_or("").trim_start_matches('[') } else { host.split(':').next().unwrap_or("") };
+    let loopback = hostname == "localhost"
+        || hostname.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false);
+    if loopback {
+        Ok(n)
+    } else {
+        Err(format!("{u:?} must use https:// (plain http is allowed only to a loopback address)"))
+    }
+}
+
+fn normalize_base_url_any(u: &str) -> Result<String, String> {
+    let t = u.trim().trim_end_matches('/');
+    let parsed = reqwest::Url::parse(t).map_err(|e| format!("{u:?} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!("{u:?} must be an http(s):// URL with a host"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() {
+        return Err(format!("{u:?} must not carry a query, fragment or credentials"));
+    }
+    Ok(t.to_string())
+}
+
+/// `https://api.eu.snyk.io` → `https://app.eu.snyk.io` (SPEC §7).
+pub fn derive_app_url(api_url: &str) -> String {
+    match api_url.split_once("://") {
+        Some((scheme, rest)) if rest.starts_with("api.") => format!("{scheme}://app.{}", &rest[4..]),
+        _ => api_url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    fn load(toml_text: Option<&str>, e: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let mut base = env(&[("SNYKEY_SOCKET", "/tmp/x.sock"), ("XDG_STATE_HOME", "/tmp/state")]);
+        base.extend(env(e));
+        match toml_text {
+            Some(t) => {
+                std::fs::write(&path, t).unwrap();
+                Config::load_from(Some(&path), &base)
+            }
+            None => Config::load_from(None, &base),
+        }
+    }
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let c = load(None, &[]).unwrap();
+        assert_eq!(c.server.socket, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(c.server.socket_mode, 0o660);
+        assert_eq!(c.cache.backend, CacheBackend::Memory);
+        assert_eq!(c.store.backend, StoreBackend::File);
+        assert_eq!(c.store.path, PathBuf::from("/tmp/state/snykey/credentials.json"));
+        assert_eq!(c.snyk.api_url, "https://api.snyk.io");
+        assert_eq!(c.snyk.app_url, "https://app.snyk.io");
+        assert_eq!(c.refresh.min_validity, Duration::from_secs(300));
+        assert_eq!(c.server.redirect_uri, "http://127.0.0.1:8080/authorization-code/callback");
+    }
+
+    #[test]
+    fn env_overrides_file_and_lists_are_comma_separated() {
+        let c = load(
+            Some("[snyk]\napi_url = \"https://api.eu.snyk.io/\"\n[refresh]\nmin_validity = 60\n"),
+            &[("SNYKEY_SERVER_ALLOWED_UIDS", "0, 1000"), ("SNYKEY_REFRESH_MIN_VALIDITY", "1h30m")],
+        )
+        .unwrap();
+        assert_eq!(c.snyk.api_url, "https://api.eu.snyk.io");
+        assert_eq!(c.snyk.app_url, "https://app.eu.snyk.io");
+        assert_eq!(c.server.allowed_uids, vec![0, 1000]);
+        assert_eq!(c.refresh.min_validity, Duration::from_secs(5400));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_its_origin() {
+        let e = load(Some("[store]\npth = \"/x\"\n"), &[]).unwrap_err().to_string();
+        assert!(e.contains("store.pth") && e.contains("c.toml") && e.contains("path"), "{e}");
+        let e = load(None, &[("SNYKEY_REFRESH_JITTER", "lots")]).unwrap_err().to_string();
+        assert!(e.contains("refresh.jitter") && e.contains("SNYKEY_REFRESH_JITTER"), "{e}");
+        let e = load(None, &[("SNYKEY_CACHE_BACKNED", "redis")]).unwrap_err().to_string();
+        assert!(e.contains("cache.backned"), "{e}");
+        let e = load(None, &[("SNYKEY_SERVER_CALLBACK_LISTEN", "0.0.0.0:8080")]).unwrap_err().to_string();
+        assert!(e.contains("server.callback_listen") && e.contains("loopback"), "{e}");
+        let e = load(None, &[("SNYKEY_SNYK_API_URL", "http://api.snyk.io")]).unwrap_err().to_string();
+        assert!(e.contains("snyk.api_url") && e.contains("https"), "{e}");
+        let e = load(Some("[refresh]\nmin_validity = \"5 parsecs\"\n"), &[]).unwrap_err().to_string();
+        assert!(e.contains("refresh.min_validity"), "{e}");
+        let e = load(None, &[("SNYKEY_SERVER_SOCKET_MODE", "0999")]).unwrap_err().to_string();
+        assert!(e.contains("server.socket_mode"), "{e}");
+    }
+
+    #[test]
+    fn unrelated_snykey_variables_are_not_config_keys() {
+        assert!(load(None, &[("SNYKEY_LOG", "trace"), ("SNYKEY_ORG_ID", "o"), ("SNYKEY_CLIENT_ID", "c")]).is_ok());
+    }
+
+    #[test]
+    fn check_config_output_redacts_secrets() {
+        let c = load(
+            None,
+            &[("SNYKEY_CACHE_URL", "redis://snykey:pa55word@redis:6379/1"), ("BAO_TOKEN", "s.supersecret")],
+        )
+        .unwrap();
+        let out = c.to_redacted_toml();
+        assert!(!out.contains("pa55word") && !out.contains("supersecret"), "{out}");
+        assert!(out.contains("redis://snykey:[redacted]@redis:6379/1"), "{out}");
+        // The output is itself a valid config.
+        let _: toml::Table = out.parse().unwrap();
+    }
+
+    #[test]
+    fn rest_versions_are_checked() {
+        assert!(is_rest_version("2024-10-15"));
+        assert!(is_rest_version("2024-10-15~beta"));
+        assert!(!is_rest_version("2024-1-15"));
+        assert!(!is_rest_version("latest"));
+    }
+}

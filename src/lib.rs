@@ -1,0 +1,38 @@
+//! snykey keeps Snyk OAuth access tokens fresh behind a Unix socket, so that
+//! tools get a valid token with one local call and never touch refresh
+//! tokens or client secrets. The product contract is `SPEC.md`; this is the
+//! map of the crate.
+//!
+//! * [`config`] — the configuration: embedded defaults, then a TOML file,
+//!   then `SNYKEY_<SECTION>_<KEY>` variables; validated once at start.
+//! * [`ids`] — `OrgId`/`ClientId`: the only way an id reaches a store path or a cache key.
+//! * [`secret`] — the redacting, zeroizing [`secret::Secret`] every token and key lives in.
+//! * [`wire`] — the agent API's JSON bodies, shared by agent and CLI.
+//! * [`snyk`] — Snyk's OAuth endpoints, with errors that say whether a refresh
+//!   token was consumed.
+//! * [`store`] — the `SecretStore` seam and its backends (file, OpenBao).
+//! * [`cache`] — the `TokenCache` seam (with the cross-agent refresh lock) and its backends.
+//! * [`broker`] — the heart: per-credential single flight, the rotation rule
+//!   (`broker::rotation`), and the recovery journal (`broker::journal`).
+//! * [`api`] — the HTTP/1.1 agent API on the Unix socket: routes, peer checks,
+//!   graceful shutdown.
+//! * [`client`] — the admin CLI's client for that API (hyperlocal).
+//! * [`metrics`] — Prometheus metrics, without per-credential labels.
+//! * [`duration`], [`paths`], [`exit`], [`clock`] — small shared pieces; `duration`,
+//!   `ids`, `exit` and `paths` are std-only so `snykey-helper` can use them.
+
+pub mod api;
+pub mod broker;
+pub mod cache;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod duration;
+pub mod exit;
+pub mod ids;
+pub mod metrics;
+pub mod paths;
+pub mod secret;
+pub mod snyk;
+pub mod store;
+pub mod wire;

@@ -1,0 +1,107 @@
+//! Secrets in memory: a string that never prints and is wiped when dropped.
+//!
+//! Every refresh token, access token, client secret, private key and Snyk auth
+//! token in snykey lives in a [`Secret`]. Its `Debug` says `Secret([redacted])`
+//! and it has no `Display`, so a secret cannot end up in a log line, an error
+//! message or a panic by accident: reading one takes an explicit
+//! [`Secret::expose`]. Serialization does write the value, because the store,
+//! the journal and the agent's token answer have to carry it.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use zeroize::Zeroize;
+
+/// A secret string: redacted in `Debug`, zeroized on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value. Surrounding whitespace (a trailing newline from a file) is removed.
+    pub fn new(value: impl Into<String>) -> Secret {
+        let mut s: String = value.into();
+        let trimmed = s.trim();
+        if trimmed.len() != s.len() {
+            let t = trimmed.to_string();
+            s.zeroize();
+            s = t;
+        }
+        Secret(s)
+    }
+
+    /// The secret value. Every call site is a place where a secret leaves its box.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A short, non-reversible tag that identifies a secret in logs and journals
+    /// without revealing it (first 8 hex digits of its SHA-256).
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(self.0.as_bytes());
+        digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(Secret::new(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_value() {
+        let s = Secret::new("hunter2-very-secret");
+        let shown = format!("{s:?} {:#?}", Some(&s));
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("redacted"));
+    }
+
+    #[test]
+    fn trailing_newline_from_a_file_is_trimmed() {
+        assert_eq!(Secret::new("abc\n").expose(), "abc");
+    }
+
+    #[test]
+    fn serde_round_trip_keeps_the_value() {
+        let s = Secret::new("tok");
+        let j = serde_json::to_string(&s).unwrap();
+        assert_eq!(j, "\"tok\"");
+        let back: Secret = serde_json::from_str(&j).unwrap();
+        assert_eq!(back.expose(), "tok");
+    }
+
+    #[test]
+    fn fingerprint_is_stable_and_short() {
+        let a = Secret::new("x").fingerprint();
+        assert_eq!(a, Secret::new("x").fingerprint());
+        assert_eq!(a.len(), 8);
+        assert_ne!(a, Secret::new("y").fingerprint());
+    }
+}

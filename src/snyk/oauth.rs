@@ -1,0 +1,331 @@
+//! Snyk's OAuth endpoints: `{api_url}/oauth2/token` and `{api_url}/oauth2/revoke`.
+//!
+//! The one thing callers must get right is what an error means for the refresh
+//! token that was sent (SPEC §2), so [`GrantError`] says exactly that:
+//! * [`GrantError::Permanent`]: Snyk refused the grant for good (`invalid_grant`,
+//!   `token_inactive`, failed client authentication): the credential needs a login.
+//! * [`GrantError::Refused`] / [`GrantError::Unavailable`] / [`GrantError::Unreachable`]:
+//!   Snyk did not consume the token (it answered with an error, or we never got
+//!   the request to it); it may be sent again after backoff.
+//! * [`GrantError::Unknown`]: the request may have been processed and the answer
+//!   lost (timeout, dropped connection, garbled 200). The only safe move is to
+//!   send the same token once more.
+
+use crate::secret::Secret;
+use serde::Deserialize;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// A successful token endpoint answer.
+#[derive(Debug)]
+pub struct TokenGrant {
+    pub access_token: Secret,
+    pub expires_in: Duration,
+    pub token_type: String,
+    pub scope: Option<String>,
+    /// The rotated refresh token (`oauth_app` only). The one that was sent is dead from now on.
+    pub refresh_token: Option<Secret>,
+    pub refresh_expires_in: Option<Duration>,
+}
+
+#[derive(Debug, Error, Clone)]
+pub enum GrantError {
+    #[error("Snyk refused the credential ({error}{}): it needs a new login", desc(.description))]
+    Permanent { error: String, description: Option<String> },
+    #[error("Snyk rejected the request with HTTP {status} ({error}{})", desc(.description))]
+    Refused { status: u16, error: String, description: Option<String> },
+    #[error("Snyk is unavailable (HTTP {status}){}", retry(.retry_after))]
+    Unavailable { status: u16, retry_after: Option<Duration> },
+    #[error("cannot reach Snyk at {endpoint}: {message}")]
+    Unreachable { endpoint: String, message: String },
+    #[error("Snyk's answer was lost ({message}); it may or may not have processed the request")]
+    Unknown { timed_out: bool, message: String },
+}
+
+fn desc(d: &Option<String>) -> String {
+    d.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+}
+
+fn retry(r: &Option<Duration>) -> String {
+    r.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default()
+}
+
+impl GrantError {
+    /// Did Snyk certainly not consume the refresh token that was sent?
+    pub fn token_not_consumed(&self) -> bool {
+        !matches!(self, GrantError::Unknown { .. } | GrantError::Permanent { .. })
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, GrantError::Permanent { .. })
+    }
+
+    /// How long Snyk asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GrantError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawGrant {
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+    token_type: Option<String>,
+    scope: Option<String>,
+    refresh_token: Option<String>,
+    refresh_expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct RawError {
+    error: Option<String>,
+    error_description: Option<String>,
+    message: Option<String>,
+}
+
+/// Client for the token and revoke endpoints of one Snyk region.
+#[derive(Clone)]
+pub struct SnykOAuth {
+    http: reqwest::Client,
+    token_url: String,
+    revoke_url: String,
+}
+
+impl SnykOAuth {
+    pub fn new(api_url: &str, timeout: Duration) -> Result<SnykOAuth, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("snykey/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(SnykOAuth {
+            http,
+            token_url: format!("{api_url}/oauth2/token"),
+            revoke_url: format!("{api_url}/oauth2/revoke"),
+        })
+    }
+
+    /// The full token URL (the `aud` of a private-key JWT assertion).
+    pub fn token_url(&self) -> &str {
+        &self.token_url
+    }
+
+    /// `grant_type=refresh_token`. On success the sent token is dead and the
+    /// answer's `refresh_token` is the only live one: the caller must persist it.
+    pub async fn refresh(
+        &self,
+        client_id: &str,
+        client_secret: Option<&Secret>,
+        refresh_token: &Secret,
+    ) -> Result<TokenGrant, GrantError> {
+        let mut form: Vec<(&str, &str)> = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose()),
+            ("client_id", client_id),
+        ];
+        if let Some(s) = client_secret {
+            form.push(("client_secret", s.expose()));
+        }
+        let grant = self.token_request(&form).await?;
+        if grant.refresh_token.is_none() {
+            // Snyk accepted the token (so it is spent) but gave us nothing to
+            // continue with: treat like a lost answer.
+            return Err(GrantError::Unknown {
+                timed_out: false,
+                message: "the refresh answer carried no refresh_token".into(),
+            });
+        }
+        Ok(grant)
+    }
+
+    /// `grant_type=client_credentials` with a client secret (service accounts).
+    pub async fn client_credentials(&self, client_id: &str, client_secret: &Secret) -> Result<TokenGrant, GrantError> {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", client_secret.expose()),
+        ];
+        self.token_request(&form).await
+    }
+
+    /// `grant_type=client_credentials` with a signed JWT assertion (`private_key_jwt`).
+    pub async fn client_assertion(&self, client_id: &str, assertion: &Secret) -> Result<TokenGrant, GrantError> {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", assertion.expose()),
+        ];
+        self.token_request(&form).await
+    }
+
+    /// `grant_type=authorization_code` with PKCE (the browser login).
+    pub async fn authorization_code(
+        &self,
+        client_id: &str,
+        client_secret: Option<&Secret>,
+        code: &Secret,
+        code_verifier: &Secret,
+        redirect_uri: &str,
+    ) -> Result<TokenGrant, GrantError> {
+        let mut form: Vec<(&str, &str)> = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code.expose()),
+            ("code_verifier", code_verifier.expose()),
+            ("redirect_uri", redirect_uri),
+            ("client_id", client_id),
+        ];
+        if let Some(s) = client_secret {
+            form.push(("client_secret", s.expose()));
+        }
+        self.token_request(&form).await
+    }
+
+    /// Revokes a refresh token (`token_type_hint=refresh_token`).
+    pub async fn revoke(
+        &self,
+        client_id: &str,
+        client_secret: Option<&Secret>,
+        token: &Secret,
+    ) -> Result<(), GrantError> {
+        let mut form: Vec<(&str, &str)> = vec![
+            ("token", token.expose()),
+            ("token_type_hint", "refresh_token"),
+            ("client_id", client_id),
+        ];
+        if let Some(s) = client_secret {
+            form.push(("client_secret", s.expose()));
+        }
+        let resp = self.send(&self.revoke_url, &form).await?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = resp.bytes().await.unwrap_or_default();
+        Err(classify_error(status.as_u16(), &body, None))
+    }
+
+    async fn send(&self, url: &str, form: &[(&str, &str)]) -> Result<reqwest::Response, GrantError> {
+        let started = Instant::now();
+        let result = self.http.post(url).form(form).send().await;
+        crate::metrics::snyk_call(started.elapsed());
+        result.map_err(|e| transport_error(url, e))
+    }
+
+    async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenGrant, GrantError> {
+        let resp = self.send(&self.token_url, form).await?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) if status.is_success() => {
+                return Err(GrantError::Unknown { timed_out: e.is_timeout(), message: "the answer was cut off".into() });
+            }
+            Err(_) => Default::default(),
+        };
+        if !status.is_success() {
+            return Err(classify_error(status.as_u16(), &body, retry_after));
+        }
+        let raw: RawGrant = serde_json::from_slice(&body).map_err(|_| GrantError::Unknown {
+            timed_out: false,
+            message: "the answer was not the expected JSON".into(),
+        })?;
+        let Some(access_token) = raw.access_token.filter(|t| !t.is_empty()) else {
+            return Err(GrantError::Unknown { timed_out: false, message: "the answer had no access_token".into() });
+        };
+        Ok(TokenGrant {
+            access_token: Secret::new(access_token),
+            expires_in: Duration::from_secs(raw.expires_in.unwrap_or(3600)),
+            token_type: raw.token_type.unwrap_or_else(|| "bearer".into()),
+            scope: raw.scope,
+            refresh_token: raw.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
+            refresh_expires_in: raw.refresh_expires_in.map(Duration::from_secs),
+        })
+    }
+}
+
+fn transport_error(url: &str, e: reqwest::Error) -> GrantError {
+    // reqwest's messages name the URL (no secret in it) but we drop it anyway.
+    let (connect, timed_out) = (e.is_connect(), e.is_timeout());
+    let message = e.without_url().to_string();
+    if connect {
+        // Nothing reached Snyk: the token was certainly not consumed.
+        GrantError::Unreachable { endpoint: url.to_string(), message }
+    } else {
+        GrantError::Unknown { timed_out, message: if timed_out { "timed out".into() } else { message } }
+    }
+}
+
+/// Maps an error answer to what it means for the token that was sent.
+fn classify_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> GrantError {
+    if status == 429 || status >= 500 {
+        return GrantError::Unavailable { status, retry_after };
+    }
+    let raw: Option<RawError> = serde_json::from_slice(body).ok();
+    let error = raw
+        .as_ref()
+        .and_then(|r| r.error.clone())
+        .unwrap_or_else(|| format!("http_{status}"));
+    let description = raw
+        .as_ref()
+        .and_then(|r| r.error_description.clone().or_else(|| r.message.clone()))
+        .map(|d| sanitize(&d));
+    let error = sanitize(&error);
+    let auth_failed = description
+        .as_deref()
+        .is_some_and(|d| d.to_ascii_lowercase().contains("authentication failed"));
+    let permanent = matches!(error.as_str(), "invalid_grant" | "token_inactive" | "invalid_client" | "unauthorized_client")
+        || auth_failed;
+    if permanent {
+        GrantError::Permanent { error, description }
+    } else {
+        GrantError::Refused { status, error, description }
+    }
+}
+
+/// Keeps an error text from Snyk printable and short.
+fn sanitize(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_grant_and_token_inactive_are_permanent() {
+        for e in ["invalid_grant", "token_inactive", "invalid_client"] {
+            let g = classify_error(400, format!("{{\"error\":\"{e}\"}}").as_bytes(), None);
+            assert!(g.is_permanent(), "{e}");
+            assert!(!g.token_not_consumed());
+        }
+        let g = classify_error(401, br#"{"error":"x","error_description":"Authentication failed"}"#, None);
+        assert!(g.is_permanent());
+    }
+
+    #[test]
+    fn other_4xx_5xx_and_429_did_not_consume_the_token() {
+        let g = classify_error(400, br#"{"error":"invalid_request"}"#, None);
+        assert!(matches!(g, GrantError::Refused { .. }) && g.token_not_consumed());
+        let g = classify_error(503, b"", None);
+        assert!(matches!(g, GrantError::Unavailable { status: 503, .. }) && g.token_not_consumed());
+        let g = classify_error(429, b"", Some(Duration::from_secs(7)));
+        assert_eq!(g.retry_after(), Some(Duration::from_secs(7)));
+        assert!(g.to_string().contains("retry after 7s"));
+    }
+
+    #[test]
+    fn unknown_outcome_may_have_consumed_the_token() {
+        let g = GrantError::Unknown { timed_out: true, message: "timed out".into() };
+        assert!(!g.token_not_consumed() && !g.is_permanent());
+    }
+}

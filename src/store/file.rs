@@ -1,0 +1,324 @@
+//! The embedded default store: one JSON document, mode 0600, replaced
+//! atomically on every write (temp file, fsync, rename, fsync of the directory).
+//!
+//! The whole document is kept in memory; a write builds the new document,
+//! makes it durable, and only then swaps it in, so a failed write changes
+//! nothing. A `flock` on a lock file beside it keeps two agents from sharing
+//! one file store (they would overwrite each other's rotations).
+
+use super::{Record, SecretStore, StoreError, Versioned};
+use crate::ids::{ClientId, CredKey, OrgId};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use tokio::sync::Mutex;
+
+#[derive(Default, Serialize, Deserialize, Clone)]
+struct Document {
+    /// org_id → client_id → record.
+    credentials: BTreeMap<String, BTreeMap<String, StoredRecord>>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct StoredRecord {
+    #[serde(flatten)]
+    record: Record,
+    #[serde(default)]
+    version: u64,
+}
+
+pub struct FileStore {
+    path: PathBuf,
+    doc: Mutex<Document>,
+    _lock: File,
+}
+
+impl FileStore {
+    /// Opens (or creates) the store at `path`. The directory is created 0700
+    /// if missing; an existing file must be private (no group/other bits).
+    pub fn open(path: &Path) -> Result<FileStore, StoreError> {
+        let unavailable = |what: &str, e: std::io::Error| {
+            StoreError::Unavailable(format!("{what} {}: {e}", path.display()))
+        };
+        if let Some(dir) = path.parent() {
+            if !dir.exists() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|e| unavailable("cannot create the directory of", e))?;
+            }
+        }
+        let lock_path = lock_path(path);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| unavailable("cannot open the lock file of", e))?;
+        // SAFETY: flock on a valid, owned descriptor.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(StoreError::Unavailable(format!(
+                "{} is in use by another snykey agent (two agents must not share a file store; use openbao)",
+                path.display()
+            )));
+        }
+        let doc = match std::fs::read(path) {
+            Ok(bytes) => {
+                let meta = std::fs::metadata(path).map_err(|e| unavailable("cannot stat", e))?;
+                if meta.permissions().mode() & 0o077 != 0 {
+                    return Err(StoreError::Unavailable(format!(
+                        "{} is readable by group or others (mode {:o}): run chmod 600 on it",
+                        path.display(),
+                        meta.permissions().mode() & 0o777
+                    )));
+                }
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    Document::default()
+                } else {
+                    serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                        key: path.display().to_string(),
+                        message: e.to_string(),
+                    })?
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Document::default(),
+            Err(e) => return Err(unavailable("cannot read", e)),
+        };
+        Ok(FileStore { path: path.to_path_buf(), doc: Mutex::new(doc), _lock: lock })
+    }
+
+    /// Writes `doc` durably; the caller swaps it in only on success.
+    async fn persist(&self, doc: &Document) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec_pretty(doc)
+            .map_err(|e| StoreError::Unavailable(format!("cannot encode the store: {e}")))?;
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("store writer failed: {e}")))?
+    }
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// temp file (0600) → write → fsync → rename over the target → fsync the directory.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = temp_path(path);
+    let fail = |what: &str, e: std::io::Error| {
+        StoreError::Unavailable(format!("cannot {what} {}: {e}", path.display()))
+    };
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| fail("create a temp file for", e))?;
+        // An existing temp file keeps its old mode: force 0600.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| fail("set the mode of the temp file for", e))?;
+        f.write_all(bytes).map_err(|e| fail("write", e))?;
+        f.sync_all().map_err(|e| fail("fsync", e))?;
+        std::fs::rename(&tmp, path).map_err(|e| fail("rename the temp file onto", e))?;
+        if let Some(dir) = path.parent() {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| fail("fsync the directory of", e))?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[async_trait]
+impl SecretStore for FileStore {
+    async fn get(&self, key: &CredKey) -> Result<Option<Versioned>, StoreError> {
+        let doc = self.doc.lock().await;
+        Ok(doc
+            .credentials
+            .get(key.org.as_str())
+            .and_then(|m| m.get(key.client.as_str()))
+            .map(|s| Versioned { record: s.record.clone(), version: s.version }))
+    }
+
+    async fn put(&self, key: &CredKey, record: &Record, cas: Option<u64>) -> Result<u64, StoreError> {
+        let mut doc = self.doc.lock().await;
+        let current = doc
+            .credentials
+            .get(key.org.as_str())
+            .and_then(|m| m.get(key.client.as_str()))
+            .map(|s| s.version)
+            .unwrap_or(0);
+        if let Some(expected) = cas {
+            if expected != current {
+                return Err(StoreError::Conflict { expected });
+            }
+        }
+        let mut next = doc.clone();
+        let version = current + 1;
+        next.credentials
+            .entry(key.org.to_string())
+            .or_default()
+            .insert(key.client.to_string(), StoredRecord { record: record.clone(), version });
+        self.persist(&next).await?;
+        *doc = next;
+        Ok(version)
+    }
+
+    async fn delete(&self, key: &CredKey) -> Result<(), StoreError> {
+        let mut doc = self.doc.lock().await;
+        let mut next = doc.clone();
+        let Some(clients) = next.credentials.get_mut(key.org.as_str()) else { return Ok(()) };
+        if clients.remove(key.client.as_str()).is_none() {
+            return Ok(());
+        }
+        if clients.is_empty() {
+            next.credentials.remove(key.org.as_str());
+        }
+        self.persist(&next).await?;
+        *doc = next;
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<CredKey>, StoreError> {
+        let doc = self.doc.lock().await;
+        let mut out = Vec::new();
+        for (org, clients) in &doc.credentials {
+            for client in clients.keys() {
+                // Ids that do not pass SPEC §3 (hand-edited file) are skipped, not trusted.
+                if let (Ok(org), Ok(client)) = (OrgId::parse(org), ClientId::parse(client)) {
+                    out.push(CredKey { org, client });
+                } else {
+                    tracing::warn!(org_id = %org.escape_debug(), client_id = %client.escape_debug(), "skipping a record with an invalid id in the file store");
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        let dir = self.path.parent().unwrap_or(Path::new("/"));
+        let meta = tokio::fs::metadata(dir)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+        if !meta.is_dir() {
+            return Err(StoreError::Unavailable(format!("{} is not a directory", dir.display())));
+        }
+        let tmp = temp_path(&self.path);
+        if tokio::fs::metadata(&tmp).await.is_ok_and(|m| m.is_dir()) {
+            return Err(StoreError::Unavailable(format!("{} is in the way of writes", tmp.display())));
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("file {}", self.path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn key() -> CredKey {
+        CredKey::parse("org1", "client1").unwrap()
+    }
+
+    fn rec(rt: &str) -> Record {
+        Record { refresh_token: Some(Secret::new(rt)), ..Default::default() }
+    }
+
+    #[tokio::test]
+    async fn writes_are_private_durable_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/credentials.json");
+        let s = FileStore::open(&path).unwrap();
+        assert_eq!(s.put(&key(), &rec("rt1"), Some(0)).await.unwrap(), 1);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dmode = std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(dmode, 0o700);
+        drop(s);
+        let s = FileStore::open(&path).unwrap();
+        let v = s.get(&key()).await.unwrap().unwrap();
+        assert_eq!(v.record.refresh_token.unwrap().expose(), "rt1");
+        assert_eq!(v.version, 1);
+        assert_eq!(s.list().await.unwrap(), vec![key()]);
+    }
+
+    #[tokio::test]
+    async fn check_and_set_refuses_a_stale_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStore::open(&dir.path().join("c.json")).unwrap();
+        s.put(&key(), &rec("a"), None).await.unwrap();
+        assert!(matches!(s.put(&key(), &rec("b"), Some(0)).await, Err(StoreError::Conflict { .. })));
+        s.put(&key(), &rec("b"), Some(1)).await.unwrap();
+        assert_eq!(s.get(&key()).await.unwrap().unwrap().record.refresh_token.unwrap().expose(), "b");
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        let s = FileStore::open(&path).unwrap();
+        s.put(&key(), &rec("a"), None).await.unwrap();
+        std::fs::create_dir(temp_path(&path)).unwrap();
+        assert!(s.put(&key(), &rec("b"), None).await.is_err());
+        assert!(s.ready().await.is_err());
+        assert_eq!(s.get(&key()).await.unwrap().unwrap().record.refresh_token.unwrap().expose(), "a");
+        std::fs::remove_dir(temp_path(&path)).unwrap();
+        s.put(&key(), &rec("c"), None).await.unwrap();
+        assert!(s.ready().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_second_agent_cannot_open_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        let _a = FileStore::open(&path).unwrap();
+        let e = FileStore::open(&path).err().unwrap().to_string();
+        assert!(e.contains("another snykey agent"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_record_written_by_the_seed_service_reads_as_oauth_app() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        std::fs::write(&path, r#"{"credentials":{"o":{"c":{"refresh_token":"seed-rt"}}}}"#).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let s = FileStore::open(&path).unwrap();
+        let v = s.get(&CredKey::parse("o", "c").unwrap()).await.unwrap().unwrap();
+        assert_eq!(v.record.kind(), crate::wire::Kind::OauthApp);
+        assert!(v.record.client_secret.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_world_readable_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        std::fs::write(&path, "{}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = FileStore::open(&path).err().unwrap().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+    }
+}

@@ -1,0 +1,125 @@
+//! The agent API's request and response bodies (SPEC §4), shared by the agent
+//! and the admin CLI. `snykey-helper` reads the same JSON with its own
+//! std-only parser.
+
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+
+/// The credential kinds of SPEC §2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    #[default]
+    OauthApp,
+    ClientSecret,
+    PrivateKeyJwt,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::OauthApp => "oauth_app",
+            Kind::ClientSecret => "client_secret",
+            Kind::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "oauth_app" => Some(Kind::OauthApp),
+            "client_secret" => Some(Kind::ClientSecret),
+            "private_key_jwt" => Some(Kind::PrivateKeyJwt),
+            _ => None,
+        }
+    }
+}
+
+/// `PUT /v1/credentials`. Unknown fields are refused so that a typo in a
+/// secret's field name cannot silently store nothing.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutCredential {
+    pub org_id: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub kind: Option<Kind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_pem: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PutCredentialResponse {
+    pub org_id: String,
+    pub client_id: String,
+    pub kind: Kind,
+    pub expires_at: String,
+}
+
+/// `GET /v1/credentials/{org}/{client}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: Secret,
+    pub token_type: String,
+    pub expires_at: String,
+    /// Set when the agent talks to a non-default Snyk region, so that
+    /// `snykey-helper --format env` / `exec` can export `SNYK_API`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snyk_api: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Ok,
+    Refreshing,
+    Degraded,
+    NeedsLogin,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Ok => "ok",
+            State::Refreshing => "refreshing",
+            State::Degraded => "degraded",
+            State::NeedsLogin => "needs_login",
+        }
+    }
+}
+
+/// One row of `GET /v1/credentials`: no secrets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CredentialStatus {
+    pub org_id: String,
+    pub client_id: String,
+    pub kind: Kind,
+    pub state: State,
+    pub expires_at: Option<String>,
+    pub next_refresh_at: Option<String>,
+    pub last_refresh_at: Option<String>,
+    pub failures: u32,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CredentialList {
+    pub credentials: Vec<CredentialStatus>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Message {
+    pub message: String,
+}
+
+/// Every error answer: `{"error": "<human sentence>", "code": "<snake_case>"}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub code: String,
+}
