@@ -3,6 +3,7 @@
 //! tokens or client secrets. The product contract is `SPEC.md`; this is the
 //! map of the crate.
 //!
+//! * [`agent`] — `snykey serve`: wiring, signals (SIGTERM stops, SIGHUP reloads), sd_notify.
 //! * [`config`] — the configuration: embedded defaults, then a TOML file,
 //!   then `SNYKEY_<SECTION>_<KEY>` variables; validated once at start.
 //! * [`ids`] — `OrgId`/`ClientId`: the only way an id reaches a store path or a cache key.
@@ -18,9 +19,12 @@
 //!   graceful shutdown.
 //! * [`client`] — the admin CLI's client for that API (hyperlocal).
 //! * [`metrics`] — Prometheus metrics, without per-credential labels.
-//! * [`duration`], [`paths`], [`exit`], [`clock`] — small shared pieces; `duration`,
-//!   `ids`, `exit` and `paths` are std-only so `snykey-helper` can use them.
+//! * [`systemd`] — sd_notify and the watchdog (socket activation is in `api::socket`).
+//! * [`duration`], [`paths`], [`exit`], [`render`], [`clock`] — small shared pieces;
+//!   `duration`, `ids`, `exit`, `render` and `paths` are std-only so `snykey-helper`
+//!   can use them without an async runtime.
 
+pub mod agent;
 pub mod api;
 pub mod broker;
 pub mod cache;
@@ -32,7 +36,9 @@ pub mod exit;
 pub mod ids;
 pub mod metrics;
 pub mod paths;
+pub mod render;
 pub mod secret;
 pub mod snyk;
 pub mod store;
+pub mod systemd;
 pub mod wire;

@@ -1,1 +1,350 @@
-fn main(){}
+//! `snykey`: the agent (`snykey serve`) and the admin CLI (SPEC §6).
+//! Thin: parses arguments, calls the library, maps errors to exit codes.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use hyper::Method;
+use snykey::client::{AgentClient, ClientError};
+use snykey::config::Config;
+use snykey::exit;
+use snykey::render::{token_output, Format};
+use snykey::secret::Secret;
+use snykey::wire::{CredentialList, Kind, Message, PutCredential, PutCredentialResponse, TokenResponse};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Layer};
+
+#[derive(Parser)]
+#[command(name = "snykey", version, about = "Keeps Snyk OAuth access tokens fresh behind a Unix socket")]
+struct Cli {
+    /// The agent socket (clients); default $SNYKEY_SOCKET, $XDG_RUNTIME_DIR/snykey/snykey.sock or /run/snykey/snykey.sock.
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
+    /// Log filter (tracing syntax, e.g. `info`, `snykey=debug`); default $SNYKEY_LOG or `info`.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent.
+    Serve {
+        /// Config file (default /etc/snykey/config.toml if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Store a credential in the agent (secrets from files, `-` for stdin; never from argv).
+    Put(PutArgs),
+    /// Print a token (same as snykey-helper).
+    Token {
+        org_id: String,
+        client_id: String,
+        /// The token must stay valid at least this long (300, 5m, 1h30m).
+        #[arg(long)]
+        min_validity: Option<String>,
+        #[arg(long, default_value = "token", value_parser = ["token", "json", "env"])]
+        format: String,
+    },
+    /// Show every credential's state.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a credential (and with --revoke, revoke its refresh token at Snyk first).
+    Delete {
+        org_id: String,
+        client_id: String,
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// Print the effective configuration (secrets redacted), or say what is wrong with it.
+    CheckConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct PutArgs {
+    #[arg(long)]
+    org_id: String,
+    #[arg(long)]
+    client_id: String,
+    /// oauth_app (default), client_secret or private_key_jwt.
+    #[arg(long, value_parser = ["oauth_app", "client_secret", "private_key_jwt"])]
+    kind: Option<String>,
+    #[arg(long)]
+    client_secret_file: Option<PathBuf>,
+    #[arg(long)]
+    refresh_token_file: Option<PathBuf>,
+    #[arg(long)]
+    private_key_file: Option<PathBuf>,
+    #[arg(long)]
+    key_id: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Serve { ref config } => serve(&cli, config.as_deref()),
+        Command::CheckConfig { ref config } => check_config(config.as_deref()),
+        _ => client_command(cli),
+    };
+    ExitCode::from(code as u8)
+}
+
+/// Sets up logging on stderr; returns a function that changes the filter (SIGHUP).
+fn init_logging(level: Option<&str>, format: LogFormat) -> snykey::agent::LogReloader {
+    let filter_text = level.map(str::to_string).or_else(|| std::env::var("SNYKEY_LOG").ok()).unwrap_or_else(|| "info".into());
+    let filter = EnvFilter::try_new(&filter_text).unwrap_or_else(|e| {
+        eprintln!("snykey: invalid log filter {filter_text:?} ({e}); using info");
+        EnvFilter::new("info")
+    });
+    let (filter, handle) = reload::Layer::new(filter);
+    let fmt = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
+    };
+    tracing_subscriber::registry().with(filter).with(fmt).init();
+    Box::new(move |text: &str| {
+        let f = EnvFilter::try_new(text).map_err(|e| e.to_string())?;
+        handle.reload(f).map_err(|e| e.to_string())
+    })
+}
+
+fn serve(cli: &Cli, config: Option<&Path>) -> i32 {
+    let cfg = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("snykey: invalid configuration: {e}");
+            return exit::CONFIG;
+        }
+    };
+    let reloader = init_logging(cli.log_level.as_deref(), cli.log_format);
+    // Everything that touches the process (umask, env) happens before threads exist.
+    let notifier = snykey::systemd::Notifier::from_env();
+    let bound = match snykey::api::socket::from_systemd(&cfg.server.socket) {
+        Ok(Some(b)) => b,
+        Ok(None) => match snykey::api::socket::bind(&cfg.server.socket, cfg.server.socket_mode) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!("{e}");
+                return exit::UNAVAILABLE;
+            }
+        },
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::UNAVAILABLE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("snykey").build() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return exit::SOFTWARE;
+        }
+    };
+    let socket_path = bound.path.clone();
+    let created = bound.created;
+    match runtime.block_on(snykey::agent::run(cfg, bound, notifier, Some(reloader))) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            tracing::error!("{e}");
+            if created {
+                let _ = std::fs::remove_file(&socket_path);
+            }
+            exit::SOFTWARE
+        }
+    }
+}
+
+fn check_config(config: Option<&Path>) -> i32 {
+    match Config::load(config) {
+        Ok(c) => {
+            print!("{}", c.to_redacted_toml());
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("snykey: invalid configuration: {e}");
+            exit::CONFIG
+        }
+    }
+}
+
+/// Reads a secret from a file or `-` (stdin). Never from argv.
+fn read_secret(what: &str, path: &Path, stdin_used: &mut bool) -> Result<Secret, String> {
+    let mut text = String::new();
+    if path == Path::new("-") {
+        if *stdin_used {
+            return Err(format!("only one secret can come from stdin ({what} asks for it too)"));
+        }
+        *stdin_used = true;
+        std::io::stdin().read_to_string(&mut text).map_err(|e| format!("cannot read {what} from stdin: {e}"))?;
+    } else {
+        text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {what} from {}: {e}", path.display()))?;
+    }
+    let s = Secret::new(text);
+    if s.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    Ok(s)
+}
+
+fn client_command(cli: Cli) -> i32 {
+    let socket = cli.socket.clone().unwrap_or_else(snykey::paths::default_socket);
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("snykey: cannot start: {e}");
+            return exit::SOFTWARE;
+        }
+    };
+    // A put may wait on Snyk (with its retries); the agent's own timeouts come first.
+    let client = AgentClient::new(&socket, Duration::from_secs(120));
+    let result: Result<(), ClientError> = runtime.block_on(async {
+        match cli.command {
+            Command::Put(args) => put(&client, args).await,
+            Command::Token { org_id, client_id, min_validity, format } => {
+                for (name, v) in [("org_id", &org_id), ("client_id", &client_id)] {
+                    snykey::ids::check_id(name, v).map_err(|e| usage(e.to_string()))?;
+                }
+                let mut path = format!("/v1/credentials/{org_id}/{client_id}");
+                if let Some(mv) = min_validity {
+                    let d = snykey::duration::parse_duration(&mv).map_err(|e| usage(format!("--min-validity: {e}")))?;
+                    path.push_str(&format!("?min_validity={}", d.as_secs()));
+                }
+                let t: TokenResponse = client.call(Method::GET, &path, None).await?;
+                let format = Format::parse(&format).unwrap_or(Format::Token);
+                print!("{}", token_output(format, t.access_token.expose(), &t.expires_at, t.snyk_api.as_deref()));
+                Ok(())
+            }
+            Command::Status { json } => {
+                let list: CredentialList = client.call(Method::GET, "/v1/credentials", None).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+                } else {
+                    print!("{}", status_table(&list));
+                }
+                Ok(())
+            }
+            Command::Delete { org_id, client_id, revoke } => {
+                for (name, v) in [("org_id", &org_id), ("client_id", &client_id)] {
+                    snykey::ids::check_id(name, v).map_err(|e| usage(e.to_string()))?;
+                }
+                let path = format!("/v1/credentials/{org_id}/{client_id}{}", if revoke { "?revoke=true" } else { "" });
+                let m: Message = client.call(Method::DELETE, &path, None).await?;
+                println!("{}", m.message);
+                Ok(())
+            }
+            Command::Serve { .. } | Command::CheckConfig { .. } => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("snykey: {}", e.report());
+            e.exit_code()
+        }
+    }
+}
+
+fn usage(message: String) -> ClientError {
+    ClientError::Api { status: 400, code: "usage".into(), error: message }
+}
+
+async fn put(client: &AgentClient, args: PutArgs) -> Result<(), ClientError> {
+    let mut stdin_used = false;
+    let kind = args.kind.as_deref().and_then(Kind::parse);
+    let mut read = |what: &str, p: &Option<PathBuf>| -> Result<Option<Secret>, ClientError> {
+        p.as_deref().map(|p| read_secret(what, p, &mut stdin_used)).transpose().map_err(usage)
+    };
+    let body = PutCredential {
+        org_id: args.org_id,
+        client_id: args.client_id,
+        kind,
+        client_secret: read("the client secret", &args.client_secret_file)?,
+        refresh_token: read("the refresh token", &args.refresh_token_file)?,
+        private_key_pem: read("the private key", &args.private_key_file)?,
+        key_id: args.key_id,
+    };
+    for (name, v) in [("org_id", &body.org_id), ("client_id", &body.client_id)] {
+        snykey::ids::check_id(name, v).map_err(|e| usage(e.to_string()))?;
+    }
+    let json = serde_json::to_vec(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let r: PutCredentialResponse = client.call(Method::PUT, "/v1/credentials", Some(json)).await?;
+    println!(
+        "stored {} credential {}/{}; its access token is valid until {}",
+        r.kind.as_str(),
+        r.org_id,
+        r.client_id,
+        r.expires_at
+    );
+    Ok(())
+}
+
+fn status_table(list: &CredentialList) -> String {
+    if list.credentials.is_empty() {
+        return "no credentials: add one with `snykey put` or `snykey login`\n".into();
+    }
+    let header = ["ORG", "CLIENT", "KIND", "STATE", "EXPIRES", "NEXT REFRESH", "LAST REFRESH", "FAILURES", "LAST ERROR"];
+    let rows: Vec<[String; 9]> = list
+        .credentials
+        .iter()
+        .map(|c| {
+            let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            [
+                c.org_id.clone(),
+                c.client_id.clone(),
+                c.kind.as_str().into(),
+                c.state.as_str().into(),
+                dash(&c.expires_at),
+                dash(&c.next_refresh_at),
+                dash(&c.last_refresh_at),
+                c.failures.to_string(),
+                dash(&c.last_error),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r.iter()).take(8) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i < 8 {
+                l.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            } else {
+                l.push_str(c);
+            }
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    out.push_str(&line(&header));
+    for r in &rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        out.push_str(&line(&cells));
+    }
+    out
+}

@@ -1,0 +1,240 @@
+//! `snykey serve`: wires config, store, cache, journal and broker together,
+//! serves the API, and handles signals (SIGTERM/SIGINT stop, SIGHUP reloads).
+
+use crate::api::server::Access;
+use crate::api::socket::Bound;
+use crate::api::{serve, AppState};
+use crate::broker::journal::Journal;
+use crate::broker::{Broker, BrokerParts, Settings};
+use crate::cache::memory::MemoryCache;
+use crate::cache::TokenCache;
+use crate::clock::SystemClock;
+use crate::config::{CacheBackend, Config, StoreBackend};
+use crate::snyk::SnykOAuth;
+use crate::store::file::FileStore;
+use crate::store::SecretStore;
+use crate::systemd::{watchdog_interval, Notifier};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+/// Changes the log filter at run time (SIGHUP); set by the binary.
+pub type LogReloader = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+fn settings_of(cfg: &Config) -> Settings {
+    Settings { min_validity: cfg.refresh.min_validity, at: cfg.refresh.at, jitter: cfg.refresh.jitter }
+}
+
+fn access_of(cfg: &Config) -> Access {
+    Access { allowed_uids: cfg.server.allowed_uids.clone(), allowed_gids: cfg.server.allowed_gids.clone() }
+}
+
+async fn open_store(cfg: &Config) -> Result<Arc<dyn SecretStore>, String> {
+    match cfg.store.backend {
+        StoreBackend::File => {
+            let path = cfg.store.path.clone();
+            let store = tokio::task::spawn_blocking(move || FileStore::open(&path))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            Ok(Arc::new(store))
+        }
+        StoreBackend::OpenBao => Err("store.backend = \"openbao\" is not available in this build yet; use \"file\"".into()),
+    }
+}
+
+async fn open_cache(cfg: &Config) -> Result<Arc<dyn TokenCache>, String> {
+    match cfg.cache.backend {
+        CacheBackend::Memory => Ok(Arc::new(MemoryCache::new())),
+        CacheBackend::Redis => Err("cache.backend = \"redis\" is not available in this build yet; use \"memory\"".into()),
+    }
+}
+
+/// Runs the agent until SIGTERM/SIGINT. Returns after a graceful stop.
+pub async fn run(cfg: Config, bound: Bound, notifier: Notifier, log_reloader: Option<LogReloader>) -> Result<(), String> {
+    let started = Instant::now();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let store = open_store(&cfg).await?;
+    let cache = open_cache(&cfg).await?;
+    let snyk = SnykOAuth::new(&cfg.snyk.api_url, cfg.snyk.timeout).map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let broker = Broker::new(BrokerParts {
+        store,
+        cache,
+        snyk,
+        journal: Journal::new(&cfg.store.journal_dir),
+        clock: Arc::new(SystemClock),
+        settings: settings_of(&cfg),
+        snyk_api: (!cfg.snyk.is_default_region()).then(|| cfg.snyk.api_url.clone()),
+        lock_ttl: cfg.snyk.timeout * 2 + Duration::from_secs(10),
+        shutdown: shutdown_rx.clone(),
+    });
+    // The journal is replayed and the store loaded before anything is served.
+    let loaded = broker.start().await.map_err(|e| format!("start-up failed: {e}"))?;
+    let (store_desc, cache_desc) = broker.describe_backends();
+
+    bound.listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let listener = tokio::net::UnixListener::from_std(bound.listener).map_err(|e| e.to_string())?;
+    let state = AppState::new(Arc::clone(&broker), access_of(&cfg));
+
+    tracing::info!(
+        socket = %bound.path.display(),
+        activated = !bound.created,
+        store = %store_desc,
+        cache = %cache_desc,
+        snyk = %cfg.snyk.api_url,
+        credentials = loaded,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "snykey agent ready"
+    );
+    let notifier = Arc::new(notifier);
+    notifier.notify(&format!("READY=1\nSTATUS={}", status_line(&broker)));
+
+    let signals = tokio::spawn(handle_signals(
+        cfg.clone(),
+        Arc::clone(&state),
+        Arc::clone(&notifier),
+        shutdown_tx,
+        log_reloader,
+    ));
+    let watchdog = watchdog_interval().map(|every| {
+        let notifier = Arc::clone(&notifier);
+        let broker = Arc::clone(&broker);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                notifier.notify(&format!("WATCHDOG=1\nSTATUS={}", status_line(&broker)));
+            }
+        })
+    });
+
+    serve(listener, Arc::clone(&state), shutdown_rx, cfg.server.shutdown_grace).await;
+
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    signals.abort();
+    broker.flush().await;
+    if bound.created {
+        match std::fs::remove_file(&bound.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(socket = %bound.path.display(), error = %e, "could not remove the socket file"),
+        }
+    }
+    tracing::info!("snykey agent stopped");
+    Ok(())
+}
+
+/// A short summary for `STATUS=`.
+fn status_line(broker: &Broker) -> String {
+    let counts = broker.state_counts();
+    let total: usize = counts.iter().map(|(_, n)| n).sum();
+    let mut parts = vec![format!("{total} credential(s)")];
+    for (state, n) in counts {
+        if n > 0 && state != crate::wire::State::Ok {
+            parts.push(format!("{n} {}", state.as_str()));
+        }
+    }
+    parts.join(", ")
+}
+
+async fn handle_signals(
+    mut cfg: Config,
+    state: Arc<AppState>,
+    notifier: Arc<Notifier>,
+    shutdown: watch::Sender<bool>,
+    log_reloader: Option<LogReloader>,
+) {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
+        tracing::error!("cannot install signal handlers; stopping");
+        let _ = shutdown.send(true);
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = hup.recv() => {
+                notifier.reloading();
+                cfg = reload(cfg, &state, log_reloader.as_ref());
+                notifier.notify(&format!("READY=1\nSTATUS={}", status_line(&state.broker)));
+            }
+        }
+    }
+    notifier.notify("STOPPING=1\nSTATUS=stopping");
+    let _ = shutdown.send(true);
+}
+
+/// SIGHUP: re-reads the config file. Allow-lists, refresh settings and the
+/// log filter change live; anything else that changed is reported as needing
+/// a restart. A config that does not validate is rejected whole.
+fn reload(current: Config, state: &AppState, log_reloader: Option<&LogReloader>) -> Config {
+    let new = match Config::load(current.file.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: the new configuration is invalid; keeping the running one");
+            return current;
+        }
+    };
+    state.set_access(access_of(&new));
+    state.broker.set_settings(settings_of(&new));
+    if let Some(reloader) = log_reloader {
+        if let Ok(filter) = std::env::var("SNYKEY_LOG") {
+            if let Err(e) = reloader(&filter) {
+                tracing::warn!(error = %e, "SIGHUP: could not apply the log filter");
+            }
+        }
+    }
+    let mut needs_restart = Vec::new();
+    let c = &current;
+    let n = &new;
+    if c.server.socket != n.server.socket || c.server.socket_mode != n.server.socket_mode {
+        needs_restart.push("server.socket / server.socket_mode");
+    }
+    if c.server.callback_listen != n.server.callback_listen || c.server.redirect_uri != n.server.redirect_uri {
+        needs_restart.push("server.callback_listen / server.redirect_uri");
+    }
+    if c.server.metrics_listen != n.server.metrics_listen {
+        needs_restart.push("server.metrics_listen");
+    }
+    if c.snyk.api_url != n.snyk.api_url || c.snyk.app_url != n.snyk.app_url || c.snyk.timeout != n.snyk.timeout || c.snyk.rest_version != n.snyk.rest_version {
+        needs_restart.push("[snyk]");
+    }
+    if c.cache.backend != n.cache.backend || c.cache.url != n.cache.url || c.cache.key_prefix != n.cache.key_prefix {
+        needs_restart.push("[cache]");
+    }
+    let (cs, ns) = (&c.store, &n.store);
+    if cs.backend != ns.backend
+        || cs.path != ns.path
+        || cs.journal_dir != ns.journal_dir
+        || cs.addr != ns.addr
+        || cs.auth != ns.auth
+        || cs.token != ns.token
+        || cs.token_file != ns.token_file
+        || cs.mount != ns.mount
+        || cs.kv_version != ns.kv_version
+        || cs.prefix != ns.prefix
+        || cs.ca_cert != ns.ca_cert
+    {
+        needs_restart.push("[store]");
+    }
+    tracing::info!(
+        allowed_uids = ?n.server.allowed_uids,
+        allowed_gids = ?n.server.allowed_gids,
+        min_validity_secs = n.refresh.min_validity.as_secs(),
+        "SIGHUP: configuration reloaded (allow-lists, refresh settings, log filter)"
+    );
+    for what in &needs_restart {
+        tracing::warn!(setting = what, "SIGHUP: this setting changed but cannot change while running; restart the agent to apply it");
+    }
+    // Keep the values that did not apply, so the next reload compares against what runs.
+    let mut applied = current;
+    applied.server.allowed_uids = new.server.allowed_uids;
+    applied.server.allowed_gids = new.server.allowed_gids;
+    applied.refresh = new.refresh;
+    applied
+}

@@ -1,0 +1,244 @@
+//! What `snykey-helper` and `snykey token` print, and the tiny JSON reader the
+//! helper uses instead of serde (std-only: the helper must start as fast as a
+//! process spawns).
+
+/// The output formats of SPEC §5.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Token,
+    Json,
+    Env,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "token" => Some(Format::Token),
+            "json" => Some(Format::Json),
+            "env" => Some(Format::Env),
+            _ => None,
+        }
+    }
+}
+
+/// Renders a token answer; `snyk_api` is set only for a non-default region.
+pub fn token_output(format: Format, access_token: &str, expires_at: &str, snyk_api: Option<&str>) -> String {
+    match format {
+        Format::Token => format!("{access_token}\n"),
+        Format::Json => format!(
+            "{{\"access_token\":{},\"token_type\":\"bearer\",\"expires_at\":{}}}\n",
+            json_string(access_token),
+            json_string(expires_at)
+        ),
+        Format::Env => {
+            let mut s = format!("export SNYK_OAUTH_TOKEN={}\n", shell_quote(access_token));
+            if let Some(api) = snyk_api {
+                s.push_str(&format!("export SNYK_API={}\n", shell_quote(api)));
+            }
+            s
+        }
+    }
+}
+
+/// Quotes for a POSIX shell only when needed (tokens are usually URL-safe).
+pub fn shell_quote(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b':' | b'=' | b'+' | b'~' | b'%' | b','));
+    if safe {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+pub fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The string-valued members of a top-level JSON object; other members
+/// (numbers, booleans, null, nested values) are skipped. `None` if the text
+/// is not a JSON object.
+pub fn string_fields(text: &str) -> Option<Vec<(String, String)>> {
+    let mut p = Parser { b: text.as_bytes(), i: 0 };
+    p.ws();
+    p.eat(b'{')?;
+    let mut out = Vec::new();
+    p.ws();
+    if p.peek() == Some(b'}') {
+        return Some(out);
+    }
+    loop {
+        p.ws();
+        let key = p.string()?;
+        p.ws();
+        p.eat(b':')?;
+        p.ws();
+        if p.peek() == Some(b'"') {
+            let v = p.string()?;
+            out.push((key, v));
+        } else {
+            p.skip_value()?;
+        }
+        p.ws();
+        match p.next()? {
+            b',' => continue,
+            b'}' => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
+struct Parser<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.next()? == c).then_some(())
+    }
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.i += 1;
+        }
+    }
+    fn hex4(&mut self) -> Option<u32> {
+        let h = self.b.get(self.i..self.i + 4)?;
+        self.i += 4;
+        u32::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
+    }
+    fn string(&mut self) -> Option<String> {
+        self.eat(b'"')?;
+        let mut out = Vec::new();
+        loop {
+            match self.next()? {
+                b'"' => return String::from_utf8(out).ok(),
+                b'\\' => {
+                    let c = match self.next()? {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let hi = self.hex4()?;
+                            let cp = if (0xD800..0xDC00).contains(&hi) {
+                                self.eat(b'\\')?;
+                                self.eat(b'u')?;
+                                let lo = self.hex4()?;
+                                0x10000 + ((hi - 0xD800) << 10) + (lo.checked_sub(0xDC00)?)
+                            } else {
+                                hi
+                            };
+                            char::from_u32(cp)?
+                        }
+                        _ => return None,
+                    };
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+                c => out.push(c),
+            }
+        }
+    }
+    fn skip_value(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(|_| ()),
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                loop {
+                    match self.peek()? {
+                        b'"' => {
+                            self.string()?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.i += 1;
+                                return Some(());
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.i += 1;
+                }
+            }
+            _ => {
+                while let Some(c) = self.peek() {
+                    if matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
+                        break;
+                    }
+                    self.i += 1;
+                }
+                Some(())
+            }
+        }
+    }
+}
+
+/// Finds a field in the output of [`string_fields`].
+pub fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_agent_answers() {
+        let f = string_fields(r#"{"access_token":"a\"b\\c\u00e9\ud83d\ude00","token_type":"bearer","expires_at":"2026-01-01T00:00:00Z","n":1,"x":null,"o":{"k":["}"]}}"#).unwrap();
+        assert_eq!(field(&f, "access_token"), Some("a\"b\\cé😀"));
+        assert_eq!(field(&f, "expires_at"), Some("2026-01-01T00:00:00Z"));
+        assert_eq!(field(&f, "n"), None);
+        assert!(string_fields("not json").is_none());
+        assert!(string_fields("{\"a\":").is_none());
+        assert_eq!(string_fields("{}").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn json_output_round_trips_through_serde() {
+        let out = token_output(Format::Json, "t\"ok", "2026-01-01T00:00:00Z", None);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["access_token"], "t\"ok");
+        assert_eq!(v["token_type"], "bearer");
+        assert_eq!(v.as_object().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn env_output_adds_snyk_api_only_for_other_regions() {
+        assert_eq!(token_output(Format::Env, "abc", "", None), "export SNYK_OAUTH_TOKEN=abc\n");
+        assert_eq!(
+            token_output(Format::Env, "abc", "", Some("https://api.eu.snyk.io")),
+            "export SNYK_OAUTH_TOKEN=abc\nexport SNYK_API=https://api.eu.snyk.io\n"
+        );
+        assert_eq!(shell_quote("a b'c"), "'a b'\\''c'");
+    }
+}

@@ -1,0 +1,76 @@
+//! systemd integration: `sd_notify` (READY, STATUS, WATCHDOG, RELOADING,
+//! STOPPING) without libsystemd. Socket activation lives in `api::socket`.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Sends notifications to `$NOTIFY_SOCKET` when the service manager set it.
+pub struct Notifier {
+    target: Option<Target>,
+}
+
+enum Target {
+    Path(PathBuf),
+    Abstract(Vec<u8>),
+}
+
+impl Notifier {
+    /// Reads `NOTIFY_SOCKET` and removes it from the environment so that
+    /// processes we might spawn do not talk to the service manager as us.
+    pub fn from_env() -> Notifier {
+        let target = std::env::var_os("NOTIFY_SOCKET").and_then(|v| {
+            let s = v.to_string_lossy().to_string();
+            if let Some(name) = s.strip_prefix('@') {
+                Some(Target::Abstract(name.as_bytes().to_vec()))
+            } else if s.starts_with('/') {
+                Some(Target::Path(PathBuf::from(s)))
+            } else {
+                None
+            }
+        });
+        // SAFETY: called at start-up before other threads exist.
+        unsafe { std::env::remove_var("NOTIFY_SOCKET") };
+        Notifier { target }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.target.is_some()
+    }
+
+    /// Sends one notification (e.g. `READY=1\nSTATUS=...`). Failures are logged, not fatal.
+    pub fn notify(&self, message: &str) {
+        let Some(target) = &self.target else { return };
+        let result = UnixDatagram::unbound().and_then(|sock| match target {
+            Target::Path(p) => sock.send_to(message.as_bytes(), p).map(|_| ()),
+            Target::Abstract(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+                sock.send_to_addr(message.as_bytes(), &addr).map(|_| ())
+            }
+        });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "sd_notify failed");
+        }
+    }
+
+    /// `RELOADING=1` with the `MONOTONIC_USEC` systemd 253+ asks for.
+    pub fn reloading(&self) {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: valid pointer to a timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let usec = ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000;
+        self.notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}\nSTATUS=reloading configuration"));
+    }
+}
+
+/// Half of `WATCHDOG_USEC` when the watchdog is meant for this process.
+pub fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Some(pid) = std::env::var("WATCHDOG_PID").ok().and_then(|p| p.parse::<u32>().ok()) {
+        if pid != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
+}
