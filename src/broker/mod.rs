@@ -579,15 +579,20 @@ impl Broker {
 
     /// `GET /v1/ready`: the store and cache answer and no rotated token is waiting for the store.
     pub async fn ready(&self) -> Result<(), String> {
-        self.store.ready().await.map_err(|e| e.to_string())?;
-        self.cache.ready().await.map_err(|e| e.to_string())?;
+        let mut reasons = Vec::new();
         let degraded = self.state_counts()[2].1;
         if degraded > 0 {
-            return Err(format!(
+            reasons.push(format!(
                 "{degraded} credential(s) degraded: rotated refresh tokens are held in the recovery journal until the secret store takes them"
             ));
         }
-        Ok(())
+        if let Err(e) = self.store.ready().await {
+            reasons.push(e.to_string());
+        }
+        if let Err(e) = self.cache.ready().await {
+            reasons.push(e.to_string());
+        }
+        if reasons.is_empty() { Ok(()) } else { Err(reasons.join("; ")) }
     }
 
     /// On shutdown: one last attempt to land what the journal holds.

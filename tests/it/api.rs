@@ -1,0 +1,175 @@
+//! The agent API's contract: routes, errors, limits (SPEC §4).
+
+use crate::support::agent::{assert_no_secrets, stderr, stdout};
+use crate::support::{Env, FakeSnyk};
+
+fn store_bytes(env: &Env) -> Vec<u8> {
+    std::fs::read(&env.store).unwrap_or_default()
+}
+
+#[test]
+fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("cb", None);
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    assert!(agent.put_oauth(env.path(), "ob", "cb", None, &rt).status.success());
+    let before = store_bytes(&env);
+    let grants = fake.refresh_grants();
+
+    let long = "a".repeat(200);
+    let bad_ids: Vec<(String, String)> = vec![
+        ("..%2Fx".into(), "cb".into()),
+        ("a:b".into(), "cb".into()),
+        ("ob".into(), long.clone()),
+        ("%20".into(), "cb".into()),
+    ];
+    for (org, client) in &bad_ids {
+        for (method, path) in [
+            ("GET", format!("/v1/credentials/{org}/{client}")),
+            ("DELETE", format!("/v1/credentials/{org}/{client}")),
+            ("DELETE", format!("/v1/cache/{org}/{client}")),
+        ] {
+            let (st, v) = agent.json(method, &path, None);
+            assert_eq!(st, 400, "{method} {path}: {v}");
+            assert_eq!(v["code"], "bad_request");
+            assert!(v["error"].as_str().unwrap().contains("A-Z a-z 0-9"), "{v}");
+        }
+    }
+    // Empty ids through the seed's query routes.
+    let (st, v) = agent.json("GET", "/v1/credentials?org_id=&client_id=cb", None);
+    assert_eq!(st, 400, "{v}");
+    // Bodies: ids, malformed JSON, unknown fields (a typo in a secret's name), 1 MiB.
+    for body in [
+        r#"{"org_id":"../x","client_id":"cb","refresh_token":"x"}"#.to_string(),
+        r#"{"org_id":"a:b","client_id":"cb","refresh_token":"x"}"#.to_string(),
+        format!(r#"{{"org_id":"ob","client_id":"{long}","refresh_token":"x"}}"#),
+        r#"{"org_id":"","client_id":"cb","refresh_token":"x"}"#.to_string(),
+        r#"{"org_id":"ob","client_id":"cb","refresh_token":"#.to_string(),
+        r#"{"org_id":"ob","client_id":"cb","refresh_tokn":"x"}"#.to_string(),
+        r#"{"org_id":"ob","client_id":"cb","kind":"magic","refresh_token":"x"}"#.to_string(),
+        r#"{"org_id":"ob","client_id":"cb","refresh_token":""}"#.to_string(),
+        r#"{"org_id":"ob","client_id":"cb","kind":"client_secret","refresh_token":"x","client_secret":"y"}"#.to_string(),
+    ] {
+        let (st, v) = agent.json("PUT", "/v1/credentials", Some(&body));
+        assert_eq!(st, 400, "{body}: {v}");
+        assert_eq!(v["code"], "bad_request");
+        assert!(!v["error"].as_str().unwrap().is_empty());
+    }
+    let huge = format!(r#"{{"org_id":"ob","client_id":"cb","refresh_token":"{}"}}"#, "x".repeat(1024 * 1024));
+    let (st, v) = agent.json("PUT", "/v1/credentials", Some(&huge));
+    assert_eq!(st, 413, "{v}");
+    assert_eq!(v["code"], "body_too_large");
+    // A refresh token Snyk refuses is bad input too: nothing stored.
+    let (st, v) = agent.json("PUT", "/v1/credentials", Some(r#"{"org_id":"ob","client_id":"cb","refresh_token":"rt_not_issued"}"#));
+    assert!(st == 409 || st == 502, "{st} {v}");
+    assert_eq!(store_bytes(&env), before, "the store must be unchanged");
+    assert_eq!(fake.refresh_grants(), grants);
+    // Unknown routes and methods.
+    assert_eq!(agent.json("GET", "/v2/nothing", None).0, 404);
+    assert_eq!(agent.json("POST", "/v1/credentials/ob/cb", None).0, 405);
+    // And the credential still works.
+    let out = agent.helper(&["ob", "cb"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fake.replays(), 0);
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+#[test]
+fn seed_query_routes_list_delete_and_revoke_work() {
+    let fake = FakeSnyk::start();
+    let rt1 = fake.new_oauth_client("c1", Some("s1"));
+    let rt2 = fake.new_oauth_client("c2", Some("s2"));
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    assert!(agent.put_oauth(env.path(), "o", "c1", Some("s1"), &rt1).status.success());
+    assert!(agent.put_oauth(env.path(), "o", "c2", Some("s2"), &rt2).status.success());
+
+    // Seed-style token route.
+    let (st, v) = agent.json("GET", "/v1/credentials?org_id=o&client_id=c1&min_validity=60", None);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["token_type"], "bearer");
+    assert!(fake.access_token_valid(v["access_token"].as_str().unwrap()));
+    assert!(v["expires_at"].as_str().unwrap().ends_with('Z'));
+
+    // The list has no secrets.
+    let (st, text) = agent.http("GET", "/v1/credentials", None);
+    assert_eq!(st, 200);
+    assert_no_secrets("credential list", &text, &fake.secrets());
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let creds = v["credentials"].as_array().unwrap();
+    assert_eq!(creds.len(), 2);
+    for c in creds {
+        assert_eq!(c["kind"], "oauth_app");
+        assert_eq!(c["state"], "ok");
+        assert!(c["expires_at"].is_string() && c["last_refresh_at"].is_string());
+        assert_eq!(c["failures"], 0);
+    }
+    let out = agent.cli(&["status"], None);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("STATE") && stdout(&out).contains("c2"), "{}", stdout(&out));
+    let out = agent.cli(&["status", "--json"], None);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["credentials"].as_array().unwrap().len(), 2);
+
+    // Seed-style cache delete, then delete with revoke.
+    assert_eq!(agent.json("DELETE", "/v1/cache?org_id=o&client_id=c1", None).0, 200);
+    let live2 = fake.live_refresh_token("c2").unwrap();
+    let out = agent.cli(&["delete", "o", "c2", "--revoke"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("revoked"));
+    assert!(!fake.refresh_token_alive(&live2), "revoked at Snyk");
+    assert!(!std::fs::read_to_string(&env.store).unwrap().contains("\"c2\""));
+    assert_eq!(agent.helper(&["o", "c2"]).status.code(), Some(66));
+    // Seed-style delete.
+    let (st, _) = agent.json("DELETE", "/v1/credentials?org_id=o&client_id=c1", None);
+    assert_eq!(st, 200);
+    assert_eq!(agent.json("GET", "/v1/credentials/o/c1", None).0, 404);
+    assert_eq!(fake.replays(), 0);
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+#[test]
+fn health_ready_and_metrics_answer() {
+    let fake = FakeSnyk::start();
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    assert_eq!(agent.json("GET", "/v1/health", None).0, 200);
+    assert_eq!(agent.json("GET", "/v1/ready", None).0, 200);
+    let (st, text) = agent.http("GET", "/metrics", None);
+    assert_eq!(st, 200);
+    assert!(text.contains("snykey_requests_total"), "{text}");
+    agent.stop();
+}
+
+#[test]
+fn check_config_prints_the_effective_config_redacted_and_names_bad_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[store]\nbackend = \"openbao\"\ntoken = \"s.verysecret\"\n[cache]\nurl = \"redis://u:hunter2@h:6379/0\"\n").unwrap();
+    let out = std::process::Command::new(crate::support::agent::SNYKEY).args(["check-config", "--config"]).arg(&cfg).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("backend = \"openbao\""));
+    assert!(!text.contains("verysecret") && !text.contains("hunter2"), "{text}");
+    std::fs::write(&cfg, "[refresh]\nmin_validty = \"5m\"\n").unwrap();
+    let out = std::process::Command::new(crate::support::agent::SNYKEY).args(["check-config", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(stderr(&out).contains("refresh.min_validty"), "{}", stderr(&out));
+}
+
+#[test]
+fn sigterm_stops_gracefully_and_removes_the_socket() {
+    let fake = FakeSnyk::start();
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    let socket = agent.socket.clone();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o660);
+    assert_eq!(agent.stop(), Some(0));
+    assert!(!socket.exists(), "the agent removes the socket it created");
+}

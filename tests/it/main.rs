@@ -1,0 +1,8 @@
+//! Integration tests: the real `snykey serve`, `snykey` and `snykey-helper`
+//! binaries against a strict fake Snyk, over the real Unix socket.
+
+mod support;
+
+mod api;
+mod helper;
+mod rotation;

@@ -1,0 +1,300 @@
+//! The rotation rule (SPEC §2) end to end.
+
+use crate::support::agent::{assert_no_secrets, stderr, stdout};
+use crate::support::{Env, Fault, FakeSnyk};
+use std::time::Duration;
+
+#[test]
+fn put_rotates_the_given_refresh_token_at_once_and_token_is_accepted_by_snyk() {
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("client-1", Some("cs-secret-1"));
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+
+    let out = agent.put_oauth(env.path(), "org-1", "client-1", Some("cs-secret-1"), &rt);
+    assert!(out.status.success(), "put failed: {}", stderr(&out));
+    assert!(stdout(&out).contains("stored oauth_app credential org-1/client-1"), "{}", stdout(&out));
+    // The given token was rotated at once: it is dead at Snyk, and the store
+    // holds the one live successor.
+    assert!(!fake.refresh_token_alive(&rt));
+    let live = fake.live_refresh_token("client-1").expect("one live refresh token");
+    let stored = std::fs::read_to_string(&env.store).unwrap();
+    assert!(stored.contains(&live) && !stored.contains(&rt));
+
+    let out = agent.helper(&["org-1", "client-1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = stdout(&out);
+    assert!(token.ends_with('\n') && token.lines().count() == 1);
+    assert!(fake.access_token_valid(token.trim()), "the fake does not accept the printed token");
+    assert_eq!(fake.refresh_grants(), 1, "the cached token must be reused");
+    assert_eq!(fake.replays(), 0);
+    let log = agent.log_text();
+    assert_eq!(agent.stop(), Some(0));
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+#[test]
+fn a_hundred_concurrent_helpers_on_a_cold_cache_cause_exactly_one_grant() {
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("c100", None);
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    assert!(agent.put_oauth(env.path(), "o100", "c100", None, &rt).status.success());
+    // Make the cache cold again; the stored refresh token is the live one.
+    let (st, _) = agent.http("DELETE", "/v1/cache/o100/c100", None);
+    assert_eq!(st, 200);
+    let grants_before = fake.refresh_grants();
+    // Slow Snyk down so all callers pile up behind the one refresh.
+    fake.push_fault(Fault::Delay(Duration::from_millis(300)));
+
+    let socket = agent.socket.clone();
+    let handles: Vec<_> = (0..100)
+        .map(|_| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                std::process::Command::new(crate::support::agent::HELPER)
+                    .arg("--socket")
+                    .arg(&socket)
+                    .args(["o100", "c100"])
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    let outputs: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for o in &outputs {
+        assert!(o.status.success(), "helper failed: {}", stderr(o));
+    }
+    let first = stdout(&outputs[0]);
+    assert!(outputs.iter().all(|o| stdout(o) == first), "all callers must get the same token");
+    assert_eq!(fake.refresh_grants() - grants_before, 1, "exactly one refresh grant");
+    assert_eq!(fake.replays(), 0);
+    assert!(fake.access_token_valid(first.trim()));
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+/// Blocks the file store's writes: its temp file path becomes a directory.
+fn block_store(env: &Env) -> std::path::PathBuf {
+    let name = env.store.file_name().unwrap().to_str().unwrap();
+    let tmp = env.store.with_file_name(format!(".{name}.tmp"));
+    std::fs::create_dir_all(&tmp).unwrap();
+    tmp
+}
+
+/// Blocks the journal: its directory becomes a file.
+fn block_journal(env: &Env) {
+    let _ = std::fs::remove_dir_all(&env.journal);
+    std::fs::write(&env.journal, "blocked").unwrap();
+}
+
+fn unblock_journal(env: &Env) {
+    let _ = std::fs::remove_file(&env.journal);
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn state_of(agent: &crate::support::Agent, org: &str, client: &str) -> serde_json::Value {
+    let (_, v) = agent.json("GET", "/v1/credentials", None);
+    v["credentials"].as_array().unwrap().iter().find(|c| c["org_id"] == org && c["client_id"] == client).cloned().unwrap_or_default()
+}
+
+#[test]
+fn rotated_token_survives_a_store_outage_through_the_journal() {
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("cj", Some("secret-cj"));
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    assert!(agent.put_oauth(env.path(), "oj", "cj", Some("secret-cj"), &rt).status.success());
+    agent.http("DELETE", "/v1/cache/oj/cj", None);
+
+    // The store fails on write right after Snyk rotates.
+    let blocker = block_store(&env);
+    let out = agent.helper(&["oj", "cj"]);
+    assert!(out.status.success(), "served once the journal holds it: {}", stderr(&out));
+    let live = fake.live_refresh_token("cj").unwrap();
+    // Durable in the journal, not in the store.
+    let journal = std::fs::read_to_string(env.journal.join("oj@cj.json")).unwrap();
+    assert!(journal.contains(&live), "journal must hold the rotated token");
+    assert!(!std::fs::read_to_string(&env.store).unwrap().contains(&live));
+    assert_eq!(state_of(&agent, "oj", "cj")["state"], "degraded");
+    let (st, v) = agent.json("GET", "/v1/ready", None);
+    assert_eq!(st, 503);
+    assert!(v["error"].as_str().unwrap().contains("degraded"), "{v}");
+
+    // The store recovers: the agent lands the token by itself.
+    std::fs::remove_dir(&blocker).unwrap();
+    wait_for("the store to hold the rotated token", || std::fs::read_to_string(&env.store).unwrap().contains(&live));
+    wait_for("state ok", || state_of(&agent, "oj", "cj")["state"] == "ok");
+    assert!(!env.journal.join("oj@cj.json").exists(), "the journal entry is removed once landed");
+    assert_eq!(agent.json("GET", "/v1/ready", None).0, 200);
+
+    // And the credential still refreshes.
+    agent.http("DELETE", "/v1/cache/oj/cj", None);
+    let out = agent.helper(&["oj", "cj"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    assert_eq!(fake.replays(), 0);
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+#[test]
+fn a_restart_replays_the_journal_before_serving() {
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("cr", None);
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    assert!(agent.put_oauth(env.path(), "or", "cr", None, &rt).status.success());
+    agent.http("DELETE", "/v1/cache/or/cr", None);
+    let blocker = block_store(&env);
+    assert!(agent.helper(&["or", "cr"]).status.success());
+    let live = fake.live_refresh_token("cr").unwrap();
+    // Killed with no chance to tidy up, while the store still fails.
+    agent.kill();
+    std::fs::remove_dir(&blocker).unwrap();
+    assert!(!std::fs::read_to_string(&env.store).unwrap().contains(&live));
+
+    let agent = env.start();
+    // Replayed at start, before anything was served.
+    assert!(std::fs::read_to_string(&env.store).unwrap().contains(&live));
+    assert!(!env.journal.join("or@cr.json").exists());
+    let out = agent.helper(&["or", "cr"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    assert_eq!(fake.replays(), 0);
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+#[test]
+fn no_access_token_is_handed_out_while_the_rotated_token_is_only_in_memory() {
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("cm", None);
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    assert!(agent.put_oauth(env.path(), "om", "cm", None, &rt).status.success());
+    agent.http("DELETE", "/v1/cache/om/cm", None);
+
+    // Both the store and the journal fail.
+    let blocker = block_store(&env);
+    block_journal(&env);
+    let out = agent.helper(&["om", "cm"]);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "no token may be printed");
+    assert!(stderr(&out).contains("held in memory"), "{}", stderr(&out));
+    assert_eq!(fake.refresh_grants(), 2, "put + one refresh");
+    // Asking again does not rotate again.
+    assert_eq!(agent.helper(&["om", "cm"]).status.code(), Some(75));
+    assert_eq!(fake.refresh_grants(), 2);
+
+    // The journal comes back: the token becomes durable and is then served.
+    unblock_journal(&env);
+    wait_for("the journal to hold the rotated token", || env.journal.join("om@cm.json").exists());
+    let out = agent.helper(&["om", "cm"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    assert_eq!(fake.refresh_grants(), 2, "the held token is served, not a new one");
+    std::fs::remove_dir(&blocker).unwrap();
+    let live = fake.live_refresh_token("cm").unwrap();
+    wait_for("the store to hold the rotated token", || std::fs::read_to_string(&env.store).unwrap().contains(&live));
+    assert_eq!(fake.replays(), 0);
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+#[test]
+fn invalid_grant_sets_needs_login_and_the_helper_exits_77() {
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("cx", None);
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    assert!(agent.put_oauth(env.path(), "ox", "cx", None, &rt).status.success());
+    // Someone revokes the live token at Snyk (a user in the web UI, say).
+    let live = fake.live_refresh_token("cx").unwrap();
+    fake.revoke(&live);
+    agent.http("DELETE", "/v1/cache/ox/cx", None);
+    let out = agent.helper(&["ox", "cx"]);
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+    assert!(stderr(&out).contains("snykey login"), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+    assert_eq!(state_of(&agent, "ox", "cx")["state"], "needs_login");
+    // No further attempts at Snyk with the dead token.
+    let requests = fake.lock().token_requests;
+    assert_eq!(agent.helper(&["ox", "cx"]).status.code(), Some(77));
+    assert_eq!(fake.lock().token_requests, requests);
+    assert_eq!(fake.replays(), 0);
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+#[test]
+fn a_lost_answer_is_retried_once_with_the_same_token() {
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("cl", None);
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    assert!(agent.put_oauth(env.path(), "ol", "cl", None, &rt).status.success());
+    agent.http("DELETE", "/v1/cache/ol/cl", None);
+    // Snyk processes the refresh and the answer never arrives.
+    fake.push_fault(Fault::DropAfterProcessing);
+    let out = agent.helper(&["ol", "cl"]);
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+    assert!(stderr(&out).contains("lost in transit"), "{}", stderr(&out));
+    let s = fake.lock();
+    assert_eq!(s.lost_answer_retries, 1, "exactly one retry of the same token");
+    assert_eq!(s.replays, 0);
+    drop(s);
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+#[test]
+fn transient_snyk_errors_are_retried_without_consuming_the_token() {
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("ct", None);
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    assert!(agent.put_oauth(env.path(), "ot", "ct", None, &rt).status.success());
+    agent.http("DELETE", "/v1/cache/ot/ct", None);
+    fake.push_fault(Fault::Status(503));
+    fake.push_fault(Fault::RateLimit(1));
+    let out = agent.helper(&["ot", "ct"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    // Three failures in a row exceed what a waiting caller sits out: 75.
+    agent.http("DELETE", "/v1/cache/ot/ct", None);
+    for _ in 0..3 {
+        fake.push_fault(Fault::Status(500));
+    }
+    let out = agent.helper(&["ot", "ct"]);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    // A 429 asking for longer than a caller waits is not sat out either.
+    fake.lock().faults.clear();
+    fake.push_fault(Fault::RateLimit(30));
+    let (st, v) = agent.json("GET", "/v1/credentials/ot/ct", None);
+    assert_eq!(st, 502);
+    assert_eq!(v["code"], "snyk_rate_limited");
+    // Then it works again with the same (unconsumed) token.
+    let out = agent.helper(&["ot", "ct"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fake.replays(), 0);
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}

@@ -1,0 +1,370 @@
+//! A strict fake of Snyk's OAuth endpoints, from Snyk's documentation:
+//! refresh tokens are single-use and every replay is counted, so that every
+//! test can assert `replays == 0`.
+//!
+//! * `POST /oauth2/token` — `refresh_token` (rotates: the sent token dies, a
+//!   new one is issued), `client_credentials` (client secret).
+//! * `POST /oauth2/revoke` — revokes a refresh token.
+//! * `GET /rest/self` — 200 for a live bearer access token, 401 otherwise:
+//!   "a token the fake accepts".
+//!
+//! Faults are injected per request from a queue: 5xx, 429 with Retry-After,
+//! a delay, or "process the grant and drop the connection" (the answer is
+//! lost in transit). A token whose answer was lost and is then sent again is
+//! counted as `lost_answer_retries`, which SPEC §2 permits once, not as a replay.
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this HTTP status and a JSON error; nothing is consumed.
+    Status(u16),
+    /// 429 with `Retry-After: secs`; nothing is consumed.
+    RateLimit(u64),
+    /// Wait this long, then process normally (the client may have given up).
+    Delay(Duration),
+    /// Process the grant (the token is consumed) and drop the connection.
+    DropAfterProcessing,
+}
+
+#[derive(Debug, Clone)]
+struct RefreshState {
+    client_id: String,
+    used: bool,
+    revoked: bool,
+    /// The answer that issued this token's successor was lost in transit.
+    answer_lost: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct State {
+    /// client_id → client secret (None: public client).
+    pub clients: HashMap<String, Option<String>>,
+    refresh: HashMap<String, RefreshState>,
+    access: HashMap<String, (String, SystemTime)>,
+    /// Every secret value this fake ever issued or was configured with.
+    pub secrets: Vec<String>,
+    pub expires_in: u64,
+    pub faults: VecDeque<Fault>,
+    /// Successful refresh grants (a new refresh token issued).
+    pub refresh_grants: u64,
+    /// Successful client_credentials grants.
+    pub client_credentials_grants: u64,
+    /// Refresh tokens sent again after Snyk had accepted them and delivered the answer.
+    pub replays: u64,
+    /// Tokens sent again after their answer was lost in transit (permitted once).
+    pub lost_answer_retries: u64,
+    /// All token endpoint requests, including refused ones.
+    pub token_requests: u64,
+    pub revocations: u64,
+    pub bad_client_auth: u64,
+    /// Times at which refresh grants succeeded.
+    pub grant_times: Vec<SystemTime>,
+}
+
+#[derive(Clone)]
+pub struct FakeSnyk {
+    pub addr: SocketAddr,
+    pub state: Arc<Mutex<State>>,
+    stop: Arc<tokio::sync::Notify>,
+}
+
+fn random_token(prefix: &str) -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let body: String = (0..40).map(|_| {
+        let c = rng.random_range(0..62u8);
+        (match c {
+            0..=9 => b'0' + c,
+            10..=35 => b'a' + c - 10,
+            _ => b'A' + c - 36,
+        }) as char
+    }).collect();
+    format!("{prefix}{body}")
+}
+
+impl FakeSnyk {
+    /// Starts the fake on 127.0.0.1 on a free port, on its own thread.
+    pub fn start() -> FakeSnyk {
+        let state = Arc::new(Mutex::new(State { expires_in: 3600, ..Default::default() }));
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let st = Arc::clone(&state);
+        let stop2 = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            let st = Arc::clone(&st);
+                            tokio::spawn(async move {
+                                let svc = service_fn(move |req| {
+                                    let st = Arc::clone(&st);
+                                    async move { handle(st, req).await }
+                                });
+                                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                            });
+                        }
+                        _ = stop2.notified() => break,
+                    }
+                }
+            });
+        });
+        let addr = rx.recv().unwrap();
+        FakeSnyk { addr, state, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    /// Registers an OAuth client and issues it a live refresh token (as a login would).
+    pub fn new_oauth_client(&self, client_id: &str, secret: Option<&str>) -> String {
+        let mut s = self.lock();
+        s.clients.insert(client_id.into(), secret.map(str::to_string));
+        if let Some(sec) = secret {
+            s.secrets.push(sec.into());
+        }
+        let rt = random_token("rt_");
+        s.secrets.push(rt.clone());
+        s.refresh.insert(rt.clone(), RefreshState { client_id: client_id.into(), used: false, revoked: false, answer_lost: false });
+        rt
+    }
+
+    /// Registers a service account with a client secret.
+    pub fn new_service_account(&self, client_id: &str, secret: &str) {
+        let mut s = self.lock();
+        s.clients.insert(client_id.into(), Some(secret.into()));
+        s.secrets.push(secret.into());
+    }
+
+    pub fn set_expires_in(&self, secs: u64) {
+        self.lock().expires_in = secs;
+    }
+
+    pub fn push_fault(&self, f: Fault) {
+        self.lock().faults.push_back(f);
+    }
+
+    /// Is this refresh token still usable (issued, not used, not revoked)?
+    pub fn refresh_token_alive(&self, rt: &str) -> bool {
+        self.lock().refresh.get(rt).is_some_and(|r| !r.used && !r.revoked)
+    }
+
+    /// The one live refresh token of a client (None if none or several).
+    pub fn live_refresh_token(&self, client_id: &str) -> Option<String> {
+        let s = self.lock();
+        let live: Vec<&String> = s.refresh.iter().filter(|(_, r)| r.client_id == client_id && !r.used && !r.revoked).map(|(k, _)| k).collect();
+        (live.len() == 1).then(|| live[0].clone())
+    }
+
+    /// Revokes a refresh token, as a user removing the app's access would.
+    pub fn revoke(&self, rt: &str) {
+        if let Some(r) = self.lock().refresh.get_mut(rt) {
+            r.revoked = true;
+        }
+    }
+
+    /// Does the fake accept this access token right now?
+    pub fn access_token_valid(&self, at: &str) -> bool {
+        self.lock().access.get(at).is_some_and(|(_, exp)| *exp > SystemTime::now())
+    }
+
+    pub fn replays(&self) -> u64 {
+        self.lock().replays
+    }
+
+    pub fn refresh_grants(&self) -> u64 {
+        self.lock().refresh_grants
+    }
+
+    pub fn secrets(&self) -> Vec<String> {
+        self.lock().secrets.clone()
+    }
+}
+
+impl Drop for FakeSnyk {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.stop) == 1 {
+            self.stop.notify_one();
+        }
+    }
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn json(status: u16, body: serde_json::Value) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+fn oauth_error(status: u16, error: &str, description: &str) -> Resp {
+    json(status, serde_json::json!({"error": error, "error_description": description}))
+}
+
+/// An error from the service makes hyper close the connection without an answer.
+#[derive(Debug)]
+struct Dropped;
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by fault injection")
+    }
+}
+impl std::error::Error for Dropped {}
+
+async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, Dropped> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let ctype = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    match (method.as_str(), path.as_str()) {
+        ("POST", "/oauth2/token") => {
+            if !ctype.starts_with("application/x-www-form-urlencoded") {
+                return Ok(oauth_error(400, "invalid_request", "token requests must be form-encoded"));
+            }
+            let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+            token(st, form).await
+        }
+        ("POST", "/oauth2/revoke") => {
+            let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+            let mut s = st.lock().unwrap();
+            if let Some(r) = form.get("token").and_then(|t| s.refresh.get_mut(t)) {
+                r.revoked = true;
+            }
+            s.revocations += 1;
+            Ok(json(200, serde_json::json!({})))
+        }
+        ("GET", "/rest/self") => {
+            let s = st.lock().unwrap();
+            let ok = auth
+                .as_deref()
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .and_then(|t| s.access.get(t))
+                .is_some_and(|(_, exp)| *exp > SystemTime::now());
+            Ok(if ok { json(200, serde_json::json!({"data": {"type": "user"}})) } else { json(401, serde_json::json!({"errors": [{"status": "401", "detail": "unauthorized"}]})) })
+        }
+        _ => Ok(json(404, serde_json::json!({"errors": [{"status": "404", "detail": "not found"}]}))),
+    }
+}
+
+async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<Resp, Dropped> {
+    let fault = {
+        let mut s = st.lock().unwrap();
+        s.token_requests += 1;
+        s.faults.pop_front()
+    };
+    let mut drop_after = false;
+    match fault {
+        Some(Fault::Status(code)) => return Ok(oauth_error(code, "server_error", "injected failure")),
+        Some(Fault::RateLimit(secs)) => {
+            let mut r = oauth_error(429, "rate_limited", "too many requests");
+            r.headers_mut().insert("retry-after", secs.to_string().parse().unwrap());
+            return Ok(r);
+        }
+        Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Fault::DropAfterProcessing) => drop_after = true,
+        None => {}
+    }
+    let mut s = st.lock().unwrap();
+    let client_id = form.get("client_id").cloned().unwrap_or_default();
+    let Some(expected_secret) = s.clients.get(&client_id).cloned() else {
+        s.bad_client_auth += 1;
+        return Ok(oauth_error(401, "invalid_client", "authentication failed"));
+    };
+    let grant_type = form.get("grant_type").map(String::as_str).unwrap_or("");
+    match grant_type {
+        "refresh_token" => {
+            if let Some(sec) = &expected_secret {
+                if form.get("client_secret") != Some(sec) {
+                    s.bad_client_auth += 1;
+                    return Ok(oauth_error(401, "invalid_client", "authentication failed"));
+                }
+            }
+            let rt = form.get("refresh_token").cloned().unwrap_or_default();
+            let Some(state) = s.refresh.get(&rt).cloned() else {
+                return Ok(oauth_error(400, "invalid_grant", "unknown refresh token"));
+            };
+            if state.client_id != client_id {
+                return Ok(oauth_error(400, "invalid_grant", "refresh token issued to another client"));
+            }
+            if state.revoked {
+                return Ok(oauth_error(400, "invalid_grant", "refresh token revoked"));
+            }
+            if state.used {
+                if state.answer_lost {
+                    s.lost_answer_retries += 1;
+                    if let Some(r) = s.refresh.get_mut(&rt) {
+                        // Only the first retry after a lost answer is the permitted one.
+                        r.answer_lost = false;
+                    }
+                } else {
+                    s.replays += 1;
+                }
+                return Ok(oauth_error(400, "invalid_grant", "refresh token already used"));
+            }
+            if let Some(r) = s.refresh.get_mut(&rt) {
+                r.used = true;
+                r.answer_lost = drop_after;
+            }
+            let new_rt = random_token("rt_");
+            let at = random_token("at_");
+            let expires_in = s.expires_in;
+            s.refresh.insert(new_rt.clone(), RefreshState { client_id: client_id.clone(), used: false, revoked: false, answer_lost: false });
+            s.access.insert(at.clone(), (client_id, SystemTime::now() + Duration::from_secs(expires_in)));
+            s.secrets.push(new_rt.clone());
+            s.secrets.push(at.clone());
+            s.refresh_grants += 1;
+            s.grant_times.push(SystemTime::now());
+            if drop_after {
+                return Err(Dropped);
+            }
+            Ok(json(200, serde_json::json!({
+                "access_token": at, "token_type": "bearer", "expires_in": expires_in,
+                "scope": "org.read", "refresh_token": new_rt, "refresh_expires_in": 7_776_000
+            })))
+        }
+        "client_credentials" => {
+            let ok = match (&expected_secret, form.get("client_secret")) {
+                (Some(expected), Some(given)) => expected == given,
+                _ => false,
+            };
+            if !ok {
+                s.bad_client_auth += 1;
+                return Ok(oauth_error(401, "invalid_client", "authentication failed"));
+            }
+            let at = random_token("at_");
+            let expires_in = s.expires_in;
+            s.access.insert(at.clone(), (client_id, SystemTime::now() + Duration::from_secs(expires_in)));
+            s.secrets.push(at.clone());
+            s.client_credentials_grants += 1;
+            if drop_after {
+                return Err(Dropped);
+            }
+            Ok(json(200, serde_json::json!({"access_token": at, "token_type": "bearer", "expires_in": expires_in, "scope": "org.read"})))
+        }
+        other => Ok(oauth_error(400, "unsupported_grant_type", &format!("grant_type {other:?} is not supported"))),
+    }
+}
