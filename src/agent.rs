@@ -3,31 +3,38 @@
 
 use crate::api::server::Access;
 use crate::api::socket::Bound;
-use crate::api::{serve, AppState};
+use crate::api::{AppState, serve};
 use crate::broker::journal::Journal;
 use crate::broker::{Broker, BrokerParts, Settings};
-use crate::cache::memory::MemoryCache;
 use crate::cache::TokenCache;
+use crate::cache::memory::MemoryCache;
 use crate::clock::SystemClock;
 use crate::config::{CacheBackend, Config, StoreBackend};
 use crate::snyk::SnykOAuth;
-use crate::store::file::FileStore;
 use crate::store::SecretStore;
-use crate::systemd::{watchdog_interval, Notifier};
+use crate::store::file::FileStore;
+use crate::systemd::{Notifier, watchdog_interval};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 /// Changes the log filter at run time (SIGHUP); set by the binary.
 pub type LogReloader = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 fn settings_of(cfg: &Config) -> Settings {
-    Settings { min_validity: cfg.refresh.min_validity, at: cfg.refresh.at, jitter: cfg.refresh.jitter }
+    Settings {
+        min_validity: cfg.refresh.min_validity,
+        at: cfg.refresh.at,
+        jitter: cfg.refresh.jitter,
+    }
 }
 
 fn access_of(cfg: &Config) -> Access {
-    Access { allowed_uids: cfg.server.allowed_uids.clone(), allowed_gids: cfg.server.allowed_gids.clone() }
+    Access {
+        allowed_uids: cfg.server.allowed_uids.clone(),
+        allowed_gids: cfg.server.allowed_gids.clone(),
+    }
 }
 
 async fn open_store(cfg: &Config) -> Result<Arc<dyn SecretStore>, String> {
@@ -40,24 +47,34 @@ async fn open_store(cfg: &Config) -> Result<Arc<dyn SecretStore>, String> {
                 .map_err(|e| e.to_string())?;
             Ok(Arc::new(store))
         }
-        StoreBackend::OpenBao => Err("store.backend = \"openbao\" is not available in this build yet; use \"file\"".into()),
+        StoreBackend::OpenBao => Err(
+            "store.backend = \"openbao\" is not available in this build yet; use \"file\"".into(),
+        ),
     }
 }
 
 async fn open_cache(cfg: &Config) -> Result<Arc<dyn TokenCache>, String> {
     match cfg.cache.backend {
         CacheBackend::Memory => Ok(Arc::new(MemoryCache::new())),
-        CacheBackend::Redis => Err("cache.backend = \"redis\" is not available in this build yet; use \"memory\"".into()),
+        CacheBackend::Redis => Err(
+            "cache.backend = \"redis\" is not available in this build yet; use \"memory\"".into(),
+        ),
     }
 }
 
 /// Runs the agent until SIGTERM/SIGINT. Returns after a graceful stop.
-pub async fn run(cfg: Config, bound: Bound, notifier: Notifier, log_reloader: Option<LogReloader>) -> Result<(), String> {
+pub async fn run(
+    cfg: Config,
+    bound: Bound,
+    notifier: Notifier,
+    log_reloader: Option<LogReloader>,
+) -> Result<(), String> {
     let started = Instant::now();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let store = open_store(&cfg).await?;
     let cache = open_cache(&cfg).await?;
-    let snyk = SnykOAuth::new(&cfg.snyk.api_url, cfg.snyk.timeout).map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let snyk = SnykOAuth::new(&cfg.snyk.api_url, cfg.snyk.timeout)
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
     let broker = Broker::new(BrokerParts {
         store,
         cache,
@@ -70,10 +87,16 @@ pub async fn run(cfg: Config, bound: Bound, notifier: Notifier, log_reloader: Op
         shutdown: shutdown_rx.clone(),
     });
     // The journal is replayed and the store loaded before anything is served.
-    let loaded = broker.start().await.map_err(|e| format!("start-up failed: {e}"))?;
+    let loaded = broker
+        .start()
+        .await
+        .map_err(|e| format!("start-up failed: {e}"))?;
     let (store_desc, cache_desc) = broker.describe_backends();
 
-    bound.listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    bound
+        .listener
+        .set_nonblocking(true)
+        .map_err(|e| e.to_string())?;
     let listener = tokio::net::UnixListener::from_std(bound.listener).map_err(|e| e.to_string())?;
     let state = AppState::new(Arc::clone(&broker), access_of(&cfg));
 
@@ -109,7 +132,13 @@ pub async fn run(cfg: Config, bound: Bound, notifier: Notifier, log_reloader: Op
         })
     });
 
-    serve(listener, Arc::clone(&state), shutdown_rx, cfg.server.shutdown_grace).await;
+    serve(
+        listener,
+        Arc::clone(&state),
+        shutdown_rx,
+        cfg.server.shutdown_grace,
+    )
+    .await;
 
     if let Some(w) = watchdog {
         w.abort();
@@ -120,7 +149,9 @@ pub async fn run(cfg: Config, bound: Bound, notifier: Notifier, log_reloader: Op
         match std::fs::remove_file(&bound.path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(socket = %bound.path.display(), error = %e, "could not remove the socket file"),
+            Err(e) => {
+                tracing::warn!(socket = %bound.path.display(), error = %e, "could not remove the socket file")
+            }
         }
     }
     tracing::info!("snykey agent stopped");
@@ -147,9 +178,11 @@ async fn handle_signals(
     shutdown: watch::Sender<bool>,
     log_reloader: Option<LogReloader>,
 ) {
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-    else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
         tracing::error!("cannot install signal handlers; stopping");
         let _ = shutdown.send(true);
         return;
@@ -195,16 +228,25 @@ fn reload(current: Config, state: &AppState, log_reloader: Option<&LogReloader>)
     if c.server.socket != n.server.socket || c.server.socket_mode != n.server.socket_mode {
         needs_restart.push("server.socket / server.socket_mode");
     }
-    if c.server.callback_listen != n.server.callback_listen || c.server.redirect_uri != n.server.redirect_uri {
+    if c.server.callback_listen != n.server.callback_listen
+        || c.server.redirect_uri != n.server.redirect_uri
+    {
         needs_restart.push("server.callback_listen / server.redirect_uri");
     }
     if c.server.metrics_listen != n.server.metrics_listen {
         needs_restart.push("server.metrics_listen");
     }
-    if c.snyk.api_url != n.snyk.api_url || c.snyk.app_url != n.snyk.app_url || c.snyk.timeout != n.snyk.timeout || c.snyk.rest_version != n.snyk.rest_version {
+    if c.snyk.api_url != n.snyk.api_url
+        || c.snyk.app_url != n.snyk.app_url
+        || c.snyk.timeout != n.snyk.timeout
+        || c.snyk.rest_version != n.snyk.rest_version
+    {
         needs_restart.push("[snyk]");
     }
-    if c.cache.backend != n.cache.backend || c.cache.url != n.cache.url || c.cache.key_prefix != n.cache.key_prefix {
+    if c.cache.backend != n.cache.backend
+        || c.cache.url != n.cache.url
+        || c.cache.key_prefix != n.cache.key_prefix
+    {
         needs_restart.push("[cache]");
     }
     let (cs, ns) = (&c.store, &n.store);
@@ -229,7 +271,10 @@ fn reload(current: Config, state: &AppState, log_reloader: Option<&LogReloader>)
         "SIGHUP: configuration reloaded (allow-lists, refresh settings, log filter)"
     );
     for what in &needs_restart {
-        tracing::warn!(setting = what, "SIGHUP: this setting changed but cannot change while running; restart the agent to apply it");
+        tracing::warn!(
+            setting = what,
+            "SIGHUP: this setting changed but cannot change while running; restart the agent to apply it"
+        );
     }
     // Keep the values that did not apply, so the next reload compares against what runs.
     let mut applied = current;

@@ -15,10 +15,16 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ClientError {
-    #[error("cannot reach the snykey agent at {socket}: {message}. Is `snykey serve` running? (set --socket or SNYKEY_SOCKET)")]
+    #[error(
+        "cannot reach the snykey agent at {socket}: {message}. Is `snykey serve` running? (set --socket or SNYKEY_SOCKET)"
+    )]
     Unreachable { socket: PathBuf, message: String },
     #[error("{error}")]
-    Api { status: u16, code: String, error: String },
+    Api {
+        status: u16,
+        code: String,
+        error: String,
+    },
     #[error("unexpected answer from the agent: {0}")]
     Protocol(String),
 }
@@ -35,7 +41,11 @@ impl ClientError {
     /// The line printed on stderr: what failed and what to do.
     pub fn report(&self) -> String {
         match self {
-            ClientError::Api { status, code, error } => format!("{error} ({})", exit::advice(*status, code)),
+            ClientError::Api {
+                status,
+                code,
+                error,
+            } => format!("{error} ({})", exit::advice(*status, code)),
             other => other.to_string(),
         }
     }
@@ -50,11 +60,20 @@ pub struct AgentClient {
 impl AgentClient {
     pub fn new(socket: &Path, timeout: Duration) -> AgentClient {
         let http = Client::builder(TokioExecutor::new()).build(UnixConnector);
-        AgentClient { socket: socket.to_path_buf(), http, timeout }
+        AgentClient {
+            socket: socket.to_path_buf(),
+            http,
+            timeout,
+        }
     }
 
     /// Sends one request and decodes a 2xx JSON answer as `T`.
-    pub async fn call<T: DeserializeOwned>(&self, method: Method, path_and_query: &str, body: Option<Vec<u8>>) -> Result<T, ClientError> {
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
         let uri: hyper::Uri = hyperlocal::Uri::new(&self.socket, path_and_query).into();
         let mut builder = Request::builder().method(method).uri(uri);
         if body.is_some() {
@@ -67,11 +86,16 @@ impl AgentClient {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 let message = if e.is_connect() {
-                    std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string())
+                    std::error::Error::source(&e)
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| e.to_string())
                 } else {
                     e.to_string()
                 };
-                return Err(ClientError::Unreachable { socket: self.socket.clone(), message });
+                return Err(ClientError::Unreachable {
+                    socket: self.socket.clone(),
+                    message,
+                });
             }
             Err(_) => {
                 return Err(ClientError::Unreachable {
@@ -88,11 +112,20 @@ impl AgentClient {
             .map_err(|e| ClientError::Protocol(e.to_string()))?
             .to_bytes();
         if (200..300).contains(&status) {
-            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()));
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| ClientError::Protocol(e.to_string()));
         }
         match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(b) => Err(ClientError::Api { status, code: b.code, error: b.error }),
-            Err(_) => Err(ClientError::Api { status, code: "unknown".into(), error: format!("the agent answered HTTP {status}") }),
+            Ok(b) => Err(ClientError::Api {
+                status,
+                code: b.code,
+                error: b.error,
+            }),
+            Err(_) => Err(ClientError::Api {
+                status,
+                code: "unknown".into(),
+                error: format!("the agent answered HTTP {status}"),
+            }),
         }
     }
 }

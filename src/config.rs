@@ -19,11 +19,18 @@ pub const DEFAULT_API_URL: &str = "https://api.snyk.io";
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid TOML: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{key} (from {origin}): {message}")]
-    Invalid { key: String, origin: String, message: String },
+    Invalid {
+        key: String,
+        origin: String,
+        message: String,
+    },
 }
 
 /// The validated configuration the agent runs with.
@@ -190,20 +197,31 @@ impl Config {
     }
 
     /// Like [`Config::load`] with an explicit environment (for tests).
-    pub fn load_from(explicit: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
+    pub fn load_from(
+        explicit: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
         let file = match explicit {
             Some(p) => Some(p.to_path_buf()),
-            None if Path::new(DEFAULT_CONFIG_FILE).exists() => Some(PathBuf::from(DEFAULT_CONFIG_FILE)),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                Some(PathBuf::from(DEFAULT_CONFIG_FILE))
+            }
             None => None,
         };
         let mut raw = RawMap::new();
         if let Some(path) = &file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
             read_toml(path, &text, &mut raw)?;
         }
         read_env(env, &mut raw)?;
-        let lookup = |name: &str| env.iter().find(|(k, v)| k == name && !v.is_empty()).map(|(_, v)| v.clone());
+        let lookup = |name: &str| {
+            env.iter()
+                .find(|(k, v)| k == name && !v.is_empty())
+                .map(|(_, v)| v.clone())
+        };
         let mut cfg = build(&raw, &lookup)?;
         cfg.file = file;
         Ok(cfg)
@@ -212,9 +230,18 @@ impl Config {
     /// The effective configuration as TOML, secrets redacted (`snykey check-config`).
     pub fn to_redacted_toml(&self) -> String {
         let s = &self.server;
-        let list = |v: &[u32]| format!("[{}]", v.iter().map(u32::to_string).collect::<Vec<_>>().join(", "));
+        let list = |v: &[u32]| {
+            format!(
+                "[{}]",
+                v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            )
+        };
         let q = |v: &str| toml::Value::String(v.to_string()).to_string();
-        let opt_path = |p: &Option<PathBuf>| q(&p.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
+        let opt_path = |p: &Option<PathBuf>| {
+            q(&p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default())
+        };
         let mut out = String::new();
         out.push_str(&format!(
             "# effective configuration{}\n\n",
@@ -224,17 +251,26 @@ impl Config {
             }
         ));
         out.push_str("[server]\n");
-        out.push_str(&format!("socket = {}\n", q(&s.socket.display().to_string())));
+        out.push_str(&format!(
+            "socket = {}\n",
+            q(&s.socket.display().to_string())
+        ));
         out.push_str(&format!("socket_mode = \"{:04o}\"\n", s.socket_mode));
         out.push_str(&format!("allowed_uids = {}\n", list(&s.allowed_uids)));
         out.push_str(&format!("allowed_gids = {}\n", list(&s.allowed_gids)));
-        out.push_str(&format!("callback_listen = {}\n", q(&s.callback_listen.to_string())));
+        out.push_str(&format!(
+            "callback_listen = {}\n",
+            q(&s.callback_listen.to_string())
+        ));
         out.push_str(&format!(
             "metrics_listen = {}\n",
             q(&s.metrics_listen.map(|a| a.to_string()).unwrap_or_default())
         ));
         out.push_str(&format!("redirect_uri = {}\n", q(&s.redirect_uri)));
-        out.push_str(&format!("shutdown_grace = {}\n", q(&format_duration(s.shutdown_grace))));
+        out.push_str(&format!(
+            "shutdown_grace = {}\n",
+            q(&format_duration(s.shutdown_grace))
+        ));
         let k = &self.snyk;
         out.push_str("\n[snyk]\n");
         out.push_str(&format!("api_url = {}\n", q(&k.api_url)));
@@ -250,7 +286,10 @@ impl Config {
                 CacheBackend::Redis => "redis",
             })
         ));
-        out.push_str(&format!("url = {}\n", q(&redact_url_password(c.url.expose()))));
+        out.push_str(&format!(
+            "url = {}\n",
+            q(&redact_url_password(c.url.expose()))
+        ));
         out.push_str(&format!("key_prefix = {}\n", q(&c.key_prefix)));
         let t = &self.store;
         out.push_str("\n[store]\n");
@@ -262,7 +301,10 @@ impl Config {
             })
         ));
         out.push_str(&format!("path = {}\n", q(&t.path.display().to_string())));
-        out.push_str(&format!("journal_dir = {}\n", q(&t.journal_dir.display().to_string())));
+        out.push_str(&format!(
+            "journal_dir = {}\n",
+            q(&t.journal_dir.display().to_string())
+        ));
         out.push_str(&format!("addr = {}\n", q(&t.addr)));
         out.push_str(&format!(
             "auth = {}\n",
@@ -282,7 +324,10 @@ impl Config {
         }
         out.push_str(&format!("token_file = {}\n", opt_path(&t.token_file)));
         out.push_str(&format!("role_id_file = {}\n", opt_path(&t.role_id_file)));
-        out.push_str(&format!("secret_id_file = {}\n", opt_path(&t.secret_id_file)));
+        out.push_str(&format!(
+            "secret_id_file = {}\n",
+            opt_path(&t.secret_id_file)
+        ));
         out.push_str(&format!("kubernetes_role = {}\n", q(&t.kubernetes_role)));
         out.push_str(&format!(
             "kubernetes_jwt_file = {}\n",
@@ -295,7 +340,10 @@ impl Config {
         out.push_str(&format!("ca_cert = {}\n", opt_path(&t.ca_cert)));
         let r = &self.refresh;
         out.push_str("\n[refresh]\n");
-        out.push_str(&format!("min_validity = {}\n", q(&format_duration(r.min_validity))));
+        out.push_str(&format!(
+            "min_validity = {}\n",
+            q(&format_duration(r.min_validity))
+        ));
         out.push_str(&format!("jitter = {}\n", r.jitter));
         out.push_str(&format!("at = {}\n", r.at));
         out
@@ -304,11 +352,15 @@ impl Config {
 
 /// `redis://user:pw@host` → `redis://user:[redacted]@host`.
 pub fn redact_url_password(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else { return url.to_string() };
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
     let rest = &url[scheme_end + 3..];
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else { return url.to_string() };
+    let Some(at) = authority.rfind('@') else {
+        return url.to_string();
+    };
     let userinfo = &authority[..at];
     let redacted = match userinfo.find(':') {
         Some(c) => format!("{}:[redacted]", &userinfo[..c]),
@@ -318,13 +370,18 @@ pub fn redact_url_password(url: &str) -> String {
 }
 
 fn known(section: &str, key: &str) -> Option<(&'static str, &'static str, Kind)> {
-    KEYS.iter().copied().find(|(s, k, _)| *s == section && *k == key)
+    KEYS.iter()
+        .copied()
+        .find(|(s, k, _)| *s == section && *k == key)
 }
 
 fn read_toml(path: &Path, text: &str, raw: &mut RawMap) -> Result<(), ConfigError> {
     let table: toml::Table = text
         .parse()
-        .map_err(|e: toml::de::Error| ConfigError::Parse { path: path.to_path_buf(), message: e.message().to_string() })?;
+        .map_err(|e: toml::de::Error| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
     for (section, value) in table {
         let Value::Table(entries) = value else {
             return Err(ConfigError::Invalid {
@@ -337,11 +394,15 @@ fn read_toml(path: &Path, text: &str, raw: &mut RawMap) -> Result<(), ConfigErro
             let Some((s, k, _)) = known(&section, &key) else {
                 let sections: Vec<&str> = KEYS.iter().map(|(s, _, _)| *s).collect();
                 let message = if sections.contains(&section.as_str()) {
-                    let keys: Vec<&str> =
-                        KEYS.iter().filter(|(s, _, _)| *s == section).map(|(_, k, _)| *k).collect();
+                    let keys: Vec<&str> = KEYS
+                        .iter()
+                        .filter(|(s, _, _)| *s == section)
+                        .map(|(_, k, _)| *k)
+                        .collect();
                     format!("unknown key; [{section}] knows {}", keys.join(", "))
                 } else {
-                    "unknown section; the sections are server, snyk, cache, store, refresh".to_string()
+                    "unknown section; the sections are server, snyk, cache, store, refresh"
+                        .to_string()
                 };
                 return Err(ConfigError::Invalid {
                     key: format!("{section}.{key}"),
@@ -349,7 +410,13 @@ fn read_toml(path: &Path, text: &str, raw: &mut RawMap) -> Result<(), ConfigErro
                     message,
                 });
             };
-            raw.insert((s, k), Raw { value, origin: path.display().to_string() });
+            raw.insert(
+                (s, k),
+                Raw {
+                    value,
+                    origin: path.display().to_string(),
+                },
+            );
         }
     }
     Ok(())
@@ -357,9 +424,13 @@ fn read_toml(path: &Path, text: &str, raw: &mut RawMap) -> Result<(), ConfigErro
 
 fn read_env(env: &[(String, String)], raw: &mut RawMap) -> Result<(), ConfigError> {
     for (name, value) in env {
-        let Some(rest) = name.strip_prefix("SNYKEY_") else { continue };
+        let Some(rest) = name.strip_prefix("SNYKEY_") else {
+            continue;
+        };
         let lower = rest.to_ascii_lowercase();
-        let Some((section, key)) = lower.split_once('_') else { continue };
+        let Some((section, key)) = lower.split_once('_') else {
+            continue;
+        };
         let Some((s, k, kind)) = known(section, key) else {
             // SNYKEY_SOCKET, SNYKEY_LOG, SNYKEY_ORG_ID... are not config keys; a
             // misspelt key in a config section is an error, not silently ignored.
@@ -380,10 +451,16 @@ fn read_env(env: &[(String, String)], raw: &mut RawMap) -> Result<(), ConfigErro
         let v = match kind {
             Kind::Str | Kind::Duration => Value::String(value.clone()),
             Kind::Int => Value::Integer(
-                value.trim().parse().map_err(|_| invalid(format!("{value:?} is not a whole number")))?,
+                value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid(format!("{value:?} is not a whole number")))?,
             ),
             Kind::Float => Value::Float(
-                value.trim().parse().map_err(|_| invalid(format!("{value:?} is not a number")))?,
+                value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid(format!("{value:?} is not a number")))?,
             ),
             Kind::UintList => Value::Array(
                 value
@@ -391,14 +468,22 @@ fn read_env(env: &[(String, String)], raw: &mut RawMap) -> Result<(), ConfigErro
                     .map(str::trim)
                     .filter(|p| !p.is_empty())
                     .map(|p| {
-                        p.parse::<i64>()
-                            .map(Value::Integer)
-                            .map_err(|_| invalid(format!("{p:?} is not a whole number (comma-separated list)")))
+                        p.parse::<i64>().map(Value::Integer).map_err(|_| {
+                            invalid(format!(
+                                "{p:?} is not a whole number (comma-separated list)"
+                            ))
+                        })
                     })
                     .collect::<Result<_, _>>()?,
             ),
         };
-        raw.insert((s, k), Raw { value: v, origin: name.clone() });
+        raw.insert(
+            (s, k),
+            Raw {
+                value: v,
+                origin: name.clone(),
+            },
+        );
     }
     Ok(())
 }
@@ -409,7 +494,10 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn err(&self, s: &str, k: &str, message: impl Into<String>) -> ConfigError {
-        let origin = self.raw.get(&known(s, k).map(|(a, b, _)| (a, b)).unwrap_or(("", ""))).map(|r| r.origin.clone());
+        let origin = self
+            .raw
+            .get(&known(s, k).map(|(a, b, _)| (a, b)).unwrap_or(("", "")))
+            .map(|r| r.origin.clone());
         ConfigError::Invalid {
             key: format!("{s}.{k}"),
             origin: origin.unwrap_or_else(|| "default".into()),
@@ -421,11 +509,20 @@ impl Reader<'_> {
         self.raw.get(&(s, k)).map(|r| &r.value)
     }
 
-    fn string(&self, s: &'static str, k: &'static str, default: &str) -> Result<String, ConfigError> {
+    fn string(
+        &self,
+        s: &'static str,
+        k: &'static str,
+        default: &str,
+    ) -> Result<String, ConfigError> {
         match self.get(s, k) {
             None => Ok(default.to_string()),
             Some(Value::String(v)) => Ok(v.clone()),
-            Some(other) => Err(self.err(s, k, format!("expected a string, found {}", other.type_str()))),
+            Some(other) => Err(self.err(
+                s,
+                k,
+                format!("expected a string, found {}", other.type_str()),
+            )),
         }
     }
 
@@ -437,7 +534,11 @@ impl Reader<'_> {
         match self.get(s, k) {
             None => Ok(default),
             Some(Value::Integer(v)) => Ok(*v),
-            Some(other) => Err(self.err(s, k, format!("expected a whole number, found {}", other.type_str()))),
+            Some(other) => Err(self.err(
+                s,
+                k,
+                format!("expected a whole number, found {}", other.type_str()),
+            )),
         }
     }
 
@@ -446,16 +547,29 @@ impl Reader<'_> {
             None => Ok(default),
             Some(Value::Float(v)) => Ok(*v),
             Some(Value::Integer(v)) => Ok(*v as f64),
-            Some(other) => Err(self.err(s, k, format!("expected a number, found {}", other.type_str()))),
+            Some(other) => Err(self.err(
+                s,
+                k,
+                format!("expected a number, found {}", other.type_str()),
+            )),
         }
     }
 
-    fn duration(&self, s: &'static str, k: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    fn duration(
+        &self,
+        s: &'static str,
+        k: &'static str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
         match self.get(s, k) {
             None => Ok(default),
             Some(Value::Integer(v)) if *v >= 0 => Ok(Duration::from_secs(*v as u64)),
             Some(Value::String(v)) => parse_duration(v).map_err(|m| self.err(s, k, m)),
-            Some(other) => Err(self.err(s, k, format!("expected a duration like \"5m\", found {other}"))),
+            Some(other) => Err(self.err(
+                s,
+                k,
+                format!("expected a duration like \"5m\", found {other}"),
+            )),
         }
     }
 
@@ -466,10 +580,16 @@ impl Reader<'_> {
                 .iter()
                 .map(|v| match v {
                     Value::Integer(i) if (0..=u32::MAX as i64).contains(i) => Ok(*i as u32),
-                    other => Err(self.err(s, k, format!("{other} is not a valid id (0..4294967295)"))),
+                    other => {
+                        Err(self.err(s, k, format!("{other} is not a valid id (0..4294967295)")))
+                    }
                 })
                 .collect(),
-            Some(other) => Err(self.err(s, k, format!("expected a list of numbers, found {}", other.type_str()))),
+            Some(other) => Err(self.err(
+                s,
+                k,
+                format!("expected a list of numbers, found {}", other.type_str()),
+            )),
         }
     }
 }
@@ -492,14 +612,28 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
     let socket_mode = u32::from_str_radix(mode_text.trim_start_matches("0o"), 8)
         .ok()
         .filter(|m| *m <= 0o777)
-        .ok_or_else(|| r.err("server", "socket_mode", format!("{mode_text:?} is not an octal mode like \"0660\"")))?;
+        .ok_or_else(|| {
+            r.err(
+                "server",
+                "socket_mode",
+                format!("{mode_text:?} is not an octal mode like \"0660\""),
+            )
+        })?;
     if socket_mode & 0o600 != 0o600 {
-        return Err(r.err("server", "socket_mode", "the owner needs read and write (at least 0600)"));
+        return Err(r.err(
+            "server",
+            "socket_mode",
+            "the owner needs read and write (at least 0600)",
+        ));
     }
     let callback_text = r.string("server", "callback_listen", "127.0.0.1:8080")?;
-    let callback_listen: SocketAddr = callback_text
-        .parse()
-        .map_err(|_| r.err("server", "callback_listen", format!("{callback_text:?} is not an address like 127.0.0.1:8080")))?;
+    let callback_listen: SocketAddr = callback_text.parse().map_err(|_| {
+        r.err(
+            "server",
+            "callback_listen",
+            format!("{callback_text:?} is not an address like 127.0.0.1:8080"),
+        )
+    })?;
     if !callback_listen.ip().is_loopback() {
         return Err(r.err(
             "server",
@@ -509,15 +643,25 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
     }
     let metrics_listen = match r.opt_string("server", "metrics_listen")? {
         None => None,
-        Some(t) => Some(
-            t.parse::<SocketAddr>()
-                .map_err(|_| r.err("server", "metrics_listen", format!("{t:?} is not an address like 127.0.0.1:9464")))?,
-        ),
+        Some(t) => Some(t.parse::<SocketAddr>().map_err(|_| {
+            r.err(
+                "server",
+                "metrics_listen",
+                format!("{t:?} is not an address like 127.0.0.1:9464"),
+            )
+        })?),
     };
     let redirect_uri = match r.opt_string("server", "redirect_uri")? {
         Some(u) => {
-            if !(u.starts_with("http://127.") || u.starts_with("http://localhost") || u.starts_with("http://[::1]")) {
-                return Err(r.err("server", "redirect_uri", "must point at the loopback callback listener (http://127.0.0.1:PORT/...)"));
+            if !(u.starts_with("http://127.")
+                || u.starts_with("http://localhost")
+                || u.starts_with("http://[::1]"))
+            {
+                return Err(r.err(
+                    "server",
+                    "redirect_uri",
+                    "must point at the loopback callback listener (http://127.0.0.1:PORT/...)",
+                ));
             }
             u
         }
@@ -543,35 +687,72 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
     };
     let rest_version = r.string("snyk", "rest_version", "2024-10-15")?;
     if !is_rest_version(&rest_version) {
-        return Err(r.err("snyk", "rest_version", format!("{rest_version:?} is not a version like 2024-10-15 (optionally ~beta)")));
+        return Err(r.err(
+            "snyk",
+            "rest_version",
+            format!("{rest_version:?} is not a version like 2024-10-15 (optionally ~beta)"),
+        ));
     }
     let timeout = r.duration("snyk", "timeout", Duration::from_secs(30))?;
     if timeout < Duration::from_secs(1) {
         return Err(r.err("snyk", "timeout", "must be at least 1s"));
     }
-    let snyk = SnykConfig { api_url, app_url, rest_version, timeout };
+    let snyk = SnykConfig {
+        api_url,
+        app_url,
+        rest_version,
+        timeout,
+    };
 
     // [cache]
     let cache_backend = match r.string("cache", "backend", "memory")?.as_str() {
         "memory" => CacheBackend::Memory,
         "redis" => CacheBackend::Redis,
-        other => return Err(r.err("cache", "backend", format!("{other:?} is not \"memory\" or \"redis\""))),
+        other => {
+            return Err(r.err(
+                "cache",
+                "backend",
+                format!("{other:?} is not \"memory\" or \"redis\""),
+            ));
+        }
     };
     let cache_url = r.string("cache", "url", "redis://127.0.0.1:6379/0")?;
-    if !(cache_url.starts_with("redis://") || cache_url.starts_with("rediss://") || cache_url.starts_with("redis+unix://") || cache_url.starts_with("unix://")) {
-        return Err(r.err("cache", "url", "must start with redis://, rediss:// or unix://"));
+    if !(cache_url.starts_with("redis://")
+        || cache_url.starts_with("rediss://")
+        || cache_url.starts_with("redis+unix://")
+        || cache_url.starts_with("unix://"))
+    {
+        return Err(r.err(
+            "cache",
+            "url",
+            "must start with redis://, rediss:// or unix://",
+        ));
     }
     let key_prefix = r.string("cache", "key_prefix", "snyk")?;
     if key_prefix.is_empty() || key_prefix.contains(|c: char| c.is_whitespace() || c == ':') {
-        return Err(r.err("cache", "key_prefix", "must be non-empty, without spaces or ':'"));
+        return Err(r.err(
+            "cache",
+            "key_prefix",
+            "must be non-empty, without spaces or ':'",
+        ));
     }
-    let cache = CacheConfig { backend: cache_backend, url: Secret::new(cache_url), key_prefix };
+    let cache = CacheConfig {
+        backend: cache_backend,
+        url: Secret::new(cache_url),
+        key_prefix,
+    };
 
     // [store]
     let store_backend = match r.string("store", "backend", "file")?.as_str() {
         "file" => StoreBackend::File,
         "openbao" | "vault" => StoreBackend::OpenBao,
-        other => return Err(r.err("store", "backend", format!("{other:?} is not \"file\" or \"openbao\""))),
+        other => {
+            return Err(r.err(
+                "store",
+                "backend",
+                format!("{other:?} is not \"file\" or \"openbao\""),
+            ));
+        }
     };
     let state_dir = crate::paths::default_state_dir_in(env);
     let path = r
@@ -584,7 +765,10 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
     let journal_dir = match r.opt_string("store", "journal_dir")? {
         Some(p) => PathBuf::from(p),
         None => match (store_backend, r.get("store", "path")) {
-            (StoreBackend::File, Some(_)) => path.parent().map(|p| p.join("journal")).unwrap_or_else(|| state_dir.join("journal")),
+            (StoreBackend::File, Some(_)) => path
+                .parent()
+                .map(|p| p.join("journal"))
+                .unwrap_or_else(|| state_dir.join("journal")),
             _ => state_dir.join("journal"),
         },
     };
@@ -593,34 +777,59 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
     }
     let addr = match r.opt_string("store", "addr")? {
         Some(a) => a,
-        None => env("BAO_ADDR").or_else(|| env("VAULT_ADDR")).unwrap_or_else(|| "http://127.0.0.1:8200".into()),
+        None => env("BAO_ADDR")
+            .or_else(|| env("VAULT_ADDR"))
+            .unwrap_or_else(|| "http://127.0.0.1:8200".into()),
     };
     let addr = normalize_base_url_any(&addr).map_err(|m| r.err("store", "addr", m))?;
     let auth = match r.string("store", "auth", "token")?.as_str() {
         "token" => BaoAuth::Token,
         "approle" => BaoAuth::AppRole,
         "kubernetes" => BaoAuth::Kubernetes,
-        other => return Err(r.err("store", "auth", format!("{other:?} is not token, approle or kubernetes"))),
+        other => {
+            return Err(r.err(
+                "store",
+                "auth",
+                format!("{other:?} is not token, approle or kubernetes"),
+            ));
+        }
     };
     let token = r
         .opt_string("store", "token")?
         .or_else(|| env("BAO_TOKEN"))
         .or_else(|| env("VAULT_TOKEN"))
         .map(Secret::new);
-    let opt_path = |k: &'static str| -> Result<Option<PathBuf>, ConfigError> { Ok(r.opt_string("store", k)?.map(PathBuf::from)) };
+    let opt_path = |k: &'static str| -> Result<Option<PathBuf>, ConfigError> {
+        Ok(r.opt_string("store", k)?.map(PathBuf::from))
+    };
     let ca_cert = match opt_path("ca_cert")? {
         Some(p) => Some(p),
-        None => env("BAO_CACERT").or_else(|| env("VAULT_CACERT")).map(PathBuf::from),
+        None => env("BAO_CACERT")
+            .or_else(|| env("VAULT_CACERT"))
+            .map(PathBuf::from),
     };
     let kv_version = r.int("store", "kv_version", 2)?;
     if kv_version != 1 && kv_version != 2 {
         return Err(r.err("store", "kv_version", "must be 1 or 2"));
     }
-    let mount = r.string("store", "mount", "kv")?.trim_matches('/').to_string();
-    let prefix = r.string("store", "prefix", "snyk")?.trim_matches('/').to_string();
+    let mount = r
+        .string("store", "mount", "kv")?
+        .trim_matches('/')
+        .to_string();
+    let prefix = r
+        .string("store", "prefix", "snyk")?
+        .trim_matches('/')
+        .to_string();
     for (k, v) in [("mount", &mount), ("prefix", &prefix)] {
-        if v.is_empty() || v.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
-            return Err(r.err("store", if k == "mount" { "mount" } else { "prefix" }, "must be a non-empty path without . or .. segments"));
+        if v.is_empty()
+            || v.split('/')
+                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
+            return Err(r.err(
+                "store",
+                if k == "mount" { "mount" } else { "prefix" },
+                "must be a non-empty path without . or .. segments",
+            ));
         }
     }
     let store = StoreConfig {
@@ -651,7 +860,11 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
                 return Err(r.err("store", "token", "the openbao store with auth = \"token\" needs store.token, store.token_file or BAO_TOKEN"));
             }
             BaoAuth::AppRole if store.role_id_file.is_none() || store.secret_id_file.is_none() => {
-                return Err(r.err("store", "auth", "approle needs store.role_id_file and store.secret_id_file"));
+                return Err(r.err(
+                    "store",
+                    "auth",
+                    "approle needs store.role_id_file and store.secret_id_file",
+                ));
             }
             _ => {}
         }
@@ -667,13 +880,24 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         return Err(r.err("refresh", "jitter", "must be between 0 and 0.5"));
     }
     if !(refresh.at > 0.0 && refresh.at < 1.0) {
-        return Err(r.err("refresh", "at", "must be between 0 and 1 (exclusive), e.g. 0.67"));
+        return Err(r.err(
+            "refresh",
+            "at",
+            "must be between 0 and 1 (exclusive), e.g. 0.67",
+        ));
     }
     if refresh.min_validity > Duration::from_secs(24 * 3600) {
         return Err(r.err("refresh", "min_validity", "must be at most 24h"));
     }
 
-    Ok(Config { server, snyk, cache, store, refresh, file: None })
+    Ok(Config {
+        server,
+        snyk,
+        cache,
+        store,
+        refresh,
+        file: None,
+    })
 }
 
 fn is_rest_version(v: &str) -> bool {
@@ -685,7 +909,9 @@ fn is_rest_version(v: &str) -> bool {
     b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
         && tag.is_none_or(|t| matches!(t, "beta" | "experimental"))
 }
 
@@ -697,13 +923,22 @@ fn normalize_base_url(u: &str) -> Result<String, String> {
     }
     let host = n.trim_start_matches("http://");
     let host = host.split('/').next().unwrap_or("");
-    let hostname = if host.starts_with('[') { host.split(']').next().unwrap_or("").trim_start_matches('[') } else { host.split(':').next().unwrap_or("") };
+    let hostname = if host.starts_with('[') {
+        host.split(']').next().unwrap_or("").trim_start_matches('[')
+    } else {
+        host.split(':').next().unwrap_or("")
+    };
     let loopback = hostname == "localhost"
-        || hostname.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false);
+        || hostname
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false);
     if loopback {
         Ok(n)
     } else {
-        Err(format!("{u:?} must use https:// (plain http is allowed only to a loopback address)"))
+        Err(format!(
+            "{u:?} must use https:// (plain http is allowed only to a loopback address)"
+        ))
     }
 }
 
@@ -714,7 +949,9 @@ fn normalize_base_url_any(u: &str) -> Result<String, String> {
         return Err(format!("{u:?} must be an http(s):// URL with a host"));
     }
     if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() {
-        return Err(format!("{u:?} must not carry a query, fragment or credentials"));
+        return Err(format!(
+            "{u:?} must not carry a query, fragment or credentials"
+        ));
     }
     Ok(t.to_string())
 }
@@ -722,7 +959,9 @@ fn normalize_base_url_any(u: &str) -> Result<String, String> {
 /// `https://api.eu.snyk.io` → `https://app.eu.snyk.io` (SPEC §7).
 pub fn derive_app_url(api_url: &str) -> String {
     match api_url.split_once("://") {
-        Some((scheme, rest)) if rest.starts_with("api.") => format!("{scheme}://app.{}", &rest[4..]),
+        Some((scheme, rest)) if rest.starts_with("api.") => {
+            format!("{scheme}://app.{}", &rest[4..])
+        }
         _ => api_url.to_string(),
     }
 }
@@ -732,13 +971,19 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     fn load(toml_text: Option<&str>, e: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        let mut base = env(&[("SNYKEY_SOCKET", "/tmp/x.sock"), ("XDG_STATE_HOME", "/tmp/state")]);
+        let mut base = env(&[
+            ("SNYKEY_SOCKET", "/tmp/x.sock"),
+            ("XDG_STATE_HOME", "/tmp/state"),
+        ]);
         base.extend(env(e));
         match toml_text {
             Some(t) => {
@@ -756,18 +1001,27 @@ mod tests {
         assert_eq!(c.server.socket_mode, 0o660);
         assert_eq!(c.cache.backend, CacheBackend::Memory);
         assert_eq!(c.store.backend, StoreBackend::File);
-        assert_eq!(c.store.path, PathBuf::from("/tmp/state/snykey/credentials.json"));
+        assert_eq!(
+            c.store.path,
+            PathBuf::from("/tmp/state/snykey/credentials.json")
+        );
         assert_eq!(c.snyk.api_url, "https://api.snyk.io");
         assert_eq!(c.snyk.app_url, "https://app.snyk.io");
         assert_eq!(c.refresh.min_validity, Duration::from_secs(300));
-        assert_eq!(c.server.redirect_uri, "http://127.0.0.1:8080/authorization-code/callback");
+        assert_eq!(
+            c.server.redirect_uri,
+            "http://127.0.0.1:8080/authorization-code/callback"
+        );
     }
 
     #[test]
     fn env_overrides_file_and_lists_are_comma_separated() {
         let c = load(
             Some("[snyk]\napi_url = \"https://api.eu.snyk.io/\"\n[refresh]\nmin_validity = 60\n"),
-            &[("SNYKEY_SERVER_ALLOWED_UIDS", "0, 1000"), ("SNYKEY_REFRESH_MIN_VALIDITY", "1h30m")],
+            &[
+                ("SNYKEY_SERVER_ALLOWED_UIDS", "0, 1000"),
+                ("SNYKEY_REFRESH_MIN_VALIDITY", "1h30m"),
+            ],
         )
         .unwrap();
         assert_eq!(c.snyk.api_url, "https://api.eu.snyk.io");
@@ -778,37 +1032,79 @@ mod tests {
 
     #[test]
     fn errors_name_the_key_and_its_origin() {
-        let e = load(Some("[store]\npth = \"/x\"\n"), &[]).unwrap_err().to_string();
-        assert!(e.contains("store.pth") && e.contains("c.toml") && e.contains("path"), "{e}");
-        let e = load(None, &[("SNYKEY_REFRESH_JITTER", "lots")]).unwrap_err().to_string();
-        assert!(e.contains("refresh.jitter") && e.contains("SNYKEY_REFRESH_JITTER"), "{e}");
-        let e = load(None, &[("SNYKEY_CACHE_BACKNED", "redis")]).unwrap_err().to_string();
+        let e = load(Some("[store]\npth = \"/x\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("store.pth") && e.contains("c.toml") && e.contains("path"),
+            "{e}"
+        );
+        let e = load(None, &[("SNYKEY_REFRESH_JITTER", "lots")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("refresh.jitter") && e.contains("SNYKEY_REFRESH_JITTER"),
+            "{e}"
+        );
+        let e = load(None, &[("SNYKEY_CACHE_BACKNED", "redis")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cache.backned"), "{e}");
-        let e = load(None, &[("SNYKEY_SERVER_CALLBACK_LISTEN", "0.0.0.0:8080")]).unwrap_err().to_string();
-        assert!(e.contains("server.callback_listen") && e.contains("loopback"), "{e}");
-        let e = load(None, &[("SNYKEY_SNYK_API_URL", "http://api.snyk.io")]).unwrap_err().to_string();
+        let e = load(None, &[("SNYKEY_SERVER_CALLBACK_LISTEN", "0.0.0.0:8080")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.callback_listen") && e.contains("loopback"),
+            "{e}"
+        );
+        let e = load(None, &[("SNYKEY_SNYK_API_URL", "http://api.snyk.io")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("snyk.api_url") && e.contains("https"), "{e}");
-        let e = load(Some("[refresh]\nmin_validity = \"5 parsecs\"\n"), &[]).unwrap_err().to_string();
+        let e = load(Some("[refresh]\nmin_validity = \"5 parsecs\"\n"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("refresh.min_validity"), "{e}");
-        let e = load(None, &[("SNYKEY_SERVER_SOCKET_MODE", "0999")]).unwrap_err().to_string();
+        let e = load(None, &[("SNYKEY_SERVER_SOCKET_MODE", "0999")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("server.socket_mode"), "{e}");
     }
 
     #[test]
     fn unrelated_snykey_variables_are_not_config_keys() {
-        assert!(load(None, &[("SNYKEY_LOG", "trace"), ("SNYKEY_ORG_ID", "o"), ("SNYKEY_CLIENT_ID", "c")]).is_ok());
+        assert!(
+            load(
+                None,
+                &[
+                    ("SNYKEY_LOG", "trace"),
+                    ("SNYKEY_ORG_ID", "o"),
+                    ("SNYKEY_CLIENT_ID", "c")
+                ]
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn check_config_output_redacts_secrets() {
         let c = load(
             None,
-            &[("SNYKEY_CACHE_URL", "redis://snykey:pa55word@redis:6379/1"), ("BAO_TOKEN", "s.supersecret")],
+            &[
+                ("SNYKEY_CACHE_URL", "redis://snykey:pa55word@redis:6379/1"),
+                ("BAO_TOKEN", "s.supersecret"),
+            ],
         )
         .unwrap();
         let out = c.to_redacted_toml();
-        assert!(!out.contains("pa55word") && !out.contains("supersecret"), "{out}");
-        assert!(out.contains("redis://snykey:[redacted]@redis:6379/1"), "{out}");
+        assert!(
+            !out.contains("pa55word") && !out.contains("supersecret"),
+            "{out}"
+        );
+        assert!(
+            out.contains("redis://snykey:[redacted]@redis:6379/1"),
+            "{out}"
+        );
         // The output is itself a valid config.
         let _: toml::Table = out.parse().unwrap();
     }

@@ -31,10 +31,14 @@ pub fn for_status(status: u16) -> i32 {
 pub fn advice(status: u16, code: &str) -> &'static str {
     match (status, code) {
         (409, _) => "run `snykey login` for this credential",
-        (403, _) => "ask the agent's operator to allow your uid or group (server.allowed_uids / allowed_gids)",
+        (403, _) => {
+            "ask the agent's operator to allow your uid or group (server.allowed_uids / allowed_gids)"
+        }
         (404, _) => "check the ids, or add the credential with `snykey put`",
         (_, "store_sealed") => "unseal the secret store; snykey resumes by itself",
-        (503, _) | (502, _) | (504, _) => "retry in a moment; `snykey status` shows the credential's state",
+        (503, _) | (502, _) | (504, _) => {
+            "retry in a moment; `snykey status` shows the credential's state"
+        }
         _ => "see `snykey status`",
     }
 }

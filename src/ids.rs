@@ -31,19 +31,31 @@ impl std::error::Error for IdError {}
 pub fn check_id(field: &'static str, s: &str) -> Result<(), IdError> {
     let bytes = s.as_bytes();
     let Some(first) = bytes.first() else {
-        return Err(IdError { field, reason: "is empty" });
+        return Err(IdError {
+            field,
+            reason: "is empty",
+        });
     };
     if bytes.len() > 128 {
-        return Err(IdError { field, reason: "is longer than 128 characters" });
+        return Err(IdError {
+            field,
+            reason: "is longer than 128 characters",
+        });
     }
     if !first.is_ascii_alphanumeric() {
-        return Err(IdError { field, reason: "does not start with a letter or digit" });
+        return Err(IdError {
+            field,
+            reason: "does not start with a letter or digit",
+        });
     }
     if !bytes
         .iter()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
     {
-        return Err(IdError { field, reason: "has a character outside A-Z a-z 0-9 . _ -" });
+        return Err(IdError {
+            field,
+            reason: "has a character outside A-Z a-z 0-9 . _ -",
+        });
     }
     Ok(())
 }
@@ -90,7 +102,10 @@ pub struct CredKey {
 
 impl CredKey {
     pub fn parse(org: &str, client: &str) -> Result<CredKey, IdError> {
-        Ok(CredKey { org: OrgId::parse(org)?, client: ClientId::parse(client)? })
+        Ok(CredKey {
+            org: OrgId::parse(org)?,
+            client: ClientId::parse(client)?,
+        })
     }
 }
 
@@ -113,7 +128,9 @@ mod tests {
 
     #[test]
     fn path_and_key_tricks_are_refused() {
-        for bad in ["", "../x", "..", ".hidden", "a:b", "a/b", "a b", "-x", "é", "a\0b"] {
+        for bad in [
+            "", "../x", "..", ".hidden", "a:b", "a/b", "a b", "-x", "é", "a\0b",
+        ] {
             assert!(check_id("org_id", bad).is_err(), "{bad:?} accepted");
         }
         assert!(check_id("org_id", &"a".repeat(129)).is_err());

@@ -8,7 +8,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -50,23 +50,59 @@ pub struct Metrics {
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let mut registry = Registry::with_prefix("snykey");
     let refreshes = Family::<ResultLabel, Counter>::default();
-    registry.register("refreshes", "Token grants by result (ok, transient, permanent, lost_answer, not_durable)", refreshes.clone());
+    registry.register(
+        "refreshes",
+        "Token grants by result (ok, transient, permanent, lost_answer, not_durable)",
+        refreshes.clone(),
+    );
     let cache_hits = Counter::default();
-    registry.register("cache_hits", "Token requests answered from the cache", cache_hits.clone());
+    registry.register(
+        "cache_hits",
+        "Token requests answered from the cache",
+        cache_hits.clone(),
+    );
     let cache_misses = Counter::default();
-    registry.register("cache_misses", "Token requests that needed a grant at Snyk", cache_misses.clone());
+    registry.register(
+        "cache_misses",
+        "Token requests that needed a grant at Snyk",
+        cache_misses.clone(),
+    );
     let snyk_latency = Histogram::new(exponential_buckets(0.005, 2.0, 14));
-    registry.register("snyk_request_duration_seconds", "Duration of calls to Snyk's OAuth endpoints", snyk_latency.clone());
+    registry.register(
+        "snyk_request_duration_seconds",
+        "Duration of calls to Snyk's OAuth endpoints",
+        snyk_latency.clone(),
+    );
     let backend_errors = Family::<BackendLabel, Counter>::default();
-    registry.register("backend_errors", "Errors from the secret store, the token cache and the journal", backend_errors.clone());
+    registry.register(
+        "backend_errors",
+        "Errors from the secret store, the token cache and the journal",
+        backend_errors.clone(),
+    );
     let requests = Family::<RequestLabels, Counter>::default();
-    registry.register("requests", "Agent API requests by route and status", requests.clone());
+    registry.register(
+        "requests",
+        "Agent API requests by route and status",
+        requests.clone(),
+    );
     let credentials = Family::<StateLabel, Gauge>::default();
-    registry.register("credentials", "Managed credentials by state", credentials.clone());
+    registry.register(
+        "credentials",
+        "Managed credentials by state",
+        credentials.clone(),
+    );
     let min_time_to_expiry = Gauge::default();
-    registry.register("token_min_time_to_expiry_seconds", "Smallest remaining lifetime of any held access token", min_time_to_expiry.clone());
+    registry.register(
+        "token_min_time_to_expiry_seconds",
+        "Smallest remaining lifetime of any held access token",
+        min_time_to_expiry.clone(),
+    );
     let denied_peers = Counter::default();
-    registry.register("denied_peers", "Connections refused by the uid/gid allow-list", denied_peers.clone());
+    registry.register(
+        "denied_peers",
+        "Connections refused by the uid/gid allow-list",
+        denied_peers.clone(),
+    );
     Metrics {
         refreshes,
         cache_hits,
@@ -90,15 +126,24 @@ pub fn snyk_call(elapsed: Duration) {
 }
 
 pub fn refresh(result: &'static str) {
-    METRICS.refreshes.get_or_create(&ResultLabel { result }).inc();
+    METRICS
+        .refreshes
+        .get_or_create(&ResultLabel { result })
+        .inc();
 }
 
 pub fn backend_error(backend: &'static str) {
-    METRICS.backend_errors.get_or_create(&BackendLabel { backend }).inc();
+    METRICS
+        .backend_errors
+        .get_or_create(&BackendLabel { backend })
+        .inc();
 }
 
 pub fn request(route: &'static str, status: u16) {
-    METRICS.requests.get_or_create(&RequestLabels { route, status }).inc();
+    METRICS
+        .requests
+        .get_or_create(&RequestLabels { route, status })
+        .inc();
 }
 
 /// The registry in Prometheus text format.

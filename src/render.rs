@@ -22,7 +22,12 @@ impl Format {
 }
 
 /// Renders a token answer; `snyk_api` is set only for a non-default region.
-pub fn token_output(format: Format, access_token: &str, expires_at: &str, snyk_api: Option<&str>) -> String {
+pub fn token_output(
+    format: Format,
+    access_token: &str,
+    expires_at: &str,
+    snyk_api: Option<&str>,
+) -> String {
     match format {
         Format::Token => format!("{access_token}\n"),
         Format::Json => format!(
@@ -43,7 +48,13 @@ pub fn token_output(format: Format, access_token: &str, expires_at: &str, snyk_a
 /// Quotes for a POSIX shell only when needed (tokens are usually URL-safe).
 pub fn shell_quote(s: &str) -> String {
     let safe = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b':' | b'=' | b'+' | b'~' | b'%' | b','));
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'_' | b'.' | b'/' | b':' | b'=' | b'+' | b'~' | b'%' | b','
+                )
+        });
     if safe {
         s.to_string()
     } else {
@@ -73,7 +84,10 @@ pub fn json_string(s: &str) -> String {
 /// (numbers, booleans, null, nested values) are skipped. `None` if the text
 /// is not a JSON object.
 pub fn string_fields(text: &str) -> Option<Vec<(String, String)>> {
-    let mut p = Parser { b: text.as_bytes(), i: 0 };
+    let mut p = Parser {
+        b: text.as_bytes(),
+        i: 0,
+    };
     p.ws();
     p.eat(b'{')?;
     let mut out = Vec::new();
@@ -205,7 +219,10 @@ impl Parser<'_> {
 
 /// Finds a field in the output of [`string_fields`].
 pub fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 #[cfg(test)]
@@ -234,7 +251,10 @@ mod tests {
 
     #[test]
     fn env_output_adds_snyk_api_only_for_other_regions() {
-        assert_eq!(token_output(Format::Env, "abc", "", None), "export SNYK_OAUTH_TOKEN=abc\n");
+        assert_eq!(
+            token_output(Format::Env, "abc", "", None),
+            "export SNYK_OAUTH_TOKEN=abc\n"
+        );
         assert_eq!(
             token_output(Format::Env, "abc", "", Some("https://api.eu.snyk.io")),
             "export SNYK_OAUTH_TOKEN=abc\nexport SNYK_API=https://api.eu.snyk.io\n"

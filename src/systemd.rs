@@ -56,18 +56,26 @@ impl Notifier {
 
     /// `RELOADING=1` with the `MONOTONIC_USEC` systemd 253+ asks for.
     pub fn reloading(&self) {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: valid pointer to a timespec.
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
         let usec = ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000;
-        self.notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}\nSTATUS=reloading configuration"));
+        self.notify(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={usec}\nSTATUS=reloading configuration"
+        ));
     }
 }
 
 /// Half of `WATCHDOG_USEC` when the watchdog is meant for this process.
 pub fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    if let Some(pid) = std::env::var("WATCHDOG_PID").ok().and_then(|p| p.parse::<u32>().ok()) {
+    if let Some(pid) = std::env::var("WATCHDOG_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+    {
         if pid != std::process::id() {
             return None;
         }

@@ -9,4 +9,4 @@ pub mod routes;
 pub mod server;
 pub mod socket;
 
-pub use server::{serve, AppState};
+pub use server::{AppState, serve};

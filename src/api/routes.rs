@@ -13,7 +13,7 @@ use crate::wire::{CredentialList, ErrorBody, Message, PutCredential, TokenRespon
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -33,7 +33,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), retry_after: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     fn bad(message: impl Into<String>) -> ApiError {
@@ -51,16 +56,26 @@ impl From<BrokerError> for ApiError {
             BrokerError::Snyk(g) => match g {
                 GrantError::Permanent { .. } => (StatusCode::BAD_GATEWAY, "snyk_refused"),
                 GrantError::Refused { .. } => (StatusCode::BAD_GATEWAY, "snyk_refused"),
-                GrantError::Unavailable { status: 429, .. } => (StatusCode::BAD_GATEWAY, "snyk_rate_limited"),
+                GrantError::Unavailable { status: 429, .. } => {
+                    (StatusCode::BAD_GATEWAY, "snyk_rate_limited")
+                }
                 GrantError::Unavailable { .. } => (StatusCode::BAD_GATEWAY, "snyk_unavailable"),
                 GrantError::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "snyk_unreachable"),
-                GrantError::Unknown { timed_out: true, .. } => (StatusCode::GATEWAY_TIMEOUT, "snyk_timeout"),
+                GrantError::Unknown {
+                    timed_out: true, ..
+                } => (StatusCode::GATEWAY_TIMEOUT, "snyk_timeout"),
                 GrantError::Unknown { .. } => (StatusCode::BAD_GATEWAY, "snyk_answer_lost"),
             },
-            BrokerError::Store(StoreError::Sealed) => (StatusCode::SERVICE_UNAVAILABLE, "store_sealed"),
-            BrokerError::Store(StoreError::Conflict { .. }) => (StatusCode::SERVICE_UNAVAILABLE, "store_conflict"),
+            BrokerError::Store(StoreError::Sealed) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "store_sealed")
+            }
+            BrokerError::Store(StoreError::Conflict { .. }) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "store_conflict")
+            }
             BrokerError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
-            BrokerError::Cache(CacheError::LockTimeout(_)) => (StatusCode::SERVICE_UNAVAILABLE, "refresh_in_progress"),
+            BrokerError::Cache(CacheError::LockTimeout(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "refresh_in_progress")
+            }
             BrokerError::Cache(_) => (StatusCode::SERVICE_UNAVAILABLE, "cache_unavailable"),
             BrokerError::NotDurable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
         };
@@ -68,7 +83,12 @@ impl From<BrokerError> for ApiError {
             BrokerError::Snyk(g) => g.retry_after(),
             _ => None,
         };
-        ApiError { status, code, message, retry_after }
+        ApiError {
+            status,
+            code,
+            message,
+            retry_after,
+        }
     }
 }
 
@@ -76,13 +96,21 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Resp {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut r = Response::new(Full::new(Bytes::from(bytes)));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
 fn error(e: ApiError) -> Resp {
-    let mut r = json(e.status, &ErrorBody { error: e.message, code: e.code.to_string() });
+    let mut r = json(
+        e.status,
+        &ErrorBody {
+            error: e.message,
+            code: e.code.to_string(),
+        },
+    );
     if let Some(ra) = e.retry_after {
         if let Ok(v) = HeaderValue::from_str(&ra.as_secs().max(1).to_string()) {
             r.headers_mut().insert(RETRY_AFTER, v);
@@ -98,7 +126,10 @@ fn decode_segment(s: &str) -> Result<String, ApiError> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
             match hex {
                 Some(v) => out.push(v),
                 None => return Err(ApiError::bad("malformed percent-encoding in the path")),
@@ -115,12 +146,17 @@ fn decode_segment(s: &str) -> Result<String, ApiError> {
 fn query_pairs(req: &Request<Incoming>) -> Result<Vec<(String, String)>, ApiError> {
     match req.uri().query() {
         None => Ok(Vec::new()),
-        Some(q) => serde_urlencoded::from_str(q).map_err(|_| ApiError::bad("malformed query string")),
+        Some(q) => {
+            serde_urlencoded::from_str(q).map_err(|_| ApiError::bad("malformed query string"))
+        }
     }
 }
 
 fn query_get<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn key_from(org: &str, client: &str) -> Result<CredKey, ApiError> {
@@ -128,15 +164,28 @@ fn key_from(org: &str, client: &str) -> Result<CredKey, ApiError> {
 }
 
 fn key_from_query(pairs: &[(String, String)]) -> Result<CredKey, ApiError> {
-    let org = query_get(pairs, "org_id").ok_or_else(|| ApiError::bad("org_id is required (?org_id=...&client_id=...)"))?;
-    let client = query_get(pairs, "client_id").ok_or_else(|| ApiError::bad("client_id is required (?org_id=...&client_id=...)"))?;
+    let org = query_get(pairs, "org_id")
+        .ok_or_else(|| ApiError::bad("org_id is required (?org_id=...&client_id=...)"))?;
+    let client = query_get(pairs, "client_id")
+        .ok_or_else(|| ApiError::bad("client_id is required (?org_id=...&client_id=...)"))?;
     key_from(org, client)
 }
 
 /// Reads a JSON body of at most [`MAX_BODY`] bytes.
 async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
-    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the request body is larger than {} KiB", MAX_BODY / 1024));
-    if let Some(len) = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is larger than {} KiB", MAX_BODY / 1024),
+        )
+    };
+    if let Some(len) = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         if len > MAX_BODY as u64 {
             return Err(too_large());
         }
@@ -144,7 +193,15 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
     let body = Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
-        .map_err(|e| if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() { too_large() } else { ApiError::bad("could not read the request body") })?
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                too_large()
+            } else {
+                ApiError::bad("could not read the request body")
+            }
+        })?
         .to_bytes();
     serde_json::from_slice(&body).map_err(|e| {
         // serde_json names the field and position, never the value.
@@ -166,7 +223,11 @@ fn min_validity(pairs: &[(String, String)]) -> Result<Option<Duration>, ApiError
     }
 }
 
-async fn token(state: &AppState, key: &CredKey, pairs: &[(String, String)]) -> Result<Resp, ApiError> {
+async fn token(
+    state: &AppState,
+    key: &CredKey,
+    pairs: &[(String, String)],
+) -> Result<Resp, ApiError> {
     let mv = min_validity(pairs)?;
     let t = state.broker.token(key, mv).await?;
     Ok(json(
@@ -187,12 +248,20 @@ pub async fn handle(state: &AppState, peer: &Peer, req: Request<Incoming>) -> Re
     let path = req.uri().path().to_string();
     if !state.allows(peer) {
         crate::metrics::get().denied_peers.inc();
-        tracing::warn!(uid = peer.uid, gid = peer.gid, pid = peer.pid.unwrap_or(0), "refused a request from a peer not in server.allowed_uids/allowed_gids");
+        tracing::warn!(
+            uid = peer.uid,
+            gid = peer.gid,
+            pid = peer.pid.unwrap_or(0),
+            "refused a request from a peer not in server.allowed_uids/allowed_gids"
+        );
         crate::metrics::request("denied", 403);
         return error(ApiError::new(
             StatusCode::FORBIDDEN,
             "peer_not_allowed",
-            format!("uid {} (gid {}) is not allowed on this socket: add it to server.allowed_uids or allowed_gids", peer.uid, peer.gid),
+            format!(
+                "uid {} (gid {}) is not allowed on this socket: add it to server.allowed_uids or allowed_gids",
+                peer.uid, peer.gid
+            ),
         ));
     }
     let (route, result) = route(state, req, &method, &path).await;
@@ -206,7 +275,12 @@ pub async fn handle(state: &AppState, peer: &Peer, req: Request<Incoming>) -> Re
     resp
 }
 
-async fn route(state: &AppState, req: Request<Incoming>, method: &Method, path: &str) -> (&'static str, Result<Resp, ApiError>) {
+async fn route(
+    state: &AppState,
+    req: Request<Incoming>,
+    method: &Method,
+    path: &str,
+) -> (&'static str, Result<Resp, ApiError>) {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let pairs = match query_pairs(&req) {
         Ok(p) => p,
@@ -214,65 +288,130 @@ async fn route(state: &AppState, req: Request<Incoming>, method: &Method, path: 
     };
     let broker = &state.broker;
     match (method, segments.as_slice()) {
-        (&Method::GET, ["v1", "health"]) => ("health", Ok(json(StatusCode::OK, &Message { message: "alive".into() }))),
+        (&Method::GET, ["v1", "health"]) => (
+            "health",
+            Ok(json(
+                StatusCode::OK,
+                &Message {
+                    message: "alive".into(),
+                },
+            )),
+        ),
         (&Method::GET, ["v1", "ready"]) => (
             "ready",
             Ok(match broker.ready().await {
-                Ok(()) => json(StatusCode::OK, &Message { message: "ready".into() }),
-                Err(reason) => error(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason)),
+                Ok(()) => json(
+                    StatusCode::OK,
+                    &Message {
+                        message: "ready".into(),
+                    },
+                ),
+                Err(reason) => error(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_ready",
+                    reason,
+                )),
             }),
         ),
         (&Method::GET, ["metrics"]) => {
             let mut r = Response::new(Full::new(Bytes::from(crate::metrics::render())));
-            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
             ("metrics", Ok(r))
         }
-        (&Method::PUT, ["v1", "credentials"]) => ("put_credential", async {
-            let body: PutCredential = read_json(req).await?;
-            let r = broker.put(body).await?;
-            Ok(json(StatusCode::OK, &r))
-        }
-        .await),
+        (&Method::PUT, ["v1", "credentials"]) => (
+            "put_credential",
+            async {
+                let body: PutCredential = read_json(req).await?;
+                let r = broker.put(body).await?;
+                Ok(json(StatusCode::OK, &r))
+            }
+            .await,
+        ),
         (&Method::GET, ["v1", "credentials"]) => {
             if query_get(&pairs, "org_id").is_some() || query_get(&pairs, "client_id").is_some() {
-                ("get_token", async { token(state, &key_from_query(&pairs)?, &pairs).await }.await)
+                (
+                    "get_token",
+                    async { token(state, &key_from_query(&pairs)?, &pairs).await }.await,
+                )
             } else {
-                ("list_credentials", Ok(json(StatusCode::OK, &CredentialList { credentials: broker.list() })))
+                (
+                    "list_credentials",
+                    Ok(json(
+                        StatusCode::OK,
+                        &CredentialList {
+                            credentials: broker.list(),
+                        },
+                    )),
+                )
             }
         }
-        (&Method::GET, ["v1", "credentials", org, client]) => ("get_token", async {
-            let key = key_from(&decode_segment(org)?, &decode_segment(client)?)?;
-            token(state, &key, &pairs).await
-        }
-        .await),
-        (&Method::DELETE, ["v1", "credentials", rest @ ..]) if rest.len() == 2 || rest.is_empty() => ("delete_credential", async {
-            let key = match rest {
-                [org, client] => key_from(&decode_segment(org)?, &decode_segment(client)?)?,
-                _ => key_from_query(&pairs)?,
-            };
-            let revoke = match query_get(&pairs, "revoke") {
-                None | Some("false") | Some("0") => false,
-                Some("true") | Some("1") => true,
-                Some(_) => return Err(ApiError::bad("revoke must be true or false")),
-            };
-            let message = broker.delete(&key, revoke).await?;
-            Ok(json(StatusCode::OK, &Message { message }))
-        }
-        .await),
-        (&Method::DELETE, ["v1", "cache", rest @ ..]) if rest.len() == 2 || rest.is_empty() => ("delete_cache", async {
-            let key = match rest {
-                [org, client] => key_from(&decode_segment(org)?, &decode_segment(client)?)?,
-                _ => key_from_query(&pairs)?,
-            };
-            let message = broker.clear_cache(&key).await?;
-            Ok(json(StatusCode::OK, &Message { message }))
-        }
-        .await),
-        (_, ["v1", "health"] | ["v1", "ready"] | ["metrics"] | ["v1", "credentials", ..] | ["v1", "cache", ..]) => (
-            "invalid",
-            Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not supported on {path}"))),
+        (&Method::GET, ["v1", "credentials", org, client]) => (
+            "get_token",
+            async {
+                let key = key_from(&decode_segment(org)?, &decode_segment(client)?)?;
+                token(state, &key, &pairs).await
+            }
+            .await,
         ),
-        _ => ("invalid", Err(ApiError::new(StatusCode::NOT_FOUND, "no_such_route", format!("no route {method} {path}: see SPEC §4 for the agent API")))),
+        (&Method::DELETE, ["v1", "credentials", rest @ ..])
+            if rest.len() == 2 || rest.is_empty() =>
+        {
+            (
+                "delete_credential",
+                async {
+                    let key = match rest {
+                        [org, client] => key_from(&decode_segment(org)?, &decode_segment(client)?)?,
+                        _ => key_from_query(&pairs)?,
+                    };
+                    let revoke = match query_get(&pairs, "revoke") {
+                        None | Some("false") | Some("0") => false,
+                        Some("true") | Some("1") => true,
+                        Some(_) => return Err(ApiError::bad("revoke must be true or false")),
+                    };
+                    let message = broker.delete(&key, revoke).await?;
+                    Ok(json(StatusCode::OK, &Message { message }))
+                }
+                .await,
+            )
+        }
+        (&Method::DELETE, ["v1", "cache", rest @ ..]) if rest.len() == 2 || rest.is_empty() => (
+            "delete_cache",
+            async {
+                let key = match rest {
+                    [org, client] => key_from(&decode_segment(org)?, &decode_segment(client)?)?,
+                    _ => key_from_query(&pairs)?,
+                };
+                let message = broker.clear_cache(&key).await?;
+                Ok(json(StatusCode::OK, &Message { message }))
+            }
+            .await,
+        ),
+        (
+            _,
+            ["v1", "health"]
+            | ["v1", "ready"]
+            | ["metrics"]
+            | ["v1", "credentials", ..]
+            | ["v1", "cache", ..],
+        ) => (
+            "invalid",
+            Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not supported on {path}"),
+            )),
+        ),
+        _ => (
+            "invalid",
+            Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_route",
+                format!("no route {method} {path}: see SPEC §4 for the agent API"),
+            )),
+        ),
     }
 }
 

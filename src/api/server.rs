@@ -4,7 +4,7 @@
 //! dropping them), and a bounded graceful shutdown.
 
 use super::routes;
-use super::socket::{peer_of, Peer};
+use super::socket::{Peer, peer_of};
 use crate::broker::Broker;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -34,7 +34,11 @@ impl AppState {
     pub fn new(broker: Arc<Broker>, access: Access) -> Arc<AppState> {
         // SAFETY: geteuid cannot fail.
         let own_uid = unsafe { libc::geteuid() };
-        Arc::new(AppState { broker, access: RwLock::new(access), own_uid })
+        Arc::new(AppState {
+            broker,
+            access: RwLock::new(access),
+            own_uid,
+        })
     }
 
     pub fn set_access(&self, access: Access) {
@@ -56,7 +60,12 @@ impl AppState {
 
 /// Serves the agent API until `shutdown` turns true, then stops accepting and
 /// gives in-flight requests up to `grace` to finish.
-pub async fn serve(listener: UnixListener, state: Arc<AppState>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+pub async fn serve(
+    listener: UnixListener,
+    state: Arc<AppState>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {

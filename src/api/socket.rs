@@ -27,7 +27,9 @@ pub fn bind(path: &Path, mode: u32) -> Result<Bound, String> {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|e| format!("cannot create the socket directory {}: {e}", dir.display()))?;
+                .map_err(|e| {
+                    format!("cannot create the socket directory {}: {e}", dir.display())
+                })?;
         }
     }
     match std::fs::symlink_metadata(path) {
@@ -58,7 +60,11 @@ pub fn bind(path: &Path, mode: u32) -> Result<Bound, String> {
     // The umask can only remove bits; make the mode exact (it is already right).
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
-    Ok(Bound { listener, path: path.to_path_buf(), created: true })
+    Ok(Bound {
+        listener,
+        path: path.to_path_buf(),
+        created: true,
+    })
 }
 
 /// Takes the first socket passed by systemd (`LISTEN_FDS`/`LISTEN_PID`), if
@@ -69,7 +75,10 @@ pub fn from_systemd(expected_path: &Path) -> Result<Option<Bound>, String> {
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
         .is_some_and(|p| p == std::process::id());
-    let fds = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse::<i32>().ok()).unwrap_or(0);
+    let fds = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<i32>().ok())
+        .unwrap_or(0);
     if !pid_ok || fds < 1 {
         return Ok(None);
     }
@@ -85,7 +94,15 @@ pub fn from_systemd(expected_path: &Path) -> Result<Option<Bound>, String> {
     let mut domain: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: fd 3 was handed to us by the service manager; getsockopt only reads.
-    let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_DOMAIN, (&mut domain as *mut libc::c_int).cast(), &mut len) };
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&mut domain as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
     if rc != 0 || domain != libc::AF_UNIX {
         return Err("the socket passed by systemd (fd 3) is not a Unix socket: use ListenStream=/path in snykey.socket".into());
     }
@@ -100,7 +117,11 @@ pub fn from_systemd(expected_path: &Path) -> Result<Option<Bound>, String> {
     if fds > 1 {
         tracing::warn!(fds, "systemd passed more than one socket; using the first");
     }
-    Ok(Some(Bound { listener, path, created: false }))
+    Ok(Some(Bound {
+        listener,
+        path,
+        created: false,
+    }))
 }
 
 /// Who is on the other end of a connection.
@@ -117,7 +138,12 @@ pub struct Peer {
 /// Reads the peer's credentials from the kernel (`SO_PEERCRED`, `SO_PEERGROUPS`).
 pub fn peer_of(stream: &tokio::net::UnixStream) -> io::Result<Peer> {
     let cred = stream.peer_cred()?;
-    Ok(Peer { uid: cred.uid(), gid: cred.gid(), pid: cred.pid(), groups: peer_groups(stream.as_raw_fd()) })
+    Ok(Peer {
+        uid: cred.uid(),
+        gid: cred.gid(),
+        pid: cred.pid(),
+        groups: peer_groups(stream.as_raw_fd()),
+    })
 }
 
 fn peer_groups(fd: RawFd) -> Vec<u32> {
@@ -125,7 +151,15 @@ fn peer_groups(fd: RawFd) -> Vec<u32> {
     let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
     for _ in 0..2 {
         // SAFETY: the buffer is valid for `len` bytes; the kernel writes at most that.
-        let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERGROUPS, groups.as_mut_ptr().cast(), &mut len) };
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
         if rc == 0 {
             groups.truncate(len as usize / std::mem::size_of::<libc::gid_t>());
             return groups;
@@ -150,7 +184,11 @@ mod tests {
         let b = bind(&path, 0o660).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o660);
-        let dmode = std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        let dmode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(dmode, 0o700);
         // A live socket is not replaced.
         let e = bind(&path, 0o660).err().unwrap();

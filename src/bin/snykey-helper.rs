@@ -5,7 +5,7 @@
 
 use snykey::exit;
 use snykey::ids::check_id;
-use snykey::render::{field, string_fields, token_output, Format};
+use snykey::render::{Format, field, string_fields, token_output};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -34,7 +34,13 @@ fn fail(code: i32, message: &str) -> i32 {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { socket: None, min_validity: None, format: Format::Token, exec: None, ids: Vec::new() };
+    let mut args = Args {
+        socket: None,
+        min_validity: None,
+        format: Format::Token,
+        exec: None,
+        ids: Vec::new(),
+    };
     let mut it = std::env::args().skip(1);
     let mut exec_mode = false;
     while let Some(a) = it.next() {
@@ -43,7 +49,10 @@ fn parse_args() -> Result<Args, String> {
             _ => (a.clone(), None),
         };
         let mut value = |name: &str| -> Result<String, String> {
-            inline.clone().or_else(|| it.next()).ok_or_else(|| format!("{name} needs a value"))
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{name} needs a value"))
         };
         match flag.as_str() {
             "-h" | "--help" => return Err(String::new()),
@@ -54,12 +63,14 @@ fn parse_args() -> Result<Args, String> {
             "--socket" => args.socket = Some(PathBuf::from(value("--socket")?)),
             "--min-validity" => {
                 let v = value("--min-validity")?;
-                let d = snykey::duration::parse_duration(&v).map_err(|e| format!("--min-validity: {e}"))?;
+                let d = snykey::duration::parse_duration(&v)
+                    .map_err(|e| format!("--min-validity: {e}"))?;
                 args.min_validity = Some(d.as_secs());
             }
             "--format" => {
                 let v = value("--format")?;
-                args.format = Format::parse(&v).ok_or_else(|| format!("--format must be token, json or env, not {v:?}"))?;
+                args.format = Format::parse(&v)
+                    .ok_or_else(|| format!("--format must be token, json or env, not {v:?}"))?;
             }
             "--" if exec_mode => {
                 args.exec = Some(it.by_ref().collect());
@@ -94,9 +105,24 @@ fn run() -> i32 {
         [o, c] => (o.clone(), c.clone()),
         [] => match (env("SNYKEY_ORG_ID"), env("SNYKEY_CLIENT_ID")) {
             (Some(o), Some(c)) => (o, c),
-            _ => return fail(exit::USAGE, &format!("ORG_ID and CLIENT_ID are required (or SNYKEY_ORG_ID and SNYKEY_CLIENT_ID)\n{USAGE}")),
+            _ => {
+                return fail(
+                    exit::USAGE,
+                    &format!(
+                        "ORG_ID and CLIENT_ID are required (or SNYKEY_ORG_ID and SNYKEY_CLIENT_ID)\n{USAGE}"
+                    ),
+                );
+            }
         },
-        _ => return fail(exit::USAGE, &format!("expected ORG_ID CLIENT_ID, got {} argument(s)\n{USAGE}", args.ids.len())),
+        _ => {
+            return fail(
+                exit::USAGE,
+                &format!(
+                    "expected ORG_ID CLIENT_ID, got {} argument(s)\n{USAGE}",
+                    args.ids.len()
+                ),
+            );
+        }
     };
     for (name, v) in [("org_id", &org), ("client_id", &client)] {
         if let Err(e) = check_id(name, v) {
@@ -109,12 +135,17 @@ fn run() -> i32 {
     if let Some(mv) = args.min_validity {
         request.push_str(&format!("?min_validity={mv}"));
     }
-    request.push_str(" HTTP/1.1\r\nHost: snykey\r\nUser-Agent: snykey-helper\r\nConnection: close\r\n\r\n");
+    request.push_str(
+        " HTTP/1.1\r\nHost: snykey\r\nUser-Agent: snykey-helper\r\nConnection: close\r\n\r\n",
+    );
 
     let unreachable = |e: std::io::Error| {
         fail(
             exit::UNAVAILABLE,
-            &format!("cannot reach the snykey agent at {}: {e}; is `snykey serve` running? (set --socket or SNYKEY_SOCKET)", socket.display()),
+            &format!(
+                "cannot reach the snykey agent at {}: {e}; is `snykey serve` running? (set --socket or SNYKEY_SOCKET)",
+                socket.display()
+            ),
         )
     };
     let mut stream = match UnixStream::connect(&socket) {
@@ -131,13 +162,19 @@ fn run() -> i32 {
         return unreachable(e);
     }
     let Some((status, body)) = parse_response(&answer) else {
-        return fail(exit::SOFTWARE, "the agent's answer was not HTTP; is something else listening on the socket?");
+        return fail(
+            exit::SOFTWARE,
+            "the agent's answer was not HTTP; is something else listening on the socket?",
+        );
     };
     let fields = string_fields(body).unwrap_or_default();
     if status != 200 {
         let error = field(&fields, "error").unwrap_or("the agent refused the request");
         let code = field(&fields, "code").unwrap_or("");
-        return fail(exit::for_status(status), &format!("{error} ({})", exit::advice(status, code)));
+        return fail(
+            exit::for_status(status),
+            &format!("{error} ({})", exit::advice(status, code)),
+        );
     }
     let Some(token) = field(&fields, "access_token") else {
         return fail(exit::SOFTWARE, "the agent's answer had no access_token");
@@ -153,12 +190,20 @@ fn run() -> i32 {
         }
         // Replaces this process: the command's exit status is ours.
         let e = cmd.exec();
-        let code = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
+        let code = if e.kind() == std::io::ErrorKind::NotFound {
+            127
+        } else {
+            126
+        };
         return fail(code, &format!("cannot run {}: {e}", command[0]));
     }
     let out = token_output(args.format, token, expires_at, snyk_api);
     let mut stdout = std::io::stdout().lock();
-    if stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()).is_err() {
+    if stdout
+        .write_all(out.as_bytes())
+        .and_then(|_| stdout.flush())
+        .is_err()
+    {
         return exit::SOFTWARE;
     }
     exit::OK

@@ -6,19 +6,25 @@ use hyper::Method;
 use snykey::client::{AgentClient, ClientError};
 use snykey::config::Config;
 use snykey::exit;
-use snykey::render::{token_output, Format};
+use snykey::render::{Format, token_output};
 use snykey::secret::Secret;
-use snykey::wire::{CredentialList, Kind, Message, PutCredential, PutCredentialResponse, TokenResponse};
+use snykey::wire::{
+    CredentialList, Kind, Message, PutCredential, PutCredentialResponse, TokenResponse,
+};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{reload, EnvFilter, Layer};
+use tracing_subscriber::{EnvFilter, Layer, reload};
 
 #[derive(Parser)]
-#[command(name = "snykey", version, about = "Keeps Snyk OAuth access tokens fresh behind a Unix socket")]
+#[command(
+    name = "snykey",
+    version,
+    about = "Keeps Snyk OAuth access tokens fresh behind a Unix socket"
+)]
 struct Cli {
     /// The agent socket (clients); default $SNYKEY_SOCKET, $XDG_RUNTIME_DIR/snykey/snykey.sock or /run/snykey/snykey.sock.
     #[arg(long, global = true)]
@@ -109,7 +115,10 @@ fn main() -> ExitCode {
 
 /// Sets up logging on stderr; returns a function that changes the filter (SIGHUP).
 fn init_logging(level: Option<&str>, format: LogFormat) -> snykey::agent::LogReloader {
-    let filter_text = level.map(str::to_string).or_else(|| std::env::var("SNYKEY_LOG").ok()).unwrap_or_else(|| "info".into());
+    let filter_text = level
+        .map(str::to_string)
+        .or_else(|| std::env::var("SNYKEY_LOG").ok())
+        .unwrap_or_else(|| "info".into());
     let filter = EnvFilter::try_new(&filter_text).unwrap_or_else(|e| {
         eprintln!("snykey: invalid log filter {filter_text:?} ({e}); using info");
         EnvFilter::new("info")
@@ -121,7 +130,10 @@ fn init_logging(level: Option<&str>, format: LogFormat) -> snykey::agent::LogRel
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_target(false)
             .boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
     };
     tracing_subscriber::registry().with(filter).with(fmt).init();
     Box::new(move |text: &str| {
@@ -155,7 +167,11 @@ fn serve(cli: &Cli, config: Option<&Path>) -> i32 {
             return exit::UNAVAILABLE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("snykey").build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("snykey")
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the runtime");
@@ -194,12 +210,17 @@ fn read_secret(what: &str, path: &Path, stdin_used: &mut bool) -> Result<Secret,
     let mut text = String::new();
     if path == Path::new("-") {
         if *stdin_used {
-            return Err(format!("only one secret can come from stdin ({what} asks for it too)"));
+            return Err(format!(
+                "only one secret can come from stdin ({what} asks for it too)"
+            ));
         }
         *stdin_used = true;
-        std::io::stdin().read_to_string(&mut text).map_err(|e| format!("cannot read {what} from stdin: {e}"))?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read {what} from stdin: {e}"))?;
     } else {
-        text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {what} from {}: {e}", path.display()))?;
+        text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {what} from {}: {e}", path.display()))?;
     }
     let s = Secret::new(text);
     if s.is_empty() {
@@ -209,8 +230,14 @@ fn read_secret(what: &str, path: &Path, stdin_used: &mut bool) -> Result<Secret,
 }
 
 fn client_command(cli: Cli) -> i32 {
-    let socket = cli.socket.clone().unwrap_or_else(snykey::paths::default_socket);
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(snykey::paths::default_socket);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("snykey: cannot start: {e}");
@@ -222,34 +249,59 @@ fn client_command(cli: Cli) -> i32 {
     let result: Result<(), ClientError> = runtime.block_on(async {
         match cli.command {
             Command::Put(args) => put(&client, args).await,
-            Command::Token { org_id, client_id, min_validity, format } => {
+            Command::Token {
+                org_id,
+                client_id,
+                min_validity,
+                format,
+            } => {
                 for (name, v) in [("org_id", &org_id), ("client_id", &client_id)] {
                     snykey::ids::check_id(name, v).map_err(|e| usage(e.to_string()))?;
                 }
                 let mut path = format!("/v1/credentials/{org_id}/{client_id}");
                 if let Some(mv) = min_validity {
-                    let d = snykey::duration::parse_duration(&mv).map_err(|e| usage(format!("--min-validity: {e}")))?;
+                    let d = snykey::duration::parse_duration(&mv)
+                        .map_err(|e| usage(format!("--min-validity: {e}")))?;
                     path.push_str(&format!("?min_validity={}", d.as_secs()));
                 }
                 let t: TokenResponse = client.call(Method::GET, &path, None).await?;
                 let format = Format::parse(&format).unwrap_or(Format::Token);
-                print!("{}", token_output(format, t.access_token.expose(), &t.expires_at, t.snyk_api.as_deref()));
+                print!(
+                    "{}",
+                    token_output(
+                        format,
+                        t.access_token.expose(),
+                        &t.expires_at,
+                        t.snyk_api.as_deref()
+                    )
+                );
                 Ok(())
             }
             Command::Status { json } => {
-                let list: CredentialList = client.call(Method::GET, "/v1/credentials", None).await?;
+                let list: CredentialList =
+                    client.call(Method::GET, "/v1/credentials", None).await?;
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&list).unwrap_or_default()
+                    );
                 } else {
                     print!("{}", status_table(&list));
                 }
                 Ok(())
             }
-            Command::Delete { org_id, client_id, revoke } => {
+            Command::Delete {
+                org_id,
+                client_id,
+                revoke,
+            } => {
                 for (name, v) in [("org_id", &org_id), ("client_id", &client_id)] {
                     snykey::ids::check_id(name, v).map_err(|e| usage(e.to_string()))?;
                 }
-                let path = format!("/v1/credentials/{org_id}/{client_id}{}", if revoke { "?revoke=true" } else { "" });
+                let path = format!(
+                    "/v1/credentials/{org_id}/{client_id}{}",
+                    if revoke { "?revoke=true" } else { "" }
+                );
                 let m: Message = client.call(Method::DELETE, &path, None).await?;
                 println!("{}", m.message);
                 Ok(())
@@ -267,14 +319,21 @@ fn client_command(cli: Cli) -> i32 {
 }
 
 fn usage(message: String) -> ClientError {
-    ClientError::Api { status: 400, code: "usage".into(), error: message }
+    ClientError::Api {
+        status: 400,
+        code: "usage".into(),
+        error: message,
+    }
 }
 
 async fn put(client: &AgentClient, args: PutArgs) -> Result<(), ClientError> {
     let mut stdin_used = false;
     let kind = args.kind.as_deref().and_then(Kind::parse);
     let mut read = |what: &str, p: &Option<PathBuf>| -> Result<Option<Secret>, ClientError> {
-        p.as_deref().map(|p| read_secret(what, p, &mut stdin_used)).transpose().map_err(usage)
+        p.as_deref()
+            .map(|p| read_secret(what, p, &mut stdin_used))
+            .transpose()
+            .map_err(usage)
     };
     let body = PutCredential {
         org_id: args.org_id,
@@ -289,7 +348,9 @@ async fn put(client: &AgentClient, args: PutArgs) -> Result<(), ClientError> {
         snykey::ids::check_id(name, v).map_err(|e| usage(e.to_string()))?;
     }
     let json = serde_json::to_vec(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
-    let r: PutCredentialResponse = client.call(Method::PUT, "/v1/credentials", Some(json)).await?;
+    let r: PutCredentialResponse = client
+        .call(Method::PUT, "/v1/credentials", Some(json))
+        .await?;
     println!(
         "stored {} credential {}/{}; its access token is valid until {}",
         r.kind.as_str(),
@@ -304,7 +365,17 @@ fn status_table(list: &CredentialList) -> String {
     if list.credentials.is_empty() {
         return "no credentials: add one with `snykey put` or `snykey login`\n".into();
     }
-    let header = ["ORG", "CLIENT", "KIND", "STATE", "EXPIRES", "NEXT REFRESH", "LAST REFRESH", "FAILURES", "LAST ERROR"];
+    let header = [
+        "ORG",
+        "CLIENT",
+        "KIND",
+        "STATE",
+        "EXPIRES",
+        "NEXT REFRESH",
+        "LAST REFRESH",
+        "FAILURES",
+        "LAST ERROR",
+    ];
     let rows: Vec<[String; 9]> = list
         .credentials
         .iter()

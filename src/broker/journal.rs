@@ -7,8 +7,8 @@
 //! the agent replays every entry before it serves anything.
 
 use crate::ids::{ClientId, CredKey, OrgId};
-use crate::store::file::write_atomically;
 use crate::store::Record;
+use crate::store::file::write_atomically;
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -33,7 +33,9 @@ pub struct Journal {
 
 impl Journal {
     pub fn new(dir: &Path) -> Journal {
-        Journal { dir: dir.to_path_buf() }
+        Journal {
+            dir: dir.to_path_buf(),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -47,15 +49,23 @@ impl Journal {
     fn ensure_dir(&self) -> std::io::Result<()> {
         match std::fs::metadata(&self.dir) {
             Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err(std::io::Error::other(format!("{} is not a directory", self.dir.display()))),
-            Err(_) => std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir),
+            Ok(_) => Err(std::io::Error::other(format!(
+                "{} is not a directory",
+                self.dir.display()
+            ))),
+            Err(_) => std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.dir),
         }
     }
 
     /// Writes (replaces) the entry of one credential, durably.
     pub fn write(&self, key: &CredKey, entry: &Entry) -> Result<(), String> {
-        self.ensure_dir().map_err(|e| format!("journal {}: {e}", self.dir.display()))?;
-        let bytes = serde_json::to_vec(entry).map_err(|e| format!("cannot encode a journal entry: {e}"))?;
+        self.ensure_dir()
+            .map_err(|e| format!("journal {}: {e}", self.dir.display()))?;
+        let bytes =
+            serde_json::to_vec(entry).map_err(|e| format!("cannot encode a journal entry: {e}"))?;
         write_atomically(&self.file(key), &bytes).map_err(|e| format!("journal: {e}"))
     }
 
@@ -84,13 +94,24 @@ impl Journal {
         for item in rd.flatten() {
             let name = item.file_name();
             let Some(name) = name.to_str() else { continue };
-            let Some(stem) = name.strip_suffix(".json") else { continue };
-            let Some((org, client)) = stem.split_once('@') else { continue };
-            let (Ok(org), Ok(client)) = (OrgId::parse(org), ClientId::parse(client)) else { continue };
+            let Some(stem) = name.strip_suffix(".json") else {
+                continue;
+            };
+            let Some((org, client)) = stem.split_once('@') else {
+                continue;
+            };
+            let (Ok(org), Ok(client)) = (OrgId::parse(org), ClientId::parse(client)) else {
+                continue;
+            };
             let key = CredKey { org, client };
-            let bytes = std::fs::read(item.path()).map_err(|e| format!("journal entry of {key}: {e}"))?;
-            let entry: Entry = serde_json::from_slice(&bytes)
-                .map_err(|e| format!("journal entry of {key} is unreadable ({e}); it is kept at {}", item.path().display()))?;
+            let bytes =
+                std::fs::read(item.path()).map_err(|e| format!("journal entry of {key}: {e}"))?;
+            let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| {
+                format!(
+                    "journal entry of {key} is unreadable ({e}); it is kept at {}",
+                    item.path().display()
+                )
+            })?;
             out.push((key, entry));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -109,11 +130,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::new(&dir.path().join("journal"));
         let key = CredKey::parse("o", "c").unwrap();
-        let record = Record { refresh_token: Some(Secret::new("rt-new")), ..Default::default() };
-        j.write(&key, &Entry { record: Some(record), sent: None, at: "now".into() }).unwrap();
+        let record = Record {
+            refresh_token: Some(Secret::new("rt-new")),
+            ..Default::default()
+        };
+        j.write(
+            &key,
+            &Entry {
+                record: Some(record),
+                sent: None,
+                at: "now".into(),
+            },
+        )
+        .unwrap();
         let f = j.file(&key);
-        assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(std::fs::metadata(j.dir()).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(j.dir()).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         let all = j.read_all().unwrap();
         assert_eq!(all.len(), 1);
         let record = all[0].1.record.as_ref().unwrap();
@@ -130,6 +168,16 @@ mod tests {
         std::fs::write(&path, "not a dir").unwrap();
         let j = Journal::new(&path);
         let key = CredKey::parse("o", "c").unwrap();
-        assert!(j.write(&key, &Entry { record: None, sent: Some("x".into()), at: "now".into() }).is_err());
+        assert!(
+            j.write(
+                &key,
+                &Entry {
+                    record: None,
+                    sent: Some("x".into()),
+                    at: "now".into()
+                }
+            )
+            .is_err()
+        );
     }
 }

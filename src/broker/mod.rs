@@ -13,7 +13,7 @@ pub mod journal;
 pub mod rotation;
 
 use crate::cache::{CacheError, CachedToken, TokenCache};
-use crate::clock::{rfc3339, Clock};
+use crate::clock::{Clock, rfc3339};
 use crate::ids::CredKey;
 use crate::snyk::{GrantError, SnykOAuth};
 use crate::store::{Record, SecretStore, StoreError};
@@ -32,7 +32,9 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 pub enum BrokerError {
     #[error("{0}")]
     BadInput(String),
-    #[error("no credential {0} is managed by this agent: add it with `snykey put` or `snykey login`")]
+    #[error(
+        "no credential {0} is managed by this agent: add it with `snykey put` or `snykey login`"
+    )]
     NotFound(CredKey),
     #[error("{0}")]
     NeedsLogin(String),
@@ -192,7 +194,10 @@ impl Broker {
     }
 
     pub fn settings(&self) -> Settings {
-        self.settings.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn set_settings(&self, s: Settings) {
@@ -222,7 +227,12 @@ impl Broker {
             }
             if let Some(record) = entry.record {
                 tracing::info!(org_id = %key.org, client_id = %key.client, "replaying a rotated refresh token from the recovery journal");
-                flight.unlanded = Some(Unlanded { record, journaled: true, replaces: None, unpublished: None });
+                flight.unlanded = Some(Unlanded {
+                    record,
+                    journaled: true,
+                    replaces: None,
+                    unpublished: None,
+                });
                 if self.land(&slot, &mut flight, None).await != rotation::Durability::Stored {
                     self.spawn_lander(&slot, &mut flight);
                 }
@@ -243,12 +253,19 @@ impl Broker {
     }
 
     fn existing_slot(&self, key: &CredKey) -> Option<Arc<Slot>> {
-        self.slots.read().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+        self.slots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
     }
 
     fn slot_or_insert(&self, key: &CredKey, kind: Kind) -> Arc<Slot> {
         let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
-        slots.entry(key.clone()).or_insert_with(|| Arc::new(Slot::new(key.clone(), kind))).clone()
+        slots
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(Slot::new(key.clone(), kind)))
+            .clone()
     }
 
     /// The slot of a credential, looking in the store for one this agent has
@@ -279,7 +296,11 @@ impl Broker {
 
     /// `GET /v1/credentials/{org}/{client}`: a token valid for at least
     /// `min_validity` (see [`Broker::wanted_validity`]).
-    pub async fn token(self: &Arc<Self>, key: &CredKey, min_validity: Option<Duration>) -> Result<CachedToken, BrokerError> {
+    pub async fn token(
+        self: &Arc<Self>,
+        key: &CredKey,
+        min_validity: Option<Duration>,
+    ) -> Result<CachedToken, BrokerError> {
         let arrived = self.clock.now();
         let slot = self.slot(key).await?;
         let want = self.wanted_validity(&slot, min_validity);
@@ -308,7 +329,9 @@ impl Broker {
         let now = self.clock.now();
         if let Some(t) = slot.hot() {
             let minted_while_waiting = t.issued_at.is_some_and(|i| i >= arrived);
-            if t.remaining(now) >= want || (minted_while_waiting && t.remaining(now) > Duration::ZERO) {
+            if t.remaining(now) >= want
+                || (minted_while_waiting && t.remaining(now) > Duration::ZERO)
+            {
                 crate::metrics::get().cache_hits.inc();
                 return Ok(t);
             }
@@ -339,7 +362,11 @@ impl Broker {
                 }
                 st.failures = 0;
                 st.last_error = None;
-                st.state = if flight.unlanded.is_some() { State::Degraded } else { State::Ok };
+                st.state = if flight.unlanded.is_some() {
+                    State::Degraded
+                } else {
+                    State::Ok
+                };
             }
             Err(e) => {
                 st.failures = st.failures.saturating_add(1);
@@ -411,8 +438,12 @@ impl Broker {
     /// `PUT /v1/credentials`: store a credential and mint its first token.
     /// For `oauth_app` the given refresh token is rotated at once, so no other
     /// holder can use it. Nothing is stored when Snyk refuses the credential.
-    pub async fn put(self: &Arc<Self>, req: PutCredential) -> Result<PutCredentialResponse, BrokerError> {
-        let key = CredKey::parse(&req.org_id, &req.client_id).map_err(|e| BrokerError::BadInput(e.to_string()))?;
+    pub async fn put(
+        self: &Arc<Self>,
+        req: PutCredential,
+    ) -> Result<PutCredentialResponse, BrokerError> {
+        let key = CredKey::parse(&req.org_id, &req.client_id)
+            .map_err(|e| BrokerError::BadInput(e.to_string()))?;
         let kind = req.kind.unwrap_or(Kind::OauthApp);
         check_put_fields(kind, &req)?;
         // Refuse before anything is consumed when the store cannot take a write.
@@ -420,7 +451,10 @@ impl Broker {
         let existing = self.store.get(&key).await?;
         let mut record = match &existing {
             Some(v) if v.record.kind() == kind => v.record.clone(),
-            _ => Record { kind: Some(kind), ..Default::default() },
+            _ => Record {
+                kind: Some(kind),
+                ..Default::default()
+            },
         };
         record.kind = Some(kind);
         if let Some(s) = req.client_secret {
@@ -442,7 +476,9 @@ impl Broker {
                 ));
             }
             Kind::ClientSecret if record.client_secret.is_none() => {
-                return Err(BrokerError::BadInput("a client_secret credential needs client_secret".into()));
+                return Err(BrokerError::BadInput(
+                    "a client_secret credential needs client_secret".into(),
+                ));
             }
             Kind::PrivateKeyJwt => {
                 return Err(BrokerError::BadInput(
@@ -465,7 +501,9 @@ impl Broker {
         if previous_state == State::NeedsLogin {
             slot.status().state = State::Ok;
         }
-        let result = self.mint(&slot, &mut flight, Some(record), Duration::ZERO).await;
+        let result = self
+            .mint(&slot, &mut flight, Some(record), Duration::ZERO)
+            .await;
         match result {
             Ok(t) => Ok(PutCredentialResponse {
                 org_id: key.org.to_string(),
@@ -478,8 +516,13 @@ impl Broker {
                     // Nothing was stored: forget the slot again.
                     slot.status().deleted = true;
                     drop(flight);
-                    self.slots.write().unwrap_or_else(|p| p.into_inner()).remove(&key);
-                } else if previous_state == State::NeedsLogin && !matches!(e, BrokerError::NeedsLogin(_)) {
+                    self.slots
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&key);
+                } else if previous_state == State::NeedsLogin
+                    && !matches!(e, BrokerError::NeedsLogin(_))
+                {
                     slot.status().state = previous_state;
                 }
                 Err(e)
@@ -488,7 +531,11 @@ impl Broker {
     }
 
     /// `DELETE /v1/credentials/{org}/{client}`, optionally revoking at Snyk first.
-    pub async fn delete(self: &Arc<Self>, key: &CredKey, revoke: bool) -> Result<String, BrokerError> {
+    pub async fn delete(
+        self: &Arc<Self>,
+        key: &CredKey,
+        revoke: bool,
+    ) -> Result<String, BrokerError> {
         let slot = self.slot(key).await?;
         let mut flight = slot.flight.lock().await;
         let record = match &flight.unlanded {
@@ -518,7 +565,10 @@ impl Broker {
         }
         slot.status().deleted = true;
         drop(flight);
-        self.slots.write().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.slots
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
         tracing::info!(org_id = %key.org, client_id = %key.client, revoked, "credential deleted");
         Ok(if revoked {
             format!("credential {key} revoked at Snyk and deleted")
@@ -541,13 +591,23 @@ impl Broker {
 
     /// `GET /v1/credentials`: every credential's status, sorted, no secrets.
     pub fn list(&self) -> Vec<CredentialStatus> {
-        let slots: Vec<Arc<Slot>> = self.slots.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let slots: Vec<Arc<Slot>> = self
+            .slots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
         let now = self.clock.now();
         let mut out: Vec<CredentialStatus> = slots
             .iter()
             .map(|s| {
                 let st = s.status().clone();
-                let expires_at = s.hot().map(|t| t.expires_at).or(st.expires_at).filter(|e| *e > now);
+                let expires_at = s
+                    .hot()
+                    .map(|t| t.expires_at)
+                    .or(st.expires_at)
+                    .filter(|e| *e > now);
                 CredentialStatus {
                     org_id: s.key.org.to_string(),
                     client_id: s.key.client.to_string(),
@@ -567,8 +627,18 @@ impl Broker {
 
     /// Counts of credentials by state (metrics, sd_notify STATUS).
     pub fn state_counts(&self) -> [(State, usize); 4] {
-        let mut counts = [(State::Ok, 0), (State::Refreshing, 0), (State::Degraded, 0), (State::NeedsLogin, 0)];
-        for s in self.slots.read().unwrap_or_else(|p| p.into_inner()).values() {
+        let mut counts = [
+            (State::Ok, 0),
+            (State::Refreshing, 0),
+            (State::Degraded, 0),
+            (State::NeedsLogin, 0),
+        ];
+        for s in self
+            .slots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
             let state = s.status().state;
             if let Some(c) = counts.iter_mut().find(|(k, _)| *k == state) {
                 c.1 += 1;
@@ -592,14 +662,28 @@ impl Broker {
         if let Err(e) = self.cache.ready().await {
             reasons.push(e.to_string());
         }
-        if reasons.is_empty() { Ok(()) } else { Err(reasons.join("; ")) }
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons.join("; "))
+        }
     }
 
     /// On shutdown: one last attempt to land what the journal holds.
     pub async fn flush(&self) {
-        let slots: Vec<Arc<Slot>> = self.slots.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let slots: Vec<Arc<Slot>> = self
+            .slots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
         for slot in slots {
-            let Ok(mut flight) = tokio::time::timeout(Duration::from_secs(2), slot.flight.lock()).await else { continue };
+            let Ok(mut flight) =
+                tokio::time::timeout(Duration::from_secs(2), slot.flight.lock()).await
+            else {
+                continue;
+            };
             if flight.unlanded.is_some() {
                 self.land(&slot, &mut flight, None).await;
             }
@@ -627,12 +711,12 @@ fn check_put_fields(kind: Kind, req: &PutCredential) -> Result<(), BrokerError> 
         Kind::OauthApp if req.private_key_pem.is_some() || req.key_id.is_some() => {
             bad("private_key_pem and key_id belong to kind private_key_jwt, not oauth_app")
         }
-        Kind::ClientSecret if req.refresh_token.is_some() || req.private_key_pem.is_some() => {
-            bad("a client_secret credential takes only client_secret (no refresh_token or private key)")
-        }
-        Kind::PrivateKeyJwt if req.refresh_token.is_some() || req.client_secret.is_some() => {
-            bad("a private_key_jwt credential takes private_key_pem and key_id (no refresh_token or client_secret)")
-        }
+        Kind::ClientSecret if req.refresh_token.is_some() || req.private_key_pem.is_some() => bad(
+            "a client_secret credential takes only client_secret (no refresh_token or private key)",
+        ),
+        Kind::PrivateKeyJwt if req.refresh_token.is_some() || req.client_secret.is_some() => bad(
+            "a private_key_jwt credential takes private_key_pem and key_id (no refresh_token or client_secret)",
+        ),
         _ => Ok(()),
     }
 }

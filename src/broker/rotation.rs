@@ -5,13 +5,13 @@
 //! never send a token Snyk accepted; never hand out an access token before the
 //! rotated refresh token is durable; never drop a rotated refresh token.
 
-use super::{needs_login_message, Broker, BrokerError, Flight, Slot, Unlanded};
+use super::journal::Entry;
+use super::{Broker, BrokerError, Flight, Slot, Unlanded, needs_login_message};
 use crate::cache::CachedToken;
 use crate::clock::rfc3339;
 use crate::snyk::{GrantError, TokenGrant};
 use crate::store::{Record, StoreError};
 use crate::wire::Kind;
-use super::journal::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -188,7 +188,10 @@ impl Broker {
         let mut transient_retries = 0;
         let mut lost_answer_retried = false;
         loop {
-            let result = self.snyk.refresh(key.client.as_str(), record.client_secret.as_ref(), sent).await;
+            let result = self
+                .snyk
+                .refresh(key.client.as_str(), record.client_secret.as_ref(), sent)
+                .await;
             let err = match result {
                 Ok(grant) => return Ok(grant),
                 Err(e) => e,
@@ -223,7 +226,12 @@ impl Broker {
                 }
                 _ => {
                     crate::metrics::refresh("transient");
-                    let wait = err.retry_after().unwrap_or_else(|| jittered(Duration::from_millis(200) * 2u32.pow(transient_retries), 0.3));
+                    let wait = err.retry_after().unwrap_or_else(|| {
+                        jittered(
+                            Duration::from_millis(200) * 2u32.pow(transient_retries),
+                            0.3,
+                        )
+                    });
                     if transient_retries >= REQUEST_RETRIES || wait > MAX_INLINE_RETRY_AFTER {
                         return Err(BrokerError::Snyk(err));
                     }
@@ -247,9 +255,14 @@ impl Broker {
         let grant = match record.kind() {
             Kind::ClientSecret => {
                 let Some(secret) = record.client_secret.as_ref() else {
-                    return Err(BrokerError::NeedsLogin(needs_login_message(key, "no client secret is stored")));
+                    return Err(BrokerError::NeedsLogin(needs_login_message(
+                        key,
+                        "no client secret is stored",
+                    )));
                 };
-                self.snyk.client_credentials(key.client.as_str(), secret).await
+                self.snyk
+                    .client_credentials(key.client.as_str(), secret)
+                    .await
             }
             _ => {
                 return Err(BrokerError::BadInput(format!(
@@ -262,7 +275,10 @@ impl Broker {
             Ok(g) => g,
             Err(e) if e.is_permanent() => {
                 crate::metrics::refresh("permanent");
-                return Err(BrokerError::NeedsLogin(needs_login_message(key, &e.to_string())));
+                return Err(BrokerError::NeedsLogin(needs_login_message(
+                    key,
+                    &e.to_string(),
+                )));
             }
             Err(e) => {
                 crate::metrics::refresh("transient");
@@ -279,7 +295,11 @@ impl Broker {
             to_store.updated_at = Some(rfc3339(now));
             self.store.put(key, &to_store, version.or(Some(0))).await?;
         }
-        let token = CachedToken { access_token: grant.access_token, expires_at: now + grant.expires_in, issued_at: Some(now) };
+        let token = CachedToken {
+            access_token: grant.access_token,
+            expires_at: now + grant.expires_in,
+            issued_at: Some(now),
+        };
         slot.status().last_refresh_at = Some(now);
         crate::metrics::refresh("ok");
         self.publish(slot, token.clone()).await;
@@ -294,7 +314,14 @@ impl Broker {
         let result = if record.is_none() && sent.is_none() {
             self.journal.remove(key)
         } else {
-            self.journal.write(key, &Entry { record, sent, at: rfc3339(self.clock.now()) })
+            self.journal.write(
+                key,
+                &Entry {
+                    record,
+                    sent,
+                    at: rfc3339(self.clock.now()),
+                },
+            )
         };
         match result {
             Ok(()) => {
@@ -314,9 +341,16 @@ impl Broker {
 
     /// Makes the unlanded record durable: the store (check-and-set against
     /// `cas`, or the version read now), else the journal.
-    pub(super) async fn land(&self, slot: &Slot, flight: &mut Flight, cas: Option<u64>) -> Durability {
+    pub(super) async fn land(
+        &self,
+        slot: &Slot,
+        flight: &mut Flight,
+        cas: Option<u64>,
+    ) -> Durability {
         let key = &slot.key;
-        let Some(u) = flight.unlanded.as_ref() else { return Durability::Stored };
+        let Some(u) = flight.unlanded.as_ref() else {
+            return Durability::Stored;
+        };
         let mut cas = cas;
         let mut result = Err(StoreError::Unavailable("not attempted".into()));
         for _ in 0..3 {
@@ -331,12 +365,18 @@ impl Broker {
                 },
             };
             result = self.store.put(key, &u.record, Some(version)).await;
-            let Err(StoreError::Conflict { .. }) = &result else { break };
+            let Err(StoreError::Conflict { .. }) = &result else {
+                break;
+            };
             // Someone wrote the record since we read it. If they changed its
             // refresh token, theirs is a live token we must not overwrite.
             match self.store.get(key).await {
                 Ok(Some(current)) => {
-                    let theirs = current.record.refresh_token.as_ref().map(|t| t.fingerprint());
+                    let theirs = current
+                        .record
+                        .refresh_token
+                        .as_ref()
+                        .map(|t| t.fingerprint());
                     let ours = u.record.refresh_token.as_ref().map(|t| t.fingerprint());
                     if theirs != u.replaces && theirs != ours {
                         tracing::warn!(org_id = %key.org, client_id = %key.client,
@@ -360,7 +400,15 @@ impl Broker {
                     flight.held_back = Some(t);
                 }
                 // Keep the in-flight marker only while a send is unanswered.
-                self.journal_write(key, flight, if flight.in_doubt { Some(String::new()) } else { None });
+                self.journal_write(
+                    key,
+                    flight,
+                    if flight.in_doubt {
+                        Some(String::new())
+                    } else {
+                        None
+                    },
+                );
                 if slot.status().state == crate::wire::State::Degraded {
                     slot.status().state = crate::wire::State::Ok;
                 }
@@ -377,7 +425,9 @@ impl Broker {
                 let journaled = flight.unlanded.as_ref().is_some_and(|u| u.journaled);
                 let mut st = slot.status();
                 st.state = crate::wire::State::Degraded;
-                st.last_error = Some(format!("rotated refresh token not yet in the secret store: {e}"));
+                st.last_error = Some(format!(
+                    "rotated refresh token not yet in the secret store: {e}"
+                ));
                 if journaled {
                     Durability::Journaled
                 } else {

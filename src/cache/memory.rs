@@ -39,12 +39,23 @@ impl TokenCache for MemoryCache {
     }
 
     async fn delete(&self, key: &CredKey) -> Result<(), CacheError> {
-        self.tokens.write().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.tokens
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
         Ok(())
     }
 
-    async fn lock(&self, key: &CredKey, _ttl: Duration, _wait: Duration) -> Result<LockGuard, CacheError> {
-        Ok(LockGuard { key: key.clone(), fence: String::new() })
+    async fn lock(
+        &self,
+        key: &CredKey,
+        _ttl: Duration,
+        _wait: Duration,
+    ) -> Result<LockGuard, CacheError> {
+        Ok(LockGuard {
+            key: key.clone(),
+            fence: String::new(),
+        })
     }
 
     async fn unlock(&self, _guard: LockGuard) -> Result<(), CacheError> {

@@ -25,12 +25,15 @@ pub struct CachedToken {
 impl CachedToken {
     /// Time left at `now` (zero when expired).
     pub fn remaining(&self, now: SystemTime) -> Duration {
-        self.expires_at.duration_since(now).unwrap_or(Duration::ZERO)
+        self.expires_at
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO)
     }
 
     /// Its whole lifetime, if known.
     pub fn lifetime(&self) -> Option<Duration> {
-        self.issued_at.and_then(|i| self.expires_at.duration_since(i).ok())
+        self.issued_at
+            .and_then(|i| self.expires_at.duration_since(i).ok())
     }
 }
 
@@ -57,7 +60,12 @@ pub trait TokenCache: Send + Sync {
     async fn put(&self, key: &CredKey, token: &CachedToken) -> Result<(), CacheError>;
     async fn delete(&self, key: &CredKey) -> Result<(), CacheError>;
     /// Takes the cross-agent refresh lock, waiting at most `wait`; held at most `ttl`.
-    async fn lock(&self, key: &CredKey, ttl: Duration, wait: Duration) -> Result<LockGuard, CacheError>;
+    async fn lock(
+        &self,
+        key: &CredKey,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<LockGuard, CacheError>;
     /// Releases the lock if (and only if) it is still ours.
     async fn unlock(&self, guard: LockGuard) -> Result<(), CacheError>;
     async fn ready(&self) -> Result<(), CacheError>;

@@ -31,11 +31,21 @@ pub struct TokenGrant {
 #[derive(Debug, Error, Clone)]
 pub enum GrantError {
     #[error("Snyk refused the credential ({error}{}): it needs a new login", desc(.description))]
-    Permanent { error: String, description: Option<String> },
+    Permanent {
+        error: String,
+        description: Option<String>,
+    },
     #[error("Snyk rejected the request with HTTP {status} ({error}{})", desc(.description))]
-    Refused { status: u16, error: String, description: Option<String> },
+    Refused {
+        status: u16,
+        error: String,
+        description: Option<String>,
+    },
     #[error("Snyk is unavailable (HTTP {status}){}", retry(.retry_after))]
-    Unavailable { status: u16, retry_after: Option<Duration> },
+    Unavailable {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
     #[error("cannot reach Snyk at {endpoint}: {message}")]
     Unreachable { endpoint: String, message: String },
     #[error("Snyk's answer was lost ({message}); it may or may not have processed the request")]
@@ -47,13 +57,17 @@ fn desc(d: &Option<String>) -> String {
 }
 
 fn retry(r: &Option<Duration>) -> String {
-    r.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default()
+    r.map(|d| format!(", retry after {}s", d.as_secs()))
+        .unwrap_or_default()
 }
 
 impl GrantError {
     /// Did Snyk certainly not consume the refresh token that was sent?
     pub fn token_not_consumed(&self) -> bool {
-        !matches!(self, GrantError::Unknown { .. } | GrantError::Permanent { .. })
+        !matches!(
+            self,
+            GrantError::Unknown { .. } | GrantError::Permanent { .. }
+        )
     }
 
     pub fn is_permanent(&self) -> bool {
@@ -143,7 +157,11 @@ impl SnykOAuth {
     }
 
     /// `grant_type=client_credentials` with a client secret (service accounts).
-    pub async fn client_credentials(&self, client_id: &str, client_secret: &Secret) -> Result<TokenGrant, GrantError> {
+    pub async fn client_credentials(
+        &self,
+        client_id: &str,
+        client_secret: &Secret,
+    ) -> Result<TokenGrant, GrantError> {
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", client_id),
@@ -153,11 +171,18 @@ impl SnykOAuth {
     }
 
     /// `grant_type=client_credentials` with a signed JWT assertion (`private_key_jwt`).
-    pub async fn client_assertion(&self, client_id: &str, assertion: &Secret) -> Result<TokenGrant, GrantError> {
+    pub async fn client_assertion(
+        &self,
+        client_id: &str,
+        assertion: &Secret,
+    ) -> Result<TokenGrant, GrantError> {
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", client_id),
-            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
             ("client_assertion", assertion.expose()),
         ];
         self.token_request(&form).await
@@ -209,7 +234,11 @@ impl SnykOAuth {
         Err(classify_error(status.as_u16(), &body, None))
     }
 
-    async fn send(&self, url: &str, form: &[(&str, &str)]) -> Result<reqwest::Response, GrantError> {
+    async fn send(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+    ) -> Result<reqwest::Response, GrantError> {
         let started = Instant::now();
         let result = self.http.post(url).form(form).send().await;
         crate::metrics::snyk_call(started.elapsed());
@@ -228,7 +257,10 @@ impl SnykOAuth {
         let body = match resp.bytes().await {
             Ok(b) => b,
             Err(e) if status.is_success() => {
-                return Err(GrantError::Unknown { timed_out: e.is_timeout(), message: "the answer was cut off".into() });
+                return Err(GrantError::Unknown {
+                    timed_out: e.is_timeout(),
+                    message: "the answer was cut off".into(),
+                });
             }
             Err(_) => Default::default(),
         };
@@ -240,7 +272,10 @@ impl SnykOAuth {
             message: "the answer was not the expected JSON".into(),
         })?;
         let Some(access_token) = raw.access_token.filter(|t| !t.is_empty()) else {
-            return Err(GrantError::Unknown { timed_out: false, message: "the answer had no access_token".into() });
+            return Err(GrantError::Unknown {
+                timed_out: false,
+                message: "the answer had no access_token".into(),
+            });
         };
         Ok(TokenGrant {
             access_token: Secret::new(access_token),
@@ -259,16 +294,29 @@ fn transport_error(url: &str, e: reqwest::Error) -> GrantError {
     let message = e.without_url().to_string();
     if connect {
         // Nothing reached Snyk: the token was certainly not consumed.
-        GrantError::Unreachable { endpoint: url.to_string(), message }
+        GrantError::Unreachable {
+            endpoint: url.to_string(),
+            message,
+        }
     } else {
-        GrantError::Unknown { timed_out, message: if timed_out { "timed out".into() } else { message } }
+        GrantError::Unknown {
+            timed_out,
+            message: if timed_out {
+                "timed out".into()
+            } else {
+                message
+            },
+        }
     }
 }
 
 /// Maps an error answer to what it means for the token that was sent.
 fn classify_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> GrantError {
     if status == 429 || status >= 500 {
-        return GrantError::Unavailable { status, retry_after };
+        return GrantError::Unavailable {
+            status,
+            retry_after,
+        };
     }
     let raw: Option<RawError> = serde_json::from_slice(body).ok();
     let error = raw
@@ -283,12 +331,18 @@ fn classify_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> Gr
     let auth_failed = description
         .as_deref()
         .is_some_and(|d| d.to_ascii_lowercase().contains("authentication failed"));
-    let permanent = matches!(error.as_str(), "invalid_grant" | "token_inactive" | "invalid_client" | "unauthorized_client")
-        || auth_failed;
+    let permanent = matches!(
+        error.as_str(),
+        "invalid_grant" | "token_inactive" | "invalid_client" | "unauthorized_client"
+    ) || auth_failed;
     if permanent {
         GrantError::Permanent { error, description }
     } else {
-        GrantError::Refused { status, error, description }
+        GrantError::Refused {
+            status,
+            error,
+            description,
+        }
     }
 }
 
@@ -308,7 +362,11 @@ mod tests {
             assert!(g.is_permanent(), "{e}");
             assert!(!g.token_not_consumed());
         }
-        let g = classify_error(401, br#"{"error":"x","error_description":"Authentication failed"}"#, None);
+        let g = classify_error(
+            401,
+            br#"{"error":"x","error_description":"Authentication failed"}"#,
+            None,
+        );
         assert!(g.is_permanent());
     }
 
@@ -325,7 +383,10 @@ mod tests {
 
     #[test]
     fn unknown_outcome_may_have_consumed_the_token() {
-        let g = GrantError::Unknown { timed_out: true, message: "timed out".into() };
+        let g = GrantError::Unknown {
+            timed_out: true,
+            message: "timed out".into(),
+        };
         assert!(!g.token_not_consumed() && !g.is_permanent());
     }
 }

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use tokio::sync::Mutex;
 
@@ -91,7 +91,11 @@ impl FileStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Document::default(),
             Err(e) => return Err(unavailable("cannot read", e)),
         };
-        Ok(FileStore { path: path.to_path_buf(), doc: Mutex::new(doc), _lock: lock })
+        Ok(FileStore {
+            path: path.to_path_buf(),
+            doc: Mutex::new(doc),
+            _lock: lock,
+        })
     }
 
     /// Writes `doc` durably; the caller swaps it in only on success.
@@ -106,7 +110,10 @@ impl FileStore {
 }
 
 fn lock_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".lock");
     path.with_file_name(name)
 }
@@ -139,7 +146,9 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreErr
         f.sync_all().map_err(|e| fail("fsync", e))?;
         std::fs::rename(&tmp, path).map_err(|e| fail("rename the temp file onto", e))?;
         if let Some(dir) = path.parent() {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| fail("fsync the directory of", e))?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| fail("fsync the directory of", e))?;
         }
         Ok(())
     })();
@@ -157,10 +166,18 @@ impl SecretStore for FileStore {
             .credentials
             .get(key.org.as_str())
             .and_then(|m| m.get(key.client.as_str()))
-            .map(|s| Versioned { record: s.record.clone(), version: s.version }))
+            .map(|s| Versioned {
+                record: s.record.clone(),
+                version: s.version,
+            }))
     }
 
-    async fn put(&self, key: &CredKey, record: &Record, cas: Option<u64>) -> Result<u64, StoreError> {
+    async fn put(
+        &self,
+        key: &CredKey,
+        record: &Record,
+        cas: Option<u64>,
+    ) -> Result<u64, StoreError> {
         let mut doc = self.doc.lock().await;
         let current = doc
             .credentials
@@ -178,7 +195,13 @@ impl SecretStore for FileStore {
         next.credentials
             .entry(key.org.to_string())
             .or_default()
-            .insert(key.client.to_string(), StoredRecord { record: record.clone(), version });
+            .insert(
+                key.client.to_string(),
+                StoredRecord {
+                    record: record.clone(),
+                    version,
+                },
+            );
         self.persist(&next).await?;
         *doc = next;
         Ok(version)
@@ -187,7 +210,9 @@ impl SecretStore for FileStore {
     async fn delete(&self, key: &CredKey) -> Result<(), StoreError> {
         let mut doc = self.doc.lock().await;
         let mut next = doc.clone();
-        let Some(clients) = next.credentials.get_mut(key.org.as_str()) else { return Ok(()) };
+        let Some(clients) = next.credentials.get_mut(key.org.as_str()) else {
+            return Ok(());
+        };
         if clients.remove(key.client.as_str()).is_none() {
             return Ok(());
         }
@@ -221,11 +246,17 @@ impl SecretStore for FileStore {
             .await
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
         if !meta.is_dir() {
-            return Err(StoreError::Unavailable(format!("{} is not a directory", dir.display())));
+            return Err(StoreError::Unavailable(format!(
+                "{} is not a directory",
+                dir.display()
+            )));
         }
         let tmp = temp_path(&self.path);
         if tokio::fs::metadata(&tmp).await.is_ok_and(|m| m.is_dir()) {
-            return Err(StoreError::Unavailable(format!("{} is in the way of writes", tmp.display())));
+            return Err(StoreError::Unavailable(format!(
+                "{} is in the way of writes",
+                tmp.display()
+            )));
         }
         Ok(())
     }
@@ -245,7 +276,10 @@ mod tests {
     }
 
     fn rec(rt: &str) -> Record {
-        Record { refresh_token: Some(Secret::new(rt)), ..Default::default() }
+        Record {
+            refresh_token: Some(Secret::new(rt)),
+            ..Default::default()
+        }
     }
 
     #[tokio::test]
@@ -256,7 +290,11 @@ mod tests {
         assert_eq!(s.put(&key(), &rec("rt1"), Some(0)).await.unwrap(), 1);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let dmode = std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        let dmode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(dmode, 0o700);
         drop(s);
         let s = FileStore::open(&path).unwrap();
@@ -271,9 +309,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = FileStore::open(&dir.path().join("c.json")).unwrap();
         s.put(&key(), &rec("a"), None).await.unwrap();
-        assert!(matches!(s.put(&key(), &rec("b"), Some(0)).await, Err(StoreError::Conflict { .. })));
+        assert!(matches!(
+            s.put(&key(), &rec("b"), Some(0)).await,
+            Err(StoreError::Conflict { .. })
+        ));
         s.put(&key(), &rec("b"), Some(1)).await.unwrap();
-        assert_eq!(s.get(&key()).await.unwrap().unwrap().record.refresh_token.unwrap().expose(), "b");
+        assert_eq!(
+            s.get(&key())
+                .await
+                .unwrap()
+                .unwrap()
+                .record
+                .refresh_token
+                .unwrap()
+                .expose(),
+            "b"
+        );
     }
 
     #[tokio::test]
@@ -285,7 +336,17 @@ mod tests {
         std::fs::create_dir(temp_path(&path)).unwrap();
         assert!(s.put(&key(), &rec("b"), None).await.is_err());
         assert!(s.ready().await.is_err());
-        assert_eq!(s.get(&key()).await.unwrap().unwrap().record.refresh_token.unwrap().expose(), "a");
+        assert_eq!(
+            s.get(&key())
+                .await
+                .unwrap()
+                .unwrap()
+                .record
+                .refresh_token
+                .unwrap()
+                .expose(),
+            "a"
+        );
         std::fs::remove_dir(temp_path(&path)).unwrap();
         s.put(&key(), &rec("c"), None).await.unwrap();
         assert!(s.ready().await.is_ok());
@@ -304,10 +365,18 @@ mod tests {
     async fn a_record_written_by_the_seed_service_reads_as_oauth_app() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.json");
-        std::fs::write(&path, r#"{"credentials":{"o":{"c":{"refresh_token":"seed-rt"}}}}"#).unwrap();
+        std::fs::write(
+            &path,
+            r#"{"credentials":{"o":{"c":{"refresh_token":"seed-rt"}}}}"#,
+        )
+        .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let s = FileStore::open(&path).unwrap();
-        let v = s.get(&CredKey::parse("o", "c").unwrap()).await.unwrap().unwrap();
+        let v = s
+            .get(&CredKey::parse("o", "c").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(v.record.kind(), crate::wire::Kind::OauthApp);
         assert!(v.record.client_secret.is_none());
     }

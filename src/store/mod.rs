@@ -46,7 +46,9 @@ pub struct Versioned {
 
 #[derive(Debug, Error, Clone)]
 pub enum StoreError {
-    #[error("the secret store is sealed: unseal it (bao operator unseal) and snykey resumes by itself")]
+    #[error(
+        "the secret store is sealed: unseal it (bao operator unseal) and snykey resumes by itself"
+    )]
     Sealed,
     #[error("the secret store is unavailable: {0}")]
     Unavailable(String),
@@ -66,7 +68,12 @@ pub trait SecretStore: Send + Sync {
     /// Writes one record. With `cas = Some(v)` the write fails with
     /// [`StoreError::Conflict`] unless the stored version is still `v`
     /// (`Some(0)`: only if absent). Returns the new version.
-    async fn put(&self, key: &CredKey, record: &Record, cas: Option<u64>) -> Result<u64, StoreError>;
+    async fn put(
+        &self,
+        key: &CredKey,
+        record: &Record,
+        cas: Option<u64>,
+    ) -> Result<u64, StoreError>;
     /// Removes a record and all its versions. Absent is not an error.
     async fn delete(&self, key: &CredKey) -> Result<(), StoreError>;
     /// Every credential in the store.

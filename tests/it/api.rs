@@ -13,7 +13,12 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     let rt = fake.new_oauth_client("cb", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(agent.put_oauth(env.path(), "ob", "cb", None, &rt).status.success());
+    assert!(
+        agent
+            .put_oauth(env.path(), "ob", "cb", None, &rt)
+            .status
+            .success()
+    );
     let before = store_bytes(&env);
     let grants = fake.refresh_grants();
 
@@ -56,12 +61,19 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         assert_eq!(v["code"], "bad_request");
         assert!(!v["error"].as_str().unwrap().is_empty());
     }
-    let huge = format!(r#"{{"org_id":"ob","client_id":"cb","refresh_token":"{}"}}"#, "x".repeat(1024 * 1024));
+    let huge = format!(
+        r#"{{"org_id":"ob","client_id":"cb","refresh_token":"{}"}}"#,
+        "x".repeat(1024 * 1024)
+    );
     let (st, v) = agent.json("PUT", "/v1/credentials", Some(&huge));
     assert_eq!(st, 413, "{v}");
     assert_eq!(v["code"], "body_too_large");
     // A refresh token Snyk refuses is bad input too: nothing stored.
-    let (st, v) = agent.json("PUT", "/v1/credentials", Some(r#"{"org_id":"ob","client_id":"cb","refresh_token":"rt_not_issued"}"#));
+    let (st, v) = agent.json(
+        "PUT",
+        "/v1/credentials",
+        Some(r#"{"org_id":"ob","client_id":"cb","refresh_token":"rt_not_issued"}"#),
+    );
     assert!(st == 409 || st == 502, "{st} {v}");
     assert_eq!(store_bytes(&env), before, "the store must be unchanged");
     assert_eq!(fake.refresh_grants(), grants);
@@ -84,11 +96,25 @@ fn seed_query_routes_list_delete_and_revoke_work() {
     let rt2 = fake.new_oauth_client("c2", Some("s2"));
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(agent.put_oauth(env.path(), "o", "c1", Some("s1"), &rt1).status.success());
-    assert!(agent.put_oauth(env.path(), "o", "c2", Some("s2"), &rt2).status.success());
+    assert!(
+        agent
+            .put_oauth(env.path(), "o", "c1", Some("s1"), &rt1)
+            .status
+            .success()
+    );
+    assert!(
+        agent
+            .put_oauth(env.path(), "o", "c2", Some("s2"), &rt2)
+            .status
+            .success()
+    );
 
     // Seed-style token route.
-    let (st, v) = agent.json("GET", "/v1/credentials?org_id=o&client_id=c1&min_validity=60", None);
+    let (st, v) = agent.json(
+        "GET",
+        "/v1/credentials?org_id=o&client_id=c1&min_validity=60",
+        None,
+    );
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["token_type"], "bearer");
     assert!(fake.access_token_valid(v["access_token"].as_str().unwrap()));
@@ -109,19 +135,32 @@ fn seed_query_routes_list_delete_and_revoke_work() {
     }
     let out = agent.cli(&["status"], None);
     assert!(out.status.success());
-    assert!(stdout(&out).contains("STATE") && stdout(&out).contains("c2"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("STATE") && stdout(&out).contains("c2"),
+        "{}",
+        stdout(&out)
+    );
     let out = agent.cli(&["status", "--json"], None);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["credentials"].as_array().unwrap().len(), 2);
 
     // Seed-style cache delete, then delete with revoke.
-    assert_eq!(agent.json("DELETE", "/v1/cache?org_id=o&client_id=c1", None).0, 200);
+    assert_eq!(
+        agent
+            .json("DELETE", "/v1/cache?org_id=o&client_id=c1", None)
+            .0,
+        200
+    );
     let live2 = fake.live_refresh_token("c2").unwrap();
     let out = agent.cli(&["delete", "o", "c2", "--revoke"], None);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("revoked"));
     assert!(!fake.refresh_token_alive(&live2), "revoked at Snyk");
-    assert!(!std::fs::read_to_string(&env.store).unwrap().contains("\"c2\""));
+    assert!(
+        !std::fs::read_to_string(&env.store)
+            .unwrap()
+            .contains("\"c2\"")
+    );
     assert_eq!(agent.helper(&["o", "c2"]).status.code(), Some(66));
     // Seed-style delete.
     let (st, _) = agent.json("DELETE", "/v1/credentials?org_id=o&client_id=c1", None);
@@ -151,15 +190,30 @@ fn check_config_prints_the_effective_config_redacted_and_names_bad_keys() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "[store]\nbackend = \"openbao\"\ntoken = \"s.verysecret\"\n[cache]\nurl = \"redis://u:hunter2@h:6379/0\"\n").unwrap();
-    let out = std::process::Command::new(crate::support::agent::SNYKEY).args(["check-config", "--config"]).arg(&cfg).output().unwrap();
+    let out = std::process::Command::new(crate::support::agent::SNYKEY)
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("backend = \"openbao\""));
-    assert!(!text.contains("verysecret") && !text.contains("hunter2"), "{text}");
+    assert!(
+        !text.contains("verysecret") && !text.contains("hunter2"),
+        "{text}"
+    );
     std::fs::write(&cfg, "[refresh]\nmin_validty = \"5m\"\n").unwrap();
-    let out = std::process::Command::new(crate::support::agent::SNYKEY).args(["check-config", "--config"]).arg(&cfg).output().unwrap();
+    let out = std::process::Command::new(crate::support::agent::SNYKEY)
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78));
-    assert!(stderr(&out).contains("refresh.min_validty"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refresh.min_validty"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -169,7 +223,10 @@ fn sigterm_stops_gracefully_and_removes_the_socket() {
     let agent = env.start();
     let socket = agent.socket.clone();
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o660);
+    assert_eq!(
+        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+        0o660
+    );
     assert_eq!(agent.stop(), Some(0));
     assert!(!socket.exists(), "the agent removes the socket it created");
 }

@@ -1,7 +1,7 @@
 //! `snykey-helper` per SPEC §5: formats, exec, env fallbacks, exit codes.
 
-use crate::support::agent::{assert_no_secrets, stderr, stdout, HELPER};
-use crate::support::{Env, Fault, FakeSnyk};
+use crate::support::agent::{HELPER, assert_no_secrets, stderr, stdout};
+use crate::support::{Env, FakeSnyk, Fault};
 use std::process::Command;
 
 #[test]
@@ -10,7 +10,12 @@ fn formats_exec_and_environment_fallbacks() {
     let rt = fake.new_oauth_client("ch", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(agent.put_oauth(env.path(), "oh", "ch", None, &rt).status.success());
+    assert!(
+        agent
+            .put_oauth(env.path(), "oh", "ch", None, &rt)
+            .status
+            .success()
+    );
     let token = stdout(&agent.helper(&["oh", "ch"])).trim().to_string();
     assert!(fake.access_token_valid(&token));
 
@@ -23,7 +28,13 @@ fn formats_exec_and_environment_fallbacks() {
 
     let out = agent.helper(&["--format=env", "oh", "ch"]);
     // The fake is not Snyk's default region, so SNYK_API is exported too.
-    assert_eq!(stdout(&out), format!("export SNYK_OAUTH_TOKEN={token}\nexport SNYK_API={}\n", fake.url()));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "export SNYK_OAUTH_TOKEN={token}\nexport SNYK_API={}\n",
+            fake.url()
+        )
+    );
 
     // Ids and socket from the environment.
     let out = Command::new(HELPER)
@@ -36,7 +47,16 @@ fn formats_exec_and_environment_fallbacks() {
     assert_eq!(stdout(&out).trim(), token);
 
     // exec: the token reaches the command's environment, its status is ours.
-    let out = agent.helper(&["exec", "oh", "ch", "--", "sh", "-c", "test \"$SNYK_OAUTH_TOKEN\" = \"$0\" && exit 3", &token]);
+    let out = agent.helper(&[
+        "exec",
+        "oh",
+        "ch",
+        "--",
+        "sh",
+        "-c",
+        "test \"$SNYK_OAUTH_TOKEN\" = \"$0\" && exit 3",
+        &token,
+    ]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let out = agent.helper(&["exec", "oh", "ch", "--", "/nonexistent/cmd"]);
     assert_eq!(out.status.code(), Some(127));
@@ -44,7 +64,13 @@ fn formats_exec_and_environment_fallbacks() {
 
     // The CLI's token command is the same.
     let out = agent.cli(&["token", "oh", "ch", "--format", "env"], None);
-    assert_eq!(stdout(&out), format!("export SNYK_OAUTH_TOKEN={token}\nexport SNYK_API={}\n", fake.url()));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "export SNYK_OAUTH_TOKEN={token}\nexport SNYK_API={}\n",
+            fake.url()
+        )
+    );
     // exec exports SNYK_API as well.
     let out = agent.helper(&["exec", "oh", "ch", "--", "sh", "-c", "echo \"$SNYK_API\""]);
     assert_eq!(stdout(&out).trim(), fake.url());
@@ -59,20 +85,42 @@ fn every_documented_exit_code_happens_for_real() {
     let rt = fake.new_oauth_client("ce", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(agent.put_oauth(env.path(), "oe", "ce", None, &rt).status.success());
+    assert!(
+        agent
+            .put_oauth(env.path(), "oe", "ce", None, &rt)
+            .status
+            .success()
+    );
 
     // 0
     assert_eq!(agent.helper(&["oe", "ce"]).status.code(), Some(0));
     // 64: usage (missing ids, bad option, bad id, bad duration)
-    for args in [vec![], vec!["--bogus", "oe", "ce"], vec!["a:b", "ce"], vec!["--min-validity", "5 parsecs", "oe", "ce"], vec!["--format", "xml", "oe", "ce"]] {
-        let out = Command::new(HELPER).arg("--socket").arg(&agent.socket).args(&args).env_remove("SNYKEY_ORG_ID").output().unwrap();
+    for args in [
+        vec![],
+        vec!["--bogus", "oe", "ce"],
+        vec!["a:b", "ce"],
+        vec!["--min-validity", "5 parsecs", "oe", "ce"],
+        vec!["--format", "xml", "oe", "ce"],
+    ] {
+        let out = Command::new(HELPER)
+            .arg("--socket")
+            .arg(&agent.socket)
+            .args(&args)
+            .env_remove("SNYKEY_ORG_ID")
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(64), "{args:?}: {}", stderr(&out));
         assert!(stdout(&out).is_empty());
     }
     // 66: unknown credential
     let out = agent.helper(&["oe", "nobody"]);
     assert_eq!(out.status.code(), Some(66));
-    assert_eq!(stderr(&out).lines().count(), 1, "one stderr line: {}", stderr(&out));
+    assert_eq!(
+        stderr(&out).lines().count(),
+        1,
+        "one stderr line: {}",
+        stderr(&out)
+    );
     // 75: Snyk failing (cold cache, 5xx beyond the inline retries)
     agent.http("DELETE", "/v1/cache/oe/ce", None);
     for _ in 0..3 {
@@ -91,7 +139,12 @@ fn every_documented_exit_code_happens_for_real() {
     // 69: agent unreachable
     let socket = agent.socket.clone();
     agent.stop();
-    let out = Command::new(HELPER).arg("--socket").arg(&socket).args(["oe", "ce"]).output().unwrap();
+    let out = Command::new(HELPER)
+        .arg("--socket")
+        .arg(&socket)
+        .args(["oe", "ce"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(69));
     assert!(stderr(&out).contains("snykey serve"), "{}", stderr(&out));
     assert_no_secrets("agent log", &log, &fake.secrets());

@@ -1,7 +1,7 @@
 //! The rotation rule (SPEC §2) end to end.
 
 use crate::support::agent::{assert_no_secrets, stderr, stdout};
-use crate::support::{Env, Fault, FakeSnyk};
+use crate::support::{Env, FakeSnyk, Fault};
 use std::time::Duration;
 
 #[test]
@@ -13,11 +13,17 @@ fn put_rotates_the_given_refresh_token_at_once_and_token_is_accepted_by_snyk() {
 
     let out = agent.put_oauth(env.path(), "org-1", "client-1", Some("cs-secret-1"), &rt);
     assert!(out.status.success(), "put failed: {}", stderr(&out));
-    assert!(stdout(&out).contains("stored oauth_app credential org-1/client-1"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("stored oauth_app credential org-1/client-1"),
+        "{}",
+        stdout(&out)
+    );
     // The given token was rotated at once: it is dead at Snyk, and the store
     // holds the one live successor.
     assert!(!fake.refresh_token_alive(&rt));
-    let live = fake.live_refresh_token("client-1").expect("one live refresh token");
+    let live = fake
+        .live_refresh_token("client-1")
+        .expect("one live refresh token");
     let stored = std::fs::read_to_string(&env.store).unwrap();
     assert!(stored.contains(&live) && !stored.contains(&rt));
 
@@ -25,7 +31,10 @@ fn put_rotates_the_given_refresh_token_at_once_and_token_is_accepted_by_snyk() {
     assert!(out.status.success(), "{}", stderr(&out));
     let token = stdout(&out);
     assert!(token.ends_with('\n') && token.lines().count() == 1);
-    assert!(fake.access_token_valid(token.trim()), "the fake does not accept the printed token");
+    assert!(
+        fake.access_token_valid(token.trim()),
+        "the fake does not accept the printed token"
+    );
     assert_eq!(fake.refresh_grants(), 1, "the cached token must be reused");
     assert_eq!(fake.replays(), 0);
     let log = agent.log_text();
@@ -39,7 +48,12 @@ fn a_hundred_concurrent_helpers_on_a_cold_cache_cause_exactly_one_grant() {
     let rt = fake.new_oauth_client("c100", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(agent.put_oauth(env.path(), "o100", "c100", None, &rt).status.success());
+    assert!(
+        agent
+            .put_oauth(env.path(), "o100", "c100", None, &rt)
+            .status
+            .success()
+    );
     // Make the cache cold again; the stored refresh token is the live one.
     let (st, _) = agent.http("DELETE", "/v1/cache/o100/c100", None);
     assert_eq!(st, 200);
@@ -66,8 +80,15 @@ fn a_hundred_concurrent_helpers_on_a_cold_cache_cause_exactly_one_grant() {
         assert!(o.status.success(), "helper failed: {}", stderr(o));
     }
     let first = stdout(&outputs[0]);
-    assert!(outputs.iter().all(|o| stdout(o) == first), "all callers must get the same token");
-    assert_eq!(fake.refresh_grants() - grants_before, 1, "exactly one refresh grant");
+    assert!(
+        outputs.iter().all(|o| stdout(o) == first),
+        "all callers must get the same token"
+    );
+    assert_eq!(
+        fake.refresh_grants() - grants_before,
+        1,
+        "exactly one refresh grant"
+    );
     assert_eq!(fake.replays(), 0);
     assert!(fake.access_token_valid(first.trim()));
     let log = agent.log_text();
@@ -106,7 +127,13 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 fn state_of(agent: &crate::support::Agent, org: &str, client: &str) -> serde_json::Value {
     let (_, v) = agent.json("GET", "/v1/credentials", None);
-    v["credentials"].as_array().unwrap().iter().find(|c| c["org_id"] == org && c["client_id"] == client).cloned().unwrap_or_default()
+    v["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["org_id"] == org && c["client_id"] == client)
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[test]
@@ -115,17 +142,29 @@ fn rotated_token_survives_a_store_outage_through_the_journal() {
     let rt = fake.new_oauth_client("cj", Some("secret-cj"));
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(agent.put_oauth(env.path(), "oj", "cj", Some("secret-cj"), &rt).status.success());
+    assert!(
+        agent
+            .put_oauth(env.path(), "oj", "cj", Some("secret-cj"), &rt)
+            .status
+            .success()
+    );
     agent.http("DELETE", "/v1/cache/oj/cj", None);
 
     // The store fails on write right after Snyk rotates.
     let blocker = block_store(&env);
     let out = agent.helper(&["oj", "cj"]);
-    assert!(out.status.success(), "served once the journal holds it: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "served once the journal holds it: {}",
+        stderr(&out)
+    );
     let live = fake.live_refresh_token("cj").unwrap();
     // Durable in the journal, not in the store.
     let journal = std::fs::read_to_string(env.journal.join("oj@cj.json")).unwrap();
-    assert!(journal.contains(&live), "journal must hold the rotated token");
+    assert!(
+        journal.contains(&live),
+        "journal must hold the rotated token"
+    );
     assert!(!std::fs::read_to_string(&env.store).unwrap().contains(&live));
     assert_eq!(state_of(&agent, "oj", "cj")["state"], "degraded");
     let (st, v) = agent.json("GET", "/v1/ready", None);
@@ -134,9 +173,14 @@ fn rotated_token_survives_a_store_outage_through_the_journal() {
 
     // The store recovers: the agent lands the token by itself.
     std::fs::remove_dir(&blocker).unwrap();
-    wait_for("the store to hold the rotated token", || std::fs::read_to_string(&env.store).unwrap().contains(&live));
+    wait_for("the store to hold the rotated token", || {
+        std::fs::read_to_string(&env.store).unwrap().contains(&live)
+    });
     wait_for("state ok", || state_of(&agent, "oj", "cj")["state"] == "ok");
-    assert!(!env.journal.join("oj@cj.json").exists(), "the journal entry is removed once landed");
+    assert!(
+        !env.journal.join("oj@cj.json").exists(),
+        "the journal entry is removed once landed"
+    );
     assert_eq!(agent.json("GET", "/v1/ready", None).0, 200);
 
     // And the credential still refreshes.
@@ -156,7 +200,12 @@ fn a_restart_replays_the_journal_before_serving() {
     let rt = fake.new_oauth_client("cr", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(agent.put_oauth(env.path(), "or", "cr", None, &rt).status.success());
+    assert!(
+        agent
+            .put_oauth(env.path(), "or", "cr", None, &rt)
+            .status
+            .success()
+    );
     agent.http("DELETE", "/v1/cache/or/cr", None);
     let blocker = block_store(&env);
     assert!(agent.helper(&["or", "cr"]).status.success());
@@ -185,7 +234,12 @@ fn no_access_token_is_handed_out_while_the_rotated_token_is_only_in_memory() {
     let rt = fake.new_oauth_client("cm", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(agent.put_oauth(env.path(), "om", "cm", None, &rt).status.success());
+    assert!(
+        agent
+            .put_oauth(env.path(), "om", "cm", None, &rt)
+            .status
+            .success()
+    );
     agent.http("DELETE", "/v1/cache/om/cm", None);
 
     // Both the store and the journal fail.
@@ -202,14 +256,22 @@ fn no_access_token_is_handed_out_while_the_rotated_token_is_only_in_memory() {
 
     // The journal comes back: the token becomes durable and is then served.
     unblock_journal(&env);
-    wait_for("the journal to hold the rotated token", || env.journal.join("om@cm.json").exists());
+    wait_for("the journal to hold the rotated token", || {
+        env.journal.join("om@cm.json").exists()
+    });
     let out = agent.helper(&["om", "cm"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(fake.access_token_valid(stdout(&out).trim()));
-    assert_eq!(fake.refresh_grants(), 2, "the held token is served, not a new one");
+    assert_eq!(
+        fake.refresh_grants(),
+        2,
+        "the held token is served, not a new one"
+    );
     std::fs::remove_dir(&blocker).unwrap();
     let live = fake.live_refresh_token("cm").unwrap();
-    wait_for("the store to hold the rotated token", || std::fs::read_to_string(&env.store).unwrap().contains(&live));
+    wait_for("the store to hold the rotated token", || {
+        std::fs::read_to_string(&env.store).unwrap().contains(&live)
+    });
     assert_eq!(fake.replays(), 0);
     let log = agent.log_text();
     agent.stop();
@@ -222,7 +284,12 @@ fn invalid_grant_sets_needs_login_and_the_helper_exits_77() {
     let rt = fake.new_oauth_client("cx", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(agent.put_oauth(env.path(), "ox", "cx", None, &rt).status.success());
+    assert!(
+        agent
+            .put_oauth(env.path(), "ox", "cx", None, &rt)
+            .status
+            .success()
+    );
     // Someone revokes the live token at Snyk (a user in the web UI, say).
     let live = fake.live_refresh_token("cx").unwrap();
     fake.revoke(&live);
@@ -248,7 +315,12 @@ fn a_lost_answer_is_retried_once_with_the_same_token() {
     let rt = fake.new_oauth_client("cl", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(agent.put_oauth(env.path(), "ol", "cl", None, &rt).status.success());
+    assert!(
+        agent
+            .put_oauth(env.path(), "ol", "cl", None, &rt)
+            .status
+            .success()
+    );
     agent.http("DELETE", "/v1/cache/ol/cl", None);
     // Snyk processes the refresh and the answer never arrives.
     fake.push_fault(Fault::DropAfterProcessing);
@@ -256,7 +328,10 @@ fn a_lost_answer_is_retried_once_with_the_same_token() {
     assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
     assert!(stderr(&out).contains("lost in transit"), "{}", stderr(&out));
     let s = fake.lock();
-    assert_eq!(s.lost_answer_retries, 1, "exactly one retry of the same token");
+    assert_eq!(
+        s.lost_answer_retries, 1,
+        "exactly one retry of the same token"
+    );
     assert_eq!(s.replays, 0);
     drop(s);
     let log = agent.log_text();
@@ -270,7 +345,12 @@ fn transient_snyk_errors_are_retried_without_consuming_the_token() {
     let rt = fake.new_oauth_client("ct", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(agent.put_oauth(env.path(), "ot", "ct", None, &rt).status.success());
+    assert!(
+        agent
+            .put_oauth(env.path(), "ot", "ct", None, &rt)
+            .status
+            .success()
+    );
     agent.http("DELETE", "/v1/cache/ot/ct", None);
     fake.push_fault(Fault::Status(503));
     fake.push_fault(Fault::RateLimit(1));

@@ -29,7 +29,10 @@ pub struct Env {
 
 impl Env {
     pub fn new(snyk_url: &str) -> Env {
-        let dir = tempfile::Builder::new().prefix("snykey-it-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("snykey-it-")
+            .tempdir()
+            .unwrap();
         let p = dir.path().to_path_buf();
         Env {
             socket: p.join("run/snykey.sock"),
@@ -93,14 +96,19 @@ impl Agent {
             cmd.env(k, v);
         }
         let child = cmd.spawn().unwrap();
-        Agent { child, socket: socket.to_path_buf(), log: log.to_path_buf() }
+        Agent {
+            child,
+            socket: socket.to_path_buf(),
+            log: log.to_path_buf(),
+        }
     }
 
     pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(mut s) = UnixStream::connect(&self.socket) {
-                let _ = s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let _ =
+                    s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
                 let mut out = String::new();
                 let _ = s.read_to_string(&mut out);
                 if out.starts_with("HTTP/1.1 200") {
@@ -129,7 +137,12 @@ impl Agent {
 
     /// Runs `snykey-helper --socket ... ARGS`.
     pub fn helper(&self, args: &[&str]) -> Output {
-        Command::new(HELPER).arg("--socket").arg(&self.socket).args(args).output().unwrap()
+        Command::new(HELPER)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     /// Runs `snykey --socket ... ARGS` with `stdin` fed in.
@@ -144,15 +157,35 @@ impl Agent {
             .spawn()
             .unwrap();
         if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
         }
         drop(child.stdin.take());
         child.wait_with_output().unwrap()
     }
 
     /// Stores an oauth_app credential through `snykey put`, secrets via files and stdin.
-    pub fn put_oauth(&self, dir: &Path, org: &str, client: &str, secret: Option<&str>, refresh_token: &str) -> Output {
-        let mut args = vec!["put".to_string(), "--org-id".into(), org.into(), "--client-id".into(), client.into(), "--refresh-token-file".into(), "-".into()];
+    pub fn put_oauth(
+        &self,
+        dir: &Path,
+        org: &str,
+        client: &str,
+        secret: Option<&str>,
+        refresh_token: &str,
+    ) -> Output {
+        let mut args = vec![
+            "put".to_string(),
+            "--org-id".into(),
+            org.into(),
+            "--client-id".into(),
+            client.into(),
+            "--refresh-token-file".into(),
+            "-".into(),
+        ];
         if let Some(s) = secret {
             let f = dir.join(format!("secret-{org}-{client}"));
             std::fs::write(&f, s).unwrap();
@@ -200,7 +233,8 @@ impl Drop for Agent {
 }
 
 pub fn http_on(socket: &Path, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let mut s = UnixStream::connect(socket).unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
+    let mut s =
+        UnixStream::connect(socket).unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let body = body.unwrap_or("");
     let req = format!(
@@ -212,7 +246,9 @@ pub fn http_on(socket: &Path, method: &str, path: &str, body: Option<&str>) -> (
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("bad answer: {text:?}"));
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("bad answer: {text:?}"));
     let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, body.to_string())
 }
@@ -220,7 +256,11 @@ pub fn http_on(socket: &Path, method: &str, path: &str, body: Option<&str>) -> (
 /// Asserts that no secret the fake issued appears in `text` (a log, an error).
 pub fn assert_no_secrets(what: &str, text: &str, secrets: &[String]) {
     for s in secrets {
-        assert!(!text.contains(s.as_str()), "{what} contains a secret ({}…)", &s[..6.min(s.len())]);
+        assert!(
+            !text.contains(s.as_str()),
+            "{what} contains a secret ({}…)",
+            &s[..6.min(s.len())]
+        );
     }
 }
 

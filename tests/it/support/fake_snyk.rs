@@ -84,27 +84,36 @@ pub struct FakeSnyk {
 fn random_token(prefix: &str) -> String {
     use rand::Rng;
     let mut rng = rand::rng();
-    let body: String = (0..40).map(|_| {
-        let c = rng.random_range(0..62u8);
-        (match c {
-            0..=9 => b'0' + c,
-            10..=35 => b'a' + c - 10,
-            _ => b'A' + c - 36,
-        }) as char
-    }).collect();
+    let body: String = (0..40)
+        .map(|_| {
+            let c = rng.random_range(0..62u8);
+            (match c {
+                0..=9 => b'0' + c,
+                10..=35 => b'a' + c - 10,
+                _ => b'A' + c - 36,
+            }) as char
+        })
+        .collect();
     format!("{prefix}{body}")
 }
 
 impl FakeSnyk {
     /// Starts the fake on 127.0.0.1 on a free port, on its own thread.
     pub fn start() -> FakeSnyk {
-        let state = Arc::new(Mutex::new(State { expires_in: 3600, ..Default::default() }));
+        let state = Arc::new(Mutex::new(State {
+            expires_in: 3600,
+            ..Default::default()
+        }));
         let stop = Arc::new(tokio::sync::Notify::new());
         let (tx, rx) = std::sync::mpsc::channel();
         let st = Arc::clone(&state);
         let stop2 = Arc::clone(&stop);
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
@@ -141,13 +150,22 @@ impl FakeSnyk {
     /// Registers an OAuth client and issues it a live refresh token (as a login would).
     pub fn new_oauth_client(&self, client_id: &str, secret: Option<&str>) -> String {
         let mut s = self.lock();
-        s.clients.insert(client_id.into(), secret.map(str::to_string));
+        s.clients
+            .insert(client_id.into(), secret.map(str::to_string));
         if let Some(sec) = secret {
             s.secrets.push(sec.into());
         }
         let rt = random_token("rt_");
         s.secrets.push(rt.clone());
-        s.refresh.insert(rt.clone(), RefreshState { client_id: client_id.into(), used: false, revoked: false, answer_lost: false });
+        s.refresh.insert(
+            rt.clone(),
+            RefreshState {
+                client_id: client_id.into(),
+                used: false,
+                revoked: false,
+                answer_lost: false,
+            },
+        );
         rt
     }
 
@@ -168,13 +186,21 @@ impl FakeSnyk {
 
     /// Is this refresh token still usable (issued, not used, not revoked)?
     pub fn refresh_token_alive(&self, rt: &str) -> bool {
-        self.lock().refresh.get(rt).is_some_and(|r| !r.used && !r.revoked)
+        self.lock()
+            .refresh
+            .get(rt)
+            .is_some_and(|r| !r.used && !r.revoked)
     }
 
     /// The one live refresh token of a client (None if none or several).
     pub fn live_refresh_token(&self, client_id: &str) -> Option<String> {
         let s = self.lock();
-        let live: Vec<&String> = s.refresh.iter().filter(|(_, r)| r.client_id == client_id && !r.used && !r.revoked).map(|(k, _)| k).collect();
+        let live: Vec<&String> = s
+            .refresh
+            .iter()
+            .filter(|(_, r)| r.client_id == client_id && !r.used && !r.revoked)
+            .map(|(k, _)| k)
+            .collect();
         (live.len() == 1).then(|| live[0].clone())
     }
 
@@ -187,7 +213,10 @@ impl FakeSnyk {
 
     /// Does the fake accept this access token right now?
     pub fn access_token_valid(&self, at: &str) -> bool {
-        self.lock().access.get(at).is_some_and(|(_, exp)| *exp > SystemTime::now())
+        self.lock()
+            .access
+            .get(at)
+            .is_some_and(|(_, exp)| *exp > SystemTime::now())
     }
 
     pub fn replays(&self) -> u64 {
@@ -216,12 +245,16 @@ type Resp = Response<Full<Bytes>>;
 fn json(status: u16, body: serde_json::Value) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = StatusCode::from_u16(status).unwrap();
-    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
     r
 }
 
 fn oauth_error(status: u16, error: &str, description: &str) -> Resp {
-    json(status, serde_json::json!({"error": error, "error_description": description}))
+    json(
+        status,
+        serde_json::json!({"error": error, "error_description": description}),
+    )
 }
 
 /// An error from the service makes hyper close the connection without an answer.
@@ -237,19 +270,39 @@ impl std::error::Error for Dropped {}
 async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, Dropped> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let ctype = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let ctype = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     match (method.as_str(), path.as_str()) {
         ("POST", "/oauth2/token") => {
             if !ctype.starts_with("application/x-www-form-urlencoded") {
-                return Ok(oauth_error(400, "invalid_request", "token requests must be form-encoded"));
+                return Ok(oauth_error(
+                    400,
+                    "invalid_request",
+                    "token requests must be form-encoded",
+                ));
             }
-            let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+            let form: HashMap<String, String> =
+                serde_urlencoded::from_bytes(&body).unwrap_or_default();
             token(st, form).await
         }
         ("POST", "/oauth2/revoke") => {
-            let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+            let form: HashMap<String, String> =
+                serde_urlencoded::from_bytes(&body).unwrap_or_default();
             let mut s = st.lock().unwrap();
             if let Some(r) = form.get("token").and_then(|t| s.refresh.get_mut(t)) {
                 r.revoked = true;
@@ -264,9 +317,19 @@ async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, D
                 .and_then(|a| a.strip_prefix("Bearer "))
                 .and_then(|t| s.access.get(t))
                 .is_some_and(|(_, exp)| *exp > SystemTime::now());
-            Ok(if ok { json(200, serde_json::json!({"data": {"type": "user"}})) } else { json(401, serde_json::json!({"errors": [{"status": "401", "detail": "unauthorized"}]})) })
+            Ok(if ok {
+                json(200, serde_json::json!({"data": {"type": "user"}}))
+            } else {
+                json(
+                    401,
+                    serde_json::json!({"errors": [{"status": "401", "detail": "unauthorized"}]}),
+                )
+            })
         }
-        _ => Ok(json(404, serde_json::json!({"errors": [{"status": "404", "detail": "not found"}]}))),
+        _ => Ok(json(
+            404,
+            serde_json::json!({"errors": [{"status": "404", "detail": "not found"}]}),
+        )),
     }
 }
 
@@ -278,10 +341,13 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
     };
     let mut drop_after = false;
     match fault {
-        Some(Fault::Status(code)) => return Ok(oauth_error(code, "server_error", "injected failure")),
+        Some(Fault::Status(code)) => {
+            return Ok(oauth_error(code, "server_error", "injected failure"));
+        }
         Some(Fault::RateLimit(secs)) => {
             let mut r = oauth_error(429, "rate_limited", "too many requests");
-            r.headers_mut().insert("retry-after", secs.to_string().parse().unwrap());
+            r.headers_mut()
+                .insert("retry-after", secs.to_string().parse().unwrap());
             return Ok(r);
         }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
@@ -308,7 +374,11 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
                 return Ok(oauth_error(400, "invalid_grant", "unknown refresh token"));
             };
             if state.client_id != client_id {
-                return Ok(oauth_error(400, "invalid_grant", "refresh token issued to another client"));
+                return Ok(oauth_error(
+                    400,
+                    "invalid_grant",
+                    "refresh token issued to another client",
+                ));
             }
             if state.revoked {
                 return Ok(oauth_error(400, "invalid_grant", "refresh token revoked"));
@@ -323,7 +393,11 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
                 } else {
                     s.replays += 1;
                 }
-                return Ok(oauth_error(400, "invalid_grant", "refresh token already used"));
+                return Ok(oauth_error(
+                    400,
+                    "invalid_grant",
+                    "refresh token already used",
+                ));
             }
             if let Some(r) = s.refresh.get_mut(&rt) {
                 r.used = true;
@@ -332,8 +406,22 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
             let new_rt = random_token("rt_");
             let at = random_token("at_");
             let expires_in = s.expires_in;
-            s.refresh.insert(new_rt.clone(), RefreshState { client_id: client_id.clone(), used: false, revoked: false, answer_lost: false });
-            s.access.insert(at.clone(), (client_id, SystemTime::now() + Duration::from_secs(expires_in)));
+            s.refresh.insert(
+                new_rt.clone(),
+                RefreshState {
+                    client_id: client_id.clone(),
+                    used: false,
+                    revoked: false,
+                    answer_lost: false,
+                },
+            );
+            s.access.insert(
+                at.clone(),
+                (
+                    client_id,
+                    SystemTime::now() + Duration::from_secs(expires_in),
+                ),
+            );
             s.secrets.push(new_rt.clone());
             s.secrets.push(at.clone());
             s.refresh_grants += 1;
@@ -341,10 +429,13 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
             if drop_after {
                 return Err(Dropped);
             }
-            Ok(json(200, serde_json::json!({
-                "access_token": at, "token_type": "bearer", "expires_in": expires_in,
-                "scope": "org.read", "refresh_token": new_rt, "refresh_expires_in": 7_776_000
-            })))
+            Ok(json(
+                200,
+                serde_json::json!({
+                    "access_token": at, "token_type": "bearer", "expires_in": expires_in,
+                    "scope": "org.read", "refresh_token": new_rt, "refresh_expires_in": 7_776_000
+                }),
+            ))
         }
         "client_credentials" => {
             let ok = match (&expected_secret, form.get("client_secret")) {
@@ -357,14 +448,27 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
             }
             let at = random_token("at_");
             let expires_in = s.expires_in;
-            s.access.insert(at.clone(), (client_id, SystemTime::now() + Duration::from_secs(expires_in)));
+            s.access.insert(
+                at.clone(),
+                (
+                    client_id,
+                    SystemTime::now() + Duration::from_secs(expires_in),
+                ),
+            );
             s.secrets.push(at.clone());
             s.client_credentials_grants += 1;
             if drop_after {
                 return Err(Dropped);
             }
-            Ok(json(200, serde_json::json!({"access_token": at, "token_type": "bearer", "expires_in": expires_in, "scope": "org.read"})))
+            Ok(json(
+                200,
+                serde_json::json!({"access_token": at, "token_type": "bearer", "expires_in": expires_in, "scope": "org.read"}),
+            ))
         }
-        other => Ok(oauth_error(400, "unsupported_grant_type", &format!("grant_type {other:?} is not supported"))),
+        other => Ok(oauth_error(
+            400,
+            "unsupported_grant_type",
+            &format!("grant_type {other:?} is not supported"),
+        )),
     }
 }

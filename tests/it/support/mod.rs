@@ -5,4 +5,4 @@ pub mod agent;
 pub mod fake_snyk;
 
 pub use agent::{Agent, Env};
-pub use fake_snyk::{Fault, FakeSnyk};
+pub use fake_snyk::{FakeSnyk, Fault};
