@@ -132,6 +132,12 @@ pub async fn run(
         })
     });
 
+    let metrics_server = match cfg.server.metrics_listen {
+        Some(addr) => Some(
+            crate::api::metrics_listener(addr, Arc::clone(&broker), shutdown_rx.clone()).await?,
+        ),
+        None => None,
+    };
     serve(
         listener,
         Arc::clone(&state),
@@ -140,6 +146,9 @@ pub async fn run(
     )
     .await;
 
+    if let Some(m) = metrics_server {
+        let _ = m.await;
+    }
     if let Some(w) = watchdog {
         w.abort();
     }

@@ -1,109 +1,84 @@
-//! Prometheus metrics (`GET /metrics`), kept in one process-wide registry.
+//! Prometheus metrics (`GET /metrics`) in the Prometheus text format 0.0.4,
+//! kept in one process-wide registry.
 //!
 //! Labels never carry org or client ids: a host with 10 000 credentials would
 //! otherwise export 10 000 series per metric. Per-credential detail is in
 //! `GET /v1/credentials`.
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
 use std::sync::LazyLock;
 use std::time::Duration;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabel {
-    pub result: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct BackendLabel {
-    pub backend: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub route: &'static str,
-    pub status: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StateLabel {
-    pub state: &'static str,
-}
-
 pub struct Metrics {
-    pub refreshes: Family<ResultLabel, Counter>,
-    pub cache_hits: Counter,
-    pub cache_misses: Counter,
+    pub refreshes: IntCounterVec,
+    pub cache_hits: IntCounter,
+    pub cache_misses: IntCounter,
     pub snyk_latency: Histogram,
-    pub backend_errors: Family<BackendLabel, Counter>,
-    pub requests: Family<RequestLabels, Counter>,
-    pub credentials: Family<StateLabel, Gauge>,
-    pub min_time_to_expiry: Gauge,
-    pub denied_peers: Counter,
+    pub backend_errors: IntCounterVec,
+    pub requests: IntCounterVec,
+    pub credentials: IntGaugeVec,
+    pub min_time_to_expiry: IntGauge,
+    pub denied_peers: IntCounter,
     registry: Registry,
 }
 
-static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
-    let mut registry = Registry::with_prefix("snykey");
-    let refreshes = Family::<ResultLabel, Counter>::default();
-    registry.register(
-        "refreshes",
-        "Token grants by result (ok, transient, permanent, lost_answer, not_durable)",
-        refreshes.clone(),
-    );
-    let cache_hits = Counter::default();
-    registry.register(
-        "cache_hits",
-        "Token requests answered from the cache",
-        cache_hits.clone(),
-    );
-    let cache_misses = Counter::default();
-    registry.register(
-        "cache_misses",
+fn build() -> Result<Metrics, prometheus::Error> {
+    let registry = Registry::new_custom(Some("snykey".into()), None)?;
+    let refreshes = IntCounterVec::new(
+        Opts::new(
+            "refreshes_total",
+            "Token grants by result (ok, transient, permanent, lost_answer, not_durable)",
+        ),
+        &["result"],
+    )?;
+    let cache_hits = IntCounter::new("cache_hits_total", "Token requests answered from the cache")?;
+    let cache_misses = IntCounter::new(
+        "cache_misses_total",
         "Token requests that needed a grant at Snyk",
-        cache_misses.clone(),
-    );
-    let snyk_latency = Histogram::new(exponential_buckets(0.005, 2.0, 14));
-    registry.register(
-        "snyk_request_duration_seconds",
-        "Duration of calls to Snyk's OAuth endpoints",
-        snyk_latency.clone(),
-    );
-    let backend_errors = Family::<BackendLabel, Counter>::default();
-    registry.register(
-        "backend_errors",
-        "Errors from the secret store, the token cache and the journal",
-        backend_errors.clone(),
-    );
-    let requests = Family::<RequestLabels, Counter>::default();
-    registry.register(
-        "requests",
-        "Agent API requests by route and status",
-        requests.clone(),
-    );
-    let credentials = Family::<StateLabel, Gauge>::default();
-    registry.register(
-        "credentials",
-        "Managed credentials by state",
-        credentials.clone(),
-    );
-    let min_time_to_expiry = Gauge::default();
-    registry.register(
+    )?;
+    let snyk_latency = Histogram::with_opts(
+        HistogramOpts::new(
+            "snyk_request_duration_seconds",
+            "Duration of calls to Snyk's OAuth endpoints",
+        )
+        .buckets(prometheus::exponential_buckets(0.005, 2.0, 14)?),
+    )?;
+    let backend_errors = IntCounterVec::new(
+        Opts::new(
+            "backend_errors_total",
+            "Errors from the secret store, the token cache and the journal",
+        ),
+        &["backend"],
+    )?;
+    let requests = IntCounterVec::new(
+        Opts::new("requests_total", "Agent API requests by route and status"),
+        &["route", "status"],
+    )?;
+    let credentials = IntGaugeVec::new(
+        Opts::new("credentials", "Managed credentials by state"),
+        &["state"],
+    )?;
+    let min_time_to_expiry = IntGauge::new(
         "token_min_time_to_expiry_seconds",
-        "Smallest remaining lifetime of any held access token",
-        min_time_to_expiry.clone(),
-    );
-    let denied_peers = Counter::default();
-    registry.register(
-        "denied_peers",
-        "Connections refused by the uid/gid allow-list",
-        denied_peers.clone(),
-    );
-    Metrics {
+        "Smallest remaining lifetime of any access token the agent holds",
+    )?;
+    let denied_peers = IntCounter::new(
+        "denied_peers_total",
+        "Requests refused by the uid/gid allow-list",
+    )?;
+    registry.register(Box::new(refreshes.clone()))?;
+    registry.register(Box::new(cache_hits.clone()))?;
+    registry.register(Box::new(cache_misses.clone()))?;
+    registry.register(Box::new(snyk_latency.clone()))?;
+    registry.register(Box::new(backend_errors.clone()))?;
+    registry.register(Box::new(requests.clone()))?;
+    registry.register(Box::new(credentials.clone()))?;
+    registry.register(Box::new(min_time_to_expiry.clone()))?;
+    registry.register(Box::new(denied_peers.clone()))?;
+    Ok(Metrics {
         refreshes,
         cache_hits,
         cache_misses,
@@ -114,7 +89,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         min_time_to_expiry,
         denied_peers,
         registry,
-    }
+    })
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    // The names and options above are constants: registration cannot fail
+    // unless they are edited into something invalid, which the tests catch.
+    #[allow(clippy::expect_used)]
+    build().expect("metric definitions are valid")
 });
 
 pub fn get() -> &'static Metrics {
@@ -126,31 +108,49 @@ pub fn snyk_call(elapsed: Duration) {
 }
 
 pub fn refresh(result: &'static str) {
-    METRICS
-        .refreshes
-        .get_or_create(&ResultLabel { result })
-        .inc();
+    METRICS.refreshes.with_label_values(&[result]).inc();
 }
 
 pub fn backend_error(backend: &'static str) {
-    METRICS
-        .backend_errors
-        .get_or_create(&BackendLabel { backend })
-        .inc();
+    METRICS.backend_errors.with_label_values(&[backend]).inc();
 }
 
 pub fn request(route: &'static str, status: u16) {
+    let status = status.to_string();
     METRICS
         .requests
-        .get_or_create(&RequestLabels { route, status })
+        .with_label_values(&[route, status.as_str()])
         .inc();
+}
+
+pub fn set_credentials(state: &'static str, n: usize) {
+    METRICS
+        .credentials
+        .with_label_values(&[state])
+        .set(n as i64);
 }
 
 /// The registry in Prometheus text format.
 pub fn render() -> String {
-    let mut out = String::new();
-    if prometheus_client::encoding::text::encode(&mut out, &METRICS.registry).is_err() {
+    let mut out = Vec::new();
+    if TextEncoder::new()
+        .encode(&METRICS.registry.gather(), &mut out)
+        .is_err()
+    {
         out.clear();
     }
-    out
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_registry_builds_and_renders() {
+        super::refresh("ok");
+        let text = super::render();
+        assert!(
+            text.contains("# TYPE snykey_refreshes_total counter"),
+            "{text}"
+        );
+    }
 }

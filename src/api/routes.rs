@@ -313,14 +313,7 @@ async fn route(
                 )),
             }),
         ),
-        (&Method::GET, ["metrics"]) => {
-            let mut r = Response::new(Full::new(Bytes::from(crate::metrics::render())));
-            r.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            ("metrics", Ok(r))
-        }
+        (&Method::GET, ["metrics"]) => ("metrics", Ok(super::metrics_response(broker))),
         (&Method::PUT, ["v1", "credentials"]) => (
             "put_credential",
             async {

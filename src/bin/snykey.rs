@@ -124,13 +124,21 @@ fn init_logging(level: Option<&str>, format: LogFormat) -> snykey::agent::LogRel
         EnvFilter::new("info")
     });
     let (filter, handle) = reload::Layer::new(filter);
-    let fmt = match format {
-        LogFormat::Text => tracing_subscriber::fmt::layer()
+    // Under systemd with stderr connected to the journal, log to journald
+    // natively (structured fields, levels as priorities).
+    let journald = if stderr_is_journal() {
+        tracing_journald::layer().ok()
+    } else {
+        None
+    };
+    let fmt = match (journald, format) {
+        (Some(j), _) => j.with_syslog_identifier("snykey".into()).boxed(),
+        (None, LogFormat::Text) => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_target(false)
             .boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer()
+        (None, LogFormat::Json) => tracing_subscriber::fmt::layer()
             .json()
             .with_writer(std::io::stderr)
             .boxed(),
@@ -140,6 +148,26 @@ fn init_logging(level: Option<&str>, format: LogFormat) -> snykey::agent::LogRel
         let f = EnvFilter::try_new(text).map_err(|e| e.to_string())?;
         handle.reload(f).map_err(|e| e.to_string())
     })
+}
+
+/// `JOURNAL_STREAM=dev:inode` names the journal's stream; it is ours only if
+/// stderr is that very file (systemd(1), "JOURNAL_STREAM").
+fn stderr_is_journal() -> bool {
+    let Ok(v) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = v.split_once(':') else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    use std::os::unix::fs::MetadataExt;
+    let fd = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned();
+    let Ok(fd) = fd else { return false };
+    let file = std::fs::File::from(fd);
+    file.metadata()
+        .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
 }
 
 fn serve(cli: &Cli, config: Option<&Path>) -> i32 {

@@ -647,6 +647,23 @@ impl Broker {
         counts
     }
 
+    /// Sets the gauges that describe current state, just before a scrape.
+    pub fn export_gauges(&self) {
+        let m = crate::metrics::get();
+        for (state, n) in self.state_counts() {
+            crate::metrics::set_credentials(state.as_str(), n);
+        }
+        let now = self.clock.now();
+        let min = self
+            .slots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter_map(|s| s.hot().map(|t| t.remaining(now).as_secs()))
+            .min();
+        m.min_time_to_expiry.set(min.map(|v| v as i64).unwrap_or(0));
+    }
+
     /// `GET /v1/ready`: the store and cache answer and no rotated token is waiting for the store.
     pub async fn ready(&self) -> Result<(), String> {
         let mut reasons = Vec::new();

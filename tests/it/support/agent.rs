@@ -23,6 +23,8 @@ pub struct Env {
     pub config: PathBuf,
     /// Extra config text appended to the generated file.
     pub extra_config: String,
+    /// Extra lines for the generated file's [server] section.
+    pub server_config: String,
     pub snyk_url: String,
     starts: u32,
 }
@@ -40,6 +42,7 @@ impl Env {
             journal: p.join("state/journal"),
             config: p.join("config.toml"),
             extra_config: String::new(),
+            server_config: String::new(),
             snyk_url: snyk_url.to_string(),
             dir,
             starts: 0,
@@ -52,8 +55,13 @@ impl Env {
 
     fn write_config(&self) {
         let text = format!(
-            "[server]\nsocket = {:?}\ncallback_listen = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n\n[snyk]\napi_url = {:?}\ntimeout = \"3s\"\n\n[store]\npath = {:?}\njournal_dir = {:?}\n{}",
-            self.socket, self.snyk_url, self.store, self.journal, self.extra_config
+            "[server]\nsocket = {:?}\ncallback_listen = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n{}\n[snyk]\napi_url = {:?}\ntimeout = \"3s\"\n\n[store]\npath = {:?}\njournal_dir = {:?}\n{}",
+            self.socket,
+            self.server_config,
+            self.snyk_url,
+            self.store,
+            self.journal,
+            self.extra_config
         );
         std::fs::write(&self.config, text).unwrap();
     }

@@ -1,0 +1,438 @@
+//! Host agent and sidecar integration (issue 7): systemd units, socket
+//! activation, sd_notify, peer credentials, metrics, SIGHUP — with the real
+//! systemd-analyze, systemd-socket-activate, setpriv and promtool.
+
+use crate::support::agent::{HELPER, SNYKEY, assert_no_secrets, http_on, stderr, stdout};
+use crate::support::{Env, FakeSnyk, Fault};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Fails (never skips) when a required tool is missing, saying how to get it.
+fn require(tool: &str, package: &str) -> String {
+    let found = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(tool))
+                .find(|f| f.exists())
+        })
+        .unwrap_or_default();
+    match found {
+        Some(p) => p.display().to_string(),
+        None => panic!(
+            "{tool} is required by this test: install it with `apt-get install {package}` (.ci/run does)"
+        ),
+    }
+}
+
+#[test]
+fn systemd_units_pass_systemd_analyze_verify() {
+    let analyze = require("systemd-analyze", "systemd");
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    let service = std::fs::read_to_string(root.join("snykey.service")).unwrap();
+    assert!(
+        service.contains("Type=notify")
+            && service.contains("WatchdogSec=")
+            && service.contains("CapabilityBoundingSet=\n")
+    );
+    // verify checks that ExecStart exists: point it at the binary under test.
+    std::fs::write(
+        dir.path().join("snykey.service"),
+        service.replace("/usr/bin/snykey", SNYKEY),
+    )
+    .unwrap();
+    std::fs::copy(root.join("snykey.socket"), dir.path().join("snykey.socket")).unwrap();
+    let out = Command::new(&analyze)
+        .arg("verify")
+        .arg(dir.path().join("snykey.socket"))
+        .arg(dir.path().join("snykey.service"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).trim().is_empty(),
+        "warnings from verify: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn socket_activation_serves_and_never_removes_the_activated_socket() {
+    let activate = require("systemd-socket-activate", "systemd");
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("csa", None);
+    let mut env = Env::new(&fake.url());
+    // Write the config by starting nothing: Env writes it on start; do it by hand here.
+    let sock = env.path().join("activated.sock");
+    env.extra_config.clear();
+    let cfg = env.path().join("sa.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nsocket = {:?}\ncallback_listen = \"127.0.0.1:0\"\n[snyk]\napi_url = {:?}\ntimeout = \"3s\"\n[store]\npath = {:?}\njournal_dir = {:?}\n",
+            env.socket, fake.url(), env.store, env.journal
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(env.path().join("sa.log")).unwrap();
+    let mut child = Command::new(&activate)
+        .arg("-l")
+        .arg(&sock)
+        .args(["-E", "SNYKEY_LOG=trace", SNYKEY, "serve", "--config"])
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "systemd-socket-activate did not create the socket"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The first connection starts the agent on the inherited socket.
+    let (st, _) = http_on(&sock, "GET", "/v1/health", None);
+    assert_eq!(st, 200);
+    let body = format!(r#"{{"org_id":"osa","client_id":"csa","refresh_token":"{rt}"}}"#);
+    let (st, v) = http_on(&sock, "PUT", "/v1/credentials", Some(&body));
+    assert_eq!(st, 200, "{v}");
+    let out = Command::new(HELPER)
+        .arg("--socket")
+        .arg(&sock)
+        .args(["osa", "csa"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    assert!(
+        !env.socket.exists(),
+        "the agent must not bind its configured socket when activated"
+    );
+    // SIGTERM: exits 0 and leaves the socket it did not create.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        sock.exists(),
+        "an activated socket belongs to systemd and must survive the agent"
+    );
+    let log = std::fs::read_to_string(env.path().join("sa.log")).unwrap();
+    assert!(log.contains("activated=true"), "{log}");
+    assert_no_secrets("agent log", &log, &fake.secrets());
+    assert_eq!(fake.replays(), 0);
+}
+
+fn recv_until(sock: &UnixDatagram, want: &str, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        if let Ok(n) = sock.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+            let done = msg.lines().any(|l| l == want);
+            seen.push(msg);
+            if done {
+                return seen;
+            }
+        }
+    }
+    panic!("did not receive {want} within {within:?}; got {seen:?}");
+}
+
+#[test]
+fn sd_notify_ready_watchdog_and_stopping() {
+    let fake = FakeSnyk::start();
+    let mut env = Env::new(&fake.url());
+    let notify = env.path().join("notify.sock");
+    let listener = UnixDatagram::bind(&notify).unwrap();
+    let agent = env.start_with(&[
+        ("NOTIFY_SOCKET", notify.to_str().unwrap()),
+        ("WATCHDOG_USEC", "200000"),
+    ]);
+    let got = recv_until(&listener, "READY=1", Duration::from_secs(10));
+    assert!(
+        got.iter().any(|m| m.contains("STATUS=0 credential(s)")),
+        "{got:?}"
+    );
+    // Pings at half the interval: several within a second.
+    let t = Instant::now();
+    recv_until(&listener, "WATCHDOG=1", Duration::from_secs(2));
+    recv_until(&listener, "WATCHDOG=1", Duration::from_secs(2));
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "watchdog pings come every 100ms"
+    );
+    // SIGHUP: RELOADING=1 with MONOTONIC_USEC, then READY=1 again.
+    agent.signal(libc::SIGHUP);
+    let got = recv_until(&listener, "READY=1", Duration::from_secs(5));
+    assert!(
+        got.iter()
+            .any(|m| m.contains("RELOADING=1") && m.contains("MONOTONIC_USEC=")),
+        "{got:?}"
+    );
+    agent.signal(libc::SIGTERM);
+    recv_until(&listener, "STOPPING=1", Duration::from_secs(5));
+    assert_eq!(agent.stop(), Some(0));
+}
+
+fn helper_as(
+    socket: &Path,
+    reuid: u32,
+    regid: u32,
+    groups: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let setpriv = require("setpriv", "util-linux");
+    Command::new(setpriv)
+        .args(["--reuid", &reuid.to_string(), "--regid", &regid.to_string()])
+        .args(if groups.is_empty() {
+            vec!["--clear-groups".to_string()]
+        } else {
+            vec!["--groups".to_string(), groups.to_string()]
+        })
+        .arg(HELPER)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn peers_are_checked_by_uid_and_primary_or_supplementary_gid() {
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("cp", None);
+    let mut env = Env::new(&fake.url());
+    // Everyone may open the socket; the allow-list decides.
+    env.extra_config = String::new();
+    std::fs::create_dir_all(env.socket.parent().unwrap()).unwrap();
+    std::fs::set_permissions(
+        env.socket.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(env.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let agent = env.start_with(&[
+        ("SNYKEY_SERVER_SOCKET_MODE", "0666"),
+        ("SNYKEY_SERVER_ALLOWED_UIDS", "4000"),
+        ("SNYKEY_SERVER_ALLOWED_GIDS", "4242"),
+    ]);
+    assert!(
+        agent
+            .put_oauth(env.path(), "op", "cp", None, &rt)
+            .status
+            .success(),
+        "the agent's own uid is always allowed"
+    );
+
+    // Not allowed: 403 → exit 77, and the agent logs uid/gid/pid.
+    let out = helper_as(&agent.socket, 65534, 65534, "", &["op", "cp"]);
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+    assert!(stderr(&out).contains("uid 65534"), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+    let log = agent.log_text();
+    assert!(
+        log.contains("uid=65534") && log.contains("pid="),
+        "the refusal is logged with uid/gid/pid"
+    );
+    // Allowed by uid.
+    let out = helper_as(&agent.socket, 4000, 65534, "", &["op", "cp"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Allowed by a supplementary group (a pod's fsGroup): primary gid differs.
+    let out = helper_as(&agent.socket, 65534, 65534, "4242", &["op", "cp"]);
+    assert!(
+        out.status.success(),
+        "supplementary gid must be honoured: {}",
+        stderr(&out)
+    );
+    // Allowed by primary gid.
+    let out = helper_as(&agent.socket, 65534, 4242, "", &["op", "cp"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    let (_, metrics) = agent.http("GET", "/metrics", None);
+    assert!(metrics.contains("snykey_denied_peers_total 1"), "{metrics}");
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+#[test]
+fn sighup_applies_a_new_allow_list_without_dropping_in_flight_requests() {
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("chup", None);
+    let mut env = Env::new(&fake.url());
+    std::fs::create_dir_all(env.socket.parent().unwrap()).unwrap();
+    std::fs::set_permissions(
+        env.socket.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(env.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.server_config = "socket_mode = \"0666\"\nallowed_uids = [1]\n".into();
+    let agent = env.start();
+    assert!(
+        agent
+            .put_oauth(env.path(), "ohup", "chup", None, &rt)
+            .status
+            .success()
+    );
+    assert_eq!(
+        helper_as(&agent.socket, 65534, 65534, "", &["ohup", "chup"])
+            .status
+            .code(),
+        Some(77)
+    );
+
+    // A slow refresh is in flight while the config changes and SIGHUP lands.
+    agent.http("DELETE", "/v1/cache/ohup/chup", None);
+    fake.push_fault(Fault::Delay(Duration::from_millis(1500)));
+    let socket = agent.socket.clone();
+    let in_flight =
+        std::thread::spawn(move || http_on(&socket, "GET", "/v1/credentials/ohup/chup", None));
+    std::thread::sleep(Duration::from_millis(300));
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        cfg.replace(
+            "allowed_uids = [1]",
+            "allowed_uids = [65534]\nallowed_gids = [65534]",
+        ),
+    )
+    .unwrap();
+    agent.signal(libc::SIGHUP);
+    let (st, body) = in_flight.join().unwrap();
+    assert_eq!(st, 200, "the in-flight request completes: {body}");
+    // The new allow-list is in force, on a fresh connection and for open ones.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = helper_as(&agent.socket, 65534, 65534, "", &["ohup", "chup"]);
+        if out.status.success() {
+            assert!(fake.access_token_valid(stdout(&out).trim()));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reloaded allow-list did not apply: {}",
+            stderr(&out)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = agent.log_text();
+    assert!(log.contains("SIGHUP: configuration reloaded"), "{log}");
+    // A setting that cannot change live is reported, not silently ignored.
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        cfg.replace("timeout = \"3s\"", "timeout = \"4s\""),
+    )
+    .unwrap();
+    agent.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !agent.log_text().contains("cannot change while running") {
+        assert!(
+            Instant::now() < deadline,
+            "the restart-only change was not reported"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    agent.stop();
+    assert_eq!(fake.replays(), 0);
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_count_what_happened() {
+    let promtool = require("promtool", "prometheus");
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("cmet", None);
+    let mut env = Env::new(&fake.url());
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    env.extra_config = String::new();
+    let agent = env.start_with(&[("SNYKEY_SERVER_METRICS_LISTEN", &format!("127.0.0.1:{port}"))]);
+    assert!(
+        agent
+            .put_oauth(env.path(), "omet", "cmet", None, &rt)
+            .status
+            .success()
+    );
+    for _ in 0..3 {
+        assert!(agent.helper(&["omet", "cmet"]).status.success());
+    }
+    assert_eq!(agent.helper(&["omet", "nope"]).status.code(), Some(66));
+    let (st, text) = agent.http("GET", "/metrics", None);
+    assert_eq!(st, 200);
+    let mut check = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        stdout(&out),
+        stderr(&out)
+    );
+    for expected in [
+        "snykey_refreshes_total{result=\"ok\"} 1",
+        "snykey_cache_hits_total 3",
+        "snykey_requests_total{route=\"get_token\",status=\"200\"} 3",
+        "snykey_requests_total{route=\"get_token\",status=\"404\"} 1",
+        "snykey_requests_total{route=\"put_credential\",status=\"200\"} 1",
+        "snykey_credentials{state=\"ok\"} 1",
+        "snykey_snyk_request_duration_seconds_count 1",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(
+        !text.contains("omet") && !text.contains("cmet"),
+        "no ids as labels"
+    );
+    // The same registry over TCP.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    use std::io::Read;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut tcp = String::new();
+    s.read_to_string(&mut tcp).unwrap();
+    assert!(
+        tcp.starts_with("HTTP/1.1 200") && tcp.contains("snykey_cache_hits_total"),
+        "{tcp}"
+    );
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /v1/credentials HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut tcp = String::new();
+    s.read_to_string(&mut tcp).unwrap();
+    assert!(
+        tcp.starts_with("HTTP/1.1 404"),
+        "credentials are never served over TCP: {tcp}"
+    );
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
