@@ -37,7 +37,10 @@ fn access_of(cfg: &Config) -> Access {
     }
 }
 
-async fn open_store(cfg: &Config) -> Result<Arc<dyn SecretStore>, String> {
+async fn open_store(
+    cfg: &Config,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Arc<dyn SecretStore>, String> {
     match cfg.store.backend {
         StoreBackend::File => {
             let path = cfg.store.path.clone();
@@ -47,18 +50,34 @@ async fn open_store(cfg: &Config) -> Result<Arc<dyn SecretStore>, String> {
                 .map_err(|e| e.to_string())?;
             Ok(Arc::new(store))
         }
-        StoreBackend::OpenBao => Err(
-            "store.backend = \"openbao\" is not available in this build yet; use \"file\"".into(),
-        ),
+        StoreBackend::OpenBao => {
+            let store = Arc::new(crate::store::openbao::OpenBaoStore::new(
+                &cfg.store,
+                cfg.snyk.timeout,
+            ));
+            store.spawn_renewer(shutdown.clone());
+            Ok(store)
+        }
     }
 }
 
 async fn open_cache(cfg: &Config) -> Result<Arc<dyn TokenCache>, String> {
     match cfg.cache.backend {
         CacheBackend::Memory => Ok(Arc::new(MemoryCache::new())),
-        CacheBackend::Redis => Err(
-            "cache.backend = \"redis\" is not available in this build yet; use \"memory\"".into(),
-        ),
+        CacheBackend::Redis => {
+            let describe = format!(
+                "redis {}",
+                crate::config::redact_url_password(cfg.cache.url.expose())
+            );
+            let cache = crate::cache::redis::RedisCache::connect(
+                &cfg.cache.url,
+                &cfg.cache.key_prefix,
+                describe,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok(Arc::new(cache))
+        }
     }
 }
 
@@ -71,7 +90,9 @@ pub async fn run(
 ) -> Result<(), String> {
     let started = Instant::now();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let store = open_store(&cfg).await?;
+    // One crypto provider for every TLS client in the process (reqwest, redis, vaultrs).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let store = open_store(&cfg, &shutdown_rx).await?;
     let cache = open_cache(&cfg).await?;
     let snyk = SnykOAuth::new(&cfg.snyk.api_url, cfg.snyk.timeout)
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;

@@ -70,6 +70,25 @@ pub struct Settings {
     pub jitter: f64,
 }
 
+/// What a waiting caller will accept.
+pub(crate) struct Want {
+    /// The token must stay valid this long...
+    pub validity: Duration,
+    /// ...unless it is newer than the one the caller saw when it arrived
+    /// (its fingerprint): someone refreshed while the caller waited, and that
+    /// token is the freshest there is.
+    pub seen: Option<String>,
+}
+
+impl Want {
+    pub fn accepts(&self, t: &CachedToken, now: SystemTime) -> bool {
+        let left = t.remaining(now);
+        left >= self.validity
+            || (left > Duration::from_secs(1)
+                && self.seen.as_deref() != Some(t.access_token.fingerprint().as_str()))
+    }
+}
+
 /// A rotated refresh token (inside its full record) that the store does not hold yet.
 struct Unlanded {
     record: Record,
@@ -238,7 +257,15 @@ impl Broker {
                 }
             }
         }
-        let keys = self.store.list().await?;
+        // A store that does not answer at start is not fatal: the agent serves
+        // what it can (ready says why not) and picks credentials up on demand.
+        let keys = match self.store.list().await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list the secret store at start; credentials are loaded on first use");
+                Vec::new()
+            }
+        };
         let n = keys.len();
         for key in keys {
             if self.existing_slot(&key).is_none() {
@@ -306,18 +333,24 @@ impl Broker {
         let want = self.wanted_validity(&slot, min_validity);
 
         // The hot copy: no await, no backend.
-        if let Some(t) = slot.hot().filter(|t| t.remaining(arrived) >= want) {
+        let hot = slot.hot();
+        if let Some(t) = hot.as_ref().filter(|t| t.remaining(arrived) >= want) {
             crate::metrics::get().cache_hits.inc();
-            return Ok(t);
+            return Ok(t.clone());
         }
         // The shared cache: another agent may have refreshed.
+        let mut want = Want {
+            validity: want,
+            seen: hot.map(|t| t.access_token.fingerprint()),
+        };
         match self.cache.get(key).await {
-            Ok(Some(t)) if t.remaining(arrived) >= want => {
+            Ok(Some(t)) if t.remaining(arrived) >= want.validity => {
                 crate::metrics::get().cache_hits.inc();
-                slot.set_hot(Some(t.clone()));
+                self.adopt(&slot, &t);
                 return Ok(t);
             }
-            Ok(_) => {}
+            Ok(Some(t)) => want.seen = Some(t.access_token.fingerprint()),
+            Ok(None) => {}
             Err(e) => {
                 crate::metrics::backend_error("cache");
                 tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "token cache read failed; minting through the single-flight path");
@@ -326,18 +359,24 @@ impl Broker {
 
         // Single flight: one caller mints, the others wait and take its token.
         let mut flight = slot.flight.lock().await;
-        let now = self.clock.now();
-        if let Some(t) = slot.hot() {
-            let minted_while_waiting = t.issued_at.is_some_and(|i| i >= arrived);
-            if t.remaining(now) >= want
-                || (minted_while_waiting && t.remaining(now) > Duration::ZERO)
-            {
-                crate::metrics::get().cache_hits.inc();
-                return Ok(t);
-            }
+        if let Some(t) = slot.hot().filter(|t| want.accepts(t, self.clock.now())) {
+            crate::metrics::get().cache_hits.inc();
+            return Ok(t);
         }
         crate::metrics::get().cache_misses.inc();
-        self.mint(&slot, &mut flight, None, want).await
+        self.mint(&slot, &mut flight, None, &want).await
+    }
+
+    /// Takes a token another agent minted (read from the shared cache) as
+    /// this agent's hot copy. Its lifetime is unknown (Redis keeps only a
+    /// TTL); the remaining time at first sight is a safe lower bound.
+    fn adopt(&self, slot: &Slot, t: &CachedToken) {
+        slot.set_hot(Some(t.clone()));
+        let mut st = slot.status();
+        st.expires_at = Some(t.expires_at);
+        if st.lifetime.is_none() {
+            st.lifetime = Some(t.remaining(self.clock.now()));
+        }
     }
 
     /// Runs the rotation rule and keeps the status up to date.
@@ -346,7 +385,7 @@ impl Broker {
         slot: &Arc<Slot>,
         flight: &mut Flight,
         given: Option<Record>,
-        want: Duration,
+        want: &Want,
     ) -> Result<CachedToken, BrokerError> {
         let before = slot.status().state;
         if before != State::NeedsLogin && before != State::Degraded {
@@ -502,7 +541,15 @@ impl Broker {
             slot.status().state = State::Ok;
         }
         let result = self
-            .mint(&slot, &mut flight, Some(record), Duration::ZERO)
+            .mint(
+                &slot,
+                &mut flight,
+                Some(record),
+                &Want {
+                    validity: Duration::ZERO,
+                    seen: None,
+                },
+            )
             .await;
         match result {
             Ok(t) => Ok(PutCredentialResponse {

@@ -6,7 +6,7 @@
 //! rotated refresh token is durable; never drop a rotated refresh token.
 
 use super::journal::Entry;
-use super::{Broker, BrokerError, Flight, Slot, Unlanded, needs_login_message};
+use super::{Broker, BrokerError, Flight, Slot, Unlanded, Want, needs_login_message};
 use crate::cache::CachedToken;
 use crate::clock::rfc3339;
 use crate::snyk::{GrantError, TokenGrant};
@@ -47,7 +47,7 @@ impl Broker {
         slot: &Arc<Slot>,
         flight: &mut Flight,
         given: Option<Record>,
-        want: Duration,
+        want: &Want,
     ) -> Result<CachedToken, BrokerError> {
         let key = &slot.key;
 
@@ -61,7 +61,7 @@ impl Broker {
                 )));
             }
             self.publish_unpublished(slot, flight).await;
-            if let Some(t) = slot.hot().filter(|t| t.remaining(self.clock.now()) >= want) {
+            if let Some(t) = slot.hot().filter(|t| want.accepts(t, self.clock.now())) {
                 return Ok(t);
             }
         }
@@ -73,8 +73,8 @@ impl Broker {
             // Another agent may have refreshed while we waited for its lock.
             if given.is_none() {
                 if let Ok(Some(t)) = self.cache.get(key).await {
-                    if t.remaining(self.clock.now()) >= want.max(Duration::from_secs(1)) {
-                        slot.set_hot(Some(t.clone()));
+                    if want.accepts(&t, self.clock.now()) {
+                        self.adopt(slot, &t);
                         return Ok(t);
                     }
                 }
@@ -111,6 +111,12 @@ impl Broker {
             //    that the answer was lost.
             self.journal_write(key, flight, Some(sent.fingerprint()));
             let grant = self.send_refresh(slot, flight, &record, &sent).await;
+            if grant.is_ok() && !self.cache.still_held(&guard).await.unwrap_or(true) {
+                // Our lock expired while Snyk answered: another agent may hold it
+                // now. The check-and-set write below keeps us from overwriting
+                // a record it wrote; ours is still the live successor of `sent`.
+                tracing::warn!(org_id = %key.org, client_id = %key.client, "the refresh lock expired during the refresh");
+            }
             let grant = match grant {
                 Ok(g) => g,
                 Err(e) => {

@@ -6,6 +6,7 @@
 //! in-process single-flight already serialises refreshes in one agent.
 
 pub mod memory;
+pub mod redis;
 
 use crate::ids::CredKey;
 use crate::secret::Secret;
@@ -68,6 +69,10 @@ pub trait TokenCache: Send + Sync {
     ) -> Result<LockGuard, CacheError>;
     /// Releases the lock if (and only if) it is still ours.
     async fn unlock(&self, guard: LockGuard) -> Result<(), CacheError>;
+    /// Is the lock still ours (it may have expired during a slow refresh)?
+    async fn still_held(&self, _guard: &LockGuard) -> Result<bool, CacheError> {
+        Ok(true)
+    }
     async fn ready(&self) -> Result<(), CacheError>;
     fn describe(&self) -> String;
 }

@@ -5,6 +5,7 @@
 //! store written by the seed service is read as is.
 
 pub mod file;
+pub mod openbao;
 
 use crate::ids::CredKey;
 use crate::secret::Secret;

@@ -3,6 +3,8 @@
 
 pub mod agent;
 pub mod fake_snyk;
+pub mod openbao;
+pub mod redis;
 
 pub use agent::{Agent, Env};
 pub use fake_snyk::{FakeSnyk, Fault};
