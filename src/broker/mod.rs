@@ -113,6 +113,8 @@ pub(crate) struct Flight {
     /// An access token minted with a record that has since become durable,
     /// waiting to be published.
     held_back: Option<CachedToken>,
+    /// The record this agent last read from or wrote to the store.
+    known: Option<Record>,
 }
 
 #[derive(Debug, Clone)]
@@ -603,6 +605,7 @@ impl Broker {
         }
         self.store.delete(key).await?;
         flight.unlanded = None;
+        flight.known = None;
         if let Err(e) = self.journal.remove(key) {
             tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "could not remove the journal entry of a deleted credential");
         }

@@ -83,18 +83,26 @@ impl Broker {
             // 2. Re-read the stored record now that we hold the lock: another
             //    agent may have rotated it. A rotated token of ours that the
             //    store has not taken yet is newer than anything stored.
-            let stored = match self.store.get(key).await {
-                Ok(v) => v,
-                Err(_) if given.is_none() && flight.unlanded.is_some() => None,
-                Err(e) => return Err(e.into()),
+            //    While the store cannot be read (sealed, down), the record this
+            //    agent last saw is used only if the shared cache confirms its
+            //    refresh token is still the newest one (by fingerprint).
+            let stored = self.store.get(key).await;
+            let (mut record, version) = match (given, &flight.unlanded, stored) {
+                (Some(r), _, Ok(v)) => (r, Some(v.map(|v| v.version).unwrap_or(0))),
+                (Some(_), _, Err(e)) => return Err(e.into()),
+                (None, Some(u), _) => (u.record.clone(), None),
+                (None, None, Ok(Some(v))) => (v.record, Some(v.version)),
+                (None, None, Ok(None)) => return Err(BrokerError::NotFound(key.clone())),
+                (None, None, Err(e)) => match self.known_is_latest(key, flight).await {
+                    Some(r) => {
+                        tracing::info!(org_id = %key.org, client_id = %key.client, error = %e,
+                            "the store cannot be read; refreshing from the record this agent last saw, which the shared cache confirms is the newest");
+                        (r, None)
+                    }
+                    None => return Err(e.into()),
+                },
             };
-            let version = stored.as_ref().map(|v| v.version);
-            let mut record = match (given, &flight.unlanded, stored) {
-                (Some(r), _, _) => r,
-                (None, Some(u), _) => u.record.clone(),
-                (None, None, Some(v)) => v.record,
-                (None, None, None) => return Err(BrokerError::NotFound(key.clone())),
-            };
+            flight.known = Some(record.clone());
             if record.kind() != Kind::OauthApp {
                 return self.mint_service_account(slot, record, version).await;
             }
@@ -149,7 +157,7 @@ impl Broker {
             });
             self.journal_write(key, flight, None);
             slot.status().last_refresh_at = Some(now);
-            match self.land(slot, flight, Some(version.unwrap_or(0))).await {
+            match self.land(slot, flight, version).await {
                 Durability::Stored | Durability::Superseded => {}
                 Durability::Journaled => self.spawn_lander(slot, flight),
                 Durability::Memory => {
@@ -246,6 +254,17 @@ impl Broker {
                     tokio::time::sleep(wait).await;
                 }
             }
+        }
+    }
+
+    /// The record this agent last saw, if the shared cache confirms that its
+    /// refresh token is still the newest one any agent published.
+    async fn known_is_latest(&self, key: &crate::ids::CredKey, flight: &Flight) -> Option<Record> {
+        let known = flight.known.as_ref()?;
+        let ours = known.refresh_token.as_ref()?.fingerprint();
+        match self.cache.latest_refresh(key).await {
+            Ok(Some(latest)) if latest == ours => Some(known.clone()),
+            _ => None,
         }
     }
 
@@ -354,6 +373,19 @@ impl Broker {
         cas: Option<u64>,
     ) -> Durability {
         let key = &slot.key;
+        if let Some(fp) = flight
+            .unlanded
+            .as_ref()
+            .and_then(|u| u.record.refresh_token.as_ref())
+            .map(|t| t.fingerprint())
+        {
+            if let Some(u) = flight.unlanded.as_ref() {
+                flight.known = Some(u.record.clone());
+            }
+            if let Err(e) = self.cache.set_latest_refresh(key, &fp).await {
+                tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "could not publish the refresh token's fingerprint to the shared cache");
+            }
+        }
         let Some(u) = flight.unlanded.as_ref() else {
             return Durability::Stored;
         };

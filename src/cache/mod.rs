@@ -69,6 +69,11 @@ pub trait TokenCache: Send + Sync {
     ) -> Result<LockGuard, CacheError>;
     /// Releases the lock if (and only if) it is still ours.
     async fn unlock(&self, guard: LockGuard) -> Result<(), CacheError>;
+    /// Publishes the fingerprint (never the token) of a credential's newest
+    /// refresh token, so that an agent that cannot read the store can tell
+    /// whether the record it last saw is still current.
+    async fn set_latest_refresh(&self, key: &CredKey, fingerprint: &str) -> Result<(), CacheError>;
+    async fn latest_refresh(&self, key: &CredKey) -> Result<Option<String>, CacheError>;
     /// Is the lock still ours (it may have expired during a slow refresh)?
     async fn still_held(&self, _guard: &LockGuard) -> Result<bool, CacheError> {
         Ok(true)

@@ -75,6 +75,10 @@ impl RedisCache {
         format!("{}:{}:{}", self.prefix, key.org, key.client)
     }
 
+    fn fingerprint_key(&self, key: &CredKey) -> String {
+        format!("{}:rtfp:{}:{}", self.prefix, key.org, key.client)
+    }
+
     fn lock_key(&self, key: &CredKey) -> String {
         format!("{}:lock:{}:{}", self.prefix, key.org, key.client)
     }
@@ -181,6 +185,21 @@ impl TokenCache for RedisCache {
                 "the refresh lock had expired before it was released (the refresh took longer than its TTL)");
         }
         Ok(())
+    }
+
+    async fn set_latest_refresh(&self, key: &CredKey, fingerprint: &str) -> Result<(), CacheError> {
+        let mut c = self.conn().await?;
+        // Snyk refresh tokens live 90 days: so may their fingerprint.
+        let _: () = c
+            .set_ex(self.fingerprint_key(key), fingerprint, 90 * 86_400)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn latest_refresh(&self, key: &CredKey) -> Result<Option<String>, CacheError> {
+        let mut c = self.conn().await?;
+        c.get(self.fingerprint_key(key)).await.map_err(unavailable)
     }
 
     async fn still_held(&self, guard: &LockGuard) -> Result<bool, CacheError> {

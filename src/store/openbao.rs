@@ -326,7 +326,9 @@ impl OpenBaoStore {
             }
             Err(e) => return Err(map_err(e)),
         };
-        if info.ttl == 0 {
+        // A token created without a TTL (a root token) never expires; an
+        // expiring token with under a second left also shows ttl 0.
+        if info.creation_ttl == 0 && info.expire_time.is_none() {
             return Ok(None);
         }
         if info.renewable != Some(true) {

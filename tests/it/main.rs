@@ -4,6 +4,8 @@
 mod support;
 
 mod api;
+mod backends;
 mod helper;
 mod host;
 mod rotation;
+mod store;

@@ -25,6 +25,8 @@ pub struct Env {
     pub extra_config: String,
     /// Extra lines for the generated file's [server] section.
     pub server_config: String,
+    /// Extra lines for the generated file's [store] section.
+    pub store_config: String,
     pub snyk_url: String,
     starts: u32,
 }
@@ -43,6 +45,7 @@ impl Env {
             config: p.join("config.toml"),
             extra_config: String::new(),
             server_config: String::new(),
+            store_config: String::new(),
             snyk_url: snyk_url.to_string(),
             dir,
             starts: 0,
@@ -55,12 +58,13 @@ impl Env {
 
     fn write_config(&self) {
         let text = format!(
-            "[server]\nsocket = {:?}\ncallback_listen = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n{}\n[snyk]\napi_url = {:?}\ntimeout = \"3s\"\n\n[store]\npath = {:?}\njournal_dir = {:?}\n{}",
+            "[server]\nsocket = {:?}\ncallback_listen = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n{}\n[snyk]\napi_url = {:?}\ntimeout = \"3s\"\n\n[store]\npath = {:?}\njournal_dir = {:?}\n{}\n{}",
             self.socket,
             self.server_config,
             self.snyk_url,
             self.store,
             self.journal,
+            self.store_config,
             self.extra_config
         );
         std::fs::write(&self.config, text).unwrap();

@@ -392,7 +392,7 @@ async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Resp {
             return envelope(
                 json!({
                     "accessor": tok.accessor, "creation_time": 0, "creation_ttl": tok.ttl.as_secs(), "display_name": "token",
-                    "entity_id": "", "expire_time": null, "explicit_max_ttl": 0, "id": token, "identity_policies": null,
+                    "entity_id": "", "expire_time": tok.expires.map(|_| now_rfc3339()), "explicit_max_ttl": 0, "id": token, "identity_policies": null,
                     "issue_time": null, "meta": null, "num_uses": 0, "orphan": true, "path": "auth/token/create",
                     "policies": tok.policies, "renewable": tok.renewable, "role": null, "ttl": ttl, "type": "service"
                 }),

@@ -1,0 +1,390 @@
+//! Real backends (issue 3): a real redis-server, and the OpenBao API server of
+//! `support::openbao` (or a real OpenBao via SNYKEY_TEST_BAO_ADDR for the
+//! store-level tests).
+
+use crate::support::agent::{assert_no_secrets, http_on, stderr, stdout};
+use crate::support::openbao::FakeBao;
+use crate::support::redis::RedisServer;
+use crate::support::{Env, FakeSnyk};
+use std::time::{Duration, Instant};
+
+fn backends(env: &mut Env, bao: &FakeBao, redis: &RedisServer, kv: u8) {
+    let mount = if kv == 2 { "kv" } else { "kv1" };
+    let token_file = env.path().join("bao-token");
+    std::fs::write(&token_file, &bao.root_token).unwrap();
+    env.store_config = format!(
+        "backend = \"openbao\"\naddr = {:?}\ntoken_file = {token_file:?}\nmount = \"{mount}\"\nkv_version = {kv}\n",
+        bao.url()
+    );
+    env.extra_config = format!("[cache]\nbackend = \"redis\"\nurl = {:?}\n", redis.url());
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn full_flow_on_real_redis_and_openbao_kv2_and_kv1() {
+    for kv in [2u8, 1] {
+        let fake = FakeSnyk::start();
+        fake.set_expires_in(600);
+        let bao = FakeBao::start();
+        let redis = RedisServer::start();
+        let rt = fake.new_oauth_client("cf", Some("sec-cf"));
+        let mut env = Env::new(&fake.url());
+        backends(&mut env, &bao, &redis, kv);
+        let agent = env.start();
+        let out = agent.put_oauth(env.path(), "of", "cf", Some("sec-cf"), &rt);
+        assert!(out.status.success(), "kv{kv}: {}", stderr(&out));
+        let out = agent.helper(&["of", "cf"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let token = stdout(&out).trim().to_string();
+        assert!(fake.access_token_valid(&token));
+
+        // The store record holds Snyk's current refresh token, seed field names.
+        let live = fake.live_refresh_token("cf").unwrap();
+        let data = if kv == 2 {
+            bao.kv2_data("kv", "snyk/of/cf")
+        } else {
+            bao.kv1_data("kv1", "snyk/of/cf")
+        }
+        .expect("record at snyk/of/cf");
+        assert_eq!(data["refresh_token"], live.as_str(), "kv{kv}: {data}");
+        assert_eq!(data["client_secret"], "sec-cf");
+        assert_eq!(data["kind"], "oauth_app");
+        // The Redis key holds the access token with a TTL no longer than its lifetime.
+        assert_eq!(redis.get("snyk:of:cf").as_deref(), Some(token.as_str()));
+        let pttl = redis.pttl("snyk:of:cf");
+        assert!(pttl > 0 && pttl <= 600_000, "pttl {pttl}");
+
+        // Refresh again through a cold cache: the store follows.
+        agent.http("DELETE", "/v1/cache/of/cf", None);
+        assert!(redis.get("snyk:of:cf").is_none());
+        let out = agent.helper(&["of", "cf"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let live2 = fake.live_refresh_token("cf").unwrap();
+        assert_ne!(live, live2);
+        let data = if kv == 2 {
+            bao.kv2_data("kv", "snyk/of/cf")
+        } else {
+            bao.kv1_data("kv1", "snyk/of/cf")
+        }
+        .unwrap();
+        assert_eq!(data["refresh_token"], live2.as_str());
+        if kv == 2 {
+            assert_eq!(
+                bao.kv2_versions("kv", "snyk/of/cf"),
+                2,
+                "one version per write"
+            );
+        }
+        // Delete removes the record (all versions on KV v2) and the cached token.
+        let out = agent.cli(&["delete", "of", "cf"], None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        if kv == 2 {
+            assert_eq!(
+                bao.kv2_versions("kv", "snyk/of/cf"),
+                0,
+                "metadata delete removes every version"
+            );
+        } else {
+            assert!(bao.kv1_data("kv1", "snyk/of/cf").is_none());
+        }
+        assert!(redis.get("snyk:of:cf").is_none());
+        assert_eq!(fake.replays(), 0);
+        let log = agent.log_text();
+        agent.stop();
+        assert_no_secrets("agent log", &log, &fake.secrets());
+        assert!(
+            !log.contains(&bao.root_token),
+            "the OpenBao token must not be logged"
+        );
+    }
+}
+
+#[test]
+fn a_record_written_the_seed_way_is_picked_up_after_one_put_of_the_client_secret() {
+    let fake = FakeSnyk::start();
+    let bao = FakeBao::start();
+    let redis = RedisServer::start();
+    let rt = fake.new_oauth_client("cseed", Some("seed-secret"));
+    // The seed service wrote only the refresh token.
+    bao.write_kv2(
+        "kv",
+        "snyk/oseed/cseed",
+        serde_json::json!({ "refresh_token": rt }),
+    );
+    let mut env = Env::new(&fake.url());
+    backends(&mut env, &bao, &redis, 2);
+    let agent = env.start();
+    let (_, v) = agent.json("GET", "/v1/credentials", None);
+    assert_eq!(
+        v["credentials"][0]["client_id"], "cseed",
+        "loaded from the store at start: {v}"
+    );
+    assert_eq!(v["credentials"][0]["kind"], "oauth_app");
+    // One put of the client secret (no refresh token) and it works.
+    let f = env.path().join("cs");
+    std::fs::write(&f, "seed-secret\n").unwrap();
+    let out = agent.cli(
+        &[
+            "put",
+            "--org-id",
+            "oseed",
+            "--client-id",
+            "cseed",
+            "--client-secret-file",
+            f.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = agent.helper(&["oseed", "cseed"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    let data = bao.kv2_data("kv", "snyk/oseed/cseed").unwrap();
+    assert_eq!(data["client_secret"], "seed-secret");
+    assert_eq!(
+        data["refresh_token"],
+        fake.live_refresh_token("cseed").unwrap().as_str()
+    );
+    assert_eq!(fake.replays(), 0);
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+#[test]
+fn a_sealed_store_is_reported_and_self_heals_without_losing_anything() {
+    let fake = FakeSnyk::start();
+    let bao = FakeBao::start();
+    let redis = RedisServer::start();
+    let rt = fake.new_oauth_client("cs", None);
+    let rt2 = fake.new_oauth_client("cs2", None);
+    let mut env = Env::new(&fake.url());
+    backends(&mut env, &bao, &redis, 2);
+    let agent = env.start();
+    assert!(
+        agent
+            .put_oauth(env.path(), "os", "cs", None, &rt)
+            .status
+            .success()
+    );
+    let token = stdout(&agent.helper(&["os", "cs"])).trim().to_string();
+
+    bao.seal();
+    let (st, v) = agent.json("GET", "/v1/ready", None);
+    assert_eq!(st, 503);
+    assert!(v["error"].as_str().unwrap().contains("sealed"), "{v}");
+    // Writes: 503 with a clear error; nothing consumed at Snyk.
+    let grants = fake.refresh_grants();
+    let body = format!(r#"{{"org_id":"os","client_id":"cs2","refresh_token":"{rt2}"}}"#);
+    let (st, v) = agent.json("PUT", "/v1/credentials", Some(&body));
+    assert_eq!(st, 503, "{v}");
+    assert_eq!(v["code"], "store_sealed");
+    assert!(
+        fake.refresh_token_alive(&rt2),
+        "the given token was not consumed"
+    );
+    assert_eq!(fake.refresh_grants(), grants);
+    let out = agent.put_oauth(env.path(), "os", "cs2", None, &rt2);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unseal"), "{}", stderr(&out));
+    // Cached tokens are still served.
+    let out = agent.helper(&["os", "cs"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), token);
+    // A refresh while sealed: Snyk rotates, the journal keeps it, callers are served.
+    agent.http("DELETE", "/v1/cache/os/cs", None);
+    let out = agent.helper(&["os", "cs"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let live = fake.live_refresh_token("cs").unwrap();
+    assert!(
+        std::fs::read_to_string(env.journal.join("os@cs.json"))
+            .unwrap()
+            .contains(&live)
+    );
+
+    bao.unseal();
+    wait_for("the journal to land in OpenBao", 20, || {
+        bao.kv2_data("kv", "snyk/os/cs")
+            .is_some_and(|d| d["refresh_token"] == live.as_str())
+    });
+    wait_for("ready", 10, || {
+        agent.json("GET", "/v1/ready", None).0 == 200
+    });
+    assert!(!env.journal.join("os@cs.json").exists());
+    let out = agent.put_oauth(env.path(), "os", "cs2", None, &rt2);
+    assert!(out.status.success(), "{}", stderr(&out));
+    agent.http("DELETE", "/v1/cache/os/cs", None);
+    assert!(agent.helper(&["os", "cs"]).status.success());
+    assert_eq!(fake.replays(), 0);
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+#[test]
+fn redis_stopping_and_starting_again_is_survived_without_a_restart() {
+    let fake = FakeSnyk::start();
+    let bao = FakeBao::start();
+    let mut redis = RedisServer::start();
+    fake.set_expires_in(4);
+    let rt = fake.new_oauth_client("cr", None);
+    let mut env = Env::new(&fake.url());
+    backends(&mut env, &bao, &redis, 2);
+    let agent = env.start();
+    assert!(
+        agent
+            .put_oauth(env.path(), "or", "cr", None, &rt)
+            .status
+            .success()
+    );
+    let token = stdout(&agent.helper(&["or", "cr"])).trim().to_string();
+
+    redis.stop();
+    // Served from the in-process layer.
+    let out = agent.helper(&["or", "cr"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), token);
+    let (st, v) = agent.json("GET", "/v1/ready", None);
+    assert_eq!(st, 503, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("redis"), "{v}");
+    // Once the held token is too old, minting needs the cross-agent lock: a clear 503.
+    std::thread::sleep(Duration::from_millis(2500));
+    let (st, v) = agent.json("GET", "/v1/credentials/or/cr", None);
+    assert_eq!(st, 503, "{v}");
+    assert_eq!(v["code"], "cache_unavailable");
+
+    redis.restart();
+    wait_for("ready again", 20, || {
+        agent.json("GET", "/v1/ready", None).0 == 200
+    });
+    agent.http("DELETE", "/v1/cache/or/cr", None);
+    let out = agent.helper(&["or", "cr"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        redis.get("snyk:or:cr").as_deref(),
+        Some(stdout(&out).trim())
+    );
+    assert_eq!(fake.replays(), 0);
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+#[test]
+fn two_agents_sharing_redis_and_the_store_refresh_once_per_window() {
+    let fake = FakeSnyk::start();
+    fake.set_expires_in(3);
+    let bao = FakeBao::start();
+    let redis = RedisServer::start();
+    let rt = fake.new_oauth_client("c2a", None);
+    let mut env_a = Env::new(&fake.url());
+    backends(&mut env_a, &bao, &redis, 2);
+    let mut env_b = Env::new(&fake.url());
+    backends(&mut env_b, &bao, &redis, 2);
+    let a = env_a.start();
+    let b = env_b.start();
+    assert!(
+        a.put_oauth(env_a.path(), "o2a", "c2a", None, &rt)
+            .status
+            .success()
+    );
+    let windows = 3;
+    for w in 0..windows {
+        // Let every token expire, then 200 concurrent callers, half on each agent.
+        std::thread::sleep(Duration::from_millis(3200));
+        let grants_before = fake.refresh_grants();
+        let sockets = [a.socket.clone(), b.socket.clone()];
+        let handles: Vec<_> = (0..200)
+            .map(|i| {
+                let s = sockets[i % 2].clone();
+                std::thread::spawn(move || {
+                    http_on(&s, "GET", "/v1/credentials/o2a/c2a?min_validity=1", None)
+                })
+            })
+            .collect();
+        let mut tokens = std::collections::HashSet::new();
+        for h in handles {
+            let (st, body) = h.join().unwrap();
+            assert_eq!(st, 200, "window {w}: {body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            tokens.insert(v["access_token"].as_str().unwrap().to_string());
+        }
+        assert_eq!(
+            fake.refresh_grants() - grants_before,
+            1,
+            "window {w}: exactly one grant across both agents"
+        );
+        assert_eq!(tokens.len(), 1, "window {w}: everyone got the same token");
+        assert!(fake.access_token_valid(tokens.iter().next().unwrap()));
+    }
+    assert_eq!(fake.replays(), 0);
+    let logs = a.log_text() + &b.log_text();
+    a.stop();
+    b.stop();
+    assert_no_secrets("agent logs", &logs, &fake.secrets());
+}
+
+#[test]
+fn the_agents_openbao_token_is_renewed_and_a_revoked_one_leads_to_approle_login() {
+    let fake = FakeSnyk::start();
+    let bao = FakeBao::start();
+    let redis = RedisServer::start();
+    bao.add_approle("role-1", "secret-1", Duration::from_secs(3));
+    let rt = fake.new_oauth_client("cap", None);
+    let mut env = Env::new(&fake.url());
+    let role = env.path().join("role_id");
+    let secret = env.path().join("secret_id");
+    std::fs::write(&role, "role-1").unwrap();
+    std::fs::write(&secret, "secret-1").unwrap();
+    env.store_config = format!(
+        "backend = \"openbao\"\naddr = {:?}\nauth = \"approle\"\nrole_id_file = {role:?}\nsecret_id_file = {secret:?}\n",
+        bao.url()
+    );
+    env.extra_config = format!("[cache]\nbackend = \"redis\"\nurl = {:?}\n", redis.url());
+    let agent = env.start();
+    assert!(
+        agent
+            .put_oauth(env.path(), "oap", "cap", None, &rt)
+            .status
+            .success()
+    );
+    assert_eq!(bao.lock().logins, 1);
+    // The 3 s token is renewed before it runs out.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        bao.lock().renewals >= 2,
+        "renewals: {}\n{}",
+        bao.lock().renewals,
+        agent.log_text()
+    );
+    assert_eq!(bao.lock().logins, 1, "renewed, not re-logged in");
+    agent.http("DELETE", "/v1/cache/oap/cap", None);
+    assert!(agent.helper(&["oap", "cap"]).status.success());
+
+    // Revoked behind the agent's back: the next request re-authenticates and succeeds.
+    bao.revoke_all_but_root();
+    agent.http("DELETE", "/v1/cache/oap/cap", None);
+    let out = agent.helper(&["oap", "cap"]);
+    assert!(
+        out.status.success(),
+        "no request fails for longer than one retry: {}",
+        stderr(&out)
+    );
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    assert!(bao.lock().logins >= 2);
+    assert_eq!(fake.replays(), 0);
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+    assert!(!log.contains("secret-1"));
+}
