@@ -11,6 +11,7 @@
 
 pub mod journal;
 pub mod rotation;
+pub mod scheduler;
 
 use crate::cache::{CacheError, CachedToken, TokenCache};
 use crate::clock::{Clock, rfc3339};
@@ -183,6 +184,7 @@ pub struct Broker {
     /// How long the cross-agent refresh lock is held at most (and waited for).
     lock_ttl: Duration,
     shutdown: watch::Receiver<bool>,
+    scheduler: Arc<scheduler::Scheduler>,
 }
 
 /// Everything a [`Broker`] is built from.
@@ -211,6 +213,7 @@ impl Broker {
             snyk_api: parts.snyk_api,
             lock_ttl: parts.lock_ttl,
             shutdown: parts.shutdown,
+            scheduler: scheduler::Scheduler::new(),
         })
     }
 
@@ -278,7 +281,100 @@ impl Broker {
                 self.slot_or_insert(&key, kind);
             }
         }
+        // Schedule everything: a credential whose token is still valid in the
+        // shared cache is planned from that token (no needless grant); the
+        // others are refreshed now, spread over a short window.
+        let slots: Vec<Arc<Slot>> = self
+            .slots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let spread = Duration::from_millis(2 * slots.len() as u64).min(Duration::from_secs(30));
+        for slot in &slots {
+            match self.cache.get(&slot.key).await {
+                Ok(Some(t)) if t.remaining(self.clock.now()) > Duration::from_secs(1) => {
+                    self.adopt(slot, &t)
+                }
+                _ => {
+                    let when = tokio::time::Instant::now() + spread.mul_f64(rand::random::<f64>());
+                    self.scheduler.schedule(&slot.key, when);
+                }
+            }
+        }
+        let broker = Arc::clone(self);
+        tokio::spawn(Arc::clone(&self.scheduler).run(
+            move |key| {
+                let broker = Arc::clone(&broker);
+                async move { broker.proactive(key).await }
+            },
+            self.shutdown.clone(),
+        ));
         Ok(n)
+    }
+
+    /// A scheduled refresh: mint a token newer than the one held, unless the
+    /// credential is gone or needs a login. Success and failure both plan
+    /// the next attempt (see [`Broker::mint`]).
+    async fn proactive(self: Arc<Self>, key: CredKey) {
+        let Some(slot) = self.existing_slot(&key) else {
+            return;
+        };
+        {
+            let st = slot.status();
+            if st.deleted || st.state == State::NeedsLogin {
+                return;
+            }
+        }
+        let mut flight = slot.flight.lock().await;
+        let want = Want {
+            validity: Duration::MAX,
+            seen: slot.hot().map(|t| t.access_token.fingerprint()),
+        };
+        if let Err(e) = self.mint(&slot, &mut flight, None, &want).await {
+            tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "proactive refresh failed");
+        }
+    }
+
+    /// Plans the next proactive refresh of a credential holding `t`.
+    fn plan(&self, slot: &Slot, t: &CachedToken) {
+        let s = self.settings();
+        let now = self.clock.now();
+        let mut st = slot.status();
+        let lifetime = t
+            .lifetime()
+            .or(st.lifetime)
+            .unwrap_or_else(|| t.remaining(now));
+        let issued = t
+            .issued_at
+            .unwrap_or_else(|| t.expires_at.checked_sub(lifetime).unwrap_or(now));
+        let when = scheduler::next_refresh(
+            issued,
+            t.expires_at,
+            s.at,
+            s.jitter,
+            s.min_validity,
+            rand::random::<f64>(),
+        );
+        st.next_refresh_at = Some(when);
+        drop(st);
+        let delay = when.duration_since(now).unwrap_or(Duration::ZERO);
+        self.scheduler
+            .schedule(&slot.key, tokio::time::Instant::now() + delay);
+    }
+
+    /// Plans a retry after a failure.
+    fn plan_retry(&self, slot: &Slot, failures: u32, retry_after: Option<Duration>) {
+        let wait = scheduler::backoff(failures, retry_after, rand::random::<f64>());
+        slot.status().next_refresh_at = Some(self.clock.now() + wait);
+        self.scheduler
+            .schedule(&slot.key, tokio::time::Instant::now() + wait);
+    }
+
+    /// Credentials with a planned refresh.
+    pub fn scheduled(&self) -> usize {
+        self.scheduler.len()
     }
 
     fn existing_slot(&self, key: &CredKey) -> Option<Arc<Slot>> {
@@ -313,11 +409,16 @@ impl Broker {
     /// `requested`: capped at half the token lifetime, so a caller asking for
     /// more than any token can give gets the freshest token instead of
     /// forcing a grant on every call.
-    fn wanted_validity(&self, slot: &Slot, requested: Option<Duration>) -> Duration {
+    fn wanted_validity(
+        &self,
+        slot: &Slot,
+        requested: Option<Duration>,
+        candidate: Option<&CachedToken>,
+    ) -> Duration {
         let requested = requested.unwrap_or_else(|| self.settings().min_validity);
-        let lifetime = slot
-            .hot()
+        let lifetime = candidate
             .and_then(|t| t.lifetime())
+            .or_else(|| slot.hot().and_then(|t| t.lifetime()))
             .or(slot.status().lifetime)
             .unwrap_or(DEFAULT_LIFETIME);
         requested.min(lifetime / 2)
@@ -332,7 +433,7 @@ impl Broker {
     ) -> Result<CachedToken, BrokerError> {
         let arrived = self.clock.now();
         let slot = self.slot(key).await?;
-        let want = self.wanted_validity(&slot, min_validity);
+        let want = self.wanted_validity(&slot, min_validity, None);
 
         // The hot copy: no await, no backend.
         let hot = slot.hot();
@@ -346,7 +447,9 @@ impl Broker {
             seen: hot.map(|t| t.access_token.fingerprint()),
         };
         match self.cache.get(key).await {
-            Ok(Some(t)) if t.remaining(arrived) >= want.validity => {
+            Ok(Some(t))
+                if t.remaining(arrived) >= self.wanted_validity(&slot, min_validity, Some(&t)) =>
+            {
                 crate::metrics::get().cache_hits.inc();
                 self.adopt(&slot, &t);
                 return Ok(t);
@@ -379,6 +482,8 @@ impl Broker {
         if st.lifetime.is_none() {
             st.lifetime = Some(t.remaining(self.clock.now()));
         }
+        drop(st);
+        self.plan(slot, t);
     }
 
     /// Runs the rotation rule and keeps the status up to date.
@@ -418,6 +523,19 @@ impl Broker {
                     _ if before == State::Refreshing => State::Ok,
                     _ => before,
                 };
+                let failures = st.failures;
+                drop(st);
+                match e {
+                    // Permanent: no more attempts until someone logs in again.
+                    BrokerError::NeedsLogin(_)
+                    | BrokerError::NotFound(_)
+                    | BrokerError::BadInput(_) => {
+                        slot.status().next_refresh_at = None;
+                        self.scheduler.cancel(&slot.key);
+                    }
+                    BrokerError::Snyk(g) => self.plan_retry(slot, failures, g.retry_after()),
+                    _ => self.plan_retry(slot, failures, None),
+                }
             }
         }
         result
@@ -463,6 +581,7 @@ impl Broker {
     /// Hands a token to everyone: the hot layer, then the shared cache.
     async fn publish(&self, slot: &Slot, token: CachedToken) {
         slot.set_hot(Some(token.clone()));
+        self.plan(slot, &token);
         {
             let mut st = slot.status();
             st.expires_at = Some(token.expires_at);
@@ -564,6 +683,7 @@ impl Broker {
                 if existing.is_none() && flight.unlanded.is_none() {
                     // Nothing was stored: forget the slot again.
                     slot.status().deleted = true;
+                    self.scheduler.cancel(&key);
                     drop(flight);
                     self.slots
                         .write()
@@ -614,6 +734,7 @@ impl Broker {
             tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "could not remove the cached token of a deleted credential");
         }
         slot.status().deleted = true;
+        self.scheduler.cancel(key);
         drop(flight);
         self.slots
             .write()

@@ -75,6 +75,10 @@ impl RedisCache {
         format!("{}:{}:{}", self.prefix, key.org, key.client)
     }
 
+    fn lifetime_key(&self, key: &CredKey) -> String {
+        format!("{}:life:{}:{}", self.prefix, key.org, key.client)
+    }
+
     fn fingerprint_key(&self, key: &CredKey) -> String {
         format!("{}:rtfp:{}:{}", self.prefix, key.org, key.client)
     }
@@ -97,19 +101,23 @@ impl TokenCache for RedisCache {
     async fn get(&self, key: &CredKey) -> Result<Option<CachedToken>, CacheError> {
         let mut c = self.conn().await?;
         let k = self.key(key);
-        let (token, pttl): (Option<String>, i64) = redis::pipe()
+        let (token, pttl, life): (Option<String>, i64, Option<u64>) = redis::pipe()
             .get(&k)
             .pttl(&k)
+            .get(self.lifetime_key(key))
             .query_async(&mut c)
             .await
             .map_err(unavailable)?;
         let now = SystemTime::now();
         Ok(match token {
-            Some(t) if pttl > 0 => Some(CachedToken {
-                access_token: Secret::new(t),
-                expires_at: now + Duration::from_millis(pttl as u64),
-                issued_at: None,
-            }),
+            Some(t) if pttl > 0 => {
+                let expires_at = now + Duration::from_millis(pttl as u64);
+                Some(CachedToken {
+                    access_token: Secret::new(t),
+                    expires_at,
+                    issued_at: life.and_then(|l| expires_at.checked_sub(Duration::from_secs(l))),
+                })
+            }
             _ => None,
         })
     }
@@ -120,20 +128,26 @@ impl TokenCache for RedisCache {
             return Ok(());
         }
         let mut c = self.conn().await?;
-        let _: () = c
-            .pset_ex(
-                self.key(key),
-                token.access_token.expose(),
-                remaining.as_millis().max(1) as u64,
-            )
-            .await
-            .map_err(unavailable)?;
+        let ttl_ms = remaining.as_millis().max(1) as u64;
+        let mut pipe = redis::pipe();
+        pipe.pset_ex(self.key(key), token.access_token.expose(), ttl_ms)
+            .ignore();
+        // The lifetime rides beside the token (same TTL), so another agent can
+        // judge how fresh the token is; the token key stays seed-compatible.
+        if let Some(life) = token.lifetime() {
+            pipe.pset_ex(self.lifetime_key(key), life.as_secs().max(1), ttl_ms)
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut c).await.map_err(unavailable)?;
         Ok(())
     }
 
     async fn delete(&self, key: &CredKey) -> Result<(), CacheError> {
         let mut c = self.conn().await?;
-        let _: i64 = c.del(self.key(key)).await.map_err(unavailable)?;
+        let _: i64 = c
+            .del(&[self.key(key), self.lifetime_key(key)])
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 

@@ -7,5 +7,6 @@ mod api;
 mod backends;
 mod helper;
 mod host;
+mod refresh;
 mod rotation;
 mod store;

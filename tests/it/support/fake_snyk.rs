@@ -72,6 +72,12 @@ pub struct State {
     pub bad_client_auth: u64,
     /// Times at which refresh grants succeeded.
     pub grant_times: Vec<SystemTime>,
+    /// While set, every token request is answered with this status (nothing consumed).
+    pub fail_all: Option<u16>,
+    /// While set, every token request is delayed this long before processing.
+    pub delay_all: Option<Duration>,
+    /// Probability (0..1) that a token request fails with 503 or 429.
+    pub fault_rate: f64,
 }
 
 #[derive(Clone)]
@@ -334,11 +340,26 @@ async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, D
 }
 
 async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<Resp, Dropped> {
-    let fault = {
+    let (fault, delay) = {
         let mut s = st.lock().unwrap();
         s.token_requests += 1;
-        s.faults.pop_front()
+        let mut f = s.faults.pop_front();
+        if f.is_none() {
+            if let Some(code) = s.fail_all {
+                f = Some(Fault::Status(code));
+            } else if s.fault_rate > 0.0 && rand::random::<f64>() < s.fault_rate {
+                f = Some(if rand::random::<bool>() {
+                    Fault::Status(503)
+                } else {
+                    Fault::RateLimit(1)
+                });
+            }
+        }
+        (f, s.delay_all)
     };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
     let mut drop_after = false;
     match fault {
         Some(Fault::Status(code)) => {
