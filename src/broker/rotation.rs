@@ -87,6 +87,7 @@ impl Broker {
             //    agent last saw is used only if the shared cache confirms its
             //    refresh token is still the newest one (by fingerprint).
             let stored = self.store.get(key).await;
+            let refresh_from_given = given.is_some();
             let (mut record, version) = match (given, &flight.unlanded, stored) {
                 (Some(r), _, Ok(v)) => (r, Some(v.map(|v| v.version).unwrap_or(0))),
                 (Some(_), _, Err(e)) => return Err(e.into()),
@@ -102,6 +103,20 @@ impl Broker {
                     None => return Err(e.into()),
                 },
             };
+            // The store may be behind: another agent may hold a newer rotated
+            //    token in its recovery journal while the store refuses writes.
+            //    The shared cache knows the newest token's fingerprint; never
+            //    send one that is not the newest (it was already accepted).
+            if !refresh_from_given && flight.unlanded.is_none() {
+                if let (Some(rt), Ok(Some(latest))) = (&record.refresh_token, self.cache.latest_refresh(key).await) {
+                    if rt.fingerprint() != latest {
+                        crate::metrics::refresh("store_behind");
+                        return Err(BrokerError::Store(StoreError::Unavailable(
+                            "the secret store has not yet taken the newest refresh token (another agent holds it in its recovery journal); not refreshing from the older one".into(),
+                        )));
+                    }
+                }
+            }
             flight.known = Some(record.clone());
             if record.kind() != Kind::OauthApp {
                 return self.mint_service_account(slot, record, version).await;

@@ -5,6 +5,7 @@ mod support;
 
 mod api;
 mod backends;
+mod chaos;
 mod helper;
 mod host;
 mod refresh;

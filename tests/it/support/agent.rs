@@ -244,6 +244,27 @@ impl Drop for Agent {
     }
 }
 
+/// Like [`http_on`], but a connection failure is an `Err` instead of a panic.
+pub fn try_http(socket: &Path, path: &str) -> Result<(u16, String), std::io::Error> {
+    let mut s = UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: snykey\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("truncated answer"))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad status line"))?;
+    Ok((status, body.to_string()))
+}
+
 pub fn http_on(socket: &Path, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
     let mut s =
         UnixStream::connect(socket).unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));

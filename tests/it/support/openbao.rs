@@ -57,6 +57,8 @@ pub struct State {
     pub mounts: HashMap<String, u8>,
     pub kv2: BTreeMap<(String, String), Vec<Version>>,
     pub kv1: BTreeMap<(String, String), Value>,
+    /// While set, KV writes fail with 500 (reads still work).
+    pub fail_writes: bool,
     pub requests: u64,
     pub renewals: u64,
     pub logins: u64,
@@ -422,6 +424,9 @@ async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Resp {
         );
     };
     let mount = mount.to_string();
+    if s.fail_writes && matches!(method.as_str(), "POST" | "PUT") {
+        return errors(500, &["internal error: storage write failed"]);
+    }
     if version == 1 {
         return kv1(&mut s, &method, list, &mount, sub, body);
     }

@@ -1,0 +1,271 @@
+//! Chaos (issue 4): two agents sharing a real Redis and the OpenBao server,
+//! short-lived tokens, callers hammering through the helper and the API, 30%
+//! injected Snyk failures for a while, store writes failing for a while, and
+//! agents SIGKILLed at random moments and restarted. Bounded in time,
+//! loopback only. `SNYKEY_CHAOS_SECS` lengthens the run (BENCHMARKS.md).
+
+use crate::support::agent::{HELPER, http_on, try_http};
+use crate::support::openbao::FakeBao;
+use crate::support::redis::RedisServer;
+use crate::support::{Agent, Env, FakeSnyk};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CREDS: usize = 3;
+
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    invalid: AtomicU64,
+    unavailable: AtomicU64,
+    needs_login: AtomicU64,
+    other: AtomicU64,
+    latencies_us: Mutex<Vec<u64>>,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[test]
+fn chaos_loses_nothing_and_replays_nothing() {
+    let secs: u64 = std::env::var("SNYKEY_CHAOS_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let fake = FakeSnyk::start();
+    fake.set_expires_in(8);
+    let bao = FakeBao::start();
+    let redis = RedisServer::start();
+    let mut envs: Vec<Env> = (0..2)
+        .map(|_| {
+            let mut env = Env::new(&fake.url());
+            let tf = env.path().join("t");
+            std::fs::write(&tf, &bao.root_token).unwrap();
+            env.store_config = format!(
+                "backend = \"openbao\"\naddr = {:?}\ntoken_file = {tf:?}\n",
+                bao.url()
+            );
+            env.extra_config = format!("[cache]\nbackend = \"redis\"\nurl = {:?}\n", redis.url());
+            env
+        })
+        .collect();
+    let mut agents: Vec<Option<Agent>> = envs.iter_mut().map(|e| Some(e.start())).collect();
+    let sockets: Vec<PathBuf> = envs.iter().map(|e| e.socket.clone()).collect();
+    for i in 0..CREDS {
+        let rt = fake.new_oauth_client(&format!("c{i}"), None);
+        let out = agents[0].as_ref().unwrap().put_oauth(
+            envs[0].path(),
+            "chaos",
+            &format!("c{i}"),
+            None,
+            &rt,
+        );
+        assert!(out.status.success());
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let callers: Vec<_> = (0..4)
+        .map(|n| {
+            let (stop, tally, sockets, fake) = (
+                Arc::clone(&stop),
+                Arc::clone(&tally),
+                sockets.clone(),
+                fake.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut i = n;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let socket = &sockets[i % 2];
+                    let client = format!("c{}", i % CREDS);
+                    let t = Instant::now();
+                    // Every fourth call goes through the real helper.
+                    let result: Result<String, u16> = if i % 4 == 0 {
+                        match std::process::Command::new(HELPER)
+                            .arg("--socket")
+                            .arg(socket)
+                            .args(["chaos", &client])
+                            .output()
+                        {
+                            Ok(o) if o.status.success() => {
+                                Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+                            }
+                            Ok(o) => Err(match o.status.code() {
+                                Some(77) => 409,
+                                Some(69) => 0,
+                                _ => 503,
+                            }),
+                            Err(_) => Err(0),
+                        }
+                    } else {
+                        match try_http(socket, &format!("/v1/credentials/chaos/{client}")) {
+                            Ok((200, body)) => {
+                                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                                Ok(v["access_token"].as_str().unwrap().to_string())
+                            }
+                            Ok((st, _)) => Err(st),
+                            Err(_) => Err(0),
+                        }
+                    };
+                    let elapsed = t.elapsed();
+                    match result {
+                        Ok(token) => {
+                            if fake.access_token_valid(&token) {
+                                tally.ok.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                tally.invalid.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if i % 4 != 0 {
+                                tally
+                                    .latencies_us
+                                    .lock()
+                                    .unwrap()
+                                    .push(elapsed.as_micros() as u64);
+                            }
+                        }
+                        Err(409) => {
+                            tally.needs_login.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // 0: the agent was down (being restarted); 502/503/504: backends failing.
+                        Err(0) | Err(502) | Err(503) | Err(504) => {
+                            tally.unavailable.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            tally.other.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        })
+        .collect();
+
+    // The chaos schedule, scaled to the run length.
+    let started = Instant::now();
+    let at = |f: f64| Duration::from_secs_f64(secs as f64 * f);
+    let mut kills = 0;
+    let mut next_kill = at(0.1);
+    let (mut faults_on, mut faults_off, mut writes_off, mut writes_on) =
+        (false, false, false, false);
+    while started.elapsed() < at(0.85) {
+        let now = started.elapsed();
+        if !faults_on && now >= at(0.2) {
+            fake.lock().fault_rate = 0.3;
+            faults_on = true;
+        }
+        if !faults_off && now >= at(0.4) {
+            fake.lock().fault_rate = 0.0;
+            faults_off = true;
+        }
+        if !writes_off && now >= at(0.45) {
+            bao.lock().fail_writes = true;
+            writes_off = true;
+        }
+        if !writes_on && now >= at(0.65) {
+            bao.lock().fail_writes = false;
+            writes_on = true;
+        }
+        if now >= next_kill {
+            let victim = rand::random::<u8>() as usize % 2;
+            if let Some(a) = agents[victim].take() {
+                a.kill();
+                kills += 1;
+            }
+            std::thread::sleep(Duration::from_millis(200 + rand::random::<u64>() % 400));
+            agents[victim] = Some(envs[victim].start());
+            next_kill = now + Duration::from_millis(3000 + rand::random::<u64>() % 4000);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Calm down, then check that everything converged.
+    std::thread::sleep(at(0.15).max(Duration::from_secs(5)));
+    stop.store(true, Ordering::Relaxed);
+    for c in callers {
+        c.join().unwrap();
+    }
+
+    let mut lost = 0;
+    for i in 0..CREDS {
+        let client = format!("c{i}");
+        let live = fake.live_refresh_token(&client);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let stored_ok = loop {
+            let stored = bao
+                .kv2_data("kv", &format!("snyk/chaos/{client}"))
+                .and_then(|d| d["refresh_token"].as_str().map(str::to_string));
+            if live.is_some() && stored == live {
+                break true;
+            }
+            if Instant::now() > deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let serves = sockets.iter().all(|s| {
+            let (st, body) = http_on(s, "GET", &format!("/v1/credentials/chaos/{client}"), None);
+            st == 200
+                && serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| {
+                    fake.access_token_valid(v["access_token"].as_str().unwrap_or(""))
+                })
+        });
+        if !(stored_ok && serves) {
+            lost += 1;
+            eprintln!(
+                "credential {client}: live at Snyk {}, stored matches {stored_ok}, served {serves}",
+                live.is_some()
+            );
+        }
+    }
+    let mut lat = tally.latencies_us.lock().unwrap().clone();
+    lat.sort_unstable();
+    let s = fake.lock();
+    let report = format!(
+        "chaos {secs}s: kills {kills}; handed out {} valid / {} invalid; unavailable {} ; needs_login {}; other {}; \
+         refresh grants {}; replays {}; lost-answer retries {}; token requests {}; api latency p50 {}us p99 {}us max {}us; lost credentials {lost}",
+        tally.ok.load(Ordering::Relaxed),
+        tally.invalid.load(Ordering::Relaxed),
+        tally.unavailable.load(Ordering::Relaxed),
+        tally.needs_login.load(Ordering::Relaxed),
+        tally.other.load(Ordering::Relaxed),
+        s.refresh_grants,
+        s.replays,
+        s.lost_answer_retries,
+        s.token_requests,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(0),
+    );
+    eprintln!("{report}");
+    if let Ok(path) = std::env::var("SNYKEY_CHAOS_REPORT") {
+        let _ = std::fs::write(path, &report);
+    }
+    assert_eq!(s.replays, 0, "{report}");
+    assert_eq!(lost, 0, "{report}");
+    assert_eq!(
+        tally.invalid.load(Ordering::Relaxed),
+        0,
+        "every token handed out was valid at Snyk: {report}"
+    );
+    assert_eq!(tally.needs_login.load(Ordering::Relaxed), 0, "{report}");
+    assert_eq!(tally.other.load(Ordering::Relaxed), 0, "{report}");
+    assert!(tally.ok.load(Ordering::Relaxed) > 500, "{report}");
+    // No caller waited on Snyk while a valid token existed: grants at the fake
+    // take time only under injected faults, and callers never see them.
+    let slow = lat.iter().filter(|l| **l > 500_000).count();
+    assert!(
+        slow * 200 <= lat.len(),
+        "{slow} of {} API calls took over 500 ms: {report}",
+        lat.len()
+    );
+    drop(s);
+    for a in agents.into_iter().flatten() {
+        a.stop();
+    }
+}
