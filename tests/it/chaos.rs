@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const CREDS: usize = 3;
+const CREDS: usize = 6;
 
 #[derive(Default)]
 struct Tally {
@@ -39,7 +39,7 @@ fn chaos_loses_nothing_and_replays_nothing() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
     let fake = FakeSnyk::start();
-    fake.set_expires_in(8);
+    fake.set_expires_in(6);
     let bao = FakeBao::start();
     let redis = RedisServer::start();
     let mut envs: Vec<Env> = (0..2)

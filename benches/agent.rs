@@ -1,0 +1,401 @@
+//! The benchmark suite of issue 8: every figure with the command that
+//! produced it, printed as a table (`scripts/bench` writes it to BENCHMARKS.md).
+//!
+//! `cargo bench --bench agent` runs the full suite on release binaries;
+//! `cargo test --bench agent` (part of `cargo test`) runs a seconds-long smoke
+//! of the same code so it cannot rot. Nothing here asserts on wall time.
+//!
+//! Figures:
+//! 1. `snykey-helper ORG CLIENT` with a warm token: median wall time ÷ median
+//!    wall time of `/bin/true`, interleaved runs.
+//! 2. Agent cache-hit `GET /v1/credentials/{org}/{client}` over 32 keep-alive
+//!    connections: requests/s and latency percentiles (load generator below).
+//! 3. The same with the Redis cache backend (in-process hot layer).
+//! 4. 10 000 credentials with 1 h tokens: RSS, CPU while idle between refreshes.
+//! 5. Cold start of `snykey serve` to ready with 10 000 credentials in the file store.
+//! 6. Helper binary size.
+
+#[allow(dead_code)]
+#[path = "../tests/it/support/fake_snyk.rs"]
+mod fake_snyk;
+#[allow(dead_code)]
+#[path = "../tests/it/support/redis.rs"]
+mod redis_server;
+
+use fake_snyk::FakeSnyk;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SNYKEY: &str = env!("CARGO_BIN_EXE_snykey");
+const HELPER: &str = env!("CARGO_BIN_EXE_snykey-helper");
+
+struct Scale {
+    smoke: bool,
+    helper_runs: usize,
+    load_secs: f64,
+    creds: usize,
+    idle_secs: f64,
+}
+
+struct Agent {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn start_agent(fake: &FakeSnyk, extra: &str, prepare: impl FnOnce(&Path)) -> (Agent, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("s.sock");
+    let store = dir.path().join("state/credentials.json");
+    std::fs::create_dir_all(store.parent().unwrap()).unwrap();
+    prepare(&store);
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nsocket = {socket:?}\ncallback_listen = \"127.0.0.1:0\"\n[snyk]\napi_url = {:?}\n[store]\npath = {store:?}\n{extra}",
+            fake.url()
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let child = Command::new(SNYKEY)
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("SNYKEY_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Ready: the socket answers /v1/ready with 200 (store loaded, journal replayed).
+    loop {
+        if let Ok((200, _)) = get(&socket, "/v1/ready") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the agent did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let ready = started.elapsed();
+    (
+        Agent {
+            child,
+            socket,
+            _dir: dir,
+        },
+        ready,
+    )
+}
+
+fn get(socket: &Path, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = UnixStream::connect(socket)?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n").as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let status = out.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+fn put(socket: &Path, org: &str, client: &str, rt: &str) {
+    let body = format!(r#"{{"org_id":"{org}","client_id":"{client}","refresh_token":"{rt}"}}"#);
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.write_all(format!("PUT /v1/credentials HTTP/1.1\r\nHost: b\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn run_once(cmd: &str, args: &[&str]) -> f64 {
+    let t = Instant::now();
+    let st = Command::new(cmd)
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    t.elapsed().as_secs_f64()
+}
+
+/// Figure 1.
+fn helper_vs_true(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
+    let rt = fake.new_oauth_client("bench-helper", None);
+    let (agent, _) = start_agent(fake, "", |_| {});
+    put(&agent.socket, "org", "bench-helper", &rt);
+    let sock = agent.socket.display().to_string();
+    let args = ["--socket", sock.as_str(), "org", "bench-helper"];
+    let (mut h, mut t) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        run_once(HELPER, &args);
+        run_once("/bin/true", &[]);
+    }
+    for _ in 0..scale.helper_runs {
+        h.push(run_once(HELPER, &args));
+        t.push(run_once("/bin/true", &[]));
+    }
+    let (mh, mt) = (median(&mut h), median(&mut t));
+    out.push(format!(
+        "| helper warm-token call ÷ `/bin/true` (medians of {} interleaved runs) | {:.2} ({:.0} µs vs {:.0} µs) | ≤ 1.5 |",
+        scale.helper_runs,
+        mh / mt,
+        mh * 1e6,
+        mt * 1e6
+    ));
+}
+
+/// The load generator: `conns` keep-alive connections on one thread, each
+/// sending the next request as soon as the previous answer is complete.
+/// Returns (requests/s, p50 µs, p99 µs, max µs, errors).
+fn load(socket: &Path, path: &str, conns: usize, secs: f64) -> (f64, u64, u64, u64, u64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(secs);
+        let request = format!("GET {path} HTTP/1.1\r\nHost: b\r\n\r\n").into_bytes();
+        let mut tasks = Vec::new();
+        for _ in 0..conns {
+            let socket = socket.to_path_buf();
+            let request = request.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(200_000);
+                let mut errors = 0u64;
+                let mut s = tokio::net::UnixStream::connect(&socket).await.unwrap();
+                let mut buf = vec![0u8; 16 * 1024];
+                while tokio::time::Instant::now() < deadline {
+                    let t = Instant::now();
+                    s.write_all(&request).await.unwrap();
+                    // Read one full answer: head, then Content-Length bytes.
+                    let mut have = 0;
+                    let total = loop {
+                        let n = s.read(&mut buf[have..]).await.unwrap();
+                        assert!(n > 0, "connection closed");
+                        have += n;
+                        if let Some(end) = find(&buf[..have], b"\r\n\r\n") {
+                            let head = std::str::from_utf8(&buf[..end]).unwrap();
+                            if !head.starts_with("HTTP/1.1 200") {
+                                errors += 1;
+                            }
+                            let len: usize = head
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse().unwrap())
+                                })
+                                .unwrap_or(0);
+                            break end + 4 + len;
+                        }
+                    };
+                    while have < total {
+                        have += s.read(&mut buf[have..]).await.unwrap();
+                    }
+                    lat.push(t.elapsed().as_micros() as u64);
+                }
+                (lat, errors)
+            }));
+        }
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for t in tasks {
+            let (l, e) = t.await.unwrap();
+            all.extend(l);
+            errors += e;
+        }
+        all.sort_unstable();
+        let p = |q: f64| all[((all.len() - 1) as f64 * q) as usize];
+        (
+            all.len() as f64 / secs,
+            p(0.5),
+            p(0.99),
+            *all.last().unwrap(),
+            errors,
+        )
+    })
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Figures 2 and 3.
+fn throughput(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
+    let rt = fake.new_oauth_client("bench-load", None);
+    let (agent, _) = start_agent(fake, "", |_| {});
+    put(&agent.socket, "org", "bench-load", &rt);
+    let path = "/v1/credentials/org/bench-load";
+    let (rps_mem, p50, p99, max, errors) = load(&agent.socket, path, 32, scale.load_secs);
+    assert_eq!(errors, 0);
+    out.push(format!(
+        "| cache-hit GET, memory cache, 32 keep-alive connections ({:.0} s) | {rps_mem:.0} req/s; p50 {p50} µs, p99 {p99} µs, max {max} µs | ≥ 50 000 req/s, p99 < 2 ms |",
+        scale.load_secs
+    ));
+    drop(agent);
+
+    let redis = redis_server::RedisServer::start();
+    let rt = fake.new_oauth_client("bench-redis", None);
+    let (agent, _) = start_agent(
+        fake,
+        &format!("[cache]\nbackend = \"redis\"\nurl = {:?}\n", redis.url()),
+        |_| {},
+    );
+    put(&agent.socket, "org", "bench-redis", &rt);
+    let (rps_redis, p50, p99, max, errors) = load(
+        &agent.socket,
+        "/v1/credentials/org/bench-redis",
+        32,
+        scale.load_secs,
+    );
+    assert_eq!(errors, 0);
+    out.push(format!(
+        "| cache-hit GET, Redis cache (in-process hot layer), 32 connections | {rps_redis:.0} req/s ({:+.1}% vs memory); p50 {p50} µs, p99 {p99} µs, max {max} µs | within 10% of memory |",
+        (rps_redis / rps_mem - 1.0) * 100.0
+    ));
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &s[s.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// Figures 4 and 5.
+fn many_credentials(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
+    let n = scale.creds;
+    let mut doc = serde_json::Map::new();
+    let mut clients = serde_json::Map::new();
+    for i in 0..n {
+        let client = format!("c{i:05}");
+        let rt = fake.new_oauth_client(&client, None);
+        clients.insert(
+            client,
+            serde_json::json!({ "kind": "oauth_app", "refresh_token": rt }),
+        );
+    }
+    doc.insert("org-many".into(), serde_json::Value::Object(clients));
+    let text = serde_json::json!({ "credentials": doc }).to_string();
+    fake.set_expires_in(3600);
+    let (agent, ready) = start_agent(fake, "", |store| {
+        std::fs::write(store, &text).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(store, std::fs::Permissions::from_mode(0o600)).unwrap();
+    });
+    out.push(format!(
+        "| cold start to ready, {n} credentials in the file store | {:.0} ms | < 1 s |",
+        ready.as_secs_f64() * 1000.0
+    ));
+    // Wait until every credential holds a token (the start-up refreshes are spread over ≤ 30 s).
+    let t = Instant::now();
+    loop {
+        let (_, body) = get(&agent.socket, "/metrics").unwrap();
+        let done = body
+            .lines()
+            .find_map(|l| l.strip_prefix("snykey_refreshes_total{result=\"ok\"} "))
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        if done >= n {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "only {done} of {n} refreshed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pid = agent.child.id();
+    std::thread::sleep(Duration::from_millis(500));
+    let rss = rss_kib(pid);
+    let ticks0 = cpu_ticks(pid);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(scale.idle_secs));
+    let ticks = cpu_ticks(pid) - ticks0;
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu_pct = ticks as f64 / hz / t0.elapsed().as_secs_f64() * 100.0;
+    out.push(format!(
+        "| {n} credentials with 1 h tokens: RSS; CPU while idle ({:.0} s) | {:.1} MiB; {cpu_pct:.2}% of one core ({ticks} ticks) | ≤ 40 MB; ≈ 0 |",
+        scale.idle_secs,
+        rss as f64 / 1024.0
+    ));
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test` does not: then it is a smoke run.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let scale = if smoke {
+        Scale {
+            smoke,
+            helper_runs: 20,
+            load_secs: 0.5,
+            creds: 200,
+            idle_secs: 1.0,
+        }
+    } else {
+        Scale {
+            smoke,
+            helper_runs: 400,
+            load_secs: 10.0,
+            creds: 10_000,
+            idle_secs: 20.0,
+        }
+    };
+    let fake = FakeSnyk::start();
+    let mut out = vec![
+        format!(
+            "snykey benchmarks ({}), {} build",
+            if scale.smoke { "smoke" } else { "full" },
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            }
+        ),
+        "| figure | measured | goal |".into(),
+        "|---|---|---|".into(),
+    ];
+    helper_vs_true(&fake, &scale, &mut out);
+    throughput(&fake, &scale, &mut out);
+    many_credentials(&fake, &scale, &mut out);
+    let size = std::fs::metadata(HELPER).unwrap().len();
+    out.push(format!(
+        "| helper binary size ({}) | {:.0} KiB | < 1 MiB |",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release, stripped"
+        },
+        size as f64 / 1024.0
+    ));
+    assert_eq!(fake.replays(), 0);
+    println!("{}", out.join("\n"));
+}
