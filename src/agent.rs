@@ -106,6 +106,18 @@ pub async fn run(
         snyk_api: (!cfg.snyk.is_default_region()).then(|| cfg.snyk.api_url.clone()),
         lock_ttl: cfg.snyk.timeout * 2 + Duration::from_secs(10),
         shutdown: shutdown_rx.clone(),
+        rest: crate::snyk::rest::SnykRest::new(
+            &cfg.snyk.api_url,
+            &cfg.snyk.rest_version,
+            cfg.snyk.timeout,
+        )
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
+        login: crate::broker::LoginSettings::new(
+            &cfg.snyk.app_url,
+            &cfg.snyk.api_url,
+            &cfg.server.redirect_uri,
+            cfg.server.login_timeout,
+        ),
     });
     // The journal is replayed and the store loaded before anything is served.
     let loaded = broker
@@ -113,6 +125,30 @@ pub async fn run(
         .await
         .map_err(|e| format!("start-up failed: {e}"))?;
     let (store_desc, cache_desc) = broker.describe_backends();
+    // The callback listener for browser logins. A busy port is not fatal: the
+    // agent serves tokens without it, and /v1/login says why it cannot.
+    match crate::api::callback::listen(
+        cfg.server.callback_listen,
+        Arc::clone(&broker),
+        shutdown_rx.clone(),
+    )
+    .await
+    {
+        Ok(addr) => {
+            let default_uri = format!(
+                "http://{}/authorization-code/callback",
+                cfg.server.callback_listen
+            );
+            let uri = if cfg.server.redirect_uri == default_uri {
+                format!("http://{addr}/authorization-code/callback")
+            } else {
+                cfg.server.redirect_uri.clone()
+            };
+            tracing::info!(listen = %addr, redirect_uri = %uri, "OAuth callback listener ready");
+            broker.login.set_listening(uri);
+        }
+        Err(e) => tracing::error!("{e}; browser logins are unavailable until this is fixed"),
+    }
 
     bound
         .listener

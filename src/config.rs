@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub redirect_uri: String,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// How long a browser login's state stays valid.
+    pub login_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +150,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("server", "metrics_listen", Kind::Str),
     ("server", "redirect_uri", Kind::Str),
     ("server", "shutdown_grace", Kind::Duration),
+    ("server", "login_timeout", Kind::Duration),
     ("snyk", "api_url", Kind::Str),
     ("snyk", "app_url", Kind::Str),
     ("snyk", "rest_version", Kind::Str),
@@ -270,6 +273,10 @@ impl Config {
         out.push_str(&format!(
             "shutdown_grace = {}\n",
             q(&format_duration(s.shutdown_grace))
+        ));
+        out.push_str(&format!(
+            "login_timeout = {}\n",
+            q(&format_duration(s.login_timeout))
         ));
         let k = &self.snyk;
         out.push_str("\n[snyk]\n");
@@ -676,7 +683,13 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         metrics_listen,
         redirect_uri,
         shutdown_grace: r.duration("server", "shutdown_grace", Duration::from_secs(10))?,
+        login_timeout: r.duration("server", "login_timeout", Duration::from_secs(600))?,
     };
+    if server.login_timeout < Duration::from_secs(1)
+        || server.login_timeout > Duration::from_secs(3600)
+    {
+        return Err(r.err("server", "login_timeout", "must be between 1s and 1h"));
+    }
 
     // [snyk]
     let api_url = normalize_base_url(&r.string("snyk", "api_url", DEFAULT_API_URL)?)

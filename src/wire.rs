@@ -117,6 +117,62 @@ pub struct Message {
     pub message: String,
 }
 
+/// `POST /v1/login`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub org_id: String,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
+/// `POST /v1/login` and `POST /v1/register-app` answers.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoginStarted {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    pub authorize_url: String,
+    pub state: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginState {
+    Pending,
+    Complete,
+    Failed,
+}
+
+/// `GET /v1/login/{state}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginStatus {
+    pub state: LoginState,
+    pub org_id: String,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `POST /v1/register-app`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterAppRequest {
+    pub org_id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    pub auth_token: Secret,
+}
+
 /// Every error answer: `{"error": "<human sentence>", "code": "<snake_case>"}`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ErrorBody {

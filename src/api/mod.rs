@@ -5,6 +5,7 @@
 //! * [`server`] — the accept loop, per-request allow-list checks, graceful shutdown.
 //! * [`routes`] — request routing and the one mapping of errors to HTTP statuses.
 
+pub mod callback;
 pub mod routes;
 pub mod server;
 pub mod socket;

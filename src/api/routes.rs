@@ -78,6 +78,14 @@ impl From<BrokerError> for ApiError {
             }
             BrokerError::Cache(_) => (StatusCode::SERVICE_UNAVAILABLE, "cache_unavailable"),
             BrokerError::NotDurable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            BrokerError::Rest(crate::snyk::rest::RestError::Refused { .. }) => {
+                (StatusCode::BAD_GATEWAY, "snyk_refused")
+            }
+            BrokerError::Rest(crate::snyk::rest::RestError::Unavailable { .. }) => {
+                (StatusCode::BAD_GATEWAY, "snyk_unavailable")
+            }
+            BrokerError::Rest(_) => (StatusCode::BAD_GATEWAY, "snyk_unreachable"),
+            BrokerError::UnknownLogin => (StatusCode::NOT_FOUND, "not_found"),
         };
         let retry_after = match &e {
             BrokerError::Snyk(g) => g.retry_after(),
@@ -382,13 +390,51 @@ async fn route(
             }
             .await,
         ),
+        (&Method::POST, ["v1", "login"]) => (
+            "login",
+            async {
+                let body: crate::wire::LoginRequest = read_json(req).await?;
+                Ok(json(StatusCode::OK, &broker.start_login(body).await?))
+            }
+            .await,
+        ),
+        (&Method::GET, ["v1", "login", state]) => (
+            "login_status",
+            async {
+                let wait = match query_get(&pairs, "wait") {
+                    None | Some("") => Duration::ZERO,
+                    Some(w) => parse_duration(w)
+                        .map_err(|m| ApiError::bad(format!("wait: {m}")))?
+                        .min(Duration::from_secs(60)),
+                };
+                let state = decode_segment(state)?;
+                if !crate::snyk::pkce::is_valid_state(&state) {
+                    return Err(BrokerError::UnknownLogin.into());
+                }
+                Ok(json(
+                    StatusCode::OK,
+                    &broker.login_status(&state, wait).await?,
+                ))
+            }
+            .await,
+        ),
+        (&Method::POST, ["v1", "register-app"]) => (
+            "register_app",
+            async {
+                let body: crate::wire::RegisterAppRequest = read_json(req).await?;
+                Ok(json(StatusCode::OK, &broker.register_app(body).await?))
+            }
+            .await,
+        ),
         (
             _,
             ["v1", "health"]
             | ["v1", "ready"]
             | ["metrics"]
             | ["v1", "credentials", ..]
-            | ["v1", "cache", ..],
+            | ["v1", "cache", ..]
+            | ["v1", "login", ..]
+            | ["v1", "register-app"],
         ) => (
             "invalid",
             Err(ApiError::new(

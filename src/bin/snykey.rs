@@ -9,7 +9,8 @@ use snykey::exit;
 use snykey::render::{Format, token_output};
 use snykey::secret::Secret;
 use snykey::wire::{
-    CredentialList, Kind, Message, PutCredential, PutCredentialResponse, TokenResponse,
+    CredentialList, Kind, LoginStarted, LoginState, LoginStatus, Message, PutCredential,
+    PutCredentialResponse, TokenResponse,
 };
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -76,6 +77,41 @@ enum Command {
         client_id: String,
         #[arg(long)]
         revoke: bool,
+    },
+    /// Log in through the browser (OAuth with PKCE) and let the agent manage the credential.
+    Login {
+        #[arg(long)]
+        org_id: String,
+        #[arg(long)]
+        client_id: String,
+        /// The app's client secret (a file, or - for stdin); default: the one stored.
+        #[arg(long)]
+        client_secret_file: Option<PathBuf>,
+        /// Scopes to request, comma-separated (default: the app's).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Only print the URL; do not open a browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Register a Snyk App (its secret goes straight into the store) and log in to it.
+    RegisterApp {
+        #[arg(long)]
+        org_id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        #[arg(long)]
+        redirect_uri: Vec<String>,
+        /// "tenant" (default) or "user".
+        #[arg(long)]
+        context: Option<String>,
+        /// A Snyk API token allowed to create apps (a file, or - for stdin).
+        #[arg(long)]
+        auth_token_file: PathBuf,
+        #[arg(long)]
+        no_browser: bool,
     },
     /// Print the effective configuration (secrets redacted), or say what is wrong with it.
     CheckConfig {
@@ -334,6 +370,29 @@ fn client_command(cli: Cli) -> i32 {
                 println!("{}", m.message);
                 Ok(())
             }
+            Command::Login { org_id, client_id, client_secret_file, scopes, no_browser } => {
+                let mut stdin_used = false;
+                let client_secret = client_secret_file
+                    .as_deref()
+                    .map(|p| read_secret("the client secret", p, &mut stdin_used))
+                    .transpose()
+                    .map_err(usage)?;
+                let req = snykey::wire::LoginRequest { org_id, client_id, client_secret, redirect_uri: None, scopes };
+                let body = serde_json::to_vec(&req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+                let started: LoginStarted = client.call(Method::POST, "/v1/login", Some(body)).await?;
+                follow_login(&client, started, no_browser).await
+            }
+            Command::RegisterApp { org_id, name, scopes, redirect_uri, context, auth_token_file, no_browser } => {
+                let mut stdin_used = false;
+                let auth_token = read_secret("the Snyk auth token", &auth_token_file, &mut stdin_used).map_err(usage)?;
+                let req = snykey::wire::RegisterAppRequest { org_id, name, scopes, redirect_uris: redirect_uri, context, auth_token };
+                let body = serde_json::to_vec(&req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+                let started: LoginStarted = client.call(Method::POST, "/v1/register-app", Some(body)).await?;
+                if let Some(id) = &started.client_id {
+                    println!("registered the Snyk App; its client id is {id} (the client secret is in the secret store)");
+                }
+                follow_login(&client, started, no_browser).await
+            }
             Command::Serve { .. } | Command::CheckConfig { .. } => Ok(()),
         }
     });
@@ -342,6 +401,74 @@ fn client_command(cli: Cli) -> i32 {
         Err(e) => {
             eprintln!("snykey: {}", e.report());
             e.exit_code()
+        }
+    }
+}
+
+/// Prints the authorize URL, opens the browser if it can, and waits with a
+/// visible countdown until the agent reports the login complete or failed.
+async fn follow_login(
+    client: &AgentClient,
+    started: LoginStarted,
+    no_browser: bool,
+) -> Result<(), ClientError> {
+    println!(
+        "Open this URL in a browser and approve the app:\n\n  {}\n",
+        started.authorize_url
+    );
+    let has_display = std::env::var_os("DISPLAY").is_some()
+        || std::env::var_os("WAYLAND_DISPLAY").is_some()
+        || cfg!(target_os = "macos");
+    if !no_browser && has_display {
+        let opener = if cfg!(target_os = "macos") {
+            "open"
+        } else {
+            "xdg-open"
+        };
+        match std::process::Command::new(opener)
+            .arg(&started.authorize_url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(_) => eprintln!("(opened it with {opener})"),
+            Err(e) => eprintln!("(could not run {opener}: {e}; open the URL by hand)"),
+        }
+    }
+    let deadline = humantime::parse_rfc3339(&started.expires_at)
+        .unwrap_or_else(|_| std::time::SystemTime::now() + Duration::from_secs(600));
+    let path = format!("/v1/login/{}?wait=5", started.state);
+    loop {
+        let left = deadline
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        eprint!(
+            "\rwaiting for the browser to come back to the agent's callback ({}m{:02}s left) ",
+            left.as_secs() / 60,
+            left.as_secs() % 60
+        );
+        let status: LoginStatus = client.call(Method::GET, &path, None).await?;
+        match status.state {
+            LoginState::Pending => continue,
+            LoginState::Complete => {
+                eprintln!();
+                println!(
+                    "login complete: snykey now manages {}/{}",
+                    status.org_id, status.client_id
+                );
+                return Ok(());
+            }
+            LoginState::Failed => {
+                eprintln!();
+                let error = status.error.unwrap_or_else(|| "the login failed".into());
+                let expired = error.contains("expired");
+                return Err(ClientError::Api {
+                    status: if expired { 504 } else { 409 },
+                    code: "login_failed".into(),
+                    error,
+                });
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 //! * `status` — what `GET /v1/credentials` shows.
 
 pub mod journal;
+pub mod login;
 pub mod rotation;
 pub mod scheduler;
 
@@ -47,6 +48,62 @@ pub enum BrokerError {
     Cache(CacheError),
     #[error("{0}")]
     NotDurable(String),
+    #[error("{0}")]
+    Rest(crate::snyk::rest::RestError),
+    #[error(
+        "no login with this state is known to this agent (it may have expired): start it again with `snykey login`"
+    )]
+    UnknownLogin,
+}
+
+/// What the browser login needs to know about this agent.
+pub struct LoginSettings {
+    pub app_url: String,
+    pub api_url: String,
+    /// How long a pending login (its state) lives.
+    pub ttl: Duration,
+    redirect_uri: RwLock<String>,
+    listening: std::sync::atomic::AtomicBool,
+}
+
+impl LoginSettings {
+    pub fn new(app_url: &str, api_url: &str, redirect_uri: &str, ttl: Duration) -> LoginSettings {
+        LoginSettings {
+            app_url: app_url.to_string(),
+            api_url: api_url.to_string(),
+            ttl,
+            redirect_uri: RwLock::new(redirect_uri.to_string()),
+            listening: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    pub fn redirect_uri(&self) -> String {
+        self.redirect_uri
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Called once the callback listener is bound (with its final redirect URI).
+    pub fn set_listening(&self, redirect_uri: String) {
+        *self.redirect_uri.write().unwrap_or_else(|p| p.into_inner()) = redirect_uri;
+        self.listening
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn callback_listening(&self) -> bool {
+        self.listening.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// `api.eu.snyk.io` of `https://api.eu.snyk.io`.
+    pub fn api_host(&self) -> &str {
+        let rest = self
+            .api_url
+            .split_once("://")
+            .map(|(_, r)| r)
+            .unwrap_or(&self.api_url);
+        rest.split('/').next().unwrap_or(rest)
+    }
 }
 
 impl From<StoreError> for BrokerError {
@@ -185,6 +242,9 @@ pub struct Broker {
     lock_ttl: Duration,
     shutdown: watch::Receiver<bool>,
     scheduler: Arc<scheduler::Scheduler>,
+    rest: crate::snyk::rest::SnykRest,
+    pub login: LoginSettings,
+    logins: login::Logins,
 }
 
 /// Everything a [`Broker`] is built from.
@@ -198,6 +258,8 @@ pub struct BrokerParts {
     pub snyk_api: Option<String>,
     pub lock_ttl: Duration,
     pub shutdown: watch::Receiver<bool>,
+    pub rest: crate::snyk::rest::SnykRest,
+    pub login: LoginSettings,
 }
 
 impl Broker {
@@ -214,6 +276,9 @@ impl Broker {
             lock_ttl: parts.lock_ttl,
             shutdown: parts.shutdown,
             scheduler: scheduler::Scheduler::new(),
+            rest: parts.rest,
+            login: parts.login,
+            logins: login::Logins::default(),
         })
     }
 

@@ -162,31 +162,7 @@ impl Broker {
                 expires_at: now + grant.expires_in,
                 issued_at: Some(now),
             };
-            flight.in_doubt = false;
-            flight.dead_token = None;
-            flight.unlanded = Some(Unlanded {
-                record,
-                journaled: false,
-                replaces: Some(sent.fingerprint()),
-                unpublished: None,
-            });
-            self.journal_write(key, flight, None);
-            slot.status().last_refresh_at = Some(now);
-            match self.land(slot, flight, version).await {
-                Durability::Stored | Durability::Superseded => {}
-                Durability::Journaled => self.spawn_lander(slot, flight),
-                Durability::Memory => {
-                    if let Some(u) = flight.unlanded.as_mut() {
-                        u.unpublished = Some(token);
-                    }
-                    self.spawn_lander(slot, flight);
-                    crate::metrics::refresh("not_durable");
-                    return Err(BrokerError::NotDurable(format!(
-                        "Snyk rotated the refresh token of {key} but neither the secret store nor the recovery journal ({}) accepts writes; the token is held in memory and retried, and no access token is handed out until it is durable",
-                        self.journal.dir().display()
-                    )));
-                }
-            }
+            self.persist(slot, flight, record, Some(sent.fingerprint()), version, &token).await?;
 
             // 5. Only then cache and return the access token.
             crate::metrics::refresh("ok");
@@ -198,6 +174,50 @@ impl Broker {
             tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "could not release the refresh lock; it expires by itself");
         }
         result
+    }
+
+    /// Step 4 in detail: the new record goes to the journal (fsync) and then to
+    /// the store (check-and-set against `version`). Ok once it is durable in
+    /// either; if neither takes it, the record and `token` are held in memory
+    /// (a lander keeps retrying) and the caller gets `NotDurable`.
+    pub(super) async fn persist(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        flight: &mut Flight,
+        record: Record,
+        replaces: Option<String>,
+        version: Option<u64>,
+        token: &CachedToken,
+    ) -> Result<(), BrokerError> {
+        let key = &slot.key;
+        flight.in_doubt = false;
+        flight.dead_token = None;
+        flight.unlanded = Some(Unlanded {
+            record,
+            journaled: false,
+            replaces,
+            unpublished: None,
+        });
+        self.journal_write(key, flight, None);
+        slot.status().last_refresh_at = token.issued_at;
+        match self.land(slot, flight, version).await {
+            Durability::Stored | Durability::Superseded => Ok(()),
+            Durability::Journaled => {
+                self.spawn_lander(slot, flight);
+                Ok(())
+            }
+            Durability::Memory => {
+                if let Some(u) = flight.unlanded.as_mut() {
+                    u.unpublished = Some(token.clone());
+                }
+                self.spawn_lander(slot, flight);
+                crate::metrics::refresh("not_durable");
+                Err(BrokerError::NotDurable(format!(
+                    "Snyk issued a new refresh token for {key} but neither the secret store nor the recovery journal ({}) accepts writes; the token is held in memory and retried, and no access token is handed out until it is durable",
+                    self.journal.dir().display()
+                )))
+            }
+        }
     }
 
     /// Step 3 in detail: sends `sent` to Snyk, retrying only where that is safe.

@@ -3,6 +3,7 @@
 
 use super::{CacheError, CachedToken, LockGuard, TokenCache};
 use crate::ids::CredKey;
+use crate::secret::Secret;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -12,6 +13,7 @@ use std::time::{Duration, SystemTime};
 pub struct MemoryCache {
     tokens: RwLock<HashMap<CredKey, CachedToken>>,
     latest: RwLock<HashMap<CredKey, String>>,
+    pending: std::sync::Mutex<HashMap<String, (Secret, SystemTime)>>,
 }
 
 impl MemoryCache {
@@ -78,6 +80,26 @@ impl TokenCache for MemoryCache {
             .unwrap_or_else(|p| p.into_inner())
             .get(key)
             .cloned())
+    }
+
+    async fn put_pending(
+        &self,
+        state: &str,
+        value: &Secret,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let now = SystemTime::now();
+        p.retain(|_, (_, exp)| *exp > now);
+        p.insert(state.to_string(), (value.clone(), now + ttl));
+        Ok(())
+    }
+
+    async fn take_pending(&self, state: &str) -> Result<Option<Secret>, CacheError> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(p.remove(state)
+            .filter(|(_, exp)| *exp > SystemTime::now())
+            .map(|(v, _)| v))
     }
 
     async fn ready(&self) -> Result<(), CacheError> {

@@ -74,6 +74,17 @@ pub trait TokenCache: Send + Sync {
     /// whether the record it last saw is still current.
     async fn set_latest_refresh(&self, key: &CredKey, fingerprint: &str) -> Result<(), CacheError>;
     async fn latest_refresh(&self, key: &CredKey) -> Result<Option<String>, CacheError>;
+    /// Stores a pending browser login under its state (`pkce:{state}`), for
+    /// `ttl`. The value holds the PKCE verifier and ids, never a client secret.
+    async fn put_pending(
+        &self,
+        state: &str,
+        value: &Secret,
+        ttl: Duration,
+    ) -> Result<(), CacheError>;
+    /// Claims a pending login: returns it and removes it in one atomic step,
+    /// so a state can be used once.
+    async fn take_pending(&self, state: &str) -> Result<Option<Secret>, CacheError>;
     /// Is the lock still ours (it may have expired during a slow refresh)?
     async fn still_held(&self, _guard: &LockGuard) -> Result<bool, CacheError> {
         Ok(true)

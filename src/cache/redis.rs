@@ -216,6 +216,35 @@ impl TokenCache for RedisCache {
         c.get(self.fingerprint_key(key)).await.map_err(unavailable)
     }
 
+    async fn put_pending(
+        &self,
+        state: &str,
+        value: &Secret,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        let mut c = self.conn().await?;
+        let _: () = c
+            .set_ex(
+                format!("pkce:{state}"),
+                value.expose(),
+                ttl.as_secs().max(1),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn take_pending(&self, state: &str) -> Result<Option<Secret>, CacheError> {
+        let mut c = self.conn().await?;
+        // GETDEL: read and delete in one step, so a state is claimed once.
+        let v: Option<String> = redis::cmd("GETDEL")
+            .arg(format!("pkce:{state}"))
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(v.map(Secret::new))
+    }
+
     async fn still_held(&self, guard: &LockGuard) -> Result<bool, CacheError> {
         let mut c = self.conn().await?;
         let v: Option<String> = c

@@ -1,5 +1,7 @@
 //! Talking to Snyk: the OAuth token and revoke endpoints ([`oauth`]).
 
 pub mod oauth;
+pub mod pkce;
+pub mod rest;
 
 pub use oauth::{GrantError, SnykOAuth, TokenGrant};

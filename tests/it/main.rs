@@ -8,6 +8,7 @@ mod backends;
 mod chaos;
 mod helper;
 mod host;
+mod login;
 mod refresh;
 mod rotation;
 mod store;

@@ -78,6 +78,25 @@ pub struct State {
     pub delay_all: Option<Duration>,
     /// Probability (0..1) that a token request fails with 503 or 429.
     pub fault_rate: f64,
+    /// Authorization codes issued by /oauth2/authorize.
+    codes: HashMap<String, CodeInfo>,
+    /// Registered redirect URIs per app (apps created through the REST API).
+    pub app_redirects: HashMap<String, Vec<String>>,
+    /// While set, /oauth2/authorize answers with error=access_denied.
+    pub deny_authorize: bool,
+    /// Snyk API tokens accepted by the REST API (`Authorization: token ...`).
+    pub api_tokens: Vec<String>,
+    pub authorization_code_grants: u64,
+    pub code_replays: u64,
+    pub apps_created: u64,
+}
+
+#[derive(Debug, Clone)]
+struct CodeInfo {
+    client_id: String,
+    challenge: String,
+    redirect_uri: String,
+    used: bool,
 }
 
 #[derive(Clone)]
@@ -248,6 +267,129 @@ impl Drop for FakeSnyk {
 
 type Resp = Response<Full<Bytes>>;
 
+/// `GET /oauth2/authorize`: checks the request like Snyk does, "consents"
+/// at once, and redirects back with 303 and a single-use code.
+fn authorize(st: &Arc<Mutex<State>>, query: &str) -> Resp {
+    let q: HashMap<String, String> = serde_urlencoded::from_str(query).unwrap_or_default();
+    let mut s = st.lock().unwrap();
+    let get = |k: &str| q.get(k).cloned().unwrap_or_default();
+    let client_id = get("client_id");
+    let redirect_uri = get("redirect_uri");
+    let state = get("state");
+    if !s.clients.contains_key(&client_id) {
+        return json(
+            400,
+            serde_json::json!({"error": "invalid_client", "error_description": "unknown client"}),
+        );
+    }
+    let allowed = match s.app_redirects.get(&client_id) {
+        Some(list) => list.contains(&redirect_uri),
+        None => {
+            redirect_uri.starts_with("http://127.0.0.1:")
+                || redirect_uri.starts_with("http://localhost:")
+        }
+    };
+    if !allowed {
+        return json(
+            400,
+            serde_json::json!({"error": "invalid_request", "error_description": "redirect_uri is not registered"}),
+        );
+    }
+    if get("response_type") != "code"
+        || get("code_challenge_method") != "S256"
+        || get("code_challenge").len() != 43
+        || state.is_empty()
+    {
+        return json(
+            400,
+            serde_json::json!({"error": "invalid_request", "error_description": "PKCE S256, response_type=code and state are required"}),
+        );
+    }
+    let location = if s.deny_authorize {
+        format!(
+            "{redirect_uri}?error=access_denied&error_description=The+user+denied+access&state={state}"
+        )
+    } else {
+        let code = random_token("code_");
+        s.codes.insert(
+            code.clone(),
+            CodeInfo {
+                client_id,
+                challenge: get("code_challenge"),
+                redirect_uri: redirect_uri.clone(),
+                used: false,
+            },
+        );
+        format!("{redirect_uri}?code={code}&state={state}")
+    };
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SEE_OTHER;
+    r.headers_mut()
+        .insert("location", location.parse().unwrap());
+    r
+}
+
+/// `POST /rest/orgs/{org}/apps/creations` (JSON:API).
+fn create_app(
+    st: &Arc<Mutex<State>>,
+    query: &str,
+    auth: Option<&str>,
+    ctype: &str,
+    body: &[u8],
+) -> Resp {
+    let mut s = st.lock().unwrap();
+    let jsonapi_error = |status: u16, detail: &str| {
+        json(
+            status,
+            serde_json::json!({"jsonapi": {"version": "1.0"}, "errors": [{"status": status.to_string(), "detail": detail}]}),
+        )
+    };
+    if !query.split('&').any(|p| p.starts_with("version=")) {
+        return jsonapi_error(400, "the version query parameter is required");
+    }
+    let token_ok = auth
+        .and_then(|a| a.strip_prefix("token "))
+        .is_some_and(|t| s.api_tokens.iter().any(|k| k == t));
+    if !token_ok {
+        return jsonapi_error(401, "the Snyk API token is missing or invalid");
+    }
+    if !ctype.starts_with("application/vnd.api+json") {
+        return jsonapi_error(415, "content type must be application/vnd.api+json");
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let attrs = &v["data"]["attributes"];
+    let (Some(name), Some(scopes)) = (attrs["name"].as_str(), attrs["scopes"].as_array()) else {
+        return jsonapi_error(400, "name and scopes are required");
+    };
+    let redirects: Vec<String> = attrs["redirect_uris"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let client_id = format!(
+        "{}-app",
+        random_token("")
+            .to_lowercase()
+            .chars()
+            .take(12)
+            .collect::<String>()
+    );
+    let secret = random_token("snyk_app_secret_");
+    s.clients.insert(client_id.clone(), Some(secret.clone()));
+    s.app_redirects.insert(client_id.clone(), redirects.clone());
+    s.secrets.push(secret.clone());
+    s.apps_created += 1;
+    json(
+        201,
+        serde_json::json!({"jsonapi": {"version": "1.0"}, "data": {"type": "app", "id": client_id, "attributes": {
+            "name": name, "client_id": client_id, "client_secret": secret, "redirect_uris": redirects, "scopes": scopes, "context": attrs["context"]
+        }}}),
+    )
+}
+
 fn json(status: u16, body: serde_json::Value) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = StatusCode::from_u16(status).unwrap();
@@ -275,6 +417,7 @@ impl std::error::Error for Dropped {}
 
 async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, Dropped> {
     let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
     let method = req.method().clone();
     let auth = req
         .headers()
@@ -315,6 +458,10 @@ async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, D
             }
             s.revocations += 1;
             Ok(json(200, serde_json::json!({})))
+        }
+        ("GET", "/oauth2/authorize") => Ok(authorize(&st, &query)),
+        ("POST", p) if p.starts_with("/rest/orgs/") && p.ends_with("/apps/creations") => {
+            Ok(create_app(&st, &query, auth.as_deref(), &ctype, &body))
         }
         ("GET", "/rest/self") => {
             let s = st.lock().unwrap();
@@ -484,6 +631,90 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
             Ok(json(
                 200,
                 serde_json::json!({"access_token": at, "token_type": "bearer", "expires_in": expires_in, "scope": "org.read"}),
+            ))
+        }
+        "authorization_code" => {
+            let code = form.get("code").cloned().unwrap_or_default();
+            let Some(info) = s.codes.get(&code).cloned() else {
+                return Ok(oauth_error(
+                    400,
+                    "invalid_grant",
+                    "unknown authorization code",
+                ));
+            };
+            if info.used {
+                s.code_replays += 1;
+                return Ok(oauth_error(
+                    400,
+                    "invalid_grant",
+                    "authorization code already used",
+                ));
+            }
+            if info.client_id != client_id {
+                return Ok(oauth_error(
+                    400,
+                    "invalid_grant",
+                    "code issued to another client",
+                ));
+            }
+            if form.get("redirect_uri") != Some(&info.redirect_uri) {
+                return Ok(oauth_error(
+                    400,
+                    "invalid_grant",
+                    "redirect_uri does not match the authorization request",
+                ));
+            }
+            if let Some(sec) = &expected_secret {
+                if form.get("client_secret") != Some(sec) {
+                    s.bad_client_auth += 1;
+                    return Ok(oauth_error(401, "invalid_client", "authentication failed"));
+                }
+            }
+            let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+            let ok_len = (43..=128).contains(&verifier.len());
+            use base64::Engine;
+            use sha2::Digest;
+            let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(sha2::Sha256::digest(verifier.as_bytes()));
+            if !ok_len || computed != info.challenge {
+                return Ok(oauth_error(
+                    400,
+                    "invalid_grant",
+                    "PKCE verification failed",
+                ));
+            }
+            if let Some(c) = s.codes.get_mut(&code) {
+                c.used = true;
+            }
+            let new_rt = random_token("rt_");
+            let at = random_token("at_");
+            let expires_in = s.expires_in;
+            s.refresh.insert(
+                new_rt.clone(),
+                RefreshState {
+                    client_id: client_id.clone(),
+                    used: false,
+                    revoked: false,
+                    answer_lost: false,
+                },
+            );
+            s.access.insert(
+                at.clone(),
+                (
+                    client_id,
+                    SystemTime::now() + Duration::from_secs(expires_in),
+                ),
+            );
+            s.secrets.push(new_rt.clone());
+            s.secrets.push(at.clone());
+            s.secrets.push(code);
+            s.authorization_code_grants += 1;
+            Ok(json(
+                200,
+                serde_json::json!({
+                    "access_token": at, "token_type": "bearer", "expires_in": expires_in,
+                    "scope": "org.read", "refresh_token": new_rt, "refresh_expires_in": 7_776_000
+                }),
             ))
         }
         other => Ok(oauth_error(

@@ -1,0 +1,215 @@
+//! The loopback listener for the browser's OAuth redirect
+//! (`GET /authorization-code/callback`, and the seed's `GET /v1/callback`),
+//! and the small pages it answers the browser with. No secret and no code
+//! ever appears on a page; every page is `no-store`, with a CSP that allows
+//! nothing but its own inline style, and no referrer.
+
+use crate::broker::Broker;
+use crate::broker::login::CallbackOutcome;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Response, StatusCode};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+fn escape(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '&' => "&amp;".to_string(),
+            '"' => "&quot;".to_string(),
+            '\'' => "&#39;".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// A page: a title, a sentence, and what to do next.
+pub fn page(
+    status: StatusCode,
+    ok: bool,
+    title: &str,
+    message: &str,
+    next: &str,
+) -> Response<Full<Bytes>> {
+    let color = if ok { "#1f7a4d" } else { "#b3261e" };
+    let mark = if ok { "&#10003;" } else { "&#10007;" };
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+<title>snykey: {title}</title><style>\
+body{{font-family:system-ui,-apple-system,Segoe UI,sans-serif;background:#f6f7f9;margin:0;display:flex;min-height:100vh;align-items:center;justify-content:center}}\
+main{{background:#fff;border-radius:12px;box-shadow:0 2px 12px rgba(0,0,0,.08);padding:2.5rem 3rem;max-width:34rem}}\
+h1{{font-size:1.4rem;margin:0 0 .8rem;color:{color}}}p{{color:#333;line-height:1.5;margin:.4rem 0}}.next{{color:#555}}\
+.mark{{font-size:2rem;color:{color}}}footer{{margin-top:1.5rem;color:#999;font-size:.8rem}}\
+</style></head><body><main><div class=\"mark\">{mark}</div><h1>{title}</h1><p>{message}</p><p class=\"next\">{next}</p>\
+<footer>snykey</footer></main></body></html>",
+        title = escape(title),
+        message = escape(message),
+        next = escape(next),
+    );
+    let mut r = Response::new(Full::new(Bytes::from(html)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    let set = |h: &mut hyper::HeaderMap, k: &'static str, v: &'static str| {
+        h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+    };
+    set(h, "content-type", "text/html; charset=utf-8");
+    set(h, "cache-control", "no-store");
+    set(h, "pragma", "no-cache");
+    set(
+        h,
+        "content-security-policy",
+        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    );
+    set(h, "referrer-policy", "no-referrer");
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "x-frame-options", "DENY");
+    r
+}
+
+/// The page for a callback's outcome.
+pub fn outcome_page(outcome: &CallbackOutcome) -> Response<Full<Bytes>> {
+    match outcome {
+        CallbackOutcome::Success { org_id, client_id } => page(
+            StatusCode::OK,
+            true,
+            "Login complete",
+            &format!(
+                "snykey now manages the credential {org_id}/{client_id} and keeps its token fresh."
+            ),
+            "You can close this tab.",
+        ),
+        CallbackOutcome::UnknownState => page(
+            StatusCode::BAD_REQUEST,
+            false,
+            "This login link is not valid",
+            "The login it belongs to is unknown, has expired, or was already completed. Nothing was changed.",
+            "Start a new login with `snykey login` and use the link it prints.",
+        ),
+        CallbackOutcome::Denied { error, description } => page(
+            StatusCode::BAD_REQUEST,
+            false,
+            "Snyk did not grant access",
+            &format!(
+                "Snyk returned {error}{}. Nothing was changed.",
+                description
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            ),
+            "If this was a mistake, start the login again with `snykey login` and approve the app.",
+        ),
+        CallbackOutcome::ExchangeFailed(why) => page(
+            StatusCode::BAD_GATEWAY,
+            false,
+            "The login could not be completed",
+            &format!("Exchanging the authorization code with Snyk failed: {why}"),
+            "Check `snykey status` and the agent's log, then start the login again with `snykey login`.",
+        ),
+        CallbackOutcome::BadRequest(why) => page(
+            StatusCode::BAD_REQUEST,
+            false,
+            "The login could not be completed",
+            why,
+            "Start the login again with `snykey login`.",
+        ),
+    }
+}
+
+/// Binds the callback listener (loopback only) and serves it until shutdown.
+/// Returns the bound address (the port may have been 0).
+pub async fn listen(
+    addr: SocketAddr,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<SocketAddr, String> {
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "refusing to listen for OAuth callbacks on {addr}: server.callback_listen must be a loopback address"
+        ));
+    }
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        format!("cannot listen for OAuth callbacks on {addr} (server.callback_listen): {e}")
+    })?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let broker = Arc::clone(&broker);
+                    tokio::spawn(async move {
+                        let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                            let broker = Arc::clone(&broker);
+                            async move { Ok::<_, std::convert::Infallible>(handle(&broker, req).await) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                            .await;
+                    });
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+    });
+    Ok(bound)
+}
+
+async fn handle(
+    broker: &Arc<Broker>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    if req.method() != hyper::Method::GET
+        || !matches!(path, "/authorization-code/callback" | "/v1/callback")
+    {
+        return page(
+            StatusCode::NOT_FOUND,
+            false,
+            "Not found",
+            "This address only receives Snyk's login redirect.",
+            "Nothing to do here.",
+        );
+    }
+    let params: HashMap<String, String> = req
+        .uri()
+        .query()
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .map(|v| v.into_iter().collect())
+        .unwrap_or_default();
+    let outcome = broker.callback(&params).await;
+    crate::metrics::request(
+        "callback",
+        match outcome {
+            CallbackOutcome::Success { .. } => 200,
+            CallbackOutcome::ExchangeFailed(_) => 502,
+            _ => 400,
+        },
+    );
+    outcome_page(&outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_escape_and_carry_security_headers() {
+        let r = page(StatusCode::BAD_REQUEST, false, "t<script>", "m&", "n\"");
+        let h = r.headers();
+        assert_eq!(h["cache-control"], "no-store");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'none'")
+        );
+        let body = format!("{:?}", r.body());
+        assert!(!body.contains("<script>"));
+    }
+}

@@ -1,0 +1,472 @@
+//! Browser OAuth login (authorization code with PKCE S256) and Snyk App
+//! registration.
+//!
+//! A login is a pending entry under its state — in the token cache, so with
+//! Redis any agent sharing it can take the callback (`pkce:{state}`: the
+//! verifier, ids and redirect URI; never the client secret) — plus a status
+//! this agent tracks for `GET /v1/login/{state}`. The state is claimed
+//! atomically on the callback, so it works once. The code exchange's refresh
+//! token goes through the rotation rule's persist-before-publish.
+
+use super::{Broker, BrokerError};
+use crate::cache::CachedToken;
+use crate::clock::rfc3339;
+use crate::ids::CredKey;
+use crate::secret::Secret;
+use crate::snyk::pkce;
+use crate::store::Record;
+use crate::wire::{Kind, LoginRequest, LoginStarted, LoginState, LoginStatus, RegisterAppRequest};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::Notify;
+
+/// Snyk hosts whose `instance` callback parameter is recognised.
+pub const SNYK_API_HOSTS: &[&str] = &[
+    "api.snyk.io",
+    "api.eu.snyk.io",
+    "api.au.snyk.io",
+    "api.us.snyk.io",
+    "api.snykgov.io",
+];
+
+/// What the cache holds for a pending login.
+#[derive(Serialize, Deserialize)]
+struct Pending {
+    org_id: String,
+    client_id: String,
+    verifier: Secret,
+    redirect_uri: String,
+}
+
+struct Tracked {
+    status: LoginStatus,
+    expires: SystemTime,
+    /// Given with `POST /v1/login` or created by register-app: kept in this
+    /// process only, until the login completes and it is stored.
+    client_secret: Option<Secret>,
+    notify: Arc<Notify>,
+}
+
+/// Logins this agent started.
+#[derive(Default)]
+pub struct Logins {
+    tracked: Mutex<HashMap<String, Tracked>>,
+}
+
+impl Logins {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tracked>> {
+        self.tracked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn finish(&self, state: &str, outcome: LoginState, error: Option<String>) {
+        let mut t = self.lock();
+        if let Some(tr) = t.get_mut(state) {
+            tr.status.state = outcome;
+            tr.status.error = error;
+            tr.client_secret = None;
+            tr.notify.notify_waiters();
+        }
+    }
+}
+
+/// What the callback page says.
+#[derive(Debug)]
+pub enum CallbackOutcome {
+    Success {
+        org_id: String,
+        client_id: String,
+    },
+    UnknownState,
+    Denied {
+        error: String,
+        description: Option<String>,
+    },
+    ExchangeFailed(String),
+    BadRequest(String),
+}
+
+fn clean(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+impl Broker {
+    /// `POST /v1/login`: creates a pending login and its authorize URL.
+    pub async fn start_login(
+        self: &Arc<Self>,
+        req: LoginRequest,
+    ) -> Result<LoginStarted, BrokerError> {
+        let key = CredKey::parse(&req.org_id, &req.client_id)
+            .map_err(|e| BrokerError::BadInput(e.to_string()))?;
+        let redirect_uri = match req.redirect_uri {
+            Some(u) => {
+                if !(u.starts_with("http://127.")
+                    || u.starts_with("http://localhost")
+                    || u.starts_with("http://[::1]"))
+                {
+                    return Err(BrokerError::BadInput(
+                        "redirect_uri must point at this agent's loopback callback listener".into(),
+                    ));
+                }
+                u
+            }
+            None => self.login.redirect_uri(),
+        };
+        if !self.login.callback_listening() {
+            return Err(BrokerError::NotDurable(
+                "the OAuth callback listener is not running (see server.callback_listen in the agent log): no browser login is possible".into(),
+            ));
+        }
+        if let Some(s) = &req.client_secret {
+            if s.is_empty() {
+                return Err(BrokerError::BadInput("client_secret is empty".into()));
+            }
+        }
+        let verifier = pkce::verifier();
+        let state = pkce::state();
+        let pending = Pending {
+            org_id: key.org.to_string(),
+            client_id: key.client.to_string(),
+            verifier,
+            redirect_uri: redirect_uri.clone(),
+        };
+        let json =
+            serde_json::to_string(&pending).map_err(|e| BrokerError::BadInput(e.to_string()))?;
+        let ttl = self.login.ttl;
+        self.cache
+            .put_pending(&state, &Secret::new(json), ttl)
+            .await?;
+        let expires = self.clock.now() + ttl;
+        {
+            let mut t = self.logins.lock();
+            let now = self.clock.now();
+            t.retain(|_, tr| tr.expires + Duration::from_secs(600) > now);
+            t.insert(
+                state.clone(),
+                Tracked {
+                    status: LoginStatus {
+                        state: LoginState::Pending,
+                        org_id: key.org.to_string(),
+                        client_id: key.client.to_string(),
+                        error: None,
+                    },
+                    expires,
+                    client_secret: req.client_secret,
+                    notify: Arc::new(Notify::new()),
+                },
+            );
+        }
+        let challenge = pkce::challenge(pending.verifier.expose());
+        let authorize_url = pkce::authorize_url(
+            &self.login.app_url,
+            key.client.as_str(),
+            &redirect_uri,
+            &req.scopes,
+            &state,
+            &challenge,
+        );
+        tracing::info!(org_id = %key.org, client_id = %key.client, "browser login started; waiting for the callback");
+        Ok(LoginStarted {
+            client_id: None,
+            authorize_url,
+            state,
+            expires_at: rfc3339(expires),
+        })
+    }
+
+    /// `GET /v1/login/{state}?wait=SECONDS`: the status, waiting up to `wait`
+    /// for it to leave `pending`.
+    pub async fn login_status(
+        &self,
+        state: &str,
+        wait: Duration,
+    ) -> Result<LoginStatus, BrokerError> {
+        let (status, notify, expires) = {
+            let t = self.logins.lock();
+            let tr = t.get(state).ok_or(BrokerError::UnknownLogin)?;
+            (tr.status.clone(), Arc::clone(&tr.notify), tr.expires)
+        };
+        if status.state != LoginState::Pending || wait.is_zero() {
+            return Ok(self.expire_if_due(state, status, expires));
+        }
+        let notified = notify.notified();
+        let _ = tokio::time::timeout(wait.min(Duration::from_secs(60)), notified).await;
+        let t = self.logins.lock();
+        let tr = t.get(state).ok_or(BrokerError::UnknownLogin)?;
+        let (status, expires) = (tr.status.clone(), tr.expires);
+        drop(t);
+        Ok(self.expire_if_due(state, status, expires))
+    }
+
+    fn expire_if_due(&self, state: &str, status: LoginStatus, expires: SystemTime) -> LoginStatus {
+        if status.state == LoginState::Pending && self.clock.now() >= expires {
+            let error =
+                "the login expired before the browser came back; start it again".to_string();
+            self.logins
+                .finish(state, LoginState::Failed, Some(error.clone()));
+            return LoginStatus {
+                state: LoginState::Failed,
+                error: Some(error),
+                ..status
+            };
+        }
+        status
+    }
+
+    /// The callback listener's request: finish the login the state names.
+    pub async fn callback(self: &Arc<Self>, params: &HashMap<String, String>) -> CallbackOutcome {
+        let Some(state) = params.get("state").filter(|s| pkce::is_valid_state(s)) else {
+            return CallbackOutcome::UnknownState;
+        };
+        // Claimed atomically: a replayed callback finds nothing.
+        let pending = match self.cache.take_pending(state).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return CallbackOutcome::UnknownState,
+            Err(e) => {
+                return CallbackOutcome::ExchangeFailed(format!(
+                    "the token cache is unavailable ({e}); start the login again"
+                ));
+            }
+        };
+        let Ok(pending) = serde_json::from_str::<Pending>(pending.expose()) else {
+            return CallbackOutcome::UnknownState;
+        };
+        let Ok(key) = CredKey::parse(&pending.org_id, &pending.client_id) else {
+            return CallbackOutcome::UnknownState;
+        };
+        if let Some(error) = params.get("error") {
+            let error = clean(error);
+            let description = params.get("error_description").map(|d| clean(d));
+            self.logins.finish(
+                state,
+                LoginState::Failed,
+                Some(format!(
+                    "Snyk returned {error}{}",
+                    description
+                        .as_deref()
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default()
+                )),
+            );
+            tracing::warn!(org_id = %key.org, client_id = %key.client, error = %error, "browser login refused at Snyk");
+            return CallbackOutcome::Denied { error, description };
+        }
+        if let Some(instance) = params.get("instance") {
+            if let Err(why) = self.check_instance(instance) {
+                self.logins
+                    .finish(state, LoginState::Failed, Some(why.clone()));
+                return CallbackOutcome::BadRequest(why);
+            }
+        }
+        let Some(code) = params
+            .get("code")
+            .filter(|c| !c.is_empty() && c.len() <= 2048)
+        else {
+            self.logins.finish(
+                state,
+                LoginState::Failed,
+                Some("the callback carried no code".into()),
+            );
+            return CallbackOutcome::BadRequest(
+                "the callback carried no authorization code".into(),
+            );
+        };
+        match self
+            .exchange_and_store(&key, state, &pending, &Secret::new(code.as_str()))
+            .await
+        {
+            Ok(()) => {
+                self.logins.finish(state, LoginState::Complete, None);
+                tracing::info!(org_id = %key.org, client_id = %key.client, "browser login complete; the credential is managed now");
+                CallbackOutcome::Success {
+                    org_id: key.org.to_string(),
+                    client_id: key.client.to_string(),
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                self.logins
+                    .finish(state, LoginState::Failed, Some(why.clone()));
+                tracing::warn!(org_id = %key.org, client_id = %key.client, error = %why, "the code exchange failed");
+                CallbackOutcome::ExchangeFailed(why)
+            }
+        }
+    }
+
+    /// The callback's `instance` is honoured only for a known Snyk host, and
+    /// only if it is the region this agent refreshes against.
+    fn check_instance(&self, instance: &str) -> Result<(), String> {
+        let host = instance
+            .trim_start_matches("https://")
+            .trim_end_matches('/');
+        let ours = self.login.api_host();
+        if host == ours {
+            return Ok(());
+        }
+        if SNYK_API_HOSTS.contains(&host) {
+            return Err(format!(
+                "the login happened on the Snyk region {host}, but this agent is configured for {ours}: set snyk.api_url = \"https://{host}\" and log in again"
+            ));
+        }
+        Err(format!(
+            "{} is not a Snyk host this agent trusts",
+            clean(host)
+        ))
+    }
+
+    async fn exchange_and_store(
+        self: &Arc<Self>,
+        key: &CredKey,
+        state: &str,
+        pending: &Pending,
+        code: &Secret,
+    ) -> Result<(), BrokerError> {
+        let given_secret = self
+            .logins
+            .lock()
+            .get(state)
+            .and_then(|t| t.client_secret.clone());
+        let stored = self.store.get(key).await?;
+        let client_secret = given_secret
+            .clone()
+            .or_else(|| stored.as_ref().and_then(|v| v.record.client_secret.clone()));
+        let grant = self
+            .snyk
+            .authorization_code(
+                key.client.as_str(),
+                client_secret.as_ref(),
+                code,
+                &pending.verifier,
+                &pending.redirect_uri,
+            )
+            .await
+            .map_err(BrokerError::Snyk)?;
+        let Some(refresh_token) = grant.refresh_token else {
+            return Err(BrokerError::BadInput(
+                "Snyk's answer to the code exchange carried no refresh token".into(),
+            ));
+        };
+        let now = self.clock.now();
+        let mut record = match &stored {
+            Some(v) if v.record.kind() == Kind::OauthApp => v.record.clone(),
+            _ => Record {
+                kind: Some(Kind::OauthApp),
+                ..Default::default()
+            },
+        };
+        record.kind = Some(Kind::OauthApp);
+        record.refresh_token = Some(refresh_token);
+        record.client_secret = client_secret;
+        record.updated_at = Some(rfc3339(now));
+        let token = CachedToken {
+            access_token: grant.access_token,
+            expires_at: now + grant.expires_in,
+            issued_at: Some(now),
+        };
+        let slot = self.slot_or_insert(key, Kind::OauthApp);
+        let mut flight = slot.flight.lock().await;
+        {
+            let mut st = slot.status();
+            st.deleted = false;
+            st.kind = Kind::OauthApp;
+            st.state = crate::wire::State::Ok;
+            st.failures = 0;
+            st.last_error = None;
+        }
+        // A new chain: what this agent knew of the old one no longer applies.
+        flight.dead_token = None;
+        flight.in_doubt = false;
+        flight.unlanded = None;
+        // The rotation rule's steps 4 and 5: durable first, then published.
+        self.persist(
+            &slot,
+            &mut flight,
+            record,
+            None,
+            Some(stored.map(|v| v.version).unwrap_or(0)),
+            &token,
+        )
+        .await?;
+        self.publish(&slot, token).await;
+        Ok(())
+    }
+
+    /// `POST /v1/register-app`: registers a Snyk App, stores its client secret
+    /// (never echoed back), and starts the browser login for it.
+    pub async fn register_app(
+        self: &Arc<Self>,
+        req: RegisterAppRequest,
+    ) -> Result<LoginStarted, BrokerError> {
+        crate::ids::check_id("org_id", &req.org_id)
+            .map_err(|e| BrokerError::BadInput(e.to_string()))?;
+        let name = req.name.trim();
+        if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+            return Err(BrokerError::BadInput(
+                "name must be 1-200 printable characters".into(),
+            ));
+        }
+        if req.scopes.is_empty()
+            || req
+                .scopes
+                .iter()
+                .any(|s| s.is_empty() || s.len() > 100 || !s.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(BrokerError::BadInput(
+                "scopes must be a non-empty list such as [\"org.read\"]".into(),
+            ));
+        }
+        if req.auth_token.is_empty() {
+            return Err(BrokerError::BadInput("auth_token is empty".into()));
+        }
+        let context = req.context.as_deref().unwrap_or("tenant");
+        if !matches!(context, "tenant" | "user") {
+            return Err(BrokerError::BadInput(
+                "context must be \"tenant\" or \"user\"".into(),
+            ));
+        }
+        let redirect_uris = if req.redirect_uris.is_empty() {
+            vec![self.login.redirect_uri()]
+        } else {
+            req.redirect_uris.clone()
+        };
+        self.store.ready().await?;
+        let (client_id, secret) = self
+            .rest
+            .create_app(
+                &req.org_id,
+                &req.auth_token,
+                name,
+                &req.scopes,
+                &redirect_uris,
+                context,
+            )
+            .await
+            .map_err(BrokerError::Rest)?;
+        let key = CredKey::parse(&req.org_id, &client_id).map_err(|e| {
+            BrokerError::BadInput(format!("Snyk returned an unusable client id: {e}"))
+        })?;
+        // The secret goes straight into the store (it is needed again for every refresh).
+        let record = Record {
+            kind: Some(Kind::OauthApp),
+            client_secret: Some(secret.clone()),
+            updated_at: Some(rfc3339(self.clock.now())),
+            ..Default::default()
+        };
+        self.store.put(&key, &record, Some(0)).await?;
+        let slot = self.slot_or_insert(&key, Kind::OauthApp);
+        slot.status().state = crate::wire::State::NeedsLogin;
+        tracing::info!(org_id = %key.org, client_id = %key.client, "Snyk App registered; its client secret is in the secret store");
+        let mut started = self
+            .start_login(LoginRequest {
+                org_id: req.org_id,
+                client_id: client_id.clone(),
+                client_secret: Some(secret),
+                redirect_uri: Some(redirect_uris[0].clone()),
+                scopes: req.scopes,
+            })
+            .await?;
+        started.client_id = Some(client_id);
+        Ok(started)
+    }
+}

@@ -1,0 +1,430 @@
+//! Browser login (issue 5): a real headless Chromium through the fake Snyk's
+//! authorize endpoint (303, like Snyk) to the agent's callback; the pages for
+//! every failure; app registration; regions.
+
+use crate::support::agent::{SNYKEY, assert_no_secrets, stderr, stdout, tcp_get};
+use crate::support::{Agent, Env, FakeSnyk};
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn chromium() -> String {
+    for c in ["chromium", "chromium-browser", "google-chrome"] {
+        if let Some(p) = std::env::var_os("PATH").and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(c))
+                .find(|f| f.exists())
+        }) {
+            return p.display().to_string();
+        }
+    }
+    panic!(
+        "Chromium is required by this test: install it with `apt-get install chromium` (.ci/run does)"
+    );
+}
+
+/// Runs headless Chromium on `url` with `mode` (`--dump-dom` or `--screenshot=...`).
+fn browse(url: &str, mode: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            "--disable-quic",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=900,700",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(mode)
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chromium failed: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// Starts `snykey ARGS` and returns it with the authorize URL it printed.
+fn cli_login(agent: &Agent, args: &[&str]) -> (std::process::Child, String, Vec<String>) {
+    let mut child = Command::new(SNYKEY)
+        .arg("--socket")
+        .arg(&agent.socket)
+        .args(args)
+        .env_remove("DISPLAY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut url = None;
+    let mut it = reader.lines();
+    while url.is_none() {
+        let line = it
+            .next()
+            .expect("the CLI ended before printing the URL")
+            .unwrap();
+        if let Some(u) = line.trim().strip_prefix("http://") {
+            url = Some(format!("http://{u}"));
+        }
+        lines.push(line);
+    }
+    // Keep draining stdout in the background (a detached thread) so the child never blocks.
+    std::thread::spawn(move || it.map_while(Result::ok).count());
+    (child, url.unwrap(), lines)
+}
+
+fn login_env(fake: &FakeSnyk) -> Env {
+    Env::new(&fake.url())
+}
+
+#[test]
+fn browser_login_end_to_end_in_headless_chromium() {
+    let fake = FakeSnyk::start();
+    fake.new_oauth_client("capp", Some("app-secret-1"));
+    let mut env = login_env(&fake);
+    let agent = env.start();
+    let secret_file = env.path().join("cs");
+    std::fs::write(&secret_file, "app-secret-1").unwrap();
+
+    let (mut child, url, _) = cli_login(
+        &agent,
+        &[
+            "login",
+            "--org-id",
+            "ologin",
+            "--client-id",
+            "capp",
+            "--client-secret-file",
+            secret_file.to_str().unwrap(),
+            "--no-browser",
+        ],
+    );
+    assert!(url.contains("code_challenge_method=S256"), "{url}");
+    // Chromium opens the authorize URL, follows Snyk's 303 to our callback, and renders it.
+    let dom = browse(&url, "--dump-dom");
+    assert!(
+        dom.contains("Login complete") && dom.contains("You can close this tab"),
+        "{dom}"
+    );
+    assert!(
+        !dom.contains("code_") && !dom.contains("app-secret-1"),
+        "no code or secret on the page"
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "snykey login failed: {}", {
+        let mut e = String::new();
+        use std::io::Read;
+        child.stderr.take().unwrap().read_to_string(&mut e).unwrap();
+        e
+    });
+    // The helper prints a valid token right away; the refresh token is stored.
+    let out = agent.helper(&["ologin", "capp"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    // The stored record holds the login's live refresh token and the secret.
+    let store: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&env.store).unwrap()).unwrap();
+    let rec = &store["credentials"]["ologin"]["capp"];
+    assert!(fake.refresh_token_alive(rec["refresh_token"].as_str().unwrap()));
+    assert_eq!(rec["client_secret"], "app-secret-1");
+    assert_eq!(rec["kind"], "oauth_app");
+
+    // A second login, screenshotted: the success page as the user sees it.
+    let (st, v) = agent.json(
+        "POST",
+        "/v1/login",
+        Some(r#"{"org_id":"ologin","client_id":"capp"}"#),
+    );
+    assert_eq!(st, 200, "{v}");
+    let shot = env.path().join("success.png");
+    browse(
+        v["authorize_url"].as_str().unwrap(),
+        &format!("--screenshot={}", shot.display()),
+    );
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 5_000,
+        "screenshot of {} bytes",
+        png.len()
+    );
+    if let Ok(dir) = std::env::var("SNYKEY_SCREENSHOT_DIR") {
+        let _ = std::fs::copy(&shot, std::path::Path::new(&dir).join("login-success.png"));
+    }
+    let (_, s) = agent.json(
+        "GET",
+        &format!("/v1/login/{}?wait=5", v["state"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(s["state"], "complete", "{s}");
+    assert_eq!(fake.replays(), 0);
+    assert_eq!(fake.lock().code_replays, 0);
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+fn start_login(agent: &Agent, client: &str) -> (String, String) {
+    let (st, v) = agent.json(
+        "POST",
+        "/v1/login",
+        Some(&format!(
+            r#"{{"org_id":"ocb","client_id":"{client}","client_secret":"sec-{client}"}}"#
+        )),
+    );
+    assert_eq!(st, 200, "{v}");
+    (
+        v["authorize_url"].as_str().unwrap().to_string(),
+        v["state"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Follows the authorize URL at the fake: returns the callback URL it redirects to.
+fn authorize(url: &str) -> String {
+    let (st, location, body) = tcp_get(url);
+    assert_eq!(st, 303, "{body}");
+    location.unwrap()
+}
+
+#[test]
+fn callback_failures_get_the_right_page_and_change_nothing() {
+    let fake = FakeSnyk::start();
+    for c in ["cok", "cden", "cexp"] {
+        fake.new_oauth_client(c, Some(&format!("sec-{c}")));
+    }
+    let mut env = login_env(&fake);
+    env.server_config = "login_timeout = \"1s\"\n".into();
+    let agent = env.start();
+
+    // Success, then the same callback URL again: single use.
+    let (url, _) = start_login(&agent, "cok");
+    let callback = authorize(&url);
+    let (st, _, body) = tcp_get(&callback);
+    assert_eq!(st, 200, "{body}");
+    let store_after = std::fs::read_to_string(&env.store).unwrap();
+    let (st, _, body) = tcp_get(&callback);
+    assert_eq!(st, 400);
+    assert!(
+        body.contains("not valid") && body.contains("snykey login"),
+        "{body}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&env.store).unwrap(),
+        store_after,
+        "a replay changes nothing"
+    );
+    assert_eq!(
+        fake.lock().authorization_code_grants,
+        1,
+        "the code was exchanged once"
+    );
+
+    // A wrong state.
+    let base = callback.split('?').next().unwrap();
+    let (st, _, body) = tcp_get(&format!(
+        "{base}?code=x&state=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    ));
+    assert_eq!(st, 400);
+    assert!(body.contains("not valid"));
+    let (st, _, _) = tcp_get(&format!("{base}?code=x&state=../../etc"));
+    assert_eq!(st, 400);
+
+    // Snyk says access_denied.
+    fake.lock().deny_authorize = true;
+    let (url, state) = start_login(&agent, "cden");
+    let (st, _, body) = tcp_get(&authorize(&url));
+    assert_eq!(st, 400);
+    assert!(body.contains("access_denied"), "{body}");
+    let (_, s) = agent.json("GET", &format!("/v1/login/{state}"), None);
+    assert_eq!(s["state"], "failed");
+    assert!(s["error"].as_str().unwrap().contains("access_denied"));
+    fake.lock().deny_authorize = false;
+
+    // An expired state (login_timeout is 1 s here).
+    let (url, state) = start_login(&agent, "cexp");
+    let callback = authorize(&url);
+    std::thread::sleep(Duration::from_millis(1600));
+    let (st, _, body) = tcp_get(&callback);
+    assert_eq!(st, 400, "{body}");
+    let (_, s) = agent.json("GET", &format!("/v1/login/{state}"), None);
+    assert_eq!(s["state"], "failed");
+    assert!(s["error"].as_str().unwrap().contains("expired"), "{s}");
+
+    // Nothing was stored for the failed logins.
+    let store = std::fs::read_to_string(&env.store).unwrap();
+    assert!(
+        !store.contains("cden") && !store.contains("cexp"),
+        "{store}"
+    );
+    // Pages carry the security headers.
+    let mut s = std::net::TcpStream::connect(
+        base.trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    use std::io::{Read, Write};
+    s.write_all(b"GET /authorization-code/callback?state=x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut head = String::new();
+    s.read_to_string(&mut head).unwrap();
+    let lower = head.to_ascii_lowercase();
+    for h in [
+        "cache-control: no-store",
+        "content-security-policy: default-src 'none'",
+        "referrer-policy: no-referrer",
+    ] {
+        assert!(lower.contains(h), "missing {h}");
+    }
+    assert_eq!(
+        agent
+            .json(
+                "GET",
+                "/v1/login/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                None
+            )
+            .0,
+        404
+    );
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+#[test]
+fn register_app_keeps_the_client_secret_in_the_store_only() {
+    let fake = FakeSnyk::start();
+    fake.lock()
+        .api_tokens
+        .push("snyk-api-token-for-apps".into());
+    let redis = crate::support::redis::RedisServer::start();
+    let mut env = login_env(&fake);
+    env.extra_config = format!("[cache]\nbackend = \"redis\"\nurl = {:?}\n", redis.url());
+    let agent = env.start();
+    let token_file = env.path().join("auth-token");
+    std::fs::write(&token_file, "snyk-api-token-for-apps\n").unwrap();
+
+    let (mut child, url, lines) = cli_login(
+        &agent,
+        &[
+            "register-app",
+            "--org-id",
+            "oreg",
+            "--name",
+            "CI scanner",
+            "--scopes",
+            "org.read,org.project.read",
+            "--auth-token-file",
+            token_file.to_str().unwrap(),
+            "--no-browser",
+        ],
+    );
+    let client_id = lines
+        .iter()
+        .find_map(|l| l.split("client id is ").nth(1))
+        .map(|r| r.split(' ').next().unwrap().to_string())
+        .expect("client id printed");
+    let (st, _, body) = tcp_get(&authorize(&url));
+    assert_eq!(st, 200, "{body}");
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+
+    let secret = fake
+        .lock()
+        .clients
+        .get(&client_id)
+        .cloned()
+        .flatten()
+        .expect("the app exists at Snyk");
+    assert!(
+        std::fs::read_to_string(&env.store)
+            .unwrap()
+            .contains(&secret),
+        "the client secret is in the store"
+    );
+    assert!(
+        !lines.join("\n").contains(&secret) && !err.contains(&secret),
+        "not in stdout/stderr"
+    );
+    for key in redis.keys("*") {
+        assert!(!key.contains(&secret));
+        if let Some(v) = redis.get(&key) {
+            assert!(
+                !v.contains(&secret),
+                "the client secret is in Redis under {key}"
+            );
+        }
+    }
+    let out = agent.helper(&["oreg", &client_id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    // A bad API token gets one clear sentence.
+    std::fs::write(&token_file, "wrong").unwrap();
+    let out = agent.cli(
+        &[
+            "register-app",
+            "--org-id",
+            "oreg",
+            "--name",
+            "x",
+            "--scopes",
+            "org.read",
+            "--auth-token-file",
+            token_file.to_str().unwrap(),
+            "--no-browser",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("token is missing or invalid"),
+        "{}",
+        stderr(&out)
+    );
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+    assert!(!log.contains("snyk-api-token-for-apps"));
+}
+
+#[test]
+fn a_login_from_another_region_is_refused_with_what_to_do() {
+    let fake = FakeSnyk::start();
+    fake.new_oauth_client("creg", Some("sec-creg"));
+    let mut env = login_env(&fake);
+    let agent = env.start();
+    let (st, v) = agent.json(
+        "POST",
+        "/v1/login",
+        Some(r#"{"org_id":"ocb","client_id":"creg","client_secret":"sec-creg"}"#),
+    );
+    assert_eq!(st, 200);
+    let callback = authorize(v["authorize_url"].as_str().unwrap());
+    let (st, _, body) = tcp_get(&format!("{callback}&instance=api.eu.snyk.io"));
+    assert_eq!(st, 400);
+    assert!(body.contains("snyk.api_url"), "{body}");
+    let (st, v) = agent.json(
+        "POST",
+        "/v1/login",
+        Some(r#"{"org_id":"ocb","client_id":"creg","client_secret":"sec-creg"}"#),
+    );
+    assert_eq!(st, 200);
+    let callback = authorize(v["authorize_url"].as_str().unwrap());
+    let (st, _, body) = tcp_get(&format!("{callback}&instance=evil.example.com"));
+    assert_eq!(st, 400);
+    assert!(body.contains("not a Snyk host"), "{body}");
+    agent.stop();
+}
