@@ -15,10 +15,8 @@
 //! 5. Cold start of `snykey serve` to ready with 10 000 credentials in the file store.
 //! 6. Helper binary size.
 
-#[allow(dead_code)]
 #[path = "../tests/it/support/fake_snyk.rs"]
 mod fake_snyk;
-#[allow(dead_code)]
 #[path = "../tests/it/support/redis.rs"]
 mod redis_server;
 

@@ -12,7 +12,7 @@ use std::fmt;
 use zeroize::Zeroize;
 
 /// A secret string: redacted in `Debug`, zeroized on drop.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(String);
 
 impl Secret {

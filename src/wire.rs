@@ -173,6 +173,45 @@ pub struct RegisterAppRequest {
     pub auth_token: Secret,
 }
 
+/// The service-account routes' request (`POST /v1/service-accounts/{list,create,delete,rotate-secret}`).
+#[derive(Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAccountRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    pub auth_token: Secret,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_ttl_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ServiceAccountResult {
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<crate::snyk::rest::ServiceAccount>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ServiceAccountList {
+    pub service_accounts: Vec<crate::snyk::rest::ServiceAccount>,
+}
+
 /// Every error answer: `{"error": "<human sentence>", "code": "<snake_case>"}`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ErrorBody {

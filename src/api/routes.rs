@@ -418,6 +418,29 @@ async fn route(
             }
             .await,
         ),
+        (&Method::POST, ["v1", "service-accounts", op]) => (
+            "service_accounts",
+            async {
+                let body: crate::wire::ServiceAccountRequest = read_json(req).await?;
+                match *op {
+                    "list" => Ok(json(
+                        StatusCode::OK,
+                        &crate::wire::ServiceAccountList {
+                            service_accounts: broker.sa_list(&body).await?,
+                        },
+                    )),
+                    "create" => Ok(json(StatusCode::OK, &broker.sa_create(body).await?)),
+                    "delete" => Ok(json(StatusCode::OK, &broker.sa_delete(body).await?)),
+                    "rotate-secret" => Ok(json(StatusCode::OK, &broker.sa_rotate(body).await?)),
+                    other => Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "no_such_route",
+                        format!("no service-account operation {other:?}"),
+                    )),
+                }
+            }
+            .await,
+        ),
         (&Method::POST, ["v1", "register-app"]) => (
             "register_app",
             async {
@@ -434,7 +457,8 @@ async fn route(
             | ["v1", "credentials", ..]
             | ["v1", "cache", ..]
             | ["v1", "login", ..]
-            | ["v1", "register-app"],
+            | ["v1", "register-app"]
+            | ["v1", "service-accounts", ..],
         ) => (
             "invalid",
             Err(ApiError::new(

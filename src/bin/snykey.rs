@@ -113,10 +113,83 @@ enum Command {
         #[arg(long)]
         no_browser: bool,
     },
+    /// Manage Snyk service accounts (org or group level).
+    #[command(subcommand)]
+    ServiceAccount(SaCommand),
     /// Print the effective configuration (secrets redacted), or say what is wrong with it.
     CheckConfig {
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Clone)]
+struct SaScope {
+    #[arg(
+        long,
+        conflicts_with = "group_id",
+        required_unless_present = "group_id"
+    )]
+    org_id: Option<String>,
+    #[arg(long)]
+    group_id: Option<String>,
+    /// A Snyk API token allowed to manage service accounts (a file, or - for stdin).
+    #[arg(long)]
+    auth_token_file: PathBuf,
+}
+
+#[derive(Args, Clone)]
+struct SaTarget {
+    #[arg(
+        long,
+        conflicts_with = "client_id",
+        required_unless_present = "client_id"
+    )]
+    service_account_id: Option<String>,
+    #[arg(long)]
+    client_id: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum SaCommand {
+    /// List the service accounts (a table; --json for JSON).
+    List {
+        #[command(flatten)]
+        scope: SaScope,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create one; an oauth_client_secret account is stored and managed at once.
+    Create {
+        #[command(flatten)]
+        scope: SaScope,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = ["oauth_client_secret", "oauth_private_key_jwt"])]
+        auth_type: String,
+        #[arg(long)]
+        role_id: String,
+        #[arg(long)]
+        jwks_url: Option<String>,
+        /// Access token lifetime (e.g. 1h).
+        #[arg(long)]
+        access_token_ttl: Option<String>,
+    },
+    /// Delete it at Snyk and here.
+    Delete {
+        #[command(flatten)]
+        scope: SaScope,
+        #[command(flatten)]
+        target: SaTarget,
+    },
+    /// Rotate its secret with no downtime (or --mode replace for a compromised one).
+    RotateSecret {
+        #[command(flatten)]
+        scope: SaScope,
+        #[command(flatten)]
+        target: SaTarget,
+        #[arg(long, value_parser = ["replace"])]
+        mode: Option<String>,
     },
 }
 
@@ -393,6 +466,7 @@ fn client_command(cli: Cli) -> i32 {
                 }
                 follow_login(&client, started, no_browser).await
             }
+            Command::ServiceAccount(sa) => service_account(&client, sa).await,
             Command::Serve { .. } | Command::CheckConfig { .. } => Ok(()),
         }
     });
@@ -403,6 +477,118 @@ fn client_command(cli: Cli) -> i32 {
             e.exit_code()
         }
     }
+}
+
+async fn service_account(client: &AgentClient, cmd: SaCommand) -> Result<(), ClientError> {
+    let base = |scope: &SaScope| -> Result<snykey::wire::ServiceAccountRequest, ClientError> {
+        let mut stdin_used = false;
+        let auth_token = read_secret(
+            "the Snyk auth token",
+            &scope.auth_token_file,
+            &mut stdin_used,
+        )
+        .map_err(usage)?;
+        Ok(snykey::wire::ServiceAccountRequest {
+            org_id: scope.org_id.clone(),
+            group_id: scope.group_id.clone(),
+            auth_token,
+            ..Default::default()
+        })
+    };
+    let (op, req, list_json) = match cmd {
+        SaCommand::List { scope, json } => ("list", base(&scope)?, Some(json)),
+        SaCommand::Create {
+            scope,
+            name,
+            auth_type,
+            role_id,
+            jwks_url,
+            access_token_ttl,
+        } => {
+            let ttl = access_token_ttl
+                .map(|t| {
+                    snykey::duration::parse_duration(&t)
+                        .map(|d| d.as_secs())
+                        .map_err(|e| usage(format!("--access-token-ttl: {e}")))
+                })
+                .transpose()?;
+            let req = snykey::wire::ServiceAccountRequest {
+                name: Some(name),
+                auth_type: Some(auth_type),
+                role_id: Some(role_id),
+                jwks_url,
+                access_token_ttl_seconds: ttl,
+                ..base(&scope)?
+            };
+            ("create", req, None)
+        }
+        SaCommand::Delete { scope, target } => (
+            "delete",
+            snykey::wire::ServiceAccountRequest {
+                service_account_id: target.service_account_id,
+                client_id: target.client_id,
+                ..base(&scope)?
+            },
+            None,
+        ),
+        SaCommand::RotateSecret {
+            scope,
+            target,
+            mode,
+        } => (
+            "rotate-secret",
+            snykey::wire::ServiceAccountRequest {
+                service_account_id: target.service_account_id,
+                client_id: target.client_id,
+                mode,
+                ..base(&scope)?
+            },
+            None,
+        ),
+    };
+    let body = serde_json::to_vec(&req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let path = format!("/v1/service-accounts/{op}");
+    if let Some(json) = list_json {
+        let list: snykey::wire::ServiceAccountList =
+            client.call(Method::POST, &path, Some(body)).await?;
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&list).unwrap_or_default()
+            );
+        } else if list.service_accounts.is_empty() {
+            println!("no service accounts");
+        } else {
+            let w = |f: &dyn Fn(&snykey::snyk::rest::ServiceAccount) -> usize, min: usize| {
+                list.service_accounts
+                    .iter()
+                    .map(f)
+                    .max()
+                    .unwrap_or(0)
+                    .max(min)
+            };
+            let (wi, wn, wa) = (
+                w(&|s| s.id.len(), 2),
+                w(&|s| s.name.len(), 4),
+                w(&|s| s.auth_type.len(), 9),
+            );
+            println!(
+                "{:<wi$}  {:<wn$}  {:<wa$}  CLIENT ID",
+                "ID", "NAME", "AUTH TYPE"
+            );
+            for s in &list.service_accounts {
+                println!(
+                    "{:<wi$}  {:<wn$}  {:<wa$}  {}",
+                    s.id, s.name, s.auth_type, s.client_id
+                );
+            }
+        }
+        return Ok(());
+    }
+    let r: snykey::wire::ServiceAccountResult =
+        client.call(Method::POST, &path, Some(body)).await?;
+    println!("{}", r.message);
+    Ok(())
 }
 
 /// Prints the authorize URL, opens the browser if it can, and waits with a

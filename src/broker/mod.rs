@@ -13,6 +13,7 @@ pub mod journal;
 pub mod login;
 pub mod rotation;
 pub mod scheduler;
+pub mod service_accounts;
 
 use crate::cache::{CacheError, CachedToken, TokenCache};
 use crate::clock::{Clock, rfc3339};
@@ -706,9 +707,17 @@ impl Broker {
                 ));
             }
             Kind::PrivateKeyJwt => {
-                return Err(BrokerError::BadInput(
-                    "private_key_jwt credentials are not supported by this agent version".into(),
-                ));
+                let (Some(pem), Some(kid)) = (&record.private_key_pem, &record.key_id) else {
+                    return Err(BrokerError::BadInput(
+                        "a private_key_jwt credential needs private_key_pem and key_id".into(),
+                    ));
+                };
+                if kid.is_empty() || kid.len() > 256 || !kid.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(BrokerError::BadInput(
+                        "key_id must be 1-256 printable characters".into(),
+                    ));
+                }
+                crate::snyk::jwt::validate_key(pem.expose()).map_err(BrokerError::BadInput)?;
             }
             _ => {}
         }

@@ -324,10 +324,30 @@ impl Broker {
                     .client_credentials(key.client.as_str(), secret)
                     .await
             }
-            _ => {
+            Kind::PrivateKeyJwt => {
+                let (Some(pem), Some(kid)) =
+                    (record.private_key_pem.as_ref(), record.key_id.as_deref())
+                else {
+                    return Err(BrokerError::NeedsLogin(needs_login_message(
+                        key,
+                        "no private key is stored",
+                    )));
+                };
+                let assertion = crate::snyk::jwt::assertion(
+                    key.client.as_str(),
+                    self.snyk.token_url(),
+                    pem,
+                    kid,
+                    self.clock.now(),
+                )
+                .map_err(BrokerError::BadInput)?;
+                self.snyk
+                    .client_assertion(key.client.as_str(), &assertion)
+                    .await
+            }
+            Kind::OauthApp => {
                 return Err(BrokerError::BadInput(format!(
-                    "credential {key} is of kind {} which this agent version cannot mint",
-                    record.kind().as_str()
+                    "credential {key} is an oauth_app"
                 )));
             }
         };

@@ -1,5 +1,6 @@
 //! Talking to Snyk: the OAuth token and revoke endpoints ([`oauth`]).
 
+pub mod jwt;
 pub mod oauth;
 pub mod pkce;
 pub mod rest;

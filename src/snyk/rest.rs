@@ -71,12 +71,25 @@ impl SnykRest {
         auth_token: &Secret,
         body: Option<&Value>,
     ) -> Result<Value, RestError> {
+        self.call_q(method, path, &[], auth_token, body).await
+    }
+
+    /// [`SnykRest::call`] with extra query parameters.
+    pub async fn call_q(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        auth_token: &Secret,
+        body: Option<&Value>,
+    ) -> Result<Value, RestError> {
         let url = format!("{}/rest{path}", self.api_url);
         for attempt in 0..2 {
             let mut req = self
                 .http
                 .request(method.clone(), &url)
                 .query(&[("version", self.version.as_str())])
+                .query(query)
                 .header(
                     reqwest::header::AUTHORIZATION,
                     format!("token {}", auth_token.expose()),
@@ -155,6 +168,166 @@ impl SnykRest {
             RestError::Protocol("no client_secret in the app creation answer".into())
         })?;
         Ok((client_id.to_string(), Secret::new(secret)))
+    }
+}
+
+/// Where a service account lives.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    Org(String),
+    Group(String),
+}
+
+impl Scope {
+    fn path(&self) -> String {
+        match self {
+            Scope::Org(id) => format!("/orgs/{id}/service_accounts"),
+            Scope::Group(id) => format!("/groups/{id}/service_accounts"),
+        }
+    }
+
+    /// The id the credential is kept under in snykey (its `org_id`).
+    pub fn id(&self) -> &str {
+        match self {
+            Scope::Org(id) | Scope::Group(id) => id,
+        }
+    }
+}
+
+/// A service account as Snyk lists it (no secrets).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ServiceAccount {
+    pub id: String,
+    pub name: String,
+    pub auth_type: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub role_id: Option<String>,
+}
+
+fn parse_sa(v: &Value) -> Option<ServiceAccount> {
+    let a = &v["attributes"];
+    Some(ServiceAccount {
+        id: v["id"].as_str()?.to_string(),
+        name: a["name"].as_str().unwrap_or_default().to_string(),
+        auth_type: a["auth_type"].as_str().unwrap_or_default().to_string(),
+        client_id: a["client_id"].as_str().unwrap_or_default().to_string(),
+        role_id: a["role_id"].as_str().map(str::to_string),
+    })
+}
+
+impl SnykRest {
+    /// `GET .../service_accounts`, following `links.next` (at most 50 pages).
+    pub async fn list_service_accounts(
+        &self,
+        scope: &Scope,
+        auth_token: &Secret,
+    ) -> Result<Vec<ServiceAccount>, RestError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..50 {
+            let mut q: Vec<(&str, &str)> = vec![("limit", "100")];
+            if let Some(a) = after.as_deref() {
+                q.push(("starting_after", a));
+            }
+            let v = self
+                .call_q(reqwest::Method::GET, &scope.path(), &q, auth_token, None)
+                .await?;
+            if let Some(items) = v["data"].as_array() {
+                out.extend(items.iter().filter_map(parse_sa));
+            }
+            let next = v["links"]["next"]
+                .as_str()
+                .and_then(|n| n.split("starting_after=").nth(1))
+                .map(|s| s.split('&').next().unwrap_or(s).to_string());
+            match next {
+                Some(n) if Some(&n) != after.as_ref() => after = Some(n),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// `POST .../service_accounts`: returns the account and, for
+    /// `oauth_client_secret`, its first secret.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_service_account(
+        &self,
+        scope: &Scope,
+        auth_token: &Secret,
+        name: &str,
+        auth_type: &str,
+        role_id: &str,
+        jwks_url: Option<&str>,
+        access_token_ttl_seconds: Option<u64>,
+    ) -> Result<(ServiceAccount, Option<Secret>), RestError> {
+        let mut attrs = json!({"name": name, "auth_type": auth_type, "role_id": role_id});
+        if let Some(j) = jwks_url {
+            attrs["jwks_url"] = json!(j);
+        }
+        if let Some(t) = access_token_ttl_seconds {
+            attrs["access_token_ttl_seconds"] = json!(t);
+        }
+        let body = json!({"data": {"type": "service_account", "attributes": attrs}});
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                &scope.path(),
+                auth_token,
+                Some(&body),
+            )
+            .await?;
+        let sa = parse_sa(&v["data"])
+            .ok_or_else(|| RestError::Protocol("no service account in the answer".into()))?;
+        let secret = v["data"]["attributes"]["client_secret"]
+            .as_str()
+            .map(Secret::new);
+        Ok((sa, secret))
+    }
+
+    /// `DELETE .../service_accounts/{id}`.
+    pub async fn delete_service_account(
+        &self,
+        scope: &Scope,
+        auth_token: &Secret,
+        id: &str,
+    ) -> Result<(), RestError> {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("{}/{id}", scope.path()),
+            auth_token,
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `POST .../service_accounts/{id}/secrets` with `mode` create, replace or
+    /// delete (`secret` names the one to delete). Returns the new secret, if any.
+    pub async fn manage_secret(
+        &self,
+        scope: &Scope,
+        auth_token: &Secret,
+        id: &str,
+        mode: &str,
+        secret: Option<&Secret>,
+    ) -> Result<Option<Secret>, RestError> {
+        let mut attrs = json!({"mode": mode});
+        if let Some(s) = secret {
+            attrs["secret"] = json!(s.expose());
+        }
+        let body = json!({"data": {"type": "service_account", "attributes": attrs}});
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                &format!("{}/{id}/secrets", scope.path()),
+                auth_token,
+                Some(&body),
+            )
+            .await?;
+        Ok(v["data"]["attributes"]["client_secret"]
+            .as_str()
+            .map(Secret::new))
     }
 }
 

@@ -11,4 +11,5 @@ mod host;
 mod login;
 mod refresh;
 mod rotation;
+mod service_accounts;
 mod store;

@@ -87,8 +87,29 @@ pub struct State {
     /// Snyk API tokens accepted by the REST API (`Authorization: token ...`).
     pub api_tokens: Vec<String>,
     pub authorization_code_grants: u64,
+    /// private_key_jwt: client id → (kid, public key PEM).
+    pub jwt_keys: HashMap<String, (String, String)>,
+    /// Every `jti` and `aud` of an accepted client assertion.
+    pub jtis: Vec<String>,
+    pub auds: Vec<String>,
+    /// Service accounts by id.
+    pub service_accounts: std::collections::BTreeMap<String, FakeServiceAccount>,
+    /// While set, deleting a service account secret fails with 500.
+    pub fail_secret_delete: bool,
+    pub base_url: String,
     pub code_replays: u64,
     pub apps_created: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeServiceAccount {
+    pub scope: String,
+    pub name: String,
+    pub auth_type: String,
+    pub client_id: String,
+    pub role_id: String,
+    /// The active secrets (at most two).
+    pub secrets: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -161,6 +182,7 @@ impl FakeSnyk {
             });
         });
         let addr = rx.recv().unwrap();
+        state.lock().unwrap().base_url = format!("http://{addr}");
         FakeSnyk { addr, state, stop }
     }
 
@@ -266,6 +288,223 @@ impl Drop for FakeSnyk {
 }
 
 type Resp = Response<Full<Bytes>>;
+
+/// RFC 7523 client assertion checks, as Snyk documents them: RS256 signed by
+/// the registered key (`kid`), `iss` = `sub` = client id, `aud` = the token
+/// URL, unexpired, and a `jti` never seen before.
+fn verify_assertion(
+    s: &mut State,
+    client_id: &str,
+    token_url: &str,
+    assertion_type: Option<&str>,
+    assertion: &str,
+) -> Result<(), String> {
+    if assertion_type != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") {
+        return Err("wrong client_assertion_type".into());
+    }
+    let (kid, public_pem) = s
+        .jwt_keys
+        .get(client_id)
+        .cloned()
+        .ok_or("no key registered")?;
+    let header = jsonwebtoken::decode_header(assertion).map_err(|e| format!("bad header: {e}"))?;
+    if header.alg != jsonwebtoken::Algorithm::RS256 || header.kid.as_deref() != Some(kid.as_str()) {
+        return Err("alg must be RS256 and kid must match".into());
+    }
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(public_pem.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.set_audience(&[token_url]);
+    v.set_issuer(&[client_id]);
+    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    v.sub = Some(client_id.to_string());
+    let data = jsonwebtoken::decode::<serde_json::Value>(assertion, &key, &v)
+        .map_err(|e| format!("invalid assertion: {e}"))?;
+    let c = data.claims;
+    let jti = c["jti"].as_str().ok_or("no jti")?.to_string();
+    let (iat, exp) = (
+        c["iat"].as_u64().ok_or("no iat")?,
+        c["exp"].as_u64().ok_or("no exp")?,
+    );
+    if exp <= iat || exp - iat > 600 {
+        return Err("exp must be shortly after iat".into());
+    }
+    if s.jtis.contains(&jti) {
+        return Err("jti reused".into());
+    }
+    s.jtis.push(jti);
+    s.auds
+        .push(c["aud"].as_str().unwrap_or_default().to_string());
+    Ok(())
+}
+
+/// `/rest/{orgs|groups}/{id}/service_accounts[/{sa}[/secrets]]` (JSON:API).
+fn service_accounts(
+    st: &Arc<Mutex<State>>,
+    method: &str,
+    path: &str,
+    query: &str,
+    auth: Option<&str>,
+    ctype: &str,
+    body: &[u8],
+) -> Resp {
+    let mut s = st.lock().unwrap();
+    let err = |status: u16, detail: &str| {
+        json(
+            status,
+            serde_json::json!({"jsonapi": {"version": "1.0"}, "errors": [{"status": status.to_string(), "detail": detail}]}),
+        )
+    };
+    if !query.split('&').any(|p| p.starts_with("version=")) {
+        return err(400, "the version query parameter is required");
+    }
+    if !auth
+        .and_then(|a| a.strip_prefix("token "))
+        .is_some_and(|t| s.api_tokens.iter().any(|k| k == t))
+    {
+        return err(401, "the Snyk API token is missing or invalid");
+    }
+    if method == "POST" && !ctype.starts_with("application/vnd.api+json") {
+        return err(415, "content type must be application/vnd.api+json");
+    }
+    let parts: Vec<&str> = path.trim_start_matches("/rest/").split('/').collect();
+    let scope = format!("{}/{}", parts[0], parts.get(1).unwrap_or(&""));
+    let sa_json = |id: &str, sa: &FakeServiceAccount| serde_json::json!({"type": "service_account", "id": id, "attributes": {"name": sa.name, "auth_type": sa.auth_type, "client_id": sa.client_id, "role_id": sa.role_id}});
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let attrs = &v["data"]["attributes"];
+    match (method, parts.as_slice()) {
+        ("GET", [_, _, "service_accounts"]) => {
+            let data: Vec<_> = s
+                .service_accounts
+                .iter()
+                .filter(|(_, sa)| sa.scope == scope)
+                .map(|(id, sa)| sa_json(id, sa))
+                .collect();
+            json(
+                200,
+                serde_json::json!({"jsonapi": {"version": "1.0"}, "data": data, "links": {}}),
+            )
+        }
+        ("POST", [_, _, "service_accounts"]) => {
+            let (Some(name), Some(auth_type), Some(role_id)) = (
+                attrs["name"].as_str(),
+                attrs["auth_type"].as_str(),
+                attrs["role_id"].as_str(),
+            ) else {
+                return err(400, "name, auth_type and role_id are required");
+            };
+            let id = format!(
+                "sa-{}",
+                random_token("")
+                    .to_lowercase()
+                    .chars()
+                    .take(10)
+                    .collect::<String>()
+            );
+            let client_id = format!(
+                "{}-sa",
+                random_token("")
+                    .to_lowercase()
+                    .chars()
+                    .take(12)
+                    .collect::<String>()
+            );
+            let mut secrets = Vec::new();
+            let mut out = sa_json(
+                &id,
+                &FakeServiceAccount {
+                    scope: scope.clone(),
+                    name: name.into(),
+                    auth_type: auth_type.into(),
+                    client_id: client_id.clone(),
+                    role_id: role_id.into(),
+                    secrets: vec![],
+                },
+            );
+            if auth_type == "oauth_client_secret" {
+                let secret = random_token("sa_secret_");
+                s.secrets.push(secret.clone());
+                out["attributes"]["client_secret"] = serde_json::json!(secret);
+                secrets.push(secret);
+            }
+            s.clients.insert(client_id.clone(), None);
+            s.service_accounts.insert(
+                id,
+                FakeServiceAccount {
+                    scope,
+                    name: name.into(),
+                    auth_type: auth_type.into(),
+                    client_id,
+                    role_id: role_id.into(),
+                    secrets,
+                },
+            );
+            json(
+                201,
+                serde_json::json!({"jsonapi": {"version": "1.0"}, "data": out}),
+            )
+        }
+        ("DELETE", [_, _, "service_accounts", id]) => match s.service_accounts.remove(*id) {
+            Some(sa) => {
+                s.clients.remove(&sa.client_id);
+                json(204, serde_json::Value::Null)
+            }
+            None => err(404, "service account not found"),
+        },
+        ("POST", [_, _, "service_accounts", id, "secrets"]) => {
+            let mode = attrs["mode"].as_str().unwrap_or("");
+            let fail_delete = s.fail_secret_delete;
+            let new_secret = random_token("sa_secret_");
+            let Some(sa) = s.service_accounts.get_mut(*id) else {
+                return err(404, "service account not found");
+            };
+            let out = match mode {
+                "create" if sa.secrets.len() >= 2 => {
+                    return err(409, "a service account can have at most two active secrets");
+                }
+                "create" => {
+                    sa.secrets.push(new_secret.clone());
+                    Some(new_secret)
+                }
+                "replace" => {
+                    sa.secrets = vec![new_secret.clone()];
+                    Some(new_secret)
+                }
+                "delete" => {
+                    if fail_delete {
+                        return err(500, "internal error");
+                    }
+                    let target = attrs["secret"].as_str().unwrap_or("");
+                    if !sa.secrets.iter().any(|x| x == target) {
+                        return err(404, "no such secret");
+                    }
+                    if sa.secrets.len() == 1 {
+                        return err(
+                            409,
+                            "the last secret of a service account cannot be deleted",
+                        );
+                    }
+                    sa.secrets.retain(|x| x != target);
+                    None
+                }
+                _ => return err(400, "mode must be create, replace or delete"),
+            };
+            let out_json = sa_json(id, sa);
+            if let Some(sec) = &out {
+                s.secrets.push(sec.clone());
+            }
+            let mut data = out_json;
+            if let Some(sec) = out {
+                data["attributes"]["client_secret"] = serde_json::json!(sec);
+            }
+            json(
+                200,
+                serde_json::json!({"jsonapi": {"version": "1.0"}, "data": data}),
+            )
+        }
+        _ => err(404, "not found"),
+    }
+}
 
 /// `GET /oauth2/authorize`: checks the request like Snyk does, "consents"
 /// at once, and redirects back with 303 and a single-use code.
@@ -460,6 +699,9 @@ async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, D
             Ok(json(200, serde_json::json!({})))
         }
         ("GET", "/oauth2/authorize") => Ok(authorize(&st, &query)),
+        (m, p) if p.starts_with("/rest/") && p.contains("/service_accounts") => Ok(
+            service_accounts(&st, m, p, &query, auth.as_deref(), &ctype, &body),
+        ),
         ("POST", p) if p.starts_with("/rest/orgs/") && p.ends_with("/apps/creations") => {
             Ok(create_app(&st, &query, auth.as_deref(), &ctype, &body))
         }
@@ -606,9 +848,34 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
             ))
         }
         "client_credentials" => {
-            let ok = match (&expected_secret, form.get("client_secret")) {
-                (Some(expected), Some(given)) => expected == given,
-                _ => false,
+            let ok = if let Some(assertion) = form.get("client_assertion") {
+                let token_url = format!("{}/oauth2/token", s.base_url);
+                match verify_assertion(
+                    &mut s,
+                    &client_id,
+                    &token_url,
+                    form.get("client_assertion_type").map(String::as_str),
+                    assertion,
+                ) {
+                    Ok(()) => true,
+                    Err(why) => {
+                        return Ok(oauth_error(
+                            401,
+                            "invalid_client",
+                            &format!("authentication failed: {why}"),
+                        ));
+                    }
+                }
+            } else {
+                match form.get("client_secret") {
+                    Some(given) => {
+                        expected_secret.as_ref() == Some(given)
+                            || s.service_accounts
+                                .values()
+                                .any(|sa| sa.client_id == client_id && sa.secrets.contains(given))
+                    }
+                    None => false,
+                }
             };
             if !ok {
                 s.bad_client_auth += 1;

@@ -1,0 +1,333 @@
+//! Snyk service accounts: list, create (and manage at once), delete, and
+//! secret rotation with no downtime.
+//!
+//! These run in the agent because rotation needs the stored secret (Snyk's
+//! `mode=delete` names the secret to remove) and only the agent holds it; the
+//! Snyk auth token arrives in the request body and is never stored.
+
+use super::{Broker, BrokerError};
+use crate::cache::CachedToken;
+use crate::clock::rfc3339;
+use crate::ids::CredKey;
+use crate::secret::Secret;
+use crate::snyk::rest::{Scope, ServiceAccount};
+use crate::store::Record;
+use crate::wire::{Kind, PutCredential, ServiceAccountRequest, ServiceAccountResult};
+use std::sync::Arc;
+
+impl ServiceAccountRequest {
+    fn scope(&self) -> Result<Scope, BrokerError> {
+        let bad = |m: &str| Err(BrokerError::BadInput(m.into()));
+        match (&self.org_id, &self.group_id) {
+            (Some(o), None) => {
+                crate::ids::check_id("org_id", o)
+                    .map_err(|e| BrokerError::BadInput(e.to_string()))?;
+                Ok(Scope::Org(o.clone()))
+            }
+            (None, Some(g)) => {
+                crate::ids::check_id("group_id", g)
+                    .map_err(|e| BrokerError::BadInput(e.to_string()))?;
+                Ok(Scope::Group(g.clone()))
+            }
+            _ => bad("give exactly one of org_id or group_id"),
+        }
+    }
+
+    fn token(&self) -> Result<&Secret, BrokerError> {
+        if self.auth_token.is_empty() {
+            return Err(BrokerError::BadInput("auth_token is empty".into()));
+        }
+        Ok(&self.auth_token)
+    }
+}
+
+impl Broker {
+    /// Lists the service accounts of an org or group.
+    pub async fn sa_list(
+        &self,
+        req: &ServiceAccountRequest,
+    ) -> Result<Vec<ServiceAccount>, BrokerError> {
+        let scope = req.scope()?;
+        self.rest
+            .list_service_accounts(&scope, req.token()?)
+            .await
+            .map_err(BrokerError::Rest)
+    }
+
+    /// Finds the account named by `service_account_id` or `client_id`.
+    async fn sa_find(
+        &self,
+        scope: &Scope,
+        req: &ServiceAccountRequest,
+    ) -> Result<ServiceAccount, BrokerError> {
+        let all = self
+            .rest
+            .list_service_accounts(scope, req.token()?)
+            .await
+            .map_err(BrokerError::Rest)?;
+        let found = match (&req.service_account_id, &req.client_id) {
+            (Some(id), _) => all.into_iter().find(|s| &s.id == id),
+            (None, Some(c)) => all.into_iter().find(|s| &s.client_id == c),
+            (None, None) => {
+                return Err(BrokerError::BadInput(
+                    "give service_account_id or client_id".into(),
+                ));
+            }
+        };
+        found.ok_or_else(|| {
+            BrokerError::BadInput(format!("no such service account in {}", scope.id()))
+        })
+    }
+
+    /// Creates a service account at Snyk; an `oauth_client_secret` account is
+    /// stored and managed at once (its secret is never returned).
+    pub async fn sa_create(
+        self: &Arc<Self>,
+        req: ServiceAccountRequest,
+    ) -> Result<ServiceAccountResult, BrokerError> {
+        let scope = req.scope()?;
+        let name = req
+            .name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| BrokerError::BadInput("name is required".into()))?;
+        let role_id = req
+            .role_id
+            .as_deref()
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| BrokerError::BadInput("role_id is required".into()))?;
+        let auth_type = req.auth_type.as_deref().unwrap_or("oauth_client_secret");
+        match auth_type {
+            "oauth_client_secret" => {}
+            "oauth_private_key_jwt"
+                if req
+                    .jwks_url
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("https://") || u.starts_with("http://127.")) => {
+            }
+            "oauth_private_key_jwt" => {
+                return Err(BrokerError::BadInput(
+                    "oauth_private_key_jwt needs an https jwks_url".into(),
+                ));
+            }
+            other => {
+                return Err(BrokerError::BadInput(format!(
+                    "auth_type {other:?} is not oauth_client_secret or oauth_private_key_jwt"
+                )));
+            }
+        }
+        if auth_type == "oauth_client_secret" {
+            self.store.ready().await?;
+        }
+        let (sa, secret) = self
+            .rest
+            .create_service_account(
+                &scope,
+                req.token()?,
+                name,
+                auth_type,
+                role_id,
+                req.jwks_url.as_deref(),
+                req.access_token_ttl_seconds,
+            )
+            .await
+            .map_err(BrokerError::Rest)?;
+        let Some(secret) = secret else {
+            return Ok(ServiceAccountResult {
+                message: format!(
+                    "created service account {} (client id {}); store its private key with `snykey put --kind private_key_jwt --org-id {} --client-id {} --private-key-file KEY --key-id KID`",
+                    sa.id,
+                    sa.client_id,
+                    scope.id(),
+                    sa.client_id
+                ),
+                service_account: Some(sa),
+            });
+        };
+        let put = PutCredential {
+            org_id: scope.id().to_string(),
+            client_id: sa.client_id.clone(),
+            kind: Some(Kind::ClientSecret),
+            client_secret: Some(secret),
+            refresh_token: None,
+            private_key_pem: None,
+            key_id: None,
+        };
+        match self.put(put).await {
+            Ok(_) => Ok(ServiceAccountResult {
+                message: format!(
+                    "created service account {} (client id {}); snykey manages it as {}/{}",
+                    sa.id,
+                    sa.client_id,
+                    scope.id(),
+                    sa.client_id
+                ),
+                service_account: Some(sa),
+            }),
+            Err(e) => Err(BrokerError::BadInput(format!(
+                "service account {} (client id {}) was created at Snyk but could not be stored or used: {e}. Remove it with `snykey service-account delete --service-account-id {}`",
+                sa.id, sa.client_id, sa.id
+            ))),
+        }
+    }
+
+    /// Deletes a service account at Snyk and its credential here.
+    pub async fn sa_delete(
+        self: &Arc<Self>,
+        req: ServiceAccountRequest,
+    ) -> Result<ServiceAccountResult, BrokerError> {
+        let scope = req.scope()?;
+        let sa = self.sa_find(&scope, &req).await?;
+        self.rest
+            .delete_service_account(&scope, req.token()?, &sa.id)
+            .await
+            .map_err(BrokerError::Rest)?;
+        let mut message = format!("deleted service account {} at Snyk", sa.id);
+        if let Ok(key) = CredKey::parse(scope.id(), &sa.client_id) {
+            match self.delete(&key, false).await {
+                Ok(_) => message.push_str(" and its credential here"),
+                Err(BrokerError::NotFound(_)) => {}
+                Err(e) => message.push_str(&format!(
+                    "; removing its credential here failed: {e} (run `snykey delete {} {}`)",
+                    key.org, key.client
+                )),
+            }
+        }
+        Ok(ServiceAccountResult {
+            message,
+            service_account: Some(sa),
+        })
+    }
+
+    /// Rotates a client-secret service account's secret.
+    ///
+    /// Default (no downtime): create a second secret at Snyk, prove it mints a
+    /// token, switch the stored secret to it (callers keep being served the
+    /// whole time), then delete the old one at Snyk. `mode = "replace"` (a
+    /// compromised secret): replace every secret at once and store the new one.
+    /// If a step fails, a working secret stays stored and the error says what
+    /// is left to clean up.
+    pub async fn sa_rotate(
+        self: &Arc<Self>,
+        req: ServiceAccountRequest,
+    ) -> Result<ServiceAccountResult, BrokerError> {
+        let scope = req.scope()?;
+        let token = req.token()?.clone();
+        let sa = self.sa_find(&scope, &req).await?;
+        let key = CredKey::parse(scope.id(), &sa.client_id)
+            .map_err(|e| BrokerError::BadInput(e.to_string()))?;
+        let stored = self.store.get(&key).await?.ok_or_else(|| {
+            BrokerError::BadInput(format!("credential {key} is not managed here: store it first with `snykey put --kind client_secret`"))
+        })?;
+        if stored.record.kind() != Kind::ClientSecret {
+            return Err(BrokerError::BadInput(format!(
+                "credential {key} is not a client_secret service account"
+            )));
+        }
+        let old = stored.record.client_secret.clone().ok_or_else(|| {
+            BrokerError::BadInput(format!("credential {key} has no stored secret"))
+        })?;
+        let replace = match req.mode.as_deref() {
+            None | Some("create") => false,
+            Some("replace") => true,
+            Some(other) => {
+                return Err(BrokerError::BadInput(format!(
+                    "mode {other:?} is not replace"
+                )));
+            }
+        };
+        self.store.ready().await?;
+
+        // 1. A second (or, replacing, the only) secret at Snyk.
+        let new = self
+            .rest
+            .manage_secret(
+                &scope,
+                &token,
+                &sa.id,
+                if replace { "replace" } else { "create" },
+                None,
+            )
+            .await
+            .map_err(BrokerError::Rest)?
+            .ok_or_else(|| {
+                BrokerError::Rest(crate::snyk::rest::RestError::Protocol(
+                    "Snyk returned no new secret".into(),
+                ))
+            })?;
+        tracing::info!(org_id = %key.org, client_id = %key.client, replace, "created a new service account secret at Snyk");
+
+        // 2. Prove it mints a token, 3. store it and switch to it.
+        let left_over = |what: &str| {
+            if replace {
+                format!(
+                    "{what}; the old secret was already replaced at Snyk, so run `snykey service-account rotate-secret --mode replace` again"
+                )
+            } else {
+                format!(
+                    "{what}; the stored secret still works. A second secret now exists at Snyk: run rotate-secret again, or remove the extra one with `--mode replace`"
+                )
+            }
+        };
+        let grant = self
+            .snyk
+            .client_credentials(key.client.as_str(), &new)
+            .await
+            .map_err(|e| {
+                BrokerError::BadInput(left_over(&format!(
+                    "the new secret did not mint a token ({e})"
+                )))
+            })?;
+        let now = self.clock.now();
+        let slot = self.slot_or_insert(&key, Kind::ClientSecret);
+        {
+            let _flight = slot.flight.lock().await;
+            let current = self.store.get(&key).await?;
+            let mut record: Record = current
+                .as_ref()
+                .map(|v| v.record.clone())
+                .unwrap_or_else(|| stored.record.clone());
+            record.client_secret = Some(new.clone());
+            record.updated_at = Some(rfc3339(now));
+            self.store
+                .put(&key, &record, Some(current.map(|v| v.version).unwrap_or(0)))
+                .await
+                .map_err(|e| {
+                    BrokerError::BadInput(left_over(&format!(
+                        "storing the new secret failed ({e})"
+                    )))
+                })?;
+        }
+        self.publish(
+            &slot,
+            CachedToken {
+                access_token: grant.access_token,
+                expires_at: now + grant.expires_in,
+                issued_at: Some(now),
+            },
+        )
+        .await;
+        tracing::info!(org_id = %key.org, client_id = %key.client, "switched to the new service account secret");
+
+        // 4. Delete the old one at Snyk.
+        if !replace {
+            if let Err(e) = self
+                .rest
+                .manage_secret(&scope, &token, &sa.id, "delete", Some(&old))
+                .await
+            {
+                return Err(BrokerError::BadInput(format!(
+                    "the new secret is stored and in use, but deleting the old one at Snyk failed ({e}): two secrets are active; run `snykey service-account rotate-secret --mode replace` or delete it in Snyk"
+                )));
+            }
+        }
+        Ok(ServiceAccountResult {
+            message: format!(
+                "rotated the secret of service account {} ({}); the new one is stored and the old one is gone",
+                sa.id, key
+            ),
+            service_account: Some(sa),
+        })
+    }
+}

@@ -1,0 +1,532 @@
+//! Service accounts (issue 6): client-secret and private-key-JWT credentials,
+//! managing accounts at Snyk, and zero-downtime secret rotation.
+
+use crate::support::agent::{assert_no_secrets, stderr, stdout};
+use crate::support::{Env, FakeSnyk};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// An RSA key pair from the real openssl: (private PEM file, public PEM).
+fn rsa_key(dir: &Path, bits: u32) -> (std::path::PathBuf, String) {
+    let key = dir.join(format!("key-{bits}.pem"));
+    let st = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            &format!("rsa_keygen_bits:{bits}"),
+            "-out",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "openssl is required by this test ({e}): install it with `apt-get install openssl`"
+            )
+        });
+    assert!(st.status.success(), "{}", stderr(&st));
+    let out = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    (key, stdout(&out))
+}
+
+#[test]
+fn both_service_account_kinds_print_valid_tokens_and_jwts_are_fresh() {
+    let fake = FakeSnyk::start();
+    fake.new_service_account("sa-secret-client", "sa-secret-value-1");
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+
+    // client_secret, the secret on stdin.
+    let out = agent.cli(
+        &[
+            "put",
+            "--org-id",
+            "osa",
+            "--client-id",
+            "sa-secret-client",
+            "--kind",
+            "client_secret",
+            "--client-secret-file",
+            "-",
+        ],
+        Some("sa-secret-value-1\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = agent.helper(&["osa", "sa-secret-client"]);
+    assert!(
+        out.status.success() && fake.access_token_valid(stdout(&out).trim()),
+        "{}",
+        stderr(&out)
+    );
+
+    // private_key_jwt: a 2048-bit key is accepted, a 1024-bit one is refused at put.
+    let (key, public) = rsa_key(env.path(), 2048);
+    fake.lock().clients.insert("sa-jwt-client".into(), None);
+    fake.lock()
+        .jwt_keys
+        .insert("sa-jwt-client".into(), ("kid-1".into(), public));
+    let (weak, _) = rsa_key(env.path(), 1024);
+    let out = agent.cli(
+        &[
+            "put",
+            "--org-id",
+            "osa",
+            "--client-id",
+            "sa-jwt-client",
+            "--kind",
+            "private_key_jwt",
+            "--private-key-file",
+            weak.to_str().unwrap(),
+            "--key-id",
+            "kid-1",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("at least 2048"), "{}", stderr(&out));
+    let out = agent.cli(
+        &[
+            "put",
+            "--org-id",
+            "osa",
+            "--client-id",
+            "sa-jwt-client",
+            "--kind",
+            "private_key_jwt",
+            "--private-key-file",
+            key.to_str().unwrap(),
+            "--key-id",
+            "kid-1",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = agent.helper(&["osa", "sa-jwt-client"]);
+    assert!(
+        out.status.success() && fake.access_token_valid(stdout(&out).trim()),
+        "{}",
+        stderr(&out)
+    );
+
+    // 20 more grants: 20 more distinct jti, all with the token URL as audience.
+    for _ in 0..20 {
+        agent.http("DELETE", "/v1/cache/osa/sa-jwt-client", None);
+        assert!(agent.helper(&["osa", "sa-jwt-client"]).status.success());
+    }
+    let s = fake.lock();
+    // put mints one (the first helper call is served from it), then 20 cold grants.
+    assert_eq!(s.jtis.len(), 21, "put + 20");
+    let unique: std::collections::HashSet<_> = s.jtis.iter().collect();
+    assert_eq!(
+        unique.len(),
+        s.jtis.len(),
+        "every assertion has its own jti"
+    );
+    assert!(
+        s.auds
+            .iter()
+            .all(|a| *a == format!("{}/oauth2/token", fake.url())),
+        "{:?}",
+        s.auds
+    );
+    drop(s);
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+    let body_line = key_text.lines().nth(1).unwrap();
+    assert!(
+        !log.contains(body_line),
+        "the private key must not be logged"
+    );
+}
+
+fn auth_token_file(env: &Env, fake: &FakeSnyk) -> String {
+    fake.lock().api_tokens.push("sa-admin-token".into());
+    let f = env.path().join("auth-token");
+    std::fs::write(&f, "sa-admin-token").unwrap();
+    f.display().to_string()
+}
+
+#[test]
+fn service_account_create_list_and_delete_with_the_helper_working_at_once() {
+    let fake = FakeSnyk::start();
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    let tf = auth_token_file(&env, &fake);
+    let out = agent.cli(
+        &[
+            "service-account",
+            "create",
+            "--org-id",
+            "osac",
+            "--name",
+            "ci",
+            "--auth-type",
+            "oauth_client_secret",
+            "--role-id",
+            "role-1",
+            "--auth-token-file",
+            &tf,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (id, sa) = fake
+        .lock()
+        .service_accounts
+        .iter()
+        .next()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
+    assert!(
+        !stdout(&out).contains(&sa.secrets[0]) && !stderr(&out).contains(&sa.secrets[0]),
+        "the secret is never printed"
+    );
+    // The helper works with no other step.
+    let out = agent.helper(&["osac", &sa.client_id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    // list: a table and JSON.
+    let out = agent.cli(
+        &[
+            "service-account",
+            "list",
+            "--org-id",
+            "osac",
+            "--auth-token-file",
+            &tf,
+        ],
+        None,
+    );
+    assert!(
+        stdout(&out).contains(&id) && stdout(&out).contains("AUTH TYPE"),
+        "{}",
+        stdout(&out)
+    );
+    let out = agent.cli(
+        &[
+            "service-account",
+            "list",
+            "--org-id",
+            "osac",
+            "--auth-token-file",
+            &tf,
+            "--json",
+        ],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["service_accounts"][0]["client_id"], sa.client_id.as_str());
+    // A group-level listing is separate.
+    let out = agent.cli(
+        &[
+            "service-account",
+            "list",
+            "--group-id",
+            "g1",
+            "--auth-token-file",
+            &tf,
+        ],
+        None,
+    );
+    assert!(stdout(&out).contains("no service accounts"));
+    // A REST error is one clear sentence.
+    std::fs::write(&tf, "wrong-token").unwrap();
+    let out = agent.cli(
+        &[
+            "service-account",
+            "list",
+            "--org-id",
+            "osac",
+            "--auth-token-file",
+            &tf,
+        ],
+        None,
+    );
+    assert!(
+        !out.status.success() && stderr(&out).contains("token is missing or invalid"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&tf, "sa-admin-token").unwrap();
+    // delete: at Snyk and here.
+    let out = agent.cli(
+        &[
+            "service-account",
+            "delete",
+            "--org-id",
+            "osac",
+            "--client-id",
+            &sa.client_id,
+            "--auth-token-file",
+            &tf,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.lock().service_accounts.is_empty());
+    assert_eq!(
+        agent.helper(&["osac", &sa.client_id]).status.code(),
+        Some(66)
+    );
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+    assert!(!log.contains("sa-admin-token"));
+}
+
+#[test]
+fn rotate_secret_has_no_downtime_and_leaves_exactly_the_stored_secret() {
+    let fake = FakeSnyk::start();
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    let tf = auth_token_file(&env, &fake);
+    let out = agent.cli(
+        &[
+            "service-account",
+            "create",
+            "--org-id",
+            "orot",
+            "--name",
+            "ci",
+            "--auth-type",
+            "oauth_client_secret",
+            "--role-id",
+            "r",
+            "--auth-token-file",
+            &tf,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let client = fake
+        .lock()
+        .service_accounts
+        .values()
+        .next()
+        .unwrap()
+        .client_id
+        .clone();
+
+    // Helper calls in a loop during the rotation, each on a cold cache so
+    // every one needs a grant with the stored secret.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let looper = {
+        let (stop, ok, failed, socket, client) = (
+            Arc::clone(&stop),
+            Arc::clone(&ok),
+            Arc::clone(&failed),
+            agent.socket.clone(),
+            client.clone(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                crate::support::agent::http_on(
+                    &socket,
+                    "DELETE",
+                    &format!("/v1/cache/orot/{client}"),
+                    None,
+                );
+                let out = Command::new(crate::support::agent::HELPER)
+                    .arg("--socket")
+                    .arg(&socket)
+                    .args(["orot", &client])
+                    .output()
+                    .unwrap();
+                if out.status.success() { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = agent.cli(
+        &[
+            "service-account",
+            "rotate-secret",
+            "--org-id",
+            "orot",
+            "--client-id",
+            &client,
+            "--auth-token-file",
+            &tf,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    looper.join().unwrap();
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "helper calls failed during the rotation"
+    );
+    assert!(ok.load(Ordering::Relaxed) >= 5);
+
+    // Exactly one secret is active at Snyk, and it is the stored one.
+    let active = fake
+        .lock()
+        .service_accounts
+        .values()
+        .next()
+        .unwrap()
+        .secrets
+        .clone();
+    assert_eq!(active.len(), 1);
+    let store: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&env.store).unwrap()).unwrap();
+    assert_eq!(
+        store["credentials"]["orot"][&client]["client_secret"],
+        active[0].as_str()
+    );
+
+    // --mode replace (compromised secret): immediate replacement, still one active, stored.
+    let out = agent.cli(
+        &[
+            "service-account",
+            "rotate-secret",
+            "--org-id",
+            "orot",
+            "--client-id",
+            &client,
+            "--mode",
+            "replace",
+            "--auth-token-file",
+            &tf,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let active2 = fake
+        .lock()
+        .service_accounts
+        .values()
+        .next()
+        .unwrap()
+        .secrets
+        .clone();
+    assert_eq!(active2.len(), 1);
+    assert_ne!(active2, active);
+    let store: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&env.store).unwrap()).unwrap();
+    assert_eq!(
+        store["credentials"]["orot"][&client]["client_secret"],
+        active2[0].as_str()
+    );
+    agent.http("DELETE", &format!("/v1/cache/orot/{client}"), None);
+    assert!(agent.helper(&["orot", &client]).status.success());
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+#[test]
+fn a_failed_step_in_the_middle_of_rotation_leaves_a_working_stored_secret() {
+    let fake = FakeSnyk::start();
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    let tf = auth_token_file(&env, &fake);
+    let out = agent.cli(
+        &[
+            "service-account",
+            "create",
+            "--org-id",
+            "ofail",
+            "--name",
+            "ci",
+            "--auth-type",
+            "oauth_client_secret",
+            "--role-id",
+            "r",
+            "--auth-token-file",
+            &tf,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let client = fake
+        .lock()
+        .service_accounts
+        .values()
+        .next()
+        .unwrap()
+        .client_id
+        .clone();
+    // Deleting the old secret at Snyk fails.
+    fake.lock().fail_secret_delete = true;
+    let out = agent.cli(
+        &[
+            "service-account",
+            "rotate-secret",
+            "--org-id",
+            "ofail",
+            "--client-id",
+            &client,
+            "--auth-token-file",
+            &tf,
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("two secrets are active") && err.contains("--mode replace"),
+        "says what is left: {err}"
+    );
+    // The stored secret works (a fresh grant with it succeeds).
+    agent.http("DELETE", &format!("/v1/cache/ofail/{client}"), None);
+    let out = agent.helper(&["ofail", &client]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sa = fake
+        .lock()
+        .service_accounts
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    let store: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&env.store).unwrap()).unwrap();
+    assert!(
+        sa.secrets
+            .iter()
+            .any(|s| store["credentials"]["ofail"][&client]["client_secret"] == s.as_str())
+    );
+    // Cleaning up as told works.
+    fake.lock().fail_secret_delete = false;
+    let out = agent.cli(
+        &[
+            "service-account",
+            "rotate-secret",
+            "--org-id",
+            "ofail",
+            "--client-id",
+            &client,
+            "--mode",
+            "replace",
+            "--auth-token-file",
+            &tf,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        fake.lock()
+            .service_accounts
+            .values()
+            .next()
+            .unwrap()
+            .secrets
+            .len(),
+        1
+    );
+    agent.stop();
+}
