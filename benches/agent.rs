@@ -326,11 +326,15 @@ fn many_credentials(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
             break;
         }
         assert!(
-            t.elapsed() < Duration::from_secs(120),
+            t.elapsed() < Duration::from_secs(900),
             "only {done} of {n} refreshed"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    out.push(format!(
+        "| start-up refresh of all {n} credentials (spread over ≤ 30 s, 16 at a time) | {:.1} s after ready | (no goal) |",
+        t.elapsed().as_secs_f64()
+    ));
     let pid = agent.child.id();
     std::thread::sleep(Duration::from_millis(500));
     let rss = rss_kib(pid);

@@ -35,7 +35,74 @@ struct StoredRecord {
 pub struct FileStore {
     path: PathBuf,
     doc: Mutex<Document>,
+    /// Writes waiting for the next group commit.
+    queue: std::sync::Mutex<Vec<Queued>>,
+    /// Held by the task committing a batch.
+    writer: Mutex<()>,
     _lock: File,
+}
+
+/// One write: a put with its check-and-set, or a delete.
+enum Op {
+    Put {
+        key: CredKey,
+        record: Record,
+        cas: Option<u64>,
+    },
+    Delete {
+        key: CredKey,
+    },
+}
+
+struct Queued {
+    op: Op,
+    reply: tokio::sync::oneshot::Sender<Result<u64, StoreError>>,
+}
+
+/// Applies one write to `doc`: `Ok(Some(version))` if it changed something,
+/// `Ok(None)` if there was nothing to do.
+fn apply(doc: &mut Document, op: &Op) -> Result<Option<u64>, StoreError> {
+    match op {
+        Op::Put { key, record, cas } => {
+            let current = doc
+                .credentials
+                .get(key.org.as_str())
+                .and_then(|m| m.get(key.client.as_str()))
+                .map(|s| s.version)
+                .unwrap_or(0);
+            if let Some(expected) = cas {
+                if *expected != current {
+                    return Err(StoreError::Conflict {
+                        expected: *expected,
+                    });
+                }
+            }
+            let version = current + 1;
+            doc.credentials
+                .entry(key.org.to_string())
+                .or_default()
+                .insert(
+                    key.client.to_string(),
+                    StoredRecord {
+                        record: record.clone(),
+                        version,
+                    },
+                );
+            Ok(Some(version))
+        }
+        Op::Delete { key } => {
+            let Some(clients) = doc.credentials.get_mut(key.org.as_str()) else {
+                return Ok(None);
+            };
+            if clients.remove(key.client.as_str()).is_none() {
+                return Ok(None);
+            }
+            if clients.is_empty() {
+                doc.credentials.remove(key.org.as_str());
+            }
+            Ok(Some(0))
+        }
+    }
 }
 
 impl FileStore {
@@ -94,13 +161,56 @@ impl FileStore {
         Ok(FileStore {
             path: path.to_path_buf(),
             doc: Mutex::new(doc),
+            queue: std::sync::Mutex::new(Vec::new()),
+            writer: Mutex::new(()),
             _lock: lock,
         })
     }
 
+    /// Group commit: queues `op`; whoever holds the writer lock applies every
+    /// queued write to a copy of the document, makes the copy durable once
+    /// (one temp file, fsync, rename), swaps it in, and answers each writer.
+    /// Concurrent refreshes of many credentials thus share one fsync.
+    async fn submit(&self, op: Op) -> Result<u64, StoreError> {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Queued { op, reply: tx });
+        let _writer = self.writer.lock().await;
+        if let Ok(result) = rx.try_recv() {
+            // The previous writer committed it with its batch.
+            return result;
+        }
+        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut next = self.doc.lock().await.clone();
+        let results: Vec<Result<Option<u64>, StoreError>> =
+            batch.iter().map(|q| apply(&mut next, &q.op)).collect();
+        let changed = results.iter().any(|r| matches!(r, Ok(Some(_))));
+        let persisted = if changed {
+            self.persist(&next).await
+        } else {
+            Ok(())
+        };
+        if persisted.is_ok() && changed {
+            *self.doc.lock().await = next;
+        }
+        for (q, r) in batch.into_iter().zip(results) {
+            let answer = match (&persisted, r) {
+                // Nothing is applied when the write failed: a failed write changes nothing.
+                (Err(e), Ok(Some(_))) => Err(e.clone()),
+                (_, Ok(v)) => Ok(v.unwrap_or(0)),
+                (_, Err(e)) => Err(e),
+            };
+            let _ = q.reply.send(answer);
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the store writer stopped".into())))
+    }
+
     /// Writes `doc` durably; the caller swaps it in only on success.
     async fn persist(&self, doc: &Document) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec_pretty(doc)
+        let bytes = serde_json::to_vec(doc)
             .map_err(|e| StoreError::Unavailable(format!("cannot encode the store: {e}")))?;
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
@@ -178,50 +288,18 @@ impl SecretStore for FileStore {
         record: &Record,
         cas: Option<u64>,
     ) -> Result<u64, StoreError> {
-        let mut doc = self.doc.lock().await;
-        let current = doc
-            .credentials
-            .get(key.org.as_str())
-            .and_then(|m| m.get(key.client.as_str()))
-            .map(|s| s.version)
-            .unwrap_or(0);
-        if let Some(expected) = cas {
-            if expected != current {
-                return Err(StoreError::Conflict { expected });
-            }
-        }
-        let mut next = doc.clone();
-        let version = current + 1;
-        next.credentials
-            .entry(key.org.to_string())
-            .or_default()
-            .insert(
-                key.client.to_string(),
-                StoredRecord {
-                    record: record.clone(),
-                    version,
-                },
-            );
-        self.persist(&next).await?;
-        *doc = next;
-        Ok(version)
+        self.submit(Op::Put {
+            key: key.clone(),
+            record: record.clone(),
+            cas,
+        })
+        .await
     }
 
     async fn delete(&self, key: &CredKey) -> Result<(), StoreError> {
-        let mut doc = self.doc.lock().await;
-        let mut next = doc.clone();
-        let Some(clients) = next.credentials.get_mut(key.org.as_str()) else {
-            return Ok(());
-        };
-        if clients.remove(key.client.as_str()).is_none() {
-            return Ok(());
-        }
-        if clients.is_empty() {
-            next.credentials.remove(key.org.as_str());
-        }
-        self.persist(&next).await?;
-        *doc = next;
-        Ok(())
+        self.submit(Op::Delete { key: key.clone() })
+            .await
+            .map(|_| ())
     }
 
     async fn list(&self) -> Result<Vec<CredKey>, StoreError> {
@@ -389,5 +467,45 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = FileStore::open(&path).err().unwrap().to_string();
         assert!(e.contains("chmod 600"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod group_commit_tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_commits_and_keep_their_own_check_and_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        let s = std::sync::Arc::new(FileStore::open(&path).unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let s = std::sync::Arc::clone(&s);
+            tasks.push(tokio::spawn(async move {
+                let key = CredKey::parse("org", &format!("c{i}")).unwrap();
+                let rec = Record {
+                    refresh_token: Some(Secret::new(format!("rt{i}"))),
+                    ..Default::default()
+                };
+                let first = s.put(&key, &rec, Some(0)).await;
+                // A second create-only write of the same key must conflict.
+                let second = s.put(&key, &rec, Some(0)).await;
+                (first, second)
+            }));
+        }
+        for t in tasks {
+            let (first, second) = t.await.unwrap();
+            assert_eq!(first.unwrap(), 1);
+            assert!(matches!(second, Err(StoreError::Conflict { .. })));
+        }
+        drop(s);
+        let reopened = FileStore::open(&path).unwrap();
+        assert_eq!(
+            reopened.list().await.unwrap().len(),
+            200,
+            "every write is durable"
+        );
     }
 }
