@@ -143,23 +143,30 @@ fn helper_vs_true(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
     put(&agent.socket, "org", "bench-helper", &rt);
     let sock = agent.socket.display().to_string();
     let args = ["--socket", sock.as_str(), "org", "bench-helper"];
-    let (mut h, mut t) = (Vec::new(), Vec::new());
-    for _ in 0..10 {
-        run_once(HELPER, &args);
-        run_once("/bin/true", &[]);
+    // The default build, and (SNYKEY_BENCH_STATIC_HELPER=path) a statically linked one.
+    let mut helpers = vec![("helper".to_string(), HELPER.to_string())];
+    if let Ok(p) = std::env::var("SNYKEY_BENCH_STATIC_HELPER") {
+        helpers.push(("static helper".to_string(), p));
     }
-    for _ in 0..scale.helper_runs {
-        h.push(run_once(HELPER, &args));
-        t.push(run_once("/bin/true", &[]));
+    for (label, bin) in helpers {
+        let (mut h, mut t) = (Vec::new(), Vec::new());
+        for _ in 0..10 {
+            run_once(&bin, &args);
+            run_once("/bin/true", &[]);
+        }
+        for _ in 0..scale.helper_runs {
+            h.push(run_once(&bin, &args));
+            t.push(run_once("/bin/true", &[]));
+        }
+        let (mh, mt) = (median(&mut h), median(&mut t));
+        out.push(format!(
+            "| {label} warm-token call ÷ `/bin/true` (medians of {} interleaved runs) | {:.2} ({:.0} µs vs {:.0} µs) | ≤ 1.5 |",
+            scale.helper_runs,
+            mh / mt,
+            mh * 1e6,
+            mt * 1e6
+        ));
     }
-    let (mh, mt) = (median(&mut h), median(&mut t));
-    out.push(format!(
-        "| helper warm-token call ÷ `/bin/true` (medians of {} interleaved runs) | {:.2} ({:.0} µs vs {:.0} µs) | ≤ 1.5 |",
-        scale.helper_runs,
-        mh / mt,
-        mh * 1e6,
-        mt * 1e6
-    ));
 }
 
 /// The load generator: `conns` keep-alive connections on one thread, each

@@ -125,7 +125,7 @@ pub fn outcome_page(outcome: &CallbackOutcome) -> Response<Full<Bytes>> {
 pub async fn listen(
     addr: SocketAddr,
     broker: Arc<Broker>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<SocketAddr, String> {
     if !addr.ip().is_loopback() {
         return Err(format!(
@@ -136,25 +136,9 @@ pub async fn listen(
         format!("cannot listen for OAuth callbacks on {addr} (server.callback_listen): {e}")
     })?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let broker = Arc::clone(&broker);
-                    tokio::spawn(async move {
-                        let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                            let broker = Arc::clone(&broker);
-                            async move { Ok::<_, std::convert::Infallible>(handle(&broker, req).await) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                            .await;
-                    });
-                }
-                _ = shutdown.changed() => break,
-            }
-        }
+    super::serve_tcp(listener, shutdown, move |req| {
+        let broker = Arc::clone(&broker);
+        async move { handle(&broker, req).await }
     });
     Ok(bound)
 }

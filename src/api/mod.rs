@@ -52,28 +52,53 @@ pub fn metrics_response(broker: &crate::broker::Broker) -> routes::Resp {
 pub async fn metrics_listener(
     addr: SocketAddr,
     broker: Arc<crate::broker::Broker>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen for metrics on {addr} (server.metrics_listen): {e}"))?;
     tracing::info!(%addr, "serving /metrics over TCP");
-    Ok(tokio::spawn(async move {
+    Ok(serve_tcp(listener, shutdown, move |req| {
+        let broker = Arc::clone(&broker);
+        async move {
+            match req.uri().path() {
+                "/metrics" => metrics_response(&broker),
+                "/v1/health" => text_response(
+                    StatusCode::OK,
+                    "application/json",
+                    Bytes::from_static(b"{\"message\":\"alive\"}"),
+                ),
+                _ => text_response(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    Bytes::from_static(b"only /metrics is served here\n"),
+                ),
+            }
+        }
+    }))
+}
+
+/// Serves a small HTTP/1.1 service on a TCP listener until `shutdown`
+/// (the metrics and OAuth callback listeners).
+pub(crate) fn serve_tcp<F, Fut>(
+    listener: tokio::net::TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    handler: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = routes::Resp> + Send + 'static,
+{
+    tokio::spawn(async move {
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
-                    let broker = Arc::clone(&broker);
+                    let handler = handler.clone();
                     tokio::spawn(async move {
-                        let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                            let broker = Arc::clone(&broker);
-                            async move {
-                                Ok::<_, std::convert::Infallible>(match req.uri().path() {
-                                    "/metrics" => metrics_response(&broker),
-                                    "/v1/health" => text_response(StatusCode::OK, "application/json", Bytes::from_static(b"{\"message\":\"alive\"}")),
-                                    _ => text_response(StatusCode::NOT_FOUND, "text/plain", Bytes::from_static(b"only /metrics is served here\n")),
-                                })
-                            }
+                        let svc = hyper::service::service_fn(move |req| {
+                            let fut = handler(req);
+                            async move { Ok::<_, std::convert::Infallible>(fut.await) }
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
@@ -83,5 +108,5 @@ pub async fn metrics_listener(
                 _ = shutdown.changed() => break,
             }
         }
-    }))
+    })
 }

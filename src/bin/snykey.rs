@@ -288,6 +288,7 @@ fn serve(cli: &Cli, config: Option<&Path>) -> i32 {
         }
     };
     let reloader = init_logging(cli.log_level.as_deref(), cli.log_format);
+    snykey::agent::tune_allocator();
     // Everything that touches the process (umask, env) happens before threads exist.
     let notifier = snykey::systemd::Notifier::from_env();
     let bound = match snykey::api::socket::from_systemd(&cfg.server.socket) {

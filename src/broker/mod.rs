@@ -350,13 +350,7 @@ impl Broker {
         // Schedule everything: a credential whose token is still valid in the
         // shared cache is planned from that token (no needless grant); the
         // others are refreshed now, spread over a short window.
-        let slots: Vec<Arc<Slot>> = self
-            .slots
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let slots = self.snapshot();
         let spread = Duration::from_millis(2 * slots.len() as u64).min(Duration::from_secs(30));
         for slot in &slots {
             match self.cache.get(&slot.key).await {
@@ -441,6 +435,16 @@ impl Broker {
     /// Credentials with a planned refresh.
     pub fn scheduled(&self) -> usize {
         self.scheduler.len()
+    }
+
+    /// Every slot, without holding the map's lock afterwards.
+    fn snapshot(&self) -> Vec<Arc<Slot>> {
+        self.slots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     fn existing_slot(&self, key: &CredKey) -> Option<Arc<Slot>> {
@@ -836,13 +840,7 @@ impl Broker {
 
     /// `GET /v1/credentials`: every credential's status, sorted, no secrets.
     pub fn list(&self) -> Vec<CredentialStatus> {
-        let slots: Vec<Arc<Slot>> = self
-            .slots
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let slots = self.snapshot();
         let now = self.clock.now();
         let mut out: Vec<CredentialStatus> = slots
             .iter()
@@ -933,13 +931,7 @@ impl Broker {
 
     /// On shutdown: one last attempt to land what the journal holds.
     pub async fn flush(&self) {
-        let slots: Vec<Arc<Slot>> = self
-            .slots
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let slots = self.snapshot();
         for slot in slots {
             let Ok(mut flight) =
                 tokio::time::timeout(Duration::from_secs(2), slot.flight.lock()).await

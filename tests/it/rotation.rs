@@ -1,6 +1,6 @@
 //! The rotation rule (SPEC §2) end to end.
 
-use crate::support::agent::{assert_no_secrets, stderr, stdout};
+use crate::support::agent::{assert_no_secrets, stderr, stdout, wait_for};
 use crate::support::{Env, FakeSnyk, Fault};
 use std::time::Duration;
 
@@ -114,17 +114,6 @@ fn unblock_journal(env: &Env) {
     let _ = std::fs::remove_file(&env.journal);
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::time::Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 fn state_of(agent: &crate::support::Agent, org: &str, client: &str) -> serde_json::Value {
     let (_, v) = agent.json("GET", "/v1/credentials", None);
     v["credentials"]
@@ -173,10 +162,12 @@ fn rotated_token_survives_a_store_outage_through_the_journal() {
 
     // The store recovers: the agent lands the token by itself.
     std::fs::remove_dir(&blocker).unwrap();
-    wait_for("the store to hold the rotated token", || {
+    wait_for("the store to hold the rotated token", 20, || {
         std::fs::read_to_string(&env.store).unwrap().contains(&live)
     });
-    wait_for("state ok", || state_of(&agent, "oj", "cj")["state"] == "ok");
+    wait_for("state ok", 20, || {
+        state_of(&agent, "oj", "cj")["state"] == "ok"
+    });
     assert!(
         !env.journal.join("oj@cj.json").exists(),
         "the journal entry is removed once landed"
@@ -256,7 +247,7 @@ fn no_access_token_is_handed_out_while_the_rotated_token_is_only_in_memory() {
 
     // The journal comes back: the token becomes durable and is then served.
     unblock_journal(&env);
-    wait_for("the journal to hold the rotated token", || {
+    wait_for("the journal to hold the rotated token", 20, || {
         env.journal.join("om@cm.json").exists()
     });
     let out = agent.helper(&["om", "cm"]);
@@ -269,7 +260,7 @@ fn no_access_token_is_handed_out_while_the_rotated_token_is_only_in_memory() {
     );
     std::fs::remove_dir(&blocker).unwrap();
     let live = fake.live_refresh_token("cm").unwrap();
-    wait_for("the store to hold the rotated token", || {
+    wait_for("the store to hold the rotated token", 20, || {
         std::fs::read_to_string(&env.store).unwrap().contains(&live)
     });
     assert_eq!(fake.replays(), 0);

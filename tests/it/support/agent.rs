@@ -334,3 +334,15 @@ pub fn tcp_get(url: &str) -> (u16, Option<String>, String) {
     });
     (status, location, body.to_string())
 }
+
+/// Polls `f` every 50 ms until it holds, or panics after `secs` saying what was awaited.
+pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
