@@ -22,12 +22,13 @@ use tokio::sync::watch;
 /// Keeps the agent's memory flat: glibc's default of up to 8 malloc arenas per
 /// core, and its mmap threshold that grows after large frees, leave freed
 /// memory stranded after bursts (10 000 start-up refreshes, multi-megabyte
-/// file-store rewrites). Two arenas and a fixed 128 KiB threshold return it.
+/// file-store rewrites). Four arenas (enough for the two runtime workers and
+/// the blocking pool without contention) and a fixed 128 KiB threshold return it.
 /// Call before any thread starts.
 pub fn tune_allocator() {
     // SAFETY: mallopt only sets allocator parameters; called single-threaded at start.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 4);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
     }

@@ -179,9 +179,6 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("refresh", "at", Kind::Float),
 ];
 
-/// Keys whose values are secrets: shown as `[redacted]` by `check-config`.
-const SECRET_KEYS: &[(&str, &str)] = &[("store", "token")];
-
 /// A raw value and where it came from, for error messages.
 #[derive(Clone)]
 struct Raw {
@@ -321,14 +318,11 @@ impl Config {
                 BaoAuth::Kubernetes => "kubernetes",
             })
         ));
-        for (section, key) in SECRET_KEYS {
-            if *section == "store" && *key == "token" {
-                out.push_str(&format!(
-                    "token = {}\n",
-                    q(if t.token.is_some() { "[redacted]" } else { "" })
-                ));
-            }
-        }
+        // The only secret-valued key: shown as set or not, never its value.
+        out.push_str(&format!(
+            "token = {}\n",
+            q(if t.token.is_some() { "[redacted]" } else { "" })
+        ));
         out.push_str(&format!("token_file = {}\n", opt_path(&t.token_file)));
         out.push_str(&format!("role_id_file = {}\n", opt_path(&t.role_id_file)));
         out.push_str(&format!(

@@ -71,6 +71,28 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// A JSON error without the offending value: serde's messages can quote a
+/// value ("invalid type: string \"...\""), and in a request body, a store
+/// record or a journal entry that value may be a secret. Messages that name a
+/// field (unknown, missing, duplicate) are kept: they say what to fix and
+/// quote no value.
+pub fn json_error(e: &serde_json::Error) -> String {
+    let m = e.to_string();
+    if m.starts_with("unknown field")
+        || m.starts_with("missing field")
+        || m.starts_with("duplicate field")
+    {
+        return m;
+    }
+    let what = match e.classify() {
+        serde_json::error::Category::Syntax => "malformed JSON",
+        serde_json::error::Category::Eof => "the JSON ends too early",
+        serde_json::error::Category::Data => "a value has the wrong type or is not allowed",
+        serde_json::error::Category::Io => "the data could not be read",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

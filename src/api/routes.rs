@@ -212,9 +212,10 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
         })?
         .to_bytes();
     serde_json::from_slice(&body).map_err(|e| {
-        // serde_json names the field and position, never the value.
-        let m = e.to_string();
-        ApiError::bad(format!("the request body is not the expected JSON: {m}"))
+        ApiError::bad(format!(
+            "the request body is not the expected JSON: {}",
+            crate::secret::json_error(&e)
+        ))
     })
 }
 
@@ -481,6 +482,26 @@ async fn route(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_errors_never_quote_a_value() {
+        let e = serde_json::from_str::<crate::wire::PutCredential>(
+            r#"{"org_id":"o","client_id":"c","client_secret":12345678}"#,
+        )
+        .unwrap_err();
+        let m = crate::secret::json_error(&e);
+        assert!(!m.contains("12345678") && m.contains("wrong type"), "{m}");
+        let e = serde_json::from_str::<crate::wire::PutCredential>(
+            r#"{"org_id":"o","client_id":"c","kind":"s3cr3t"}"#,
+        )
+        .unwrap_err();
+        assert!(!crate::secret::json_error(&e).contains("s3cr3t"));
+        let e = serde_json::from_str::<crate::wire::PutCredential>(
+            r#"{"org_id":"o","client_id":"c","refresh_tokn":"x"}"#,
+        )
+        .unwrap_err();
+        assert!(crate::secret::json_error(&e).contains("unknown field `refresh_tokn`"));
+    }
 
     #[test]
     fn percent_decoding_exposes_path_tricks_to_validation() {

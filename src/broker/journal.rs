@@ -108,7 +108,8 @@ impl Journal {
                 std::fs::read(item.path()).map_err(|e| format!("journal entry of {key}: {e}"))?;
             let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| {
                 format!(
-                    "journal entry of {key} is unreadable ({e}); it is kept at {}",
+                    "journal entry of {key} is unreadable ({}); it is kept at {}",
+                    crate::secret::json_error(&e),
                     item.path().display()
                 )
             })?;

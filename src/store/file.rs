@@ -151,7 +151,7 @@ impl FileStore {
                 } else {
                     serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
                         key: path.display().to_string(),
-                        message: e.to_string(),
+                        message: crate::secret::json_error(&e),
                     })?
                 }
             }

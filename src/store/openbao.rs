@@ -397,7 +397,7 @@ fn to_map(record: &Record) -> HashMap<&'static str, String> {
 fn from_value(key: &CredKey, v: serde_json::Value) -> Result<Record, StoreError> {
     serde_json::from_value(v).map_err(|e| StoreError::Corrupt {
         key: key.to_string(),
-        message: e.to_string(),
+        message: crate::secret::json_error(&e),
     })
 }
 
