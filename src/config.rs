@@ -1117,6 +1117,24 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid_and_names_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        load(Some(&text), &[]).unwrap();
+        for (section, key, _) in KEYS {
+            let section_text = text
+                .split(&format!("[{section}]"))
+                .nth(1)
+                .unwrap_or_default();
+            let section_text = section_text.split("\n[").next().unwrap_or_default();
+            assert!(
+                section_text.contains(&format!("\n{key} = ")),
+                "examples/config.toml lacks {section}.{key}"
+            );
+        }
+    }
+
+    #[test]
     fn rest_versions_are_checked() {
         assert!(is_rest_version("2024-10-15"));
         assert!(is_rest_version("2024-10-15~beta"));
