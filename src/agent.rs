@@ -51,8 +51,10 @@ fn spawn_trimmer(mut shutdown: watch::Receiver<bool>) {
     });
 }
 
-/// Changes the log filter at run time (SIGHUP); set by the binary.
-pub type LogReloader = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+/// Applies the config file's `server.log_level` at run time (SIGHUP); set by
+/// the binary, which knows whether `--log-level` or `SNYKEY_LOG` pin the
+/// filter instead. Returns a sentence saying what is in force.
+pub type LogReloader = Box<dyn Fn(Option<&str>) -> Result<String, String> + Send + Sync>;
 
 fn settings_of(cfg: &Config) -> Settings {
     Settings {
@@ -315,10 +317,9 @@ fn reload(current: Config, state: &AppState, log_reloader: Option<&LogReloader>)
     state.set_access(access_of(&new));
     state.broker.set_settings(settings_of(&new));
     if let Some(reloader) = log_reloader {
-        if let Ok(filter) = std::env::var("SNYKEY_LOG") {
-            if let Err(e) = reloader(&filter) {
-                tracing::warn!(error = %e, "SIGHUP: could not apply the log filter");
-            }
+        match reloader(new.server.log_level.as_deref()) {
+            Ok(what) => tracing::info!("SIGHUP: {what}"),
+            Err(e) => tracing::warn!(error = %e, "SIGHUP: could not apply the log filter"),
         }
     }
     let mut needs_restart = Vec::new();

@@ -58,6 +58,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// How long a browser login's state stays valid.
     pub login_timeout: Duration,
+    /// Log filter from the file (tracing syntax); `--log-level` and
+    /// `SNYKEY_LOG` override it. SIGHUP applies a changed value.
+    pub log_level: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -151,6 +154,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("server", "redirect_uri", Kind::Str),
     ("server", "shutdown_grace", Kind::Duration),
     ("server", "login_timeout", Kind::Duration),
+    ("server", "log_level", Kind::Str),
     ("snyk", "api_url", Kind::Str),
     ("snyk", "app_url", Kind::Str),
     ("snyk", "rest_version", Kind::Str),
@@ -274,6 +278,10 @@ impl Config {
         out.push_str(&format!(
             "login_timeout = {}\n",
             q(&format_duration(s.login_timeout))
+        ));
+        out.push_str(&format!(
+            "log_level = {}\n",
+            q(s.log_level.as_deref().unwrap_or(""))
         ));
         let k = &self.snyk;
         out.push_str("\n[snyk]\n");
@@ -678,7 +686,17 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         redirect_uri,
         shutdown_grace: r.duration("server", "shutdown_grace", Duration::from_secs(10))?,
         login_timeout: r.duration("server", "login_timeout", Duration::from_secs(600))?,
+        log_level: r.opt_string("server", "log_level")?,
     };
+    if let Some(level) = &server.log_level {
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
+            return Err(r.err(
+                "server",
+                "log_level",
+                format!("{level:?} is not a log filter like \"info\" or \"snykey=debug\": {e}"),
+            ));
+        }
+    }
     if server.login_timeout < Duration::from_secs(1)
         || server.login_timeout > Duration::from_secs(3600)
     {

@@ -223,11 +223,11 @@ fn main() -> ExitCode {
 }
 
 /// Sets up logging on stderr; returns a function that changes the filter (SIGHUP).
-fn init_logging(level: Option<&str>, format: LogFormat) -> snykey::agent::LogReloader {
-    let filter_text = level
-        .map(str::to_string)
-        .or_else(|| std::env::var("SNYKEY_LOG").ok())
-        .unwrap_or_else(|| "info".into());
+/// The function that changes the log filter later.
+type ApplyFilter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+fn init_logging(level: Option<&str>, format: LogFormat) -> ApplyFilter {
+    let filter_text = level.unwrap_or("info").to_string();
     let filter = EnvFilter::try_new(&filter_text).unwrap_or_else(|e| {
         eprintln!("snykey: invalid log filter {filter_text:?} ({e}); using info");
         EnvFilter::new("info")
@@ -287,7 +287,29 @@ fn serve(cli: &Cli, config: Option<&Path>) -> i32 {
             return exit::CONFIG;
         }
     };
-    let reloader = init_logging(cli.log_level.as_deref(), cli.log_format);
+    // --log-level, then SNYKEY_LOG, pin the filter; otherwise the file's
+    // server.log_level (which SIGHUP re-reads), else info.
+    let pinned = cli
+        .log_level
+        .clone()
+        .or_else(|| std::env::var("SNYKEY_LOG").ok())
+        .filter(|l| !l.is_empty());
+    let apply = init_logging(
+        pinned.as_deref().or(cfg.server.log_level.as_deref()),
+        cli.log_format,
+    );
+    let reloader: snykey::agent::LogReloader = Box::new(move |file_level: Option<&str>| {
+        match &pinned {
+            Some(p) => Ok(format!(
+                "log filter stays {p:?} (set by --log-level or SNYKEY_LOG, which override server.log_level)"
+            )),
+            None => {
+                let level = file_level.unwrap_or("info");
+                apply(level)?;
+                Ok(format!("log filter is now {level:?}"))
+            }
+        }
+    });
     snykey::agent::tune_allocator();
     // Everything that touches the process (umask, env) happens before threads exist.
     let notifier = snykey::systemd::Notifier::from_env();

@@ -436,3 +436,39 @@ fn metrics_parse_as_prometheus_text_and_count_what_happened() {
     agent.stop();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
+
+#[test]
+fn sighup_applies_a_changed_log_level_from_the_file() {
+    let fake = FakeSnyk::start();
+    let mut env = Env::new(&fake.url());
+    env.server_config = "log_level = \"warn\"\n".into();
+    // No SNYKEY_LOG: the file's level is the one in force.
+    let agent = env.start_with(&[("SNYKEY_LOG", "")]);
+    agent.http("GET", "/v1/health", None);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !agent.log_text().contains(" DEBUG "),
+        "warn level must not log debug lines"
+    );
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        cfg.replace("log_level = \"warn\"", "log_level = \"debug\""),
+    )
+    .unwrap();
+    agent.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        agent.http("GET", "/v1/health", None);
+        let log = agent.log_text();
+        if log.contains(" DEBUG ") && log.contains("log filter is now") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new log level did not apply:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    agent.stop();
+}
