@@ -414,3 +414,70 @@ fn the_agents_openbao_token_is_renewed_and_a_revoked_one_leads_to_approle_login(
     assert_no_secrets("agent log", &log, &fake.secrets());
     assert!(!log.contains("secret-1"));
 }
+
+#[test]
+fn redis_acl_user_and_db_number_and_openbao_kubernetes_auth() {
+    let fake = FakeSnyk::start();
+    let bao = FakeBao::start();
+    let redis = RedisServer::start();
+    // An ACL user with a password; the default user can no longer be used.
+    let mut c = redis.conn().unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("snykey")
+        .arg("on")
+        .arg(">s3cr3t-pw")
+        .arg("~*")
+        .arg("+@all")
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("off")
+        .query(&mut c)
+        .unwrap();
+    // Kubernetes auth: the service-account JWT file and role the fake accepts.
+    bao.lock()
+        .k8s_roles
+        .insert("snykey-role".into(), "k8s-sa-jwt".into());
+    let rt = fake.new_oauth_client("ck", None);
+    let mut env = Env::new(&fake.url());
+    let jwt = env.path().join("sa-token");
+    std::fs::write(&jwt, "k8s-sa-jwt\n").unwrap();
+    env.store_config = format!(
+        "backend = \"openbao\"\naddr = {:?}\nauth = \"kubernetes\"\nkubernetes_role = \"snykey-role\"\nkubernetes_jwt_file = {jwt:?}\n",
+        bao.url()
+    );
+    env.extra_config = format!(
+        "[cache]\nbackend = \"redis\"\nurl = \"redis://snykey:s3cr3t-pw@127.0.0.1:{}/3\"\n",
+        redis.port
+    );
+    let agent = env.start();
+    assert!(
+        agent
+            .put_oauth(env.path(), "ok8", "ck", None, &rt)
+            .status
+            .success()
+    );
+    let out = agent.helper(&["ok8", "ck"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(bao.lock().logins, 1, "logged in with the Kubernetes JWT");
+    assert!(bao.kv2_data("kv", "snyk/ok8/ck").is_some());
+    // The token is in database 3, reached as the ACL user.
+    let client = redis::Client::open(format!(
+        "redis://snykey:s3cr3t-pw@127.0.0.1:{}/3",
+        redis.port
+    ))
+    .unwrap();
+    let mut c3 = client.get_connection().unwrap();
+    let v: Option<String> = redis::cmd("GET").arg("snyk:ok8:ck").query(&mut c3).unwrap();
+    assert_eq!(v.as_deref(), Some(stdout(&out).trim()));
+    let log = agent.log_text();
+    agent.stop();
+    assert!(
+        !log.contains("s3cr3t-pw") && !log.contains("k8s-sa-jwt"),
+        "no password or JWT in the log"
+    );
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
