@@ -143,6 +143,35 @@ fn random_token(prefix: &str) -> String {
     format!("{prefix}{body}")
 }
 
+impl State {
+    /// Issues a live access token and a live refresh token to `client_id`
+    /// (both remembered as secrets for the leak checks).
+    fn issue_pair(&mut self, client_id: &str) -> (String, String, u64) {
+        let new_rt = random_token("rt_");
+        let at = random_token("at_");
+        let expires_in = self.expires_in;
+        self.refresh.insert(
+            new_rt.clone(),
+            RefreshState {
+                client_id: client_id.to_string(),
+                used: false,
+                revoked: false,
+                answer_lost: false,
+            },
+        );
+        self.access.insert(
+            at.clone(),
+            (
+                client_id.to_string(),
+                SystemTime::now() + Duration::from_secs(expires_in),
+            ),
+        );
+        self.secrets.push(new_rt.clone());
+        self.secrets.push(at.clone());
+        (at, new_rt, expires_in)
+    }
+}
+
 impl FakeSnyk {
     /// Starts the fake on 127.0.0.1 on a free port, on its own thread.
     pub fn start() -> FakeSnyk {
@@ -813,27 +842,7 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
                 r.used = true;
                 r.answer_lost = drop_after;
             }
-            let new_rt = random_token("rt_");
-            let at = random_token("at_");
-            let expires_in = s.expires_in;
-            s.refresh.insert(
-                new_rt.clone(),
-                RefreshState {
-                    client_id: client_id.clone(),
-                    used: false,
-                    revoked: false,
-                    answer_lost: false,
-                },
-            );
-            s.access.insert(
-                at.clone(),
-                (
-                    client_id,
-                    SystemTime::now() + Duration::from_secs(expires_in),
-                ),
-            );
-            s.secrets.push(new_rt.clone());
-            s.secrets.push(at.clone());
+            let (at, new_rt, expires_in) = s.issue_pair(&client_id);
             s.refresh_grants += 1;
             s.grant_times.push(SystemTime::now());
             if drop_after {
@@ -953,27 +962,7 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
             if let Some(c) = s.codes.get_mut(&code) {
                 c.used = true;
             }
-            let new_rt = random_token("rt_");
-            let at = random_token("at_");
-            let expires_in = s.expires_in;
-            s.refresh.insert(
-                new_rt.clone(),
-                RefreshState {
-                    client_id: client_id.clone(),
-                    used: false,
-                    revoked: false,
-                    answer_lost: false,
-                },
-            );
-            s.access.insert(
-                at.clone(),
-                (
-                    client_id,
-                    SystemTime::now() + Duration::from_secs(expires_in),
-                ),
-            );
-            s.secrets.push(new_rt.clone());
-            s.secrets.push(at.clone());
+            let (at, new_rt, expires_in) = s.issue_pair(&client_id);
             s.secrets.push(code);
             s.authorization_code_grants += 1;
             Ok(json(
