@@ -119,7 +119,7 @@ impl Broker {
             }
             flight.known = Some(record.clone());
             if record.kind() != Kind::OauthApp {
-                return self.mint_service_account(slot, record, version).await;
+                return self.mint_service_account(slot, record, version, refresh_from_given).await;
             }
             let Some(sent) = record.refresh_token.clone() else {
                 return Err(BrokerError::NeedsLogin(needs_login_message(key, "no refresh token is stored")));
@@ -304,12 +304,13 @@ impl Broker {
     }
 
     /// Service accounts have no refresh token: "refresh" repeats the grant.
-    /// A record from `PUT` is stored only after Snyk accepted it.
+    /// A record from `PUT` (`given`) is stored only after Snyk accepted it.
     async fn mint_service_account(
         self: &Arc<Self>,
         slot: &Arc<Slot>,
         record: Record,
         version: Option<u64>,
+        given: bool,
     ) -> Result<CachedToken, BrokerError> {
         let key = &slot.key;
         let grant = match record.kind() {
@@ -366,11 +367,8 @@ impl Broker {
             }
         };
         let now = self.clock.now();
-        let stored_matches = match self.store.get(key).await {
-            Ok(Some(v)) => v.record == record,
-            _ => false,
-        };
-        if !stored_matches {
+        // Only a record given by `put` is new; one read in step 2 is already stored.
+        if given {
             let mut to_store = record.clone();
             to_store.updated_at = Some(rfc3339(now));
             self.store.put(key, &to_store, version.or(Some(0))).await?;

@@ -367,6 +367,47 @@ fn verify_assertion(
     Ok(())
 }
 
+/// A JSON:API error document.
+fn jsonapi_error(status: u16, detail: &str) -> Resp {
+    json(
+        status,
+        serde_json::json!({"jsonapi": {"version": "1.0"}, "errors": [{"status": status.to_string(), "detail": detail}]}),
+    )
+}
+
+/// What Snyk's REST API checks on every request: `?version=`, a known
+/// `Authorization: token ...`, and a JSON:API body on writes. The refusal, if any.
+fn rest_refusal(
+    s: &State,
+    query: &str,
+    auth: Option<&str>,
+    has_body: bool,
+    ctype: &str,
+) -> Option<Resp> {
+    if !query.split('&').any(|p| p.starts_with("version=")) {
+        return Some(jsonapi_error(
+            400,
+            "the version query parameter is required",
+        ));
+    }
+    if !auth
+        .and_then(|a| a.strip_prefix("token "))
+        .is_some_and(|t| s.api_tokens.iter().any(|k| k == t))
+    {
+        return Some(jsonapi_error(
+            401,
+            "the Snyk API token is missing or invalid",
+        ));
+    }
+    if has_body && !ctype.starts_with("application/vnd.api+json") {
+        return Some(jsonapi_error(
+            415,
+            "content type must be application/vnd.api+json",
+        ));
+    }
+    None
+}
+
 /// `/rest/{orgs|groups}/{id}/service_accounts[/{sa}[/secrets]]` (JSON:API).
 fn service_accounts(
     st: &Arc<Mutex<State>>,
@@ -378,23 +419,9 @@ fn service_accounts(
     body: &[u8],
 ) -> Resp {
     let mut s = st.lock().unwrap();
-    let err = |status: u16, detail: &str| {
-        json(
-            status,
-            serde_json::json!({"jsonapi": {"version": "1.0"}, "errors": [{"status": status.to_string(), "detail": detail}]}),
-        )
-    };
-    if !query.split('&').any(|p| p.starts_with("version=")) {
-        return err(400, "the version query parameter is required");
-    }
-    if !auth
-        .and_then(|a| a.strip_prefix("token "))
-        .is_some_and(|t| s.api_tokens.iter().any(|k| k == t))
-    {
-        return err(401, "the Snyk API token is missing or invalid");
-    }
-    if method == "POST" && !ctype.starts_with("application/vnd.api+json") {
-        return err(415, "content type must be application/vnd.api+json");
+    let err = jsonapi_error;
+    if let Some(r) = rest_refusal(&s, query, auth, method == "POST", ctype) {
+        return r;
     }
     let parts: Vec<&str> = path.trim_start_matches("/rest/").split('/').collect();
     let scope = format!("{}/{}", parts[0], parts.get(1).unwrap_or(&""));
@@ -606,23 +633,8 @@ fn create_app(
     body: &[u8],
 ) -> Resp {
     let mut s = st.lock().unwrap();
-    let jsonapi_error = |status: u16, detail: &str| {
-        json(
-            status,
-            serde_json::json!({"jsonapi": {"version": "1.0"}, "errors": [{"status": status.to_string(), "detail": detail}]}),
-        )
-    };
-    if !query.split('&').any(|p| p.starts_with("version=")) {
-        return jsonapi_error(400, "the version query parameter is required");
-    }
-    let token_ok = auth
-        .and_then(|a| a.strip_prefix("token "))
-        .is_some_and(|t| s.api_tokens.iter().any(|k| k == t));
-    if !token_ok {
-        return jsonapi_error(401, "the Snyk API token is missing or invalid");
-    }
-    if !ctype.starts_with("application/vnd.api+json") {
-        return jsonapi_error(415, "content type must be application/vnd.api+json");
+    if let Some(r) = rest_refusal(&s, query, auth, true, ctype) {
+        return r;
     }
     let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let attrs = &v["data"]["attributes"];
