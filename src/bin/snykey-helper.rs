@@ -1,12 +1,27 @@
 //! `snykey-helper`: asks the agent for a token and prints it (SPEC §5).
 //!
 //! std only: no async runtime, no TLS, no config parsing. One `write` of a
-//! fixed HTTP/1.1 request on the Unix socket, one read of the answer.
+//! fixed HTTP/1.1 request on the Unix socket, reads until the answer's
+//! `Content-Length` is in (not until the agent closes).
+//!
+//! `#![no_main]`: the C `main` below is the entry point, so std's runtime
+//! start-up does not run. On Linux that start-up reads `/proc/self/maps` (to
+//! find the main thread's stack for the overflow guard), installs an
+//! alternate signal stack and SEGV/BUS handlers, and ignores SIGPIPE — about
+//! a fifth of the helper's whole run time, for a process that lives a
+//! millisecond and recurses nowhere. What the helper needs of it is done here
+//! instead: fds 0–2 are made valid (so the socket can never become "stdout"),
+//! and the socket write uses `MSG_NOSIGNAL` instead of ignoring SIGPIPE.
+//! `std::env::args` still works: glibc hands std the arguments through
+//! `.init_array`.
+
+#![cfg_attr(not(test), no_main)]
 
 use snykey::exit;
 use snykey::ids::check_id;
 use snykey::render::{Format, field, string_fields, token_output};
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -87,8 +102,32 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-fn main() {
-    std::process::exit(run());
+/// The process entry point (see the module comment for why not `fn main`).
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    ensure_std_fds();
+    run()
+}
+
+/// Opens `/dev/null` on any of fds 0–2 that is closed, as std's runtime would:
+/// otherwise the agent socket could be given fd 1 and the token written back
+/// into it instead of to stdout.
+fn ensure_std_fds() {
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    // SAFETY: `fds` is a valid array of three pollfd for the call's duration.
+    if unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) } < 0 {
+        return;
+    }
+    for p in fds {
+        if p.revents & libc::POLLNVAL != 0 {
+            // SAFETY: a NUL-terminated path; the fd is ours to keep open.
+            unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        }
+    }
 }
 
 fn run() -> i32 {
@@ -154,13 +193,13 @@ fn run() -> i32 {
     };
     let _ = stream.set_read_timeout(Some(ANSWER_TIMEOUT));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-    if let Err(e) = stream.write_all(request.as_bytes()) {
+    if let Err(e) = send_all(&stream, request.as_bytes()) {
         return unreachable(e);
     }
-    let mut answer = Vec::with_capacity(2048);
-    if let Err(e) = stream.read_to_end(&mut answer) {
-        return unreachable(e);
-    }
+    let answer = match read_answer(&mut stream) {
+        Ok(a) => a,
+        Err(e) => return unreachable(e),
+    };
     let Some((status, body)) = parse_response(&answer) else {
         return fail(
             exit::SOFTWARE,
@@ -209,6 +248,68 @@ fn run() -> i32 {
     exit::OK
 }
 
+/// Writes all of `buf` with `MSG_NOSIGNAL`: a closed socket is an error to
+/// report, not a SIGPIPE that kills the helper silently.
+fn send_all(stream: &UnixStream, mut buf: &[u8]) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is valid for `buf.len()` bytes; the fd is open.
+        let n = unsafe {
+            libc::send(
+                stream.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+/// Reads one HTTP/1.1 answer: until the head and `Content-Length` bytes of
+/// body are in, or until the agent closes when there is no length.
+fn read_answer(stream: &mut UnixStream) -> std::io::Result<Vec<u8>> {
+    let mut answer = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(answer);
+        }
+        answer.extend_from_slice(&chunk[..n]);
+        if let Some(total) = complete_length(&answer) {
+            if answer.len() >= total {
+                return Ok(answer);
+            }
+        }
+    }
+}
+
+/// The full length of an answer whose head is in and says `Content-Length`.
+fn complete_length(raw: &[u8]) -> Option<usize> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    head.split("\r\n").find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        if k.eq_ignore_ascii_case("content-length") {
+            Some(end + v.trim().parse::<usize>().ok()?)
+        } else {
+            None
+        }
+    })
+}
+
 /// Status code and body of an HTTP/1.1 answer (Content-Length or read-to-close).
 fn parse_response(raw: &[u8]) -> Option<(u16, &str)> {
     let text = std::str::from_utf8(raw).ok()?;
@@ -230,4 +331,60 @@ fn parse_response(raw: &[u8]) -> Option<(u16, &str)> {
         }
     }
     Some((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_is_complete_once_its_content_length_is_in() {
+        let head =
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 5\r\n\r\n";
+        assert_eq!(complete_length(&head[..20]), None, "head not in yet");
+        assert_eq!(complete_length(head), Some(head.len() + 5));
+        let no_length = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nabc";
+        assert_eq!(complete_length(no_length), None, "read to close instead");
+    }
+
+    #[test]
+    fn the_answer_is_read_up_to_its_length_without_waiting_for_a_close() {
+        let (mut agent, mut helper) = UnixStream::pair().unwrap();
+        agent
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            .unwrap();
+        // The agent keeps its end open: reading to the close would hang.
+        helper
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let answer = read_answer(&mut helper).unwrap();
+        assert_eq!(parse_response(&answer), Some((200, "{}")));
+        drop(agent);
+    }
+
+    #[test]
+    fn a_closed_socket_is_an_error_not_a_sigpipe() {
+        let (agent, helper) = UnixStream::pair().unwrap();
+        drop(agent);
+        // The helper runs without std's runtime, so SIGPIPE is not ignored:
+        // restore the default here (the test harness ignores it) so that a
+        // plain write would kill this test process.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        let e = send_all(&helper, b"GET / HTTP/1.1\r\n\r\n").unwrap_err();
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn a_closed_stdin_is_reopened_so_no_socket_takes_its_place() {
+        unsafe { libc::close(0) };
+        assert_eq!(unsafe { libc::fcntl(0, libc::F_GETFD) }, -1);
+        ensure_std_fds();
+        assert!(
+            unsafe { libc::fcntl(0, libc::F_GETFD) } >= 0,
+            "fd 0 still closed"
+        );
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert!(a.as_raw_fd() > 2, "a socket got a standard fd");
+    }
 }
