@@ -295,9 +295,15 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
-/// Figures 4 and 5.
-fn many_credentials(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
+/// Figures 4 and 5, with access tokens of `token_len` characters (0: the
+/// fake's default 43; Snyk's own are JWTs of about a kilobyte).
+fn many_credentials(fake: &FakeSnyk, scale: &Scale, token_len: usize, out: &mut Vec<String>) {
     let n = scale.creds;
+    fake.set_access_token_len(token_len);
+    let tokens = match token_len {
+        0 => "43-byte tokens".to_string(),
+        l => format!("{l}-byte tokens"),
+    };
     let mut doc = serde_json::Map::new();
     let mut clients = serde_json::Map::new();
     for i in 0..n {
@@ -317,7 +323,7 @@ fn many_credentials(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
         std::fs::set_permissions(store, std::fs::Permissions::from_mode(0o600)).unwrap();
     });
     out.push(format!(
-        "| cold start to ready, {n} credentials in the file store | {:.0} ms | < 1 s |",
+        "| cold start to ready, {n} credentials in the file store ({tokens}) | {:.0} ms | < 1 s |",
         ready.as_secs_f64() * 1000.0
     ));
     // Wait until every credential holds a token (the start-up refreshes are spread over ≤ 30 s).
@@ -339,7 +345,7 @@ fn many_credentials(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
         std::thread::sleep(Duration::from_millis(200));
     }
     out.push(format!(
-        "| start-up refresh of all {n} credentials (spread over ≤ 30 s, 16 at a time) | {:.1} s after ready | (no goal) |",
+        "| start-up refresh of all {n} credentials (spread over ≤ 30 s, 16 at a time; {tokens}) | {:.1} s after ready | (no goal) |",
         t.elapsed().as_secs_f64()
     ));
     let pid = agent.child.id();
@@ -353,7 +359,7 @@ fn many_credentials(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let cpu_pct = ticks as f64 / hz / t0.elapsed().as_secs_f64() * 100.0;
     out.push(format!(
-        "| {n} credentials with 1 h tokens: RSS at the end of the idle window; CPU while idle ({:.0} s) | {:.1} MiB; {cpu_pct:.2}% of one core ({ticks} ticks) | ≤ 40 MB; ≈ 0 |",
+        "| {n} credentials with 1 h {tokens}: RSS at the end of the idle window; CPU while idle ({:.0} s) | {:.1} MiB; {cpu_pct:.2}% of one core ({ticks} ticks) | ≤ 40 MB; ≈ 0 |",
         scale.idle_secs,
         rss as f64 / 1024.0
     ));
@@ -393,9 +399,24 @@ fn main() {
         "| figure | measured | goal |".into(),
         "|---|---|---|".into(),
     ];
-    helper_vs_true(&fake, &scale, &mut out);
-    throughput(&fake, &scale, &mut out);
-    many_credentials(&fake, &scale, &mut out);
+    // `cargo bench --bench agent -- helper memory` runs only the named groups
+    // (helper, throughput, memory); no names: all of them.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |group: &str| only.is_empty() || only.iter().any(|o| o == group);
+    if wanted("helper") {
+        helper_vs_true(&fake, &scale, &mut out);
+    }
+    if wanted("throughput") {
+        throughput(&fake, &scale, &mut out);
+    }
+    if wanted("memory") {
+        many_credentials(&fake, &scale, 0, &mut out);
+        many_credentials(&fake, &scale, 1024, &mut out);
+        fake.set_access_token_len(0);
+    }
     let size = std::fs::metadata(HELPER).unwrap().len();
     out.push(format!(
         "| helper binary size ({}) | {:.0} KiB | < 1 MiB |",

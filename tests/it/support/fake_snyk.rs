@@ -57,6 +57,9 @@ pub struct State {
     /// Every secret value this fake ever issued or was configured with.
     pub secrets: Vec<String>,
     pub expires_in: u64,
+    /// Length of issued access tokens; 0: 43 characters. Snyk's are JWTs of
+    /// about a kilobyte; the benchmarks use that size.
+    pub access_token_len: usize,
     pub faults: VecDeque<Fault>,
     /// Successful refresh grants (a new refresh token issued).
     pub refresh_grants: u64,
@@ -128,9 +131,13 @@ pub struct FakeSnyk {
 }
 
 fn random_token(prefix: &str) -> String {
+    random_token_of(prefix, 40)
+}
+
+fn random_token_of(prefix: &str, len: usize) -> String {
     use rand::Rng;
     let mut rng = rand::rng();
-    let body: String = (0..40)
+    let body: String = (0..len)
         .map(|_| {
             let c = rng.random_range(0..62u8);
             (match c {
@@ -144,11 +151,18 @@ fn random_token(prefix: &str) -> String {
 }
 
 impl State {
+    fn new_access_token(&self) -> String {
+        match self.access_token_len {
+            0 => random_token("at_"),
+            n => random_token_of("at_", n.saturating_sub(3)),
+        }
+    }
+
     /// Issues a live access token and a live refresh token to `client_id`
     /// (both remembered as secrets for the leak checks).
     fn issue_pair(&mut self, client_id: &str) -> (String, String, u64) {
         let new_rt = random_token("rt_");
-        let at = random_token("at_");
+        let at = self.new_access_token();
         let expires_in = self.expires_in;
         self.refresh.insert(
             new_rt.clone(),
@@ -250,6 +264,11 @@ impl FakeSnyk {
         let mut s = self.lock();
         s.clients.insert(client_id.into(), Some(secret.into()));
         s.secrets.push(secret.into());
+    }
+
+    /// Issues access tokens of `len` characters from now on (0: the default 43).
+    pub fn set_access_token_len(&self, len: usize) {
+        self.lock().access_token_len = len;
     }
 
     pub fn set_expires_in(&self, secs: u64) {
@@ -902,7 +921,7 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
                 s.bad_client_auth += 1;
                 return Ok(oauth_error(401, "invalid_client", "authentication failed"));
             }
-            let at = random_token("at_");
+            let at = s.new_access_token();
             let expires_in = s.expires_in;
             s.access.insert(
                 at.clone(),
