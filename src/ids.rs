@@ -64,7 +64,7 @@ macro_rules! id_type {
     ($name:ident, $field:literal) => {
         #[doc = concat!("A validated `", $field, "` (SPEC §3).")]
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(Box<str>);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             pub fn parse(s: &str) -> Result<Self, IdError> {

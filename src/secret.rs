@@ -6,49 +6,59 @@
 //! message or a panic by accident: reading one takes an explicit
 //! [`Secret::expose`]. Serialization does write the value, because the store,
 //! the journal and the agent's token answer have to carry it.
+//!
+//! Clones share one copy of the value (reference counted): the hot token, the
+//! memory cache, the store's document and the broker's last-seen record all
+//! point at the same bytes, so a secret exists once in memory however many
+//! places hold it, and it is wiped when the last holder lets go.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
+use std::sync::Arc;
 use zeroize::Zeroize;
 
-/// A secret string: redacted in `Debug`, zeroized on drop.
+/// A secret string: redacted in `Debug`, zeroized on drop of the last clone.
 #[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
+pub struct Secret(Arc<Value>);
+
+/// The one copy of a secret's bytes, wiped when dropped.
+#[derive(PartialEq, Eq, Default)]
+struct Value(Box<str>);
+
+impl Drop for Value {
+    fn drop(&mut self) {
+        // SAFETY: zeros are valid UTF-8, so the str stays a str.
+        unsafe { self.0.as_bytes_mut() }.zeroize();
+    }
+}
 
 impl Secret {
     /// Wraps a value. Surrounding whitespace (a trailing newline from a file) is removed.
     pub fn new(value: impl Into<String>) -> Secret {
         let mut s: String = value.into();
         let trimmed = s.trim();
-        if trimmed.len() != s.len() {
-            let t = trimmed.to_string();
-            s.zeroize();
-            s = t;
-        }
-        Secret(s)
+        // Copied into an exactly sized box (rather than shrunk in place, which
+        // may move it and free the old bytes unwiped); the original is wiped.
+        let exact: Box<str> = trimmed.into();
+        s.zeroize();
+        Secret(Arc::new(Value(exact)))
     }
 
     /// The secret value. Every call site is a place where a secret leaves its box.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.0.0
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.0.is_empty()
     }
 
     /// A short, non-reversible tag that identifies a secret in logs and journals
     /// without revealing it (first 8 hex digits of its SHA-256).
     pub fn fingerprint(&self) -> String {
         use sha2::{Digest, Sha256};
-        let digest = Sha256::digest(self.0.as_bytes());
+        let digest = Sha256::digest(self.expose().as_bytes());
         digest[..4].iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        self.0.zeroize();
     }
 }
 
@@ -60,7 +70,7 @@ impl fmt::Debug for Secret {
 
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        s.serialize_str(self.expose())
     }
 }
 
@@ -103,6 +113,15 @@ mod tests {
         let shown = format!("{s:?} {:#?}", Some(&s));
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("redacted"));
+    }
+
+    #[test]
+    fn clones_share_one_copy_of_the_value() {
+        let a = Secret::new(String::from("tok-shared"));
+        let b = a.clone();
+        assert_eq!(a.expose().as_ptr(), b.expose().as_ptr());
+        drop(a);
+        assert_eq!(b.expose(), "tok-shared");
     }
 
     #[test]

@@ -162,7 +162,8 @@ struct Unlanded {
 /// Guarded by the single-flight lock.
 #[derive(Default)]
 pub(crate) struct Flight {
-    unlanded: Option<Unlanded>,
+    /// Boxed: rare, and every credential's slot holds a `Flight`.
+    unlanded: Option<Box<Unlanded>>,
     /// The last refresh's answer may have been lost: the next send of the
     /// same token is the one permitted retry (SPEC §2).
     in_doubt: bool,
@@ -317,12 +318,12 @@ impl Broker {
             }
             if let Some(record) = entry.record {
                 tracing::info!(org_id = %key.org, client_id = %key.client, "replaying a rotated refresh token from the recovery journal");
-                flight.unlanded = Some(Unlanded {
+                flight.unlanded = Some(Box::new(Unlanded {
                     record,
                     journaled: true,
                     replaces: None,
                     unpublished: None,
-                });
+                }));
                 if self.land(&slot, &mut flight, None).await != rotation::Durability::Stored {
                     self.spawn_lander(&slot, &mut flight);
                 }

@@ -192,12 +192,12 @@ impl Broker {
         let key = &slot.key;
         flight.in_doubt = false;
         flight.dead_token = None;
-        flight.unlanded = Some(Unlanded {
+        flight.unlanded = Some(Box::new(Unlanded {
             record,
             journaled: false,
             replaces,
             unpublished: None,
-        });
+        }));
         self.journal_write(key, flight, None);
         slot.status().last_refresh_at = token.issued_at;
         match self.land(slot, flight, version).await {
