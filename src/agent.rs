@@ -19,38 +19,6 @@ use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
-/// Keeps the agent's memory flat: glibc's default of up to 8 malloc arenas per
-/// core, and its mmap threshold that grows after large frees, leave freed
-/// memory stranded after bursts (10 000 start-up refreshes, multi-megabyte
-/// file-store rewrites). Four arenas (enough for the two runtime workers and
-/// the blocking pool without contention) and a fixed 128 KiB threshold return it.
-/// Call before any thread starts.
-pub fn tune_allocator() {
-    // SAFETY: mallopt only sets allocator parameters; called single-threaded at start.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 4);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
-    }
-}
-
-/// Returns freed heap memory to the system now and then (after the start-up
-/// burst, then every 10 minutes); a no-op when nothing is free.
-fn spawn_trimmer(mut shutdown: watch::Receiver<bool>) {
-    tokio::spawn(async move {
-        let mut wait = Duration::from_secs(45);
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => return,
-            }
-            // SAFETY: malloc_trim is thread-safe and only releases free memory.
-            unsafe { libc::malloc_trim(0) };
-            wait = Duration::from_secs(600);
-        }
-    });
-}
-
 /// Applies the config file's `server.log_level` at run time (SIGHUP); set by
 /// the binary, which knows whether `--log-level` or `SNYKEY_LOG` pin the
 /// filter instead. Returns a sentence saying what is in force.
@@ -201,7 +169,6 @@ pub async fn run(
         startup_ms = started.elapsed().as_millis() as u64,
         "snykey agent ready"
     );
-    spawn_trimmer(shutdown_rx.clone());
     let notifier = Arc::new(notifier);
     notifier.notify(&format!("READY=1\nSTATUS={}", status_line(&broker)));
 
