@@ -376,15 +376,43 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_stdin_is_reopened_so_no_socket_takes_its_place() {
-        unsafe { libc::close(0) };
-        assert_eq!(unsafe { libc::fcntl(0, libc::F_GETFD) }, -1);
-        ensure_std_fds();
-        assert!(
-            unsafe { libc::fcntl(0, libc::F_GETFD) } >= 0,
-            "fd 0 still closed"
-        );
-        let (a, _b) = UnixStream::pair().unwrap();
-        assert!(a.as_raw_fd() > 2, "a socket got a standard fd");
+    fn closed_standard_fds_are_reopened_so_no_socket_takes_their_place() {
+        // In a forked child: the other tests' threads open fds of their own.
+        // The child only makes async-signal-safe calls (ensure_std_fds
+        // allocates nothing) and reports through its exit status.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            unsafe {
+                libc::close(0);
+                libc::close(1);
+                let closed =
+                    libc::fcntl(0, libc::F_GETFD) == -1 && libc::fcntl(1, libc::F_GETFD) == -1;
+                ensure_std_fds();
+                let open = libc::fcntl(0, libc::F_GETFD) >= 0 && libc::fcntl(1, libc::F_GETFD) >= 0;
+                let mut pair = [0; 2];
+                let sockets =
+                    libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) == 0;
+                let clear = sockets && pair[0] > 2 && pair[1] > 2;
+                libc::_exit(if !closed {
+                    2
+                } else if !open {
+                    3
+                } else if !clear {
+                    4
+                } else {
+                    0
+                });
+            }
+        }
+        let mut status = 0;
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status), "child did not exit");
+        match libc::WEXITSTATUS(status) {
+            0 => {}
+            3 => panic!("fds 0 and 1 are still closed after ensure_std_fds"),
+            4 => panic!("a socket got a standard fd"),
+            c => panic!("the child could not close its fds (exit {c})"),
+        }
     }
 }
