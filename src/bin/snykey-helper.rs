@@ -300,13 +300,14 @@ fn read_answer(stream: &mut UnixStream) -> std::io::Result<Vec<u8>> {
 fn complete_length(raw: &[u8]) -> Option<usize> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
+    Some(end + content_length(head)?.parse::<usize>().ok()?)
+}
+
+/// The `Content-Length` value of an answer's head, if it has one.
+fn content_length(head: &str) -> Option<&str> {
     head.split("\r\n").find_map(|line| {
         let (k, v) = line.split_once(':')?;
-        if k.eq_ignore_ascii_case("content-length") {
-            Some(end + v.trim().parse::<usize>().ok()?)
-        } else {
-            None
-        }
+        k.eq_ignore_ascii_case("content-length").then(|| v.trim())
     })
 }
 
@@ -314,22 +315,16 @@ fn complete_length(raw: &[u8]) -> Option<usize> {
 fn parse_response(raw: &[u8]) -> Option<(u16, &str)> {
     let text = std::str::from_utf8(raw).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next()?;
+    let status_line = head.split("\r\n").next()?;
     let mut parts = status_line.splitn(3, ' ');
     if !parts.next()?.starts_with("HTTP/1.") {
         return None;
     }
     let status: u16 = parts.next()?.parse().ok()?;
-    let mut body = body;
-    for line in lines {
-        if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                let n: usize = v.trim().parse().ok()?;
-                body = body.get(..n)?;
-            }
-        }
-    }
+    let body = match content_length(head) {
+        Some(n) => body.get(..n.parse::<usize>().ok()?)?,
+        None => body,
+    };
     Some((status, body))
 }
 
