@@ -19,6 +19,8 @@
 mod fake_snyk;
 #[path = "../tests/it/support/redis.rs"]
 mod redis_server;
+#[path = "../tests/it/support/serve.rs"]
+mod serve;
 
 use fake_snyk::FakeSnyk;
 use std::io::{Read, Write};

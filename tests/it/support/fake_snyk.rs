@@ -18,10 +18,7 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -127,7 +124,7 @@ struct CodeInfo {
 pub struct FakeSnyk {
     pub addr: SocketAddr,
     pub state: Arc<Mutex<State>>,
-    stop: Arc<tokio::sync::Notify>,
+    stop: Arc<super::serve::Stop>,
 }
 
 fn random_token(prefix: &str) -> String {
@@ -193,38 +190,8 @@ impl FakeSnyk {
             expires_in: 3600,
             ..Default::default()
         }));
-        let stop = Arc::new(tokio::sync::Notify::new());
-        let (tx, rx) = std::sync::mpsc::channel();
         let st = Arc::clone(&state);
-        let stop2 = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                loop {
-                    tokio::select! {
-                        accepted = listener.accept() => {
-                            let Ok((stream, _)) = accepted else { continue };
-                            let st = Arc::clone(&st);
-                            tokio::spawn(async move {
-                                let svc = service_fn(move |req| {
-                                    let st = Arc::clone(&st);
-                                    async move { handle(st, req).await }
-                                });
-                                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
-                            });
-                        }
-                        _ = stop2.notified() => break,
-                    }
-                }
-            });
-        });
-        let addr = rx.recv().unwrap();
+        let (addr, stop) = super::serve::spawn(move |req| handle(Arc::clone(&st), req));
         state.lock().unwrap().base_url = format!("http://{addr}");
         FakeSnyk { addr, state, stop }
     }
@@ -324,14 +291,6 @@ impl FakeSnyk {
 
     pub fn secrets(&self) -> Vec<String> {
         self.lock().secrets.clone()
-    }
-}
-
-impl Drop for FakeSnyk {
-    fn drop(&mut self) {
-        if Arc::strong_count(&self.stop) == 1 {
-            self.stop.notify_one();
-        }
     }
 }
 

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod fake_snyk;
 pub mod openbao;
 pub mod redis;
+pub mod serve;
 
 pub use agent::{Agent, Env};
 pub use fake_snyk::{FakeSnyk, Fault};

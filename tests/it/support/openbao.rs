@@ -18,10 +18,7 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -71,7 +68,7 @@ pub struct FakeBao {
     pub addr: SocketAddr,
     pub state: Arc<Mutex<State>>,
     pub root_token: String,
-    stop: Arc<tokio::sync::Notify>,
+    stop: Arc<super::serve::Stop>,
 }
 
 fn now_rfc3339() -> String {
@@ -124,34 +121,13 @@ impl FakeBao {
         st.mounts.insert("kv".into(), 2);
         st.mounts.insert("kv1".into(), 1);
         let state = Arc::new(Mutex::new(st));
-        let stop = Arc::new(tokio::sync::Notify::new());
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (st2, stop2) = (Arc::clone(&state), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                loop {
-                    tokio::select! {
-                        accepted = listener.accept() => {
-                            let Ok((stream, _)) = accepted else { continue };
-                            let st = Arc::clone(&st2);
-                            tokio::spawn(async move {
-                                let svc = service_fn(move |req| { let st = Arc::clone(&st); async move { Ok::<_, std::convert::Infallible>(handle(st, req).await) } });
-                                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
-                            });
-                        }
-                        _ = stop2.notified() => break,
-                    }
-                }
-            });
+        let st = Arc::clone(&state);
+        let (addr, stop) = super::serve::spawn(move |req| {
+            let st = Arc::clone(&st);
+            async move { Ok::<_, std::convert::Infallible>(handle(st, req).await) }
         });
         FakeBao {
-            addr: rx.recv().unwrap(),
+            addr,
             state,
             root_token,
             stop,
@@ -243,14 +219,6 @@ impl FakeBao {
 
     pub fn write_kv1(&self, mount: &str, path: &str, data: Value) {
         self.lock().kv1.insert((mount.into(), path.into()), data);
-    }
-}
-
-impl Drop for FakeBao {
-    fn drop(&mut self) {
-        if Arc::strong_count(&self.stop) == 1 {
-            self.stop.notify_one();
-        }
     }
 }
 
