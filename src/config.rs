@@ -61,6 +61,9 @@ pub struct ServerConfig {
     /// Log filter from the file (tracing syntax); `--log-level` and
     /// `SNYKEY_LOG` override it. SIGHUP applies a changed value.
     pub log_level: Option<String>,
+    /// Shown in store claims (SPEC §2), informational; default
+    /// `<hostname>:<socket path>`.
+    pub agent_id: String,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +128,10 @@ pub struct StoreConfig {
     pub kv_version: u8,
     pub prefix: String,
     pub ca_cert: Option<PathBuf>,
+    /// SPEC §2 rule 7: this agent is the only one using this store prefix,
+    /// so it may rotate with the journal as its durable copy while the store
+    /// refuses writes. Always true for the file store.
+    pub exclusive: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +148,7 @@ enum Kind {
     Float,
     Duration,
     UintList,
+    Bool,
 }
 
 /// Every key the config knows, with its type for environment variables.
@@ -155,6 +163,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("server", "shutdown_grace", Kind::Duration),
     ("server", "login_timeout", Kind::Duration),
     ("server", "log_level", Kind::Str),
+    ("server", "agent_id", Kind::Str),
     ("snyk", "api_url", Kind::Str),
     ("snyk", "app_url", Kind::Str),
     ("snyk", "rest_version", Kind::Str),
@@ -178,6 +187,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("store", "kv_version", Kind::Int),
     ("store", "prefix", Kind::Str),
     ("store", "ca_cert", Kind::Str),
+    ("store", "exclusive", Kind::Bool),
     ("refresh", "min_validity", Kind::Duration),
     ("refresh", "jitter", Kind::Float),
     ("refresh", "at", Kind::Float),
@@ -283,6 +293,7 @@ impl Config {
             "log_level = {}\n",
             q(s.log_level.as_deref().unwrap_or(""))
         ));
+        out.push_str(&format!("agent_id = {}\n", q(&s.agent_id)));
         let k = &self.snyk;
         out.push_str("\n[snyk]\n");
         out.push_str(&format!("api_url = {}\n", q(&k.api_url)));
@@ -347,6 +358,7 @@ impl Config {
         out.push_str(&format!("kv_version = {}\n", t.kv_version));
         out.push_str(&format!("prefix = {}\n", q(&t.prefix)));
         out.push_str(&format!("ca_cert = {}\n", opt_path(&t.ca_cert)));
+        out.push_str(&format!("exclusive = {}\n", t.exclusive));
         let r = &self.refresh;
         out.push_str("\n[refresh]\n");
         out.push_str(&format!(
@@ -471,6 +483,11 @@ fn read_env(env: &[(String, String)], raw: &mut RawMap) -> Result<(), ConfigErro
                     .parse()
                     .map_err(|_| invalid(format!("{value:?} is not a number")))?,
             ),
+            Kind::Bool => Value::Boolean(match value.trim() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => return Err(invalid("expected true or false".to_string())),
+            }),
             Kind::UintList => Value::Array(
                 value
                     .split(',')
@@ -537,6 +554,18 @@ impl Reader<'_> {
 
     fn opt_string(&self, s: &'static str, k: &'static str) -> Result<Option<String>, ConfigError> {
         Ok(Some(self.string(s, k, "")?).filter(|v| !v.is_empty()))
+    }
+
+    fn boolean(&self, s: &'static str, k: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(s, k) {
+            None => Ok(default),
+            Some(Value::Boolean(v)) => Ok(*v),
+            Some(other) => Err(self.err(
+                s,
+                k,
+                format!("expected true or false, found {}", other.type_str()),
+            )),
+        }
     }
 
     fn int(&self, s: &'static str, k: &'static str, default: i64) -> Result<i64, ConfigError> {
@@ -687,6 +716,7 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         shutdown_grace: r.duration("server", "shutdown_grace", Duration::from_secs(10))?,
         login_timeout: r.duration("server", "login_timeout", Duration::from_secs(600))?,
         log_level: r.opt_string("server", "log_level")?,
+        agent_id: String::new(),
     };
     if let Some(level) = &server.log_level {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
@@ -857,7 +887,9 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
             ));
         }
     }
+    let exclusive = r.boolean("store", "exclusive", false)? || store_backend == StoreBackend::File;
     let store = StoreConfig {
+        exclusive,
         backend: store_backend,
         path,
         journal_dir,
@@ -915,6 +947,18 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         return Err(r.err("refresh", "min_validity", "must be at most 24h"));
     }
 
+    let mut server = server;
+    server.agent_id = match r.opt_string("server", "agent_id")? {
+        Some(id) if id.len() <= 200 && !id.chars().any(char::is_control) => id,
+        Some(_) => {
+            return Err(r.err(
+                "server",
+                "agent_id",
+                "must be at most 200 printable characters",
+            ));
+        }
+        None => format!("{}:{}", hostname(), server.socket.display()),
+    };
     Ok(Config {
         server,
         snyk,
@@ -989,6 +1033,19 @@ pub fn derive_app_url(api_url: &str) -> String {
         }
         _ => api_url.to_string(),
     }
+}
+
+/// This host's name (for the default `server.agent_id`).
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // when the name fits, and we stop at the first NUL either way.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 #[cfg(test)]
@@ -1160,3 +1217,4 @@ mod tests {
         assert!(!is_rest_version("latest"));
     }
 }
+

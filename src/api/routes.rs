@@ -78,6 +78,7 @@ impl From<BrokerError> for ApiError {
             }
             BrokerError::Cache(_) => (StatusCode::SERVICE_UNAVAILABLE, "cache_unavailable"),
             BrokerError::NotDurable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            BrokerError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "refresh_in_progress"),
             BrokerError::Rest(crate::snyk::rest::RestError::Refused { .. }) => {
                 (StatusCode::BAD_GATEWAY, "snyk_refused")
             }
