@@ -212,10 +212,7 @@ fn run() -> i32 {
     if status != 200 {
         let error = field(&fields, "error").unwrap_or("the agent refused the request");
         let code = field(&fields, "code").unwrap_or("");
-        return fail(
-            exit::for_status(status),
-            &format!("{error} ({})", exit::advice(status, code)),
-        );
+        return fail(exit::for_status(status), &exit::report(status, code, error));
     }
     let Some(token) = field(&fields, "access_token") else {
         return fail(exit::SOFTWARE, "the agent's answer had no access_token");
