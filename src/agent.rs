@@ -221,8 +221,13 @@ pub async fn run(
     signals.abort();
     // Grants in flight run to their end (bounded by Snyk's timeout and the
     // landing after it): a new refresh token is never left unsaved.
-    if !broker.drain(cfg.snyk.timeout * 2 + Duration::from_secs(10)).await {
-        tracing::warn!("stopping with grants still in flight; the recovery journal holds what they made durable");
+    if !broker
+        .drain(cfg.snyk.timeout * 2 + Duration::from_secs(10))
+        .await
+    {
+        tracing::warn!(
+            "stopping with grants still in flight; the recovery journal holds what they made durable"
+        );
     }
     if bound.created {
         match std::fs::remove_file(&bound.path) {

@@ -556,7 +556,12 @@ impl Reader<'_> {
         Ok(Some(self.string(s, k, "")?).filter(|v| !v.is_empty()))
     }
 
-    fn boolean(&self, s: &'static str, k: &'static str, default: bool) -> Result<bool, ConfigError> {
+    fn boolean(
+        &self,
+        s: &'static str,
+        k: &'static str,
+        default: bool,
+    ) -> Result<bool, ConfigError> {
         match self.get(s, k) {
             None => Ok(default),
             Some(Value::Boolean(v)) => Ok(*v),
@@ -1217,4 +1222,3 @@ mod tests {
         assert!(!is_rest_version("latest"));
     }
 }
-

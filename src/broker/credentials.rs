@@ -152,11 +152,20 @@ impl Broker {
     ) -> Result<String, BrokerError> {
         // Take turns with other agents (an optimisation), and with this
         // agent's own refresh of the credential (its single flight).
-        let guard = self.cache.lock(key, self.lock_ttl, self.lock_wait).await.ok();
+        let guard = self
+            .cache
+            .lock(key, self.lock_ttl, self.lock_wait)
+            .await
+            .ok();
         let mut flight = slot.flight.lock().await;
         let record = match &flight.mem.unlanded {
             Some(u) => Some(u.record.clone()),
-            None => self.store.get(key).await?.map(|v| v.record).filter(|r| !r.deleted),
+            None => self
+                .store
+                .get(key)
+                .await?
+                .map(|v| v.record)
+                .filter(|r| !r.deleted),
         };
         let mut revoked = false;
         if revoke {
@@ -218,7 +227,6 @@ impl Broker {
         slot.status().expires_at = None;
         Ok(format!("cached token of {key} dropped"))
     }
-
 }
 
 fn check_put_fields(kind: Kind, req: &PutCredential) -> Result<(), BrokerError> {
@@ -250,4 +258,3 @@ fn check_put_fields(kind: Kind, req: &PutCredential) -> Result<(), BrokerError> 
         _ => Ok(()),
     }
 }
-

@@ -283,8 +283,7 @@ impl Broker {
                     .await
             })
             .await;
-        match result
-        {
+        match result {
             Ok(()) => {
                 self.logins.finish(state, LoginState::Complete, None);
                 tracing::info!(org_id = %key.org, client_id = %key.client, "browser login complete; the credential is managed now");
@@ -403,7 +402,8 @@ impl Broker {
             login: true,
             via: Vec::new(),
         };
-        self.persist_record(&slot, &mut flight, record, base).await?;
+        self.persist_record(&slot, &mut flight, record, base)
+            .await?;
         self.publish(&slot, token).await;
         Ok(())
     }
@@ -491,7 +491,8 @@ impl Broker {
                 login: false,
                 via: Vec::new(),
             };
-            self.persist_record(&slot, &mut flight, record, base).await?;
+            self.persist_record(&slot, &mut flight, record, base)
+                .await?;
         }
         slot.status().state = crate::wire::State::NeedsLogin;
         tracing::info!(org_id = %key.org, client_id = %key.client, "Snyk App registered; its client secret is in the secret store");

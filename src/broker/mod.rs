@@ -255,7 +255,9 @@ impl Broker {
     /// On shutdown: waits (at most `grace`) for the grants in flight to land.
     pub async fn drain(&self, grace: Duration) -> bool {
         self.grants.close();
-        tokio::time::timeout(grace, self.grants.wait()).await.is_ok()
+        tokio::time::timeout(grace, self.grants.wait())
+            .await
+            .is_ok()
     }
 
     /// Whether claims protect this store (SPEC §2: not on KV v1).
@@ -296,8 +298,13 @@ impl Broker {
             flight.mem = rotation::Memory::recover(entry, self.mono());
             if flight.mem.unlanded.is_some() {
                 tracing::info!(org_id = %key.org, client_id = %key.client, "landing a refresh token from the recovery journal");
-                let mut io = refresh::AgentIo { broker: self, key: &key };
-                if rotation::land(&mut io, &mut flight.mem, &self.rules).await == rotation::Landing::Pending {
+                let mut io = refresh::AgentIo {
+                    broker: self,
+                    key: &key,
+                };
+                if rotation::land(&mut io, &mut flight.mem, &self.rules).await
+                    == rotation::Landing::Pending
+                {
                     self.spawn_lander(&slot, &mut flight);
                 }
             }
@@ -610,23 +617,22 @@ impl Broker {
                     }
                     BrokerError::Snyk(g) => self.plan_retry(slot, failures, g.retry_after()),
                     // Rule 6's quiet period: the retry is planned after it.
-                    BrokerError::Busy(_) => self.plan_retry(slot, failures, Some(self.rules.quiet())),
+                    BrokerError::Busy(_) => {
+                        self.plan_retry(slot, failures, Some(self.rules.quiet()))
+                    }
                     _ => self.plan_retry(slot, failures, None),
                 }
             }
         }
         result
     }
-
 }
 
 /// The error a caller sees for a credential that needs a login: one
 /// sentence, the reason and the command.
 fn needs_login_message(key: &CredKey, why: &str) -> String {
     let why = why.trim_end_matches('.');
-    let why = why
-        .strip_suffix(": it needs a new login")
-        .unwrap_or(why);
+    let why = why.strip_suffix(": it needs a new login").unwrap_or(why);
     format!(
         "credential {key} needs a new login ({why}): run `snykey login --org-id {} --client-id {}`",
         key.org, key.client

@@ -142,7 +142,8 @@ impl Broker {
                 }
             }
             let mut io = AgentIo { broker: self, key };
-            let outcome = rotation::refresh(&mut io, &mut flight.mem, &self.rules, given.clone()).await;
+            let outcome =
+                rotation::refresh(&mut io, &mut flight.mem, &self.rules, given.clone()).await;
             match outcome {
                 Outcome::Minted {
                     access_token,
@@ -238,9 +239,11 @@ impl Broker {
                 "an earlier answer from Snyk for {key} was lost; the one permitted retry waits {}s so that the lost request cannot still be in progress",
                 after.as_secs()
             )),
-            Why::RolledBack { stored, seen } => BrokerError::Store(StoreError::Unavailable(format!(
-                "the secret store holds generation {stored} of {key} but this agent has seen {seen}: it was rolled back or restored, and its refresh token may be spent; nothing is sent (log in again, or restore the newest version)"
-            ))),
+            Why::RolledBack { stored, seen } => {
+                BrokerError::Store(StoreError::Unavailable(format!(
+                    "the secret store holds generation {stored} of {key} but this agent has seen {seen}: it was rolled back or restored, and its refresh token may be spent; nothing is sent (log in again, or restore the newest version)"
+                )))
+            }
         }
     }
 
@@ -278,7 +281,10 @@ impl Broker {
                 "a newer change to {key} reached the secret store first; yours was dropped"
             ))),
             Landing::Pending => {
-                self.degraded(slot, "waiting for the secret store to take the new credential");
+                self.degraded(
+                    slot,
+                    "waiting for the secret store to take the new credential",
+                );
                 self.spawn_lander(slot, flight);
                 Ok(false)
             }
@@ -314,7 +320,10 @@ impl Broker {
                     flight.lander_running = false;
                     return;
                 }
-                let mut io = AgentIo { broker: &broker, key: &slot.key };
+                let mut io = AgentIo {
+                    broker: &broker,
+                    key: &slot.key,
+                };
                 let landing = rotation::land(&mut io, &mut flight.mem, &broker.rules).await;
                 let journaled = flight.mem.unlanded.as_ref().is_none_or(|u| u.journaled);
                 if landing != Landing::Pending || journaled {

@@ -112,7 +112,8 @@ pub trait Io {
     /// Reads the credential's record.
     fn read(&mut self) -> impl Future<Output = Result<Option<Versioned>, StoreError>>;
     /// Writes it with check-and-set on `cas` (0: only if absent).
-    fn write(&mut self, record: &Record, cas: u64) -> impl Future<Output = Result<u64, StoreError>>;
+    fn write(&mut self, record: &Record, cas: u64)
+    -> impl Future<Output = Result<u64, StoreError>>;
     /// Replaces this agent's journal entry of the credential, durably (an
     /// empty entry removes it).
     fn note(&mut self, entry: &Entry) -> impl Future<Output = Result<(), String>>;
@@ -268,7 +269,10 @@ pub enum Why {
     /// Rule 6: a lost answer's quiet period is not over.
     Quiet,
     /// Rule 10: the store holds a lower generation than this agent has seen.
-    RolledBack { stored: u64, seen: u64 },
+    RolledBack {
+        stored: u64,
+        seen: u64,
+    },
 }
 
 /// How a landing went.
@@ -288,14 +292,20 @@ pub enum Landing {
 
 /// A refresh of the stored token (`put == None`), or the rotation of a
 /// token given by `PUT /v1/credentials` (rule 8).
-pub async fn refresh<I: Io>(io: &mut I, mem: &mut Memory, rules: &Rules, put: Option<Record>) -> Outcome {
+pub async fn refresh<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    rules: &Rules,
+    put: Option<Record>,
+) -> Outcome {
     // 0. A successor of ours that the store does not hold yet lands first
     //    (I2: it is the newest token). Only an exclusive agent may go on
     //    rotating from the journal while the store refuses writes (rule 7).
     if mem.unlanded.is_some() {
         match land(io, mem, rules).await {
             Landing::Landed | Landing::Discarded | Landing::Refused => {}
-            Landing::Pending if rules.exclusive && mem.unlanded.as_ref().is_some_and(|u| u.journaled) => {}
+            Landing::Pending
+                if rules.exclusive && mem.unlanded.as_ref().is_some_and(|u| u.journaled) => {}
             Landing::Pending => {
                 return Outcome::Later {
                     after: Duration::ZERO,
@@ -314,7 +324,12 @@ pub async fn refresh<I: Io>(io: &mut I, mem: &mut Memory, rules: &Rules, put: Op
             // Rule 7: rotating on from the journal's chain.
             return rotate_chain(io, mem, rules, e).await;
         }
-        Err(e) => return Outcome::Later { after: Duration::ZERO, why: Why::Store(e) },
+        Err(e) => {
+            return Outcome::Later {
+                after: Duration::ZERO,
+                why: Why::Store(e),
+            };
+        }
     };
     let (record, version) = match (read, put) {
         (Some(v), None) if v.hidden => {
@@ -329,7 +344,10 @@ pub async fn refresh<I: Io>(io: &mut I, mem: &mut Memory, rules: &Rules, put: Op
             // Rule 10: the store went back; what it holds may be spent.
             return Outcome::Later {
                 after: Duration::ZERO,
-                why: Why::RolledBack { stored: v.record.generation, seen: mem.generation },
+                why: Why::RolledBack {
+                    stored: v.record.generation,
+                    seen: mem.generation,
+                },
             };
         }
         (Some(v), Some(given)) => match decide_put(&v, &given) {
@@ -369,7 +387,12 @@ pub async fn refresh<I: Io>(io: &mut I, mem: &mut Memory, rules: &Rules, put: Op
         Decision::Send { token, attempts } => (token, attempts),
         Decision::NeedsLogin(why) => return mark_needs_login(io, mem, &record, version, why).await,
         Decision::Wait(why) => return Outcome::Wait(why),
-        Decision::Quiet(after) => return Outcome::Later { after, why: Why::Quiet },
+        Decision::Quiet(after) => {
+            return Outcome::Later {
+                after,
+                why: Why::Quiet,
+            };
+        }
     };
 
     // 3. Claim it by check-and-set, then note the claim, then send.
@@ -400,7 +423,8 @@ fn decide_put(stored: &Versioned, given: &Record) -> PutDecision {
     if stored.hidden {
         return PutDecision::Replace;
     }
-    let spent_before = stored.record.prev_fp.as_deref() == Some(r.as_str()) || stored.record.put_fps.contains(&r);
+    let spent_before =
+        stored.record.prev_fp.as_deref() == Some(r.as_str()) || stored.record.put_fps.contains(&r);
     if stored.record.deleted && spent_before {
         PutDecision::Spent
     } else if stored.record.deleted {
@@ -430,7 +454,13 @@ enum Decision {
 /// period on our own clock — and (c) fewer than two sends of it may have
 /// been consumed (the one permitted retry of an unknown outcome, after the
 /// quiet period).
-fn decide(record: &Record, version: u64, mem: &mut Memory, rules: &Rules, now: Duration) -> Decision {
+fn decide(
+    record: &Record,
+    version: u64,
+    mem: &mut Memory,
+    rules: &Rules,
+    now: Duration,
+) -> Decision {
     if let Some(why) = record.needs_login() {
         return Decision::NeedsLogin(why.to_string());
     }
@@ -447,18 +477,29 @@ fn decide(record: &Record, version: u64, mem: &mut Memory, rules: &Rules, now: D
             mem.claim.as_ref().map(|m| m.attempts).unwrap_or(c.attempts)
         }
         Some(c) if c.fp == fp && mem.pending.as_ref().is_some_and(|m| m.nonce == c.nonce) => {
-            let attempts = mem.pending.as_ref().map(|m| m.attempts).unwrap_or(c.attempts);
+            let attempts = mem
+                .pending
+                .as_ref()
+                .map(|m| m.attempts)
+                .unwrap_or(c.attempts);
             mem.claim = mem.pending.take();
             attempts
         }
         Some(c) if c.fp == fp => {
             // Another agent's claim (or ours from before a crash that lost
             // the journal: then it is foreign too, which is safe).
-            let seen = mem.watch.as_ref().filter(|w| w.version == version && w.nonce == c.nonce);
+            let seen = mem
+                .watch
+                .as_ref()
+                .filter(|w| w.version == version && w.nonce == c.nonce);
             let since = match seen {
                 Some(w) => w.since,
                 None => {
-                    mem.watch = Some(Watch { version, nonce: c.nonce.clone(), since: now });
+                    mem.watch = Some(Watch {
+                        version,
+                        nonce: c.nonce.clone(),
+                        since: now,
+                    });
                     now
                 }
             };
@@ -478,7 +519,9 @@ fn decide(record: &Record, version: u64, mem: &mut Memory, rules: &Rules, now: D
         // can say it was sent (journal-only claims, or a legacy entry).
         _ => match &mem.claim {
             Some(m) if m.fp == fp => m.attempts,
-            Some(m) if m.fp.starts_with("legacy:") && m.fp[7..] == token.fingerprint() => m.attempts,
+            Some(m) if m.fp.starts_with("legacy:") && m.fp[7..] == token.fingerprint() => {
+                m.attempts
+            }
             _ => 0,
         },
     };
@@ -532,19 +575,32 @@ async fn claim<I: Io>(
             Ok(v) => version = v,
             // Someone else moved: re-read, never send.
             Err(StoreError::Conflict { .. }) => return Err(Outcome::Moved),
-            Err(e) => return Err(Outcome::Later { after: Duration::ZERO, why: Why::Store(e) }),
+            Err(e) => {
+                return Err(Outcome::Later {
+                    after: Duration::ZERO,
+                    why: Why::Store(e),
+                });
+            }
         }
     }
     mem.watch = None;
     mem.pending = None;
-    mem.claim = Some(Note { fp, nonce, attempts, sent: true });
+    mem.claim = Some(Note {
+        fp,
+        nonce,
+        attempts,
+        sent: true,
+    });
     if let Err(e) = io.note(&mem.entry(io.wall())).await {
         // Not noted: not sent. The claim stays ours in memory.
         if let Some(c) = mem.claim.as_mut() {
             c.sent = false;
             c.attempts = attempts.saturating_sub(1);
         }
-        return Err(Outcome::Later { after: Duration::ZERO, why: Why::Journal(e) });
+        return Err(Outcome::Later {
+            after: Duration::ZERO,
+            why: Why::Journal(e),
+        });
     }
     Ok((record, version, deadline))
 }
@@ -586,11 +642,21 @@ async fn claim_given<I: Io>(
             deadline: crate::clock::rfc3339(io.wall() + rules.send_window),
         });
     }
-    mem.pending = Some(Note { fp: fp.clone(), nonce: nonce.clone(), attempts: 0, sent: false });
+    mem.pending = Some(Note {
+        fp: fp.clone(),
+        nonce: nonce.clone(),
+        attempts: 0,
+        sent: false,
+    });
     let version = match io.write(&given, cas).await {
         Ok(v) => v,
         Err(StoreError::Conflict { .. }) => return Outcome::Moved,
-        Err(e) => return Outcome::Later { after: Duration::ZERO, why: Why::Store(e) },
+        Err(e) => {
+            return Outcome::Later {
+                after: Duration::ZERO,
+                why: Why::Store(e),
+            };
+        }
     };
     // Stored: a new chain, and what we knew of the old one no longer applies.
     mem.doubt_since = None;
@@ -599,13 +665,21 @@ async fn claim_given<I: Io>(
     mem.watch = None;
     mem.generation = given.generation;
     mem.pending = None;
-    mem.claim = Some(Note { fp, nonce, attempts: 1, sent: true });
+    mem.claim = Some(Note {
+        fp,
+        nonce,
+        attempts: 1,
+        sent: true,
+    });
     if let Err(e) = io.note(&mem.entry(io.wall())).await {
         if let Some(c) = mem.claim.as_mut() {
             c.sent = false;
             c.attempts = 0;
         }
-        return Outcome::Later { after: Duration::ZERO, why: Why::Journal(e) };
+        return Outcome::Later {
+            after: Duration::ZERO,
+            why: Why::Journal(e),
+        };
     }
     send_claimed(io, mem, rules, given, version, token, deadline).await
 }
@@ -613,28 +687,58 @@ async fn claim_given<I: Io>(
 /// Rule 7: an exclusive agent rotates the journal's newest token while the
 /// store refuses writes. The chain keeps its base, so the newest token
 /// lands over the last one the store held once writes return.
-async fn rotate_chain<I: Io>(io: &mut I, mem: &mut Memory, rules: &Rules, why: StoreError) -> Outcome {
+async fn rotate_chain<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    rules: &Rules,
+    why: StoreError,
+) -> Outcome {
     let Some(u) = mem.unlanded.clone().filter(|u| u.journaled) else {
-        return Outcome::Later { after: Duration::ZERO, why: Why::Store(why) };
+        return Outcome::Later {
+            after: Duration::ZERO,
+            why: Why::Store(why),
+        };
     };
     let Some(token) = u.record.refresh_token.clone() else {
         return Outcome::NeedsLogin("no refresh token is journaled".into());
     };
-    let attempts = match decide(&Record { claim: None, ..u.record.clone() }, 0, mem, rules, io.mono()) {
+    let attempts = match decide(
+        &Record {
+            claim: None,
+            ..u.record.clone()
+        },
+        0,
+        mem,
+        rules,
+        io.mono(),
+    ) {
         Decision::Send { attempts, .. } => attempts,
         Decision::NeedsLogin(why) => return Outcome::NeedsLogin(why),
         Decision::Wait(why) => return Outcome::Wait(why),
-        Decision::Quiet(after) => return Outcome::Later { after, why: Why::Quiet },
+        Decision::Quiet(after) => {
+            return Outcome::Later {
+                after,
+                why: Why::Quiet,
+            };
+        }
     };
     let deadline = io.mono() + rules.send_window;
     let nonce = io.nonce();
-    mem.claim = Some(Note { fp: token.digest(), nonce, attempts, sent: true });
+    mem.claim = Some(Note {
+        fp: token.digest(),
+        nonce,
+        attempts,
+        sent: true,
+    });
     if let Err(e) = io.note(&mem.entry(io.wall())).await {
         if let Some(c) = mem.claim.as_mut() {
             c.sent = false;
             c.attempts = attempts.saturating_sub(1);
         }
-        return Outcome::Later { after: Duration::ZERO, why: Why::Journal(e) };
+        return Outcome::Later {
+            after: Duration::ZERO,
+            why: Why::Journal(e),
+        };
     }
     send_claimed(io, mem, rules, u.record, 0, token, deadline).await
 }
@@ -691,7 +795,12 @@ async fn send_claimed<I: Io>(
             };
             mem.claim = None;
             mem.doubt_since = None;
-            mem.unlanded = Some(Unlanded { record: next, base, journaled: false, fresh_login: false });
+            mem.unlanded = Some(Unlanded {
+                record: next,
+                base,
+                journaled: false,
+                fresh_login: false,
+            });
             // The journal first (fsync): it survives a crash mid-landing.
             let journaled = io.note(&mem.entry(io.wall())).await.is_ok();
             if let Some(u) = mem.unlanded.as_mut() {
@@ -722,7 +831,9 @@ async fn send_claimed<I: Io>(
         Err(e @ GrantError::Permanent { .. }) => {
             let lost_before = mem.claim.as_ref().is_some_and(|c| c.attempts > 1);
             let why = if lost_before {
-                format!("{e}; an earlier answer from Snyk to this token was lost in transit and most likely rotated it")
+                format!(
+                    "{e}; an earlier answer from Snyk to this token was lost in transit and most likely rotated it"
+                )
             } else {
                 e.to_string()
             };
@@ -746,7 +857,10 @@ async fn send_claimed<I: Io>(
             }
             let _ = io.note(&mem.entry(io.wall())).await;
             let after = e.retry_after().unwrap_or(Duration::ZERO);
-            Outcome::Later { after, why: Why::Snyk(e) }
+            Outcome::Later {
+                after,
+                why: Why::Snyk(e),
+            }
         }
         // 5d. Unknown outcome (timeout, dropped connection, a gateway page):
         //     the token may be spent. It stays claimed, and is retried at most
@@ -757,7 +871,10 @@ async fn send_claimed<I: Io>(
             }
             mem.doubt_since = Some(io.mono());
             let _ = io.note(&mem.entry(io.wall())).await;
-            Outcome::Later { after: rules.quiet(), why: Why::Snyk(e) }
+            Outcome::Later {
+                after: rules.quiet(),
+                why: Why::Snyk(e),
+            }
         }
     }
 }
@@ -773,20 +890,18 @@ fn undo_attempt(mem: &mut Memory) {
 
 /// A 200 without a refresh token: the sent token is spent and nothing
 /// continues the chain.
-async fn answered_without_successor<I: Io>(io: &mut I, mem: &mut Memory, record: &Record, version: u64) -> Outcome {
+async fn answered_without_successor<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    record: &Record,
+    version: u64,
+) -> Outcome {
     let why = "Snyk accepted the refresh token but its answer carried no new one";
     if let Some(t) = record.refresh_token.as_ref() {
         bury(mem, t, why);
     }
     let _ = io.note(&mem.entry(io.wall())).await;
-    mark_needs_login(
-        io,
-        mem,
-        record,
-        version,
-        why.into(),
-    )
-    .await
+    mark_needs_login(io, mem, record, version, why.into()).await
 }
 
 /// Snyk refused `token` for good: remember it, and if it is the head of a
@@ -806,7 +921,13 @@ fn bury(mem: &mut Memory, token: &Secret, why: &str) {
 /// Writes `needs_login` into the record (rule 5), by check-and-set on a
 /// version that still holds the dead token, so every agent sees it; a later
 /// landing or login clears it.
-async fn mark_needs_login<I: Io>(io: &mut I, mem: &mut Memory, record: &Record, version: u64, why: String) -> Outcome {
+async fn mark_needs_login<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    record: &Record,
+    version: u64,
+    why: String,
+) -> Outcome {
     if record.needs_login().is_none() && version != 0 {
         let mut marked = record.clone();
         marked.state = Some(RecordState::needs_login(&why));
@@ -867,7 +988,9 @@ pub async fn land<I: Io>(io: &mut I, mem: &mut Memory, rules: &Rules) -> Landing
                 return Landing::Landed;
             }
             Verdict::Discard => {
-                tracing::warn!("a newer refresh token, login or delete reached the secret store first; dropping ours (not revoked)");
+                tracing::warn!(
+                    "a newer refresh token, login or delete reached the secret store first; dropping ours (not revoked)"
+                );
                 mem.unlanded = None;
                 let _ = io.note(&mem.entry(io.wall())).await;
                 return Landing::Discarded;
@@ -925,8 +1048,12 @@ fn succession(current: Option<&Versioned>, u: &Unlanded, rules: &Rules) -> Verdi
     let ours = u.record.refresh_token.as_ref().map(Secret::digest);
     let Some(cur) = current else {
         // Absent: only a first login (or a secret of a new record) creates it.
-        return if (u.base.generation == 0 || u.fresh_login) && (u.base.login || u.base.fp.is_none()) {
-            Verdict::Write { generation: 1, cas: 0 }
+        return if (u.base.generation == 0 || u.fresh_login) && (u.base.login || u.base.fp.is_none())
+        {
+            Verdict::Write {
+                generation: 1,
+                cas: 0,
+            }
         } else {
             Verdict::Discard
         };
@@ -937,7 +1064,10 @@ fn succession(current: Option<&Versioned>, u: &Unlanded, rules: &Rules) -> Verdi
             return Verdict::AlreadyThere;
         }
     }
-    let next = Verdict::Write { generation: rec.generation + 1, cas: cur.version };
+    let next = Verdict::Write {
+        generation: rec.generation + 1,
+        cas: cur.version,
+    };
     if !rec.deleted && u.base.via.iter().any(|fp| rec.holds(fp)) {
         // The store holds a token of our own chain (its landing's answer was lost).
         return next;
@@ -968,7 +1098,13 @@ fn succession(current: Option<&Versioned>, u: &Unlanded, rules: &Rules) -> Verdi
 
 /// Journals a successor that needs no send (a login's token, a new client
 /// secret) and lands it: the same persist-before-publish path as a refresh.
-pub async fn persist<I: Io>(io: &mut I, mem: &mut Memory, rules: &Rules, record: Record, base: Base) -> Landing {
+pub async fn persist<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    rules: &Rules,
+    record: Record,
+    base: Base,
+) -> Landing {
     if base.login {
         // A login starts a new chain.
         mem.claim = None;
@@ -981,7 +1117,12 @@ pub async fn persist<I: Io>(io: &mut I, mem: &mut Memory, rules: &Rules, record:
     // What it replaces stays until the new record is durable: a login that
     // neither the journal nor the store takes must not cost the old chain.
     let previous = mem.unlanded.take();
-    mem.unlanded = Some(Unlanded { record, base, journaled: false, fresh_login });
+    mem.unlanded = Some(Unlanded {
+        record,
+        base,
+        journaled: false,
+        fresh_login,
+    });
     let journaled = io.note(&mem.entry(io.wall())).await.is_ok();
     if let Some(u) = mem.unlanded.as_mut() {
         u.journaled = journaled;
@@ -1007,7 +1148,12 @@ pub async fn tombstone<I: Io>(io: &mut I, mem: &mut Memory) -> Result<(), StoreE
             generation: cur.record.generation.max(mem.generation) + 1,
             // Spent put tokens stay known: putting one again is refused.
             put_fps: cur.record.put_fps.clone(),
-            prev_fp: cur.record.refresh_token.as_ref().map(Secret::digest).or(cur.record.prev_fp.clone()),
+            prev_fp: cur
+                .record
+                .refresh_token
+                .as_ref()
+                .map(Secret::digest)
+                .or(cur.record.prev_fp.clone()),
             deleted: true,
             updated_at: Some(crate::clock::rfc3339(io.wall())),
             ..Default::default()

@@ -100,7 +100,6 @@ impl Broker {
         }
     }
 
-
     /// SPEC §2, KV v1 paragraph: said at start, by `check-config` and in `/v1/ready`'s body.
     pub fn protection_warning(&self) -> Option<&'static str> {
         (self.rules.claims == rotation::Claims::Unprotected).then_some(

@@ -405,7 +405,10 @@ mod tests {
         // A gateway page without an OAuth body: Snyk may have processed it.
         for status in [502, 503, 504] {
             let g = classify_error(status, b"<html>Bad Gateway</html>", None);
-            assert!(matches!(g, GrantError::Unknown { .. }) && !g.token_not_consumed(), "{status}");
+            assert!(
+                matches!(g, GrantError::Unknown { .. }) && !g.token_not_consumed(),
+                "{status}"
+            );
         }
         let g = classify_error(429, b"", Some(Duration::from_secs(7)));
         assert_eq!(g.retry_after(), Some(Duration::from_secs(7)));
@@ -423,10 +426,9 @@ mod tests {
         assert_eq!(lifetime(Some(&json!(-5))), Duration::from_secs(3600));
         assert_eq!(lifetime(Some(&json!(0))), Duration::ZERO);
         assert_eq!(lifetime(None), Duration::from_secs(3600));
-        let raw: RawGrant = serde_json::from_str(
-            r#"{"access_token":"a","expires_in":1e20,"refresh_token":"r"}"#,
-        )
-        .unwrap();
+        let raw: RawGrant =
+            serde_json::from_str(r#"{"access_token":"a","expires_in":1e20,"refresh_token":"r"}"#)
+                .unwrap();
         assert_eq!(lifetime(raw.expires_in.as_ref()), MAX_LIFETIME);
     }
 

@@ -190,7 +190,6 @@ impl FileStore {
 }
 
 impl Inner {
-
     /// Group commit: whoever holds the writer lock applies every queued
     /// write to a copy of the document, makes the copy durable once (one
     /// temp file, fsync, rename), swaps it in, and answers each writer.

@@ -31,7 +31,11 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
     /// SPEC §2 rule 4: goes up by one at every landing, login and put; never down.
-    #[serde(default, skip_serializing_if = "is_zero", deserialize_with = "lenient_u64")]
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero",
+        deserialize_with = "lenient_u64"
+    )]
     pub generation: u64,
     /// SHA-256 (hex) of the refresh token this one replaced (rule 8: a second
     /// `put` of an already rotated token is recognised by it).

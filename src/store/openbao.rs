@@ -618,7 +618,9 @@ impl OpenBaoStore {
     /// that version, so that a check-and-set can still be made on it.
     async fn deleted_version(&self, path: &str) -> Result<Option<Versioned>, StoreError> {
         let r = self
-            .with_client(|c| async move { vaultrs::kv2::read_metadata(&*c, &self.mount, path).await })
+            .with_client(
+                |c| async move { vaultrs::kv2::read_metadata(&*c, &self.mount, path).await },
+            )
             .await;
         match r {
             Ok(m) if m.current_version > 0 => Ok(Some(Versioned {
