@@ -6,6 +6,8 @@ mod support;
 mod api;
 mod backends;
 mod chaos;
+mod edges;
+mod guarantees;
 mod helper;
 mod host;
 mod login;
