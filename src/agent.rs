@@ -169,6 +169,12 @@ pub async fn run(
         startup_ms = started.elapsed().as_millis() as u64,
         "snykey agent ready"
     );
+    crate::broker::force::set_interval(cfg.refresh.force_interval);
+    if loaded == 0 {
+        tracing::info!(
+            "no credentials yet: add one with `snykey put --org-id ORG_ID --client-id CLIENT_ID --client-secret-file FILE --refresh-token-file FILE` or `snykey login --org-id ORG_ID --client-id CLIENT_ID`; then `snykey-helper ORG_ID CLIENT_ID` prints a token"
+        );
+    }
     let notifier = Arc::new(notifier);
     notifier.notify(&format!("READY=1\nSTATUS={}", status_line(&broker)));
 
@@ -283,6 +289,7 @@ fn reload(current: Config, state: &AppState, log_reloader: Option<&LogReloader>)
     };
     state.set_access(access_of(&new));
     state.broker.set_settings(settings_of(&new));
+    crate::broker::force::set_interval(new.refresh.force_interval);
     if let Some(reloader) = log_reloader {
         match reloader(new.server.log_level.as_deref()) {
             Ok(what) => tracing::info!("SIGHUP: {what}"),

@@ -45,7 +45,7 @@ impl ClientError {
                 status,
                 code,
                 error,
-            } => format!("{error} ({})", exit::advice(*status, code)),
+            } => exit::with_advice(error, *status, code),
             other => other.to_string(),
         }
     }

@@ -42,3 +42,14 @@ pub mod snyk;
 pub mod store;
 pub mod systemd;
 pub mod wire;
+
+/// The git commit the binaries were built from (`build.rs`; "unknown" outside git).
+pub const GIT_COMMIT: &str = env!("SNYKEY_GIT_COMMIT");
+
+/// What `--version` prints after the program name: the version and the commit.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SNYKEY_GIT_COMMIT"),
+    ")"
+);

@@ -9,6 +9,7 @@
 //! * `hot` — the current access token, readable without any await (the hot layer).
 //! * `status` — what `GET /v1/credentials` shows.
 
+pub mod force;
 pub mod journal;
 pub mod login;
 pub mod rotation;

@@ -9,6 +9,7 @@ mod chaos;
 mod helper;
 mod host;
 mod login;
+mod operator;
 mod refresh;
 mod rotation;
 mod service_accounts;
