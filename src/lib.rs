@@ -18,6 +18,7 @@
 //! * [`api`] — the HTTP/1.1 agent API on the Unix socket: routes, peer checks,
 //!   graceful shutdown.
 //! * [`client`] — the admin CLI's client for that API (hyperlocal).
+//! * [`doctor`] — `snykey doctor`: every check with its remedy.
 //! * [`metrics`] — Prometheus metrics, without per-credential labels.
 //! * [`systemd`] — sd_notify and the watchdog (socket activation is in `api::socket`).
 //! * [`duration`], [`paths`], [`exit`], [`render`], [`clock`] — small shared pieces;
@@ -31,6 +32,7 @@ pub mod cache;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod doctor;
 pub mod duration;
 pub mod exit;
 pub mod ids;

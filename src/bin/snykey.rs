@@ -171,6 +171,17 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Check everything, in order, and say for each failure what to do: the
+    /// socket, the agent, the config, store and cache, Snyk and the clock,
+    /// file modes, every credential. Exit 0 only when all pass (else 1).
+    Doctor {
+        /// Config file (default $CONFIGURATION_DIRECTORY/config.toml, else /etc/snykey/config.toml, if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// JSON for scripts: {"ok": bool, "checks": [{name, ok, detail, remedy?}]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script (e.g. `snykey completions bash > /etc/bash_completion.d/snykey`).
     Completions {
         /// The shell.
@@ -309,9 +320,38 @@ fn main() -> ExitCode {
             exit::OK
         }
         Command::Man { ref dir } => man(dir.as_deref()),
+        Command::Doctor { ref config, json } => doctor(&cli, config.as_deref(), json),
         _ => client_command(cli),
     };
     ExitCode::from(code as u8)
+}
+
+/// `snykey doctor`: exit 0 only when every check passes, 1 otherwise.
+fn doctor(cli: &Cli, config: Option<&Path>, json: bool) -> i32 {
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(snykey::paths::default_socket);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("snykey: cannot start: {e}");
+            return exit::SOFTWARE;
+        }
+    };
+    let report = runtime.block_on(snykey::doctor::run(config, &socket));
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!("{}", report.text());
+    }
+    if report.ok { exit::OK } else { 1 }
 }
 
 /// `snykey man`: snykey(1) on stdout, or every page into a directory.
@@ -625,6 +665,7 @@ fn client_command(cli: Cli) -> i32 {
             Command::Serve { .. }
             | Command::CheckConfig { .. }
             | Command::Completions { .. }
+            | Command::Doctor { .. }
             | Command::Man { .. } => Ok(()),
         }
     });

@@ -452,3 +452,99 @@ fn check_config_shows_the_effective_log_level_and_new_keys() {
         stderr(&out)
     );
 }
+
+#[test]
+fn doctor_passes_on_a_healthy_agent_and_names_the_remedy_for_each_failure() {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("cd", None);
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    assert!(
+        agent
+            .put_oauth(env.path(), "od", "cd", None, &rt)
+            .status
+            .success()
+    );
+    let doctor = |args: &[&str]| {
+        Command::new(SNYKEY)
+            .arg("--socket")
+            .arg(&agent.socket)
+            .arg("doctor")
+            .arg("--config")
+            .arg(&env.config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // The generated config is 0644: more open than a config that may name
+    // secrets should be.
+    std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = doctor(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "✗ modes: config {} is 0644, more open than 0640 → chmod 0640",
+            env.config.display()
+        )),
+        "{text}"
+    );
+    std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = doctor(&[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for name in [
+        "✓ socket:",
+        "✓ agent:",
+        "✓ config:",
+        "✓ store and cache:",
+        "✓ store: file store",
+        "✓ cache: memory",
+        "✓ snyk:",
+        "✓ clock: within",
+        "✓ credential: od/cd: ok",
+    ] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+    assert!(text.ends_with("all checks passed\n"), "{text}");
+
+    // A credential whose refresh token Snyk no longer takes: the remedy is a login.
+    fake.revoke(&fake.live_refresh_token("cd").unwrap());
+    let _ = agent.helper(&["--refresh", "od", "cd"]);
+    let out = doctor(&["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let cred = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "credential")
+        .unwrap();
+    assert_eq!(cred["ok"], false, "{report}");
+    assert_eq!(
+        cred["remedy"], "snykey login --org-id od --client-id cd",
+        "{report}"
+    );
+    assert_no_secrets("doctor", &stdout(&out), &fake.secrets());
+
+    // No agent: the socket and agent checks fail and say how to start it.
+    assert_eq!(agent.stop(), Some(0));
+    let out = Command::new(SNYKEY)
+        .arg("--socket")
+        .arg(env.path().join("run/snykey.sock"))
+        .args(["doctor", "--config"])
+        .arg(&env.config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.starts_with("✗ socket:"), "{text}");
+    assert!(
+        text.contains("✗ agent:") && text.contains("snykey serve"),
+        "{text}"
+    );
+    // The checks that do not need the agent still run.
+    assert!(text.contains("✓ snyk:"), "{text}");
+}
