@@ -24,6 +24,26 @@ use tokio::sync::watch;
 /// filter instead. Returns a sentence saying what is in force.
 pub type LogReloader = Box<dyn Fn(Option<&str>) -> Result<String, String> + Send + Sync>;
 
+/// The log filter actually installed for `text` (`--log-level`, `SNYKEY_LOG`
+/// or `server.log_level`): the OpenBao client libraries (vaultrs and its HTTP
+/// layer rustify) are silenced unless the filter names them, because they log
+/// every non-2xx answer as an ERROR of their own — three for the 404 of an
+/// empty store at every first start — while snykey reports what a failed store
+/// call means in its own words. `vaultrs=debug` brings them back.
+pub fn effective_log_filter(text: &str) -> String {
+    let mut out = text.trim().to_string();
+    for lib in ["vaultrs", "rustify"] {
+        if !out.contains(lib) {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(lib);
+            out.push_str("=off");
+        }
+    }
+    out
+}
+
 fn settings_of(cfg: &Config) -> Settings {
     Settings {
         min_validity: cfg.refresh.min_validity,
@@ -356,4 +376,22 @@ fn reload(current: Config, state: &AppState, log_reloader: Option<&LogReloader>)
     applied.server.allowed_gids = new.server.allowed_gids;
     applied.refresh = new.refresh;
     applied
+}
+
+#[cfg(test)]
+mod log_filter_tests {
+    #[test]
+    fn openbao_client_libraries_are_silent_unless_named() {
+        assert_eq!(
+            super::effective_log_filter("info"),
+            "info,vaultrs=off,rustify=off"
+        );
+        assert_eq!(
+            super::effective_log_filter("debug,vaultrs=debug"),
+            "debug,vaultrs=debug,rustify=off"
+        );
+        assert!(
+            tracing_subscriber::EnvFilter::try_new(super::effective_log_filter("trace")).is_ok()
+        );
+    }
 }

@@ -375,7 +375,7 @@ fn man(dir: Option<&Path>) -> i32 {
 type ApplyFilter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 fn init_logging(level: Option<&str>, format: LogFormat) -> ApplyFilter {
-    let filter_text = level.unwrap_or("info").to_string();
+    let filter_text = snykey::agent::effective_log_filter(level.unwrap_or("info"));
     let filter = EnvFilter::try_new(&filter_text).unwrap_or_else(|e| {
         eprintln!("snykey: invalid log filter {filter_text:?} ({e}); using info");
         EnvFilter::new("info")
@@ -402,7 +402,8 @@ fn init_logging(level: Option<&str>, format: LogFormat) -> ApplyFilter {
     };
     tracing_subscriber::registry().with(filter).with(fmt).init();
     Box::new(move |text: &str| {
-        let f = EnvFilter::try_new(text).map_err(|e| e.to_string())?;
+        let f = EnvFilter::try_new(snykey::agent::effective_log_filter(text))
+            .map_err(|e| e.to_string())?;
         handle.reload(f).map_err(|e| e.to_string())
     })
 }

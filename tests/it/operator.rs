@@ -548,3 +548,32 @@ fn doctor_passes_on_a_healthy_agent_and_names_the_remedy_for_each_failure() {
     // The checks that do not need the agent still run.
     assert!(text.contains("✓ snyk:"), "{text}");
 }
+
+/// A first start on an empty OpenBao store: no ERROR line (vaultrs logs the
+/// 404 of an empty list as errors of its own), and a handful of info lines
+/// that say what was chosen and what to do next.
+#[test]
+fn a_first_start_on_an_empty_openbao_store_is_quiet_and_says_what_next() {
+    let fake = FakeSnyk::start();
+    let bao = crate::support::openbao::FakeBao::start();
+    let mut env = Env::new(&fake.url());
+    let token_file = env.path().join("bao-token");
+    std::fs::write(&token_file, &bao.root_token).unwrap();
+    env.store_config = format!(
+        "backend = \"openbao\"\naddr = {:?}\ntoken_file = {token_file:?}\n",
+        bao.url()
+    );
+    let agent = env.start_with(&[("SNYKEY_LOG", "info")]);
+    let (status, _) = agent.http("GET", "/v1/credentials", None);
+    assert_eq!(status, 200);
+    assert_eq!(agent.stop(), Some(0));
+    let log = std::fs::read_to_string(env.path().join("agent-1.log")).unwrap();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(errors.is_empty(), "ERROR lines on a clean start:\n{log}");
+    assert!(
+        log.contains("no credentials yet: add one with `snykey put"),
+        "{log}"
+    );
+    let lines = log.lines().count();
+    assert!(lines <= 8, "{lines} lines for a start and stop:\n{log}");
+}
