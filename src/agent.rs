@@ -186,10 +186,12 @@ pub async fn run(
         cache = %cache_desc,
         snyk = %cfg.snyk.api_url,
         credentials = loaded,
+        sinks = cfg.sinks.len(),
         startup_ms = started.elapsed().as_millis() as u64,
         "snykey agent ready"
     );
     crate::broker::force::set_interval(cfg.refresh.force_interval);
+    let sinks = crate::sink::spawn_all(cfg.sinks.clone(), Arc::clone(&broker), shutdown_rx.clone());
     if loaded == 0 {
         tracing::info!(
             "no credentials yet: add one with `snykey put --org-id ORG_ID --client-id CLIENT_ID --client-secret-file FILE --refresh-token-file FILE` or `snykey login --org-id ORG_ID --client-id CLIENT_ID`; then `snykey-helper ORG_ID CLIENT_ID` prints a token"
@@ -238,6 +240,9 @@ pub async fn run(
         w.abort();
     }
     signals.abort();
+    for s in sinks {
+        let _ = s.await;
+    }
     broker.flush().await;
     if bound.created {
         match std::fs::remove_file(&bound.path) {
@@ -321,6 +326,9 @@ fn reload(current: Config, state: &AppState, log_reloader: Option<&LogReloader>)
     let n = &new;
     if c.server.socket != n.server.socket || c.server.socket_mode != n.server.socket_mode {
         needs_restart.push("server.socket / server.socket_mode");
+    }
+    if c.sinks != n.sinks || c.server.sink_dirs != n.server.sink_dirs {
+        needs_restart.push("[[sink]] / server.sink_dirs");
     }
     if c.server.callback_listen != n.server.callback_listen
         || c.server.redirect_uri != n.server.redirect_uri

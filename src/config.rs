@@ -43,6 +43,8 @@ pub struct Config {
     pub refresh: RefreshConfig,
     /// The file this was read from, if any (SIGHUP re-reads it).
     pub file: Option<PathBuf>,
+    /// `[[sink]]` tables: token files the agent keeps current (issue 14).
+    pub sinks: Vec<crate::sink::SinkConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +63,9 @@ pub struct ServerConfig {
     /// Log filter from the file (tracing syntax); `--log-level` and
     /// `SNYKEY_LOG` override it. SIGHUP applies a changed value.
     pub log_level: Option<String>,
+    /// Directories `[[sink]]` files may be written in (issue 14); default:
+    /// the socket's directory.
+    pub sink_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +154,8 @@ enum Kind {
     Float,
     Duration,
     UintList,
+    /// Issue 14: a list of strings (comma-separated in a variable).
+    StrList,
 }
 
 /// Every key the config knows, with its type for environment variables.
@@ -193,6 +200,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("cache", "username", Kind::Str),
     ("cache", "password_file", Kind::Str),
     ("refresh", "force_interval", Kind::Duration),
+    ("server", "sink_dirs", Kind::StrList),
 ];
 
 /// A raw value and where it came from, for error messages.
@@ -229,15 +237,25 @@ impl Config {
                 .find(|p| p.exists()),
         };
         let mut raw = RawMap::new();
+        let mut sink_tables = None;
         if let Some(path) = &file {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.clone(),
                 source,
             })?;
             read_toml(path, &text, &mut raw)?;
+            sink_tables = text
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("sink"))
+                .map(|v| (path.clone(), v));
         }
         read_env(env, &mut raw)?;
         let mut cfg = build(&raw, &lookup)?;
+        cfg.server.sink_dirs = sink_dirs(&raw, &cfg.server.socket)?;
+        if let Some((path, tables)) = sink_tables {
+            cfg.sinks = read_sinks(&path, tables, &cfg.server.sink_dirs)?;
+        }
         cfg.file = file;
         Ok(cfg)
     }
@@ -289,6 +307,14 @@ impl Config {
         out.push_str(&format!(
             "login_timeout = {}\n",
             q(&format_duration(s.login_timeout))
+        ));
+        out.push_str(&format!(
+            "sink_dirs = [{}]\n",
+            s.sink_dirs
+                .iter()
+                .map(|p| q(&p.display().to_string()))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
         out.push_str(&format!(
             "log_level = {}\n",
@@ -375,6 +401,24 @@ impl Config {
             "force_interval = {}\n",
             q(&format_duration(r.force_interval))
         ));
+        for sink in &self.sinks {
+            out.push_str("\n[[sink]]\n");
+            out.push_str(&format!("org_id = {}\n", q(&sink.org_id)));
+            out.push_str(&format!("client_id = {}\n", q(&sink.client_id)));
+            out.push_str(&format!("path = {}\n", q(&sink.path.display().to_string())));
+            out.push_str(&format!(
+                "format = {}\n",
+                q(match sink.format {
+                    crate::render::Format::Token => "token",
+                    crate::render::Format::Json => "json",
+                    crate::render::Format::Env => "env",
+                })
+            ));
+            out.push_str(&format!("mode = \"{:04o}\"\n", sink.mode));
+            if let Some(g) = sink.gid {
+                out.push_str(&format!("group = \"{g}\"\n"));
+            }
+        }
         out
     }
 }
@@ -412,6 +456,10 @@ fn read_toml(path: &Path, text: &str, raw: &mut RawMap) -> Result<(), ConfigErro
             message: e.message().to_string(),
         })?;
     for (section, value) in table {
+        // `[[sink]]` tables are read by `read_sinks` (issue 14).
+        if section == "sink" {
+            continue;
+        }
         let Value::Table(entries) = value else {
             return Err(ConfigError::Invalid {
                 key: section.clone(),
@@ -490,6 +538,14 @@ fn read_env(env: &[(String, String)], raw: &mut RawMap) -> Result<(), ConfigErro
                     .trim()
                     .parse()
                     .map_err(|_| invalid(format!("{value:?} is not a number")))?,
+            ),
+            Kind::StrList => Value::Array(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| Value::String(p.to_string()))
+                    .collect(),
             ),
             Kind::UintList => Value::Array(
                 value
@@ -707,6 +763,7 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         shutdown_grace: r.duration("server", "shutdown_grace", Duration::from_secs(10))?,
         login_timeout: r.duration("server", "login_timeout", Duration::from_secs(600))?,
         log_level: r.opt_string("server", "log_level")?,
+        sink_dirs: Vec::new(),
     };
     if let Some(level) = &server.log_level {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
@@ -959,6 +1016,7 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         store,
         refresh,
         file: None,
+        sinks: Vec::new(),
     })
 }
 
@@ -1012,6 +1070,145 @@ fn credential_path(
             ),
         )),
     }
+}
+
+/// `server.sink_dirs`: absolute directories; default the socket's directory.
+fn sink_dirs(raw: &RawMap, socket: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let r = Reader { raw };
+    match r.get("server", "sink_dirs") {
+        None => Ok(socket.parent().map(Path::to_path_buf).into_iter().collect()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(p) if Path::new(p).is_absolute() => Ok(PathBuf::from(p)),
+                other => Err(r.err(
+                    "server",
+                    "sink_dirs",
+                    format!("{other} is not an absolute directory path"),
+                )),
+            })
+            .collect(),
+        Some(other) => Err(r.err(
+            "server",
+            "sink_dirs",
+            format!("expected a list of directories, found {}", other.type_str()),
+        )),
+    }
+}
+
+/// The `[[sink]]` tables: each names a credential, a path inside
+/// `server.sink_dirs`, and optionally `format` (token), `mode` ("0640") and
+/// `group` (a name or gid).
+fn read_sinks(
+    file: &Path,
+    tables: Value,
+    allowed: &[PathBuf],
+) -> Result<Vec<crate::sink::SinkConfig>, ConfigError> {
+    let origin = file.display().to_string();
+    let invalid = |i: usize, key: &str, message: String| ConfigError::Invalid {
+        key: format!("sink[{i}].{key}"),
+        origin: origin.clone(),
+        message,
+    };
+    let Value::Array(items) = tables else {
+        return Err(invalid(0, "", "write sinks as [[sink]] tables".into()));
+    };
+    let mut sinks: Vec<crate::sink::SinkConfig> = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let Value::Table(t) = item else {
+            return Err(invalid(i, "", "expected a [[sink]] table".into()));
+        };
+        for k in t.keys() {
+            if !["org_id", "client_id", "path", "format", "mode", "group"].contains(&k.as_str()) {
+                return Err(invalid(
+                    i,
+                    k,
+                    "unknown key; a sink knows org_id, client_id, path, format, mode, group".into(),
+                ));
+            }
+        }
+        let string = |k: &str| -> Result<Option<String>, ConfigError> {
+            match t.get(k) {
+                None => Ok(None),
+                Some(Value::String(v)) => Ok(Some(v.clone())),
+                Some(Value::Integer(v)) if k == "group" => Ok(Some(v.to_string())),
+                Some(other) => Err(invalid(i, k, format!("expected a string, found {other}"))),
+            }
+        };
+        let need = |k: &str| -> Result<String, ConfigError> {
+            string(k)?.ok_or_else(|| invalid(i, k, "is required".into()))
+        };
+        let org_id = need("org_id")?;
+        let client_id = need("client_id")?;
+        for (k, v) in [("org_id", &org_id), ("client_id", &client_id)] {
+            crate::ids::check_id(k, v).map_err(|e| invalid(i, k, e.to_string()))?;
+        }
+        let path = PathBuf::from(need("path")?);
+        if !path.is_absolute() {
+            return Err(invalid(i, "path", "must be an absolute path".into()));
+        }
+        crate::sink::check_path(&path, allowed).map_err(|m| invalid(i, "path", m))?;
+        if sinks.iter().any(|s| s.path == path) {
+            return Err(invalid(
+                i,
+                "path",
+                "another sink writes the same file".into(),
+            ));
+        }
+        let format = match string("format")? {
+            None => crate::render::Format::Token,
+            Some(f) => crate::render::Format::parse(&f)
+                .ok_or_else(|| invalid(i, "format", format!("{f:?} is not token, json or env")))?,
+        };
+        let mode_text = string("mode")?.unwrap_or_else(|| "0640".into());
+        let mode = u32::from_str_radix(mode_text.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m & 0o600 == 0o600 && *m & !0o660 == 0)
+            .ok_or_else(|| {
+                invalid(
+                    i,
+                    "mode",
+                    format!("{mode_text:?}: an octal mode between 0600 and 0660 (the owner reads and writes; never others)"),
+                )
+            })?;
+        let gid = match string("group")? {
+            None => None,
+            Some(g) => Some(resolve_group(&g).ok_or_else(|| {
+                invalid(i, "group", format!("{g:?} is not a group on this system"))
+            })?),
+        };
+        sinks.push(crate::sink::SinkConfig {
+            org_id,
+            client_id,
+            path,
+            format,
+            mode,
+            gid,
+        });
+    }
+    Ok(sinks)
+}
+
+/// A group name or number → its gid.
+fn resolve_group(g: &str) -> Option<u32> {
+    if let Ok(n) = g.parse::<u32>() {
+        return Some(n);
+    }
+    let name = std::ffi::CString::new(g).ok()?;
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `buf` outlives it.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            name.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    (rc == 0 && !result.is_null()).then_some(grp.gr_gid)
 }
 
 /// `cache.username` and `cache.password_file` folded into the Redis URL, so

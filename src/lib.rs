@@ -19,6 +19,7 @@
 //!   graceful shutdown.
 //! * [`client`] — the admin CLI's client for that API (hyperlocal).
 //! * [`doctor`] — `snykey doctor`: every check with its remedy.
+//! * [`sink`] — token files (`[[sink]]`) kept current for apps that read a file.
 //! * [`metrics`] — Prometheus metrics, without per-credential labels.
 //! * [`systemd`] — sd_notify and the watchdog (socket activation is in `api::socket`).
 //! * [`duration`], [`paths`], [`exit`], [`render`], [`clock`] — small shared pieces;
@@ -40,6 +41,7 @@ pub mod metrics;
 pub mod paths;
 pub mod render;
 pub mod secret;
+pub mod sink;
 pub mod snyk;
 pub mod store;
 pub mod systemd;

@@ -5,6 +5,7 @@
 use crate::support::agent::{HELPER, SNYKEY, assert_no_secrets, stderr, stdout};
 use crate::support::redis::RedisServer;
 use crate::support::{Env, FakeSnyk};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -576,4 +577,153 @@ fn a_first_start_on_an_empty_openbao_store_is_quiet_and_says_what_next() {
     );
     let lines = log.lines().count();
     assert!(lines <= 8, "{lines} lines for a start and stop:\n{log}");
+}
+
+#[test]
+fn sinks_keep_a_token_file_current_atomically_with_the_mode_and_group_asked() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("ck", None);
+    let mut env = Env::new(&fake.url());
+    let sinks = env.path().join("sinks");
+    std::fs::create_dir_all(&sinks).unwrap();
+    let daemon_gid: u32 = std::fs::read_to_string("/etc/group")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("daemon:x:"))
+        .and_then(|r| r.split(':').next())
+        .and_then(|g| g.parse().ok())
+        .expect("a daemon group in /etc/group");
+    let token_file = sinks.join("token");
+    let json_file = sinks.join("token.json");
+    env.server_config = format!("sink_dirs = [{:?}]\n", sinks.display().to_string());
+    env.extra_config = format!(
+        "[refresh]\nforce_interval = \"0s\"\n\n[[sink]]\norg_id = \"ok\"\nclient_id = \"ck\"\npath = {:?}\nmode = \"0640\"\ngroup = \"daemon\"\n\n[[sink]]\norg_id = \"ok\"\nclient_id = \"ck\"\npath = {:?}\nformat = \"json\"\nmode = \"0600\"\n",
+        token_file.display().to_string(),
+        json_file.display().to_string()
+    );
+    let agent = env.start();
+    assert!(
+        agent
+            .put_oauth(env.path(), "ok", "ck", None, &rt)
+            .status
+            .success()
+    );
+    let wait_for_content = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = std::fs::read_to_string(&token_file).unwrap_or_default();
+            if got == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the sink holds {got:?}, not {want:?}; log:\n{}",
+                agent.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let token = stdout(&agent.helper(&["ok", "ck"]));
+    wait_for_content(&token);
+    let m = std::fs::metadata(&token_file).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o640);
+    assert_eq!(m.gid(), daemon_gid);
+    let m = std::fs::metadata(&json_file).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o600);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_file).unwrap()).unwrap();
+    assert_eq!(json["access_token"], token.trim());
+
+    // A reader loop during refreshes sees only whole tokens.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let path = token_file.clone();
+        let len = token.len();
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let got = std::fs::read_to_string(&path).unwrap();
+                assert!(
+                    got.len() == len && got.ends_with('\n') && !got.trim_end().contains('\n'),
+                    "a partial token file: {got:?}"
+                );
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let mut last = token.clone();
+    for _ in 0..4 {
+        let out = agent.helper(&["--refresh", "ok", "ck"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let new = stdout(&out);
+        assert_ne!(new, last);
+        wait_for_content(&new);
+        last = new;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reader.join().unwrap();
+    assert!(reads > 10, "the reader ran {reads} times");
+    // No temp files left in the sink directory.
+    let mut names: Vec<String> = std::fs::read_dir(&sinks)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["token", "token.json"]);
+
+    // The credential is gone: so is its token file (never a stale token).
+    let (status, _) = agent.http("DELETE", "/v1/credentials/ok/ck", None);
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while token_file.exists() || json_file.exists() {
+        assert!(Instant::now() < deadline, "the token files stayed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_no_secrets("agent log", &agent.log_text(), &fake.secrets());
+}
+
+#[test]
+fn a_sink_outside_the_allowed_directories_or_over_a_symlink_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let allowed = dir.path().join("sinks");
+    let outside = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&allowed).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(outside.join("target"), allowed.join("link")).unwrap();
+    let check = |path: &Path| {
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nsocket = {:?}\nsink_dirs = [{:?}]\n\n[[sink]]\norg_id = \"o\"\nclient_id = \"c\"\npath = {:?}\n",
+                dir.path().join("s.sock").display().to_string(),
+                allowed.display().to_string(),
+                path.display().to_string()
+            ),
+        )
+        .unwrap();
+        Command::new(SNYKEY)
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .env("XDG_STATE_HOME", dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = check(&allowed.join("token"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("[[sink]]"));
+    let out = check(&outside.join("token"));
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        stderr(&out).contains("sink[0].path") && stderr(&out).contains("server.sink_dirs"),
+        "{}",
+        stderr(&out)
+    );
+    let out = check(&allowed.join("link"));
+    assert_eq!(out.status.code(), Some(78));
+    assert!(stderr(&out).contains("symlink"), "{}", stderr(&out));
+    assert!(!outside.join("target").exists());
 }
