@@ -10,6 +10,7 @@ mod helper;
 mod host;
 mod login;
 mod operator;
+mod package;
 mod refresh;
 mod rotation;
 mod service_accounts;
