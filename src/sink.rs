@@ -159,19 +159,31 @@ async fn keep(sink: SinkConfig, broker: Arc<Broker>, mut shutdown: watch::Receiv
         return;
     };
     let path = sink.path.display().to_string();
-    // (fingerprint, expiry) of the token in the file.
-    let mut written: Option<(String, SystemTime)> = None;
+    // Fingerprint of the token in the file.
+    let mut written: Option<String> = None;
     let mut last_error: Option<String> = None;
+    // Longer between looks while the credential gives no token: a sink must
+    // not turn a Snyk outage into a grant attempt every second.
+    let mut delay = POLL;
     loop {
-        match broker.token(&key, Some(Duration::ZERO)).await {
+        // With a validity of zero the agent answers from its in-process copy
+        // whenever it has one (even an expired one: judged below); it mints
+        // only when it holds no token at all.
+        let outcome = match broker.token(&key, Some(Duration::ZERO)).await {
+            Ok(t) if t.remaining(SystemTime::now()) > Duration::from_secs(1) => Ok(t),
+            Ok(_) => Err("its token has expired and no new one could be had".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
             Ok(t) => {
+                delay = POLL;
                 let fp = t.access_token.fingerprint();
-                if written.as_ref().map(|(f, _)| f) != Some(&fp) {
+                if written.as_ref() != Some(&fp) {
                     let text = render(&sink, &t, broker.snyk_api());
                     match write_atomically(&sink.path, text.as_bytes(), sink.mode, sink.gid) {
                         Ok(()) => {
                             tracing::debug!(org_id = %key.org, client_id = %key.client, sink = %path, "token file written");
-                            written = Some((fp, t.expires_at));
+                            written = Some(fp);
                             last_error = None;
                         }
                         Err(e) => {
@@ -184,27 +196,24 @@ async fn keep(sink: SinkConfig, broker: Arc<Broker>, mut shutdown: watch::Receiv
                     }
                 }
             }
-            Err(e) => {
-                let gone = matches!(e, crate::broker::BrokerError::NotFound(_));
-                let expired = written
-                    .as_ref()
-                    .is_some_and(|(_, exp)| *exp <= SystemTime::now() + POLL);
-                if gone || expired {
-                    match std::fs::remove_file(&sink.path) {
-                        Ok(()) => {
-                            tracing::warn!(org_id = %key.org, client_id = %key.client, sink = %path, error = %e, "removed the token file: its token expired and no new one can be had");
-                        }
-                        Err(re) if re.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(re) => {
-                            tracing::warn!(sink = %path, error = %re, "cannot remove the expired token file")
-                        }
+            Err(why) => {
+                delay = (delay * 2).min(Duration::from_secs(30));
+                // Whatever the file holds is expired or about to be, or its
+                // credential is gone: no file rather than a refused token.
+                match std::fs::remove_file(&sink.path) {
+                    Ok(()) => {
+                        tracing::warn!(org_id = %key.org, client_id = %key.client, sink = %path, error = %why, "removed the token file: no valid token to put in it");
                     }
-                    written = None;
+                    Err(re) if re.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(re) => {
+                        tracing::warn!(sink = %path, error = %re, "cannot remove the token file")
+                    }
                 }
+                written = None;
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep(delay) => {}
             _ = shutdown.changed() => return,
         }
         if *shutdown.borrow() {

@@ -727,3 +727,48 @@ fn a_sink_outside_the_allowed_directories_or_over_a_symlink_is_refused() {
     assert!(stderr(&out).contains("symlink"), "{}", stderr(&out));
     assert!(!outside.join("target").exists());
 }
+
+#[test]
+fn a_sink_never_keeps_an_expired_token() {
+    let fake = FakeSnyk::start();
+    fake.set_expires_in(4);
+    let rt = fake.new_oauth_client("cx", None);
+    let mut env = Env::new(&fake.url());
+    let sinks = env.path().join("run");
+    std::fs::create_dir_all(&sinks).unwrap();
+    let token_file = sinks.join("token");
+    env.extra_config = format!(
+        "[[sink]]\norg_id = \"ox\"\nclient_id = \"cx\"\npath = {:?}\n",
+        token_file.display().to_string()
+    );
+    let agent = env.start();
+    assert!(
+        agent
+            .put_oauth(env.path(), "ox", "cx", None, &rt)
+            .status
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !token_file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no token file; log:\n{}",
+            agent.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Snyk stops taking the refresh token: no new token will come.
+    fake.revoke(&fake.live_refresh_token("cx").unwrap());
+    let written = std::fs::read_to_string(&token_file).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(12);
+    while token_file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the token file outlived its token; log:\n{}",
+            agent.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!written.is_empty());
+    assert!(agent.log_text().contains("removed the token file"));
+}
