@@ -93,8 +93,10 @@ enum Command {
         #[arg(long, default_value = "token", value_parser = ["token", "json", "env"])]
         format: String,
     },
-    /// Mint a new access token now (the old one may have been revoked); at
-    /// most one per credential per 10 s, the others get that one's token.
+    /// Mint a new access token now (e.g. after a 401 for a revoked token).
+    ///
+    /// At most one forced refresh per credential per refresh.force_interval
+    /// (10 s); requests inside it get the token that one minted.
     Refresh {
         /// The Snyk organization (or group) id.
         org_id: String,
@@ -171,9 +173,11 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Check everything, in order, and say for each failure what to do: the
-    /// socket, the agent, the config, store and cache, Snyk and the clock,
-    /// file modes, every credential. Exit 0 only when all pass (else 1).
+    /// Check everything and say for each failure what to do (exit 0 only when all pass).
+    ///
+    /// In order: the socket, the agent and the allow-list, the config, store
+    /// and cache, the store kind, the cache's role, Snyk and the clock, file
+    /// modes, every credential's state. Exit 0 when all pass, else 1.
     Doctor {
         /// Config file (default $CONFIGURATION_DIRECTORY/config.toml, else /etc/snykey/config.toml, if present).
         #[arg(long)]
