@@ -7,6 +7,11 @@
 //! through a `libgcc_s.a` stand-in on its link path; the agent is unchanged.
 //! Anything unusual (another OS or libc, a static or cross build, no
 //! `libgcc_eh.a`) leaves the default link as it is.
+//!
+//! It also records the git commit the binaries are built from
+//! (`SNYKEY_GIT_COMMIT`, for `--version` and the `snykey_build_info` gauge):
+//! `git rev-parse --short=12 HEAD`, with `-dirty` for uncommitted changes, or
+//! `$SNYKEY_GIT_COMMIT` when set (a package build from a tarball), else "unknown".
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,6 +19,51 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CC");
+    git_commit();
+    static_unwinder();
+}
+
+/// `SNYKEY_GIT_COMMIT` for the crate's code (`env!("SNYKEY_GIT_COMMIT")`).
+fn git_commit() {
+    println!("cargo:rerun-if-env-changed=SNYKEY_GIT_COMMIT");
+    let commit = std::env::var("SNYKEY_GIT_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or_else(|| {
+            let git = |args: &[&str]| {
+                Command::new("git")
+                    .args(args)
+                    .output()
+                    .ok()
+                    .filter(|o| o.status.success())
+                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            };
+            let head = git(&["rev-parse", "--short=12", "HEAD"]).filter(|h| !h.is_empty())?;
+            // Rebuild when HEAD moves (a commit, a checkout). `--git-path`
+            // finds the files in a worktree too. The index is not watched (a
+            // rebuild on every `git add`): "-dirty" is as of the last build.
+            for p in ["HEAD", "packed-refs"]
+                .into_iter()
+                .map(String::from)
+                .chain(git(&["symbolic-ref", "-q", "HEAD"]))
+            {
+                // A missing file would rerun this script on every build.
+                if let Some(f) = git(&["rev-parse", "--path-format=absolute", "--git-path", &p])
+                    .filter(|f| Path::new(f).exists())
+                {
+                    println!("cargo:rerun-if-changed={f}");
+                }
+            }
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            Some(if dirty { format!("{head}-dirty") } else { head })
+        })
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=SNYKEY_GIT_COMMIT={commit}");
+}
+
+/// The helper's link with the static unwinder (see the module comment).
+fn static_unwinder() {
     let var = |k: &str| std::env::var(k).unwrap_or_default();
     let static_crt = var("CARGO_CFG_TARGET_FEATURE")
         .split(',')

@@ -388,17 +388,25 @@ fn main() {
         }
     };
     let fake = FakeSnyk::start();
+    let build = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     let mut out = vec![
-        format!(
-            "snykey benchmarks ({}), {} build",
-            if scale.smoke { "smoke" } else { "full" },
-            if cfg!(debug_assertions) {
-                "debug"
-            } else {
-                "release"
-            }
-        ),
-        "| figure | measured | goal |".into(),
+        if scale.smoke {
+            // Part of `cargo test`: a figure under its goal here is no failure.
+            format!(
+                "snykey benchmarks: smoke, {build} build, not judged (it only checks that the benchmark code runs; the figures are `cargo bench --bench agent`, BENCHMARKS.md)"
+            )
+        } else {
+            format!("snykey benchmarks (full), {build} build")
+        },
+        if scale.smoke {
+            "| figure | measured (smoke) | goal (full run, release build) |".into()
+        } else {
+            "| figure | measured | goal |".into()
+        },
         "|---|---|---|".into(),
     ];
     // `cargo bench --bench agent -- helper memory` runs only the named groups

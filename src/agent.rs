@@ -24,6 +24,26 @@ use tokio::sync::watch;
 /// filter instead. Returns a sentence saying what is in force.
 pub type LogReloader = Box<dyn Fn(Option<&str>) -> Result<String, String> + Send + Sync>;
 
+/// The log filter actually installed for `text` (`--log-level`, `SNYKEY_LOG`
+/// or `server.log_level`): the OpenBao client libraries (vaultrs and its HTTP
+/// layer rustify) are silenced unless the filter names them, because they log
+/// every non-2xx answer as an ERROR of their own — three for the 404 of an
+/// empty store at every first start — while snykey reports what a failed store
+/// call means in its own words. `vaultrs=debug` brings them back.
+pub fn effective_log_filter(text: &str) -> String {
+    let mut out = text.trim().to_string();
+    for lib in ["vaultrs", "rustify"] {
+        if !out.contains(lib) {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(lib);
+            out.push_str("=off");
+        }
+    }
+    out
+}
+
 fn settings_of(cfg: &Config) -> Settings {
     Settings {
         min_validity: cfg.refresh.min_validity,
@@ -173,9 +193,17 @@ pub async fn run(
         cache = %cache_desc,
         snyk = %cfg.snyk.api_url,
         credentials = loaded,
+        sinks = cfg.sinks.len(),
         startup_ms = started.elapsed().as_millis() as u64,
         "snykey agent ready"
     );
+    crate::broker::force::set_interval(cfg.refresh.force_interval);
+    let sinks = crate::sink::spawn_all(cfg.sinks.clone(), Arc::clone(&broker), shutdown_rx.clone());
+    if loaded == 0 {
+        tracing::info!(
+            "no credentials yet: add one with `snykey put --org-id ORG_ID --client-id CLIENT_ID --client-secret-file FILE --refresh-token-file FILE` or `snykey login --org-id ORG_ID --client-id CLIENT_ID`; then `snykey-helper ORG_ID CLIENT_ID` prints a token"
+        );
+    }
     let notifier = Arc::new(notifier);
     notifier.notify(&format!("READY=1\nSTATUS={}", status_line(&broker)));
 
@@ -219,6 +247,9 @@ pub async fn run(
         w.abort();
     }
     signals.abort();
+    for s in sinks {
+        let _ = s.await;
+    }
     // Grants in flight run to their end (bounded by Snyk's timeout and the
     // landing after it): a new refresh token is never left unsaved.
     if !broker
@@ -299,6 +330,7 @@ fn reload(current: Config, state: &AppState, log_reloader: Option<&LogReloader>)
     };
     state.set_access(access_of(&new));
     state.broker.set_settings(settings_of(&new));
+    crate::broker::force::set_interval(new.refresh.force_interval);
     if let Some(reloader) = log_reloader {
         match reloader(new.server.log_level.as_deref()) {
             Ok(what) => tracing::info!("SIGHUP: {what}"),
@@ -310,6 +342,9 @@ fn reload(current: Config, state: &AppState, log_reloader: Option<&LogReloader>)
     let n = &new;
     if c.server.socket != n.server.socket || c.server.socket_mode != n.server.socket_mode {
         needs_restart.push("server.socket / server.socket_mode");
+    }
+    if c.sinks != n.sinks || c.server.sink_dirs != n.server.sink_dirs {
+        needs_restart.push("[[sink]] / server.sink_dirs");
     }
     if c.server.callback_listen != n.server.callback_listen
         || c.server.redirect_uri != n.server.redirect_uri
@@ -376,5 +411,23 @@ fn claims_for(checks_versions: bool, locked: bool) -> crate::broker::rotation::C
         Claims::Store
     } else {
         Claims::Unprotected
+    }
+}
+
+#[cfg(test)]
+mod log_filter_tests {
+    #[test]
+    fn openbao_client_libraries_are_silent_unless_named() {
+        assert_eq!(
+            super::effective_log_filter("info"),
+            "info,vaultrs=off,rustify=off"
+        );
+        assert_eq!(
+            super::effective_log_filter("debug,vaultrs=debug"),
+            "debug,vaultrs=debug,rustify=off"
+        );
+        assert!(
+            tracing_subscriber::EnvFilter::try_new(super::effective_log_filter("trace")).is_ok()
+        );
     }
 }

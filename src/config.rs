@@ -43,6 +43,8 @@ pub struct Config {
     pub refresh: RefreshConfig,
     /// The file this was read from, if any (SIGHUP re-reads it).
     pub file: Option<PathBuf>,
+    /// `[[sink]]` tables: token files the agent keeps current (issue 14).
+    pub sinks: Vec<crate::sink::SinkConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +66,9 @@ pub struct ServerConfig {
     /// Shown in store claims (SPEC §2), informational; default
     /// `<hostname>:<socket path>`.
     pub agent_id: String,
+    /// Directories `[[sink]]` files may be written in (issue 14); default:
+    /// the socket's directory.
+    pub sink_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +99,12 @@ pub struct CacheConfig {
     /// May hold an ACL password, so it is a secret.
     pub url: Secret,
     pub key_prefix: String,
+    // --- issue 14: secrets from files (cache.username, cache.password_file) ---
+    /// The Redis ACL user, when not in the URL (`cache.username`).
+    pub username: Option<String>,
+    /// Where the Redis password came from (`cache.password_file`, resolved);
+    /// its value is already in `url`.
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +150,8 @@ pub struct RefreshConfig {
     pub min_validity: Duration,
     pub jitter: f64,
     pub at: f64,
+    /// At most one forced refresh per credential per this interval (issue 14).
+    pub force_interval: Duration,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -149,6 +162,8 @@ enum Kind {
     Duration,
     UintList,
     Bool,
+    /// Issue 14: a list of strings (comma-separated in a variable).
+    StrList,
 }
 
 /// Every key the config knows, with its type for environment variables.
@@ -191,6 +206,11 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("refresh", "min_validity", Kind::Duration),
     ("refresh", "jitter", Kind::Float),
     ("refresh", "at", Kind::Float),
+    // --- issue 14: secrets from files, forced refresh ---
+    ("cache", "username", Kind::Str),
+    ("cache", "password_file", Kind::Str),
+    ("refresh", "force_interval", Kind::Duration),
+    ("server", "sink_dirs", Kind::StrList),
 ];
 
 /// A raw value and where it came from, for error messages.
@@ -215,28 +235,37 @@ impl Config {
         explicit: Option<&Path>,
         env: &[(String, String)],
     ) -> Result<Config, ConfigError> {
+        let lookup = |name: &str| {
+            env.iter()
+                .find(|(k, v)| k == name && !v.is_empty())
+                .map(|(_, v)| v.clone())
+        };
         let file = match explicit {
             Some(p) => Some(p.to_path_buf()),
-            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
-                Some(PathBuf::from(DEFAULT_CONFIG_FILE))
-            }
-            None => None,
+            None => default_config_files(&lookup)
+                .into_iter()
+                .find(|p| p.exists()),
         };
         let mut raw = RawMap::new();
+        let mut sink_tables = None;
         if let Some(path) = &file {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.clone(),
                 source,
             })?;
             read_toml(path, &text, &mut raw)?;
+            sink_tables = text
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("sink"))
+                .map(|v| (path.clone(), v));
         }
         read_env(env, &mut raw)?;
-        let lookup = |name: &str| {
-            env.iter()
-                .find(|(k, v)| k == name && !v.is_empty())
-                .map(|(_, v)| v.clone())
-        };
         let mut cfg = build(&raw, &lookup)?;
+        cfg.server.sink_dirs = sink_dirs(&raw, &cfg.server.socket)?;
+        if let Some((path, tables)) = sink_tables {
+            cfg.sinks = read_sinks(&path, tables, &cfg.server.sink_dirs)?;
+        }
         cfg.file = file;
         Ok(cfg)
     }
@@ -290,8 +319,16 @@ impl Config {
             q(&format_duration(s.login_timeout))
         ));
         out.push_str(&format!(
+            "sink_dirs = [{}]\n",
+            s.sink_dirs
+                .iter()
+                .map(|p| q(&p.display().to_string()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        out.push_str(&format!(
             "log_level = {}\n",
-            q(s.log_level.as_deref().unwrap_or(""))
+            q(s.log_level.as_deref().unwrap_or("info"))
         ));
         out.push_str(&format!("agent_id = {}\n", q(&s.agent_id)));
         let k = &self.snyk;
@@ -314,6 +351,11 @@ impl Config {
             q(&redact_url_password(c.url.expose()))
         ));
         out.push_str(&format!("key_prefix = {}\n", q(&c.key_prefix)));
+        out.push_str(&format!(
+            "username = {}\n",
+            q(c.username.as_deref().unwrap_or(""))
+        ));
+        out.push_str(&format!("password_file = {}\n", opt_path(&c.password_file)));
         let t = &self.store;
         out.push_str("\n[store]\n");
         out.push_str(&format!(
@@ -367,6 +409,28 @@ impl Config {
         ));
         out.push_str(&format!("jitter = {}\n", r.jitter));
         out.push_str(&format!("at = {}\n", r.at));
+        out.push_str(&format!(
+            "force_interval = {}\n",
+            q(&format_duration(r.force_interval))
+        ));
+        for sink in &self.sinks {
+            out.push_str("\n[[sink]]\n");
+            out.push_str(&format!("org_id = {}\n", q(&sink.org_id)));
+            out.push_str(&format!("client_id = {}\n", q(&sink.client_id)));
+            out.push_str(&format!("path = {}\n", q(&sink.path.display().to_string())));
+            out.push_str(&format!(
+                "format = {}\n",
+                q(match sink.format {
+                    crate::render::Format::Token => "token",
+                    crate::render::Format::Json => "json",
+                    crate::render::Format::Env => "env",
+                })
+            ));
+            out.push_str(&format!("mode = \"{:04o}\"\n", sink.mode));
+            if let Some(g) = sink.gid {
+                out.push_str(&format!("group = \"{g}\"\n"));
+            }
+        }
         out
     }
 }
@@ -404,6 +468,10 @@ fn read_toml(path: &Path, text: &str, raw: &mut RawMap) -> Result<(), ConfigErro
             message: e.message().to_string(),
         })?;
     for (section, value) in table {
+        // `[[sink]]` tables are read by `read_sinks` (issue 14).
+        if section == "sink" {
+            continue;
+        }
         let Value::Table(entries) = value else {
             return Err(ConfigError::Invalid {
                 key: section.clone(),
@@ -488,6 +556,14 @@ fn read_env(env: &[(String, String)], raw: &mut RawMap) -> Result<(), ConfigErro
                 "false" | "0" | "no" => false,
                 _ => return Err(invalid("expected true or false".to_string())),
             }),
+            Kind::StrList => Value::Array(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| Value::String(p.to_string()))
+                    .collect(),
+            ),
             Kind::UintList => Value::Array(
                 value
                     .split(',')
@@ -643,7 +719,7 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
     // [server]
     let socket = match r.opt_string("server", "socket")? {
         Some(p) => PathBuf::from(p),
-        None => crate::paths::default_socket_in(env),
+        None => crate::paths::agent_socket_in(env),
     };
     if !socket.is_absolute() {
         return Err(r.err("server", "socket", "must be an absolute path"));
@@ -722,6 +798,7 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         login_timeout: r.duration("server", "login_timeout", Duration::from_secs(600))?,
         log_level: r.opt_string("server", "log_level")?,
         agent_id: String::new(),
+        sink_dirs: Vec::new(),
     };
     if let Some(level) = &server.log_level {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
@@ -796,10 +873,13 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
             "must be non-empty, without spaces or ':'",
         ));
     }
+    let (cache_url, username, password_file) = cache_credentials(&r, cache_url, env)?;
     let cache = CacheConfig {
         backend: cache_backend,
-        url: Secret::new(cache_url),
+        url: cache_url,
         key_prefix,
+        username,
+        password_file,
     };
 
     // [store]
@@ -860,7 +940,10 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         .or_else(|| env("VAULT_TOKEN"))
         .map(Secret::new);
     let opt_path = |k: &'static str| -> Result<Option<PathBuf>, ConfigError> {
-        Ok(r.opt_string("store", k)?.map(PathBuf::from))
+        match r.opt_string("store", k)? {
+            Some(p) if k.ends_with("_file") => credential_path(&r, "store", k, &p, env).map(Some),
+            other => Ok(other.map(PathBuf::from)),
+        }
     };
     let ca_cert = match opt_path("ca_cert")? {
         Some(p) => Some(p),
@@ -905,11 +988,17 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         role_id_file: opt_path("role_id_file")?,
         secret_id_file: opt_path("secret_id_file")?,
         kubernetes_role: r.string("store", "kubernetes_role", "snykey")?,
-        kubernetes_jwt_file: PathBuf::from(r.string(
+        kubernetes_jwt_file: credential_path(
+            &r,
             "store",
             "kubernetes_jwt_file",
-            "/var/run/secrets/kubernetes.io/serviceaccount/token",
-        )?),
+            &r.string(
+                "store",
+                "kubernetes_jwt_file",
+                "/var/run/secrets/kubernetes.io/serviceaccount/token",
+            )?,
+            env,
+        )?,
         auth_mount: r.string("store", "auth_mount", "")?,
         mount,
         kv_version: kv_version as u8,
@@ -937,6 +1026,11 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         min_validity: r.duration("refresh", "min_validity", Duration::from_secs(300))?,
         jitter: r.float("refresh", "jitter", 0.1)?,
         at: r.float("refresh", "at", 0.67)?,
+        force_interval: r.duration(
+            "refresh",
+            "force_interval",
+            crate::broker::force::DEFAULT_INTERVAL,
+        )?,
     };
     if !(0.0..=0.5).contains(&refresh.jitter) {
         return Err(r.err("refresh", "jitter", "must be between 0 and 0.5"));
@@ -971,7 +1065,284 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         store,
         refresh,
         file: None,
+        sinks: Vec::new(),
     })
+}
+
+// --- issue 14: systemd directories and credentials, secrets from files ---
+
+/// The config files tried, in order, when `--config` is not given:
+/// `$CONFIGURATION_DIRECTORY/config.toml` (systemd's `ConfigurationDirectory=`;
+/// the first of a colon-separated list), then [`DEFAULT_CONFIG_FILE`].
+pub fn default_config_files(env: &dyn Fn(&str) -> Option<String>) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if let Some(dir) = crate::paths::first_dir(env, "CONFIGURATION_DIRECTORY") {
+        files.push(dir.join("config.toml"));
+    }
+    files.push(PathBuf::from(DEFAULT_CONFIG_FILE));
+    files
+}
+
+/// A `*_file` setting: an absolute path as it is; a relative one names a
+/// systemd credential, resolved under `$CREDENTIALS_DIRECTORY`
+/// (`LoadCredential=`, systemd.exec(5)). Without that directory a relative
+/// path is refused rather than resolved against whatever the working directory is.
+fn credential_path(
+    r: &Reader<'_>,
+    s: &'static str,
+    k: &'static str,
+    value: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<PathBuf, ConfigError> {
+    let p = PathBuf::from(value);
+    if p.is_absolute() {
+        return Ok(p);
+    }
+    match env("CREDENTIALS_DIRECTORY") {
+        Some(dir) => {
+            if p.components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(r.err(
+                    s,
+                    k,
+                    format!("{value:?}: a credential name must not contain . or .. segments"),
+                ));
+            }
+            Ok(PathBuf::from(dir).join(p))
+        }
+        None => Err(r.err(
+            s,
+            k,
+            format!(
+                "{value:?} is relative, and $CREDENTIALS_DIRECTORY is not set: give an absolute path, or load it with systemd's LoadCredential="
+            ),
+        )),
+    }
+}
+
+/// `server.sink_dirs`: absolute directories; default the socket's directory.
+fn sink_dirs(raw: &RawMap, socket: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let r = Reader { raw };
+    match r.get("server", "sink_dirs") {
+        None => Ok(socket.parent().map(Path::to_path_buf).into_iter().collect()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(p) if Path::new(p).is_absolute() => Ok(PathBuf::from(p)),
+                other => Err(r.err(
+                    "server",
+                    "sink_dirs",
+                    format!("{other} is not an absolute directory path"),
+                )),
+            })
+            .collect(),
+        Some(other) => Err(r.err(
+            "server",
+            "sink_dirs",
+            format!("expected a list of directories, found {}", other.type_str()),
+        )),
+    }
+}
+
+/// The `[[sink]]` tables: each names a credential, a path inside
+/// `server.sink_dirs`, and optionally `format` (token), `mode` ("0640") and
+/// `group` (a name or gid).
+fn read_sinks(
+    file: &Path,
+    tables: Value,
+    allowed: &[PathBuf],
+) -> Result<Vec<crate::sink::SinkConfig>, ConfigError> {
+    let origin = file.display().to_string();
+    let invalid = |i: usize, key: &str, message: String| ConfigError::Invalid {
+        key: format!("sink[{i}].{key}"),
+        origin: origin.clone(),
+        message,
+    };
+    let Value::Array(items) = tables else {
+        return Err(invalid(0, "", "write sinks as [[sink]] tables".into()));
+    };
+    let mut sinks: Vec<crate::sink::SinkConfig> = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let Value::Table(t) = item else {
+            return Err(invalid(i, "", "expected a [[sink]] table".into()));
+        };
+        for k in t.keys() {
+            if !["org_id", "client_id", "path", "format", "mode", "group"].contains(&k.as_str()) {
+                return Err(invalid(
+                    i,
+                    k,
+                    "unknown key; a sink knows org_id, client_id, path, format, mode, group".into(),
+                ));
+            }
+        }
+        let string = |k: &str| -> Result<Option<String>, ConfigError> {
+            match t.get(k) {
+                None => Ok(None),
+                Some(Value::String(v)) => Ok(Some(v.clone())),
+                Some(Value::Integer(v)) if k == "group" => Ok(Some(v.to_string())),
+                Some(other) => Err(invalid(i, k, format!("expected a string, found {other}"))),
+            }
+        };
+        let need = |k: &str| -> Result<String, ConfigError> {
+            string(k)?.ok_or_else(|| invalid(i, k, "is required".into()))
+        };
+        let org_id = need("org_id")?;
+        let client_id = need("client_id")?;
+        for (k, v) in [("org_id", &org_id), ("client_id", &client_id)] {
+            crate::ids::check_id(k, v).map_err(|e| invalid(i, k, e.to_string()))?;
+        }
+        let path = PathBuf::from(need("path")?);
+        if !path.is_absolute() {
+            return Err(invalid(i, "path", "must be an absolute path".into()));
+        }
+        crate::sink::check_path(&path, allowed).map_err(|m| invalid(i, "path", m))?;
+        if sinks.iter().any(|s| s.path == path) {
+            return Err(invalid(
+                i,
+                "path",
+                "another sink writes the same file".into(),
+            ));
+        }
+        let format = match string("format")? {
+            None => crate::render::Format::Token,
+            Some(f) => crate::render::Format::parse(&f)
+                .ok_or_else(|| invalid(i, "format", format!("{f:?} is not token, json or env")))?,
+        };
+        let mode_text = string("mode")?.unwrap_or_else(|| "0640".into());
+        let mode = u32::from_str_radix(mode_text.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m & 0o600 == 0o600 && *m & !0o660 == 0)
+            .ok_or_else(|| {
+                invalid(
+                    i,
+                    "mode",
+                    format!("{mode_text:?}: an octal mode between 0600 and 0660 (the owner reads and writes; never others)"),
+                )
+            })?;
+        let gid = match string("group")? {
+            None => None,
+            Some(g) => Some(resolve_group(&g).ok_or_else(|| {
+                invalid(i, "group", format!("{g:?} is not a group on this system"))
+            })?),
+        };
+        sinks.push(crate::sink::SinkConfig {
+            org_id,
+            client_id,
+            path,
+            format,
+            mode,
+            gid,
+        });
+    }
+    Ok(sinks)
+}
+
+/// A group name or number → its gid.
+fn resolve_group(g: &str) -> Option<u32> {
+    if let Ok(n) = g.parse::<u32>() {
+        return Some(n);
+    }
+    let name = std::ffi::CString::new(g).ok()?;
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `buf` outlives it.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            name.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    (rc == 0 && !result.is_null()).then_some(grp.gr_gid)
+}
+
+/// `cache.username` and `cache.password_file` folded into the Redis URL, so
+/// that the password can live in a file (or a systemd credential) instead of
+/// the config file or the environment. Either may be in the URL instead, not both.
+fn cache_credentials(
+    r: &Reader<'_>,
+    url: String,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Secret, Option<String>, Option<PathBuf>), ConfigError> {
+    let username = r.opt_string("cache", "username")?;
+    let password_file = match r.opt_string("cache", "password_file")? {
+        Some(p) => Some(credential_path(r, "cache", "password_file", &p, env)?),
+        None => None,
+    };
+    if username.is_none() && password_file.is_none() {
+        return Ok((Secret::new(url), None, None));
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Ok((Secret::new(url), username, password_file));
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    if rest[..authority_end].contains('@') {
+        return Err(r.err(
+            "cache",
+            if password_file.is_some() {
+                "password_file"
+            } else {
+                "username"
+            },
+            "cache.url already has user:password@; give the user and password in one place",
+        ));
+    }
+    if scheme.contains("unix") {
+        return Err(r.err(
+            "cache",
+            "password_file",
+            "a unix:// Redis URL takes no user or password here",
+        ));
+    }
+    let password = match &password_file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                r.err(
+                    "cache",
+                    "password_file",
+                    format!("cannot read {}: {e}", p.display()),
+                )
+            })?;
+            let secret = Secret::new(text.trim_end_matches(['\n', '\r']).to_string());
+            if secret.is_empty() {
+                return Err(r.err(
+                    "cache",
+                    "password_file",
+                    format!("{} is empty", p.display()),
+                ));
+            }
+            Some(secret)
+        }
+        None => None,
+    };
+    let mut userinfo = String::new();
+    if let Some(u) = &username {
+        userinfo.push_str(&percent_encode_userinfo(u));
+    }
+    if let Some(pw) = &password {
+        userinfo.push(':');
+        userinfo.push_str(&percent_encode_userinfo(pw.expose()));
+    }
+    let full = Secret::new(format!("{scheme}://{userinfo}@{rest}"));
+    Ok((full, username, password_file))
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (the
+/// Redis client decodes the user and password of its URL).
+fn percent_encode_userinfo(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn is_rest_version(v: &str) -> bool {
@@ -1212,6 +1583,173 @@ mod tests {
                 "examples/config.toml lacks {section}.{key}"
             );
         }
+    }
+
+    // --- issue 14: systemd directories and credentials, secrets from files ---
+
+    #[test]
+    fn a_relative_file_setting_names_a_systemd_credential() {
+        let creds = tempfile::tempdir().unwrap();
+        let dir = creds.path().display().to_string();
+        let c = load(
+            Some("[store]\nbackend = \"openbao\"\ntoken_file = \"bao-token\"\n"),
+            &[("CREDENTIALS_DIRECTORY", &dir)],
+        )
+        .unwrap();
+        assert_eq!(c.store.token_file, Some(creds.path().join("bao-token")));
+        // An absolute path stays as it is.
+        let c = load(
+            Some("[store]\nauth = \"approle\"\nrole_id_file = \"/etc/r\"\nsecret_id_file = \"sid\"\n"),
+            &[("CREDENTIALS_DIRECTORY", &dir)],
+        )
+        .unwrap();
+        assert_eq!(c.store.role_id_file, Some(PathBuf::from("/etc/r")));
+        assert_eq!(c.store.secret_id_file, Some(creds.path().join("sid")));
+        // Relative without the variable: refused, naming the key and the fix.
+        let e = load(Some("[store]\ntoken_file = \"bao-token\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("store.token_file") && e.contains("CREDENTIALS_DIRECTORY"),
+            "{e}"
+        );
+        // No escaping the credentials directory.
+        let e = load(
+            Some("[store]\ntoken_file = \"../etc/shadow\"\n"),
+            &[("CREDENTIALS_DIRECTORY", &dir)],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("store.token_file"), "{e}");
+    }
+
+    #[test]
+    fn the_redis_password_comes_from_a_file_and_the_user_from_its_own_key() {
+        let creds = tempfile::tempdir().unwrap();
+        std::fs::write(creds.path().join("redis-pw"), "s3cr:t/@x\n").unwrap();
+        let dir = creds.path().display().to_string();
+        let c = load(
+            Some("[cache]\nbackend = \"redis\"\nurl = \"rediss://redis.internal:6380/2\"\nusername = \"snykey\"\npassword_file = \"redis-pw\"\n"),
+            &[("CREDENTIALS_DIRECTORY", &dir)],
+        )
+        .unwrap();
+        assert_eq!(
+            c.cache.url.expose(),
+            "rediss://snykey:s3cr%3At%2F%40x@redis.internal:6380/2"
+        );
+        assert_eq!(c.cache.username.as_deref(), Some("snykey"));
+        let out = c.to_redacted_toml();
+        assert!(!out.contains("s3cr"), "{out}");
+        assert!(out.contains("password_file = "), "{out}");
+        // A password alone authenticates as the default user.
+        let c = load(
+            None,
+            &[
+                ("CREDENTIALS_DIRECTORY", &dir),
+                ("SNYKEY_CACHE_PASSWORD_FILE", "redis-pw"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.cache.url.expose(),
+            "redis://:s3cr%3At%2F%40x@127.0.0.1:6379/0"
+        );
+        // Not in two places at once; not from a missing or empty file.
+        let e = load(
+            None,
+            &[
+                ("CREDENTIALS_DIRECTORY", &dir),
+                ("SNYKEY_CACHE_URL", "redis://u:p@h:6379/0"),
+                ("SNYKEY_CACHE_PASSWORD_FILE", "redis-pw"),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("cache.password_file") && e.contains("one place"),
+            "{e}"
+        );
+        let e = load(
+            None,
+            &[
+                ("CREDENTIALS_DIRECTORY", &dir),
+                ("SNYKEY_CACHE_PASSWORD_FILE", "missing"),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("cache.password_file") && e.contains("cannot read"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cr"), "{e}");
+    }
+
+    #[test]
+    fn systemd_directories_set_the_default_paths() {
+        let conf = tempfile::tempdir().unwrap();
+        std::fs::write(
+            conf.path().join("config.toml"),
+            "[snyk]\napi_url = \"https://api.eu.snyk.io\"\n",
+        )
+        .unwrap();
+        let conf_dir = conf.path().display().to_string();
+        let e = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let c = Config::load_from(
+            None,
+            &e(&[
+                ("STATE_DIRECTORY", "/var/lib/snykey"),
+                ("RUNTIME_DIRECTORY", "/run/snykey-test"),
+                ("CONFIGURATION_DIRECTORY", &conf_dir),
+                ("XDG_STATE_HOME", "/home/u/.local/state"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.file, Some(conf.path().join("config.toml")));
+        assert_eq!(c.snyk.api_url, "https://api.eu.snyk.io");
+        assert_eq!(
+            c.server.socket,
+            PathBuf::from("/run/snykey-test/snykey.sock")
+        );
+        assert_eq!(
+            c.store.path,
+            PathBuf::from("/var/lib/snykey/credentials.json")
+        );
+        assert_eq!(
+            c.store.journal_dir,
+            PathBuf::from("/var/lib/snykey/journal")
+        );
+        // Without them: XDG.
+        let c = Config::load_from(
+            None,
+            &e(&[
+                ("XDG_STATE_HOME", "/home/u/.local/state"),
+                ("XDG_RUNTIME_DIR", "/run/user/1000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.store.path,
+            PathBuf::from("/home/u/.local/state/snykey/credentials.json")
+        );
+        assert_eq!(
+            c.server.socket,
+            PathBuf::from("/run/user/1000/snykey/snykey.sock")
+        );
+        assert_eq!(
+            default_config_files(
+                &|n: &str| (n == "CONFIGURATION_DIRECTORY").then(|| "/etc/snykey-alt".to_string())
+            ),
+            vec![
+                PathBuf::from("/etc/snykey-alt/config.toml"),
+                PathBuf::from(DEFAULT_CONFIG_FILE)
+            ]
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@ pub const USAGE: i32 = 64;
 pub const NO_INPUT: i32 = 66;
 /// The agent is not reachable on its socket.
 pub const UNAVAILABLE: i32 = 69;
+/// A file could not be written (e.g. `snykey man --dir`).
+pub const CANT_CREATE: i32 = 73;
 /// Internal error (an answer we cannot understand).
 pub const SOFTWARE: i32 = 70;
 /// A temporary failure: Snyk, the store or the cache; retrying later may work.
@@ -33,7 +35,7 @@ pub fn for_status(status: u16) -> i32 {
 pub fn report(status: u16, code: &str, error: &str) -> String {
     let advice = advice(status, code);
     let error = error.trim_end_matches('.');
-    if already_advised(status, code, error) {
+    if advice.is_empty() || already_advised(status, code, error) {
         error.to_string()
     } else {
         format!("{error} ({advice})")
@@ -53,9 +55,11 @@ fn already_advised(status: u16, code: &str, error: &str) -> bool {
     markers.iter().any(|m| error.contains(m))
 }
 
-/// One sentence on what to do next, for an error answer of the agent.
+/// One sentence on what to do next, for an error answer of the agent; empty
+/// when the error itself says it (bad input: the message names what to fix).
 pub fn advice(status: u16, code: &str) -> &'static str {
     match (status, code) {
+        (_, "usage") | (400, _) | (413, _) => "",
         (409, _) => "run `snykey login` for this credential",
         (403, _) => {
             "ask the agent's operator to allow your uid or group (server.allowed_uids / allowed_gids)"
@@ -67,6 +71,11 @@ pub fn advice(status: u16, code: &str) -> &'static str {
         }
         _ => "see `snykey status`",
     }
+}
+
+/// `error (advice)`, or just `error` when it says what to do already.
+pub fn with_advice(error: &str, status: u16, code: &str) -> String {
+    report(status, code, error)
 }
 
 #[cfg(test)]

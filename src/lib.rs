@@ -18,6 +18,8 @@
 //! * [`api`] — the HTTP/1.1 agent API on the Unix socket: routes, peer checks,
 //!   graceful shutdown.
 //! * [`client`] — the admin CLI's client for that API (hyperlocal).
+//! * [`doctor`] — `snykey doctor`: every check with its remedy.
+//! * [`sink`] — token files (`[[sink]]`) kept current for apps that read a file.
 //! * [`metrics`] — Prometheus metrics, without per-credential labels.
 //! * [`systemd`] — sd_notify and the watchdog (socket activation is in `api::socket`).
 //! * [`duration`], [`paths`], [`exit`], [`render`], [`clock`] — small shared pieces;
@@ -31,6 +33,7 @@ pub mod cache;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod doctor;
 pub mod duration;
 pub mod exit;
 pub mod ids;
@@ -38,7 +41,19 @@ pub mod metrics;
 pub mod paths;
 pub mod render;
 pub mod secret;
+pub mod sink;
 pub mod snyk;
 pub mod store;
 pub mod systemd;
 pub mod wire;
+
+/// The git commit the binaries were built from (`build.rs`; "unknown" outside git).
+pub const GIT_COMMIT: &str = env!("SNYKEY_GIT_COMMIT");
+
+/// What `--version` prints after the program name: the version and the commit.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SNYKEY_GIT_COMMIT"),
+    ")"
+);

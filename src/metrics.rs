@@ -22,6 +22,7 @@ pub struct Metrics {
     pub credentials: IntGaugeVec,
     pub min_time_to_expiry: IntGauge,
     pub denied_peers: IntCounter,
+    pub forced_refreshes: IntCounterVec,
     registry: Registry,
 }
 
@@ -78,6 +79,26 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(credentials.clone()))?;
     registry.register(Box::new(min_time_to_expiry.clone()))?;
     registry.register(Box::new(denied_peers.clone()))?;
+    let forced_refreshes = IntCounterVec::new(
+        Opts::new(
+            "forced_refreshes_total",
+            "Forced refreshes (snykey refresh, snykey-helper --refresh) by outcome: minted, or answered with the last forced token (rate_limited)",
+        ),
+        &["result"],
+    )?;
+    registry.register(Box::new(forced_refreshes.clone()))?;
+    // Which build answers: a constant 1 with the version and git commit as labels.
+    let build_info = IntGaugeVec::new(
+        Opts::new(
+            "build_info",
+            "The running build: version and git commit (always 1)",
+        ),
+        &["version", "commit"],
+    )?;
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::GIT_COMMIT])
+        .set(1);
+    registry.register(Box::new(build_info))?;
     Ok(Metrics {
         refreshes,
         cache_hits,
@@ -88,6 +109,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         credentials,
         min_time_to_expiry,
         denied_peers,
+        forced_refreshes,
         registry,
     })
 }
@@ -139,7 +161,109 @@ pub fn render() -> String {
     {
         out.clear();
     }
-    String::from_utf8(out).unwrap_or_default()
+    let mut text = String::from_utf8(out).unwrap_or_default();
+    text.push_str(&process_metrics());
+    text
+}
+
+/// The standard `process_*` metrics (as Prometheus client libraries export
+/// them), read from `/proc/self` at each scrape. Linux only; elsewhere, or
+/// when `/proc` is not mounted, the lines are left out.
+fn process_metrics() -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    };
+    // SAFETY: sysconf has no preconditions.
+    let (ticks, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        // man 5 proc: utime is field 14, stime 15, num_threads 20, starttime 22,
+        // vsize 23, rss 24; `fields[0]` is field 3.
+        let num = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok());
+        if ticks > 0 {
+            if let (Some(u), Some(s)) = (num(14), num(15)) {
+                metric(
+                    "process_cpu_seconds_total",
+                    "counter",
+                    "Total user and system CPU time spent in seconds.",
+                    (u + s) / ticks as f64,
+                );
+            }
+            let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("btime "))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            });
+            if let (Some(b), Some(start)) = (boot, num(22)) {
+                metric(
+                    "process_start_time_seconds",
+                    "gauge",
+                    "Start time of the process since unix epoch in seconds.",
+                    b + start / ticks as f64,
+                );
+            }
+        }
+        if let Some(v) = num(23) {
+            metric(
+                "process_virtual_memory_bytes",
+                "gauge",
+                "Virtual memory size in bytes.",
+                v,
+            );
+        }
+        if let (Some(rss), true) = (num(24), page > 0) {
+            metric(
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size in bytes.",
+                rss * page as f64,
+            );
+        }
+        if let Some(t) = num(20) {
+            metric(
+                "process_threads",
+                "gauge",
+                "Number of OS threads in the process.",
+                t,
+            );
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        // The count includes the descriptor read_dir itself holds open.
+        let n = dir.count().saturating_sub(1);
+        metric(
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            n as f64,
+        );
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit for the call's duration.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        metric(
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+            lim.rlim_cur as f64,
+        );
+    }
+    out
 }
 
 #[cfg(test)]
@@ -152,5 +276,32 @@ mod tests {
             text.contains("# TYPE snykey_refreshes_total counter"),
             "{text}"
         );
+        let build = format!(
+            "snykey_build_info{{commit=\"{}\",version=\"{}\"}} 1",
+            crate::GIT_COMMIT,
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&build), "{text}");
+    }
+
+    #[test]
+    fn process_metrics_describe_this_process() {
+        let text = super::render();
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} missing in:\n{text}"))
+        };
+        assert!(value("process_resident_memory_bytes") > 1e5);
+        assert!(value("process_open_fds") >= 3.0);
+        assert!(value("process_max_fds") >= value("process_open_fds"));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let started = value("process_start_time_seconds");
+        assert!(started <= now + 1.0 && started > now - 3600.0, "{started}");
+        assert!(value("process_cpu_seconds_total") >= 0.0);
     }
 }

@@ -359,6 +359,23 @@ async fn route(
             }
             .await,
         ),
+        (&Method::POST, ["v1", "credentials", org, client, "refresh"]) => (
+            "force_refresh",
+            async {
+                let key = key_from(&decode_segment(org)?, &decode_segment(client)?)?;
+                let (t, _) = broker.force_refresh(&key).await?;
+                Ok(json(
+                    StatusCode::OK,
+                    &TokenResponse {
+                        access_token: t.access_token,
+                        token_type: "bearer".into(),
+                        expires_at: rfc3339(t.expires_at),
+                        snyk_api: broker.snyk_api().map(str::to_string),
+                    },
+                ))
+            }
+            .await,
+        ),
         (&Method::DELETE, ["v1", "credentials", rest @ ..])
             if rest.len() == 2 || rest.is_empty() =>
         {

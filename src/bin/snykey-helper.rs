@@ -33,9 +33,30 @@ use std::time::Duration;
 /// the refresh itself runs on), so the agent always answers first.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(150);
 
-const USAGE: &str = "usage: snykey-helper [--socket PATH] [--min-validity DUR] [--format token|json|env] ORG_ID CLIENT_ID
-       snykey-helper [--socket PATH] [--min-validity DUR] exec ORG_ID CLIENT_ID -- COMMAND [ARG...]
+const USAGE: &str = "usage: snykey-helper [--socket PATH] [--min-validity DUR] [--refresh] [--format token|json|env] ORG_ID CLIENT_ID
+       snykey-helper [--socket PATH] [--min-validity DUR] [--refresh] exec ORG_ID CLIENT_ID -- COMMAND [ARG...]
 ORG_ID and CLIENT_ID may come from SNYKEY_ORG_ID / SNYKEY_CLIENT_ID, the socket from SNYKEY_SOCKET.";
+
+/// `--help`: what the helper is, every option, the exit codes.
+const HELP: &str = "snykey-helper: prints a fresh Snyk OAuth access token from the snykey agent.
+
+  SNYK_OAUTH_TOKEN=$(snykey-helper ORG_ID CLIENT_ID) snyk test
+  snykey-helper exec ORG_ID CLIENT_ID -- snyk test
+
+Options:
+  --socket PATH        the agent socket (default $SNYKEY_SOCKET, $XDG_RUNTIME_DIR/snykey/snykey.sock
+                       or /run/snykey/snykey.sock)
+  --min-validity DUR   the token must stay valid this long (300, 5m, 1h30m; default: the agent's)
+  --refresh            mint a new token now, e.g. after a 401 for a revoked token (at most one per
+                       credential per 10 s; callers inside that window get the same new token)
+  --format FORMAT      token (default: the token and a newline), json, or env (export lines)
+  exec ... -- COMMAND  run COMMAND with SNYK_OAUTH_TOKEN (and SNYK_API) set; exit with its status
+  -h, --help           this text;  -V, --version  the version and git commit
+
+Exit codes: 0 ok; 64 usage; 66 unknown credential; 69 agent unreachable; 75 temporary failure
+(Snyk or a backend: retry); 77 not permitted (the credential needs `snykey login`, or this uid is
+not allowed on the socket). Errors are one line on stderr; a token never goes to stderr.
+";
 
 struct Args {
     socket: Option<PathBuf>,
@@ -43,6 +64,7 @@ struct Args {
     format: Format,
     exec: Option<Vec<String>>,
     ids: Vec<String>,
+    refresh: bool,
 }
 
 fn fail(code: i32, message: &str) -> i32 {
@@ -57,6 +79,7 @@ fn parse_args() -> Result<Args, String> {
         format: Format::Token,
         exec: None,
         ids: Vec::new(),
+        refresh: false,
     };
     let mut it = std::env::args().skip(1);
     let mut exec_mode = false;
@@ -73,8 +96,9 @@ fn parse_args() -> Result<Args, String> {
         };
         match flag.as_str() {
             "-h" | "--help" => return Err(String::new()),
+            "--refresh" if inline.is_none() => args.refresh = true,
             "-V" | "--version" => {
-                println!("snykey-helper {}", env!("CARGO_PKG_VERSION"));
+                println!("snykey-helper {}", snykey::LONG_VERSION);
                 std::process::exit(exit::OK);
             }
             "--socket" => args.socket = Some(PathBuf::from(value("--socket")?)),
@@ -136,7 +160,7 @@ fn run() -> i32 {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) if e.is_empty() => {
-            println!("{USAGE}");
+            print!("{HELP}");
             return exit::OK;
         }
         Err(e) => return fail(exit::USAGE, &format!("{e}\n{USAGE}")),
@@ -172,12 +196,18 @@ fn run() -> i32 {
     }
     let socket = args.socket.unwrap_or_else(snykey::paths::default_socket);
 
-    let mut request = format!("GET /v1/credentials/{org}/{client}");
-    if let Some(mv) = args.min_validity {
+    let mut request = if args.refresh {
+        // A forced refresh (rate-limited by the agent); --min-validity does
+        // not apply: the answer is the newest token there is.
+        format!("POST /v1/credentials/{org}/{client}/refresh")
+    } else {
+        format!("GET /v1/credentials/{org}/{client}")
+    };
+    if let (Some(mv), false) = (args.min_validity, args.refresh) {
         request.push_str(&format!("?min_validity={mv}"));
     }
     request.push_str(
-        " HTTP/1.1\r\nHost: snykey\r\nUser-Agent: snykey-helper\r\nConnection: close\r\n\r\n",
+        " HTTP/1.1\r\nHost: snykey\r\nUser-Agent: snykey-helper\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     );
 
     let unreachable = |e: std::io::Error| {

@@ -45,8 +45,10 @@ pub static malloc_conf: &[u8] =
 #[derive(Parser)]
 #[command(
     name = "snykey",
-    version,
-    about = "Keeps Snyk OAuth access tokens fresh behind a Unix socket"
+    version = snykey::LONG_VERSION,
+    about = "Keeps Snyk OAuth access tokens fresh behind a Unix socket",
+    long_about = "Keeps Snyk OAuth access tokens fresh behind a Unix socket.\n\n`snykey serve` is the agent: it keeps each credential's refresh token or client secret in a secret store and mints access tokens. The other subcommands talk to a running agent over its socket. Tools get a token with `snykey-helper ORG_ID CLIENT_ID`.",
+    after_help = "Exit codes: 0 ok, 64 usage, 66 unknown credential, 69 agent unreachable, 75 temporary failure (retry), 77 not permitted (log in again, or this uid is not allowed), 78 invalid configuration."
 )]
 struct Cli {
     /// The agent socket (clients); default $SNYKEY_SOCKET, $XDG_RUNTIME_DIR/snykey/snykey.sock or /run/snykey/snykey.sock.
@@ -72,7 +74,7 @@ enum LogFormat {
 enum Command {
     /// Run the agent.
     Serve {
-        /// Config file (default /etc/snykey/config.toml if present).
+        /// Config file (default $CONFIGURATION_DIRECTORY/config.toml, else /etc/snykey/config.toml, if present).
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -80,30 +82,52 @@ enum Command {
     Put(PutArgs),
     /// Print a token (same as snykey-helper).
     Token {
+        /// The Snyk organization (or group) id.
         org_id: String,
+        /// The OAuth client id of the app or service account.
         client_id: String,
         /// The token must stay valid at least this long (300, 5m, 1h30m).
         #[arg(long)]
         min_validity: Option<String>,
+        /// token: the token alone; json: token and expiry; env: `export SNYK_OAUTH_TOKEN=...`.
         #[arg(long, default_value = "token", value_parser = ["token", "json", "env"])]
         format: String,
     },
+    /// Mint a new access token now (e.g. after a 401 for a revoked token).
+    ///
+    /// At most one forced refresh per credential per refresh.force_interval
+    /// (10 s); requests inside it get the token that one minted.
+    Refresh {
+        /// The Snyk organization (or group) id.
+        org_id: String,
+        /// The OAuth client id of the app or service account.
+        client_id: String,
+        /// Print the new token like `snykey token` (default: one line saying until when it is valid).
+        #[arg(long, value_parser = ["token", "json", "env"])]
+        format: Option<String>,
+    },
     /// Show every credential's state.
     Status {
+        /// JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Delete a credential (and with --revoke, revoke its refresh token at Snyk first).
     Delete {
+        /// The Snyk organization (or group) id.
         org_id: String,
+        /// The OAuth client id.
         client_id: String,
+        /// Revoke the refresh token at Snyk before deleting it here.
         #[arg(long)]
         revoke: bool,
     },
     /// Log in through the browser (OAuth with PKCE) and let the agent manage the credential.
     Login {
+        /// The Snyk organization id the app is installed in.
         #[arg(long)]
         org_id: String,
+        /// The Snyk App's client id.
         #[arg(long)]
         client_id: String,
         /// The app's client secret (a file, or - for stdin); default: the one stored.
@@ -118,12 +142,16 @@ enum Command {
     },
     /// Register a Snyk App (its secret goes straight into the store) and log in to it.
     RegisterApp {
+        /// The Snyk organization to register the app in.
         #[arg(long)]
         org_id: String,
+        /// The app's name, as shown to users.
         #[arg(long)]
         name: String,
+        /// Scopes, comma-separated (e.g. org.read,org.project.read).
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
+        /// Redirect URIs (repeatable); default: the agent's callback listener.
         #[arg(long)]
         redirect_uri: Vec<String>,
         /// "tenant" (default) or "user".
@@ -132,6 +160,7 @@ enum Command {
         /// A Snyk API token allowed to create apps (a file, or - for stdin).
         #[arg(long)]
         auth_token_file: PathBuf,
+        /// Only print the URL; do not open a browser.
         #[arg(long)]
         no_browser: bool,
     },
@@ -140,19 +169,47 @@ enum Command {
     ServiceAccount(SaCommand),
     /// Print the effective configuration (secrets redacted), or say what is wrong with it.
     CheckConfig {
+        /// Config file (default $CONFIGURATION_DIRECTORY/config.toml, else /etc/snykey/config.toml, if present).
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Check everything and say for each failure what to do (exit 0 only when all pass).
+    ///
+    /// In order: the socket, the agent and the allow-list, the config, store
+    /// and cache, the store kind, the cache's role, Snyk and the clock, file
+    /// modes, every credential's state. Exit 0 when all pass, else 1.
+    Doctor {
+        /// Config file (default $CONFIGURATION_DIRECTORY/config.toml, else /etc/snykey/config.toml, if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// JSON for scripts: {"ok": bool, "checks": [{name, ok, detail, remedy?}]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (e.g. `snykey completions bash > /etc/bash_completion.d/snykey`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page snykey(1), or with --dir write it and one page per subcommand there.
+    Man {
+        /// Write snykey.1 and snykey-SUBCOMMAND.1 into this directory instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
 #[derive(Args, Clone)]
 struct SaScope {
+    /// An org-level service account: the org id.
     #[arg(
         long,
         conflicts_with = "group_id",
         required_unless_present = "group_id"
     )]
     org_id: Option<String>,
+    /// A group-level service account: the group id.
     #[arg(long)]
     group_id: Option<String>,
     /// A Snyk API token allowed to manage service accounts (a file, or - for stdin).
@@ -162,12 +219,14 @@ struct SaScope {
 
 #[derive(Args, Clone)]
 struct SaTarget {
+    /// The service account's id at Snyk.
     #[arg(
         long,
         conflicts_with = "client_id",
         required_unless_present = "client_id"
     )]
     service_account_id: Option<String>,
+    /// Or its OAuth client id.
     #[arg(long)]
     client_id: Option<String>,
 }
@@ -178,6 +237,7 @@ enum SaCommand {
     List {
         #[command(flatten)]
         scope: SaScope,
+        /// JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -185,12 +245,16 @@ enum SaCommand {
     Create {
         #[command(flatten)]
         scope: SaScope,
+        /// Its name at Snyk.
         #[arg(long)]
         name: String,
+        /// How it authenticates: a client secret, or a private key JWT (needs --jwks-url).
         #[arg(long, value_parser = ["oauth_client_secret", "oauth_private_key_jwt"])]
         auth_type: String,
+        /// The role it gets (a role id from Snyk).
         #[arg(long)]
         role_id: String,
+        /// Where Snyk finds its public keys (oauth_private_key_jwt).
         #[arg(long)]
         jwks_url: Option<String>,
         /// Access token lifetime (e.g. 1h).
@@ -210,6 +274,7 @@ enum SaCommand {
         scope: SaScope,
         #[command(flatten)]
         target: SaTarget,
+        /// `replace`: revoke the old secret at once (for a compromised one).
         #[arg(long, value_parser = ["replace"])]
         mode: Option<String>,
     },
@@ -217,31 +282,96 @@ enum SaCommand {
 
 #[derive(Args)]
 struct PutArgs {
+    /// The Snyk organization (or group) id.
     #[arg(long)]
     org_id: String,
+    /// The OAuth client id.
     #[arg(long)]
     client_id: String,
     /// oauth_app (default), client_secret or private_key_jwt.
     #[arg(long, value_parser = ["oauth_app", "client_secret", "private_key_jwt"])]
     kind: Option<String>,
+    /// The client secret (a file, or - for stdin).
     #[arg(long)]
     client_secret_file: Option<PathBuf>,
+    /// oauth_app: the refresh token (a file, or - for stdin); it is rotated at once.
     #[arg(long)]
     refresh_token_file: Option<PathBuf>,
+    /// private_key_jwt: the RSA private key, PEM (a file, or - for stdin).
     #[arg(long)]
     private_key_file: Option<PathBuf>,
+    /// private_key_jwt: the key id (`kid`) Snyk knows the key by.
     #[arg(long)]
     key_id: Option<String>,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version are not errors; everything else is a
+            // usage error, and usage errors exit 64 everywhere (not clap's 2).
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
+        }
+    };
     let code = match cli.command {
         Command::Serve { ref config } => serve(&cli, config.as_deref()),
         Command::CheckConfig { ref config } => check_config(config.as_deref()),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "snykey", &mut std::io::stdout());
+            exit::OK
+        }
+        Command::Man { ref dir } => man(dir.as_deref()),
+        Command::Doctor { ref config, json } => doctor(&cli, config.as_deref(), json),
         _ => client_command(cli),
     };
     ExitCode::from(code as u8)
+}
+
+/// `snykey doctor`: exit 0 only when every check passes, 1 otherwise.
+fn doctor(cli: &Cli, config: Option<&Path>, json: bool) -> i32 {
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(snykey::paths::default_socket);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("snykey: cannot start: {e}");
+            return exit::SOFTWARE;
+        }
+    };
+    let report = runtime.block_on(snykey::doctor::run(config, &socket));
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!("{}", report.text());
+    }
+    if report.ok { exit::OK } else { 1 }
+}
+
+/// `snykey man`: snykey(1) on stdout, or every page into a directory.
+fn man(dir: Option<&Path>) -> i32 {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let result = match dir {
+        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()),
+        Some(d) => std::fs::create_dir_all(d).and_then(|_| clap_mangen::generate_to(cmd, d)),
+    };
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("snykey: cannot write the man page: {e}");
+            exit::CANT_CREATE
+        }
+    }
 }
 
 /// Sets up logging on stderr; returns a function that changes the filter (SIGHUP).
@@ -249,7 +379,7 @@ fn main() -> ExitCode {
 type ApplyFilter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 fn init_logging(level: Option<&str>, format: LogFormat) -> ApplyFilter {
-    let filter_text = level.unwrap_or("info").to_string();
+    let filter_text = snykey::agent::effective_log_filter(level.unwrap_or("info"));
     let filter = EnvFilter::try_new(&filter_text).unwrap_or_else(|e| {
         eprintln!("snykey: invalid log filter {filter_text:?} ({e}); using info");
         EnvFilter::new("info")
@@ -276,7 +406,8 @@ fn init_logging(level: Option<&str>, format: LogFormat) -> ApplyFilter {
     };
     tracing_subscriber::registry().with(filter).with(fmt).init();
     Box::new(move |text: &str| {
-        let f = EnvFilter::try_new(text).map_err(|e| e.to_string())?;
+        let f = EnvFilter::try_new(snykey::agent::effective_log_filter(text))
+            .map_err(|e| e.to_string())?;
         handle.reload(f).map_err(|e| e.to_string())
     })
 }
@@ -458,6 +589,28 @@ fn client_command(cli: Cli) -> i32 {
                 );
                 Ok(())
             }
+            Command::Refresh {
+                org_id,
+                client_id,
+                format,
+            } => {
+                for (name, v) in [("org_id", &org_id), ("client_id", &client_id)] {
+                    snykey::ids::check_id(name, v).map_err(|e| usage(e.to_string()))?;
+                }
+                let path = format!("/v1/credentials/{org_id}/{client_id}/refresh");
+                let t: TokenResponse = client.call(Method::POST, &path, None).await?;
+                match format.as_deref().and_then(Format::parse) {
+                    Some(f) => print!(
+                        "{}",
+                        token_output(f, t.access_token.expose(), &t.expires_at, t.snyk_api.as_deref())
+                    ),
+                    None => println!(
+                        "{org_id}/{client_id}: a new access token, valid until {}",
+                        t.expires_at
+                    ),
+                }
+                Ok(())
+            }
             Command::Status { json } => {
                 let list: CredentialList =
                     client.call(Method::GET, "/v1/credentials", None).await?;
@@ -494,6 +647,9 @@ fn client_command(cli: Cli) -> i32 {
                     .map(|p| read_secret("the client secret", p, &mut stdin_used))
                     .transpose()
                     .map_err(usage)?;
+                if client_secret.is_none() {
+                    refuse_login_without_secret(&client, &org_id, &client_id).await?;
+                }
                 let req = snykey::wire::LoginRequest { org_id, client_id, client_secret, redirect_uri: None, scopes };
                 let body = serde_json::to_vec(&req).map_err(|e| ClientError::Protocol(e.to_string()))?;
                 let started: LoginStarted = client.call(Method::POST, "/v1/login", Some(body)).await?;
@@ -511,7 +667,11 @@ fn client_command(cli: Cli) -> i32 {
                 follow_login(&client, started, no_browser).await
             }
             Command::ServiceAccount(sa) => service_account(&client, sa).await,
-            Command::Serve { .. } | Command::CheckConfig { .. } => Ok(()),
+            Command::Serve { .. }
+            | Command::CheckConfig { .. }
+            | Command::Completions { .. }
+            | Command::Doctor { .. }
+            | Command::Man { .. } => Ok(()),
         }
     });
     match result {
@@ -669,20 +829,32 @@ async fn follow_login(
     let deadline = humantime::parse_rfc3339(&started.expires_at)
         .unwrap_or_else(|_| std::time::SystemTime::now() + Duration::from_secs(600));
     let path = format!("/v1/login/{}?wait=5", started.state);
+    // On a terminal, one line redrawn in place; elsewhere (a log, a pipe) one
+    // line per minute instead of a pile of `\r` frames.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last_minute = None;
     loop {
         let left = deadline
             .duration_since(std::time::SystemTime::now())
             .unwrap_or_default();
-        eprint!(
-            "\rwaiting for the browser to come back to the agent's callback ({}m{:02}s left) ",
-            left.as_secs() / 60,
-            left.as_secs() % 60
-        );
+        let (m, sec) = (left.as_secs() / 60, left.as_secs() % 60);
+        if terminal {
+            eprint!(
+                "\rwaiting for the browser to come back to the agent's callback ({m}m{sec:02}s left) "
+            );
+        } else if last_minute != Some(m) {
+            last_minute = Some(m);
+            eprintln!(
+                "waiting for the browser to come back to the agent's callback ({m}m{sec:02}s left)"
+            );
+        }
         let status: LoginStatus = client.call(Method::GET, &path, None).await?;
         match status.state {
             LoginState::Pending => continue,
             LoginState::Complete => {
-                eprintln!();
+                if terminal {
+                    eprintln!();
+                }
                 println!(
                     "login complete: snykey now manages {}/{}",
                     status.org_id, status.client_id
@@ -690,7 +862,9 @@ async fn follow_login(
                 return Ok(());
             }
             LoginState::Failed => {
-                eprintln!();
+                if terminal {
+                    eprintln!();
+                }
                 let error = status.error.unwrap_or_else(|| "the login failed".into());
                 let expired = error.contains("expired");
                 return Err(ClientError::Api {
@@ -701,6 +875,31 @@ async fn follow_login(
             }
         }
     }
+}
+
+/// `snykey login` without `--client-secret-file` logs in with the stored
+/// secret: refuse at once when the agent holds no such credential, instead of
+/// waiting for a browser login that cannot succeed.
+async fn refuse_login_without_secret(
+    client: &AgentClient,
+    org_id: &str,
+    client_id: &str,
+) -> Result<(), ClientError> {
+    let list: CredentialList = client.call(Method::GET, "/v1/credentials", None).await?;
+    if list
+        .credentials
+        .iter()
+        .any(|c| c.org_id == org_id && c.client_id == client_id)
+    {
+        return Ok(());
+    }
+    Err(ClientError::Api {
+        status: 404,
+        code: "usage".into(),
+        error: format!(
+            "the agent holds no credential {org_id}/{client_id}, so it has no client secret to log in with: give it with --client-secret-file FILE (or - for stdin)"
+        ),
+    })
 }
 
 fn usage(message: String) -> ClientError {

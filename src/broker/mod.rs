@@ -12,6 +12,7 @@
 //! * [`journal`], [`scheduler`], [`login`], [`service_accounts`].
 
 pub mod credentials;
+pub mod force;
 pub mod journal;
 pub mod login;
 pub mod refresh;

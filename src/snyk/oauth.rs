@@ -308,7 +308,7 @@ impl SnykOAuth {
 fn transport_error(url: &str, e: reqwest::Error) -> GrantError {
     // reqwest's messages name the URL (no secret in it) but we drop it anyway.
     let (connect, timed_out) = (e.is_connect(), e.is_timeout());
-    let message = e.without_url().to_string();
+    let message = crate::snyk::describe_transport(&e);
     if connect {
         // Nothing reached Snyk: the token was certainly not consumed.
         GrantError::Unreachable {

@@ -103,7 +103,7 @@ impl SnykRest {
             let resp = req
                 .send()
                 .await
-                .map_err(|e| RestError::Unreachable(e.without_url().to_string()))?;
+                .map_err(|e| RestError::Unreachable(super::describe_transport(&e)))?;
             let status = resp.status().as_u16();
             let retry_after = resp
                 .headers()

@@ -11,6 +11,8 @@ mod guarantees;
 mod helper;
 mod host;
 mod login;
+mod operator;
+mod package;
 mod refresh;
 mod rotation;
 mod service_accounts;

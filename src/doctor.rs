@@ -1,0 +1,437 @@
+//! `snykey doctor`: every check an operator would make by hand, in order,
+//! each with what it found and, when it fails, what to do. Runs as the
+//! calling user, against the agent's socket and the config file.
+//!
+//! The store and cache are checked through the agent (`/v1/ready`): it holds
+//! their credentials, the calling user normally does not.
+
+use crate::client::{AgentClient, ClientError};
+use crate::config::{CacheBackend, Config, StoreBackend};
+use crate::wire::{CredentialList, Message, State};
+use hyper::Method;
+use serde::Serialize;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// The largest clock difference with Snyk that passes: a `private_key_jwt`
+/// assertion lives 5 minutes, and expiry times are computed locally.
+const MAX_SKEW: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+    /// What to do, for a failed check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// One line per check: `✓ name: detail` or `✗ name: detail → remedy`.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for c in &self.checks {
+            out.push_str(if c.ok { "✓ " } else { "✗ " });
+            out.push_str(c.name);
+            out.push_str(": ");
+            out.push_str(&c.detail);
+            if let Some(r) = &c.remedy {
+                out.push_str(" → ");
+                out.push_str(r);
+            }
+            out.push('\n');
+        }
+        out.push_str(if self.ok {
+            "all checks passed\n"
+        } else {
+            "some checks failed: see the lines marked ✗\n"
+        });
+        out
+    }
+}
+
+fn pass(name: &'static str, detail: impl Into<String>) -> Check {
+    Check {
+        name,
+        ok: true,
+        detail: detail.into(),
+        remedy: None,
+    }
+}
+
+fn fail(name: &'static str, detail: impl Into<String>, remedy: impl Into<String>) -> Check {
+    Check {
+        name,
+        ok: false,
+        detail: detail.into(),
+        remedy: Some(remedy.into()),
+    }
+}
+
+/// Runs every check. `socket`: the one the CLI would use.
+pub async fn run(config: Option<&Path>, socket: &Path) -> Report {
+    let mut checks = Vec::new();
+    checks.push(socket_check(socket));
+    let client = AgentClient::new(socket, Duration::from_secs(15));
+    let agent_up = match client
+        .call::<Message>(Method::GET, "/v1/health", None)
+        .await
+    {
+        Ok(_) => {
+            checks.push(pass("agent", format!("answers on {}", socket.display())));
+            true
+        }
+        Err(ClientError::Api {
+            status: 403, error, ..
+        }) => {
+            checks.push(fail(
+                "agent",
+                error,
+                "ask the agent's operator to add your uid or a group of yours to server.allowed_uids / allowed_gids",
+            ));
+            false
+        }
+        Err(e) => {
+            checks.push(fail(
+                "agent",
+                e.to_string(),
+                "start it (`systemctl start snykey.socket` or `snykey serve`), or point --socket / SNYKEY_SOCKET at it",
+            ));
+            false
+        }
+    };
+    let cfg = match Config::load(config) {
+        Ok(c) => {
+            checks.push(pass(
+                "config",
+                match &c.file {
+                    Some(f) => format!("{} is valid", f.display()),
+                    None => "no config file: the embedded defaults and SNYKEY_* variables".into(),
+                },
+            ));
+            Some(c)
+        }
+        Err(e) => {
+            checks.push(fail(
+                "config",
+                e.to_string(),
+                "fix the named key (`snykey check-config` prints the effective configuration); if it is not readable by you, run doctor as the agent's user or root",
+            ));
+            None
+        }
+    };
+    if agent_up {
+        checks.push(
+            match client.call::<Message>(Method::GET, "/v1/ready", None).await {
+                Ok(_) => pass(
+                    "store and cache",
+                    "the agent reaches its secret store (unsealed) and its token cache",
+                ),
+                Err(e) => fail(
+                    "store and cache",
+                    e.to_string(),
+                    "bring the named backend back (unseal OpenBao, start Redis); the agent resumes by itself",
+                ),
+            },
+        );
+    }
+    if let Some(cfg) = &cfg {
+        checks.push(store_kind(cfg));
+        checks.push(cache_role(cfg));
+        checks.extend(snyk_and_clock(cfg).await);
+        checks.extend(modes(cfg));
+    }
+    if agent_up {
+        match client
+            .call::<CredentialList>(Method::GET, "/v1/credentials", None)
+            .await
+        {
+            Ok(list) if list.credentials.is_empty() => checks.push(pass(
+                "credentials",
+                "none yet: add one with `snykey put` or `snykey login`",
+            )),
+            Ok(list) => {
+                for c in list.credentials {
+                    let id = format!("{}/{}", c.org_id, c.client_id);
+                    let expires = c.expires_at.as_deref().unwrap_or("-");
+                    let next = c.next_refresh_at.as_deref().unwrap_or("-");
+                    checks.push(match c.state {
+                        State::Ok | State::Refreshing if c.failures == 0 => pass(
+                            "credential",
+                            format!("{id}: {}, token valid until {expires}, next refresh {next}", c.state.as_str()),
+                        ),
+                        State::Ok | State::Refreshing => fail(
+                            "credential",
+                            format!(
+                                "{id}: {} failed refresh(es), last: {}",
+                                c.failures,
+                                c.last_error.as_deref().unwrap_or("-")
+                            ),
+                            format!("the agent retries by itself (next at {next}); fix what the error names"),
+                        ),
+                        State::NeedsLogin => fail(
+                            "credential",
+                            format!(
+                                "{id}: needs a new login ({})",
+                                c.last_error.as_deref().unwrap_or("its refresh token was refused")
+                            ),
+                            format!(
+                                "snykey login --org-id {} --client-id {}",
+                                c.org_id, c.client_id
+                            ),
+                        ),
+                        State::Degraded => fail(
+                            "credential",
+                            format!("{id}: degraded, its newest refresh token is only in the recovery journal"),
+                            "make the secret store writable again; the agent lands the token by itself",
+                        ),
+                    });
+                }
+            }
+            Err(e) => checks.push(fail("credentials", e.to_string(), "see the agent's log")),
+        }
+    }
+    let ok = checks.iter().all(|c| c.ok);
+    Report { ok, checks }
+}
+
+fn socket_check(socket: &Path) -> Check {
+    let name = "socket";
+    let meta = match std::fs::metadata(socket) {
+        Ok(m) => m,
+        Err(e) => {
+            return fail(
+                name,
+                format!("{}: {e}", socket.display()),
+                "start the agent (`systemctl start snykey.socket` or `snykey serve`), or point --socket / SNYKEY_SOCKET at its socket",
+            );
+        }
+    };
+    if !meta.file_type().is_socket() {
+        return fail(
+            name,
+            format!("{} is not a socket", socket.display()),
+            "remove it, or point --socket / SNYKEY_SOCKET at the agent's socket",
+        );
+    }
+    let Ok(c) = std::ffi::CString::new(socket.as_os_str().as_encoded_bytes()) else {
+        return fail(name, "the path holds a NUL byte", "use another path");
+    };
+    // SAFETY: a valid NUL-terminated path.
+    let writable = unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0;
+    let mode = meta.permissions().mode() & 0o777;
+    if writable {
+        pass(
+            name,
+            format!(
+                "{} (mode {mode:04o}, uid {}, gid {}) is usable by you",
+                socket.display(),
+                meta.uid(),
+                meta.gid()
+            ),
+        )
+    } else {
+        fail(
+            name,
+            format!(
+                "{} (mode {mode:04o}, gid {}) is not writable by you",
+                socket.display(),
+                meta.gid()
+            ),
+            format!(
+                "join the socket's group (gid {}; `usermod -aG snykey-clients $USER`, then log in again)",
+                meta.gid()
+            ),
+        )
+    }
+}
+
+fn store_kind(cfg: &Config) -> Check {
+    let name = "store";
+    match cfg.store.backend {
+        StoreBackend::File => pass(
+            name,
+            format!(
+                "file store {} (locked with flock: one agent per file)",
+                cfg.store.path.display()
+            ),
+        ),
+        StoreBackend::OpenBao if cfg.store.kv_version == 2 => pass(
+            name,
+            format!(
+                "OpenBao {} KV v2 at {}/{}: check-and-set protects agents that share it",
+                cfg.store.addr, cfg.store.mount, cfg.store.prefix
+            ),
+        ),
+        StoreBackend::OpenBao => fail(
+            name,
+            format!(
+                "OpenBao {} KV v1 at {}/{}: no check-and-set, so agents sharing this store are not protected from replaying a refresh token",
+                cfg.store.addr, cfg.store.mount, cfg.store.prefix
+            ),
+            "use a KV v2 mount (store.kv_version = 2), or run a single agent on this prefix",
+        ),
+    }
+}
+
+fn cache_role(cfg: &Config) -> Check {
+    match cfg.cache.backend {
+        CacheBackend::Memory => pass(
+            "cache",
+            "memory: this agent only (several agents sharing credentials need cache.backend = \"redis\")",
+        ),
+        CacheBackend::Redis => pass(
+            "cache",
+            format!(
+                "redis {}: shared by every agent using it (tokens and the refresh lock)",
+                crate::config::redact_url_password(cfg.cache.url.expose())
+            ),
+        ),
+    }
+}
+
+/// Snyk reachable on the configured region (an unauthenticated request to
+/// the token endpoint: any HTTP answer will do), and the local clock against
+/// its `Date` header.
+async fn snyk_and_clock(cfg: &Config) -> Vec<Check> {
+    let url = format!("{}/oauth2/token", cfg.snyk.api_url);
+    let http = match reqwest::Client::builder()
+        .timeout(cfg.snyk.timeout.min(Duration::from_secs(10)))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(h) => h,
+        Err(e) => {
+            return vec![fail(
+                "snyk",
+                format!("cannot build an HTTP client: {e}"),
+                "report this as a bug",
+            )];
+        }
+    };
+    let sent = SystemTime::now();
+    let resp = match http.get(&url).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            return vec![fail(
+                "snyk",
+                crate::snyk::describe_transport(&e),
+                format!(
+                    "check DNS, proxies and firewalls for {} (snyk.api_url picks the region)",
+                    cfg.snyk.api_url
+                ),
+            )];
+        }
+    };
+    let received = SystemTime::now();
+    let mut checks = vec![pass(
+        "snyk",
+        format!(
+            "{} answers (HTTP {})",
+            cfg.snyk.api_url,
+            resp.status().as_u16()
+        ),
+    )];
+    let date = resp
+        .headers()
+        .get(hyper::header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    checks.push(match date {
+        None => fail(
+            "clock",
+            "Snyk's answer had no Date header to compare with",
+            "check that nothing between here and Snyk rewrites its answers",
+        ),
+        Some(theirs) => {
+            // Their second falls somewhere in our round trip; HTTP dates have
+            // whole seconds.
+            let mid = sent + received.duration_since(sent).unwrap_or_default() / 2;
+            let skew = match mid.duration_since(theirs) {
+                Ok(d) => d.as_secs_f64(),
+                Err(e) => -e.duration().as_secs_f64(),
+            };
+            if skew.abs() <= MAX_SKEW.as_secs_f64() + 1.0 {
+                pass("clock", format!("within {:.0} s of Snyk's", skew.abs().ceil()))
+            } else {
+                fail(
+                    "clock",
+                    format!(
+                        "{:.0} s {} Snyk's",
+                        skew.abs(),
+                        if skew > 0.0 { "ahead of" } else { "behind" }
+                    ),
+                    "synchronise the clock (`timedatectl set-ntp true`, chrony or ntpd): token expiry and JWT assertions depend on it",
+                )
+            }
+        }
+    });
+    checks
+}
+
+/// The modes of what the agent keeps on disk, where this user can see them.
+fn modes(cfg: &Config) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let mut check = |what: &str, path: &Path, max: u32, dir: bool| {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            // Not created yet, or not visible to this user: nothing to judge.
+            Err(_) => return,
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        let kind = if dir { "directory" } else { "file" };
+        if meta.file_type().is_symlink() {
+            checks.push(fail(
+                "modes",
+                format!("{what} {} is a symlink", path.display()),
+                "point the setting at the real path",
+            ));
+        } else if mode & !max != 0 {
+            checks.push(fail(
+                "modes",
+                format!(
+                    "{what} {} is {mode:04o}, more open than {max:04o}",
+                    path.display()
+                ),
+                format!("chmod {max:04o} {}", path.display()),
+            ));
+        } else {
+            checks.push(pass(
+                "modes",
+                format!("{what} {kind} {} is {mode:04o}", path.display()),
+            ));
+        }
+    };
+    if let Some(f) = &cfg.file {
+        // It may name secret files and hold a token: not for everyone.
+        check("config", f, 0o640, false);
+    }
+    if cfg.store.backend == StoreBackend::File {
+        check("file store", &cfg.store.path, 0o600, false);
+        if let Some(parent) = cfg.store.path.parent() {
+            check("store", parent, 0o700, true);
+        }
+    }
+    check("journal", &cfg.store.journal_dir, 0o700, true);
+    let secret_files: Vec<(&str, &PathBuf)> = [
+        ("store.token_file", cfg.store.token_file.as_ref()),
+        ("store.secret_id_file", cfg.store.secret_id_file.as_ref()),
+        ("cache.password_file", cfg.cache.password_file.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(k, p)| p.map(|p| (k, p)))
+    .collect();
+    for (k, p) in secret_files {
+        check(k, p, 0o640, false);
+    }
+    checks
+}
