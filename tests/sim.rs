@@ -1151,13 +1151,11 @@ fn inject(w: &W) {
             .any(|a| now < a.store_cut_until || now < a.paused_until);
     wb.stats.faults += 1;
     match wb.rng.below(12) {
-        0 | 1 => {
-            if wb.agents[agent].alive {
-                // With journal-only claims (the file store) the journal and
-                // the store share one disk: it is not emptied without the store.
-                let empty = wb.rules.claims == Claims::Store && wb.rng.chance(0.2);
-                wb.kill(agent, empty);
-            }
+        // With journal-only claims (the file store) the journal and the
+        // store share one disk: it is not emptied without the store.
+        0 | 1 if wb.agents[agent].alive => {
+            let empty = wb.rules.claims == Claims::Store && wb.rng.chance(0.2);
+            wb.kill(agent, empty);
         }
         2 if !store_fault_active => wb.agents[agent].paused_until = now + span,
         3 if !store_fault_active => wb.agents[agent].store_cut_until = now + span,
@@ -1172,12 +1170,8 @@ fn inject(w: &W) {
         9 => {
             // A foreign blind write (the seed service): refused, cas_required is set.
         }
-        10 => {
-            // A foreign soft delete of the latest version (`bao kv delete`).
-            if wb.rng.chance(0.2) {
-                wb.store.soft_deleted = true;
-            }
-        }
+        // A foreign soft delete of the latest version (`bao kv delete`).
+        10 if wb.rng.chance(0.2) => wb.store.soft_deleted = true,
         _ => {
             // The Redis lock lost while held: agents here already run
             // without it half the time; nothing to model beyond that.
@@ -1330,6 +1324,7 @@ fn one_step(w: &W, faults: bool) {
     }
 }
 
+#[allow(clippy::needless_range_loop)]
 fn calm(w: &W) {
     {
         let mut wb = w.borrow_mut();

@@ -372,3 +372,61 @@ fn a_delete_during_a_refresh_does_not_bring_the_credential_back() {
     agent.stop();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
+
+#[test]
+fn a_delete_on_another_agent_during_a_refresh_does_not_bring_the_credential_back() {
+    let fake = FakeSnyk::start();
+    let bao = crate::support::openbao::FakeBao::start();
+    let redis = crate::support::redis::RedisServer::start();
+    let rt = fake.new_oauth_client("cx", None);
+    let mut envs: Vec<Env> = (0..2).map(|_| Env::new(&fake.url())).collect();
+    for env in &mut envs {
+        crate::guarantees::shared_backends(env, &bao, &redis);
+    }
+    let a = envs[0].start();
+    let b = envs[1].start();
+    assert!(
+        a.put_oauth(envs[0].path(), "ox", "cx", None, &rt)
+            .status
+            .success()
+    );
+    a.http("DELETE", "/v1/cache/ox/cx", None);
+    // A's refresh is at Snyk when B deletes the credential.
+    fake.push_fault(Fault::AnswerLater(Duration::from_millis(2500)));
+    let socket = a.socket.clone();
+    let refresh =
+        std::thread::spawn(move || http_on(&socket, "GET", "/v1/credentials/ox/cx", None));
+    std::thread::sleep(Duration::from_secs(1));
+    let out = b.cli(&["delete", "ox", "cx"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let _ = refresh.join().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    // A's answer came after the tombstone: it is discarded, not landed.
+    let live = fake.live_refresh_token("cx").unwrap();
+    let history = bao.kv2_history("kv", "snyk/ox/cx");
+    assert!(
+        !format!("{history:?}").contains(&live),
+        "A's token landed after the delete: {history:?}\nA's log:\n{}",
+        a.log_text()
+    );
+    let last = history.last().cloned().flatten();
+    assert!(
+        last.as_ref().is_some_and(|d| d["deleted"] == true),
+        "the tombstone is the current version: {history:?}"
+    );
+    assert_eq!(b.json("GET", "/v1/credentials/ox/cx", None).0, 404);
+    assert_eq!(b.helper(&["ox", "cx"]).status.code(), Some(66));
+    // A restart of A does not bring it back from its journal either.
+    a.stop();
+    let a = envs[0].start();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!format!("{:?}", bao.kv2_history("kv", "snyk/ox/cx")).contains(&live));
+    a.http("DELETE", "/v1/cache/ox/cx", None);
+    assert_eq!(a.json("GET", "/v1/credentials/ox/cx", None).0, 404);
+    assert_eq!(fake.replays(), 0);
+    for agent in [a, b] {
+        let log = agent.log_text();
+        agent.stop();
+        assert_no_secrets("agent log", &log, &fake.secrets());
+    }
+}

@@ -25,7 +25,7 @@ fn store_text(env: &Env) -> String {
 }
 
 /// OpenBao KV v2 and a real Redis for `env`, as two agents on two hosts would share them.
-fn shared_backends(env: &mut Env, bao: &FakeBao, redis: &RedisServer) {
+pub(crate) fn shared_backends(env: &mut Env, bao: &FakeBao, redis: &RedisServer) {
     let token_file = env.path().join("bao-token");
     std::fs::write(&token_file, &bao.root_token).unwrap();
     env.store_config = format!(
