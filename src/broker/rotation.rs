@@ -352,6 +352,14 @@ pub async fn refresh<I: Io>(
         }
         (Some(v), Some(given)) => match decide_put(&v, &given) {
             PutDecision::AlreadyRotated => return Outcome::Moved,
+            PutDecision::Hidden => {
+                return Outcome::Later {
+                    after: Duration::ZERO,
+                    why: Why::Store(StoreError::Unavailable(
+                        "the current version of this credential was deleted by another tool (bao kv delete): undelete it (bao kv undelete), or remove it for good (bao kv metadata delete), then put it again".into(),
+                    )),
+                };
+            }
             PutDecision::Spent => {
                 return Outcome::NeedsLogin(
                     "this refresh token was given to snykey before and has been used; the credential was deleted since".into(),
@@ -414,6 +422,9 @@ enum PutDecision {
     Replace,
     /// R was rotated before and the credential deleted since: it is spent.
     Spent,
+    /// The current version was deleted by another tool: nothing can be
+    /// known about claims on it.
+    Hidden,
 }
 
 fn decide_put(stored: &Versioned, given: &Record) -> PutDecision {
@@ -421,7 +432,8 @@ fn decide_put(stored: &Versioned, given: &Record) -> PutDecision {
         return PutDecision::Replace;
     };
     if stored.hidden {
-        return PutDecision::Replace;
+        // Its claim, if any, is hidden too: R may be at Snyk right now.
+        return PutDecision::Hidden;
     }
     let spent_before =
         stored.record.prev_fp.as_deref() == Some(r.as_str()) || stored.record.put_fps.contains(&r);
@@ -977,8 +989,9 @@ pub async fn land<I: Io>(io: &mut I, mem: &mut Memory, rules: &Rules) -> Landing
                 m.base.generation = u.base.generation;
             }
         }
-        if current.as_ref().is_some_and(|c| c.hidden) && !u.base.login {
-            // Deleted by another tool, not by us: keep ours until it is undone.
+        if current.as_ref().is_some_and(|c| c.hidden) && !u.fresh_login {
+            // Deleted by another tool, not by us: keep ours until that is
+            // undone (only a login a human just made writes over it).
             return Landing::Pending;
         }
         let verdict = succession(current.as_ref(), &u, rules);
