@@ -58,6 +58,9 @@ pub enum Claims {
     Unprotected,
 }
 
+/// What start-up, `check-config` and `/v1/ready` say with [`Claims::Unprotected`].
+pub const UNPROTECTED: &str = "the secret store is KV v1, which has no check-and-set: agents sharing it are not protected from replaying a refresh token (only the Redis lock guards them); use KV v2";
+
 /// Rules the protocol is run with.
 #[derive(Debug, Clone, Copy)]
 pub struct Rules {
