@@ -154,6 +154,9 @@ pub async fn run(
         .await
         .map_err(|e| format!("start-up failed: {e}"))?;
     let (store_desc, cache_desc) = broker.describe_backends();
+    if let Some(w) = broker.protection_warning() {
+        tracing::warn!("{w}");
+    }
     // The callback listener for browser logins. A busy port is not fatal: the
     // agent serves tokens without it, and /v1/login says why it cannot.
     match crate::api::callback::listen(

@@ -1411,6 +1411,15 @@ pub fn derive_app_url(api_url: &str) -> String {
     }
 }
 
+impl Config {
+    /// SPEC §2's KV v1 paragraph, for `check-config` (the agent says the
+    /// same at start and in `/v1/ready`).
+    pub fn protection_warning(&self) -> Option<&'static str> {
+        (self.store.backend == StoreBackend::OpenBao && self.store.kv_version == 1)
+            .then_some(crate::broker::rotation::UNPROTECTED)
+    }
+}
+
 /// This host's name (for the default `server.agent_id`).
 fn hostname() -> String {
     let mut buf = [0u8; 256];

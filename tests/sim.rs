@@ -210,6 +210,9 @@ struct Agent {
     skew_ms: i64,
     /// When it was killed (it restarts within a bound).
     dead_since: u64,
+    /// When its running operation last moved (a process is never starved
+    /// by the scheduler longer than a pause fault would stop it).
+    last_polled: u64,
     /// The last successful claim write: (token digest, nonce), consumed by the next send.
     last_claim: Option<(String, String)>,
     exclusive: bool,
@@ -585,7 +588,7 @@ impl World {
         }
         // Rule 7: an exclusive agent rotates its journal's chain without
         // the store while the store refuses writes.
-        let chain = self.agents[agent].exclusive && !self.in_store(token);
+        let chain = self.agents[agent].exclusive;
         if self.rules.claims == Claims::Store && !self.rules.sabotage.no_claim_cas && !chain {
             let claimed = self.agents[agent].last_claim.take();
             let digest = Secret::new(token).digest();
@@ -948,6 +951,11 @@ fn rules(cfg: &Config, exclusive: bool) -> Rules {
 }
 
 fn start_op(w: &W, agent: usize, op: Op) {
+    {
+        let mut wb = w.borrow_mut();
+        let now = wb.now;
+        wb.agents[agent].last_polled = now;
+    }
     let (mut mem, exclusive) = {
         let mut wb = w.borrow_mut();
         let a = &mut wb.agents[agent];
@@ -1061,6 +1069,11 @@ fn start_op(w: &W, agent: usize, op: Op) {
 }
 
 fn poll_agent(w: &W, agent: usize) {
+    {
+        let mut wb = w.borrow_mut();
+        let now = wb.now;
+        wb.agents[agent].last_polled = now;
+    }
     let Some((op, started, mut task)) = w.borrow_mut().agents[agent].task.take() else {
         return;
     };
@@ -1193,7 +1206,9 @@ fn world(seed: u64, cfg: Config) -> W {
             },
             journal: None,
             unsynced: None,
-            buffered: false,
+            // A journal whose writes reach the disk late (no fsync, a torn
+            // tail after a crash) only where the store holds the claims.
+            buffered: cfg.claims == Claims::Store && rng.chance(0.15),
             mem: Some(Memory::default()),
             task: None,
             alive: true,
@@ -1202,6 +1217,7 @@ fn world(seed: u64, cfg: Config) -> W {
             snyk_cut_until: 0,
             skew_ms: rng.below(120_000) as i64 - 60_000,
             dead_since: 0,
+            last_polled: 0,
             last_claim: None,
             exclusive: cfg.claims == Claims::Journal || (exclusive_pair && i < 2),
         });
@@ -1274,6 +1290,26 @@ fn one_step(w: &W, faults: bool) {
     for i in overdue {
         restart(w, i);
     }
+    // Buffered journals reach the disk some time later.
+    {
+        let mut wb = w.borrow_mut();
+        for i in 0..wb.agents.len() {
+            if wb.agents[i].unsynced.is_some() && wb.rng.chance(0.3) {
+                let entry = wb.agents[i].unsynced.take().flatten();
+                if let Some(t) = entry
+                    .as_ref()
+                    .and_then(|e| e.record.as_ref())
+                    .and_then(|r| r.refresh_token.as_ref())
+                {
+                    if let Some(tok) = wb.snyk.tokens.get_mut(t.expose()) {
+                        tok.held_by = None;
+                        tok.durable = true;
+                    }
+                }
+                wb.agents[i].journal = entry;
+            }
+        }
+    }
     let choice = w.borrow_mut().rng.below(100);
     let n = w.borrow().agents.len() as u64;
     let agent = w.borrow_mut().rng.below(n) as usize;
@@ -1282,7 +1318,23 @@ fn one_step(w: &W, faults: bool) {
         let a = &wb.agents[agent];
         (wb.now, a.alive, a.paused_until > wb.now, a.task.is_some())
     };
-    if choice < 20 {
+    // The agent whose running operation waited longest, if it waited too long.
+    let starved = {
+        let wb = w.borrow();
+        let bound = fault_limit(&wb) / 6;
+        (0..wb.agents.len())
+            .filter(|&i| {
+                let a = &wb.agents[i];
+                a.alive
+                    && a.task.is_some()
+                    && a.paused_until <= wb.now
+                    && wb.now > a.last_polled + bound
+            })
+            .min_by_key(|&i| wb.agents[i].last_polled)
+    };
+    if let Some(i) = starved {
+        poll_agent(w, i);
+    } else if choice < 20 {
         let mut wb = w.borrow_mut();
         let big = wb.rng.chance(0.05);
         let by = if big {

@@ -313,7 +313,10 @@ async fn route(
                 Ok(()) => json(
                     StatusCode::OK,
                     &Message {
-                        message: "ready".into(),
+                        message: match broker.protection_warning() {
+                            Some(w) => format!("ready; warning: {w}"),
+                            None => "ready".into(),
+                        },
                     },
                 ),
                 Err(reason) => error(ApiError::new(

@@ -508,6 +508,9 @@ fn check_config(config: Option<&Path>) -> i32 {
     match Config::load(config) {
         Ok(c) => {
             print!("{}", c.to_redacted_toml());
+            if let Some(w) = c.protection_warning() {
+                eprintln!("snykey: warning: {w}");
+            }
             exit::OK
         }
         Err(e) => {

@@ -102,7 +102,7 @@ impl Broker {
             .map(Record::kind)
             .unwrap_or(slot.status().kind);
         if kind != Kind::OauthApp {
-            return self.mint_service_account(slot, given).await;
+            return self.mint_service_account(slot, flight, given).await;
         }
         // The cross-agent lock saves work; it is never the safety (rule 2).
         let guard = match self.cache.lock(key, self.lock_ttl, self.lock_wait).await {
@@ -375,16 +375,24 @@ impl Broker {
     async fn mint_service_account(
         self: &Arc<Self>,
         slot: &Arc<Slot>,
+        flight: &mut Flight,
         given: Option<Record>,
     ) -> Result<CachedToken, BrokerError> {
         let key = &slot.key;
-        let (record, version) = match &given {
+        let (record, generation) = match &given {
             Some(r) => (
                 r.clone(),
-                self.store.get(key).await?.map(|v| v.version).unwrap_or(0),
+                self.store
+                    .get(key)
+                    .await?
+                    .map(|v| v.record.generation)
+                    .unwrap_or(0),
             ),
             None => match self.store.get(key).await? {
-                Some(v) if !v.record.deleted => (v.record, v.version),
+                Some(v) if !v.record.deleted => {
+                    let generation = v.record.generation;
+                    (v.record, generation)
+                }
                 _ => return Err(BrokerError::NotFound(key.clone())),
             },
         };
@@ -442,9 +450,19 @@ impl Broker {
             }
         };
         if let Some(mut to_store) = given {
+            // A secret (perhaps one Snyk just created, shown once): journal,
+            // then the store, like every new credential.
             to_store.updated_at = Some(rfc3339(self.clock.now()));
-            to_store.generation = to_store.generation.max(1);
-            self.store.put(key, &to_store, Some(version)).await?;
+            to_store.generation = generation.max(flight.mem.generation) + 1;
+            // A put is a human reset, like a login: it replaces whatever is
+            // stored unless something newer landed meanwhile.
+            let base = Base {
+                fp: None,
+                generation,
+                login: true,
+                via: Vec::new(),
+            };
+            self.persist_record(slot, flight, to_store, base).await?;
         }
         let token = self.token_from(grant.access_token, grant.expires_in);
         slot.status().last_refresh_at = token.issued_at;

@@ -102,8 +102,7 @@ impl Broker {
 
     /// SPEC §2, KV v1 paragraph: said at start, by `check-config` and in `/v1/ready`'s body.
     pub fn protection_warning(&self) -> Option<&'static str> {
-        (self.rules.claims == rotation::Claims::Unprotected).then_some(
-            "the secret store is KV v1, which has no check-and-set: agents sharing it are not protected from replaying a refresh token (only the Redis lock guards them); use KV v2",
-        )
+        (self.rules.claims == rotation::Claims::Unprotected)
+            .then_some(crate::broker::rotation::UNPROTECTED)
     }
 }

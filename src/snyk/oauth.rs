@@ -30,7 +30,8 @@ pub struct TokenGrant {
 
 #[derive(Debug, Error, Clone)]
 pub enum GrantError {
-    #[error("Snyk refused the credential ({error}{}): it needs a new login", desc(.description))]
+    // No remedy here: the broker's needs_login message names it once.
+    #[error("Snyk refused the credential ({error}{})", desc(.description))]
     Permanent {
         error: String,
         description: Option<String>,

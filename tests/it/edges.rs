@@ -430,3 +430,70 @@ fn a_delete_on_another_agent_during_a_refresh_does_not_bring_the_credential_back
         assert_no_secrets("agent log", &log, &fake.secrets());
     }
 }
+
+#[test]
+fn a_gateway_page_without_an_oauth_body_is_retried_once_after_the_quiet_period() {
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("cg", None);
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    assert!(
+        agent
+            .put_oauth(env.path(), "og", "cg", None, &rt)
+            .status
+            .success()
+    );
+    // The quiet period with the tests' 3 s Snyk timeout: 1.5 x 3 s + 1 s.
+    let quiet = Duration::from_millis(5500);
+
+    // A 502 page that never reached Snyk: unknown to the agent, so the token
+    // is sent once more, but only after the quiet period; then it works.
+    agent.http("DELETE", "/v1/cache/og/cg", None);
+    let grants = fake.refresh_grants();
+    fake.push_fault(Fault::Gateway(502));
+    let out = agent.helper(&["og", "cg"]);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert_one_sentence(&stderr(&out));
+    let requests = fake.lock().token_requests;
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(agent.helper(&["og", "cg"]).status.code(), Some(75));
+    assert_eq!(
+        fake.lock().token_requests,
+        requests,
+        "nothing sent in the quiet period"
+    );
+    std::thread::sleep(quiet);
+    let out = agent.helper(&["og", "cg"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stderr(&out),
+        agent.log_text()
+    );
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    assert_eq!(fake.refresh_grants(), grants + 1);
+
+    // A 504 page after Snyk rotated: the one retry meets invalid_grant, and
+    // the credential needs a login, saying why.
+    agent.http("DELETE", "/v1/cache/og/cg", None);
+    fake.push_fault(Fault::GatewayAfterProcessing(504));
+    let out = agent.helper(&["og", "cg"]);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    std::thread::sleep(quiet + Duration::from_millis(500));
+    let out = agent.helper(&["og", "cg"]);
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+    assert!(stderr(&out).contains("lost in transit"), "{}", stderr(&out));
+    let message = stderr(&out);
+    let s = fake.lock();
+    assert_eq!(
+        s.lost_answer_retries, 1,
+        "exactly one retry of the consumed token"
+    );
+    assert_eq!(s.replays, 0);
+    drop(s);
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+    // Last, so that the behaviour above is checked whatever the wording.
+    assert_one_sentence(&message);
+}

@@ -42,6 +42,12 @@ pub enum Fault {
     /// Process a refresh grant and answer 200 without a `refresh_token`
     /// (the sent token is consumed all the same).
     NoRefreshToken,
+    /// A gateway error page (HTML, no OAuth error body) with this status;
+    /// the request never reached Snyk: nothing consumed.
+    Gateway(u16),
+    /// The grant is processed (the token consumed), then a gateway error
+    /// page with this status replaces the answer.
+    GatewayAfterProcessing(u16),
 }
 
 #[derive(Debug, Clone)]
@@ -676,6 +682,17 @@ fn oauth_error(status: u16, error: &str, description: &str) -> Resp {
     )
 }
 
+/// What a load balancer answers when Snyk is unreachable or slow: HTML, no OAuth body.
+fn gateway_page(status: u16) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(format!(
+        "<html><body><h1>{status} Bad Gateway</h1></body></html>"
+    ))));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+    r.headers_mut()
+        .insert("content-type", "text/html".parse().unwrap());
+    r
+}
+
 /// An error from the service makes hyper close the connection without an answer.
 #[derive(Debug)]
 struct Dropped;
@@ -791,6 +808,7 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
     let mut drop_after = false;
     let mut answer_after = None;
     let mut no_refresh_token = false;
+    let mut gateway_after = None;
     match fault {
         Some(Fault::Status(code)) => {
             return Ok(oauth_error(code, "server_error", "injected failure"));
@@ -805,9 +823,19 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
         Some(Fault::DropAfterProcessing) => drop_after = true,
         Some(Fault::AnswerLater(d)) => answer_after = Some(d),
         Some(Fault::NoRefreshToken) => no_refresh_token = true,
+        Some(Fault::Gateway(code)) => return Ok(gateway_page(code)),
+        Some(Fault::GatewayAfterProcessing(code)) => gateway_after = Some(code),
         None => {}
     }
-    let answer = grant(&st, form, drop_after, no_refresh_token);
+    let answer = match grant(
+        &st,
+        form,
+        drop_after || gateway_after.is_some(),
+        no_refresh_token,
+    ) {
+        Err(Dropped) if gateway_after.is_some() => Ok(gateway_page(gateway_after.unwrap_or(502))),
+        other => other,
+    };
     if let Some(d) = answer_after {
         tokio::time::sleep(d).await;
     }
