@@ -133,16 +133,48 @@ pub struct Peer {
     /// Supplementary groups (`SO_PEERGROUPS`), so a client in a shared group
     /// (a Kubernetes fsGroup) is recognised even when it is not its primary gid.
     pub groups: Vec<u32>,
+    /// `/proc/PID/exe` read at accept time, only while the audit log is on
+    /// (and only when the agent may read it: same uid, or root). A pid can be
+    /// reused once the peer exits, so this is evidence, not proof.
+    pub exe: Option<String>,
+}
+
+impl Peer {
+    /// The ids the access policy decides on.
+    pub fn who(&self) -> crate::access::Who<'_> {
+        crate::access::Who {
+            uid: self.uid,
+            gid: self.gid,
+            groups: &self.groups,
+        }
+    }
+
+    /// The peer as the audit log records it.
+    pub fn audit(&self) -> crate::audit::PeerInfo {
+        crate::audit::PeerInfo {
+            uid: self.uid,
+            gid: self.gid,
+            pid: self.pid,
+            exe: self.exe.clone(),
+        }
+    }
 }
 
 /// Reads the peer's credentials from the kernel (`SO_PEERCRED`, `SO_PEERGROUPS`).
 pub fn peer_of(stream: &tokio::net::UnixStream) -> io::Result<Peer> {
     let cred = stream.peer_cred()?;
+    let pid = cred.pid();
     Ok(Peer {
         uid: cred.uid(),
         gid: cred.gid(),
-        pid: cred.pid(),
+        pid,
         groups: peer_groups(stream.as_raw_fd()),
+        exe: match pid {
+            Some(pid) if crate::audit::enabled() => std::fs::read_link(format!("/proc/{pid}/exe"))
+                .ok()
+                .map(|p| p.display().to_string()),
+            _ => None,
+        },
     })
 }
 
