@@ -357,11 +357,12 @@ pub async fn handle(state: &AppState, peer: &Peer, req: Request<Incoming>) -> Re
                         route,
                         "refused: {refusal}"
                     );
-                    let key = match call.operation() {
-                        Operation::Read(k) | Operation::Admin(_, Some(k)) => Some(k),
-                        _ => None,
+                    let (op, key) = match call.operation() {
+                        Operation::Admin(op, key) => (op.as_str(), key),
+                        Operation::Read(key) => (route, Some(key)),
+                        Operation::Open | Operation::List => (route, None),
                     };
-                    audit_refusal(peer, route, key, &refusal);
+                    audit_refusal(peer, op, key, &refusal);
                     (
                         route,
                         Err(ApiError::new(
