@@ -14,6 +14,7 @@
 //! 4. 10 000 credentials with 1 h tokens: RSS, CPU while idle between refreshes.
 //! 5. Cold start of `snykey serve` to ready with 10 000 credentials in the file store.
 //! 6. Helper binary size.
+//! 7. Issue 17: figure 2 with access rules and the audit log on, against off.
 
 #[path = "../tests/it/support/fake_snyk.rs"]
 mod fake_snyk;
@@ -55,6 +56,16 @@ impl Drop for Agent {
 }
 
 fn start_agent(fake: &FakeSnyk, extra: &str, prepare: impl FnOnce(&Path)) -> (Agent, Duration) {
+    start_agent_with(fake, "", extra, prepare)
+}
+
+/// `server` goes into the `[server]` table, `extra` after the others.
+fn start_agent_with(
+    fake: &FakeSnyk,
+    server: &str,
+    extra: &str,
+    prepare: impl FnOnce(&Path),
+) -> (Agent, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("s.sock");
     let store = dir.path().join("state/credentials.json");
@@ -64,7 +75,7 @@ fn start_agent(fake: &FakeSnyk, extra: &str, prepare: impl FnOnce(&Path)) -> (Ag
     std::fs::write(
         &cfg,
         format!(
-            "[server]\nsocket = {socket:?}\ncallback_listen = \"127.0.0.1:0\"\n[snyk]\napi_url = {:?}\n[store]\npath = {store:?}\n{extra}",
+            "[server]\nsocket = {socket:?}\ncallback_listen = \"127.0.0.1:0\"\n{server}\n[snyk]\napi_url = {:?}\n[store]\npath = {store:?}\n{extra}",
             fake.url()
         ),
     )
@@ -282,6 +293,64 @@ fn throughput(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
     ));
 }
 
+/// Issue 17: cache-hit throughput with 21 `[[access]]` tables and the audit
+/// log on, against both off, in the same run, alternating (3 rounds each).
+/// The load generator's uid is granted by the last table, so every request
+/// walks the tables (the agent's own uid is also an admin, checked after).
+fn access_cost(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let mut tables = String::new();
+    for i in 0..20 {
+        tables.push_str(&format!(
+            "[[access]]\ncredentials = [\"team{i}/*\", \"org/other{i}\"]\ngids = [{}]\n",
+            50_000 + i
+        ));
+    }
+    tables.push_str(&format!(
+        "[[access]]\ncredentials = [\"org/bench-access-on\"]\nuids = [{uid}]\n"
+    ));
+    let audit_dir = tempfile::tempdir().unwrap();
+    let audit = audit_dir.path().join("audit.log");
+    let rt_off = fake.new_oauth_client("bench-access-off", None);
+    let rt_on = fake.new_oauth_client("bench-access-on", None);
+    let (off, _) = start_agent(fake, "", |_| {});
+    let (on, _) = start_agent_with(fake, &format!("audit_log = {audit:?}"), &tables, |_| {});
+    put(&off.socket, "org", "bench-access-off", &rt_off);
+    put(&on.socket, "org", "bench-access-on", &rt_on);
+    let rounds = 3;
+    let secs = scale.load_secs / 2.0;
+    let (mut r_off, mut r_on, mut p99_off, mut p99_on) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..rounds {
+        let (rps, _, p99, _, errors) = load(
+            &off.socket,
+            "/v1/credentials/org/bench-access-off",
+            32,
+            secs,
+        );
+        assert_eq!(errors, 0);
+        r_off.push(rps);
+        p99_off.push(p99 as f64);
+        let (rps, _, p99, _, errors) =
+            load(&on.socket, "/v1/credentials/org/bench-access-on", 32, secs);
+        assert_eq!(errors, 0);
+        r_on.push(rps);
+        p99_on.push(p99 as f64);
+    }
+    let text = std::fs::read_to_string(&audit).unwrap_or_default();
+    assert!(
+        text.contains("\"event\":\"token\""),
+        "the audit log was not on: {text}"
+    );
+    let (off_rps, on_rps) = (median(&mut r_off), median(&mut r_on));
+    out.push(format!(
+        "| cache-hit GET, memory cache, 32 connections: 21 [[access]] tables + audit log on vs off, same run, {rounds} alternating rounds of {secs:.1} s (medians) | on {on_rps:.0} req/s, p99 {:.0} µs; off {off_rps:.0} req/s, p99 {:.0} µs ({:+.1}%) | within 5% |",
+        median(&mut p99_on),
+        median(&mut p99_off),
+        (on_rps / off_rps - 1.0) * 100.0
+    ));
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     s.lines()
@@ -413,6 +482,9 @@ fn main() {
     }
     if wanted("throughput") {
         throughput(&fake, &scale, &mut out);
+    }
+    if wanted("access") {
+        access_cost(&fake, &scale, &mut out);
     }
     if wanted("memory") {
         many_credentials(&fake, &scale, 0, &mut out);

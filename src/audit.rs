@@ -158,8 +158,14 @@ pub fn grant(kind: GrantKind, key: Option<&CredKey>, outcome: &'static str, code
 
 /// A token handed to a peer: recorded the first time this token (known by its
 /// expiry) reaches this uid/gid, not on every call.
-pub fn hand_out(key: &CredKey, expires_at: SystemTime, peer: impl FnOnce() -> PeerInfo) {
-    LOG.hand_out(key, expires_at, peer)
+/// `peer` is only called for the line itself, not on every call.
+pub fn hand_out(
+    key: &CredKey,
+    expires_at: SystemTime,
+    (uid, gid): (u32, u32),
+    peer: impl FnOnce() -> PeerInfo,
+) {
+    LOG.hand_out(key, expires_at, (uid, gid), peer)
 }
 
 impl Default for AuditLog {
@@ -219,18 +225,23 @@ impl AuditLog {
         }
     }
 
-    pub fn hand_out(&self, key: &CredKey, expires_at: SystemTime, peer: impl FnOnce() -> PeerInfo) {
+    pub fn hand_out(
+        &self,
+        key: &CredKey,
+        expires_at: SystemTime,
+        (uid, gid): (u32, u32),
+        peer: impl FnOnce() -> PeerInfo,
+    ) {
         if !self.enabled() {
             return;
         }
-        let peer = peer();
         let exp = expires_at
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
         {
             let mut handed = self.handed.lock().unwrap_or_else(|p| p.into_inner());
-            if !handed.insert((key.clone(), exp, peer.uid, peer.gid)) {
+            if !handed.insert((key.clone(), exp, uid, gid)) {
                 return;
             }
             if handed.len() > 10_000 {
@@ -247,7 +258,7 @@ impl AuditLog {
                 op: "get_token",
                 outcome: "ok",
                 expires_at: Some(crate::clock::rfc3339(expires_at)),
-                peer: Some(peer),
+                peer: Some(peer()),
                 ..Event::default()
             }
             .with_key(key),
@@ -549,10 +560,10 @@ mod tests {
         let t1 = UNIX_EPOCH + std::time::Duration::from_secs(4_000_000_000);
         let t2 = t1 + std::time::Duration::from_secs(3600);
         for _ in 0..5 {
-            log.hand_out(&key(), t1, || peer(1001));
+            log.hand_out(&key(), t1, (1001, 1001), || peer(1001));
         }
-        log.hand_out(&key(), t1, || peer(1002));
-        log.hand_out(&key(), t2, || peer(1001));
+        log.hand_out(&key(), t1, (1002, 1002), || peer(1002));
+        log.hand_out(&key(), t2, (1001, 1001), || peer(1001));
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text.lines()
@@ -568,7 +579,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog::new();
         log.record(admin("put_credential"));
-        log.hand_out(&key(), SystemTime::now(), || {
+        log.hand_out(&key(), SystemTime::now(), (1, 1), || {
             panic!("the peer is not even looked at")
         });
         assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
