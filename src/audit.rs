@@ -137,8 +137,14 @@ pub fn record(event: Event) {
     LOG.record(event)
 }
 
-/// A grant at Snyk (for the broker): `outcome` is `ok` or `error`, `code` a
-/// failure class when it failed. Never pass a token or a secret.
+/// A grant at Snyk: `outcome` is `ok` or `error`, `code` a failure class
+/// when it failed. Never pass a token or a secret.
+///
+/// Called today by `api::callback` (the code exchange). The broker's grant
+/// sites — refresh (`broker::rotation`), client credentials and secret
+/// rotation (`broker::service_accounts`, register-app) — are to call it where
+/// they count `metrics::refresh`; until then those grants show in the audit
+/// log only through the admin operation or token hand-out that caused them.
 pub fn grant(kind: GrantKind, key: Option<&CredKey>, outcome: &'static str, code: Option<&str>) {
     if !enabled() {
         return;
