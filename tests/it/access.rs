@@ -588,3 +588,39 @@ fn check_config_says_in_one_line_who_may_read() {
     assert_eq!(out.status.code(), Some(78));
     assert!(stderr(&out).contains("access[0]") && stderr(&out).contains("grants nobody"));
 }
+
+#[test]
+fn an_audit_log_that_cannot_be_opened_stops_the_start_with_the_key_named() {
+    let fake = FakeSnyk::start();
+    let env = Env::new(&fake.url());
+    let cfg = env.path().join("c.toml");
+    // A directory where the file should be.
+    let audit = env.path().join("audit-is-a-dir");
+    std::fs::create_dir_all(&audit).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nsocket = {:?}\ncallback_listen = \"127.0.0.1:0\"\naudit_log = {audit:?}\n[snyk]\napi_url = {:?}\n[store]\npath = {:?}\njournal_dir = {:?}\n",
+            env.socket,
+            fake.url(),
+            env.store,
+            env.journal
+        ),
+    )
+    .unwrap();
+    let out = Command::new(SNYKEY)
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("SNYKEY_LOG", "info")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("server.audit_log") && err.contains("audit-is-a-dir"),
+        "{err}"
+    );
+    assert!(!env.socket.exists(), "the socket it bound is removed");
+}
