@@ -241,7 +241,9 @@ async fn token(
 ) -> Result<Resp, ApiError> {
     let mv = min_validity(pairs)?;
     let t = state.broker.token(key, mv).await?;
-    crate::audit::hand_out(key, t.expires_at, (peer.uid, peer.gid), || peer.audit());
+    if crate::audit::enabled() && peer.first_hand_out(key, t.expires_at) {
+        crate::audit::hand_out(key, t.expires_at, (peer.uid, peer.gid), || peer.audit());
+    }
     Ok(json(
         StatusCode::OK,
         &TokenResponse {

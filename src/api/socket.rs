@@ -137,9 +137,42 @@ pub struct Peer {
     /// (and only when the agent may read it: same uid, or root). A pid can be
     /// reused once the peer exits, so this is evidence, not proof.
     pub exe: Option<String>,
+    /// The last token handed out on this connection, so that a keep-alive
+    /// client's repeated reads skip the audit log's process-wide set.
+    pub handed: HandedMemo,
+}
+
+/// See [`Peer::first_hand_out`]. Per connection, so its lock is uncontended.
+#[derive(Debug, Default)]
+pub struct HandedMemo(std::sync::Mutex<Option<(crate::ids::CredKey, std::time::SystemTime)>>);
+
+impl Clone for HandedMemo {
+    fn clone(&self) -> Self {
+        HandedMemo(std::sync::Mutex::new(
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        ))
+    }
 }
 
 impl Peer {
+    /// Whether this connection has not been handed this token yet (and
+    /// remembers that it now has).
+    pub fn first_hand_out(
+        &self,
+        key: &crate::ids::CredKey,
+        expires_at: std::time::SystemTime,
+    ) -> bool {
+        let mut last = self.handed.0.lock().unwrap_or_else(|p| p.into_inner());
+        if last
+            .as_ref()
+            .is_some_and(|(k, e)| k == key && *e == expires_at)
+        {
+            return false;
+        }
+        *last = Some((key.clone(), expires_at));
+        true
+    }
+
     /// The ids the access policy decides on.
     pub fn who(&self) -> crate::access::Who<'_> {
         crate::access::Who {
@@ -175,6 +208,7 @@ pub fn peer_of(stream: &tokio::net::UnixStream) -> io::Result<Peer> {
                 .map(|p| p.display().to_string()),
             _ => None,
         },
+        handed: HandedMemo::default(),
     })
 }
 
