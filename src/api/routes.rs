@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Request bodies larger than this get 413.
@@ -349,7 +350,7 @@ pub async fn handle(state: &AppState, peer: &Peer, req: Request<Incoming>) -> Re
         Err((route, e)) => (route, Err(e)),
         Ok((call, pairs)) => {
             let route = call.route();
-            match policy.decide(peer.who(), call.operation()) {
+            match decide(&policy, peer, call.operation()) {
                 Err(refusal) => {
                     crate::metrics::get().denied_peers.inc();
                     tracing::warn!(
@@ -394,6 +395,20 @@ pub async fn handle(state: &AppState, peer: &Peer, req: Request<Incoming>) -> Re
     crate::metrics::request(route, status);
     tracing::debug!(method = %method, route, status, micros = started.elapsed().as_micros() as u64, "request");
     resp
+}
+
+/// The policy's decision, remembered per connection for token reads (the
+/// hot path of a keep-alive client; a SIGHUP's new policy is decided afresh).
+fn decide(policy: &Arc<Access>, peer: &Peer, op: Operation<'_>) -> Result<(), Refusal> {
+    match op {
+        Operation::Read(key) if peer.read_allowed_before(policy, key) => Ok(()),
+        Operation::Read(key) => {
+            policy.decide(peer.who(), op)?;
+            peer.remember_read_allowed(policy, key);
+            Ok(())
+        }
+        op => policy.decide(peer.who(), op),
+    }
 }
 
 fn audit_refusal(peer: &Peer, op: &'static str, key: Option<&CredKey>, refusal: &Refusal) {

@@ -1,11 +1,15 @@
 //! The agent socket: bound with its mode applied through the umask at bind
 //! time (no window with looser permissions), or inherited from systemd.
 
+use crate::access::Policy;
+use crate::ids::CredKey;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 /// A listening socket and whether we created its file (and so must remove it).
 pub struct Bound {
@@ -137,39 +141,61 @@ pub struct Peer {
     /// (and only when the agent may read it: same uid, or root). A pid can be
     /// reused once the peer exits, so this is evidence, not proof.
     pub exe: Option<String>,
-    /// The last token handed out on this connection, so that a keep-alive
-    /// client's repeated reads skip the audit log's process-wide set.
-    pub handed: HandedMemo,
+    /// What this connection was already allowed and handed (see [`ConnMemo`]).
+    pub memo: ConnMemo,
 }
 
-/// See [`Peer::first_hand_out`]. Per connection, so its lock is uncontended.
+/// Per connection, so its lock is uncontended: a keep-alive client's
+/// repeated reads of one credential skip the policy walk (while the same
+/// policy is in force: a SIGHUP installs a new `Arc`) and the audit log's
+/// process-wide set of hand-outs.
 #[derive(Debug, Default)]
-pub struct HandedMemo(std::sync::Mutex<Option<(crate::ids::CredKey, std::time::SystemTime)>>);
+pub struct ConnMemo(std::sync::Mutex<Memo>);
 
-impl Clone for HandedMemo {
+#[derive(Debug, Default, Clone)]
+struct Memo {
+    /// Holding the `Arc` keeps its address from being reused by a later policy.
+    read_allowed: Option<(Arc<Policy>, CredKey)>,
+    handed: Option<(CredKey, SystemTime)>,
+}
+
+impl Clone for ConnMemo {
     fn clone(&self) -> Self {
-        HandedMemo(std::sync::Mutex::new(
+        ConnMemo(std::sync::Mutex::new(
             self.0.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         ))
     }
 }
 
 impl Peer {
+    fn memo(&self) -> std::sync::MutexGuard<'_, Memo> {
+        self.memo.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `policy` already allowed this connection to read `key`.
+    pub fn read_allowed_before(&self, policy: &Arc<Policy>, key: &CredKey) -> bool {
+        self.memo()
+            .read_allowed
+            .as_ref()
+            .is_some_and(|(p, k)| Arc::ptr_eq(p, policy) && k == key)
+    }
+
+    pub fn remember_read_allowed(&self, policy: &Arc<Policy>, key: &CredKey) {
+        self.memo().read_allowed = Some((Arc::clone(policy), key.clone()));
+    }
+
     /// Whether this connection has not been handed this token yet (and
     /// remembers that it now has).
-    pub fn first_hand_out(
-        &self,
-        key: &crate::ids::CredKey,
-        expires_at: std::time::SystemTime,
-    ) -> bool {
-        let mut last = self.handed.0.lock().unwrap_or_else(|p| p.into_inner());
-        if last
+    pub fn first_hand_out(&self, key: &CredKey, expires_at: SystemTime) -> bool {
+        let mut memo = self.memo();
+        if memo
+            .handed
             .as_ref()
             .is_some_and(|(k, e)| k == key && *e == expires_at)
         {
             return false;
         }
-        *last = Some((key.clone(), expires_at));
+        memo.handed = Some((key.clone(), expires_at));
         true
     }
 
@@ -208,7 +234,7 @@ pub fn peer_of(stream: &tokio::net::UnixStream) -> io::Result<Peer> {
                 .map(|p| p.display().to_string()),
             _ => None,
         },
-        handed: HandedMemo::default(),
+        memo: ConnMemo::default(),
     })
 }
 
@@ -262,6 +288,32 @@ mod tests {
         drop(b);
         // A stale one is.
         assert!(bind(&path, 0o600).is_ok());
+    }
+
+    #[test]
+    fn a_connection_remembers_a_read_only_under_the_same_policy() {
+        let peer = Peer {
+            uid: 1001,
+            gid: 1001,
+            pid: None,
+            groups: vec![],
+            exe: None,
+            memo: ConnMemo::default(),
+        };
+        let key = CredKey::parse("o", "c").unwrap();
+        let other = CredKey::parse("o", "d").unwrap();
+        let p1 = Arc::new(Policy::default());
+        assert!(!peer.read_allowed_before(&p1, &key));
+        peer.remember_read_allowed(&p1, &key);
+        assert!(peer.read_allowed_before(&p1, &key));
+        assert!(!peer.read_allowed_before(&p1, &other));
+        // A reload installs a new policy: decided again, even if equal.
+        let p2 = Arc::new(Policy::default());
+        assert!(!peer.read_allowed_before(&p2, &key));
+        let t = SystemTime::now();
+        assert!(peer.first_hand_out(&key, t));
+        assert!(!peer.first_hand_out(&key, t));
+        assert!(peer.first_hand_out(&key, t + std::time::Duration::from_secs(1)));
     }
 
     #[test]
