@@ -610,7 +610,7 @@ fn main() {
         "|---|---|---|".into(),
     ];
     // `cargo bench --bench agent -- helper memory` runs only the named groups
-    // (helper, throughput, memory); no names: all of them.
+    // (helper, throughput, access, memory); no names: all of them.
     let only: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
