@@ -624,3 +624,120 @@ fn an_audit_log_that_cannot_be_opened_stops_the_start_with_the_key_named() {
     );
     assert!(!env.socket.exists(), "the socket it bound is removed");
 }
+
+/// One keep-alive connection as another uid (socat under setpriv).
+struct KeepAlive(
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+);
+
+impl KeepAlive {
+    fn open(agent: &Agent, who: As) -> KeepAlive {
+        let setpriv = require("setpriv", "util-linux");
+        let socat = require("socat", "socat");
+        let mut child = Command::new(setpriv)
+            .args(["--reuid", &who.0.to_string(), "--regid", &who.1.to_string()])
+            .arg("--clear-groups")
+            .arg(socat)
+            .arg("-")
+            .arg(format!("UNIX-CONNECT:{}", agent.socket.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        KeepAlive(child, out)
+    }
+
+    /// GET `path` on the open connection: (status, body).
+    fn get(&mut self, path: &str) -> (u16, String) {
+        use std::io::{BufRead, Read, Write};
+        let stdin = self.0.stdin.as_mut().unwrap();
+        stdin
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: snykey\r\n\r\n").as_bytes())
+            .unwrap();
+        stdin.flush().unwrap();
+        let mut status = 0;
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.1.read_line(&mut line).unwrap() > 0,
+                "connection closed"
+            );
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(s) = line.strip_prefix("HTTP/1.1 ") {
+                status = s[..3].parse().unwrap();
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0; len];
+        self.1.read_exact(&mut body).unwrap();
+        (status, String::from_utf8_lossy(&body).to_string())
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn sighup_applies_to_the_next_request_on_an_open_connection() {
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("app-k", None);
+    let mut env = open_env(&fake);
+    env.server_config = "socket_mode = \"0666\"\n".into();
+    env.extra_config = access_tables(&[("\"org-k/app-k\"", "1001", "")]);
+    let agent = env.start();
+    assert!(
+        agent
+            .put_oauth(env.path(), "org-k", "app-k", None, &rt)
+            .status
+            .success()
+    );
+    let mut conn = KeepAlive::open(&agent, CONSUMER_A);
+    for _ in 0..3 {
+        let (st, body) = conn.get("/v1/credentials/org-k/app-k");
+        assert_eq!(st, 200, "{body}");
+    }
+    // The grant goes away; the same connection's next read is refused.
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&env.config, cfg.replace("uids = [1001]", "uids = [1002]")).unwrap();
+    agent.signal(libc::SIGHUP);
+    wait_for("the reload", 10, || {
+        helper_as(&agent, CONSUMER_A, "org-k", "app-k")
+            .status
+            .code()
+            == Some(77)
+    });
+    let (st, body) = conn.get("/v1/credentials/org-k/app-k");
+    assert_eq!(st, 403, "{body}");
+    assert!(
+        body.contains("forbidden") && body.contains("org-k/app-k"),
+        "{body}"
+    );
+    // And back.
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&env.config, cfg.replace("uids = [1002]", "uids = [1001]")).unwrap();
+    agent.signal(libc::SIGHUP);
+    wait_for("the second reload", 10, || {
+        helper_as(&agent, CONSUMER_A, "org-k", "app-k")
+            .status
+            .success()
+    });
+    let (st, body) = conn.get("/v1/credentials/org-k/app-k");
+    assert_eq!(st, 200, "{body}");
+    drop(conn);
+    agent.stop();
+}
