@@ -14,6 +14,7 @@
 //! 4. 10 000 credentials with 1 h tokens: RSS, CPU while idle between refreshes.
 //! 5. Cold start of `snykey serve` to ready with 10 000 credentials in the file store.
 //! 6. Helper binary size.
+//! 7. Issue 17: figure 2 with access rules and the audit log on, against off.
 
 #[path = "../tests/it/support/fake_snyk.rs"]
 mod fake_snyk;
@@ -55,6 +56,16 @@ impl Drop for Agent {
 }
 
 fn start_agent(fake: &FakeSnyk, extra: &str, prepare: impl FnOnce(&Path)) -> (Agent, Duration) {
+    start_agent_with(fake, "", extra, prepare)
+}
+
+/// `server` goes into the `[server]` table, `extra` after the others.
+fn start_agent_with(
+    fake: &FakeSnyk,
+    server: &str,
+    extra: &str,
+    prepare: impl FnOnce(&Path),
+) -> (Agent, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("s.sock");
     let store = dir.path().join("state/credentials.json");
@@ -64,7 +75,7 @@ fn start_agent(fake: &FakeSnyk, extra: &str, prepare: impl FnOnce(&Path)) -> (Ag
     std::fs::write(
         &cfg,
         format!(
-            "[server]\nsocket = {socket:?}\ncallback_listen = \"127.0.0.1:0\"\n[snyk]\napi_url = {:?}\n{}{extra}",
+            "[server]\nsocket = {socket:?}\ncallback_listen = \"127.0.0.1:0\"\n{server}\n[snyk]\napi_url = {:?}\n{}{extra}",
             fake.url(),
             if extra.contains("[store]") {
                 String::new()
@@ -407,6 +418,203 @@ fn claim_cost(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
     ));
 }
 
+/// Issue 17: cache-hit throughput with 21 `[[access]]` tables and the audit
+/// log, against neither, in the same run. Five agents (off, a second "off" as
+/// a control for the noise, tables only, audit only, both) are loaded in turn
+/// for short slices, rounds rotating which goes first; each variant's figure
+/// is the median over rounds of its ratio to "off" in the same round, so that
+/// load from other processes on the machine cancels as far as it can. The
+/// load generator's uid is granted by the last table, so every request walks
+/// the tables (the agent's own uid is an admin, checked after).
+fn access_cost(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let tables = |client: &str| {
+        let mut t = String::new();
+        for i in 0..20 {
+            t.push_str(&format!(
+                "[[access]]\ncredentials = [\"team{i}/*\", \"org/other{i}\"]\ngids = [{}]\n",
+                50_000 + i
+            ));
+        }
+        t.push_str(&format!(
+            "[[access]]\ncredentials = [\"org/{client}\"]\nuids = [{uid}]\n"
+        ));
+        t
+    };
+    let audit_dir = tempfile::tempdir().unwrap();
+    let variants: [(&str, bool, bool); 5] = [
+        ("off", false, false),
+        ("control", false, false),
+        ("tables", true, false),
+        ("audit", false, true),
+        ("both", true, true),
+    ];
+    let mut agents = Vec::new();
+    for (name, with_tables, with_audit) in variants {
+        let client = format!("bench-access-{name}");
+        let rt = fake.new_oauth_client(&client, None);
+        let audit = audit_dir.path().join(format!("{name}.log"));
+        let server = if with_audit {
+            format!("audit_log = {audit:?}")
+        } else {
+            String::new()
+        };
+        let extra = if with_tables {
+            tables(&client)
+        } else {
+            String::new()
+        };
+        let (agent, _) = start_agent_with(fake, &server, &extra, |_| {});
+        put(&agent.socket, "org", &client, &rt);
+        agents.push((name, agent, client, audit, with_audit));
+    }
+    let rounds = if scale.smoke { 2 } else { 12 };
+    let secs = scale.load_secs / 20.0;
+    let mut rps: Vec<Vec<f64>> = vec![Vec::new(); agents.len()];
+    let mut p99: Vec<Vec<f64>> = vec![Vec::new(); agents.len()];
+    // The agent's own CPU time (utime + stime) per request served: far less
+    // sensitive to other load on the machine than requests per second.
+    let mut ticks = vec![0u64; agents.len()];
+    let mut served = vec![0f64; agents.len()];
+    for round in 0..rounds {
+        for k in 0..agents.len() {
+            let i = (k + round) % agents.len();
+            let (_, agent, client, _, _) = &agents[i];
+            let before = cpu_ticks(agent.child.id());
+            let (r, _, p, _, errors) = load(
+                &agent.socket,
+                &format!("/v1/credentials/org/{client}"),
+                32,
+                secs,
+            );
+            assert_eq!(errors, 0);
+            ticks[i] += cpu_ticks(agent.child.id()) - before;
+            served[i] += r * secs;
+            rps[i].push(r);
+            p99[i].push(p as f64);
+        }
+    }
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu_us = |i: usize| ticks[i] as f64 / hz * 1e6 / served[i];
+    for (_, _, _, audit, with_audit) in &agents {
+        if *with_audit {
+            let text = std::fs::read_to_string(audit).unwrap_or_default();
+            assert!(
+                text.contains("\"event\":\"token\""),
+                "the audit log was not on: {text}"
+            );
+        }
+    }
+    let figures: Vec<String> = agents
+        .iter()
+        .enumerate()
+        .map(|(i, (name, ..))| {
+            let mut ratios: Vec<f64> = (0..rounds).map(|r| rps[i][r] / rps[0][r]).collect();
+            format!(
+                "{name} {:.0} req/s ({:+.1}%), p99 {:.0} µs, agent CPU {:.2} µs/request ({:+.1}%)",
+                median(&mut rps[i].clone()),
+                (median(&mut ratios) - 1.0) * 100.0,
+                median(&mut p99[i]),
+                cpu_us(i),
+                (cpu_us(i) / cpu_us(0) - 1.0) * 100.0
+            )
+        })
+        .collect();
+    out.push(format!(
+        "| cache-hit GET, memory cache, 32 connections: off / control (off again) / 21 [[access]] tables / audit log / both; {rounds} rotating rounds of {secs:.2} s each; medians, % = median of the per-round ratio to off | {} | both within 5% of off |",
+        figures.join("; ")
+    ));
+}
+
+/// Issue 17, the same cost measured without the machine's noise: the
+/// in-process work a cache-hit read gains (taking the policy, deciding with
+/// 21 tables, the audit log's per-connection memo), in ns per request, in a
+/// tight loop on one thread.
+fn access_decision_ns(scale: &Scale, out: &mut Vec<String>) {
+    use snykey::access::{Grant, Operation, Pattern, Policy, Who};
+    use std::hint::black_box;
+    let mut grants: Vec<Grant> = (0..20)
+        .map(|i| Grant {
+            credentials: vec![
+                Pattern::parse(&format!("team{i}/*")).unwrap(),
+                Pattern::parse(&format!("org/other{i}")).unwrap(),
+            ],
+            uids: vec![],
+            gids: vec![50_000 + i],
+        })
+        .collect();
+    grants.push(Grant {
+        credentials: vec![Pattern::parse("org/bench").unwrap()],
+        uids: vec![1001],
+        gids: vec![],
+    });
+    let policy = std::sync::RwLock::new(std::sync::Arc::new(Policy {
+        grants,
+        own_uid: 999,
+        ..Policy::default()
+    }));
+    let key = snykey::ids::CredKey::parse("org", "bench").unwrap();
+    let groups = [1001, 4, 24, 27];
+    let peer = snykey::api::socket::Peer {
+        uid: 1001,
+        gid: 1001,
+        pid: Some(1),
+        groups: groups.to_vec(),
+        exe: None,
+        memo: Default::default(),
+    };
+    let expires = std::time::SystemTime::now();
+    let n: u32 = if scale.smoke { 10_000 } else { 5_000_000 };
+    // Thread CPU time, not wall time: preemption by other load is not counted.
+    let thread_cpu = || {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: ts is a valid timespec to write into.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64
+    };
+    // A new connection's first read: the walk over the tables.
+    let t = thread_cpu();
+    for _ in 0..n {
+        let p = std::sync::Arc::clone(&policy.read().unwrap());
+        let who = Who {
+            uid: peer.uid,
+            gid: peer.gid,
+            groups: &peer.groups,
+        };
+        assert!(
+            black_box(&p)
+                .decide(who, black_box(Operation::Read(&key)))
+                .is_ok()
+        );
+    }
+    let walk = (thread_cpu() - t) / n as f64;
+    // What api::routes does on a keep-alive connection: the memo, else the
+    // walk; then the audit hand-out memo.
+    let t = thread_cpu();
+    for _ in 0..n {
+        let p = std::sync::Arc::clone(&policy.read().unwrap());
+        if !peer.read_allowed_before(&p, black_box(&key)) {
+            let who = Who {
+                uid: peer.uid,
+                gid: peer.gid,
+                groups: &peer.groups,
+            };
+            assert!(p.decide(who, Operation::Read(&key)).is_ok());
+            peer.remember_read_allowed(&p, &key);
+        }
+        black_box(peer.first_hand_out(black_box(&key), expires));
+    }
+    let memo = (thread_cpu() - t) / n as f64;
+    out.push(format!(
+        "| in-process work of the access rules + audit log per cache-hit read, {n} iterations, thread CPU time: policy `Arc` + decision over 21 tables (a connection's first read); policy `Arc` + the connection's memo + audit memo (its next reads) | {walk:.0} ns; {memo:.0} ns | (compare with the agent's CPU per request below) |"
+    ));
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     s.lines()
@@ -535,7 +743,7 @@ fn main() {
         "|---|---|---|".into(),
     ];
     // `cargo bench --bench agent -- helper memory` runs only the named groups
-    // (helper, throughput, claim, memory); no names: all of them.
+    // (helper, throughput, claim, access, memory); no names: all of them.
     let only: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -549,6 +757,10 @@ fn main() {
     }
     if wanted("claim") {
         claim_cost(&fake, &scale, &mut out);
+    }
+    if wanted("access") {
+        access_decision_ns(&scale, &mut out);
+        access_cost(&fake, &scale, &mut out);
     }
     if wanted("memory") {
         many_credentials(&fake, &scale, 0, &mut out);

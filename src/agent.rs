@@ -52,11 +52,9 @@ fn settings_of(cfg: &Config) -> Settings {
     }
 }
 
+/// The access policy (issue 17); `AppState` fills in the agent's own uid.
 fn access_of(cfg: &Config) -> Access {
-    Access {
-        allowed_uids: cfg.server.allowed_uids.clone(),
-        allowed_gids: cfg.server.allowed_gids.clone(),
-    }
+    cfg.access.policy(&cfg.server, 0)
 }
 
 async fn open_store(
@@ -111,6 +109,8 @@ pub async fn run(
     log_reloader: Option<LogReloader>,
 ) -> Result<(), String> {
     let started = Instant::now();
+    // The audit log opens before anything can happen that it must record.
+    crate::audit::configure(cfg.access.audit_log.as_deref(), "start")?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // One crypto provider for every TLS client in the process (reqwest, redis, vaultrs).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -207,6 +207,7 @@ pub async fn run(
             "no credentials yet: add one with `snykey put --org-id ORG_ID --client-id CLIENT_ID --client-secret-file FILE --refresh-token-file FILE` or `snykey login --org-id ORG_ID --client-id CLIENT_ID`; then `snykey-helper ORG_ID CLIENT_ID` prints a token"
         );
     }
+    tracing::info!(audit_log = ?cfg.access.audit_log, "access: {}", state.policy().summary());
     let notifier = Arc::new(notifier);
     notifier.notify(&format!("READY=1\nSTATUS={}", status_line(&broker)));
 
@@ -332,6 +333,9 @@ fn reload(current: Config, state: &AppState, log_reloader: Option<&LogReloader>)
         }
     };
     state.set_access(access_of(&new));
+    if let Err(e) = crate::audit::configure(new.access.audit_log.as_deref(), "reopen") {
+        tracing::error!("SIGHUP: {e}; the audit log in use (if any) stays in use");
+    }
     state.broker.set_settings(settings_of(&new));
     crate::broker::force::set_interval(new.refresh.force_interval);
     if let Some(reloader) = log_reloader {
@@ -389,8 +393,9 @@ fn reload(current: Config, state: &AppState, log_reloader: Option<&LogReloader>)
         allowed_uids = ?n.server.allowed_uids,
         allowed_gids = ?n.server.allowed_gids,
         min_validity_secs = n.refresh.min_validity.as_secs(),
-        "SIGHUP: configuration reloaded (allow-lists, refresh settings, log filter)"
+        "SIGHUP: configuration reloaded (allow-lists, access rules, audit log, refresh settings, log filter)"
     );
+    tracing::info!("SIGHUP: access: {}", state.policy().summary());
     for what in &needs_restart {
         tracing::warn!(
             setting = what,
@@ -401,6 +406,7 @@ fn reload(current: Config, state: &AppState, log_reloader: Option<&LogReloader>)
     let mut applied = current;
     applied.server.allowed_uids = new.server.allowed_uids;
     applied.server.allowed_gids = new.server.allowed_gids;
+    applied.access = new.access;
     applied.refresh = new.refresh;
     applied
 }

@@ -41,6 +41,8 @@ pub struct Config {
     pub cache: CacheConfig,
     pub store: StoreConfig,
     pub refresh: RefreshConfig,
+    /// Who may do what, and the audit trail (issue 17).
+    pub access: AccessConfig,
     /// The file this was read from, if any (SIGHUP re-reads it).
     pub file: Option<PathBuf>,
     /// `[[sink]]` tables: token files the agent keeps current (issue 14).
@@ -211,6 +213,10 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("cache", "password_file", Kind::Str),
     ("refresh", "force_interval", Kind::Duration),
     ("server", "sink_dirs", Kind::StrList),
+    // Issue 17: who may do what (see AccessConfig below).
+    ("server", "admin_uids", Kind::UintList),
+    ("server", "admin_gids", Kind::UintList),
+    ("server", "audit_log", Kind::Str),
 ];
 
 /// A raw value and where it came from, for error messages.
@@ -331,6 +337,7 @@ impl Config {
             q(s.log_level.as_deref().unwrap_or("info"))
         ));
         out.push_str(&format!("agent_id = {}\n", q(&s.agent_id)));
+        self.access.server_keys_toml(&mut out);
         let k = &self.snyk;
         out.push_str("\n[snyk]\n");
         out.push_str(&format!("api_url = {}\n", q(&k.api_url)));
@@ -431,6 +438,7 @@ impl Config {
                 out.push_str(&format!("group = \"{g}\"\n"));
             }
         }
+        self.access.tables_toml(&mut out);
         out
     }
 }
@@ -470,6 +478,16 @@ fn read_toml(path: &Path, text: &str, raw: &mut RawMap) -> Result<(), ConfigErro
     for (section, value) in table {
         // `[[sink]]` tables are read by `read_sinks` (issue 14).
         if section == "sink" {
+            continue;
+        }
+        if section == ACCESS_SECTION {
+            raw.insert(
+                (ACCESS_SECTION, ""),
+                Raw {
+                    value,
+                    origin: path.display().to_string(),
+                },
+            );
             continue;
         }
         let Value::Table(entries) = value else {
@@ -520,6 +538,13 @@ fn read_env(env: &[(String, String)], raw: &mut RawMap) -> Result<(), ConfigErro
         let Some((section, key)) = lower.split_once('_') else {
             continue;
         };
+        if section == ACCESS_SECTION {
+            return Err(ConfigError::Invalid {
+                key: "[[access]]".into(),
+                origin: name.clone(),
+                message: "[[access]] tables can only be written in the config file".into(),
+            });
+        }
         let Some((s, k, kind)) = known(section, key) else {
             // SNYKEY_SOCKET, SNYKEY_LOG, SNYKEY_ORG_ID... are not config keys; a
             // misspelt key in a config section is an error, not silently ignored.
@@ -1058,12 +1083,15 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         }
         None => format!("{}:{}", hostname(), server.socket.display()),
     };
+    let access = build_access(&r)?;
+
     Ok(Config {
         server,
         snyk,
         cache,
         store,
         refresh,
+        access,
         file: None,
         sinks: Vec::new(),
     })
@@ -1433,6 +1461,161 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
+// ---------------------------------------------------------------------------
+// Issue 17: who may do what, and the audit trail. `server.admin_uids`,
+// `server.admin_gids`, `server.audit_log` and the repeatable `[[access]]`
+// table; the decisions themselves are in `crate::access`.
+
+/// The top-level `[[access]]` array of tables.
+const ACCESS_SECTION: &str = "access";
+
+/// `server.admin_*`, `server.audit_log` and the `[[access]]` tables, validated.
+#[derive(Debug, Clone, Default)]
+pub struct AccessConfig {
+    pub admin_uids: Vec<u32>,
+    pub admin_gids: Vec<u32>,
+    /// The hash-chained audit file; `None` when off.
+    pub audit_log: Option<PathBuf>,
+    pub grants: Vec<crate::access::Grant>,
+}
+
+impl AccessConfig {
+    /// The policy in force for an agent running as `own_uid`.
+    pub fn policy(&self, server: &ServerConfig, own_uid: u32) -> crate::access::Policy {
+        crate::access::Policy {
+            allowed_uids: server.allowed_uids.clone(),
+            allowed_gids: server.allowed_gids.clone(),
+            admin_uids: self.admin_uids.clone(),
+            admin_gids: self.admin_gids.clone(),
+            grants: self.grants.clone(),
+            own_uid,
+        }
+    }
+
+    fn server_keys_toml(&self, out: &mut String) {
+        let list = |v: &[u32]| {
+            format!(
+                "[{}]",
+                v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            )
+        };
+        out.push_str(&format!("admin_uids = {}\n", list(&self.admin_uids)));
+        out.push_str(&format!("admin_gids = {}\n", list(&self.admin_gids)));
+        let audit = self
+            .audit_log
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        out.push_str(&format!("audit_log = {}\n", toml::Value::String(audit)));
+    }
+
+    fn tables_toml(&self, out: &mut String) {
+        for g in &self.grants {
+            let creds: Vec<String> = g
+                .credentials
+                .iter()
+                .map(|p| toml::Value::String(p.to_string()).to_string())
+                .collect();
+            let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+            out.push_str(&format!(
+                "\n[[access]]\ncredentials = [{}]\nuids = [{}]\ngids = [{}]\n",
+                creds.join(", "),
+                list(&g.uids),
+                list(&g.gids)
+            ));
+        }
+    }
+}
+
+fn build_access(r: &Reader<'_>) -> Result<AccessConfig, ConfigError> {
+    let audit_log = r.opt_string("server", "audit_log")?.map(PathBuf::from);
+    if audit_log.as_ref().is_some_and(|p| !p.is_absolute()) {
+        return Err(r.err("server", "audit_log", "must be an absolute path"));
+    }
+    let mut grants = Vec::new();
+    if let Some(raw) = r.raw.get(&(ACCESS_SECTION, "")) {
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            key,
+            origin: raw.origin.clone(),
+            message,
+        };
+        let Value::Array(tables) = &raw.value else {
+            return Err(invalid(
+                "access".into(),
+                "must be written as [[access]] tables (an array of tables)".into(),
+            ));
+        };
+        for (i, t) in tables.iter().enumerate() {
+            let at = |k: &str| format!("access[{i}]{k}");
+            let Value::Table(t) = t else {
+                return Err(invalid(at(""), "must be a table".into()));
+            };
+            if let Some(k) = t
+                .keys()
+                .find(|k| !matches!(k.as_str(), "credentials" | "uids" | "gids"))
+            {
+                return Err(invalid(
+                    at(&format!(".{k}")),
+                    "unknown key; [[access]] knows credentials, uids, gids".into(),
+                ));
+            }
+            let credentials = match t.get("credentials") {
+                Some(Value::Array(items)) if !items.is_empty() => items
+                    .iter()
+                    .map(|v| match v {
+                        Value::String(s) => crate::access::Pattern::parse(s),
+                        other => Err(format!("{other} is not a string")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|m| invalid(at(".credentials"), m))?,
+                _ => {
+                    return Err(invalid(
+                        at(".credentials"),
+                        "must be a non-empty list like [\"ORG_ID/CLIENT_ID\", \"ORG_ID/*\"]".into(),
+                    ));
+                }
+            };
+            let ids = |k: &str| -> Result<Vec<u32>, ConfigError> {
+                match t.get(k) {
+                    None => Ok(Vec::new()),
+                    Some(Value::Array(items)) => items
+                        .iter()
+                        .map(|v| match v {
+                            Value::Integer(n) if (0..=u32::MAX as i64).contains(n) => Ok(*n as u32),
+                            other => Err(invalid(
+                                at(&format!(".{k}")),
+                                format!("{other} is not a valid id (0..4294967295)"),
+                            )),
+                        })
+                        .collect(),
+                    Some(other) => Err(invalid(
+                        at(&format!(".{k}")),
+                        format!("expected a list of numbers, found {}", other.type_str()),
+                    )),
+                }
+            };
+            let (uids, gids) = (ids("uids")?, ids("gids")?);
+            if uids.is_empty() && gids.is_empty() {
+                return Err(invalid(
+                    at(""),
+                    "grants nobody: give it uids or gids".into(),
+                ));
+            }
+            grants.push(crate::access::Grant {
+                credentials,
+                uids,
+                gids,
+            });
+        }
+    }
+    Ok(AccessConfig {
+        admin_uids: r.uints("server", "admin_uids")?,
+        admin_gids: r.uints("server", "admin_gids")?,
+        audit_log,
+        grants,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1759,6 +1942,76 @@ mod tests {
                 PathBuf::from(DEFAULT_CONFIG_FILE)
             ]
         );
+    }
+
+    #[test]
+    fn access_tables_admins_and_audit_log_are_read_and_checked() {
+        let c = load(
+            Some(
+                "[server]\nadmin_uids = [1500]\naudit_log = \"/var/log/snykey/audit.log\"\n\n[[access]]\ncredentials = [\"o1/c1\", \"o2/*\"]\nuids = [1001]\n\n[[access]]\ncredentials = [\"o3/c3\"]\ngids = [2001]\n",
+            ),
+            &[("SNYKEY_SERVER_ADMIN_GIDS", "3000,3001")],
+        )
+        .unwrap();
+        let a = &c.access;
+        assert_eq!(a.admin_uids, vec![1500]);
+        assert_eq!(a.admin_gids, vec![3000, 3001]);
+        assert_eq!(
+            a.audit_log.as_deref(),
+            Some(Path::new("/var/log/snykey/audit.log"))
+        );
+        assert_eq!(a.grants.len(), 2);
+        assert_eq!(a.grants[0].credentials.len(), 2);
+        assert_eq!(a.grants[1].gids, vec![2001]);
+        // check-config prints them back as a valid config that reads the same.
+        let out = c.to_redacted_toml();
+        assert!(
+            out.contains("[[access]]\ncredentials = [\"o1/c1\", \"o2/*\"]"),
+            "{out}"
+        );
+        let again = load(Some(&out), &[]).unwrap();
+        assert_eq!(again.access.grants, a.grants);
+        assert_eq!(again.access.admin_gids, vec![3000, 3001]);
+        // Defaults: nothing configured.
+        let d = load(None, &[]).unwrap();
+        assert!(d.access.grants.is_empty() && d.access.admin_uids.is_empty());
+        assert!(d.access.audit_log.is_none());
+    }
+
+    #[test]
+    fn bad_access_tables_are_refused_with_the_table_named() {
+        for (text, want) in [
+            (
+                "[[access]]\ncredentials = [\"o1\"]\nuids = [1]\n",
+                "access[0].credentials",
+            ),
+            (
+                "[[access]]\ncredentials = []\nuids = [1]\n",
+                "access[0].credentials",
+            ),
+            ("[[access]]\ncredentials = [\"o/c\"]\n", "grants nobody"),
+            (
+                "[[access]]\ncredentials = [\"o/c\"]\nuids = [-1]\n",
+                "access[0].uids",
+            ),
+            (
+                "[[access]]\ncredentials = [\"o/c\"]\nuid = [1]\n",
+                "access[0].uid",
+            ),
+            (
+                "[[access]]\ncredentials = [\"o/c\"]\nuids = [1]\n[[access]]\ncredentials = [\"../x/c\"]\nuids = [1]\n",
+                "access[1].credentials",
+            ),
+            ("[access]\ncredentials = [\"o/c\"]\n", "[[access]] tables"),
+            ("[server]\naudit_log = \"audit.log\"\n", "server.audit_log"),
+        ] {
+            let e = load(Some(text), &[]).unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains("c.toml"), "{text}: {e}");
+        }
+        let e = load(None, &[("SNYKEY_ACCESS_UIDS", "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only be written in the config file"), "{e}");
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub const SOFTWARE: i32 = 70;
 pub const TEMP_FAIL: i32 = 75;
 /// Not permitted: the credential needs a new login, or this peer is not allowed.
 pub const NO_PERM: i32 = 77;
+/// The data checked is wrong (`snykey audit verify`: a broken chain).
+pub const DATA_ERR: i32 = 65;
 /// The configuration is invalid.
 pub const CONFIG: i32 = 78;
 
@@ -61,6 +63,9 @@ pub fn advice(status: u16, code: &str) -> &'static str {
     match (status, code) {
         (_, "usage") | (400, _) | (413, _) => "",
         (409, _) => "run `snykey login` for this credential",
+        (403, "forbidden") => {
+            "the agent's operator grants access in its config file ([[access]], server.admin_uids / admin_gids); SIGHUP applies it"
+        }
         (403, _) => {
             "ask the agent's operator to allow your uid or group (server.allowed_uids / allowed_gids)"
         }

@@ -3,6 +3,9 @@
 //! tokens or client secrets. The product contract is `SPEC.md`; this is the
 //! map of the crate.
 //!
+//! * [`access`] — who may do what: the socket allow-list, admins, per-credential
+//!   token reads (`[[access]]`); pure decisions the routing layer asks for.
+//! * [`audit`] — the hash-chained audit log (`server.audit_log`) and its verifier.
 //! * [`agent`] — `snykey serve`: wiring, signals (SIGTERM stops, SIGHUP reloads), sd_notify.
 //! * [`config`] — the configuration: embedded defaults, then a TOML file,
 //!   then `SNYKEY_<SECTION>_<KEY>` variables; validated once at start.
@@ -26,8 +29,10 @@
 //!   `duration`, `ids`, `exit`, `render` and `paths` are std-only so `snykey-helper`
 //!   can use them without an async runtime.
 
+pub mod access;
 pub mod agent;
 pub mod api;
+pub mod audit;
 pub mod broker;
 pub mod cache;
 pub mod client;

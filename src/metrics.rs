@@ -68,7 +68,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     )?;
     let denied_peers = IntCounter::new(
         "denied_peers_total",
-        "Requests refused by the uid/gid allow-list",
+        "Requests refused (403): a peer not on the socket allow-list, or not allowed the operation or credential",
     )?;
     registry.register(Box::new(refreshes.clone()))?;
     registry.register(Box::new(cache_hits.clone()))?;

@@ -166,6 +166,7 @@ async fn handle(
         .map(|v| v.into_iter().collect())
         .unwrap_or_default();
     let outcome = broker.callback(&params).await;
+    audit_exchange(&outcome);
     crate::metrics::request(
         "callback",
         match outcome {
@@ -175,6 +176,27 @@ async fn handle(
         },
     );
     outcome_page(&outcome)
+}
+
+/// The code exchange is a grant at Snyk: one audit line, whatever its outcome
+/// (a refused or unknown state never reached Snyk and is not a grant).
+fn audit_exchange(outcome: &CallbackOutcome) {
+    let (outcome, code, key) = match outcome {
+        CallbackOutcome::Success { org_id, client_id } => (
+            "ok",
+            None,
+            crate::ids::CredKey::parse(org_id, client_id).ok(),
+        ),
+        CallbackOutcome::ExchangeFailed(_) => ("error", Some("exchange_failed"), None),
+        CallbackOutcome::Denied { .. } => ("refused", Some("denied_by_user"), None),
+        _ => return,
+    };
+    crate::audit::grant(
+        crate::audit::GrantKind::CodeExchange,
+        key.as_ref(),
+        outcome,
+        code,
+    );
 }
 
 #[cfg(test)]

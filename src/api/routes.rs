@@ -1,7 +1,8 @@
 //! Routing and the single mapping of errors to HTTP statuses and `code`s.
 
-use super::server::AppState;
+use super::server::{Access, AppState};
 use super::socket::Peer;
+use crate::access::{AdminOp, Operation, Refusal};
 use crate::broker::BrokerError;
 use crate::cache::CacheError;
 use crate::clock::rfc3339;
@@ -16,6 +17,7 @@ use hyper::body::Incoming;
 use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Request bodies larger than this get 413.
@@ -235,11 +237,15 @@ fn min_validity(pairs: &[(String, String)]) -> Result<Option<Duration>, ApiError
 
 async fn token(
     state: &AppState,
+    peer: &Peer,
     key: &CredKey,
     pairs: &[(String, String)],
 ) -> Result<Resp, ApiError> {
     let mv = min_validity(pairs)?;
     let t = state.broker.token(key, mv).await?;
+    if crate::audit::enabled() && peer.first_hand_out(key, t.expires_at) {
+        crate::audit::hand_out(key, t.expires_at, (peer.uid, peer.gid), || peer.audit());
+    }
     Ok(json(
         StatusCode::OK,
         &TokenResponse {
@@ -251,12 +257,83 @@ async fn token(
     ))
 }
 
+/// A request, parsed from its method, path and query before any body is
+/// read: what it asks for, so that the policy can decide before anything runs.
+/// Every route is a variant, so a new one cannot skip [`Call::operation`].
+enum Call {
+    Health,
+    Ready,
+    Metrics,
+    Put,
+    List,
+    Token(CredKey),
+    /// A forced refresh returns a token: a read, rate-limited per credential.
+    ForceRefresh(CredKey),
+    Delete {
+        key: CredKey,
+        revoke: bool,
+    },
+    ClearCache(CredKey),
+    Login,
+    LoginStatus(String),
+    ServiceAccounts(String),
+    RegisterApp,
+}
+
+impl Call {
+    /// The `route` label of the request metrics.
+    fn route(&self) -> &'static str {
+        match self {
+            Call::Health => "health",
+            Call::Ready => "ready",
+            Call::Metrics => "metrics",
+            Call::Put => "put_credential",
+            Call::List => "list_credentials",
+            Call::Token(_) => "get_token",
+            Call::ForceRefresh(_) => "force_refresh",
+            Call::Delete { .. } => "delete_credential",
+            Call::ClearCache(_) => "delete_cache",
+            Call::Login => "login",
+            Call::LoginStatus(_) => "login_status",
+            Call::ServiceAccounts(_) => "service_accounts",
+            Call::RegisterApp => "register_app",
+        }
+    }
+
+    /// What the access policy is asked about.
+    fn operation(&self) -> Operation<'_> {
+        match self {
+            Call::Health | Call::Ready | Call::Metrics => Operation::Open,
+            Call::List => Operation::List,
+            Call::Token(key) | Call::ForceRefresh(key) => Operation::Read(key),
+            Call::Put => Operation::Admin(AdminOp::PutCredential, None),
+            Call::Delete { key, revoke: false } => {
+                Operation::Admin(AdminOp::DeleteCredential, Some(key))
+            }
+            Call::Delete { key, revoke: true } => Operation::Admin(AdminOp::Revoke, Some(key)),
+            Call::ClearCache(key) => Operation::Admin(AdminOp::ClearCache, Some(key)),
+            Call::Login => Operation::Admin(AdminOp::Login, None),
+            Call::LoginStatus(_) => Operation::Admin(AdminOp::LoginStatus, None),
+            Call::ServiceAccounts(_) => Operation::Admin(AdminOp::ServiceAccounts, None),
+            Call::RegisterApp => Operation::Admin(AdminOp::RegisterApp, None),
+        }
+    }
+}
+
+/// Ids named in a request body, for the audit line of an admin operation.
+#[derive(Default)]
+struct Noted {
+    org_id: Option<String>,
+    client_id: Option<String>,
+}
+
 /// Entry point for every request.
 pub async fn handle(state: &AppState, peer: &Peer, req: Request<Incoming>) -> Resp {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    if !state.allows(peer) {
+    let policy = state.policy();
+    if !policy.on_socket(peer.who()) {
         crate::metrics::get().denied_peers.inc();
         tracing::warn!(
             uid = peer.uid,
@@ -265,16 +342,58 @@ pub async fn handle(state: &AppState, peer: &Peer, req: Request<Incoming>) -> Re
             "refused a request from a peer not in server.allowed_uids/allowed_gids"
         );
         crate::metrics::request("denied", 403);
+        let refusal = Refusal::NotOnSocket {
+            uid: peer.uid,
+            gid: peer.gid,
+        };
+        audit_refusal(peer, "connect", None, &refusal);
         return error(ApiError::new(
             StatusCode::FORBIDDEN,
-            "peer_not_allowed",
-            format!(
-                "uid {} (gid {}) is not allowed on this socket: add it to server.allowed_uids or allowed_gids",
-                peer.uid, peer.gid
-            ),
+            refusal.code(),
+            refusal.to_string(),
         ));
     }
-    let (route, result) = route(state, req, &method, &path).await;
+    let (route, result) = match parse(&req, &method, &path) {
+        Err((route, e)) => (route, Err(e)),
+        Ok((call, pairs)) => {
+            let route = call.route();
+            match decide(&policy, peer, call.operation()) {
+                Err(refusal) => {
+                    crate::metrics::get().denied_peers.inc();
+                    tracing::warn!(
+                        uid = peer.uid,
+                        gid = peer.gid,
+                        pid = peer.pid.unwrap_or(0),
+                        route,
+                        "refused: {refusal}"
+                    );
+                    let (op, key) = match call.operation() {
+                        Operation::Admin(op, key) => (op.as_str(), key),
+                        Operation::Read(key) => (route, Some(key)),
+                        Operation::Open | Operation::List => (route, None),
+                    };
+                    audit_refusal(peer, op, key, &refusal);
+                    (
+                        route,
+                        Err(ApiError::new(
+                            StatusCode::FORBIDDEN,
+                            refusal.code(),
+                            refusal.to_string(),
+                        )),
+                    )
+                }
+                Ok(()) => {
+                    let mut noted = Noted::default();
+                    let result =
+                        execute(state, peer, &policy, &call, req, &pairs, &mut noted).await;
+                    if let Operation::Admin(op, key) = call.operation() {
+                        audit_admin(peer, op, key, noted, &result);
+                    }
+                    (route, result)
+                }
+            }
+        }
+    };
     let resp = match result {
         Ok(r) => r,
         Err(e) => error(e),
@@ -285,192 +404,130 @@ pub async fn handle(state: &AppState, peer: &Peer, req: Request<Incoming>) -> Re
     resp
 }
 
-async fn route(
-    state: &AppState,
-    req: Request<Incoming>,
-    method: &Method,
-    path: &str,
-) -> (&'static str, Result<Resp, ApiError>) {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let pairs = match query_pairs(&req) {
-        Ok(p) => p,
-        Err(e) => return ("invalid", Err(e)),
+/// The policy's decision, remembered per connection for token reads (the
+/// hot path of a keep-alive client; a SIGHUP's new policy is decided afresh).
+fn decide(policy: &Arc<Access>, peer: &Peer, op: Operation<'_>) -> Result<(), Refusal> {
+    match op {
+        Operation::Read(key) if peer.read_allowed_before(policy, key) => Ok(()),
+        Operation::Read(key) => {
+            policy.decide(peer.who(), op)?;
+            peer.remember_read_allowed(policy, key);
+            Ok(())
+        }
+        op => policy.decide(peer.who(), op),
+    }
+}
+
+fn audit_refusal(peer: &Peer, op: &'static str, key: Option<&CredKey>, refusal: &Refusal) {
+    if !crate::audit::enabled() {
+        return;
+    }
+    let mut e = crate::audit::Event {
+        event: "refused",
+        op,
+        outcome: "refused",
+        status: Some(403),
+        code: Some(refusal.code().to_string()),
+        peer: Some(peer.audit()),
+        ..Default::default()
     };
-    let broker = &state.broker;
-    match (method, segments.as_slice()) {
-        (&Method::GET, ["v1", "health"]) => (
-            "health",
-            Ok(json(
-                StatusCode::OK,
-                &Message {
-                    message: "alive".into(),
-                },
-            )),
-        ),
-        (&Method::GET, ["v1", "ready"]) => (
-            "ready",
-            Ok(match broker.ready().await {
-                Ok(()) => json(
-                    StatusCode::OK,
-                    &Message {
-                        message: match broker.protection_warning() {
-                            Some(w) => format!("ready; warning: {w}"),
-                            None => "ready".into(),
-                        },
-                    },
-                ),
-                Err(reason) => error(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "not_ready",
-                    reason,
-                )),
-            }),
-        ),
-        (&Method::GET, ["metrics"]) => ("metrics", Ok(super::metrics_response(broker))),
-        (&Method::PUT, ["v1", "credentials"]) => (
-            "put_credential",
-            async {
-                let body: PutCredential = read_json(req).await?;
-                let r = broker.put(body).await?;
-                Ok(json(StatusCode::OK, &r))
+    if let Some(k) = key {
+        e = e.with_key(k);
+    }
+    crate::audit::record(e);
+}
+
+fn audit_admin(
+    peer: &Peer,
+    op: AdminOp,
+    key: Option<&CredKey>,
+    noted: Noted,
+    result: &Result<Resp, ApiError>,
+) {
+    // Polling a login is not an operation of its own.
+    if !crate::audit::enabled() || (op == AdminOp::LoginStatus && result.is_ok()) {
+        return;
+    }
+    let (outcome, status, code) = match result {
+        Ok(r) => ("ok", r.status().as_u16(), None),
+        Err(e) => ("error", e.status.as_u16(), Some(e.code.to_string())),
+    };
+    let mut e = crate::audit::Event {
+        event: "admin",
+        op: op.as_str(),
+        org_id: noted.org_id,
+        client_id: noted.client_id,
+        outcome,
+        status: Some(status),
+        code,
+        peer: Some(peer.audit()),
+        ..Default::default()
+    };
+    if let Some(k) = key {
+        e = e.with_key(k);
+    }
+    crate::audit::record(e);
+}
+
+type Parsed = Result<(Call, Vec<(String, String)>), (&'static str, ApiError)>;
+
+fn parse(req: &Request<Incoming>, method: &Method, path: &str) -> Parsed {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let pairs = match query_pairs(req) {
+        Ok(p) => p,
+        Err(e) => return Err(("invalid", e)),
+    };
+    let key_in =
+        |rest: &[&str], route: &'static str| -> Result<CredKey, (&'static str, ApiError)> {
+            match rest {
+                [org, client] => (|| key_from(&decode_segment(org)?, &decode_segment(client)?))(),
+                _ => key_from_query(&pairs),
             }
-            .await,
-        ),
+            .map_err(|e| (route, e))
+        };
+    let call = match (method, segments.as_slice()) {
+        (&Method::GET, ["v1", "health"]) => Call::Health,
+        (&Method::GET, ["v1", "ready"]) => Call::Ready,
+        (&Method::GET, ["metrics"]) => Call::Metrics,
+        (&Method::PUT, ["v1", "credentials"]) => Call::Put,
         (&Method::GET, ["v1", "credentials"]) => {
             if query_get(&pairs, "org_id").is_some() || query_get(&pairs, "client_id").is_some() {
-                (
-                    "get_token",
-                    async { token(state, &key_from_query(&pairs)?, &pairs).await }.await,
-                )
+                Call::Token(key_in(&[], "get_token")?)
             } else {
-                (
-                    "list_credentials",
-                    Ok(json(
-                        StatusCode::OK,
-                        &CredentialList {
-                            credentials: broker.list(),
-                        },
-                    )),
-                )
+                Call::List
             }
         }
-        (&Method::GET, ["v1", "credentials", org, client]) => (
-            "get_token",
-            async {
-                let key = key_from(&decode_segment(org)?, &decode_segment(client)?)?;
-                token(state, &key, &pairs).await
-            }
-            .await,
-        ),
-        (&Method::POST, ["v1", "credentials", org, client, "refresh"]) => (
-            "force_refresh",
-            async {
-                let key = key_from(&decode_segment(org)?, &decode_segment(client)?)?;
-                let (t, _) = broker.force_refresh(&key).await?;
-                Ok(json(
-                    StatusCode::OK,
-                    &TokenResponse {
-                        access_token: t.access_token,
-                        token_type: "bearer".into(),
-                        expires_at: rfc3339(t.expires_at),
-                        snyk_api: broker.snyk_api().map(str::to_string),
-                    },
-                ))
-            }
-            .await,
-        ),
+        (&Method::GET, ["v1", "credentials", org, client]) => {
+            Call::Token(key_in(&[org, client], "get_token")?)
+        }
+        (&Method::POST, ["v1", "credentials", org, client, "refresh"]) => {
+            Call::ForceRefresh(key_in(&[org, client], "force_refresh")?)
+        }
         (&Method::DELETE, ["v1", "credentials", rest @ ..])
             if rest.len() == 2 || rest.is_empty() =>
         {
-            (
-                "delete_credential",
-                async {
-                    let key = match rest {
-                        [org, client] => key_from(&decode_segment(org)?, &decode_segment(client)?)?,
-                        _ => key_from_query(&pairs)?,
-                    };
-                    let revoke = match query_get(&pairs, "revoke") {
-                        None | Some("false") | Some("0") => false,
-                        Some("true") | Some("1") => true,
-                        Some(_) => return Err(ApiError::bad("revoke must be true or false")),
-                    };
-                    let message = broker.delete(&key, revoke).await?;
-                    Ok(json(StatusCode::OK, &Message { message }))
+            let key = key_in(rest, "delete_credential")?;
+            let revoke = match query_get(&pairs, "revoke") {
+                None | Some("false") | Some("0") => false,
+                Some("true") | Some("1") => true,
+                Some(_) => {
+                    return Err((
+                        "delete_credential",
+                        ApiError::bad("revoke must be true or false"),
+                    ));
                 }
-                .await,
-            )
+            };
+            Call::Delete { key, revoke }
         }
-        (&Method::DELETE, ["v1", "cache", rest @ ..]) if rest.len() == 2 || rest.is_empty() => (
-            "delete_cache",
-            async {
-                let key = match rest {
-                    [org, client] => key_from(&decode_segment(org)?, &decode_segment(client)?)?,
-                    _ => key_from_query(&pairs)?,
-                };
-                let message = broker.clear_cache(&key).await?;
-                Ok(json(StatusCode::OK, &Message { message }))
-            }
-            .await,
-        ),
-        (&Method::POST, ["v1", "login"]) => (
-            "login",
-            async {
-                let body: crate::wire::LoginRequest = read_json(req).await?;
-                Ok(json(StatusCode::OK, &broker.start_login(body).await?))
-            }
-            .await,
-        ),
-        (&Method::GET, ["v1", "login", state]) => (
-            "login_status",
-            async {
-                let wait = match query_get(&pairs, "wait") {
-                    None | Some("") => Duration::ZERO,
-                    Some(w) => parse_duration(w)
-                        .map_err(|m| ApiError::bad(format!("wait: {m}")))?
-                        .min(Duration::from_secs(60)),
-                };
-                let state = decode_segment(state)?;
-                if !crate::snyk::pkce::is_valid_state(&state) {
-                    return Err(BrokerError::UnknownLogin.into());
-                }
-                Ok(json(
-                    StatusCode::OK,
-                    &broker.login_status(&state, wait).await?,
-                ))
-            }
-            .await,
-        ),
-        (&Method::POST, ["v1", "service-accounts", op]) => (
-            "service_accounts",
-            async {
-                let body: crate::wire::ServiceAccountRequest = read_json(req).await?;
-                match *op {
-                    "list" => Ok(json(
-                        StatusCode::OK,
-                        &crate::wire::ServiceAccountList {
-                            service_accounts: broker.sa_list(&body).await?,
-                        },
-                    )),
-                    "create" => Ok(json(StatusCode::OK, &broker.sa_create(body).await?)),
-                    "delete" => Ok(json(StatusCode::OK, &broker.sa_delete(body).await?)),
-                    "rotate-secret" => Ok(json(StatusCode::OK, &broker.sa_rotate(body).await?)),
-                    other => Err(ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        "no_such_route",
-                        format!("no service-account operation {other:?}"),
-                    )),
-                }
-            }
-            .await,
-        ),
-        (&Method::POST, ["v1", "register-app"]) => (
-            "register_app",
-            async {
-                let body: crate::wire::RegisterAppRequest = read_json(req).await?;
-                Ok(json(StatusCode::OK, &broker.register_app(body).await?))
-            }
-            .await,
-        ),
+        (&Method::DELETE, ["v1", "cache", rest @ ..]) if rest.len() == 2 || rest.is_empty() => {
+            Call::ClearCache(key_in(rest, "delete_cache")?)
+        }
+        (&Method::POST, ["v1", "login"]) => Call::Login,
+        (&Method::GET, ["v1", "login", state]) => {
+            Call::LoginStatus(decode_segment(state).map_err(|e| ("login_status", e))?)
+        }
+        (&Method::POST, ["v1", "service-accounts", op]) => Call::ServiceAccounts(op.to_string()),
+        (&Method::POST, ["v1", "register-app"]) => Call::RegisterApp,
         (
             _,
             ["v1", "health"]
@@ -481,22 +538,151 @@ async fn route(
             | ["v1", "login", ..]
             | ["v1", "register-app"]
             | ["v1", "service-accounts", ..],
-        ) => (
-            "invalid",
-            Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                format!("{method} is not supported on {path}"),
+        ) => {
+            return Err((
+                "invalid",
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{method} is not supported on {path}"),
+                ),
+            ));
+        }
+        _ => {
+            return Err((
+                "invalid",
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "no_such_route",
+                    format!("no route {method} {path}: see SPEC §4 for the agent API"),
+                ),
+            ));
+        }
+    };
+    Ok((call, pairs))
+}
+
+async fn execute(
+    state: &AppState,
+    peer: &Peer,
+    policy: &Access,
+    call: &Call,
+    req: Request<Incoming>,
+    pairs: &[(String, String)],
+    noted: &mut Noted,
+) -> Result<Resp, ApiError> {
+    let broker = &state.broker;
+    match call {
+        Call::Health => Ok(json(
+            StatusCode::OK,
+            &Message {
+                message: "alive".into(),
+            },
+        )),
+        Call::Ready => Ok(match broker.ready().await {
+            Ok(()) => json(
+                StatusCode::OK,
+                &Message {
+                    message: match broker.protection_warning() {
+                        Some(w) => format!("ready; warning: {w}"),
+                        None => "ready".into(),
+                    },
+                },
+            ),
+            Err(reason) => error(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                reason,
             )),
-        ),
-        _ => (
-            "invalid",
-            Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no_such_route",
-                format!("no route {method} {path}: see SPEC §4 for the agent API"),
-            )),
-        ),
+        }),
+        Call::Metrics => Ok(super::metrics_response(broker)),
+        Call::Put => {
+            let body: PutCredential = read_json(req).await?;
+            noted.org_id = Some(body.org_id.clone());
+            noted.client_id = Some(body.client_id.clone());
+            let r = broker.put(body).await?;
+            Ok(json(StatusCode::OK, &r))
+        }
+        Call::List => {
+            // Only what this peer may read (an admin, or no [[access]] table: all).
+            let who = peer.who();
+            let mut credentials = broker.list();
+            credentials.retain(|c| {
+                CredKey::parse(&c.org_id, &c.client_id).is_ok_and(|k| policy.may_read(who, &k))
+            });
+            Ok(json(StatusCode::OK, &CredentialList { credentials }))
+        }
+        Call::Token(key) => token(state, peer, key, pairs).await,
+        Call::ForceRefresh(key) => {
+            let (t, _) = broker.force_refresh(key).await?;
+            if crate::audit::enabled() && peer.first_hand_out(key, t.expires_at) {
+                crate::audit::hand_out(key, t.expires_at, (peer.uid, peer.gid), || peer.audit());
+            }
+            Ok(json(
+                StatusCode::OK,
+                &TokenResponse {
+                    access_token: t.access_token,
+                    token_type: "bearer".into(),
+                    expires_at: rfc3339(t.expires_at),
+                    snyk_api: broker.snyk_api().map(str::to_string),
+                },
+            ))
+        }
+        Call::Delete { key, revoke } => {
+            let message = broker.delete(key, *revoke).await?;
+            Ok(json(StatusCode::OK, &Message { message }))
+        }
+        Call::ClearCache(key) => {
+            let message = broker.clear_cache(key).await?;
+            Ok(json(StatusCode::OK, &Message { message }))
+        }
+        Call::Login => {
+            let body: crate::wire::LoginRequest = read_json(req).await?;
+            noted.org_id = Some(body.org_id.clone());
+            noted.client_id = Some(body.client_id.clone());
+            Ok(json(StatusCode::OK, &broker.start_login(body).await?))
+        }
+        Call::LoginStatus(login) => {
+            let wait = match query_get(pairs, "wait") {
+                None | Some("") => Duration::ZERO,
+                Some(w) => parse_duration(w)
+                    .map_err(|m| ApiError::bad(format!("wait: {m}")))?
+                    .min(Duration::from_secs(60)),
+            };
+            if !crate::snyk::pkce::is_valid_state(login) {
+                return Err(BrokerError::UnknownLogin.into());
+            }
+            Ok(json(
+                StatusCode::OK,
+                &broker.login_status(login, wait).await?,
+            ))
+        }
+        Call::ServiceAccounts(op) => {
+            let body: crate::wire::ServiceAccountRequest = read_json(req).await?;
+            noted.org_id = body.org_id.clone();
+            noted.client_id = body.client_id.clone();
+            match op.as_str() {
+                "list" => Ok(json(
+                    StatusCode::OK,
+                    &crate::wire::ServiceAccountList {
+                        service_accounts: broker.sa_list(&body).await?,
+                    },
+                )),
+                "create" => Ok(json(StatusCode::OK, &broker.sa_create(body).await?)),
+                "delete" => Ok(json(StatusCode::OK, &broker.sa_delete(body).await?)),
+                "rotate-secret" => Ok(json(StatusCode::OK, &broker.sa_rotate(body).await?)),
+                other => Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "no_such_route",
+                    format!("no service-account operation {other:?}"),
+                )),
+            }
+        }
+        Call::RegisterApp => {
+            let body: crate::wire::RegisterAppRequest = read_json(req).await?;
+            noted.org_id = Some(body.org_id.clone());
+            Ok(json(StatusCode::OK, &broker.register_app(body).await?))
+        }
     }
 }
 

@@ -15,47 +15,46 @@ use std::time::Duration;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
-/// Who may talk to the agent.
-#[derive(Debug, Clone, Default)]
-pub struct Access {
-    pub allowed_uids: Vec<u32>,
-    pub allowed_gids: Vec<u32>,
-}
+/// Who may do what: the socket allow-list, admins and `[[access]]` grants
+/// (decided in [`crate::access`]).
+pub use crate::access::Policy as Access;
 
 /// What every request handler can reach.
 pub struct AppState {
     pub broker: Arc<Broker>,
-    pub access: RwLock<Access>,
-    /// The agent's own uid is always allowed: it can read the store anyway.
-    pub own_uid: u32,
+    /// Replaced whole on SIGHUP; a request takes its own `Arc` of it.
+    pub access: RwLock<Arc<Access>>,
 }
 
 impl AppState {
+    /// `access.own_uid` is set here: the agent's own uid is always allowed
+    /// and always an admin (it can read the store anyway).
     pub fn new(broker: Arc<Broker>, access: Access) -> Arc<AppState> {
-        // SAFETY: geteuid cannot fail.
-        let own_uid = unsafe { libc::geteuid() };
         Arc::new(AppState {
             broker,
-            access: RwLock::new(access),
-            own_uid,
+            access: RwLock::new(Arc::new(with_own_uid(access))),
         })
     }
 
     pub fn set_access(&self, access: Access) {
-        *self.access.write().unwrap_or_else(|p| p.into_inner()) = access;
+        *self.access.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(with_own_uid(access));
+    }
+
+    /// The rules in force for this request.
+    pub fn policy(&self) -> Arc<Access> {
+        Arc::clone(&self.access.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Empty lists mean "whoever can open the socket" (its mode decides).
     pub fn allows(&self, peer: &Peer) -> bool {
-        let a = self.access.read().unwrap_or_else(|p| p.into_inner());
-        if a.allowed_uids.is_empty() && a.allowed_gids.is_empty() {
-            return true;
-        }
-        peer.uid == self.own_uid
-            || a.allowed_uids.contains(&peer.uid)
-            || a.allowed_gids.contains(&peer.gid)
-            || peer.groups.iter().any(|g| a.allowed_gids.contains(g))
+        self.policy().on_socket(peer.who())
     }
+}
+
+fn with_own_uid(mut access: Access) -> Access {
+    // SAFETY: geteuid cannot fail.
+    access.own_uid = unsafe { libc::geteuid() };
+    access
 }
 
 /// Serves the agent API until `shutdown` turns true, then stops accepting and

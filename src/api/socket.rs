@@ -1,11 +1,15 @@
 //! The agent socket: bound with its mode applied through the umask at bind
 //! time (no window with looser permissions), or inherited from systemd.
 
+use crate::access::Policy;
+use crate::ids::CredKey;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 /// A listening socket and whether we created its file (and so must remove it).
 pub struct Bound {
@@ -133,16 +137,104 @@ pub struct Peer {
     /// Supplementary groups (`SO_PEERGROUPS`), so a client in a shared group
     /// (a Kubernetes fsGroup) is recognised even when it is not its primary gid.
     pub groups: Vec<u32>,
+    /// `/proc/PID/exe` read at accept time, only while the audit log is on
+    /// (and only when the agent may read it: same uid, or root). A pid can be
+    /// reused once the peer exits, so this is evidence, not proof.
+    pub exe: Option<String>,
+    /// What this connection was already allowed and handed (see [`ConnMemo`]).
+    pub memo: ConnMemo,
+}
+
+/// Per connection, so its lock is uncontended: a keep-alive client's
+/// repeated reads of one credential skip the policy walk (while the same
+/// policy is in force: a SIGHUP installs a new `Arc`) and the audit log's
+/// process-wide set of hand-outs.
+#[derive(Debug, Default)]
+pub struct ConnMemo(std::sync::Mutex<Memo>);
+
+#[derive(Debug, Default, Clone)]
+struct Memo {
+    /// Holding the `Arc` keeps its address from being reused by a later policy.
+    read_allowed: Option<(Arc<Policy>, CredKey)>,
+    handed: Option<(CredKey, SystemTime)>,
+}
+
+impl Clone for ConnMemo {
+    fn clone(&self) -> Self {
+        ConnMemo(std::sync::Mutex::new(
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        ))
+    }
+}
+
+impl Peer {
+    fn memo(&self) -> std::sync::MutexGuard<'_, Memo> {
+        self.memo.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `policy` already allowed this connection to read `key`.
+    pub fn read_allowed_before(&self, policy: &Arc<Policy>, key: &CredKey) -> bool {
+        self.memo()
+            .read_allowed
+            .as_ref()
+            .is_some_and(|(p, k)| Arc::ptr_eq(p, policy) && k == key)
+    }
+
+    pub fn remember_read_allowed(&self, policy: &Arc<Policy>, key: &CredKey) {
+        self.memo().read_allowed = Some((Arc::clone(policy), key.clone()));
+    }
+
+    /// Whether this connection has not been handed this token yet (and
+    /// remembers that it now has).
+    pub fn first_hand_out(&self, key: &CredKey, expires_at: SystemTime) -> bool {
+        let mut memo = self.memo();
+        if memo
+            .handed
+            .as_ref()
+            .is_some_and(|(k, e)| k == key && *e == expires_at)
+        {
+            return false;
+        }
+        memo.handed = Some((key.clone(), expires_at));
+        true
+    }
+
+    /// The ids the access policy decides on.
+    pub fn who(&self) -> crate::access::Who<'_> {
+        crate::access::Who {
+            uid: self.uid,
+            gid: self.gid,
+            groups: &self.groups,
+        }
+    }
+
+    /// The peer as the audit log records it.
+    pub fn audit(&self) -> crate::audit::PeerInfo {
+        crate::audit::PeerInfo {
+            uid: self.uid,
+            gid: self.gid,
+            pid: self.pid,
+            exe: self.exe.clone(),
+        }
+    }
 }
 
 /// Reads the peer's credentials from the kernel (`SO_PEERCRED`, `SO_PEERGROUPS`).
 pub fn peer_of(stream: &tokio::net::UnixStream) -> io::Result<Peer> {
     let cred = stream.peer_cred()?;
+    let pid = cred.pid();
     Ok(Peer {
         uid: cred.uid(),
         gid: cred.gid(),
-        pid: cred.pid(),
+        pid,
         groups: peer_groups(stream.as_raw_fd()),
+        exe: match pid {
+            Some(pid) if crate::audit::enabled() => std::fs::read_link(format!("/proc/{pid}/exe"))
+                .ok()
+                .map(|p| p.display().to_string()),
+            _ => None,
+        },
+        memo: ConnMemo::default(),
     })
 }
 
@@ -196,6 +288,32 @@ mod tests {
         drop(b);
         // A stale one is.
         assert!(bind(&path, 0o600).is_ok());
+    }
+
+    #[test]
+    fn a_connection_remembers_a_read_only_under_the_same_policy() {
+        let peer = Peer {
+            uid: 1001,
+            gid: 1001,
+            pid: None,
+            groups: vec![],
+            exe: None,
+            memo: ConnMemo::default(),
+        };
+        let key = CredKey::parse("o", "c").unwrap();
+        let other = CredKey::parse("o", "d").unwrap();
+        let p1 = Arc::new(Policy::default());
+        assert!(!peer.read_allowed_before(&p1, &key));
+        peer.remember_read_allowed(&p1, &key);
+        assert!(peer.read_allowed_before(&p1, &key));
+        assert!(!peer.read_allowed_before(&p1, &other));
+        // A reload installs a new policy: decided again, even if equal.
+        let p2 = Arc::new(Policy::default());
+        assert!(!peer.read_allowed_before(&p2, &key));
+        let t = SystemTime::now();
+        assert!(peer.first_hand_out(&key, t));
+        assert!(!peer.first_hand_out(&key, t));
+        assert!(peer.first_hand_out(&key, t + std::time::Duration::from_secs(1)));
     }
 
     #[test]

@@ -198,6 +198,19 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The audit log (server.audit_log).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain through FILEs, oldest first (e.g. audit.log.1 audit.log);
+    /// exit 0 when intact, 65 naming the first broken line otherwise.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -325,6 +338,7 @@ fn main() -> ExitCode {
         }
         Command::Man { ref dir } => man(dir.as_deref()),
         Command::Doctor { ref config, json } => doctor(&cli, config.as_deref(), json),
+        Command::Audit(AuditCommand::Verify { ref files }) => audit_verify(files),
         _ => client_command(cli),
     };
     ExitCode::from(code as u8)
@@ -504,9 +518,36 @@ fn serve(cli: &Cli, config: Option<&Path>) -> i32 {
     }
 }
 
+/// `snykey audit verify FILE...`.
+fn audit_verify(files: &[PathBuf]) -> i32 {
+    match snykey::audit::verify(files) {
+        Ok(v) => {
+            println!(
+                "ok: {} line(s) in {} file(s), the hash chain is intact; the last line's SHA-256 is {}",
+                v.lines,
+                files.len(),
+                v.last_hash
+            );
+            if v.starts_mid_chain {
+                println!(
+                    "note: the first line continues a chain from an earlier file that was not given (a rotated log?)"
+                );
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("snykey: audit log check failed: {e}");
+            exit::DATA_ERR
+        }
+    }
+}
+
 fn check_config(config: Option<&Path>) -> i32 {
     match Config::load(config) {
         Ok(c) => {
+            // SAFETY: geteuid cannot fail.
+            let uid = unsafe { libc::geteuid() };
+            println!("# access: {}", c.access.policy(&c.server, uid).summary());
             print!("{}", c.to_redacted_toml());
             if let Some(w) = c.protection_warning() {
                 eprintln!("snykey: warning: {w}");
@@ -674,7 +715,8 @@ fn client_command(cli: Cli) -> i32 {
             | Command::CheckConfig { .. }
             | Command::Completions { .. }
             | Command::Doctor { .. }
-            | Command::Man { .. } => Ok(()),
+            | Command::Man { .. }
+            | Command::Audit(_) => Ok(()),
         }
     });
     match result {
