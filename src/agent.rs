@@ -95,6 +95,8 @@ pub async fn run(
     // One crypto provider for every TLS client in the process (reqwest, redis, vaultrs).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let store = open_store(&cfg, &shutdown_rx).await?;
+    let (store_checks_versions, store_locked) =
+        (store.checks_versions(), store.locked_to_this_agent());
     let cache = open_cache(&cfg).await?;
     let snyk = SnykOAuth::new(&cfg.snyk.api_url, cfg.snyk.timeout)
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
@@ -106,7 +108,12 @@ pub async fn run(
         clock: Arc::new(SystemClock),
         settings: settings_of(&cfg),
         snyk_api: (!cfg.snyk.is_default_region()).then(|| cfg.snyk.api_url.clone()),
-        lock_ttl: cfg.snyk.timeout * 2 + Duration::from_secs(10),
+        rules: crate::broker::rotation::Rules::new(
+            claims_for(store_checks_versions, store_locked),
+            cfg.store.exclusive,
+            cfg.snyk.timeout,
+        ),
+        agent_id: cfg.server.agent_id.clone(),
         shutdown: shutdown_rx.clone(),
         rest: crate::snyk::rest::SnykRest::new(
             &cfg.snyk.api_url,
@@ -127,6 +134,9 @@ pub async fn run(
         .await
         .map_err(|e| format!("start-up failed: {e}"))?;
     let (store_desc, cache_desc) = broker.describe_backends();
+    if let Some(w) = broker.protection_warning() {
+        tracing::warn!("{w}");
+    }
     // The callback listener for browser logins. A busy port is not fatal: the
     // agent serves tokens without it, and /v1/login says why it cannot.
     match crate::api::callback::listen(
@@ -213,7 +223,16 @@ pub async fn run(
         w.abort();
     }
     signals.abort();
-    broker.flush().await;
+    // Grants in flight run to their end (bounded by Snyk's timeout and the
+    // landing after it): a new refresh token is never left unsaved.
+    if !broker
+        .drain(cfg.snyk.timeout * 2 + Duration::from_secs(10))
+        .await
+    {
+        tracing::warn!(
+            "stopping with grants still in flight; the recovery journal holds what they made durable"
+        );
+    }
     if bound.created {
         match std::fs::remove_file(&bound.path) {
             Ok(()) => {}
@@ -355,4 +374,16 @@ fn reload(current: Config, state: &AppState, log_reloader: Option<&LogReloader>)
     applied.access = new.access;
     applied.refresh = new.refresh;
     applied
+}
+
+/// Where claims live for this store (SPEC §2 rules 3 and 7).
+fn claims_for(checks_versions: bool, locked: bool) -> crate::broker::rotation::Claims {
+    use crate::broker::rotation::Claims;
+    if locked {
+        Claims::Journal
+    } else if checks_versions {
+        Claims::Store
+    } else {
+        Claims::Unprotected
+    }
 }

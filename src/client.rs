@@ -45,7 +45,7 @@ impl ClientError {
                 status,
                 code,
                 error,
-            } => format!("{error} ({})", exit::advice(*status, code)),
+            } => exit::report(*status, code, error),
             other => other.to_string(),
         }
     }

@@ -41,3 +41,9 @@ impl Clock for ManualClock {
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
+
+/// `base` ± `fraction` at random (never negative).
+pub fn jittered(base: Duration, fraction: f64) -> Duration {
+    let f = 1.0 + fraction * (rand::random::<f64>() * 2.0 - 1.0);
+    base.mul_f64(f.max(0.0))
+}

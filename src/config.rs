@@ -63,6 +63,9 @@ pub struct ServerConfig {
     /// Log filter from the file (tracing syntax); `--log-level` and
     /// `SNYKEY_LOG` override it. SIGHUP applies a changed value.
     pub log_level: Option<String>,
+    /// Shown in store claims (SPEC §2), informational; default
+    /// `<hostname>:<socket path>`.
+    pub agent_id: String,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +130,10 @@ pub struct StoreConfig {
     pub kv_version: u8,
     pub prefix: String,
     pub ca_cert: Option<PathBuf>,
+    /// SPEC §2 rule 7: this agent is the only one using this store prefix,
+    /// so it may rotate with the journal as its durable copy while the store
+    /// refuses writes. Always true for the file store.
+    pub exclusive: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +150,7 @@ enum Kind {
     Float,
     Duration,
     UintList,
+    Bool,
 }
 
 /// Every key the config knows, with its type for environment variables.
@@ -157,6 +165,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("server", "shutdown_grace", Kind::Duration),
     ("server", "login_timeout", Kind::Duration),
     ("server", "log_level", Kind::Str),
+    ("server", "agent_id", Kind::Str),
     ("snyk", "api_url", Kind::Str),
     ("snyk", "app_url", Kind::Str),
     ("snyk", "rest_version", Kind::Str),
@@ -180,6 +189,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("store", "kv_version", Kind::Int),
     ("store", "prefix", Kind::Str),
     ("store", "ca_cert", Kind::Str),
+    ("store", "exclusive", Kind::Bool),
     ("refresh", "min_validity", Kind::Duration),
     ("refresh", "jitter", Kind::Float),
     ("refresh", "at", Kind::Float),
@@ -289,6 +299,7 @@ impl Config {
             "log_level = {}\n",
             q(s.log_level.as_deref().unwrap_or(""))
         ));
+        out.push_str(&format!("agent_id = {}\n", q(&s.agent_id)));
         self.access.server_keys_toml(&mut out);
         let k = &self.snyk;
         out.push_str("\n[snyk]\n");
@@ -354,6 +365,7 @@ impl Config {
         out.push_str(&format!("kv_version = {}\n", t.kv_version));
         out.push_str(&format!("prefix = {}\n", q(&t.prefix)));
         out.push_str(&format!("ca_cert = {}\n", opt_path(&t.ca_cert)));
+        out.push_str(&format!("exclusive = {}\n", t.exclusive));
         let r = &self.refresh;
         out.push_str("\n[refresh]\n");
         out.push_str(&format!(
@@ -496,6 +508,11 @@ fn read_env(env: &[(String, String)], raw: &mut RawMap) -> Result<(), ConfigErro
                     .parse()
                     .map_err(|_| invalid(format!("{value:?} is not a number")))?,
             ),
+            Kind::Bool => Value::Boolean(match value.trim() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => return Err(invalid("expected true or false".to_string())),
+            }),
             Kind::UintList => Value::Array(
                 value
                     .split(',')
@@ -562,6 +579,23 @@ impl Reader<'_> {
 
     fn opt_string(&self, s: &'static str, k: &'static str) -> Result<Option<String>, ConfigError> {
         Ok(Some(self.string(s, k, "")?).filter(|v| !v.is_empty()))
+    }
+
+    fn boolean(
+        &self,
+        s: &'static str,
+        k: &'static str,
+        default: bool,
+    ) -> Result<bool, ConfigError> {
+        match self.get(s, k) {
+            None => Ok(default),
+            Some(Value::Boolean(v)) => Ok(*v),
+            Some(other) => Err(self.err(
+                s,
+                k,
+                format!("expected true or false, found {}", other.type_str()),
+            )),
+        }
     }
 
     fn int(&self, s: &'static str, k: &'static str, default: i64) -> Result<i64, ConfigError> {
@@ -712,6 +746,7 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         shutdown_grace: r.duration("server", "shutdown_grace", Duration::from_secs(10))?,
         login_timeout: r.duration("server", "login_timeout", Duration::from_secs(600))?,
         log_level: r.opt_string("server", "log_level")?,
+        agent_id: String::new(),
     };
     if let Some(level) = &server.log_level {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
@@ -882,7 +917,9 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
             ));
         }
     }
+    let exclusive = r.boolean("store", "exclusive", false)? || store_backend == StoreBackend::File;
     let store = StoreConfig {
+        exclusive,
         backend: store_backend,
         path,
         journal_dir,
@@ -939,6 +976,19 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
     if refresh.min_validity > Duration::from_secs(24 * 3600) {
         return Err(r.err("refresh", "min_validity", "must be at most 24h"));
     }
+
+    let mut server = server;
+    server.agent_id = match r.opt_string("server", "agent_id")? {
+        Some(id) if id.len() <= 200 && !id.chars().any(char::is_control) => id,
+        Some(_) => {
+            return Err(r.err(
+                "server",
+                "agent_id",
+                "must be at most 200 printable characters",
+            ));
+        }
+        None => format!("{}:{}", hostname(), server.socket.display()),
+    };
 
     let access = build_access(&r)?;
 
@@ -1172,6 +1222,28 @@ fn build_access(r: &Reader<'_>) -> Result<AccessConfig, ConfigError> {
         audit_log,
         grants,
     })
+}
+
+impl Config {
+    /// SPEC §2's KV v1 paragraph, for `check-config` (the agent says the
+    /// same at start and in `/v1/ready`).
+    pub fn protection_warning(&self) -> Option<&'static str> {
+        (self.store.backend == StoreBackend::OpenBao && self.store.kv_version == 1)
+            .then_some(crate::broker::rotation::UNPROTECTED)
+    }
+}
+
+/// This host's name (for the default `server.agent_id`).
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // when the name fits, and we stop at the first NUL either way.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 #[cfg(test)]

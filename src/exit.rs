@@ -29,6 +29,32 @@ pub fn for_status(status: u16) -> i32 {
     }
 }
 
+/// The line a client prints for an error answer of the agent: the agent's
+/// sentence, and what to do next only if that sentence does not say it
+/// already (one sentence, no repetition).
+pub fn report(status: u16, code: &str, error: &str) -> String {
+    let advice = advice(status, code);
+    let error = error.trim_end_matches('.');
+    if already_advised(status, code, error) {
+        error.to_string()
+    } else {
+        format!("{error} ({advice})")
+    }
+}
+
+/// Does the agent's message already say what [`advice`] would?
+fn already_advised(status: u16, code: &str, error: &str) -> bool {
+    let markers: &[&str] = match (status, code) {
+        (409, _) => &["snykey login"],
+        (403, _) => &["allowed_uids", "allowed_gids"],
+        (404, _) => &["snykey put"],
+        (_, "store_sealed") => &["unseal"],
+        (503, _) | (502, _) | (504, _) => &["try again", "retry", "snykey status"],
+        _ => &["snykey status"],
+    };
+    markers.iter().any(|m| error.contains(m))
+}
+
 /// One sentence on what to do next, for an error answer of the agent.
 pub fn advice(status: u16, code: &str) -> &'static str {
     match (status, code) {
@@ -45,5 +71,26 @@ pub fn advice(status: u16, code: &str) -> &'static str {
             "retry in a moment; `snykey status` shows the credential's state"
         }
         _ => "see `snykey status`",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report;
+
+    #[test]
+    fn advice_is_added_only_where_the_agent_did_not_say_what_to_do() {
+        let m = "credential o/c needs a new login (Snyk refused its refresh token): run `snykey login --org-id o --client-id c`";
+        assert_eq!(report(409, "needs_login", m), m);
+        let sealed = "the secret store is sealed: unseal it (bao operator unseal) and snykey resumes by itself";
+        assert_eq!(report(503, "store_sealed", sealed), sealed);
+        assert_eq!(
+            report(502, "snyk_unavailable", "Snyk is unavailable (HTTP 503)"),
+            "Snyk is unavailable (HTTP 503) (retry in a moment; `snykey status` shows the credential's state)"
+        );
+        assert_eq!(
+            report(404, "not_found", "no credential o/c."),
+            "no credential o/c (check the ids, or add the credential with `snykey put`)"
+        );
     }
 }

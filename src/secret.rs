@@ -56,9 +56,15 @@ impl Secret {
     /// A short, non-reversible tag that identifies a secret in logs and journals
     /// without revealing it (first 8 hex digits of its SHA-256).
     pub fn fingerprint(&self) -> String {
+        self.digest()[..8].to_string()
+    }
+
+    /// The whole SHA-256 of the value, hex: how a store record, a claim and a
+    /// journal entry name a refresh token (SPEC §8) without holding it.
+    pub fn digest(&self) -> String {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(self.expose().as_bytes());
-        digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+        digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 

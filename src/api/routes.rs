@@ -80,6 +80,7 @@ impl From<BrokerError> for ApiError {
             }
             BrokerError::Cache(_) => (StatusCode::SERVICE_UNAVAILABLE, "cache_unavailable"),
             BrokerError::NotDurable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            BrokerError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "refresh_in_progress"),
             BrokerError::Rest(crate::snyk::rest::RestError::Refused { .. }) => {
                 (StatusCode::BAD_GATEWAY, "snyk_refused")
             }
@@ -573,7 +574,10 @@ async fn execute(
             Ok(()) => json(
                 StatusCode::OK,
                 &Message {
-                    message: "ready".into(),
+                    message: match broker.protection_warning() {
+                        Some(w) => format!("ready; warning: {w}"),
+                        None => "ready".into(),
+                    },
                 },
             ),
             Err(reason) => error(ApiError::new(

@@ -28,8 +28,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-/// Long enough for a refresh at Snyk with its retries; the agent times out first.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(90);
+/// Longer than the agent ever keeps a token caller waiting (twice Snyk's
+/// timeout plus ten seconds: 70 s by default; the agent answers 503 then, and
+/// the refresh itself runs on), so the agent always answers first.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(150);
 
 const USAGE: &str = "usage: snykey-helper [--socket PATH] [--min-validity DUR] [--format token|json|env] ORG_ID CLIENT_ID
        snykey-helper [--socket PATH] [--min-validity DUR] exec ORG_ID CLIENT_ID -- COMMAND [ARG...]
@@ -210,10 +212,7 @@ fn run() -> i32 {
     if status != 200 {
         let error = field(&fields, "error").unwrap_or("the agent refused the request");
         let code = field(&fields, "code").unwrap_or("");
-        return fail(
-            exit::for_status(status),
-            &format!("{error} ({})", exit::advice(status, code)),
-        );
+        return fail(exit::for_status(status), &exit::report(status, code, error));
     }
     let Some(token) = field(&fields, "access_token") else {
         return fail(exit::SOFTWARE, "the agent's answer had no access_token");

@@ -418,6 +418,9 @@ fn check_config(config: Option<&Path>) -> i32 {
             let uid = unsafe { libc::geteuid() };
             println!("# access: {}", c.access.policy(&c.server, uid).summary());
             print!("{}", c.to_redacted_toml());
+            if let Some(w) = c.protection_warning() {
+                eprintln!("snykey: warning: {w}");
+            }
             exit::OK
         }
         Err(e) => {

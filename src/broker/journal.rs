@@ -13,17 +13,68 @@ use serde::{Deserialize, Serialize};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-/// One credential's journal entry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One credential's journal entry (SPEC §2 rules 3, 4, 7 and 9).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Entry {
-    /// A rotated record (with the new refresh token) the store does not hold yet.
+    /// This agent's claim on the stored refresh token, noted right after the
+    /// claim's check-and-set succeeded and before the token is sent: a claim
+    /// in the store is "mine" only if its nonce is here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<Note>,
+    /// A successor record (new refresh token or secret) the store does not hold yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<Record>,
-    /// Set while a refresh token is at Snyk with no answer recorded (its
-    /// fingerprint). Found at start, it means the agent died mid-request.
+    /// What the store must hold for `record` to land (rule 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<Base>,
+    /// SHA-256 of a refresh token Snyk refused for good, kept until the
+    /// store says `needs_login` or a new chain starts: it is never sent again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead: Option<String>,
+    /// Written by snykey before claims existed: the fingerprint of a token
+    /// that was at Snyk with no answer. Read, never written.
+    #[serde(default, skip_serializing)]
     pub sent: Option<String>,
+    #[serde(default)]
     pub at: String,
+}
+
+/// "Refresh token `fp` may be at Snyk under claim `nonce`."
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Note {
+    /// SHA-256 (hex) of the claimed token.
+    pub fp: String,
+    pub nonce: String,
+    /// Sends of `fp` whose outcome may have consumed it (the claim's `attempts`).
+    pub attempts: u32,
+    /// A send is out with no answer noted yet.
+    pub sent: bool,
+}
+
+/// The predecessor a journaled record may land on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Base {
+    /// SHA-256 (hex) of the refresh token the store must still hold (a
+    /// rotation), or `None` for a record with no refresh token (a secret).
+    #[serde(default)]
+    pub fp: Option<String>,
+    /// The stored generation when the chain started.
+    pub generation: u64,
+    /// A browser login: lands over anything, unless a newer login or
+    /// rotation landed since (the stored generation moved past `generation`).
+    #[serde(default)]
+    pub login: bool,
+    /// SHA-256s of the tokens rotated since the base while the store refused
+    /// writes (rule 7's chain): the store may hold any of them (a landing
+    /// whose answer was lost), and the successor lands over it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub via: Vec<String>,
+}
+
+impl Entry {
+    pub fn is_empty(&self) -> bool {
+        self.claim.is_none() && self.record.is_none() && self.dead.is_none()
+    }
 }
 
 #[derive(Debug)]
@@ -139,8 +190,8 @@ mod tests {
             &key,
             &Entry {
                 record: Some(record),
-                sent: None,
                 at: "now".into(),
+                ..Default::default()
             },
         )
         .unwrap();
@@ -173,9 +224,9 @@ mod tests {
             j.write(
                 &key,
                 &Entry {
-                    record: None,
                     sent: Some("x".into()),
-                    at: "now".into()
+                    at: "now".into(),
+                    ..Default::default()
                 }
             )
             .is_err()

@@ -272,10 +272,18 @@ impl Broker {
                 "the callback carried no authorization code".into(),
             );
         };
-        match self
-            .exchange_and_store(&key, state, &pending, &Secret::new(code.as_str()))
-            .await
-        {
+        // The code exchange is a grant: it runs to completion in a task of
+        // its own even if the browser goes away (SPEC §2 rule 1).
+        let broker = Arc::clone(self);
+        let (task_key, task_state, code) = (key.clone(), state.clone(), Secret::new(code.as_str()));
+        let result = self
+            .spawn_grant(async move {
+                broker
+                    .exchange_and_store(&task_key, &task_state, &pending, &code)
+                    .await
+            })
+            .await;
+        match result {
             Ok(()) => {
                 self.logins.finish(state, LoginState::Complete, None);
                 tracing::info!(org_id = %key.org, client_id = %key.client, "browser login complete; the credential is managed now");
@@ -374,27 +382,46 @@ impl Broker {
             st.failures = 0;
             st.last_error = None;
         }
-        // A new chain: what this agent knew of the old one no longer applies.
-        flight.dead_token = None;
-        flight.in_doubt = false;
-        flight.unlanded = None;
-        // The rotation rule's steps 4 and 5: durable first, then published.
-        self.persist(
-            &slot,
-            &mut flight,
-            record,
-            None,
-            Some(stored.map(|v| v.version).unwrap_or(0)),
-            &token,
-        )
-        .await?;
+        // A login is a human reset (rule 4): durable first (journal, then the
+        // store, replacing whatever it holds), then published.
+        // Above anything this agent has seen (a store restored from a backup
+        // holds lower generations; a login is how a human resets it).
+        let generation = stored
+            .as_ref()
+            .map(|v| v.record.generation)
+            .unwrap_or(0)
+            .max(flight.mem.generation);
+        record.generation = generation + 1;
+        record.claim = None;
+        record.state = None;
+        record.prev_fp = None;
+        record.deleted = false;
+        let base = super::journal::Base {
+            fp: None,
+            generation,
+            login: true,
+            via: Vec::new(),
+        };
+        self.persist_record(&slot, &mut flight, record, base)
+            .await?;
         self.publish(&slot, token).await;
         Ok(())
     }
 
     /// `POST /v1/register-app`: registers a Snyk App, stores its client secret
     /// (never echoed back), and starts the browser login for it.
+    /// Runs to completion in a task of its own: the new secret Snyk hands out
+    /// once must reach the store (through the journal) whoever hangs up.
     pub async fn register_app(
+        self: &Arc<Self>,
+        req: RegisterAppRequest,
+    ) -> Result<LoginStarted, BrokerError> {
+        let broker = Arc::clone(self);
+        self.spawn_grant(async move { broker.register_app_now(req).await })
+            .await
+    }
+
+    async fn register_app_now(
         self: &Arc<Self>,
         req: RegisterAppRequest,
     ) -> Result<LoginStarted, BrokerError> {
@@ -446,15 +473,27 @@ impl Broker {
         let key = CredKey::parse(&req.org_id, &client_id).map_err(|e| {
             BrokerError::BadInput(format!("Snyk returned an unusable client id: {e}"))
         })?;
-        // The secret goes straight into the store (it is needed again for every refresh).
+        // The secret goes into the store through the journal (it is needed
+        // again for every refresh, and Snyk shows it only once).
         let record = Record {
             kind: Some(Kind::OauthApp),
             client_secret: Some(secret.clone()),
             updated_at: Some(rfc3339(self.clock.now())),
+            generation: 1,
             ..Default::default()
         };
-        self.store.put(&key, &record, Some(0)).await?;
         let slot = self.slot_or_insert(&key, Kind::OauthApp);
+        {
+            let mut flight = slot.flight.lock().await;
+            let base = super::journal::Base {
+                fp: None,
+                generation: 0,
+                login: false,
+                via: Vec::new(),
+            };
+            self.persist_record(&slot, &mut flight, record, base)
+                .await?;
+        }
         slot.status().state = crate::wire::State::NeedsLogin;
         tracing::info!(org_id = %key.org, client_id = %key.client, "Snyk App registered; its client secret is in the secret store");
         let mut started = self

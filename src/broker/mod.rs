@@ -1,32 +1,41 @@
 //! The broker owns every managed credential: it answers token requests from
 //! the hot copy or the cache, and when a token must be minted it runs the
-//! rotation rule ([`rotation`]) under the credential's single-flight lock.
+//! rotation protocol ([`rotation`], SPEC §2) under the credential's
+//! single-flight lock, in a task of its own that no caller can cancel.
 //!
-//! State per credential lives in one [`Slot`]:
-//! * `flight` — the single-flight lock. Whoever holds it is the only one in
-//!   this process talking to Snyk or the store for this credential. It also
-//!   guards the rotated-but-not-yet-stored record (see [`journal`]).
-//! * `hot` — the current access token, readable without any await (the hot layer).
-//! * `status` — what `GET /v1/credentials` shows.
+//! * [`rotation`] — the protocol: claims, sends, landing by succession.
+//! * [`refresh`] — runs it against the real store, journal and Snyk, then
+//!   publishes and schedules.
+//! * [`slot`] — one credential's state in this agent (single flight, hot token, status).
+//! * [`credentials`] — `PUT`/`DELETE` of credentials and cache entries.
+//! * [`status`] — what `GET /v1/credentials`, `/v1/ready` and the metrics show.
+//! * [`journal`], [`scheduler`], [`login`], [`service_accounts`].
 
+pub mod credentials;
 pub mod journal;
 pub mod login;
+pub mod refresh;
 pub mod rotation;
 pub mod scheduler;
 pub mod service_accounts;
+pub mod slot;
+pub mod status;
 
 use crate::cache::{CacheError, CachedToken, TokenCache};
-use crate::clock::{Clock, rfc3339};
+use crate::clock::Clock;
 use crate::ids::CredKey;
 use crate::snyk::{GrantError, SnykOAuth};
-use crate::store::{Record, SecretStore, StoreError};
-use crate::wire::{CredentialStatus, Kind, PutCredential, PutCredentialResponse, State};
+use crate::store::{SecretStore, StoreError};
+use crate::wire::{Kind, State};
 use journal::Journal;
+use slot::{Flight, Slot};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::future::Future;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 use thiserror::Error;
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 /// What a caller gets when the lifetime of tokens is unknown.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
@@ -49,6 +58,9 @@ pub enum BrokerError {
     Cache(CacheError),
     #[error("{0}")]
     NotDurable(String),
+    /// Another agent (or an earlier answer) must finish first: try again shortly.
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     Rest(crate::snyk::rest::RestError),
     #[error(
@@ -148,88 +160,6 @@ impl Want {
     }
 }
 
-/// A rotated refresh token (inside its full record) that the store does not hold yet.
-struct Unlanded {
-    record: Record,
-    /// Fingerprint of the refresh token this one replaced (the one sent to Snyk).
-    replaces: Option<String>,
-    /// In the recovery journal (durable) or only in memory.
-    journaled: bool,
-    /// The access token minted with it, held back until the record is durable.
-    unpublished: Option<CachedToken>,
-}
-
-/// Guarded by the single-flight lock.
-#[derive(Default)]
-pub(crate) struct Flight {
-    /// Boxed: rare, and every credential's slot holds a `Flight`.
-    unlanded: Option<Box<Unlanded>>,
-    /// The last refresh's answer may have been lost: the next send of the
-    /// same token is the one permitted retry (SPEC §2).
-    in_doubt: bool,
-    /// Fingerprint of a refresh token Snyk refused for good.
-    dead_token: Option<String>,
-    lander_running: bool,
-    /// An access token minted with a record that has since become durable,
-    /// waiting to be published.
-    held_back: Option<CachedToken>,
-    /// The record this agent last read from or wrote to the store.
-    known: Option<Record>,
-}
-
-#[derive(Debug, Clone)]
-struct Status {
-    kind: Kind,
-    state: State,
-    expires_at: Option<SystemTime>,
-    next_refresh_at: Option<SystemTime>,
-    last_refresh_at: Option<SystemTime>,
-    failures: u32,
-    last_error: Option<String>,
-    lifetime: Option<Duration>,
-    deleted: bool,
-}
-
-pub struct Slot {
-    pub key: CredKey,
-    flight: tokio::sync::Mutex<Flight>,
-    hot: RwLock<Option<CachedToken>>,
-    status: Mutex<Status>,
-}
-
-impl Slot {
-    fn new(key: CredKey, kind: Kind) -> Slot {
-        Slot {
-            key,
-            flight: tokio::sync::Mutex::new(Flight::default()),
-            hot: RwLock::new(None),
-            status: Mutex::new(Status {
-                kind,
-                state: State::Ok,
-                expires_at: None,
-                next_refresh_at: None,
-                last_refresh_at: None,
-                failures: 0,
-                last_error: None,
-                lifetime: None,
-                deleted: false,
-            }),
-        }
-    }
-
-    fn status(&self) -> std::sync::MutexGuard<'_, Status> {
-        self.status.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn hot(&self) -> Option<CachedToken> {
-        self.hot.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn set_hot(&self, token: Option<CachedToken>) {
-        *self.hot.write().unwrap_or_else(|p| p.into_inner()) = token;
-    }
-}
-
 pub struct Broker {
     store: Arc<dyn SecretStore>,
     cache: Arc<dyn TokenCache>,
@@ -240,8 +170,18 @@ pub struct Broker {
     slots: RwLock<HashMap<CredKey, Arc<Slot>>>,
     /// `Some(api_url)` when not on Snyk's default region.
     snyk_api: Option<String>,
-    /// How long the cross-agent refresh lock is held at most (and waited for).
+    /// The rotation protocol's rules (claims, send window, takeover period).
+    rules: rotation::Rules,
+    /// `server.agent_id`, written into claims (informational).
+    agent_id: String,
+    /// The origin of this agent's monotonic clock.
+    origin: tokio::time::Instant,
+    /// How long the cross-agent refresh lock is held at most, and waited for.
     lock_ttl: Duration,
+    lock_wait: Duration,
+    /// Every grant in flight: callers await them, nobody cancels them, and
+    /// shutdown waits for them (SPEC §2 rule 1).
+    grants: TaskTracker,
     shutdown: watch::Receiver<bool>,
     scheduler: Arc<scheduler::Scheduler>,
     rest: crate::snyk::rest::SnykRest,
@@ -258,7 +198,8 @@ pub struct BrokerParts {
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
     pub snyk_api: Option<String>,
-    pub lock_ttl: Duration,
+    pub rules: rotation::Rules,
+    pub agent_id: String,
     pub shutdown: watch::Receiver<bool>,
     pub rest: crate::snyk::rest::SnykRest,
     pub login: LoginSettings,
@@ -266,6 +207,7 @@ pub struct BrokerParts {
 
 impl Broker {
     pub fn new(parts: BrokerParts) -> Arc<Broker> {
+        let rules = parts.rules;
         Arc::new(Broker {
             store: parts.store,
             cache: parts.cache,
@@ -275,7 +217,12 @@ impl Broker {
             settings: RwLock::new(parts.settings),
             slots: RwLock::new(HashMap::new()),
             snyk_api: parts.snyk_api,
-            lock_ttl: parts.lock_ttl,
+            rules,
+            agent_id: parts.agent_id,
+            origin: tokio::time::Instant::now(),
+            lock_ttl: rules.takeover,
+            lock_wait: rules.snyk_max.min(Duration::from_secs(10)),
+            grants: TaskTracker::new(),
             shutdown: parts.shutdown,
             scheduler: scheduler::Scheduler::new(),
             rest: parts.rest,
@@ -284,6 +231,39 @@ impl Broker {
         })
     }
 
+    /// This agent's monotonic clock (claims are timed on it, never on the wall clock).
+    pub(crate) fn mono(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    /// Runs `work` (a grant: it changes state at Snyk) in a task of its own
+    /// and waits for it. A caller that goes away only stops waiting; the task
+    /// runs on, and shutdown waits for it.
+    pub(crate) async fn spawn_grant<T, F>(&self, work: F) -> Result<T, BrokerError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, BrokerError>> + Send + 'static,
+    {
+        match self.grants.spawn(work).await {
+            Ok(r) => r,
+            Err(e) => Err(BrokerError::NotDurable(format!(
+                "an internal task failed ({e}); the recovery journal keeps what it had made durable"
+            ))),
+        }
+    }
+
+    /// On shutdown: waits (at most `grace`) for the grants in flight to land.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.grants.close();
+        tokio::time::timeout(grace, self.grants.wait())
+            .await
+            .is_ok()
+    }
+
+    /// Whether claims protect this store (SPEC §2: not on KV v1).
+    pub fn claims(&self) -> rotation::Claims {
+        self.rules.claims
+    }
     pub fn settings(&self) -> Settings {
         self.settings
             .read()
@@ -311,20 +291,20 @@ impl Broker {
             let kind = entry.record.as_ref().map(|r| r.kind()).unwrap_or_default();
             let slot = self.slot_or_insert(&key, kind);
             let mut flight = slot.flight.lock().await;
-            if entry.sent.is_some() {
+            if entry.claim.as_ref().is_some_and(|c| c.sent) || entry.sent.is_some() {
                 tracing::warn!(org_id = %key.org, client_id = %key.client,
-                    "the agent stopped while a refresh was in flight: the next refresh retries the same token once");
-                flight.in_doubt = true;
+                    "the agent stopped while a refresh was at Snyk: that answer is lost, so the token is sent once more after a quiet period (SPEC §2 rule 6)");
             }
-            if let Some(record) = entry.record {
-                tracing::info!(org_id = %key.org, client_id = %key.client, "replaying a rotated refresh token from the recovery journal");
-                flight.unlanded = Some(Box::new(Unlanded {
-                    record,
-                    journaled: true,
-                    replaces: None,
-                    unpublished: None,
-                }));
-                if self.land(&slot, &mut flight, None).await != rotation::Durability::Stored {
+            flight.mem = rotation::Memory::recover(entry, self.mono());
+            if flight.mem.unlanded.is_some() {
+                tracing::info!(org_id = %key.org, client_id = %key.client, "landing a refresh token from the recovery journal");
+                let mut io = refresh::AgentIo {
+                    broker: self,
+                    key: &key,
+                };
+                if rotation::land(&mut io, &mut flight.mem, &self.rules).await
+                    == rotation::Landing::Pending
+                {
                     self.spawn_lander(&slot, &mut flight);
                 }
             }
@@ -341,11 +321,17 @@ impl Broker {
         let n = keys.len();
         for key in keys {
             if self.existing_slot(&key).is_none() {
-                let kind = match self.store.get(&key).await {
-                    Ok(Some(v)) => v.record.kind(),
-                    _ => Kind::OauthApp,
+                let (kind, state) = match self.store.get(&key).await {
+                    Ok(Some(v)) if v.record.deleted => continue,
+                    Ok(Some(v)) => (v.record.kind(), v.record.needs_login().map(str::to_string)),
+                    _ => (Kind::OauthApp, None),
                 };
-                self.slot_or_insert(&key, kind);
+                let slot = self.slot_or_insert(&key, kind);
+                if let Some(why) = state {
+                    let mut st = slot.status();
+                    st.state = State::NeedsLogin;
+                    st.last_error = Some(why);
+                }
             }
         }
         // Schedule everything: a credential whose token is still valid in the
@@ -358,6 +344,7 @@ impl Broker {
                 Ok(Some(t)) if t.remaining(self.clock.now()) > Duration::from_secs(1) => {
                     self.adopt(slot, &t)
                 }
+                _ if slot.status().state == State::NeedsLogin => {}
                 _ => {
                     let when = tokio::time::Instant::now() + spread.mul_f64(rand::random::<f64>());
                     self.scheduler.schedule(&slot.key, when);
@@ -388,12 +375,18 @@ impl Broker {
                 return;
             }
         }
-        let mut flight = slot.flight.lock().await;
         let want = Want {
             validity: Duration::MAX,
             seen: slot.hot().map(|t| t.access_token.fingerprint()),
         };
-        if let Err(e) = self.mint(&slot, &mut flight, None, &want).await {
+        let broker = Arc::clone(&self);
+        let result = self
+            .spawn_grant(async move {
+                let mut flight = slot.flight.lock().await;
+                broker.mint(&slot, &mut flight, None, &want).await
+            })
+            .await;
+        if let Err(e) = result {
             tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "proactive refresh failed");
         }
     }
@@ -418,6 +411,9 @@ impl Broker {
             s.min_validity,
             rand::random::<f64>(),
         );
+        // However short the token's life (Snyk may say `expires_in: 0`),
+        // a credential is not refreshed more than once a second.
+        let when = when.max(now + Duration::from_secs(1));
         st.next_refresh_at = Some(when);
         drop(st);
         let delay = when.duration_since(now).unwrap_or(Duration::ZERO);
@@ -471,8 +467,8 @@ impl Broker {
             return Ok(s);
         }
         match self.store.get(key).await? {
-            Some(v) => Ok(self.slot_or_insert(key, v.record.kind())),
-            None => Err(BrokerError::NotFound(key.clone())),
+            Some(v) if !v.record.deleted => Ok(self.slot_or_insert(key, v.record.kind())),
+            _ => Err(BrokerError::NotFound(key.clone())),
         }
     }
 
@@ -533,14 +529,29 @@ impl Broker {
             }
         }
 
-        // Single flight: one caller mints, the others wait and take its token.
-        let mut flight = slot.flight.lock().await;
-        if let Some(t) = slot.hot().filter(|t| want.accepts(t, self.clock.now())) {
-            crate::metrics::get().cache_hits.inc();
-            return Ok(t);
+        // Single flight: one caller mints, the others wait and take its
+        // token. The mint runs in a task of its own: a caller that hangs up
+        // never cuts a grant short (SPEC §2 rule 1).
+        let broker = Arc::clone(self);
+        let grant = self.spawn_grant(async move {
+            let mut flight = slot.flight.lock().await;
+            if let Some(t) = slot.hot().filter(|t| want.accepts(t, broker.clock.now())) {
+                crate::metrics::get().cache_hits.inc();
+                return Ok(t);
+            }
+            crate::metrics::get().cache_misses.inc();
+            broker.mint(&slot, &mut flight, None, &want).await
+        });
+        // A caller waits a bounded time (the helper waits longer than this);
+        // the refresh itself runs on and serves the next call.
+        let budget = self.rules.snyk_max * 2 + Duration::from_secs(10);
+        match tokio::time::timeout(budget, grant).await {
+            Ok(r) => r,
+            Err(_) => Err(BrokerError::Busy(format!(
+                "the refresh of {key} is taking longer than {}s; it goes on in the agent: try again shortly",
+                budget.as_secs()
+            ))),
         }
-        crate::metrics::get().cache_misses.inc();
-        self.mint(&slot, &mut flight, None, &want).await
     }
 
     /// Takes a token another agent minted (read from the shared cache) as
@@ -562,7 +573,7 @@ impl Broker {
         self: &Arc<Self>,
         slot: &Arc<Slot>,
         flight: &mut Flight,
-        given: Option<Record>,
+        given: Option<crate::store::Record>,
         want: &Want,
     ) -> Result<CachedToken, BrokerError> {
         let before = slot.status().state;
@@ -579,7 +590,7 @@ impl Broker {
                 }
                 st.failures = 0;
                 st.last_error = None;
-                st.state = if flight.unlanded.is_some() {
+                st.state = if flight.mem.unlanded.is_some() {
                     State::Degraded
                 } else {
                     State::Ok
@@ -590,7 +601,7 @@ impl Broker {
                 st.last_error = Some(e.to_string());
                 st.state = match e {
                     BrokerError::NeedsLogin(_) => State::NeedsLogin,
-                    _ if flight.unlanded.is_some() => State::Degraded,
+                    _ if flight.mem.unlanded.is_some() => State::Degraded,
                     _ if before == State::Refreshing => State::Ok,
                     _ => before,
                 };
@@ -605,379 +616,23 @@ impl Broker {
                         self.scheduler.cancel(&slot.key);
                     }
                     BrokerError::Snyk(g) => self.plan_retry(slot, failures, g.retry_after()),
+                    // Rule 6's quiet period: the retry is planned after it.
+                    BrokerError::Busy(_) => {
+                        self.plan_retry(slot, failures, Some(self.rules.quiet()))
+                    }
                     _ => self.plan_retry(slot, failures, None),
                 }
             }
         }
         result
     }
-
-    /// Retries landing a rotated record in the background until it lands.
-    fn spawn_lander(self: &Arc<Self>, slot: &Arc<Slot>, flight: &mut Flight) {
-        if flight.lander_running {
-            return;
-        }
-        flight.lander_running = true;
-        let broker = Arc::clone(self);
-        let slot = Arc::clone(slot);
-        tokio::spawn(async move {
-            let mut delay = Duration::from_millis(250);
-            let mut shutdown = broker.shutdown.clone();
-            loop {
-                let sleep = rotation::jittered(delay, 0.2);
-                tokio::select! {
-                    _ = tokio::time::sleep(sleep) => {}
-                    _ = shutdown.changed() => {}
-                }
-                let mut flight = slot.flight.lock().await;
-                if flight.unlanded.is_none() || slot.status().deleted {
-                    flight.lander_running = false;
-                    return;
-                }
-                let durability = broker.land(&slot, &mut flight, None).await;
-                broker.publish_unpublished(&slot, &mut flight).await;
-                if durability != rotation::Durability::Memory && flight.unlanded.is_none() {
-                    flight.lander_running = false;
-                    return;
-                }
-                if *shutdown.borrow() {
-                    flight.lander_running = false;
-                    return;
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        });
-    }
-
-    /// Hands a token to everyone: the hot layer, then the shared cache.
-    async fn publish(&self, slot: &Slot, token: CachedToken) {
-        slot.set_hot(Some(token.clone()));
-        self.plan(slot, &token);
-        {
-            let mut st = slot.status();
-            st.expires_at = Some(token.expires_at);
-            if let Some(l) = token.lifetime() {
-                st.lifetime = Some(l);
-            }
-        }
-        if let Err(e) = self.cache.put(&slot.key, &token).await {
-            crate::metrics::backend_error("cache");
-            tracing::warn!(org_id = %slot.key.org, client_id = %slot.key.client, error = %e, "could not write the access token to the shared cache; serving it from memory");
-        }
-    }
-
-    /// `PUT /v1/credentials`: store a credential and mint its first token.
-    /// For `oauth_app` the given refresh token is rotated at once, so no other
-    /// holder can use it. Nothing is stored when Snyk refuses the credential.
-    pub async fn put(
-        self: &Arc<Self>,
-        req: PutCredential,
-    ) -> Result<PutCredentialResponse, BrokerError> {
-        let key = CredKey::parse(&req.org_id, &req.client_id)
-            .map_err(|e| BrokerError::BadInput(e.to_string()))?;
-        let kind = req.kind.unwrap_or(Kind::OauthApp);
-        check_put_fields(kind, &req)?;
-        // Refuse before anything is consumed when the store cannot take a write.
-        self.store.ready().await?;
-        let existing = self.store.get(&key).await?;
-        let mut record = match &existing {
-            Some(v) if v.record.kind() == kind => v.record.clone(),
-            _ => Record {
-                kind: Some(kind),
-                ..Default::default()
-            },
-        };
-        record.kind = Some(kind);
-        if let Some(s) = req.client_secret {
-            record.client_secret = Some(s);
-        }
-        if let Some(rt) = req.refresh_token {
-            record.refresh_token = Some(rt);
-        }
-        if let Some(pem) = req.private_key_pem {
-            record.private_key_pem = Some(pem);
-        }
-        if let Some(kid) = req.key_id {
-            record.key_id = Some(kid);
-        }
-        match kind {
-            Kind::OauthApp if record.refresh_token.is_none() => {
-                return Err(BrokerError::BadInput(
-                    "an oauth_app credential needs a refresh_token (none is stored yet): give one, or run `snykey login`".into(),
-                ));
-            }
-            Kind::ClientSecret if record.client_secret.is_none() => {
-                return Err(BrokerError::BadInput(
-                    "a client_secret credential needs client_secret".into(),
-                ));
-            }
-            Kind::PrivateKeyJwt => {
-                let (Some(pem), Some(kid)) = (&record.private_key_pem, &record.key_id) else {
-                    return Err(BrokerError::BadInput(
-                        "a private_key_jwt credential needs private_key_pem and key_id".into(),
-                    ));
-                };
-                if kid.is_empty() || kid.len() > 256 || !kid.bytes().all(|b| b.is_ascii_graphic()) {
-                    return Err(BrokerError::BadInput(
-                        "key_id must be 1-256 printable characters".into(),
-                    ));
-                }
-                crate::snyk::jwt::validate_key(pem.expose()).map_err(BrokerError::BadInput)?;
-            }
-            _ => {}
-        }
-        let slot = self.slot_or_insert(&key, kind);
-        let mut flight = slot.flight.lock().await;
-        {
-            let mut st = slot.status();
-            st.deleted = false;
-            st.kind = kind;
-        }
-        // A new credential replaces whatever this agent held for the old one.
-        flight.dead_token = None;
-        flight.in_doubt = false;
-        let previous_state = slot.status().state;
-        if previous_state == State::NeedsLogin {
-            slot.status().state = State::Ok;
-        }
-        let result = self
-            .mint(
-                &slot,
-                &mut flight,
-                Some(record),
-                &Want {
-                    validity: Duration::ZERO,
-                    seen: None,
-                },
-            )
-            .await;
-        match result {
-            Ok(t) => Ok(PutCredentialResponse {
-                org_id: key.org.to_string(),
-                client_id: key.client.to_string(),
-                kind,
-                expires_at: rfc3339(t.expires_at),
-            }),
-            Err(e) => {
-                if existing.is_none() && flight.unlanded.is_none() {
-                    // Nothing was stored: forget the slot again.
-                    slot.status().deleted = true;
-                    self.scheduler.cancel(&key);
-                    drop(flight);
-                    self.slots
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&key);
-                } else if previous_state == State::NeedsLogin
-                    && !matches!(e, BrokerError::NeedsLogin(_))
-                {
-                    slot.status().state = previous_state;
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// `DELETE /v1/credentials/{org}/{client}`, optionally revoking at Snyk first.
-    pub async fn delete(
-        self: &Arc<Self>,
-        key: &CredKey,
-        revoke: bool,
-    ) -> Result<String, BrokerError> {
-        let slot = self.slot(key).await?;
-        let mut flight = slot.flight.lock().await;
-        let record = match &flight.unlanded {
-            Some(u) => Some(u.record.clone()),
-            None => self.store.get(key).await?.map(|v| v.record),
-        };
-        let mut revoked = false;
-        if revoke {
-            if let Some(rec) = &record {
-                if let Some(rt) = &rec.refresh_token {
-                    self.snyk
-                        .revoke(key.client.as_str(), rec.client_secret.as_ref(), rt)
-                        .await
-                        .map_err(BrokerError::Snyk)?;
-                    revoked = true;
-                }
-            }
-        }
-        self.store.delete(key).await?;
-        flight.unlanded = None;
-        flight.known = None;
-        if let Err(e) = self.journal.remove(key) {
-            tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "could not remove the journal entry of a deleted credential");
-        }
-        slot.set_hot(None);
-        if let Err(e) = self.cache.delete(key).await {
-            tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "could not remove the cached token of a deleted credential");
-        }
-        slot.status().deleted = true;
-        self.scheduler.cancel(key);
-        drop(flight);
-        self.slots
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
-        tracing::info!(org_id = %key.org, client_id = %key.client, revoked, "credential deleted");
-        Ok(if revoked {
-            format!("credential {key} revoked at Snyk and deleted")
-        } else if revoke {
-            format!("credential {key} deleted (it held no refresh token to revoke)")
-        } else {
-            format!("credential {key} deleted")
-        })
-    }
-
-    /// `DELETE /v1/cache/{org}/{client}`: drop the access token; the next request mints one.
-    pub async fn clear_cache(self: &Arc<Self>, key: &CredKey) -> Result<String, BrokerError> {
-        let slot = self.slot(key).await?;
-        let _flight = slot.flight.lock().await;
-        self.cache.delete(key).await?;
-        slot.set_hot(None);
-        slot.status().expires_at = None;
-        Ok(format!("cached token of {key} dropped"))
-    }
-
-    /// `GET /v1/credentials`: every credential's status, sorted, no secrets.
-    pub fn list(&self) -> Vec<CredentialStatus> {
-        let slots = self.snapshot();
-        let now = self.clock.now();
-        let mut out: Vec<CredentialStatus> = slots
-            .iter()
-            .map(|s| {
-                let st = s.status().clone();
-                let expires_at = s
-                    .hot()
-                    .map(|t| t.expires_at)
-                    .or(st.expires_at)
-                    .filter(|e| *e > now);
-                CredentialStatus {
-                    org_id: s.key.org.to_string(),
-                    client_id: s.key.client.to_string(),
-                    kind: st.kind,
-                    state: st.state,
-                    expires_at: expires_at.map(rfc3339),
-                    next_refresh_at: st.next_refresh_at.map(rfc3339),
-                    last_refresh_at: st.last_refresh_at.map(rfc3339),
-                    failures: st.failures,
-                    last_error: st.last_error,
-                }
-            })
-            .collect();
-        out.sort_by(|a, b| (&a.org_id, &a.client_id).cmp(&(&b.org_id, &b.client_id)));
-        out
-    }
-
-    /// Counts of credentials by state (metrics, sd_notify STATUS).
-    pub fn state_counts(&self) -> [(State, usize); 4] {
-        let mut counts = [
-            (State::Ok, 0),
-            (State::Refreshing, 0),
-            (State::Degraded, 0),
-            (State::NeedsLogin, 0),
-        ];
-        for s in self
-            .slots
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-        {
-            let state = s.status().state;
-            if let Some(c) = counts.iter_mut().find(|(k, _)| *k == state) {
-                c.1 += 1;
-            }
-        }
-        counts
-    }
-
-    /// Sets the gauges that describe current state, just before a scrape.
-    pub fn export_gauges(&self) {
-        let m = crate::metrics::get();
-        for (state, n) in self.state_counts() {
-            crate::metrics::set_credentials(state.as_str(), n);
-        }
-        let now = self.clock.now();
-        let min = self
-            .slots
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter_map(|s| s.hot().map(|t| t.remaining(now).as_secs()))
-            .min();
-        m.min_time_to_expiry.set(min.map(|v| v as i64).unwrap_or(0));
-    }
-
-    /// `GET /v1/ready`: the store and cache answer and no rotated token is waiting for the store.
-    pub async fn ready(&self) -> Result<(), String> {
-        let mut reasons = Vec::new();
-        let degraded = self.state_counts()[2].1;
-        if degraded > 0 {
-            reasons.push(format!(
-                "{degraded} credential(s) degraded: rotated refresh tokens are held in the recovery journal until the secret store takes them"
-            ));
-        }
-        if let Err(e) = self.store.ready().await {
-            reasons.push(e.to_string());
-        }
-        if let Err(e) = self.cache.ready().await {
-            reasons.push(e.to_string());
-        }
-        if reasons.is_empty() {
-            Ok(())
-        } else {
-            Err(reasons.join("; "))
-        }
-    }
-
-    /// On shutdown: one last attempt to land what the journal holds.
-    pub async fn flush(&self) {
-        let slots = self.snapshot();
-        for slot in slots {
-            let Ok(mut flight) =
-                tokio::time::timeout(Duration::from_secs(2), slot.flight.lock()).await
-            else {
-                continue;
-            };
-            if flight.unlanded.is_some() {
-                self.land(&slot, &mut flight, None).await;
-            }
-        }
-    }
 }
 
-fn check_put_fields(kind: Kind, req: &PutCredential) -> Result<(), BrokerError> {
-    let bad = |m: &str| Err(BrokerError::BadInput(m.to_string()));
-    for (name, s) in [
-        ("client_secret", &req.client_secret),
-        ("refresh_token", &req.refresh_token),
-        ("private_key_pem", &req.private_key_pem),
-    ] {
-        if let Some(s) = s {
-            if s.is_empty() {
-                return bad(&format!("{name} is empty"));
-            }
-            if s.expose().len() > 16 * 1024 {
-                return bad(&format!("{name} is longer than 16 KiB"));
-            }
-        }
-    }
-    match kind {
-        Kind::OauthApp if req.private_key_pem.is_some() || req.key_id.is_some() => {
-            bad("private_key_pem and key_id belong to kind private_key_jwt, not oauth_app")
-        }
-        Kind::ClientSecret if req.refresh_token.is_some() || req.private_key_pem.is_some() => bad(
-            "a client_secret credential takes only client_secret (no refresh_token or private key)",
-        ),
-        Kind::PrivateKeyJwt if req.refresh_token.is_some() || req.client_secret.is_some() => bad(
-            "a private_key_jwt credential takes private_key_pem and key_id (no refresh_token or client_secret)",
-        ),
-        _ => Ok(()),
-    }
-}
-
-/// The error a caller sees for a credential that needs a login.
+/// The error a caller sees for a credential that needs a login: one
+/// sentence, the reason and the command.
 fn needs_login_message(key: &CredKey, why: &str) -> String {
+    let why = why.trim_end_matches('.');
+    let why = why.strip_suffix(": it needs a new login").unwrap_or(why);
     format!(
         "credential {key} needs a new login ({why}): run `snykey login --org-id {} --client-id {}`",
         key.org, key.client

@@ -81,7 +81,18 @@ impl Broker {
 
     /// Creates a service account at Snyk; an `oauth_client_secret` account is
     /// stored and managed at once (its secret is never returned).
+    /// Runs to completion in a task of its own: the new secret Snyk hands out
+    /// once must reach the store (through the journal) whoever hangs up.
     pub async fn sa_create(
+        self: &Arc<Self>,
+        req: ServiceAccountRequest,
+    ) -> Result<ServiceAccountResult, BrokerError> {
+        let broker = Arc::clone(self);
+        self.spawn_grant(async move { broker.sa_create_now(req).await })
+            .await
+    }
+
+    async fn sa_create_now(
         self: &Arc<Self>,
         req: ServiceAccountRequest,
     ) -> Result<ServiceAccountResult, BrokerError> {
@@ -208,7 +219,18 @@ impl Broker {
     /// compromised secret): replace every secret at once and store the new one.
     /// If a step fails, a working secret stays stored and the error says what
     /// is left to clean up.
+    /// Runs to completion in a task of its own: the new secret Snyk hands out
+    /// once must reach the store (through the journal) whoever hangs up.
     pub async fn sa_rotate(
+        self: &Arc<Self>,
+        req: ServiceAccountRequest,
+    ) -> Result<ServiceAccountResult, BrokerError> {
+        let broker = Arc::clone(self);
+        self.spawn_grant(async move { broker.sa_rotate_now(req).await })
+            .await
+    }
+
+    async fn sa_rotate_now(
         self: &Arc<Self>,
         req: ServiceAccountRequest,
     ) -> Result<ServiceAccountResult, BrokerError> {
@@ -282,16 +304,24 @@ impl Broker {
         let now = self.clock.now();
         let slot = self.slot_or_insert(&key, Kind::ClientSecret);
         {
-            let _flight = slot.flight.lock().await;
+            // The new secret goes through the journal, then the store by
+            // succession (nothing landed since we read it).
+            let mut flight = slot.flight.lock().await;
             let current = self.store.get(&key).await?;
             let mut record: Record = current
                 .as_ref()
                 .map(|v| v.record.clone())
                 .unwrap_or_else(|| stored.record.clone());
+            let base = super::journal::Base {
+                fp: None,
+                generation: record.generation,
+                login: false,
+                via: Vec::new(),
+            };
             record.client_secret = Some(new.clone());
             record.updated_at = Some(rfc3339(now));
-            self.store
-                .put(&key, &record, Some(current.map(|v| v.version).unwrap_or(0)))
+            record.generation += 1;
+            self.persist_record(&slot, &mut flight, record, base)
                 .await
                 .map_err(|e| {
                     BrokerError::BadInput(left_over(&format!(

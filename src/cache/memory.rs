@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 #[derive(Default)]
 pub struct MemoryCache {
     tokens: RwLock<HashMap<CredKey, CachedToken>>,
-    latest: RwLock<HashMap<CredKey, String>>,
     pending: std::sync::Mutex<HashMap<String, (Secret, SystemTime)>>,
 }
 
@@ -63,23 +62,6 @@ impl TokenCache for MemoryCache {
 
     async fn unlock(&self, _guard: LockGuard) -> Result<(), CacheError> {
         Ok(())
-    }
-
-    async fn set_latest_refresh(&self, key: &CredKey, fingerprint: &str) -> Result<(), CacheError> {
-        self.latest
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone(), fingerprint.to_string());
-        Ok(())
-    }
-
-    async fn latest_refresh(&self, key: &CredKey) -> Result<Option<String>, CacheError> {
-        Ok(self
-            .latest
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned())
     }
 
     async fn put_pending(

@@ -4,6 +4,10 @@
 //! default; the Redis cache sits beside it and adds the cross-agent refresh
 //! lock (`lock`/`unlock`), which the memory cache grants at once because the
 //! in-process single-flight already serialises refreshes in one agent.
+//!
+//! Nothing here is needed for safety (SPEC §2 rule 2): the lock only saves
+//! agents from doing the same work twice, and a flush costs refreshes,
+//! never a credential. The secret store's claims arbitrate.
 
 pub mod memory;
 pub mod redis;
@@ -69,11 +73,6 @@ pub trait TokenCache: Send + Sync {
     ) -> Result<LockGuard, CacheError>;
     /// Releases the lock if (and only if) it is still ours.
     async fn unlock(&self, guard: LockGuard) -> Result<(), CacheError>;
-    /// Publishes the fingerprint (never the token) of a credential's newest
-    /// refresh token, so that an agent that cannot read the store can tell
-    /// whether the record it last saw is still current.
-    async fn set_latest_refresh(&self, key: &CredKey, fingerprint: &str) -> Result<(), CacheError>;
-    async fn latest_refresh(&self, key: &CredKey) -> Result<Option<String>, CacheError>;
     /// Stores a pending browser login under its state (`pkce:{state}`), for
     /// `ttl`. The value holds the PKCE verifier and ids, never a client secret.
     async fn put_pending(
@@ -85,10 +84,6 @@ pub trait TokenCache: Send + Sync {
     /// Claims a pending login: returns it and removes it in one atomic step,
     /// so a state can be used once.
     async fn take_pending(&self, state: &str) -> Result<Option<Secret>, CacheError>;
-    /// Is the lock still ours (it may have expired during a slow refresh)?
-    async fn still_held(&self, _guard: &LockGuard) -> Result<bool, CacheError> {
-        Ok(true)
-    }
     async fn ready(&self) -> Result<(), CacheError>;
     fn describe(&self) -> String;
 }

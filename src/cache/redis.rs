@@ -79,10 +79,6 @@ impl RedisCache {
         format!("{}:life:{}:{}", self.prefix, key.org, key.client)
     }
 
-    fn fingerprint_key(&self, key: &CredKey) -> String {
-        format!("{}:rtfp:{}:{}", self.prefix, key.org, key.client)
-    }
-
     fn lock_key(&self, key: &CredKey) -> String {
         format!("{}:lock:{}:{}", self.prefix, key.org, key.client)
     }
@@ -181,7 +177,7 @@ impl TokenCache for RedisCache {
             if tokio::time::Instant::now() >= deadline {
                 return Err(CacheError::LockTimeout(wait));
             }
-            tokio::time::sleep(crate::broker::rotation::jittered(pause, 0.5)).await;
+            tokio::time::sleep(crate::clock::jittered(pause, 0.5)).await;
             pause = (pause * 2).min(Duration::from_millis(250));
         }
     }
@@ -199,21 +195,6 @@ impl TokenCache for RedisCache {
                 "the refresh lock had expired before it was released (the refresh took longer than its TTL)");
         }
         Ok(())
-    }
-
-    async fn set_latest_refresh(&self, key: &CredKey, fingerprint: &str) -> Result<(), CacheError> {
-        let mut c = self.conn().await?;
-        // Snyk refresh tokens live 90 days: so may their fingerprint.
-        let _: () = c
-            .set_ex(self.fingerprint_key(key), fingerprint, 90 * 86_400)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn latest_refresh(&self, key: &CredKey) -> Result<Option<String>, CacheError> {
-        let mut c = self.conn().await?;
-        c.get(self.fingerprint_key(key)).await.map_err(unavailable)
     }
 
     async fn put_pending(
@@ -243,15 +224,6 @@ impl TokenCache for RedisCache {
             .await
             .map_err(unavailable)?;
         Ok(v.map(Secret::new))
-    }
-
-    async fn still_held(&self, guard: &LockGuard) -> Result<bool, CacheError> {
-        let mut c = self.conn().await?;
-        let v: Option<String> = c
-            .get(self.lock_key(&guard.key))
-            .await
-            .map_err(unavailable)?;
-        Ok(v.as_deref() == Some(guard.fence.as_str()))
     }
 
     async fn ready(&self) -> Result<(), CacheError> {

@@ -30,7 +30,8 @@ pub struct TokenGrant {
 
 #[derive(Debug, Error, Clone)]
 pub enum GrantError {
-    #[error("Snyk refused the credential ({error}{}): it needs a new login", desc(.description))]
+    // No remedy here: the broker's needs_login message names it once.
+    #[error("Snyk refused the credential ({error}{})", desc(.description))]
     Permanent {
         error: String,
         description: Option<String>,
@@ -86,11 +87,34 @@ impl GrantError {
 #[derive(Deserialize)]
 struct RawGrant {
     access_token: Option<String>,
-    expires_in: Option<u64>,
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
     token_type: Option<String>,
     scope: Option<String>,
     refresh_token: Option<String>,
-    refresh_expires_in: Option<u64>,
+    #[serde(default)]
+    refresh_expires_in: Option<serde_json::Value>,
+}
+
+/// The longest lifetime believed from Snyk (an absurd `expires_in` must not
+/// overflow the clock or keep a dead token for years).
+const MAX_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
+
+/// `expires_in` as Snyk may send it: a whole number, a float or a numeric
+/// string. Missing or unreadable: an hour (Snyk's lifetime). Never above
+/// [`MAX_LIFETIME`]; 0 stays 0 (the scheduler has a floor of its own).
+fn lifetime(v: Option<&serde_json::Value>) -> Duration {
+    let secs = match v {
+        Some(serde_json::Value::Number(n)) => n.as_f64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match secs {
+        Some(s) if s.is_finite() && s >= 0.0 => {
+            Duration::from_secs_f64(s.min(MAX_LIFETIME.as_secs_f64()))
+        }
+        _ => Duration::from_secs(3600),
+    }
 }
 
 #[derive(Deserialize)]
@@ -144,16 +168,10 @@ impl SnykOAuth {
         if let Some(s) = client_secret {
             form.push(("client_secret", s.expose()));
         }
-        let grant = self.token_request(&form).await?;
-        if grant.refresh_token.is_none() {
-            // Snyk accepted the token (so it is spent) but gave us nothing to
-            // continue with: treat like a lost answer.
-            return Err(GrantError::Unknown {
-                timed_out: false,
-                message: "the refresh answer carried no refresh_token".into(),
-            });
-        }
-        Ok(grant)
+        // A 200 without `refresh_token` is still an answer: the sent token
+        // is spent, and the rotation protocol records that (not a lost answer,
+        // which would be sent again).
+        self.token_request(&form).await
     }
 
     /// `grant_type=client_credentials` with a client secret (service accounts).
@@ -279,11 +297,11 @@ impl SnykOAuth {
         };
         Ok(TokenGrant {
             access_token: Secret::new(access_token),
-            expires_in: Duration::from_secs(raw.expires_in.unwrap_or(3600)),
+            expires_in: lifetime(raw.expires_in.as_ref()),
             token_type: raw.token_type.unwrap_or_else(|| "bearer".into()),
             scope: raw.scope,
             refresh_token: raw.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
-            refresh_expires_in: raw.refresh_expires_in.map(Duration::from_secs),
+            refresh_expires_in: raw.refresh_expires_in.as_ref().map(|v| lifetime(Some(v))),
         })
     }
 }
@@ -312,13 +330,22 @@ fn transport_error(url: &str, e: reqwest::Error) -> GrantError {
 
 /// Maps an error answer to what it means for the token that was sent.
 fn classify_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> GrantError {
+    let raw: Option<RawError> = serde_json::from_slice(body).ok();
+    let oauth_body = raw.as_ref().is_some_and(|r| r.error.is_some());
+    if status >= 500 && !oauth_body {
+        // SPEC §2 rule 6: a gateway page (502/503/504 without an OAuth error
+        // body) may come after Snyk processed the request: unknown outcome.
+        return GrantError::Unknown {
+            timed_out: status == 504,
+            message: format!("HTTP {status} from a gateway, without an OAuth error"),
+        };
+    }
     if status == 429 || status >= 500 {
         return GrantError::Unavailable {
             status,
             retry_after,
         };
     }
-    let raw: Option<RawError> = serde_json::from_slice(body).ok();
     let error = raw
         .as_ref()
         .and_then(|r| r.error.clone())
@@ -374,11 +401,36 @@ mod tests {
     fn other_4xx_5xx_and_429_did_not_consume_the_token() {
         let g = classify_error(400, br#"{"error":"invalid_request"}"#, None);
         assert!(matches!(g, GrantError::Refused { .. }) && g.token_not_consumed());
-        let g = classify_error(503, b"", None);
+        let g = classify_error(503, br#"{"error":"temporarily_unavailable"}"#, None);
         assert!(matches!(g, GrantError::Unavailable { status: 503, .. }) && g.token_not_consumed());
+        // A gateway page without an OAuth body: Snyk may have processed it.
+        for status in [502, 503, 504] {
+            let g = classify_error(status, b"<html>Bad Gateway</html>", None);
+            assert!(
+                matches!(g, GrantError::Unknown { .. }) && !g.token_not_consumed(),
+                "{status}"
+            );
+        }
         let g = classify_error(429, b"", Some(Duration::from_secs(7)));
         assert_eq!(g.retry_after(), Some(Duration::from_secs(7)));
         assert!(g.to_string().contains("retry after 7s"));
+    }
+
+    #[test]
+    fn odd_expires_in_values_never_lose_the_answer() {
+        use serde_json::json;
+        assert_eq!(lifetime(Some(&json!(3600))), Duration::from_secs(3600));
+        assert_eq!(lifetime(Some(&json!(59.9))), Duration::from_secs_f64(59.9));
+        assert_eq!(lifetime(Some(&json!("120"))), Duration::from_secs(120));
+        assert_eq!(lifetime(Some(&json!(1e20))), MAX_LIFETIME);
+        assert_eq!(lifetime(Some(&json!(u64::MAX))), MAX_LIFETIME);
+        assert_eq!(lifetime(Some(&json!(-5))), Duration::from_secs(3600));
+        assert_eq!(lifetime(Some(&json!(0))), Duration::ZERO);
+        assert_eq!(lifetime(None), Duration::from_secs(3600));
+        let raw: RawGrant =
+            serde_json::from_str(r#"{"access_token":"a","expires_in":1e20,"refresh_token":"r"}"#)
+                .unwrap();
+        assert_eq!(lifetime(raw.expires_in.as_ref()), MAX_LIFETIME);
     }
 
     #[test]

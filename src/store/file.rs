@@ -33,20 +33,24 @@ struct StoredRecord {
 }
 
 pub struct FileStore {
+    inner: std::sync::Arc<Inner>,
+    _lock: File,
+}
+
+struct Inner {
     path: PathBuf,
     doc: Mutex<Document>,
     /// Writes waiting for the next group commit.
     queue: std::sync::Mutex<Vec<Queued>>,
     /// Held by the task committing a batch.
     writer: Mutex<()>,
-    _lock: File,
 }
 
 /// One write: a put with its check-and-set, or a delete.
 enum Op {
     Put {
         key: CredKey,
-        record: Record,
+        record: Box<Record>,
         cas: Option<u64>,
     },
     Delete {
@@ -84,7 +88,7 @@ fn apply(doc: &mut Document, op: &Op) -> Result<Option<u64>, StoreError> {
                 .insert(
                     key.client.to_string(),
                     StoredRecord {
-                        record: record.clone(),
+                        record: (**record).clone(),
                         version,
                     },
                 );
@@ -159,30 +163,44 @@ impl FileStore {
             Err(e) => return Err(unavailable("cannot read", e)),
         };
         Ok(FileStore {
-            path: path.to_path_buf(),
-            doc: Mutex::new(doc),
-            queue: std::sync::Mutex::new(Vec::new()),
-            writer: Mutex::new(()),
+            inner: std::sync::Arc::new(Inner {
+                path: path.to_path_buf(),
+                doc: Mutex::new(doc),
+                queue: std::sync::Mutex::new(Vec::new()),
+                writer: Mutex::new(()),
+            }),
             _lock: lock,
         })
     }
 
-    /// Group commit: queues `op`; whoever holds the writer lock applies every
-    /// queued write to a copy of the document, makes the copy durable once
-    /// (one temp file, fsync, rename), swaps it in, and answers each writer.
-    /// Concurrent refreshes of many credentials thus share one fsync.
+    /// Queues `op` and waits for the group commit that carries it. The
+    /// commit runs in its own task, so a caller that goes away cannot leave
+    /// a write half done (the file renamed but the document not swapped in).
     async fn submit(&self, op: Op) -> Result<u64, StoreError> {
-        let (tx, mut rx) = tokio::sync::oneshot::channel();
-        self.queue
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inner
+            .queue
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(Queued { op, reply: tx });
+        tokio::spawn(std::sync::Arc::clone(&self.inner).commit());
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the store writer stopped".into())))
+    }
+}
+
+impl Inner {
+    /// Group commit: whoever holds the writer lock applies every queued
+    /// write to a copy of the document, makes the copy durable once (one
+    /// temp file, fsync, rename), swaps it in, and answers each writer.
+    /// Concurrent refreshes of many credentials thus share one fsync.
+    async fn commit(self: std::sync::Arc<Self>) {
         let _writer = self.writer.lock().await;
-        if let Ok(result) = rx.try_recv() {
-            // The previous writer committed it with its batch.
-            return result;
-        }
         let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        if batch.is_empty() {
+            // An earlier commit carried this task's write with its batch.
+            return;
+        }
         let mut next = self.doc.lock().await.clone();
         let results: Vec<Result<Option<u64>, StoreError>> =
             batch.iter().map(|q| apply(&mut next, &q.op)).collect();
@@ -204,8 +222,6 @@ impl FileStore {
             };
             let _ = q.reply.send(answer);
         }
-        rx.await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable("the store writer stopped".into())))
     }
 
     /// Writes `doc` durably; the caller swaps it in only on success.
@@ -242,14 +258,19 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreErr
         StoreError::Unavailable(format!("cannot {what} {}: {e}", path.display()))
     };
     let result = (|| {
+        // A stale temp file (a crash mid-write) is removed, then the temp
+        // file is created exclusively: never through a symlink planted there.
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(fail("remove a stale temp file for", e)),
+        }
         let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .write(true)
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| fail("create a temp file for", e))?;
-        // An existing temp file keeps its old mode: force 0600.
         f.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(|e| fail("set the mode of the temp file for", e))?;
         f.write_all(bytes).map_err(|e| fail("write", e))?;
@@ -271,7 +292,7 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreErr
 #[async_trait]
 impl SecretStore for FileStore {
     async fn get(&self, key: &CredKey) -> Result<Option<Versioned>, StoreError> {
-        let doc = self.doc.lock().await;
+        let doc = self.inner.doc.lock().await;
         Ok(doc
             .credentials
             .get(key.org.as_str())
@@ -279,6 +300,7 @@ impl SecretStore for FileStore {
             .map(|s| Versioned {
                 record: s.record.clone(),
                 version: s.version,
+                hidden: false,
             }))
     }
 
@@ -290,7 +312,7 @@ impl SecretStore for FileStore {
     ) -> Result<u64, StoreError> {
         self.submit(Op::Put {
             key: key.clone(),
-            record: record.clone(),
+            record: Box::new(record.clone()),
             cas,
         })
         .await
@@ -303,10 +325,13 @@ impl SecretStore for FileStore {
     }
 
     async fn list(&self) -> Result<Vec<CredKey>, StoreError> {
-        let doc = self.doc.lock().await;
+        let doc = self.inner.doc.lock().await;
         let mut out = Vec::new();
         for (org, clients) in &doc.credentials {
-            for client in clients.keys() {
+            for (client, stored) in clients {
+                if stored.record.deleted {
+                    continue;
+                }
                 // Ids that do not pass SPEC §3 (hand-edited file) are skipped, not trusted.
                 if let (Ok(org), Ok(client)) = (OrgId::parse(org), ClientId::parse(client)) {
                     out.push(CredKey { org, client });
@@ -319,7 +344,7 @@ impl SecretStore for FileStore {
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
-        let dir = self.path.parent().unwrap_or(Path::new("/"));
+        let dir = self.inner.path.parent().unwrap_or(Path::new("/"));
         let meta = tokio::fs::metadata(dir)
             .await
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
@@ -329,7 +354,7 @@ impl SecretStore for FileStore {
                 dir.display()
             )));
         }
-        let tmp = temp_path(&self.path);
+        let tmp = temp_path(&self.inner.path);
         if tokio::fs::metadata(&tmp).await.is_ok_and(|m| m.is_dir()) {
             return Err(StoreError::Unavailable(format!(
                 "{} is in the way of writes",
@@ -340,7 +365,11 @@ impl SecretStore for FileStore {
     }
 
     fn describe(&self) -> String {
-        format!("file {}", self.path.display())
+        format!("file {}", self.inner.path.display())
+    }
+
+    fn locked_to_this_agent(&self) -> bool {
+        true
     }
 }
 

@@ -370,28 +370,15 @@ fn store_to_client(e: StoreError) -> ClientError {
     }
 }
 
-/// The flat string map stored at each path.
-fn to_map(record: &Record) -> HashMap<&'static str, String> {
-    let mut m = HashMap::new();
-    if let Some(k) = record.kind {
-        m.insert("kind", k.as_str().to_string());
+/// The map stored at each path: the seed service's string fields, plus the
+/// rotation fields of SPEC §8 (`generation` a number, `claim` an object).
+fn to_map(record: &Record) -> Result<HashMap<String, serde_json::Value>, StoreError> {
+    match serde_json::to_value(record) {
+        Ok(serde_json::Value::Object(m)) => Ok(m.into_iter().collect()),
+        _ => Err(StoreError::Unavailable(
+            "cannot encode a store record".into(),
+        )),
     }
-    if let Some(v) = &record.refresh_token {
-        m.insert("refresh_token", v.expose().to_string());
-    }
-    if let Some(v) = &record.client_secret {
-        m.insert("client_secret", v.expose().to_string());
-    }
-    if let Some(v) = &record.private_key_pem {
-        m.insert("private_key_pem", v.expose().to_string());
-    }
-    if let Some(v) = &record.key_id {
-        m.insert("key_id", v.clone());
-    }
-    if let Some(v) = &record.updated_at {
-        m.insert("updated_at", v.clone());
-    }
-    m
 }
 
 fn from_value(key: &CredKey, v: serde_json::Value) -> Result<Record, StoreError> {
@@ -426,8 +413,9 @@ impl SecretStore for OpenBaoStore {
                 Ok(resp) => Ok(Some(Versioned {
                     record: from_value(key, resp.data)?,
                     version: resp.metadata.version,
+                    hidden: false,
                 })),
-                Err(e) if is_not_found(&e) => Ok(None),
+                Err(e) if is_not_found(&e) => self.deleted_version(&path).await,
                 Err(e) => Err(map_err(e)),
             }
         } else {
@@ -441,6 +429,7 @@ impl SecretStore for OpenBaoStore {
                 Ok(resp) => Ok(Some(Versioned {
                     record: from_value(key, resp.data)?,
                     version: 0,
+                    hidden: false,
                 })),
                 Err(e) if is_not_found(&e) => Ok(None),
                 Err(e) => Err(map_err(e)),
@@ -455,7 +444,9 @@ impl SecretStore for OpenBaoStore {
         cas: Option<u64>,
     ) -> Result<u64, StoreError> {
         let path = self.path(key);
-        let data = to_map(record);
+        let data = to_map(record)?;
+        let data: HashMap<&str, &serde_json::Value> =
+            data.iter().map(|(k, v)| (k.as_str(), v)).collect();
         if self.kv_version == 2 {
             let r = self
                 .with_client(|c| {
@@ -476,7 +467,12 @@ impl SecretStore for OpenBaoStore {
                 })
                 .await;
             match r {
-                Ok(meta) => Ok(meta.version),
+                Ok(meta) => {
+                    if meta.version == 1 {
+                        self.require_cas(&path).await;
+                    }
+                    Ok(meta.version)
+                }
                 Err(e) => Err(match map_err(e) {
                     StoreError::Conflict { .. } => StoreError::Conflict {
                         expected: cas.unwrap_or(0),
@@ -498,19 +494,47 @@ impl SecretStore for OpenBaoStore {
 
     async fn delete(&self, key: &CredKey) -> Result<(), StoreError> {
         let path = self.path(key);
-        let r = if self.kv_version == 2 {
-            self.with_client(|c| {
-                let path = path.clone();
-                async move { vaultrs::kv2::delete_metadata(&*c, &self.mount, &path).await }
-            })
-            .await
-        } else {
-            self.with_client(|c| {
+        if self.kv_version == 2 {
+            // The caller (the broker) has written a tombstone by check-and-set
+            // (SPEC §2 rule 10). Every older version is destroyed (its secrets
+            // are gone for good) while the metadata and its version counter
+            // stay: a check-and-set read before the delete can never match a
+            // record created after it.
+            let meta = self
+                .with_client(|c| {
+                    let path = path.clone();
+                    async move { vaultrs::kv2::read_metadata(&*c, &self.mount, &path).await }
+                })
+                .await;
+            let meta = match meta {
+                Ok(m) => m,
+                Err(e) if is_not_found(&e) => return Ok(()),
+                Err(e) => return Err(map_err(e)),
+            };
+            let older: Vec<u64> = meta
+                .versions
+                .keys()
+                .filter_map(|v| v.parse::<u64>().ok())
+                .filter(|v| *v != meta.current_version)
+                .collect();
+            if older.is_empty() {
+                return Ok(());
+            }
+            return self
+                .with_client(|c| {
+                    let path = path.clone();
+                    let older = older.clone();
+                    async move { vaultrs::kv2::destroy_versions(&*c, &self.mount, &path, older).await }
+                })
+                .await
+                .map_err(map_err);
+        }
+        let r = self
+            .with_client(|c| {
                 let path = path.clone();
                 async move { vaultrs::kv1::delete(&*c, &self.mount, &path).await }
             })
-            .await
-        };
+            .await;
         match r {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
@@ -581,5 +605,52 @@ impl SecretStore for OpenBaoStore {
             "openbao {} (KV v{} at {}/{})",
             self.addr, self.kv_version, self.mount, self.prefix
         )
+    }
+
+    fn checks_versions(&self) -> bool {
+        self.kv_version == 2
+    }
+}
+
+impl OpenBaoStore {
+    /// A KV v2 path whose current version is deleted (by `bao kv delete`) or
+    /// destroyed still has a version counter: it reads as a tombstone at
+    /// that version, so that a check-and-set can still be made on it.
+    async fn deleted_version(&self, path: &str) -> Result<Option<Versioned>, StoreError> {
+        let r = self
+            .with_client(
+                |c| async move { vaultrs::kv2::read_metadata(&*c, &self.mount, path).await },
+            )
+            .await;
+        match r {
+            Ok(m) if m.current_version > 0 => Ok(Some(Versioned {
+                record: Record {
+                    deleted: true,
+                    ..Default::default()
+                },
+                version: m.current_version,
+                hidden: true,
+            })),
+            Ok(_) => Ok(None),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    /// SPEC §2 rule 10: `cas_required = true` on every record snykey manages,
+    /// so a blind write by another tool (the seed service) fails instead of
+    /// erasing a claim. Best effort: a policy without metadata rights only
+    /// loses that protection, and says so.
+    async fn require_cas(&self, path: &str) {
+        let r = self
+            .with_client(|c| async move {
+                let mut opts = vaultrs::api::kv2::requests::SetSecretMetadataRequest::builder();
+                opts.cas_required(true);
+                vaultrs::kv2::set_metadata(&*c, &self.mount, path, Some(&mut opts)).await
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %map_err(e), "could not set cas_required on a new record: blind writes by other tools are not refused");
+        }
     }
 }

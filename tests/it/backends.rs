@@ -68,21 +68,39 @@ fn full_flow_on_real_redis_and_openbao_kv2_and_kv1() {
         .unwrap();
         assert_eq!(data["refresh_token"], live2.as_str());
         if kv == 2 {
+            // Two rotations (the put's and this one), each a claim by
+            // check-and-set and a landing (SPEC §2 rules 3 and 4).
             assert_eq!(
                 bao.kv2_versions("kv", "snyk/of/cf"),
-                2,
-                "one version per write"
+                4,
+                "a claim and a landing per rotation"
+            );
+            assert!(
+                data["claim"].is_null(),
+                "the landing clears the claim: {data}"
+            );
+            // The put stored R as generation 1; each landing adds one.
+            assert_eq!(data["generation"], 3, "{data}");
+            assert!(
+                bao.kv2_cas_required("kv", "snyk/of/cf"),
+                "snykey sets cas_required on its records"
             );
         }
-        // Delete removes the record (all versions on KV v2) and the cached token.
+        // Delete leaves a tombstone (KV v2: every older version destroyed),
+        // and removes the cached token.
         let out = agent.cli(&["delete", "of", "cf"], None);
         assert!(out.status.success(), "{}", stderr(&out));
         if kv == 2 {
-            assert_eq!(
-                bao.kv2_versions("kv", "snyk/of/cf"),
-                0,
-                "metadata delete removes every version"
+            let history = bao.kv2_history("kv", "snyk/of/cf");
+            let (last, older) = history.split_last().unwrap();
+            let last = last.as_ref().expect("the tombstone is readable");
+            assert_eq!(last["deleted"], true, "{last}");
+            assert!(last.get("refresh_token").is_none(), "{last}");
+            assert!(
+                older.iter().all(Option::is_none),
+                "older versions destroyed: {history:?}"
             );
+            assert_eq!(agent.json("GET", "/v1/credentials/of/cf", None).0, 404);
         } else {
             assert!(bao.kv1_data("kv1", "snyk/of/cf").is_none());
         }
@@ -190,25 +208,34 @@ fn a_sealed_store_is_reported_and_self_heals_without_losing_anything() {
     let out = agent.helper(&["os", "cs"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), token);
-    // A refresh while sealed: Snyk rotates, the journal keeps it, callers are served.
+    // A refresh while sealed: the store cannot take the claim, so nothing
+    // is sent (SPEC §2 rule 7; OpenBao is not exclusive): a clear 503, in
+    // one sentence.
     agent.http("DELETE", "/v1/cache/os/cs", None);
-    let out = agent.helper(&["os", "cs"]);
-    assert!(out.status.success(), "{}", stderr(&out));
     let live = fake.live_refresh_token("cs").unwrap();
-    assert!(
-        std::fs::read_to_string(env.journal.join("os@cs.json"))
-            .unwrap()
-            .contains(&live)
+    let out = agent.helper(&["os", "cs"]);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unseal"), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).matches("resumes by itself").count(),
+        1,
+        "said once: {}",
+        stderr(&out)
     );
+    assert_eq!(fake.refresh_grants(), grants, "nothing sent while sealed");
+    assert!(fake.refresh_token_alive(&live));
 
     bao.unseal();
-    wait_for("the journal to land in OpenBao", 20, || {
-        bao.kv2_data("kv", "snyk/os/cs")
-            .is_some_and(|d| d["refresh_token"] == live.as_str())
-    });
     wait_for("ready", 10, || {
         agent.json("GET", "/v1/ready", None).0 == 200
     });
+    let out = agent.helper(&["os", "cs"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let live = fake.live_refresh_token("cs").unwrap();
+    assert_eq!(
+        bao.kv2_data("kv", "snyk/os/cs").unwrap()["refresh_token"],
+        live.as_str()
+    );
     assert!(!env.journal.join("os@cs.json").exists());
     let out = agent.put_oauth(env.path(), "os", "cs2", None, &rt2);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -246,11 +273,21 @@ fn redis_stopping_and_starting_again_is_survived_without_a_restart() {
     let (st, v) = agent.json("GET", "/v1/ready", None);
     assert_eq!(st, 503, "{v}");
     assert!(v["error"].as_str().unwrap().contains("redis"), "{v}");
-    // Once the held token is too old, minting needs the cross-agent lock: a clear 503.
+    // Once the held token is too old, a new one is minted without the
+    // cross-agent lock: the lock only saves work, the store arbitrates
+    // (SPEC §2 rule 2).
+    let grants = fake.refresh_grants();
     std::thread::sleep(Duration::from_millis(2500));
     let (st, v) = agent.json("GET", "/v1/credentials/or/cr", None);
-    assert_eq!(st, 503, "{v}");
-    assert_eq!(v["code"], "cache_unavailable");
+    assert_eq!(st, 200, "{v}");
+    assert_ne!(v["access_token"], token.as_str());
+    assert!(fake.access_token_valid(v["access_token"].as_str().unwrap()));
+    assert!(fake.refresh_grants() > grants);
+    let live = fake.live_refresh_token("cr").unwrap();
+    assert_eq!(
+        bao.kv2_data("kv", "snyk/or/cr").unwrap()["refresh_token"],
+        live.as_str()
+    );
 
     redis.restart();
     wait_for("ready again", 20, || {

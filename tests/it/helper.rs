@@ -129,6 +129,8 @@ fn every_documented_exit_code_happens_for_real() {
     let out = agent.helper(&["oe", "ce"]);
     assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
     assert!(stderr(&out).contains("retry"), "{}", stderr(&out));
+    // (Faults the agent's retries did not use up must not meet the next call.)
+    fake.lock().faults.clear();
     // 77: needs login
     let live = fake.live_refresh_token("ce").unwrap();
     fake.revoke(&live);

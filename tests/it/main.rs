@@ -7,6 +7,8 @@ mod access;
 mod api;
 mod backends;
 mod chaos;
+mod edges;
+mod guarantees;
 mod helper;
 mod host;
 mod login;

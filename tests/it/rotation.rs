@@ -241,10 +241,35 @@ fn no_access_token_is_handed_out_while_the_rotated_token_is_only_in_memory() {
     );
     agent.http("DELETE", "/v1/cache/om/cm", None);
 
-    // Both the store and the journal fail.
-    let blocker = block_store(&env);
+    // The journal fails: it cannot note the claim, so nothing is sent
+    // (SPEC §2 rule 3: the nonce is in the journal before every send).
     block_journal(&env);
     let out = agent.helper(&["om", "cm"]);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "no token may be printed");
+    assert!(
+        stderr(&out).contains("no refresh token is sent"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fake.refresh_grants(), 1, "nothing sent");
+    unblock_journal(&env);
+
+    // Both the store and the journal fail while Snyk is rotating.
+    fake.push_fault(Fault::AnswerLater(Duration::from_millis(1500)));
+    let socket = agent.socket.clone();
+    let caller = std::thread::spawn(move || {
+        std::process::Command::new(crate::support::agent::HELPER)
+            .arg("--socket")
+            .arg(&socket)
+            .args(["om", "cm"])
+            .output()
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let blocker = block_store(&env);
+    block_journal(&env);
+    let out = caller.join().unwrap();
     assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
     assert!(stdout(&out).is_empty(), "no token may be printed");
     assert!(stderr(&out).contains("held in memory"), "{}", stderr(&out));
@@ -321,8 +346,27 @@ fn a_lost_answer_is_retried_once_with_the_same_token() {
             .success()
     );
     agent.http("DELETE", "/v1/cache/ol/cl", None);
-    // Snyk processes the refresh and the answer never arrives.
+    // Snyk processes the refresh and the answer never arrives: an unknown
+    // outcome (SPEC §2 rule 6). The caller is told at once; the one retry
+    // waits for the quiet period (1.5 x the Snyk timeout + 1 s).
     fake.push_fault(Fault::DropAfterProcessing);
+    let out = agent.helper(&["ol", "cl"]);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(stderr(&out).contains("lost"), "{}", stderr(&out));
+    assert_eq!(
+        fake.lock().lost_answer_retries,
+        0,
+        "no retry before the quiet period"
+    );
+    let out = agent.helper(&["ol", "cl"]);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert_eq!(
+        fake.lock().lost_answer_retries,
+        0,
+        "no retry before the quiet period"
+    );
+    // After it, the same token is sent once more; Snyk refuses it.
+    std::thread::sleep(Duration::from_secs(6));
     let out = agent.helper(&["ol", "cl"]);
     assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
     assert!(stderr(&out).contains("lost in transit"), "{}", stderr(&out));

@@ -9,8 +9,9 @@
 //!   "a token the fake accepts".
 //!
 //! Faults are injected per request from a queue: 5xx, 429 with Retry-After,
-//! a delay, or "process the grant and drop the connection" (the answer is
-//! lost in transit). A token whose answer was lost and is then sent again is
+//! a delay, "process the grant and drop the connection" (the answer is
+//! lost in transit), "rotate at once, answer N ms later" (the caller can hang
+//! up after the token was consumed), or a 200 without `refresh_token`. A token whose answer was lost and is then sent again is
 //! counted as `lost_answer_retries`, which SPEC §2 permits once, not as a replay.
 
 #![allow(dead_code)]
@@ -34,6 +35,19 @@ pub enum Fault {
     Delay(Duration),
     /// Process the grant (the token is consumed) and drop the connection.
     DropAfterProcessing,
+    /// Process the grant at once (the token is consumed when the request
+    /// arrives) and send the answer this long after: a caller can hang up
+    /// after Snyk rotated.
+    AnswerLater(Duration),
+    /// Process a refresh grant and answer 200 without a `refresh_token`
+    /// (the sent token is consumed all the same).
+    NoRefreshToken,
+    /// A gateway error page (HTML, no OAuth error body) with this status;
+    /// the request never reached Snyk: nothing consumed.
+    Gateway(u16),
+    /// The grant is processed (the token consumed), then a gateway error
+    /// page with this status replaces the answer.
+    GatewayAfterProcessing(u16),
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +111,11 @@ pub struct State {
     /// While set, deleting a service account secret fails with 500.
     pub fail_secret_delete: bool,
     pub base_url: String,
+    /// While set, token answers carry this JSON value as `expires_in`
+    /// (a float, 0, 1e20…); the fake itself keeps `expires_in` seconds.
+    pub expires_in_json: Option<serde_json::Value>,
+    /// While set, every REST request waits this long before it is processed.
+    pub rest_delay: Option<Duration>,
     pub code_replays: u64,
     pub apps_created: u64,
 }
@@ -663,6 +682,17 @@ fn oauth_error(status: u16, error: &str, description: &str) -> Resp {
     )
 }
 
+/// What a load balancer answers when Snyk is unreachable or slow: HTML, no OAuth body.
+fn gateway_page(status: u16) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(format!(
+        "<html><body><h1>{status} Bad Gateway</h1></body></html>"
+    ))));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+    r.headers_mut()
+        .insert("content-type", "text/html".parse().unwrap());
+    r
+}
+
 /// An error from the service makes hyper close the connection without an answer.
 #[derive(Debug)]
 struct Dropped;
@@ -694,6 +724,13 @@ async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, D
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    let rest_delay = path
+        .starts_with("/rest/")
+        .then(|| st.lock().unwrap().rest_delay)
+        .flatten();
+    if let Some(d) = rest_delay {
+        tokio::time::sleep(d).await;
+    }
     match (method.as_str(), path.as_str()) {
         ("POST", "/oauth2/token") => {
             if !ctype.starts_with("application/x-www-form-urlencoded") {
@@ -769,6 +806,9 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
         tokio::time::sleep(d).await;
     }
     let mut drop_after = false;
+    let mut answer_after = None;
+    let mut no_refresh_token = false;
+    let mut gateway_after = None;
     match fault {
         Some(Fault::Status(code)) => {
             return Ok(oauth_error(code, "server_error", "injected failure"));
@@ -781,8 +821,34 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
         }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
         Some(Fault::DropAfterProcessing) => drop_after = true,
+        Some(Fault::AnswerLater(d)) => answer_after = Some(d),
+        Some(Fault::NoRefreshToken) => no_refresh_token = true,
+        Some(Fault::Gateway(code)) => return Ok(gateway_page(code)),
+        Some(Fault::GatewayAfterProcessing(code)) => gateway_after = Some(code),
         None => {}
     }
+    let answer = match grant(
+        &st,
+        form,
+        drop_after || gateway_after.is_some(),
+        no_refresh_token,
+    ) {
+        Err(Dropped) if gateway_after.is_some() => Ok(gateway_page(gateway_after.unwrap_or(502))),
+        other => other,
+    };
+    if let Some(d) = answer_after {
+        tokio::time::sleep(d).await;
+    }
+    answer
+}
+
+/// Processes one token request (faults before processing are handled by the caller).
+fn grant(
+    st: &Arc<Mutex<State>>,
+    form: HashMap<String, String>,
+    drop_after: bool,
+    no_refresh_token: bool,
+) -> Result<Resp, Dropped> {
     let mut s = st.lock().unwrap();
     let client_id = form.get("client_id").cloned().unwrap_or_default();
     let Some(expected_secret) = s.clients.get(&client_id).cloned() else {
@@ -838,13 +904,16 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
             if drop_after {
                 return Err(Dropped);
             }
-            Ok(json(
-                200,
-                serde_json::json!({
-                    "access_token": at, "token_type": "bearer", "expires_in": expires_in,
-                    "scope": "org.read", "refresh_token": new_rt, "refresh_expires_in": 7_776_000
-                }),
-            ))
+            let mut body = serde_json::json!({
+                "access_token": at, "token_type": "bearer",
+                "expires_in": s.expires_in_json.clone().unwrap_or(expires_in.into()),
+                "scope": "org.read", "refresh_token": new_rt, "refresh_expires_in": 7_776_000
+            });
+            if no_refresh_token {
+                body.as_object_mut().unwrap().remove("refresh_token");
+                body.as_object_mut().unwrap().remove("refresh_expires_in");
+            }
+            Ok(json(200, body))
         }
         "client_credentials" => {
             let ok = if let Some(assertion) = form.get("client_assertion") {

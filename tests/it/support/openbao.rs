@@ -7,7 +7,8 @@
 //! * Full response envelopes: `request_id`, `lease_id`, `renewable`,
 //!   `lease_duration`, `data`, `wrap_info`, `warnings`, `auth`.
 //! * KV v2 (versions, `options.cas` with 400 on mismatch, `metadata`, soft
-//!   delete of the latest version vs metadata delete of all) and KV v1.
+//!   delete of the latest version vs metadata delete of all, `destroy` of
+//!   versions, `cas_required` set through `metadata`) and KV v1.
 //! * `sys/seal-status`, `sys/health`; sealed: 503 `{"errors":["Vault is sealed"]}`.
 //! * Tokens with real TTLs: `auth/token/lookup-self`, `auth/token/renew-self`;
 //!   an unknown, expired or revoked token gets 403 `permission denied`.
@@ -39,6 +40,8 @@ pub struct Version {
     pub data: Value,
     pub created: String,
     pub deleted: bool,
+    /// Destroyed (`kv destroy`): its data is gone for good.
+    pub destroyed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +56,8 @@ pub struct State {
     /// mount → KV version.
     pub mounts: HashMap<String, u8>,
     pub kv2: BTreeMap<(String, String), Vec<Version>>,
+    /// KV v2 paths whose metadata says `cas_required`.
+    pub cas_required: std::collections::BTreeSet<(String, String)>,
     pub kv1: BTreeMap<(String, String), Value>,
     /// While set, KV writes fail with 500 (reads still work).
     pub fail_writes: bool,
@@ -214,7 +219,28 @@ impl FakeBao {
                 data,
                 created: now_rfc3339(),
                 deleted: false,
+                destroyed: false,
             });
+    }
+
+    /// Every version of a KV v2 secret: its data, or None if deleted or destroyed.
+    pub fn kv2_history(&self, mount: &str, path: &str) -> Vec<Option<Value>> {
+        self.lock()
+            .kv2
+            .get(&(mount.into(), path.into()))
+            .map(|vs| {
+                vs.iter()
+                    .map(|v| (!v.deleted && !v.destroyed).then(|| v.data.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Does the metadata of this KV v2 path say `cas_required`?
+    pub fn kv2_cas_required(&self, mount: &str, path: &str) -> bool {
+        self.lock()
+            .cas_required
+            .contains(&(mount.into(), path.into()))
     }
 
     pub fn write_kv1(&self, mount: &str, path: &str, data: Value) {
@@ -401,17 +427,39 @@ async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Resp {
     if let Some(p) = sub.strip_prefix("data/") {
         return kv2_data(&mut s, &method, &query, &mount, p, body);
     }
+    if let Some(p) = sub.strip_prefix("destroy/") {
+        return kv2_destroy(&mut s, &method, &mount, p, body);
+    }
     if let Some(p) = sub
         .strip_prefix("metadata/")
         .or_else(|| if sub == "metadata" { Some("") } else { None })
     {
-        return kv2_metadata(&mut s, &method, list, &mount, p);
+        return kv2_metadata(&mut s, &method, list, &mount, p, body);
     }
     errors(404, &[])
 }
 
 fn version_meta(v: &Version, n: usize) -> Value {
-    json!({"created_time": v.created, "custom_metadata": null, "deletion_time": if v.deleted { now_rfc3339() } else { String::new() }, "destroyed": false, "version": n})
+    json!({"created_time": v.created, "custom_metadata": null, "deletion_time": if v.deleted { now_rfc3339() } else { String::new() }, "destroyed": v.destroyed, "version": n})
+}
+
+/// `POST {mount}/destroy/{path}` with `{"versions": [...]}`.
+fn kv2_destroy(s: &mut State, method: &str, mount: &str, path: &str, body: Value) -> Resp {
+    if !matches!(method, "POST" | "PUT") {
+        return errors(405, &["unsupported operation"]);
+    }
+    let Some(wanted) = body.get("versions").and_then(Value::as_array) else {
+        return errors(400, &["no versions provided"]);
+    };
+    if let Some(versions) = s.kv2.get_mut(&(mount.to_string(), path.to_string())) {
+        for n in wanted.iter().filter_map(Value::as_u64) {
+            if let Some(v) = versions.get_mut((n as usize).wrapping_sub(1)) {
+                v.destroyed = true;
+                v.data = Value::Null;
+            }
+        }
+    }
+    reply(204, Value::Null)
 }
 
 fn kv2_data(
@@ -437,7 +485,7 @@ fn kv2_data(
             let Some(v) = versions.get(n.wrapping_sub(1)) else {
                 return errors(404, &[]);
             };
-            if v.deleted {
+            if v.deleted || v.destroyed {
                 return reply(
                     404,
                     json!({"request_id": request_id(), "lease_id": "", "renewable": false, "lease_duration": 0, "data": {"data": null, "metadata": version_meta(v, n)}, "wrap_info": null, "warnings": null, "auth": null}),
@@ -453,11 +501,14 @@ fn kv2_data(
                 return errors(400, &["no data provided"]);
             };
             let current = s.kv2.get(&key).map(|v| v.len()).unwrap_or(0);
-            if let Some(cas) = body
+            let cas = body
                 .get("options")
                 .and_then(|o| o.get("cas"))
-                .and_then(Value::as_u64)
-            {
+                .and_then(Value::as_u64);
+            if cas.is_none() && s.cas_required.contains(&key) {
+                return errors(400, &["check-and-set parameter required for this call"]);
+            }
+            if let Some(cas) = cas {
                 if cas as usize != current {
                     s.cas_conflicts += 1;
                     return errors(
@@ -471,6 +522,7 @@ fn kv2_data(
                 data,
                 created: now_rfc3339(),
                 deleted: false,
+                destroyed: false,
             });
             let n = versions.len();
             envelope(version_meta(&versions[n - 1], n), Value::Null)
@@ -499,7 +551,14 @@ fn children<'a>(keys: impl Iterator<Item = &'a String>, dir: &str) -> Vec<String
     out
 }
 
-fn kv2_metadata(s: &mut State, method: &str, list: bool, mount: &str, path: &str) -> Resp {
+fn kv2_metadata(
+    s: &mut State,
+    method: &str,
+    list: bool,
+    mount: &str,
+    path: &str,
+    body: Value,
+) -> Resp {
     if list {
         let dir = if path.is_empty() || path.ends_with('/') {
             path.to_string()
@@ -528,16 +587,30 @@ fn kv2_metadata(s: &mut State, method: &str, list: bool, mount: &str, path: &str
             for (i, v) in versions.iter().enumerate() {
                 vs.insert(
                     (i + 1).to_string(),
-                    json!({"created_time": v.created, "deletion_time": "", "destroyed": false}),
+                    json!({"created_time": v.created, "deletion_time": "", "destroyed": v.destroyed}),
                 );
             }
+            let cas_required = s.cas_required.contains(&key);
             envelope(
-                json!({"cas_required": false, "created_time": versions[0].created, "current_version": versions.len(), "delete_version_after": "0s",
+                json!({"cas_required": cas_required, "created_time": versions[0].created, "current_version": versions.len(), "delete_version_after": "0s",
                        "max_versions": 0, "oldest_version": 1, "updated_time": versions[versions.len() - 1].created, "custom_metadata": null, "versions": vs}),
                 Value::Null,
             )
         }
+        "POST" | "PUT" => {
+            match body.get("cas_required").and_then(Value::as_bool) {
+                Some(true) => {
+                    s.cas_required.insert(key);
+                }
+                Some(false) => {
+                    s.cas_required.remove(&key);
+                }
+                None => {}
+            }
+            reply(204, Value::Null)
+        }
         "DELETE" => {
+            s.cas_required.remove(&key);
             s.kv2.remove(&key);
             reply(204, Value::Null)
         }

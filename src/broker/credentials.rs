@@ -1,0 +1,260 @@
+//! Adding and removing credentials: `PUT` (rule 8: the given refresh token
+//! is stored with a claim, then rotated at once), `DELETE` (rule 10: a
+//! tombstone first), and dropping a cached access token.
+
+use super::refresh::AgentIo;
+use super::{Broker, BrokerError, Want, rotation};
+use crate::clock::rfc3339;
+use crate::ids::CredKey;
+use crate::store::Record;
+use crate::wire::{Kind, PutCredential, PutCredentialResponse, State};
+use std::sync::Arc;
+use std::time::Duration;
+
+impl Broker {
+    /// `PUT /v1/credentials`: store a credential and mint its first token.
+    /// For `oauth_app` the given refresh token is rotated at once, so no other
+    /// holder can use it. Nothing is stored when Snyk refuses the credential.
+    pub async fn put(
+        self: &Arc<Self>,
+        req: PutCredential,
+    ) -> Result<PutCredentialResponse, BrokerError> {
+        let key = CredKey::parse(&req.org_id, &req.client_id)
+            .map_err(|e| BrokerError::BadInput(e.to_string()))?;
+        let kind = req.kind.unwrap_or(Kind::OauthApp);
+        check_put_fields(kind, &req)?;
+        // Refuse before anything is consumed when the store cannot take a write.
+        self.store.ready().await?;
+        let existing = self.store.get(&key).await?;
+        let mut record = match &existing {
+            Some(v) if v.record.kind() == kind => v.record.clone(),
+            _ => Record {
+                kind: Some(kind),
+                ..Default::default()
+            },
+        };
+        record.kind = Some(kind);
+        if let Some(s) = req.client_secret {
+            record.client_secret = Some(s);
+        }
+        if let Some(rt) = req.refresh_token {
+            record.refresh_token = Some(rt);
+        }
+        if let Some(pem) = req.private_key_pem {
+            record.private_key_pem = Some(pem);
+        }
+        if let Some(kid) = req.key_id {
+            record.key_id = Some(kid);
+        }
+        match kind {
+            Kind::OauthApp if record.refresh_token.is_none() => {
+                return Err(BrokerError::BadInput(
+                    "an oauth_app credential needs a refresh_token (none is stored yet): give one, or run `snykey login`".into(),
+                ));
+            }
+            Kind::ClientSecret if record.client_secret.is_none() => {
+                return Err(BrokerError::BadInput(
+                    "a client_secret credential needs client_secret".into(),
+                ));
+            }
+            Kind::PrivateKeyJwt => {
+                let (Some(pem), Some(kid)) = (&record.private_key_pem, &record.key_id) else {
+                    return Err(BrokerError::BadInput(
+                        "a private_key_jwt credential needs private_key_pem and key_id".into(),
+                    ));
+                };
+                if kid.is_empty() || kid.len() > 256 || !kid.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(BrokerError::BadInput(
+                        "key_id must be 1-256 printable characters".into(),
+                    ));
+                }
+                crate::snyk::jwt::validate_key(pem.expose()).map_err(BrokerError::BadInput)?;
+            }
+            _ => {}
+        }
+        record.generation = 0;
+        record.claim = None;
+        record.state = None;
+        record.prev_fp = None;
+        record.deleted = false;
+        let slot = self.slot_or_insert(&key, kind);
+        // The rotation of R runs in a task of its own: a `snykey put` killed
+        // mid-rotation neither loses the new token nor leaves R half used.
+        let broker = Arc::clone(self);
+        let had_record = existing.as_ref().is_some_and(|v| !v.record.deleted);
+        self.spawn_grant(async move {
+            let mut flight = slot.flight.lock().await;
+            {
+                let mut st = slot.status();
+                st.deleted = false;
+                st.kind = kind;
+                if st.state == State::NeedsLogin {
+                    st.state = State::Ok;
+                }
+            }
+            let result = broker
+                .mint(
+                    &slot,
+                    &mut flight,
+                    Some(record),
+                    &Want {
+                        validity: Duration::ZERO,
+                        seen: None,
+                    },
+                )
+                .await;
+            match result {
+                Ok(t) => Ok(PutCredentialResponse {
+                    org_id: key.org.to_string(),
+                    client_id: key.client.to_string(),
+                    kind,
+                    expires_at: rfc3339(t.expires_at),
+                }),
+                Err(e) => {
+                    let stored = broker.store.get(&key).await.ok().flatten();
+                    if !had_record && stored.is_none() && flight.mem.unlanded.is_none() {
+                        // Nothing was stored: forget the slot again.
+                        slot.status().deleted = true;
+                        broker.scheduler.cancel(&key);
+                        drop(flight);
+                        broker
+                            .slots
+                            .write()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&key);
+                    }
+                    Err(e)
+                }
+            }
+        })
+        .await
+    }
+
+    /// `DELETE /v1/credentials/{org}/{client}`, optionally revoking at Snyk first.
+    pub async fn delete(
+        self: &Arc<Self>,
+        key: &CredKey,
+        revoke: bool,
+    ) -> Result<String, BrokerError> {
+        let slot = self.slot(key).await?;
+        let broker = Arc::clone(self);
+        let key = key.clone();
+        // Revoking changes state at Snyk: it runs to completion once started.
+        self.spawn_grant(async move { broker.delete_now(&slot, &key, revoke).await })
+            .await
+    }
+
+    async fn delete_now(
+        self: &Arc<Self>,
+        slot: &Arc<super::slot::Slot>,
+        key: &CredKey,
+        revoke: bool,
+    ) -> Result<String, BrokerError> {
+        // Take turns with other agents (an optimisation), and with this
+        // agent's own refresh of the credential (its single flight).
+        let guard = self
+            .cache
+            .lock(key, self.lock_ttl, self.lock_wait)
+            .await
+            .ok();
+        let mut flight = slot.flight.lock().await;
+        let record = match &flight.mem.unlanded {
+            Some(u) => Some(u.record.clone()),
+            None => self
+                .store
+                .get(key)
+                .await?
+                .map(|v| v.record)
+                .filter(|r| !r.deleted),
+        };
+        let mut revoked = false;
+        if revoke {
+            if let Some(rec) = &record {
+                if let Some(rt) = &rec.refresh_token {
+                    self.snyk
+                        .revoke(key.client.as_str(), rec.client_secret.as_ref(), rt)
+                        .await
+                        .map_err(BrokerError::Snyk)?;
+                    revoked = true;
+                }
+            }
+        }
+        // Rule 10: a tombstone by check-and-set, so that a landing in flight
+        // anywhere cannot bring the credential back; then every version goes.
+        let mut io = AgentIo { broker: self, key };
+        if self.store.checks_versions() {
+            rotation::tombstone(&mut io, &mut flight.mem).await?;
+        }
+        self.store.delete(key).await?;
+        flight.mem = rotation::Memory {
+            generation: flight.mem.generation,
+            ..Default::default()
+        };
+        flight.held = None;
+        if let Err(e) = self.journal.remove(key) {
+            tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "could not remove the journal entry of a deleted credential");
+        }
+        slot.set_hot(None);
+        if let Err(e) = self.cache.delete(key).await {
+            tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "could not remove the cached token of a deleted credential");
+        }
+        slot.status().deleted = true;
+        self.scheduler.cancel(key);
+        drop(flight);
+        if let Some(g) = guard {
+            let _ = self.cache.unlock(g).await;
+        }
+        self.slots
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        tracing::info!(org_id = %key.org, client_id = %key.client, revoked, "credential deleted");
+        Ok(if revoked {
+            format!("credential {key} revoked at Snyk and deleted")
+        } else if revoke {
+            format!("credential {key} deleted (it held no refresh token to revoke)")
+        } else {
+            format!("credential {key} deleted")
+        })
+    }
+
+    /// `DELETE /v1/cache/{org}/{client}`: drop the access token; the next request mints one.
+    pub async fn clear_cache(self: &Arc<Self>, key: &CredKey) -> Result<String, BrokerError> {
+        let slot = self.slot(key).await?;
+        let _flight = slot.flight.lock().await;
+        self.cache.delete(key).await?;
+        slot.set_hot(None);
+        slot.status().expires_at = None;
+        Ok(format!("cached token of {key} dropped"))
+    }
+}
+
+fn check_put_fields(kind: Kind, req: &PutCredential) -> Result<(), BrokerError> {
+    let bad = |m: &str| Err(BrokerError::BadInput(m.to_string()));
+    for (name, s) in [
+        ("client_secret", &req.client_secret),
+        ("refresh_token", &req.refresh_token),
+        ("private_key_pem", &req.private_key_pem),
+    ] {
+        if let Some(s) = s {
+            if s.is_empty() {
+                return bad(&format!("{name} is empty"));
+            }
+            if s.expose().len() > 16 * 1024 {
+                return bad(&format!("{name} is longer than 16 KiB"));
+            }
+        }
+    }
+    match kind {
+        Kind::OauthApp if req.private_key_pem.is_some() || req.key_id.is_some() => {
+            bad("private_key_pem and key_id belong to kind private_key_jwt, not oauth_app")
+        }
+        Kind::ClientSecret if req.refresh_token.is_some() || req.private_key_pem.is_some() => bad(
+            "a client_secret credential takes only client_secret (no refresh_token or private key)",
+        ),
+        Kind::PrivateKeyJwt if req.refresh_token.is_some() || req.client_secret.is_some() => bad(
+            "a private_key_jwt credential takes private_key_pem and key_id (no refresh_token or client_secret)",
+        ),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,473 @@
+//! The broker's side of a refresh: runs the protocol of [`super::rotation`]
+//! against the real store, journal and Snyk ([`AgentIo`]), then publishes
+//! and schedules from its [`Outcome`]. Every grant runs in a task of its own
+//! (see [`Broker::spawn_grant`]): a caller that hangs up only stops waiting.
+
+use super::journal::Base;
+use super::rotation::{self, Io, Landing, Outcome, Why};
+use super::slot::{Flight, Slot};
+use super::{Broker, BrokerError, Want, needs_login_message};
+use crate::cache::CachedToken;
+use crate::clock::rfc3339;
+use crate::ids::CredKey;
+use crate::secret::Secret;
+use crate::snyk::{GrantError, TokenGrant};
+use crate::store::{Record, StoreError, Versioned};
+use crate::wire::{Kind, State};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// How long a caller waits for another agent's claim to land before it is
+/// told to try again (cached tokens are served meanwhile).
+const WAIT_FOR_OTHER_AGENT: Duration = Duration::from_secs(30);
+
+/// The protocol's view of this agent, for one credential.
+pub(crate) struct AgentIo<'a> {
+    pub broker: &'a Broker,
+    pub key: &'a CredKey,
+}
+
+impl Io for AgentIo<'_> {
+    fn mono(&self) -> Duration {
+        self.broker.mono()
+    }
+
+    fn wall(&self) -> SystemTime {
+        self.broker.clock.now()
+    }
+
+    fn nonce(&mut self) -> String {
+        format!("{:032x}", rand::random::<u128>())
+    }
+
+    fn agent(&self) -> String {
+        self.broker.agent_id.clone()
+    }
+
+    async fn read(&mut self) -> Result<Option<Versioned>, StoreError> {
+        let r = self.broker.store.get(self.key).await;
+        if r.is_err() {
+            crate::metrics::backend_error("store");
+        }
+        r
+    }
+
+    async fn write(&mut self, record: &Record, cas: u64) -> Result<u64, StoreError> {
+        let r = self.broker.store.put(self.key, record, Some(cas)).await;
+        if matches!(r, Err(ref e) if !matches!(e, StoreError::Conflict { .. })) {
+            crate::metrics::backend_error("store");
+        }
+        r
+    }
+
+    async fn note(&mut self, entry: &super::journal::Entry) -> Result<(), String> {
+        let r = if entry.is_empty() {
+            self.broker.journal.remove(self.key)
+        } else {
+            self.broker.journal.write(self.key, entry)
+        };
+        if let Err(e) = &r {
+            crate::metrics::backend_error("journal");
+            tracing::warn!(org_id = %self.key.org, client_id = %self.key.client, error = %e, "recovery journal write failed");
+        }
+        r
+    }
+
+    async fn send(
+        &mut self,
+        token: &Secret,
+        client_secret: Option<&Secret>,
+    ) -> Result<TokenGrant, GrantError> {
+        self.broker
+            .snyk
+            .refresh(self.key.client.as_str(), client_secret, token)
+            .await
+    }
+}
+
+impl Broker {
+    /// Mints an access token for `slot` (the caller holds its single-flight
+    /// lock). `given` is a record from `PUT` (its refresh token is rotated at
+    /// once); `None` refreshes what is stored.
+    pub(super) async fn rotate(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        flight: &mut Flight,
+        given: Option<Record>,
+        want: &Want,
+    ) -> Result<CachedToken, BrokerError> {
+        let key = &slot.key;
+        let kind = given
+            .as_ref()
+            .map(Record::kind)
+            .unwrap_or(slot.status().kind);
+        if kind != Kind::OauthApp {
+            return self.mint_service_account(slot, flight, given).await;
+        }
+        // The cross-agent lock saves work; it is never the safety (rule 2).
+        let guard = match self.cache.lock(key, self.lock_ttl, self.lock_wait).await {
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::debug!(org_id = %key.org, client_id = %key.client, error = %e, "going on without the refresh lock; the secret store arbitrates");
+                None
+            }
+        };
+        let result = self.run_protocol(slot, flight, given, want).await;
+        if let Some(guard) = guard {
+            if let Err(e) = self.cache.unlock(guard).await {
+                tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "could not release the refresh lock; it expires by itself");
+            }
+        }
+        result
+    }
+
+    async fn run_protocol(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        flight: &mut Flight,
+        mut given: Option<Record>,
+        want: &Want,
+    ) -> Result<CachedToken, BrokerError> {
+        let key = &slot.key;
+        let waiting_since = tokio::time::Instant::now();
+        let mut moved = 0;
+        loop {
+            // Another agent may have refreshed while we waited.
+            if given.is_none() {
+                if let Ok(Some(t)) = self.cache.get(key).await {
+                    if want.accepts(&t, self.clock.now()) {
+                        self.adopt(slot, &t);
+                        return Ok(t);
+                    }
+                }
+            }
+            let mut io = AgentIo { broker: self, key };
+            let outcome =
+                rotation::refresh(&mut io, &mut flight.mem, &self.rules, given.clone()).await;
+            match outcome {
+                Outcome::Minted {
+                    access_token,
+                    expires_in,
+                    landed,
+                } => {
+                    let token = self.token_from(access_token, expires_in);
+                    slot.status().last_refresh_at = token.issued_at;
+                    crate::metrics::refresh("ok");
+                    tracing::info!(org_id = %key.org, client_id = %key.client, landed, "refreshed");
+                    if !landed {
+                        self.degraded(slot, "the rotated refresh token is in the recovery journal until the secret store takes it");
+                        self.spawn_lander(slot, flight);
+                    }
+                    self.publish(slot, token.clone()).await;
+                    return Ok(token);
+                }
+                Outcome::NotDurable {
+                    access_token,
+                    expires_in,
+                } => {
+                    flight.held = Some(self.token_from(access_token, expires_in));
+                    self.degraded(slot, "a rotated refresh token is held in memory only");
+                    self.spawn_lander(slot, flight);
+                    crate::metrics::refresh("not_durable");
+                    return Err(BrokerError::NotDurable(format!(
+                        "Snyk issued a new refresh token for {key} but neither the secret store nor the recovery journal ({}) accepts writes; it is held in memory and retried, and no access token is handed out until it is durable",
+                        self.journal.dir().display()
+                    )));
+                }
+                Outcome::Moved => {
+                    // A put of a token already rotated answers from the
+                    // current token; anything else reads again.
+                    if given.take().is_some() {
+                        if let Some(t) = slot.hot().filter(|t| want.accepts(t, self.clock.now())) {
+                            return Ok(t);
+                        }
+                    }
+                    moved += 1;
+                    if moved > 5 {
+                        return Err(BrokerError::Busy(format!(
+                            "the stored record of {key} keeps changing under this agent; try again"
+                        )));
+                    }
+                }
+                Outcome::Wait(why) => {
+                    if let Some(t) = slot
+                        .hot()
+                        .filter(|t| t.remaining(self.clock.now()) > Duration::from_secs(1))
+                    {
+                        return Ok(t);
+                    }
+                    if waiting_since.elapsed() > WAIT_FOR_OTHER_AGENT.min(self.rules.takeover) {
+                        return Err(BrokerError::Busy(format!(
+                            "{why}; no valid token is cached yet: try again shortly"
+                        )));
+                    }
+                    tokio::time::sleep(crate::clock::jittered(Duration::from_millis(500), 0.5))
+                        .await;
+                    // A waiting put rotates the stored token if it is still R.
+                }
+                Outcome::Later { after, why } => return Err(self.later(key, after, why)),
+                Outcome::NeedsLogin(why) => {
+                    crate::metrics::refresh("permanent");
+                    tracing::error!(org_id = %key.org, client_id = %key.client, error = %why, "credential needs a new login");
+                    return Err(BrokerError::NeedsLogin(needs_login_message(key, &why)));
+                }
+                Outcome::NotFound => return Err(BrokerError::NotFound(key.clone())),
+            }
+        }
+    }
+
+    fn later(&self, key: &CredKey, after: Duration, why: Why) -> BrokerError {
+        match why {
+            Why::Store(e) => BrokerError::Store(e),
+            Why::Journal(e) => BrokerError::NotDurable(format!(
+                "the recovery journal ({}) does not accept writes, so no refresh token is sent: {e}",
+                self.journal.dir().display()
+            )),
+            Why::Snyk(e) => {
+                crate::metrics::refresh(if e.token_not_consumed() {
+                    "transient"
+                } else {
+                    "lost_answer"
+                });
+                if !e.token_not_consumed() {
+                    tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, retry_in_s = after.as_secs(),
+                        "Snyk's answer was lost; the same refresh token is sent once more after a quiet period");
+                }
+                BrokerError::Snyk(e)
+            }
+            Why::Quiet => BrokerError::Busy(format!(
+                "an earlier answer from Snyk for {key} was lost; the one permitted retry waits {}s so that the lost request cannot still be in progress",
+                after.as_secs()
+            )),
+            Why::RolledBack { stored, seen } => {
+                BrokerError::Store(StoreError::Unavailable(format!(
+                    "the secret store holds generation {stored} of {key} but this agent has seen {seen}: it was rolled back or restored, and its refresh token may be spent; nothing is sent (log in again, or restore the newest version)"
+                )))
+            }
+        }
+    }
+
+    fn token_from(&self, access_token: Secret, expires_in: Duration) -> CachedToken {
+        let now = self.clock.now();
+        CachedToken {
+            access_token,
+            expires_at: now.checked_add(expires_in).unwrap_or(now),
+            issued_at: Some(now),
+        }
+    }
+
+    fn degraded(&self, slot: &Slot, why: &str) {
+        let mut st = slot.status();
+        st.state = State::Degraded;
+        st.last_error = Some(why.to_string());
+    }
+
+    /// Lands a successor that needs no send (a login's token, a new client
+    /// secret) through the same persist-before-publish path as a refresh:
+    /// journal, then the store by succession. `Ok(true)` once in the store,
+    /// `Ok(false)` when journaled only (a lander retries).
+    pub(super) async fn persist_record(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        flight: &mut Flight,
+        record: Record,
+        base: Base,
+    ) -> Result<bool, BrokerError> {
+        let key = &slot.key;
+        let mut io = AgentIo { broker: self, key };
+        match rotation::persist(&mut io, &mut flight.mem, &self.rules, record, base).await {
+            Landing::Landed => Ok(true),
+            Landing::Discarded => Err(BrokerError::Busy(format!(
+                "a newer change to {key} reached the secret store first; yours was dropped"
+            ))),
+            Landing::Pending => {
+                self.degraded(
+                    slot,
+                    "waiting for the secret store to take the new credential",
+                );
+                self.spawn_lander(slot, flight);
+                Ok(false)
+            }
+            Landing::Refused => {
+                // Neither store nor journal took it: nothing durable, nothing published.
+                Err(BrokerError::NotDurable(format!(
+                    "neither the secret store nor the recovery journal ({}) accepts writes",
+                    self.journal.dir().display()
+                )))
+            }
+        }
+    }
+
+    /// Retries landing a journaled successor in the background until it
+    /// lands or is discarded, then publishes a held-back access token.
+    pub(super) fn spawn_lander(self: &Arc<Self>, slot: &Arc<Slot>, flight: &mut Flight) {
+        if flight.lander_running {
+            return;
+        }
+        flight.lander_running = true;
+        let broker = Arc::clone(self);
+        let slot = Arc::clone(slot);
+        self.grants.spawn(async move {
+            let mut delay = Duration::from_millis(250);
+            let mut shutdown = broker.shutdown.clone();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(crate::clock::jittered(delay, 0.2)) => {}
+                    _ = shutdown.changed() => {}
+                }
+                let mut flight = slot.flight.lock().await;
+                if flight.mem.unlanded.is_none() || slot.status().deleted {
+                    flight.lander_running = false;
+                    return;
+                }
+                let mut io = AgentIo {
+                    broker: &broker,
+                    key: &slot.key,
+                };
+                let landing = rotation::land(&mut io, &mut flight.mem, &broker.rules).await;
+                let journaled = flight.mem.unlanded.as_ref().is_none_or(|u| u.journaled);
+                if landing != Landing::Pending || journaled {
+                    // (land() never answers Refused.)
+                    // Durable now: a held-back token may go out.
+                    if let Some(t) = flight.held.take() {
+                        if landing != Landing::Discarded {
+                            broker.publish(&slot, t).await;
+                        }
+                    }
+                }
+                if landing != Landing::Pending {
+                    if slot.status().state == State::Degraded {
+                        let mut st = slot.status();
+                        st.state = State::Ok;
+                        st.last_error = None;
+                    }
+                    flight.lander_running = false;
+                    return;
+                }
+                if *shutdown.borrow() {
+                    flight.lander_running = false;
+                    return;
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        });
+    }
+
+    /// Hands a token to everyone: the hot layer, then the shared cache.
+    pub(super) async fn publish(&self, slot: &Slot, token: CachedToken) {
+        slot.set_hot(Some(token.clone()));
+        self.plan(slot, &token);
+        {
+            let mut st = slot.status();
+            st.expires_at = Some(token.expires_at);
+            if let Some(l) = token.lifetime() {
+                st.lifetime = Some(l);
+            }
+        }
+        if let Err(e) = self.cache.put(&slot.key, &token).await {
+            crate::metrics::backend_error("cache");
+            tracing::warn!(org_id = %slot.key.org, client_id = %slot.key.client, error = %e, "could not write the access token to the shared cache; serving it from memory");
+        }
+    }
+
+    /// Service accounts have no refresh token: "refresh" repeats the grant.
+    /// A record from `PUT` (`given`) is stored only after Snyk accepted it.
+    async fn mint_service_account(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        flight: &mut Flight,
+        given: Option<Record>,
+    ) -> Result<CachedToken, BrokerError> {
+        let key = &slot.key;
+        let (record, generation) = match &given {
+            Some(r) => (
+                r.clone(),
+                self.store
+                    .get(key)
+                    .await?
+                    .map(|v| v.record.generation)
+                    .unwrap_or(0),
+            ),
+            None => match self.store.get(key).await? {
+                Some(v) if !v.record.deleted => {
+                    let generation = v.record.generation;
+                    (v.record, generation)
+                }
+                _ => return Err(BrokerError::NotFound(key.clone())),
+            },
+        };
+        let grant = match record.kind() {
+            Kind::ClientSecret => {
+                let Some(secret) = record.client_secret.as_ref() else {
+                    return Err(BrokerError::NeedsLogin(needs_login_message(
+                        key,
+                        "no client secret is stored",
+                    )));
+                };
+                self.snyk
+                    .client_credentials(key.client.as_str(), secret)
+                    .await
+            }
+            Kind::PrivateKeyJwt => {
+                let (Some(pem), Some(kid)) =
+                    (record.private_key_pem.as_ref(), record.key_id.as_deref())
+                else {
+                    return Err(BrokerError::NeedsLogin(needs_login_message(
+                        key,
+                        "no private key is stored",
+                    )));
+                };
+                let assertion = crate::snyk::jwt::assertion(
+                    key.client.as_str(),
+                    self.snyk.token_url(),
+                    pem,
+                    kid,
+                    self.clock.now(),
+                )
+                .map_err(BrokerError::BadInput)?;
+                self.snyk
+                    .client_assertion(key.client.as_str(), &assertion)
+                    .await
+            }
+            Kind::OauthApp => {
+                return Err(BrokerError::BadInput(format!(
+                    "credential {key} is an oauth_app"
+                )));
+            }
+        };
+        let grant = match grant {
+            Ok(g) => g,
+            Err(e) if e.is_permanent() => {
+                crate::metrics::refresh("permanent");
+                return Err(BrokerError::NeedsLogin(needs_login_message(
+                    key,
+                    &e.to_string(),
+                )));
+            }
+            Err(e) => {
+                crate::metrics::refresh("transient");
+                return Err(BrokerError::Snyk(e));
+            }
+        };
+        if let Some(mut to_store) = given {
+            // A secret (perhaps one Snyk just created, shown once): journal,
+            // then the store, like every new credential.
+            to_store.updated_at = Some(rfc3339(self.clock.now()));
+            to_store.generation = generation.max(flight.mem.generation) + 1;
+            // A put is a human reset, like a login: it replaces whatever is
+            // stored unless something newer landed meanwhile.
+            let base = Base {
+                fp: None,
+                generation,
+                login: true,
+                via: Vec::new(),
+            };
+            self.persist_record(slot, flight, to_store, base).await?;
+        }
+        let token = self.token_from(grant.access_token, grant.expires_in);
+        slot.status().last_refresh_at = token.issued_at;
+        crate::metrics::refresh("ok");
+        self.publish(slot, token.clone()).await;
+        Ok(token)
+    }
+}

@@ -1,0 +1,425 @@
+//! The rotation rule of SPEC §2, as one protocol a reviewer can check in one file.
+//!
+//! Snyk refresh tokens are single-use. Two invariants hold whatever fails:
+//! * **I1 — never replay:** a refresh token Snyk accepted is never sent again, by any agent.
+//! * **I2 — never lose:** a new refresh token is durable (store, or the fsync'd
+//!   journal) before any access token of the same answer is handed out, and it
+//!   is never dropped or overwritten while it is the newest one.
+//!
+//! The protocol talks to the world only through [`Io`] (the store record of one
+//! credential, this agent's journal entry for it, Snyk's token endpoint, the
+//! clocks and the random nonce), so the same code runs in the agent and, against
+//! in-process models with every fault injected between any two steps, in the
+//! deterministic simulation (`tests/sim.rs`).
+//!
+//! A credential's refresh goes through these states; each transition is one
+//! step of [`refresh`] and keeps the invariant written beside it:
+//!
+//! ```text
+//!  idle ──read──▶ decided ──claim CAS──▶ claimed ──note nonce──▶ sent ──answer──▶ answered
+//!                   │ (foreign live claim: wait; store behind: refuse)             │
+//!                   ▼                                                               ▼
+//!                 waiting                                  journaled ──land CAS──▶ landed
+//!                                                               │ (store holds something else)
+//!                                                               ├──────────────▶ discarded
+//!                                   (Snyk: invalid_grant) ──────┴──────────────▶ needs_login
+//! ```
+//!
+//! Where the store cannot check-and-set (KV v1) or is locked to this agent
+//! (the file store), the claim lives in the journal only ([`Claims`]).
+
+mod answer;
+mod decide;
+mod landing;
+
+use answer::*;
+use decide::*;
+use landing::*;
+pub use landing::{land, persist, tombstone};
+
+use super::journal::{Base, Entry, Note};
+use crate::secret::Secret;
+use crate::snyk::{GrantError, TokenGrant};
+use crate::store::{Claim, Record, RecordState, StoreError, Versioned};
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+/// Where claims live (SPEC §2 rules 3 and 7, and the KV v1 paragraph).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claims {
+    /// In the store, by check-and-set before every send: the store arbitrates
+    /// between agents (KV v2).
+    Store,
+    /// In this agent's journal only: the store is used by this agent alone
+    /// (the file store, locked with `flock`).
+    Journal,
+    /// In the journal only, and nothing arbitrates between agents (KV v1):
+    /// the Redis lock is the only guard. Start-up and `/v1/ready` warn.
+    Unprotected,
+}
+
+/// What start-up, `check-config` and `/v1/ready` say with [`Claims::Unprotected`].
+pub const UNPROTECTED: &str = "the secret store is KV v1, which has no check-and-set: agents sharing it are not protected from replaying a refresh token (only the Redis lock guards them); use KV v2";
+
+/// Rules the protocol is run with.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    pub claims: Claims,
+    /// Rule 7: may keep rotating with the journal as the durable copy while
+    /// the store refuses writes (`store.exclusive`, always for the file store).
+    pub exclusive: bool,
+    /// A claimant sends only this long after taking its claim (monotonic).
+    pub send_window: Duration,
+    /// The longest a request to Snyk can take (the HTTP timeout).
+    pub snyk_max: Duration,
+    /// Rule 5: another agent's claim is taken over only after its version
+    /// stayed unchanged this long on our own monotonic clock.
+    pub takeover: Duration,
+    /// Turns rules off, one at a time, to show the simulation notices.
+    #[doc(hidden)]
+    pub sabotage: Sabotage,
+}
+
+/// Rules a test may switch off (never in the agent).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sabotage {
+    pub no_claim_cas: bool,
+    pub no_succession: bool,
+    pub no_takeover_wait: bool,
+}
+
+impl Rules {
+    /// Rules derived from Snyk's timeout: the takeover period is the send
+    /// window + Snyk's maximum request time + a landing grace of two minutes.
+    pub fn new(claims: Claims, exclusive: bool, snyk_timeout: Duration) -> Rules {
+        let send_window = Duration::from_secs(10);
+        Rules {
+            claims,
+            exclusive,
+            send_window,
+            snyk_max: snyk_timeout,
+            takeover: send_window + snyk_timeout + Duration::from_secs(120),
+            sabotage: Sabotage::default(),
+        }
+    }
+
+    /// Rule 6: an unknown outcome is retried only after this quiet period,
+    /// longer than Snyk's maximum request time.
+    pub fn quiet(&self) -> Duration {
+        self.snyk_max + self.snyk_max / 2 + Duration::from_secs(1)
+    }
+}
+
+/// The world as one credential's refresh sees it.
+pub trait Io {
+    /// This agent's monotonic clock (time since an arbitrary origin).
+    fn mono(&self) -> Duration;
+    /// Wall-clock time: informational fields only (`deadline`, `updated_at`).
+    fn wall(&self) -> SystemTime;
+    /// A fresh 128-bit random nonce, hex.
+    fn nonce(&mut self) -> String;
+    /// `server.agent_id`.
+    fn agent(&self) -> String;
+    /// Reads the credential's record.
+    fn read(&mut self) -> impl Future<Output = Result<Option<Versioned>, StoreError>>;
+    /// Writes it with check-and-set on `cas` (0: only if absent).
+    fn write(&mut self, record: &Record, cas: u64)
+    -> impl Future<Output = Result<u64, StoreError>>;
+    /// Replaces this agent's journal entry of the credential, durably (an
+    /// empty entry removes it).
+    fn note(&mut self, entry: &Entry) -> impl Future<Output = Result<(), String>>;
+    /// Sends a refresh token to Snyk. Runs to completion once started.
+    fn send(
+        &mut self,
+        token: &Secret,
+        client_secret: Option<&Secret>,
+    ) -> impl Future<Output = Result<TokenGrant, GrantError>>;
+}
+
+/// What this agent remembers of one credential between refreshes.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// The highest generation read or written: a lower one means the store
+    /// went back (a rollback or restore), and nothing is sent from it.
+    pub generation: u64,
+    /// This agent's claim (its nonce is in the journal).
+    pub claim: Option<Note>,
+    /// A claim being written: if the write's answer is lost but it was
+    /// applied, its nonce tells us the claim is ours (`attempts`: the sends
+    /// in doubt before it, as nothing was sent under it).
+    pub pending: Option<Note>,
+    /// When the last unknown outcome happened (monotonic): rule 6's quiet period.
+    pub doubt_since: Option<Duration>,
+    /// A successor the store does not hold yet.
+    pub unlanded: Option<Unlanded>,
+    /// Another agent's claim we are timing (rule 5).
+    pub watch: Option<Watch>,
+    /// The digest of a refresh token Snyk refused for good.
+    pub dead: Option<String>,
+}
+
+/// A successor record and what it lands on.
+#[derive(Debug, Clone)]
+pub struct Unlanded {
+    pub record: Record,
+    pub base: Base,
+    /// In the journal (durable) or only in memory.
+    pub journaled: bool,
+    /// A login landing right after its code exchange: it replaces whatever
+    /// is stored (rule 4). Replayed from the journal it is not fresh.
+    pub fresh_login: bool,
+}
+
+/// A foreign claim first seen at `since` on our monotonic clock.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    pub version: u64,
+    pub nonce: String,
+    pub since: Duration,
+}
+
+impl Memory {
+    /// Memory as the journal keeps it.
+    pub fn entry(&self, now: SystemTime) -> Entry {
+        Entry {
+            claim: self.claim.clone(),
+            record: self.unlanded.as_ref().map(|u| u.record.clone()),
+            base: self.unlanded.as_ref().map(|u| u.base.clone()),
+            dead: self.dead.clone(),
+            sent: None,
+            at: crate::clock::rfc3339(now),
+        }
+    }
+
+    /// Memory rebuilt from the journal at start (rule 9). A send that was out
+    /// when the agent stopped is an unknown outcome: its quiet period runs
+    /// from now.
+    pub fn recover(entry: Entry, now: Duration) -> Memory {
+        let mut mem = Memory {
+            dead: entry.dead.clone(),
+            ..Memory::default()
+        };
+        if let Some(note) = entry.claim {
+            if note.sent {
+                mem.doubt_since = Some(now);
+            }
+            mem.claim = Some(Note {
+                sent: false,
+                ..note
+            });
+        } else if let Some(fp) = entry.sent {
+            // A journal of the version before claims: the token with this
+            // (short) fingerprint was at Snyk. Its claim is unknown; it is
+            // retried once, like any unknown outcome.
+            mem.claim = Some(Note {
+                fp: format!("legacy:{fp}"),
+                nonce: String::new(),
+                attempts: 1,
+                sent: false,
+            });
+            mem.doubt_since = Some(now);
+        }
+        if let Some(record) = entry.record {
+            mem.generation = record.generation;
+            let base = entry.base.unwrap_or(Base {
+                // Journaled before generations existed: it lands only over a
+                // record no agent of this version has landed on since.
+                fp: None,
+                generation: 0,
+                login: true,
+                via: Vec::new(),
+            });
+            mem.unlanded = Some(Unlanded {
+                record,
+                base,
+                journaled: true,
+                fresh_login: false,
+            });
+        }
+        mem
+    }
+}
+
+/// What a refresh ended with; the broker publishes and schedules from it.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Snyk answered and the new refresh token is durable: the access token
+    /// may be handed out. `landed`: in the store (else in the journal).
+    Minted {
+        access_token: Secret,
+        expires_in: Duration,
+        landed: bool,
+    },
+    /// Snyk answered, but neither the store nor the journal took the new
+    /// refresh token: it is held in memory (`Memory::unlanded`) and the
+    /// access token must not be handed out until [`land`] succeeds.
+    NotDurable {
+        access_token: Secret,
+        expires_in: Duration,
+    },
+    /// Someone else moved the record (a landing, a login, a put): nothing
+    /// was sent; read the cache or try again at once.
+    Moved,
+    /// Another agent holds a live claim: serve cached tokens and wait for
+    /// its landing.
+    Wait(String),
+    /// Nothing was sent, or Snyk did not take it: try again after `after`.
+    Later { after: Duration, why: Why },
+    /// The stored token is dead at Snyk (the record says so).
+    NeedsLogin(String),
+    /// No credential (absent, or a tombstone).
+    NotFound,
+}
+
+/// Why a refresh must wait.
+#[derive(Debug)]
+pub enum Why {
+    Store(StoreError),
+    Journal(String),
+    Snyk(GrantError),
+    /// Rule 6: a lost answer's quiet period is not over.
+    Quiet,
+    /// Rule 10: the store holds a lower generation than this agent has seen.
+    RolledBack {
+        stored: u64,
+        seen: u64,
+    },
+}
+
+/// How a landing went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Landing {
+    /// The store holds the successor.
+    Landed,
+    /// The store holds something newer (a rotation, a login, a tombstone):
+    /// the successor was dropped, never revoked.
+    Discarded,
+    /// The store could not be read or written: still unlanded.
+    Pending,
+    /// Neither the store nor the journal took it ([`persist`] only): it
+    /// was dropped, and what it would have replaced is kept.
+    Refused,
+}
+
+/// A refresh of the stored token (`put == None`), or the rotation of a
+/// token given by `PUT /v1/credentials` (rule 8).
+pub async fn refresh<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    rules: &Rules,
+    put: Option<Record>,
+) -> Outcome {
+    // 0. A successor of ours that the store does not hold yet lands first
+    //    (I2: it is the newest token). Only an exclusive agent may go on
+    //    rotating from the journal while the store refuses writes (rule 7).
+    if mem.unlanded.is_some() {
+        match land(io, mem, rules).await {
+            Landing::Landed | Landing::Discarded | Landing::Refused => {}
+            Landing::Pending
+                if rules.exclusive && mem.unlanded.as_ref().is_some_and(|u| u.journaled) => {}
+            Landing::Pending => {
+                return Outcome::Later {
+                    after: Duration::ZERO,
+                    why: Why::Store(StoreError::Unavailable(
+                        "the secret store has not taken the newest refresh token yet; nothing is sent until it does".into(),
+                    )),
+                };
+            }
+        }
+    }
+
+    // 1. Read the record: the store is the arbiter, whatever the cache says.
+    let read = match io.read().await {
+        Ok(r) => r,
+        Err(e) if rules.exclusive && mem.unlanded.is_some() => {
+            // Rule 7: rotating on from the journal's chain.
+            return rotate_chain(io, mem, rules, e).await;
+        }
+        Err(e) => {
+            return Outcome::Later {
+                after: Duration::ZERO,
+                why: Why::Store(e),
+            };
+        }
+    };
+    let (record, version) = match (read, put) {
+        (Some(v), None) if v.hidden => {
+            return Outcome::Later {
+                after: Duration::ZERO,
+                why: Why::Store(StoreError::Unavailable(
+                    "the current version of this credential was deleted by another tool (bao kv delete): undelete it, or put the credential again".into(),
+                )),
+            };
+        }
+        (Some(v), _) if v.record.generation < mem.generation => {
+            // Rule 10: the store went back; what it holds may be spent.
+            return Outcome::Later {
+                after: Duration::ZERO,
+                why: Why::RolledBack {
+                    stored: v.record.generation,
+                    seen: mem.generation,
+                },
+            };
+        }
+        (Some(v), Some(given)) => match decide_put(&v, &given) {
+            PutDecision::AlreadyRotated => return Outcome::Moved,
+            PutDecision::Hidden => {
+                return Outcome::Later {
+                    after: Duration::ZERO,
+                    why: Why::Store(StoreError::Unavailable(
+                        "the current version of this credential was deleted by another tool (bao kv delete): undelete it (bao kv undelete), or remove it for good (bao kv metadata delete), then put it again".into(),
+                    )),
+                };
+            }
+            PutDecision::Spent => {
+                return Outcome::NeedsLogin(
+                    "this refresh token was given to snykey before and has been used; the credential was deleted since".into(),
+                );
+            }
+            PutDecision::Rotate => (v.record, v.version),
+            PutDecision::Replace => return claim_given(io, mem, rules, given, Some(v)).await,
+        },
+        (None, Some(given)) => return claim_given(io, mem, rules, given, None).await,
+        (Some(v), None) if v.record.deleted => return Outcome::NotFound,
+        (Some(v), None) => (v.record, v.version),
+        (None, None) => return Outcome::NotFound,
+    };
+    mem.generation = mem.generation.max(record.generation);
+    let landed_unseen = mem
+        .unlanded
+        .as_ref()
+        .and_then(|u| u.record.refresh_token.as_ref())
+        .is_some_and(|t| record.holds(&t.digest()));
+    if landed_unseen {
+        // Our landing reached the store; only its answer was lost.
+        mem.unlanded = None;
+        let _ = io.note(&mem.entry(io.wall())).await;
+    }
+    if mem.unlanded.is_some() {
+        // Exclusive and the store still refuses the landing: rotate the chain.
+        let why = StoreError::Unavailable("the store did not take the newest refresh token".into());
+        return rotate_chain(io, mem, rules, why).await;
+    }
+
+    // 2. Decide: is the stored token ours to send now?
+    let (token, attempts) = match decide(&record, version, mem, rules, io.mono()) {
+        Decision::Send { token, attempts } => (token, attempts),
+        Decision::NeedsLogin(why) => return mark_needs_login(io, mem, &record, version, why).await,
+        Decision::Wait(why) => return Outcome::Wait(why),
+        Decision::Quiet(after) => {
+            return Outcome::Later {
+                after,
+                why: Why::Quiet,
+            };
+        }
+    };
+
+    // 3. Claim it by check-and-set, then note the claim, then send.
+    match claim(io, mem, rules, record, version, &token, attempts).await {
+        Ok((record, version, deadline)) => {
+            send_claimed(io, mem, rules, record, version, token, deadline).await
+        }
+        Err(outcome) => outcome,
+    }
+}

@@ -1,0 +1,73 @@
+//! One credential's state in this agent: its single-flight lock (with what
+//! the rotation protocol remembers), the hot access token, and its status.
+
+use super::rotation::Memory;
+use crate::cache::CachedToken;
+use crate::ids::CredKey;
+use crate::wire::{Kind, State};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+/// Guarded by the single-flight lock: whoever holds it is the only one in
+/// this process talking to Snyk or the store for this credential.
+#[derive(Default)]
+pub(crate) struct Flight {
+    /// What the rotation protocol remembers (mirrored in the journal).
+    pub mem: Memory,
+    /// An access token whose refresh token is not durable yet (held back, I2).
+    pub held: Option<CachedToken>,
+    pub lander_running: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Status {
+    pub kind: Kind,
+    pub state: State,
+    pub expires_at: Option<SystemTime>,
+    pub next_refresh_at: Option<SystemTime>,
+    pub last_refresh_at: Option<SystemTime>,
+    pub failures: u32,
+    pub last_error: Option<String>,
+    pub lifetime: Option<Duration>,
+    pub deleted: bool,
+}
+
+pub struct Slot {
+    pub key: CredKey,
+    pub(crate) flight: tokio::sync::Mutex<Flight>,
+    hot: RwLock<Option<CachedToken>>,
+    status: Mutex<Status>,
+}
+
+impl Slot {
+    pub(crate) fn new(key: CredKey, kind: Kind) -> Slot {
+        Slot {
+            key,
+            flight: tokio::sync::Mutex::new(Flight::default()),
+            hot: RwLock::new(None),
+            status: Mutex::new(Status {
+                kind,
+                state: State::Ok,
+                expires_at: None,
+                next_refresh_at: None,
+                last_refresh_at: None,
+                failures: 0,
+                last_error: None,
+                lifetime: None,
+                deleted: false,
+            }),
+        }
+    }
+
+    pub(crate) fn status(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn hot(&self) -> Option<CachedToken> {
+        self.hot.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn set_hot(&self, token: Option<CachedToken>) {
+        *self.hot.write().unwrap_or_else(|p| p.into_inner()) = token;
+    }
+}

@@ -1,0 +1,108 @@
+//! What the agent shows about its credentials: `GET /v1/credentials`,
+//! `/v1/ready`, and the gauges read at each metrics scrape.
+
+use super::{Broker, rotation};
+use crate::clock::rfc3339;
+use crate::wire::{CredentialStatus, State};
+
+impl Broker {
+    /// `GET /v1/credentials`: every credential's status, sorted, no secrets.
+    pub fn list(&self) -> Vec<CredentialStatus> {
+        let slots = self.snapshot();
+        let now = self.clock.now();
+        let mut out: Vec<CredentialStatus> = slots
+            .iter()
+            .map(|s| {
+                let st = s.status().clone();
+                let expires_at = s
+                    .hot()
+                    .map(|t| t.expires_at)
+                    .or(st.expires_at)
+                    .filter(|e| *e > now);
+                CredentialStatus {
+                    org_id: s.key.org.to_string(),
+                    client_id: s.key.client.to_string(),
+                    kind: st.kind,
+                    state: st.state,
+                    expires_at: expires_at.map(rfc3339),
+                    next_refresh_at: st.next_refresh_at.map(rfc3339),
+                    last_refresh_at: st.last_refresh_at.map(rfc3339),
+                    failures: st.failures,
+                    last_error: st.last_error,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.org_id, &a.client_id).cmp(&(&b.org_id, &b.client_id)));
+        out
+    }
+
+    /// Counts of credentials by state (metrics, sd_notify STATUS).
+    pub fn state_counts(&self) -> [(State, usize); 4] {
+        let mut counts = [
+            (State::Ok, 0),
+            (State::Refreshing, 0),
+            (State::Degraded, 0),
+            (State::NeedsLogin, 0),
+        ];
+        for s in self
+            .slots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            let state = s.status().state;
+            if let Some(c) = counts.iter_mut().find(|(k, _)| *k == state) {
+                c.1 += 1;
+            }
+        }
+        counts
+    }
+
+    /// Sets the gauges that describe current state, just before a scrape.
+    pub fn export_gauges(&self) {
+        let m = crate::metrics::get();
+        for (state, n) in self.state_counts() {
+            crate::metrics::set_credentials(state.as_str(), n);
+        }
+        let now = self.clock.now();
+        let min = self
+            .slots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter_map(|s| s.hot().map(|t| t.remaining(now).as_secs()))
+            .min();
+        m.min_time_to_expiry.set(min.map(|v| v as i64).unwrap_or(0));
+    }
+
+    /// `GET /v1/ready`: the store and cache answer and no rotated token is waiting for the store.
+    pub async fn ready(&self) -> Result<(), String> {
+        let mut reasons = Vec::new();
+        if self.rules.claims == rotation::Claims::Unprotected {
+            // Not a reason to stop serving; said in the body by the route.
+        }
+        let degraded = self.state_counts()[2].1;
+        if degraded > 0 {
+            reasons.push(format!(
+                "{degraded} credential(s) degraded: rotated refresh tokens are held in the recovery journal until the secret store takes them"
+            ));
+        }
+        if let Err(e) = self.store.ready().await {
+            reasons.push(e.to_string());
+        }
+        if let Err(e) = self.cache.ready().await {
+            reasons.push(e.to_string());
+        }
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons.join("; "))
+        }
+    }
+
+    /// SPEC §2, KV v1 paragraph: said at start, by `check-config` and in `/v1/ready`'s body.
+    pub fn protection_warning(&self) -> Option<&'static str> {
+        (self.rules.claims == rotation::Claims::Unprotected)
+            .then_some(crate::broker::rotation::UNPROTECTED)
+    }
+}

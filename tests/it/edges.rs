@@ -1,0 +1,499 @@
+//! The smaller defects of issue 12 (item 6), each as behaviour: odd
+//! `expires_in` values, a 200 without a refresh token, new client secrets
+//! journaled when the store refuses them, a delete during a refresh, and
+//! error messages that say one thing once.
+
+use crate::support::agent::{assert_no_secrets, http_on, stderr, stdout, wait_for};
+use crate::support::{Agent, Env, FakeSnyk, Fault};
+use std::time::Duration;
+
+fn store_text(env: &Env) -> String {
+    std::fs::read_to_string(&env.store).unwrap_or_default()
+}
+
+/// Blocks the file store's writes: its temp file path becomes a directory.
+fn block_store(env: &Env) -> std::path::PathBuf {
+    let name = env.store.file_name().unwrap().to_str().unwrap();
+    let tmp = env.store.with_file_name(format!(".{name}.tmp"));
+    std::fs::create_dir_all(&tmp).unwrap();
+    tmp
+}
+
+fn state_of(agent: &Agent, org: &str, client: &str) -> serde_json::Value {
+    let (_, v) = agent.json("GET", "/v1/credentials", None);
+    v["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["org_id"] == org && c["client_id"] == client)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// One sentence: no phrase said twice, the command named once.
+fn assert_one_sentence(msg: &str) {
+    let msg = msg.trim();
+    assert_eq!(msg.lines().count(), 1, "one line: {msg}");
+    assert!(
+        msg.matches("snykey login").count() <= 1,
+        "the command is named once: {msg}"
+    );
+    assert!(
+        msg.matches("needs a new login").count() + msg.matches("it needs a new login").count() <= 1,
+        "said once: {msg}"
+    );
+    assert!(
+        !msg.contains("for this credential)"),
+        "no advice repeating the message: {msg}"
+    );
+}
+
+#[test]
+fn odd_expires_in_values_neither_replay_nor_loop() {
+    for (value, grants_in_5s) in [
+        (serde_json::json!(1e20), 0..=0),
+        (serde_json::json!(3599.5), 0..=0),
+        (serde_json::json!("3600"), 0..=0),
+        // Snyk saying 0: at most one refresh a second, not a loop.
+        (serde_json::json!(0), 0..=6),
+    ] {
+        let fake = FakeSnyk::start();
+        fake.lock().expires_in_json = Some(value.clone());
+        let rt = fake.new_oauth_client("ce", None);
+        let mut env = Env::new(&fake.url());
+        let agent = env.start();
+        let out = agent.put_oauth(env.path(), "oe", "ce", None, &rt);
+        assert!(out.status.success(), "{value}: {}", stderr(&out));
+        let after_put = fake.refresh_grants();
+        assert_eq!(after_put, 1, "{value}");
+        if value != 0 {
+            let out = agent.helper(&["oe", "ce"]);
+            assert!(out.status.success(), "{value}: {}", stderr(&out));
+            assert!(fake.access_token_valid(stdout(&out).trim()));
+        }
+        std::thread::sleep(Duration::from_secs(5));
+        let grants = fake.refresh_grants() - after_put;
+        assert!(
+            grants_in_5s.contains(&grants),
+            "expires_in {value}: {grants} grants in 5 s\n{}",
+            agent.log_text()
+        );
+        assert_ne!(
+            state_of(&agent, "oe", "ce")["state"],
+            "needs_login",
+            "{value}"
+        );
+        // Still usable with sane answers, from the stored token.
+        fake.lock().expires_in_json = None;
+        agent.http("DELETE", "/v1/cache/oe/ce", None);
+        let out = agent.helper(&["oe", "ce"]);
+        assert!(out.status.success(), "{value}: {}", stderr(&out));
+        assert!(fake.access_token_valid(stdout(&out).trim()));
+        let live = fake.live_refresh_token("ce").unwrap();
+        wait_for("the store to hold the live token", 10, || {
+            store_text(&env).contains(&live)
+        });
+        let s = fake.lock();
+        assert_eq!((s.replays, s.lost_answer_retries), (0, 0), "{value}");
+        drop(s);
+        let log = agent.log_text();
+        agent.stop();
+        assert_no_secrets("agent log", &log, &fake.secrets());
+    }
+}
+
+#[test]
+fn a_200_without_a_refresh_token_is_needs_login_in_one_sentence_and_never_a_replay() {
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("cn", None);
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    assert!(
+        agent
+            .put_oauth(env.path(), "on", "cn", None, &rt)
+            .status
+            .success()
+    );
+    agent.http("DELETE", "/v1/cache/on/cn", None);
+    // Snyk consumes the token and forgets to send the next one.
+    fake.push_fault(Fault::NoRefreshToken);
+    let out = agent.helper(&["on", "cn"]);
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+    let msg = stderr(&out);
+    assert!(
+        msg.contains("snykey login --org-id on --client-id cn"),
+        "{msg}"
+    );
+    assert_one_sentence(&msg);
+    assert_eq!(state_of(&agent, "on", "cn")["state"], "needs_login");
+    // The consumed token is never sent again, by this agent or after a restart.
+    let requests = fake.lock().token_requests;
+    assert_eq!(agent.helper(&["on", "cn"]).status.code(), Some(77));
+    agent.stop();
+    let agent = env.start();
+    let (st, v) = agent.json("GET", "/v1/credentials/on/cn", None);
+    assert_eq!(st, 409, "{v}");
+    assert_eq!(v["code"], "needs_login");
+    assert_one_sentence(v["error"].as_str().unwrap());
+    assert_eq!(fake.lock().token_requests, requests);
+    assert_eq!(fake.replays(), 0);
+    // A new token (as after a login) makes it usable again.
+    let rt2 = fake.new_oauth_client("cn", None);
+    assert!(
+        agent
+            .put_oauth(env.path(), "on", "cn", None, &rt2)
+            .status
+            .success()
+    );
+    let out = agent.helper(&["on", "cn"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    assert_eq!(fake.replays(), 0);
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+#[test]
+fn invalid_grant_says_needs_login_once() {
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("ci", None);
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    assert!(
+        agent
+            .put_oauth(env.path(), "oi", "ci", None, &rt)
+            .status
+            .success()
+    );
+    fake.revoke(&fake.live_refresh_token("ci").unwrap());
+    agent.http("DELETE", "/v1/cache/oi/ci", None);
+    let out = agent.helper(&["oi", "ci"]);
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+    let msg = stderr(&out);
+    assert!(msg.contains("needs a new login"), "{msg}");
+    assert_one_sentence(&msg);
+    let out = agent.cli(&["token", "oi", "ci"], None);
+    assert_eq!(out.status.code(), Some(77));
+    assert_one_sentence(&stderr(&out));
+    assert_eq!(fake.replays(), 0);
+    agent.stop();
+}
+
+#[test]
+fn a_register_app_secret_is_journaled_when_the_store_refuses_it() {
+    let fake = FakeSnyk::start();
+    fake.lock().api_tokens.push("snyk-api-token-reg".into());
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    // The store refuses writes once Snyk is creating the app (after the
+    // agent's up-front check that the store is writable).
+    fake.lock().rest_delay = Some(Duration::from_millis(1500));
+    let socket = agent.socket.clone();
+    let register = std::thread::spawn(move || {
+        http_on(
+            &socket,
+            "POST",
+            "/v1/register-app",
+            Some(
+                r#"{"org_id":"oreg","name":"ci","scopes":["org.read"],"auth_token":"snyk-api-token-reg"}"#,
+            ),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let blocker = block_store(&env);
+    let (st, body) = register.join().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(fake.lock().apps_created, 1, "{st} {v}");
+    let client_id = v["client_id"].as_str().unwrap_or_default().to_string();
+    let secret = fake
+        .lock()
+        .clients
+        .get(&client_id)
+        .cloned()
+        .flatten()
+        .unwrap_or_else(|| panic!("the app exists at Snyk: {st} {v}"));
+    assert!(!v.to_string().contains(&secret), "never echoed");
+    let entry = env.journal.join(format!("oreg@{client_id}.json"));
+    assert!(
+        std::fs::read_to_string(&entry)
+            .unwrap_or_default()
+            .contains(&secret),
+        "the new client secret is journaled while the store refuses it ({st} {v})\n{}",
+        agent.log_text()
+    );
+    std::fs::remove_dir(&blocker).unwrap();
+    wait_for("the secret to reach the store", 20, || {
+        store_text(&env).contains(&secret)
+    });
+    wait_for("the journal entry to go", 10, || !entry.exists());
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+#[test]
+fn a_replaced_service_account_secret_is_journaled_when_the_store_refuses_it() {
+    let fake = FakeSnyk::start();
+    fake.lock().api_tokens.push("sa-admin-token".into());
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    let tf = env.path().join("auth-token");
+    std::fs::write(&tf, "sa-admin-token").unwrap();
+    let tf = tf.display().to_string();
+    let out = agent.cli(
+        &[
+            "service-account",
+            "create",
+            "--org-id",
+            "osr",
+            "--name",
+            "ci",
+            "--auth-type",
+            "oauth_client_secret",
+            "--role-id",
+            "r",
+            "--auth-token-file",
+            &tf,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let client = fake
+        .lock()
+        .service_accounts
+        .values()
+        .next()
+        .unwrap()
+        .client_id
+        .clone();
+
+    // The store refuses writes once Snyk replaced the secret (while the agent
+    // proves the new one mints a token).
+    fake.push_fault(Fault::Delay(Duration::from_millis(1500)));
+    let rotate = {
+        let (socket, client, tf) = (agent.socket.clone(), client.clone(), tf.clone());
+        std::thread::spawn(move || {
+            std::process::Command::new(crate::support::agent::SNYKEY)
+                .arg("--socket")
+                .arg(&socket)
+                .args([
+                    "service-account",
+                    "rotate-secret",
+                    "--org-id",
+                    "osr",
+                    "--client-id",
+                    &client,
+                    "--mode",
+                    "replace",
+                    "--auth-token-file",
+                    &tf,
+                ])
+                .output()
+                .unwrap()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    let blocker = block_store(&env);
+    let out = rotate.join().unwrap();
+    let sa = fake
+        .lock()
+        .service_accounts
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    assert_eq!(sa.secrets.len(), 1, "replace leaves one secret at Snyk");
+    let new_secret = sa.secrets[0].clone();
+    assert!(!store_text(&env).contains(&new_secret));
+    let entry = env.journal.join(format!("osr@{client}.json"));
+    assert!(
+        std::fs::read_to_string(&entry)
+            .unwrap_or_default()
+            .contains(&new_secret),
+        "the new secret is journaled (rotate-secret: {:?} {})\n{}",
+        out.status.code(),
+        stderr(&out),
+        agent.log_text()
+    );
+    std::fs::remove_dir(&blocker).unwrap();
+    wait_for("the new secret to reach the store", 20, || {
+        store_text(&env).contains(&new_secret)
+    });
+    agent.http("DELETE", &format!("/v1/cache/osr/{client}"), None);
+    let out = agent.helper(&["osr", &client]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+#[test]
+fn a_delete_during_a_refresh_does_not_bring_the_credential_back() {
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("cd", None);
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    assert!(
+        agent
+            .put_oauth(env.path(), "od", "cd", None, &rt)
+            .status
+            .success()
+    );
+    agent.http("DELETE", "/v1/cache/od/cd", None);
+    fake.push_fault(Fault::AnswerLater(Duration::from_millis(2500)));
+    let socket = agent.socket.clone();
+    let refresh =
+        std::thread::spawn(move || http_on(&socket, "GET", "/v1/credentials/od/cd", None));
+    std::thread::sleep(Duration::from_secs(1));
+    let out = agent.cli(&["delete", "od", "cd"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let _ = refresh.join().unwrap();
+    // The refresh's answer came after the delete: it must not land.
+    std::thread::sleep(Duration::from_secs(1));
+    let live = fake.live_refresh_token("cd").unwrap();
+    assert!(
+        !store_text(&env).contains(&live),
+        "the refresh's token landed after the delete"
+    );
+    let (st, v) = agent.json("GET", "/v1/credentials/od/cd", None);
+    assert_eq!(st, 404, "{v}");
+    assert!(state_of(&agent, "od", "cd").is_null());
+    assert_eq!(agent.helper(&["od", "cd"]).status.code(), Some(66));
+    // Nor after a restart (the journal must not bring it back either).
+    agent.stop();
+    let agent = env.start();
+    assert_eq!(agent.json("GET", "/v1/credentials/od/cd", None).0, 404);
+    assert!(!store_text(&env).contains(&live));
+    assert_eq!(fake.replays(), 0);
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+#[test]
+fn a_delete_on_another_agent_during_a_refresh_does_not_bring_the_credential_back() {
+    let fake = FakeSnyk::start();
+    let bao = crate::support::openbao::FakeBao::start();
+    let redis = crate::support::redis::RedisServer::start();
+    let rt = fake.new_oauth_client("cx", None);
+    let mut envs: Vec<Env> = (0..2).map(|_| Env::new(&fake.url())).collect();
+    for env in &mut envs {
+        crate::guarantees::shared_backends(env, &bao, &redis);
+    }
+    let a = envs[0].start();
+    let b = envs[1].start();
+    assert!(
+        a.put_oauth(envs[0].path(), "ox", "cx", None, &rt)
+            .status
+            .success()
+    );
+    a.http("DELETE", "/v1/cache/ox/cx", None);
+    // A's refresh is at Snyk when B deletes the credential.
+    fake.push_fault(Fault::AnswerLater(Duration::from_millis(2500)));
+    let socket = a.socket.clone();
+    let refresh =
+        std::thread::spawn(move || http_on(&socket, "GET", "/v1/credentials/ox/cx", None));
+    std::thread::sleep(Duration::from_secs(1));
+    let out = b.cli(&["delete", "ox", "cx"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let _ = refresh.join().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    // A's answer came after the tombstone: it is discarded, not landed.
+    let live = fake.live_refresh_token("cx").unwrap();
+    let history = bao.kv2_history("kv", "snyk/ox/cx");
+    assert!(
+        !format!("{history:?}").contains(&live),
+        "A's token landed after the delete: {history:?}\nA's log:\n{}",
+        a.log_text()
+    );
+    let last = history.last().cloned().flatten();
+    assert!(
+        last.as_ref().is_some_and(|d| d["deleted"] == true),
+        "the tombstone is the current version: {history:?}"
+    );
+    assert_eq!(b.json("GET", "/v1/credentials/ox/cx", None).0, 404);
+    assert_eq!(b.helper(&["ox", "cx"]).status.code(), Some(66));
+    // A restart of A does not bring it back from its journal either.
+    a.stop();
+    let a = envs[0].start();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!format!("{:?}", bao.kv2_history("kv", "snyk/ox/cx")).contains(&live));
+    a.http("DELETE", "/v1/cache/ox/cx", None);
+    assert_eq!(a.json("GET", "/v1/credentials/ox/cx", None).0, 404);
+    assert_eq!(fake.replays(), 0);
+    for agent in [a, b] {
+        let log = agent.log_text();
+        agent.stop();
+        assert_no_secrets("agent log", &log, &fake.secrets());
+    }
+}
+
+#[test]
+fn a_gateway_page_without_an_oauth_body_is_retried_once_after_the_quiet_period() {
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("cg", None);
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    assert!(
+        agent
+            .put_oauth(env.path(), "og", "cg", None, &rt)
+            .status
+            .success()
+    );
+    // The quiet period with the tests' 3 s Snyk timeout: 1.5 x 3 s + 1 s.
+    let quiet = Duration::from_millis(5500);
+
+    // A 502 page that never reached Snyk: unknown to the agent, so the token
+    // is sent once more, but only after the quiet period; then it works.
+    agent.http("DELETE", "/v1/cache/og/cg", None);
+    let grants = fake.refresh_grants();
+    fake.push_fault(Fault::Gateway(502));
+    let out = agent.helper(&["og", "cg"]);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert_one_sentence(&stderr(&out));
+    let requests = fake.lock().token_requests;
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(agent.helper(&["og", "cg"]).status.code(), Some(75));
+    assert_eq!(
+        fake.lock().token_requests,
+        requests,
+        "nothing sent in the quiet period"
+    );
+    std::thread::sleep(quiet);
+    let out = agent.helper(&["og", "cg"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stderr(&out),
+        agent.log_text()
+    );
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    assert_eq!(fake.refresh_grants(), grants + 1);
+
+    // A 504 page after Snyk rotated: the one retry meets invalid_grant, and
+    // the credential needs a login, saying why.
+    agent.http("DELETE", "/v1/cache/og/cg", None);
+    fake.push_fault(Fault::GatewayAfterProcessing(504));
+    let out = agent.helper(&["og", "cg"]);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    std::thread::sleep(quiet + Duration::from_millis(500));
+    let out = agent.helper(&["og", "cg"]);
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+    assert!(stderr(&out).contains("lost in transit"), "{}", stderr(&out));
+    let message = stderr(&out);
+    let s = fake.lock();
+    assert_eq!(
+        s.lost_answer_retries, 1,
+        "exactly one retry of the consumed token"
+    );
+    assert_eq!(s.replays, 0);
+    drop(s);
+    let log = agent.log_text();
+    agent.stop();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+    // Last, so that the behaviour above is checked whatever the wording.
+    assert_one_sentence(&message);
+}

@@ -1,0 +1,1750 @@
+//! Deterministic simulation of the rotation rule (SPEC §2), after
+//! FoundationDB's simulation testing and TigerBeetle's VOPR.
+//!
+//! Several agents run the real protocol code (`snykey::broker::rotation`) in
+//! one process on one thread, against in-process models of Snyk (token
+//! states, every send recorded, a selectable reuse policy), the secret store
+//! (KV v2 versions, check-and-set, `cas_required`, soft delete, destroy) and
+//! each agent's journal (fsync'd or buffered; kept or emptied on restart).
+//! Every call the protocol makes to the world is a step; between any two
+//! steps a seeded random scheduler picks which agent moves next, advances
+//! time, or injects a fault. After **every** step the invariants are checked.
+//!
+//! A failing seed prints itself; `SNYKEY_SIM_SEED=N cargo test --test sim`
+//! replays it, `SNYKEY_SIM_SEEDS=N` runs more seeds, `scripts/sim N` runs N
+//! in release mode and prints the totals.
+//!
+//! Modelled faults: lost requests and answers lost after processing (Snyk and
+//! store), Snyk 5xx with and without an OAuth body and 429, one-sided
+//! partitions agent↔store and agent↔Snyk, the store sealed or read-only for
+//! one agent or all, SIGKILL at any step (journal kept, emptied, or its
+//! unsynced tail lost), process pauses past the send window, clock steps and
+//! skew (wall clock only: claims are timed on monotonic clocks), duplicate
+//! agent ids, the Redis lock lost while held (it is only an optimisation, so
+//! agents here often go on without it), concurrent logins, `put` of one token
+//! on several agents, `delete` during a claim, a foreign blind write (refused
+//! by `cas_required`) and a foreign soft delete, and two agents both
+//! configured exclusive. Faults last less than the takeover period minus the
+//! send window and Snyk's timeout: beyond that lies the documented residual
+//! risk of SPEC §2 rule 5 (`residual_risk_is_a_login_not_a_loss` below).
+
+use snykey::broker::journal::{Base, Entry};
+use snykey::broker::rotation::{self, Claims, Io, Landing, Memory, Outcome, Rules};
+use snykey::secret::Secret;
+use snykey::snyk::{GrantError, TokenGrant};
+use snykey::store::{Record, StoreError, Versioned};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, SystemTime};
+
+// ---------------------------------------------------------------- RNG
+
+/// SplitMix64: tiny, fast, and the same on every platform.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+}
+
+// ---------------------------------------------------------------- Snyk
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Policy {
+    /// A spent token is refused.
+    Reject,
+    /// A spent token revokes its whole family (its successors too).
+    RevokeFamily,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TokState {
+    Live,
+    Consumed,
+    Revoked,
+}
+
+#[derive(Debug, Clone)]
+struct Tok {
+    family: u64,
+    state: TokState,
+    successor: Option<String>,
+    /// Issued by a login or given to `put` (a new family), not by a refresh.
+    root: bool,
+    /// An answer that consumed it was lost in transit (rule 6 permits one retry).
+    answer_lost: bool,
+    retried: bool,
+    /// The agent whose running operation holds its answer, not yet durable.
+    held_by: Option<usize>,
+    /// Its loss is explained by an injected fault.
+    lost_explained: bool,
+    /// Issued, and the answer carrying it is on its way.
+    in_transit: bool,
+    /// Issue order.
+    seq: u64,
+    /// It reached the store or an fsync'd journal at some point.
+    durable: bool,
+    /// The token sent to obtain it.
+    pred: Option<String>,
+    /// Sends whose outcome the sender never learned (lost answers, kills mid-send).
+    doubtful: u32,
+}
+
+struct Snyk {
+    tokens: HashMap<String, Tok>,
+    access: HashMap<String, String>,
+    next: u64,
+    policy: Policy,
+    /// Sends whose answer has not been delivered yet: token → senders.
+    outstanding: HashMap<String, Vec<usize>>,
+}
+
+impl Snyk {
+    fn issue(&mut self, family: u64, root: bool) -> String {
+        self.next += 1;
+        let t = format!("rt-{}-{}", family, self.next);
+        self.tokens.insert(
+            t.clone(),
+            Tok {
+                family,
+                state: TokState::Live,
+                successor: None,
+                root,
+                answer_lost: false,
+                retried: false,
+                held_by: None,
+                lost_explained: false,
+                in_transit: false,
+                seq: self.next,
+                durable: false,
+                pred: None,
+                doubtful: 0,
+            },
+        );
+        t
+    }
+}
+
+// ---------------------------------------------------------------- the store
+
+struct Store {
+    /// Index = version - 1; `None` = destroyed.
+    versions: Vec<Option<Record>>,
+    /// Every version holds `cas_required = true` (snykey sets it).
+    soft_deleted: bool,
+}
+
+impl Store {
+    fn current(&self) -> Option<Versioned> {
+        let v = self.versions.len() as u64;
+        if v == 0 {
+            return None;
+        }
+        let (record, hidden) = match (&self.versions[v as usize - 1], self.soft_deleted) {
+            (Some(r), false) => (r.clone(), false),
+            _ => (
+                Record {
+                    deleted: true,
+                    ..Default::default()
+                },
+                true,
+            ),
+        };
+        Some(Versioned {
+            record,
+            version: v,
+            hidden,
+        })
+    }
+}
+
+// ---------------------------------------------------------------- agents
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Refresh,
+    Put,
+    Login,
+    Delete,
+    Land,
+}
+
+type Task = Pin<Box<dyn Future<Output = (Memory, Outcome2)>>>;
+
+#[derive(Debug)]
+enum Outcome2 {
+    Refresh(Outcome),
+    // Read through `Debug` in traces.
+    #[allow(dead_code)]
+    Landing(Landing),
+    Deleted(Result<(), StoreError>),
+}
+
+struct Agent {
+    name: String,
+    journal: Option<Entry>,
+    /// Written but not yet fsync'd (buffered journal only).
+    unsynced: Option<Option<Entry>>,
+    buffered: bool,
+    mem: Option<Memory>,
+    task: Option<(Op, u64, Task)>,
+    alive: bool,
+    paused_until: u64,
+    store_cut_until: u64,
+    snyk_cut_until: u64,
+    skew_ms: i64,
+    /// When it was killed (it restarts within a bound).
+    dead_since: u64,
+    /// When its running operation last moved (a process is never starved
+    /// by the scheduler longer than a pause fault would stop it).
+    last_polled: u64,
+    /// The last successful claim write: (token digest, nonce), consumed by the next send.
+    last_claim: Option<(String, String)>,
+    exclusive: bool,
+}
+
+// ---------------------------------------------------------------- the world
+
+fn tracing_on() -> bool {
+    std::env::var("SNYKEY_SIM_TRACE").is_ok()
+}
+
+macro_rules! trace {
+    ($($t:tt)*) => {
+        if tracing_on() {
+            println!($($t)*);
+        }
+    };
+}
+
+#[derive(Default, Debug, Clone, Copy)]
+struct Stats {
+    steps: u64,
+    faults: u64,
+    sends: u64,
+    refreshes: u64,
+    documented_retries: u64,
+    replays: u64,
+    lost: u64,
+    logins: u64,
+    needs_login: u64,
+    misconfigured_replays: u64,
+}
+
+struct World {
+    rng: Rng,
+    now: u64,
+    snyk: Snyk,
+    store: Store,
+    agents: Vec<Agent>,
+    violations: Vec<String>,
+    stats: Stats,
+    faults: bool,
+    store_sealed_until: u64,
+    store_read_only_until: u64,
+    snyk_down_until: u64,
+    /// Step at which the last tombstone was written.
+    deleted_at: Option<u64>,
+    rules: Rules,
+    family: u64,
+}
+
+type W = Rc<RefCell<World>>;
+
+impl World {
+    fn violation(&mut self, what: String) {
+        let msg = format!("step {} at {}ms: {what}", self.stats.steps, self.now);
+        if self.violations.len() < 5 {
+            self.violations.push(msg);
+        }
+    }
+
+    /// Is `token` on the chain that starts at `root`?
+    fn chain_contains(&self, root: &str, token: &str) -> bool {
+        let mut t = root.to_string();
+        loop {
+            if t == token {
+                return true;
+            }
+            match self.snyk.tokens.get(&t).and_then(|x| x.successor.clone()) {
+                Some(n) => t = n,
+                None => return false,
+            }
+        }
+    }
+
+    fn durable_in_journal(&self, token: &str) -> bool {
+        self.agents.iter().any(|a| {
+            a.journal
+                .as_ref()
+                .and_then(|e| e.record.as_ref())
+                .and_then(|r| r.refresh_token.as_ref())
+                .is_some_and(|t| t.expose() == token)
+        })
+    }
+
+    fn in_store(&self, token: &str) -> bool {
+        self.store.current().is_some_and(|v| {
+            !v.record.deleted
+                && v.record
+                    .refresh_token
+                    .as_ref()
+                    .is_some_and(|t| t.expose() == token)
+        })
+    }
+
+    /// After every step.
+    fn check(&mut self) {
+        let Some(cur) = self.store.current() else {
+            return;
+        };
+        if cur.record.deleted {
+            return;
+        }
+        let Some(c) = cur
+            .record
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose().to_string())
+        else {
+            return;
+        };
+        if let Some(why) = cur.record.needs_login() {
+            let dead = self
+                .snyk
+                .tokens
+                .get(&c)
+                .is_some_and(|t| t.state != TokState::Live || t.doubtful >= 2);
+            if !dead {
+                self.violation(format!(
+                    "needs_login stored ({why}) while the stored token is live at Snyk"
+                ));
+            }
+            return;
+        }
+        // Follow the chain from the stored token to its newest token.
+        let mut last = c.clone();
+        let mut guard = 0;
+        while let Some(next) = self
+            .snyk
+            .tokens
+            .get(&last)
+            .and_then(|t| t.successor.clone())
+        {
+            last = next;
+            guard += 1;
+            if guard > 10_000 {
+                break;
+            }
+        }
+        let Some(tok) = self.snyk.tokens.get(&last).cloned() else {
+            return;
+        };
+        let fine = match tok.state {
+            TokState::Live => {
+                self.in_store(&last)
+                    || self.durable_in_journal(&last)
+                    || tok.held_by.is_some()
+                    || tok.in_transit
+                    || tok.lost_explained
+            }
+            _ => tok.lost_explained,
+        };
+        if fine {
+            return;
+        }
+        // The costly excuses: a fault on this family explains it, or a later
+        // login (or put) that is durable supersedes the chain (rule 4).
+        let family_fault = self
+            .snyk
+            .tokens
+            .values()
+            .any(|t| t.family == tok.family && (t.answer_lost || t.lost_explained));
+        let superseded = family_fault
+            || self.snyk.tokens.iter().any(|(name, t)| {
+                let mut root = name.clone();
+                while let Some(p) = self.snyk.tokens.get(&root).and_then(|x| x.pred.clone()) {
+                    root = p;
+                }
+                let root_seq = self
+                    .snyk
+                    .tokens
+                    .get(&root)
+                    .filter(|r| r.root)
+                    .map(|r| r.seq);
+                root_seq.is_some_and(|s| s > tok.seq)
+                    && ((t.state == TokState::Live
+                        && (self.durable_in_journal(name) || t.held_by.is_some() || t.in_transit))
+                        || t.lost_explained)
+            });
+        if superseded {
+            return;
+        }
+        match tok.state {
+            TokState::Live => {
+                self.violation(format!("the newest refresh token {last} is neither stored nor journaled nor in flight: lost"));
+                self.stats.lost += 1;
+            }
+            _ => self.violation(format!("the chain from the stored token ends in a dead token {last} with no fault to explain it")),
+        }
+    }
+
+    fn wall(&self, agent: usize) -> SystemTime {
+        let ms = (self.now as i64 + self.agents[agent].skew_ms).max(0) as u64;
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + Duration::from_millis(ms)
+    }
+
+    fn store_reachable(&mut self, agent: usize) -> Result<(), StoreError> {
+        if self.now < self.store_sealed_until {
+            return Err(StoreError::Sealed);
+        }
+        if self.now < self.agents[agent].store_cut_until {
+            return Err(StoreError::Unavailable("partitioned".into()));
+        }
+        if self.faults && self.rng.chance(0.02) {
+            self.stats.faults += 1;
+            return Err(StoreError::Unavailable("request lost".into()));
+        }
+        Ok(())
+    }
+
+    fn store_write(
+        &mut self,
+        agent: usize,
+        op: (Op, u64),
+        record: &Record,
+        cas: u64,
+    ) -> Result<u64, StoreError> {
+        self.store_reachable(agent)?;
+        if self.now < self.store_read_only_until {
+            return Err(StoreError::Denied("read-only".into()));
+        }
+        let current = self.store.versions.len() as u64;
+        if cas != current {
+            return Err(StoreError::Conflict { expected: cas });
+        }
+        // Invariants at every landing.
+        let old = self.store.current();
+        if let Some(old) = &old {
+            let old_t = old
+                .record
+                .refresh_token
+                .as_ref()
+                .map(|t| t.expose().to_string());
+            let new_t = record
+                .refresh_token
+                .as_ref()
+                .map(|t| t.expose().to_string());
+            if record.generation < old.record.generation {
+                self.violation(format!(
+                    "generation went down from {} to {}",
+                    old.record.generation, record.generation
+                ));
+            }
+            if old_t != new_t
+                && !old.record.deleted
+                && record.generation <= old.record.generation
+                && !record.deleted
+            {
+                self.violation("a new refresh token landed without raising the generation".into());
+            }
+            if let (Some(o), Some(n)) = (&old_t, &new_t) {
+                if o != n && !old.record.deleted {
+                    // A login's chain (journaled while the store was down)
+                    // lands like the login it started from.
+                    let mut root = n.clone();
+                    while let Some(p) = self.snyk.tokens.get(&root).and_then(|t| t.pred.clone()) {
+                        root = p;
+                    }
+                    let tok = self.snyk.tokens.get(&root).cloned();
+                    let ok = (tok.as_ref().is_some_and(|t| t.root)
+                        && !self.chain_contains(&root, o))
+                        || self
+                            .snyk
+                            .tokens
+                            .get(o)
+                            .and_then(|t| t.successor.as_ref())
+                            .is_some_and(|s| {
+                                // the successor, or further down the chain (exclusive journal chains)
+                                let mut s = s.clone();
+                                loop {
+                                    if &s == n {
+                                        break true;
+                                    }
+                                    match self.snyk.tokens.get(&s).and_then(|t| t.successor.clone())
+                                    {
+                                        Some(x) => s = x,
+                                        None => break false,
+                                    }
+                                }
+                            });
+                    if !ok {
+                        self.violation(format!(
+                            "{n} landed over {o}, which is not its predecessor"
+                        ));
+                    }
+                }
+            }
+            // A login's or put's token, or its chain journaled while the store was down.
+            let root = record.refresh_token.as_ref().is_some_and(|t| {
+                let mut r = t.expose().to_string();
+                while let Some(p) = self.snyk.tokens.get(&r).and_then(|x| x.pred.clone()) {
+                    r = p;
+                }
+                self.snyk.tokens.get(&r).is_some_and(|x| x.root)
+                    && (t.expose() == r || self.agents[agent].exclusive)
+            });
+            // Only a put or a login (a new root token) may follow a delete.
+            // Our tombstones, that is (a foreign soft delete keeps the version,
+            // and an agent's claim may write over it, as on OpenBao).
+            let tombstone = self
+                .store
+                .versions
+                .last()
+                .and_then(|v| v.as_ref())
+                .is_some_and(|r| r.deleted);
+            if tombstone && !record.deleted && !root {
+                self.violation("a write brought a deleted credential back".into());
+            }
+        }
+        if let Some(why) = record.needs_login() {
+            let dead = record
+                .refresh_token
+                .as_ref()
+                .and_then(|t| self.snyk.tokens.get(t.expose()))
+                .is_some_and(|t| t.state != TokState::Live || t.doubtful >= 2);
+            if !dead {
+                self.violation(format!(
+                    "needs_login written ({why}) for a token live at Snyk"
+                ));
+            }
+            self.stats.needs_login += 1;
+        }
+        self.store.versions.push(Some(record.clone()));
+        trace!(
+            "{}ms agent {agent} {:?} wrote v{} token={:?} gen={} claim={:?} deleted={} state={:?}",
+            self.now,
+            op.0,
+            self.store.versions.len(),
+            record
+                .refresh_token
+                .as_ref()
+                .map(|t| t.expose().to_string()),
+            record.generation,
+            record
+                .claim
+                .as_ref()
+                .map(|c| (c.nonce[..6].to_string(), c.attempts)),
+            record.deleted,
+            record.needs_login()
+        );
+        self.store.soft_deleted = false;
+        if record.deleted {
+            self.deleted_at = Some(self.stats.steps);
+        }
+        if let Some(c) = &record.claim {
+            self.agents[agent].last_claim = Some((c.fp.clone(), c.nonce.clone()));
+        }
+        // Released by landing: the token is durable in the store now.
+        if let Some(t) = record.refresh_token.as_ref() {
+            if let Some(tok) = self.snyk.tokens.get_mut(t.expose()) {
+                tok.held_by = None;
+                tok.durable = true;
+            }
+        }
+        let v = self.store.versions.len() as u64;
+        if self.faults && self.rng.chance(0.02) {
+            self.stats.faults += 1;
+            return Err(StoreError::Unavailable(
+                "answer lost after the write".into(),
+            ));
+        }
+        Ok(v)
+    }
+
+    fn send(&mut self, agent: usize, token: &str) -> Result<(TokenGrant, bool), GrantError> {
+        self.stats.sends += 1;
+        let unreachable = || GrantError::Unreachable {
+            endpoint: "sim".into(),
+            message: "cut".into(),
+        };
+        if self.now < self.agents[agent].snyk_cut_until || self.now < self.snyk_down_until {
+            return Err(unreachable());
+        }
+        // Rule 7: an exclusive agent rotates its journal's chain without
+        // the store while the store refuses writes.
+        let chain = self.agents[agent].exclusive;
+        if self.rules.claims == Claims::Store && !self.rules.sabotage.no_claim_cas && !chain {
+            let claimed = self.agents[agent].last_claim.take();
+            let digest = Secret::new(token).digest();
+            if claimed.as_ref().is_none_or(|(fp, _)| *fp != digest) {
+                self.violation(format!(
+                    "agent {agent} sent {token} without its own claim check-and-set just before"
+                ));
+            }
+        }
+        if self
+            .snyk
+            .outstanding
+            .get(token)
+            .is_some_and(|v| !v.is_empty())
+        {
+            self.violation(format!("two sends of {token} in flight at once"));
+        }
+        if self.faults && self.rng.chance(0.08) {
+            self.stats.faults += 1;
+            // Not processed: an OAuth error answer, a 429, or a lost request.
+            return Err(match self.rng.below(3) {
+                0 => GrantError::Unavailable {
+                    status: 503,
+                    retry_after: None,
+                },
+                1 => GrantError::Unavailable {
+                    status: 429,
+                    retry_after: Some(Duration::from_secs(2)),
+                },
+                _ => unreachable(),
+            });
+        }
+        let Some(tok) = self.snyk.tokens.get(token).cloned() else {
+            self.violation(format!("unknown token {token} sent"));
+            return Err(GrantError::Permanent {
+                error: "invalid_grant".into(),
+                description: None,
+            });
+        };
+        if tok.state != TokState::Live {
+            if tok.state == TokState::Consumed && tok.answer_lost && !tok.retried {
+                self.stats.documented_retries += 1;
+                if let Some(t) = self.snyk.tokens.get_mut(token) {
+                    t.retried = true;
+                }
+            } else if chain && self.agents.iter().filter(|a| a.exclusive).count() > 1 {
+                // Two agents both declared exclusive (a misconfiguration):
+                // while the store is unreadable, each rotates from its own
+                // journal and nothing arbitrates between them. Documented.
+                self.stats.misconfigured_replays += 1;
+            } else {
+                self.stats.replays += 1;
+                self.violation(format!("replay: {token} sent again after Snyk accepted it"));
+            }
+            if self.snyk.policy == Policy::RevokeFamily {
+                for t in self.snyk.tokens.values_mut() {
+                    if t.family == tok.family && t.state == TokState::Live {
+                        t.state = TokState::Revoked;
+                    }
+                }
+            }
+            return Err(GrantError::Permanent {
+                error: "invalid_grant".into(),
+                description: None,
+            });
+        }
+        // Processed: the token is spent, its successor issued.
+        let next = self.snyk.issue(tok.family, false);
+        trace!("{}ms agent {agent} sent {token} -> {next}", self.now);
+        self.stats.refreshes += 1;
+        if let Some(t) = self.snyk.tokens.get_mut(token) {
+            t.state = TokState::Consumed;
+            t.successor = Some(next.clone());
+        }
+        if let Some(t) = self.snyk.tokens.get_mut(&next) {
+            t.in_transit = true;
+            t.pred = Some(token.to_string());
+        }
+        let access = format!("at-{}", self.snyk.next);
+        self.snyk.access.insert(access.clone(), next.clone());
+        self.snyk
+            .outstanding
+            .entry(token.to_string())
+            .or_default()
+            .push(agent);
+        let grant = TokenGrant {
+            access_token: Secret::new(access),
+            expires_in: Duration::from_secs(3600),
+            token_type: "bearer".into(),
+            scope: None,
+            refresh_token: Some(Secret::new(next.clone())),
+            refresh_expires_in: None,
+        };
+        Ok((grant, true))
+    }
+
+    /// The second half of a processed send: the answer reaches the agent, or is lost.
+    fn deliver(
+        &mut self,
+        agent: usize,
+        token: &str,
+        grant: TokenGrant,
+    ) -> Result<TokenGrant, GrantError> {
+        if let Some(v) = self.snyk.outstanding.get_mut(token) {
+            if let Some(i) = v.iter().position(|a| *a == agent) {
+                v.remove(i);
+            }
+        }
+        let next = grant
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose().to_string())
+            .unwrap_or_default();
+        if let Some(t) = self.snyk.tokens.get_mut(&next) {
+            t.in_transit = false;
+        }
+        let lost =
+            self.faults && (self.rng.chance(0.05) || self.now < self.agents[agent].snyk_cut_until);
+        trace!(
+            "{}ms agent {agent} answer for {token} lost={lost}",
+            self.now
+        );
+        if lost {
+            self.stats.faults += 1;
+            if let Some(t) = self.snyk.tokens.get_mut(token) {
+                t.answer_lost = true;
+                t.doubtful += 1;
+            }
+            if let Some(t) = self.snyk.tokens.get_mut(&next) {
+                t.lost_explained = true;
+            }
+            return Err(if self.rng.chance(0.5) {
+                GrantError::Unknown {
+                    timed_out: true,
+                    message: "timed out".into(),
+                }
+            } else {
+                GrantError::Unknown {
+                    timed_out: false,
+                    message: "502 page".into(),
+                }
+            });
+        }
+        if let Some(t) = self.snyk.tokens.get_mut(&next) {
+            t.held_by = Some(agent);
+        }
+        Ok(grant)
+    }
+
+    fn note(&mut self, agent: usize, entry: &Entry) -> Result<(), String> {
+        if self.faults && self.rng.chance(0.01) {
+            self.stats.faults += 1;
+            return Err("disk full".into());
+        }
+        trace!(
+            "{}ms agent {agent} journal claim={:?} record={:?}",
+            self.now,
+            entry.claim.as_ref().map(|c| (
+                c.nonce[..6.min(c.nonce.len())].to_string(),
+                c.attempts,
+                c.sent
+            )),
+            entry
+                .record
+                .as_ref()
+                .and_then(|r| r.refresh_token.as_ref())
+                .map(|t| t.expose().to_string())
+        );
+        let a = &mut self.agents[agent];
+        let value = (!entry.is_empty()).then(|| entry.clone());
+        if a.buffered {
+            a.unsynced = Some(value);
+        } else {
+            a.journal = value;
+        }
+        // Durable in the journal: no longer only in the agent's memory.
+        if let Some(t) = entry.record.as_ref().and_then(|r| r.refresh_token.as_ref()) {
+            if !a.buffered {
+                if let Some(tok) = self.snyk.tokens.get_mut(t.expose()) {
+                    tok.held_by = None;
+                    tok.durable = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// SIGKILL: the running operation and the memory are gone; the journal
+    /// stays (unless `empty_disk`), its unsynced tail is lost.
+    fn kill(&mut self, agent: usize, empty_disk: bool) {
+        trace!(
+            "{}ms agent {agent} KILLED empty_disk={empty_disk}",
+            self.now
+        );
+        self.stats.faults += 1;
+        let journaled: Option<String> = self.agents[agent]
+            .journal
+            .as_ref()
+            .and_then(|e| e.record.as_ref())
+            .and_then(|r| r.refresh_token.as_ref())
+            .map(|t| t.expose().to_string());
+        // A send noted in the journal whose outcome the process never learned.
+        if let Some(fp) = self.agents[agent]
+            .journal
+            .as_ref()
+            .and_then(|e| e.claim.as_ref())
+            .filter(|c| c.sent)
+            .map(|c| c.fp.clone())
+        {
+            for (name, t) in self.snyk.tokens.iter_mut() {
+                if Secret::new(name.as_str()).digest() == fp {
+                    t.doubtful += 1;
+                }
+            }
+        }
+        let a = &mut self.agents[agent];
+        a.task = None;
+        a.mem = None;
+        a.alive = false;
+        a.dead_since = self.now;
+        a.unsynced = None;
+        a.last_claim = None;
+        if empty_disk {
+            a.journal = None;
+        }
+        // Tokens lost with the process (an answer it held, or a send it was
+        // waiting on) or with its disk (a token only its journal held).
+        let mut lost: Vec<String> = Vec::new();
+        for (tok, senders) in self.snyk.outstanding.iter_mut() {
+            if let Some(i) = senders.iter().position(|a| *a == agent) {
+                senders.remove(i);
+                if let Some(n) = self.snyk.tokens.get(tok).and_then(|t| t.successor.clone()) {
+                    lost.push(n);
+                }
+            }
+        }
+        for (name, t) in self.snyk.tokens.iter() {
+            if t.held_by == Some(agent) {
+                lost.push(name.clone());
+            }
+        }
+        if empty_disk {
+            if let Some(t) = journaled.filter(|t| !self.in_store(t) && !self.durable_in_journal(t))
+            {
+                lost.push(t);
+            }
+        }
+        for name in lost {
+            let pred = self.snyk.tokens.get_mut(&name).and_then(|t| {
+                t.held_by = None;
+                t.in_transit = false;
+                t.lost_explained = true;
+                t.pred.clone()
+            });
+            // Its predecessor's answer is lost: rule 6 permits one retry.
+            if let Some(p) = pred.and_then(|p| self.snyk.tokens.get_mut(&p)) {
+                p.answer_lost = true;
+                p.doubtful += 1;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Io
+
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            Poll::Pending
+        }
+    }
+}
+
+fn step() -> YieldOnce {
+    YieldOnce(false)
+}
+
+struct SimIo {
+    w: W,
+    agent: usize,
+    op: (Op, u64),
+}
+
+impl Io for SimIo {
+    fn mono(&self) -> Duration {
+        // Monotonic clocks run on through pauses and ignore wall-clock steps.
+        Duration::from_millis(self.w.borrow().now)
+    }
+    fn wall(&self) -> SystemTime {
+        self.w.borrow().wall(self.agent)
+    }
+    fn nonce(&mut self) -> String {
+        {
+            let mut w = self.w.borrow_mut();
+            format!("{:016x}{:016x}", w.rng.next(), w.rng.next())
+        }
+    }
+    fn agent(&self) -> String {
+        self.w.borrow().agents[self.agent].name.clone()
+    }
+    async fn read(&mut self) -> Result<Option<Versioned>, StoreError> {
+        step().await;
+        let mut w = self.w.borrow_mut();
+        w.stats.steps += 1;
+        w.store_reachable(self.agent)?;
+        Ok(w.store.current())
+    }
+    async fn write(&mut self, record: &Record, cas: u64) -> Result<u64, StoreError> {
+        step().await;
+        let mut w = self.w.borrow_mut();
+        w.stats.steps += 1;
+        w.store_write(self.agent, self.op, record, cas)
+    }
+    async fn note(&mut self, entry: &Entry) -> Result<(), String> {
+        step().await;
+        let mut w = self.w.borrow_mut();
+        w.stats.steps += 1;
+        w.note(self.agent, entry)
+    }
+    async fn send(
+        &mut self,
+        token: &Secret,
+        _cs: Option<&Secret>,
+    ) -> Result<TokenGrant, GrantError> {
+        step().await;
+        let processed = {
+            let mut w = self.w.borrow_mut();
+            w.stats.steps += 1;
+            w.send(self.agent, token.expose())
+        };
+        let (grant, _) = processed?;
+        // The answer is in transit: other agents move, time passes.
+        step().await;
+        let mut w = self.w.borrow_mut();
+        w.deliver(self.agent, token.expose(), grant)
+    }
+}
+
+// ---------------------------------------------------------------- the run
+
+#[derive(Clone, Copy)]
+struct Config {
+    agents: usize,
+    steps: u64,
+    claims: Claims,
+    policy: Policy,
+    sabotage: rotation::Sabotage,
+}
+
+fn rules(cfg: &Config, exclusive: bool) -> Rules {
+    let mut r = Rules::new(cfg.claims, exclusive, Duration::from_secs(30));
+    r.sabotage = cfg.sabotage;
+    r
+}
+
+fn start_op(w: &W, agent: usize, op: Op) {
+    {
+        let mut wb = w.borrow_mut();
+        let now = wb.now;
+        wb.agents[agent].last_polled = now;
+    }
+    let (mut mem, exclusive) = {
+        let mut wb = w.borrow_mut();
+        let a = &mut wb.agents[agent];
+        (a.mem.take().unwrap_or_default(), a.exclusive)
+    };
+    let mut r = w.borrow().rules;
+    r.exclusive = exclusive;
+    let started = w.borrow().stats.steps;
+    trace!("{}ms agent {agent} starts {op:?}", w.borrow().now);
+    let mut io = SimIo {
+        w: Rc::clone(w),
+        agent,
+        op: (op, started),
+    };
+    let task: Task = match op {
+        Op::Refresh => Box::pin(async move {
+            let o = rotation::refresh(&mut io, &mut mem, &r, None).await;
+            (mem, Outcome2::Refresh(o))
+        }),
+        Op::Put => {
+            let given = {
+                let mut wb = w.borrow_mut();
+                wb.family += 1;
+                let f = wb.family;
+                let t = wb.snyk.issue(f, true);
+                Record {
+                    refresh_token: Some(Secret::new(t)),
+                    client_secret: Some(Secret::new("cs")),
+                    ..Default::default()
+                }
+            };
+            // The same token may be put on several agents at once.
+            let extra = {
+                let mut wb = w.borrow_mut();
+                (0..wb.agents.len()).filter(|&i| i != agent).find(|&i| {
+                    wb.agents[i].task.is_none() && wb.agents[i].alive && wb.rng.chance(0.5)
+                })
+            };
+            if let Some(other) = extra {
+                let given2 = given.clone();
+                let mut mem2 = {
+                    let mut wb = w.borrow_mut();
+                    wb.agents[other].mem.take().unwrap_or_default()
+                };
+                let mut io2 = SimIo {
+                    w: Rc::clone(w),
+                    agent: other,
+                    op: (Op::Put, started),
+                };
+                let mut r2 = r;
+                r2.exclusive = w.borrow().agents[other].exclusive;
+                let t2: Task = Box::pin(async move {
+                    let o = rotation::refresh(&mut io2, &mut mem2, &r2, Some(given2)).await;
+                    (mem2, Outcome2::Refresh(o))
+                });
+                w.borrow_mut().agents[other].task = Some((Op::Put, started, t2));
+            }
+            Box::pin(async move {
+                let o = rotation::refresh(&mut io, &mut mem, &r, Some(given)).await;
+                (mem, Outcome2::Refresh(o))
+            })
+        }
+        Op::Login => {
+            let token = {
+                let mut wb = w.borrow_mut();
+                wb.family += 1;
+                wb.stats.logins += 1;
+                let f = wb.family;
+                wb.snyk.issue(f, true)
+            };
+            {
+                let mut wb = w.borrow_mut();
+                if let Some(t) = wb.snyk.tokens.get_mut(&token) {
+                    t.held_by = Some(agent);
+                }
+            }
+            Box::pin(async move {
+                // The code exchange reads the record first (for the secret and generation).
+                let g = match io.read().await {
+                    Ok(v) => v.map(|v| v.record.generation).unwrap_or(0),
+                    Err(_) => return (mem, Outcome2::Landing(Landing::Pending)),
+                };
+                // As the broker does: above anything this agent has seen.
+                let g = g.max(mem.generation);
+                let record = Record {
+                    refresh_token: Some(Secret::new(token)),
+                    client_secret: Some(Secret::new("cs")),
+                    generation: g + 1,
+                    ..Default::default()
+                };
+                let base = Base {
+                    fp: None,
+                    generation: g,
+                    login: true,
+                    via: Vec::new(),
+                };
+                let l = rotation::persist(&mut io, &mut mem, &r, record, base).await;
+                (mem, Outcome2::Landing(l))
+            })
+        }
+        Op::Delete => Box::pin(async move {
+            let d = rotation::tombstone(&mut io, &mut mem).await;
+            (mem, Outcome2::Deleted(d))
+        }),
+        Op::Land => Box::pin(async move {
+            let l = rotation::land(&mut io, &mut mem, &r).await;
+            (mem, Outcome2::Landing(l))
+        }),
+    };
+    w.borrow_mut().agents[agent].task = Some((op, started, task));
+}
+
+fn poll_agent(w: &W, agent: usize) {
+    {
+        let mut wb = w.borrow_mut();
+        let now = wb.now;
+        wb.agents[agent].last_polled = now;
+    }
+    let Some((op, started, mut task)) = w.borrow_mut().agents[agent].task.take() else {
+        return;
+    };
+    let mut cx = Context::from_waker(Waker::noop());
+    match task.as_mut().poll(&mut cx) {
+        Poll::Pending => w.borrow_mut().agents[agent].task = Some((op, started, task)),
+        Poll::Ready((mem, outcome)) => {
+            let mut wb = w.borrow_mut();
+            finish(&mut wb, agent, &mem, &outcome);
+            wb.agents[agent].mem = Some(mem);
+        }
+    }
+}
+
+/// An operation ended: a token handed out must have a durable refresh token (I2).
+fn finish(w: &mut World, agent: usize, mem: &Memory, outcome: &Outcome2) {
+    trace!("{}ms agent {agent} finished: {outcome:?}", w.now);
+    // Tokens this operation held and did not make durable stay in its memory
+    // (NotDurable: the agent's lander keeps them) or were dropped by design.
+    let unlanded: Option<String> = mem
+        .unlanded
+        .as_ref()
+        .and_then(|u| u.record.refresh_token.as_ref())
+        .map(|t| t.expose().to_string());
+    for (name, t) in w.snyk.tokens.iter_mut() {
+        if t.held_by == Some(agent) && unlanded.as_deref() != Some(name.as_str()) {
+            t.held_by = None;
+        }
+    }
+    if let Outcome2::Refresh(Outcome::Minted { access_token, .. }) = outcome {
+        let Some(rt) = w.snyk.access.get(access_token.expose()).cloned() else {
+            return;
+        };
+        let durable = w.snyk.tokens.get(&rt).is_some_and(|t| t.durable);
+        if !durable && !w.agents[agent].buffered {
+            w.violation(format!(
+                "access token handed out while its refresh token {rt} is not durable"
+            ));
+        }
+    }
+    if let Outcome2::Deleted(Ok(())) = outcome {
+        // The broker then destroys the older versions (data gone, counter kept).
+        for v in w.store.versions.iter_mut().rev().skip(1) {
+            *v = None;
+        }
+    }
+}
+
+fn restart(w: &W, agent: usize) {
+    let now = w.borrow().now;
+    let entry = {
+        let mut wb = w.borrow_mut();
+        let a = &mut wb.agents[agent];
+        a.alive = true;
+        a.journal.clone()
+    };
+    let mem = entry
+        .map(|e| Memory::recover(e, Duration::from_millis(now)))
+        .unwrap_or_default();
+    let land = mem.unlanded.is_some();
+    w.borrow_mut().agents[agent].mem = Some(mem);
+    if land {
+        start_op(w, agent, Op::Land);
+    }
+}
+
+fn fault_limit(w: &World) -> u64 {
+    (w.rules.takeover - w.rules.send_window - w.rules.snyk_max).as_millis() as u64
+}
+
+/// One fault, at random.
+fn inject(w: &W) {
+    let mut wb = w.borrow_mut();
+    let n = wb.agents.len() as u64;
+    let agent = wb.rng.below(n) as usize;
+    let now = wb.now;
+    // Outages stay shorter than the takeover period minus the send window
+    // and Snyk's timeout, all faults together: each lasts at most a third of
+    // that, store outages never overlap, and a killed agent restarts within
+    // a third of it (a longer one is the residual risk of rule 5).
+    let limit = fault_limit(&wb);
+    let span = 1 + wb.rng.below(limit / 3);
+    let store_fault_active = now < wb.store_sealed_until
+        || now < wb.store_read_only_until
+        || wb
+            .agents
+            .iter()
+            .any(|a| now < a.store_cut_until || now < a.paused_until);
+    wb.stats.faults += 1;
+    match wb.rng.below(12) {
+        // With journal-only claims (the file store) the journal and the
+        // store share one disk: it is not emptied without the store.
+        0 | 1 if wb.agents[agent].alive => {
+            let empty = wb.rules.claims == Claims::Store && wb.rng.chance(0.2);
+            wb.kill(agent, empty);
+        }
+        2 if !store_fault_active => wb.agents[agent].paused_until = now + span,
+        3 if !store_fault_active => wb.agents[agent].store_cut_until = now + span,
+        4 => wb.agents[agent].snyk_cut_until = now + span.min(40_000),
+        5 if !store_fault_active => wb.store_sealed_until = now + span,
+        6 if !store_fault_active => wb.store_read_only_until = now + span,
+        7 => wb.snyk_down_until = now + span.min(20_000),
+        8 => {
+            let step = wb.rng.below(600_000) as i64 - 300_000;
+            wb.agents[agent].skew_ms += step;
+        }
+        9 => {
+            // A foreign blind write (the seed service): refused, cas_required is set.
+        }
+        // A foreign soft delete of the latest version (`bao kv delete`).
+        10 if wb.rng.chance(0.2) => wb.store.soft_deleted = true,
+        _ => {
+            // The Redis lock lost while held: agents here already run
+            // without it half the time; nothing to model beyond that.
+        }
+    }
+}
+
+fn world(seed: u64, cfg: Config) -> W {
+    let mut rng = Rng(seed);
+    let exclusive_pair = cfg.claims == Claims::Store && rng.chance(0.1);
+    let mut agents = Vec::new();
+    for i in 0..cfg.agents {
+        let dup = rng.chance(0.2);
+        agents.push(Agent {
+            name: if dup {
+                "host:dup".into()
+            } else {
+                format!("host-{i}")
+            },
+            journal: None,
+            unsynced: None,
+            // A journal whose writes reach the disk late (no fsync, a torn
+            // tail after a crash) only where the store holds the claims.
+            buffered: cfg.claims == Claims::Store && rng.chance(0.15),
+            mem: Some(Memory::default()),
+            task: None,
+            alive: true,
+            paused_until: 0,
+            store_cut_until: 0,
+            snyk_cut_until: 0,
+            skew_ms: rng.below(120_000) as i64 - 60_000,
+            dead_since: 0,
+            last_polled: 0,
+            last_claim: None,
+            exclusive: cfg.claims == Claims::Journal || (exclusive_pair && i < 2),
+        });
+    }
+    let world = World {
+        rng,
+        now: 0,
+        snyk: Snyk {
+            tokens: HashMap::new(),
+            access: HashMap::new(),
+            next: 0,
+            policy: cfg.policy,
+            outstanding: HashMap::new(),
+        },
+        store: Store {
+            versions: Vec::new(),
+            soft_deleted: false,
+        },
+        agents,
+        violations: Vec::new(),
+        stats: Stats::default(),
+        faults: true,
+        store_sealed_until: 0,
+        store_read_only_until: 0,
+        snyk_down_until: 0,
+        deleted_at: None,
+        rules: rules(&cfg, false),
+        family: 0,
+    };
+    let w: W = Rc::new(RefCell::new(world));
+    // The credential starts stored (a put that went through).
+    {
+        let mut wb = w.borrow_mut();
+        wb.family = 1;
+        let t = wb.snyk.issue(1, true);
+        let r = Record {
+            refresh_token: Some(Secret::new(t)),
+            client_secret: Some(Secret::new("cs")),
+            generation: 1,
+            ..Default::default()
+        };
+        wb.store.versions.push(Some(r));
+    }
+    w
+}
+
+fn run(seed: u64, cfg: Config) -> (Stats, Vec<String>) {
+    let w = world(seed, cfg);
+    let mut iterations = 0u64;
+    while w.borrow().stats.steps < cfg.steps && iterations < cfg.steps * 20 {
+        iterations += 1;
+        one_step(&w, true);
+        w.borrow_mut().check();
+    }
+    // Calm: faults stop, everyone heals; the credential must become usable.
+    calm(&w);
+    let wb = w.borrow();
+    (wb.stats, wb.violations.clone())
+}
+
+fn one_step(w: &W, faults: bool) {
+    // Killed agents come back within the bound (systemd restarts them).
+    let overdue: Vec<usize> = {
+        let wb = w.borrow();
+        let bound = fault_limit(&wb) / 3;
+        (0..wb.agents.len())
+            .filter(|&i| !wb.agents[i].alive && wb.now > wb.agents[i].dead_since + bound)
+            .collect()
+    };
+    for i in overdue {
+        restart(w, i);
+    }
+    // Buffered journals reach the disk some time later.
+    {
+        let mut wb = w.borrow_mut();
+        for i in 0..wb.agents.len() {
+            if wb.agents[i].unsynced.is_some() && wb.rng.chance(0.3) {
+                let entry = wb.agents[i].unsynced.take().flatten();
+                if let Some(t) = entry
+                    .as_ref()
+                    .and_then(|e| e.record.as_ref())
+                    .and_then(|r| r.refresh_token.as_ref())
+                {
+                    if let Some(tok) = wb.snyk.tokens.get_mut(t.expose()) {
+                        tok.held_by = None;
+                        tok.durable = true;
+                    }
+                }
+                wb.agents[i].journal = entry;
+            }
+        }
+    }
+    let choice = w.borrow_mut().rng.below(100);
+    let n = w.borrow().agents.len() as u64;
+    let agent = w.borrow_mut().rng.below(n) as usize;
+    let (now, alive, paused, busy) = {
+        let wb = w.borrow();
+        let a = &wb.agents[agent];
+        (wb.now, a.alive, a.paused_until > wb.now, a.task.is_some())
+    };
+    // The agent whose running operation waited longest, if it waited too long.
+    let starved = {
+        let wb = w.borrow();
+        let bound = fault_limit(&wb) / 6;
+        (0..wb.agents.len())
+            .filter(|&i| {
+                let a = &wb.agents[i];
+                a.alive
+                    && a.task.is_some()
+                    && a.paused_until <= wb.now
+                    && wb.now > a.last_polled + bound
+            })
+            .min_by_key(|&i| wb.agents[i].last_polled)
+    };
+    if let Some(i) = starved {
+        poll_agent(w, i);
+    } else if choice < 20 {
+        let mut wb = w.borrow_mut();
+        let big = wb.rng.chance(0.05);
+        let by = if big {
+            wb.rng.below(60_000)
+        } else {
+            wb.rng.below(2_000)
+        };
+        wb.now += by;
+    } else if faults && choice < 24 {
+        inject(w);
+    } else if !alive {
+        let overdue = {
+            let wb = w.borrow();
+            wb.now > wb.agents[agent].dead_since + fault_limit(&wb) / 3
+        };
+        if overdue || w.borrow_mut().rng.chance(0.3) {
+            restart(w, agent);
+        }
+    } else if paused {
+        let _ = now;
+    } else if busy {
+        poll_agent(w, agent);
+    } else {
+        let r = w.borrow_mut().rng.below(100);
+        let op = match r {
+            0..=84 => Op::Refresh,
+            85..=90 => Op::Login,
+            91..=96 => Op::Put,
+            _ => {
+                if w.borrow_mut().rng.chance(0.3) {
+                    Op::Delete
+                } else {
+                    Op::Refresh
+                }
+            }
+        };
+        start_op(w, agent, op);
+        poll_agent(w, agent);
+    }
+}
+
+#[allow(clippy::needless_range_loop)]
+fn calm(w: &W) {
+    {
+        let mut wb = w.borrow_mut();
+        wb.faults = false;
+        let now = wb.now;
+        wb.store_sealed_until = 0;
+        wb.store_read_only_until = 0;
+        wb.snyk_down_until = 0;
+        for a in wb.agents.iter_mut() {
+            a.paused_until = now;
+            a.store_cut_until = 0;
+            a.snyk_cut_until = 0;
+        }
+    }
+    let n = w.borrow().agents.len();
+    for i in 0..n {
+        if !w.borrow().agents[i].alive {
+            restart(w, i);
+        }
+    }
+    // Let running operations finish.
+    for _ in 0..10_000 {
+        if w.borrow().agents.iter().all(|a| a.task.is_none()) {
+            break;
+        }
+        one_step(w, false);
+        w.borrow_mut().check();
+    }
+    // The credential may legitimately need a login (an injected fault lost
+    // its newest token) or be deleted; then a human logs in.
+    let deadline = w.borrow().now
+        + (w.borrow().rules.takeover + w.borrow().rules.quiet()).as_millis() as u64 * 2;
+    let mut relogged = false;
+    let mut served = vec![false; n];
+    while w.borrow().now < deadline {
+        for i in 0..n {
+            if served[i] {
+                continue;
+            }
+            start_op(w, i, Op::Refresh);
+            let mut outcome = None;
+            for _ in 0..1000 {
+                let Some((op, started, mut task)) = w.borrow_mut().agents[i].task.take() else {
+                    break;
+                };
+                let mut cx = Context::from_waker(Waker::noop());
+                match task.as_mut().poll(&mut cx) {
+                    Poll::Pending => w.borrow_mut().agents[i].task = Some((op, started, task)),
+                    Poll::Ready((mem, o)) => {
+                        let mut wb = w.borrow_mut();
+                        finish(&mut wb, i, &mem, &o);
+                        wb.agents[i].mem = Some(mem);
+                        outcome = Some(o);
+                        break;
+                    }
+                }
+            }
+            w.borrow_mut().check();
+            match outcome {
+                Some(Outcome2::Refresh(Outcome::Minted { landed: true, .. })) => served[i] = true,
+                // Another agent's fresh landing serves this one too (from the cache, in the agent).
+                Some(Outcome2::Refresh(Outcome::Moved)) => {}
+                Some(Outcome2::Refresh(
+                    Outcome::NeedsLogin(_)
+                    | Outcome::NotFound
+                    | Outcome::Later {
+                        why: rotation::Why::RolledBack { .. } | rotation::Why::Store(_),
+                        ..
+                    },
+                )) if !relogged
+                    && (w.borrow().store.soft_deleted
+                        || !matches!(
+                            outcome,
+                            Some(Outcome2::Refresh(Outcome::Later {
+                                why: rotation::Why::Store(_),
+                                ..
+                            }))
+                        )) =>
+                {
+                    // A human logs in, on the agent that has seen the most.
+                    relogged = true;
+                    let j = (0..n)
+                        .max_by_key(|&j| {
+                            w.borrow().agents[j]
+                                .mem
+                                .as_ref()
+                                .map(|m| m.generation)
+                                .unwrap_or(0)
+                        })
+                        .unwrap_or(i);
+                    start_op(w, j, Op::Login);
+                    while w.borrow().agents[j].task.is_some() {
+                        poll_agent(w, j);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if served.iter().all(|s| *s) {
+            break;
+        }
+        w.borrow_mut().now += 1_000;
+    }
+    let mut wb = w.borrow_mut();
+    if !served.iter().all(|s| *s) {
+        let outcome = format!("{served:?}");
+        wb.violation(format!("liveness: after the faults stopped, not every agent got a token within the bound (served: {outcome})"));
+    }
+    if wb.store.current().is_some_and(|v| v.record.claim.is_some()) {
+        wb.violation("liveness: a claim remains in the store after the calm period".into());
+    }
+    let _ = HashSet::<u8>::new();
+}
+
+fn default_config() -> Config {
+    Config {
+        agents: 3,
+        steps: 400,
+        claims: Claims::Store,
+        policy: Policy::Reject,
+        sabotage: Default::default(),
+    }
+}
+
+fn config_for(seed: u64) -> Config {
+    let mut c = default_config();
+    let mut r = Rng(seed ^ 0xabcdef);
+    c.agents = 2 + r.below(3) as usize;
+    c.policy = if r.chance(0.5) {
+        Policy::Reject
+    } else {
+        Policy::RevokeFamily
+    };
+    c.claims = if r.chance(0.85) {
+        Claims::Store
+    } else {
+        Claims::Journal
+    };
+    if c.claims == Claims::Journal {
+        // The file store: one agent, locked with flock.
+        c.agents = 1;
+    }
+    c
+}
+
+fn seeds(default: u64) -> (u64, u64) {
+    if let Some(s) = std::env::var("SNYKEY_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return (s, 1);
+    }
+    let n = std::env::var("SNYKEY_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    let base = std::env::var("SNYKEY_SIM_BASE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    (base, n)
+}
+
+#[test]
+fn the_rotation_rule_holds_under_every_fault() {
+    let (base, n) = seeds(2_000);
+    let mut total = Stats::default();
+    for seed in base..base + n {
+        let (stats, violations) = run(seed, config_for(seed));
+        if !violations.is_empty() {
+            panic!(
+                "seed {seed} broke the rotation rule (replay with SNYKEY_SIM_SEED={seed} cargo test --test sim):\n  {}",
+                violations.join("\n  ")
+            );
+        }
+        total.steps += stats.steps;
+        total.faults += stats.faults;
+        total.sends += stats.sends;
+        total.refreshes += stats.refreshes;
+        total.documented_retries += stats.documented_retries;
+        total.replays += stats.replays;
+        total.lost += stats.lost;
+        total.logins += stats.logins;
+        total.needs_login += stats.needs_login;
+        total.misconfigured_replays += stats.misconfigured_replays;
+    }
+    println!(
+        "sim: {n} seeds, {} steps, faults tried {}, sends {}, refreshes {}, replays {} (must be 0), documented lost-answer retries {}, credentials lost {} (must be 0), logins {}, needs_login written {}, replays between two agents both misconfigured as exclusive {}",
+        total.steps,
+        total.faults,
+        total.sends,
+        total.refreshes,
+        total.replays,
+        total.documented_retries,
+        total.lost,
+        total.logins,
+        total.needs_login,
+        total.misconfigured_replays
+    );
+    assert_eq!(total.replays, 0);
+    assert_eq!(total.lost, 0);
+    assert!(total.refreshes > n, "the simulation must actually refresh");
+}
+
+/// The simulator has teeth: with one rule switched off, it finds a violation.
+fn finds_violation_without(sabotage: rotation::Sabotage, what: &str) {
+    for seed in 1..=400 {
+        let mut cfg = config_for(seed);
+        cfg.claims = Claims::Store;
+        cfg.agents = cfg.agents.max(3);
+        cfg.sabotage = sabotage;
+        let (_, v) = run(seed, cfg);
+        if !v.is_empty() {
+            println!("without {what}: seed {seed} finds {}", v[0]);
+            return;
+        }
+    }
+    panic!("with {what} switched off, 400 seeds found no violation: the simulation has no teeth");
+}
+
+#[test]
+fn without_the_claim_before_a_send_the_simulation_finds_a_violation() {
+    finds_violation_without(
+        rotation::Sabotage {
+            no_claim_cas: true,
+            ..Default::default()
+        },
+        "the claim check-and-set",
+    );
+}
+
+#[test]
+fn without_succession_at_landing_the_simulation_finds_a_violation() {
+    finds_violation_without(
+        rotation::Sabotage {
+            no_succession: true,
+            ..Default::default()
+        },
+        "succession",
+    );
+}
+
+#[test]
+fn without_the_takeover_period_the_simulation_finds_a_violation() {
+    finds_violation_without(
+        rotation::Sabotage {
+            no_takeover_wait: true,
+            ..Default::default()
+        },
+        "the takeover period",
+    );
+}
+
+/// SPEC §2 rule 5's residual risk, walked through on purpose: a claimant
+/// holds Snyk's answer but cannot reach the store for longer than the
+/// takeover period. Another agent takes the claim over and sends the token
+/// once more (the one permitted retry); Snyk refuses it and the record says
+/// `needs_login`. When the claimant comes back it lands its token by
+/// succession, which clears `needs_login`: with Snyk refusing a reused token
+/// (not revoking its family), nothing is lost.
+#[test]
+fn residual_risk_is_a_login_not_a_loss() {
+    let mut cfg = default_config();
+    cfg.agents = 2;
+    let (_, violations, w) = {
+        let (stats, violations) = (Stats::default(), Vec::<String>::new());
+        let w = world(7, cfg);
+        (stats, violations, w)
+    };
+    w.borrow_mut().faults = false;
+    // A claims and sends; the answer reaches it, then it is cut off from the store.
+    start_op(&w, 0, Op::Refresh);
+    for _ in 0..100 {
+        let holds = w
+            .borrow()
+            .snyk
+            .tokens
+            .values()
+            .any(|t| t.held_by == Some(0));
+        if holds {
+            break;
+        }
+        poll_agent(&w, 0);
+    }
+    let takeover = w.borrow().rules.takeover.as_millis() as u64;
+    {
+        let mut wb = w.borrow_mut();
+        let now = wb.now;
+        wb.agents[0].store_cut_until = now + takeover * 3;
+    }
+    // B waits out the takeover period, then takes over: Snyk refuses the token.
+    let mut b_outcome = None;
+    for _ in 0..400 {
+        w.borrow_mut().now += 1_000;
+        start_op(&w, 1, Op::Refresh);
+        while w.borrow().agents[1].task.is_some() {
+            let Some((op, started, mut task)) = w.borrow_mut().agents[1].task.take() else {
+                break;
+            };
+            let mut cx = Context::from_waker(Waker::noop());
+            match task.as_mut().poll(&mut cx) {
+                Poll::Pending => w.borrow_mut().agents[1].task = Some((op, started, task)),
+                Poll::Ready((mem, o)) => {
+                    w.borrow_mut().agents[1].mem = Some(mem);
+                    b_outcome = Some(o);
+                }
+            }
+        }
+        if matches!(b_outcome, Some(Outcome2::Refresh(Outcome::NeedsLogin(_)))) {
+            break;
+        }
+    }
+    assert!(
+        matches!(b_outcome, Some(Outcome2::Refresh(Outcome::NeedsLogin(_)))),
+        "the taking-over agent must end in needs_login, got {b_outcome:?}"
+    );
+    assert!(
+        w.borrow()
+            .store
+            .current()
+            .is_some_and(|v| v.record.needs_login().is_some())
+    );
+    // The send the claimant's answer made spent: the one replay this risk costs.
+    assert_eq!(
+        w.borrow().stats.replays,
+        1,
+        "exactly one send of the spent token"
+    );
+    assert!(
+        w.borrow().violations.iter().all(|v| v.contains("replay")),
+        "{:?}",
+        w.borrow().violations
+    );
+    // A comes back and lands its token by succession: needs_login is cleared.
+    {
+        let mut wb = w.borrow_mut();
+        wb.agents[0].store_cut_until = 0;
+    }
+    for _ in 0..100 {
+        if w.borrow().agents[0].task.is_none() {
+            break;
+        }
+        poll_agent(&w, 0);
+    }
+    if w.borrow().agents[0]
+        .mem
+        .as_ref()
+        .is_some_and(|m| m.unlanded.is_some())
+    {
+        start_op(&w, 0, Op::Land);
+        while w.borrow().agents[0].task.is_some() {
+            poll_agent(&w, 0);
+        }
+    }
+    let cur = w.borrow().store.current().expect("stored");
+    assert!(
+        cur.record.needs_login().is_none(),
+        "the landing clears needs_login"
+    );
+    let t = cur
+        .record
+        .refresh_token
+        .as_ref()
+        .map(|t| t.expose().to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        w.borrow().snyk.tokens.get(&t).map(|t| t.state.clone()),
+        Some(TokState::Live)
+    );
+    let _ = violations;
+}
