@@ -307,7 +307,17 @@ async fn restore<I: Io>(io: &mut I, mem: &mut Memory, token: &Secret, mut previo
     }
     previous.generation = cur.record.generation.max(mem.generation) + 1;
     previous.claim = None;
-    previous.remember_puts(&cur.record.put_fps);
+    // Refused, never rotated: putting it again is not "already rotated".
+    let refused = token.digest();
+    let history: Vec<String> = cur
+        .record
+        .put_fps
+        .iter()
+        .filter(|fp| **fp != refused)
+        .cloned()
+        .collect();
+    previous.put_fps.retain(|fp| *fp != refused);
+    previous.remember_puts(&history);
     if io.write(&previous, cur.version).await.is_ok() {
         mem.generation = previous.generation;
         mem.dead = None;
