@@ -20,6 +20,11 @@ use std::time::{Duration, SystemTime};
 /// How long a caller waits for another agent's claim to land before it is
 /// told to try again (cached tokens are served meanwhile).
 const WAIT_FOR_OTHER_AGENT: Duration = Duration::from_secs(30);
+/// Snyk errors that did not consume the token are retried this often inside
+/// one request; longer backoff belongs to the proactive scheduler.
+const REQUEST_RETRIES: u32 = 2;
+/// The longest `Retry-After` a waiting caller sits out.
+const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
 
 /// The protocol's view of this agent, for one credential.
 pub(crate) struct AgentIo<'a> {
@@ -131,6 +136,7 @@ impl Broker {
         let key = &slot.key;
         let waiting_since = tokio::time::Instant::now();
         let mut moved = 0;
+        let mut transient = 0;
         loop {
             // Another agent may have refreshed while we waited.
             if given.is_none() {
@@ -204,6 +210,29 @@ impl Broker {
                     tokio::time::sleep(crate::clock::jittered(Duration::from_millis(500), 0.5))
                         .await;
                     // A waiting put rotates the stored token if it is still R.
+                }
+                // Snyk did not take the token (an OAuth error, a 429): a
+                // waiting caller sits out a short wait and tries again, each
+                // time under a fresh claim; longer waits go to the scheduler.
+                Outcome::Later {
+                    after,
+                    why: Why::Snyk(e),
+                } if e.token_not_consumed() && transient < REQUEST_RETRIES => {
+                    let wait = if after.is_zero() {
+                        crate::clock::jittered(
+                            Duration::from_millis(200) * 2u32.pow(transient),
+                            0.3,
+                        )
+                    } else {
+                        after
+                    };
+                    if wait > MAX_INLINE_WAIT {
+                        return Err(self.later(key, after, Why::Snyk(e)));
+                    }
+                    transient += 1;
+                    crate::metrics::refresh("transient");
+                    tracing::info!(org_id = %key.org, client_id = %key.client, error = %e, wait_ms = wait.as_millis() as u64, "Snyk did not take the refresh; trying again");
+                    tokio::time::sleep(wait).await;
                 }
                 Outcome::Later { after, why } => return Err(self.later(key, after, why)),
                 Outcome::NeedsLogin(why) => {
@@ -324,6 +353,16 @@ impl Broker {
                     broker: &broker,
                     key: &slot.key,
                 };
+                // Held in memory only: the journal first, whenever it takes
+                // writes again (I2).
+                if flight.mem.unlanded.as_ref().is_some_and(|u| !u.journaled) {
+                    let entry = flight.mem.entry(broker.clock.now());
+                    if io.note(&entry).await.is_ok() {
+                        if let Some(u) = flight.mem.unlanded.as_mut() {
+                            u.journaled = true;
+                        }
+                    }
+                }
                 let landing = rotation::land(&mut io, &mut flight.mem, &broker.rules).await;
                 let journaled = flight.mem.unlanded.as_ref().is_none_or(|u| u.journaled);
                 if landing != Landing::Pending || journaled {

@@ -75,7 +75,18 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         Some(r#"{"org_id":"ob","client_id":"cb","refresh_token":"rt_not_issued"}"#),
     );
     assert!(st == 409 || st == 502, "{st} {v}");
-    assert_eq!(store_bytes(&env), before, "the store must be unchanged");
+    // SPEC §2 rule 8 stores the given token (with a claim) before sending it;
+    // refused at once, the record it replaced is put back: the same secrets,
+    // a higher generation (it only goes up).
+    let record = |bytes: &[u8]| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        v["credentials"]["ob"]["cb"].clone()
+    };
+    let (was, now) = (record(&before), record(&store_bytes(&env)));
+    for field in ["refresh_token", "client_secret", "kind", "state", "claim"] {
+        assert_eq!(was[field], now[field], "{field} must be unchanged");
+    }
+    assert!(now["generation"].as_u64() > was["generation"].as_u64());
     assert_eq!(fake.refresh_grants(), grants);
     // Unknown routes and methods.
     assert_eq!(agent.json("GET", "/v2/nothing", None).0, 404);

@@ -344,10 +344,12 @@ fn a_delete_during_a_refresh_does_not_bring_the_credential_back() {
     );
     agent.http("DELETE", "/v1/cache/od/cd", None);
     fake.push_fault(Fault::AnswerLater(Duration::from_millis(2500)));
+    let grants = fake.refresh_grants();
     let socket = agent.socket.clone();
+    let since = std::time::Instant::now();
     let refresh =
         std::thread::spawn(move || http_on(&socket, "GET", "/v1/credentials/od/cd", None));
-    std::thread::sleep(Duration::from_secs(1));
+    crate::guarantees::wait_at_snyk(&fake, grants, since, Duration::from_secs(1));
     let out = agent.cli(&["delete", "od", "cd"], None);
     assert!(out.status.success(), "{}", stderr(&out));
     let _ = refresh.join().unwrap();
@@ -393,10 +395,12 @@ fn a_delete_on_another_agent_during_a_refresh_does_not_bring_the_credential_back
     a.http("DELETE", "/v1/cache/ox/cx", None);
     // A's refresh is at Snyk when B deletes the credential.
     fake.push_fault(Fault::AnswerLater(Duration::from_millis(2500)));
+    let grants = fake.refresh_grants();
     let socket = a.socket.clone();
+    let since = std::time::Instant::now();
     let refresh =
         std::thread::spawn(move || http_on(&socket, "GET", "/v1/credentials/ox/cx", None));
-    std::thread::sleep(Duration::from_secs(1));
+    crate::guarantees::wait_at_snyk(&fake, grants, since, Duration::from_secs(1));
     let out = b.cli(&["delete", "ox", "cx"], None);
     assert!(out.status.success(), "{}", stderr(&out));
     let _ = refresh.join().unwrap();

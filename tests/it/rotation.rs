@@ -266,7 +266,8 @@ fn no_access_token_is_handed_out_while_the_rotated_token_is_only_in_memory() {
             .output()
             .unwrap()
     });
-    std::thread::sleep(Duration::from_millis(700));
+    // Once the request is at Snyk (its claim noted), break both.
+    crate::guarantees::wait_at_snyk(&fake, 1, std::time::Instant::now(), Duration::ZERO);
     let blocker = block_store(&env);
     block_journal(&env);
     let out = caller.join().unwrap();

@@ -285,7 +285,44 @@ pub(super) async fn claim_given<I: Io>(
             why: Why::Journal(e),
         };
     }
-    send_claimed(io, mem, rules, given, version, token, deadline).await
+    let outcome = send_claimed(io, mem, rules, given, version, token.clone(), deadline).await;
+    if let (Outcome::NeedsLogin(_), Some(previous)) = (&outcome, current) {
+        // Snyk refused R at once: R was never good, and the put must change
+        // nothing. The record it replaced comes back, unless anything moved.
+        if !previous.record.deleted && !previous.hidden {
+            restore(io, mem, &token, previous.record).await;
+        }
+    }
+    outcome
+}
+
+/// Puts back `previous` over a record that still holds the refused `token`
+/// (check-and-set on the version read now; the previous token was never sent).
+async fn restore<I: Io>(io: &mut I, mem: &mut Memory, token: &Secret, mut previous: Record) {
+    let Ok(Some(cur)) = io.read().await else {
+        return;
+    };
+    if !cur.record.holds(&token.digest()) || cur.hidden {
+        return;
+    }
+    previous.generation = cur.record.generation.max(mem.generation) + 1;
+    previous.claim = None;
+    // Refused, never rotated: putting it again is not "already rotated".
+    let refused = token.digest();
+    let history: Vec<String> = cur
+        .record
+        .put_fps
+        .iter()
+        .filter(|fp| **fp != refused)
+        .cloned()
+        .collect();
+    previous.put_fps.retain(|fp| *fp != refused);
+    previous.remember_puts(&history);
+    if io.write(&previous, cur.version).await.is_ok() {
+        mem.generation = previous.generation;
+        mem.dead = None;
+        let _ = io.note(&mem.entry(io.wall())).await;
+    }
 }
 
 #[cfg(test)]
