@@ -100,6 +100,22 @@ fn map_err(e: ClientError) -> StoreError {
     }
 }
 
+/// A refused login (AppRole, Kubernetes) is "denied", whatever status
+/// OpenBao chose for it (400 for a bad or expired secret id, 403 for a JWT
+/// the cluster does not vouch for): retrying will not help, new credentials
+/// will. Anything else (unreachable, sealed) keeps its usual meaning.
+fn map_login_err(method: &str, files: &str, e: ClientError) -> StoreError {
+    match e {
+        ClientError::APIError { code, errors } if (400..500).contains(&code) => {
+            StoreError::Denied(format!(
+                "OpenBao refused the {method} login ({code}: {}): check {files}",
+                errors.join("; ")
+            ))
+        }
+        other => map_err(other),
+    }
+}
+
 fn is_not_found(e: &ClientError) -> bool {
     matches!(e, ClientError::APIError { code: 404, .. })
         || matches!(
@@ -196,7 +212,13 @@ impl OpenBaoStore {
                     secret_id.expose(),
                 )
                 .await
-                .map_err(map_err)?;
+                .map_err(|e| {
+                    map_login_err(
+                        "AppRole",
+                        "store.role_id_file and store.secret_id_file (an expired secret id needs a new one)",
+                        e,
+                    )
+                })?;
                 tracing::info!(
                     method = "approle",
                     ttl_secs = info.lease_duration,
@@ -213,7 +235,13 @@ impl OpenBaoStore {
                 let anon = self.build_client(&Secret::new(""))?;
                 let info = vaultrs::auth::kubernetes::login(&anon, mount, role, jwt.expose())
                     .await
-                    .map_err(map_err)?;
+                    .map_err(|e| {
+                        map_login_err(
+                            "Kubernetes",
+                            "store.kubernetes_role and the service account token in store.kubernetes_jwt_file",
+                            e,
+                        )
+                    })?;
                 tracing::info!(
                     method = "kubernetes",
                     ttl_secs = info.lease_duration,
