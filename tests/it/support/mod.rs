@@ -1,8 +1,11 @@
-//! Test support: a strict fake Snyk and a harness that runs the real
-//! `snykey serve` binary on a socket in a temp dir.
+//! Test support: a strict fake Snyk, real OpenBao and Redis servers started
+//! per test, and a harness that runs the real `snykey serve` binary on a
+//! socket in a temp dir.
 
 pub mod agent;
+pub mod bao;
 pub mod fake_snyk;
+pub mod k8s;
 pub mod openbao;
 pub mod redis;
 pub mod serve;
