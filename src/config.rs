@@ -747,11 +747,7 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         || cache_url.starts_with("redis+unix://")
         || cache_url.starts_with("unix://"))
     {
-        return Err(r.err(
-            "cache",
-            "url",
-            "must start with redis://, rediss:// or unix://",
-        ));
+        check_sentinel_url(&cache_url).map_err(|m| r.err("cache", "url", m))?;
     }
     let key_prefix = r.string("cache", "key_prefix", "snyk")?;
     if key_prefix.is_empty() || key_prefix.contains(|c: char| c.is_whitespace() || c == ':') {
@@ -923,6 +919,19 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         refresh,
         file: None,
     })
+}
+
+/// `cache.url` in the Sentinel form of SPEC §7, or an error naming the forms.
+fn check_sentinel_url(url: &str) -> Result<(), String> {
+    match crate::cache::redis::parse_sentinel_url(url) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(
+            "must start with redis://, rediss://, unix://, or for Sentinel \
+             redis+sentinel:// or rediss+sentinel://"
+                .into(),
+        ),
+        Err(m) => Err(m),
+    }
 }
 
 fn is_rest_version(v: &str) -> bool {
@@ -1158,5 +1167,35 @@ mod tests {
         assert!(is_rest_version("2024-10-15~beta"));
         assert!(!is_rest_version("2024-1-15"));
         assert!(!is_rest_version("latest"));
+    }
+    #[test]
+    fn cache_url_takes_the_sentinel_forms_and_redacts_their_password() {
+        let c = load(
+            Some("[cache]\nbackend = \"redis\"\nurl = \"redis+sentinel://snykey:pw-xyz@10.0.0.1:26379,10.0.0.2:26379/mymaster/2\"\n"),
+            &[],
+        )
+        .unwrap();
+        assert!(c.cache.url.expose().starts_with("redis+sentinel://"));
+        let shown = c.to_redacted_toml();
+        assert!(!shown.contains("pw-xyz"), "{shown}");
+        assert!(
+            load(
+                None,
+                &[("SNYKEY_CACHE_URL", "rediss+sentinel://s1,s2:26380/m")]
+            )
+            .is_ok()
+        );
+        let e = load(
+            None,
+            &[("SNYKEY_CACHE_URL", "redis+sentinel://u:pw-xyz@s1:26379")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("cache.url") && e.contains("master"), "{e}");
+        assert!(!e.contains("pw-xyz"), "{e}");
+        let e = load(None, &[("SNYKEY_CACHE_URL", "http://x")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("redis+sentinel://"), "{e}");
     }
 }

@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod backends;
 mod chaos;
+mod fleet;
 mod helper;
 mod host;
 mod login;

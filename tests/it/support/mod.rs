@@ -8,6 +8,7 @@ pub mod fake_snyk;
 pub mod k8s;
 pub mod openbao;
 pub mod redis;
+pub mod sentinel;
 pub mod serve;
 
 pub use agent::{Agent, Env};
