@@ -7,6 +7,8 @@
 
 use crate::support::agent::{assert_no_secrets, try_http, wait_for};
 use crate::support::bao::Bao;
+use crate::support::bao_cluster::BaoCluster;
+use crate::support::redis::RedisServer;
 use crate::support::sentinel::Sentinels;
 use crate::support::{Env, FakeSnyk};
 use std::path::PathBuf;
@@ -198,6 +200,183 @@ fn redis_sentinel_failovers_mid_load_lose_nothing_and_replay_nothing() {
         "the agents asked the sentinels"
     );
     assert_no_secrets("agent logs", &logs, &fake.secrets());
+    for a in agents {
+        a.stop();
+    }
+}
+
+/// The longest time between two grants at Snyk (any credential).
+fn longest_gap(fake: &FakeSnyk, since: std::time::SystemTime) -> Duration {
+    let mut times: Vec<_> = fake
+        .lock()
+        .grant_times
+        .iter()
+        .copied()
+        .filter(|t| *t >= since)
+        .collect();
+    times.sort();
+    times
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]).unwrap_or_default())
+        .max()
+        .unwrap_or_default()
+}
+
+#[test]
+fn openbao_raft_failover_mid_load_loses_nothing_and_replays_nothing() {
+    let fake = FakeSnyk::start();
+    fake.set_expires_in(4);
+    let mut bao = BaoCluster::start(3);
+    let redis = RedisServer::start();
+    let addrs: Vec<String> = bao.addrs().iter().map(|a| format!("{a:?}")).collect();
+    let mut envs: Vec<Env> = (0..2)
+        .map(|_| {
+            let mut env = Env::new(&fake.url());
+            let tf = env.path().join("bao-token");
+            std::fs::write(&tf, &bao.root_token).unwrap();
+            env.store_config = format!(
+                "backend = \"openbao\"\naddr = [{}]\ntoken_file = {tf:?}\n",
+                addrs.join(", ")
+            );
+            env.extra_config = format!("[cache]\nbackend = \"redis\"\nurl = {:?}\n", redis.url());
+            env
+        })
+        .collect();
+    let agents: Vec<_> = envs.iter_mut().map(|e| e.start()).collect();
+    for i in 0..CREDS {
+        let rt = fake.new_oauth_client(&format!("c{i}"), None);
+        let out = agents[0].put_oauth(envs[0].path(), "fleet", &format!("c{i}"), None, &rt);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let since = std::time::SystemTime::now();
+    let grants_before = fake.refresh_grants();
+    let started = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let sockets: Vec<PathBuf> = envs.iter().map(|e| e.socket.clone()).collect();
+    let callers: Vec<_> = (0..4)
+        .map(|n| {
+            hammer(
+                sockets.clone(),
+                fake.clone(),
+                Arc::clone(&stop),
+                Arc::clone(&calls),
+                started,
+                n,
+            )
+        })
+        .collect();
+
+    // 1. SIGKILL the active node mid-load; the other two elect a leader.
+    std::thread::sleep(Duration::from_secs(3));
+    let first = bao.active().expect("an active node");
+    let killed_at = started.elapsed();
+    bao.kill(first);
+    let second = bao.wait_for_new_active(first, 60);
+    let elected_at = started.elapsed();
+    std::thread::sleep(Duration::from_secs(4));
+    // It comes back (sealed, then unsealed) and rejoins as a standby.
+    bao.restart(first);
+    std::thread::sleep(Duration::from_secs(3));
+
+    // 2. The active node partitioned (SIGSTOP) for longer than the Snyk
+    // timeout (3 s here): agents' requests to it hang until their timeout.
+    let paused_at = started.elapsed();
+    bao.pause(second);
+    let third = bao.wait_for_new_active(second, 60);
+    let elected2_at = started.elapsed();
+    std::thread::sleep(Duration::from_secs(6));
+    bao.resume(second);
+    std::thread::sleep(Duration::from_secs(5));
+    stop.store(true, Ordering::Relaxed);
+    for c in callers {
+        c.join().unwrap();
+    }
+
+    // Nothing lost: the active node holds each live refresh token (a
+    // refresh may land between the two reads: read again), and both agents
+    // serve a valid token for every credential.
+    let mut lost = 0;
+    for i in 0..CREDS {
+        let client = format!("c{i}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let stored_ok = loop {
+            let live = fake.live_refresh_token(&client);
+            let stored = bao
+                .kv2_data(&format!("snyk/fleet/{client}"))
+                .and_then(|d| d["refresh_token"].as_str().map(str::to_string));
+            if live.is_some() && stored == live {
+                break true;
+            }
+            if Instant::now() > deadline {
+                eprintln!(
+                    "{client}: live {} stored {}",
+                    live.is_some(),
+                    stored.is_some()
+                );
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let served = agents.iter().all(|a| {
+            let (st, v) = a.json("GET", &format!("/v1/credentials/fleet/{client}"), None);
+            st == 200 && fake.access_token_valid(v["access_token"].as_str().unwrap_or(""))
+        });
+        if !(stored_ok && served) {
+            eprintln!("{client}: stored matches {stored_ok}, served {served}");
+            lost += 1;
+        }
+    }
+    if let Ok(dir) = std::env::var("SNYKEY_FLEET_LOGS") {
+        for (n, a) in agents.iter().enumerate() {
+            let _ = std::fs::write(format!("{dir}/agent-{n}.log"), a.log_text());
+        }
+    }
+
+    let calls = calls.lock().unwrap().clone();
+    let count = |f: &dyn Fn(&Call) -> bool| calls.iter().filter(|c| f(c)).count();
+    let ok = count(&|c| c.status == 200 && c.valid);
+    let invalid = count(&|c| c.status == 200 && !c.valid);
+    let unavailable = count(&|c| c.status == 503);
+    let other = count(&|c| c.status != 200 && c.status != 503);
+    let gap = longest_gap(&fake, since);
+    let report = format!(
+        "openbao raft failover: calls {} served {ok} invalid {invalid} 503 {unavailable} other {other}; \
+         active node {first} SIGKILLed at {killed_at:?}, node {second} active after {:?}; \
+         node {second} SIGSTOPped at {paused_at:?}, node {third} active after {:?}; \
+         refreshes {}; replays {}; lost {lost}; longest gap without a refresh {gap:?}",
+        calls.len(),
+        elected_at - killed_at,
+        elected2_at - paused_at,
+        fake.refresh_grants() - grants_before,
+        fake.replays(),
+    );
+    eprintln!("{report}");
+    if let Ok(path) = std::env::var("SNYKEY_FLEET_REPORT") {
+        let _ = std::fs::write(path, &report);
+    }
+    let logs: String = agents.iter().map(|a| a.log_text()).collect();
+    assert_eq!(fake.replays(), 0, "{report}");
+    assert_eq!(lost, 0, "{report}");
+    assert_eq!(invalid, 0, "{report}");
+    assert_eq!(other, 0, "{report}");
+    assert!(ok > 200, "{report}");
+    assert!(
+        logs.contains("following the active node"),
+        "the agents moved to another node: {report}\n{}",
+        logs.lines()
+            .filter(|l| l.contains("OpenBao") || l.contains("store"))
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_no_secrets("agent logs", &logs, &fake.secrets());
+    assert!(!logs.contains(&bao.root_token));
     for a in agents {
         a.stop();
     }

@@ -367,3 +367,44 @@ async fn a_write_applied_but_answered_with_an_error_is_not_applied_twice() {
     assert!(s.put(&key, &rec("rt-3"), Some(2)).await.is_err());
     assert_eq!(bao.kv2_versions("kv", "snyk/olost/clost"), 2);
 }
+
+/// `store.addr` with several nodes: a dead first address, then a live one.
+#[tokio::test]
+async fn several_addresses_the_store_finds_the_one_that_answers() {
+    let bao = Bao::dev();
+    let dead = format!("http://127.0.0.1:{}", crate::support::bao::free_port_pair());
+    let cfg = config(
+        &format!("{dead},{}", bao.url()),
+        "snyk",
+        2,
+        &[("SNYKEY_STORE_TOKEN", &bao.root_token)],
+    );
+    assert_eq!(cfg.store.addrs.len(), 2);
+    let s = OpenBaoStore::new(&cfg.store, Duration::from_secs(5));
+    let key = CredKey::parse("oha", "cha").unwrap();
+    s.put(&key, &rec("rt-ha"), Some(0)).await.unwrap();
+    let got = s.get(&key).await.unwrap().unwrap();
+    assert_eq!(got.record.refresh_token.unwrap().expose(), "rt-ha");
+    assert!(s.describe().contains(&dead));
+
+    // An AppRole login, too, goes to the node that answers.
+    let role_id = bao.approle("ha", serde_json::json!({"token_ttl": "1h"}));
+    let dir = tempfile::tempdir().unwrap();
+    let (role_file, secret_file) = (dir.path().join("role_id"), dir.path().join("secret_id"));
+    std::fs::write(&role_file, &role_id).unwrap();
+    std::fs::write(&secret_file, bao.secret_id("ha")).unwrap();
+    let cfg = config(
+        &format!("{dead},{}", bao.url()),
+        "snyk",
+        2,
+        &[
+            ("SNYKEY_STORE_AUTH", "approle"),
+            ("SNYKEY_STORE_ROLE_ID_FILE", role_file.to_str().unwrap()),
+            ("SNYKEY_STORE_SECRET_ID_FILE", secret_file.to_str().unwrap()),
+        ],
+    );
+    let s = OpenBaoStore::new(&cfg.store, Duration::from_secs(5));
+    let got = s.get(&key).await.unwrap().unwrap();
+    assert_eq!(got.record.refresh_token.unwrap().expose(), "rt-ha");
+    assert_eq!(bao.logins("approle"), 1);
+}

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod bao;
+pub mod bao_cluster;
 pub mod fake_snyk;
 pub mod k8s;
 pub mod openbao;
