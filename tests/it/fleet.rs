@@ -1,11 +1,12 @@
-//! The fleet shape (issue 13): agents sharing a real OpenBao and a Redis run
-//! by Sentinel, under load while the shared parts fail over.
+//! The fleet shape (issue 13): agents sharing a real OpenBao (one server, or
+//! a 3-node Raft cluster) and a Redis (one server, or run by Sentinel), under
+//! load from `snykey-helper` and API callers while the shared parts fail over.
 //!
 //! The "replays 0 / lost 0" checks hold the agents to SPEC §2 with the
 //! rotation protocol as it is on this branch; the rotation rework (claims in
 //! the store) makes them hold without the Redis lock, which a failover loses.
 
-use crate::support::agent::{assert_no_secrets, try_http, wait_for};
+use crate::support::agent::{HELPER, assert_no_secrets, try_http, wait_for};
 use crate::support::bao::Bao;
 use crate::support::bao_cluster::BaoCluster;
 use crate::support::redis::RedisServer;
@@ -40,16 +41,35 @@ fn hammer(
             n += 1;
             let s = &sockets[n % sockets.len()];
             let path = format!("/v1/credentials/fleet/c{}", n % CREDS);
-            let (status, valid) = match try_http(s, &path) {
-                Ok((200, body)) => {
-                    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                    (
+            // Every other call goes through the real helper (exit 75, a
+            // temporary failure, counts as a 503).
+            let (status, valid) = if n % 2 == 0 {
+                match std::process::Command::new(HELPER)
+                    .arg("--socket")
+                    .arg(s)
+                    .args(["fleet", &format!("c{}", n % CREDS)])
+                    .output()
+                {
+                    Ok(o) if o.status.success() => (
                         200,
-                        fake.access_token_valid(v["access_token"].as_str().unwrap_or("")),
-                    )
+                        fake.access_token_valid(String::from_utf8_lossy(&o.stdout).trim()),
+                    ),
+                    Ok(o) if o.status.code() == Some(75) => (503, false),
+                    Ok(o) => (o.status.code().unwrap_or(0) as u16, false),
+                    Err(_) => (0, false),
                 }
-                Ok((st, _)) => (st, false),
-                Err(_) => (0, false),
+            } else {
+                match try_http(s, &path) {
+                    Ok((200, body)) => {
+                        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                        (
+                            200,
+                            fake.access_token_valid(v["access_token"].as_str().unwrap_or("")),
+                        )
+                    }
+                    Ok((st, _)) => (st, false),
+                    Err(_) => (0, false),
+                }
             };
             calls.lock().unwrap().push(Call {
                 at: started.elapsed(),
@@ -90,6 +110,8 @@ fn redis_sentinel_failovers_mid_load_lose_nothing_and_replay_nothing() {
         redis.get(first, 0, "snyk:fleet:c0").is_some()
     });
 
+    let grants_before = fake.refresh_grants();
+    let since = std::time::SystemTime::now();
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let calls = Arc::new(Mutex::new(Vec::new()));
@@ -128,6 +150,7 @@ fn redis_sentinel_failovers_mid_load_lose_nothing_and_replay_nothing() {
     for c in callers {
         c.join().unwrap();
     }
+    let refreshes = fake.refresh_grants() - grants_before;
 
     // Each agent now writes to the master in charge: after clearing a
     // cached token through agent n, the token agent n hands out next is in
@@ -174,16 +197,41 @@ fn redis_sentinel_failovers_mid_load_lose_nothing_and_replay_nothing() {
         (c.at >= killed_at && c.at <= promoted_at) || (c.at >= failover_at && c.at <= moved_at)
     };
     let served_in_outage = count(&|c| in_outage(c) && c.status == 200 && c.valid);
+    let steady = fake
+        .lock()
+        .grant_times
+        .iter()
+        .filter(|t| **t >= since && **t < since + killed_at)
+        .count();
     let report = format!(
-        "sentinel failover: calls {} ok {ok} invalid {invalid} 503 {unavailable} other {other}; \
+        "sentinel failover: calls {} served {ok} invalid {invalid} 503 {unavailable} other {other}; \
          master killed at {killed_at:?}, replica promoted after {:?}; SENTINEL FAILOVER took {:?}; \
-         served during failovers {served_in_outage}; refresh grants {}; replays {}; lost {lost}",
+         served during failovers {served_in_outage}; refreshes under load {} ({steady} before the first failover); \
+         replays {}; lost {lost}; longest gap without a refresh {:?}",
         calls.len(),
         promoted_at - killed_at,
         moved_at - failover_at,
-        fake.refresh_grants(),
+        refreshes,
         fake.replays(),
+        longest_gap(&fake, since),
     );
+    if let Ok(path) = std::env::var("SNYKEY_FLEET_REPORT") {
+        let per_second: Vec<String> = (0..30)
+            .map(|sec| {
+                let from = since + Duration::from_secs(sec);
+                fake.lock()
+                    .grant_times
+                    .iter()
+                    .filter(|t| **t >= from && **t < from + Duration::from_secs(1))
+                    .count()
+                    .to_string()
+            })
+            .collect();
+        let _ = std::fs::write(
+            format!("{path}.sentinel"),
+            format!("{report}\ngrants per second: {}\n", per_second.join(" ")),
+        );
+    }
     eprintln!("{report}");
     assert_eq!(fake.replays(), 0, "{report}");
     assert_eq!(lost, 0, "{report}");
@@ -297,6 +345,7 @@ fn openbao_raft_failover_mid_load_loses_nothing_and_replays_nothing() {
     for c in callers {
         c.join().unwrap();
     }
+    let refreshes = fake.refresh_grants() - grants_before;
 
     // Nothing lost: the active node holds each live refresh token (a
     // refresh may land between the two reads: read again), and both agents
@@ -349,11 +398,11 @@ fn openbao_raft_failover_mid_load_loses_nothing_and_replays_nothing() {
         "openbao raft failover: calls {} served {ok} invalid {invalid} 503 {unavailable} other {other}; \
          active node {first} SIGKILLed at {killed_at:?}, node {second} active after {:?}; \
          node {second} SIGSTOPped at {paused_at:?}, node {third} active after {:?}; \
-         refreshes {}; replays {}; lost {lost}; longest gap without a refresh {gap:?}",
+         refreshes under load {}; replays {}; lost {lost}; longest gap without a refresh {gap:?}",
         calls.len(),
         elected_at - killed_at,
         elected2_at - paused_at,
-        fake.refresh_grants() - grants_before,
+        refreshes,
         fake.replays(),
     );
     eprintln!("{report}");
@@ -380,4 +429,112 @@ fn openbao_raft_failover_mid_load_loses_nothing_and_replays_nothing() {
     for a in agents {
         a.stop();
     }
+}
+
+/// A YAML file (all its documents) as JSON, parsed by PyYAML.
+fn yaml(path: &std::path::Path) -> serde_json::Value {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))",
+        ])
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("python3 is needed to parse the example YAML: {e}; install it with `apt-get install python3-yaml` (.ci/run does)")
+        });
+    assert!(
+        out.status.success(),
+        "{} is not valid YAML (or PyYAML is missing: `apt-get install python3-yaml`): {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every `SNYKEY_*` key of every object in `v`, with its value.
+fn snykey_vars(v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, val) in m {
+                if k.starts_with("SNYKEY_") {
+                    out.push((k.clone(), val.as_str().unwrap_or_default().to_string()));
+                }
+                snykey_vars(val, out);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| snykey_vars(x, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn example_deployments_parse_and_set_only_documented_keys() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let documented = std::fs::read_to_string(root.join("config.toml")).unwrap();
+    // section -> keys named in examples/config.toml (set or commented out).
+    let mut keys: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut section = String::new();
+    for line in documented.lines() {
+        let t = line.trim().trim_start_matches('#').trim();
+        if let Some(s) = t.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            section = s.to_string();
+        } else if let Some((k, _)) = t.split_once('=') {
+            let k = k.trim();
+            if !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                keys.entry(section.clone()).or_default().push(k.to_string());
+            }
+        }
+    }
+    let mut vars = Vec::new();
+    for f in [
+        "docker-compose.yml",
+        "fleet/docker-compose.yml",
+        "kubernetes/pod.yaml",
+        "github-actions.yml",
+    ] {
+        snykey_vars(&yaml(&root.join(f)), &mut vars);
+    }
+    assert!(vars.len() >= 8, "{vars:?}");
+    for (var, _) in &vars {
+        let rest = var.trim_start_matches("SNYKEY_").to_ascii_lowercase();
+        // The helper's and CLI's own variables (SPEC §5, §7) are not config keys.
+        if ["socket", "org_id", "client_id", "log"].contains(&rest.as_str()) {
+            continue;
+        }
+        let documented_here = rest
+            .split_once('_')
+            .is_some_and(|(s, k)| keys.get(s).is_some_and(|ks| ks.iter().any(|x| x == k)));
+        assert!(
+            documented_here,
+            "{var} is set in an example but its key is not in examples/config.toml"
+        );
+    }
+
+    // The fleet agents' environment is a valid configuration: three OpenBao
+    // nodes and the Sentinel form of the cache URL.
+    let fleet = yaml(&root.join("fleet/docker-compose.yml"));
+    let mut env = vec![("SNYKEY_SOCKET".to_string(), "/tmp/unused.sock".to_string())];
+    snykey_vars(&fleet[0]["services"]["snykey-a"], &mut env);
+    let cfg = snykey::config::Config::load_from(None, &env).unwrap();
+    assert_eq!(cfg.store.addrs.len(), 3, "{:?}", cfg.store.addrs);
+    let url = snykey::cache::redis::parse_sentinel_url(cfg.cache.url.expose())
+        .unwrap()
+        .expect("a redis+sentinel:// URL");
+    assert_eq!(url.sentinels.len(), 3);
+    assert_eq!(url.master, "snykey");
+    let sentinel_conf = std::fs::read_to_string(root.join("fleet/sentinel.conf")).unwrap();
+    assert!(sentinel_conf.contains("sentinel monitor snykey "));
+    for n in 1..=3 {
+        let hcl = std::fs::read_to_string(root.join(format!("fleet/bao-{n}.hcl"))).unwrap();
+        assert!(hcl.contains("storage \"raft\"") && hcl.matches("retry_join {").count() == 3);
+    }
+
+    // The Kubernetes example's config file is a valid configuration.
+    let pod = yaml(&root.join("kubernetes/pod.yaml"));
+    let toml = pod[0]["data"]["config.toml"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, toml).unwrap();
+    snykey::config::Config::load_from(Some(&path), &[]).unwrap();
 }
