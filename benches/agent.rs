@@ -92,7 +92,7 @@ fn start_agent(fake: &FakeSnyk, extra: &str, prepare: impl FnOnce(&Path)) -> (Ag
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(60),
+            started.elapsed() < Duration::from_secs(300),
             "the agent did not become ready"
         );
         std::thread::sleep(Duration::from_millis(2));

@@ -304,9 +304,14 @@ impl OpenBaoStore {
         Ok(client)
     }
 
-    /// [`Self::authenticate`] at the current node, or (with several
-    /// addresses, when it cannot be reached or is sealed) at the active one.
+    /// [`Self::authenticate`] at the active node (with several addresses),
+    /// else at the current one.
     async fn authenticate_anywhere(&self) -> Result<Arc<VaultClient>, StoreError> {
+        // Start on the active node: a standby may answer a read on a fresh
+        // KV v2 mount as if the record were absent (seen on OpenBao 2.7).
+        if self.addrs.len() > 1 {
+            self.find_active().await;
+        }
         match self.authenticate().await {
             Err(e @ (StoreError::Unavailable(_) | StoreError::Sealed)) if self.addrs.len() > 1 => {
                 match self.find_active().await {

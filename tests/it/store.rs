@@ -408,3 +408,55 @@ async fn several_addresses_the_store_finds_the_one_that_answers() {
     assert_eq!(got.record.refresh_token.unwrap().expose(), "rt-ha");
     assert_eq!(bao.logins("approle"), 1);
 }
+
+/// A standby node first in `store.addr`, on a KV v2 mount created a moment
+/// ago (where a standby may answer 400 "Waiting for the primary to upgrade
+/// from non-versioned to versioned data"): the store still reads and writes,
+/// through the active node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_first_in_the_list_on_a_fresh_kv_mount_still_works() {
+    let cluster = tokio::task::spawn_blocking(|| crate::support::bao_cluster::BaoCluster::start(3))
+        .await
+        .unwrap();
+    let active = cluster.active().unwrap();
+    let standby = (0..3).find(|i| *i != active).unwrap();
+    let addrs = cluster.addrs();
+    let mut ordered = vec![addrs[standby].clone()];
+    ordered.extend(addrs.iter().filter(|a| **a != addrs[standby]).cloned());
+    cluster.ok(
+        active,
+        "POST",
+        "sys/mounts/kvnew",
+        serde_json::json!({"type": "kv", "options": {"version": "2"}}),
+    );
+    let cfg = config(
+        &ordered.join(","),
+        "snyk",
+        2,
+        &[
+            ("SNYKEY_STORE_TOKEN", &cluster.root_token),
+            ("SNYKEY_STORE_MOUNT", "kvnew"),
+        ],
+    );
+    let s = OpenBaoStore::new(&cfg.store, Duration::from_secs(5));
+    let key = CredKey::parse("osb", "csb").unwrap();
+    // Whatever a standby answers, the write lands once, through the active
+    // node (a retry after an unknown outcome may meet its own write: Conflict).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match s.put(&key, &rec("rt-sb"), Some(0)).await {
+            Ok(_) | Err(StoreError::Conflict { .. }) => break,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no write on the fresh mount: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let got = s.get(&key).await.unwrap().unwrap();
+    assert_eq!(got.record.refresh_token.unwrap().expose(), "rt-sb");
+    assert_eq!(got.version, 1);
+    drop(cluster);
+}

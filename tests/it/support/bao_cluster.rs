@@ -174,7 +174,7 @@ impl BaoCluster {
         });
     }
 
-    fn ok(&self, i: usize, method: &str, path: &str, body: Value) -> Value {
+    pub fn ok(&self, i: usize, method: &str, path: &str, body: Value) -> Value {
         let (st, v) = http(
             self.nodes[i].port,
             &self.root_token,
