@@ -91,6 +91,19 @@ async fn kv2_check_and_set_rejects_a_stale_write_and_the_loser_rereads() {
     assert_eq!(raw["refresh_token"], "rt-2");
     assert_eq!(raw["client_secret"], "cs");
     assert_eq!(bao.kv2_versions("kv", "snyk/org-cas/client-cas"), 2);
+    let history = bao.kv2_history("kv", "snyk/org-cas/client-cas");
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].as_ref().unwrap()["refresh_token"], "rt-1");
+    assert!(!bao.kv2_cas_required("kv", "snyk/org-cas/client-cas"));
+    // cas_required set by another tool (as snykey's rotation does): a blind
+    // write is refused by the real server, a CAS write still goes through.
+    bao.ok(
+        "POST",
+        "kv/metadata/snyk/org-cas/client-cas",
+        serde_json::json!({"cas_required": true}),
+    );
+    assert!(bao.kv2_cas_required("kv", "snyk/org-cas/client-cas"));
+    assert!(a.put(&key, &rec("rt-blind"), None).await.is_err());
     // Listing finds it; delete removes every version.
     assert_eq!(a.list().await.unwrap(), vec![key.clone()]);
     a.delete(&key).await.unwrap();

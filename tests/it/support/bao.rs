@@ -519,6 +519,35 @@ impl Bao {
         v["data"]["current_version"].as_u64().unwrap_or(0)
     }
 
+    /// Every version of a KV v2 secret, oldest first: its data, or None if
+    /// deleted, destroyed or no longer kept.
+    pub fn kv2_history(&self, mount: &str, path: &str) -> Vec<Option<Value>> {
+        let (st, meta) = self.call("GET", &format!("{mount}/metadata/{path}"), None);
+        if st != 200 {
+            return Vec::new();
+        }
+        let current = meta["data"]["current_version"].as_u64().unwrap_or(0);
+        (1..=current)
+            .map(|n| {
+                let v = &meta["data"]["versions"][n.to_string()];
+                let gone = v.is_null()
+                    || v["destroyed"] == true
+                    || v["deletion_time"].as_str().is_some_and(|t| !t.is_empty());
+                if gone {
+                    return None;
+                }
+                let (st, d) = self.call("GET", &format!("{mount}/data/{path}?version={n}"), None);
+                (st == 200).then(|| d["data"]["data"].clone())
+            })
+            .collect()
+    }
+
+    /// Does the metadata of this KV v2 path say `cas_required`?
+    pub fn kv2_cas_required(&self, mount: &str, path: &str) -> bool {
+        let (st, meta) = self.call("GET", &format!("{mount}/metadata/{path}"), None);
+        st == 200 && meta["data"]["cas_required"] == true
+    }
+
     pub fn kv1_data(&self, mount: &str, path: &str) -> Option<Value> {
         let (st, v) = self.call("GET", &format!("{mount}/{path}"), None);
         (st == 200).then(|| v["data"].clone())
