@@ -431,13 +431,15 @@ fn fleet(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     for life in lifetimes {
         fake.set_expires_in(life);
+        // Each lifetime has its own store prefix and cache prefix: agents
+        // load every credential under their prefix.
         let org = format!("fleet{life}");
         let cfg = |dir: &Path| {
             format!(
                 "{}[cache]\nbackend = \"redis\"\nurl = {:?}\nkey_prefix = \"b{life}\"\n[refresh]\nmin_validity = \"{MIN_VALIDITY}s\"\n",
                 bao.store_config(dir, 2).replace(
                     "backend = \"openbao\"\n",
-                    "backend = \"openbao\"\nprefix = \"bench\"\n"
+                    "backend = \"openbao\"\nprefix = \"bench{life}\"\n"
                 ),
                 redis.url()
             )
