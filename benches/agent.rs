@@ -439,7 +439,7 @@ fn fleet(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
                 "{}[cache]\nbackend = \"redis\"\nurl = {:?}\nkey_prefix = \"b{life}\"\n[refresh]\nmin_validity = \"{MIN_VALIDITY}s\"\n",
                 bao.store_config(dir, 2).replace(
                     "backend = \"openbao\"\n",
-                    "backend = \"openbao\"\nprefix = \"bench{life}\"\n"
+                    &format!("backend = \"openbao\"\nprefix = \"bench{life}\"\n")
                 ),
                 redis.url()
             )
