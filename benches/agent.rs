@@ -15,9 +15,17 @@
 //! 5. Cold start of `snykey serve` to ready with 10 000 credentials in the file store.
 //! 6. Helper binary size.
 //! 7. Issue 17: figure 2 with access rules and the audit log on, against off.
+//! 8. (`fleet`, issue 13, only when named) agents × credentials sharing one
+//!    real OpenBao and one real Redis: Snyk grants per credential per token
+//!    lifetime, store reads and writes per refresh, Redis commands/s, each
+//!    agent's RSS and CPU, one agent's cache-hit throughput meanwhile.
 
+#[path = "../tests/it/support/bao.rs"]
+mod bao;
 #[path = "../tests/it/support/fake_snyk.rs"]
 mod fake_snyk;
+#[path = "../tests/it/support/k8s.rs"]
+mod k8s;
 #[path = "../tests/it/support/redis.rs"]
 mod redis_server;
 #[path = "../tests/it/support/serve.rs"]
@@ -100,7 +108,7 @@ fn start_agent_with(
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(60),
+            started.elapsed() < Duration::from_secs(300),
             "the agent did not become ready"
         );
         std::thread::sleep(Duration::from_millis(2));
@@ -700,6 +708,172 @@ fn many_credentials(fake: &FakeSnyk, scale: &Scale, token_len: usize, out: &mut 
     ));
 }
 
+/// OpenBao audit log entries for KV v2 data: (reads, writes) of answered requests.
+fn kv_ops(audit: &Path) -> (u64, u64) {
+    let text = std::fs::read_to_string(audit).unwrap_or_default();
+    let (mut reads, mut writes) = (0, 0);
+    for v in text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "response")
+    {
+        if !v["request"]["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("kv/data/"))
+        {
+            continue;
+        }
+        match v["request"]["operation"].as_str() {
+            Some("read") => reads += 1,
+            Some("create" | "update") => writes += 1,
+            _ => {}
+        }
+    }
+    (reads, writes)
+}
+
+fn redis_commands(redis: &redis_server::RedisServer) -> u64 {
+    let mut c = redis.conn().unwrap();
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+/// Figure 7: `SNYKEY_BENCH_FLEET=AGENTSxCREDS` (default 20x1000; smoke 2x10),
+/// `SNYKEY_BENCH_FLEET_LIFETIMES=30,60` (seconds; smoke 3), three lifetimes each.
+fn fleet(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
+    let shape = std::env::var("SNYKEY_BENCH_FLEET")
+        .unwrap_or_else(|_| if scale.smoke { "2x10" } else { "20x1000" }.to_string());
+    let (agents_n, creds) = shape
+        .split_once('x')
+        .and_then(|(a, c)| Some((a.parse::<usize>().ok()?, c.parse::<usize>().ok()?)))
+        .expect("SNYKEY_BENCH_FLEET=AGENTSxCREDS");
+    let lifetimes: Vec<u64> = std::env::var("SNYKEY_BENCH_FLEET_LIFETIMES")
+        .unwrap_or_else(|_| if scale.smoke { "3" } else { "30,60" }.to_string())
+        .split(',')
+        .map(|l| l.trim().parse().expect("lifetimes in seconds"))
+        .collect();
+    const ROUNDS: u64 = 3;
+    // Below the default 5 min so that tokens of 30 s and more refresh at
+    // `at` (0.67) of their lifetime, as long-lived tokens do.
+    const MIN_VALIDITY: u64 = 2;
+    let bao = bao::Bao::dev();
+    let redis = redis_server::RedisServer::start();
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    for life in lifetimes {
+        fake.set_expires_in(life);
+        // Each lifetime has its own store prefix and cache prefix: agents
+        // load every credential under their prefix.
+        let org = format!("fleet{life}");
+        let cfg = |dir: &Path| {
+            format!(
+                "{}[cache]\nbackend = \"redis\"\nurl = {:?}\nkey_prefix = \"b{life}\"\n[refresh]\nmin_validity = \"{MIN_VALIDITY}s\"\n",
+                bao.store_config(dir, 2).replace(
+                    "backend = \"openbao\"\n",
+                    &format!("backend = \"openbao\"\nprefix = \"bench{life}\"\n")
+                ),
+                redis.url()
+            )
+        };
+        // The first agent takes the credentials (one grant each); the others
+        // start afterwards and load them from the store.
+        let scratch = tempfile::tempdir().unwrap();
+        let (first, _) = start_agent(fake, &cfg(scratch.path()), |_| {});
+        for i in 0..creds {
+            let client = format!("l{life}c{i:05}");
+            let rt = fake.new_oauth_client(&client, None);
+            put(&first.socket, &org, &client, &rt);
+        }
+        let mut agents = vec![first];
+        for _ in 1..agents_n {
+            agents.push(start_agent(fake, &cfg(scratch.path()), |_| {}).0);
+        }
+        let ours = |m: &std::collections::HashMap<String, usize>| -> Vec<usize> {
+            (0..creds)
+                .map(|i| m.get(&format!("l{life}c{i:05}")).copied().unwrap_or(0))
+                .collect()
+        };
+        let grants0 = ours(&fake.refresh_grants_per_client());
+        let (reads0, writes0) = kv_ops(&bao.audit_path());
+        let cmds0 = redis_commands(&redis);
+        let ticks0: Vec<u64> = agents.iter().map(|a| cpu_ticks(a.child.id())).collect();
+        let replays0 = fake.replays();
+        let t0 = Instant::now();
+        // Run for ROUNDS lifetimes, the last stretch under cache-hit load on one agent.
+        let window = Duration::from_secs(life * ROUNDS);
+        let load_secs = scale.load_secs.min(life as f64);
+        std::thread::sleep(window.saturating_sub(Duration::from_secs_f64(load_secs)));
+        let (rps, p50, p99, max, errors) = load(
+            &agents[0].socket,
+            &format!("/v1/credentials/{org}/l{life}c00000"),
+            32,
+            load_secs,
+        );
+        let elapsed = t0.elapsed().as_secs_f64();
+        let grants: Vec<usize> = ours(&fake.refresh_grants_per_client())
+            .iter()
+            .zip(&grants0)
+            .map(|(a, b)| a - b)
+            .collect();
+        let (reads, writes) = kv_ops(&bao.audit_path());
+        let (reads, writes) = (reads - reads0, writes - writes0);
+        let cmds = redis_commands(&redis) - cmds0;
+        let cpu: Vec<f64> = agents
+            .iter()
+            .zip(&ticks0)
+            .map(|(a, t)| (cpu_ticks(a.child.id()) - t) as f64 / hz / elapsed * 100.0)
+            .collect();
+        let rss: Vec<f64> = agents
+            .iter()
+            .map(|a| rss_kib(a.child.id()) as f64 / 1024.0)
+            .collect();
+        let total: usize = grants.iter().sum();
+        let lifetimes_run = elapsed / life as f64;
+        let per = total as f64 / creds as f64 / lifetimes_run;
+        let (gmin, gmax) = (
+            grants.iter().min().copied().unwrap_or(0),
+            grants.iter().max().copied().unwrap_or(0),
+        );
+        // The schedule's own rate (broker::scheduler::next_refresh, no jitter):
+        // one refresh every `interval`; more grants than that is duplicated work.
+        let lf = life as f64;
+        let keep = (MIN_VALIDITY as f64).min(lf / 2.0) + lf / 10.0;
+        let interval = (0.67 * lf).min(lf - keep);
+        let per_refresh = total as f64 / creds as f64 / (elapsed / interval);
+        let fmax = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
+        let fmin = |v: &[f64]| v.iter().cloned().fold(f64::MAX, f64::min);
+        out.push(format!(
+            "| fleet {agents_n} agents × {creds} credentials, {life} s tokens, {elapsed:.0} s: Snyk grants per credential per lifetime | {per:.2} (per credential {gmin}–{gmax} in {lifetimes_run:.1} lifetimes) | 1 |"
+        ));
+        out.push(format!(
+            "| … grants per scheduled refresh (one every {interval:.1} s; above 1 = an agent duplicated another's work) | {per_refresh:.2} | 1 |"
+        ));
+        out.push(format!(
+            "| … store reads / writes per refresh | {:.2} / {:.2} ({reads} / {writes} for {total} refreshes) | (no goal) |",
+            reads as f64 / total.max(1) as f64,
+            writes as f64 / total.max(1) as f64
+        ));
+        out.push(format!(
+            "| … Redis commands/s (all agents) | {:.0} | (no goal) |",
+            cmds as f64 / elapsed
+        ));
+        out.push(format!(
+            "| … each agent: RSS; CPU while refreshing (no callers) | {:.1}–{:.1} MiB; {:.2}–{:.2}% of one core | (no goal) |",
+            fmin(&rss),
+            fmax(&rss),
+            fmin(&cpu),
+            fmax(&cpu)
+        ));
+        out.push(format!(
+            "| … one agent’s cache-hit GET meanwhile, 32 connections ({load_secs:.1} s) | {rps:.0} req/s; p50 {p50} µs, p99 {p99} µs, max {max} µs; {errors} errors | (no goal) |"
+        ));
+        assert_eq!(fake.replays(), replays0, "a refresh token was replayed");
+        drop(agents);
+    }
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test` does not: then it is a smoke run.
     let smoke = !std::env::args().any(|a| a == "--bench");
@@ -761,6 +935,11 @@ fn main() {
     }
     if wanted("claim") {
         claim_cost(&fake, &scale, &mut out);
+    }
+    // The fleet group runs only when named (`scripts/bench fleet`), and as a
+    // tiny smoke in `cargo test`.
+    if only.iter().any(|o| o == "fleet") || (scale.smoke && only.is_empty()) {
+        fleet(&fake, &scale, &mut out);
     }
     if wanted("memory") {
         many_credentials(&fake, &scale, 0, &mut out);

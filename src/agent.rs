@@ -378,7 +378,7 @@ fn reload(current: Config, state: &AppState, log_reloader: Option<&LogReloader>)
     if cs.backend != ns.backend
         || cs.path != ns.path
         || cs.journal_dir != ns.journal_dir
-        || cs.addr != ns.addr
+        || cs.addrs != ns.addrs
         || cs.auth != ns.auth
         || cs.token != ns.token
         || cs.token_file != ns.token_file

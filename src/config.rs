@@ -128,7 +128,11 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// The recovery journal of rotated refresh tokens (SPEC §2 step 4).
     pub journal_dir: PathBuf,
+    /// The first of `addrs` (what one-node deployments and messages use).
     pub addr: String,
+    /// Every node of the OpenBao cluster (`store.addr` as a TOML array, or
+    /// comma-separated in `SNYKEY_STORE_ADDR`); the agent follows the active one.
+    pub addrs: Vec<String>,
     pub auth: BaoAuth,
     pub token: Option<Secret>,
     pub token_file: Option<PathBuf>,
@@ -377,7 +381,12 @@ impl Config {
             "journal_dir = {}\n",
             q(&t.journal_dir.display().to_string())
         ));
-        out.push_str(&format!("addr = {}\n", q(&t.addr)));
+        if t.addrs.len() > 1 {
+            let list: Vec<String> = t.addrs.iter().map(|a| q(a)).collect();
+            out.push_str(&format!("addr = [{}]\n", list.join(", ")));
+        } else {
+            out.push_str(&format!("addr = {}\n", q(&t.addr)));
+        }
         out.push_str(&format!(
             "auth = {}\n",
             q(match t.auth {
@@ -884,11 +893,7 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         || cache_url.starts_with("redis+unix://")
         || cache_url.starts_with("unix://"))
     {
-        return Err(r.err(
-            "cache",
-            "url",
-            "must start with redis://, rediss:// or unix://",
-        ));
+        check_sentinel_url(&cache_url).map_err(|m| r.err("cache", "url", m))?;
     }
     let key_prefix = r.string("cache", "key_prefix", "snyk")?;
     if key_prefix.is_empty() || key_prefix.contains(|c: char| c.is_whitespace() || c == ':') {
@@ -940,13 +945,8 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
     if !journal_dir.is_absolute() {
         return Err(r.err("store", "journal_dir", "must be an absolute path"));
     }
-    let addr = match r.opt_string("store", "addr")? {
-        Some(a) => a,
-        None => env("BAO_ADDR")
-            .or_else(|| env("VAULT_ADDR"))
-            .unwrap_or_else(|| "http://127.0.0.1:8200".into()),
-    };
-    let addr = normalize_base_url_any(&addr).map_err(|m| r.err("store", "addr", m))?;
+    let addrs = store_addrs(&r, env)?;
+    let addr = addrs[0].clone();
     let auth = match r.string("store", "auth", "token")?.as_str() {
         "token" => BaoAuth::Token,
         "approle" => BaoAuth::AppRole,
@@ -1007,6 +1007,7 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         path,
         journal_dir,
         addr,
+        addrs,
         auth,
         token,
         token_file: opt_path("token_file")?,
@@ -1372,6 +1373,75 @@ fn percent_encode_userinfo(s: &str) -> String {
         }
     }
     out
+}
+
+/// `store.addr`: one address, a TOML array of the nodes of one cluster, or
+/// (from `SNYKEY_STORE_ADDR`) a comma-separated list; else `BAO_ADDR` /
+/// `VAULT_ADDR` (one address), else the local default.
+fn store_addrs(
+    r: &Reader<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, ConfigError> {
+    let given: Vec<String> = match r.get("store", "addr") {
+        None => Vec::new(),
+        Some(Value::String(v)) => v
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(a) => Ok(a.trim().to_string()),
+                other => Err(r.err(
+                    "store",
+                    "addr",
+                    format!("expected addresses, found {}", other.type_str()),
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(r.err(
+                "store",
+                "addr",
+                format!(
+                    "expected an address or a list of addresses, found {}",
+                    other.type_str()
+                ),
+            ));
+        }
+    };
+    let given = if given.is_empty() {
+        vec![
+            env("BAO_ADDR")
+                .or_else(|| env("VAULT_ADDR"))
+                .unwrap_or_else(|| "http://127.0.0.1:8200".into()),
+        ]
+    } else {
+        given
+    };
+    let mut out: Vec<String> = Vec::with_capacity(given.len());
+    for a in given {
+        let a = normalize_base_url_any(&a).map_err(|m| r.err("store", "addr", m))?;
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+/// `cache.url` in the Sentinel form of SPEC §7, or an error naming the forms.
+fn check_sentinel_url(url: &str) -> Result<(), String> {
+    match crate::cache::redis::parse_sentinel_url(url) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(
+            "must start with redis://, rediss://, unix://, or for Sentinel \
+             redis+sentinel:// or rediss+sentinel://"
+                .into(),
+        ),
+        Err(m) => Err(m),
+    }
 }
 
 fn is_rest_version(v: &str) -> bool {
@@ -2021,5 +2091,68 @@ mod tests {
         assert!(is_rest_version("2024-10-15~beta"));
         assert!(!is_rest_version("2024-1-15"));
         assert!(!is_rest_version("latest"));
+    }
+    #[test]
+    fn cache_url_takes_the_sentinel_forms_and_redacts_their_password() {
+        let c = load(
+            Some("[cache]\nbackend = \"redis\"\nurl = \"redis+sentinel://snykey:pw-xyz@10.0.0.1:26379,10.0.0.2:26379/mymaster/2\"\n"),
+            &[],
+        )
+        .unwrap();
+        assert!(c.cache.url.expose().starts_with("redis+sentinel://"));
+        let shown = c.to_redacted_toml();
+        assert!(!shown.contains("pw-xyz"), "{shown}");
+        assert!(
+            load(
+                None,
+                &[("SNYKEY_CACHE_URL", "rediss+sentinel://s1,s2:26380/m")]
+            )
+            .is_ok()
+        );
+        let e = load(
+            None,
+            &[("SNYKEY_CACHE_URL", "redis+sentinel://u:pw-xyz@s1:26379")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("cache.url") && e.contains("master"), "{e}");
+        assert!(!e.contains("pw-xyz"), "{e}");
+        let e = load(None, &[("SNYKEY_CACHE_URL", "http://x")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("redis+sentinel://"), "{e}");
+    }
+    #[test]
+    fn store_addr_takes_the_nodes_of_a_cluster() {
+        let c = load(
+            Some("[store]\naddr = [\"https://bao-1:8200\", \"https://bao-2:8200/\"]\n"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.store.addrs,
+            vec!["https://bao-1:8200", "https://bao-2:8200"]
+        );
+        assert_eq!(c.store.addr, "https://bao-1:8200");
+        assert!(
+            c.to_redacted_toml()
+                .contains("addr = [\"https://bao-1:8200\", \"https://bao-2:8200\"]")
+        );
+        let c = load(
+            None,
+            &[(
+                "SNYKEY_STORE_ADDR",
+                "http://127.0.0.1:8200, http://127.0.0.1:8210",
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.store.addrs.len(), 2);
+        // BAO_ADDR stays one address.
+        let c = load(None, &[("BAO_ADDR", "http://127.0.0.1:8300")]).unwrap();
+        assert_eq!(c.store.addrs, vec!["http://127.0.0.1:8300"]);
+        let e = load(Some("[store]\naddr = [1]\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("store.addr"), "{e}");
     }
 }

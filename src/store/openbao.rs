@@ -10,6 +10,12 @@
 //! The agent's own OpenBao token is renewed at two thirds of its TTL; when
 //! renewal fails or a request is refused (403) the agent re-authenticates
 //! (AppRole, Kubernetes, or by re-reading `token_file`) and retries once.
+//!
+//! With several addresses (the nodes of one Raft cluster) the store talks to
+//! the active node. When a node cannot be reached, is sealed, or answers as a
+//! standby (a standby may answer KV v2 with 400 "Waiting for the primary to
+//! upgrade..."), the store asks each node's `/v1/sys/health` which one is
+//! active, switches to it with the same token, and retries once.
 
 use super::{Record, SecretStore, StoreError, Versioned};
 use crate::config::{BaoAuth, StoreConfig};
@@ -19,6 +25,7 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{Mutex, watch};
@@ -43,7 +50,11 @@ enum Auth {
 }
 
 pub struct OpenBaoStore {
-    addr: String,
+    /// The nodes of the cluster; `active` indexes the one in use.
+    addrs: Vec<String>,
+    active: AtomicUsize,
+    /// The agent's current OpenBao token, to reach another node with it.
+    token: RwLock<Option<Secret>>,
     ca_cert: Option<PathBuf>,
     mount: String,
     kv_version: u8,
@@ -100,6 +111,44 @@ fn map_err(e: ClientError) -> StoreError {
     }
 }
 
+/// A refused login (AppRole, Kubernetes) is "denied", whatever status
+/// OpenBao chose for it (400 for a bad or expired secret id, 403 for a JWT
+/// the cluster does not vouch for): retrying will not help, new credentials
+/// will. Anything else (unreachable, sealed) keeps its usual meaning.
+fn map_login_err(method: &str, files: &str, e: ClientError) -> StoreError {
+    match e {
+        ClientError::APIError { code, errors } if (400..500).contains(&code) => {
+            StoreError::Denied(format!(
+                "OpenBao refused the {method} login ({code}: {}): check {files}",
+                errors.join("; ")
+            ))
+        }
+        other => map_err(other),
+    }
+}
+
+/// An answer that says "ask another node": unreachable (no HTTP answer),
+/// sealed or unavailable (503), a standby (429, or 400 while a standby waits
+/// for the primary to upgrade KV), or an active node that lost its cluster
+/// (500 "local node not active...").
+fn not_the_active_node(e: &ClientError) -> bool {
+    match e {
+        ClientError::RestClientError { source } => !matches!(
+            source,
+            rustify::errors::ClientError::ServerResponseError { .. }
+        ),
+        ClientError::APIError { code, errors } => match code {
+            429 | 500 | 502 | 503 | 504 => true,
+            400 => errors.iter().any(|m| {
+                let m = m.to_ascii_lowercase();
+                m.contains("upgrade") || m.contains("standby") || m.contains("not active")
+            }),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 fn is_not_found(e: &ClientError) -> bool {
     matches!(e, ClientError::APIError { code: 404, .. })
         || matches!(
@@ -136,8 +185,15 @@ impl OpenBaoStore {
                 jwt_file: cfg.kubernetes_jwt_file.clone(),
             },
         };
+        let addrs = if cfg.addrs.is_empty() {
+            vec![cfg.addr.clone()]
+        } else {
+            cfg.addrs.clone()
+        };
         OpenBaoStore {
-            addr: cfg.addr.clone(),
+            addrs,
+            active: AtomicUsize::new(0),
+            token: RwLock::new(None),
             ca_cert: cfg.ca_cert.clone(),
             mount: cfg.mount.clone(),
             kv_version: cfg.kv_version,
@@ -149,9 +205,17 @@ impl OpenBaoStore {
         }
     }
 
+    fn addr_now(&self) -> &str {
+        &self.addrs[self.active.load(Ordering::Acquire) % self.addrs.len()]
+    }
+
     fn build_client(&self, token: &Secret) -> Result<VaultClient, StoreError> {
+        self.build_client_for(self.addr_now(), token)
+    }
+
+    fn build_client_for(&self, addr: &str, token: &Secret) -> Result<VaultClient, StoreError> {
         let mut b = VaultClientSettingsBuilder::default();
-        b.address(&self.addr)
+        b.address(addr)
             .token(token.expose())
             .timeout(Some(self.timeout))
             .verify(true);
@@ -196,7 +260,13 @@ impl OpenBaoStore {
                     secret_id.expose(),
                 )
                 .await
-                .map_err(map_err)?;
+                .map_err(|e| {
+                    map_login_err(
+                        "AppRole",
+                        "store.role_id_file and store.secret_id_file (an expired secret id needs a new one)",
+                        e,
+                    )
+                })?;
                 tracing::info!(
                     method = "approle",
                     ttl_secs = info.lease_duration,
@@ -213,7 +283,13 @@ impl OpenBaoStore {
                 let anon = self.build_client(&Secret::new(""))?;
                 let info = vaultrs::auth::kubernetes::login(&anon, mount, role, jwt.expose())
                     .await
-                    .map_err(map_err)?;
+                    .map_err(|e| {
+                        map_login_err(
+                            "Kubernetes",
+                            "store.kubernetes_role and the service account token in store.kubernetes_jwt_file",
+                            e,
+                        )
+                    })?;
                 tracing::info!(
                     method = "kubernetes",
                     ttl_secs = info.lease_duration,
@@ -223,8 +299,79 @@ impl OpenBaoStore {
             }
         };
         let client = Arc::new(self.build_client(&token)?);
+        *self.token.write().unwrap_or_else(|p| p.into_inner()) = Some(token);
         *self.client.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&client));
         Ok(client)
+    }
+
+    /// [`Self::authenticate`] at the active node (with several addresses),
+    /// else at the current one.
+    async fn authenticate_anywhere(&self) -> Result<Arc<VaultClient>, StoreError> {
+        // Start on the active node: a standby may answer a read on a fresh
+        // KV v2 mount as if the record were absent (seen on OpenBao 2.7).
+        if self.addrs.len() > 1 {
+            self.find_active().await;
+        }
+        match self.authenticate().await {
+            Err(e @ (StoreError::Unavailable(_) | StoreError::Sealed)) if self.addrs.len() > 1 => {
+                match self.find_active().await {
+                    Some(_) => self.authenticate().await,
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Asks each node's `/v1/sys/health` (the current one last) which is
+    /// active, and makes it the current node.
+    async fn find_active(&self) -> Option<usize> {
+        let n = self.addrs.len();
+        let from = self.active.load(Ordering::Acquire) % n;
+        for step in 1..=n {
+            let i = (from + step) % n;
+            if self.is_active(&self.addrs[i]).await {
+                self.active.store(i, Ordering::Release);
+                if i != from {
+                    tracing::warn!(
+                        from = %self.addrs[from],
+                        to = %self.addrs[i],
+                        "OpenBao: following the active node"
+                    );
+                }
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// After `stale`'s node failed: switches to the active node with the
+    /// same token. `None` when there is one address or no node is active
+    /// (the caller keeps its error).
+    async fn follow_active(&self, stale: &Arc<VaultClient>) -> Option<Arc<VaultClient>> {
+        if self.addrs.len() < 2 {
+            return None;
+        }
+        let _g = self.login.lock().await;
+        if let Some(c) = self
+            .client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            if !Arc::ptr_eq(&c, stale) {
+                return Some(c);
+            }
+        }
+        let token = self
+            .token
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        let i = self.find_active().await?;
+        let client = Arc::new(self.build_client_for(&self.addrs[i], &token).ok()?);
+        *self.client.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&client));
+        Some(client)
     }
 
     async fn current(&self) -> Result<Arc<VaultClient>, StoreError> {
@@ -245,7 +392,7 @@ impl OpenBaoStore {
         {
             return Ok(c);
         }
-        self.authenticate().await
+        self.authenticate_anywhere().await
     }
 
     /// Re-authenticates after a 403, unless another task already did.
@@ -265,10 +412,35 @@ impl OpenBaoStore {
             }
         }
         tracing::warn!("OpenBao refused the agent's token; re-authenticating");
-        self.authenticate().await
+        self.authenticate_anywhere().await
     }
 
-    /// Runs `op` with the current client; on 403 re-authenticates and retries once.
+    /// Whether `addr` answers `/v1/sys/health` with 200 (active, unsealed).
+    /// Asked with plain HTTP: vaultrs 0.8's health type requires a field
+    /// (`performance_standby`) OpenBao 2 no longer sends.
+    async fn is_active(&self, addr: &str) -> bool {
+        let mut b = reqwest::Client::builder().timeout(self.timeout);
+        if let Some(path) = &self.ca_cert {
+            match std::fs::read(path).map(|pem| reqwest::Certificate::from_pem(&pem)) {
+                Ok(Ok(cert)) => b = b.add_root_certificate(cert),
+                _ => {
+                    tracing::warn!(ca_cert = %path.display(), "cannot read the OpenBao CA file");
+                    return false;
+                }
+            }
+        }
+        let Ok(http) = b.build() else {
+            return false;
+        };
+        matches!(
+            http.get(format!("{addr}/v1/sys/health")).send().await,
+            Ok(r) if r.status().as_u16() == 200
+        )
+    }
+
+    /// Runs `op` with the current client; on 403 re-authenticates and
+    /// retries once; when the node is down, sealed or a standby and other
+    /// nodes are configured, switches to the active node and retries once.
     async fn with_client<T, F, Fut>(&self, op: F) -> Result<T, ClientError>
     where
         F: Fn(Arc<VaultClient>) -> Fut,
@@ -282,6 +454,12 @@ impl OpenBaoStore {
                     .await
                     .map_err(store_to_client)?;
                 op(fresh).await
+            }
+            Err(e) if self.addrs.len() > 1 && not_the_active_node(&e) => {
+                match self.follow_active(&client).await {
+                    Some(fresh) => op(fresh).await,
+                    None => Err(e),
+                }
             }
             other => other,
         }
@@ -315,17 +493,11 @@ impl OpenBaoStore {
 
     /// Renews the token if it has a TTL. Returns the TTL now in force (None: no expiry).
     async fn renew_once(&self) -> Result<Option<Duration>, StoreError> {
+        let info = self
+            .with_client(|c| async move { vaultrs::token::lookup_self(&*c).await })
+            .await
+            .map_err(map_err)?;
         let client = self.current().await?;
-        let info = match vaultrs::token::lookup_self(&*client).await {
-            Ok(i) => i,
-            Err(ClientError::APIError { code: 403, .. }) => {
-                let fresh = self.reauthenticate(&client).await?;
-                vaultrs::token::lookup_self(&*fresh)
-                    .await
-                    .map_err(map_err)?
-            }
-            Err(e) => return Err(map_err(e)),
-        };
         // A token created without a TTL (a root token) never expires; an
         // expiring token with under a second left also shows ttl 0.
         if info.creation_ttl == 0 && info.expire_time.is_none() {
@@ -603,7 +775,10 @@ impl SecretStore for OpenBaoStore {
     fn describe(&self) -> String {
         format!(
             "openbao {} (KV v{} at {}/{})",
-            self.addr, self.kv_version, self.mount, self.prefix
+            self.addrs.join(","),
+            self.kv_version,
+            self.mount,
+            self.prefix
         )
     }
 

@@ -1,21 +1,16 @@
-//! Real backends (issue 3): a real redis-server, and the OpenBao API server of
-//! `support::openbao` (or a real OpenBao via SNYKEY_TEST_BAO_ADDR for the
-//! store-level tests).
+//! Real backends (issues 3 and 13): the agent against a real redis-server and
+//! a real OpenBao (`bao server -dev`, or a persistent server where a test
+//! seals it).
 
 use crate::support::agent::{assert_no_secrets, http_on, stderr, stdout, wait_for};
-use crate::support::openbao::FakeBao;
+use crate::support::bao::Bao;
+use crate::support::k8s::FakeK8s;
 use crate::support::redis::RedisServer;
 use crate::support::{Env, FakeSnyk};
 use std::time::{Duration, Instant};
 
-fn backends(env: &mut Env, bao: &FakeBao, redis: &RedisServer, kv: u8) {
-    let mount = if kv == 2 { "kv" } else { "kv1" };
-    let token_file = env.path().join("bao-token");
-    std::fs::write(&token_file, &bao.root_token).unwrap();
-    env.store_config = format!(
-        "backend = \"openbao\"\naddr = {:?}\ntoken_file = {token_file:?}\nmount = \"{mount}\"\nkv_version = {kv}\n",
-        bao.url()
-    );
+fn backends(env: &mut Env, bao: &Bao, redis: &RedisServer, kv: u8) {
+    env.store_config = bao.store_config(env.path(), kv);
     env.extra_config = format!("[cache]\nbackend = \"redis\"\nurl = {:?}\n", redis.url());
 }
 
@@ -24,7 +19,7 @@ fn full_flow_on_real_redis_and_openbao_kv2_and_kv1() {
     for kv in [2u8, 1] {
         let fake = FakeSnyk::start();
         fake.set_expires_in(600);
-        let bao = FakeBao::start();
+        let bao = Bao::dev();
         let redis = RedisServer::start();
         let rt = fake.new_oauth_client("cf", Some("sec-cf"));
         let mut env = Env::new(&fake.url());
@@ -119,7 +114,7 @@ fn full_flow_on_real_redis_and_openbao_kv2_and_kv1() {
 #[test]
 fn a_record_written_the_seed_way_is_picked_up_after_one_put_of_the_client_secret() {
     let fake = FakeSnyk::start();
-    let bao = FakeBao::start();
+    let bao = Bao::dev();
     let redis = RedisServer::start();
     let rt = fake.new_oauth_client("cseed", Some("seed-secret"));
     // The seed service wrote only the refresh token.
@@ -171,7 +166,7 @@ fn a_record_written_the_seed_way_is_picked_up_after_one_put_of_the_client_secret
 #[test]
 fn a_sealed_store_is_reported_and_self_heals_without_losing_anything() {
     let fake = FakeSnyk::start();
-    let bao = FakeBao::start();
+    let bao = Bao::persistent();
     let redis = RedisServer::start();
     let rt = fake.new_oauth_client("cs", None);
     let rt2 = fake.new_oauth_client("cs2", None);
@@ -250,7 +245,7 @@ fn a_sealed_store_is_reported_and_self_heals_without_losing_anything() {
 #[test]
 fn redis_stopping_and_starting_again_is_survived_without_a_restart() {
     let fake = FakeSnyk::start();
-    let bao = FakeBao::start();
+    let bao = Bao::dev();
     let mut redis = RedisServer::start();
     fake.set_expires_in(4);
     let rt = fake.new_oauth_client("cr", None);
@@ -328,7 +323,7 @@ fn burst(sockets: &[std::path::PathBuf; 2], n: usize) -> Vec<String> {
 fn two_agents_sharing_redis_and_the_store_refresh_once_per_window() {
     let fake = FakeSnyk::start();
     fake.set_expires_in(3);
-    let bao = FakeBao::start();
+    let bao = Bao::dev();
     let redis = RedisServer::start();
     let rt = fake.new_oauth_client("c2a", None);
     let mut env_a = Env::new(&fake.url());
@@ -400,15 +395,19 @@ fn two_agents_sharing_redis_and_the_store_refresh_once_per_window() {
 #[test]
 fn the_agents_openbao_token_is_renewed_and_a_revoked_one_leads_to_approle_login() {
     let fake = FakeSnyk::start();
-    let bao = FakeBao::start();
+    let bao = Bao::dev();
     let redis = RedisServer::start();
-    bao.add_approle("role-1", "secret-1", Duration::from_secs(3));
+    let role_id = bao.approle(
+        "snykey",
+        serde_json::json!({"token_ttl": "3s", "token_max_ttl": "1h"}),
+    );
+    let secret_id = bao.secret_id("snykey");
     let rt = fake.new_oauth_client("cap", None);
     let mut env = Env::new(&fake.url());
     let role = env.path().join("role_id");
     let secret = env.path().join("secret_id");
-    std::fs::write(&role, "role-1").unwrap();
-    std::fs::write(&secret, "secret-1").unwrap();
+    std::fs::write(&role, &role_id).unwrap();
+    std::fs::write(&secret, &secret_id).unwrap();
     env.store_config = format!(
         "backend = \"openbao\"\naddr = {:?}\nauth = \"approle\"\nrole_id_file = {role:?}\nsecret_id_file = {secret:?}\n",
         bao.url()
@@ -421,16 +420,16 @@ fn the_agents_openbao_token_is_renewed_and_a_revoked_one_leads_to_approle_login(
             .status
             .success()
     );
-    assert_eq!(bao.lock().logins, 1);
+    assert_eq!(bao.logins("approle"), 1);
     // The 3 s token is renewed before it runs out.
     std::thread::sleep(Duration::from_secs(5));
     assert!(
-        bao.lock().renewals >= 2,
+        bao.renewals() >= 2,
         "renewals: {}\n{}",
-        bao.lock().renewals,
+        bao.renewals(),
         agent.log_text()
     );
-    assert_eq!(bao.lock().logins, 1, "renewed, not re-logged in");
+    assert_eq!(bao.logins("approle"), 1, "renewed, not re-logged in");
     agent.http("DELETE", "/v1/cache/oap/cap", None);
     assert!(agent.helper(&["oap", "cap"]).status.success());
 
@@ -444,18 +443,18 @@ fn the_agents_openbao_token_is_renewed_and_a_revoked_one_leads_to_approle_login(
         stderr(&out)
     );
     assert!(fake.access_token_valid(stdout(&out).trim()));
-    assert!(bao.lock().logins >= 2);
+    assert!(bao.logins("approle") >= 2);
     assert_eq!(fake.replays(), 0);
     let log = agent.log_text();
     agent.stop();
     assert_no_secrets("agent log", &log, &fake.secrets());
-    assert!(!log.contains("secret-1"));
+    assert!(!log.contains(&secret_id) && !log.contains(&role_id));
 }
 
 #[test]
 fn redis_acl_user_and_db_number_and_openbao_kubernetes_auth() {
     let fake = FakeSnyk::start();
-    let bao = FakeBao::start();
+    let bao = Bao::dev();
     let redis = RedisServer::start();
     // An ACL user with a password; the default user can no longer be used.
     let mut c = redis.conn().unwrap();
@@ -474,14 +473,14 @@ fn redis_acl_user_and_db_number_and_openbao_kubernetes_auth() {
         .arg("off")
         .query(&mut c)
         .unwrap();
-    // Kubernetes auth: the service-account JWT file and role the fake accepts.
-    bao.lock()
-        .k8s_roles
-        .insert("snykey-role".into(), "k8s-sa-jwt".into());
+    // Kubernetes auth on the real OpenBao; the TokenReview endpoint it asks
+    // is the stand-in for the cluster's API server.
+    let k8s = FakeK8s::start("ci", "snykey-sa");
+    bao.kubernetes(&k8s.url, "snykey-role", "ci", "snykey-sa");
     let rt = fake.new_oauth_client("ck", None);
     let mut env = Env::new(&fake.url());
     let jwt = env.path().join("sa-token");
-    std::fs::write(&jwt, "k8s-sa-jwt\n").unwrap();
+    std::fs::write(&jwt, format!("{}\n", k8s.jwt)).unwrap();
     env.store_config = format!(
         "backend = \"openbao\"\naddr = {:?}\nauth = \"kubernetes\"\nkubernetes_role = \"snykey-role\"\nkubernetes_jwt_file = {jwt:?}\n",
         bao.url()
@@ -499,7 +498,11 @@ fn redis_acl_user_and_db_number_and_openbao_kubernetes_auth() {
     );
     let out = agent.helper(&["ok8", "ck"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(bao.lock().logins, 1, "logged in with the Kubernetes JWT");
+    assert_eq!(
+        bao.logins("kubernetes"),
+        1,
+        "logged in with the Kubernetes JWT"
+    );
     assert!(bao.kv2_data("kv", "snyk/ok8/ck").is_some());
     // The token is in database 3, reached as the ACL user.
     let client = redis::Client::open(format!(
@@ -513,7 +516,7 @@ fn redis_acl_user_and_db_number_and_openbao_kubernetes_auth() {
     let log = agent.log_text();
     agent.stop();
     assert!(
-        !log.contains("s3cr3t-pw") && !log.contains("k8s-sa-jwt"),
+        !log.contains("s3cr3t-pw") && !log.contains(&k8s.jwt),
         "no password or JWT in the log"
     );
     assert_no_secrets("agent log", &log, &fake.secrets());

@@ -1,11 +1,12 @@
-//! Chaos (issue 4): two agents sharing a real Redis and the OpenBao server,
+//! Chaos (issue 4): two agents sharing a real Redis and a real OpenBao,
 //! short-lived tokens, callers hammering through the helper and the API, 30%
 //! injected Snyk failures for a while, store writes failing for a while, and
 //! agents SIGKILLed at random moments and restarted. Bounded in time,
 //! loopback only. `SNYKEY_CHAOS_SECS` lengthens the run (BENCHMARKS.md).
 
 use crate::support::agent::{HELPER, http_on, try_http};
-use crate::support::openbao::FakeBao;
+use crate::support::bao::Bao;
+use crate::support::openbao::BaoProxy;
 use crate::support::redis::RedisServer;
 use crate::support::{Agent, Env, FakeSnyk};
 use std::path::PathBuf;
@@ -40,7 +41,10 @@ fn chaos_loses_nothing_and_replays_nothing() {
         .unwrap_or(40);
     let fake = FakeSnyk::start();
     fake.set_expires_in(6);
-    let bao = FakeBao::start();
+    let bao = Bao::dev();
+    // Store writes fail for a while: the proxy refuses them in front of the
+    // real server.
+    let proxy = BaoProxy::start(&bao.url());
     let redis = RedisServer::start();
     let mut envs: Vec<Env> = (0..2)
         .map(|_| {
@@ -49,7 +53,7 @@ fn chaos_loses_nothing_and_replays_nothing() {
             std::fs::write(&tf, &bao.root_token).unwrap();
             env.store_config = format!(
                 "backend = \"openbao\"\naddr = {:?}\ntoken_file = {tf:?}\n",
-                bao.url()
+                proxy.url()
             );
             env.extra_config = format!("[cache]\nbackend = \"redis\"\nurl = {:?}\n", redis.url());
             env
@@ -165,11 +169,11 @@ fn chaos_loses_nothing_and_replays_nothing() {
             faults_off = true;
         }
         if !writes_off && now >= at(0.45) {
-            bao.lock().fail_writes = true;
+            proxy.lock().fail_writes = true;
             writes_off = true;
         }
         if !writes_on && now >= at(0.65) {
-            bao.lock().fail_writes = false;
+            proxy.lock().fail_writes = false;
             writes_on = true;
         }
         if now >= next_kill {

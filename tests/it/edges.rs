@@ -378,7 +378,7 @@ fn a_delete_during_a_refresh_does_not_bring_the_credential_back() {
 #[test]
 fn a_delete_on_another_agent_during_a_refresh_does_not_bring_the_credential_back() {
     let fake = FakeSnyk::start();
-    let bao = crate::support::openbao::FakeBao::start();
+    let bao = crate::guarantees::SharedBao::start();
     let redis = crate::support::redis::RedisServer::start();
     let rt = fake.new_oauth_client("cx", None);
     let mut envs: Vec<Env> = (0..2).map(|_| Env::new(&fake.url())).collect();

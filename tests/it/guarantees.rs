@@ -9,7 +9,8 @@
 use crate::support::agent::{
     SNYKEY, assert_no_secrets, http_on, stderr, stdout, tcp_get, wait_for,
 };
-use crate::support::openbao::FakeBao;
+use crate::support::bao::Bao;
+use crate::support::openbao::BaoProxy;
 use crate::support::redis::RedisServer;
 use crate::support::{Agent, Env, FakeSnyk, Fault};
 use std::process::{Command, Stdio};
@@ -42,8 +43,45 @@ fn store_text(env: &Env) -> String {
     std::fs::read_to_string(&env.store).unwrap_or_default()
 }
 
+/// A real OpenBao (`bao server -dev`) behind the test proxy, which can make
+/// the store refuse writes (a fault the real server cannot be asked for).
+pub(crate) struct SharedBao {
+    pub bao: Bao,
+    pub proxy: BaoProxy,
+    pub root_token: String,
+}
+
+impl SharedBao {
+    pub fn start() -> SharedBao {
+        let bao = Bao::dev();
+        let proxy = BaoProxy::start(&bao.url());
+        let root_token = bao.root_token.clone();
+        SharedBao {
+            bao,
+            proxy,
+            root_token,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.proxy.url()
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, crate::support::openbao::Faults> {
+        self.proxy.lock()
+    }
+
+    pub fn kv2_data(&self, mount: &str, path: &str) -> Option<serde_json::Value> {
+        self.bao.kv2_data(mount, path)
+    }
+
+    pub fn kv2_history(&self, mount: &str, path: &str) -> Vec<Option<serde_json::Value>> {
+        self.bao.kv2_history(mount, path)
+    }
+}
+
 /// OpenBao KV v2 and a real Redis for `env`, as two agents on two hosts would share them.
-pub(crate) fn shared_backends(env: &mut Env, bao: &FakeBao, redis: &RedisServer) {
+pub(crate) fn shared_backends(env: &mut Env, bao: &SharedBao, redis: &RedisServer) {
     let token_file = env.path().join("bao-token");
     std::fs::write(&token_file, &bao.root_token).unwrap();
     env.store_config = format!(
@@ -218,7 +256,7 @@ fn a_put_killed_mid_rotation_still_stores_the_credential() {
 #[test]
 fn a_redis_lock_lost_mid_refresh_does_not_let_a_second_agent_replay() {
     let fake = FakeSnyk::start();
-    let bao = FakeBao::start();
+    let bao = SharedBao::start();
     let redis = RedisServer::start();
     let rt = fake.new_oauth_client("cl", None);
     let mut envs: Vec<Env> = (0..2).map(|_| Env::new(&fake.url())).collect();
@@ -290,7 +328,7 @@ fn a_redis_lock_lost_mid_refresh_does_not_let_a_second_agent_replay() {
 #[test]
 fn a_redis_flush_while_a_rotated_token_is_only_journaled_does_not_cause_a_replay() {
     let fake = FakeSnyk::start();
-    let bao = FakeBao::start();
+    let bao = SharedBao::start();
     let redis = RedisServer::start();
     let rt = fake.new_oauth_client("cf", None);
     let mut envs: Vec<Env> = (0..2).map(|_| Env::new(&fake.url())).collect();
@@ -335,10 +373,10 @@ fn a_redis_flush_while_a_rotated_token_is_only_journaled_does_not_cause_a_replay
     let mut c = redis.conn().unwrap();
     let _: String = redis::cmd("FLUSHALL").query(&mut c).unwrap();
     let writes_back = {
-        let bao = bao.clone();
+        let proxy = bao.proxy.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_secs(2));
-            bao.lock().fail_writes = false;
+            proxy.lock().fail_writes = false;
         })
     };
     let out = b.helper(&["of", "cf"]);

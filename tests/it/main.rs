@@ -8,6 +8,7 @@ mod api;
 mod backends;
 mod chaos;
 mod edges;
+mod fleet;
 mod guarantees;
 mod helper;
 mod host;

@@ -556,7 +556,7 @@ fn doctor_passes_on_a_healthy_agent_and_names_the_remedy_for_each_failure() {
 #[test]
 fn a_first_start_on_an_empty_openbao_store_is_quiet_and_says_what_next() {
     let fake = FakeSnyk::start();
-    let bao = crate::support::openbao::FakeBao::start();
+    let bao = crate::support::bao::Bao::dev();
     let mut env = Env::new(&fake.url());
     let token_file = env.path().join("bao-token");
     std::fs::write(&token_file, &bao.root_token).unwrap();

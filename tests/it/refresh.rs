@@ -139,7 +139,7 @@ fn invalid_grant_during_a_proactive_refresh_stops_retries() {
 #[test]
 fn a_restart_does_not_refresh_a_token_still_valid_in_redis() {
     let fake = FakeSnyk::start();
-    let bao = crate::support::openbao::FakeBao::start();
+    let bao = crate::support::bao::Bao::dev();
     let redis = crate::support::redis::RedisServer::start();
     let rt = fake.new_oauth_client("cs", None);
     let mut env = Env::new(&fake.url());

@@ -304,6 +304,18 @@ impl FakeSnyk {
         self.lock().replays
     }
 
+    /// Refresh grants per client id (tokens issued after the first).
+    pub fn refresh_grants_per_client(&self) -> HashMap<String, usize> {
+        let mut m: HashMap<String, usize> = HashMap::new();
+        for r in self.lock().refresh.values() {
+            *m.entry(r.client_id.clone()).or_default() += 1;
+        }
+        for v in m.values_mut() {
+            *v = v.saturating_sub(1);
+        }
+        m
+    }
+
     pub fn refresh_grants(&self) -> u64 {
         self.lock().refresh_grants
     }

@@ -1,10 +1,15 @@
-//! Test support: a strict fake Snyk and a harness that runs the real
-//! `snykey serve` binary on a socket in a temp dir.
+//! Test support: a strict fake Snyk, real OpenBao and Redis servers started
+//! per test, and a harness that runs the real `snykey serve` binary on a
+//! socket in a temp dir.
 
 pub mod agent;
+pub mod bao;
+pub mod bao_cluster;
 pub mod fake_snyk;
+pub mod k8s;
 pub mod openbao;
 pub mod redis;
+pub mod sentinel;
 pub mod serve;
 
 pub use agent::{Agent, Env};
