@@ -94,26 +94,60 @@ async fn kv2_check_and_set_rejects_a_stale_write_and_the_loser_rereads() {
     let history = bao.kv2_history("kv", "snyk/org-cas/client-cas");
     assert_eq!(history.len(), 2);
     assert_eq!(history[0].as_ref().unwrap()["refresh_token"], "rt-1");
-    assert!(!bao.kv2_cas_required("kv", "snyk/org-cas/client-cas"));
-    // cas_required set by another tool (as snykey's rotation does): a blind
-    // write is refused by the real server, a CAS write still goes through.
-    bao.ok(
-        "POST",
-        "kv/metadata/snyk/org-cas/client-cas",
-        serde_json::json!({"cas_required": true}),
-    );
+    // snykey sets cas_required on the records it creates (SPEC §2 rule 10):
+    // a blind write by another tool is refused by the real server, a
+    // check-and-set write still goes through.
     assert!(bao.kv2_cas_required("kv", "snyk/org-cas/client-cas"));
     assert!(a.put(&key, &rec("rt-blind"), None).await.is_err());
-    // Listing finds it; delete removes every version.
+    // Listing finds it. Delete (rule 10): the broker writes a tombstone by
+    // check-and-set, then the store destroys every older version; the
+    // tombstone and its version counter stay.
     assert_eq!(a.list().await.unwrap(), vec![key.clone()]);
+    let tombstone = Record {
+        deleted: true,
+        generation: 3,
+        ..Default::default()
+    };
+    assert_eq!(a.put(&key, &tombstone, Some(2)).await.unwrap(), 3);
     a.delete(&key).await.unwrap();
-    assert!(a.get(&key).await.unwrap().is_none());
-    assert_eq!(bao.kv2_versions("kv", "snyk/org-cas/client-cas"), 0);
-    // Written again after a metadata delete, it starts over at version 1.
-    assert_eq!(a.put(&key, &rec("rt-3"), Some(0)).await.unwrap(), 1);
+    let gone = a
+        .get(&key)
+        .await
+        .unwrap()
+        .expect("the tombstone reads back");
+    assert!(gone.record.deleted && gone.record.refresh_token.is_none());
+    assert_eq!((gone.version, gone.hidden), (3, false));
+    let history = bao.kv2_history("kv", "snyk/org-cas/client-cas");
+    assert_eq!(history.len(), 3, "{history:?}");
+    assert!(
+        history[..2].iter().all(Option::is_none),
+        "older versions are destroyed: {history:?}"
+    );
+    assert!(
+        !format!("{history:?}").contains("rt-"),
+        "no refresh token survives the delete"
+    );
+    // A landing that read version 2 cannot bring the credential back.
+    assert!(matches!(
+        b.put(&key, &rec("rt-late"), Some(2)).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    // A later put goes on from the tombstone's version (never back to 1).
+    assert_eq!(a.put(&key, &rec("rt-3"), Some(3)).await.unwrap(), 4);
+    assert_eq!(
+        a.get(&key)
+            .await
+            .unwrap()
+            .unwrap()
+            .record
+            .refresh_token
+            .unwrap()
+            .expose(),
+        "rt-3"
+    );
+    // Deleting twice is harmless.
     a.delete(&key).await.unwrap();
     a.delete(&key).await.unwrap();
-    assert!(a.list().await.unwrap().is_empty());
     assert!(a.ready().await.is_ok());
 }
 
