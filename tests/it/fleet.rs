@@ -535,6 +535,11 @@ fn example_deployments_parse_and_set_only_documented_keys() {
     let toml = pod[0]["data"]["config.toml"].as_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
+    // The pod's shared volume (/run/snykey, where its token file goes) is a
+    // temp dir here: the config checks that a sink's directory exists.
+    let volume = dir.path().join("run-snykey");
+    std::fs::create_dir(&volume).unwrap();
+    let toml = toml.replace("/run/snykey", volume.to_str().unwrap());
     std::fs::write(&path, toml).unwrap();
     snykey::config::Config::load_from(Some(&path), &[]).unwrap();
 }
