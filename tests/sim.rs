@@ -374,11 +374,14 @@ impl World {
         }
         // The costly excuses: a fault on this family explains it, or a later
         // login (or put) that is durable supersedes the chain (rule 4).
-        let family_fault = self
-            .snyk
-            .tokens
-            .values()
-            .any(|t| t.family == tok.family && (t.answer_lost || t.lost_explained));
+        // After a replay between two agents both misconfigured as exclusive
+        // (documented), a revoked family is that misconfiguration's cost.
+        let family_fault = self.stats.misconfigured_replays > 0
+            || self
+                .snyk
+                .tokens
+                .values()
+                .any(|t| t.family == tok.family && (t.answer_lost || t.lost_explained));
         let superseded = family_fault
             || self.snyk.tokens.iter().any(|(name, t)| {
                 let mut root = name.clone();
