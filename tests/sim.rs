@@ -244,6 +244,7 @@ struct Stats {
     logins: u64,
     needs_login: u64,
     misconfigured_replays: u64,
+    after_foreign_delete: u64,
 }
 
 struct World {
@@ -262,6 +263,9 @@ struct World {
     deleted_at: Option<u64>,
     rules: Rules,
     family: u64,
+    /// A foreign soft delete hid the record: its put history (`put_fps`)
+    /// may be gone with it, so an old put token can look new again.
+    history_erased: bool,
 }
 
 type W = Rc<RefCell<World>>;
@@ -370,11 +374,14 @@ impl World {
         }
         // The costly excuses: a fault on this family explains it, or a later
         // login (or put) that is durable supersedes the chain (rule 4).
-        let family_fault = self
-            .snyk
-            .tokens
-            .values()
-            .any(|t| t.family == tok.family && (t.answer_lost || t.lost_explained));
+        // After a replay between two agents both misconfigured as exclusive
+        // (documented), a revoked family is that misconfiguration's cost.
+        let family_fault = self.stats.misconfigured_replays > 0
+            || self
+                .snyk
+                .tokens
+                .values()
+                .any(|t| t.family == tok.family && (t.answer_lost || t.lost_explained));
         let superseded = family_fault
             || self.snyk.tokens.iter().any(|(name, t)| {
                 let mut root = name.clone();
@@ -393,6 +400,21 @@ impl World {
                         || t.lost_explained)
             });
         if superseded {
+            return;
+        }
+        let put_of_old_token = self
+            .store
+            .current()
+            .and_then(|v| v.record.refresh_token)
+            .and_then(|t| {
+                self.snyk
+                    .tokens
+                    .get(t.expose())
+                    .map(|x| x.root && x.state != TokState::Live)
+            })
+            .unwrap_or(false);
+        if put_of_old_token && self.history_erased {
+            // Same documented case: until the refused put restores the record.
             return;
         }
         match tok.state {
@@ -639,6 +661,11 @@ impl World {
                 // while the store is unreadable, each rotates from its own
                 // journal and nothing arbitrates between them. Documented.
                 self.stats.misconfigured_replays += 1;
+            } else if tok.root && self.history_erased {
+                // A put of an old token after another tool's `bao kv delete`
+                // erased the record's put history. Documented; Snyk refuses
+                // it and the put restores the record it replaced.
+                self.stats.after_foreign_delete += 1;
             } else {
                 self.stats.replays += 1;
                 self.violation(format!("replay: {token} sent again after Snyk accepted it"));
@@ -1184,7 +1211,10 @@ fn inject(w: &W) {
             // A foreign blind write (the seed service): refused, cas_required is set.
         }
         // A foreign soft delete of the latest version (`bao kv delete`).
-        10 if wb.rng.chance(0.2) => wb.store.soft_deleted = true,
+        10 if wb.rng.chance(0.2) => {
+            wb.store.soft_deleted = true;
+            wb.history_erased = true;
+        }
         _ => {
             // The Redis lock lost while held: agents here already run
             // without it half the time; nothing to model beyond that.
@@ -1246,6 +1276,7 @@ fn world(seed: u64, cfg: Config) -> W {
         deleted_at: None,
         rules: rules(&cfg, false),
         family: 0,
+        history_erased: false,
     };
     let w: W = Rc::new(RefCell::new(world));
     // The credential starts stored (a put that went through).
@@ -1562,9 +1593,10 @@ fn the_rotation_rule_holds_under_every_fault() {
         total.logins += stats.logins;
         total.needs_login += stats.needs_login;
         total.misconfigured_replays += stats.misconfigured_replays;
+        total.after_foreign_delete += stats.after_foreign_delete;
     }
     println!(
-        "sim: {n} seeds, {} steps, faults tried {}, sends {}, refreshes {}, replays {} (must be 0), documented lost-answer retries {}, credentials lost {} (must be 0), logins {}, needs_login written {}, replays between two agents both misconfigured as exclusive {}",
+        "sim: {n} seeds, {} steps, faults tried {}, sends {}, refreshes {}, replays {} (must be 0), documented lost-answer retries {}, credentials lost {} (must be 0), logins {}, needs_login written {}, replays between two agents both misconfigured as exclusive {}, sends of an old put token after another tool erased the record's history {}",
         total.steps,
         total.faults,
         total.sends,
@@ -1574,7 +1606,8 @@ fn the_rotation_rule_holds_under_every_fault() {
         total.lost,
         total.logins,
         total.needs_login,
-        total.misconfigured_replays
+        total.misconfigured_replays,
+        total.after_foreign_delete
     );
     assert_eq!(total.replays, 0);
     assert_eq!(total.lost, 0);
