@@ -656,10 +656,11 @@ impl World {
                 if let Some(t) = self.snyk.tokens.get_mut(token) {
                     t.retried = true;
                 }
-            } else if chain && self.agents.iter().filter(|a| a.exclusive).count() > 1 {
-                // Two agents both declared exclusive (a misconfiguration):
-                // while the store is unreadable, each rotates from its own
-                // journal and nothing arbitrates between them. Documented.
+            } else if self.agents.iter().filter(|a| a.exclusive).count() > 1 {
+                // Agents declared exclusive on a shared store (a
+                // misconfiguration): while the store refuses them, each
+                // rotates from its own journal and nothing arbitrates
+                // between them and the others. Documented.
                 self.stats.misconfigured_replays += 1;
             } else if tok.root && self.history_erased {
                 // A put of an old token after another tool's `bao kv delete`
