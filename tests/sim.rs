@@ -263,6 +263,8 @@ struct World {
     deleted_at: Option<u64>,
     rules: Rules,
     family: u64,
+    /// Which agent wrote each claim (by nonce).
+    claimants: HashMap<String, usize>,
     /// A foreign soft delete hid the record: its put history (`put_fps`)
     /// may be gone with it, so an old put token can look new again.
     history_erased: bool,
@@ -581,6 +583,7 @@ impl World {
         }
         if let Some(c) = &record.claim {
             self.agents[agent].last_claim = Some((c.fp.clone(), c.nonce.clone()));
+            self.claimants.insert(c.nonce.clone(), agent);
         }
         // Released by landing: the token is durable in the store now.
         if let Some(t) = record.refresh_token.as_ref() {
@@ -626,7 +629,12 @@ impl World {
             .get(token)
             .is_some_and(|v| !v.is_empty())
         {
-            self.violation(format!("two sends of {token} in flight at once"));
+            if self.agents.iter().filter(|a| a.exclusive).count() > 1 {
+                // Agents misconfigured as exclusive on a shared store (documented).
+                self.stats.misconfigured_replays += 1;
+            } else {
+                self.violation(format!("two sends of {token} in flight at once"));
+            }
         }
         if self.faults && self.rng.chance(0.08) {
             self.stats.faults += 1;
@@ -862,6 +870,25 @@ impl World {
             if let Some(t) = journaled.filter(|t| !self.in_store(t) && !self.durable_in_journal(t))
             {
                 lost.push(t);
+            }
+        }
+        if empty_disk {
+            // Its claim in the store is nobody's now: what its send did is
+            // unknowable, so the one retry of rule 6 is the taker-over's.
+            if let Some(cur) = self.store.current() {
+                let mine = cur
+                    .record
+                    .claim
+                    .as_ref()
+                    .is_some_and(|c| self.claimants.get(&c.nonce) == Some(&agent));
+                if let (true, Some(t)) = (mine, cur.record.refresh_token.as_ref()) {
+                    if let Some(tok) = self.snyk.tokens.get_mut(t.expose()) {
+                        if tok.state != TokState::Live {
+                            tok.answer_lost = true;
+                            tok.doubtful += 1;
+                        }
+                    }
+                }
             }
         }
         for name in lost {
@@ -1278,6 +1305,7 @@ fn world(seed: u64, cfg: Config) -> W {
         rules: rules(&cfg, false),
         family: 0,
         history_erased: false,
+        claimants: HashMap::new(),
     };
     let w: W = Rc::new(RefCell::new(world));
     // The credential starts stored (a put that went through).

@@ -161,6 +161,16 @@ pub async fn persist<I: Io>(
     record: Record,
     base: Base,
 ) -> Landing {
+    // What it replaces stays until the new record is durable: a login that
+    // neither the journal nor the store takes must not cost the old chain
+    // (its unlanded token, its claim, a token it knows is dead).
+    let before = (
+        mem.claim.clone(),
+        mem.pending.clone(),
+        mem.doubt_since,
+        mem.dead.clone(),
+        mem.watch.clone(),
+    );
     if base.login {
         // A login starts a new chain.
         mem.claim = None;
@@ -170,8 +180,6 @@ pub async fn persist<I: Io>(
         mem.watch = None;
     }
     let fresh_login = base.login;
-    // What it replaces stays until the new record is durable: a login that
-    // neither the journal nor the store takes must not cost the old chain.
     let previous = mem.unlanded.take();
     mem.unlanded = Some(Unlanded {
         record,
@@ -186,6 +194,7 @@ pub async fn persist<I: Io>(
     let landing = land(io, mem, rules).await;
     if landing == Landing::Pending && !journaled {
         mem.unlanded = previous;
+        (mem.claim, mem.pending, mem.doubt_since, mem.dead, mem.watch) = before;
         let _ = io.note(&mem.entry(io.wall())).await;
         return Landing::Refused;
     }
