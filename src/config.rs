@@ -371,23 +371,10 @@ impl Config {
     }
 }
 
-/// `redis://user:pw@host` → `redis://user:[redacted]@host`.
+/// `redis://user:pw@host` → `redis://user:[redacted]@host`; query values
+/// such as `?pass=` too (see [`crate::urls::redact_password`]).
 pub fn redact_url_password(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_string();
-    };
-    let userinfo = &authority[..at];
-    let redacted = match userinfo.find(':') {
-        Some(c) => format!("{}:[redacted]", &userinfo[..c]),
-        None => "[redacted]".to_string(),
-    };
-    format!("{}://{}{}", &url[..scheme_end], redacted, &rest[at..])
+    crate::urls::redact_password(url)
 }
 
 fn known(section: &str, key: &str) -> Option<(&'static str, &'static str, Kind)> {
@@ -696,10 +683,7 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
     };
     let redirect_uri = match r.opt_string("server", "redirect_uri")? {
         Some(u) => {
-            if !(u.starts_with("http://127.")
-                || u.starts_with("http://localhost")
-                || u.starts_with("http://[::1]"))
-            {
+            if !crate::urls::is_loopback_http(&u) {
                 return Err(r.err(
                     "server",
                     "redirect_uri",
@@ -1203,6 +1187,48 @@ mod tests {
         );
         // The output is itself a valid config.
         let _: toml::Table = out.parse().unwrap();
+    }
+
+    #[test]
+    fn redirect_uris_that_only_look_like_loopback_are_refused() {
+        for u in [
+            "http://127.evil.example/authorization-code/callback",
+            "http://127.0.0.1@evil.example/authorization-code/callback",
+            "http://localhost.evil.example/cb",
+        ] {
+            let e = load(None, &[("SNYKEY_SERVER_REDIRECT_URI", u)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("server.redirect_uri"), "{u}: {e}");
+            assert!(!e.contains("evil"), "the error quotes the value: {e}");
+        }
+        let c = load(
+            None,
+            &[("SNYKEY_SERVER_REDIRECT_URI", "http://[::1]:8080/cb")],
+        )
+        .unwrap();
+        assert_eq!(c.server.redirect_uri, "http://[::1]:8080/cb");
+    }
+
+    #[test]
+    fn check_config_hides_a_redis_unix_socket_password() {
+        let c = load(
+            None,
+            &[
+                ("SNYKEY_CACHE_BACKEND", "redis"),
+                (
+                    "SNYKEY_CACHE_URL",
+                    "redis+unix:///run/redis/redis.sock?db=2&pass=pa55word",
+                ),
+            ],
+        )
+        .unwrap();
+        let out = c.to_redacted_toml();
+        assert!(!out.contains("pa55word"), "{out}");
+        assert!(
+            out.contains("redis+unix:///run/redis/redis.sock?db=2&pass=[redacted]"),
+            "{out}"
+        );
     }
 
     #[test]

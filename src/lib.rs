@@ -20,6 +20,7 @@
 //! * [`client`] — the admin CLI's client for that API (hyperlocal).
 //! * [`metrics`] — Prometheus metrics, without per-credential labels.
 //! * [`systemd`] — sd_notify and the watchdog (socket activation is in `api::socket`).
+//! * [`urls`] — loopback checks on a URL's parsed host; password redaction for logged URLs.
 //! * [`duration`], [`paths`], [`exit`], [`render`], [`clock`] — small shared pieces;
 //!   `duration`, `ids`, `exit`, `render` and `paths` are std-only so `snykey-helper`
 //!   can use them without an async runtime.
@@ -41,4 +42,5 @@ pub mod secret;
 pub mod snyk;
 pub mod store;
 pub mod systemd;
+pub mod urls;
 pub mod wire;
