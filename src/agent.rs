@@ -319,8 +319,10 @@ fn reload(current: Config, state: &AppState, log_reloader: Option<&LogReloader>)
     {
         needs_restart.push("server.callback_listen / server.redirect_uri");
     }
-    if c.server.metrics_listen != n.server.metrics_listen {
-        needs_restart.push("server.metrics_listen");
+    if c.server.metrics_listen != n.server.metrics_listen
+        || c.server.metrics_allow_remote != n.server.metrics_allow_remote
+    {
+        needs_restart.push("server.metrics_listen / server.metrics_allow_remote");
     }
     if c.snyk.api_url != n.snyk.api_url
         || c.snyk.app_url != n.snyk.app_url

@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub allowed_gids: Vec<u32>,
     pub callback_listen: SocketAddr,
     pub metrics_listen: Option<SocketAddr>,
+    /// `metrics_listen` may be a non-loopback address only when this is set:
+    /// metrics name no credential, but the listener is open to the network.
+    pub metrics_allow_remote: bool,
     pub redirect_uri: String,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
@@ -159,6 +162,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("server", "allowed_gids", Kind::UintList),
     ("server", "callback_listen", Kind::Str),
     ("server", "metrics_listen", Kind::Str),
+    ("server", "metrics_allow_remote", Kind::Bool),
     ("server", "redirect_uri", Kind::Str),
     ("server", "shutdown_grace", Kind::Duration),
     ("server", "login_timeout", Kind::Duration),
@@ -279,6 +283,10 @@ impl Config {
         out.push_str(&format!(
             "metrics_listen = {}\n",
             q(&s.metrics_listen.map(|a| a.to_string()).unwrap_or_default())
+        ));
+        out.push_str(&format!(
+            "metrics_allow_remote = {}\n",
+            s.metrics_allow_remote
         ));
         out.push_str(&format!("redirect_uri = {}\n", q(&s.redirect_uri)));
         out.push_str(&format!(
@@ -681,6 +689,16 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
             )
         })?),
     };
+    let metrics_allow_remote = r.boolean("server", "metrics_allow_remote", false)?;
+    if let Some(addr) = metrics_listen {
+        if !addr.ip().is_loopback() && !metrics_allow_remote {
+            return Err(r.err(
+                "server",
+                "metrics_listen",
+                "is not a loopback address: anyone who can reach it may connect; set server.metrics_allow_remote = true to serve metrics beyond this host",
+            ));
+        }
+    }
     let redirect_uri = match r.opt_string("server", "redirect_uri")? {
         Some(u) => {
             if !crate::urls::is_loopback_http(&u) {
@@ -701,6 +719,7 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         allowed_gids: r.uints("server", "allowed_gids")?,
         callback_listen,
         metrics_listen,
+        metrics_allow_remote,
         redirect_uri,
         shutdown_grace: r.duration("server", "shutdown_grace", Duration::from_secs(10))?,
         login_timeout: r.duration("server", "login_timeout", Duration::from_secs(600))?,
@@ -1208,6 +1227,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.server.redirect_uri, "http://[::1]:8080/cb");
+    }
+
+    #[test]
+    fn remote_metrics_need_an_explicit_allow() {
+        let e = load(None, &[("SNYKEY_SERVER_METRICS_LISTEN", "0.0.0.0:9464")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.metrics_listen") && e.contains("metrics_allow_remote"),
+            "{e}"
+        );
+        let c = load(
+            None,
+            &[
+                ("SNYKEY_SERVER_METRICS_LISTEN", "0.0.0.0:9464"),
+                ("SNYKEY_SERVER_METRICS_ALLOW_REMOTE", "true"),
+            ],
+        )
+        .unwrap();
+        assert!(c.server.metrics_allow_remote);
+        assert!(c.to_redacted_toml().contains("metrics_allow_remote = true"));
+        let c = load(None, &[("SNYKEY_SERVER_METRICS_LISTEN", "[::1]:9464")]).unwrap();
+        assert!(!c.server.metrics_allow_remote);
     }
 
     #[test]
