@@ -6,6 +6,7 @@
 //! * [`agent`] — `snykey serve`: wiring, signals (SIGTERM stops, SIGHUP reloads), sd_notify.
 //! * [`config`] — the configuration: embedded defaults, then a TOML file,
 //!   then `SNYKEY_<SECTION>_<KEY>` variables; validated once at start.
+//! * [`dirs`] — an existing socket, store or journal directory must not be writable by others.
 //! * [`ids`] — `OrgId`/`ClientId`: the only way an id reaches a store path or a cache key.
 //! * [`secret`] — the redacting, zeroizing [`secret::Secret`] every token and key lives in.
 //! * [`wire`] — the agent API's JSON bodies, shared by agent and CLI.
@@ -32,6 +33,7 @@ pub mod cache;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod dirs;
 pub mod duration;
 pub mod exit;
 pub mod ids;

@@ -17,8 +17,8 @@ pub struct Bound {
 /// Binds `path` with permissions `mode`.
 ///
 /// Must run before any other thread exists: the umask is process-wide.
-/// The parent directory is created 0700 when missing (an existing one is left
-/// as its owner set it, e.g. a shared emptyDir). A stale socket file (nobody
+/// The parent directory is created 0700 when missing; an existing one is
+/// refused when another user could write to it (see [`crate::dirs`]). A stale socket file (nobody
 /// listening) is replaced; a live one is an error.
 pub fn bind(path: &Path, mode: u32) -> Result<Bound, String> {
     if let Some(dir) = path.parent() {
@@ -31,6 +31,7 @@ pub fn bind(path: &Path, mode: u32) -> Result<Bound, String> {
                     format!("cannot create the socket directory {}: {e}", dir.display())
                 })?;
         }
+        crate::dirs::check_private_dir(dir, "the socket directory", "server.socket")?;
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
@@ -196,6 +197,18 @@ mod tests {
         drop(b);
         // A stale one is.
         assert!(bind(&path, 0o600).is_ok());
+    }
+
+    #[test]
+    fn a_socket_directory_others_can_write_to_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let path = run.join("snykey.sock");
+        let e = bind(&path, 0o660).err().unwrap();
+        assert!(e.contains("chmod go-w"), "{e}");
+        assert!(!path.exists());
     }
 
     #[test]

@@ -99,7 +99,7 @@ impl Journal {
 
     fn ensure_dir(&self) -> std::io::Result<()> {
         match std::fs::metadata(&self.dir) {
-            Ok(m) if m.is_dir() => Ok(()),
+            Ok(m) if m.is_dir() => self.check_dir().map_err(std::io::Error::other),
             Ok(_) => Err(std::io::Error::other(format!(
                 "{} is not a directory",
                 self.dir.display()
@@ -134,10 +134,19 @@ impl Journal {
         }
     }
 
+    /// Refuses a journal directory another user could write to: an entry
+    /// planted there would be replayed as this agent's refresh token.
+    fn check_dir(&self) -> Result<(), String> {
+        crate::dirs::check_private_dir(&self.dir, "the journal directory", "store.journal_dir")
+    }
+
     /// Every entry, for replay at start. Unreadable files are reported, not deleted.
     pub fn read_all(&self) -> Result<Vec<(CredKey, Entry)>, String> {
         let rd = match std::fs::read_dir(&self.dir) {
-            Ok(rd) => rd,
+            Ok(rd) => {
+                self.check_dir()?;
+                rd
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(format!("journal {}: {e}", self.dir.display())),
         };
@@ -176,6 +185,26 @@ mod tests {
     use super::*;
     use crate::secret::Secret;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_journal_directory_others_can_write_to_is_neither_read_nor_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = dir.path().join("journal");
+        std::fs::create_dir(&jdir).unwrap();
+        std::fs::set_permissions(&jdir, std::fs::Permissions::from_mode(0o770)).unwrap();
+        // An entry someone else planted is not replayed.
+        std::fs::write(jdir.join("o@c.json"), r#"{"at":"x"}"#).unwrap();
+        let j = Journal::new(&jdir);
+        let e = j.read_all().unwrap_err();
+        assert!(
+            e.contains("chmod go-w") && e.contains("store.journal_dir"),
+            "{e}"
+        );
+        let key = CredKey::parse("o", "c2").unwrap();
+        let e = j.write(&key, &Entry::default()).unwrap_err();
+        assert!(e.contains("chmod go-w"), "{e}");
+        assert!(!jdir.join("o@c2.json").exists());
+    }
 
     #[test]
     fn entries_are_private_and_round_trip() {

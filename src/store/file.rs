@@ -124,6 +124,8 @@ impl FileStore {
                     .create(dir)
                     .map_err(|e| unavailable("cannot create the directory of", e))?;
             }
+            crate::dirs::check_private_dir(dir, "the file store's directory", "store.path")
+                .map_err(StoreError::Unavailable)?;
         }
         let lock_path = lock_path(path);
         let lock = OpenOptions::new()
@@ -496,6 +498,16 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = FileStore::open(&path).err().unwrap().to_string();
         assert!(e.contains("chmod 600"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_store_directory_others_can_write_to_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let path = dir.path().join("c.json");
+        let e = FileStore::open(&path).err().unwrap().to_string();
+        assert!(e.contains("chmod go-w") && e.contains("store.path"), "{e}");
+        assert!(!path.exists() && !lock_path(&path).exists());
     }
 }
 
