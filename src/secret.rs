@@ -109,6 +109,75 @@ pub fn json_error(e: &serde_json::Error) -> String {
     format!("{what} at line {} column {}", e.line(), e.column())
 }
 
+/// A growable byte buffer for serialized secrets (request bodies, the file
+/// store's document, journal entries) that wipes every buffer it lets go of.
+///
+/// A plain `Vec` that grows moves its bytes to a bigger allocation and frees
+/// the old one as it is: each doubling leaves a plaintext copy in freed
+/// memory. Here growth is done by hand (new zeroizing buffer, copy, wipe the
+/// old) and the final buffer is wiped when dropped.
+#[derive(Default)]
+pub struct WipingBuf(zeroize::Zeroizing<Vec<u8>>);
+
+impl WipingBuf {
+    pub fn with_capacity(n: usize) -> WipingBuf {
+        WipingBuf(zeroize::Zeroizing::new(Vec::with_capacity(n)))
+    }
+
+    /// Appends `data`, never letting the `Vec` reallocate on its own.
+    pub fn extend(&mut self, data: &[u8]) {
+        let needed = self.0.len().saturating_add(data.len());
+        if needed > self.0.capacity() {
+            let want = needed.max(self.0.capacity().saturating_mul(2)).max(256);
+            let mut next = zeroize::Zeroizing::new(Vec::with_capacity(want));
+            next.extend_from_slice(&self.0);
+            // The old buffer is zeroized as it drops here.
+            self.0 = next;
+        }
+        self.0.extend_from_slice(data);
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> zeroize::Zeroizing<Vec<u8>> {
+        self.0
+    }
+}
+
+impl std::io::Write for WipingBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.extend(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `serde_json::to_vec` for values that carry secrets: no copy of the
+/// output is left behind in freed memory (see [`WipingBuf`]).
+pub fn to_json_wiped<T: Serialize + ?Sized>(
+    value: &T,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, serde_json::Error> {
+    let mut buf = WipingBuf::with_capacity(1024);
+    serde_json::to_writer(&mut buf, value)?;
+    Ok(buf.into_inner())
+}
+
+/// Wipes every string in a JSON value (a request map built from a record
+/// before it is dropped).
+pub fn wipe_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) => s.zeroize(),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(wipe_json),
+        serde_json::Value::Object(m) => m.values_mut().for_each(wipe_json),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -189,20 +189,23 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
             format!("the request body is larger than {} KiB", MAX_BODY / 1024),
         )
     };
-    if let Some(len) = req
+    let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > MAX_BODY as u64 {
-            return Err(too_large());
-        }
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY as u64) {
+        return Err(too_large());
     }
-    let body = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
+    // The body may carry a refresh token, a client secret or a private key:
+    // it is gathered in a buffer that wipes itself (and every smaller buffer
+    // it outgrew), sized from Content-Length when there is one. hyper's own
+    // read buffer is beyond our reach.
+    let capacity = declared.map_or(1024, |len| len as usize).min(MAX_BODY);
+    let mut body = crate::secret::WipingBuf::with_capacity(capacity);
+    let mut incoming = Limited::new(req.into_body(), MAX_BODY);
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(|e| {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
@@ -210,8 +213,12 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
             } else {
                 ApiError::bad("could not read the request body")
             }
-        })?
-        .to_bytes();
+        })?;
+        if let Ok(data) = frame.into_data() {
+            body.extend(&data);
+        }
+    }
+    let body = body.into_inner();
     serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad(format!(
             "the request body is not the expected JSON: {}",

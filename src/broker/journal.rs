@@ -115,8 +115,8 @@ impl Journal {
     pub fn write(&self, key: &CredKey, entry: &Entry) -> Result<(), String> {
         self.ensure_dir()
             .map_err(|e| format!("journal {}: {e}", self.dir.display()))?;
-        let bytes =
-            serde_json::to_vec(entry).map_err(|e| format!("cannot encode a journal entry: {e}"))?;
+        let bytes = crate::secret::to_json_wiped(entry)
+            .map_err(|e| format!("cannot encode a journal entry: {e}"))?;
         write_atomically(&self.file(key), &bytes).map_err(|e| format!("journal: {e}"))
     }
 
@@ -166,6 +166,8 @@ impl Journal {
             let key = CredKey { org, client };
             let bytes =
                 std::fs::read(item.path()).map_err(|e| format!("journal entry of {key}: {e}"))?;
+            // The entry may hold a refresh token: wipe the bytes once parsed.
+            let bytes = zeroize::Zeroizing::new(bytes);
             let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| {
                 format!(
                     "journal entry of {key} is unreadable ({}); it is kept at {}",

@@ -84,16 +84,24 @@ impl SnykRest {
         body: Option<&Value>,
     ) -> Result<Value, RestError> {
         let url = format!("{}/rest{path}", self.api_url);
+        // One header value for both attempts, marked sensitive; the formatted
+        // text is wiped here (reqwest's copy inside the request is not ours).
+        let mut auth = {
+            let text = zeroize::Zeroizing::new(format!("token {}", auth_token.expose()));
+            reqwest::header::HeaderValue::from_str(&text).map_err(|_| {
+                RestError::Unreachable(
+                    "the Snyk auth token has characters an HTTP header cannot carry (a stray newline?): check the auth token file".into(),
+                )
+            })?
+        };
+        auth.set_sensitive(true);
         for attempt in 0..2 {
             let mut req = self
                 .http
                 .request(method.clone(), &url)
                 .query(&[("version", self.version.as_str())])
                 .query(query)
-                .header(
-                    reqwest::header::AUTHORIZATION,
-                    format!("token {}", auth_token.expose()),
-                )
+                .header(reqwest::header::AUTHORIZATION, auth.clone())
                 .header(reqwest::header::ACCEPT, "application/vnd.api+json");
             if let Some(b) = body {
                 req = req

@@ -144,6 +144,8 @@ impl FileStore {
         }
         let doc = match std::fs::read(path) {
             Ok(bytes) => {
+                // The document holds every secret: wipe the bytes once parsed.
+                let bytes = zeroize::Zeroizing::new(bytes);
                 let meta = std::fs::metadata(path).map_err(|e| unavailable("cannot stat", e))?;
                 if meta.permissions().mode() & 0o077 != 0 {
                     return Err(StoreError::Unavailable(format!(
@@ -228,7 +230,8 @@ impl Inner {
 
     /// Writes `doc` durably; the caller swaps it in only on success.
     async fn persist(&self, doc: &Document) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(doc)
+        // Wiped when the writer is done with it (the document holds every secret).
+        let bytes = crate::secret::to_json_wiped(doc)
             .map_err(|e| StoreError::Unavailable(format!("cannot encode the store: {e}")))?;
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))

@@ -381,6 +381,17 @@ fn to_map(record: &Record) -> Result<HashMap<String, serde_json::Value>, StoreEr
     }
 }
 
+/// A write's request map: a plaintext copy of the record's secrets, wiped
+/// when it drops, whichever way the write ended. (vaultrs serializes it into
+/// its own request body, which is beyond our reach.)
+pub(crate) struct RequestMap(pub(crate) HashMap<String, serde_json::Value>);
+
+impl Drop for RequestMap {
+    fn drop(&mut self) {
+        self.0.values_mut().for_each(crate::secret::wipe_json);
+    }
+}
+
 fn from_value(key: &CredKey, v: serde_json::Value) -> Result<Record, StoreError> {
     serde_json::from_value(v).map_err(|e| StoreError::Corrupt {
         key: key.to_string(),
@@ -444,9 +455,9 @@ impl SecretStore for OpenBaoStore {
         cas: Option<u64>,
     ) -> Result<u64, StoreError> {
         let path = self.path(key);
-        let data = to_map(record)?;
+        let owned = RequestMap(to_map(record)?);
         let data: HashMap<&str, &serde_json::Value> =
-            data.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            owned.0.iter().map(|(k, v)| (k.as_str(), v)).collect();
         if self.kv_version == 2 {
             let r = self
                 .with_client(|c| {
