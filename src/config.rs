@@ -1014,20 +1014,27 @@ fn normalize_base_url(u: &str) -> Result<String, String> {
         Ok(n)
     } else {
         Err(format!(
-            "{u:?} must use https:// (plain http is allowed only to a loopback address)"
+            "{:?} must use https:// (plain http is allowed only to a loopback address)",
+            crate::urls::redact_password(u)
         ))
     }
 }
 
 fn normalize_base_url_any(u: &str) -> Result<String, String> {
     let t = u.trim().trim_end_matches('/');
-    let parsed = reqwest::Url::parse(t).map_err(|e| format!("{u:?} is not a URL: {e}"))?;
+    // Messages quote the URL only with any password redacted.
+    let shown = crate::urls::redact_password(u);
+    let parsed = reqwest::Url::parse(t).map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(format!("{u:?} must be an http(s):// URL with a host"));
+        return Err(format!("{shown:?} must be an http(s):// URL with a host"));
     }
-    if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() {
+    if parsed.query().is_some()
+        || parsed.fragment().is_some()
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+    {
         return Err(format!(
-            "{u:?} must not carry a query, fragment or credentials"
+            "{shown:?} must not carry a query, fragment or credentials"
         ));
     }
     Ok(t.to_string())
@@ -1250,6 +1257,20 @@ mod tests {
         assert!(c.to_redacted_toml().contains("metrics_allow_remote = true"));
         let c = load(None, &[("SNYKEY_SERVER_METRICS_LISTEN", "[::1]:9464")]).unwrap();
         assert!(!c.server.metrics_allow_remote);
+    }
+
+    #[test]
+    fn a_password_in_a_store_or_snyk_url_is_refused_without_being_quoted() {
+        for (var, url) in [
+            ("SNYKEY_STORE_ADDR", "http://:hunter2@127.0.0.1:8200"),
+            ("SNYKEY_STORE_ADDR", "https://bao:hunter2@bao.example:8200"),
+            ("SNYKEY_STORE_ADDR", "https://bao:hunter2@[bad"),
+            ("SNYKEY_SNYK_API_URL", "https://u:hunter2@api.snyk.io"),
+            ("SNYKEY_SNYK_API_URL", "http://u:hunter2@api.snyk.io"),
+        ] {
+            let e = load(None, &[(var, url)]).unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{var}={url}: {e}");
+        }
     }
 
     #[test]
