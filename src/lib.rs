@@ -39,6 +39,8 @@ pub mod exit;
 pub mod ids;
 pub mod metrics;
 pub mod paths;
+#[cfg(test)]
+pub(crate) mod prop;
 pub mod render;
 pub mod secret;
 pub mod snyk;

@@ -521,3 +521,42 @@ mod tests {
         assert!(decode_segment("%zz").is_err());
     }
 }
+
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn percent_encode_all(s: &str) -> String {
+        s.bytes().map(|b| format!("%{b:02X}")).collect()
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop::config(1024))]
+
+        #[test]
+        fn prop_path_segments_decode_without_panic_or_growth(s in "\\PC{0,300}|[%0-9A-Fa-f./]{0,64}") {
+            if let Ok(d) = decode_segment(&s) {
+                prop_assert!(d.len() <= s.len());
+                if !s.contains('%') {
+                    prop_assert_eq!(&d, &s);
+                }
+            }
+        }
+
+        #[test]
+        fn prop_encoded_segments_round_trip(s in "\\PC{0,100}") {
+            prop_assert_eq!(decode_segment(&percent_encode_all(&s)).ok(), Some(s));
+        }
+
+        #[test]
+        fn prop_decoded_ids_still_pass_id_validation(s in "[A-Za-z0-9._%/:-]{0,40}") {
+            // Whatever a segment decodes to, it reaches a key only through CredKey.
+            if let Ok(d) = decode_segment(&s) {
+                if let Ok(k) = key_from(&d, "c") {
+                    prop_assert!(!k.org.as_str().contains('/') && !k.org.as_str().starts_with('.'));
+                }
+            }
+        }
+    }
+}
