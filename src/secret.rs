@@ -93,12 +93,21 @@ impl<'de> Deserialize<'de> for Secret {
 /// field (unknown, missing, duplicate) are kept: they say what to fix and
 /// quote no value.
 pub fn json_error(e: &serde_json::Error) -> String {
+    const MAX_FIELD_MESSAGE: usize = 240;
     let m = e.to_string();
-    if m.starts_with("unknown field")
-        || m.starts_with("missing field")
-        || m.starts_with("duplicate field")
-    {
-        return m;
+    for kind in ["unknown field", "missing field", "duplicate field"] {
+        if m.starts_with(kind) {
+            // A field's name is not a value, but an unknown one comes from
+            // the sender: shown only while the message stays one short line.
+            if m.chars().count() <= MAX_FIELD_MESSAGE {
+                return m;
+            }
+            return format!(
+                "{kind} (its name is too long to show) at line {} column {}",
+                e.line(),
+                e.column()
+            );
+        }
     }
     let what = match e.classify() {
         serde_json::error::Category::Syntax => "malformed JSON",
@@ -219,5 +228,58 @@ mod tests {
         assert_eq!(a, Secret::new("x").fingerprint());
         assert_eq!(a.len(), 8);
         assert_ne!(a, Secret::new("y").fingerprint());
+    }
+}
+
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        org_id: String,
+        refresh_token: Option<Secret>,
+        n: Option<u64>,
+    }
+
+    #[test]
+    fn a_long_unknown_field_name_is_not_echoed() {
+        // Found by prop_json_errors_never_quote_a_value_and_stay_short: a
+        // 3 000-character key came back whole in the 400's message.
+        let key = "k".repeat(3000);
+        let text = serde_json::json!({ "org_id": "o", key.clone(): 1 }).to_string();
+        let e = serde_json::from_str::<Body>(&text).unwrap_err();
+        let shown = json_error(&e);
+        assert!(
+            shown.starts_with("unknown field") && !shown.contains(&key),
+            "{shown}"
+        );
+        let e = serde_json::from_str::<Body>(r#"{"org_id":"o","refresh_tokn":"x"}"#).unwrap_err();
+        assert!(json_error(&e).contains("refresh_tokn"));
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop::config(512))]
+
+        #[test]
+        fn prop_json_errors_never_quote_a_value_and_stay_short(
+            key in "[a-z_]{1,12}|\\PC{1,600}",
+            value in "rt-SECRET-[a-z0-9]{8}",
+            as_number in any::<bool>(),
+        ) {
+            let text = if as_number {
+                format!("{{\"org_id\":\"o\",\"n\":\"{value}\"}}")
+            } else {
+                serde_json::json!({ "org_id": "o", key.clone(): value.clone() }).to_string()
+            };
+            if let Err(e) = serde_json::from_str::<Body>(&text) {
+                let shown = json_error(&e);
+                prop_assert!(!shown.contains(&value), "{}", shown);
+                prop_assert!(shown.chars().count() <= 300, "{} characters", shown.chars().count());
+            }
+        }
     }
 }

@@ -264,3 +264,107 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use crate::secret::Secret;
+    use proptest::prelude::*;
+
+    const MARK: &str = "rt-SECRET-77b2c9";
+
+    fn hex64() -> impl Strategy<Value = String> {
+        "[0-9a-f]{64}"
+    }
+
+    fn entry() -> impl Strategy<Value = Entry> {
+        (
+            proptest::option::of((hex64(), "[0-9a-f]{32}", any::<u32>(), any::<bool>())),
+            proptest::option::of(("[A-Za-z0-9._~-]{1,80}", any::<u64>())),
+            proptest::option::of((
+                proptest::option::of(hex64()),
+                any::<u64>(),
+                any::<bool>(),
+                proptest::collection::vec(hex64(), 0..3),
+            )),
+            proptest::option::of(hex64()),
+            "\\PC{0,30}",
+        )
+            .prop_map(|(claim, record, base, dead, at)| Entry {
+                claim: claim.map(|(fp, nonce, attempts, sent)| Note {
+                    fp,
+                    nonce,
+                    attempts,
+                    sent,
+                }),
+                record: record.map(|(rt, generation)| Record {
+                    refresh_token: Some(Secret::new(rt)),
+                    generation,
+                    ..Default::default()
+                }),
+                base: base.map(|(fp, generation, login, via)| Base {
+                    fp,
+                    generation,
+                    login,
+                    via,
+                }),
+                dead,
+                sent: None,
+                at,
+            })
+    }
+
+    /// A JSON value of any shape, with the mark somewhere in it.
+    fn wrong_shape() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            Just(serde_json::json!(MARK)),
+            Just(serde_json::json!([MARK])),
+            Just(serde_json::json!({ "fp": MARK })),
+            Just(serde_json::json!(7)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop::config(512))]
+
+        #[test]
+        fn prop_journal_entries_round_trip(e in entry()) {
+            let bytes = crate::secret::to_json_wiped(&e).unwrap();
+            let back: Entry = serde_json::from_slice(&bytes).unwrap();
+            prop_assert_eq!(back, e);
+        }
+
+        #[test]
+        fn prop_any_bytes_as_an_entry_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = serde_json::from_slice::<Entry>(&raw);
+        }
+
+        #[test]
+        fn prop_a_bad_entry_is_reported_without_its_values(
+            field in "claim|record|base|dead|at|generation",
+            value in wrong_shape(),
+        ) {
+            let doc = if field == "generation" {
+                serde_json::json!({ "record": { "refresh_token": "x", "generation": value } })
+            } else {
+                serde_json::json!({ field: value })
+            };
+            if let Err(e) = serde_json::from_value::<Entry>(doc) {
+                let shown = crate::secret::json_error(&e);
+                prop_assert!(!shown.contains(MARK), "{}", shown);
+            }
+        }
+
+        #[test]
+        fn prop_planted_file_names_never_escape_the_journal(name in "\\PC{0,40}") {
+            // read_all takes an id only through OrgId/ClientId: a name that
+            // parses is one a path can hold.
+            if let Some((org, client)) = name.strip_suffix(".json").and_then(|s| s.split_once('@')) {
+                if let (Ok(o), Ok(c)) = (OrgId::parse(org), ClientId::parse(client)) {
+                    prop_assert!(!o.as_str().contains('/') && !c.as_str().contains('/'));
+                    prop_assert!(!o.as_str().starts_with('.') && !c.as_str().starts_with('.'));
+                }
+            }
+        }
+    }
+}

@@ -18,13 +18,13 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use tokio::sync::Mutex;
 
-#[derive(Default, Serialize, Deserialize, Clone)]
+#[derive(Default, Serialize, Deserialize, Clone, Debug)]
 struct Document {
     /// org_id → client_id → record.
     credentials: BTreeMap<String, BTreeMap<String, StoredRecord>>,
 }
 
-#[derive(Serialize, Deserialize, Clone)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 struct StoredRecord {
     #[serde(flatten)]
     record: Record,
@@ -551,5 +551,68 @@ mod group_commit_tests {
             200,
             "every write is durable"
         );
+    }
+}
+
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use crate::secret::Secret;
+    use proptest::prelude::*;
+
+    fn document() -> impl Strategy<Value = Document> {
+        proptest::collection::btree_map(
+            "[A-Za-z0-9][A-Za-z0-9._-]{0,20}",
+            proptest::collection::btree_map(
+                "[A-Za-z0-9][A-Za-z0-9._-]{0,20}",
+                (
+                    proptest::option::of("[A-Za-z0-9._~-]{1,60}"),
+                    proptest::option::of("\\PC{1,40}"),
+                    any::<u64>(),
+                    any::<u64>(),
+                ),
+                0..3,
+            ),
+            0..3,
+        )
+        .prop_map(|orgs| Document {
+            credentials: orgs
+                .into_iter()
+                .map(|(org, clients)| {
+                    let clients = clients
+                        .into_iter()
+                        .map(|(client, (rt, secret, generation, version))| {
+                            let record = Record {
+                                refresh_token: rt.map(Secret::new),
+                                client_secret: secret.map(Secret::new),
+                                generation,
+                                ..Default::default()
+                            };
+                            (client, StoredRecord { record, version })
+                        })
+                        .collect();
+                    (org, clients)
+                })
+                .collect(),
+        })
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop::config(256))]
+
+        #[test]
+        fn prop_the_store_document_round_trips(doc in document()) {
+            let bytes = crate::secret::to_json_wiped(&doc).unwrap();
+            let back: Document = serde_json::from_slice(&bytes).unwrap();
+            let again = crate::secret::to_json_wiped(&back).unwrap();
+            prop_assert_eq!(&*bytes, &*again);
+        }
+
+        #[test]
+        fn prop_any_bytes_as_the_store_document_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Err(e) = serde_json::from_slice::<Document>(&raw) {
+                prop_assert!(crate::secret::json_error(&e).len() < 300);
+            }
+        }
     }
 }
