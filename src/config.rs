@@ -385,6 +385,36 @@ pub fn redact_url_password(url: &str) -> String {
     crate::urls::redact_password(url)
 }
 
+/// An error names the key, never its value: a misplaced password (in
+/// `cache.url`, or pasted into the wrong key) must not reach a log or a
+/// terminal. Every text form of the value in `message` is replaced.
+fn without_value(mut message: String, value: Option<&Value>) -> String {
+    fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::String(t) => out.push(t),
+            Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+            Value::Table(t) => t.values().for_each(|x| strings(x, out)),
+            _ => {}
+        }
+    }
+    let mut texts = Vec::new();
+    if let Some(v) = value {
+        strings(v, &mut texts);
+    }
+    for v in texts {
+        for form in [format!("{v:?}"), format!("{:?}", v.trim())] {
+            if form.len() > 2 {
+                message = message.replace(&form, "(the value given)");
+            }
+        }
+        let t = v.trim();
+        if t.len() >= 4 {
+            message = message.replace(t, "(the value given)");
+        }
+    }
+    message
+}
+
 fn known(section: &str, key: &str) -> Option<(&'static str, &'static str, Kind)> {
     KEYS.iter()
         .copied()
@@ -462,7 +492,7 @@ fn read_env(env: &[(String, String)], raw: &mut RawMap) -> Result<(), ConfigErro
         let invalid = |message: String| ConfigError::Invalid {
             key: format!("{s}.{k}"),
             origin: name.clone(),
-            message,
+            message: without_value(message, Some(&Value::String(value.clone()))),
         };
         let v = match kind {
             Kind::Str | Kind::Duration => Value::String(value.clone()),
@@ -488,10 +518,12 @@ fn read_env(env: &[(String, String)], raw: &mut RawMap) -> Result<(), ConfigErro
                     .split(',')
                     .map(str::trim)
                     .filter(|p| !p.is_empty())
-                    .map(|p| {
+                    .enumerate()
+                    .map(|(i, p)| {
                         p.parse::<i64>().map(Value::Integer).map_err(|_| {
                             invalid(format!(
-                                "{p:?} is not a whole number (comma-separated list)"
+                                "entry {} is not a whole number (comma-separated list)",
+                                i + 1
                             ))
                         })
                     })
@@ -519,10 +551,11 @@ impl Reader<'_> {
             .raw
             .get(&known(s, k).map(|(a, b, _)| (a, b)).unwrap_or(("", "")))
             .map(|r| r.origin.clone());
+        let value = known(s, k).and_then(|(a, b, _)| self.raw.get(&(a, b)));
         ConfigError::Invalid {
             key: format!("{s}.{k}"),
             origin: origin.unwrap_or_else(|| "default".into()),
-            message: message.into(),
+            message: without_value(message.into(), value.map(|r| &r.value)),
         }
     }
 
@@ -606,7 +639,10 @@ impl Reader<'_> {
             Some(other) => Err(self.err(
                 s,
                 k,
-                format!("expected a duration like \"5m\", found {other}"),
+                format!(
+                    "expected a duration like \"5m\", found {}",
+                    other.type_str()
+                ),
             )),
         }
     }
@@ -1318,5 +1354,100 @@ mod tests {
         assert!(is_rest_version("2024-10-15~beta"));
         assert!(!is_rest_version("2024-1-15"));
         assert!(!is_rest_version("latest"));
+    }
+}
+
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MARK: &str = "pw-SECRET-4e1d";
+
+    fn load(toml_text: Option<&str>, e: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let mut env: Vec<(String, String)> = vec![
+            ("SNYKEY_SOCKET".into(), "/tmp/x.sock".into()),
+            ("XDG_STATE_HOME".into(), "/tmp/state".into()),
+        ];
+        env.extend(e.iter().map(|(a, b)| (a.to_string(), b.to_string())));
+        match toml_text {
+            Some(t) => {
+                std::fs::write(&path, t).unwrap();
+                Config::load_from(Some(&path), &env)
+            }
+            None => Config::load_from(None, &env),
+        }
+    }
+
+    #[test]
+    fn a_bad_value_is_named_by_its_key_not_quoted() {
+        // Found by the two properties below: values were quoted in errors.
+        for (var, value) in [
+            ("SNYKEY_SERVER_SOCKET_MODE", "pw-SECRET-4e1d"),
+            ("SNYKEY_STORE_KV_VERSION", "pw-SECRET-4e1d"),
+            ("SNYKEY_SERVER_ALLOWED_UIDS", "0,pw-SECRET-4e1d"),
+            ("SNYKEY_SERVER_CALLBACK_LISTEN", "pw-SECRET-4e1d"),
+        ] {
+            let e = load(None, &[(var, value)]).unwrap_err().to_string();
+            assert!(!e.contains(MARK), "{e}");
+        }
+        let e = load(
+            Some("[refresh]\nmin_validity = { x = \"pw-SECRET-4e1d\" }\n"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("refresh.min_validity") && !e.contains(MARK),
+            "{e}"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop::config(256))]
+
+        #[test]
+        fn prop_any_toml_text_is_judged_without_panic(text in "\\PC{0,200}|(\\[(server|store|cache|snyk|refresh)\\]\n)?[a-z_]{1,16} = (\"\\PC{0,20}\"|[0-9-]{1,22}|true|\\[\\]|\\{\\})\n") {
+            let _ = load(Some(&text), &[]);
+        }
+
+        #[test]
+        fn prop_toml_errors_never_quote_a_value(
+            index in 0..KEYS.len(),
+            shape in 0u8..5,
+            junk in "\\PC{0,12}",
+        ) {
+            let (section, key, _) = KEYS[index];
+            let line = match shape {
+                0 => format!("{key} = \"{MARK}{junk}"),
+                1 => format!("{key} = {MARK}{junk}"),
+                2 => format!("{key} = [\"{MARK}\", 1]"),
+                3 => format!("{key} = {{ x = \"{MARK}\" }}"),
+                _ => format!("{key} = \"{MARK}\"\n{key} = \"{MARK}\""),
+            };
+            let text = format!("[{section}]\n{line}\n");
+            if let Err(e) = load(Some(&text), &[]) {
+                let msg = e.to_string();
+                prop_assert!(!msg.contains(MARK), "{}", msg);
+            }
+        }
+
+        #[test]
+        fn prop_env_values_fail_naming_the_key_not_the_value(
+            index in 0..KEYS.len(),
+            junk in "\\PC{0,20}|[0-9]{0,25}|-1|0x10|1e9",
+            mark in any::<bool>(),
+        ) {
+            let (section, key, _) = KEYS[index];
+            let var = format!("SNYKEY_{}_{}", section.to_uppercase(), key.to_uppercase());
+            let value = if mark { format!("{MARK}{junk}") } else { junk };
+            if let Err(e) = load(None, &[(&var, &value)]) {
+                let msg = e.to_string();
+                prop_assert!(msg.contains(&format!("{section}.{key}")), "{}", msg);
+                prop_assert!(!msg.contains(MARK), "{}.{} quotes its value: {}", section, key, msg);
+            }
+        }
     }
 }
