@@ -230,3 +230,56 @@ fn sigterm_stops_gracefully_and_removes_the_socket() {
     assert_eq!(agent.stop(), Some(0));
     assert!(!socket.exists(), "the agent removes the socket it created");
 }
+
+#[test]
+fn no_form_of_a_redis_url_shows_its_password_in_check_config_or_the_trace_log() {
+    let forms = [
+        "redis://snykey:hunter2pw@127.0.0.1:1/0",
+        "rediss://:hunter2pw@127.0.0.1:1/0",
+        "redis+unix:///nonexistent/redis.sock?db=1&pass=hunter2pw",
+        "unix:///nonexistent/redis.sock?pass=hunter2pw",
+        "redis+sentinel://u:hunter2pw@127.0.0.1:1,127.0.0.1:2/mymaster/0",
+    ];
+    for url in forms {
+        let dir = tempfile::tempdir().unwrap();
+        let env = [
+            (
+                "SNYKEY_SOCKET",
+                dir.path().join("s.sock").display().to_string(),
+            ),
+            (
+                "XDG_STATE_HOME",
+                dir.path().join("state").display().to_string(),
+            ),
+            ("SNYKEY_CACHE_BACKEND", "redis".to_string()),
+            ("SNYKEY_CACHE_URL", url.to_string()),
+            ("SNYKEY_LOG", "trace".to_string()),
+        ];
+        let out = std::process::Command::new(crate::support::agent::SNYKEY)
+            .arg("check-config")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(!text.contains("hunter2pw"), "check-config, {url}: {text}");
+        // (Sentinel URLs are refused by this version's config: no password either.)
+        assert!(
+            !out.status.success() || text.contains("[redacted]"),
+            "check-config, {url}: {text}"
+        );
+        // The agent at trace level, up to where it gives up on the cache.
+        let mut child = std::process::Command::new(crate::support::agent::SNYKEY)
+            .arg("serve")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(!text.is_empty(), "the agent logged nothing for {url}");
+        assert!(!text.contains("hunter2pw"), "serve, {url}: {text}");
+    }
+}
