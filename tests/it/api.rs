@@ -283,3 +283,95 @@ fn no_form_of_a_redis_url_shows_its_password_in_check_config_or_the_trace_log() 
         assert!(!text.contains("hunter2pw"), "serve, {url}: {text}");
     }
 }
+
+/// The callback listener's port, from the agent's start-up log line.
+fn callback_port(agent: &crate::support::agent::Agent) -> u16 {
+    let log = agent.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("OAuth callback listener ready"))
+        .unwrap_or_else(|| panic!("no callback listener in the log:\n{log}"));
+    let after = line
+        .split("listen=")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{line}"));
+    let addr: String = after
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    addr.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn two_thousand_slow_callback_connections_do_not_starve_the_agent() {
+    use std::io::{Read, Write};
+    let fake = FakeSnyk::start();
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    let port = callback_port(&agent);
+    let pid = agent.child.id();
+    let baseline = open_fds(pid);
+    let mut slow = Vec::new();
+    for i in 0..2000 {
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            continue;
+        };
+        if i % 2 == 0 {
+            let _ =
+                s.write_all(b"GET /authorization-code/callback?state=x HTTP/1.1\r\nHost: x\r\n");
+        }
+        slow.push(s);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The agent still answers on its socket, quickly.
+    let mut times = Vec::new();
+    for _ in 0..21 {
+        let started = std::time::Instant::now();
+        let (st, _) = agent.http("GET", "/v1/health", None);
+        times.push(started.elapsed());
+        assert_eq!(st, 200);
+    }
+    times.sort();
+    assert!(
+        times[10] < std::time::Duration::from_millis(50),
+        "median answer time on the socket {:?} with 2 000 slow callback connections",
+        times[10]
+    );
+    // Its descriptors stay under the cap (64) plus what it had.
+    let fds = open_fds(pid);
+    assert!(
+        fds <= baseline + 64 + 8,
+        "{fds} fds open (baseline {baseline}): the callback listener has no connection cap"
+    );
+    // The slow connections are closed: over the cap at once, the rest by the
+    // 10 s header-read timeout.
+    std::thread::sleep(std::time::Duration::from_secs(11));
+    let mut still_open = 0;
+    for s in &mut slow {
+        s.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 512];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    still_open += 1;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    assert_eq!(
+        still_open, 0,
+        "slow connections outlived the header-read timeout"
+    );
+    drop(slow);
+    agent.stop();
+}
