@@ -353,3 +353,35 @@ mod tests {
         assert_eq!(error_sentence(500, b"oops"), "HTTP 500");
     }
 }
+
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::prop::config(256))]
+
+        #[test]
+        fn prop_any_rest_error_answer_becomes_one_short_printable_sentence(
+            status in any::<u16>(),
+            raw in proptest::collection::vec(any::<u8>(), 0..200),
+            v in crate::prop::json_value("\\PC{0,400}".prop_map(String::from)),
+            use_raw in any::<bool>(),
+        ) {
+            let body = if use_raw { raw } else { serde_json::to_vec(&v).unwrap() };
+            let s = error_sentence(status, &body);
+            prop_assert!(s.chars().count() <= 300);
+            prop_assert!(!s.chars().any(char::is_control));
+        }
+
+        #[test]
+        fn prop_any_service_account_item_is_read_without_panic(
+            v in crate::prop::json_value("\\PC{0,20}".prop_map(String::from)),
+        ) {
+            if let Some(sa) = parse_sa(&v) {
+                prop_assert_eq!(Some(sa.id.as_str()), v["id"].as_str());
+            }
+        }
+    }
+}
