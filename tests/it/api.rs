@@ -375,3 +375,129 @@ fn two_thousand_slow_callback_connections_do_not_starve_the_agent() {
     drop(slow);
     agent.stop();
 }
+
+mod routing_props {
+    use crate::support::{Env, FakeSnyk};
+    use proptest::prelude::*;
+
+    const MARK: &str = "rt-MARK-3c9e51f0";
+
+    fn segment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("v1".to_string()),
+            Just("credentials".to_string()),
+            Just("cache".to_string()),
+            Just("login".to_string()),
+            Just("register-app".to_string()),
+            Just("service-accounts".to_string()),
+            Just("health".to_string()),
+            Just("ready".to_string()),
+            Just("metrics".to_string()),
+            Just("..".to_string()),
+            Just("%2F".to_string()),
+            Just("%00".to_string()),
+            Just("%ZZ".to_string()),
+            Just("%".to_string()),
+            Just("%C3%28".to_string()),
+            "[A-Za-z0-9._~-]{0,12}",
+            "[A-Za-z0-9]{129,140}",
+        ]
+    }
+
+    fn target() -> impl Strategy<Value = String> {
+        (
+            proptest::collection::vec(segment(), 0..5),
+            proptest::option::of(proptest::collection::vec(
+                (
+                    "org_id|client_id|min_validity|revoke|wait|[a-z]{1,6}",
+                    "[A-Za-z0-9%+=._-]{0,20}",
+                ),
+                0..4,
+            )),
+        )
+            .prop_map(|(segs, query)| {
+                let mut t = format!("/{}", segs.join("/"));
+                if let Some(q) = query {
+                    t.push('?');
+                    let pairs: Vec<String> = q.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    t.push_str(&pairs.join("&"));
+                }
+                t
+            })
+    }
+
+    fn body() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of(prop_oneof![
+            "\\PC{0,40}",
+            (
+                "[A-Za-z0-9._-]{0,10}|\\.\\.|a/b",
+                "[A-Za-z0-9._-]{0,10}",
+                "oauth_app|client_secret|private_key_jwt|magic",
+                any::<bool>()
+            )
+                .prop_map(|(o, c, k, extra)| {
+                    let mut v = serde_json::json!({
+                        "org_id": o, "client_id": c, "kind": k,
+                        "refresh_token": MARK, "client_secret": MARK,
+                        "auth_token": MARK, "name": "n", "scopes": ["x"],
+                    });
+                    if extra {
+                        v["unexpected"] = serde_json::Value::from(MARK);
+                    }
+                    v.to_string()
+                }),
+        ])
+    }
+
+    #[test]
+    fn prop_any_request_gets_a_json_answer_and_never_an_echoed_secret() {
+        let fake = FakeSnyk::start();
+        let mut env = Env::new(&fake.url());
+        let agent = env.start();
+        let cases = std::env::var("SNYKEY_PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(150);
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        });
+        let result = runner.run(
+            &("GET|PUT|POST|DELETE|PATCH|HEAD", target(), body()),
+            |(method, target, body)| {
+                let (status, text) = agent.http(&method, &target, body.as_deref());
+                prop_assert!(
+                    status != 500,
+                    "{} {} -> {}: {}",
+                    method,
+                    target,
+                    status,
+                    text
+                );
+                prop_assert!(
+                    !text.contains(MARK),
+                    "{} {}: the answer echoes a secret: {}",
+                    method,
+                    target,
+                    text
+                );
+                if status >= 400 && method != "HEAD" {
+                    let v: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
+                        TestCaseError::fail(format!("{method} {target}: not JSON: {text}"))
+                    })?;
+                    prop_assert!(v["error"].is_string() && v["code"].is_string(), "{}", text);
+                }
+                Ok(())
+            },
+        );
+        if let Err(e) = result {
+            panic!("{e}\nagent log:\n{}", agent.log_text());
+        }
+        // Still serving, and nothing it logged at trace level holds the secret.
+        let (st, _) = agent.http("GET", "/v1/health", None);
+        assert_eq!(st, 200);
+        assert!(!agent.log_text().contains(MARK), "the log holds a secret");
+        agent.stop();
+    }
+}
