@@ -314,6 +314,9 @@ fn reload(current: Config, state: &AppState, log_reloader: Option<&LogReloader>)
     if c.server.socket != n.server.socket || c.server.socket_mode != n.server.socket_mode {
         needs_restart.push("server.socket / server.socket_mode");
     }
+    if c.server.allow_shared_dirs != n.server.allow_shared_dirs {
+        needs_restart.push("server.allow_shared_dirs");
+    }
     if c.server.callback_listen != n.server.callback_listen
         || c.server.redirect_uri != n.server.redirect_uri
     {

@@ -56,6 +56,9 @@ pub struct ServerConfig {
     /// `metrics_listen` may be a non-loopback address only when this is set:
     /// metrics name no credential, but the listener is open to the network.
     pub metrics_allow_remote: bool,
+    /// Accept socket, store and journal directories that group or others can
+    /// write to (a Kubernetes emptyDir), with a warning (see `crate::dirs`).
+    pub allow_shared_dirs: bool,
     pub redirect_uri: String,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
@@ -163,6 +166,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("server", "callback_listen", Kind::Str),
     ("server", "metrics_listen", Kind::Str),
     ("server", "metrics_allow_remote", Kind::Bool),
+    ("server", "allow_shared_dirs", Kind::Bool),
     ("server", "redirect_uri", Kind::Str),
     ("server", "shutdown_grace", Kind::Duration),
     ("server", "login_timeout", Kind::Duration),
@@ -288,6 +292,7 @@ impl Config {
             "metrics_allow_remote = {}\n",
             s.metrics_allow_remote
         ));
+        out.push_str(&format!("allow_shared_dirs = {}\n", s.allow_shared_dirs));
         out.push_str(&format!("redirect_uri = {}\n", q(&s.redirect_uri)));
         out.push_str(&format!(
             "shutdown_grace = {}\n",
@@ -756,6 +761,7 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         callback_listen,
         metrics_listen,
         metrics_allow_remote,
+        allow_shared_dirs: r.boolean("server", "allow_shared_dirs", false)?,
         redirect_uri,
         shutdown_grace: r.duration("server", "shutdown_grace", Duration::from_secs(10))?,
         login_timeout: r.duration("server", "login_timeout", Duration::from_secs(600))?,

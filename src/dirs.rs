@@ -10,15 +10,33 @@
 //! socket, plant a journal entry that the agent replays as a refresh token,
 //! or swap the file store. Such a directory is refused, never "fixed":
 //! changing an operator's modes behind their back would hide the mistake.
+//! `server.allow_shared_dirs = true` accepts it with a warning, for volumes
+//! the agent cannot chmod (a Kubernetes `emptyDir` is 0777).
 //! Std-only (no tokio), like the rest of the path handling.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `server.allow_shared_dirs`: set once at start, before any directory is
+/// used. A Kubernetes `emptyDir` is created 0777 and the agent (not root)
+/// cannot change that; an operator who shares such a volume between the
+/// containers of one pod accepts that each of them could replace its contents.
+static ALLOW_SHARED: AtomicBool = AtomicBool::new(false);
+
+/// Accept (with a warning) directories that group or others can write to.
+pub fn allow_shared_dirs(allow: bool) {
+    ALLOW_SHARED.store(allow, Ordering::SeqCst);
+}
 
 /// Checks that `dir` (an existing directory) is safe to keep secrets in.
 /// `what` names it for the message ("the journal directory") and `key` the
 /// setting that chooses it (`store.journal_dir`).
 pub fn check_private_dir(dir: &Path, what: &str, key: &str) -> Result<(), String> {
+    check_dir(dir, what, key, ALLOW_SHARED.load(Ordering::SeqCst))
+}
+
+fn check_dir(dir: &Path, what: &str, key: &str, allow_shared: bool) -> Result<(), String> {
     // `Path::new("x.sock").parent()` is the empty path: the current directory.
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
@@ -41,9 +59,17 @@ pub fn check_private_dir(dir: &Path, what: &str, key: &str) -> Result<(), String
         ));
     }
     let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 && allow_shared {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format!("{mode:04o}"),
+            "{what} is writable by others; accepted because server.allow_shared_dirs = true"
+        );
+        return Ok(());
+    }
     if mode & 0o022 != 0 {
         return Err(format!(
-            "{what} {} is writable by {} (mode {mode:04o}): another user could replace what is in it; `chmod go-w {}` (0700, or 0750 to share the socket with a group) or choose another {key}",
+            "{what} {} is writable by {} (mode {mode:04o}): another user could replace what is in it; `chmod go-w {}` (0700, or 0750 to share the socket with a group), choose another {key}, or set server.allow_shared_dirs = true for a volume you cannot chmod (a Kubernetes emptyDir)",
             dir.display(),
             if mode & 0o002 != 0 {
                 "everyone"
@@ -85,6 +111,14 @@ mod tests {
                 "{mode:o} should be accepted"
             );
         }
+    }
+
+    #[test]
+    fn allow_shared_dirs_accepts_a_world_writable_volume() {
+        let d = dir_with_mode(0o777);
+        check_dir(d.path(), "the socket directory", "server.socket", true).unwrap();
+        let e = check_dir(d.path(), "the socket directory", "server.socket", false).unwrap_err();
+        assert!(e.contains("allow_shared_dirs"), "{e}");
     }
 
     #[test]
