@@ -248,3 +248,43 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::prop::config(512))]
+
+        #[test]
+        fn prop_no_password_survives_redaction(
+            scheme in "redis|rediss|redis\\+unix|unix|redis\\+sentinel|http",
+            user in proptest::option::of("[a-z]{0,6}"),
+            pw in "PW[A-Za-z0-9@?#:/%&=+]{4,16}",
+            host in "[a-z0-9.]{1,12}(:[0-9]{1,5})?(,[a-z0-9.]{1,12}:[0-9]{1,5})?",
+            path in "(/[A-Za-z0-9._-]{0,10}){0,3}",
+            qpw in proptest::option::of("PQ[A-Za-z0-9%+=-]{4,16}"),
+            key in "pass|password|p%61ss|PASS|auth|token",
+        ) {
+            // Without a user, a ':' would make the part before it a user name
+            // (shown, by design): the password-only form is `:pw@` or `pw@`.
+            let userinfo = match &user {
+                Some(u) => format!("{u}:{pw}@"),
+                None if pw.contains(':') => format!(":{pw}@"),
+                None => format!("{pw}@"),
+            };
+            let query = qpw.as_ref().map(|q| format!("?db=1&{key}={q}")).unwrap_or_default();
+            let url = format!("{scheme}://{userinfo}{host}{path}{query}");
+            let shown = redact_password(&url);
+            for secret in std::iter::once(pw.as_str()).chain(qpw.as_deref()) {
+                prop_assert!(!shown.contains(secret), "{} -> {}", url, shown);
+                // Nor the part after its first ':' or '@' (what a parser might
+                // take for the password).
+                for tail in secret.split([':', '@']).skip(1).filter(|t| t.len() >= 4) {
+                    prop_assert!(!shown.contains(tail), "{} -> {}", url, shown);
+                }
+            }
+        }
+    }
+}
