@@ -353,13 +353,18 @@ fn reload(current: Config, state: &AppState, log_reloader: Option<&LogReloader>)
     if c.sinks != n.sinks || c.server.sink_dirs != n.server.sink_dirs {
         needs_restart.push("[[sink]] / server.sink_dirs");
     }
+    if c.server.allow_shared_dirs != n.server.allow_shared_dirs {
+        needs_restart.push("server.allow_shared_dirs");
+    }
     if c.server.callback_listen != n.server.callback_listen
         || c.server.redirect_uri != n.server.redirect_uri
     {
         needs_restart.push("server.callback_listen / server.redirect_uri");
     }
-    if c.server.metrics_listen != n.server.metrics_listen {
-        needs_restart.push("server.metrics_listen");
+    if c.server.metrics_listen != n.server.metrics_listen
+        || c.server.metrics_allow_remote != n.server.metrics_allow_remote
+    {
+        needs_restart.push("server.metrics_listen / server.metrics_allow_remote");
     }
     if c.snyk.api_url != n.snyk.api_url
         || c.snyk.app_url != n.snyk.app_url

@@ -57,6 +57,12 @@ pub struct ServerConfig {
     pub allowed_gids: Vec<u32>,
     pub callback_listen: SocketAddr,
     pub metrics_listen: Option<SocketAddr>,
+    /// `metrics_listen` may be a non-loopback address only when this is set:
+    /// metrics name no credential, but the listener is open to the network.
+    pub metrics_allow_remote: bool,
+    /// Accept socket, store and journal directories that group or others can
+    /// write to (a Kubernetes emptyDir), with a warning (see `crate::dirs`).
+    pub allow_shared_dirs: bool,
     pub redirect_uri: String,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
@@ -180,6 +186,8 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("server", "allowed_gids", Kind::UintList),
     ("server", "callback_listen", Kind::Str),
     ("server", "metrics_listen", Kind::Str),
+    ("server", "metrics_allow_remote", Kind::Bool),
+    ("server", "allow_shared_dirs", Kind::Bool),
     ("server", "redirect_uri", Kind::Str),
     ("server", "shutdown_grace", Kind::Duration),
     ("server", "login_timeout", Kind::Duration),
@@ -319,6 +327,11 @@ impl Config {
             "metrics_listen = {}\n",
             q(&s.metrics_listen.map(|a| a.to_string()).unwrap_or_default())
         ));
+        out.push_str(&format!(
+            "metrics_allow_remote = {}\n",
+            s.metrics_allow_remote
+        ));
+        out.push_str(&format!("allow_shared_dirs = {}\n", s.allow_shared_dirs));
         out.push_str(&format!("redirect_uri = {}\n", q(&s.redirect_uri)));
         out.push_str(&format!(
             "shutdown_grace = {}\n",
@@ -452,23 +465,40 @@ impl Config {
     }
 }
 
-/// `redis://user:pw@host` → `redis://user:[redacted]@host`.
+/// `redis://user:pw@host` → `redis://user:[redacted]@host`; query values
+/// such as `?pass=` too (see [`crate::urls::redact_password`]).
 pub fn redact_url_password(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_string();
-    };
-    let userinfo = &authority[..at];
-    let redacted = match userinfo.find(':') {
-        Some(c) => format!("{}:[redacted]", &userinfo[..c]),
-        None => "[redacted]".to_string(),
-    };
-    format!("{}://{}{}", &url[..scheme_end], redacted, &rest[at..])
+    crate::urls::redact_password(url)
+}
+
+/// An error names the key, never its value: a misplaced password (in
+/// `cache.url`, or pasted into the wrong key) must not reach a log or a
+/// terminal. Every text form of the value in `message` is replaced.
+fn without_value(mut message: String, value: Option<&Value>) -> String {
+    fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::String(t) => out.push(t),
+            Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+            Value::Table(t) => t.values().for_each(|x| strings(x, out)),
+            _ => {}
+        }
+    }
+    let mut texts = Vec::new();
+    if let Some(v) = value {
+        strings(v, &mut texts);
+    }
+    for v in texts {
+        for form in [format!("{v:?}"), format!("{:?}", v.trim())] {
+            if form.len() > 2 {
+                message = message.replace(&form, "(the value given)");
+            }
+        }
+        let t = v.trim();
+        if t.len() >= 4 {
+            message = message.replace(t, "(the value given)");
+        }
+    }
+    message
 }
 
 fn known(section: &str, key: &str) -> Option<(&'static str, &'static str, Kind)> {
@@ -569,7 +599,7 @@ fn read_env(env: &[(String, String)], raw: &mut RawMap) -> Result<(), ConfigErro
         let invalid = |message: String| ConfigError::Invalid {
             key: format!("{s}.{k}"),
             origin: name.clone(),
-            message,
+            message: without_value(message, Some(&Value::String(value.clone()))),
         };
         let v = match kind {
             Kind::Str | Kind::Duration => Value::String(value.clone()),
@@ -603,10 +633,12 @@ fn read_env(env: &[(String, String)], raw: &mut RawMap) -> Result<(), ConfigErro
                     .split(',')
                     .map(str::trim)
                     .filter(|p| !p.is_empty())
-                    .map(|p| {
+                    .enumerate()
+                    .map(|(i, p)| {
                         p.parse::<i64>().map(Value::Integer).map_err(|_| {
                             invalid(format!(
-                                "{p:?} is not a whole number (comma-separated list)"
+                                "entry {} is not a whole number (comma-separated list)",
+                                i + 1
                             ))
                         })
                     })
@@ -634,10 +666,11 @@ impl Reader<'_> {
             .raw
             .get(&known(s, k).map(|(a, b, _)| (a, b)).unwrap_or(("", "")))
             .map(|r| r.origin.clone());
+        let value = known(s, k).and_then(|(a, b, _)| self.raw.get(&(a, b)));
         ConfigError::Invalid {
             key: format!("{s}.{k}"),
             origin: origin.unwrap_or_else(|| "default".into()),
-            message: message.into(),
+            message: without_value(message.into(), value.map(|r| &r.value)),
         }
     }
 
@@ -721,7 +754,10 @@ impl Reader<'_> {
             Some(other) => Err(self.err(
                 s,
                 k,
-                format!("expected a duration like \"5m\", found {other}"),
+                format!(
+                    "expected a duration like \"5m\", found {}",
+                    other.type_str()
+                ),
             )),
         }
     }
@@ -804,12 +840,19 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
             )
         })?),
     };
+    let metrics_allow_remote = r.boolean("server", "metrics_allow_remote", false)?;
+    if let Some(addr) = metrics_listen {
+        if !addr.ip().is_loopback() && !metrics_allow_remote {
+            return Err(r.err(
+                "server",
+                "metrics_listen",
+                "is not a loopback address: anyone who can reach it may connect; set server.metrics_allow_remote = true to serve metrics beyond this host",
+            ));
+        }
+    }
     let redirect_uri = match r.opt_string("server", "redirect_uri")? {
         Some(u) => {
-            if !(u.starts_with("http://127.")
-                || u.starts_with("http://localhost")
-                || u.starts_with("http://[::1]"))
-            {
+            if !crate::urls::is_loopback_http(&u) {
                 return Err(r.err(
                     "server",
                     "redirect_uri",
@@ -827,6 +870,8 @@ fn build(raw: &RawMap, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         allowed_gids: r.uints("server", "allowed_gids")?,
         callback_listen,
         metrics_listen,
+        metrics_allow_remote,
+        allow_shared_dirs: r.boolean("server", "allow_shared_dirs", false)?,
         redirect_uri,
         shutdown_grace: r.duration("server", "shutdown_grace", Duration::from_secs(10))?,
         login_timeout: r.duration("server", "login_timeout", Duration::from_secs(600))?,
@@ -1481,20 +1526,27 @@ fn normalize_base_url(u: &str) -> Result<String, String> {
         Ok(n)
     } else {
         Err(format!(
-            "{u:?} must use https:// (plain http is allowed only to a loopback address)"
+            "{:?} must use https:// (plain http is allowed only to a loopback address)",
+            crate::urls::redact_password(u)
         ))
     }
 }
 
 fn normalize_base_url_any(u: &str) -> Result<String, String> {
     let t = u.trim().trim_end_matches('/');
-    let parsed = reqwest::Url::parse(t).map_err(|e| format!("{u:?} is not a URL: {e}"))?;
+    // Messages quote the URL only with any password redacted.
+    let shown = crate::urls::redact_password(u);
+    let parsed = reqwest::Url::parse(t).map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(format!("{u:?} must be an http(s):// URL with a host"));
+        return Err(format!("{shown:?} must be an http(s):// URL with a host"));
     }
-    if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() {
+    if parsed.query().is_some()
+        || parsed.fragment().is_some()
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+    {
         return Err(format!(
-            "{u:?} must not carry a query, fragment or credentials"
+            "{shown:?} must not carry a query, fragment or credentials"
         ));
     }
     Ok(t.to_string())
@@ -1831,6 +1883,85 @@ mod tests {
     }
 
     #[test]
+    fn redirect_uris_that_only_look_like_loopback_are_refused() {
+        for u in [
+            "http://127.evil.example/authorization-code/callback",
+            "http://127.0.0.1@evil.example/authorization-code/callback",
+            "http://localhost.evil.example/cb",
+        ] {
+            let e = load(None, &[("SNYKEY_SERVER_REDIRECT_URI", u)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("server.redirect_uri"), "{u}: {e}");
+            assert!(!e.contains("evil"), "the error quotes the value: {e}");
+        }
+        let c = load(
+            None,
+            &[("SNYKEY_SERVER_REDIRECT_URI", "http://[::1]:8080/cb")],
+        )
+        .unwrap();
+        assert_eq!(c.server.redirect_uri, "http://[::1]:8080/cb");
+    }
+
+    #[test]
+    fn remote_metrics_need_an_explicit_allow() {
+        let e = load(None, &[("SNYKEY_SERVER_METRICS_LISTEN", "0.0.0.0:9464")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.metrics_listen") && e.contains("metrics_allow_remote"),
+            "{e}"
+        );
+        let c = load(
+            None,
+            &[
+                ("SNYKEY_SERVER_METRICS_LISTEN", "0.0.0.0:9464"),
+                ("SNYKEY_SERVER_METRICS_ALLOW_REMOTE", "true"),
+            ],
+        )
+        .unwrap();
+        assert!(c.server.metrics_allow_remote);
+        assert!(c.to_redacted_toml().contains("metrics_allow_remote = true"));
+        let c = load(None, &[("SNYKEY_SERVER_METRICS_LISTEN", "[::1]:9464")]).unwrap();
+        assert!(!c.server.metrics_allow_remote);
+    }
+
+    #[test]
+    fn a_password_in_a_store_or_snyk_url_is_refused_without_being_quoted() {
+        for (var, url) in [
+            ("SNYKEY_STORE_ADDR", "http://:hunter2@127.0.0.1:8200"),
+            ("SNYKEY_STORE_ADDR", "https://bao:hunter2@bao.example:8200"),
+            ("SNYKEY_STORE_ADDR", "https://bao:hunter2@[bad"),
+            ("SNYKEY_SNYK_API_URL", "https://u:hunter2@api.snyk.io"),
+            ("SNYKEY_SNYK_API_URL", "http://u:hunter2@api.snyk.io"),
+        ] {
+            let e = load(None, &[(var, url)]).unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{var}={url}: {e}");
+        }
+    }
+
+    #[test]
+    fn check_config_hides_a_redis_unix_socket_password() {
+        let c = load(
+            None,
+            &[
+                ("SNYKEY_CACHE_BACKEND", "redis"),
+                (
+                    "SNYKEY_CACHE_URL",
+                    "redis+unix:///run/redis/redis.sock?db=2&pass=pa55word",
+                ),
+            ],
+        )
+        .unwrap();
+        let out = c.to_redacted_toml();
+        assert!(!out.contains("pa55word"), "{out}");
+        assert!(
+            out.contains("redis+unix:///run/redis/redis.sock?db=2&pass=[redacted]"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn the_example_config_is_valid_and_names_every_key() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config.toml");
         let text = std::fs::read_to_string(&path).unwrap();
@@ -2154,5 +2285,100 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("store.addr"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MARK: &str = "pw-SECRET-4e1d";
+
+    fn load(toml_text: Option<&str>, e: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let mut env: Vec<(String, String)> = vec![
+            ("SNYKEY_SOCKET".into(), "/tmp/x.sock".into()),
+            ("XDG_STATE_HOME".into(), "/tmp/state".into()),
+        ];
+        env.extend(e.iter().map(|(a, b)| (a.to_string(), b.to_string())));
+        match toml_text {
+            Some(t) => {
+                std::fs::write(&path, t).unwrap();
+                Config::load_from(Some(&path), &env)
+            }
+            None => Config::load_from(None, &env),
+        }
+    }
+
+    #[test]
+    fn a_bad_value_is_named_by_its_key_not_quoted() {
+        // Found by the two properties below: values were quoted in errors.
+        for (var, value) in [
+            ("SNYKEY_SERVER_SOCKET_MODE", "pw-SECRET-4e1d"),
+            ("SNYKEY_STORE_KV_VERSION", "pw-SECRET-4e1d"),
+            ("SNYKEY_SERVER_ALLOWED_UIDS", "0,pw-SECRET-4e1d"),
+            ("SNYKEY_SERVER_CALLBACK_LISTEN", "pw-SECRET-4e1d"),
+        ] {
+            let e = load(None, &[(var, value)]).unwrap_err().to_string();
+            assert!(!e.contains(MARK), "{e}");
+        }
+        let e = load(
+            Some("[refresh]\nmin_validity = { x = \"pw-SECRET-4e1d\" }\n"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("refresh.min_validity") && !e.contains(MARK),
+            "{e}"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop::config(256))]
+
+        #[test]
+        fn prop_any_toml_text_is_judged_without_panic(text in "\\PC{0,200}|(\\[(server|store|cache|snyk|refresh)\\]\n)?[a-z_]{1,16} = (\"\\PC{0,20}\"|[0-9-]{1,22}|true|\\[\\]|\\{\\})\n") {
+            let _ = load(Some(&text), &[]);
+        }
+
+        #[test]
+        fn prop_toml_errors_never_quote_a_value(
+            index in 0..KEYS.len(),
+            shape in 0u8..5,
+            junk in "\\PC{0,12}",
+        ) {
+            let (section, key, _) = KEYS[index];
+            let line = match shape {
+                0 => format!("{key} = \"{MARK}{junk}"),
+                1 => format!("{key} = {MARK}{junk}"),
+                2 => format!("{key} = [\"{MARK}\", 1]"),
+                3 => format!("{key} = {{ x = \"{MARK}\" }}"),
+                _ => format!("{key} = \"{MARK}\"\n{key} = \"{MARK}\""),
+            };
+            let text = format!("[{section}]\n{line}\n");
+            if let Err(e) = load(Some(&text), &[]) {
+                let msg = e.to_string();
+                prop_assert!(!msg.contains(MARK), "{}", msg);
+            }
+        }
+
+        #[test]
+        fn prop_env_values_fail_naming_the_key_not_the_value(
+            index in 0..KEYS.len(),
+            junk in "\\PC{0,20}|[0-9]{0,25}|-1|0x10|1e9",
+            mark in any::<bool>(),
+        ) {
+            let (section, key, _) = KEYS[index];
+            let var = format!("SNYKEY_{}_{}", section.to_uppercase(), key.to_uppercase());
+            let value = if mark { format!("{MARK}{junk}") } else { junk };
+            if let Err(e) = load(None, &[(&var, &value)]) {
+                let msg = e.to_string();
+                prop_assert!(msg.contains(&format!("{section}.{key}")), "{}", msg);
+                prop_assert!(!msg.contains(MARK), "{}.{} quotes its value: {}", section, key, msg);
+            }
+        }
     }
 }

@@ -144,3 +144,44 @@ mod tests {
         assert!(e.contains("A-Z a-z 0-9 . _ -"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The SPEC §3 rule, written independently of `check_id`.
+    fn spec_allows(s: &str) -> bool {
+        let b = s.as_bytes();
+        !b.is_empty()
+            && b.len() <= 128
+            && b[0].is_ascii_alphanumeric()
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop::config(512))]
+
+        #[test]
+        fn prop_ids_follow_the_spec_rule_and_never_quote_the_input(s in "\\PC{0,200}|[A-Za-z0-9._:/%-]{0,140}") {
+            let r = check_id("org_id", &s);
+            prop_assert_eq!(r.is_ok(), spec_allows(&s), "{:?}", s);
+            if let Err(e) = r {
+                let msg = e.to_string();
+                prop_assert!(msg.starts_with("org_id "), "{}", msg);
+                prop_assert!(msg.len() < 200, "{}", msg);
+                if s.len() >= 12 {
+                    prop_assert!(!msg.contains(&s), "{}", msg);
+                }
+            }
+        }
+
+        #[test]
+        fn prop_valid_ids_round_trip(s in "[A-Za-z0-9][A-Za-z0-9._-]{0,127}", c in "[A-Za-z0-9][A-Za-z0-9._-]{0,127}") {
+            let key = CredKey::parse(&s, &c).unwrap();
+            prop_assert_eq!(key.org.as_str(), s.as_str());
+            prop_assert_eq!(key.to_string(), format!("{s}/{c}"));
+        }
+    }
+}

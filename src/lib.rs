@@ -9,6 +9,7 @@
 //! * [`agent`] — `snykey serve`: wiring, signals (SIGTERM stops, SIGHUP reloads), sd_notify.
 //! * [`config`] — the configuration: embedded defaults, then a TOML file,
 //!   then `SNYKEY_<SECTION>_<KEY>` variables; validated once at start.
+//! * [`dirs`] — an existing socket, store or journal directory must not be writable by others.
 //! * [`ids`] — `OrgId`/`ClientId`: the only way an id reaches a store path or a cache key.
 //! * [`secret`] — the redacting, zeroizing [`secret::Secret`] every token and key lives in.
 //! * [`wire`] — the agent API's JSON bodies, shared by agent and CLI.
@@ -25,6 +26,7 @@
 //! * [`sink`] — token files (`[[sink]]`) kept current for apps that read a file.
 //! * [`metrics`] — Prometheus metrics, without per-credential labels.
 //! * [`systemd`] — sd_notify and the watchdog (socket activation is in `api::socket`).
+//! * [`urls`] — loopback checks on a URL's parsed host; password redaction for logged URLs.
 //! * [`duration`], [`paths`], [`exit`], [`render`], [`clock`] — small shared pieces;
 //!   `duration`, `ids`, `exit`, `render` and `paths` are std-only so `snykey-helper`
 //!   can use them without an async runtime.
@@ -38,18 +40,22 @@ pub mod cache;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod dirs;
 pub mod doctor;
 pub mod duration;
 pub mod exit;
 pub mod ids;
 pub mod metrics;
 pub mod paths;
+#[cfg(test)]
+pub(crate) mod prop;
 pub mod render;
 pub mod secret;
 pub mod sink;
 pub mod snyk;
 pub mod store;
 pub mod systemd;
+pub mod urls;
 pub mod wire;
 
 /// The git commit the binaries were built from (`build.rs`; "unknown" outside git).

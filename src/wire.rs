@@ -218,3 +218,64 @@ pub struct ErrorBody {
     pub error: String,
     pub code: String,
 }
+
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MARK: &str = "rt-SECRET-91d0aa";
+
+    fn strings() -> impl Strategy<Value = String> + Clone {
+        prop_oneof![Just(MARK.to_string()), "\\PC{0,10}".prop_map(String::from)]
+    }
+
+    /// Parses `v` as `T` the way the agent does and checks the refusal.
+    fn judged<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Result<(), TestCaseError> {
+        let bytes = serde_json::to_vec(v).unwrap();
+        if let Err(e) = serde_json::from_slice::<T>(&bytes) {
+            let shown = crate::secret::json_error(&e);
+            prop_assert!(!shown.contains(MARK), "{}", shown);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop::config(256))]
+
+        #[test]
+        fn prop_any_request_body_is_refused_without_its_values(v in crate::prop::json_value(strings())) {
+            judged::<PutCredential>(&v)?;
+            judged::<LoginRequest>(&v)?;
+            judged::<RegisterAppRequest>(&v)?;
+            judged::<ServiceAccountRequest>(&v)?;
+        }
+
+        #[test]
+        fn prop_put_bodies_round_trip(
+            org in "[A-Za-z0-9._-]{0,20}",
+            client in "[A-Za-z0-9._-]{0,20}",
+            rt in proptest::option::of("[A-Za-z0-9._~-]{1,40}"),
+            secret in proptest::option::of("\\PC{1,40}"),
+            key_id in proptest::option::of("\\PC{0,20}"),
+        ) {
+            let put = PutCredential {
+                org_id: org,
+                client_id: client,
+                kind: Some(Kind::default()),
+                client_secret: secret.map(Secret::new),
+                refresh_token: rt.map(Secret::new),
+                private_key_pem: None,
+                key_id,
+            };
+            let bytes = crate::secret::to_json_wiped(&put).unwrap();
+            let back: PutCredential = serde_json::from_slice(&bytes).unwrap();
+            prop_assert_eq!(&back.org_id, &put.org_id);
+            prop_assert_eq!(&back.client_id, &put.client_id);
+            prop_assert_eq!(back.kind, put.kind);
+            prop_assert!(back.refresh_token == put.refresh_token);
+            prop_assert!(back.client_secret == put.client_secret);
+            prop_assert_eq!(back.key_id, put.key_id);
+        }
+    }
+}

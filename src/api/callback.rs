@@ -143,6 +143,16 @@ pub async fn listen(
     Ok(bound)
 }
 
+/// The callback's query (untrusted: any local process or web page can send
+/// one). Malformed means empty: the broker then answers "unknown state".
+/// Its size is bounded by the listener's head limit.
+pub(crate) fn callback_params(query: Option<&str>) -> HashMap<String, String> {
+    query
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .map(|v| v.into_iter().collect())
+        .unwrap_or_default()
+}
+
 async fn handle(
     broker: &Arc<Broker>,
     req: hyper::Request<hyper::body::Incoming>,
@@ -159,12 +169,7 @@ async fn handle(
             "Nothing to do here.",
         );
     }
-    let params: HashMap<String, String> = req
-        .uri()
-        .query()
-        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
-        .map(|v| v.into_iter().collect())
-        .unwrap_or_default();
+    let params = callback_params(req.uri().query());
     let outcome = broker.callback(&params).await;
     audit_exchange(&outcome);
     crate::metrics::request(
@@ -217,5 +222,54 @@ mod tests {
         );
         let body = format!("{:?}", r.body());
         assert!(!body.contains("<script>"));
+    }
+}
+
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use proptest::prelude::*;
+
+    fn body_of(r: Response<Full<Bytes>>) -> String {
+        let collected = block_on(r.into_body().collect()).unwrap();
+        String::from_utf8(collected.to_bytes().to_vec()).unwrap()
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop::config(256))]
+
+        #[test]
+        fn prop_any_callback_query_is_read_without_panic(q in "\\PC{0,200}|(state|code|error|instance)=[%0-9A-Za-z<>&\"'+]{0,60}(&(state|code|error)=[%0-9A-Za-z]{0,20}){0,4}") {
+            let params = callback_params(Some(&q));
+            prop_assert!(params.len() <= q.matches('&').count() + 1);
+            if let Some(state) = params.get("state") {
+                if crate::snyk::pkce::is_valid_state(state) {
+                    prop_assert!(state.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+                }
+            }
+        }
+
+        #[test]
+        fn prop_what_snyk_or_a_page_sends_back_is_escaped_on_the_page(
+            error in "\\PC{0,40}<[a-z]{1,8}[^>]{0,20}>\\PC{0,20}",
+            description in proptest::option::of("\\PC{0,40}[<>\"'&]\\PC{0,40}"),
+        ) {
+            let html = body_of(outcome_page(&CallbackOutcome::Denied {
+                error: error.clone(),
+                description: description.clone(),
+            }));
+            prop_assert!(!html.contains(&error), "{}", html);
+            if let Some(d) = description {
+                prop_assert!(!html.contains(&d), "{}", html);
+            }
+        }
     }
 }

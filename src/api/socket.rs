@@ -21,8 +21,8 @@ pub struct Bound {
 /// Binds `path` with permissions `mode`.
 ///
 /// Must run before any other thread exists: the umask is process-wide.
-/// The parent directory is created 0700 when missing (an existing one is left
-/// as its owner set it, e.g. a shared emptyDir). A stale socket file (nobody
+/// The parent directory is created 0700 when missing; an existing one is
+/// refused when another user could write to it (see [`crate::dirs`]). A stale socket file (nobody
 /// listening) is replaced; a live one is an error.
 pub fn bind(path: &Path, mode: u32) -> Result<Bound, String> {
     if let Some(dir) = path.parent() {
@@ -35,6 +35,7 @@ pub fn bind(path: &Path, mode: u32) -> Result<Bound, String> {
                     format!("cannot create the socket directory {}: {e}", dir.display())
                 })?;
         }
+        crate::dirs::check_private_dir(dir, "the socket directory", "server.socket")?;
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
@@ -314,6 +315,18 @@ mod tests {
         assert!(peer.first_hand_out(&key, t));
         assert!(!peer.first_hand_out(&key, t));
         assert!(peer.first_hand_out(&key, t + std::time::Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_socket_directory_others_can_write_to_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let path = run.join("snykey.sock");
+        let e = bind(&path, 0o660).err().unwrap();
+        assert!(e.contains("chmod go-w"), "{e}");
+        assert!(!path.exists());
     }
 
     #[test]

@@ -230,6 +230,12 @@ fn run() -> i32 {
     }
     let answer = match read_answer(&mut stream) {
         Ok(a) => a,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return fail(
+                exit::SOFTWARE,
+                "the agent's answer was larger than 1 MiB; is something else listening on the socket?",
+            );
+        }
         Err(e) => return unreachable(e),
     };
     let Some((status, body)) = parse_response(&answer) else {
@@ -304,6 +310,11 @@ fn send_all(stream: &UnixStream, mut buf: &[u8]) -> std::io::Result<()> {
 
 /// Reads one HTTP/1.1 answer: until the head and `Content-Length` bytes of
 /// body are in, or until the agent closes when there is no length.
+/// The largest answer the helper reads: a token answer is a few hundred
+/// bytes; whatever sends more is not the agent, and must not make the
+/// helper allocate without bound.
+const MAX_ANSWER: usize = 1024 * 1024;
+
 fn read_answer(stream: &mut UnixStream) -> std::io::Result<Vec<u8>> {
     let mut answer = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
@@ -315,6 +326,12 @@ fn read_answer(stream: &mut UnixStream) -> std::io::Result<Vec<u8>> {
         };
         if n == 0 {
             return Ok(answer);
+        }
+        if answer.len().saturating_add(n) > MAX_ANSWER {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "answer larger than 1 MiB",
+            ));
         }
         answer.extend_from_slice(&chunk[..n]);
         if let Some(total) = complete_length(&answer) {
@@ -329,7 +346,9 @@ fn read_answer(stream: &mut UnixStream) -> std::io::Result<Vec<u8>> {
 fn complete_length(raw: &[u8]) -> Option<usize> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
-    Some(end + content_length(head)?.parse::<usize>().ok()?)
+    // An absurd Content-Length must not overflow (a panic in a debug
+    // build, a wrapped "complete" length in a release one).
+    end.checked_add(content_length(head)?.parse::<usize>().ok()?)
 }
 
 /// The `Content-Length` value of an answer's head, if it has one.
@@ -384,6 +403,74 @@ mod tests {
         let answer = read_answer(&mut helper).unwrap();
         assert_eq!(parse_response(&answer), Some((200, "{}")));
         drop(agent);
+    }
+
+    #[test]
+    fn an_absurd_content_length_does_not_overflow() {
+        // Seen while writing prop_hostile_heads_are_judged_without_panic:
+        // end + length overflowed (a panic in a debug build).
+        let raw = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", usize::MAX);
+        assert_eq!(complete_length(raw.as_bytes()), None);
+        assert_eq!(parse_response(raw.as_bytes()), None);
+    }
+
+    #[test]
+    fn an_endless_answer_is_refused_at_one_mebibyte() {
+        let (mut agent, mut helper) = UnixStream::pair().unwrap();
+        let writer = std::thread::spawn(move || {
+            let junk = vec![b'x'; 64 * 1024];
+            // Until the helper hangs up (at most ~MAX_ANSWER + a socket buffer).
+            while agent.write_all(&junk).is_ok() {}
+        });
+        helper
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let e = read_answer(&mut helper).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        drop(helper);
+        writer.join().unwrap();
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn cases() -> u32 {
+            std::env::var("SNYKEY_PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1024)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn prop_any_bytes_are_judged_without_panic(raw in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let _ = complete_length(&raw);
+                if let Some((_, body)) = parse_response(&raw) {
+                    prop_assert!(body.len() <= raw.len());
+                }
+            }
+
+            #[test]
+            fn prop_hostile_heads_are_judged_without_panic(
+                status in "[0-9]{0,6}|[a-z ]{0,4}",
+                length in "[0-9]{0,25}|-1| 7 |0x10|\\PC{0,8}",
+                body in "\\PC{0,64}",
+            ) {
+                let raw = format!("HTTP/1.1 {status} X\r\nContent-Length: {length}\r\n\r\n{body}");
+                let _ = complete_length(raw.as_bytes());
+                let _ = parse_response(raw.as_bytes());
+            }
+
+            #[test]
+            fn prop_well_formed_answers_round_trip(status in 100u16..600, body in "\\PC{0,200}") {
+                let raw = format!("HTTP/1.1 {status} Whatever\r\nContent-Type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                prop_assert_eq!(complete_length(raw.as_bytes()), Some(raw.len()));
+                prop_assert_eq!(parse_response(raw.as_bytes()), Some((status, body.as_str())));
+            }
+        }
     }
 
     #[test]

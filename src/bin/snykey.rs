@@ -478,6 +478,7 @@ fn serve(cli: &Cli, config: Option<&Path>) -> i32 {
         }
     });
     // Everything that touches the process (umask, env) happens before threads exist.
+    snykey::dirs::allow_shared_dirs(cfg.server.allow_shared_dirs);
     let notifier = snykey::systemd::Notifier::from_env();
     let bound = match snykey::api::socket::from_systemd(&cfg.server.socket) {
         Ok(Some(b)) => b,

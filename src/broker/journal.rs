@@ -99,7 +99,7 @@ impl Journal {
 
     fn ensure_dir(&self) -> std::io::Result<()> {
         match std::fs::metadata(&self.dir) {
-            Ok(m) if m.is_dir() => Ok(()),
+            Ok(m) if m.is_dir() => self.check_dir().map_err(std::io::Error::other),
             Ok(_) => Err(std::io::Error::other(format!(
                 "{} is not a directory",
                 self.dir.display()
@@ -115,8 +115,8 @@ impl Journal {
     pub fn write(&self, key: &CredKey, entry: &Entry) -> Result<(), String> {
         self.ensure_dir()
             .map_err(|e| format!("journal {}: {e}", self.dir.display()))?;
-        let bytes =
-            serde_json::to_vec(entry).map_err(|e| format!("cannot encode a journal entry: {e}"))?;
+        let bytes = crate::secret::to_json_wiped(entry)
+            .map_err(|e| format!("cannot encode a journal entry: {e}"))?;
         write_atomically(&self.file(key), &bytes).map_err(|e| format!("journal: {e}"))
     }
 
@@ -134,10 +134,19 @@ impl Journal {
         }
     }
 
+    /// Refuses a journal directory another user could write to: an entry
+    /// planted there would be replayed as this agent's refresh token.
+    fn check_dir(&self) -> Result<(), String> {
+        crate::dirs::check_private_dir(&self.dir, "the journal directory", "store.journal_dir")
+    }
+
     /// Every entry, for replay at start. Unreadable files are reported, not deleted.
     pub fn read_all(&self) -> Result<Vec<(CredKey, Entry)>, String> {
         let rd = match std::fs::read_dir(&self.dir) {
-            Ok(rd) => rd,
+            Ok(rd) => {
+                self.check_dir()?;
+                rd
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(format!("journal {}: {e}", self.dir.display())),
         };
@@ -157,6 +166,8 @@ impl Journal {
             let key = CredKey { org, client };
             let bytes =
                 std::fs::read(item.path()).map_err(|e| format!("journal entry of {key}: {e}"))?;
+            // The entry may hold a refresh token: wipe the bytes once parsed.
+            let bytes = zeroize::Zeroizing::new(bytes);
             let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| {
                 format!(
                     "journal entry of {key} is unreadable ({}); it is kept at {}",
@@ -176,6 +187,26 @@ mod tests {
     use super::*;
     use crate::secret::Secret;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_journal_directory_others_can_write_to_is_neither_read_nor_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = dir.path().join("journal");
+        std::fs::create_dir(&jdir).unwrap();
+        std::fs::set_permissions(&jdir, std::fs::Permissions::from_mode(0o770)).unwrap();
+        // An entry someone else planted is not replayed.
+        std::fs::write(jdir.join("o@c.json"), r#"{"at":"x"}"#).unwrap();
+        let j = Journal::new(&jdir);
+        let e = j.read_all().unwrap_err();
+        assert!(
+            e.contains("chmod go-w") && e.contains("store.journal_dir"),
+            "{e}"
+        );
+        let key = CredKey::parse("o", "c2").unwrap();
+        let e = j.write(&key, &Entry::default()).unwrap_err();
+        assert!(e.contains("chmod go-w"), "{e}");
+        assert!(!jdir.join("o@c2.json").exists());
+    }
 
     #[test]
     fn entries_are_private_and_round_trip() {
@@ -231,5 +262,109 @@ mod tests {
             )
             .is_err()
         );
+    }
+}
+
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use crate::secret::Secret;
+    use proptest::prelude::*;
+
+    const MARK: &str = "rt-SECRET-77b2c9";
+
+    fn hex64() -> impl Strategy<Value = String> {
+        "[0-9a-f]{64}"
+    }
+
+    fn entry() -> impl Strategy<Value = Entry> {
+        (
+            proptest::option::of((hex64(), "[0-9a-f]{32}", any::<u32>(), any::<bool>())),
+            proptest::option::of(("[A-Za-z0-9._~-]{1,80}", any::<u64>())),
+            proptest::option::of((
+                proptest::option::of(hex64()),
+                any::<u64>(),
+                any::<bool>(),
+                proptest::collection::vec(hex64(), 0..3),
+            )),
+            proptest::option::of(hex64()),
+            "\\PC{0,30}",
+        )
+            .prop_map(|(claim, record, base, dead, at)| Entry {
+                claim: claim.map(|(fp, nonce, attempts, sent)| Note {
+                    fp,
+                    nonce,
+                    attempts,
+                    sent,
+                }),
+                record: record.map(|(rt, generation)| Record {
+                    refresh_token: Some(Secret::new(rt)),
+                    generation,
+                    ..Default::default()
+                }),
+                base: base.map(|(fp, generation, login, via)| Base {
+                    fp,
+                    generation,
+                    login,
+                    via,
+                }),
+                dead,
+                sent: None,
+                at,
+            })
+    }
+
+    /// A JSON value of any shape, with the mark somewhere in it.
+    fn wrong_shape() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            Just(serde_json::json!(MARK)),
+            Just(serde_json::json!([MARK])),
+            Just(serde_json::json!({ "fp": MARK })),
+            Just(serde_json::json!(7)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop::config(512))]
+
+        #[test]
+        fn prop_journal_entries_round_trip(e in entry()) {
+            let bytes = crate::secret::to_json_wiped(&e).unwrap();
+            let back: Entry = serde_json::from_slice(&bytes).unwrap();
+            prop_assert_eq!(back, e);
+        }
+
+        #[test]
+        fn prop_any_bytes_as_an_entry_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = serde_json::from_slice::<Entry>(&raw);
+        }
+
+        #[test]
+        fn prop_a_bad_entry_is_reported_without_its_values(
+            field in "claim|record|base|dead|at|generation",
+            value in wrong_shape(),
+        ) {
+            let doc = if field == "generation" {
+                serde_json::json!({ "record": { "refresh_token": "x", "generation": value } })
+            } else {
+                serde_json::json!({ field: value })
+            };
+            if let Err(e) = serde_json::from_value::<Entry>(doc) {
+                let shown = crate::secret::json_error(&e);
+                prop_assert!(!shown.contains(MARK), "{}", shown);
+            }
+        }
+
+        #[test]
+        fn prop_planted_file_names_never_escape_the_journal(name in "\\PC{0,40}") {
+            // read_all takes an id only through OrgId/ClientId: a name that
+            // parses is one a path can hold.
+            if let Some((org, client)) = name.strip_suffix(".json").and_then(|s| s.split_once('@')) {
+                if let (Ok(o), Ok(c)) = (OrgId::parse(org), ClientId::parse(client)) {
+                    prop_assert!(!o.as_str().contains('/') && !c.as_str().contains('/'));
+                    prop_assert!(!o.as_str().starts_with('.') && !c.as_str().starts_with('.'));
+                }
+            }
+        }
     }
 }

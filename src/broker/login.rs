@@ -101,10 +101,7 @@ impl Broker {
             .map_err(|e| BrokerError::BadInput(e.to_string()))?;
         let redirect_uri = match req.redirect_uri {
             Some(u) => {
-                if !(u.starts_with("http://127.")
-                    || u.starts_with("http://localhost")
-                    || u.starts_with("http://[::1]"))
-                {
+                if !crate::urls::is_loopback_http(&u) {
                     return Err(BrokerError::BadInput(
                         "redirect_uri must point at this agent's loopback callback listener".into(),
                     ));

@@ -285,25 +285,30 @@ impl SnykOAuth {
         if !status.is_success() {
             return Err(classify_error(status.as_u16(), &body, retry_after));
         }
-        let raw: RawGrant = serde_json::from_slice(&body).map_err(|_| GrantError::Unknown {
-            timed_out: false,
-            message: "the answer was not the expected JSON".into(),
-        })?;
-        let Some(access_token) = raw.access_token.filter(|t| !t.is_empty()) else {
-            return Err(GrantError::Unknown {
-                timed_out: false,
-                message: "the answer had no access_token".into(),
-            });
-        };
-        Ok(TokenGrant {
-            access_token: Secret::new(access_token),
-            expires_in: lifetime(raw.expires_in.as_ref()),
-            token_type: raw.token_type.unwrap_or_else(|| "bearer".into()),
-            scope: raw.scope,
-            refresh_token: raw.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
-            refresh_expires_in: raw.refresh_expires_in.as_ref().map(|v| lifetime(Some(v))),
-        })
+        parse_grant(&body)
     }
+}
+
+/// A token endpoint's success answer (untrusted bytes) as a grant.
+fn parse_grant(body: &[u8]) -> Result<TokenGrant, GrantError> {
+    let raw: RawGrant = serde_json::from_slice(body).map_err(|_| GrantError::Unknown {
+        timed_out: false,
+        message: "the answer was not the expected JSON".into(),
+    })?;
+    let Some(access_token) = raw.access_token.filter(|t| !t.is_empty()) else {
+        return Err(GrantError::Unknown {
+            timed_out: false,
+            message: "the answer had no access_token".into(),
+        });
+    };
+    Ok(TokenGrant {
+        access_token: Secret::new(access_token),
+        expires_in: lifetime(raw.expires_in.as_ref()),
+        token_type: raw.token_type.unwrap_or_else(|| "bearer".into()),
+        scope: raw.scope,
+        refresh_token: raw.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
+        refresh_expires_in: raw.refresh_expires_in.as_ref().map(|v| lifetime(Some(v))),
+    })
 }
 
 fn transport_error(url: &str, e: reqwest::Error) -> GrantError {
@@ -440,5 +445,111 @@ mod tests {
             message: "timed out".into(),
         };
         assert!(!g.token_not_consumed() && !g.is_permanent());
+    }
+}
+
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SECRET_MARK: &str = "rt-SECRET-a8f3e1";
+
+    fn expires_value() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_filter("JSON has no NaN", |f| f.is_finite())
+                .prop_map(serde_json::Value::from),
+            "\\PC{0,12}|1e400|-1|inf|NaN| 3600 ".prop_map(serde_json::Value::from),
+            Just(serde_json::Value::Null),
+            Just(serde_json::json!({"x": 1})),
+        ]
+    }
+
+    fn message_of(e: &GrantError) -> String {
+        e.to_string()
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop::config(512))]
+
+        #[test]
+        fn prop_any_bytes_as_a_grant_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = parse_grant(&raw);
+        }
+
+        #[test]
+        fn prop_grants_keep_their_tokens_and_a_bounded_lifetime(
+            access in "[A-Za-z0-9._-]{1,64}",
+            refresh in proptest::option::of("[A-Za-z0-9._-]{1,64}"),
+            expires in expires_value(),
+            refresh_expires in expires_value(),
+        ) {
+            let mut v = serde_json::json!({
+                "access_token": access,
+                "expires_in": expires,
+                "refresh_expires_in": refresh_expires,
+                "token_type": "bearer",
+            });
+            if let Some(r) = &refresh {
+                v["refresh_token"] = serde_json::Value::from(r.clone());
+            }
+            let g = parse_grant(&serde_json::to_vec(&v).unwrap()).unwrap();
+            prop_assert_eq!(g.access_token.expose(), access.as_str());
+            prop_assert_eq!(g.refresh_token.as_ref().map(|s| s.expose().to_string()), refresh);
+            prop_assert!(g.expires_in <= MAX_LIFETIME);
+            prop_assert!(g.refresh_expires_in.unwrap_or_default() <= MAX_LIFETIME);
+        }
+
+        #[test]
+        fn prop_a_refused_grant_never_quotes_a_token(
+            shape in 0u8..4,
+            junk in "\\PC{0,40}",
+        ) {
+            let body = match shape {
+                0 => serde_json::json!({"refresh_token": SECRET_MARK, "x": junk}).to_string(),
+                1 => serde_json::json!({"access_token": "", "refresh_token": SECRET_MARK}).to_string(),
+                2 => format!("{{\"access_token\":\"{SECRET_MARK}\",{junk}"),
+                _ => format!("{SECRET_MARK}{junk}"),
+            };
+            if let Err(e) = parse_grant(body.as_bytes()) {
+                prop_assert!(!message_of(&e).contains(SECRET_MARK), "{}", message_of(&e));
+            }
+        }
+
+        #[test]
+        fn prop_error_answers_are_classified_without_panic(
+            status in 0u16..1000,
+            error in proptest::option::of("invalid_grant|token_inactive|invalid_client|server_error|\\PC{0,300}"),
+            description in proptest::option::of("\\PC{0,400}|authentication failed|Authentication Failed!"),
+            raw_junk in proptest::collection::vec(any::<u8>(), 0..64),
+            use_junk in any::<bool>(),
+        ) {
+            let body = if use_junk {
+                raw_junk
+            } else {
+                serde_json::json!({"error": error, "error_description": description}).to_string().into_bytes()
+            };
+            let e = classify_error(status, &body, None);
+            let oauth_body = !use_junk && error.is_some();
+            if status >= 500 && !oauth_body {
+                prop_assert!(matches!(e, GrantError::Unknown { .. }), "{:?}", e);
+            }
+            match &e {
+                GrantError::Permanent { error, description } | GrantError::Refused { error, description, .. } => {
+                    prop_assert!(error.chars().count() <= 200);
+                    prop_assert!(!error.chars().any(char::is_control));
+                    if let Some(d) = description {
+                        prop_assert!(d.chars().count() <= 200);
+                        prop_assert!(!d.chars().any(char::is_control));
+                    }
+                }
+                _ => {}
+            }
+            // One line, whatever Snyk sent.
+            prop_assert!(!message_of(&e).contains('\n'));
+        }
     }
 }

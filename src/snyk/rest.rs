@@ -84,16 +84,24 @@ impl SnykRest {
         body: Option<&Value>,
     ) -> Result<Value, RestError> {
         let url = format!("{}/rest{path}", self.api_url);
+        // One header value for both attempts, marked sensitive; the formatted
+        // text is wiped here (reqwest's copy inside the request is not ours).
+        let mut auth = {
+            let text = zeroize::Zeroizing::new(format!("token {}", auth_token.expose()));
+            reqwest::header::HeaderValue::from_str(&text).map_err(|_| {
+                RestError::Unreachable(
+                    "the Snyk auth token has characters an HTTP header cannot carry (a stray newline?): check the auth token file".into(),
+                )
+            })?
+        };
+        auth.set_sensitive(true);
         for attempt in 0..2 {
             let mut req = self
                 .http
                 .request(method.clone(), &url)
                 .query(&[("version", self.version.as_str())])
                 .query(query)
-                .header(
-                    reqwest::header::AUTHORIZATION,
-                    format!("token {}", auth_token.expose()),
-                )
+                .header(reqwest::header::AUTHORIZATION, auth.clone())
                 .header(reqwest::header::ACCEPT, "application/vnd.api+json");
             if let Some(b) = body {
                 req = req
@@ -343,5 +351,37 @@ mod tests {
             "You do not have permission to create apps in this org"
         );
         assert_eq!(error_sentence(500, b"oops"), "HTTP 500");
+    }
+}
+
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::prop::config(256))]
+
+        #[test]
+        fn prop_any_rest_error_answer_becomes_one_short_printable_sentence(
+            status in any::<u16>(),
+            raw in proptest::collection::vec(any::<u8>(), 0..200),
+            v in crate::prop::json_value("\\PC{0,400}".prop_map(String::from)),
+            use_raw in any::<bool>(),
+        ) {
+            let body = if use_raw { raw } else { serde_json::to_vec(&v).unwrap() };
+            let s = error_sentence(status, &body);
+            prop_assert!(s.chars().count() <= 300);
+            prop_assert!(!s.chars().any(char::is_control));
+        }
+
+        #[test]
+        fn prop_any_service_account_item_is_read_without_panic(
+            v in crate::prop::json_value("\\PC{0,20}".prop_map(String::from)),
+        ) {
+            if let Some(sa) = parse_sa(&v) {
+                prop_assert_eq!(Some(sa.id.as_str()), v["id"].as_str());
+            }
+        }
     }
 }

@@ -18,13 +18,13 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use tokio::sync::Mutex;
 
-#[derive(Default, Serialize, Deserialize, Clone)]
+#[derive(Default, Serialize, Deserialize, Clone, Debug)]
 struct Document {
     /// org_id → client_id → record.
     credentials: BTreeMap<String, BTreeMap<String, StoredRecord>>,
 }
 
-#[derive(Serialize, Deserialize, Clone)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 struct StoredRecord {
     #[serde(flatten)]
     record: Record,
@@ -124,6 +124,8 @@ impl FileStore {
                     .create(dir)
                     .map_err(|e| unavailable("cannot create the directory of", e))?;
             }
+            crate::dirs::check_private_dir(dir, "the file store's directory", "store.path")
+                .map_err(StoreError::Unavailable)?;
         }
         let lock_path = lock_path(path);
         let lock = OpenOptions::new()
@@ -142,6 +144,8 @@ impl FileStore {
         }
         let doc = match std::fs::read(path) {
             Ok(bytes) => {
+                // The document holds every secret: wipe the bytes once parsed.
+                let bytes = zeroize::Zeroizing::new(bytes);
                 let meta = std::fs::metadata(path).map_err(|e| unavailable("cannot stat", e))?;
                 if meta.permissions().mode() & 0o077 != 0 {
                     return Err(StoreError::Unavailable(format!(
@@ -226,7 +230,8 @@ impl Inner {
 
     /// Writes `doc` durably; the caller swaps it in only on success.
     async fn persist(&self, doc: &Document) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(doc)
+        // Wiped when the writer is done with it (the document holds every secret).
+        let bytes = crate::secret::to_json_wiped(doc)
             .map_err(|e| StoreError::Unavailable(format!("cannot encode the store: {e}")))?;
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
@@ -497,6 +502,16 @@ mod tests {
         let e = FileStore::open(&path).err().unwrap().to_string();
         assert!(e.contains("chmod 600"), "{e}");
     }
+
+    #[tokio::test]
+    async fn a_store_directory_others_can_write_to_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let path = dir.path().join("c.json");
+        let e = FileStore::open(&path).err().unwrap().to_string();
+        assert!(e.contains("chmod go-w") && e.contains("store.path"), "{e}");
+        assert!(!path.exists() && !lock_path(&path).exists());
+    }
 }
 
 #[cfg(test)]
@@ -536,5 +551,68 @@ mod group_commit_tests {
             200,
             "every write is durable"
         );
+    }
+}
+
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use crate::secret::Secret;
+    use proptest::prelude::*;
+
+    fn document() -> impl Strategy<Value = Document> {
+        proptest::collection::btree_map(
+            "[A-Za-z0-9][A-Za-z0-9._-]{0,20}",
+            proptest::collection::btree_map(
+                "[A-Za-z0-9][A-Za-z0-9._-]{0,20}",
+                (
+                    proptest::option::of("[A-Za-z0-9._~-]{1,60}"),
+                    proptest::option::of("\\PC{1,40}"),
+                    any::<u64>(),
+                    any::<u64>(),
+                ),
+                0..3,
+            ),
+            0..3,
+        )
+        .prop_map(|orgs| Document {
+            credentials: orgs
+                .into_iter()
+                .map(|(org, clients)| {
+                    let clients = clients
+                        .into_iter()
+                        .map(|(client, (rt, secret, generation, version))| {
+                            let record = Record {
+                                refresh_token: rt.map(Secret::new),
+                                client_secret: secret.map(Secret::new),
+                                generation,
+                                ..Default::default()
+                            };
+                            (client, StoredRecord { record, version })
+                        })
+                        .collect();
+                    (org, clients)
+                })
+                .collect(),
+        })
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop::config(256))]
+
+        #[test]
+        fn prop_the_store_document_round_trips(doc in document()) {
+            let bytes = crate::secret::to_json_wiped(&doc).unwrap();
+            let back: Document = serde_json::from_slice(&bytes).unwrap();
+            let again = crate::secret::to_json_wiped(&back).unwrap();
+            prop_assert_eq!(&*bytes, &*again);
+        }
+
+        #[test]
+        fn prop_any_bytes_as_the_store_document_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Err(e) = serde_json::from_slice::<Document>(&raw) {
+                prop_assert!(crate::secret::json_error(&e).len() < 300);
+            }
+        }
     }
 }

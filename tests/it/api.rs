@@ -241,3 +241,274 @@ fn sigterm_stops_gracefully_and_removes_the_socket() {
     assert_eq!(agent.stop(), Some(0));
     assert!(!socket.exists(), "the agent removes the socket it created");
 }
+
+#[test]
+fn no_form_of_a_redis_url_shows_its_password_in_check_config_or_the_trace_log() {
+    let forms = [
+        "redis://snykey:hunter2pw@127.0.0.1:1/0",
+        "rediss://:hunter2pw@127.0.0.1:1/0",
+        "redis+unix:///nonexistent/redis.sock?db=1&pass=hunter2pw",
+        "unix:///nonexistent/redis.sock?pass=hunter2pw",
+        "redis+sentinel://u:hunter2pw@127.0.0.1:1,127.0.0.1:2/mymaster/0",
+    ];
+    for url in forms {
+        let dir = tempfile::tempdir().unwrap();
+        let env = [
+            (
+                "SNYKEY_SOCKET",
+                dir.path().join("s.sock").display().to_string(),
+            ),
+            (
+                "XDG_STATE_HOME",
+                dir.path().join("state").display().to_string(),
+            ),
+            ("SNYKEY_CACHE_BACKEND", "redis".to_string()),
+            ("SNYKEY_CACHE_URL", url.to_string()),
+            ("SNYKEY_LOG", "trace".to_string()),
+        ];
+        let out = std::process::Command::new(crate::support::agent::SNYKEY)
+            .arg("check-config")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(!text.contains("hunter2pw"), "check-config, {url}: {text}");
+        // (Sentinel URLs are refused by this version's config: no password either.)
+        assert!(
+            !out.status.success() || text.contains("[redacted]"),
+            "check-config, {url}: {text}"
+        );
+        // The agent at trace level, up to where it gives up on the cache.
+        let mut child = std::process::Command::new(crate::support::agent::SNYKEY)
+            .arg("serve")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(!text.is_empty(), "the agent logged nothing for {url}");
+        assert!(!text.contains("hunter2pw"), "serve, {url}: {text}");
+    }
+}
+
+/// The callback listener's port, from the agent's start-up log line.
+fn callback_port(agent: &crate::support::agent::Agent) -> u16 {
+    let log = agent.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("OAuth callback listener ready"))
+        .unwrap_or_else(|| panic!("no callback listener in the log:\n{log}"));
+    let after = line
+        .split("listen=")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{line}"));
+    let addr: String = after
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    addr.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn two_thousand_slow_callback_connections_do_not_starve_the_agent() {
+    use std::io::{Read, Write};
+    let fake = FakeSnyk::start();
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    let port = callback_port(&agent);
+    let pid = agent.child.id();
+    let baseline = open_fds(pid);
+    let mut slow = Vec::new();
+    for i in 0..2000 {
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            continue;
+        };
+        if i % 2 == 0 {
+            let _ =
+                s.write_all(b"GET /authorization-code/callback?state=x HTTP/1.1\r\nHost: x\r\n");
+        }
+        slow.push(s);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The agent still answers on its socket, quickly.
+    let mut times = Vec::new();
+    for _ in 0..21 {
+        let started = std::time::Instant::now();
+        let (st, _) = agent.http("GET", "/v1/health", None);
+        times.push(started.elapsed());
+        assert_eq!(st, 200);
+    }
+    times.sort();
+    assert!(
+        times[10] < std::time::Duration::from_millis(50),
+        "median answer time on the socket {:?} with 2 000 slow callback connections",
+        times[10]
+    );
+    // Its descriptors stay under the cap (64) plus what it had.
+    let fds = open_fds(pid);
+    assert!(
+        fds <= baseline + 64 + 8,
+        "{fds} fds open (baseline {baseline}): the callback listener has no connection cap"
+    );
+    // The slow connections are closed: over the cap at once, the rest by the
+    // 10 s header-read timeout.
+    std::thread::sleep(std::time::Duration::from_secs(11));
+    let mut still_open = 0;
+    for s in &mut slow {
+        s.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 512];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    still_open += 1;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    assert_eq!(
+        still_open, 0,
+        "slow connections outlived the header-read timeout"
+    );
+    drop(slow);
+    agent.stop();
+}
+
+mod routing_props {
+    use crate::support::{Env, FakeSnyk};
+    use proptest::prelude::*;
+
+    const MARK: &str = "rt-MARK-3c9e51f0";
+
+    fn segment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("v1".to_string()),
+            Just("credentials".to_string()),
+            Just("cache".to_string()),
+            Just("login".to_string()),
+            Just("register-app".to_string()),
+            Just("service-accounts".to_string()),
+            Just("health".to_string()),
+            Just("ready".to_string()),
+            Just("metrics".to_string()),
+            Just("..".to_string()),
+            Just("%2F".to_string()),
+            Just("%00".to_string()),
+            Just("%ZZ".to_string()),
+            Just("%".to_string()),
+            Just("%C3%28".to_string()),
+            "[A-Za-z0-9._~-]{0,12}",
+            "[A-Za-z0-9]{129,140}",
+        ]
+    }
+
+    fn target() -> impl Strategy<Value = String> {
+        (
+            proptest::collection::vec(segment(), 0..5),
+            proptest::option::of(proptest::collection::vec(
+                (
+                    "org_id|client_id|min_validity|revoke|wait|[a-z]{1,6}",
+                    "[A-Za-z0-9%+=._-]{0,20}",
+                ),
+                0..4,
+            )),
+        )
+            .prop_map(|(segs, query)| {
+                let mut t = format!("/{}", segs.join("/"));
+                if let Some(q) = query {
+                    t.push('?');
+                    let pairs: Vec<String> = q.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    t.push_str(&pairs.join("&"));
+                }
+                t
+            })
+    }
+
+    fn body() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of(prop_oneof![
+            "\\PC{0,40}",
+            (
+                "[A-Za-z0-9._-]{0,10}|\\.\\.|a/b",
+                "[A-Za-z0-9._-]{0,10}",
+                "oauth_app|client_secret|private_key_jwt|magic",
+                any::<bool>()
+            )
+                .prop_map(|(o, c, k, extra)| {
+                    let mut v = serde_json::json!({
+                        "org_id": o, "client_id": c, "kind": k,
+                        "refresh_token": MARK, "client_secret": MARK,
+                        "auth_token": MARK, "name": "n", "scopes": ["x"],
+                    });
+                    if extra {
+                        v["unexpected"] = serde_json::Value::from(MARK);
+                    }
+                    v.to_string()
+                }),
+        ])
+    }
+
+    #[test]
+    fn prop_any_request_gets_a_json_answer_and_never_an_echoed_secret() {
+        let fake = FakeSnyk::start();
+        let mut env = Env::new(&fake.url());
+        let agent = env.start();
+        let cases = std::env::var("SNYKEY_PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(150);
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        });
+        let result = runner.run(
+            &("GET|PUT|POST|DELETE|PATCH|HEAD", target(), body()),
+            |(method, target, body)| {
+                let (status, text) = agent.http(&method, &target, body.as_deref());
+                prop_assert!(
+                    status != 500,
+                    "{} {} -> {}: {}",
+                    method,
+                    target,
+                    status,
+                    text
+                );
+                prop_assert!(
+                    !text.contains(MARK),
+                    "{} {}: the answer echoes a secret: {}",
+                    method,
+                    target,
+                    text
+                );
+                if status >= 400 && method != "HEAD" {
+                    let v: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
+                        TestCaseError::fail(format!("{method} {target}: not JSON: {text}"))
+                    })?;
+                    prop_assert!(v["error"].is_string() && v["code"].is_string(), "{}", text);
+                }
+                Ok(())
+            },
+        );
+        if let Err(e) = result {
+            panic!("{e}\nagent log:\n{}", agent.log_text());
+        }
+        // Still serving, and nothing it logged at trace level holds the secret.
+        let (st, _) = agent.http("GET", "/v1/health", None);
+        assert_eq!(st, 200);
+        assert!(!agent.log_text().contains(MARK), "the log holds a secret");
+        agent.stop();
+    }
+}

@@ -428,3 +428,33 @@ fn a_login_from_another_region_is_refused_with_what_to_do() {
     assert!(body.contains("not a Snyk host"), "{body}");
     agent.stop();
 }
+
+#[test]
+fn a_login_redirect_uri_that_only_looks_loopback_is_refused() {
+    let fake = FakeSnyk::start();
+    fake.new_oauth_client("credir", Some("sec-credir"));
+    let mut env = login_env(&fake);
+    let agent = env.start();
+    for uri in [
+        "http://127.evil.example/authorization-code/callback",
+        "http://127.0.0.1@evil.example/authorization-code/callback",
+        "http://127.0.0.1.nip.io/authorization-code/callback",
+    ] {
+        let body = serde_json::json!({
+            "org_id": "ocb", "client_id": "credir", "client_secret": "sec-credir",
+            "redirect_uri": uri,
+        })
+        .to_string();
+        let (st, v) = agent.json("POST", "/v1/login", Some(&body));
+        assert_eq!(st, 400, "{uri}: {v}");
+        assert!(v["error"].as_str().unwrap().contains("redirect_uri"), "{v}");
+        assert!(v.get("authorize_url").is_none(), "{v}");
+    }
+    let (st, v) = agent.json(
+        "POST",
+        "/v1/login",
+        Some(r#"{"org_id":"ocb","client_id":"credir","client_secret":"sec-credir","redirect_uri":"http://[::1]:8080/authorization-code/callback"}"#),
+    );
+    assert_eq!(st, 200, "{v}");
+    agent.stop();
+}

@@ -1,0 +1,290 @@
+//! URLs from configuration and requests, judged by what they parse to.
+//!
+//! * [`is_loopback_http`] — a redirect URI that can only reach this host: the
+//!   URL is parsed and its *host* compared, so `http://127.evil.example/` and
+//!   `http://127.0.0.1@evil.example/` (userinfo) are refused, where a string
+//!   prefix let them through.
+//! * [`redact_password`] — a URL as it may be logged or printed: the password
+//!   in its userinfo and every query value that is not known to be harmless
+//!   (`redis+unix:///path?pass=…`) replaced by `[redacted]`.
+
+use std::net::IpAddr;
+
+/// True when `u` is an `http://` URL whose host is a loopback address
+/// (`127.0.0.0/8`, `[::1]`) or exactly `localhost`, with no userinfo.
+///
+/// A userinfo part is refused outright: it has no business in a redirect
+/// URI, and it is how `http://127.0.0.1@evil.example/` hides its real host.
+pub fn is_loopback_http(u: &str) -> bool {
+    // The written form too: `http:127.0.0.1/x` parses, but is not what a
+    // redirect URI registered at Snyk looks like.
+    if !u.starts_with("http://") {
+        return false;
+    }
+    let Ok(parsed) = url::Url::parse(u) else {
+        return false;
+    };
+    if parsed.scheme() != "http" || !parsed.username().is_empty() || parsed.password().is_some() {
+        return false;
+    }
+    match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        // Exactly `localhost`: not `localhost.` (a search-domain lookup on
+        // some resolvers), not `localhost.evil.example`.
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// Query parameters whose values are never secret in the URLs we log
+/// (Redis: `db`, `protocol`); every other value is redacted.
+const HARMLESS_QUERY_KEYS: &[&str] = &["db", "protocol"];
+
+const REDACTED: &str = "[redacted]";
+
+/// `redis://user:pw@host/0?pass=x` → `redis://user:[redacted]@host/0?pass=[redacted]`.
+///
+/// Works on the text, not on a parse, because several forms we must redact
+/// do not parse as one URL (`redis+sentinel://u:p@h1:1,h2:2/m`). When the
+/// text is ambiguous (a `?` before the last `@`: is the `?` in the password or
+/// the `@` in the query?) everything after the scheme is redacted.
+pub fn redact_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        // Not a URL we understand: show it only if it cannot hide a secret.
+        return if url.contains(['@', '?', '#']) {
+            REDACTED.to_string()
+        } else {
+            url.to_string()
+        };
+    };
+    let scheme = &url[..scheme_end];
+    let rest = &url[scheme_end + 3..];
+    let at = rest.rfind('@');
+    let query_start = rest.find(['?', '#']);
+    if let (Some(a), Some(q)) = (at, query_start) {
+        if q < a {
+            return format!("{scheme}://{REDACTED}");
+        }
+    }
+    let mut out = format!("{scheme}://");
+    let after_userinfo = match at {
+        Some(a) => {
+            let userinfo = &rest[..a];
+            match userinfo.find(':') {
+                Some(c) => {
+                    out.push_str(&userinfo[..c]);
+                    out.push(':');
+                    out.push_str(REDACTED);
+                }
+                // `redis://secret@host`: a lone userinfo may be a password.
+                None => out.push_str(REDACTED),
+            }
+            out.push('@');
+            &rest[a + 1..]
+        }
+        None => rest,
+    };
+    let (host_path, tail) = match after_userinfo.find(['?', '#']) {
+        Some(q) => after_userinfo.split_at(q),
+        None => (after_userinfo, ""),
+    };
+    out.push_str(host_path);
+    if tail.is_empty() {
+        return out;
+    }
+    // A fragment has no meaning here; never show it.
+    let query = tail
+        .strip_prefix('?')
+        .map(|q| q.split('#').next().unwrap_or(""));
+    let Some(query) = query else {
+        out.push('#');
+        out.push_str(REDACTED);
+        return out;
+    };
+    out.push('?');
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            let (key, _value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decoded = percent_decode_lossy(key);
+            if HARMLESS_QUERY_KEYS
+                .iter()
+                .any(|k| decoded.eq_ignore_ascii_case(k))
+                && pair[key.len()..]
+                    .trim_start_matches('=')
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric())
+            {
+                pair.to_string()
+            } else {
+                format!("{}={REDACTED}", sanitize_key(key))
+            }
+        })
+        .collect();
+    out.push_str(&pairs.join("&"));
+    if tail.contains('#') {
+        out.push('#');
+        out.push_str(REDACTED);
+    }
+    out
+}
+
+/// A query key as it may be shown: alphanumerics, `_`, `-` and `%` only (a key
+/// is not a secret, but an odd one could be a value typed in the wrong place).
+fn sanitize_key(key: &str) -> String {
+    if !key.is_empty()
+        && key.len() <= 32
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'%'))
+    {
+        key.to_string()
+    } else {
+        "?".to_string()
+    }
+}
+
+fn percent_decode_lossy(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_redirect_uris_are_judged_by_their_parsed_host() {
+        let accepted = [
+            "http://127.0.0.1:8080/authorization-code/callback",
+            "http://127.0.0.2:9/cb",
+            "http://localhost:8080/cb",
+            "http://LOCALHOST/cb",
+            "http://[::1]:8080/cb",
+            // The URL standard reads these as 127.0.0.1, and so does a browser.
+            "http://127.1/cb",
+            "http://%31%32%37.0.0.1/cb",
+        ];
+        for u in accepted {
+            assert!(is_loopback_http(u), "{u} should be accepted");
+        }
+        let refused = [
+            "http://127.evil.example/cb",
+            "http://127.0.0.1@evil.example/cb",
+            "http://127.0.0.1:8080@evil.example/cb",
+            "http://user:pw@127.0.0.1/cb",
+            "http://127.0.0.1.nip.io/cb",
+            "http://localhost.evil.example/cb",
+            "http://localhost./cb",
+            "http://localhostevil.example/cb",
+            "http://[::1].evil.example/cb",
+            "http://[::ffff:8.8.8.8]/cb",
+            "http://0.0.0.0/cb",
+            "http://10.0.0.1/cb",
+            "https://127.0.0.1/cb",
+            "javascript://127.0.0.1/cb",
+            "http:127.0.0.1/cb@evil.example",
+            "127.0.0.1:8080/cb",
+            "",
+        ];
+        for u in refused {
+            assert!(!is_loopback_http(u), "{u} should be refused");
+        }
+    }
+
+    #[test]
+    fn every_redis_url_form_loses_its_password() {
+        let cases = [
+            (
+                "redis://snykey:hunter2@redis:6379/1",
+                "redis://snykey:[redacted]@redis:6379/1",
+            ),
+            ("redis://hunter2@redis/0", "redis://[redacted]@redis/0"),
+            (
+                "redis+unix:///run/redis.sock?db=1&pass=hunter2",
+                "redis+unix:///run/redis.sock?db=1&pass=[redacted]",
+            ),
+            (
+                "unix:///run/redis.sock?pass=hunter2&user=snykey",
+                "unix:///run/redis.sock?pass=[redacted]&user=[redacted]",
+            ),
+            (
+                "redis+unix:///run/redis.sock?p%61ss=hunter2",
+                "redis+unix:///run/redis.sock?p%61ss=[redacted]",
+            ),
+            (
+                "redis+sentinel://u:hunter2@h1:26379,h2:26379/mymaster/0",
+                "redis+sentinel://u:[redacted]@h1:26379,h2:26379/mymaster/0",
+            ),
+            ("rediss://u:hun@ter2@h/0", "rediss://u:[redacted]@h/0"),
+            ("redis://u:hun?ter2@h/0", "redis://[redacted]"),
+            ("redis://h/0#hunter2", "redis://h/0#[redacted]"),
+            ("redis://h/0?db=hunter2%00", "redis://h/0?db=[redacted]"),
+            ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+            ("hunter2@h", "[redacted]"),
+        ];
+        for (input, want) in cases {
+            let got = redact_password(input);
+            assert_eq!(got, want, "{input}");
+            assert!(!got.contains("hunter2") && !got.contains("ter2"), "{got}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::prop::config(512))]
+
+        #[test]
+        fn prop_no_password_survives_redaction(
+            scheme in "redis|rediss|redis\\+unix|unix|redis\\+sentinel|http",
+            user in proptest::option::of("[a-z]{0,6}"),
+            pw in "PW[A-Za-z0-9@?#:/%&=+]{4,16}",
+            host in "[a-z0-9.]{1,12}(:[0-9]{1,5})?(,[a-z0-9.]{1,12}:[0-9]{1,5})?",
+            path in "(/[A-Za-z0-9._-]{0,10}){0,3}",
+            qpw in proptest::option::of("PQ[A-Za-z0-9%+=-]{4,16}"),
+            key in "pass|password|p%61ss|PASS|auth|token",
+        ) {
+            // Without a user, a ':' would make the part before it a user name
+            // (shown, by design): the password-only form is `:pw@` or `pw@`.
+            let userinfo = match &user {
+                Some(u) => format!("{u}:{pw}@"),
+                None if pw.contains(':') => format!(":{pw}@"),
+                None => format!("{pw}@"),
+            };
+            let query = qpw.as_ref().map(|q| format!("?db=1&{key}={q}")).unwrap_or_default();
+            let url = format!("{scheme}://{userinfo}{host}{path}{query}");
+            let shown = redact_password(&url);
+            for secret in std::iter::once(pw.as_str()).chain(qpw.as_deref()) {
+                prop_assert!(!shown.contains(secret), "{} -> {}", url, shown);
+                // Nor the part after its first ':' or '@' (what a parser might
+                // take for the password).
+                for tail in secret.split([':', '@']).skip(1).filter(|t| t.len() >= 4) {
+                    prop_assert!(!shown.contains(tail), "{} -> {}", url, shown);
+                }
+            }
+        }
+    }
+}
