@@ -259,16 +259,23 @@ mod prop_tests {
 
         #[test]
         fn prop_what_snyk_or_a_page_sends_back_is_escaped_on_the_page(
-            error in "\\PC{0,40}<[a-z]{1,8}[^>]{0,20}>\\PC{0,20}",
-            description in proptest::option::of("\\PC{0,40}[<>\"'&]\\PC{0,40}"),
+            // Each carries a mark the page template cannot contain, followed
+            // by what would break out of HTML if it were not escaped.
+            error in "\\PC{0,20}Zq7<[a-z]{1,8}[^>]{0,20}>\\PC{0,20}",
+            description in proptest::option::of("\\PC{0,20}Zq8[<>\"'&]\\PC{0,40}"),
         ) {
             let html = body_of(outcome_page(&CallbackOutcome::Denied {
                 error: error.clone(),
                 description: description.clone(),
             }));
             prop_assert!(!html.contains(&error), "{}", html);
+            prop_assert!(html.contains(&escape(&error)), "{}", html);
             if let Some(d) = description {
-                prop_assert!(!html.contains(&d), "{}", html);
+                prop_assert!(html.contains(&escape(&d)), "{}", html);
+                // (`&` alone escapes to `&amp;`, which still starts with `&`.)
+                if d.contains(['<', '>', '"', '\'']) {
+                    prop_assert!(!html.contains(&d), "{}", html);
+                }
             }
         }
     }
