@@ -153,6 +153,20 @@ impl Broker {
             match outcome {
                 Outcome::Minted {
                     access_token,
+                    landed,
+                    ..
+                } if access_token.is_empty() => {
+                    // Snyk rotated but sent no access token: the new refresh
+                    // token is kept; the next call mints from it.
+                    if !landed {
+                        self.spawn_lander(slot, flight);
+                    }
+                    return Err(BrokerError::Busy(format!(
+                        "Snyk's answer for {key} carried a new refresh token (saved) but no access token: try again"
+                    )));
+                }
+                Outcome::Minted {
+                    access_token,
                     expires_in,
                     landed,
                 } => {
@@ -394,6 +408,9 @@ impl Broker {
 
     /// Hands a token to everyone: the hot layer, then the shared cache.
     pub(super) async fn publish(&self, slot: &Slot, token: CachedToken) {
+        if token.access_token.is_empty() {
+            return;
+        }
         slot.set_hot(Some(token.clone()));
         self.plan(slot, &token);
         {

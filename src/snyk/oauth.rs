@@ -295,18 +295,31 @@ fn parse_grant(body: &[u8]) -> Result<TokenGrant, GrantError> {
         timed_out: false,
         message: "the answer was not the expected JSON".into(),
     })?;
-    let Some(access_token) = raw.access_token.filter(|t| !t.is_empty()) else {
-        return Err(GrantError::Unknown {
-            timed_out: false,
-            message: "the answer had no access_token".into(),
-        });
+    let refresh_token = raw.refresh_token.filter(|t| !t.is_empty()).map(Secret::new);
+    let access_token = match raw.access_token.filter(|t| !t.is_empty()) {
+        Some(t) => Secret::new(t),
+        // A new refresh token without an access token is still an answer: the
+        // sent token is spent and the new one must be kept (I2). The grant
+        // carries an empty access token, which is never handed out.
+        None if refresh_token.is_some() => Secret::new(""),
+        None => {
+            return Err(GrantError::Unknown {
+                timed_out: false,
+                message: "the answer had no access_token".into(),
+            });
+        }
+    };
+    let expires_in = if access_token.is_empty() {
+        Duration::ZERO
+    } else {
+        lifetime(raw.expires_in.as_ref())
     };
     Ok(TokenGrant {
-        access_token: Secret::new(access_token),
-        expires_in: lifetime(raw.expires_in.as_ref()),
+        access_token,
+        expires_in,
         token_type: raw.token_type.unwrap_or_else(|| "bearer".into()),
         scope: raw.scope,
-        refresh_token: raw.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
+        refresh_token,
         refresh_expires_in: raw.refresh_expires_in.as_ref().map(|v| lifetime(Some(v))),
     })
 }
@@ -551,5 +564,23 @@ mod prop_tests {
             // One line, whatever Snyk sent.
             prop_assert!(!message_of(&e).contains('\n'));
         }
+    }
+}
+
+#[cfg(test)]
+mod spent_tests {
+    use super::*;
+
+    #[test]
+    fn a_new_refresh_token_without_an_access_token_is_kept_not_lost() {
+        let g = parse_grant(br#"{"refresh_token":"rt-new","expires_in":3600}"#).unwrap();
+        assert_eq!(g.refresh_token.unwrap().expose(), "rt-new");
+        assert!(g.access_token.is_empty());
+        assert_eq!(g.expires_in, Duration::ZERO);
+        // Neither token: nothing to keep, and the outcome is unknown.
+        assert!(matches!(
+            parse_grant(br#"{"expires_in":3600}"#),
+            Err(GrantError::Unknown { .. })
+        ));
     }
 }
