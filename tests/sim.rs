@@ -974,7 +974,9 @@ impl Io for SimIo {
         token: &Secret,
         _cs: Option<&Secret>,
     ) -> Result<TokenGrant, GrantError> {
-        step().await;
+        // The request leaves right after the send-window check (the agent
+        // writes it at once); every fault happens between the request and
+        // its answer.
         let processed = {
             let mut w = self.w.borrow_mut();
             w.stats.steps += 1;
