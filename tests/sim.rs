@@ -672,11 +672,18 @@ impl World {
                 // rotates from its own journal and nothing arbitrates
                 // between them and the others. Documented.
                 self.stats.misconfigured_replays += 1;
-            } else if tok.root && self.history_erased {
+            } else if (tok.root || tok.lost_explained) && self.history_erased {
                 // A put of an old token after another tool's `bao kv delete`
-                // erased the record's put history. Documented; Snyk refuses
-                // it and the put restores the record it replaced.
+                // erased the record's put history (or a token its family
+                // lost with it). Documented; Snyk refuses it and the put
+                // restores the record it replaced.
                 self.stats.after_foreign_delete += 1;
+                let family = tok.family;
+                for t in self.snyk.tokens.values_mut() {
+                    if t.family == family {
+                        t.lost_explained = true;
+                    }
+                }
             } else {
                 self.stats.replays += 1;
                 self.violation(format!("replay: {token} sent again after Snyk accepted it"));
