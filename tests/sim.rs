@@ -263,6 +263,8 @@ struct World {
     deleted_at: Option<u64>,
     rules: Rules,
     family: u64,
+    /// No new store outage or pause before this time.
+    store_quiet_until: u64,
     /// Which agent wrote each claim (by nonce).
     claimants: HashMap<String, usize>,
     /// A foreign soft delete hid the record: its put history (`put_fps`)
@@ -670,11 +672,18 @@ impl World {
                 // rotates from its own journal and nothing arbitrates
                 // between them and the others. Documented.
                 self.stats.misconfigured_replays += 1;
-            } else if tok.root && self.history_erased {
+            } else if (tok.root || tok.lost_explained) && self.history_erased {
                 // A put of an old token after another tool's `bao kv delete`
-                // erased the record's put history. Documented; Snyk refuses
-                // it and the put restores the record it replaced.
+                // erased the record's put history (or a token its family
+                // lost with it). Documented; Snyk refuses it and the put
+                // restores the record it replaced.
                 self.stats.after_foreign_delete += 1;
+                let family = tok.family;
+                for t in self.snyk.tokens.values_mut() {
+                    if t.family == family {
+                        t.lost_explained = true;
+                    }
+                }
             } else {
                 self.stats.replays += 1;
                 self.violation(format!("replay: {token} sent again after Snyk accepted it"));
@@ -1213,7 +1222,10 @@ fn inject(w: &W) {
     // a third of it (a longer one is the residual risk of rule 5).
     let limit = fault_limit(&wb);
     let span = 1 + wb.rng.below(limit / 3);
-    let store_fault_active = now < wb.store_sealed_until
+    // Store outages (with pauses) never chain into one longer than the
+    // bound: after one, the store stays healthy for the whole bound.
+    let store_fault_active = now < wb.store_quiet_until
+        || now < wb.store_sealed_until
         || now < wb.store_read_only_until
         || wb
             .agents
@@ -1227,11 +1239,23 @@ fn inject(w: &W) {
             let empty = wb.rules.claims == Claims::Store && wb.rng.chance(0.2);
             wb.kill(agent, empty);
         }
-        2 if !store_fault_active => wb.agents[agent].paused_until = now + span,
-        3 if !store_fault_active => wb.agents[agent].store_cut_until = now + span,
+        2 if !store_fault_active => {
+            wb.agents[agent].paused_until = now + span;
+            wb.store_quiet_until = now + span + limit;
+        }
+        3 if !store_fault_active => {
+            wb.agents[agent].store_cut_until = now + span;
+            wb.store_quiet_until = now + span + limit;
+        }
         4 => wb.agents[agent].snyk_cut_until = now + span.min(40_000),
-        5 if !store_fault_active => wb.store_sealed_until = now + span,
-        6 if !store_fault_active => wb.store_read_only_until = now + span,
+        5 if !store_fault_active => {
+            wb.store_sealed_until = now + span;
+            wb.store_quiet_until = now + span + limit;
+        }
+        6 if !store_fault_active => {
+            wb.store_read_only_until = now + span;
+            wb.store_quiet_until = now + span + limit;
+        }
         7 => wb.snyk_down_until = now + span.min(20_000),
         8 => {
             let step = wb.rng.below(600_000) as i64 - 300_000;
@@ -1308,6 +1332,7 @@ fn world(seed: u64, cfg: Config) -> W {
         family: 0,
         history_erased: false,
         claimants: HashMap::new(),
+        store_quiet_until: 0,
     };
     let w: W = Rc::new(RefCell::new(world));
     // The credential starts stored (a put that went through).

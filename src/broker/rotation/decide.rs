@@ -17,6 +17,8 @@ pub(super) enum PutDecision {
     /// The current version was deleted by another tool: nothing can be
     /// known about claims on it.
     Hidden,
+    /// The stored token (not R) is under a claim: wait for its landing.
+    Claimed,
 }
 
 pub(super) fn decide_put(stored: &Versioned, given: &Record) -> PutDecision {
@@ -37,6 +39,11 @@ pub(super) fn decide_put(stored: &Versioned, given: &Record) -> PutDecision {
         PutDecision::Rotate
     } else if spent_before {
         PutDecision::AlreadyRotated
+    } else if stored.record.claim.is_some() {
+        // An agent may be sending the stored token right now: its successor
+        // would be discarded in R's favour, and if Snyk then refuses R
+        // nothing live is left. The put waits for that landing.
+        PutDecision::Claimed
     } else {
         PutDecision::Replace
     }
@@ -302,7 +309,8 @@ async fn restore<I: Io>(io: &mut I, mem: &mut Memory, token: &Secret, mut previo
     let Ok(Some(cur)) = io.read().await else {
         return;
     };
-    if !cur.record.holds(&token.digest()) || cur.hidden {
+    if !cur.record.holds(&token.digest()) || cur.hidden || previous.claim.is_some() {
+        // A token that was under a claim may be spent: not put back.
         return;
     }
     previous.generation = cur.record.generation.max(mem.generation) + 1;

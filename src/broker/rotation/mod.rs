@@ -372,6 +372,12 @@ pub async fn refresh<I: Io>(
                     )),
                 };
             }
+            PutDecision::Claimed => {
+                return Outcome::Wait(
+                    "another agent is rotating the stored token; the put waits for its landing"
+                        .into(),
+                );
+            }
             PutDecision::Spent => {
                 return Outcome::NeedsLogin(
                     "this refresh token was given to snykey before and has been used; the credential was deleted since".into(),
