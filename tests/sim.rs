@@ -736,6 +736,7 @@ impl World {
         agent: usize,
         token: &str,
         grant: TokenGrant,
+        sent_at: u64,
     ) -> Result<TokenGrant, GrantError> {
         if let Some(v) = self.snyk.outstanding.get_mut(token) {
             if let Some(i) = v.iter().position(|a| *a == agent) {
@@ -750,8 +751,12 @@ impl World {
         if let Some(t) = self.snyk.tokens.get_mut(&next) {
             t.in_transit = false;
         }
-        let lost =
-            self.faults && (self.rng.chance(0.05) || self.now < self.agents[agent].snyk_cut_until);
+        // An answer later than Snyk's timeout never reaches the agent: its
+        // HTTP client gave up (an unknown outcome, rule 6).
+        let timed_out = self.now > sent_at + self.rules.snyk_max.as_millis() as u64;
+        let lost = timed_out
+            || (self.faults
+                && (self.rng.chance(0.05) || self.now < self.agents[agent].snyk_cut_until));
         trace!(
             "{}ms agent {agent} answer for {token} lost={lost}",
             self.now
@@ -992,10 +997,11 @@ impl Io for SimIo {
             w.send(self.agent, token.expose())
         };
         let (grant, _) = processed?;
+        let sent_at = self.w.borrow().now;
         // The answer is in transit: other agents move, time passes.
         step().await;
         let mut w = self.w.borrow_mut();
-        w.deliver(self.agent, token.expose(), grant)
+        w.deliver(self.agent, token.expose(), grant, sent_at)
     }
 }
 
