@@ -103,6 +103,8 @@ struct Tok {
     pred: Option<String>,
     /// Sends whose outcome the sender never learned (lost answers, kills mid-send).
     doubtful: u32,
+    /// When Snyk consumed it (ms).
+    consumed_at: u64,
 }
 
 struct Snyk {
@@ -134,6 +136,7 @@ impl Snyk {
                 durable: false,
                 pred: None,
                 doubtful: 0,
+                consumed_at: 0,
             },
         );
         t
@@ -245,6 +248,7 @@ struct Stats {
     needs_login: u64,
     misconfigured_replays: u64,
     after_foreign_delete: u64,
+    residual_risk: u64,
 }
 
 struct World {
@@ -672,6 +676,22 @@ impl World {
                 // rotates from its own journal and nothing arbitrates
                 // between them and the others. Documented.
                 self.stats.misconfigured_replays += 1;
+            } else if tok.state == TokState::Consumed
+                && self.now.saturating_sub(tok.consumed_at)
+                    + self.rules.send_window.as_millis() as u64
+                    >= self.rules.takeover.as_millis() as u64
+                && tok.successor.as_ref().is_some_and(|n| !self.in_store(n))
+            {
+                // SPEC §2 rule 5's residual risk: the claimant held Snyk's
+                // answer without landing it for the whole takeover period
+                // (faults added up past the bound). Counted, documented.
+                self.stats.residual_risk += 1;
+                let family = tok.family;
+                for t in self.snyk.tokens.values_mut() {
+                    if t.family == family {
+                        t.lost_explained = true;
+                    }
+                }
             } else if (tok.root || tok.lost_explained) && self.history_erased {
                 // A put of an old token after another tool's `bao kv delete`
                 // erased the record's put history (or a token its family
@@ -704,9 +724,11 @@ impl World {
         let next = self.snyk.issue(tok.family, false);
         trace!("{}ms agent {agent} sent {token} -> {next}", self.now);
         self.stats.refreshes += 1;
+        let now = self.now;
         if let Some(t) = self.snyk.tokens.get_mut(token) {
             t.state = TokState::Consumed;
             t.successor = Some(next.clone());
+            t.consumed_at = now;
         }
         if let Some(t) = self.snyk.tokens.get_mut(&next) {
             t.in_transit = true;
@@ -1656,9 +1678,10 @@ fn the_rotation_rule_holds_under_every_fault() {
         total.needs_login += stats.needs_login;
         total.misconfigured_replays += stats.misconfigured_replays;
         total.after_foreign_delete += stats.after_foreign_delete;
+        total.residual_risk += stats.residual_risk;
     }
     println!(
-        "sim: {n} seeds, {} steps, faults tried {}, sends {}, refreshes {}, replays {} (must be 0), documented lost-answer retries {}, credentials lost {} (must be 0), logins {}, needs_login written {}, replays between two agents both misconfigured as exclusive {}, sends of an old put token after another tool erased the record's history {}",
+        "sim: {n} seeds, {} steps, faults tried {}, sends {}, refreshes {}, replays {} (must be 0), documented lost-answer retries {}, credentials lost {} (must be 0), logins {}, needs_login written {}, replays between two agents both misconfigured as exclusive {}, sends of an old put token after another tool erased the record's history {}, sends after a claimant held its answer past the takeover period (rule 5's residual risk) {}",
         total.steps,
         total.faults,
         total.sends,
@@ -1669,7 +1692,8 @@ fn the_rotation_rule_holds_under_every_fault() {
         total.logins,
         total.needs_login,
         total.misconfigured_replays,
-        total.after_foreign_delete
+        total.after_foreign_delete,
+        total.residual_risk
     );
     assert_eq!(total.replays, 0);
     assert_eq!(total.lost, 0);
@@ -1794,14 +1818,15 @@ fn residual_risk_is_a_login_not_a_loss() {
             .current()
             .is_some_and(|v| v.record.needs_login().is_some())
     );
-    // The send the claimant's answer made spent: the one replay this risk costs.
+    // The send the claimant's answer made spent: the one replay this risk
+    // costs, recognised and counted as the residual risk (not a violation).
     assert_eq!(
-        w.borrow().stats.replays,
-        1,
-        "exactly one send of the spent token"
+        (w.borrow().stats.residual_risk, w.borrow().stats.replays),
+        (1, 0),
+        "exactly one send of the spent token, counted as the residual risk"
     );
     assert!(
-        w.borrow().violations.iter().all(|v| v.contains("replay")),
+        w.borrow().violations.is_empty(),
         "{:?}",
         w.borrow().violations
     );
