@@ -78,9 +78,6 @@ impl Broker {
     /// `GET /v1/ready`: the store and cache answer and no rotated token is waiting for the store.
     pub async fn ready(&self) -> Result<(), String> {
         let mut reasons = Vec::new();
-        if self.rules.claims == rotation::Claims::Unprotected {
-            // Not a reason to stop serving; said in the body by the route.
-        }
         let degraded = self.state_counts()[2].1;
         if degraded > 0 {
             reasons.push(format!(

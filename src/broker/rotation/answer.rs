@@ -49,15 +49,8 @@ pub(super) async fn rotate_chain<I: Io>(
         attempts,
         sent: true,
     });
-    if let Err(e) = io.note(&mem.entry(io.wall())).await {
-        if let Some(c) = mem.claim.as_mut() {
-            c.sent = false;
-            c.attempts = attempts.saturating_sub(1);
-        }
-        return Outcome::Later {
-            after: Duration::ZERO,
-            why: Why::Journal(e),
-        };
+    if let Err(o) = note_claim(io, mem).await {
+        return o;
     }
     send_claimed(io, mem, rules, u.record, 0, token, deadline).await
 }
@@ -194,6 +187,22 @@ pub(super) async fn send_claimed<I: Io>(
                 after: rules.quiet(),
                 why: Why::Snyk(e),
             }
+        }
+    }
+}
+
+/// Notes the claim just made in the journal, before its send (rule 3). If
+/// the journal refuses, nothing is sent and the attempt no longer counts;
+/// the claim stays ours in memory.
+pub(super) async fn note_claim<I: Io>(io: &mut I, mem: &mut Memory) -> Result<(), Outcome> {
+    match io.note(&mem.entry(io.wall())).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            undo_attempt(mem);
+            Err(Outcome::Later {
+                after: Duration::ZERO,
+                why: Why::Journal(e),
+            })
         }
     }
 }

@@ -202,17 +202,7 @@ pub(super) async fn claim<I: Io>(
         attempts,
         sent: true,
     });
-    if let Err(e) = io.note(&mem.entry(io.wall())).await {
-        // Not noted: not sent. The claim stays ours in memory.
-        if let Some(c) = mem.claim.as_mut() {
-            c.sent = false;
-            c.attempts = attempts.saturating_sub(1);
-        }
-        return Err(Outcome::Later {
-            after: Duration::ZERO,
-            why: Why::Journal(e),
-        });
-    }
+    note_claim(io, mem).await?;
     Ok((record, version, deadline))
 }
 
@@ -282,15 +272,8 @@ pub(super) async fn claim_given<I: Io>(
         attempts: 1,
         sent: true,
     });
-    if let Err(e) = io.note(&mem.entry(io.wall())).await {
-        if let Some(c) = mem.claim.as_mut() {
-            c.sent = false;
-            c.attempts = 0;
-        }
-        return Outcome::Later {
-            after: Duration::ZERO,
-            why: Why::Journal(e),
-        };
+    if let Err(o) = note_claim(io, mem).await {
+        return o;
     }
     let outcome = send_claimed(io, mem, rules, given, version, token.clone(), deadline).await;
     if let (Outcome::NeedsLogin(_), Some(previous)) = (&outcome, current) {
