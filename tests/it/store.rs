@@ -294,9 +294,14 @@ async fn approle_logs_in_again_when_tokens_expire_and_takes_a_new_secret_id_from
         bao.logins("approle")
     );
 
-    // The secret id expires (5 s): the next login is refused...
+    // The secret id expires (5 s): the next login is refused, and once the
+    // token of the last good login has run out too (2 s), reads are denied...
     eventually("a refused AppRole login", 15, || async {
         bao.audited("auth/approle/login", false) > bao.logins("approle")
+    })
+    .await;
+    eventually("a read denied after the last token ran out", 10, || async {
+        matches!(s.get(&key).await, Err(StoreError::Denied(_)))
     })
     .await;
     let e = s.get(&key).await.unwrap_err();
