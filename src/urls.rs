@@ -7,7 +7,12 @@
 //! * [`redact_password`] — a URL as it may be logged or printed: the password
 //!   in its userinfo and every query value that is not known to be harmless
 //!   (`redis+unix:///path?pass=…`) replaced by `[redacted]`.
+//! * [`SecretUrl`] — a URL that may hold a password, redacted by its type
+//!   wherever it is formatted.
 
+use crate::secret::Secret;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
 use std::net::IpAddr;
 
 /// True when `u` is an `http://` URL whose host is a loopback address
@@ -34,6 +39,54 @@ pub fn is_loopback_http(u: &str) -> bool {
         // some resolvers), not `localhost.evil.example`.
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         None => false,
+    }
+}
+
+/// A URL that may carry a password (`cache.url` in every form: `user:pw@`,
+/// `?pass=`, `redis+unix://`, Sentinel lists). The type is the redaction:
+/// `Display`, `Debug` and `Serialize` (what `check-config` prints) show it
+/// through [`redact_password`]; the full text takes an explicit
+/// [`SecretUrl::expose`], and the value is zeroized like any [`Secret`].
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct SecretUrl(Secret);
+
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> SecretUrl {
+        SecretUrl(Secret::new(url))
+    }
+
+    /// The URL with its password. Every call site is a place where it leaves its box.
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+
+    /// The URL as a [`Secret`] (what the Redis client takes).
+    pub fn secret(&self) -> &Secret {
+        &self.0
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_password(self.expose()))
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretUrl({:?})", redact_password(self.expose()))
+    }
+}
+
+impl Serialize for SecretUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&redact_password(self.expose()))
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Secret::deserialize(d).map(SecretUrl)
     }
 }
 
@@ -246,6 +299,26 @@ mod tests {
             assert_eq!(got, want, "{input}");
             assert!(!got.contains("hunter2") && !got.contains("ter2"), "{got}");
         }
+    }
+}
+
+#[cfg(test)]
+mod secret_url_tests {
+    use super::SecretUrl;
+
+    #[test]
+    fn a_secret_url_never_formats_its_password() {
+        let u = SecretUrl::new("redis+sentinel://u:hunter2@h1:1,h2:2/m/0?pass=hunter3");
+        for shown in [
+            format!("{u}"),
+            format!("{u:?}"),
+            format!("{u:#?}"),
+            toml::Value::try_from(&u).unwrap().to_string(),
+        ] {
+            assert!(!shown.contains("hunter"), "{shown}");
+            assert!(shown.contains("h1:1,h2:2/m/0"), "{shown}");
+        }
+        assert!(u.expose().contains("hunter2"));
     }
 }
 
