@@ -85,14 +85,11 @@ async fn open_cache(cfg: &Config) -> Result<Arc<dyn TokenCache>, String> {
     match cfg.cache.backend {
         CacheBackend::Memory => Ok(Arc::new(MemoryCache::new())),
         CacheBackend::Redis => {
-            let describe = format!(
-                "redis {}",
-                crate::config::redact_url_password(cfg.cache.url.expose())
-            );
+            let url = cfg.cache.connection_url();
             let cache = crate::cache::redis::RedisCache::connect(
-                &cfg.cache.url,
+                url.secret(),
                 &cfg.cache.key_prefix,
-                describe,
+                format!("redis {url}"),
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -110,7 +107,7 @@ pub async fn run(
 ) -> Result<(), String> {
     let started = Instant::now();
     // The audit log opens before anything can happen that it must record.
-    crate::audit::configure(cfg.access.audit_log.as_deref(), "start")?;
+    crate::audit::configure(cfg.server.audit_log.as_deref(), "start")?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // One crypto provider for every TLS client in the process (reqwest, redis, vaultrs).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -130,7 +127,7 @@ pub async fn run(
         snyk_api: (!cfg.snyk.is_default_region()).then(|| cfg.snyk.api_url.clone()),
         rules: crate::broker::rotation::Rules::new(
             claims_for(store_checks_versions, store_locked),
-            cfg.store.exclusive,
+            cfg.store.is_exclusive(),
             cfg.snyk.timeout,
         ),
         agent_id: cfg.server.agent_id.clone(),
@@ -207,7 +204,7 @@ pub async fn run(
             "no credentials yet: add one with `snykey put --org-id ORG_ID --client-id CLIENT_ID --client-secret-file FILE --refresh-token-file FILE` or `snykey login --org-id ORG_ID --client-id CLIENT_ID`; then `snykey-helper ORG_ID CLIENT_ID` prints a token"
         );
     }
-    tracing::info!(audit_log = ?cfg.access.audit_log, "access: {}", state.policy().summary());
+    tracing::info!(audit_log = ?cfg.server.audit_log, "access: {}", state.policy().summary());
     let notifier = Arc::new(notifier);
     notifier.notify(&format!("READY=1\nSTATUS={}", status_line(&broker)));
 
@@ -321,9 +318,76 @@ async fn handle_signals(
     let _ = shutdown.send(true);
 }
 
-/// SIGHUP: re-reads the config file. Allow-lists, refresh settings and the
-/// log filter change live; anything else that changed is reported as needing
-/// a restart. A config that does not validate is rejected whole.
+/// The keys SIGHUP applies to the running agent (see [`apply_live`]); every
+/// other key that changed is named in a "restart needed" line.
+const LIVE_KEYS: &[&str] = &[
+    "server.allowed_uids",
+    "server.allowed_gids",
+    "server.admin_uids",
+    "server.admin_gids",
+    "server.audit_log",
+    "server.log_level",
+    "refresh.min_validity",
+    "refresh.jitter",
+    "refresh.at",
+    "refresh.force_interval",
+    "[[access]]",
+];
+
+/// What a reload does with each changed key (from [`Config::changed_keys`],
+/// which compares the section structs field by field).
+#[derive(Debug, Default, PartialEq)]
+struct ReloadPlan {
+    /// Applied to the running agent.
+    live: Vec<String>,
+    /// Changed in the file, but in force only after a restart.
+    restart: Vec<String>,
+}
+
+fn plan_reload(current: &Config, new: &Config) -> ReloadPlan {
+    let (live, restart) = current
+        .changed_keys(new)
+        .into_iter()
+        .partition(|k| LIVE_KEYS.contains(&k.as_str()));
+    ReloadPlan { live, restart }
+}
+
+/// The configuration in force after a reload: `new`'s values for the
+/// [`LIVE_KEYS`], `current`'s for the rest (so the next reload compares
+/// against what runs).
+fn keep_live(current: Config, new: &Config) -> Config {
+    let mut applied = current;
+    let (s, n) = (&mut applied.server, &new.server);
+    s.allowed_uids.clone_from(&n.allowed_uids);
+    s.allowed_gids.clone_from(&n.allowed_gids);
+    s.admin_uids.clone_from(&n.admin_uids);
+    s.admin_gids.clone_from(&n.admin_gids);
+    s.audit_log.clone_from(&n.audit_log);
+    s.log_level.clone_from(&n.log_level);
+    applied.refresh = new.refresh.clone();
+    applied.access = new.access.clone();
+    applied
+}
+
+/// Applies the [`LIVE_KEYS`] of `new` to the running agent.
+fn apply_live(new: &Config, state: &AppState, log_reloader: Option<&LogReloader>) {
+    state.set_access(access_of(new));
+    if let Err(e) = crate::audit::configure(new.server.audit_log.as_deref(), "reopen") {
+        tracing::error!("SIGHUP: {e}; the audit log in use (if any) stays in use");
+    }
+    state.broker.set_settings(settings_of(new));
+    crate::broker::force::set_interval(new.refresh.force_interval);
+    if let Some(reloader) = log_reloader {
+        match reloader(Some(new.server.log_level.as_str())) {
+            Ok(what) => tracing::info!("SIGHUP: {what}"),
+            Err(e) => tracing::warn!(error = %e, "SIGHUP: could not apply the log filter"),
+        }
+    }
+}
+
+/// SIGHUP: re-reads the config file. Every changed key is either applied
+/// live or named as needing a restart. A config that does not validate is
+/// rejected whole.
 fn reload(current: Config, state: &AppState, log_reloader: Option<&LogReloader>) -> Config {
     let new = match Config::load(current.file.as_deref()) {
         Ok(c) => c,
@@ -332,88 +396,23 @@ fn reload(current: Config, state: &AppState, log_reloader: Option<&LogReloader>)
             return current;
         }
     };
-    state.set_access(access_of(&new));
-    if let Err(e) = crate::audit::configure(new.access.audit_log.as_deref(), "reopen") {
-        tracing::error!("SIGHUP: {e}; the audit log in use (if any) stays in use");
-    }
-    state.broker.set_settings(settings_of(&new));
-    crate::broker::force::set_interval(new.refresh.force_interval);
-    if let Some(reloader) = log_reloader {
-        match reloader(new.server.log_level.as_deref()) {
-            Ok(what) => tracing::info!("SIGHUP: {what}"),
-            Err(e) => tracing::warn!(error = %e, "SIGHUP: could not apply the log filter"),
-        }
-    }
-    let mut needs_restart = Vec::new();
-    let c = &current;
-    let n = &new;
-    if c.server.socket != n.server.socket || c.server.socket_mode != n.server.socket_mode {
-        needs_restart.push("server.socket / server.socket_mode");
-    }
-    if c.sinks != n.sinks || c.server.sink_dirs != n.server.sink_dirs {
-        needs_restart.push("[[sink]] / server.sink_dirs");
-    }
-    if c.server.allow_shared_dirs != n.server.allow_shared_dirs {
-        needs_restart.push("server.allow_shared_dirs");
-    }
-    if c.server.callback_listen != n.server.callback_listen
-        || c.server.redirect_uri != n.server.redirect_uri
-    {
-        needs_restart.push("server.callback_listen / server.redirect_uri");
-    }
-    if c.server.metrics_listen != n.server.metrics_listen
-        || c.server.metrics_allow_remote != n.server.metrics_allow_remote
-    {
-        needs_restart.push("server.metrics_listen / server.metrics_allow_remote");
-    }
-    if c.snyk.api_url != n.snyk.api_url
-        || c.snyk.app_url != n.snyk.app_url
-        || c.snyk.timeout != n.snyk.timeout
-        || c.snyk.rest_version != n.snyk.rest_version
-    {
-        needs_restart.push("[snyk]");
-    }
-    if c.cache.backend != n.cache.backend
-        || c.cache.url != n.cache.url
-        || c.cache.key_prefix != n.cache.key_prefix
-    {
-        needs_restart.push("[cache]");
-    }
-    let (cs, ns) = (&c.store, &n.store);
-    if cs.backend != ns.backend
-        || cs.path != ns.path
-        || cs.journal_dir != ns.journal_dir
-        || cs.addrs != ns.addrs
-        || cs.auth != ns.auth
-        || cs.token != ns.token
-        || cs.token_file != ns.token_file
-        || cs.mount != ns.mount
-        || cs.kv_version != ns.kv_version
-        || cs.prefix != ns.prefix
-        || cs.ca_cert != ns.ca_cert
-    {
-        needs_restart.push("[store]");
-    }
+    let plan = plan_reload(&current, &new);
+    apply_live(&new, state, log_reloader);
     tracing::info!(
-        allowed_uids = ?n.server.allowed_uids,
-        allowed_gids = ?n.server.allowed_gids,
-        min_validity_secs = n.refresh.min_validity.as_secs(),
-        "SIGHUP: configuration reloaded (allow-lists, access rules, audit log, refresh settings, log filter)"
+        changed = ?plan.live,
+        allowed_uids = ?new.server.allowed_uids,
+        allowed_gids = ?new.server.allowed_gids,
+        min_validity_secs = new.refresh.min_validity.as_secs(),
+        "SIGHUP: configuration reloaded (allow-lists, admins, access rules, audit log, refresh settings, log filter)"
     );
     tracing::info!("SIGHUP: access: {}", state.policy().summary());
-    for what in &needs_restart {
+    for key in &plan.restart {
         tracing::warn!(
-            setting = what,
+            setting = %key,
             "SIGHUP: this setting changed but cannot change while running; restart the agent to apply it"
         );
     }
-    // Keep the values that did not apply, so the next reload compares against what runs.
-    let mut applied = current;
-    applied.server.allowed_uids = new.server.allowed_uids;
-    applied.server.allowed_gids = new.server.allowed_gids;
-    applied.access = new.access;
-    applied.refresh = new.refresh;
-    applied
+    keep_live(current, &new)
 }
 
 /// Where claims live for this store (SPEC §2 rules 3 and 7).
@@ -443,5 +442,152 @@ mod log_filter_tests {
         assert!(
             tracing_subscriber::EnvFilter::try_new(super::effective_log_filter("trace")).is_ok()
         );
+    }
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+
+    /// A value other than the baseline's for every key; a key added to a
+    /// section struct without one here fails the test below.
+    const SAMPLES: &[(&str, &str)] = &[
+        ("server.socket", "/tmp/snykey-other/s.sock"),
+        ("server.socket_mode", "0600"),
+        ("server.allowed_uids", "5"),
+        ("server.allowed_gids", "5"),
+        ("server.callback_listen", "127.0.0.1:8081"),
+        ("server.metrics_listen", "127.0.0.1:9464"),
+        ("server.metrics_allow_remote", "true"),
+        ("server.allow_shared_dirs", "true"),
+        ("server.redirect_uri", "http://127.0.0.1:8080/other"),
+        ("server.shutdown_grace", "11s"),
+        ("server.login_timeout", "5m"),
+        ("server.log_level", "debug"),
+        ("server.agent_id", "other"),
+        ("server.sink_dirs", "/tmp/sinks-other"),
+        ("server.admin_uids", "7"),
+        ("server.admin_gids", "7"),
+        ("server.audit_log", "/tmp/snykey-audit.log"),
+        ("snyk.api_url", "https://api.eu.snyk.io"),
+        ("snyk.app_url", "https://app.eu.snyk.io"),
+        ("snyk.rest_version", "2024-11-01"),
+        ("snyk.timeout", "31s"),
+        ("cache.backend", "redis"),
+        ("cache.url", "redis://127.0.0.1:6380/0"),
+        ("cache.key_prefix", "other"),
+        ("cache.username", "snykey"),
+        ("cache.password_file", "PASSWORD_FILE"),
+        ("store.backend", "openbao"),
+        ("store.path", "/tmp/other/credentials.json"),
+        ("store.journal_dir", "/tmp/other/journal"),
+        ("store.addr", "http://127.0.0.1:8300"),
+        ("store.auth", "kubernetes"),
+        ("store.token", "s.other-token"),
+        ("store.token_file", "/tmp/token"),
+        ("store.role_id_file", "/tmp/role-id"),
+        ("store.secret_id_file", "/tmp/secret-id"),
+        ("store.kubernetes_role", "other"),
+        ("store.kubernetes_jwt_file", "/tmp/jwt"),
+        ("store.auth_mount", "k8s"),
+        ("store.mount", "kv2"),
+        ("store.kv_version", "1"),
+        ("store.prefix", "other"),
+        ("store.ca_cert", "/tmp/ca.pem"),
+        ("store.exclusive", "true"),
+        ("refresh.min_validity", "10m"),
+        ("refresh.jitter", "0.2"),
+        ("refresh.at", "0.5"),
+        ("refresh.force_interval", "30s"),
+    ];
+
+    fn var(key: &str) -> String {
+        format!("SNYKEY_{}", key.replace('.', "_").to_ascii_uppercase())
+    }
+
+    /// Every value that others default from is given, so changing one key
+    /// changes that key alone.
+    fn baseline() -> Vec<(String, String)> {
+        [
+            ("server.socket", "/tmp/snykey-test/s.sock"),
+            (
+                "server.redirect_uri",
+                "http://127.0.0.1:8080/authorization-code/callback",
+            ),
+            ("server.agent_id", "test-agent"),
+            ("server.sink_dirs", "/tmp/snykey-test"),
+            ("snyk.app_url", "https://app.snyk.io"),
+            ("store.path", "/tmp/snykey-test/credentials.json"),
+            ("store.journal_dir", "/tmp/snykey-test/journal"),
+            ("store.token", "s.base-token"),
+        ]
+        .iter()
+        .map(|(k, v)| (var(k), v.to_string()))
+        .collect()
+    }
+
+    #[test]
+    fn every_key_changed_alone_is_either_applied_or_named_for_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let password_file = dir.path().join("redis-password");
+        std::fs::write(&password_file, "pw\n").unwrap();
+        let base = Config::load_from(None, &baseline()).unwrap();
+        let mut live = 0;
+        for key in Config::keys() {
+            let sample = SAMPLES
+                .iter()
+                .find(|(k, _)| *k == key)
+                .unwrap_or_else(|| panic!("no sample value for {key}: add one to SAMPLES"))
+                .1
+                .replace("PASSWORD_FILE", &password_file.display().to_string());
+            let mut env = baseline();
+            env.retain(|(v, _)| *v != var(&key));
+            env.push((var(&key), sample));
+            let new = Config::load_from(None, &env)
+                .unwrap_or_else(|e| panic!("{key}: the sample does not load: {e}"));
+            let plan = plan_reload(&base, &new);
+            let named: Vec<&String> = plan.live.iter().chain(&plan.restart).collect();
+            assert_eq!(named, vec![&key], "{key}: {plan:?}");
+            // What runs afterwards: the new value if applied, the old one if not.
+            let after = keep_live(base.clone(), &new);
+            if plan.live.is_empty() {
+                assert_eq!(after.changed_keys(&new), vec![key.clone()], "{key}");
+                assert!(after.changed_keys(&base).is_empty(), "{key}");
+            } else {
+                live += 1;
+                assert!(after.changed_keys(&new).is_empty(), "{key} was not kept");
+            }
+        }
+        assert_eq!(
+            live,
+            LIVE_KEYS.len() - 1,
+            "every live key but [[access]] was seen"
+        );
+        assert!(
+            SAMPLES
+                .iter()
+                .all(|(k, _)| Config::keys().any(|key| key == *k)),
+            "a sample names a key that no longer exists"
+        );
+    }
+
+    #[test]
+    fn the_keys_sighup_once_ignored_now_ask_for_a_restart() {
+        let base = Config::load_from(None, &baseline()).unwrap();
+        for key in [
+            "store.role_id_file",
+            "store.secret_id_file",
+            "store.kubernetes_role",
+            "store.kubernetes_jwt_file",
+            "store.auth_mount",
+            "server.shutdown_grace",
+            "server.login_timeout",
+        ] {
+            let sample = SAMPLES.iter().find(|(k, _)| *k == key).unwrap().1;
+            let mut env = baseline();
+            env.push((var(key), sample.to_string()));
+            let new = Config::load_from(None, &env).unwrap();
+            assert_eq!(plan_reload(&base, &new).restart, vec![key.to_string()]);
+        }
     }
 }

@@ -462,7 +462,7 @@ fn serve(cli: &Cli, config: Option<&Path>) -> i32 {
         .or_else(|| std::env::var("SNYKEY_LOG").ok())
         .filter(|l| !l.is_empty());
     let apply = init_logging(
-        pinned.as_deref().or(cfg.server.log_level.as_deref()),
+        pinned.as_deref().or(Some(cfg.server.log_level.as_str())),
         cli.log_format,
     );
     let reloader: snykey::agent::LogReloader = Box::new(move |file_level: Option<&str>| {

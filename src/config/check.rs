@@ -1,0 +1,279 @@
+//! Validation, one function per section: each takes its section as given,
+//! fills in the defaults that depend on other keys or on the environment, and
+//! refuses what cannot work, naming the key and where its value came from.
+
+use super::files::{credential_path, hostname};
+use super::sources::Sources;
+use super::url_check::{
+    check_cache_url, derive_app_url, normalize_base_url, normalize_base_url_any,
+};
+use super::{BaoAuth, RefreshConfig, ServerConfig, SnykConfig, StoreBackend, StoreConfig};
+use super::{ConfigError, Lookup};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub(super) fn server(
+    s: &mut ServerConfig,
+    src: &Sources,
+    env: Lookup<'_>,
+) -> Result<(), ConfigError> {
+    let err = |k: &str, m: &str| src.err("server", k, m);
+    if s.socket.as_os_str().is_empty() {
+        s.socket = crate::paths::agent_socket_in(env);
+    }
+    if !s.socket.is_absolute() {
+        return Err(err("socket", "must be an absolute path"));
+    }
+    if s.socket_mode & 0o600 != 0o600 {
+        return Err(err(
+            "socket_mode",
+            "the owner needs read and write (at least 0600)",
+        ));
+    }
+    if !s.callback_listen.ip().is_loopback() {
+        return Err(err(
+            "callback_listen",
+            "must be a loopback address (127.0.0.1 or [::1]): the OAuth callback carries an authorization code",
+        ));
+    }
+    if s.metrics_listen.is_some_and(|a| !a.ip().is_loopback()) && !s.metrics_allow_remote {
+        return Err(err(
+            "metrics_listen",
+            "is not a loopback address: anyone who can reach it may connect; set server.metrics_allow_remote = true to serve metrics beyond this host",
+        ));
+    }
+    if s.redirect_uri.is_empty() {
+        s.redirect_uri = format!("http://{}/authorization-code/callback", s.callback_listen);
+    } else if !crate::urls::is_loopback_http(&s.redirect_uri) {
+        return Err(err(
+            "redirect_uri",
+            "must point at the loopback callback listener (http://127.0.0.1:PORT/...)",
+        ));
+    }
+    if s.log_level.trim().is_empty() {
+        s.log_level = "info".into();
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&s.log_level) {
+        return Err(src.err(
+            "server",
+            "log_level",
+            format!("is not a log filter like \"info\" or \"snykey=debug\": {e}"),
+        ));
+    }
+    if s.login_timeout < Duration::from_secs(1) || s.login_timeout > Duration::from_secs(3600) {
+        return Err(err("login_timeout", "must be between 1s and 1h"));
+    }
+    if s.agent_id.is_empty() {
+        s.agent_id = format!("{}:{}", hostname(), s.socket.display());
+    } else if s.agent_id.len() > 200 || s.agent_id.chars().any(char::is_control) {
+        return Err(err("agent_id", "must be at most 200 printable characters"));
+    }
+    if s.sink_dirs.is_empty() && !src.is_given("server", "sink_dirs") {
+        s.sink_dirs = s
+            .socket
+            .parent()
+            .map(Path::to_path_buf)
+            .into_iter()
+            .collect();
+    }
+    if s.sink_dirs.iter().any(|d| !d.is_absolute()) {
+        return Err(err(
+            "sink_dirs",
+            "every entry must be an absolute directory path",
+        ));
+    }
+    if s.audit_log.as_ref().is_some_and(|p| !p.is_absolute()) {
+        return Err(err("audit_log", "must be an absolute path"));
+    }
+    Ok(())
+}
+
+pub(super) fn snyk(s: &mut SnykConfig, src: &Sources) -> Result<(), ConfigError> {
+    s.api_url = normalize_base_url(&s.api_url).map_err(|m| src.err("snyk", "api_url", m))?;
+    s.app_url = if s.app_url.is_empty() {
+        derive_app_url(&s.api_url)
+    } else {
+        normalize_base_url(&s.app_url).map_err(|m| src.err("snyk", "app_url", m))?
+    };
+    if !is_rest_version(&s.rest_version) {
+        return Err(src.err(
+            "snyk",
+            "rest_version",
+            "is not a version like 2024-10-15 (optionally ~beta)",
+        ));
+    }
+    if s.timeout < Duration::from_secs(1) {
+        return Err(src.err("snyk", "timeout", "must be at least 1s"));
+    }
+    Ok(())
+}
+
+pub(super) fn cache(
+    c: &mut super::CacheConfig,
+    src: &Sources,
+    env: Lookup<'_>,
+) -> Result<(), ConfigError> {
+    check_cache_url(c.url.expose()).map_err(|m| src.err("cache", "url", m))?;
+    if c.key_prefix.is_empty()
+        || c.key_prefix
+            .contains(|ch: char| ch.is_whitespace() || ch == ':')
+    {
+        return Err(src.err(
+            "cache",
+            "key_prefix",
+            "must be non-empty, without spaces or ':'",
+        ));
+    }
+    if let Some(p) = &c.password_file {
+        c.password_file = Some(credential_path(src, "cache", "password_file", p, env)?);
+    }
+    super::files::cache_credentials(c, src)
+}
+
+pub(super) fn store(
+    s: &mut StoreConfig,
+    src: &Sources,
+    env: Lookup<'_>,
+) -> Result<(), ConfigError> {
+    store_paths(s, src, env)?;
+    store_openbao(s, src, env)
+}
+
+/// `store.path` and `store.journal_dir`: absolute, defaulting to the state
+/// directory (the journal beside a file store given its own path).
+fn store_paths(s: &mut StoreConfig, src: &Sources, env: Lookup<'_>) -> Result<(), ConfigError> {
+    let err = |k: &str, m: &str| src.err("store", k, m);
+    let state_dir = crate::paths::default_state_dir_in(env);
+    let path_given = !s.path.as_os_str().is_empty();
+    if !path_given {
+        s.path = state_dir.join("credentials.json");
+    }
+    if !s.path.is_absolute() {
+        return Err(err("path", "must be an absolute path"));
+    }
+    if s.journal_dir.as_os_str().is_empty() {
+        s.journal_dir = match (s.backend, path_given) {
+            (StoreBackend::File, true) => s.path.parent().map(|p| p.join("journal")),
+            _ => None,
+        }
+        .unwrap_or_else(|| state_dir.join("journal"));
+    }
+    if !s.journal_dir.is_absolute() {
+        return Err(err("journal_dir", "must be an absolute path"));
+    }
+    Ok(())
+}
+
+/// The OpenBao keys: addresses (else `BAO_ADDR`/`VAULT_ADDR`), the token
+/// (else `BAO_TOKEN`/`VAULT_TOKEN`), credential files, the KV mount and
+/// prefix, and what the chosen `auth` needs.
+fn store_openbao(s: &mut StoreConfig, src: &Sources, env: Lookup<'_>) -> Result<(), ConfigError> {
+    let err = |k: &str, m: &str| src.err("store", k, m);
+    if s.addrs.is_empty() {
+        s.addrs = vec![
+            env("BAO_ADDR")
+                .or_else(|| env("VAULT_ADDR"))
+                .unwrap_or_else(|| "http://127.0.0.1:8200".into()),
+        ];
+    }
+    let mut addrs: Vec<String> = Vec::with_capacity(s.addrs.len());
+    for a in &s.addrs {
+        let a = normalize_base_url_any(a).map_err(|m| src.err("store", "addr", m))?;
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    s.addr = addrs[0].clone();
+    s.addrs = addrs;
+    if s.token.is_none() {
+        s.token = env("BAO_TOKEN")
+            .or_else(|| env("VAULT_TOKEN"))
+            .map(crate::secret::Secret::new);
+    }
+    for (key, file) in [
+        ("token_file", &mut s.token_file),
+        ("role_id_file", &mut s.role_id_file),
+        ("secret_id_file", &mut s.secret_id_file),
+    ] {
+        if let Some(p) = file.as_ref() {
+            *file = Some(credential_path(src, "store", key, p, env)?);
+        }
+    }
+    s.kubernetes_jwt_file = credential_path(
+        src,
+        "store",
+        "kubernetes_jwt_file",
+        &s.kubernetes_jwt_file,
+        env,
+    )?;
+    if s.ca_cert.is_none() {
+        s.ca_cert = env("BAO_CACERT")
+            .or_else(|| env("VAULT_CACERT"))
+            .map(PathBuf::from);
+    }
+    if s.kv_version != 1 && s.kv_version != 2 {
+        return Err(err("kv_version", "must be 1 or 2"));
+    }
+    for (key, v) in [("mount", &mut s.mount), ("prefix", &mut s.prefix)] {
+        *v = v.trim_matches('/').to_string();
+        if v.is_empty()
+            || v.split('/')
+                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
+            return Err(err(
+                key,
+                "must be a non-empty path without . or .. segments",
+            ));
+        }
+    }
+    if s.backend == StoreBackend::OpenBao {
+        match s.auth {
+            BaoAuth::Token if s.token.is_none() && s.token_file.is_none() => {
+                return Err(err(
+                    "token",
+                    "the openbao store with auth = \"token\" needs store.token, store.token_file or BAO_TOKEN",
+                ));
+            }
+            BaoAuth::AppRole if s.role_id_file.is_none() || s.secret_id_file.is_none() => {
+                return Err(err(
+                    "auth",
+                    "approle needs store.role_id_file and store.secret_id_file",
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn refresh(r: &RefreshConfig, src: &Sources) -> Result<(), ConfigError> {
+    if !(0.0..=0.5).contains(&r.jitter) {
+        return Err(src.err("refresh", "jitter", "must be between 0 and 0.5"));
+    }
+    if !(r.at > 0.0 && r.at < 1.0) {
+        return Err(src.err(
+            "refresh",
+            "at",
+            "must be between 0 and 1 (exclusive), e.g. 0.67",
+        ));
+    }
+    if r.min_validity > Duration::from_secs(24 * 3600) {
+        return Err(src.err("refresh", "min_validity", "must be at most 24h"));
+    }
+    Ok(())
+}
+
+pub(super) fn is_rest_version(v: &str) -> bool {
+    let (date, tag) = match v.split_once('~') {
+        Some((d, t)) => (d, Some(t)),
+        None => (v, None),
+    };
+    let b = date.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && tag.is_none_or(|t| matches!(t, "beta" | "experimental"))
+}

@@ -1,0 +1,214 @@
+//! Configuration: embedded defaults, then a TOML file, then
+//! `SNYKEY_<SECTION>_<KEY>` environment variables (SPEC §7). Validated once,
+//! at start, into typed values; every error names the key and where its value
+//! came from (the file, the variable, or the default), never the value.
+//!
+//! * `sections.rs` — the section structs: the one place a key is declared.
+//! * `sources.rs` — the file and the environment, read by one generic pass;
+//!   `given.rs` — the deserializer that parses a variable's text as its field's type.
+//! * `de.rs` — the field forms (durations, modes, addresses, secrets).
+//! * `check.rs` — validation, one function per section.
+//! * `tables.rs` — the `[[sink]]` and `[[access]]` arrays of tables.
+//! * `files.rs`, `url_check.rs` — credentials from files, URL checks.
+//! * `show.rs` — `check-config`'s output, serialized from the same structs.
+
+mod check;
+mod de;
+mod files;
+mod given;
+mod sections;
+mod show;
+mod sources;
+mod tables;
+mod url_check;
+
+pub use sections::{
+    BaoAuth, CacheBackend, CacheConfig, RefreshConfig, ServerConfig, SnykConfig, StoreBackend,
+    StoreConfig,
+};
+pub use sources::default_config_files;
+pub use url_check::derive_app_url;
+
+use sources::Sources;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Where the agent looks for a config file when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/snykey/config.toml";
+/// Snyk's default (US-01) region.
+pub const DEFAULT_API_URL: &str = "https://api.snyk.io";
+
+/// Every section and its keys, from the section structs.
+pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
+    ("server", ServerConfig::KEYS),
+    ("snyk", SnykConfig::KEYS),
+    ("cache", CacheConfig::KEYS),
+    ("store", StoreConfig::KEYS),
+    ("refresh", RefreshConfig::KEYS),
+];
+
+/// An environment lookup (a variable set and non-empty).
+pub(crate) type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key} (from {origin}): {message}")]
+    Invalid {
+        key: String,
+        origin: String,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, origin: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.to_string(),
+            origin: origin.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The validated configuration the agent runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub snyk: SnykConfig,
+    pub cache: CacheConfig,
+    pub store: StoreConfig,
+    pub refresh: RefreshConfig,
+    /// The `[[access]]` tables: who may read which tokens (issue 17).
+    pub access: AccessConfig,
+    /// The file this was read from, if any (SIGHUP re-reads it).
+    pub file: Option<PathBuf>,
+    /// `[[sink]]` tables: token files the agent keeps current (issue 14).
+    pub sinks: Vec<crate::sink::SinkConfig>,
+}
+
+/// The `[[access]]` tables, validated; the decisions are in `crate::access`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AccessConfig {
+    pub grants: Vec<crate::access::Grant>,
+}
+
+impl AccessConfig {
+    /// The policy in force for an agent running as `own_uid`.
+    pub fn policy(&self, server: &ServerConfig, own_uid: u32) -> crate::access::Policy {
+        crate::access::Policy {
+            allowed_uids: server.allowed_uids.clone(),
+            allowed_gids: server.allowed_gids.clone(),
+            admin_uids: server.admin_uids.clone(),
+            admin_gids: server.admin_gids.clone(),
+            grants: self.grants.clone(),
+            own_uid,
+        }
+    }
+}
+
+impl Config {
+    /// Loads the config: `explicit` if given (must exist), else
+    /// [`DEFAULT_CONFIG_FILE`] if present, else none; then the environment.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(explicit, &env)
+    }
+
+    /// Like [`Config::load`] with an explicit environment (for tests).
+    pub fn load_from(
+        explicit: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let lookup = |name: &str| {
+            env.iter()
+                .find(|(k, v)| k == name && !v.is_empty())
+                .map(|(_, v)| v.clone())
+        };
+        let file = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => default_config_files(&lookup)
+                .into_iter()
+                .find(|p| p.exists()),
+        };
+        let mut src = Sources::default();
+        if let Some(path) = &file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            src.read_toml(path, &text)?;
+        }
+        src.read_env(env)?;
+        let mut cfg = Config {
+            server: src.section("server")?,
+            snyk: src.section("snyk")?,
+            cache: src.section("cache")?,
+            store: src.section("store")?,
+            refresh: src.section("refresh")?,
+            access: AccessConfig::default(),
+            file,
+            sinks: Vec::new(),
+        };
+        check::server(&mut cfg.server, &src, &lookup)?;
+        check::snyk(&mut cfg.snyk, &src)?;
+        check::cache(&mut cfg.cache, &src, &lookup)?;
+        check::store(&mut cfg.store, &src, &lookup)?;
+        check::refresh(&cfg.refresh, &src)?;
+        cfg.access.grants = tables::grants(src.access.as_ref())?;
+        cfg.sinks = tables::sinks(src.sinks.as_ref(), &cfg.server.sink_dirs)?;
+        Ok(cfg)
+    }
+
+    /// Every key as `section.key`, from the section structs.
+    pub fn keys() -> impl Iterator<Item = String> {
+        SECTIONS
+            .iter()
+            .flat_map(|(s, keys)| keys.iter().map(move |k| format!("{s}.{k}")))
+    }
+
+    /// The keys whose values differ between `self` and `other`, as
+    /// `section.key`, plus `[[access]]` and `[[sink]]` when those tables differ.
+    pub fn changed_keys(&self, other: &Config) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut add = |section: &str, keys: Vec<&'static str>| {
+            out.extend(keys.into_iter().map(|k| format!("{section}.{k}")));
+        };
+        add("server", self.server.changed(&other.server));
+        add("snyk", self.snyk.changed(&other.snyk));
+        add("cache", self.cache.changed(&other.cache));
+        add("store", self.store.changed(&other.store));
+        add("refresh", self.refresh.changed(&other.refresh));
+        if self.access != other.access {
+            out.push("[[access]]".into());
+        }
+        if self.sinks != other.sinks {
+            out.push("[[sink]]".into());
+        }
+        out
+    }
+
+    /// SPEC §2's KV v1 paragraph, for `check-config` (the agent says the
+    /// same at start and in `/v1/ready`).
+    pub fn protection_warning(&self) -> Option<&'static str> {
+        (self.store.backend == StoreBackend::OpenBao && self.store.kv_version == 1)
+            .then_some(crate::broker::rotation::UNPROTECTED)
+    }
+}
+
+/// `redis://user:pw@host` → `redis://user:[redacted]@host`; query values
+/// such as `?pass=` too (see [`crate::urls::redact_password`]).
+pub fn redact_url_password(url: &str) -> String {
+    crate::urls::redact_password(url)
+}
+
+#[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,551 @@
+//! The configuration's behaviour: defaults, overrides, every error naming its key
+//! and origin, redaction, systemd paths, the arrays of tables.
+
+use super::*;
+use std::time::Duration;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+fn load(toml_text: Option<&str>, e: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let mut base = env(&[
+        ("SNYKEY_SOCKET", "/tmp/x.sock"),
+        ("XDG_STATE_HOME", "/tmp/state"),
+    ]);
+    base.extend(env(e));
+    match toml_text {
+        Some(t) => {
+            std::fs::write(&path, t).unwrap();
+            Config::load_from(Some(&path), &base)
+        }
+        None => Config::load_from(None, &base),
+    }
+}
+
+#[test]
+fn embedded_defaults_are_valid() {
+    let c = load(None, &[]).unwrap();
+    assert_eq!(c.server.socket, PathBuf::from("/tmp/x.sock"));
+    assert_eq!(c.server.socket_mode, 0o660);
+    assert_eq!(c.cache.backend, CacheBackend::Memory);
+    assert_eq!(c.store.backend, StoreBackend::File);
+    assert_eq!(
+        c.store.path,
+        PathBuf::from("/tmp/state/snykey/credentials.json")
+    );
+    assert_eq!(c.snyk.api_url, "https://api.snyk.io");
+    assert_eq!(c.snyk.app_url, "https://app.snyk.io");
+    assert_eq!(c.refresh.min_validity, Duration::from_secs(300));
+    assert_eq!(
+        c.server.redirect_uri,
+        "http://127.0.0.1:8080/authorization-code/callback"
+    );
+}
+
+#[test]
+fn env_overrides_file_and_lists_are_comma_separated() {
+    let c = load(
+        Some("[snyk]\napi_url = \"https://api.eu.snyk.io/\"\n[refresh]\nmin_validity = 60\n"),
+        &[
+            ("SNYKEY_SERVER_ALLOWED_UIDS", "0, 1000"),
+            ("SNYKEY_REFRESH_MIN_VALIDITY", "1h30m"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.snyk.api_url, "https://api.eu.snyk.io");
+    assert_eq!(c.snyk.app_url, "https://app.eu.snyk.io");
+    assert_eq!(c.server.allowed_uids, vec![0, 1000]);
+    assert_eq!(c.refresh.min_validity, Duration::from_secs(5400));
+}
+
+#[test]
+fn errors_name_the_key_and_its_origin() {
+    let e = load(Some("[store]\npth = \"/x\"\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("store.pth") && e.contains("c.toml") && e.contains("path"),
+        "{e}"
+    );
+    let e = load(None, &[("SNYKEY_REFRESH_JITTER", "lots")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("refresh.jitter") && e.contains("SNYKEY_REFRESH_JITTER"),
+        "{e}"
+    );
+    let e = load(None, &[("SNYKEY_CACHE_BACKNED", "redis")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cache.backned"), "{e}");
+    let e = load(None, &[("SNYKEY_SERVER_CALLBACK_LISTEN", "0.0.0.0:8080")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("server.callback_listen") && e.contains("loopback"),
+        "{e}"
+    );
+    let e = load(None, &[("SNYKEY_SNYK_API_URL", "http://api.snyk.io")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("snyk.api_url") && e.contains("https"), "{e}");
+    let e = load(Some("[refresh]\nmin_validity = \"5 parsecs\"\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("refresh.min_validity"), "{e}");
+    let e = load(None, &[("SNYKEY_SERVER_SOCKET_MODE", "0999")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("server.socket_mode"), "{e}");
+}
+
+#[test]
+fn unrelated_snykey_variables_are_not_config_keys() {
+    assert!(
+        load(
+            None,
+            &[
+                ("SNYKEY_LOG", "trace"),
+                ("SNYKEY_ORG_ID", "o"),
+                ("SNYKEY_CLIENT_ID", "c")
+            ]
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn check_config_output_redacts_secrets() {
+    let c = load(
+        None,
+        &[
+            ("SNYKEY_CACHE_URL", "redis://snykey:pa55word@redis:6379/1"),
+            ("BAO_TOKEN", "s.supersecret"),
+        ],
+    )
+    .unwrap();
+    let out = c.to_redacted_toml();
+    assert!(
+        !out.contains("pa55word") && !out.contains("supersecret"),
+        "{out}"
+    );
+    assert!(
+        out.contains("redis://snykey:[redacted]@redis:6379/1"),
+        "{out}"
+    );
+    // The output is itself a valid config.
+    let _: toml::Table = out.parse().unwrap();
+}
+
+#[test]
+fn redirect_uris_that_only_look_like_loopback_are_refused() {
+    for u in [
+        "http://127.evil.example/authorization-code/callback",
+        "http://127.0.0.1@evil.example/authorization-code/callback",
+        "http://localhost.evil.example/cb",
+    ] {
+        let e = load(None, &[("SNYKEY_SERVER_REDIRECT_URI", u)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.redirect_uri"), "{u}: {e}");
+        assert!(!e.contains("evil"), "the error quotes the value: {e}");
+    }
+    let c = load(
+        None,
+        &[("SNYKEY_SERVER_REDIRECT_URI", "http://[::1]:8080/cb")],
+    )
+    .unwrap();
+    assert_eq!(c.server.redirect_uri, "http://[::1]:8080/cb");
+}
+
+#[test]
+fn remote_metrics_need_an_explicit_allow() {
+    let e = load(None, &[("SNYKEY_SERVER_METRICS_LISTEN", "0.0.0.0:9464")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("server.metrics_listen") && e.contains("metrics_allow_remote"),
+        "{e}"
+    );
+    let c = load(
+        None,
+        &[
+            ("SNYKEY_SERVER_METRICS_LISTEN", "0.0.0.0:9464"),
+            ("SNYKEY_SERVER_METRICS_ALLOW_REMOTE", "true"),
+        ],
+    )
+    .unwrap();
+    assert!(c.server.metrics_allow_remote);
+    assert!(c.to_redacted_toml().contains("metrics_allow_remote = true"));
+    let c = load(None, &[("SNYKEY_SERVER_METRICS_LISTEN", "[::1]:9464")]).unwrap();
+    assert!(!c.server.metrics_allow_remote);
+}
+
+#[test]
+fn a_password_in_a_store_or_snyk_url_is_refused_without_being_quoted() {
+    for (var, url) in [
+        ("SNYKEY_STORE_ADDR", "http://:hunter2@127.0.0.1:8200"),
+        ("SNYKEY_STORE_ADDR", "https://bao:hunter2@bao.example:8200"),
+        ("SNYKEY_STORE_ADDR", "https://bao:hunter2@[bad"),
+        ("SNYKEY_SNYK_API_URL", "https://u:hunter2@api.snyk.io"),
+        ("SNYKEY_SNYK_API_URL", "http://u:hunter2@api.snyk.io"),
+    ] {
+        let e = load(None, &[(var, url)]).unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{var}={url}: {e}");
+    }
+}
+
+#[test]
+fn check_config_hides_a_redis_unix_socket_password() {
+    let c = load(
+        None,
+        &[
+            ("SNYKEY_CACHE_BACKEND", "redis"),
+            (
+                "SNYKEY_CACHE_URL",
+                "redis+unix:///run/redis/redis.sock?db=2&pass=pa55word",
+            ),
+        ],
+    )
+    .unwrap();
+    let out = c.to_redacted_toml();
+    assert!(!out.contains("pa55word"), "{out}");
+    assert!(
+        out.contains("redis+unix:///run/redis/redis.sock?db=2&pass=[redacted]"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_example_config_is_valid_and_names_every_key() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    load(Some(&text), &[]).unwrap();
+    for (section, keys) in SECTIONS {
+        for key in keys.iter() {
+            let section_text = text
+                .split(&format!("[{section}]"))
+                .nth(1)
+                .unwrap_or_default();
+            let section_text = section_text.split("\n[").next().unwrap_or_default();
+            assert!(
+                section_text.contains(&format!("\n{key} = ")),
+                "examples/config.toml lacks {section}.{key}"
+            );
+        }
+    }
+}
+
+// --- issue 14: systemd directories and credentials, secrets from files ---
+
+#[test]
+fn a_relative_file_setting_names_a_systemd_credential() {
+    let creds = tempfile::tempdir().unwrap();
+    let dir = creds.path().display().to_string();
+    let c = load(
+        Some("[store]\nbackend = \"openbao\"\ntoken_file = \"bao-token\"\n"),
+        &[("CREDENTIALS_DIRECTORY", &dir)],
+    )
+    .unwrap();
+    assert_eq!(c.store.token_file, Some(creds.path().join("bao-token")));
+    // An absolute path stays as it is.
+    let c = load(
+        Some("[store]\nauth = \"approle\"\nrole_id_file = \"/etc/r\"\nsecret_id_file = \"sid\"\n"),
+        &[("CREDENTIALS_DIRECTORY", &dir)],
+    )
+    .unwrap();
+    assert_eq!(c.store.role_id_file, Some(PathBuf::from("/etc/r")));
+    assert_eq!(c.store.secret_id_file, Some(creds.path().join("sid")));
+    // Relative without the variable: refused, naming the key and the fix.
+    let e = load(Some("[store]\ntoken_file = \"bao-token\"\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("store.token_file") && e.contains("CREDENTIALS_DIRECTORY"),
+        "{e}"
+    );
+    // No escaping the credentials directory.
+    let e = load(
+        Some("[store]\ntoken_file = \"../etc/shadow\"\n"),
+        &[("CREDENTIALS_DIRECTORY", &dir)],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("store.token_file"), "{e}");
+}
+
+#[test]
+fn the_redis_password_comes_from_a_file_and_the_user_from_its_own_key() {
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::write(creds.path().join("redis-pw"), "s3cr:t/@x\n").unwrap();
+    let dir = creds.path().display().to_string();
+    let c = load(
+        Some("[cache]\nbackend = \"redis\"\nurl = \"rediss://redis.internal:6380/2\"\nusername = \"snykey\"\npassword_file = \"redis-pw\"\n"),
+        &[("CREDENTIALS_DIRECTORY", &dir)],
+    )
+    .unwrap();
+    assert_eq!(
+        c.cache.connection_url().expose(),
+        "rediss://snykey:s3cr%3At%2F%40x@redis.internal:6380/2"
+    );
+    assert_eq!(c.cache.username.as_deref(), Some("snykey"));
+    let out = c.to_redacted_toml();
+    assert!(!out.contains("s3cr"), "{out}");
+    assert!(out.contains("password_file = "), "{out}");
+    // A password alone authenticates as the default user.
+    let c = load(
+        None,
+        &[
+            ("CREDENTIALS_DIRECTORY", &dir),
+            ("SNYKEY_CACHE_PASSWORD_FILE", "redis-pw"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        c.cache.connection_url().expose(),
+        "redis://:s3cr%3At%2F%40x@127.0.0.1:6379/0"
+    );
+    // Not in two places at once; not from a missing or empty file.
+    let e = load(
+        None,
+        &[
+            ("CREDENTIALS_DIRECTORY", &dir),
+            ("SNYKEY_CACHE_URL", "redis://u:p@h:6379/0"),
+            ("SNYKEY_CACHE_PASSWORD_FILE", "redis-pw"),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("cache.password_file") && e.contains("one place"),
+        "{e}"
+    );
+    let e = load(
+        None,
+        &[
+            ("CREDENTIALS_DIRECTORY", &dir),
+            ("SNYKEY_CACHE_PASSWORD_FILE", "missing"),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("cache.password_file") && e.contains("cannot read"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cr"), "{e}");
+}
+
+#[test]
+fn systemd_directories_set_the_default_paths() {
+    let conf = tempfile::tempdir().unwrap();
+    std::fs::write(
+        conf.path().join("config.toml"),
+        "[snyk]\napi_url = \"https://api.eu.snyk.io\"\n",
+    )
+    .unwrap();
+    let conf_dir = conf.path().display().to_string();
+    let e = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let c = Config::load_from(
+        None,
+        &e(&[
+            ("STATE_DIRECTORY", "/var/lib/snykey"),
+            ("RUNTIME_DIRECTORY", "/run/snykey-test"),
+            ("CONFIGURATION_DIRECTORY", &conf_dir),
+            ("XDG_STATE_HOME", "/home/u/.local/state"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.file, Some(conf.path().join("config.toml")));
+    assert_eq!(c.snyk.api_url, "https://api.eu.snyk.io");
+    assert_eq!(
+        c.server.socket,
+        PathBuf::from("/run/snykey-test/snykey.sock")
+    );
+    assert_eq!(
+        c.store.path,
+        PathBuf::from("/var/lib/snykey/credentials.json")
+    );
+    assert_eq!(
+        c.store.journal_dir,
+        PathBuf::from("/var/lib/snykey/journal")
+    );
+    // Without them: XDG.
+    let c = Config::load_from(
+        None,
+        &e(&[
+            ("XDG_STATE_HOME", "/home/u/.local/state"),
+            ("XDG_RUNTIME_DIR", "/run/user/1000"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.store.path,
+        PathBuf::from("/home/u/.local/state/snykey/credentials.json")
+    );
+    assert_eq!(
+        c.server.socket,
+        PathBuf::from("/run/user/1000/snykey/snykey.sock")
+    );
+    assert_eq!(
+        default_config_files(
+            &|n: &str| (n == "CONFIGURATION_DIRECTORY").then(|| "/etc/snykey-alt".to_string())
+        ),
+        vec![
+            PathBuf::from("/etc/snykey-alt/config.toml"),
+            PathBuf::from(DEFAULT_CONFIG_FILE)
+        ]
+    );
+}
+
+#[test]
+fn access_tables_admins_and_audit_log_are_read_and_checked() {
+    let c = load(
+        Some(
+            "[server]\nadmin_uids = [1500]\naudit_log = \"/var/log/snykey/audit.log\"\n\n[[access]]\ncredentials = [\"o1/c1\", \"o2/*\"]\nuids = [1001]\n\n[[access]]\ncredentials = [\"o3/c3\"]\ngids = [2001]\n",
+        ),
+        &[("SNYKEY_SERVER_ADMIN_GIDS", "3000,3001")],
+    )
+    .unwrap();
+    let a = &c.access;
+    assert_eq!(c.server.admin_uids, vec![1500]);
+    assert_eq!(c.server.admin_gids, vec![3000, 3001]);
+    assert_eq!(
+        c.server.audit_log.as_deref(),
+        Some(Path::new("/var/log/snykey/audit.log"))
+    );
+    assert_eq!(a.grants.len(), 2);
+    assert_eq!(a.grants[0].credentials.len(), 2);
+    assert_eq!(a.grants[1].gids, vec![2001]);
+    // check-config prints them back as a valid config that reads the same.
+    let out = c.to_redacted_toml();
+    assert!(
+        out.contains("[[access]]\ncredentials = [\"o1/c1\", \"o2/*\"]"),
+        "{out}"
+    );
+    let again = load(Some(&out), &[]).unwrap();
+    assert_eq!(again.access.grants, a.grants);
+    assert_eq!(again.server.admin_gids, vec![3000, 3001]);
+    // Defaults: nothing configured.
+    let d = load(None, &[]).unwrap();
+    assert!(d.access.grants.is_empty() && d.server.admin_uids.is_empty());
+    assert!(d.server.audit_log.is_none());
+}
+
+#[test]
+fn bad_access_tables_are_refused_with_the_table_named() {
+    for (text, want) in [
+        (
+            "[[access]]\ncredentials = [\"o1\"]\nuids = [1]\n",
+            "access[0].credentials",
+        ),
+        (
+            "[[access]]\ncredentials = []\nuids = [1]\n",
+            "access[0].credentials",
+        ),
+        ("[[access]]\ncredentials = [\"o/c\"]\n", "grants nobody"),
+        (
+            "[[access]]\ncredentials = [\"o/c\"]\nuids = [-1]\n",
+            "access[0].uids",
+        ),
+        (
+            "[[access]]\ncredentials = [\"o/c\"]\nuid = [1]\n",
+            "access[0].uid",
+        ),
+        (
+            "[[access]]\ncredentials = [\"o/c\"]\nuids = [1]\n[[access]]\ncredentials = [\"../x/c\"]\nuids = [1]\n",
+            "access[1].credentials",
+        ),
+        ("[access]\ncredentials = [\"o/c\"]\n", "[[access]] tables"),
+        ("[server]\naudit_log = \"audit.log\"\n", "server.audit_log"),
+    ] {
+        let e = load(Some(text), &[]).unwrap_err().to_string();
+        assert!(e.contains(want) && e.contains("c.toml"), "{text}: {e}");
+    }
+    let e = load(None, &[("SNYKEY_ACCESS_UIDS", "1")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("only be written in the config file"), "{e}");
+}
+
+#[test]
+fn rest_versions_are_checked() {
+    assert!(check::is_rest_version("2024-10-15"));
+    assert!(check::is_rest_version("2024-10-15~beta"));
+    assert!(!check::is_rest_version("2024-1-15"));
+    assert!(!check::is_rest_version("latest"));
+}
+#[test]
+fn cache_url_takes_the_sentinel_forms_and_redacts_their_password() {
+    let c = load(
+        Some("[cache]\nbackend = \"redis\"\nurl = \"redis+sentinel://snykey:pw-xyz@10.0.0.1:26379,10.0.0.2:26379/mymaster/2\"\n"),
+        &[],
+    )
+    .unwrap();
+    assert!(c.cache.url.expose().starts_with("redis+sentinel://"));
+    let shown = c.to_redacted_toml();
+    assert!(!shown.contains("pw-xyz"), "{shown}");
+    assert!(
+        load(
+            None,
+            &[("SNYKEY_CACHE_URL", "rediss+sentinel://s1,s2:26380/m")]
+        )
+        .is_ok()
+    );
+    let e = load(
+        None,
+        &[("SNYKEY_CACHE_URL", "redis+sentinel://u:pw-xyz@s1:26379")],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("cache.url") && e.contains("master"), "{e}");
+    assert!(!e.contains("pw-xyz"), "{e}");
+    let e = load(None, &[("SNYKEY_CACHE_URL", "http://x")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("redis+sentinel://"), "{e}");
+}
+#[test]
+fn store_addr_takes_the_nodes_of_a_cluster() {
+    let c = load(
+        Some("[store]\naddr = [\"https://bao-1:8200\", \"https://bao-2:8200/\"]\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        c.store.addrs,
+        vec!["https://bao-1:8200", "https://bao-2:8200"]
+    );
+    assert_eq!(c.store.addr, "https://bao-1:8200");
+    assert!(
+        c.to_redacted_toml()
+            .contains("addr = [\"https://bao-1:8200\", \"https://bao-2:8200\"]")
+    );
+    let c = load(
+        None,
+        &[(
+            "SNYKEY_STORE_ADDR",
+            "http://127.0.0.1:8200, http://127.0.0.1:8210",
+        )],
+    )
+    .unwrap();
+    assert_eq!(c.store.addrs.len(), 2);
+    // BAO_ADDR stays one address.
+    let c = load(None, &[("BAO_ADDR", "http://127.0.0.1:8300")]).unwrap();
+    assert_eq!(c.store.addrs, vec!["http://127.0.0.1:8300"]);
+    let e = load(Some("[store]\naddr = [1]\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("store.addr"), "{e}");
+}
