@@ -1,0 +1,389 @@
+//! The command line (SPEC §6), as clap derive types. Everything a user can
+//! get wrong locally — an id, a duration, a kind, a format — is parsed here,
+//! so it is a clap usage error (exit 64) before anything is sent.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use snykey::render::Format;
+use snykey::wire::Kind;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "snykey",
+    version = snykey::LONG_VERSION,
+    about = "Keeps Snyk OAuth access tokens fresh behind a Unix socket",
+    long_about = "Keeps Snyk OAuth access tokens fresh behind a Unix socket.\n\n`snykey serve` is the agent: it keeps each credential's refresh token or client secret in a secret store and mints access tokens. The other subcommands talk to a running agent over its socket. Tools get a token with `snykey-helper ORG_ID CLIENT_ID`.",
+    after_help = "Exit codes: 0 ok, 64 usage, 66 unknown credential, 69 agent unreachable, 75 temporary failure (retry), 77 not permitted (log in again, or this uid is not allowed), 78 invalid configuration."
+)]
+pub struct Cli {
+    /// The agent socket (clients); default $SNYKEY_SOCKET, $XDG_RUNTIME_DIR/snykey/snykey.sock or /run/snykey/snykey.sock.
+    #[arg(long, global = true)]
+    pub socket: Option<PathBuf>,
+    /// Log filter (tracing syntax, e.g. `info`, `snykey=debug`); default $SNYKEY_LOG or `info`.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `--format` of `token` and `refresh` (SPEC §5).
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    /// The token alone.
+    Token,
+    /// Token and expiry as JSON.
+    Json,
+    /// `export SNYK_OAUTH_TOKEN=...`.
+    Env,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Token => Format::Token,
+            FormatArg::Json => Format::Json,
+            FormatArg::Env => Format::Env,
+        }
+    }
+}
+
+/// `put --kind` (SPEC §2).
+#[derive(Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum KindArg {
+    /// A Snyk App: client secret and a rotating refresh token.
+    OauthApp,
+    /// A service account with a client secret.
+    ClientSecret,
+    /// A service account with a private key (JWT assertion).
+    PrivateKeyJwt,
+}
+
+impl From<KindArg> for Kind {
+    fn from(k: KindArg) -> Kind {
+        match k {
+            KindArg::OauthApp => Kind::OauthApp,
+            KindArg::ClientSecret => Kind::ClientSecret,
+            KindArg::PrivateKeyJwt => Kind::PrivateKeyJwt,
+        }
+    }
+}
+
+/// `service-account create --auth-type`.
+#[derive(Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum AuthType {
+    /// A client secret, stored and managed by the agent at once.
+    OauthClientSecret,
+    /// A private key JWT (needs --jwks-url).
+    OauthPrivateKeyJwt,
+}
+
+impl AuthType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthType::OauthClientSecret => "oauth_client_secret",
+            AuthType::OauthPrivateKeyJwt => "oauth_private_key_jwt",
+        }
+    }
+}
+
+/// `service-account rotate-secret --mode`.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RotateMode {
+    /// Revoke the old secret at once (for a compromised one).
+    Replace,
+}
+
+impl RotateMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotateMode::Replace => "replace",
+        }
+    }
+}
+
+/// An org, group or client id (SPEC §3), checked before anything is sent.
+#[derive(Clone, Debug)]
+pub struct Id(pub String);
+
+fn id(name: &'static str) -> impl Fn(&str) -> Result<Id, String> + Clone {
+    move |v: &str| {
+        snykey::ids::check_id(name, v)
+            .map(|()| Id(v.to_string()))
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn duration(v: &str) -> Result<Duration, String> {
+    snykey::duration::parse_duration(v)
+}
+
+/// The positional `ORG_ID CLIENT_ID` of `token`, `refresh` and `delete`.
+#[derive(Args, Clone)]
+pub struct Credential {
+    /// The Snyk organization (or group) id.
+    #[arg(value_parser = id("org_id"))]
+    pub org_id: Id,
+    /// The OAuth client id of the app or service account.
+    #[arg(value_parser = id("client_id"))]
+    pub client_id: Id,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the agent.
+    Serve {
+        /// Config file (default $CONFIGURATION_DIRECTORY/config.toml, else /etc/snykey/config.toml, if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Store a credential in the agent (secrets from files, `-` for stdin; never from argv).
+    Put(PutArgs),
+    /// Print a token (same as snykey-helper).
+    Token {
+        #[command(flatten)]
+        credential: Credential,
+        /// The token must stay valid at least this long (300, 5m, 1h30m).
+        #[arg(long, value_parser = duration)]
+        min_validity: Option<Duration>,
+        /// token: the token alone; json: token and expiry; env: `export SNYK_OAUTH_TOKEN=...`.
+        #[arg(long, value_enum, default_value_t = FormatArg::Token)]
+        format: FormatArg,
+    },
+    /// Mint a new access token now (e.g. after a 401 for a revoked token).
+    ///
+    /// At most one forced refresh per credential per refresh.force_interval
+    /// (10 s); requests inside it get the token that one minted.
+    Refresh {
+        #[command(flatten)]
+        credential: Credential,
+        /// Print the new token like `snykey token` (default: one line saying until when it is valid).
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+    },
+    /// Show every credential's state.
+    Status {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a credential (and with --revoke, revoke its refresh token at Snyk first).
+    Delete {
+        #[command(flatten)]
+        credential: Credential,
+        /// Revoke the refresh token at Snyk before deleting it here.
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// Log in through the browser (OAuth with PKCE) and let the agent manage the credential.
+    Login(LoginArgs),
+    /// Register a Snyk App (its secret goes straight into the store) and log in to it.
+    RegisterApp(RegisterAppArgs),
+    /// Manage Snyk service accounts (org or group level).
+    #[command(subcommand)]
+    ServiceAccount(SaCommand),
+    /// Print the effective configuration (secrets redacted), or say what is wrong with it.
+    CheckConfig {
+        /// Config file (default $CONFIGURATION_DIRECTORY/config.toml, else /etc/snykey/config.toml, if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check everything and say for each failure what to do (exit 0 only when all pass).
+    ///
+    /// In order: the socket, the agent and the allow-list, the config, store
+    /// and cache, the store kind, the cache's role, Snyk and the clock, file
+    /// modes, every credential's state. Exit 0 when all pass, else 1.
+    Doctor {
+        /// Config file (default $CONFIGURATION_DIRECTORY/config.toml, else /etc/snykey/config.toml, if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// JSON for scripts: {"ok": bool, "checks": [{name, ok, detail, remedy?}]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (e.g. `snykey completions bash > /etc/bash_completion.d/snykey`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page snykey(1), or with --dir write it and one page per subcommand there.
+    Man {
+        /// Write snykey.1 and snykey-SUBCOMMAND.1 into this directory instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// The audit log (server.audit_log).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain through FILEs, oldest first (e.g. audit.log.1 audit.log);
+    /// exit 0 when intact, 65 naming the first broken line otherwise.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+pub struct PutArgs {
+    /// The Snyk organization (or group) id.
+    #[arg(long, value_parser = id("org_id"))]
+    pub org_id: Id,
+    /// The OAuth client id.
+    #[arg(long, value_parser = id("client_id"))]
+    pub client_id: Id,
+    /// oauth_app (default), client_secret or private_key_jwt.
+    #[arg(long, value_enum)]
+    pub kind: Option<KindArg>,
+    /// The client secret (a file, or - for stdin).
+    #[arg(long)]
+    pub client_secret_file: Option<PathBuf>,
+    /// oauth_app: the refresh token (a file, or - for stdin); it is rotated at once.
+    #[arg(long)]
+    pub refresh_token_file: Option<PathBuf>,
+    /// private_key_jwt: the RSA private key, PEM (a file, or - for stdin).
+    #[arg(long)]
+    pub private_key_file: Option<PathBuf>,
+    /// private_key_jwt: the key id (`kid`) Snyk knows the key by.
+    #[arg(long)]
+    pub key_id: Option<String>,
+}
+
+#[derive(Args)]
+pub struct LoginArgs {
+    /// The Snyk organization id the app is installed in.
+    #[arg(long, value_parser = id("org_id"))]
+    pub org_id: Id,
+    /// The Snyk App's client id.
+    #[arg(long, value_parser = id("client_id"))]
+    pub client_id: Id,
+    /// The app's client secret (a file, or - for stdin); default: the one stored.
+    #[arg(long)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Scopes to request, comma-separated (default: the app's).
+    #[arg(long, value_delimiter = ',')]
+    pub scopes: Vec<String>,
+    /// Only print the URL; do not open a browser.
+    #[arg(long)]
+    pub no_browser: bool,
+}
+
+#[derive(Args)]
+pub struct RegisterAppArgs {
+    /// The Snyk organization to register the app in.
+    #[arg(long)]
+    pub org_id: String,
+    /// The app's name, as shown to users.
+    #[arg(long)]
+    pub name: String,
+    /// Scopes, comma-separated (e.g. org.read,org.project.read).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub scopes: Vec<String>,
+    /// Redirect URIs (repeatable); default: the agent's callback listener.
+    #[arg(long)]
+    pub redirect_uri: Vec<String>,
+    /// "tenant" (default) or "user".
+    #[arg(long)]
+    pub context: Option<String>,
+    /// A Snyk API token allowed to create apps (a file, or - for stdin).
+    #[arg(long)]
+    pub auth_token_file: PathBuf,
+    /// Only print the URL; do not open a browser.
+    #[arg(long)]
+    pub no_browser: bool,
+}
+
+#[derive(Args, Clone)]
+pub struct SaScope {
+    /// An org-level service account: the org id.
+    #[arg(
+        long,
+        conflicts_with = "group_id",
+        required_unless_present = "group_id"
+    )]
+    pub org_id: Option<String>,
+    /// A group-level service account: the group id.
+    #[arg(long)]
+    pub group_id: Option<String>,
+    /// A Snyk API token allowed to manage service accounts (a file, or - for stdin).
+    #[arg(long)]
+    pub auth_token_file: PathBuf,
+}
+
+#[derive(Args, Clone)]
+pub struct SaTarget {
+    /// The service account's id at Snyk.
+    #[arg(
+        long,
+        conflicts_with = "client_id",
+        required_unless_present = "client_id"
+    )]
+    pub service_account_id: Option<String>,
+    /// Or its OAuth client id.
+    #[arg(long)]
+    pub client_id: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum SaCommand {
+    /// List the service accounts (a table; --json for JSON).
+    List {
+        #[command(flatten)]
+        scope: SaScope,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create one; an oauth_client_secret account is stored and managed at once.
+    Create {
+        #[command(flatten)]
+        scope: SaScope,
+        /// Its name at Snyk.
+        #[arg(long)]
+        name: String,
+        /// How it authenticates: a client secret, or a private key JWT (needs --jwks-url).
+        #[arg(long, value_enum)]
+        auth_type: AuthType,
+        /// The role it gets (a role id from Snyk).
+        #[arg(long)]
+        role_id: String,
+        /// Where Snyk finds its public keys (oauth_private_key_jwt).
+        #[arg(long)]
+        jwks_url: Option<String>,
+        /// Access token lifetime (e.g. 1h).
+        #[arg(long, value_parser = duration)]
+        access_token_ttl: Option<Duration>,
+    },
+    /// Delete it at Snyk and here.
+    Delete {
+        #[command(flatten)]
+        scope: SaScope,
+        #[command(flatten)]
+        target: SaTarget,
+    },
+    /// Rotate its secret with no downtime (or --mode replace for a compromised one).
+    RotateSecret {
+        #[command(flatten)]
+        scope: SaScope,
+        #[command(flatten)]
+        target: SaTarget,
+        /// `replace`: revoke the old secret at once (for a compromised one).
+        #[arg(long, value_enum)]
+        mode: Option<RotateMode>,
+    },
+}

@@ -1,0 +1,137 @@
+//! `put`, `token`, `refresh`, `status`, `delete`: one credential at a time.
+
+use crate::cli::{Credential, FormatArg, PutArgs};
+use crate::{Failure, routes, table, usage};
+use hyper::Method;
+use snykey::client::AgentClient;
+use snykey::render::{Format, token_output};
+use snykey::secret::Secret;
+use snykey::wire::{CredentialList, Message, PutCredential, PutCredentialResponse, TokenResponse};
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+/// Reads a secret from a file or `-` (stdin). Never from argv.
+pub fn read_secret(what: &str, path: &Path, stdin_used: &mut bool) -> Result<Secret, Failure> {
+    let mut text = String::new();
+    if path == Path::new("-") {
+        if *stdin_used {
+            return Err(usage(format!(
+                "only one secret can come from stdin ({what} asks for it too)"
+            )));
+        }
+        *stdin_used = true;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| usage(format!("cannot read {what} from stdin: {e}")))?;
+    } else {
+        text = std::fs::read_to_string(path)
+            .map_err(|e| usage(format!("cannot read {what} from {}: {e}", path.display())))?;
+    }
+    let s = Secret::new(text);
+    if s.is_empty() {
+        return Err(usage(format!("{what} is empty")));
+    }
+    Ok(s)
+}
+
+/// `snykey put`.
+pub async fn put(client: &AgentClient, args: PutArgs) -> Result<(), Failure> {
+    let mut stdin_used = false;
+    let mut read = |what: &str, p: &Option<std::path::PathBuf>| {
+        p.as_deref()
+            .map(|p| read_secret(what, p, &mut stdin_used))
+            .transpose()
+    };
+    let body = PutCredential {
+        org_id: args.org_id.0,
+        client_id: args.client_id.0,
+        kind: args.kind.map(Into::into),
+        client_secret: read("the client secret", &args.client_secret_file)?,
+        refresh_token: read("the refresh token", &args.refresh_token_file)?,
+        private_key_pem: read("the private key", &args.private_key_file)?,
+        key_id: args.key_id,
+    };
+    let r: PutCredentialResponse = client
+        .call(Method::PUT, routes::CREDENTIALS, Some(json(&body)?))
+        .await?;
+    println!(
+        "stored {} credential {}/{}; its access token is valid until {}",
+        r.kind.as_str(),
+        r.org_id,
+        r.client_id,
+        r.expires_at
+    );
+    Ok(())
+}
+
+/// A request body as JSON.
+pub fn json<T: serde::Serialize>(body: &T) -> Result<Vec<u8>, Failure> {
+    serde_json::to_vec(body)
+        .map_err(|e| Failure::Agent(snykey::client::ClientError::Protocol(e.to_string())))
+}
+
+fn print_token(format: Format, t: &TokenResponse) {
+    print!(
+        "{}",
+        token_output(
+            format,
+            t.access_token.expose(),
+            &t.expires_at,
+            t.snyk_api.as_deref()
+        )
+    );
+}
+
+/// `snykey token`.
+pub async fn token(
+    client: &AgentClient,
+    c: Credential,
+    min_validity: Option<Duration>,
+    format: FormatArg,
+) -> Result<(), Failure> {
+    let path = routes::token(&c.org_id.0, &c.client_id.0, min_validity);
+    let t: TokenResponse = client.call(Method::GET, &path, None).await?;
+    print_token(format.into(), &t);
+    Ok(())
+}
+
+/// `snykey refresh`.
+pub async fn refresh(
+    client: &AgentClient,
+    c: Credential,
+    format: Option<FormatArg>,
+) -> Result<(), Failure> {
+    let path = routes::refresh(&c.org_id.0, &c.client_id.0);
+    let t: TokenResponse = client.call(Method::POST, &path, None).await?;
+    match format {
+        Some(f) => print_token(f.into(), &t),
+        None => println!(
+            "{}/{}: a new access token, valid until {}",
+            c.org_id.0, c.client_id.0, t.expires_at
+        ),
+    }
+    Ok(())
+}
+
+/// `snykey status`.
+pub async fn status(client: &AgentClient, json: bool) -> Result<(), Failure> {
+    let list: CredentialList = client.call(Method::GET, routes::CREDENTIALS, None).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
+    } else {
+        print!("{}", table::status(&list));
+    }
+    Ok(())
+}
+
+/// `snykey delete`.
+pub async fn delete(client: &AgentClient, c: Credential, revoke: bool) -> Result<(), Failure> {
+    let path = routes::delete(&c.org_id.0, &c.client_id.0, revoke);
+    let m: Message = client.call(Method::DELETE, &path, None).await?;
+    println!("{}", m.message);
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! `snykey`: the agent (`snykey serve`) and the admin CLI (SPEC §6).
+//! Thin: `cli.rs` parses (every local mistake is a clap usage error, exit 64),
+//! one file per command group calls the library or the agent, and the exit
+//! code comes from the agent's answer (`snykey::exit`).
+
+mod cli;
+mod credentials;
+mod local;
+mod login;
+mod routes;
+mod serve;
+mod service_accounts;
+mod table;
+
+use clap::{CommandFactory, Parser};
+use cli::{AuditCommand, Cli, Command};
+use snykey::client::{AgentClient, ClientError};
+use snykey::exit;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// jemalloc instead of glibc's malloc: an agent holding 10 000 credentials
+/// allocates its long-lived per-credential state in the middle of a burst of
+/// short-lived buffers (10 000 start-up grants, HTTP bodies, store rewrites).
+/// glibc's malloc strands the freed memory between the survivors (43–46 MiB
+/// resident for 23 MiB in use, even after `malloc_trim`); jemalloc's size
+/// classes keep the survivors packed and return the rest (32 MiB resident,
+/// BENCHMARKS.md). mimalloc was measured too and kept 68 MiB.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's start-up options (read once, before the first allocation):
+/// a background thread returns freed pages after a second even while the
+/// agent is idle (otherwise purging waits for the next allocation), straight
+/// to the system (`muzzy_decay_ms:0`), and two arenas instead of four per core
+/// (the agent's few threads do not contend; fewer arenas strand less memory).
+/// `_RJEM_MALLOC_CONF` in the environment can still override them (the
+/// crate builds jemalloc with the `_rjem_` prefix).
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8] =
+    b"background_thread:true,narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
+/// Why a client command failed.
+pub enum Failure {
+    /// The command line asks for something that cannot work (exit 64).
+    Usage(clap::Error),
+    /// A local finding that is not a usage error (e.g. no such credential).
+    Local { exit: i32, message: String },
+    /// The agent's answer, or no answer.
+    Agent(ClientError),
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Failure {
+        Failure::Agent(e)
+    }
+}
+
+/// A usage error found after parsing (an unreadable secret file, stdin asked twice).
+pub fn usage(message: String) -> Failure {
+    Failure::Usage(Cli::command().error(clap::error::ErrorKind::ValueValidation, message))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        // --help and --version are not errors; everything else is a usage
+        // error, and usage errors exit 64 everywhere (not clap's 2).
+        Err(e) => return ExitCode::from(usage_exit(&e) as u8),
+    };
+    ExitCode::from(run(cli) as u8)
+}
+
+fn usage_exit(e: &clap::Error) -> i32 {
+    let _ = e.print();
+    if e.use_stderr() {
+        exit::USAGE
+    } else {
+        exit::OK
+    }
+}
+
+fn run(cli: Cli) -> i32 {
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(snykey::paths::default_socket);
+    match cli.command {
+        Command::Serve { config } => serve::serve(cli.log_level, cli.log_format, config.as_deref()),
+        Command::CheckConfig { config } => local::check_config(config.as_deref()),
+        Command::Doctor { config, json } => local::doctor(&socket, config.as_deref(), json),
+        Command::Completions { shell } => local::completions(shell),
+        Command::Man { dir } => local::man(dir.as_deref()),
+        Command::Audit(AuditCommand::Verify { files }) => local::audit_verify(&files),
+        Command::Put(args) => agent(&socket, |c| async move { credentials::put(&c, args).await }),
+        Command::Token {
+            credential,
+            min_validity,
+            format,
+        } => agent(&socket, |c| async move {
+            credentials::token(&c, credential, min_validity, format).await
+        }),
+        Command::Refresh { credential, format } => agent(&socket, |c| async move {
+            credentials::refresh(&c, credential, format).await
+        }),
+        Command::Status { json } => {
+            agent(
+                &socket,
+                |c| async move { credentials::status(&c, json).await },
+            )
+        }
+        Command::Delete { credential, revoke } => agent(&socket, |c| async move {
+            credentials::delete(&c, credential, revoke).await
+        }),
+        Command::Login(args) => agent(&socket, |c| async move { login::login(&c, args).await }),
+        Command::RegisterApp(args) => {
+            agent(
+                &socket,
+                |c| async move { login::register_app(&c, args).await },
+            )
+        }
+        Command::ServiceAccount(sa) => {
+            agent(
+                &socket,
+                |c| async move { service_accounts::run(&c, sa).await },
+            )
+        }
+    }
+}
+
+/// Runs one client command against the agent and turns its outcome into an exit code.
+fn agent<F, Fut>(socket: &Path, command: F) -> i32
+where
+    F: FnOnce(AgentClient) -> Fut,
+    Fut: Future<Output = Result<(), Failure>>,
+{
+    let Some(runtime) = local::runtime() else {
+        return exit::SOFTWARE;
+    };
+    // A put may wait on Snyk (with its retries); the agent's own timeouts come first.
+    let client = AgentClient::new(socket, Duration::from_secs(120));
+    match runtime.block_on(command(client)) {
+        Ok(()) => exit::OK,
+        Err(Failure::Usage(e)) => usage_exit(&e),
+        Err(Failure::Local { exit, message }) => {
+            eprintln!("snykey: {message}");
+            exit
+        }
+        Err(Failure::Agent(e)) => {
+            eprintln!("snykey: {}", e.report());
+            e.exit_code()
+        }
+    }
+}
