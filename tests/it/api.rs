@@ -295,6 +295,152 @@ fn no_form_of_a_redis_url_shows_its_password_in_check_config_or_the_trace_log() 
     }
 }
 
+/// Issue 15: every setting that can hold a password (`cache.url` with
+/// `user:pw@`, `cache.password_file`, Sentinel, `?pass=`, `store.addr` as a
+/// list, `store.token`) is held in a redacting type: `check-config` and a
+/// running agent at trace level (started, a credential stored and read
+/// through the password-protected Redis) never show it.
+#[test]
+fn no_setting_that_holds_a_password_shows_it_in_check_config_or_a_running_agents_trace_log() {
+    let secret = "hunter2pw";
+    let redis = crate::support::redis::RedisServer::start();
+    let mut admin = redis.conn().unwrap();
+    let _: String = ::redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("snykey")
+        .arg("on")
+        .arg(">hunter2pw")
+        .arg("~*")
+        .arg("&*")
+        .arg("+@all")
+        .query(&mut admin)
+        .unwrap();
+    let port = redis.port;
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("cpw", None);
+    let mut env = Env::new(&fake.url());
+    let pw_file = env.path().join("redis-password");
+    std::fs::write(&pw_file, format!("{secret}\n")).unwrap();
+    let pw_file = pw_file.display().to_string();
+    // Settings an agent starts with, through a Redis that needs the password.
+    let running: Vec<Vec<(&str, String)>> = vec![
+        vec![(
+            "SNYKEY_CACHE_URL",
+            format!("redis://snykey:{secret}@127.0.0.1:{port}/0"),
+        )],
+        vec![
+            ("SNYKEY_CACHE_URL", format!("redis://127.0.0.1:{port}/0")),
+            ("SNYKEY_CACHE_USERNAME", "snykey".into()),
+            ("SNYKEY_CACHE_PASSWORD_FILE", pw_file.clone()),
+        ],
+    ];
+    for (i, vars) in running.iter().enumerate() {
+        let mut vars: Vec<(&str, String)> = vars.clone();
+        vars.push(("SNYKEY_CACHE_BACKEND", "redis".into()));
+        vars.push(("SNYKEY_CACHE_KEY_PREFIX", format!("pw{i}")));
+        let borrowed: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let agent = env.start_with(&borrowed);
+        let check = std::process::Command::new(crate::support::agent::SNYKEY)
+            .args(["check-config", "--config"])
+            .arg(&env.config)
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        let text = format!("{}{}", stdout(&check), stderr(&check));
+        assert!(check.status.success(), "{vars:?}: {text}");
+        assert!(!text.contains(secret), "{vars:?}: {text}");
+        assert!(i != 0 || text.contains("snykey:[redacted]@"), "{text}");
+        if i == 0 {
+            let put = agent.put_oauth(env.path(), "opw0", "cpw", None, &rt);
+            assert!(put.status.success(), "{}", stderr(&put));
+        }
+        // The second agent reads the credential the first one stored.
+        let out = agent.helper(&["opw0", "cpw"]);
+        assert!(out.status.success(), "{vars:?}: {}", stderr(&out));
+        assert!(
+            !redis.keys(&format!("pw{i}*")).is_empty(),
+            "{vars:?}: the token was not cached in Redis"
+        );
+        let log = agent.log_text();
+        assert!(log.contains("[redacted]@127.0.0.1"), "{vars:?}: {log}");
+        assert!(!log.contains(secret), "{vars:?}: {log}");
+        agent.stop();
+        assert_no_secrets("agent log", &log, &fake.secrets());
+    }
+    // Settings check-config prints (or refuses) without the password, and
+    // that an agent refuses or fails to start with, without it too.
+    let shown: Vec<(&str, String)> = vec![
+        (
+            "SNYKEY_CACHE_URL",
+            format!("rediss+sentinel://u:{secret}@127.0.0.1:1,127.0.0.1:2/mymaster/3"),
+        ),
+        (
+            "SNYKEY_CACHE_URL",
+            format!("redis+unix:///nonexistent/r.sock?db=1&pass={secret}"),
+        ),
+        (
+            "SNYKEY_CACHE_URL",
+            format!("unix:///nonexistent/r.sock?pass={secret}"),
+        ),
+        (
+            "SNYKEY_STORE_ADDR",
+            format!("http://127.0.0.1:1, https://u:{secret}@bao.example:8200"),
+        ),
+        ("SNYKEY_STORE_TOKEN", secret.to_string()),
+    ];
+    for (var, value) in shown {
+        let dir = tempfile::tempdir().unwrap();
+        let vars = [
+            (
+                "SNYKEY_SOCKET",
+                dir.path().join("s.sock").display().to_string(),
+            ),
+            (
+                "XDG_STATE_HOME",
+                dir.path().join("state").display().to_string(),
+            ),
+            ("SNYKEY_CACHE_BACKEND", "redis".to_string()),
+            ("SNYKEY_STORE_BACKEND", "openbao".to_string()),
+            ("SNYKEY_STORE_ADDR", "http://127.0.0.1:1".to_string()),
+            ("SNYKEY_STORE_TOKEN", "s.not-the-secret".to_string()),
+            ("SNYKEY_LOG", "trace".to_string()),
+            (var, value.clone()),
+        ];
+        let out = std::process::Command::new(crate::support::agent::SNYKEY)
+            .arg("check-config")
+            .env_remove("CONFIGURATION_DIRECTORY")
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            !text.contains(secret),
+            "check-config, {var}={value}: {text}"
+        );
+        assert!(
+            text.contains("[redacted]") || out.status.code() == Some(78),
+            "check-config, {var}={value}: {text}"
+        );
+        let mut child = std::process::Command::new(crate::support::agent::SNYKEY)
+            .arg("serve")
+            .env_remove("CONFIGURATION_DIRECTORY")
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            !text.is_empty(),
+            "the agent logged nothing for {var}={value}"
+        );
+        assert!(!text.contains(secret), "serve, {var}={value}: {text}");
+    }
+}
+
 /// The callback listener's port, from the agent's start-up log line.
 fn callback_port(agent: &crate::support::agent::Agent) -> u16 {
     let log = agent.log_text();
