@@ -387,3 +387,53 @@ pub enum SaCommand {
         mode: Option<RotateMode>,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Cli, Command, FormatArg};
+    use clap::Parser;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("snykey").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn an_unknown_kind_or_format_is_a_usage_error_not_none() {
+        let base = ["put", "--org-id", "o", "--client-id", "c", "--kind"];
+        let e = parse(&[&base[..], &["bogus"]].concat())
+            .err()
+            .map(|e| e.kind());
+        assert_eq!(e, Some(ErrorKind::InvalidValue));
+        assert!(parse(&[&base[..], &["private_key_jwt"]].concat()).is_ok());
+        let e = parse(&["token", "o", "c", "--format", "yaml"])
+            .err()
+            .map(|e| e.kind());
+        assert_eq!(e, Some(ErrorKind::InvalidValue));
+        match parse(&["refresh", "o", "c", "--format", "env"]).map(|c| c.command) {
+            Ok(Command::Refresh { format, .. }) => {
+                assert!(matches!(format, Some(FormatArg::Env)))
+            }
+            _ => panic!("refresh --format env did not parse"),
+        }
+    }
+
+    #[test]
+    fn bad_ids_and_durations_are_refused_before_anything_is_sent() {
+        for args in [
+            &["token", "o", "a:b"][..],
+            &["delete", "../x", "c"],
+            &["token", "o", "c", "--min-validity", "5 parsecs"],
+            &["login", "--org-id", "o o", "--client-id", "c"],
+        ] {
+            let e = parse(args).err().map(|e| e.kind());
+            assert_eq!(e, Some(ErrorKind::ValueValidation), "{args:?}");
+        }
+        match parse(&["token", "o", "c", "--min-validity", "1h30m"]).map(|c| c.command) {
+            Ok(Command::Token { min_validity, .. }) => {
+                assert_eq!(min_validity, Some(std::time::Duration::from_secs(5400)))
+            }
+            _ => panic!("token --min-validity did not parse"),
+        }
+    }
+}
