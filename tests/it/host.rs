@@ -524,3 +524,58 @@ fn sighup_applies_a_changed_log_level_from_the_file() {
     }
     agent.stop();
 }
+
+/// Issue 16: every key a SIGHUP finds changed is either applied (listed in
+/// the reload line) or named in a line of its own asking for a restart —
+/// among them keys that were once silently ignored.
+#[test]
+fn sighup_names_each_changed_key_as_applied_or_needing_a_restart() {
+    let fake = FakeSnyk::start();
+    let mut env = Env::new(&fake.url());
+    env.server_config = "login_timeout = \"10m\"\nadmin_gids = [1]\n".into();
+    env.store_config = "auth_mount = \"approle\"\n".into();
+    let agent = env.start();
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    let changed = cfg
+        .replace("shutdown_grace = \"5s\"", "shutdown_grace = \"6s\"")
+        .replace("login_timeout = \"10m\"", "login_timeout = \"11m\"")
+        .replace("auth_mount = \"approle\"", "auth_mount = \"other\"")
+        .replace("admin_gids = [1]", "admin_gids = [2]");
+    assert_ne!(cfg, changed);
+    std::fs::write(&env.config, changed).unwrap();
+    agent.signal(libc::SIGHUP);
+    let restart_keys = [
+        "server.shutdown_grace",
+        "server.login_timeout",
+        "store.auth_mount",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = agent.log_text();
+        if log.matches("restart the agent to apply it").count() >= restart_keys.len() {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "no restart lines: {log}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let restarts: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("restart the agent to apply it"))
+        .collect();
+    assert_eq!(restarts.len(), restart_keys.len(), "{log}");
+    for key in restart_keys {
+        let named = format!("setting={key}");
+        assert_eq!(
+            restarts.iter().filter(|l| l.contains(&named)).count(),
+            1,
+            "{key}: {log}"
+        );
+    }
+    assert!(
+        log.lines()
+            .any(|l| l.contains("SIGHUP: configuration reloaded")
+                && l.contains("changed=[\"server.admin_gids\"]")),
+        "{log}"
+    );
+    agent.stop();
+}
