@@ -38,24 +38,26 @@ pub mod audit;
 pub mod broker;
 pub mod cache;
 pub mod client;
-pub mod clock;
+mod clock;
 pub mod config;
+pub mod credential;
 pub mod dirs;
 pub mod doctor;
 pub mod duration;
 pub mod exit;
 pub mod ids;
-pub mod metrics;
+mod locks;
+mod metrics;
 pub mod paths;
 #[cfg(test)]
 pub(crate) mod prop;
 pub mod render;
 pub mod secret;
-pub mod sink;
+mod sink;
 pub mod snyk;
 pub mod store;
 pub mod systemd;
-pub mod urls;
+mod urls;
 pub mod wire;
 
 /// The git commit the binaries were built from (`build.rs`; "unknown" outside git).

@@ -3,11 +3,19 @@
 //! * [`socket`] — binding the socket with its mode set at bind time, or taking
 //!   a systemd-activated one; peer credentials.
 //! * [`server`] — the accept loop, per-request allow-list checks, graceful shutdown.
-//! * [`routes`] — request routing and the one mapping of errors to HTTP statuses.
+//! * `routes` — the route table, the access decision, audit and metrics per request.
+//! * `handlers` — one function per route; `convert` — wire bodies to the
+//!   domain's words and back; `error` — the one mapping of failures to
+//!   `code` and HTTP status; `http` — bodies, paths and queries.
+//! * [`callback`] — the loopback listener for the browser's OAuth redirect.
 
-pub mod callback;
-pub mod routes;
-pub mod server;
+pub(crate) mod callback;
+mod convert;
+mod error;
+mod handlers;
+mod http;
+mod routes;
+pub(crate) mod server;
 pub mod socket;
 
 pub use server::{AppState, serve};
@@ -23,7 +31,7 @@ fn text_response(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,
-) -> routes::Resp {
+) -> http::Resp {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -38,7 +46,7 @@ fn text_response(
 }
 
 /// `/metrics` in the Prometheus text format, with the state gauges current.
-pub fn metrics_response(broker: &crate::broker::Broker) -> routes::Resp {
+pub fn metrics_response(broker: &crate::broker::Broker) -> http::Resp {
     broker.export_gauges();
     text_response(
         StatusCode::OK,
@@ -123,7 +131,7 @@ pub(crate) fn serve_tcp<F, Fut>(
 ) -> tokio::task::JoinHandle<()>
 where
     F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = routes::Resp> + Send + 'static,
+    Fut: std::future::Future<Output = http::Resp> + Send + 'static,
 {
     serve_tcp_within(listener, shutdown, TcpLimits::DEFAULT, handler)
 }
@@ -137,7 +145,7 @@ pub(crate) fn serve_tcp_within<F, Fut>(
 ) -> tokio::task::JoinHandle<()>
 where
     F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = routes::Resp> + Send + 'static,
+    Fut: std::future::Future<Output = http::Resp> + Send + 'static,
 {
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     tokio::spawn(async move {

@@ -6,6 +6,7 @@
 use super::routes;
 use super::socket::{Peer, peer_of};
 use crate::broker::Broker;
+use crate::locks::Recover;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -37,12 +38,12 @@ impl AppState {
     }
 
     pub fn set_access(&self, access: Access) {
-        *self.access.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(with_own_uid(access));
+        *self.access.write().recover() = Arc::new(with_own_uid(access));
     }
 
     /// The rules in force for this request.
     pub fn policy(&self) -> Arc<Access> {
-        Arc::clone(&self.access.read().unwrap_or_else(|p| p.into_inner()))
+        Arc::clone(&self.access.read().recover())
     }
 
     /// Empty lists mean "whoever can open the socket" (its mode decides).

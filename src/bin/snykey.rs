@@ -809,7 +809,7 @@ async fn service_account(client: &AgentClient, cmd: SaCommand) -> Result<(), Cli
         } else if list.service_accounts.is_empty() {
             println!("no service accounts");
         } else {
-            let w = |f: &dyn Fn(&snykey::snyk::rest::ServiceAccount) -> usize, min: usize| {
+            let w = |f: &dyn Fn(&snykey::wire::ServiceAccount) -> usize, min: usize| {
                 list.service_accounts
                     .iter()
                     .map(f)

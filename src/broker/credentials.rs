@@ -4,25 +4,20 @@
 
 use super::refresh::AgentIo;
 use super::{Broker, BrokerError, Want, rotation};
-use crate::clock::rfc3339;
-use crate::ids::CredKey;
-use crate::store::Record;
-use crate::wire::{Kind, PutCredential, PutCredentialResponse, State};
+use crate::credential::{CredKey, Kind, NewCredential, Record, State};
+use crate::locks::Recover;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 impl Broker {
     /// `PUT /v1/credentials`: store a credential and mint its first token.
     /// For `oauth_app` the given refresh token is rotated at once, so no other
     /// holder can use it. Nothing is stored when Snyk refuses the credential.
-    pub async fn put(
-        self: &Arc<Self>,
-        req: PutCredential,
-    ) -> Result<PutCredentialResponse, BrokerError> {
-        let key = CredKey::parse(&req.org_id, &req.client_id)
-            .map_err(|e| BrokerError::BadInput(e.to_string()))?;
-        let kind = req.kind.unwrap_or(Kind::OauthApp);
-        check_put_fields(kind, &req)?;
+    /// Answers when the first access token expires.
+    #[tracing::instrument(name = "credential", level = "error", skip_all, fields(org_id = %req.key.org, client_id = %req.key.client))]
+    pub async fn put(self: &Arc<Self>, req: NewCredential) -> Result<SystemTime, BrokerError> {
+        let (key, kind) = (req.key.clone(), req.kind);
+        check_put_fields(&req)?;
         // Refuse before anything is consumed when the store cannot take a write.
         self.store.ready().await?;
         let existing = self.store.get(&key).await?;
@@ -104,12 +99,7 @@ impl Broker {
                 )
                 .await;
             match result {
-                Ok(t) => Ok(PutCredentialResponse {
-                    org_id: key.org.to_string(),
-                    client_id: key.client.to_string(),
-                    kind,
-                    expires_at: rfc3339(t.expires_at),
-                }),
+                Ok(t) => Ok(t.expires_at),
                 Err(e) => {
                     let stored = broker.store.get(&key).await.ok().flatten();
                     if !had_record && stored.is_none() && flight.mem.unlanded.is_none() {
@@ -117,11 +107,7 @@ impl Broker {
                         slot.status().deleted = true;
                         broker.scheduler.cancel(&key);
                         drop(flight);
-                        broker
-                            .slots
-                            .write()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&key);
+                        broker.slots.write().recover().remove(&key);
                     }
                     Err(e)
                 }
@@ -131,6 +117,7 @@ impl Broker {
     }
 
     /// `DELETE /v1/credentials/{org}/{client}`, optionally revoking at Snyk first.
+    #[tracing::instrument(name = "credential", level = "error", skip_all, fields(org_id = %key.org, client_id = %key.client))]
     pub async fn delete(
         self: &Arc<Self>,
         key: &CredKey,
@@ -192,11 +179,11 @@ impl Broker {
         };
         flight.held = None;
         if let Err(e) = self.journal.remove(key) {
-            tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "could not remove the journal entry of a deleted credential");
+            tracing::warn!(error = %e, "could not remove the journal entry of a deleted credential");
         }
         slot.set_hot(None);
         if let Err(e) = self.cache.delete(key).await {
-            tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "could not remove the cached token of a deleted credential");
+            tracing::warn!(error = %e, "could not remove the cached token of a deleted credential");
         }
         slot.status().deleted = true;
         self.scheduler.cancel(key);
@@ -204,11 +191,8 @@ impl Broker {
         if let Some(g) = guard {
             let _ = self.cache.unlock(g).await;
         }
-        self.slots
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
-        tracing::info!(org_id = %key.org, client_id = %key.client, revoked, "credential deleted");
+        self.slots.write().recover().remove(key);
+        tracing::info!(revoked, "credential deleted");
         Ok(if revoked {
             format!("credential {key} revoked at Snyk and deleted")
         } else if revoke {
@@ -219,6 +203,7 @@ impl Broker {
     }
 
     /// `DELETE /v1/cache/{org}/{client}`: drop the access token; the next request mints one.
+    #[tracing::instrument(name = "credential", level = "error", skip_all, fields(org_id = %key.org, client_id = %key.client))]
     pub async fn clear_cache(self: &Arc<Self>, key: &CredKey) -> Result<String, BrokerError> {
         let slot = self.slot(key).await?;
         let _flight = slot.flight.lock().await;
@@ -229,7 +214,7 @@ impl Broker {
     }
 }
 
-fn check_put_fields(kind: Kind, req: &PutCredential) -> Result<(), BrokerError> {
+fn check_put_fields(req: &NewCredential) -> Result<(), BrokerError> {
     let bad = |m: &str| Err(BrokerError::BadInput(m.to_string()));
     for (name, s) in [
         ("client_secret", &req.client_secret),
@@ -245,7 +230,7 @@ fn check_put_fields(kind: Kind, req: &PutCredential) -> Result<(), BrokerError> 
             }
         }
     }
-    match kind {
+    match req.kind {
         Kind::OauthApp if req.private_key_pem.is_some() || req.key_id.is_some() => {
             bad("private_key_pem and key_id belong to kind private_key_jwt, not oauth_app")
         }
