@@ -2,7 +2,7 @@
 //! its [`ErrorCode`], and the code decides the HTTP status
 //! ([`ErrorCode::status`], SPEC §4).
 
-use super::http::{Resp, json};
+use super::answer::{Resp, json};
 use crate::access::Refusal;
 use crate::broker::BrokerError;
 use crate::cache::CacheError;

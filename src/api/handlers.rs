@@ -2,12 +2,13 @@
 //! type, converts it to the domain's words ([`super::convert`]), asks the
 //! broker, and converts the answer back.
 
+use super::answer::{Resp, json};
 use super::convert;
 use super::error::ApiError;
-use super::http::{Query, Resp, ok, query_get, read_json};
-use super::routes::Call;
-use super::server::{Access, AppState};
+use super::http::{Query, query_get, read_json};
 use super::socket::Peer;
+use super::state::AppState;
+use crate::access::Policy;
 use crate::broker::BrokerError;
 use crate::cache::CachedToken;
 use crate::clock::rfc3339;
@@ -15,7 +16,9 @@ use crate::credential::{CredKey, Kind};
 use crate::duration::parse_duration;
 use crate::wire::{self, ErrorCode, paths};
 use hyper::Request;
+use hyper::StatusCode;
 use hyper::body::Incoming;
+use serde::Serialize;
 use std::time::Duration;
 
 /// Ids named in a request body, for the audit line of an admin operation.
@@ -25,31 +28,9 @@ pub(super) struct Noted {
     pub client_id: Option<String>,
 }
 
-/// Runs an allowed call.
-pub(super) async fn run(
-    state: &AppState,
-    peer: &Peer,
-    policy: &Access,
-    call: &Call,
-    req: Request<Incoming>,
-    query: &Query,
-    noted: &mut Noted,
-) -> Result<Resp, ApiError> {
-    match call {
-        Call::Health => health(),
-        Call::Ready => ready(state).await,
-        Call::Metrics => Ok(super::metrics_response(&state.broker)),
-        Call::Put => put(state, req, noted).await,
-        Call::List => list(state, peer, policy),
-        Call::Token(key) => token(state, peer, key, query).await,
-        Call::ForceRefresh(key) => force_refresh(state, peer, key).await,
-        Call::Delete { key, revoke } => delete(state, key, *revoke).await,
-        Call::ClearCache(key) => clear_cache(state, key).await,
-        Call::Login => login(state, req, noted).await,
-        Call::LoginStatus(login) => login_status(state, login, query).await,
-        Call::ServiceAccounts(op) => service_accounts(state, op, req, noted).await,
-        Call::RegisterApp => register_app(state, req, noted).await,
-    }
+/// A 200 answer with `body`.
+fn ok<T: Serialize>(body: &T) -> Result<Resp, ApiError> {
+    Ok(json(StatusCode::OK, body))
 }
 
 fn message(message: impl Into<String>) -> Result<Resp, ApiError> {
@@ -59,12 +40,12 @@ fn message(message: impl Into<String>) -> Result<Resp, ApiError> {
 }
 
 /// `GET /v1/health`
-fn health() -> Result<Resp, ApiError> {
+pub(super) fn health() -> Result<Resp, ApiError> {
     message("alive")
 }
 
 /// `GET /v1/ready`
-async fn ready(state: &AppState) -> Result<Resp, ApiError> {
+pub(super) async fn ready(state: &AppState) -> Result<Resp, ApiError> {
     let broker = &state.broker;
     match broker.ready().await {
         Ok(()) => message(match broker.protection_warning() {
@@ -76,7 +57,7 @@ async fn ready(state: &AppState) -> Result<Resp, ApiError> {
 }
 
 /// `PUT /v1/credentials`
-async fn put(
+pub(super) async fn put(
     state: &AppState,
     req: Request<Incoming>,
     noted: &mut Noted,
@@ -92,7 +73,7 @@ async fn put(
 
 /// `GET /v1/credentials`: only what this peer may read (an admin, or no
 /// `[[access]]` table: all).
-fn list(state: &AppState, peer: &Peer, policy: &Access) -> Result<Resp, ApiError> {
+pub(super) fn list(state: &AppState, peer: &Peer, policy: &Policy) -> Result<Resp, ApiError> {
     let who = peer.who();
     let credentials = state
         .broker
@@ -123,7 +104,7 @@ fn token_answer(
 }
 
 /// `GET /v1/credentials/{org_id}/{client_id}?min_validity=`
-async fn token(
+pub(super) async fn token(
     state: &AppState,
     peer: &Peer,
     key: &CredKey,
@@ -135,23 +116,31 @@ async fn token(
 }
 
 /// `POST /v1/credentials/{org_id}/{client_id}/refresh`
-async fn force_refresh(state: &AppState, peer: &Peer, key: &CredKey) -> Result<Resp, ApiError> {
+pub(super) async fn force_refresh(
+    state: &AppState,
+    peer: &Peer,
+    key: &CredKey,
+) -> Result<Resp, ApiError> {
     let (t, _) = state.broker.force_refresh(key).await?;
     token_answer(state, peer, key, t)
 }
 
 /// `DELETE /v1/credentials/{org_id}/{client_id}?revoke=`
-async fn delete(state: &AppState, key: &CredKey, revoke: bool) -> Result<Resp, ApiError> {
+pub(super) async fn delete(
+    state: &AppState,
+    key: &CredKey,
+    revoke: bool,
+) -> Result<Resp, ApiError> {
     message(state.broker.delete(key, revoke).await?)
 }
 
 /// `DELETE /v1/cache/{org_id}/{client_id}`
-async fn clear_cache(state: &AppState, key: &CredKey) -> Result<Resp, ApiError> {
+pub(super) async fn clear_cache(state: &AppState, key: &CredKey) -> Result<Resp, ApiError> {
     message(state.broker.clear_cache(key).await?)
 }
 
 /// `POST /v1/login`
-async fn login(
+pub(super) async fn login(
     state: &AppState,
     req: Request<Incoming>,
     noted: &mut Noted,
@@ -164,7 +153,11 @@ async fn login(
 }
 
 /// `GET /v1/login/{state}?wait=`
-async fn login_status(state: &AppState, login: &str, query: &Query) -> Result<Resp, ApiError> {
+pub(super) async fn login_status(
+    state: &AppState,
+    login: &str,
+    query: &Query,
+) -> Result<Resp, ApiError> {
     let wait = match query_get(query, paths::WAIT) {
         None | Some("") => Duration::ZERO,
         Some(w) => parse_duration(w)
@@ -179,7 +172,7 @@ async fn login_status(state: &AppState, login: &str, query: &Query) -> Result<Re
 }
 
 /// `POST /v1/service-accounts/{list,create,delete,rotate-secret}`
-async fn service_accounts(
+pub(super) async fn service_accounts(
     state: &AppState,
     op: &str,
     req: Request<Incoming>,
@@ -220,7 +213,7 @@ async fn service_accounts(
 }
 
 /// `POST /v1/register-app`
-async fn register_app(
+pub(super) async fn register_app(
     state: &AppState,
     req: Request<Incoming>,
     noted: &mut Noted,

@@ -1,42 +1,21 @@
-//! Reading requests and writing answers: JSON bodies of bounded size (read
-//! into a buffer that wipes itself), percent-decoded path segments, the
-//! query string.
+//! Reading requests: JSON bodies of bounded size (read into a buffer that
+//! wipes itself), percent-decoded path segments, the query string.
 
 use super::error::ApiError;
 use crate::credential::CredKey;
 use crate::duration::parse_duration;
 use crate::wire::{ErrorCode, paths};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
+use hyper::Request;
 use hyper::body::Incoming;
-use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
-use hyper::{Request, Response, StatusCode};
-use serde::Serialize;
+use hyper::header::CONTENT_LENGTH;
 use std::time::Duration;
 
 /// Request bodies larger than this get 413.
 pub const MAX_BODY: usize = 64 * 1024;
 
-pub type Resp = Response<Full<Bytes>>;
-
 /// A query string's pairs, decoded.
 pub type Query = Vec<(String, String)>;
-
-pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Resp {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut r = Response::new(Full::new(Bytes::from(bytes)));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
-/// A 200 answer with `body`.
-pub fn ok<T: Serialize>(body: &T) -> Result<Resp, ApiError> {
-    Ok(json(StatusCode::OK, body))
-}
 
 /// Percent-decodes one path segment (so `..%2Fx` is judged as `../x`).
 pub fn decode_segment(s: &str) -> Result<String, ApiError> {

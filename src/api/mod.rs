@@ -6,9 +6,12 @@
 //! * `routes` — the route table, the access decision, audit and metrics per request.
 //! * `handlers` — one function per route; `convert` — wire bodies to the
 //!   domain's words and back; `error` — the one mapping of failures to
-//!   `code` and HTTP status; `http` — bodies, paths and queries.
+//!   `code` and HTTP status; `http` — reading bodies, paths and queries;
+//!   `answer` — writing JSON and text answers; `state` — what every handler
+//!   can reach.
 //! * [`callback`] — the loopback listener for the browser's OAuth redirect.
 
+mod answer;
 pub(crate) mod callback;
 mod convert;
 mod error;
@@ -17,38 +20,22 @@ mod http;
 mod routes;
 pub(crate) mod server;
 pub mod socket;
+mod state;
 
-pub use server::{AppState, serve};
+pub use server::serve;
+pub use state::AppState;
 
+use crate::wire::paths;
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Response, StatusCode};
+use hyper::StatusCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-fn text_response(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> http::Resp {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(content_type),
-    );
-    r.headers_mut().insert(
-        hyper::header::CACHE_CONTROL,
-        hyper::header::HeaderValue::from_static("no-store"),
-    );
-    r
-}
-
 /// `/metrics` in the Prometheus text format, with the state gauges current.
-pub fn metrics_response(broker: &crate::broker::Broker) -> http::Resp {
+pub fn metrics_response(broker: &crate::broker::Broker) -> answer::Resp {
     broker.export_gauges();
-    text_response(
+    answer::text(
         StatusCode::OK,
         "text/plain; version=0.0.4; charset=utf-8",
         crate::metrics::render(),
@@ -77,13 +64,13 @@ pub async fn metrics_listener(
         let broker = Arc::clone(&broker);
         async move {
             match req.uri().path() {
-                "/metrics" => metrics_response(&broker),
-                "/v1/health" => text_response(
+                paths::METRICS => metrics_response(&broker),
+                paths::HEALTH => answer::text(
                     StatusCode::OK,
                     "application/json",
                     Bytes::from_static(b"{\"message\":\"alive\"}"),
                 ),
-                _ => text_response(
+                _ => answer::text(
                     StatusCode::NOT_FOUND,
                     "text/plain",
                     Bytes::from_static(b"only /metrics is served here\n"),
@@ -131,7 +118,7 @@ pub(crate) fn serve_tcp<F, Fut>(
 ) -> tokio::task::JoinHandle<()>
 where
     F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = http::Resp> + Send + 'static,
+    Fut: std::future::Future<Output = answer::Resp> + Send + 'static,
 {
     serve_tcp_within(listener, shutdown, TcpLimits::DEFAULT, handler)
 }
@@ -145,7 +132,7 @@ pub(crate) fn serve_tcp_within<F, Fut>(
 ) -> tokio::task::JoinHandle<()>
 where
     F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = http::Resp> + Send + 'static,
+    Fut: std::future::Future<Output = answer::Resp> + Send + 'static,
 {
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     tokio::spawn(async move {
@@ -223,7 +210,7 @@ mod tests {
             max_lifetime: Duration::from_secs(30),
         };
         let server = serve_tcp_within(listener, rx, limits, |_req| async {
-            text_response(StatusCode::OK, "text/plain", Bytes::from_static(b"ok"))
+            answer::text(StatusCode::OK, "text/plain", Bytes::from_static(b"ok"))
         });
         // Fill the cap with slowloris clients: half send nothing, half an
         // unfinished request head.

@@ -3,12 +3,13 @@
 //! every request. The handlers are in [`super::handlers`], the error mapping
 //! in [`super::error`].
 
+use super::answer::Resp;
 use super::error::ApiError;
 use super::handlers::{self, Noted};
-use super::http::{Query, Resp, decode_segment, key_from, key_from_query, query_get, query_pairs};
-use super::server::{Access, AppState};
+use super::http::{Query, decode_segment, key_from, key_from_query, query_get, query_pairs};
 use super::socket::Peer;
-use crate::access::{AdminOp, Operation, Refusal};
+use super::state::AppState;
+use crate::access::{AdminOp, Operation, Policy, Refusal};
 use crate::credential::CredKey;
 use crate::wire::{ErrorCode, paths};
 use hyper::body::Incoming;
@@ -79,7 +80,7 @@ fn matches<'p>(template: &str, segments: &[&'p str]) -> Option<Vec<&'p str>> {
 /// A request, parsed from its method, path and query before any body is
 /// read: what it asks for, so that the policy can decide before anything runs.
 /// Every route is a variant, so a new one cannot skip [`Call::operation`].
-pub(super) enum Call {
+enum Call {
     Health,
     Ready,
     Metrics,
@@ -175,11 +176,38 @@ pub async fn handle(state: &AppState, peer: &Peer, req: Request<Incoming>) -> Re
     resp
 }
 
+/// Runs an allowed call: one handler per route.
+async fn run(
+    state: &AppState,
+    peer: &Peer,
+    policy: &Policy,
+    call: &Call,
+    req: Request<Incoming>,
+    query: &Query,
+    noted: &mut Noted,
+) -> Result<Resp, ApiError> {
+    match call {
+        Call::Health => handlers::health(),
+        Call::Ready => handlers::ready(state).await,
+        Call::Metrics => Ok(super::metrics_response(&state.broker)),
+        Call::Put => handlers::put(state, req, noted).await,
+        Call::List => handlers::list(state, peer, policy),
+        Call::Token(key) => handlers::token(state, peer, key, query).await,
+        Call::ForceRefresh(key) => handlers::force_refresh(state, peer, key).await,
+        Call::Delete { key, revoke } => handlers::delete(state, key, *revoke).await,
+        Call::ClearCache(key) => handlers::clear_cache(state, key).await,
+        Call::Login => handlers::login(state, req, noted).await,
+        Call::LoginStatus(login) => handlers::login_status(state, login, query).await,
+        Call::ServiceAccounts(op) => handlers::service_accounts(state, op, req, noted).await,
+        Call::RegisterApp => handlers::register_app(state, req, noted).await,
+    }
+}
+
 /// Decides, then runs the call and writes the audit line of an admin operation.
 async fn answer(
     state: &AppState,
     peer: &Peer,
-    policy: &Arc<Access>,
+    policy: &Arc<Policy>,
     call: Call,
     req: Request<Incoming>,
     query: &Query,
@@ -203,7 +231,7 @@ async fn answer(
         return Err(ApiError::from(refusal));
     }
     let mut noted = Noted::default();
-    let result = handlers::run(state, peer, policy, &call, req, query, &mut noted).await;
+    let result = run(state, peer, policy, &call, req, query, &mut noted).await;
     if let Operation::Admin(op, key) = call.operation() {
         audit_admin(peer, op, key, noted, &result);
     }
@@ -212,7 +240,7 @@ async fn answer(
 
 /// The policy's decision, remembered per connection for token reads (the
 /// hot path of a keep-alive client; a SIGHUP's new policy is decided afresh).
-fn decide(policy: &Arc<Access>, peer: &Peer, op: Operation<'_>) -> Result<(), Refusal> {
+fn decide(policy: &Arc<Policy>, peer: &Peer, op: Operation<'_>) -> Result<(), Refusal> {
     match op {
         Operation::Read(key) if peer.read_allowed_before(policy, key) => Ok(()),
         Operation::Read(key) => {

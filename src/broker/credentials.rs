@@ -21,57 +21,8 @@ impl Broker {
         // Refuse before anything is consumed when the store cannot take a write.
         self.store.ready().await?;
         let existing = self.store.get(&key).await?;
-        let mut record = match &existing {
-            Some(v) if v.record.kind() == kind => v.record.clone(),
-            _ => Record {
-                kind: Some(kind),
-                ..Default::default()
-            },
-        };
-        record.kind = Some(kind);
-        if let Some(s) = req.client_secret {
-            record.client_secret = Some(s);
-        }
-        if let Some(rt) = req.refresh_token {
-            record.refresh_token = Some(rt);
-        }
-        if let Some(pem) = req.private_key_pem {
-            record.private_key_pem = Some(pem);
-        }
-        if let Some(kid) = req.key_id {
-            record.key_id = Some(kid);
-        }
-        match kind {
-            Kind::OauthApp if record.refresh_token.is_none() => {
-                return Err(BrokerError::BadInput(
-                    "an oauth_app credential needs a refresh_token (none is stored yet): give one, or run `snykey login`".into(),
-                ));
-            }
-            Kind::ClientSecret if record.client_secret.is_none() => {
-                return Err(BrokerError::BadInput(
-                    "a client_secret credential needs client_secret".into(),
-                ));
-            }
-            Kind::PrivateKeyJwt => {
-                let (Some(pem), Some(kid)) = (&record.private_key_pem, &record.key_id) else {
-                    return Err(BrokerError::BadInput(
-                        "a private_key_jwt credential needs private_key_pem and key_id".into(),
-                    ));
-                };
-                if kid.is_empty() || kid.len() > 256 || !kid.bytes().all(|b| b.is_ascii_graphic()) {
-                    return Err(BrokerError::BadInput(
-                        "key_id must be 1-256 printable characters".into(),
-                    ));
-                }
-                crate::snyk::jwt::validate_key(pem.expose()).map_err(BrokerError::BadInput)?;
-            }
-            _ => {}
-        }
-        record.generation = 0;
-        record.claim = None;
-        record.state = None;
-        record.prev_fp = None;
-        record.deleted = false;
+        let live = existing.as_ref().map(|v| &v.record);
+        let record = put_record(live, req)?;
         let slot = self.slot_or_insert(&key, kind);
         // The rotation of R runs in a task of its own: a `snykey put` killed
         // mid-rotation neither loses the new token nor leaves R half used.
@@ -212,6 +163,65 @@ impl Broker {
         slot.status().expires_at = None;
         Ok(format!("cached token of {key} dropped"))
     }
+}
+
+/// The record `PUT` stores: what is stored already for the same kind, with
+/// the given fields over it, checked complete for its kind, its rotation
+/// fields reset (a put starts a new chain, rule 8).
+fn put_record(existing: Option<&Record>, req: NewCredential) -> Result<Record, BrokerError> {
+    let kind = req.kind;
+    let mut record = match existing {
+        Some(r) if r.kind() == kind => r.clone(),
+        _ => Record {
+            kind: Some(kind),
+            ..Default::default()
+        },
+    };
+    record.kind = Some(kind);
+    if let Some(s) = req.client_secret {
+        record.client_secret = Some(s);
+    }
+    if let Some(rt) = req.refresh_token {
+        record.refresh_token = Some(rt);
+    }
+    if let Some(pem) = req.private_key_pem {
+        record.private_key_pem = Some(pem);
+    }
+    if let Some(kid) = req.key_id {
+        record.key_id = Some(kid);
+    }
+    match kind {
+        Kind::OauthApp if record.refresh_token.is_none() => {
+            return Err(BrokerError::BadInput(
+                "an oauth_app credential needs a refresh_token (none is stored yet): give one, or run `snykey login`".into(),
+            ));
+        }
+        Kind::ClientSecret if record.client_secret.is_none() => {
+            return Err(BrokerError::BadInput(
+                "a client_secret credential needs client_secret".into(),
+            ));
+        }
+        Kind::PrivateKeyJwt => {
+            let (Some(pem), Some(kid)) = (&record.private_key_pem, &record.key_id) else {
+                return Err(BrokerError::BadInput(
+                    "a private_key_jwt credential needs private_key_pem and key_id".into(),
+                ));
+            };
+            if kid.is_empty() || kid.len() > 256 || !kid.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(BrokerError::BadInput(
+                    "key_id must be 1-256 printable characters".into(),
+                ));
+            }
+            crate::snyk::jwt::validate_key(pem.expose()).map_err(BrokerError::BadInput)?;
+        }
+        _ => {}
+    }
+    record.generation = 0;
+    record.claim = None;
+    record.state = None;
+    record.prev_fp = None;
+    record.deleted = false;
+    Ok(record)
 }
 
 fn check_put_fields(req: &NewCredential) -> Result<(), BrokerError> {

@@ -260,6 +260,18 @@ impl Broker {
         let Ok(key) = CredKey::parse(&pending.org_id, &pending.client_id) else {
             return CallbackOutcome::UnknownState;
         };
+        self.finish_callback(&key, state, pending, params).await
+    }
+
+    /// The callback of a known login: Snyk's refusal, or the code exchange.
+    #[tracing::instrument(name = "credential", level = "error", skip_all, fields(org_id = %key.org, client_id = %key.client))]
+    async fn finish_callback(
+        self: &Arc<Self>,
+        key: &CredKey,
+        state: &str,
+        pending: Pending,
+        params: &HashMap<String, String>,
+    ) -> CallbackOutcome {
         if let Some(error) = params.get("error") {
             let error = clean(error);
             let description = params.get("error_description").map(|d| clean(d));
@@ -274,7 +286,7 @@ impl Broker {
                         .unwrap_or_default()
                 )),
             );
-            tracing::warn!(org_id = %key.org, client_id = %key.client, error = %error, "browser login refused at Snyk");
+            tracing::warn!(error = %error, "browser login refused at Snyk");
             return CallbackOutcome::Denied { error, description };
         }
         if let Some(instance) = params.get("instance") {
@@ -300,7 +312,8 @@ impl Broker {
         // The code exchange is a grant: it runs to completion in a task of
         // its own even if the browser goes away (SPEC §2 rule 1).
         let broker = Arc::clone(self);
-        let (task_key, task_state, code) = (key.clone(), state.clone(), Secret::new(code.as_str()));
+        let (task_key, task_state, code) =
+            (key.clone(), state.to_string(), Secret::new(code.as_str()));
         let result = self
             .spawn_grant(async move {
                 broker
@@ -311,7 +324,7 @@ impl Broker {
         match result {
             Ok(()) => {
                 self.logins.finish(state, LoginState::Complete, None);
-                tracing::info!(org_id = %key.org, client_id = %key.client, "browser login complete; the credential is managed now");
+                tracing::info!("browser login complete; the credential is managed now");
                 CallbackOutcome::Success {
                     org_id: key.org.to_string(),
                     client_id: key.client.to_string(),
@@ -321,7 +334,7 @@ impl Broker {
                 let why = e.to_string();
                 self.logins
                     .finish(state, LoginState::Failed, Some(why.clone()));
-                tracing::warn!(org_id = %key.org, client_id = %key.client, error = %why, "the code exchange failed");
+                tracing::warn!(error = %why, "the code exchange failed");
                 CallbackOutcome::ExchangeFailed(why)
             }
         }
@@ -381,17 +394,12 @@ impl Broker {
             ));
         };
         let now = self.clock.now();
-        let mut record = match &stored {
-            Some(v) if v.record.kind() == Kind::OauthApp => v.record.clone(),
-            _ => Record {
-                kind: Some(Kind::OauthApp),
-                ..Default::default()
-            },
-        };
-        record.kind = Some(Kind::OauthApp);
-        record.refresh_token = Some(refresh_token);
-        record.client_secret = client_secret;
-        record.updated_at = Some(rfc3339(now));
+        let mut record = login_record(
+            stored.as_ref().map(|v| &v.record),
+            refresh_token,
+            client_secret,
+            now,
+        );
         let token = CachedToken {
             access_token: grant.access_token,
             expires_at: now + grant.expires_in,
@@ -432,4 +440,26 @@ impl Broker {
         self.publish(&slot, token).await;
         Ok(())
     }
+}
+
+/// What a login stores: the stored `oauth_app` record (if any) with the new
+/// refresh token and the client secret it was obtained with.
+fn login_record(
+    stored: Option<&Record>,
+    refresh_token: Secret,
+    client_secret: Option<Secret>,
+    now: SystemTime,
+) -> Record {
+    let mut record = match stored {
+        Some(r) if r.kind() == Kind::OauthApp => r.clone(),
+        _ => Record {
+            kind: Some(Kind::OauthApp),
+            ..Default::default()
+        },
+    };
+    record.kind = Some(Kind::OauthApp);
+    record.refresh_token = Some(refresh_token);
+    record.client_secret = client_secret;
+    record.updated_at = Some(rfc3339(now));
+    record
 }

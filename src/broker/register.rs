@@ -21,6 +21,38 @@ pub struct AppRegistration {
     pub auth_token: Secret,
 }
 
+impl AppRegistration {
+    /// The trimmed name and the context, once every field is checked.
+    fn check(&self) -> Result<(&str, &str), BrokerError> {
+        let name = self.name.trim();
+        if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+            return Err(BrokerError::BadInput(
+                "name must be 1-200 printable characters".into(),
+            ));
+        }
+        if self.scopes.is_empty()
+            || self
+                .scopes
+                .iter()
+                .any(|s| s.is_empty() || s.len() > 100 || !s.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(BrokerError::BadInput(
+                "scopes must be a non-empty list such as [\"org.read\"]".into(),
+            ));
+        }
+        if self.auth_token.is_empty() {
+            return Err(BrokerError::BadInput("auth_token is empty".into()));
+        }
+        let context = self.context.as_deref().unwrap_or("tenant");
+        if !matches!(context, "tenant" | "user") {
+            return Err(BrokerError::BadInput(
+                "context must be \"tenant\" or \"user\"".into(),
+            ));
+        }
+        Ok((name, context))
+    }
+}
+
 impl Broker {
     /// `POST /v1/register-app`: registers a Snyk App, stores its client secret
     /// (never echoed back), and starts the browser login for it.
@@ -39,31 +71,7 @@ impl Broker {
         self: &Arc<Self>,
         req: AppRegistration,
     ) -> Result<LoginStarted, BrokerError> {
-        let name = req.name.trim();
-        if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
-            return Err(BrokerError::BadInput(
-                "name must be 1-200 printable characters".into(),
-            ));
-        }
-        if req.scopes.is_empty()
-            || req
-                .scopes
-                .iter()
-                .any(|s| s.is_empty() || s.len() > 100 || !s.bytes().all(|b| b.is_ascii_graphic()))
-        {
-            return Err(BrokerError::BadInput(
-                "scopes must be a non-empty list such as [\"org.read\"]".into(),
-            ));
-        }
-        if req.auth_token.is_empty() {
-            return Err(BrokerError::BadInput("auth_token is empty".into()));
-        }
-        let context = req.context.as_deref().unwrap_or("tenant");
-        if !matches!(context, "tenant" | "user") {
-            return Err(BrokerError::BadInput(
-                "context must be \"tenant\" or \"user\"".into(),
-            ));
-        }
+        let (name, context) = req.check()?;
         let redirect_uris = if req.redirect_uris.is_empty() {
             vec![self.login.redirect_uri()]
         } else {

@@ -18,7 +18,6 @@
 //! active, switches to it with the same token, and retries once.
 
 use super::{Record, SecretStore, StoreError, Versioned};
-use crate::config::{BaoAuth, StoreConfig};
 use crate::credential::CredKey;
 use crate::ids::{ClientId, OrgId};
 use crate::locks::Recover;
@@ -56,7 +55,7 @@ pub enum Auth {
 }
 
 /// What an [`OpenBaoStore`] needs: the cluster, how to log in, where the
-/// records live. Built from `[store]` by the `From` below.
+/// records live. The agent builds it from `[store]` (`crate::wiring`).
 #[derive(Debug, Clone)]
 pub struct OpenBaoSettings {
     /// The nodes of one cluster (at least one); the store follows the active one.
@@ -67,47 +66,6 @@ pub struct OpenBaoSettings {
     /// 1 or 2.
     pub kv_version: u8,
     pub prefix: String,
-}
-
-/// `[store]` as the OpenBao store reads it (only its public fields).
-impl From<&StoreConfig> for OpenBaoSettings {
-    fn from(cfg: &StoreConfig) -> OpenBaoSettings {
-        let mount_or = |default: &str| {
-            if cfg.auth_mount.is_empty() {
-                default.to_string()
-            } else {
-                cfg.auth_mount.clone()
-            }
-        };
-        let auth = match cfg.auth {
-            BaoAuth::Token => Auth::Token {
-                token: cfg.token.clone(),
-                file: cfg.token_file.clone(),
-            },
-            BaoAuth::AppRole => Auth::AppRole {
-                mount: mount_or("approle"),
-                role_id_file: cfg.role_id_file.clone().unwrap_or_default(),
-                secret_id_file: cfg.secret_id_file.clone().unwrap_or_default(),
-            },
-            BaoAuth::Kubernetes => Auth::Kubernetes {
-                mount: mount_or("kubernetes"),
-                role: cfg.kubernetes_role.clone(),
-                jwt_file: cfg.kubernetes_jwt_file.clone(),
-            },
-        };
-        OpenBaoSettings {
-            addrs: if cfg.addrs.is_empty() {
-                vec![cfg.addr.clone()]
-            } else {
-                cfg.addrs.clone()
-            },
-            auth,
-            ca_cert: cfg.ca_cert.clone(),
-            mount: cfg.mount.clone(),
-            kv_version: cfg.kv_version,
-            prefix: cfg.prefix.clone(),
-        }
-    }
 }
 
 pub struct OpenBaoStore {
