@@ -310,31 +310,42 @@ type Parsed = Result<(Call, Query), (&'static str, ApiError)>;
 
 /// Finds the route in [`ROUTES`] and reads its path parameters and query.
 fn parse(req: &Request<Incoming>, method: &Method, path: &str) -> Parsed {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let query = query_pairs(req).map_err(|e| (INVALID, e))?;
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (route, params) = route_of(method, path, &segments).map_err(|e| (INVALID, e))?;
+    let call = call(route, &params, &query)?;
+    Ok((call, query))
+}
+
+/// The route `method` and the path's `segments` name in [`ROUTES`], with
+/// its path parameters; 405 when the path is served under another method,
+/// 404 when it is not served at all.
+fn route_of<'p>(
+    method: &Method,
+    path: &str,
+    segments: &[&'p str],
+) -> Result<(Route, Vec<&'p str>), ApiError> {
     let found = ROUTES
         .iter()
         .filter(|(m, _, _)| m == method)
-        .find_map(|(_, t, r)| matches(t, &segments).map(|p| (*r, p)));
-    let Some((route, params)) = found else {
-        let code = if ROUTES
-            .iter()
-            .any(|(_, t, _)| matches(t, &segments).is_some())
-        {
-            ApiError::new(
-                ErrorCode::MethodNotAllowed,
-                format!("{method} is not supported on {path}"),
-            )
-        } else {
-            ApiError::new(
-                ErrorCode::NoSuchRoute,
-                format!("no route {method} {path}: see SPEC §4 for the agent API"),
-            )
-        };
-        return Err((INVALID, code));
-    };
-    let call = call(route, &params, &query)?;
-    Ok((call, query))
+        .find_map(|(_, t, r)| matches(t, segments).map(|p| (*r, p)));
+    if let Some(found) = found {
+        return Ok(found);
+    }
+    if ROUTES
+        .iter()
+        .any(|(_, t, _)| matches(t, segments).is_some())
+    {
+        Err(ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("{method} is not supported on {path}"),
+        ))
+    } else {
+        Err(ApiError::new(
+            ErrorCode::NoSuchRoute,
+            format!("no route {method} {path}: see SPEC §4 for the agent API"),
+        ))
+    }
 }
 
 /// The credential named in the path, or in the seed service's query form.
@@ -395,6 +406,7 @@ fn call(route: Route, params: &[&str], query: &Query) -> Result<Call, (&'static 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::paths::fill;
 
     #[test]
     fn templates_match_by_shape_and_hand_out_their_parameters() {
@@ -412,6 +424,48 @@ mod tests {
         );
         assert_eq!(matches(paths::REFRESH, &seg("/v1/credentials/o/c/x")), None);
         assert_eq!(matches(paths::METRICS, &seg("/metrics")), Some(vec![]));
+    }
+
+    #[test]
+    fn the_table_decides_the_route_and_405_or_404() {
+        let route = |m: Method, p: &'static str| {
+            let segments: Vec<&str> = p.trim_start_matches('/').split('/').collect();
+            route_of(&m, p, &segments)
+                .map(|(r, _)| r)
+                .map_err(|e| e.code)
+        };
+        assert_eq!(route(Method::GET, "/v1/health"), Ok(Route::Health));
+        assert_eq!(route(Method::GET, "/v1/credentials/o/c"), Ok(Route::Token));
+        assert_eq!(
+            route(Method::DELETE, "/v1/credentials/o/c"),
+            Ok(Route::Delete)
+        );
+        assert_eq!(route(Method::DELETE, "/v1/credentials"), Ok(Route::Delete));
+        assert_eq!(
+            route(Method::POST, "/v1/service-accounts/list"),
+            Ok(Route::ServiceAccounts)
+        );
+        // Served under another method: 405, for every route in the table.
+        for (m, t, _) in ROUTES {
+            let other = if *m == Method::PATCH {
+                Method::GET
+            } else {
+                Method::PATCH
+            };
+            let path = fill(t, &["a", "b"]);
+            let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            let e = route_of(&other, &path, &segments).unwrap_err();
+            assert_eq!(e.code, ErrorCode::MethodNotAllowed, "{other} {path}");
+        }
+        assert_eq!(
+            route(Method::POST, "/v1/credentials/o/c"),
+            Err(ErrorCode::MethodNotAllowed)
+        );
+        assert_eq!(route(Method::GET, "/v1/nope"), Err(ErrorCode::NoSuchRoute));
+        assert_eq!(
+            route(Method::GET, "/v1/credentials/a/b/c/d"),
+            Err(ErrorCode::NoSuchRoute)
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@ pub(crate) mod file;
 pub mod openbao;
 
 use crate::credential::CredKey;
-pub use crate::credential::{Claim, PUT_HISTORY, Record, RecordState};
+/// The stored record is the domain's own; the trait speaks in it.
+pub use crate::credential::{Claim, Record, RecordState};
 use async_trait::async_trait;
 use thiserror::Error;
 
