@@ -443,7 +443,7 @@ fn access_decision_ns(scale: &Scale, out: &mut Vec<String>) {
         own_uid: 999,
         ..Policy::default()
     }));
-    let key = snykey::ids::CredKey::parse("org", "bench").unwrap();
+    let key = snykey::credential::CredKey::parse("org", "bench").unwrap();
     let groups = [1001, 4, 24, 27];
     let peer = snykey::api::socket::Peer {
         uid: 1001,

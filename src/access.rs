@@ -15,7 +15,9 @@
 //!    `credentials` match (`ORG/CLIENT` or `ORG/*`) and whose `uids`/`gids`
 //!    include the peer (primary gid or a supplementary group).
 
-use crate::ids::{CredKey, OrgId};
+use crate::credential::CredKey;
+use crate::ids::OrgId;
+use crate::wire::ErrorCode;
 use std::fmt;
 
 /// The kernel's account of a peer (`SO_PEERCRED`, `SO_PEERGROUPS`).
@@ -168,10 +170,10 @@ pub enum Refusal {
 
 impl Refusal {
     /// The API's `code`.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Refusal::NotOnSocket { .. } => "peer_not_allowed",
-            Refusal::NotAdmin { .. } | Refusal::NoGrant { .. } => "forbidden",
+            Refusal::NotOnSocket { .. } => ErrorCode::PeerNotAllowed,
+            Refusal::NotAdmin { .. } | Refusal::NoGrant { .. } => ErrorCode::Forbidden,
         }
     }
 }
@@ -418,7 +420,7 @@ mod tests {
                 let e = p
                     .decide(consumer, Operation::Admin(op, Some(&k)))
                     .unwrap_err();
-                assert_eq!(e.code(), "forbidden");
+                assert_eq!(e.code(), ErrorCode::Forbidden);
             }
             // Default admins: the agent's uid and root.
             assert!(
@@ -470,12 +472,12 @@ mod tests {
         assert!(p.decide(who(OWN, 7, &[]), Operation::Open).is_ok());
         let e = p.decide(who(7, 7, &[]), Operation::Open).unwrap_err();
         assert_eq!(e, Refusal::NotOnSocket { uid: 7, gid: 7 });
-        assert_eq!(e.code(), "peer_not_allowed");
+        assert_eq!(e.code(), ErrorCode::PeerNotAllowed);
         // Being an admin does not open the socket.
         let e = p
             .decide(who(0, 0, &[]), Operation::Admin(AdminOp::Login, None))
             .unwrap_err();
-        assert_eq!(e.code(), "peer_not_allowed");
+        assert_eq!(e.code(), ErrorCode::PeerNotAllowed);
     }
 
     #[test]

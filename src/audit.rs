@@ -17,7 +17,8 @@
 //! `write` to a file opened `O_APPEND`, created 0600 (a looser mode on an
 //! existing file is tightened).
 
-use crate::ids::CredKey;
+use crate::credential::CredKey;
+use crate::locks::Recover;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -195,7 +196,7 @@ impl AuditLog {
 
     /// See [`configure`]. On failure the log in use (if any) stays in use.
     pub fn configure(&self, path: Option<&Path>, why: &'static str) -> Result<(), String> {
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut w = self.writer.lock().recover();
         let Some(path) = path else {
             if w.take().is_some() {
                 tracing::info!("audit log closed (server.audit_log is now empty)");
@@ -225,7 +226,7 @@ impl AuditLog {
         if !self.enabled() {
             return;
         }
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut w = self.writer.lock().recover();
         if let Some(w) = w.as_mut() {
             write_line(w, &event);
         }
@@ -246,7 +247,7 @@ impl AuditLog {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         {
-            let mut handed = self.handed.lock().unwrap_or_else(|p| p.into_inner());
+            let mut handed = self.handed.lock().recover();
             if !handed.insert((key.clone(), exp, uid, gid)) {
                 return;
             }

@@ -1,7 +1,7 @@
 //! The admin CLI's client for the agent API (hyperlocal over the Unix socket).
 
 use crate::exit;
-use crate::wire::ErrorBody;
+use crate::wire::{ErrorBody, ErrorCode};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
@@ -22,7 +22,7 @@ pub enum ClientError {
     #[error("{error}")]
     Api {
         status: u16,
-        code: String,
+        code: ErrorCode,
         error: String,
     },
     #[error("unexpected answer from the agent: {0}")]
@@ -33,7 +33,7 @@ impl ClientError {
     pub fn exit_code(&self) -> i32 {
         match self {
             ClientError::Unreachable { .. } => exit::UNAVAILABLE,
-            ClientError::Api { status, .. } => exit::for_status(*status),
+            ClientError::Api { status, code, .. } => exit::for_error(*status, *code),
             ClientError::Protocol(_) => exit::SOFTWARE,
         }
     }
@@ -45,7 +45,7 @@ impl ClientError {
                 status,
                 code,
                 error,
-            } => exit::report(*status, code, error),
+            } => exit::report(*status, *code, error),
             other => other.to_string(),
         }
     }
@@ -123,7 +123,7 @@ impl AgentClient {
             }),
             Err(_) => Err(ClientError::Api {
                 status,
-                code: "unknown".into(),
+                code: ErrorCode::Unknown,
                 error: format!("the agent answered HTTP {status}"),
             }),
         }

@@ -1,7 +1,6 @@
-//! Wall-clock seam. Expiry and refresh timing read the time through [`Clock`]
-//! so tests can move time by hand instead of sleeping.
+//! Wall-clock seam: expiry and refresh timing read the time through
+//! [`Clock`], so a test can give the broker a clock of its own.
 
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 pub trait Clock: Send + Sync {
@@ -14,26 +13,6 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
-    }
-}
-
-/// A clock that moves only when told to (tests).
-pub struct ManualClock(Mutex<SystemTime>);
-
-impl ManualClock {
-    pub fn new(start: SystemTime) -> ManualClock {
-        ManualClock(Mutex::new(start))
-    }
-
-    pub fn advance(&self, by: Duration) {
-        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        *t += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> SystemTime {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

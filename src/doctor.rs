@@ -7,7 +7,7 @@
 
 use crate::client::{AgentClient, ClientError};
 use crate::config::{CacheBackend, Config, StoreBackend};
-use crate::wire::{CredentialList, Message, State};
+use crate::wire::{CredentialList, Message, State, paths};
 use hyper::Method;
 use serde::Serialize;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -83,7 +83,7 @@ pub async fn run(config: Option<&Path>, socket: &Path) -> Report {
     checks.push(socket_check(socket));
     let client = AgentClient::new(socket, Duration::from_secs(15));
     let agent_up = match client
-        .call::<Message>(Method::GET, "/v1/health", None)
+        .call::<Message>(Method::GET, paths::HEALTH, None)
         .await
     {
         Ok(_) => {
@@ -131,7 +131,7 @@ pub async fn run(config: Option<&Path>, socket: &Path) -> Report {
     };
     if agent_up {
         checks.push(
-            match client.call::<Message>(Method::GET, "/v1/ready", None).await {
+            match client.call::<Message>(Method::GET, paths::READY, None).await {
                 Ok(_) => pass(
                     "store and cache",
                     "the agent reaches its secret store (unsealed) and its token cache",
@@ -152,7 +152,7 @@ pub async fn run(config: Option<&Path>, socket: &Path) -> Report {
     }
     if agent_up {
         match client
-            .call::<CredentialList>(Method::GET, "/v1/credentials", None)
+            .call::<CredentialList>(Method::GET, paths::CREDENTIALS, None)
             .await
         {
             Ok(list) if list.credentials.is_empty() => checks.push(pass(

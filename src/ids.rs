@@ -93,28 +93,6 @@ macro_rules! id_type {
 id_type!(OrgId, "org_id");
 id_type!(ClientId, "client_id");
 
-/// One credential: the pair that names it everywhere.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct CredKey {
-    pub org: OrgId,
-    pub client: ClientId,
-}
-
-impl CredKey {
-    pub fn parse(org: &str, client: &str) -> Result<CredKey, IdError> {
-        Ok(CredKey {
-            org: OrgId::parse(org)?,
-            client: ClientId::parse(client)?,
-        })
-    }
-}
-
-impl fmt::Display for CredKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.org, self.client)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,9 +157,10 @@ mod prop_tests {
 
         #[test]
         fn prop_valid_ids_round_trip(s in "[A-Za-z0-9][A-Za-z0-9._-]{0,127}", c in "[A-Za-z0-9][A-Za-z0-9._-]{0,127}") {
-            let key = CredKey::parse(&s, &c).unwrap();
-            prop_assert_eq!(key.org.as_str(), s.as_str());
-            prop_assert_eq!(key.to_string(), format!("{s}/{c}"));
+            let org = OrgId::parse(&s).unwrap();
+            let client = ClientId::parse(&c).unwrap();
+            prop_assert_eq!(org.as_str(), s.as_str());
+            prop_assert_eq!(client.as_str(), c.as_str());
         }
     }
 }

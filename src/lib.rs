@@ -11,8 +11,11 @@
 //!   then `SNYKEY_<SECTION>_<KEY>` variables; validated once at start.
 //! * [`dirs`] — an existing socket, store or journal directory must not be writable by others.
 //! * [`ids`] — `OrgId`/`ClientId`: the only way an id reaches a store path or a cache key.
+//! * [`credential`] — the words every layer shares: `CredKey`, `Kind`,
+//!   `State`, the stored `Record`.
 //! * [`secret`] — the redacting, zeroizing [`secret::Secret`] every token and key lives in.
-//! * [`wire`] — the agent API's JSON bodies, shared by agent and CLI.
+//! * [`wire`] — the whole client/agent contract: bodies, routes
+//!   (`wire::paths`), error codes and their statuses; shared by agent, CLI and helper.
 //! * [`snyk`] — Snyk's OAuth endpoints, with errors that say whether a refresh
 //!   token was consumed.
 //! * [`store`] — the `SecretStore` seam and its backends (file, OpenBao).
@@ -23,13 +26,20 @@
 //!   graceful shutdown.
 //! * [`client`] — the admin CLI's client for that API (hyperlocal).
 //! * [`doctor`] — `snykey doctor`: every check with its remedy.
-//! * [`sink`] — token files (`[[sink]]`) kept current for apps that read a file.
-//! * [`metrics`] — Prometheus metrics, without per-credential labels.
+//! * `sink` — token files (`[[sink]]`) kept current for apps that read a file.
+//! * `metrics` — Prometheus metrics, without per-credential labels.
 //! * [`systemd`] — sd_notify and the watchdog (socket activation is in `api::socket`).
-//! * [`urls`] — loopback checks on a URL's parsed host; password redaction for logged URLs.
-//! * [`duration`], [`paths`], [`exit`], [`render`], [`clock`] — small shared pieces;
-//!   `duration`, `ids`, `exit`, `render` and `paths` are std-only so `snykey-helper`
-//!   can use them without an async runtime.
+//! * `urls` — loopback checks on a URL's parsed host; password redaction for logged URLs.
+//! * `wiring` — the agent's side of the configuration: the settings each
+//!   part is built with, made from `config`'s sections.
+//! * [`duration`], [`paths`], [`exit`], [`render`], `clock`, `locks` — small shared pieces;
+//!   `duration`, `ids`, `exit`, `render`, `paths`, `wire::paths` and
+//!   `wire::ErrorCode` are std-only so `snykey-helper` can use them without an
+//!   async runtime.
+//!
+//! `ARCHITECTURE.md` has the layers, where each SPEC section lives and which
+//! module keeps each invariant. Modules not marked `pub` here are the
+//! agent's own; the binaries and tests use only the public ones.
 
 pub mod access;
 pub mod agent;
@@ -38,25 +48,28 @@ pub mod audit;
 pub mod broker;
 pub mod cache;
 pub mod client;
-pub mod clock;
+mod clock;
 pub mod config;
+pub mod credential;
 pub mod dirs;
 pub mod doctor;
 pub mod duration;
 pub mod exit;
 pub mod ids;
-pub mod metrics;
+mod locks;
+mod metrics;
 pub mod paths;
 #[cfg(test)]
 pub(crate) mod prop;
 pub mod render;
 pub mod secret;
-pub mod sink;
+mod sink;
 pub mod snyk;
 pub mod store;
 pub mod systemd;
-pub mod urls;
+mod urls;
 pub mod wire;
+mod wiring;
 
 /// The git commit the binaries were built from (`build.rs`; "unknown" outside git).
 pub const GIT_COMMIT: &str = env!("SNYKEY_GIT_COMMIT");

@@ -26,6 +26,21 @@ pub struct Metrics {
     registry: Registry,
 }
 
+/// Which build answers: a constant 1 with the version and git commit as labels.
+fn register_build_info(registry: &Registry) -> Result<(), prometheus::Error> {
+    let build_info = IntGaugeVec::new(
+        Opts::new(
+            "build_info",
+            "The running build: version and git commit (always 1)",
+        ),
+        &["version", "commit"],
+    )?;
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::GIT_COMMIT])
+        .set(1);
+    registry.register(Box::new(build_info))
+}
+
 fn build() -> Result<Metrics, prometheus::Error> {
     let registry = Registry::new_custom(Some("snykey".into()), None)?;
     let refreshes = IntCounterVec::new(
@@ -87,18 +102,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         &["result"],
     )?;
     registry.register(Box::new(forced_refreshes.clone()))?;
-    // Which build answers: a constant 1 with the version and git commit as labels.
-    let build_info = IntGaugeVec::new(
-        Opts::new(
-            "build_info",
-            "The running build: version and git commit (always 1)",
-        ),
-        &["version", "commit"],
-    )?;
-    build_info
-        .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::GIT_COMMIT])
-        .set(1);
-    registry.register(Box::new(build_info))?;
+    register_build_info(&registry)?;
     Ok(Metrics {
         refreshes,
         cache_hits,
@@ -171,11 +175,20 @@ pub fn render() -> String {
 /// when `/proc` is not mounted, the lines are left out.
 fn process_metrics() -> String {
     let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
-    };
+    stat_metrics(&mut out);
+    fd_metrics(&mut out);
+    out
+}
+
+/// One metric in the text format, with its HELP and TYPE lines.
+fn push_metric(out: &mut String, name: &str, kind: &str, help: &str, value: f64) {
+    out.push_str(&format!(
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+    ));
+}
+
+/// CPU time, start time, memory and threads, from `/proc/self/stat`.
+fn stat_metrics(out: &mut String) {
     // SAFETY: sysconf has no preconditions.
     let (ticks, page) = unsafe {
         (
@@ -183,67 +196,78 @@ fn process_metrics() -> String {
             libc::sysconf(libc::_SC_PAGESIZE),
         )
     };
-    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        // man 5 proc: utime is field 14, stime 15, num_threads 20, starttime 22,
-        // vsize 23, rss 24; `fields[0]` is field 3.
-        let num = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok());
-        if ticks > 0 {
-            if let (Some(u), Some(s)) = (num(14), num(15)) {
-                metric(
-                    "process_cpu_seconds_total",
-                    "counter",
-                    "Total user and system CPU time spent in seconds.",
-                    (u + s) / ticks as f64,
-                );
-            }
-            let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("btime "))
-                    .and_then(|v| v.trim().parse::<f64>().ok())
-            });
-            if let (Some(b), Some(start)) = (boot, num(22)) {
-                metric(
-                    "process_start_time_seconds",
-                    "gauge",
-                    "Start time of the process since unix epoch in seconds.",
-                    b + start / ticks as f64,
-                );
-            }
-        }
-        if let Some(v) = num(23) {
-            metric(
-                "process_virtual_memory_bytes",
-                "gauge",
-                "Virtual memory size in bytes.",
-                v,
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // man 5 proc: utime is field 14, stime 15, num_threads 20, starttime 22,
+    // vsize 23, rss 24; `fields[0]` is field 3.
+    let num = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok());
+    if ticks > 0 {
+        if let (Some(u), Some(s)) = (num(14), num(15)) {
+            push_metric(
+                out,
+                "process_cpu_seconds_total",
+                "counter",
+                "Total user and system CPU time spent in seconds.",
+                (u + s) / ticks as f64,
             );
         }
-        if let (Some(rss), true) = (num(24), page > 0) {
-            metric(
-                "process_resident_memory_bytes",
+        let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        });
+        if let (Some(b), Some(start)) = (boot, num(22)) {
+            push_metric(
+                out,
+                "process_start_time_seconds",
                 "gauge",
-                "Resident memory size in bytes.",
-                rss * page as f64,
-            );
-        }
-        if let Some(t) = num(20) {
-            metric(
-                "process_threads",
-                "gauge",
-                "Number of OS threads in the process.",
-                t,
+                "Start time of the process since unix epoch in seconds.",
+                b + start / ticks as f64,
             );
         }
     }
+    if let Some(v) = num(23) {
+        push_metric(
+            out,
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            v,
+        );
+    }
+    if let (Some(rss), true) = (num(24), page > 0) {
+        push_metric(
+            out,
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            rss * page as f64,
+        );
+    }
+    if let Some(t) = num(20) {
+        push_metric(
+            out,
+            "process_threads",
+            "gauge",
+            "Number of OS threads in the process.",
+            t,
+        );
+    }
+}
+
+/// Open and maximum file descriptors.
+fn fd_metrics(out: &mut String) {
     if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
         // The count includes the descriptor read_dir itself holds open.
         let n = dir.count().saturating_sub(1);
-        metric(
+        push_metric(
+            out,
             "process_open_fds",
             "gauge",
             "Number of open file descriptors.",
@@ -256,14 +280,14 @@ fn process_metrics() -> String {
     };
     // SAFETY: `lim` is a valid rlimit for the call's duration.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        metric(
+        push_metric(
+            out,
             "process_max_fds",
             "gauge",
             "Maximum number of open file descriptors.",
             lim.rlim_cur as f64,
         );
     }
-    out
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@
 use crate::broker::Broker;
 use crate::cache::CachedToken;
 use crate::clock::rfc3339;
-use crate::ids::CredKey;
+use crate::credential::CredKey;
 use crate::render::{Format, token_output};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;

@@ -34,10 +34,6 @@ impl Notifier {
         Notifier { target }
     }
 
-    pub fn enabled(&self) -> bool {
-        self.target.is_some()
-    }
-
     /// Sends one notification (e.g. `READY=1\nSTATUS=...`). Failures are logged, not fatal.
     pub fn notify(&self, message: &str) {
         let Some(target) = &self.target else { return };

@@ -6,6 +6,7 @@
 
 use crate::broker::Broker;
 use crate::broker::login::CallbackOutcome;
+use crate::wire::paths;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderName, HeaderValue};
@@ -159,7 +160,7 @@ async fn handle(
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     if req.method() != hyper::Method::GET
-        || !matches!(path, "/authorization-code/callback" | "/v1/callback")
+        || (path != paths::CALLBACK && path != paths::SEED_CALLBACK)
     {
         return page(
             StatusCode::NOT_FOUND,
@@ -190,7 +191,7 @@ fn audit_exchange(outcome: &CallbackOutcome) {
         CallbackOutcome::Success { org_id, client_id } => (
             "ok",
             None,
-            crate::ids::CredKey::parse(org_id, client_id).ok(),
+            crate::credential::CredKey::parse(org_id, client_id).ok(),
         ),
         CallbackOutcome::ExchangeFailed(_) => ("error", Some("exchange_failed"), None),
         CallbackOutcome::Denied { .. } => ("refused", Some("denied_by_user"), None),

@@ -3,44 +3,39 @@
 //! * [`socket`] — binding the socket with its mode set at bind time, or taking
 //!   a systemd-activated one; peer credentials.
 //! * [`server`] — the accept loop, per-request allow-list checks, graceful shutdown.
-//! * [`routes`] — request routing and the one mapping of errors to HTTP statuses.
+//! * `routes` — the route table, the access decision, audit and metrics per request.
+//! * `handlers` — one function per route; `convert` — wire bodies to the
+//!   domain's words and back; `error` — the one mapping of failures to
+//!   `code` and HTTP status; `http` — reading bodies, paths and queries;
+//!   `answer` — writing JSON and text answers; `state` — what every handler
+//!   can reach.
+//! * [`callback`] — the loopback listener for the browser's OAuth redirect.
 
-pub mod callback;
-pub mod routes;
-pub mod server;
+mod answer;
+pub(crate) mod callback;
+mod convert;
+mod error;
+mod handlers;
+mod http;
+mod routes;
+pub(crate) mod server;
 pub mod socket;
+mod state;
 
-pub use server::{AppState, serve};
+pub use server::serve;
+pub use state::AppState;
 
+use crate::wire::paths;
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Response, StatusCode};
+use hyper::StatusCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-fn text_response(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> routes::Resp {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(content_type),
-    );
-    r.headers_mut().insert(
-        hyper::header::CACHE_CONTROL,
-        hyper::header::HeaderValue::from_static("no-store"),
-    );
-    r
-}
-
 /// `/metrics` in the Prometheus text format, with the state gauges current.
-pub fn metrics_response(broker: &crate::broker::Broker) -> routes::Resp {
+pub fn metrics_response(broker: &crate::broker::Broker) -> answer::Resp {
     broker.export_gauges();
-    text_response(
+    answer::text(
         StatusCode::OK,
         "text/plain; version=0.0.4; charset=utf-8",
         crate::metrics::render(),
@@ -69,13 +64,13 @@ pub async fn metrics_listener(
         let broker = Arc::clone(&broker);
         async move {
             match req.uri().path() {
-                "/metrics" => metrics_response(&broker),
-                "/v1/health" => text_response(
+                paths::METRICS => metrics_response(&broker),
+                paths::HEALTH => answer::text(
                     StatusCode::OK,
                     "application/json",
                     Bytes::from_static(b"{\"message\":\"alive\"}"),
                 ),
-                _ => text_response(
+                _ => answer::text(
                     StatusCode::NOT_FOUND,
                     "text/plain",
                     Bytes::from_static(b"only /metrics is served here\n"),
@@ -123,7 +118,7 @@ pub(crate) fn serve_tcp<F, Fut>(
 ) -> tokio::task::JoinHandle<()>
 where
     F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = routes::Resp> + Send + 'static,
+    Fut: std::future::Future<Output = answer::Resp> + Send + 'static,
 {
     serve_tcp_within(listener, shutdown, TcpLimits::DEFAULT, handler)
 }
@@ -137,7 +132,7 @@ pub(crate) fn serve_tcp_within<F, Fut>(
 ) -> tokio::task::JoinHandle<()>
 where
     F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = routes::Resp> + Send + 'static,
+    Fut: std::future::Future<Output = answer::Resp> + Send + 'static,
 {
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     tokio::spawn(async move {
@@ -215,7 +210,7 @@ mod tests {
             max_lifetime: Duration::from_secs(30),
         };
         let server = serve_tcp_within(listener, rx, limits, |_req| async {
-            text_response(StatusCode::OK, "text/plain", Bytes::from_static(b"ok"))
+            answer::text(StatusCode::OK, "text/plain", Bytes::from_static(b"ok"))
         });
         // Fill the cap with slowloris clients: half send nothing, half an
         // unfinished request head.

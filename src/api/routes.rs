@@ -1,267 +1,80 @@
-//! Routing and the single mapping of errors to HTTP statuses and `code`s.
+//! The router: the route table of SPEC §4, the access decision before any
+//! body is read, the audit line of every admin operation, and the metrics of
+//! every request. The handlers are in [`super::handlers`], the error mapping
+//! in [`super::error`].
 
-use super::server::{Access, AppState};
+use super::answer::Resp;
+use super::error::ApiError;
+use super::handlers::{self, Noted};
+use super::http::{Query, decode_segment, key_from, key_from_query, query_get, query_pairs};
 use super::socket::Peer;
-use crate::access::{AdminOp, Operation, Refusal};
-use crate::broker::BrokerError;
-use crate::cache::CacheError;
-use crate::clock::rfc3339;
-use crate::duration::parse_duration;
-use crate::ids::CredKey;
-use crate::snyk::GrantError;
-use crate::store::StoreError;
-use crate::wire::{CredentialList, ErrorBody, Message, PutCredential, TokenResponse};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use super::state::AppState;
+use crate::access::{AdminOp, Operation, Policy, Refusal};
+use crate::credential::CredKey;
+use crate::wire::{ErrorCode, paths};
 use hyper::body::Incoming;
-use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use hyper::{Method, Request, Response, StatusCode};
-use serde::Serialize;
+use hyper::{Method, Request};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// Request bodies larger than this get 413.
-pub const MAX_BODY: usize = 64 * 1024;
-
-pub type Resp = Response<Full<Bytes>>;
-
-/// An error answer: status, `code`, sentence, and optionally a Retry-After.
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    pub retry_after: Option<Duration>,
+/// What a route does, before its parameters are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    Health,
+    Ready,
+    Metrics,
+    Put,
+    /// `GET /v1/credentials`: the list, or with `?org_id=&client_id=` a token.
+    ListOrToken,
+    Token,
+    ForceRefresh,
+    Delete,
+    ClearCache,
+    Login,
+    LoginStatus,
+    ServiceAccounts,
+    RegisterApp,
 }
 
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
+/// Every route of the agent API. A path that matches a template here under
+/// another method is answered 405, any other 404.
+const ROUTES: &[(Method, &str, Route)] = &[
+    (Method::GET, paths::HEALTH, Route::Health),
+    (Method::GET, paths::READY, Route::Ready),
+    (Method::GET, paths::METRICS, Route::Metrics),
+    (Method::PUT, paths::CREDENTIALS, Route::Put),
+    (Method::GET, paths::CREDENTIALS, Route::ListOrToken),
+    (Method::GET, paths::CREDENTIAL, Route::Token),
+    (Method::POST, paths::REFRESH, Route::ForceRefresh),
+    (Method::DELETE, paths::CREDENTIALS, Route::Delete),
+    (Method::DELETE, paths::CREDENTIAL, Route::Delete),
+    (Method::DELETE, paths::CACHE, Route::ClearCache),
+    (Method::DELETE, paths::CACHED, Route::ClearCache),
+    (Method::POST, paths::LOGIN, Route::Login),
+    (Method::GET, paths::LOGIN_STATUS, Route::LoginStatus),
+    (
+        Method::POST,
+        paths::SERVICE_ACCOUNTS,
+        Route::ServiceAccounts,
+    ),
+    (Method::POST, paths::REGISTER_APP, Route::RegisterApp),
+];
+
+/// The path's segments in place of the template's `{…}` ones, or `None`.
+fn matches<'p>(template: &str, segments: &[&'p str]) -> Option<Vec<&'p str>> {
+    let parts: Vec<&str> = template.trim_start_matches('/').split('/').collect();
+    if parts.len() != segments.len() {
+        return None;
+    }
+    let mut params = Vec::new();
+    for (part, seg) in parts.iter().zip(segments) {
+        if part.starts_with('{') {
+            params.push(*seg);
+        } else if part != seg {
+            return None;
         }
     }
-
-    fn bad(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-}
-
-impl From<BrokerError> for ApiError {
-    fn from(e: BrokerError) -> ApiError {
-        let message = e.to_string();
-        let (status, code) = match &e {
-            BrokerError::BadInput(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            BrokerError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            BrokerError::NeedsLogin(_) => (StatusCode::CONFLICT, "needs_login"),
-            BrokerError::Snyk(g) => match g {
-                GrantError::Permanent { .. } => (StatusCode::BAD_GATEWAY, "snyk_refused"),
-                GrantError::Refused { .. } => (StatusCode::BAD_GATEWAY, "snyk_refused"),
-                GrantError::Unavailable { status: 429, .. } => {
-                    (StatusCode::BAD_GATEWAY, "snyk_rate_limited")
-                }
-                GrantError::Unavailable { .. } => (StatusCode::BAD_GATEWAY, "snyk_unavailable"),
-                GrantError::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "snyk_unreachable"),
-                GrantError::Unknown {
-                    timed_out: true, ..
-                } => (StatusCode::GATEWAY_TIMEOUT, "snyk_timeout"),
-                GrantError::Unknown { .. } => (StatusCode::BAD_GATEWAY, "snyk_answer_lost"),
-            },
-            BrokerError::Store(StoreError::Sealed) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "store_sealed")
-            }
-            BrokerError::Store(StoreError::Conflict { .. }) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "store_conflict")
-            }
-            BrokerError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
-            BrokerError::Cache(CacheError::LockTimeout(_)) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "refresh_in_progress")
-            }
-            BrokerError::Cache(_) => (StatusCode::SERVICE_UNAVAILABLE, "cache_unavailable"),
-            BrokerError::NotDurable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
-            BrokerError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "refresh_in_progress"),
-            BrokerError::Rest(crate::snyk::rest::RestError::Refused { .. }) => {
-                (StatusCode::BAD_GATEWAY, "snyk_refused")
-            }
-            BrokerError::Rest(crate::snyk::rest::RestError::Unavailable { .. }) => {
-                (StatusCode::BAD_GATEWAY, "snyk_unavailable")
-            }
-            BrokerError::Rest(_) => (StatusCode::BAD_GATEWAY, "snyk_unreachable"),
-            BrokerError::UnknownLogin => (StatusCode::NOT_FOUND, "not_found"),
-        };
-        let retry_after = match &e {
-            BrokerError::Snyk(g) => g.retry_after(),
-            _ => None,
-        };
-        ApiError {
-            status,
-            code,
-            message,
-            retry_after,
-        }
-    }
-}
-
-fn json<T: Serialize>(status: StatusCode, body: &T) -> Resp {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut r = Response::new(Full::new(Bytes::from(bytes)));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
-fn error(e: ApiError) -> Resp {
-    let mut r = json(
-        e.status,
-        &ErrorBody {
-            error: e.message,
-            code: e.code.to_string(),
-        },
-    );
-    if let Some(ra) = e.retry_after {
-        if let Ok(v) = HeaderValue::from_str(&ra.as_secs().max(1).to_string()) {
-            r.headers_mut().insert(RETRY_AFTER, v);
-        }
-    }
-    r
-}
-
-/// Percent-decodes one path segment (so `..%2Fx` is judged as `../x`).
-fn decode_segment(s: &str) -> Result<String, ApiError> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            match hex {
-                Some(v) => out.push(v),
-                None => return Err(ApiError::bad("malformed percent-encoding in the path")),
-            }
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| ApiError::bad("the path is not valid UTF-8"))
-}
-
-fn query_pairs(req: &Request<Incoming>) -> Result<Vec<(String, String)>, ApiError> {
-    match req.uri().query() {
-        None => Ok(Vec::new()),
-        Some(q) => {
-            serde_urlencoded::from_str(q).map_err(|_| ApiError::bad("malformed query string"))
-        }
-    }
-}
-
-fn query_get<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-fn key_from(org: &str, client: &str) -> Result<CredKey, ApiError> {
-    CredKey::parse(org, client).map_err(|e| ApiError::bad(e.to_string()))
-}
-
-fn key_from_query(pairs: &[(String, String)]) -> Result<CredKey, ApiError> {
-    let org = query_get(pairs, "org_id")
-        .ok_or_else(|| ApiError::bad("org_id is required (?org_id=...&client_id=...)"))?;
-    let client = query_get(pairs, "client_id")
-        .ok_or_else(|| ApiError::bad("client_id is required (?org_id=...&client_id=...)"))?;
-    key_from(org, client)
-}
-
-/// Reads a JSON body of at most [`MAX_BODY`] bytes.
-async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the request body is larger than {} KiB", MAX_BODY / 1024),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY as u64) {
-        return Err(too_large());
-    }
-    // The body may carry a refresh token, a client secret or a private key:
-    // it is gathered in a buffer that wipes itself (and every smaller buffer
-    // it outgrew), sized from Content-Length when there is one. hyper's own
-    // read buffer is beyond our reach.
-    let capacity = declared.map_or(1024, |len| len as usize).min(MAX_BODY);
-    let mut body = crate::secret::WipingBuf::with_capacity(capacity);
-    let mut incoming = Limited::new(req.into_body(), MAX_BODY);
-    while let Some(frame) = incoming.frame().await {
-        let frame = frame.map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                too_large()
-            } else {
-                ApiError::bad("could not read the request body")
-            }
-        })?;
-        if let Ok(data) = frame.into_data() {
-            body.extend(&data);
-        }
-    }
-    let body = body.into_inner();
-    serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad(format!(
-            "the request body is not the expected JSON: {}",
-            crate::secret::json_error(&e)
-        ))
-    })
-}
-
-fn min_validity(pairs: &[(String, String)]) -> Result<Option<Duration>, ApiError> {
-    match query_get(pairs, "min_validity") {
-        None | Some("") => Ok(None),
-        Some(v) => {
-            let d = parse_duration(v).map_err(|m| ApiError::bad(format!("min_validity: {m}")))?;
-            if d > Duration::from_secs(24 * 3600) {
-                return Err(ApiError::bad("min_validity must be at most 24h"));
-            }
-            Ok(Some(d))
-        }
-    }
-}
-
-async fn token(
-    state: &AppState,
-    peer: &Peer,
-    key: &CredKey,
-    pairs: &[(String, String)],
-) -> Result<Resp, ApiError> {
-    let mv = min_validity(pairs)?;
-    let t = state.broker.token(key, mv).await?;
-    if crate::audit::enabled() && peer.first_hand_out(key, t.expires_at) {
-        crate::audit::hand_out(key, t.expires_at, (peer.uid, peer.gid), || peer.audit());
-    }
-    Ok(json(
-        StatusCode::OK,
-        &TokenResponse {
-            access_token: t.access_token,
-            token_type: "bearer".into(),
-            expires_at: rfc3339(t.expires_at),
-            snyk_api: state.broker.snyk_api().map(str::to_string),
-        },
-    ))
+    Some(params)
 }
 
 /// A request, parsed from its method, path and query before any body is
@@ -327,20 +140,17 @@ impl Call {
     }
 }
 
-/// Ids named in a request body, for the audit line of an admin operation.
-#[derive(Default)]
-struct Noted {
-    org_id: Option<String>,
-    client_id: Option<String>,
-}
-
 /// Entry point for every request.
 pub async fn handle(state: &AppState, peer: &Peer, req: Request<Incoming>) -> Resp {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let policy = state.policy();
-    if !policy.on_socket(peer.who()) {
+    let (route, result) = if !policy.on_socket(peer.who()) {
+        let refusal = Refusal::NotOnSocket {
+            uid: peer.uid,
+            gid: peer.gid,
+        };
         crate::metrics::get().denied_peers.inc();
         tracing::warn!(
             uid = peer.uid,
@@ -348,72 +158,89 @@ pub async fn handle(state: &AppState, peer: &Peer, req: Request<Incoming>) -> Re
             pid = peer.pid.unwrap_or(0),
             "refused a request from a peer not in server.allowed_uids/allowed_gids"
         );
-        crate::metrics::request("denied", 403);
-        let refusal = Refusal::NotOnSocket {
-            uid: peer.uid,
-            gid: peer.gid,
-        };
         audit_refusal(peer, "connect", None, &refusal);
-        return error(ApiError::new(
-            StatusCode::FORBIDDEN,
-            refusal.code(),
-            refusal.to_string(),
-        ));
-    }
-    let (route, result) = match parse(&req, &method, &path) {
-        Err((route, e)) => (route, Err(e)),
-        Ok((call, pairs)) => {
-            let route = call.route();
-            match decide(&policy, peer, call.operation()) {
-                Err(refusal) => {
-                    crate::metrics::get().denied_peers.inc();
-                    tracing::warn!(
-                        uid = peer.uid,
-                        gid = peer.gid,
-                        pid = peer.pid.unwrap_or(0),
-                        route,
-                        "refused: {refusal}"
-                    );
-                    let (op, key) = match call.operation() {
-                        Operation::Admin(op, key) => (op.as_str(), key),
-                        Operation::Read(key) => (route, Some(key)),
-                        Operation::Open | Operation::List => (route, None),
-                    };
-                    audit_refusal(peer, op, key, &refusal);
-                    (
-                        route,
-                        Err(ApiError::new(
-                            StatusCode::FORBIDDEN,
-                            refusal.code(),
-                            refusal.to_string(),
-                        )),
-                    )
-                }
-                Ok(()) => {
-                    let mut noted = Noted::default();
-                    let result =
-                        execute(state, peer, &policy, &call, req, &pairs, &mut noted).await;
-                    if let Operation::Admin(op, key) = call.operation() {
-                        audit_admin(peer, op, key, noted, &result);
-                    }
-                    (route, result)
-                }
+        ("denied", Err(ApiError::from(refusal)))
+    } else {
+        match parse(&req, &method, &path) {
+            Err((route, e)) => (route, Err(e)),
+            Ok((call, query)) => {
+                let route = call.route();
+                (route, answer(state, peer, &policy, call, req, &query).await)
             }
         }
     };
-    let resp = match result {
-        Ok(r) => r,
-        Err(e) => error(e),
-    };
+    let resp = result.unwrap_or_else(ApiError::into_response);
     let status = resp.status().as_u16();
     crate::metrics::request(route, status);
     tracing::debug!(method = %method, route, status, micros = started.elapsed().as_micros() as u64, "request");
     resp
 }
 
+/// Runs an allowed call: one handler per route.
+async fn run(
+    state: &AppState,
+    peer: &Peer,
+    policy: &Policy,
+    call: &Call,
+    req: Request<Incoming>,
+    query: &Query,
+    noted: &mut Noted,
+) -> Result<Resp, ApiError> {
+    match call {
+        Call::Health => handlers::health(),
+        Call::Ready => handlers::ready(state).await,
+        Call::Metrics => Ok(super::metrics_response(&state.broker)),
+        Call::Put => handlers::put(state, req, noted).await,
+        Call::List => handlers::list(state, peer, policy),
+        Call::Token(key) => handlers::token(state, peer, key, query).await,
+        Call::ForceRefresh(key) => handlers::force_refresh(state, peer, key).await,
+        Call::Delete { key, revoke } => handlers::delete(state, key, *revoke).await,
+        Call::ClearCache(key) => handlers::clear_cache(state, key).await,
+        Call::Login => handlers::login(state, req, noted).await,
+        Call::LoginStatus(login) => handlers::login_status(state, login, query).await,
+        Call::ServiceAccounts(op) => handlers::service_accounts(state, op, req, noted).await,
+        Call::RegisterApp => handlers::register_app(state, req, noted).await,
+    }
+}
+
+/// Decides, then runs the call and writes the audit line of an admin operation.
+async fn answer(
+    state: &AppState,
+    peer: &Peer,
+    policy: &Arc<Policy>,
+    call: Call,
+    req: Request<Incoming>,
+    query: &Query,
+) -> Result<Resp, ApiError> {
+    let route = call.route();
+    if let Err(refusal) = decide(policy, peer, call.operation()) {
+        crate::metrics::get().denied_peers.inc();
+        tracing::warn!(
+            uid = peer.uid,
+            gid = peer.gid,
+            pid = peer.pid.unwrap_or(0),
+            route,
+            "refused: {refusal}"
+        );
+        let (op, key) = match call.operation() {
+            Operation::Admin(op, key) => (op.as_str(), key),
+            Operation::Read(key) => (route, Some(key)),
+            Operation::Open | Operation::List => (route, None),
+        };
+        audit_refusal(peer, op, key, &refusal);
+        return Err(ApiError::from(refusal));
+    }
+    let mut noted = Noted::default();
+    let result = run(state, peer, policy, &call, req, query, &mut noted).await;
+    if let Operation::Admin(op, key) = call.operation() {
+        audit_admin(peer, op, key, noted, &result);
+    }
+    result
+}
+
 /// The policy's decision, remembered per connection for token reads (the
 /// hot path of a keep-alive client; a SIGHUP's new policy is decided afresh).
-fn decide(policy: &Arc<Access>, peer: &Peer, op: Operation<'_>) -> Result<(), Refusal> {
+fn decide(policy: &Arc<Policy>, peer: &Peer, op: Operation<'_>) -> Result<(), Refusal> {
     match op {
         Operation::Read(key) if peer.read_allowed_before(policy, key) => Ok(()),
         Operation::Read(key) => {
@@ -457,7 +284,7 @@ fn audit_admin(
     }
     let (outcome, status, code) = match result {
         Ok(r) => ("ok", r.status().as_u16(), None),
-        Err(e) => ("error", e.status.as_u16(), Some(e.code.to_string())),
+        Err(e) => ("error", e.code.status(), Some(e.code.as_str().to_string())),
     };
     let mut e = crate::audit::Event {
         event: "admin",
@@ -476,45 +303,80 @@ fn audit_admin(
     crate::audit::record(e);
 }
 
-type Parsed = Result<(Call, Vec<(String, String)>), (&'static str, ApiError)>;
+/// The metrics label of a request that matched no route or failed to parse.
+const INVALID: &str = "invalid";
 
+type Parsed = Result<(Call, Query), (&'static str, ApiError)>;
+
+/// Finds the route in [`ROUTES`] and reads its path parameters and query.
 fn parse(req: &Request<Incoming>, method: &Method, path: &str) -> Parsed {
+    let query = query_pairs(req).map_err(|e| (INVALID, e))?;
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let pairs = match query_pairs(req) {
-        Ok(p) => p,
-        Err(e) => return Err(("invalid", e)),
-    };
-    let key_in =
-        |rest: &[&str], route: &'static str| -> Result<CredKey, (&'static str, ApiError)> {
-            match rest {
-                [org, client] => (|| key_from(&decode_segment(org)?, &decode_segment(client)?))(),
-                _ => key_from_query(&pairs),
-            }
-            .map_err(|e| (route, e))
-        };
-    let call = match (method, segments.as_slice()) {
-        (&Method::GET, ["v1", "health"]) => Call::Health,
-        (&Method::GET, ["v1", "ready"]) => Call::Ready,
-        (&Method::GET, ["metrics"]) => Call::Metrics,
-        (&Method::PUT, ["v1", "credentials"]) => Call::Put,
-        (&Method::GET, ["v1", "credentials"]) => {
-            if query_get(&pairs, "org_id").is_some() || query_get(&pairs, "client_id").is_some() {
-                Call::Token(key_in(&[], "get_token")?)
-            } else {
-                Call::List
-            }
-        }
-        (&Method::GET, ["v1", "credentials", org, client]) => {
-            Call::Token(key_in(&[org, client], "get_token")?)
-        }
-        (&Method::POST, ["v1", "credentials", org, client, "refresh"]) => {
-            Call::ForceRefresh(key_in(&[org, client], "force_refresh")?)
-        }
-        (&Method::DELETE, ["v1", "credentials", rest @ ..])
-            if rest.len() == 2 || rest.is_empty() =>
+    let (route, params) = route_of(method, path, &segments).map_err(|e| (INVALID, e))?;
+    let call = call(route, &params, &query)?;
+    Ok((call, query))
+}
+
+/// The route `method` and the path's `segments` name in [`ROUTES`], with
+/// its path parameters; 405 when the path is served under another method,
+/// 404 when it is not served at all.
+fn route_of<'p>(
+    method: &Method,
+    path: &str,
+    segments: &[&'p str],
+) -> Result<(Route, Vec<&'p str>), ApiError> {
+    let found = ROUTES
+        .iter()
+        .filter(|(m, _, _)| m == method)
+        .find_map(|(_, t, r)| matches(t, segments).map(|p| (*r, p)));
+    if let Some(found) = found {
+        return Ok(found);
+    }
+    if ROUTES
+        .iter()
+        .any(|(_, t, _)| matches(t, segments).is_some())
+    {
+        Err(ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("{method} is not supported on {path}"),
+        ))
+    } else {
+        Err(ApiError::new(
+            ErrorCode::NoSuchRoute,
+            format!("no route {method} {path}: see SPEC §4 for the agent API"),
+        ))
+    }
+}
+
+/// The credential named in the path, or in the seed service's query form.
+fn key_in(params: &[&str], query: &Query) -> Result<CredKey, ApiError> {
+    match params {
+        [org, client] => key_from(&decode_segment(org)?, &decode_segment(client)?),
+        _ => key_from_query(query),
+    }
+}
+
+fn call(route: Route, params: &[&str], query: &Query) -> Result<Call, (&'static str, ApiError)> {
+    let label = |r: &'static str| move |e: ApiError| (r, e);
+    Ok(match route {
+        Route::Health => Call::Health,
+        Route::Ready => Call::Ready,
+        Route::Metrics => Call::Metrics,
+        Route::Put => Call::Put,
+        Route::ListOrToken
+            if query_get(query, paths::ORG_ID).is_some()
+                || query_get(query, paths::CLIENT_ID).is_some() =>
         {
-            let key = key_in(rest, "delete_credential")?;
-            let revoke = match query_get(&pairs, "revoke") {
+            Call::Token(key_in(&[], query).map_err(label("get_token"))?)
+        }
+        Route::ListOrToken => Call::List,
+        Route::Token => Call::Token(key_in(params, query).map_err(label("get_token"))?),
+        Route::ForceRefresh => {
+            Call::ForceRefresh(key_in(params, query).map_err(label("force_refresh"))?)
+        }
+        Route::Delete => {
+            let key = key_in(params, query).map_err(label("delete_credential"))?;
+            let revoke = match query_get(query, paths::REVOKE) {
                 None | Some("false") | Some("0") => false,
                 Some("true") | Some("1") => true,
                 Some(_) => {
@@ -526,240 +388,93 @@ fn parse(req: &Request<Incoming>, method: &Method, path: &str) -> Parsed {
             };
             Call::Delete { key, revoke }
         }
-        (&Method::DELETE, ["v1", "cache", rest @ ..]) if rest.len() == 2 || rest.is_empty() => {
-            Call::ClearCache(key_in(rest, "delete_cache")?)
+        Route::ClearCache => {
+            Call::ClearCache(key_in(params, query).map_err(label("delete_cache"))?)
         }
-        (&Method::POST, ["v1", "login"]) => Call::Login,
-        (&Method::GET, ["v1", "login", state]) => {
-            Call::LoginStatus(decode_segment(state).map_err(|e| ("login_status", e))?)
+        Route::Login => Call::Login,
+        Route::LoginStatus => {
+            let state = params.first().copied().unwrap_or_default();
+            Call::LoginStatus(decode_segment(state).map_err(label("login_status"))?)
         }
-        (&Method::POST, ["v1", "service-accounts", op]) => Call::ServiceAccounts(op.to_string()),
-        (&Method::POST, ["v1", "register-app"]) => Call::RegisterApp,
-        (
-            _,
-            ["v1", "health"]
-            | ["v1", "ready"]
-            | ["metrics"]
-            | ["v1", "credentials", ..]
-            | ["v1", "cache", ..]
-            | ["v1", "login", ..]
-            | ["v1", "register-app"]
-            | ["v1", "service-accounts", ..],
-        ) => {
-            return Err((
-                "invalid",
-                ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    format!("{method} is not supported on {path}"),
-                ),
-            ));
+        Route::ServiceAccounts => {
+            Call::ServiceAccounts(params.first().copied().unwrap_or_default().to_string())
         }
-        _ => {
-            return Err((
-                "invalid",
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "no_such_route",
-                    format!("no route {method} {path}: see SPEC §4 for the agent API"),
-                ),
-            ));
-        }
-    };
-    Ok((call, pairs))
-}
-
-async fn execute(
-    state: &AppState,
-    peer: &Peer,
-    policy: &Access,
-    call: &Call,
-    req: Request<Incoming>,
-    pairs: &[(String, String)],
-    noted: &mut Noted,
-) -> Result<Resp, ApiError> {
-    let broker = &state.broker;
-    match call {
-        Call::Health => Ok(json(
-            StatusCode::OK,
-            &Message {
-                message: "alive".into(),
-            },
-        )),
-        Call::Ready => Ok(match broker.ready().await {
-            Ok(()) => json(
-                StatusCode::OK,
-                &Message {
-                    message: match broker.protection_warning() {
-                        Some(w) => format!("ready; warning: {w}"),
-                        None => "ready".into(),
-                    },
-                },
-            ),
-            Err(reason) => error(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                reason,
-            )),
-        }),
-        Call::Metrics => Ok(super::metrics_response(broker)),
-        Call::Put => {
-            let body: PutCredential = read_json(req).await?;
-            noted.org_id = Some(body.org_id.clone());
-            noted.client_id = Some(body.client_id.clone());
-            let r = broker.put(body).await?;
-            Ok(json(StatusCode::OK, &r))
-        }
-        Call::List => {
-            // Only what this peer may read (an admin, or no [[access]] table: all).
-            let who = peer.who();
-            let mut credentials = broker.list();
-            credentials.retain(|c| {
-                CredKey::parse(&c.org_id, &c.client_id).is_ok_and(|k| policy.may_read(who, &k))
-            });
-            Ok(json(StatusCode::OK, &CredentialList { credentials }))
-        }
-        Call::Token(key) => token(state, peer, key, pairs).await,
-        Call::ForceRefresh(key) => {
-            let (t, _) = broker.force_refresh(key).await?;
-            if crate::audit::enabled() && peer.first_hand_out(key, t.expires_at) {
-                crate::audit::hand_out(key, t.expires_at, (peer.uid, peer.gid), || peer.audit());
-            }
-            Ok(json(
-                StatusCode::OK,
-                &TokenResponse {
-                    access_token: t.access_token,
-                    token_type: "bearer".into(),
-                    expires_at: rfc3339(t.expires_at),
-                    snyk_api: broker.snyk_api().map(str::to_string),
-                },
-            ))
-        }
-        Call::Delete { key, revoke } => {
-            let message = broker.delete(key, *revoke).await?;
-            Ok(json(StatusCode::OK, &Message { message }))
-        }
-        Call::ClearCache(key) => {
-            let message = broker.clear_cache(key).await?;
-            Ok(json(StatusCode::OK, &Message { message }))
-        }
-        Call::Login => {
-            let body: crate::wire::LoginRequest = read_json(req).await?;
-            noted.org_id = Some(body.org_id.clone());
-            noted.client_id = Some(body.client_id.clone());
-            Ok(json(StatusCode::OK, &broker.start_login(body).await?))
-        }
-        Call::LoginStatus(login) => {
-            let wait = match query_get(pairs, "wait") {
-                None | Some("") => Duration::ZERO,
-                Some(w) => parse_duration(w)
-                    .map_err(|m| ApiError::bad(format!("wait: {m}")))?
-                    .min(Duration::from_secs(60)),
-            };
-            if !crate::snyk::pkce::is_valid_state(login) {
-                return Err(BrokerError::UnknownLogin.into());
-            }
-            Ok(json(
-                StatusCode::OK,
-                &broker.login_status(login, wait).await?,
-            ))
-        }
-        Call::ServiceAccounts(op) => {
-            let body: crate::wire::ServiceAccountRequest = read_json(req).await?;
-            noted.org_id = body.org_id.clone();
-            noted.client_id = body.client_id.clone();
-            match op.as_str() {
-                "list" => Ok(json(
-                    StatusCode::OK,
-                    &crate::wire::ServiceAccountList {
-                        service_accounts: broker.sa_list(&body).await?,
-                    },
-                )),
-                "create" => Ok(json(StatusCode::OK, &broker.sa_create(body).await?)),
-                "delete" => Ok(json(StatusCode::OK, &broker.sa_delete(body).await?)),
-                "rotate-secret" => Ok(json(StatusCode::OK, &broker.sa_rotate(body).await?)),
-                other => Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "no_such_route",
-                    format!("no service-account operation {other:?}"),
-                )),
-            }
-        }
-        Call::RegisterApp => {
-            let body: crate::wire::RegisterAppRequest = read_json(req).await?;
-            noted.org_id = Some(body.org_id.clone());
-            Ok(json(StatusCode::OK, &broker.register_app(body).await?))
-        }
-    }
+        Route::RegisterApp => Call::RegisterApp,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::paths::fill;
 
     #[test]
-    fn json_errors_never_quote_a_value() {
-        let e = serde_json::from_str::<crate::wire::PutCredential>(
-            r#"{"org_id":"o","client_id":"c","client_secret":12345678}"#,
-        )
-        .unwrap_err();
-        let m = crate::secret::json_error(&e);
-        assert!(!m.contains("12345678") && m.contains("wrong type"), "{m}");
-        let e = serde_json::from_str::<crate::wire::PutCredential>(
-            r#"{"org_id":"o","client_id":"c","kind":"s3cr3t"}"#,
-        )
-        .unwrap_err();
-        assert!(!crate::secret::json_error(&e).contains("s3cr3t"));
-        let e = serde_json::from_str::<crate::wire::PutCredential>(
-            r#"{"org_id":"o","client_id":"c","refresh_tokn":"x"}"#,
-        )
-        .unwrap_err();
-        assert!(crate::secret::json_error(&e).contains("unknown field `refresh_tokn`"));
+    fn templates_match_by_shape_and_hand_out_their_parameters() {
+        let seg = |p: &'static str| -> Vec<&'static str> {
+            p.trim_start_matches('/').split('/').collect()
+        };
+        assert_eq!(
+            matches(paths::CREDENTIAL, &seg("/v1/credentials/o/c")),
+            Some(vec!["o", "c"])
+        );
+        assert_eq!(matches(paths::CREDENTIAL, &seg("/v1/credentials/o")), None);
+        assert_eq!(
+            matches(paths::CREDENTIALS, &seg("/v1/credentials")),
+            Some(vec![])
+        );
+        assert_eq!(matches(paths::REFRESH, &seg("/v1/credentials/o/c/x")), None);
+        assert_eq!(matches(paths::METRICS, &seg("/metrics")), Some(vec![]));
     }
 
     #[test]
-    fn percent_decoding_exposes_path_tricks_to_validation() {
-        assert_eq!(decode_segment("..%2Fx").ok().unwrap(), "../x");
-        assert!(key_from(&decode_segment("..%2Fx").ok().unwrap(), "c").is_err());
-        assert!(decode_segment("%zz").is_err());
-    }
-}
-
-#[cfg(test)]
-mod prop_tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn percent_encode_all(s: &str) -> String {
-        s.bytes().map(|b| format!("%{b:02X}")).collect()
-    }
-
-    proptest! {
-        #![proptest_config(crate::prop::config(1024))]
-
-        #[test]
-        fn prop_path_segments_decode_without_panic_or_growth(s in "\\PC{0,300}|[%0-9A-Fa-f./]{0,64}") {
-            if let Ok(d) = decode_segment(&s) {
-                prop_assert!(d.len() <= s.len());
-                if !s.contains('%') {
-                    prop_assert_eq!(&d, &s);
-                }
-            }
+    fn the_table_decides_the_route_and_405_or_404() {
+        let route = |m: Method, p: &'static str| {
+            let segments: Vec<&str> = p.trim_start_matches('/').split('/').collect();
+            route_of(&m, p, &segments)
+                .map(|(r, _)| r)
+                .map_err(|e| e.code)
+        };
+        assert_eq!(route(Method::GET, "/v1/health"), Ok(Route::Health));
+        assert_eq!(route(Method::GET, "/v1/credentials/o/c"), Ok(Route::Token));
+        assert_eq!(
+            route(Method::DELETE, "/v1/credentials/o/c"),
+            Ok(Route::Delete)
+        );
+        assert_eq!(route(Method::DELETE, "/v1/credentials"), Ok(Route::Delete));
+        assert_eq!(
+            route(Method::POST, "/v1/service-accounts/list"),
+            Ok(Route::ServiceAccounts)
+        );
+        // Served under another method: 405, for every route in the table.
+        for (m, t, _) in ROUTES {
+            let other = if *m == Method::PATCH {
+                Method::GET
+            } else {
+                Method::PATCH
+            };
+            let path = fill(t, &["a", "b"]);
+            let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            let e = route_of(&other, &path, &segments).unwrap_err();
+            assert_eq!(e.code, ErrorCode::MethodNotAllowed, "{other} {path}");
         }
+        assert_eq!(
+            route(Method::POST, "/v1/credentials/o/c"),
+            Err(ErrorCode::MethodNotAllowed)
+        );
+        assert_eq!(route(Method::GET, "/v1/nope"), Err(ErrorCode::NoSuchRoute));
+        assert_eq!(
+            route(Method::GET, "/v1/credentials/a/b/c/d"),
+            Err(ErrorCode::NoSuchRoute)
+        );
+    }
 
-        #[test]
-        fn prop_encoded_segments_round_trip(s in "\\PC{0,100}") {
-            prop_assert_eq!(decode_segment(&percent_encode_all(&s)).ok(), Some(s));
-        }
-
-        #[test]
-        fn prop_decoded_ids_still_pass_id_validation(s in "[A-Za-z0-9._%/:-]{0,40}") {
-            // Whatever a segment decodes to, it reaches a key only through CredKey.
-            if let Ok(d) = decode_segment(&s) {
-                if let Ok(k) = key_from(&d, "c") {
-                    prop_assert!(!k.org.as_str().contains('/') && !k.org.as_str().starts_with('.'));
-                }
-            }
+    #[test]
+    fn every_route_has_one_method_per_template() {
+        for (i, (m, t, _)) in ROUTES.iter().enumerate() {
+            assert!(
+                !ROUTES[i + 1..].iter().any(|(m2, t2, _)| m2 == m && t2 == t),
+                "{m} {t} twice"
+            );
         }
     }
 }

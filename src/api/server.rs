@@ -4,13 +4,13 @@
 //! dropping them), and a bounded graceful shutdown.
 
 use super::routes;
-use super::socket::{Peer, peer_of};
-use crate::broker::Broker;
+use super::socket::peer_of;
+use super::state::AppState;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
@@ -18,44 +18,6 @@ use tokio::sync::watch;
 /// Who may do what: the socket allow-list, admins and `[[access]]` grants
 /// (decided in [`crate::access`]).
 pub use crate::access::Policy as Access;
-
-/// What every request handler can reach.
-pub struct AppState {
-    pub broker: Arc<Broker>,
-    /// Replaced whole on SIGHUP; a request takes its own `Arc` of it.
-    pub access: RwLock<Arc<Access>>,
-}
-
-impl AppState {
-    /// `access.own_uid` is set here: the agent's own uid is always allowed
-    /// and always an admin (it can read the store anyway).
-    pub fn new(broker: Arc<Broker>, access: Access) -> Arc<AppState> {
-        Arc::new(AppState {
-            broker,
-            access: RwLock::new(Arc::new(with_own_uid(access))),
-        })
-    }
-
-    pub fn set_access(&self, access: Access) {
-        *self.access.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(with_own_uid(access));
-    }
-
-    /// The rules in force for this request.
-    pub fn policy(&self) -> Arc<Access> {
-        Arc::clone(&self.access.read().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// Empty lists mean "whoever can open the socket" (its mode decides).
-    pub fn allows(&self, peer: &Peer) -> bool {
-        self.policy().on_socket(peer.who())
-    }
-}
-
-fn with_own_uid(mut access: Access) -> Access {
-    // SAFETY: geteuid cannot fail.
-    access.own_uid = unsafe { libc::geteuid() };
-    access
-}
 
 /// Serves the agent API until `shutdown` turns true, then stops accepting and
 /// gives in-flight requests up to `grace` to finish.

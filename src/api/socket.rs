@@ -2,7 +2,8 @@
 //! time (no window with looser permissions), or inherited from systemd.
 
 use crate::access::Policy;
-use crate::ids::CredKey;
+use crate::credential::CredKey;
+use crate::locks::Recover;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
@@ -162,15 +163,13 @@ struct Memo {
 
 impl Clone for ConnMemo {
     fn clone(&self) -> Self {
-        ConnMemo(std::sync::Mutex::new(
-            self.0.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-        ))
+        ConnMemo(std::sync::Mutex::new(self.0.lock().recover().clone()))
     }
 }
 
 impl Peer {
     fn memo(&self) -> std::sync::MutexGuard<'_, Memo> {
-        self.memo.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.memo.0.lock().recover()
     }
 
     /// `policy` already allowed this connection to read `key`.

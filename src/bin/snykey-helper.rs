@@ -20,6 +20,7 @@
 use snykey::exit;
 use snykey::ids::check_id;
 use snykey::render::{Format, field, string_fields, token_output};
+use snykey::wire::{ErrorCode, paths};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -165,78 +166,17 @@ fn run() -> i32 {
         }
         Err(e) => return fail(exit::USAGE, &format!("{e}\n{USAGE}")),
     };
-    let env = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
-    let (org, client) = match args.ids.as_slice() {
-        [o, c] => (o.clone(), c.clone()),
-        [] => match (env("SNYKEY_ORG_ID"), env("SNYKEY_CLIENT_ID")) {
-            (Some(o), Some(c)) => (o, c),
-            _ => {
-                return fail(
-                    exit::USAGE,
-                    &format!(
-                        "ORG_ID and CLIENT_ID are required (or SNYKEY_ORG_ID and SNYKEY_CLIENT_ID)\n{USAGE}"
-                    ),
-                );
-            }
-        },
-        _ => {
-            return fail(
-                exit::USAGE,
-                &format!(
-                    "expected ORG_ID CLIENT_ID, got {} argument(s)\n{USAGE}",
-                    args.ids.len()
-                ),
-            );
-        }
+    let (org, client) = match ids(&args) {
+        Ok(ids) => ids,
+        Err(code) => return code,
     };
-    for (name, v) in [("org_id", &org), ("client_id", &client)] {
-        if let Err(e) = check_id(name, v) {
-            return fail(exit::USAGE, &e.to_string());
-        }
-    }
-    let socket = args.socket.unwrap_or_else(snykey::paths::default_socket);
-
-    let mut request = if args.refresh {
-        // A forced refresh (rate-limited by the agent); --min-validity does
-        // not apply: the answer is the newest token there is.
-        format!("POST /v1/credentials/{org}/{client}/refresh")
-    } else {
-        format!("GET /v1/credentials/{org}/{client}")
-    };
-    if let (Some(mv), false) = (args.min_validity, args.refresh) {
-        request.push_str(&format!("?min_validity={mv}"));
-    }
-    request.push_str(
-        " HTTP/1.1\r\nHost: snykey\r\nUser-Agent: snykey-helper\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-    );
-
-    let unreachable = |e: std::io::Error| {
-        fail(
-            exit::UNAVAILABLE,
-            &format!(
-                "cannot reach the snykey agent at {}: {e}; is `snykey serve` running? (set --socket or SNYKEY_SOCKET)",
-                socket.display()
-            ),
-        )
-    };
-    let mut stream = match UnixStream::connect(&socket) {
-        Ok(s) => s,
-        Err(e) => return unreachable(e),
-    };
-    let _ = stream.set_read_timeout(Some(ANSWER_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-    if let Err(e) = send_all(&stream, request.as_bytes()) {
-        return unreachable(e);
-    }
-    let answer = match read_answer(&mut stream) {
+    let socket = args
+        .socket
+        .clone()
+        .unwrap_or_else(snykey::paths::default_socket);
+    let answer = match ask(&socket, &request(&args, &org, &client)) {
         Ok(a) => a,
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            return fail(
-                exit::SOFTWARE,
-                "the agent's answer was larger than 1 MiB; is something else listening on the socket?",
-            );
-        }
-        Err(e) => return unreachable(e),
+        Err(code) => return code,
     };
     let Some((status, body)) = parse_response(&answer) else {
         return fail(
@@ -246,16 +186,101 @@ fn run() -> i32 {
     };
     let fields = string_fields(body).unwrap_or_default();
     if status != 200 {
-        let error = field(&fields, "error").unwrap_or("the agent refused the request");
-        let code = field(&fields, "code").unwrap_or("");
-        return fail(exit::for_status(status), &exit::report(status, code, error));
+        let error = field(&fields, paths::ERROR).unwrap_or("the agent refused the request");
+        let code = ErrorCode::parse(field(&fields, paths::CODE).unwrap_or(""));
+        return fail(
+            exit::for_error(status, code),
+            &exit::report(status, code, error),
+        );
     }
-    let Some(token) = field(&fields, "access_token") else {
+    let Some(token) = field(&fields, paths::ACCESS_TOKEN) else {
         return fail(exit::SOFTWARE, "the agent's answer had no access_token");
     };
-    let expires_at = field(&fields, "expires_at").unwrap_or("");
-    let snyk_api = field(&fields, "snyk_api");
+    let expires_at = field(&fields, paths::EXPIRES_AT).unwrap_or("");
+    deliver(args, token, expires_at, field(&fields, paths::SNYK_API))
+}
 
+/// ORG_ID and CLIENT_ID from the arguments or the environment, checked
+/// (SPEC §3); the exit code on a usage error.
+fn ids(args: &Args) -> Result<(String, String), i32> {
+    let env = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+    let (org, client) = match args.ids.as_slice() {
+        [o, c] => (o.clone(), c.clone()),
+        [] => match (env("SNYKEY_ORG_ID"), env("SNYKEY_CLIENT_ID")) {
+            (Some(o), Some(c)) => (o, c),
+            _ => {
+                return Err(fail(
+                    exit::USAGE,
+                    &format!(
+                        "ORG_ID and CLIENT_ID are required (or SNYKEY_ORG_ID and SNYKEY_CLIENT_ID)\n{USAGE}"
+                    ),
+                ));
+            }
+        },
+        _ => {
+            return Err(fail(
+                exit::USAGE,
+                &format!(
+                    "expected ORG_ID CLIENT_ID, got {} argument(s)\n{USAGE}",
+                    args.ids.len()
+                ),
+            ));
+        }
+    };
+    for (name, v) in [("org_id", &org), ("client_id", &client)] {
+        if let Err(e) = check_id(name, v) {
+            return Err(fail(exit::USAGE, &e.to_string()));
+        }
+    }
+    Ok((org, client))
+}
+
+/// The whole HTTP/1.1 request, written with one `send`.
+fn request(args: &Args, org: &str, client: &str) -> String {
+    let mut request = if args.refresh {
+        // A forced refresh (rate-limited by the agent); --min-validity does
+        // not apply: the answer is the newest token there is.
+        format!("POST {}", paths::fill(paths::REFRESH, &[org, client]))
+    } else {
+        format!("GET {}", paths::fill(paths::CREDENTIAL, &[org, client]))
+    };
+    if let (Some(mv), false) = (args.min_validity, args.refresh) {
+        request.push_str(&format!("?{}={mv}", paths::MIN_VALIDITY));
+    }
+    request.push_str(
+        " HTTP/1.1\r\nHost: snykey\r\nUser-Agent: snykey-helper\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    request
+}
+
+/// Sends `request` to the agent and reads its whole answer; the exit code
+/// when the agent cannot be reached or answers too much.
+fn ask(socket: &std::path::Path, request: &str) -> Result<Vec<u8>, i32> {
+    let unreachable = |e: std::io::Error| {
+        fail(
+            exit::UNAVAILABLE,
+            &format!(
+                "cannot reach the snykey agent at {}: {e}; is `snykey serve` running? (set --socket or SNYKEY_SOCKET)",
+                socket.display()
+            ),
+        )
+    };
+    let mut stream = UnixStream::connect(socket).map_err(unreachable)?;
+    let _ = stream.set_read_timeout(Some(ANSWER_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+    send_all(&stream, request.as_bytes()).map_err(unreachable)?;
+    match read_answer(&mut stream) {
+        Ok(a) => Ok(a),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(fail(
+            exit::SOFTWARE,
+            "the agent's answer was larger than 1 MiB; is something else listening on the socket?",
+        )),
+        Err(e) => Err(unreachable(e)),
+    }
+}
+
+/// Prints the token, or runs the `exec` command with it.
+fn deliver(args: Args, token: &str, expires_at: &str, snyk_api: Option<&str>) -> i32 {
     if let Some(command) = args.exec {
         let mut cmd = Command::new(&command[0]);
         cmd.args(&command[1..]).env("SNYK_OAUTH_TOKEN", token);

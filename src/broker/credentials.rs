@@ -4,79 +4,25 @@
 
 use super::refresh::AgentIo;
 use super::{Broker, BrokerError, Want, rotation};
-use crate::clock::rfc3339;
-use crate::ids::CredKey;
-use crate::store::Record;
-use crate::wire::{Kind, PutCredential, PutCredentialResponse, State};
+use crate::credential::{CredKey, Kind, NewCredential, Record, State};
+use crate::locks::Recover;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 impl Broker {
     /// `PUT /v1/credentials`: store a credential and mint its first token.
     /// For `oauth_app` the given refresh token is rotated at once, so no other
     /// holder can use it. Nothing is stored when Snyk refuses the credential.
-    pub async fn put(
-        self: &Arc<Self>,
-        req: PutCredential,
-    ) -> Result<PutCredentialResponse, BrokerError> {
-        let key = CredKey::parse(&req.org_id, &req.client_id)
-            .map_err(|e| BrokerError::BadInput(e.to_string()))?;
-        let kind = req.kind.unwrap_or(Kind::OauthApp);
-        check_put_fields(kind, &req)?;
+    /// Answers when the first access token expires.
+    #[tracing::instrument(name = "credential", level = "error", skip_all, fields(org_id = %req.key.org, client_id = %req.key.client))]
+    pub async fn put(self: &Arc<Self>, req: NewCredential) -> Result<SystemTime, BrokerError> {
+        let (key, kind) = (req.key.clone(), req.kind);
+        check_put_fields(&req)?;
         // Refuse before anything is consumed when the store cannot take a write.
         self.store.ready().await?;
         let existing = self.store.get(&key).await?;
-        let mut record = match &existing {
-            Some(v) if v.record.kind() == kind => v.record.clone(),
-            _ => Record {
-                kind: Some(kind),
-                ..Default::default()
-            },
-        };
-        record.kind = Some(kind);
-        if let Some(s) = req.client_secret {
-            record.client_secret = Some(s);
-        }
-        if let Some(rt) = req.refresh_token {
-            record.refresh_token = Some(rt);
-        }
-        if let Some(pem) = req.private_key_pem {
-            record.private_key_pem = Some(pem);
-        }
-        if let Some(kid) = req.key_id {
-            record.key_id = Some(kid);
-        }
-        match kind {
-            Kind::OauthApp if record.refresh_token.is_none() => {
-                return Err(BrokerError::BadInput(
-                    "an oauth_app credential needs a refresh_token (none is stored yet): give one, or run `snykey login`".into(),
-                ));
-            }
-            Kind::ClientSecret if record.client_secret.is_none() => {
-                return Err(BrokerError::BadInput(
-                    "a client_secret credential needs client_secret".into(),
-                ));
-            }
-            Kind::PrivateKeyJwt => {
-                let (Some(pem), Some(kid)) = (&record.private_key_pem, &record.key_id) else {
-                    return Err(BrokerError::BadInput(
-                        "a private_key_jwt credential needs private_key_pem and key_id".into(),
-                    ));
-                };
-                if kid.is_empty() || kid.len() > 256 || !kid.bytes().all(|b| b.is_ascii_graphic()) {
-                    return Err(BrokerError::BadInput(
-                        "key_id must be 1-256 printable characters".into(),
-                    ));
-                }
-                crate::snyk::jwt::validate_key(pem.expose()).map_err(BrokerError::BadInput)?;
-            }
-            _ => {}
-        }
-        record.generation = 0;
-        record.claim = None;
-        record.state = None;
-        record.prev_fp = None;
-        record.deleted = false;
+        let live = existing.as_ref().map(|v| &v.record);
+        let record = put_record(live, req)?;
         let slot = self.slot_or_insert(&key, kind);
         // The rotation of R runs in a task of its own: a `snykey put` killed
         // mid-rotation neither loses the new token nor leaves R half used.
@@ -104,12 +50,7 @@ impl Broker {
                 )
                 .await;
             match result {
-                Ok(t) => Ok(PutCredentialResponse {
-                    org_id: key.org.to_string(),
-                    client_id: key.client.to_string(),
-                    kind,
-                    expires_at: rfc3339(t.expires_at),
-                }),
+                Ok(t) => Ok(t.expires_at),
                 Err(e) => {
                     let stored = broker.store.get(&key).await.ok().flatten();
                     if !had_record && stored.is_none() && flight.mem.unlanded.is_none() {
@@ -117,11 +58,7 @@ impl Broker {
                         slot.status().deleted = true;
                         broker.scheduler.cancel(&key);
                         drop(flight);
-                        broker
-                            .slots
-                            .write()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&key);
+                        broker.slots.write().recover().remove(&key);
                     }
                     Err(e)
                 }
@@ -131,6 +68,7 @@ impl Broker {
     }
 
     /// `DELETE /v1/credentials/{org}/{client}`, optionally revoking at Snyk first.
+    #[tracing::instrument(name = "credential", level = "error", skip_all, fields(org_id = %key.org, client_id = %key.client))]
     pub async fn delete(
         self: &Arc<Self>,
         key: &CredKey,
@@ -192,11 +130,11 @@ impl Broker {
         };
         flight.held = None;
         if let Err(e) = self.journal.remove(key) {
-            tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "could not remove the journal entry of a deleted credential");
+            tracing::warn!(error = %e, "could not remove the journal entry of a deleted credential");
         }
         slot.set_hot(None);
         if let Err(e) = self.cache.delete(key).await {
-            tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "could not remove the cached token of a deleted credential");
+            tracing::warn!(error = %e, "could not remove the cached token of a deleted credential");
         }
         slot.status().deleted = true;
         self.scheduler.cancel(key);
@@ -204,11 +142,8 @@ impl Broker {
         if let Some(g) = guard {
             let _ = self.cache.unlock(g).await;
         }
-        self.slots
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
-        tracing::info!(org_id = %key.org, client_id = %key.client, revoked, "credential deleted");
+        self.slots.write().recover().remove(key);
+        tracing::info!(revoked, "credential deleted");
         Ok(if revoked {
             format!("credential {key} revoked at Snyk and deleted")
         } else if revoke {
@@ -219,6 +154,7 @@ impl Broker {
     }
 
     /// `DELETE /v1/cache/{org}/{client}`: drop the access token; the next request mints one.
+    #[tracing::instrument(name = "credential", level = "error", skip_all, fields(org_id = %key.org, client_id = %key.client))]
     pub async fn clear_cache(self: &Arc<Self>, key: &CredKey) -> Result<String, BrokerError> {
         let slot = self.slot(key).await?;
         let _flight = slot.flight.lock().await;
@@ -229,7 +165,66 @@ impl Broker {
     }
 }
 
-fn check_put_fields(kind: Kind, req: &PutCredential) -> Result<(), BrokerError> {
+/// The record `PUT` stores: what is stored already for the same kind, with
+/// the given fields over it, checked complete for its kind, its rotation
+/// fields reset (a put starts a new chain, rule 8).
+fn put_record(existing: Option<&Record>, req: NewCredential) -> Result<Record, BrokerError> {
+    let kind = req.kind;
+    let mut record = match existing {
+        Some(r) if r.kind() == kind => r.clone(),
+        _ => Record {
+            kind: Some(kind),
+            ..Default::default()
+        },
+    };
+    record.kind = Some(kind);
+    if let Some(s) = req.client_secret {
+        record.client_secret = Some(s);
+    }
+    if let Some(rt) = req.refresh_token {
+        record.refresh_token = Some(rt);
+    }
+    if let Some(pem) = req.private_key_pem {
+        record.private_key_pem = Some(pem);
+    }
+    if let Some(kid) = req.key_id {
+        record.key_id = Some(kid);
+    }
+    match kind {
+        Kind::OauthApp if record.refresh_token.is_none() => {
+            return Err(BrokerError::BadInput(
+                "an oauth_app credential needs a refresh_token (none is stored yet): give one, or run `snykey login`".into(),
+            ));
+        }
+        Kind::ClientSecret if record.client_secret.is_none() => {
+            return Err(BrokerError::BadInput(
+                "a client_secret credential needs client_secret".into(),
+            ));
+        }
+        Kind::PrivateKeyJwt => {
+            let (Some(pem), Some(kid)) = (&record.private_key_pem, &record.key_id) else {
+                return Err(BrokerError::BadInput(
+                    "a private_key_jwt credential needs private_key_pem and key_id".into(),
+                ));
+            };
+            if kid.is_empty() || kid.len() > 256 || !kid.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(BrokerError::BadInput(
+                    "key_id must be 1-256 printable characters".into(),
+                ));
+            }
+            crate::snyk::jwt::validate_key(pem.expose()).map_err(BrokerError::BadInput)?;
+        }
+        _ => {}
+    }
+    record.generation = 0;
+    record.claim = None;
+    record.state = None;
+    record.prev_fp = None;
+    record.deleted = false;
+    Ok(record)
+}
+
+fn check_put_fields(req: &NewCredential) -> Result<(), BrokerError> {
     let bad = |m: &str| Err(BrokerError::BadInput(m.to_string()));
     for (name, s) in [
         ("client_secret", &req.client_secret),
@@ -245,7 +240,7 @@ fn check_put_fields(kind: Kind, req: &PutCredential) -> Result<(), BrokerError> 
             }
         }
     }
-    match kind {
+    match req.kind {
         Kind::OauthApp if req.private_key_pem.is_some() || req.key_id.is_some() => {
             bad("private_key_pem and key_id belong to kind private_key_jwt, not oauth_app")
         }

@@ -13,6 +13,7 @@
 
 use super::{Broker, BrokerError, CredKey, Want};
 use crate::cache::CachedToken;
+use crate::locks::Recover;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,6 +58,7 @@ pub enum ForceOutcome {
 impl Broker {
     /// Mints a token newer than the one held now, unless a forced refresh of
     /// this credential happened within the interval: then its token.
+    #[tracing::instrument(name = "credential", level = "error", skip_all, fields(org_id = %key.org, client_id = %key.client))]
     pub async fn force_refresh(
         self: &Arc<Self>,
         key: &CredKey,
@@ -64,7 +66,7 @@ impl Broker {
         let slot = self.slot(key).await?;
         let id = (Arc::as_ptr(self) as usize, key.clone());
         let recent = |now: Instant| -> Option<CachedToken> {
-            let last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+            let last = LAST.lock().recover();
             let f = last.as_ref()?.get(&id)?;
             (now.duration_since(f.at) < interval()
                 && f.token.remaining(self.clock.now()) > Duration::from_secs(1))
@@ -90,7 +92,7 @@ impl Broker {
                 let key = &key2;
                 let mut flight = slot.flight.lock().await;
                 {
-                    let last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+                    let last = LAST.lock().recover();
                     if let Some(f) = last.as_ref().and_then(|l| l.get(&id)) {
                         if f.at.elapsed() < interval()
                             && f.token.remaining(broker.clock.now()) > Duration::from_secs(1)
@@ -109,10 +111,10 @@ impl Broker {
                     validity: Duration::MAX,
                     seen: current.map(|t| t.access_token.fingerprint()),
                 };
-                tracing::info!(org_id = %key.org, client_id = %key.client, "forced refresh: minting a new access token");
+                tracing::info!("forced refresh: minting a new access token");
                 let token = broker.mint(&slot, &mut flight, None, &want).await?;
                 LAST.lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                    .recover()
                     .get_or_insert_with(HashMap::new)
                     .insert(
                         id,

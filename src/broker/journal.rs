@@ -6,7 +6,8 @@
 //! with fsync. An entry is removed once the store holds its token. On start
 //! the agent replays every entry before it serves anything.
 
-use crate::ids::{ClientId, CredKey, OrgId};
+use crate::credential::CredKey;
+use crate::ids::{ClientId, OrgId};
 use crate::store::Record;
 use crate::store::file::write_atomically;
 use serde::{Deserialize, Serialize};

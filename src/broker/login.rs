@@ -11,11 +11,12 @@
 use super::{Broker, BrokerError};
 use crate::cache::CachedToken;
 use crate::clock::rfc3339;
-use crate::ids::CredKey;
+use crate::credential::CredKey;
+use crate::credential::{Kind, LoginState};
+use crate::locks::Recover;
 use crate::secret::Secret;
 use crate::snyk::pkce;
 use crate::store::Record;
-use crate::wire::{Kind, LoginRequest, LoginStarted, LoginState, LoginStatus, RegisterAppRequest};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,34 @@ pub const SNYK_API_HOSTS: &[&str] = &[
     "api.snykgov.io",
 ];
 
+/// `POST /v1/login`: which credential, and what the browser login needs.
+#[derive(Debug)]
+pub struct Login {
+    pub key: CredKey,
+    /// Kept in this process only until the login completes and it is stored.
+    pub client_secret: Option<Secret>,
+    pub redirect_uri: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+/// A login waiting for the browser: where to send it, and until when.
+#[derive(Debug)]
+pub struct LoginStarted {
+    /// Set by register-app: the client id Snyk gave the new app.
+    pub client_id: Option<String>,
+    pub authorize_url: String,
+    pub state: String,
+    pub expires_at: SystemTime,
+}
+
+/// Where a login stands (`GET /v1/login/{state}`).
+#[derive(Debug, Clone)]
+pub struct LoginProgress {
+    pub state: LoginState,
+    pub key: CredKey,
+    pub error: Option<String>,
+}
+
 /// What the cache holds for a pending login.
 #[derive(Serialize, Deserialize)]
 struct Pending {
@@ -41,7 +70,7 @@ struct Pending {
 }
 
 struct Tracked {
-    status: LoginStatus,
+    status: LoginProgress,
     expires: SystemTime,
     /// Given with `POST /v1/login` or created by register-app: kept in this
     /// process only, until the login completes and it is stored.
@@ -57,7 +86,7 @@ pub struct Logins {
 
 impl Logins {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tracked>> {
-        self.tracked.lock().unwrap_or_else(|p| p.into_inner())
+        self.tracked.lock().recover()
     }
 
     fn finish(&self, state: &str, outcome: LoginState, error: Option<String>) {
@@ -93,12 +122,9 @@ fn clean(s: &str) -> String {
 
 impl Broker {
     /// `POST /v1/login`: creates a pending login and its authorize URL.
-    pub async fn start_login(
-        self: &Arc<Self>,
-        req: LoginRequest,
-    ) -> Result<LoginStarted, BrokerError> {
-        let key = CredKey::parse(&req.org_id, &req.client_id)
-            .map_err(|e| BrokerError::BadInput(e.to_string()))?;
+    #[tracing::instrument(name = "credential", level = "error", skip_all, fields(org_id = %req.key.org, client_id = %req.key.client))]
+    pub async fn start_login(self: &Arc<Self>, req: Login) -> Result<LoginStarted, BrokerError> {
+        let key = req.key;
         let redirect_uri = match req.redirect_uri {
             Some(u) => {
                 if !crate::urls::is_loopback_http(&u) {
@@ -111,9 +137,7 @@ impl Broker {
             None => self.login.redirect_uri(),
         };
         if !self.login.callback_listening() {
-            return Err(BrokerError::NotDurable(
-                "the OAuth callback listener is not running (see server.callback_listen in the agent log): no browser login is possible".into(),
-            ));
+            return Err(BrokerError::CallbackNotRunning);
         }
         if let Some(s) = &req.client_secret {
             if s.is_empty() {
@@ -142,10 +166,9 @@ impl Broker {
             t.insert(
                 state.clone(),
                 Tracked {
-                    status: LoginStatus {
+                    status: LoginProgress {
                         state: LoginState::Pending,
-                        org_id: key.org.to_string(),
-                        client_id: key.client.to_string(),
+                        key: key.clone(),
                         error: None,
                     },
                     expires,
@@ -163,12 +186,12 @@ impl Broker {
             &state,
             &challenge,
         );
-        tracing::info!(org_id = %key.org, client_id = %key.client, "browser login started; waiting for the callback");
+        tracing::info!("browser login started; waiting for the callback");
         Ok(LoginStarted {
             client_id: None,
             authorize_url,
             state,
-            expires_at: rfc3339(expires),
+            expires_at: expires,
         })
     }
 
@@ -178,7 +201,7 @@ impl Broker {
         &self,
         state: &str,
         wait: Duration,
-    ) -> Result<LoginStatus, BrokerError> {
+    ) -> Result<LoginProgress, BrokerError> {
         let (status, notify, expires) = {
             let t = self.logins.lock();
             let tr = t.get(state).ok_or(BrokerError::UnknownLogin)?;
@@ -196,13 +219,18 @@ impl Broker {
         Ok(self.expire_if_due(state, status, expires))
     }
 
-    fn expire_if_due(&self, state: &str, status: LoginStatus, expires: SystemTime) -> LoginStatus {
+    fn expire_if_due(
+        &self,
+        state: &str,
+        status: LoginProgress,
+        expires: SystemTime,
+    ) -> LoginProgress {
         if status.state == LoginState::Pending && self.clock.now() >= expires {
             let error =
                 "the login expired before the browser came back; start it again".to_string();
             self.logins
                 .finish(state, LoginState::Failed, Some(error.clone()));
-            return LoginStatus {
+            return LoginProgress {
                 state: LoginState::Failed,
                 error: Some(error),
                 ..status
@@ -232,6 +260,18 @@ impl Broker {
         let Ok(key) = CredKey::parse(&pending.org_id, &pending.client_id) else {
             return CallbackOutcome::UnknownState;
         };
+        self.finish_callback(&key, state, pending, params).await
+    }
+
+    /// The callback of a known login: Snyk's refusal, or the code exchange.
+    #[tracing::instrument(name = "credential", level = "error", skip_all, fields(org_id = %key.org, client_id = %key.client))]
+    async fn finish_callback(
+        self: &Arc<Self>,
+        key: &CredKey,
+        state: &str,
+        pending: Pending,
+        params: &HashMap<String, String>,
+    ) -> CallbackOutcome {
         if let Some(error) = params.get("error") {
             let error = clean(error);
             let description = params.get("error_description").map(|d| clean(d));
@@ -246,7 +286,7 @@ impl Broker {
                         .unwrap_or_default()
                 )),
             );
-            tracing::warn!(org_id = %key.org, client_id = %key.client, error = %error, "browser login refused at Snyk");
+            tracing::warn!(error = %error, "browser login refused at Snyk");
             return CallbackOutcome::Denied { error, description };
         }
         if let Some(instance) = params.get("instance") {
@@ -272,7 +312,8 @@ impl Broker {
         // The code exchange is a grant: it runs to completion in a task of
         // its own even if the browser goes away (SPEC §2 rule 1).
         let broker = Arc::clone(self);
-        let (task_key, task_state, code) = (key.clone(), state.clone(), Secret::new(code.as_str()));
+        let (task_key, task_state, code) =
+            (key.clone(), state.to_string(), Secret::new(code.as_str()));
         let result = self
             .spawn_grant(async move {
                 broker
@@ -283,7 +324,7 @@ impl Broker {
         match result {
             Ok(()) => {
                 self.logins.finish(state, LoginState::Complete, None);
-                tracing::info!(org_id = %key.org, client_id = %key.client, "browser login complete; the credential is managed now");
+                tracing::info!("browser login complete; the credential is managed now");
                 CallbackOutcome::Success {
                     org_id: key.org.to_string(),
                     client_id: key.client.to_string(),
@@ -293,7 +334,7 @@ impl Broker {
                 let why = e.to_string();
                 self.logins
                     .finish(state, LoginState::Failed, Some(why.clone()));
-                tracing::warn!(org_id = %key.org, client_id = %key.client, error = %why, "the code exchange failed");
+                tracing::warn!(error = %why, "the code exchange failed");
                 CallbackOutcome::ExchangeFailed(why)
             }
         }
@@ -353,17 +394,12 @@ impl Broker {
             ));
         };
         let now = self.clock.now();
-        let mut record = match &stored {
-            Some(v) if v.record.kind() == Kind::OauthApp => v.record.clone(),
-            _ => Record {
-                kind: Some(Kind::OauthApp),
-                ..Default::default()
-            },
-        };
-        record.kind = Some(Kind::OauthApp);
-        record.refresh_token = Some(refresh_token);
-        record.client_secret = client_secret;
-        record.updated_at = Some(rfc3339(now));
+        let mut record = login_record(
+            stored.as_ref().map(|v| &v.record),
+            refresh_token,
+            client_secret,
+            now,
+        );
         let token = CachedToken {
             access_token: grant.access_token,
             expires_at: now + grant.expires_in,
@@ -375,7 +411,7 @@ impl Broker {
             let mut st = slot.status();
             st.deleted = false;
             st.kind = Kind::OauthApp;
-            st.state = crate::wire::State::Ok;
+            st.state = crate::credential::State::Ok;
             st.failures = 0;
             st.last_error = None;
         }
@@ -404,105 +440,26 @@ impl Broker {
         self.publish(&slot, token).await;
         Ok(())
     }
+}
 
-    /// `POST /v1/register-app`: registers a Snyk App, stores its client secret
-    /// (never echoed back), and starts the browser login for it.
-    /// Runs to completion in a task of its own: the new secret Snyk hands out
-    /// once must reach the store (through the journal) whoever hangs up.
-    pub async fn register_app(
-        self: &Arc<Self>,
-        req: RegisterAppRequest,
-    ) -> Result<LoginStarted, BrokerError> {
-        let broker = Arc::clone(self);
-        self.spawn_grant(async move { broker.register_app_now(req).await })
-            .await
-    }
-
-    async fn register_app_now(
-        self: &Arc<Self>,
-        req: RegisterAppRequest,
-    ) -> Result<LoginStarted, BrokerError> {
-        crate::ids::check_id("org_id", &req.org_id)
-            .map_err(|e| BrokerError::BadInput(e.to_string()))?;
-        let name = req.name.trim();
-        if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
-            return Err(BrokerError::BadInput(
-                "name must be 1-200 printable characters".into(),
-            ));
-        }
-        if req.scopes.is_empty()
-            || req
-                .scopes
-                .iter()
-                .any(|s| s.is_empty() || s.len() > 100 || !s.bytes().all(|b| b.is_ascii_graphic()))
-        {
-            return Err(BrokerError::BadInput(
-                "scopes must be a non-empty list such as [\"org.read\"]".into(),
-            ));
-        }
-        if req.auth_token.is_empty() {
-            return Err(BrokerError::BadInput("auth_token is empty".into()));
-        }
-        let context = req.context.as_deref().unwrap_or("tenant");
-        if !matches!(context, "tenant" | "user") {
-            return Err(BrokerError::BadInput(
-                "context must be \"tenant\" or \"user\"".into(),
-            ));
-        }
-        let redirect_uris = if req.redirect_uris.is_empty() {
-            vec![self.login.redirect_uri()]
-        } else {
-            req.redirect_uris.clone()
-        };
-        self.store.ready().await?;
-        let (client_id, secret) = self
-            .rest
-            .create_app(
-                &req.org_id,
-                &req.auth_token,
-                name,
-                &req.scopes,
-                &redirect_uris,
-                context,
-            )
-            .await
-            .map_err(BrokerError::Rest)?;
-        let key = CredKey::parse(&req.org_id, &client_id).map_err(|e| {
-            BrokerError::BadInput(format!("Snyk returned an unusable client id: {e}"))
-        })?;
-        // The secret goes into the store through the journal (it is needed
-        // again for every refresh, and Snyk shows it only once).
-        let record = Record {
+/// What a login stores: the stored `oauth_app` record (if any) with the new
+/// refresh token and the client secret it was obtained with.
+fn login_record(
+    stored: Option<&Record>,
+    refresh_token: Secret,
+    client_secret: Option<Secret>,
+    now: SystemTime,
+) -> Record {
+    let mut record = match stored {
+        Some(r) if r.kind() == Kind::OauthApp => r.clone(),
+        _ => Record {
             kind: Some(Kind::OauthApp),
-            client_secret: Some(secret.clone()),
-            updated_at: Some(rfc3339(self.clock.now())),
-            generation: 1,
             ..Default::default()
-        };
-        let slot = self.slot_or_insert(&key, Kind::OauthApp);
-        {
-            let mut flight = slot.flight.lock().await;
-            let base = super::journal::Base {
-                fp: None,
-                generation: 0,
-                login: false,
-                via: Vec::new(),
-            };
-            self.persist_record(&slot, &mut flight, record, base)
-                .await?;
-        }
-        slot.status().state = crate::wire::State::NeedsLogin;
-        tracing::info!(org_id = %key.org, client_id = %key.client, "Snyk App registered; its client secret is in the secret store");
-        let mut started = self
-            .start_login(LoginRequest {
-                org_id: req.org_id,
-                client_id: client_id.clone(),
-                client_secret: Some(secret),
-                redirect_uri: Some(redirect_uris[0].clone()),
-                scopes: req.scopes,
-            })
-            .await?;
-        started.client_id = Some(client_id);
-        Ok(started)
-    }
+        },
+    };
+    record.kind = Some(Kind::OauthApp);
+    record.refresh_token = Some(refresh_token);
+    record.client_secret = client_secret;
+    record.updated_at = Some(rfc3339(now));
+    record
 }

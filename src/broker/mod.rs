@@ -11,67 +11,49 @@
 //!   each outcome, the status kept around every run of the protocol.
 //! * [`credentials`] — `PUT`/`DELETE` of credentials and cache entries.
 //! * [`status`] — what `GET /v1/credentials`, `/v1/ready` and the metrics show.
-//! * [`journal`], [`scheduler`], [`login`], [`service_accounts`].
+//! * [`login`] (browser login), [`register`] (Snyk App registration),
+//!   [`service_accounts`], [`force`] (forced refresh).
+//! * [`journal`], [`scheduler`]; [`error`] — [`BrokerError`].
+//!
+//! Its public methods take and return the domain's words
+//! ([`crate::credential`] and the request types of [`login`], [`register`]
+//! and [`service_accounts`]), never the API's bodies. Every operation on one
+//! credential runs in a `credential` tracing span that carries its ids.
 
-pub mod credentials;
-pub mod force;
+mod credentials;
+mod error;
+pub(crate) mod force;
 pub mod journal;
-pub mod login;
-pub mod refresh;
+pub(crate) mod login;
+mod refresh;
+pub(crate) mod register;
 pub mod rotation;
-pub mod schedule;
-pub mod scheduler;
-pub mod service_accounts;
-pub mod slot;
-pub mod status;
+mod schedule;
+mod scheduler;
+pub(crate) mod service_accounts;
+mod slot;
+mod status;
 
-use crate::cache::{CacheError, CachedToken, TokenCache};
+use crate::cache::{CachedToken, TokenCache};
 use crate::clock::Clock;
-use crate::ids::CredKey;
-use crate::snyk::{GrantError, SnykOAuth};
-use crate::store::{SecretStore, StoreError};
-use crate::wire::{Kind, State};
+use crate::credential::CredKey;
+use crate::credential::{Kind, State};
+use crate::locks::Recover;
+use crate::snyk::SnykOAuth;
+use crate::store::SecretStore;
+pub use error::BrokerError;
 use journal::Journal;
 use slot::Slot;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
-use thiserror::Error;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 /// What a caller gets when the lifetime of tokens is unknown.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
-
-#[derive(Debug, Error)]
-pub enum BrokerError {
-    #[error("{0}")]
-    BadInput(String),
-    #[error(
-        "no credential {0} is managed by this agent: add it with `snykey put` or `snykey login`"
-    )]
-    NotFound(CredKey),
-    #[error("{0}")]
-    NeedsLogin(String),
-    #[error("{0}")]
-    Snyk(GrantError),
-    #[error("{0}")]
-    Store(StoreError),
-    #[error("{0}")]
-    Cache(CacheError),
-    #[error("{0}")]
-    NotDurable(String),
-    /// Another agent (or an earlier answer) must finish first: try again shortly.
-    #[error("{0}")]
-    Busy(String),
-    #[error("{0}")]
-    Rest(crate::snyk::rest::RestError),
-    #[error(
-        "no login with this state is known to this agent (it may have expired): start it again with `snykey login`"
-    )]
-    UnknownLogin,
-}
 
 /// What the browser login needs to know about this agent.
 pub struct LoginSettings {
@@ -95,15 +77,12 @@ impl LoginSettings {
     }
 
     pub fn redirect_uri(&self) -> String {
-        self.redirect_uri
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.redirect_uri.read().recover().clone()
     }
 
     /// Called once the callback listener is bound (with its final redirect URI).
     pub fn set_listening(&self, redirect_uri: String) {
-        *self.redirect_uri.write().unwrap_or_else(|p| p.into_inner()) = redirect_uri;
+        *self.redirect_uri.write().recover() = redirect_uri;
         self.listening
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
@@ -120,20 +99,6 @@ impl LoginSettings {
             .map(|(_, r)| r)
             .unwrap_or(&self.api_url);
         rest.split('/').next().unwrap_or(rest)
-    }
-}
-
-impl From<StoreError> for BrokerError {
-    fn from(e: StoreError) -> Self {
-        crate::metrics::backend_error("store");
-        BrokerError::Store(e)
-    }
-}
-
-impl From<CacheError> for BrokerError {
-    fn from(e: CacheError) -> Self {
-        crate::metrics::backend_error("cache");
-        BrokerError::Cache(e)
     }
 }
 
@@ -248,9 +213,10 @@ impl Broker {
         T: Send + 'static,
         F: Future<Output = Result<T, BrokerError>> + Send + 'static,
     {
-        match self.grants.spawn(work).await {
+        // The task runs in the caller's span (the credential's ids).
+        match self.grants.spawn(work.in_current_span()).await {
             Ok(r) => r,
-            Err(e) => Err(BrokerError::NotDurable(format!(
+            Err(e) => Err(BrokerError::Internal(format!(
                 "an internal task failed ({e}); the recovery journal keeps what it had made durable"
             ))),
         }
@@ -269,14 +235,11 @@ impl Broker {
         self.rules.claims
     }
     pub fn settings(&self) -> Settings {
-        self.settings
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.settings.read().recover().clone()
     }
 
     pub fn set_settings(&self, s: Settings) {
-        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = s;
+        *self.settings.write().recover() = s;
     }
 
     pub fn snyk_api(&self) -> Option<&str> {
@@ -292,26 +255,7 @@ impl Broker {
     pub async fn start(self: &Arc<Self>) -> Result<usize, BrokerError> {
         let entries = self.journal.read_all().map_err(BrokerError::NotDurable)?;
         for (key, entry) in entries {
-            let kind = entry.record.as_ref().map(|r| r.kind()).unwrap_or_default();
-            let slot = self.slot_or_insert(&key, kind);
-            let mut flight = slot.flight.lock().await;
-            if entry.claim.as_ref().is_some_and(|c| c.sent) || entry.sent.is_some() {
-                tracing::warn!(org_id = %key.org, client_id = %key.client,
-                    "the agent stopped while a refresh was at Snyk: that answer is lost, so the token is sent once more after a quiet period (SPEC §2 rule 6)");
-            }
-            flight.mem = rotation::Memory::recover(entry, self.mono());
-            if flight.mem.unlanded.is_some() {
-                tracing::info!(org_id = %key.org, client_id = %key.client, "landing a refresh token from the recovery journal");
-                let mut io = refresh::AgentIo {
-                    broker: self,
-                    key: &key,
-                };
-                if rotation::land(&mut io, &mut flight.mem, &self.rules).await
-                    == rotation::Landing::Pending
-                {
-                    self.spawn_lander(&slot, &mut flight);
-                }
-            }
+            self.replay(&key, entry).await;
         }
         // A store that does not answer at start is not fatal: the agent serves
         // what it can (ready says why not) and picks credentials up on demand.
@@ -366,26 +310,41 @@ impl Broker {
         Ok(n)
     }
 
+    /// Start-up, one journal entry: what was in flight is an unknown outcome
+    /// (rule 6); a journaled successor lands by succession (rule 9).
+    #[tracing::instrument(name = "credential", level = "error", skip_all, fields(org_id = %key.org, client_id = %key.client))]
+    async fn replay(self: &Arc<Self>, key: &CredKey, entry: journal::Entry) {
+        let kind = entry.record.as_ref().map(|r| r.kind()).unwrap_or_default();
+        let slot = self.slot_or_insert(key, kind);
+        let mut flight = slot.flight.lock().await;
+        if entry.claim.as_ref().is_some_and(|c| c.sent) || entry.sent.is_some() {
+            tracing::warn!(
+                "the agent stopped while a refresh was at Snyk: that answer is lost, so the token is sent once more after a quiet period (SPEC §2 rule 6)"
+            );
+        }
+        flight.mem = rotation::Memory::recover(entry, self.mono());
+        if flight.mem.unlanded.is_some() {
+            tracing::info!("landing a refresh token from the recovery journal");
+            let mut io = refresh::AgentIo { broker: self, key };
+            if rotation::land(&mut io, &mut flight.mem, &self.rules).await
+                == rotation::Landing::Pending
+            {
+                self.spawn_lander(&slot, &mut flight);
+            }
+        }
+    }
+
     /// Every slot, without holding the map's lock afterwards.
     fn snapshot(&self) -> Vec<Arc<Slot>> {
-        self.slots
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.slots.read().recover().values().cloned().collect()
     }
 
     fn existing_slot(&self, key: &CredKey) -> Option<Arc<Slot>> {
-        self.slots
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned()
+        self.slots.read().recover().get(key).cloned()
     }
 
     fn slot_or_insert(&self, key: &CredKey, kind: Kind) -> Arc<Slot> {
-        let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
+        let mut slots = self.slots.write().recover();
         slots
             .entry(key.clone())
             .or_insert_with(|| Arc::new(Slot::new(key.clone(), kind)))
@@ -425,6 +384,7 @@ impl Broker {
 
     /// `GET /v1/credentials/{org}/{client}`: a token valid for at least
     /// `min_validity` (see [`Broker::wanted_validity`]).
+    #[tracing::instrument(name = "credential", level = "error", skip_all, fields(org_id = %key.org, client_id = %key.client))]
     pub async fn token(
         self: &Arc<Self>,
         key: &CredKey,
@@ -457,7 +417,7 @@ impl Broker {
             Ok(None) => {}
             Err(e) => {
                 crate::metrics::backend_error("cache");
-                tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "token cache read failed; minting through the single-flight path");
+                tracing::warn!(error = %e, "token cache read failed; minting through the single-flight path");
             }
         }
 
@@ -499,6 +459,12 @@ impl Broker {
         drop(st);
         self.plan(slot, t);
     }
+}
+
+/// A span of its own for work on one credential that outlives its caller
+/// (a background lander, the start-up replay): its log lines carry the ids.
+pub(crate) fn detached_span(key: &CredKey) -> tracing::Span {
+    tracing::error_span!(parent: None, "credential", org_id = %key.org, client_id = %key.client)
 }
 
 /// The error a caller sees for a credential that needs a login: one

@@ -9,13 +9,14 @@ use super::slot::{Flight, Slot};
 use super::{Broker, BrokerError, Want, needs_login_message};
 use crate::cache::CachedToken;
 use crate::clock::rfc3339;
-use crate::ids::CredKey;
+use crate::credential::CredKey;
+use crate::credential::{Kind, State};
 use crate::secret::Secret;
 use crate::snyk::{GrantError, TokenGrant};
 use crate::store::{Record, StoreError, Versioned};
-use crate::wire::{Kind, State};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tracing::Instrument;
 
 /// How long a caller waits for another agent's claim to land before it is
 /// told to try again (cached tokens are served meanwhile).
@@ -73,7 +74,7 @@ impl Io for AgentIo<'_> {
         };
         if let Err(e) = &r {
             crate::metrics::backend_error("journal");
-            tracing::warn!(org_id = %self.key.org, client_id = %self.key.client, error = %e, "recovery journal write failed");
+            tracing::warn!(error = %e, "recovery journal write failed");
         }
         r
     }
@@ -113,14 +114,14 @@ impl Broker {
         let guard = match self.cache.lock(key, self.lock_ttl, self.lock_wait).await {
             Ok(g) => Some(g),
             Err(e) => {
-                tracing::debug!(org_id = %key.org, client_id = %key.client, error = %e, "going on without the refresh lock; the secret store arbitrates");
+                tracing::debug!(error = %e, "going on without the refresh lock; the secret store arbitrates");
                 None
             }
         };
         let result = self.run_protocol(slot, flight, given, want).await;
         if let Some(guard) = guard {
             if let Err(e) = self.cache.unlock(guard).await {
-                tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "could not release the refresh lock; it expires by itself");
+                tracing::warn!(error = %e, "could not release the refresh lock; it expires by itself");
             }
         }
         result
@@ -173,7 +174,7 @@ impl Broker {
                     let token = self.token_from(access_token, expires_in);
                     slot.status().last_refresh_at = token.issued_at;
                     crate::metrics::refresh("ok");
-                    tracing::info!(org_id = %key.org, client_id = %key.client, landed, "refreshed");
+                    tracing::info!(landed, "refreshed");
                     if !landed {
                         self.degraded(slot, "the rotated refresh token is in the recovery journal until the secret store takes it");
                         self.spawn_lander(slot, flight);
@@ -245,13 +246,13 @@ impl Broker {
                     }
                     transient += 1;
                     crate::metrics::refresh("transient");
-                    tracing::info!(org_id = %key.org, client_id = %key.client, error = %e, wait_ms = wait.as_millis() as u64, "Snyk did not take the refresh; trying again");
+                    tracing::info!(error = %e, wait_ms = wait.as_millis() as u64, "Snyk did not take the refresh; trying again");
                     tokio::time::sleep(wait).await;
                 }
                 Outcome::Later { after, why } => return Err(self.later(key, after, why)),
                 Outcome::NeedsLogin(why) => {
                     crate::metrics::refresh("permanent");
-                    tracing::error!(org_id = %key.org, client_id = %key.client, error = %why, "credential needs a new login");
+                    tracing::error!(error = %why, "credential needs a new login");
                     return Err(BrokerError::NeedsLogin(needs_login_message(key, &why)));
                 }
                 Outcome::NotFound => return Err(BrokerError::NotFound(key.clone())),
@@ -273,7 +274,7 @@ impl Broker {
                     "lost_answer"
                 });
                 if !e.token_not_consumed() {
-                    tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, retry_in_s = after.as_secs(),
+                    tracing::warn!(error = %e, retry_in_s = after.as_secs(),
                         "Snyk's answer was lost; the same refresh token is sent once more after a quiet period");
                 }
                 BrokerError::Snyk(e)
@@ -350,7 +351,9 @@ impl Broker {
         flight.lander_running = true;
         let broker = Arc::clone(self);
         let slot = Arc::clone(slot);
-        self.grants.spawn(async move {
+        // Its own span (not the caller's): it outlives whoever started it.
+        let span = super::detached_span(&slot.key);
+        let lander = async move {
             let mut delay = Duration::from_millis(250);
             let mut shutdown = broker.shutdown.clone();
             loop {
@@ -403,7 +406,8 @@ impl Broker {
                 }
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
-        });
+        };
+        self.grants.spawn(lander.instrument(span));
     }
 
     /// Hands a token to everyone: the hot layer, then the shared cache.
@@ -422,7 +426,7 @@ impl Broker {
         }
         if let Err(e) = self.cache.put(&slot.key, &token).await {
             crate::metrics::backend_error("cache");
-            tracing::warn!(org_id = %slot.key.org, client_id = %slot.key.client, error = %e, "could not write the access token to the shared cache; serving it from memory");
+            tracing::warn!(error = %e, "could not write the access token to the shared cache; serving it from memory");
         }
     }
 

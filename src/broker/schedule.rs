@@ -5,8 +5,8 @@
 use super::slot::{Flight, Slot};
 use super::{Broker, BrokerError, Want, scheduler};
 use crate::cache::CachedToken;
-use crate::ids::CredKey;
-use crate::wire::State;
+use crate::credential::CredKey;
+use crate::credential::State;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ impl Broker {
     /// A scheduled refresh: mint a token newer than the one held, unless the
     /// credential is gone or needs a login. Success and failure both plan
     /// the next attempt (see [`Broker::mint`]).
+    #[tracing::instrument(name = "credential", level = "error", skip_all, fields(org_id = %key.org, client_id = %key.client))]
     pub(super) async fn proactive(self: Arc<Self>, key: CredKey) {
         let Some(slot) = self.existing_slot(&key) else {
             return;
@@ -36,7 +37,7 @@ impl Broker {
             })
             .await;
         if let Err(e) = result {
-            tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "proactive refresh failed");
+            tracing::warn!(error = %e, "proactive refresh failed");
         }
     }
 
@@ -76,11 +77,6 @@ impl Broker {
         slot.status().next_refresh_at = Some(self.clock.now() + wait);
         self.scheduler
             .schedule(&slot.key, tokio::time::Instant::now() + wait);
-    }
-
-    /// Credentials with a planned refresh.
-    pub fn scheduled(&self) -> usize {
-        self.scheduler.len()
     }
 
     /// Runs the rotation rule and keeps the status up to date.

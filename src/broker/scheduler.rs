@@ -11,7 +11,8 @@
 //! exponential backoff with jitter and a floor, honouring `Retry-After`;
 //! permanent errors stop retries (the credential needs a login).
 
-use crate::ids::CredKey;
+use crate::credential::CredKey;
+use crate::locks::Recover;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -81,7 +82,7 @@ impl Scheduler {
     }
 
     fn q(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+        self.queue.lock().recover()
     }
 
     /// Sets (or moves) the next refresh of `key` to `when`.
@@ -108,11 +109,13 @@ impl Scheduler {
         }
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.q().by_key.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 

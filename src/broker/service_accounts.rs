@@ -8,48 +8,51 @@
 use super::{Broker, BrokerError};
 use crate::cache::CachedToken;
 use crate::clock::rfc3339;
-use crate::ids::CredKey;
+use crate::credential::CredKey;
+use crate::credential::{Kind, NewCredential};
 use crate::secret::Secret;
 use crate::snyk::rest::{Scope, ServiceAccount};
 use crate::store::Record;
-use crate::wire::{Kind, PutCredential, ServiceAccountRequest, ServiceAccountResult};
 use std::sync::Arc;
 
-impl ServiceAccountRequest {
-    fn scope(&self) -> Result<Scope, BrokerError> {
-        let bad = |m: &str| Err(BrokerError::BadInput(m.into()));
-        match (&self.org_id, &self.group_id) {
-            (Some(o), None) => {
-                crate::ids::check_id("org_id", o)
-                    .map_err(|e| BrokerError::BadInput(e.to_string()))?;
-                Ok(Scope::Org(o.clone()))
-            }
-            (None, Some(g)) => {
-                crate::ids::check_id("group_id", g)
-                    .map_err(|e| BrokerError::BadInput(e.to_string()))?;
-                Ok(Scope::Group(g.clone()))
-            }
-            _ => bad("give exactly one of org_id or group_id"),
-        }
-    }
+/// Whom a service-account call acts for (an org or a group) and the Snyk
+/// token it acts with: given per request, never stored.
+#[derive(Debug)]
+pub struct SaAuth {
+    pub scope: Scope,
+    pub auth_token: Secret,
+}
 
-    fn token(&self) -> Result<&Secret, BrokerError> {
-        if self.auth_token.is_empty() {
-            return Err(BrokerError::BadInput("auth_token is empty".into()));
-        }
-        Ok(&self.auth_token)
-    }
+/// Which service account a call means.
+#[derive(Debug, Clone)]
+pub enum SaTarget {
+    Id(String),
+    ClientId(String),
+}
+
+/// A service account to create.
+#[derive(Debug)]
+pub struct SaCreate {
+    pub name: String,
+    pub role_id: String,
+    /// `oauth_client_secret` (stored and managed at once) or `oauth_private_key_jwt`.
+    pub auth_type: String,
+    pub jwks_url: Option<String>,
+    pub access_token_ttl_seconds: Option<u64>,
+}
+
+/// What a service-account call did, and the account it did it to.
+#[derive(Debug)]
+pub struct SaDone {
+    pub message: String,
+    pub account: Option<ServiceAccount>,
 }
 
 impl Broker {
     /// Lists the service accounts of an org or group.
-    pub async fn sa_list(
-        &self,
-        req: &ServiceAccountRequest,
-    ) -> Result<Vec<ServiceAccount>, BrokerError> {
-        let scope = req.scope()?;
+    pub async fn sa_list(&self, auth: &SaAuth) -> Result<Vec<ServiceAccount>, BrokerError> {
         self.rest
-            .list_service_accounts(&scope, req.token()?)
+            .list_service_accounts(&auth.scope, &auth.auth_token)
             .await
             .map_err(BrokerError::Rest)
     }
@@ -57,25 +60,16 @@ impl Broker {
     /// Finds the account named by `service_account_id` or `client_id`.
     async fn sa_find(
         &self,
-        scope: &Scope,
-        req: &ServiceAccountRequest,
+        auth: &SaAuth,
+        target: &SaTarget,
     ) -> Result<ServiceAccount, BrokerError> {
-        let all = self
-            .rest
-            .list_service_accounts(scope, req.token()?)
-            .await
-            .map_err(BrokerError::Rest)?;
-        let found = match (&req.service_account_id, &req.client_id) {
-            (Some(id), _) => all.into_iter().find(|s| &s.id == id),
-            (None, Some(c)) => all.into_iter().find(|s| &s.client_id == c),
-            (None, None) => {
-                return Err(BrokerError::BadInput(
-                    "give service_account_id or client_id".into(),
-                ));
-            }
+        let all = self.sa_list(auth).await?;
+        let found = match target {
+            SaTarget::Id(id) => all.into_iter().find(|s| &s.id == id),
+            SaTarget::ClientId(c) => all.into_iter().find(|s| &s.client_id == c),
         };
         found.ok_or_else(|| {
-            BrokerError::BadInput(format!("no such service account in {}", scope.id()))
+            BrokerError::BadInput(format!("no such service account in {}", auth.scope.id()))
         })
     }
 
@@ -85,30 +79,21 @@ impl Broker {
     /// once must reach the store (through the journal) whoever hangs up.
     pub async fn sa_create(
         self: &Arc<Self>,
-        req: ServiceAccountRequest,
-    ) -> Result<ServiceAccountResult, BrokerError> {
+        auth: SaAuth,
+        req: SaCreate,
+    ) -> Result<SaDone, BrokerError> {
         let broker = Arc::clone(self);
-        self.spawn_grant(async move { broker.sa_create_now(req).await })
+        self.spawn_grant(async move { broker.sa_create_now(auth, req).await })
             .await
     }
 
     async fn sa_create_now(
         self: &Arc<Self>,
-        req: ServiceAccountRequest,
-    ) -> Result<ServiceAccountResult, BrokerError> {
-        let scope = req.scope()?;
-        let name = req
-            .name
-            .as_deref()
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| BrokerError::BadInput("name is required".into()))?;
-        let role_id = req
-            .role_id
-            .as_deref()
-            .filter(|r| !r.is_empty())
-            .ok_or_else(|| BrokerError::BadInput("role_id is required".into()))?;
-        let auth_type = req.auth_type.as_deref().unwrap_or("oauth_client_secret");
+        auth: SaAuth,
+        req: SaCreate,
+    ) -> Result<SaDone, BrokerError> {
+        let scope = &auth.scope;
+        let (name, role_id, auth_type) = (req.name.trim(), &req.role_id, &*req.auth_type);
         match auth_type {
             "oauth_client_secret" => {}
             "oauth_private_key_jwt"
@@ -134,8 +119,8 @@ impl Broker {
         let (sa, secret) = self
             .rest
             .create_service_account(
-                &scope,
-                req.token()?,
+                scope,
+                &auth.auth_token,
                 name,
                 auth_type,
                 role_id,
@@ -145,7 +130,7 @@ impl Broker {
             .await
             .map_err(BrokerError::Rest)?;
         let Some(secret) = secret else {
-            return Ok(ServiceAccountResult {
+            return Ok(SaDone {
                 message: format!(
                     "created service account {} (client id {}); store its private key with `snykey put --kind private_key_jwt --org-id {} --client-id {} --private-key-file KEY --key-id KID`",
                     sa.id,
@@ -153,20 +138,25 @@ impl Broker {
                     scope.id(),
                     sa.client_id
                 ),
-                service_account: Some(sa),
+                account: Some(sa),
             });
         };
-        let put = PutCredential {
-            org_id: scope.id().to_string(),
-            client_id: sa.client_id.clone(),
-            kind: Some(Kind::ClientSecret),
+        let key = CredKey::parse(scope.id(), &sa.client_id).map_err(|e| {
+            BrokerError::BadInput(format!(
+                "service account {} was created at Snyk with an unusable client id ({e}). Remove it with `snykey service-account delete --service-account-id {}`",
+                sa.id, sa.id
+            ))
+        })?;
+        let put = NewCredential {
+            key,
+            kind: Kind::ClientSecret,
             client_secret: Some(secret),
             refresh_token: None,
             private_key_pem: None,
             key_id: None,
         };
         match self.put(put).await {
-            Ok(_) => Ok(ServiceAccountResult {
+            Ok(_) => Ok(SaDone {
                 message: format!(
                     "created service account {} (client id {}); snykey manages it as {}/{}",
                     sa.id,
@@ -174,7 +164,7 @@ impl Broker {
                     scope.id(),
                     sa.client_id
                 ),
-                service_account: Some(sa),
+                account: Some(sa),
             }),
             Err(e) => Err(BrokerError::BadInput(format!(
                 "service account {} (client id {}) was created at Snyk but could not be stored or used: {e}. Remove it with `snykey service-account delete --service-account-id {}`",
@@ -186,12 +176,13 @@ impl Broker {
     /// Deletes a service account at Snyk and its credential here.
     pub async fn sa_delete(
         self: &Arc<Self>,
-        req: ServiceAccountRequest,
-    ) -> Result<ServiceAccountResult, BrokerError> {
-        let scope = req.scope()?;
-        let sa = self.sa_find(&scope, &req).await?;
+        auth: SaAuth,
+        target: SaTarget,
+    ) -> Result<SaDone, BrokerError> {
+        let scope = &auth.scope;
+        let sa = self.sa_find(&auth, &target).await?;
         self.rest
-            .delete_service_account(&scope, req.token()?, &sa.id)
+            .delete_service_account(scope, &auth.auth_token, &sa.id)
             .await
             .map_err(BrokerError::Rest)?;
         let mut message = format!("deleted service account {} at Snyk", sa.id);
@@ -205,9 +196,9 @@ impl Broker {
                 )),
             }
         }
-        Ok(ServiceAccountResult {
+        Ok(SaDone {
             message,
-            service_account: Some(sa),
+            account: Some(sa),
         })
     }
 
@@ -223,20 +214,24 @@ impl Broker {
     /// once must reach the store (through the journal) whoever hangs up.
     pub async fn sa_rotate(
         self: &Arc<Self>,
-        req: ServiceAccountRequest,
-    ) -> Result<ServiceAccountResult, BrokerError> {
+        auth: SaAuth,
+        target: SaTarget,
+        replace: bool,
+    ) -> Result<SaDone, BrokerError> {
         let broker = Arc::clone(self);
-        self.spawn_grant(async move { broker.sa_rotate_now(req).await })
+        self.spawn_grant(async move { broker.sa_rotate_now(auth, target, replace).await })
             .await
     }
 
     async fn sa_rotate_now(
         self: &Arc<Self>,
-        req: ServiceAccountRequest,
-    ) -> Result<ServiceAccountResult, BrokerError> {
-        let scope = req.scope()?;
-        let token = req.token()?.clone();
-        let sa = self.sa_find(&scope, &req).await?;
+        auth: SaAuth,
+        target: SaTarget,
+        replace: bool,
+    ) -> Result<SaDone, BrokerError> {
+        let scope = &auth.scope;
+        let token = &auth.auth_token;
+        let sa = self.sa_find(&auth, &target).await?;
         let key = CredKey::parse(scope.id(), &sa.client_id)
             .map_err(|e| BrokerError::BadInput(e.to_string()))?;
         let stored = self.store.get(&key).await?.ok_or_else(|| {
@@ -250,23 +245,14 @@ impl Broker {
         let old = stored.record.client_secret.clone().ok_or_else(|| {
             BrokerError::BadInput(format!("credential {key} has no stored secret"))
         })?;
-        let replace = match req.mode.as_deref() {
-            None | Some("create") => false,
-            Some("replace") => true,
-            Some(other) => {
-                return Err(BrokerError::BadInput(format!(
-                    "mode {other:?} is not replace"
-                )));
-            }
-        };
         self.store.ready().await?;
 
         // 1. A second (or, replacing, the only) secret at Snyk.
         let new = self
             .rest
             .manage_secret(
-                &scope,
-                &token,
+                scope,
+                token,
                 &sa.id,
                 if replace { "replace" } else { "create" },
                 None,
@@ -344,7 +330,7 @@ impl Broker {
         if !replace {
             if let Err(e) = self
                 .rest
-                .manage_secret(&scope, &token, &sa.id, "delete", Some(&old))
+                .manage_secret(scope, token, &sa.id, "delete", Some(&old))
                 .await
             {
                 return Err(BrokerError::BadInput(format!(
@@ -352,12 +338,12 @@ impl Broker {
                 )));
             }
         }
-        Ok(ServiceAccountResult {
+        Ok(SaDone {
             message: format!(
                 "rotated the secret of service account {} ({}); the new one is stored and the old one is gone",
                 sa.id, key
             ),
-            service_account: Some(sa),
+            account: Some(sa),
         })
     }
 }

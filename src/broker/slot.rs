@@ -3,8 +3,9 @@
 
 use super::rotation::Memory;
 use crate::cache::CachedToken;
-use crate::ids::CredKey;
-use crate::wire::{Kind, State};
+use crate::credential::CredKey;
+use crate::credential::{Kind, State};
+use crate::locks::Recover;
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -60,14 +61,14 @@ impl Slot {
     }
 
     pub(crate) fn status(&self) -> std::sync::MutexGuard<'_, Status> {
-        self.status.lock().unwrap_or_else(|p| p.into_inner())
+        self.status.lock().recover()
     }
 
     pub(crate) fn hot(&self) -> Option<CachedToken> {
-        self.hot.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.hot.read().recover().clone()
     }
 
     pub(crate) fn set_hot(&self, token: Option<CachedToken>) {
-        *self.hot.write().unwrap_or_else(|p| p.into_inner()) = token;
+        *self.hot.write().recover() = token;
     }
 }

@@ -2,15 +2,15 @@
 //! `/v1/ready`, and the gauges read at each metrics scrape.
 
 use super::{Broker, rotation};
-use crate::clock::rfc3339;
-use crate::wire::{CredentialStatus, State};
+use crate::credential::{State, Summary};
+use crate::locks::Recover;
 
 impl Broker {
     /// `GET /v1/credentials`: every credential's status, sorted, no secrets.
-    pub fn list(&self) -> Vec<CredentialStatus> {
+    pub fn list(&self) -> Vec<Summary> {
         let slots = self.snapshot();
         let now = self.clock.now();
-        let mut out: Vec<CredentialStatus> = slots
+        let mut out: Vec<Summary> = slots
             .iter()
             .map(|s| {
                 let st = s.status().clone();
@@ -19,20 +19,19 @@ impl Broker {
                     .map(|t| t.expires_at)
                     .or(st.expires_at)
                     .filter(|e| *e > now);
-                CredentialStatus {
-                    org_id: s.key.org.to_string(),
-                    client_id: s.key.client.to_string(),
+                Summary {
+                    key: s.key.clone(),
                     kind: st.kind,
                     state: st.state,
-                    expires_at: expires_at.map(rfc3339),
-                    next_refresh_at: st.next_refresh_at.map(rfc3339),
-                    last_refresh_at: st.last_refresh_at.map(rfc3339),
+                    expires_at,
+                    next_refresh_at: st.next_refresh_at,
+                    last_refresh_at: st.last_refresh_at,
                     failures: st.failures,
                     last_error: st.last_error,
                 }
             })
             .collect();
-        out.sort_by(|a, b| (&a.org_id, &a.client_id).cmp(&(&b.org_id, &b.client_id)));
+        out.sort_by(|a, b| a.key.cmp(&b.key));
         out
     }
 
@@ -44,12 +43,7 @@ impl Broker {
             (State::Degraded, 0),
             (State::NeedsLogin, 0),
         ];
-        for s in self
-            .slots
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-        {
+        for s in self.slots.read().recover().values() {
             let state = s.status().state;
             if let Some(c) = counts.iter_mut().find(|(k, _)| *k == state) {
                 c.1 += 1;
@@ -68,7 +62,7 @@ impl Broker {
         let min = self
             .slots
             .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .recover()
             .values()
             .filter_map(|s| s.hot().map(|t| t.remaining(now).as_secs()))
             .min();

@@ -2,7 +2,8 @@
 //! process, which is harmless: the refresh token is in the store.
 
 use super::{CacheError, CachedToken, LockGuard, TokenCache};
-use crate::ids::CredKey;
+use crate::credential::CredKey;
+use crate::locks::Recover;
 use crate::secret::Secret;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -25,12 +26,12 @@ impl MemoryCache {
 impl TokenCache for MemoryCache {
     async fn get(&self, key: &CredKey) -> Result<Option<CachedToken>, CacheError> {
         let now = SystemTime::now();
-        let map = self.tokens.read().unwrap_or_else(|p| p.into_inner());
+        let map = self.tokens.read().recover();
         Ok(map.get(key).filter(|t| t.expires_at > now).cloned())
     }
 
     async fn put(&self, key: &CredKey, token: &CachedToken) -> Result<(), CacheError> {
-        let mut map = self.tokens.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.tokens.write().recover();
         let now = SystemTime::now();
         // Drop expired entries now and then so deleted credentials do not pile up.
         if map.len() > 1024 && map.len().is_power_of_two() {
@@ -41,10 +42,7 @@ impl TokenCache for MemoryCache {
     }
 
     async fn delete(&self, key: &CredKey) -> Result<(), CacheError> {
-        self.tokens
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        self.tokens.write().recover().remove(key);
         Ok(())
     }
 
@@ -70,7 +68,7 @@ impl TokenCache for MemoryCache {
         value: &Secret,
         ttl: Duration,
     ) -> Result<(), CacheError> {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = self.pending.lock().recover();
         let now = SystemTime::now();
         p.retain(|_, (_, exp)| *exp > now);
         p.insert(state.to_string(), (value.clone(), now + ttl));
@@ -78,7 +76,7 @@ impl TokenCache for MemoryCache {
     }
 
     async fn take_pending(&self, state: &str) -> Result<Option<Secret>, CacheError> {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = self.pending.lock().recover();
         Ok(p.remove(state)
             .filter(|(_, exp)| *exp > SystemTime::now())
             .map(|(v, _)| v))

@@ -9,10 +9,10 @@
 //! agents from doing the same work twice, and a flush costs refreshes,
 //! never a credential. The secret store's claims arbitrate.
 
-pub mod memory;
+pub(crate) mod memory;
 pub mod redis;
 
-use crate::ids::CredKey;
+use crate::credential::CredKey;
 use crate::secret::Secret;
 use async_trait::async_trait;
 use std::time::{Duration, SystemTime};

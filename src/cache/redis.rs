@@ -17,7 +17,7 @@
 //! safety (SPEC §2): a failover may lose the lock, and the store arbitrates.
 
 use super::{CacheError, CachedToken, LockGuard, TokenCache};
-use crate::ids::CredKey;
+use crate::credential::CredKey;
 use crate::secret::Secret;
 use async_trait::async_trait;
 use redis::AsyncCommands;

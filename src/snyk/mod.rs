@@ -1,9 +1,9 @@
 //! Talking to Snyk: the OAuth token and revoke endpoints ([`oauth`]).
 
-pub mod jwt;
-pub mod oauth;
-pub mod pkce;
-pub mod rest;
+pub(crate) mod jwt;
+pub(crate) mod oauth;
+pub(crate) mod pkce;
+pub(crate) mod rest;
 
 pub use oauth::{GrantError, SnykOAuth, TokenGrant};
 

@@ -23,11 +23,6 @@ pub fn challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-/// Is this a valid verifier (43–128 unreserved characters)?
-pub fn is_valid_verifier(v: &str) -> bool {
-    (43..=128).contains(&v.len()) && v.bytes().all(|b| UNRESERVED.contains(&b))
-}
-
 /// A fresh state: 32 random bytes, base64url (43 characters).
 pub fn state() -> String {
     let mut bytes = [0u8; 32];
@@ -74,6 +69,11 @@ pub fn authorize_url(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 7636: 43–128 characters of the unreserved alphabet.
+    fn is_valid_verifier(v: &str) -> bool {
+        (43..=128).contains(&v.len()) && v.bytes().all(|b| UNRESERVED.contains(&b))
+    }
 
     #[test]
     fn rfc7636_appendix_b_test_vector() {

@@ -7,7 +7,9 @@
 //! one file store (they would overwrite each other's rotations).
 
 use super::{Record, SecretStore, StoreError, Versioned};
-use crate::ids::{ClientId, CredKey, OrgId};
+use crate::credential::CredKey;
+use crate::ids::{ClientId, OrgId};
+use crate::locks::Recover;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -185,7 +187,7 @@ impl FileStore {
         self.inner
             .queue
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .recover()
             .push(Queued { op, reply: tx });
         tokio::spawn(std::sync::Arc::clone(&self.inner).commit());
         rx.await
@@ -200,7 +202,7 @@ impl Inner {
     /// Concurrent refreshes of many credentials thus share one fsync.
     async fn commit(self: std::sync::Arc<Self>) {
         let _writer = self.writer.lock().await;
-        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        let batch = std::mem::take(&mut *self.queue.lock().recover());
         if batch.is_empty() {
             // An earlier commit carried this task's write with its batch.
             return;
@@ -489,7 +491,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(v.record.kind(), crate::wire::Kind::OauthApp);
+        assert_eq!(v.record.kind(), crate::credential::Kind::OauthApp);
         assert!(v.record.client_secret.is_none());
     }
 

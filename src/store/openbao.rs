@@ -18,8 +18,9 @@
 //! active, switches to it with the same token, and retries once.
 
 use super::{Record, SecretStore, StoreError, Versioned};
-use crate::config::{BaoAuth, StoreConfig};
-use crate::ids::{ClientId, CredKey, OrgId};
+use crate::credential::CredKey;
+use crate::ids::{ClientId, OrgId};
+use crate::locks::Recover;
 use crate::secret::Secret;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -32,7 +33,11 @@ use tokio::sync::{Mutex, watch};
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
-enum Auth {
+/// How the agent logs in to OpenBao.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// A token given directly, or read from a file (which wins: an external
+    /// agent may rotate it).
     Token {
         token: Option<Secret>,
         file: Option<PathBuf>,
@@ -47,6 +52,20 @@ enum Auth {
         role: String,
         jwt_file: PathBuf,
     },
+}
+
+/// What an [`OpenBaoStore`] needs: the cluster, how to log in, where the
+/// records live. The agent builds it from `[store]` (`crate::wiring`).
+#[derive(Debug, Clone)]
+pub struct OpenBaoSettings {
+    /// The nodes of one cluster (at least one); the store follows the active one.
+    pub addrs: Vec<String>,
+    pub auth: Auth,
+    pub ca_cert: Option<PathBuf>,
+    pub mount: String,
+    /// 1 or 2.
+    pub kv_version: u8,
+    pub prefix: String,
 }
 
 pub struct OpenBaoStore {
@@ -160,46 +179,23 @@ fn is_not_found(e: &ClientError) -> bool {
 }
 
 impl OpenBaoStore {
-    pub fn new(cfg: &StoreConfig, timeout: Duration) -> OpenBaoStore {
-        let auth = match cfg.auth {
-            BaoAuth::Token => Auth::Token {
-                token: cfg.token.clone(),
-                file: cfg.token_file.clone(),
-            },
-            BaoAuth::AppRole => Auth::AppRole {
-                mount: if cfg.auth_mount.is_empty() {
-                    "approle".into()
-                } else {
-                    cfg.auth_mount.clone()
-                },
-                role_id_file: cfg.role_id_file.clone().unwrap_or_default(),
-                secret_id_file: cfg.secret_id_file.clone().unwrap_or_default(),
-            },
-            BaoAuth::Kubernetes => Auth::Kubernetes {
-                mount: if cfg.auth_mount.is_empty() {
-                    "kubernetes".into()
-                } else {
-                    cfg.auth_mount.clone()
-                },
-                role: cfg.kubernetes_role.clone(),
-                jwt_file: cfg.kubernetes_jwt_file.clone(),
-            },
-        };
-        let addrs = if cfg.addrs.is_empty() {
-            vec![cfg.addr.clone()]
+    pub fn new(settings: impl Into<OpenBaoSettings>, timeout: Duration) -> OpenBaoStore {
+        let s: OpenBaoSettings = settings.into();
+        let addrs = if s.addrs.is_empty() {
+            vec![String::new()]
         } else {
-            cfg.addrs.clone()
+            s.addrs
         };
         OpenBaoStore {
             addrs,
             active: AtomicUsize::new(0),
             token: RwLock::new(None),
-            ca_cert: cfg.ca_cert.clone(),
-            mount: cfg.mount.clone(),
-            kv_version: cfg.kv_version,
-            prefix: cfg.prefix.clone(),
+            ca_cert: s.ca_cert,
+            mount: s.mount,
+            kv_version: s.kv_version,
+            prefix: s.prefix,
             timeout,
-            auth,
+            auth: s.auth,
             client: RwLock::new(None),
             login: Mutex::new(()),
         }
@@ -299,8 +295,8 @@ impl OpenBaoStore {
             }
         };
         let client = Arc::new(self.build_client(&token)?);
-        *self.token.write().unwrap_or_else(|p| p.into_inner()) = Some(token);
-        *self.client.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&client));
+        *self.token.write().recover() = Some(token);
+        *self.client.write().recover() = Some(Arc::clone(&client));
         Ok(client)
     }
 
@@ -353,43 +349,24 @@ impl OpenBaoStore {
             return None;
         }
         let _g = self.login.lock().await;
-        if let Some(c) = self
-            .client
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
+        if let Some(c) = self.client.read().recover().clone() {
             if !Arc::ptr_eq(&c, stale) {
                 return Some(c);
             }
         }
-        let token = self
-            .token
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()?;
+        let token = self.token.read().recover().clone()?;
         let i = self.find_active().await?;
         let client = Arc::new(self.build_client_for(&self.addrs[i], &token).ok()?);
-        *self.client.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&client));
+        *self.client.write().recover() = Some(Arc::clone(&client));
         Some(client)
     }
 
     async fn current(&self) -> Result<Arc<VaultClient>, StoreError> {
-        if let Some(c) = self
-            .client
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
+        if let Some(c) = self.client.read().recover().clone() {
             return Ok(c);
         }
         let _g = self.login.lock().await;
-        if let Some(c) = self
-            .client
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
+        if let Some(c) = self.client.read().recover().clone() {
             return Ok(c);
         }
         self.authenticate_anywhere().await
@@ -401,12 +378,7 @@ impl OpenBaoStore {
         stale: &Arc<VaultClient>,
     ) -> Result<Arc<VaultClient>, StoreError> {
         let _g = self.login.lock().await;
-        if let Some(c) = self
-            .client
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
+        if let Some(c) = self.client.read().recover().clone() {
             if !Arc::ptr_eq(&c, stale) {
                 return Ok(c);
             }

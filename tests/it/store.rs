@@ -7,7 +7,7 @@ use crate::support::bao::Bao;
 use crate::support::k8s::FakeK8s;
 use crate::support::openbao::BaoProxy;
 use snykey::config::Config;
-use snykey::ids::CredKey;
+use snykey::credential::CredKey;
 use snykey::secret::Secret;
 use snykey::store::openbao::OpenBaoStore;
 use snykey::store::{Record, SecretStore, StoreError};

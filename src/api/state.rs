@@ -1,0 +1,40 @@
+//! What every request handler can reach: the broker and the access policy
+//! in force (replaced whole on SIGHUP).
+
+use crate::access::Policy;
+use crate::broker::Broker;
+use crate::locks::Recover;
+use std::sync::{Arc, RwLock};
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub broker: Arc<Broker>,
+    /// Replaced whole on SIGHUP; a request takes its own `Arc` of it.
+    pub access: RwLock<Arc<Policy>>,
+}
+
+impl AppState {
+    /// `access.own_uid` is set here: the agent's own uid is always allowed
+    /// and always an admin (it can read the store anyway).
+    pub fn new(broker: Arc<Broker>, access: Policy) -> Arc<AppState> {
+        Arc::new(AppState {
+            broker,
+            access: RwLock::new(Arc::new(with_own_uid(access))),
+        })
+    }
+
+    pub fn set_access(&self, access: Policy) {
+        *self.access.write().recover() = Arc::new(with_own_uid(access));
+    }
+
+    /// The rules in force for this request.
+    pub fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.access.read().recover())
+    }
+}
+
+fn with_own_uid(mut access: Policy) -> Policy {
+    // SAFETY: geteuid cannot fail.
+    access.own_uid = unsafe { libc::geteuid() };
+    access
+}

@@ -1,0 +1,269 @@
+//! The words every layer shares: a credential's [`CredKey`], its [`Kind`]
+//! and [`State`], and the [`Record`] the secret store keeps for it.
+//!
+//! The API parses ids into a [`CredKey`] once per request; the broker, the
+//! store, the cache and the journal take nothing else. The wire contract
+//! ([`crate::wire`]) names `Kind` and `State` as they are here (snake_case
+//! JSON); the store keeps `Record` in SPEC §8's field names.
+
+use crate::ids::{ClientId, IdError, OrgId};
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The credential kinds of SPEC §2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    #[default]
+    OauthApp,
+    ClientSecret,
+    PrivateKeyJwt,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::OauthApp => "oauth_app",
+            Kind::ClientSecret => "client_secret",
+            Kind::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "oauth_app" => Some(Kind::OauthApp),
+            "client_secret" => Some(Kind::ClientSecret),
+            "private_key_jwt" => Some(Kind::PrivateKeyJwt),
+            _ => None,
+        }
+    }
+}
+
+/// A credential's state in this agent (SPEC §4 `state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Ok,
+    Refreshing,
+    Degraded,
+    NeedsLogin,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Ok => "ok",
+            State::Refreshing => "refreshing",
+            State::Degraded => "degraded",
+            State::NeedsLogin => "needs_login",
+        }
+    }
+}
+
+/// One credential: the pair that names it everywhere.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct CredKey {
+    pub org: OrgId,
+    pub client: ClientId,
+}
+
+impl CredKey {
+    pub fn parse(org: &str, client: &str) -> Result<CredKey, IdError> {
+        Ok(CredKey {
+            org: OrgId::parse(org)?,
+            client: ClientId::parse(client)?,
+        })
+    }
+}
+
+impl fmt::Display for CredKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.org, self.client)
+    }
+}
+
+/// One credential's secrets, as stored (SPEC §8 field names).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Record {
+    /// Absent in records written by the seed service: read as `oauth_app`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Kind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_pem: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    /// SPEC §2 rule 4: goes up by one at every landing, login and put; never down.
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero",
+        deserialize_with = "lenient_u64"
+    )]
+    pub generation: u64,
+    /// SHA-256 (hex) of the refresh token this one replaced (rule 8: a second
+    /// `put` of an already rotated token is recognised by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_fp: Option<String>,
+    /// `needs_login` with its reason, when Snyk refused the stored token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<RecordState>,
+    /// SHA-256s of the last refresh tokens given to `PUT` (at most
+    /// [`PUT_HISTORY`]): a token put again on another host, even after a
+    /// login replaced its chain, is recognised as spent (rule 8).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub put_fps: Vec<String>,
+    /// Present while an agent may be sending the stored refresh token (rule 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<Claim>,
+    /// A tombstone (rule 10): written by check-and-set before the record is
+    /// removed, so that a landing in flight cannot bring the credential back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+/// How many put tokens a record remembers.
+pub const PUT_HISTORY: usize = 16;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// KV stores written by other tools may hold numbers as strings.
+fn lenient_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        Num(u64),
+        Text(String),
+    }
+    match N::deserialize(d)? {
+        N::Num(n) => Ok(n),
+        N::Text(t) => t
+            .parse()
+            .map_err(|_| serde::de::Error::custom("generation is not a whole number")),
+    }
+}
+
+/// The state a record can carry (SPEC §8 `state`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecordState {
+    /// Always `needs_login` today.
+    pub name: String,
+    pub reason: String,
+}
+
+impl RecordState {
+    pub fn needs_login(reason: &str) -> RecordState {
+        RecordState {
+            name: "needs_login".into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// An agent's claim on the stored refresh token (SPEC §2 rule 3, §8).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claim {
+    /// SHA-256 (hex) of the claimed refresh token.
+    pub fp: String,
+    /// 128 random bits, hex; the claim is "mine" only if my journal holds it.
+    pub nonce: String,
+    /// `server.agent_id` of the claimant: informational, ids may collide.
+    pub agent: String,
+    /// Sends of this token whose outcome may have consumed it, this one included.
+    pub attempts: u32,
+    /// RFC 3339, informational: agents time claims on their own monotonic clocks.
+    pub deadline: String,
+}
+
+impl Record {
+    pub fn kind(&self) -> Kind {
+        self.kind.unwrap_or(Kind::OauthApp)
+    }
+
+    /// Does this record hold exactly this refresh token?
+    pub fn holds(&self, digest: &str) -> bool {
+        self.refresh_token
+            .as_ref()
+            .is_some_and(|t| t.digest() == digest)
+    }
+
+    /// Remembers `fps` besides its own put history (newest last, bounded).
+    pub fn remember_puts(&mut self, fps: &[String]) {
+        for fp in fps {
+            if !self.put_fps.contains(fp) {
+                self.put_fps.push(fp.clone());
+            }
+        }
+        let extra = self.put_fps.len().saturating_sub(PUT_HISTORY);
+        self.put_fps.drain(..extra);
+    }
+
+    pub fn needs_login(&self) -> Option<&str> {
+        self.state
+            .as_ref()
+            .filter(|s| s.name == "needs_login")
+            .map(|s| s.reason.as_str())
+    }
+}
+
+/// What `PUT /v1/credentials` gives for one credential, its ids parsed.
+#[derive(Debug)]
+pub struct NewCredential {
+    pub key: CredKey,
+    pub kind: Kind,
+    pub client_secret: Option<Secret>,
+    pub refresh_token: Option<Secret>,
+    pub private_key_pem: Option<Secret>,
+    pub key_id: Option<String>,
+}
+
+/// What the agent shows about one credential (`GET /v1/credentials`): no secrets.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub key: CredKey,
+    pub kind: Kind,
+    pub state: State,
+    pub expires_at: Option<std::time::SystemTime>,
+    pub next_refresh_at: Option<std::time::SystemTime>,
+    pub last_refresh_at: Option<std::time::SystemTime>,
+    pub failures: u32,
+    pub last_error: Option<String>,
+}
+
+/// Where a browser login stands (`GET /v1/login/{state}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginState {
+    Pending,
+    Complete,
+    Failed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_named_org_slash_client_and_refuses_bad_ids() {
+        let key = CredKey::parse("o-1", "c.2").unwrap();
+        assert_eq!(key.to_string(), "o-1/c.2");
+        assert_eq!(key.org.as_str(), "o-1");
+        let e = CredKey::parse("o", "../x").unwrap_err();
+        assert_eq!(e.field, "client_id");
+        assert!(CredKey::parse("", "c").is_err());
+    }
+
+    #[test]
+    fn a_seed_record_without_kind_is_an_oauth_app() {
+        let r: Record = serde_json::from_str(r#"{"refresh_token":"x"}"#).unwrap();
+        assert_eq!(r.kind(), Kind::OauthApp);
+        assert_eq!(r.generation, 0);
+    }
+}
