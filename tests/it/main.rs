@@ -5,6 +5,7 @@ mod support;
 
 mod access;
 mod api;
+mod audit_grants;
 mod backends;
 mod chaos;
 mod edges;
