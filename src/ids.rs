@@ -109,6 +109,22 @@ impl CredKey {
     }
 }
 
+/// The org part of the scratch record `snykey doctor` has the agent write
+/// and remove: it starts with `_`, which [`check_id`] refuses, so no
+/// credential can ever have it and no request can name it.
+pub const SCRATCH_ORG: &str = "_snykey";
+
+impl CredKey {
+    /// The scratch record's key (`_snykey/doctor`): a store path under the
+    /// configured prefix (the agent's policy covers it), never a credential.
+    pub fn scratch() -> CredKey {
+        CredKey {
+            org: OrgId(SCRATCH_ORG.into()),
+            client: ClientId("doctor".into()),
+        }
+    }
+}
+
 impl fmt::Display for CredKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.org, self.client)
@@ -135,6 +151,13 @@ mod tests {
         }
         assert!(check_id("org_id", &"a".repeat(129)).is_err());
         assert!(check_id("org_id", &"a".repeat(200)).is_err());
+    }
+
+    #[test]
+    fn the_scratch_key_can_never_be_a_credential() {
+        let k = CredKey::scratch();
+        assert_eq!(k.to_string(), "_snykey/doctor");
+        assert!(CredKey::parse(k.org.as_str(), k.client.as_str()).is_err());
     }
 
     #[test]

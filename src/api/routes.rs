@@ -586,6 +586,21 @@ async fn execute(
                 message: "alive".into(),
             },
         )),
+        // `snykey doctor`: a claim's writes on a scratch record.
+        Call::Ready if query_get(pairs, "write") == Some("true") => {
+            Ok(match broker.write_check().await {
+                Ok(message) => json(StatusCode::OK, &Message { message }),
+                Err(e) => error(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    match e {
+                        StoreError::Sealed => "store_sealed",
+                        StoreError::Denied(_) => "store_denied",
+                        _ => "store_unavailable",
+                    },
+                    e.to_string(),
+                )),
+            })
+        }
         Call::Ready => Ok(match broker.ready().await {
             Ok(()) => json(
                 StatusCode::OK,

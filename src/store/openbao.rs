@@ -83,6 +83,29 @@ fn read_secret_file(what: &str, path: &PathBuf) -> Result<Secret, StoreError> {
     Ok(s)
 }
 
+/// OpenBao's `errors` as one short line: at most [`MAX_ERRORS`] of them, each
+/// cut to [`MAX_ERROR_CHARS`] printable characters. A server (or anything
+/// posing as one) decides what it sends; our messages and logs stay bounded.
+fn error_text(errors: &[String]) -> String {
+    let mut parts: Vec<String> = errors
+        .iter()
+        .take(MAX_ERRORS)
+        .map(|m| {
+            m.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(MAX_ERROR_CHARS)
+                .collect()
+        })
+        .collect();
+    if errors.len() > MAX_ERRORS {
+        parts.push(format!("{} more", errors.len() - MAX_ERRORS));
+    }
+    parts.join("; ")
+}
+
+const MAX_ERRORS: usize = 3;
+const MAX_ERROR_CHARS: usize = 200;
+
 fn map_err(e: ClientError) -> StoreError {
     match e {
         ClientError::APIError { code: 503, errors }
@@ -94,7 +117,7 @@ fn map_err(e: ClientError) -> StoreError {
         }
         ClientError::APIError { code: 403, errors } => StoreError::Denied(format!(
             "OpenBao answered 403 ({}): the agent's token is invalid, expired or lacks a policy on this path",
-            errors.join("; ")
+            error_text(&errors)
         )),
         ClientError::APIError { code: 400, errors }
             if errors.iter().any(|m| m.contains("check-and-set")) =>
@@ -102,7 +125,7 @@ fn map_err(e: ClientError) -> StoreError {
             StoreError::Conflict { expected: 0 }
         }
         ClientError::APIError { code, errors } => {
-            StoreError::Unavailable(format!("OpenBao answered {code}: {}", errors.join("; ")))
+            StoreError::Unavailable(format!("OpenBao answered {code}: {}", error_text(&errors)))
         }
         ClientError::RestClientError { source } => {
             StoreError::Unavailable(format!("cannot reach OpenBao: {source}"))
@@ -120,7 +143,7 @@ fn map_login_err(method: &str, files: &str, e: ClientError) -> StoreError {
         ClientError::APIError { code, errors } if (400..500).contains(&code) => {
             StoreError::Denied(format!(
                 "OpenBao refused the {method} login ({code}: {}): check {files}",
-                errors.join("; ")
+                error_text(&errors)
             ))
         }
         other => map_err(other),
@@ -765,6 +788,9 @@ impl SecretStore for OpenBaoStore {
             let Some(org) = org.strip_suffix('/') else {
                 continue;
             };
+            if org == crate::ids::SCRATCH_ORG {
+                continue; // doctor's write check, never a credential
+            }
             let Ok(org_id) = OrgId::parse(org) else {
                 tracing::warn!(org_id = %org.escape_debug(), "skipping an invalid org id in the store");
                 continue;
