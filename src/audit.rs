@@ -141,11 +141,12 @@ pub fn record(event: Event) {
 /// A grant at Snyk: `outcome` is `ok` or `error`, `code` a failure class
 /// when it failed. Never pass a token or a secret.
 ///
-/// Called today by `api::callback` (the code exchange). The broker's grant
-/// sites — refresh (`broker::rotation`), client credentials and secret
-/// rotation (`broker::service_accounts`, register-app) — are to call it where
-/// they count `metrics::refresh`; until then those grants show in the audit
-/// log only through the admin operation or token hand-out that caused them.
+/// Called for every request that asks Snyk for a token or a secret: each
+/// send of a refresh token (`broker::refresh`: on demand, proactive, forced,
+/// the rotation at `PUT`, a journaled send retried after a restart), the code
+/// exchange (`api::callback`), every client-credentials grant of a service
+/// account (client secret or private-key JWT) and the new secret of a
+/// secret rotation (`broker::service_accounts`).
 pub fn grant(kind: GrantKind, key: Option<&CredKey>, outcome: &'static str, code: Option<&str>) {
     if !enabled() {
         return;
@@ -161,6 +162,47 @@ pub fn grant(kind: GrantKind, key: Option<&CredKey>, outcome: &'static str, code
         e = e.with_key(k);
     }
     record(e)
+}
+
+/// [`grant`] for the result of a token request: `ok`, or `error` with the
+/// failure class (never Snyk's own words: its answer is not copied into the
+/// trail).
+pub fn grant_result<T>(
+    kind: GrantKind,
+    key: Option<&CredKey>,
+    result: &Result<T, crate::snyk::GrantError>,
+) {
+    match result {
+        Ok(_) => grant(kind, key, "ok", None),
+        Err(e) => grant(kind, key, "error", Some(grant_error_code(e))),
+    }
+}
+
+/// The failure class of a token request, as the audit line names it.
+pub fn grant_error_code(e: &crate::snyk::GrantError) -> &'static str {
+    use crate::snyk::GrantError as G;
+    match e {
+        G::Permanent { .. } => "permanent",
+        G::Refused { .. } => "refused",
+        G::Unavailable { status: 429, .. } => "rate_limited",
+        G::Unavailable { .. } => "unavailable",
+        G::Unreachable { .. } => "unreachable",
+        G::Unknown {
+            timed_out: true, ..
+        } => "timed_out",
+        G::Unknown { .. } => "answer_lost",
+    }
+}
+
+/// The failure class of a Snyk REST request (a secret rotation).
+pub fn rest_error_code(e: &crate::snyk::rest::RestError) -> &'static str {
+    use crate::snyk::rest::RestError as R;
+    match e {
+        R::Refused { .. } => "refused",
+        R::Unavailable { .. } => "unavailable",
+        R::Unreachable(_) => "unreachable",
+        R::Protocol(_) => "protocol",
+    }
 }
 
 /// A token handed to a peer: recorded the first time this token (known by its

@@ -77,6 +77,15 @@ impl CredKey {
     }
 }
 
+impl CredKey {
+    /// The scratch record's key `snykey doctor` round-trips (see
+    /// [`crate::ids::SCRATCH_ORG`]): no request can name it.
+    pub fn scratch() -> CredKey {
+        let (org, client) = crate::ids::scratch_ids();
+        CredKey { org, client }
+    }
+}
+
 impl fmt::Display for CredKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.org, self.client)

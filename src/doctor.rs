@@ -7,7 +7,7 @@
 
 use crate::client::{AgentClient, ClientError};
 use crate::config::{CacheBackend, Config, StoreBackend};
-use crate::wire::{CredentialList, Message, State, paths};
+use crate::wire::{CredentialList, ErrorCode, Message, State, paths};
 use hyper::Method;
 use serde::Serialize;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -144,6 +144,9 @@ pub async fn run(config: Option<&Path>, socket: &Path) -> Report {
             },
         );
     }
+    if agent_up {
+        checks.push(store_writable(&client, cfg.as_ref()).await);
+    }
     if let Some(cfg) = &cfg {
         checks.push(store_kind(cfg));
         checks.push(cache_role(cfg));
@@ -252,6 +255,44 @@ fn socket_check(socket: &Path) -> Check {
                 meta.gid()
             ),
         )
+    }
+}
+
+/// Writable, through the agent (it holds the store's credentials): a claim
+/// written by check-and-set on a scratch record, read back and removed.
+async fn store_writable(client: &AgentClient, cfg: Option<&Config>) -> Check {
+    let name = "store writable";
+    let paths = match cfg {
+        Some(c) if c.store.backend == StoreBackend::OpenBao && c.store.kv_version == 2 => format!(
+            "{m}/data/{p}/* and {m}/metadata/{p}/*",
+            m = c.store.mount,
+            p = c.store.prefix
+        ),
+        Some(c) if c.store.backend == StoreBackend::OpenBao => {
+            format!("{}/{}/*", c.store.mount, c.store.prefix)
+        }
+        _ => "the store's mount and prefix".into(),
+    };
+    match client
+        .call::<Message>(
+            Method::GET,
+            &format!("{}?{}=true", paths::READY, paths::WRITE),
+            None,
+        )
+        .await
+    {
+        Ok(m) => pass(name, m.message),
+        Err(ClientError::Api { code, error, .. }) => {
+            let remedy = match code {
+                ErrorCode::StoreSealed => "unseal it (`bao operator unseal`); the agent resumes by itself".to_string(),
+                ErrorCode::StoreDenied => format!(
+                    "give the agent's OpenBao token (or its AppRole / Kubernetes role) a policy with create, read, update, delete and list on {paths}"
+                ),
+                _ => "make the named file or directory writable by the agent's user (file store), or bring an active, unsealed OpenBao node back (openbao)".to_string(),
+            };
+            fail(name, error, remedy)
+        }
+        Err(e) => fail(name, e.to_string(), "see the agent's log"),
     }
 }
 

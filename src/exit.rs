@@ -32,8 +32,10 @@ pub fn for_error(status: u16, code: ErrorCode) -> i32 {
         PeerNotAllowed | Forbidden | NeedsLogin => NO_PERM,
         NotFound | NoSuchRoute => NO_INPUT,
         SnykRefused | SnykRateLimited | SnykUnavailable | SnykUnreachable | SnykTimeout
-        | SnykAnswerLost | StoreSealed | StoreConflict | StoreUnavailable | CacheUnavailable
-        | RefreshInProgress | NotReady | CallbackUnavailable | Internal => TEMP_FAIL,
+        | SnykAnswerLost | StoreSealed | StoreConflict | StoreUnavailable | StoreDenied
+        | CacheUnavailable | RefreshInProgress | NotReady | CallbackUnavailable | Internal => {
+            TEMP_FAIL
+        }
         Usage | LoginFailed | Unknown => for_status(status),
     }
 }

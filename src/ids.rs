@@ -93,6 +93,18 @@ macro_rules! id_type {
 id_type!(OrgId, "org_id");
 id_type!(ClientId, "client_id");
 
+/// The org part of the scratch record `snykey doctor` has the agent write
+/// and remove: it starts with `_`, which [`check_id`] refuses, so no
+/// credential can ever have it and no request can name it.
+pub const SCRATCH_ORG: &str = "_snykey";
+
+/// The scratch record's ids (`_snykey/doctor`), built without the check that
+/// refuses them: a store path under the configured prefix (the agent's policy
+/// covers it), never a credential.
+pub(crate) fn scratch_ids() -> (OrgId, ClientId) {
+    (OrgId(SCRATCH_ORG.into()), ClientId("doctor".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +125,14 @@ mod tests {
         }
         assert!(check_id("org_id", &"a".repeat(129)).is_err());
         assert!(check_id("org_id", &"a".repeat(200)).is_err());
+    }
+
+    #[test]
+    fn the_scratch_key_can_never_be_a_credential() {
+        use crate::credential::CredKey;
+        let k = CredKey::scratch();
+        assert_eq!(k.to_string(), "_snykey/doctor");
+        assert!(CredKey::parse(k.org.as_str(), k.client.as_str()).is_err());
     }
 
     #[test]

@@ -86,6 +86,7 @@ fn code_of(e: &BrokerError) -> ErrorCode {
         BrokerError::Rest(_) => ErrorCode::SnykUnreachable,
         BrokerError::Store(StoreError::Sealed) => ErrorCode::StoreSealed,
         BrokerError::Store(StoreError::Conflict { .. }) => ErrorCode::StoreConflict,
+        BrokerError::Store(StoreError::Denied(_)) => ErrorCode::StoreDenied,
         BrokerError::Store(_) | BrokerError::NotDurable(_) => ErrorCode::StoreUnavailable,
         BrokerError::Cache(CacheError::LockTimeout(_)) | BrokerError::Busy(_) => {
             ErrorCode::RefreshInProgress

@@ -56,6 +56,16 @@ pub(super) async fn ready(state: &AppState) -> Result<Resp, ApiError> {
     }
 }
 
+/// `GET /v1/ready?write=true` (`snykey doctor`): a claim's writes on a
+/// scratch record no credential can have, so a store that reads but refuses
+/// writes is found before a refresh needs it.
+pub(super) async fn write_check(state: &AppState) -> Result<Resp, ApiError> {
+    match state.broker.write_check().await {
+        Ok(m) => message(m),
+        Err(e) => Err(BrokerError::Store(e).into()),
+    }
+}
+
 /// `PUT /v1/credentials`
 pub(super) async fn put(
     state: &AppState,

@@ -188,6 +188,9 @@ async fn run(
 ) -> Result<Resp, ApiError> {
     match call {
         Call::Health => handlers::health(),
+        Call::Ready if query_get(query, paths::WRITE) == Some("true") => {
+            handlers::write_check(state).await
+        }
         Call::Ready => handlers::ready(state).await,
         Call::Metrics => Ok(super::metrics_response(&state.broker)),
         Call::Put => handlers::put(state, req, noted).await,

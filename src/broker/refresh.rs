@@ -84,10 +84,14 @@ impl Io for AgentIo<'_> {
         token: &Secret,
         client_secret: Option<&Secret>,
     ) -> Result<TokenGrant, GrantError> {
-        self.broker
+        let r = self
+            .broker
             .snyk
             .refresh(self.key.client.as_str(), client_secret, token)
-            .await
+            .await;
+        // Every send is a grant (on demand, proactive, forced, at PUT).
+        crate::audit::grant_result(crate::audit::GrantKind::Refresh, Some(self.key), &r);
+        r
     }
 }
 
@@ -495,6 +499,11 @@ impl Broker {
                 )));
             }
         };
+        crate::audit::grant_result(
+            crate::audit::GrantKind::ClientCredentials,
+            Some(key),
+            &grant,
+        );
         let grant = match grant {
             Ok(g) => g,
             Err(e) if e.is_permanent() => {

@@ -6,6 +6,7 @@
 //! Snyk auth token arrives in the request body and is never stored.
 
 use super::{Broker, BrokerError};
+use crate::audit::GrantKind;
 use crate::cache::CachedToken;
 use crate::clock::rfc3339;
 use crate::credential::CredKey;
@@ -258,12 +259,21 @@ impl Broker {
                 None,
             )
             .await
-            .map_err(BrokerError::Rest)?
-            .ok_or_else(|| {
-                BrokerError::Rest(crate::snyk::rest::RestError::Protocol(
-                    "Snyk returned no new secret".into(),
-                ))
-            })?;
+            .and_then(|s| {
+                s.ok_or_else(|| {
+                    crate::snyk::rest::RestError::Protocol("Snyk returned no new secret".into())
+                })
+            });
+        match &new {
+            Ok(_) => crate::audit::grant(GrantKind::SecretRotation, Some(&key), "ok", None),
+            Err(e) => crate::audit::grant(
+                GrantKind::SecretRotation,
+                Some(&key),
+                "error",
+                Some(crate::audit::rest_error_code(e)),
+            ),
+        }
+        let new = new.map_err(BrokerError::Rest)?;
         tracing::info!(org_id = %key.org, client_id = %key.client, replace, "created a new service account secret at Snyk");
 
         // 2. Prove it mints a token, 3. store it and switch to it.
@@ -281,12 +291,13 @@ impl Broker {
         let grant = self
             .snyk
             .client_credentials(key.client.as_str(), &new)
-            .await
-            .map_err(|e| {
-                BrokerError::BadInput(left_over(&format!(
-                    "the new secret did not mint a token ({e})"
-                )))
-            })?;
+            .await;
+        crate::audit::grant_result(GrantKind::ClientCredentials, Some(&key), &grant);
+        let grant = grant.map_err(|e| {
+            BrokerError::BadInput(left_over(&format!(
+                "the new secret did not mint a token ({e})"
+            )))
+        })?;
         let now = self.clock.now();
         let slot = self.slot_or_insert(&key, Kind::ClientSecret);
         {

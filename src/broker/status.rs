@@ -91,6 +91,26 @@ impl Broker {
         }
     }
 
+    /// `GET /v1/ready?write=true` (`snykey doctor`): the store takes a
+    /// claim's writes ([`crate::store::write_check`]). One check at a time
+    /// per process, and a result is reused for a second: any peer on the
+    /// socket may ask, so a loop of askers costs the store at most one round
+    /// trip a second.
+    pub async fn write_check(&self) -> Result<String, crate::store::StoreError> {
+        type Last = Option<(std::time::Instant, Result<String, crate::store::StoreError>)>;
+        static LAST: std::sync::LazyLock<tokio::sync::Mutex<Last>> =
+            std::sync::LazyLock::new(|| tokio::sync::Mutex::new(None));
+        let mut last = LAST.lock().await;
+        if let Some((at, r)) = last.as_ref() {
+            if at.elapsed() < std::time::Duration::from_secs(1) {
+                return r.clone();
+            }
+        }
+        let r = crate::store::write_check(&*self.store, &self.agent_id, self.clock.now()).await;
+        *last = Some((std::time::Instant::now(), r.clone()));
+        r
+    }
+
     /// SPEC §2, KV v1 paragraph: said at start, by `check-config` and in `/v1/ready`'s body.
     pub fn protection_warning(&self) -> Option<&'static str> {
         (self.rules.claims == rotation::Claims::Unprotected)

@@ -126,8 +126,7 @@ impl SnykRest {
                 if bytes.is_empty() {
                     return Ok(Value::Null);
                 }
-                return serde_json::from_slice(&bytes)
-                    .map_err(|e| RestError::Protocol(e.to_string()));
+                return parse_body(&bytes);
             }
             if status == 429 && attempt == 0 && retry_after.is_some_and(|s| s <= 10) {
                 tokio::time::sleep(Duration::from_secs(retry_after.unwrap_or(1))).await;
@@ -168,15 +167,34 @@ impl SnykRest {
                 Some(&body),
             )
             .await?;
-        let attrs = &v["data"]["attributes"];
-        let client_id = attrs["client_id"]
-            .as_str()
-            .ok_or_else(|| RestError::Protocol("no client_id in the app creation answer".into()))?;
-        let secret = attrs["client_secret"].as_str().ok_or_else(|| {
-            RestError::Protocol("no client_secret in the app creation answer".into())
-        })?;
-        Ok((client_id.to_string(), Secret::new(secret)))
+        parse_app_creation(&v)
     }
+}
+
+/// A 2xx answer's body: JSON, or an error that says where it broke (never
+/// what it held: an answer may carry a secret).
+fn parse_body(bytes: &[u8]) -> Result<Value, RestError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        RestError::Protocol(format!(
+            "the answer is not JSON: {}",
+            crate::secret::json_error(&e)
+        ))
+    })
+}
+
+/// `POST /orgs/{org_id}/apps/creations`'s answer: client id and secret.
+fn parse_app_creation(v: &Value) -> Result<(String, Secret), RestError> {
+    let attrs = &v["data"]["attributes"];
+    let client_id = attrs["client_id"]
+        .as_str()
+        .ok_or_else(|| RestError::Protocol("no client_id in the app creation answer".into()))?;
+    // Trimmed as every secret is: blank is none.
+    let secret = attrs["client_secret"]
+        .as_str()
+        .map(Secret::new)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| RestError::Protocol("no client_secret in the app creation answer".into()))?;
+    Ok((client_id.to_string(), secret))
 }
 
 /// Where a service account lives.
@@ -213,10 +231,40 @@ pub struct ServiceAccount {
     pub role_id: Option<String>,
 }
 
+/// One page of a service-account list: its accounts, and the cursor of
+/// the next page (`starting_after` in `links.next`).
+fn parse_sa_page(v: &Value) -> (Vec<ServiceAccount>, Option<String>) {
+    let items = v["data"]
+        .as_array()
+        .map(|items| items.iter().filter_map(parse_sa).collect())
+        .unwrap_or_default();
+    let next = v["links"]["next"]
+        .as_str()
+        .and_then(|n| n.split("starting_after=").nth(1))
+        .map(|s| s.split('&').next().unwrap_or(s).to_string());
+    (items, next)
+}
+
+/// A service-account creation answer: the account and, for
+/// `oauth_client_secret`, its first secret.
+fn parse_sa_creation(v: &Value) -> Result<(ServiceAccount, Option<Secret>), RestError> {
+    let sa = parse_sa(&v["data"])
+        .ok_or_else(|| RestError::Protocol("no service account in the answer".into()))?;
+    Ok((sa, parse_new_secret(v)))
+}
+
+/// The new secret in a service-account answer, if any.
+fn parse_new_secret(v: &Value) -> Option<Secret> {
+    v["data"]["attributes"]["client_secret"]
+        .as_str()
+        .map(Secret::new)
+        .filter(|s| !s.is_empty())
+}
+
 fn parse_sa(v: &Value) -> Option<ServiceAccount> {
     let a = &v["attributes"];
     Some(ServiceAccount {
-        id: v["id"].as_str()?.to_string(),
+        id: v["id"].as_str().filter(|id| !id.is_empty())?.to_string(),
         name: a["name"].as_str().unwrap_or_default().to_string(),
         auth_type: a["auth_type"].as_str().unwrap_or_default().to_string(),
         client_id: a["client_id"].as_str().unwrap_or_default().to_string(),
@@ -241,13 +289,8 @@ impl SnykRest {
             let v = self
                 .call_q(reqwest::Method::GET, &scope.path(), &q, auth_token, None)
                 .await?;
-            if let Some(items) = v["data"].as_array() {
-                out.extend(items.iter().filter_map(parse_sa));
-            }
-            let next = v["links"]["next"]
-                .as_str()
-                .and_then(|n| n.split("starting_after=").nth(1))
-                .map(|s| s.split('&').next().unwrap_or(s).to_string());
+            let (items, next) = parse_sa_page(&v);
+            out.extend(items);
             match next {
                 Some(n) if Some(&n) != after.as_ref() => after = Some(n),
                 _ => break,
@@ -285,12 +328,7 @@ impl SnykRest {
                 Some(&body),
             )
             .await?;
-        let sa = parse_sa(&v["data"])
-            .ok_or_else(|| RestError::Protocol("no service account in the answer".into()))?;
-        let secret = v["data"]["attributes"]["client_secret"]
-            .as_str()
-            .map(Secret::new);
-        Ok((sa, secret))
+        parse_sa_creation(&v)
     }
 
     /// `DELETE .../service_accounts/{id}`.
@@ -333,9 +371,7 @@ impl SnykRest {
                 Some(&body),
             )
             .await?;
-        Ok(v["data"]["attributes"]["client_secret"]
-            .as_str()
-            .map(Secret::new))
+        Ok(parse_new_secret(&v))
     }
 }
 
@@ -383,5 +419,182 @@ mod prop_tests {
                 prop_assert_eq!(Some(sa.id.as_str()), v["id"].as_str());
             }
         }
+    }
+}
+
+/// Every REST answer parser, fed what Snyk (or anything in its place) may
+/// send (issue 15): no panic, nothing bigger than what came in, errors that
+/// name the field and never quote a value, and round trips where we write
+/// the same shape.
+#[cfg(test)]
+mod answer_prop_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MARK: &str = "cs-SECRET-4e0a91";
+
+    fn strings() -> impl Strategy<Value = String> + Clone {
+        prop_oneof![
+            Just(MARK.to_string()),
+            Just(String::new()),
+            Just(" \t".to_string()),
+            "\\PC{0,16}".prop_map(String::from),
+        ]
+    }
+
+    /// A service account item as Snyk sends it, attributes anything.
+    fn item() -> impl Strategy<Value = Value> {
+        (
+            proptest::option::of(strings()),
+            crate::prop::json_value(strings()),
+            proptest::option::of(strings()),
+        )
+            .prop_map(|(id, attrs, secret)| {
+                let mut item = json!({"type": "service_account", "id": id, "attributes": attrs});
+                if let (Some(s), Some(a)) = (secret, item["attributes"].as_object_mut()) {
+                    a.insert("client_secret".into(), Value::from(s));
+                }
+                item
+            })
+    }
+
+    /// A JSON:API document: `data` (an item or a list), `links`, or anything.
+    fn document() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            item().prop_map(|i| json!({"data": i})),
+            (proptest::collection::vec(item(), 0..6), proptest::option::of(strings())).prop_map(
+                |(items, next)| json!({"data": items, "links": {"next": next.map(|n| format!("/rest/orgs/o/service_accounts?version=x&starting_after={n}&limit=100"))}})
+            ),
+            crate::prop::json_value(strings()),
+        ]
+    }
+
+    fn quiet(e: &RestError) -> Result<(), TestCaseError> {
+        let m = e.to_string();
+        prop_assert!(!m.contains(MARK), "{}", m);
+        prop_assert!(m.chars().count() < 300, "{}", m);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop::config(256))]
+
+        #[test]
+        fn prop_any_success_body_is_json_or_an_error_without_its_bytes(
+            raw in proptest::collection::vec(any::<u8>(), 0..300),
+            v in crate::prop::json_value(strings()),
+            cut in 0usize..64,
+            use_raw in any::<bool>(),
+        ) {
+            let body = if use_raw {
+                raw
+            } else {
+                let mut b = serde_json::to_vec(&v).unwrap();
+                b.truncate(b.len().saturating_sub(cut));
+                b
+            };
+            match parse_body(&body) {
+                Ok(parsed) => prop_assert!(use_raw || cut == 0 || parsed.is_number() || parsed.is_boolean() || parsed.is_null()),
+                Err(e) => quiet(&e)?,
+            }
+        }
+
+        #[test]
+        fn prop_app_creation_answers_give_id_and_secret_or_name_the_missing_field(v in document()) {
+            match parse_app_creation(&v) {
+                Ok((id, secret)) => {
+                    prop_assert_eq!(Some(id.as_str()), v["data"]["attributes"]["client_id"].as_str());
+                    prop_assert!(!secret.is_empty());
+                }
+                Err(e) => {
+                    quiet(&e)?;
+                    let m = e.to_string();
+                    prop_assert!(m.contains("client_id") || m.contains("client_secret"), "{}", m);
+                }
+            }
+        }
+
+        #[test]
+        fn prop_list_pages_give_at_most_their_items_and_a_clean_cursor(v in document()) {
+            let (items, next) = parse_sa_page(&v);
+            prop_assert!(items.len() <= v["data"].as_array().map_or(0, Vec::len));
+            for sa in &items {
+                prop_assert!(!sa.id.is_empty());
+            }
+            if let Some(n) = next {
+                prop_assert!(!n.contains('&'));
+                prop_assert!(n.len() <= v["links"]["next"].as_str().map_or(0, str::len));
+            }
+        }
+
+        #[test]
+        fn prop_creation_and_secret_answers_keep_the_secret_out_of_errors(v in document()) {
+            match parse_sa_creation(&v) {
+                Ok((sa, secret)) => {
+                    prop_assert_eq!(Some(sa.id.as_str()), v["data"]["id"].as_str());
+                    if let Some(s) = secret {
+                        prop_assert!(!s.is_empty());
+                        prop_assert_eq!(Some(s.expose()), v["data"]["attributes"]["client_secret"].as_str().map(str::trim));
+                    }
+                }
+                Err(e) => quiet(&e)?,
+            }
+            if let Some(s) = parse_new_secret(&v) {
+                prop_assert!(!s.is_empty());
+                // Debug of the account never shows it.
+                let shown = format!("{s:?}");
+                prop_assert!(!shown.contains(MARK), "{}", shown);
+            }
+        }
+
+        #[test]
+        fn prop_service_accounts_round_trip(
+            id in "[a-z0-9-]{1,36}",
+            name in "\\PC{0,40}",
+            auth_type in "oauth_client_secret|oauth_private_key_jwt",
+            client_id in "[a-z0-9-]{1,36}",
+            role_id in proptest::option::of("[a-z0-9-]{1,36}"),
+        ) {
+            // As Snyk lists it, and as the agent's answer carries it.
+            let item = json!({"type": "service_account", "id": id, "attributes": {
+                "name": name, "auth_type": auth_type, "client_id": client_id, "role_id": role_id}});
+            let sa = parse_sa(&item).unwrap();
+            prop_assert_eq!((&sa.id, &sa.name, &sa.auth_type, &sa.client_id, &sa.role_id),
+                (&id, &name, &auth_type, &client_id, &role_id));
+            let back: ServiceAccount = serde_json::from_value(serde_json::to_value(&sa).unwrap()).unwrap();
+            prop_assert_eq!(serde_json::to_value(&back).unwrap(), serde_json::to_value(&sa).unwrap());
+        }
+    }
+
+    // Regressions the properties above found.
+
+    #[test]
+    fn an_empty_secret_in_an_answer_is_no_secret() {
+        // Was stored as the credential's client secret, which no grant takes.
+        // A blank one too: secrets are trimmed.
+        for blank in ["", " \n"] {
+            let v = json!({"data": {"id": "sa1", "attributes": {"client_id": "c", "client_secret": blank}}});
+            assert!(parse_new_secret(&v).is_none());
+            assert!(parse_app_creation(&v).is_err());
+            assert!(parse_sa_creation(&v).unwrap().1.is_none());
+        }
+    }
+
+    #[test]
+    fn a_listed_account_without_an_id_is_skipped() {
+        // Was kept with id "": an account no command can name.
+        let v = json!({"data": [{"id": "", "attributes": {"client_id": "c"}}, {"id": "sa2", "attributes": {}}]});
+        let (items, next) = parse_sa_page(&v);
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].id, "sa2");
+        assert_eq!(next, None);
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_refused_without_quoting_it() {
+        // Said where it broke, as every JSON error of ours does.
+        let e = parse_body(format!("{{\"a\": {MARK}}}").as_bytes()).unwrap_err();
+        assert!(!e.to_string().contains(MARK), "{e}");
+        assert!(e.to_string().contains("line 1 column"), "{e}");
     }
 }

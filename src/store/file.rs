@@ -335,6 +335,9 @@ impl SecretStore for FileStore {
         let doc = self.inner.doc.lock().await;
         let mut out = Vec::new();
         for (org, clients) in &doc.credentials {
+            if org == crate::ids::SCRATCH_ORG {
+                continue; // doctor's write check, never a credential
+            }
             for (client, stored) in clients {
                 if stored.record.deleted {
                     continue;

@@ -7,9 +7,9 @@
 pub(crate) mod file;
 pub mod openbao;
 
-use crate::credential::CredKey;
 /// The stored record is the domain's own; the trait speaks in it.
 pub use crate::credential::{Claim, Record, RecordState};
+use crate::credential::{CredKey, Kind};
 use async_trait::async_trait;
 use thiserror::Error;
 
@@ -38,6 +38,98 @@ pub enum StoreError {
     Conflict { expected: u64 },
     #[error("the stored record for {key} is unreadable: {message}")]
     Corrupt { key: String, message: String },
+}
+
+/// `snykey doctor`'s write check (`GET /v1/ready?write=true`): the writes a
+/// claim makes (SPEC §2 rule 3), on the scratch record [`CredKey::scratch`],
+/// which no credential can have. Reads it, writes a claim by check-and-set
+/// on the version read (where the store has check-and-set), reads it back,
+/// writes a tombstone by check-and-set as a delete does (rule 10), and
+/// removes it. Nothing secret is written. A race with another check (a
+/// conflict) is retried once. Answers what was shown.
+pub async fn write_check(
+    store: &dyn SecretStore,
+    agent: &str,
+    now: std::time::SystemTime,
+) -> Result<String, StoreError> {
+    let key = CredKey::scratch();
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match claim_round_trip(store, &key, agent, now).await {
+            Err(StoreError::Conflict { .. }) if tries < 2 => continue,
+            Err(StoreError::Conflict { expected }) => {
+                return Err(StoreError::Unavailable(format!(
+                    "the scratch record {key} kept changing under the check (version {expected}): another check is running; try again"
+                )));
+            }
+            Ok(()) if store.checks_versions() => {
+                return Ok(format!(
+                    "{}: a claim written by check-and-set on the scratch record {key}, read back and removed",
+                    store.describe()
+                ));
+            }
+            Ok(()) => {
+                return Ok(format!(
+                    "{}: the scratch record {key} written, read back and removed (no check-and-set here, so no claim: agents sharing this store are not protected from one another)",
+                    store.describe()
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn claim_round_trip(
+    store: &dyn SecretStore,
+    key: &CredKey,
+    agent: &str,
+    now: std::time::SystemTime,
+) -> Result<(), StoreError> {
+    let cas = store.checks_versions();
+    let read = store.get(key).await?;
+    let version = read.as_ref().map(|v| v.version).unwrap_or(0);
+    let nonce = format!("{:032x}", rand::random::<u128>());
+    let claimed = Record {
+        kind: Some(Kind::OauthApp),
+        updated_at: Some(crate::clock::rfc3339(now)),
+        claim: Some(Claim {
+            // No token is claimed: the fingerprint of nothing.
+            fp: "0".repeat(64),
+            nonce: nonce.clone(),
+            agent: agent.to_string(),
+            attempts: 0,
+            deadline: crate::clock::rfc3339(now),
+        }),
+        ..Default::default()
+    };
+    let written = store.put(key, &claimed, cas.then_some(version)).await?;
+    let back = store.get(key).await;
+    let landed = match back {
+        Ok(Some(v)) if v.record.claim.as_ref().is_some_and(|c| c.nonce == nonce) => Ok(v.version),
+        Ok(_) => Err(StoreError::Unavailable(format!(
+            "the scratch record {key} read back is not the one just written (a stale read from another node?)"
+        ))),
+        Err(e) => Err(e),
+    };
+    let landed = match landed {
+        Ok(v) if !cas || v == written => Ok(written),
+        Ok(v) => Err(StoreError::Unavailable(format!(
+            "the scratch record {key} was written at version {written} but reads back at {v}"
+        ))),
+        Err(e) => Err(e),
+    };
+    let tombstone = Record {
+        deleted: true,
+        ..Default::default()
+    };
+    // Clean up whatever the read back said.
+    let removed = match store.put(key, &tombstone, cas.then_some(written)).await {
+        Ok(_) => store.delete(key).await,
+        Err(e) => Err(e),
+    };
+    landed?;
+    removed
 }
 
 /// The secret store seam. Implementations must make `put` durable before returning.
@@ -71,5 +163,41 @@ pub trait SecretStore: Send + Sync {
     /// locked with `flock`)? Then claims are kept in the journal only.
     fn locked_to_this_agent(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod write_check_tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    #[tokio::test]
+    async fn the_write_check_leaves_the_store_as_it_found_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/credentials.json");
+        let store = file::FileStore::open(&path).unwrap();
+        let key = CredKey::parse("o", "c").unwrap();
+        let record = Record {
+            kind: Some(Kind::ClientSecret),
+            client_secret: Some(Secret::new("cs-1")),
+            ..Default::default()
+        };
+        store.put(&key, &record, Some(0)).await.unwrap();
+        // A scratch record left by a check that died half-way is claimed over.
+        store
+            .put(&CredKey::scratch(), &Record::default(), Some(0))
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            let m = write_check(&store, "agent-1", std::time::SystemTime::now())
+                .await
+                .unwrap();
+            assert!(m.contains("a claim written by check-and-set"), "{m}");
+            assert!(store.get(&CredKey::scratch()).await.unwrap().is_none());
+        }
+        assert_eq!(store.list().await.unwrap(), vec![key.clone()]);
+        let got = store.get(&key).await.unwrap().unwrap();
+        assert_eq!(got.record, record);
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("_snykey"));
     }
 }

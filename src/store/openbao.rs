@@ -102,6 +102,29 @@ fn read_secret_file(what: &str, path: &PathBuf) -> Result<Secret, StoreError> {
     Ok(s)
 }
 
+/// OpenBao's `errors` as one short line: at most [`MAX_ERRORS`] of them, each
+/// cut to [`MAX_ERROR_CHARS`] printable characters. A server (or anything
+/// posing as one) decides what it sends; our messages and logs stay bounded.
+fn error_text(errors: &[String]) -> String {
+    let mut parts: Vec<String> = errors
+        .iter()
+        .take(MAX_ERRORS)
+        .map(|m| {
+            m.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(MAX_ERROR_CHARS)
+                .collect()
+        })
+        .collect();
+    if errors.len() > MAX_ERRORS {
+        parts.push(format!("{} more", errors.len() - MAX_ERRORS));
+    }
+    parts.join("; ")
+}
+
+const MAX_ERRORS: usize = 3;
+const MAX_ERROR_CHARS: usize = 200;
+
 fn map_err(e: ClientError) -> StoreError {
     match e {
         ClientError::APIError { code: 503, errors }
@@ -113,7 +136,7 @@ fn map_err(e: ClientError) -> StoreError {
         }
         ClientError::APIError { code: 403, errors } => StoreError::Denied(format!(
             "OpenBao answered 403 ({}): the agent's token is invalid, expired or lacks a policy on this path",
-            errors.join("; ")
+            error_text(&errors)
         )),
         ClientError::APIError { code: 400, errors }
             if errors.iter().any(|m| m.contains("check-and-set")) =>
@@ -121,7 +144,7 @@ fn map_err(e: ClientError) -> StoreError {
             StoreError::Conflict { expected: 0 }
         }
         ClientError::APIError { code, errors } => {
-            StoreError::Unavailable(format!("OpenBao answered {code}: {}", errors.join("; ")))
+            StoreError::Unavailable(format!("OpenBao answered {code}: {}", error_text(&errors)))
         }
         ClientError::RestClientError { source } => {
             StoreError::Unavailable(format!("cannot reach OpenBao: {source}"))
@@ -139,7 +162,7 @@ fn map_login_err(method: &str, files: &str, e: ClientError) -> StoreError {
         ClientError::APIError { code, errors } if (400..500).contains(&code) => {
             StoreError::Denied(format!(
                 "OpenBao refused the {method} login ({code}: {}): check {files}",
-                errors.join("; ")
+                error_text(&errors)
             ))
         }
         other => map_err(other),
@@ -263,12 +286,7 @@ impl OpenBaoStore {
                         e,
                     )
                 })?;
-                tracing::info!(
-                    method = "approle",
-                    ttl_secs = info.lease_duration,
-                    "logged in to OpenBao"
-                );
-                Secret::new(info.client_token)
+                login_token("AppRole", info)?
             }
             Auth::Kubernetes {
                 mount,
@@ -286,12 +304,7 @@ impl OpenBaoStore {
                             e,
                         )
                     })?;
-                tracing::info!(
-                    method = "kubernetes",
-                    ttl_secs = info.lease_duration,
-                    "logged in to OpenBao"
-                );
-                Secret::new(info.client_token)
+                login_token("Kubernetes", info)?
             }
         };
         let client = Arc::new(self.build_client(&token)?);
@@ -448,7 +461,7 @@ impl OpenBaoStore {
         tokio::spawn(async move {
             loop {
                 let wait = match store.renew_once().await {
-                    Ok(Some(ttl)) => (ttl * 2 / 3).max(Duration::from_secs(1)),
+                    Ok(Some(ttl)) => renew_wait(ttl),
                     Ok(None) => Duration::from_secs(300),
                     Err(e) => {
                         tracing::warn!(error = %e, "could not renew the OpenBao token; retrying in 5s");
@@ -495,6 +508,73 @@ impl OpenBaoStore {
             }
         }
     }
+}
+
+/// The longest the renewer sleeps, whatever TTL OpenBao names.
+const MAX_RENEW_WAIT: Duration = Duration::from_secs(86_400);
+
+/// When to renew a token with `ttl` left: at two thirds, at least a second
+/// from now and at most a day (OpenBao's TTL is a number from its answer:
+/// `u64::MAX` seconds must not overflow the arithmetic).
+fn renew_wait(ttl: Duration) -> Duration {
+    (ttl / 3 * 2).clamp(Duration::from_secs(1), MAX_RENEW_WAIT)
+}
+
+/// The client token of a login answer (AppRole, Kubernetes): an empty one
+/// is a refusal, not a token.
+fn login_token(method: &str, info: vaultrs::api::AuthInfo) -> Result<Secret, StoreError> {
+    let lease = info.lease_duration;
+    // Trimmed as every secret is: blank is empty.
+    let token = Secret::new(info.client_token);
+    if token.is_empty() {
+        return Err(StoreError::Denied(format!(
+            "OpenBao's {method} login answer carried no client_token"
+        )));
+    }
+    tracing::info!(
+        method = %method.to_ascii_lowercase(),
+        ttl_secs = lease,
+        "logged in to OpenBao"
+    );
+    Ok(token)
+}
+
+/// A KV v2 read answer as a record at its version.
+fn kv2_record(
+    key: &CredKey,
+    resp: vaultrs::api::kv2::responses::ReadSecretResponse,
+) -> Result<Versioned, StoreError> {
+    Ok(Versioned {
+        record: from_value(key, resp.data)?,
+        version: resp.metadata.version,
+        hidden: false,
+    })
+}
+
+/// KV v2 metadata of a path whose current version cannot be read: a
+/// tombstone at that version (`None` when there never was one).
+fn hidden_version(
+    m: &vaultrs::api::kv2::responses::ReadSecretMetadataResponse,
+) -> Option<Versioned> {
+    (m.current_version > 0).then(|| Versioned {
+        record: Record {
+            deleted: true,
+            ..Default::default()
+        },
+        version: m.current_version,
+        hidden: true,
+    })
+}
+
+/// Every version of a KV v2 path but the current one (what a delete
+/// destroys); version names that are not plain decimal numbers ("007",
+/// "+7") are left alone: they name no version OpenBao would take back.
+fn older_versions(m: &vaultrs::api::kv2::responses::ReadSecretMetadataResponse) -> Vec<u64> {
+    m.versions
+        .keys()
+        .filter_map(|name| name.parse::<u64>().ok().filter(|v| v.to_string() == *name))
+        .filter(|v| *v != m.current_version)
+        .collect()
 }
 
 fn store_to_client(e: StoreError) -> ClientError {
@@ -565,11 +645,7 @@ impl SecretStore for OpenBaoStore {
                 })
                 .await;
             match r {
-                Ok(resp) => Ok(Some(Versioned {
-                    record: from_value(key, resp.data)?,
-                    version: resp.metadata.version,
-                    hidden: false,
-                })),
+                Ok(resp) => kv2_record(key, resp).map(Some),
                 Err(e) if is_not_found(&e) => self.deleted_version(&path).await,
                 Err(e) => Err(map_err(e)),
             }
@@ -676,12 +752,7 @@ impl SecretStore for OpenBaoStore {
                 Err(e) if is_not_found(&e) => return Ok(()),
                 Err(e) => return Err(map_err(e)),
             };
-            let older: Vec<u64> = meta
-                .versions
-                .keys()
-                .filter_map(|v| v.parse::<u64>().ok())
-                .filter(|v| *v != meta.current_version)
-                .collect();
+            let older = older_versions(&meta);
             if older.is_empty() {
                 return Ok(());
             }
@@ -737,6 +808,9 @@ impl SecretStore for OpenBaoStore {
             let Some(org) = org.strip_suffix('/') else {
                 continue;
             };
+            if org == crate::ids::SCRATCH_ORG {
+                continue; // doctor's write check, never a credential
+            }
             let Ok(org_id) = OrgId::parse(org) else {
                 tracing::warn!(org_id = %org.escape_debug(), "skipping an invalid org id in the store");
                 continue;
@@ -791,15 +865,7 @@ impl OpenBaoStore {
             )
             .await;
         match r {
-            Ok(m) if m.current_version > 0 => Ok(Some(Versioned {
-                record: Record {
-                    deleted: true,
-                    ..Default::default()
-                },
-                version: m.current_version,
-                hidden: true,
-            })),
-            Ok(_) => Ok(None),
+            Ok(m) => Ok(hidden_version(&m)),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(map_err(e)),
         }
@@ -847,5 +913,271 @@ mod prop_tests {
                 Err(e) => prop_assert!(!e.to_string().contains(MARK), "{}", e),
             }
         }
+    }
+}
+
+/// OpenBao's answers as they reach our parsing (issue 15): the envelope
+/// vaultrs deserializes (`EndpointResult<T>`), then what we make of it.
+#[cfg(test)]
+mod envelope_prop_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+    use vaultrs::api::kv2::responses::{ReadSecretMetadataResponse, ReadSecretResponse};
+    use vaultrs::api::{AuthInfo, EndpointResult};
+
+    const MARK: &str = "rt-SECRET-77c1d2";
+
+    fn strings() -> impl Strategy<Value = String> + Clone {
+        prop_oneof![
+            Just(MARK.to_string()),
+            "\\PC{0,12}".prop_map(String::from),
+            "[0-9]{1,25}|-1|18446744073709551616".prop_map(String::from),
+        ]
+    }
+
+    /// A field as OpenBao sends it, or anything else in its place.
+    fn field(good: Value) -> impl Strategy<Value = Value> {
+        prop_oneof![3 => Just(good), 1 => crate::prop::json_value(strings())]
+    }
+
+    fn number() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<u64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            Just(json!(1e30)),
+            Just(json!("7")),
+        ]
+    }
+
+    /// The envelope every answer comes in, with `data` / `auth` as given.
+    fn envelope(data: Value, auth: Value) -> Vec<u8> {
+        json!({"request_id": "9b1f", "lease_id": "", "renewable": false, "lease_duration": 0,
+               "data": data, "wrap_info": null, "warnings": null, "auth": auth})
+        .to_string()
+        .into_bytes()
+    }
+
+    fn kv2_read() -> impl Strategy<Value = Vec<u8>> {
+        (
+            crate::prop::json_value(strings()),
+            number(),
+            field(json!("2026-11-29T09:00:00Z")),
+            field(json!("")),
+            field(json!(false)),
+        )
+            .prop_map(|(data, version, created, deletion, destroyed)| {
+                envelope(
+                    json!({"data": data, "metadata": {"version": version, "created_time": created,
+                        "deletion_time": deletion, "destroyed": destroyed, "custom_metadata": null}}),
+                    Value::Null,
+                )
+            })
+    }
+
+    fn kv2_metadata() -> impl Strategy<Value = Vec<u8>> {
+        (
+            number(),
+            proptest::collection::btree_map(
+                "[0-9]{1,3}|[0-9]{20,22}|-1|\\+[0-9]|0[0-9]|x|",
+                field(json!({"created_time": "t", "deletion_time": "", "destroyed": false})),
+                0..8,
+            ),
+            field(json!(true)),
+        )
+            .prop_map(|(current, versions, cas)| {
+                envelope(
+                    json!({"cas_required": cas, "created_time": "t", "current_version": current,
+                        "delete_version_after": "0s", "max_versions": 0, "oldest_version": 0,
+                        "updated_time": "t", "custom_metadata": null, "versions": versions}),
+                    Value::Null,
+                )
+            })
+    }
+
+    fn login() -> impl Strategy<Value = Vec<u8>> {
+        (
+            prop_oneof![Just(String::new()), Just(" \n".to_string()), Just(MARK.to_string()), "\\PC{0,40}".prop_map(String::from)],
+            number(),
+            field(json!(["default", "snykey"])),
+        )
+            .prop_map(|(token, lease, policies)| {
+                envelope(
+                    Value::Null,
+                    json!({"client_token": token, "accessor": "a", "policies": policies,
+                        "token_policies": ["default"], "metadata": null, "lease_duration": lease,
+                        "renewable": true, "entity_id": "e", "token_type": "service", "orphan": true}),
+                )
+            })
+    }
+
+    fn bytes_or(s: impl Strategy<Value = Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![4 => s, 1 => proptest::collection::vec(any::<u8>(), 0..200)]
+    }
+
+    fn no_mark(e: &StoreError) -> Result<(), TestCaseError> {
+        let m = e.to_string();
+        prop_assert!(!m.contains(MARK), "{}", m);
+        prop_assert!(m.chars().count() < 400, "{}", m);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::prop::config(256))]
+
+        #[test]
+        fn prop_kv2_read_answers_become_a_record_at_its_version_or_a_corrupt_error(raw in bytes_or(kv2_read())) {
+            let key = CredKey::parse("o", "c").unwrap();
+            let Ok(r) = serde_json::from_slice::<EndpointResult<ReadSecretResponse>>(&raw) else {
+                return Ok(()); // vaultrs refuses it: a ClientError, mapped below
+            };
+            let Some(resp) = r.data else { return Ok(()) };
+            let version = resp.metadata.version;
+            match kv2_record(&key, resp) {
+                Ok(v) => {
+                    prop_assert_eq!(v.version, version);
+                    prop_assert!(!v.hidden);
+                    // What was read writes back as the map a put sends.
+                    drop(RequestMap(to_map(&v.record).unwrap()));
+                }
+                Err(e) => {
+                    prop_assert!(matches!(e, StoreError::Corrupt { .. }), "{:?}", e);
+                    no_mark(&e)?;
+                }
+            }
+        }
+
+        #[test]
+        fn prop_kv2_metadata_answers_name_only_real_older_versions(raw in bytes_or(kv2_metadata())) {
+            let Ok(r) = serde_json::from_slice::<EndpointResult<ReadSecretMetadataResponse>>(&raw) else {
+                return Ok(());
+            };
+            let Some(m) = r.data else { return Ok(()) };
+            let older = older_versions(&m);
+            prop_assert!(older.len() <= m.versions.len());
+            prop_assert!(!older.contains(&m.current_version));
+            for v in &older {
+                prop_assert!(m.versions.contains_key(&v.to_string()));
+            }
+            match hidden_version(&m) {
+                Some(h) => {
+                    prop_assert_eq!(h.version, m.current_version);
+                    prop_assert!(h.hidden && h.record.deleted);
+                }
+                None => prop_assert_eq!(m.current_version, 0),
+            }
+        }
+
+        #[test]
+        fn prop_login_answers_give_their_token_or_a_refusal_without_it(raw in bytes_or(login())) {
+            let Ok(r) = serde_json::from_slice::<EndpointResult<Value>>(&raw) else {
+                return Ok(());
+            };
+            let Some(info): Option<AuthInfo> = r.auth else { return Ok(()) };
+            let token = info.client_token.clone();
+            match login_token("AppRole", info) {
+                Ok(s) => prop_assert_eq!(s.expose(), token.trim()),
+                Err(e) => {
+                    prop_assert!(token.trim().is_empty());
+                    prop_assert!(matches!(e, StoreError::Denied(_)), "{:?}", e);
+                    no_mark(&e)?;
+                }
+            }
+        }
+
+        #[test]
+        fn prop_any_token_ttl_gives_a_renewal_wait_without_overflow(secs in any::<u64>(), nanos in 0u32..1_000_000_000) {
+            let ttl = Duration::new(secs, nanos);
+            let w = renew_wait(ttl);
+            prop_assert!(w >= Duration::from_secs(1) && w <= MAX_RENEW_WAIT);
+            if ttl >= Duration::from_secs(2) {
+                prop_assert!(w < ttl);
+            }
+        }
+
+        #[test]
+        fn prop_any_error_answer_maps_to_one_bounded_line(
+            code in any::<u16>(),
+            errors in proptest::collection::vec(prop_oneof![
+                Just("Vault is sealed".to_string()),
+                Just("check-and-set parameter did not match the current version".to_string()),
+                "\\PC{0,600}".prop_map(String::from),
+                "[\\n\\r\\t a-z]{0,40}".prop_map(String::from),
+            ], 0..40),
+        ) {
+            let n = errors.len();
+            let sealed = errors.iter().any(|m| m.to_ascii_lowercase().contains("sealed"));
+            let cas = errors.iter().any(|m| m.contains("check-and-set"));
+            let e = map_err(ClientError::APIError { code, errors: errors.clone() });
+            let m = e.to_string();
+            prop_assert!(m.chars().count() <= 1_000, "{} chars from {} errors", m.chars().count(), n);
+            prop_assert!(!m.chars().any(char::is_control), "{:?}", m);
+            match code {
+                503 if sealed => prop_assert!(matches!(e, StoreError::Sealed), "{:?}", e),
+                403 => prop_assert!(matches!(e, StoreError::Denied(_)), "{:?}", e),
+                400 if cas => prop_assert!(matches!(e, StoreError::Conflict { .. }), "{:?}", e),
+                _ => prop_assert!(matches!(e, StoreError::Unavailable(_) | StoreError::Sealed), "{:?}", e),
+            }
+            let l = map_login_err("AppRole", "store.secret_id_file", ClientError::APIError { code, errors });
+            let m = l.to_string();
+            prop_assert!(m.chars().count() <= 1_000 && !m.chars().any(char::is_control), "{:?}", m);
+        }
+    }
+
+    // Regressions the properties above found.
+
+    #[test]
+    fn a_huge_token_ttl_from_openbao_does_not_overflow_the_renewer() {
+        // Was `(ttl * 2 / 3)`: Duration overflow, a panic in the renewer task.
+        assert_eq!(renew_wait(Duration::from_secs(u64::MAX)), MAX_RENEW_WAIT);
+        assert_eq!(renew_wait(Duration::from_secs(3)), Duration::from_secs(2));
+        assert_eq!(renew_wait(Duration::ZERO), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_flood_of_openbao_errors_is_cut_to_one_short_line() {
+        // Was every error joined whole: a megabyte answer made a megabyte
+        // log line and HTTP error body.
+        let e = map_err(ClientError::APIError {
+            code: 500,
+            errors: vec!["x\n".repeat(2_000); 1_000],
+        });
+        let m = e.to_string();
+        assert!(m.len() < 1_000, "{}", m.len());
+        assert!(m.ends_with("997 more"), "{m}");
+        assert!(!m.contains('\n'));
+    }
+
+    #[test]
+    fn version_names_that_are_not_plain_numbers_are_not_destroyed() {
+        // "007" was read as version 7, a version the answer did not name.
+        let raw = envelope(
+            json!({"cas_required": true, "created_time": "t", "current_version": 9,
+                "delete_version_after": "0s", "max_versions": 0, "oldest_version": 0,
+                "updated_time": "t", "custom_metadata": null, "versions": {
+                    "007": {"created_time": "t", "deletion_time": "", "destroyed": false},
+                    "+8": {"created_time": "t", "deletion_time": "", "destroyed": false},
+                    "8": {"created_time": "t", "deletion_time": "", "destroyed": false},
+                    "9": {"created_time": "t", "deletion_time": "", "destroyed": false}}}),
+            Value::Null,
+        );
+        let r: EndpointResult<ReadSecretMetadataResponse> = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(older_versions(&r.data.unwrap()), vec![8]);
+    }
+
+    #[test]
+    fn a_login_answer_without_a_client_token_is_a_refusal() {
+        // Was taken as the empty token (a blank one too: secrets are
+        // trimmed), and every request after it refused.
+        let raw = envelope(
+            Value::Null,
+            json!({"client_token": " \n", "accessor": "", "policies": [], "token_policies": [],
+                "metadata": null, "lease_duration": 60, "renewable": true, "entity_id": "",
+                "token_type": "service", "orphan": true}),
+        );
+        let r: EndpointResult<Value> = serde_json::from_slice(&raw).unwrap();
+        let e = login_token("Kubernetes", r.auth.unwrap()).unwrap_err();
+        assert!(matches!(e, StoreError::Denied(_)), "{e:?}");
+        assert!(e.to_string().contains("no client_token"), "{e}");
     }
 }

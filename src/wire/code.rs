@@ -29,6 +29,9 @@ pub enum ErrorCode {
     StoreSealed,
     StoreConflict,
     StoreUnavailable,
+    /// The store refused the agent's own token or policy (permission denied):
+    /// a configuration to fix, not an outage to wait out.
+    StoreDenied,
     CacheUnavailable,
     RefreshInProgress,
     NotReady,
@@ -64,6 +67,7 @@ impl ErrorCode {
         ErrorCode::StoreSealed,
         ErrorCode::StoreConflict,
         ErrorCode::StoreUnavailable,
+        ErrorCode::StoreDenied,
         ErrorCode::CacheUnavailable,
         ErrorCode::RefreshInProgress,
         ErrorCode::NotReady,
@@ -92,6 +96,7 @@ impl ErrorCode {
             ErrorCode::StoreSealed => "store_sealed",
             ErrorCode::StoreConflict => "store_conflict",
             ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::StoreDenied => "store_denied",
             ErrorCode::CacheUnavailable => "cache_unavailable",
             ErrorCode::RefreshInProgress => "refresh_in_progress",
             ErrorCode::NotReady => "not_ready",
@@ -132,6 +137,7 @@ impl ErrorCode {
             ErrorCode::StoreSealed
             | ErrorCode::StoreConflict
             | ErrorCode::StoreUnavailable
+            | ErrorCode::StoreDenied
             | ErrorCode::CacheUnavailable
             | ErrorCode::RefreshInProgress
             | ErrorCode::NotReady
@@ -165,6 +171,6 @@ mod tests {
         }
         assert_eq!(ErrorCode::parse("from_a_newer_agent"), ErrorCode::Unknown);
         assert_eq!(ErrorCode::parse("unknown"), ErrorCode::Unknown);
-        assert_eq!(ErrorCode::ALL.len(), 24);
+        assert_eq!(ErrorCode::ALL.len(), 25);
     }
 }

@@ -470,6 +470,7 @@ mod contract_tests {
             ("store_sealed", 503),
             ("store_conflict", 503),
             ("store_unavailable", 503),
+            ("store_denied", 503),
             ("cache_unavailable", 503),
             ("refresh_in_progress", 503),
             ("not_ready", 503),

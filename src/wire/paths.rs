@@ -39,6 +39,8 @@ pub const CLIENT_ID: &str = "client_id";
 pub const MIN_VALIDITY: &str = "min_validity";
 pub const REVOKE: &str = "revoke";
 pub const WAIT: &str = "wait";
+/// `GET /v1/ready?write=true`: `snykey doctor`'s write check on a scratch record.
+pub const WRITE: &str = "write";
 
 /// Fields of a token answer and of an error answer.
 pub const ACCESS_TOKEN: &str = "access_token";

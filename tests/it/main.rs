@@ -5,8 +5,10 @@ mod support;
 
 mod access;
 mod api;
+mod audit_grants;
 mod backends;
 mod chaos;
+mod doctor_store;
 mod edges;
 mod fleet;
 mod guarantees;
