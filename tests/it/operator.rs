@@ -629,10 +629,22 @@ fn sinks_keep_a_token_file_current_atomically_with_the_mode_and_group_asked() {
     let m = std::fs::metadata(&token_file).unwrap();
     assert_eq!(m.permissions().mode() & 0o777, 0o640);
     assert_eq!(m.gid(), daemon_gid);
+    // The two sinks are written one after the other: wait for the second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let json: serde_json::Value = loop {
+        let got = std::fs::read_to_string(&json_file).unwrap_or_default();
+        match serde_json::from_str::<serde_json::Value>(&got) {
+            Ok(v) if v["access_token"] == token.trim() => break v,
+            _ => assert!(
+                Instant::now() < deadline,
+                "the JSON sink holds {got:?}; log:\n{}",
+                agent.log_text()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let m = std::fs::metadata(&json_file).unwrap();
     assert_eq!(m.permissions().mode() & 0o777, 0o600);
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json_file).unwrap()).unwrap();
     assert_eq!(json["access_token"], token.trim());
 
     // A reader loop during refreshes sees only whole tokens.
