@@ -44,7 +44,7 @@ fn hammer(
             // Every other call goes through the real helper (exit 75, a
             // temporary failure, counts as a 503).
             let (status, valid) = if n % 2 == 0 {
-                match std::process::Command::new(HELPER)
+                match crate::support::agent::clean(HELPER)
                     .arg("--socket")
                     .arg(s)
                     .args(["fleet", &format!("c{}", n % CREDS)])
