@@ -7,6 +7,7 @@ mod access;
 mod api;
 mod backends;
 mod chaos;
+mod contract;
 mod edges;
 mod fleet;
 mod guarantees;
