@@ -188,7 +188,7 @@ fn default_paths_xdg_dirs_snykey_socket_and_the_default_config_file() {
     let h = home.path();
     let (run, state) = (h.join("xdg-run"), h.join("xdg-state"));
     std::fs::create_dir_all(&run).unwrap();
-    // No config file (CONFIGURATION_DIRECTORY is an empty dir), no socket or
+    // An empty config file (in CONFIGURATION_DIRECTORY), no socket or
     // store path: the agent takes $XDG_RUNTIME_DIR and $XDG_STATE_HOME.
     let url = fake.url();
     let agent_env = [

@@ -514,7 +514,17 @@ fn example_deployments_parse_and_set_only_documented_keys() {
     // The fleet agents' environment is a valid configuration: three OpenBao
     // nodes and the Sentinel form of the cache URL.
     let fleet = yaml(&root.join("fleet/docker-compose.yml"));
-    let mut env = vec![("SNYKEY_SOCKET".to_string(), "/tmp/unused.sock".to_string())];
+    let mut env = vec![
+        ("SNYKEY_SOCKET".to_string(), "/tmp/unused.sock".to_string()),
+        // Never the machine's /etc/snykey/config.toml.
+        (
+            "CONFIGURATION_DIRECTORY".to_string(),
+            crate::support::agent::empty_config_home()
+                .join("etc")
+                .display()
+                .to_string(),
+        ),
+    ];
     snykey_vars(&fleet[0]["services"]["snykey-a"], &mut env);
     let cfg = snykey::config::Config::load_from(None, &env).unwrap();
     assert_eq!(cfg.store.addrs.len(), 3, "{:?}", cfg.store.addrs);

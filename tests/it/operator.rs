@@ -443,7 +443,6 @@ fn check_config_shows_the_effective_log_level_and_new_keys() {
     let dir = tempfile::tempdir().unwrap();
     let out = crate::support::agent::clean(SNYKEY)
         .arg("check-config")
-        .env_remove("CONFIGURATION_DIRECTORY")
         .env("SNYKEY_SOCKET", dir.path().join("s.sock"))
         .env("XDG_STATE_HOME", dir.path())
         .output()

@@ -15,17 +15,41 @@ pub const HELPER: &str = env!("CARGO_BIN_EXE_snykey-helper");
 
 pub use super::wait::wait_for;
 
-/// [`command`] for a run that has no temp dir of its own: its
-/// `CONFIGURATION_DIRECTORY` is a path that does not exist.
+/// A directory for the whole test process whose `etc/config.toml` is empty:
+/// the `CONFIGURATION_DIRECTORY` of runs without a temp dir of their own,
+/// and of library calls that load the default config.
+pub fn empty_config_home() -> &'static Path {
+    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("snykey-it-noconf-")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/config.toml"), "").unwrap();
+        dir
+    })
+    .path()
+}
+
+/// [`command`] for a run that has no temp dir of its own.
 pub fn clean(bin: &str) -> Command {
-    command(bin, Path::new("/nonexistent/snykey-tests"))
+    command(bin, empty_config_home())
 }
 
 /// `bin` with a cleared environment: only `PATH` and `HOME` from the caller,
 /// and `CONFIGURATION_DIRECTORY` at `{dir}/etc`, so that nothing a test runs
-/// reads the machine's `/etc/snykey/config.toml` or inherits the caller's
-/// `SNYKEY_*`, `BAO_*`, `VAULT_*`, `XDG_*` or `NOTIFY_SOCKET`. A test adds what it means to set.
+/// inherits the caller's `SNYKEY_*`, `BAO_*`, `VAULT_*`, `XDG_*` or
+/// `NOTIFY_SOCKET`, or reads the machine's `/etc/snykey/config.toml`: the
+/// agent reads `$CONFIGURATION_DIRECTORY/config.toml` first and falls back to
+/// `/etc` only when it is missing, so an empty one is written there unless
+/// the test wrote its own. A test adds what it means to set.
 pub fn command(bin: &str, dir: &Path) -> Command {
+    let etc = dir.join("etc");
+    if !etc.join("config.toml").exists() {
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(etc.join("config.toml"), "").unwrap();
+    }
     let mut cmd = Command::new(bin);
     cmd.env_clear();
     for keep in ["PATH", "HOME"] {
@@ -33,7 +57,7 @@ pub fn command(bin: &str, dir: &Path) -> Command {
             cmd.env(keep, v);
         }
     }
-    cmd.env("CONFIGURATION_DIRECTORY", dir.join("etc"));
+    cmd.env("CONFIGURATION_DIRECTORY", etc);
     cmd
 }
 
