@@ -321,18 +321,36 @@ fn no_form_of_a_redis_url_shows_its_password_in_check_config_or_the_trace_log() 
             !out.status.success() || text.contains("[redacted]"),
             "check-config, {url}: {text}"
         );
-        // The agent at trace level, up to where it gives up on the cache.
+        // The agent at trace level: until it is ready (it keeps retrying
+        // Redis) or has refused the URL and exited, then stopped, so that
+        // its shutdown lines are read too.
+        let log = dir.path().join("serve.log");
         let mut child = crate::support::agent::clean(crate::support::agent::SNYKEY)
             .arg("serve")
             .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+            .env("SNYKEY_SERVER_CALLBACK_LISTEN", "127.0.0.1:0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(1500));
-        let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        let text = format!("{}{}", stdout(&out), stderr(&out));
+        let exited = wait_for("the agent to be ready or to refuse the URL", 30, || {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Ok(Some(st));
+            }
+            // Serving (its signal handlers are installed by then; the
+            // "ready" log line comes before them).
+            match crate::support::agent::try_http(&dir.path().join("s.sock"), "/v1/health") {
+                Ok((200, _)) => Ok(None),
+                Ok((st, body)) => Err(format!("{st} {body}")),
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        if exited.is_none() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let st = child.wait().unwrap();
+            assert!(st.success(), "serve, {url}: {st}");
+        }
+        let text = std::fs::read_to_string(&log).unwrap();
         assert!(!text.is_empty(), "the agent logged nothing for {url}");
         assert!(!text.contains("hunter2pw"), "serve, {url}: {text}");
     }
