@@ -401,8 +401,10 @@ fn rotate_secret_has_no_downtime_and_leaves_exactly_the_stored_secret() {
         "only {inside} helper calls ran inside the rotation ({:?})",
         rotation_ended - rotation_started
     );
+    // (At least one grant per call: a call may take the token of the new
+    // secret's proof, published between its cache clear and its read.)
     assert!(
-        grants_during > inside as u64,
+        grants_during >= inside as u64,
         "{grants_during} grants during the rotation for {inside} cold-cache helper calls and the new secret's proof: the calls were not served by grants"
     );
 
