@@ -83,6 +83,9 @@ fn hammer(
 
 #[test]
 fn redis_sentinel_failovers_mid_load_lose_nothing_and_replay_nothing() {
+    // Hammers agents through failovers and counts the calls served (a
+    // rate): in the serial group, never beside the chaos test.
+    let _serial = crate::support::wait::timing();
     let fake = FakeSnyk::start();
     fake.set_expires_in(5);
     let bao = Bao::dev();
@@ -272,6 +275,9 @@ fn longest_gap(fake: &FakeSnyk, since: std::time::SystemTime) -> Duration {
 
 #[test]
 fn openbao_raft_failover_mid_load_loses_nothing_and_replays_nothing() {
+    // Hammers agents through failovers and counts the calls served (a
+    // rate): in the serial group, never beside the chaos test.
+    let _serial = crate::support::wait::timing();
     let fake = FakeSnyk::start();
     fake.set_expires_in(4);
     let mut bao = BaoCluster::start(3);
