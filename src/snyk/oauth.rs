@@ -451,13 +451,37 @@ mod tests {
         assert_eq!(lifetime(raw.expires_in.as_ref()), MAX_LIFETIME);
     }
 
-    #[test]
-    fn unknown_outcome_may_have_consumed_the_token() {
-        let g = GrantError::Unknown {
-            timed_out: true,
-            message: "timed out".into(),
-        };
-        assert!(!g.token_not_consumed() && !g.is_permanent());
+    /// A real timeout, classified by the client: a token endpoint that takes
+    /// the request and never answers is an unknown outcome that timed out
+    /// (the API's 504 `snyk_timeout`), which may have consumed the token.
+    #[tokio::test]
+    async fn a_token_endpoint_that_never_answers_is_an_unknown_outcome_that_timed_out() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Accepts and reads, and never answers, until the test ends.
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming().flatten() {
+                held.push(conn);
+            }
+        });
+        let oauth = SnykOAuth::new(&format!("http://{addr}"), Duration::from_millis(300)).unwrap();
+        let g = oauth
+            .refresh("cid", None, &Secret::new("rt-never-answered"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                g,
+                GrantError::Unknown {
+                    timed_out: true,
+                    ..
+                }
+            ),
+            "{g:?}"
+        );
+        assert!(!g.token_not_consumed() && !g.is_permanent(), "{g:?}");
+        assert!(!format!("{g} {g:?}").contains("rt-never-answered"), "{g:?}");
     }
 }
 

@@ -104,19 +104,44 @@ mod tests {
 
     #[test]
     fn authorize_url_carries_s256_and_no_secret() {
+        // A real verifier: the URL carries its S256 challenge, never the
+        // verifier itself, and no parameter beyond the authorization request's.
+        let v = verifier();
+        let ch = challenge(v.expose());
         let u = authorize_url(
             "https://app.eu.snyk.io",
             "cid",
             "http://127.0.0.1:8080/authorization-code/callback",
             &["org.read".into()],
             "st",
-            "ch",
+            &ch,
         );
+        assert!(!u.contains(v.expose()), "the verifier is in the URL: {u}");
+        let query = u.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let mut names: Vec<&str> = query
+            .split('&')
+            .map(|p| p.split('=').next().unwrap_or(""))
+            .collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "client_id",
+                "code_challenge",
+                "code_challenge_method",
+                "redirect_uri",
+                "response_type",
+                "scope",
+                "state",
+                "version"
+            ],
+            "{u}"
+        );
+        assert!(u.contains(&format!("code_challenge={ch}")), "{u}");
         assert!(u.starts_with("https://app.eu.snyk.io/oauth2/authorize?"));
         for part in [
             "response_type=code",
             "client_id=cid",
-            "code_challenge=ch",
             "code_challenge_method=S256",
             "state=st",
             "scope=org.read",

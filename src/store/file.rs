@@ -46,6 +46,9 @@ struct Inner {
     queue: std::sync::Mutex<Vec<Queued>>,
     /// Held by the task committing a batch.
     writer: Mutex<()>,
+    /// Durable writes of the document so far (each one fsync): the tests
+    /// check that concurrent writes share them.
+    persists: std::sync::atomic::AtomicU64,
 }
 
 /// One write: a put with its check-and-set, or a delete.
@@ -174,6 +177,7 @@ impl FileStore {
                 doc: Mutex::new(doc),
                 queue: std::sync::Mutex::new(Vec::new()),
                 writer: Mutex::new(()),
+                persists: std::sync::atomic::AtomicU64::new(0),
             }),
             _lock: lock,
         })
@@ -232,6 +236,8 @@ impl Inner {
 
     /// Writes `doc` durably; the caller swaps it in only on success.
     async fn persist(&self, doc: &Document) -> Result<(), StoreError> {
+        self.persists
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Wiped when the writer is done with it (the document holds every secret).
         let bytes = crate::secret::to_json_wiped(doc)
             .map_err(|e| StoreError::Unavailable(format!("cannot encode the store: {e}")))?;
@@ -549,6 +555,13 @@ mod group_commit_tests {
             assert_eq!(first.unwrap(), 1);
             assert!(matches!(second, Err(StoreError::Conflict { .. })));
         }
+        // 200 writes changed the document (the 200 conflicts change
+        // nothing): in fewer durable writes than that, so commits were shared.
+        let persists = s.inner.persists.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            (1..200).contains(&persists),
+            "{persists} durable writes for 200 concurrent writes: no group commit"
+        );
         drop(s);
         let reopened = FileStore::open(&path).unwrap();
         assert_eq!(

@@ -130,7 +130,7 @@ fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
 }
 
 fn verify(files: &[&Path]) -> Output {
-    Command::new(SNYKEY)
+    crate::support::agent::clean(SNYKEY)
         .args(["audit", "verify"])
         .args(files)
         .output()
@@ -350,8 +350,7 @@ fn consumers_read_only_their_credentials_and_admin_operations_need_an_admin() {
     let out = helper_as(&agent, ADMIN_UID, "team-c", "app-new");
     assert!(out.status.success(), "{}", stderr(&out));
 
-    let agent_log = agent.log_text();
-    agent.stop();
+    let agent_log = agent.stop_and_log();
     assert_no_secrets("agent log", &agent_log, &fake.secrets());
 
     // The audit trail: private, one line per thing that happened, no secret.
@@ -546,7 +545,7 @@ fn check_config_says_in_one_line_who_may_read() {
     let env = Env::new(&fake.url());
     let cfg = env.path().join("c.toml");
     std::fs::write(&cfg, "[server]\nadmin_gids = [3000]\n").unwrap();
-    let out = Command::new(SNYKEY)
+    let out = crate::support::agent::clean(SNYKEY)
         .args(["check-config", "--config"])
         .arg(&cfg)
         .output()
@@ -567,7 +566,7 @@ fn check_config_says_in_one_line_who_may_read() {
         ),
     )
     .unwrap();
-    let out = Command::new(SNYKEY)
+    let out = crate::support::agent::clean(SNYKEY)
         .args(["check-config", "--config"])
         .arg(&cfg)
         .output()
@@ -580,7 +579,7 @@ fn check_config_says_in_one_line_who_may_read() {
     );
     // A bad table is refused with its place named.
     std::fs::write(&cfg, access_tables(&[("\"o/*\"", "", "")])).unwrap();
-    let out = Command::new(SNYKEY)
+    let out = crate::support::agent::clean(SNYKEY)
         .args(["check-config", "--config"])
         .arg(&cfg)
         .output()
@@ -608,7 +607,7 @@ fn an_audit_log_that_cannot_be_opened_stops_the_start_with_the_key_named() {
         ),
     )
     .unwrap();
-    let out = Command::new(SNYKEY)
+    let out = crate::support::agent::clean(SNYKEY)
         .args(["serve", "--config"])
         .arg(&cfg)
         .env("SNYKEY_LOG", "info")

@@ -49,8 +49,8 @@ fn full_flow_on_real_redis_and_openbao_kv2_and_kv1() {
         assert!(pttl > 0 && pttl <= 600_000, "pttl {pttl}");
 
         // Refresh again through a cold cache: the store follows.
-        agent.http("DELETE", "/v1/cache/of/cf", None);
-        assert!(redis.get("snyk:of:cf").is_none());
+        agent.clear_cache("of", "cf");
+        assert_eq!(redis.get("snyk:of:cf"), None);
         let out = agent.helper(&["of", "cf"]);
         assert!(out.status.success(), "{}", stderr(&out));
         let live2 = fake.live_refresh_token("cf").unwrap();
@@ -101,8 +101,7 @@ fn full_flow_on_real_redis_and_openbao_kv2_and_kv1() {
         }
         assert!(redis.get("snyk:of:cf").is_none());
         assert_eq!(fake.replays(), 0);
-        let log = agent.log_text();
-        agent.stop();
+        let log = agent.stop_and_log();
         assert_no_secrets("agent log", &log, &fake.secrets());
         assert!(
             !log.contains(&bao.root_token),
@@ -158,8 +157,7 @@ fn a_record_written_the_seed_way_is_picked_up_after_one_put_of_the_client_secret
         fake.live_refresh_token("cseed").unwrap().as_str()
     );
     assert_eq!(fake.replays(), 0);
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
@@ -234,11 +232,9 @@ fn a_sealed_store_is_reported_and_self_heals_without_losing_anything() {
     assert!(!env.journal.join("os@cs.json").exists());
     let out = agent.put_oauth(env.path(), "os", "cs2", None, &rt2);
     assert!(out.status.success(), "{}", stderr(&out));
-    agent.http("DELETE", "/v1/cache/os/cs", None);
-    assert!(agent.helper(&["os", "cs"]).status.success());
+    agent.assert_refreshes(&fake, "os", "cs");
     assert_eq!(fake.replays(), 0);
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
@@ -272,10 +268,21 @@ fn redis_stopping_and_starting_again_is_survived_without_a_restart() {
     // cross-agent lock: the lock only saves work, the store arbitrates
     // (SPEC §2 rule 2).
     let grants = fake.refresh_grants();
-    std::thread::sleep(Duration::from_millis(2500));
-    let (st, v) = agent.json("GET", "/v1/credentials/or/cr", None);
-    assert_eq!(st, 200, "{v}");
-    assert_ne!(v["access_token"], token.as_str());
+    let v = wait_for("a new token while Redis is down", 30, || {
+        let (st, v) = agent.json("GET", "/v1/credentials/or/cr", None);
+        if st == 200 && v["access_token"] != token.as_str() {
+            Ok(v)
+        } else {
+            Err(format!(
+                "{st} {}",
+                if st == 200 {
+                    "the old token"
+                } else {
+                    "an error"
+                }
+            ))
+        }
+    });
     assert!(fake.access_token_valid(v["access_token"].as_str().unwrap()));
     assert!(fake.refresh_grants() > grants);
     let live = fake.live_refresh_token("cr").unwrap();
@@ -288,16 +295,10 @@ fn redis_stopping_and_starting_again_is_survived_without_a_restart() {
     wait_for("ready again", 20, || {
         agent.json("GET", "/v1/ready", None).0 == 200
     });
-    agent.http("DELETE", "/v1/cache/or/cr", None);
-    let out = agent.helper(&["or", "cr"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        redis.get("snyk:or:cr").as_deref(),
-        Some(stdout(&out).trim())
-    );
+    let token = agent.assert_refreshes(&fake, "or", "cr");
+    assert_eq!(redis.get("snyk:or:cr").as_deref(), Some(token.as_str()));
     assert_eq!(fake.replays(), 0);
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
@@ -321,6 +322,8 @@ fn burst(sockets: &[std::path::PathBuf; 2], n: usize) -> Vec<String> {
 
 #[test]
 fn two_agents_sharing_redis_and_the_store_refresh_once_per_window() {
+    // Counts grants per window: in the serial group.
+    let _serial = crate::support::wait::timing();
     let fake = FakeSnyk::start();
     fake.set_expires_in(3);
     let bao = Bao::dev();
@@ -372,9 +375,11 @@ fn two_agents_sharing_redis_and_the_store_refresh_once_per_window() {
         .filter(|t| **t > std::time::SystemTime::now() - Duration::from_secs(9))
         .collect();
     // Refreshes land 1.2 s into each 3 s lifetime (half the lifetime, less a
-    // tenth for the grant): about seven in nine seconds, one per window.
+    // tenth for the grant): about seven in nine seconds, one per window. Both
+    // agents refreshing each window would be about fourteen; a loaded machine
+    // may delay some, so the lower bound only shows that refreshes went on.
     assert!(
-        (4..=10).contains(&window_grants.len()),
+        (3..=10).contains(&window_grants.len()),
         "grants in 9 s: {}",
         window_grants.len()
     );
@@ -386,9 +391,7 @@ fn two_agents_sharing_redis_and_the_store_refresh_once_per_window() {
         );
     }
     assert_eq!(fake.replays(), 0);
-    let logs = a.log_text() + &b.log_text();
-    a.stop();
-    b.stop();
+    let logs = a.stop_and_log() + &b.stop_and_log();
     assert_no_secrets("agent logs", &logs, &fake.secrets());
 }
 
@@ -422,20 +425,21 @@ fn the_agents_openbao_token_is_renewed_and_a_revoked_one_leads_to_approle_login(
     );
     assert_eq!(bao.logins("approle"), 1);
     // The 3 s token is renewed before it runs out.
-    std::thread::sleep(Duration::from_secs(5));
-    assert!(
-        bao.renewals() >= 2,
-        "renewals: {}\n{}",
-        bao.renewals(),
-        agent.log_text()
+    wait_for(
+        "two renewals of the agent's 3 s OpenBao token",
+        30,
+        || match bao.renewals() {
+            n if n >= 2 => Ok(()),
+            n => Err(format!("{n} renewals")),
+        },
     );
     assert_eq!(bao.logins("approle"), 1, "renewed, not re-logged in");
-    agent.http("DELETE", "/v1/cache/oap/cap", None);
-    assert!(agent.helper(&["oap", "cap"]).status.success());
+    agent.assert_refreshes(&fake, "oap", "cap");
 
     // Revoked behind the agent's back: the next request re-authenticates and succeeds.
     bao.revoke_all_but_root();
-    agent.http("DELETE", "/v1/cache/oap/cap", None);
+    let grants = fake.grants();
+    agent.clear_cache("oap", "cap");
     let out = agent.helper(&["oap", "cap"]);
     assert!(
         out.status.success(),
@@ -443,10 +447,10 @@ fn the_agents_openbao_token_is_renewed_and_a_revoked_one_leads_to_approle_login(
         stderr(&out)
     );
     assert!(fake.access_token_valid(stdout(&out).trim()));
+    assert!(fake.grants() > grants, "a refresh, not the cached token");
     assert!(bao.logins("approle") >= 2);
     assert_eq!(fake.replays(), 0);
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
     assert!(!log.contains(&secret_id) && !log.contains(&role_id));
 }
@@ -513,8 +517,7 @@ fn redis_acl_user_and_db_number_and_openbao_kubernetes_auth() {
     let mut c3 = client.get_connection().unwrap();
     let v: Option<String> = redis::cmd("GET").arg("snyk:ok8:ck").query(&mut c3).unwrap();
     assert_eq!(v.as_deref(), Some(stdout(&out).trim()));
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert!(
         !log.contains("s3cr3t-pw") && !log.contains(&k8s.jwt),
         "no password or JWT in the log"

@@ -35,6 +35,9 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 
 #[test]
 fn chaos_loses_nothing_and_replays_nothing() {
+    // The chaos loads the machine on purpose: no test measuring a rate or an
+    // interval runs beside it (they share this serial group).
+    let _serial = crate::support::wait::timing();
     let secs: u64 = std::env::var("SNYKEY_CHAOS_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -92,7 +95,7 @@ fn chaos_loses_nothing_and_replays_nothing() {
                     let t = Instant::now();
                     // Every fourth call goes through the real helper.
                     let result: Result<String, u16> = if i % 4 == 0 {
-                        match std::process::Command::new(HELPER)
+                        match crate::support::agent::clean(HELPER)
                             .arg("--socket")
                             .arg(socket)
                             .args(["chaos", &client])

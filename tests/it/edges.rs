@@ -96,8 +96,7 @@ fn odd_expires_in_values_neither_replay_nor_loop() {
         let s = fake.lock();
         assert_eq!((s.replays, s.lost_answer_retries), (0, 0), "{value}");
         drop(s);
-        let log = agent.log_text();
-        agent.stop();
+        let log = agent.stop_and_log();
         assert_no_secrets("agent log", &log, &fake.secrets());
     }
 }
@@ -150,8 +149,7 @@ fn a_200_without_a_refresh_token_is_needs_login_in_one_sentence_and_never_a_repl
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(fake.access_token_valid(stdout(&out).trim()));
     assert_eq!(fake.replays(), 0);
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
@@ -190,6 +188,7 @@ fn a_register_app_secret_is_journaled_when_the_store_refuses_it() {
     // The store refuses writes once Snyk is creating the app (after the
     // agent's up-front check that the store is writable).
     fake.lock().rest_delay = Some(Duration::from_millis(1500));
+    let rest_requests = fake.lock().rest_requests;
     let socket = agent.socket.clone();
     let register = std::thread::spawn(move || {
         http_on(
@@ -201,7 +200,9 @@ fn a_register_app_secret_is_journaled_when_the_store_refuses_it() {
             ),
         )
     });
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for("the app creation to reach Snyk", 20, || {
+        fake.lock().rest_requests > rest_requests
+    });
     let blocker = block_store(&env);
     let (st, body) = register.join().unwrap();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -228,8 +229,7 @@ fn a_register_app_secret_is_journaled_when_the_store_refuses_it() {
         store_text(&env).contains(&secret)
     });
     wait_for("the journal entry to go", 10, || !entry.exists());
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
@@ -272,10 +272,11 @@ fn a_replaced_service_account_secret_is_journaled_when_the_store_refuses_it() {
     // The store refuses writes once Snyk replaced the secret (while the agent
     // proves the new one mints a token).
     fake.push_fault(Fault::Delay(Duration::from_millis(1500)));
+    let token_requests = fake.lock().token_requests;
     let rotate = {
         let (socket, client, tf) = (agent.socket.clone(), client.clone(), tf.clone());
         std::thread::spawn(move || {
-            std::process::Command::new(crate::support::agent::SNYKEY)
+            crate::support::agent::clean(crate::support::agent::SNYKEY)
                 .arg("--socket")
                 .arg(&socket)
                 .args([
@@ -294,7 +295,9 @@ fn a_replaced_service_account_secret_is_journaled_when_the_store_refuses_it() {
                 .unwrap()
         })
     };
-    std::thread::sleep(Duration::from_millis(700));
+    wait_for("the new secret's proof to reach Snyk", 20, || {
+        fake.lock().token_requests > token_requests
+    });
     let blocker = block_store(&env);
     let out = rotate.join().unwrap();
     let sa = fake
@@ -325,8 +328,7 @@ fn a_replaced_service_account_secret_is_journaled_when_the_store_refuses_it() {
     let out = agent.helper(&["osr", &client]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(fake.access_token_valid(stdout(&out).trim()));
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
@@ -370,8 +372,7 @@ fn a_delete_during_a_refresh_does_not_bring_the_credential_back() {
     assert_eq!(agent.json("GET", "/v1/credentials/od/cd", None).0, 404);
     assert!(!store_text(&env).contains(&live));
     assert_eq!(fake.replays(), 0);
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
@@ -429,8 +430,7 @@ fn a_delete_on_another_agent_during_a_refresh_does_not_bring_the_credential_back
     assert_eq!(a.json("GET", "/v1/credentials/ox/cx", None).0, 404);
     assert_eq!(fake.replays(), 0);
     for agent in [a, b] {
-        let log = agent.log_text();
-        agent.stop();
+        let log = agent.stop_and_log();
         assert_no_secrets("agent log", &log, &fake.secrets());
     }
 }
@@ -495,8 +495,7 @@ fn a_gateway_page_without_an_oauth_body_is_retried_once_after_the_quiet_period()
     );
     assert_eq!(s.replays, 0);
     drop(s);
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
     // Last, so that the behaviour above is checked whatever the wording.
     assert_one_sentence(&message);

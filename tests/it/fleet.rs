@@ -44,7 +44,7 @@ fn hammer(
             // Every other call goes through the real helper (exit 75, a
             // temporary failure, counts as a 503).
             let (status, valid) = if n % 2 == 0 {
-                match std::process::Command::new(HELPER)
+                match crate::support::agent::clean(HELPER)
                     .arg("--socket")
                     .arg(s)
                     .args(["fleet", &format!("c{}", n % CREDS)])
@@ -83,6 +83,9 @@ fn hammer(
 
 #[test]
 fn redis_sentinel_failovers_mid_load_lose_nothing_and_replay_nothing() {
+    // Hammers agents through failovers and counts the calls served (a
+    // rate): in the serial group, never beside the chaos test.
+    let _serial = crate::support::wait::timing();
     let fake = FakeSnyk::start();
     fake.set_expires_in(5);
     let bao = Bao::dev();
@@ -272,6 +275,9 @@ fn longest_gap(fake: &FakeSnyk, since: std::time::SystemTime) -> Duration {
 
 #[test]
 fn openbao_raft_failover_mid_load_loses_nothing_and_replays_nothing() {
+    // Hammers agents through failovers and counts the calls served (a
+    // rate): in the serial group, never beside the chaos test.
+    let _serial = crate::support::wait::timing();
     let fake = FakeSnyk::start();
     fake.set_expires_in(4);
     let mut bao = BaoCluster::start(3);
@@ -514,7 +520,17 @@ fn example_deployments_parse_and_set_only_documented_keys() {
     // The fleet agents' environment is a valid configuration: three OpenBao
     // nodes and the Sentinel form of the cache URL.
     let fleet = yaml(&root.join("fleet/docker-compose.yml"));
-    let mut env = vec![("SNYKEY_SOCKET".to_string(), "/tmp/unused.sock".to_string())];
+    let mut env = vec![
+        ("SNYKEY_SOCKET".to_string(), "/tmp/unused.sock".to_string()),
+        // Never the machine's /etc/snykey/config.toml.
+        (
+            "CONFIGURATION_DIRECTORY".to_string(),
+            crate::support::agent::empty_config_home()
+                .join("etc")
+                .display()
+                .to_string(),
+        ),
+    ];
     snykey_vars(&fleet[0]["services"]["snykey-a"], &mut env);
     let cfg = snykey::config::Config::load_from(None, &env).unwrap();
     assert_eq!(cfg.store.addrs.len(), 3, "{:?}", cfg.store.addrs);

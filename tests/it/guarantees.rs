@@ -13,7 +13,7 @@ use crate::support::bao::Bao;
 use crate::support::openbao::BaoProxy;
 use crate::support::redis::RedisServer;
 use crate::support::{Agent, Env, FakeSnyk, Fault};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Snyk's answer to the refresh under test comes this late (the agent's
@@ -147,7 +147,7 @@ fn a_helper_killed_after_snyk_rotated_loses_nothing_and_replays_nothing() {
     // job's helper is killed 1 s in.
     fake.push_fault(Fault::AnswerLater(ANSWER_AFTER));
     let since = Instant::now();
-    let mut helper = Command::new(crate::support::agent::HELPER)
+    let mut helper = crate::support::agent::clean(crate::support::agent::HELPER)
         .arg("--socket")
         .arg(&agent.socket)
         .args(["ok", "ck"])
@@ -181,8 +181,7 @@ fn a_helper_killed_after_snyk_rotated_loses_nothing_and_replays_nothing() {
     let s = fake.lock();
     assert_eq!((s.replays, s.lost_answer_retries), (0, 0));
     drop(s);
-    let log = agent.log_text();
-    assert_eq!(agent.stop(), Some(0));
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
@@ -199,7 +198,7 @@ fn a_put_killed_mid_rotation_still_stores_the_credential() {
 
     fake.push_fault(Fault::AnswerLater(ANSWER_AFTER));
     let since = Instant::now();
-    let mut put = Command::new(SNYKEY)
+    let mut put = crate::support::agent::clean(SNYKEY)
         .arg("--socket")
         .arg(&agent.socket)
         .args([
@@ -248,8 +247,7 @@ fn a_put_killed_mid_rotation_still_stores_the_credential() {
     let s = fake.lock();
     assert_eq!((s.replays, s.lost_answer_retries), (0, 0));
     drop(s);
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
@@ -319,8 +317,7 @@ fn a_redis_lock_lost_mid_refresh_does_not_let_a_second_agent_replay() {
     assert_eq!((s.replays, s.lost_answer_retries), (0, 0));
     drop(s);
     for agent in [a, b] {
-        let log = agent.log_text();
-        agent.stop();
+        let log = agent.stop_and_log();
         assert_no_secrets("agent log", &log, &fake.secrets());
     }
 }
@@ -405,8 +402,7 @@ fn a_redis_flush_while_a_rotated_token_is_only_journaled_does_not_cause_a_replay
     assert_eq!((s.replays, s.lost_answer_retries), (0, 0));
     drop(s);
     for agent in [a, b] {
-        let log = agent.log_text();
-        agent.stop();
+        let log = agent.stop_and_log();
         assert_no_secrets("agent log", &log, &fake.secrets());
     }
 }
@@ -478,8 +474,7 @@ fn a_stale_journal_entry_at_start_never_overwrites_a_newer_stored_token() {
     let s = fake.lock();
     assert_eq!((s.replays, s.lost_answer_retries), (0, 0));
     drop(s);
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
@@ -543,7 +538,6 @@ fn a_browser_login_completing_during_a_refresh_wins() {
         (0, 0, 0)
     );
     drop(s);
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }

@@ -2,7 +2,6 @@
 
 use crate::support::agent::{HELPER, assert_no_secrets, stderr, stdout};
 use crate::support::{Env, FakeSnyk, Fault};
-use std::process::Command;
 
 #[test]
 fn formats_exec_and_environment_fallbacks() {
@@ -37,7 +36,7 @@ fn formats_exec_and_environment_fallbacks() {
     );
 
     // Ids and socket from the environment.
-    let out = Command::new(HELPER)
+    let out = crate::support::agent::clean(HELPER)
         .env("SNYKEY_SOCKET", &agent.socket)
         .env("SNYKEY_ORG_ID", "oh")
         .env("SNYKEY_CLIENT_ID", "ch")
@@ -74,8 +73,7 @@ fn formats_exec_and_environment_fallbacks() {
     // exec exports SNYK_API as well.
     let out = agent.helper(&["exec", "oh", "ch", "--", "sh", "-c", "echo \"$SNYK_API\""]);
     assert_eq!(stdout(&out).trim(), fake.url());
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
@@ -102,7 +100,7 @@ fn every_documented_exit_code_happens_for_real() {
         vec!["--min-validity", "5 parsecs", "oe", "ce"],
         vec!["--format", "xml", "oe", "ce"],
     ] {
-        let out = Command::new(HELPER)
+        let out = crate::support::agent::clean(HELPER)
             .arg("--socket")
             .arg(&agent.socket)
             .args(&args)
@@ -137,11 +135,10 @@ fn every_documented_exit_code_happens_for_real() {
     let out = agent.helper(&["oe", "ce"]);
     assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
     assert!(stderr(&out).contains("snykey login"));
-    let log = agent.log_text();
     // 69: agent unreachable
     let socket = agent.socket.clone();
-    agent.stop();
-    let out = Command::new(HELPER)
+    let log = agent.stop_and_log();
+    let out = crate::support::agent::clean(HELPER)
         .arg("--socket")
         .arg(&socket)
         .args(["oe", "ce"])

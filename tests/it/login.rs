@@ -6,7 +6,7 @@ use crate::support::agent::{SNYKEY, assert_no_secrets, stderr, stdout, tcp_get};
 use crate::support::{Agent, Env, FakeSnyk};
 use std::io::BufRead;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn chromium() -> String {
     for c in ["chromium", "chromium-browser", "google-chrome"] {
@@ -50,7 +50,7 @@ fn browse(url: &str, mode: &str) -> String {
 
 /// Starts `snykey ARGS` and returns it with the authorize URL it printed.
 fn cli_login(agent: &Agent, args: &[&str]) -> (std::process::Child, String, Vec<String>) {
-    let mut child = Command::new(SNYKEY)
+    let mut child = crate::support::agent::clean(SNYKEY)
         .arg("--socket")
         .arg(&agent.socket)
         .args(args)
@@ -77,6 +77,17 @@ fn cli_login(agent: &Agent, args: &[&str]) -> (std::process::Child, String, Vec<
     // Keep draining stdout in the background (a detached thread) so the child never blocks.
     std::thread::spawn(move || it.map_while(Result::ok).count());
     (child, url.unwrap(), lines)
+}
+
+/// The value of `name` in a URL's query string.
+fn query_param(url: &str, name: &str) -> String {
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let pairs: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(query).unwrap();
+    pairs
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} in {url}"))
 }
 
 fn login_env(fake: &FakeSnyk) -> Env {
@@ -164,8 +175,7 @@ fn browser_login_end_to_end_in_headless_chromium() {
     assert_eq!(s["state"], "complete", "{s}");
     assert_eq!(fake.replays(), 0);
     assert_eq!(fake.lock().code_replays, 0);
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
@@ -248,12 +258,18 @@ fn callback_failures_get_the_right_page_and_change_nothing() {
     // An expired state (login_timeout is 1 s here).
     let (url, state) = start_login(&agent, "cexp");
     let callback = authorize(&url);
-    std::thread::sleep(Duration::from_millis(1600));
+    // Polled until the agent itself says the login expired.
+    let s = crate::support::agent::wait_for("the login to expire", 20, || {
+        let (_, s) = agent.json("GET", &format!("/v1/login/{state}"), None);
+        if s["state"] == "failed" {
+            Ok(s)
+        } else {
+            Err(s.to_string())
+        }
+    });
+    assert!(s["error"].as_str().unwrap().contains("expired"), "{s}");
     let (st, _, body) = tcp_get(&callback);
     assert_eq!(st, 400, "{body}");
-    let (_, s) = agent.json("GET", &format!("/v1/login/{state}"), None);
-    assert_eq!(s["state"], "failed");
-    assert!(s["error"].as_str().unwrap().contains("expired"), "{s}");
 
     // Nothing was stored for the failed logins.
     let store = std::fs::read_to_string(&env.store).unwrap();
@@ -291,8 +307,7 @@ fn callback_failures_get_the_right_page_and_change_nothing() {
             .0,
         404
     );
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
@@ -329,6 +344,33 @@ fn register_app_keeps_the_client_secret_in_the_store_only() {
         .find_map(|l| l.split("client id is ").nth(1))
         .map(|r| r.split(' ').next().unwrap().to_string())
         .expect("client id printed");
+    let secret = fake
+        .lock()
+        .clients
+        .get(&client_id)
+        .cloned()
+        .flatten()
+        .expect("the app exists at Snyk");
+    // While the login is pending: its entry is in Redis under `pkce:{state}`
+    // (SPEC §8) with the login's lifetime, and no key or value of any type
+    // holds the client secret.
+    let state = query_param(&url, "state");
+    let pending = format!("pkce:{state}");
+    let keys = redis.keys("*");
+    assert!(keys.contains(&pending), "no {pending} in Redis: {keys:?}");
+    let ttl = redis.pttl(&pending);
+    assert!(ttl > 0 && ttl <= 600_000, "pttl of {pending}: {ttl}");
+    assert!(
+        redis.dump_value(&pending).contains(&client_id),
+        "the pending entry names its client"
+    );
+    for key in &keys {
+        assert!(!key.contains(&secret), "the client secret in a key name");
+        assert!(
+            !redis.dump_value(key).contains(&secret),
+            "the client secret is in Redis under {key} while the login is pending"
+        );
+    }
     let (st, _, body) = tcp_get(&authorize(&url));
     assert_eq!(st, 200, "{body}");
     let status = child.wait().unwrap();
@@ -342,13 +384,6 @@ fn register_app_keeps_the_client_secret_in_the_store_only() {
         .read_to_string(&mut err)
         .unwrap();
 
-    let secret = fake
-        .lock()
-        .clients
-        .get(&client_id)
-        .cloned()
-        .flatten()
-        .expect("the app exists at Snyk");
     assert!(
         std::fs::read_to_string(&env.store)
             .unwrap()
@@ -359,14 +394,15 @@ fn register_app_keeps_the_client_secret_in_the_store_only() {
         !lines.join("\n").contains(&secret) && !err.contains(&secret),
         "not in stdout/stderr"
     );
+    // The state was single-use: the pending entry is gone (a Redis that is
+    // down fails here instead of passing), and still no secret anywhere.
+    assert_eq!(redis.get(&pending), None, "{pending} outlived the login");
     for key in redis.keys("*") {
         assert!(!key.contains(&secret));
-        if let Some(v) = redis.get(&key) {
-            assert!(
-                !v.contains(&secret),
-                "the client secret is in Redis under {key}"
-            );
-        }
+        assert!(
+            !redis.dump_value(&key).contains(&secret),
+            "the client secret is in Redis under {key}"
+        );
     }
     let out = agent.helper(&["oreg", &client_id]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -394,8 +430,7 @@ fn register_app_keeps_the_client_secret_in_the_store_only() {
         "{}",
         stderr(&out)
     );
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
     assert!(!log.contains("snyk-api-token-for-apps"));
 }
@@ -457,4 +492,89 @@ fn a_login_redirect_uri_that_only_looks_loopback_is_refused() {
     );
     assert_eq!(st, 200, "{v}");
     agent.stop();
+}
+
+#[test]
+fn login_status_long_polls_and_the_v1_callback_alias_and_a_failed_exchange_page() {
+    let fake = FakeSnyk::start();
+    fake.new_oauth_client("cpoll", Some("sec-cpoll"));
+    fake.new_oauth_client("cbad", Some("sec-cbad"));
+    let mut env = login_env(&fake);
+    let agent = env.start();
+
+    let (url, state) = start_login(&agent, "cpoll");
+    // Pending, at once without ?wait=.
+    let (st, s) = agent.json("GET", &format!("/v1/login/{state}"), None);
+    assert_eq!(st, 200, "{s}");
+    assert_eq!(s["state"], "pending", "{s}");
+    assert_eq!(s["org_id"], "ocb");
+    assert_eq!(s["client_id"], "cpoll");
+    // ?wait=1 on a login nobody completes: it waits that second (a lower
+    // bound, whatever the load), then still says pending.
+    let asked = Instant::now();
+    let (st, s) = agent.json("GET", &format!("/v1/login/{state}?wait=1"), None);
+    assert_eq!(st, 200, "{s}");
+    assert_eq!(s["state"], "pending", "{s}");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        asked.elapsed()
+    );
+    // A long poll of 60 s in flight returns as soon as the browser comes back
+    // through the seed's /v1/callback route, not at its deadline.
+    let socket = agent.socket.clone();
+    let poll_state = state.clone();
+    let poll = std::thread::spawn(move || {
+        let asked = Instant::now();
+        let answer = crate::support::agent::http_on(
+            &socket,
+            "GET",
+            &format!("/v1/login/{poll_state}?wait=60"),
+            None,
+        );
+        (answer, asked.elapsed())
+    });
+    let callback = authorize(&url);
+    assert!(
+        callback.contains("/authorization-code/callback?"),
+        "{callback}"
+    );
+    let alias = callback.replace("/authorization-code/callback", "/v1/callback");
+    let (st, _, body) = tcp_get(&alias);
+    assert_eq!(st, 200, "{body}");
+    assert!(body.contains("Login complete"), "{body}");
+    let ((st, body), waited) = poll.join().unwrap();
+    assert_eq!(st, 200, "{body}");
+    let s: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(s["state"], "complete", "{s}");
+    assert!(
+        waited < Duration::from_secs(45),
+        "the long poll ended at its deadline ({waited:?}), not when the login completed"
+    );
+    assert!(agent.helper(&["ocb", "cpoll"]).status.success());
+
+    // A code exchange Snyk refuses (the client secret is wrong): a 502 page,
+    // and the login is failed.
+    let (st, v) = agent.json(
+        "POST",
+        "/v1/login",
+        Some(r#"{"org_id":"ocb","client_id":"cbad","client_secret":"not-the-secret"}"#),
+    );
+    assert_eq!(st, 200, "{v}");
+    let state = v["state"].as_str().unwrap().to_string();
+    let (st, _, body) = tcp_get(&authorize(v["authorize_url"].as_str().unwrap()));
+    assert_eq!(st, 502, "{body}");
+    assert!(body.contains("could not be completed"), "{body}");
+    assert!(!body.contains("not-the-secret"), "{body}");
+    let (_, s) = agent.json("GET", &format!("/v1/login/{state}?wait=5"), None);
+    assert_eq!(s["state"], "failed", "{s}");
+    assert!(s["error"].is_string(), "{s}");
+    let store = std::fs::read_to_string(&env.store).unwrap();
+    assert!(
+        !store.contains("cbad"),
+        "nothing stored for the failed login"
+    );
+    assert_eq!(fake.lock().code_replays, 0);
+    let log = agent.stop_and_log();
+    assert_no_secrets("agent log", &log, &fake.secrets());
 }

@@ -8,6 +8,7 @@ mod api;
 mod audit_grants;
 mod backends;
 mod chaos;
+mod contract;
 mod doctor_store;
 mod edges;
 mod fleet;

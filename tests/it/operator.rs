@@ -42,7 +42,7 @@ fn forced_refresh_mints_a_newer_token_and_is_rate_limited_per_credential() {
         .map(|_| {
             let socket = agent.socket.clone();
             std::thread::spawn(move || {
-                Command::new(HELPER)
+                crate::support::agent::clean(HELPER)
                     .arg("--socket")
                     .arg(&socket)
                     .args(["--refresh", "of", "cf"])
@@ -107,11 +107,17 @@ fn usage_errors_exit_64_and_help_says_what_and_how() {
         vec!["completions", "tcsh"],
         vec!["nosuchcommand"],
     ] {
-        let out = Command::new(SNYKEY).args(&args).output().unwrap();
+        let out = crate::support::agent::clean(SNYKEY)
+            .args(&args)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(64), "{args:?}: {}", stderr(&out));
         assert!(!stderr(&out).is_empty());
     }
-    let out = Command::new(SNYKEY).arg("--help").output().unwrap();
+    let out = crate::support::agent::clean(SNYKEY)
+        .arg("--help")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("Exit codes: 0 ok, 64 usage"));
     // Every option of every subcommand has a help text.
@@ -128,7 +134,10 @@ fn usage_errors_exit_64_and_help_says_what_and_how() {
         "completions",
         "man",
     ] {
-        let out = Command::new(SNYKEY).args([sub, "--help"]).output().unwrap();
+        let out = crate::support::agent::clean(SNYKEY)
+            .args([sub, "--help"])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(0), "{sub}");
         let text = stdout(&out);
         let lines: Vec<&str> = text.lines().collect();
@@ -151,7 +160,10 @@ fn usage_errors_exit_64_and_help_says_what_and_how() {
             );
         }
     }
-    let out = Command::new(HELPER).arg("--help").output().unwrap();
+    let out = crate::support::agent::clean(HELPER)
+        .arg("--help")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let help = stdout(&out);
     assert!(help.starts_with("snykey-helper: prints a fresh Snyk OAuth access token"));
@@ -192,7 +204,7 @@ fn completions_and_man_pages_come_from_the_cli_definition() {
         ("zsh", "#compdef snykey"),
         ("fish", "complete -c snykey"),
     ] {
-        let out = Command::new(SNYKEY)
+        let out = crate::support::agent::clean(SNYKEY)
             .args(["completions", shell])
             .output()
             .unwrap();
@@ -201,7 +213,10 @@ fn completions_and_man_pages_come_from_the_cli_definition() {
         assert!(text.contains(marker), "{shell}: {text}");
         assert!(text.contains("refresh") && text.contains("check-config"));
     }
-    let out = Command::new(SNYKEY).arg("man").output().unwrap();
+    let out = crate::support::agent::clean(SNYKEY)
+        .arg("man")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let page = stdout(&out);
     assert!(page.starts_with(".ie \\n(.g .ds Aq") || page.contains(".TH snykey 1"));
@@ -210,7 +225,7 @@ fn completions_and_man_pages_come_from_the_cli_definition() {
         "{page}"
     );
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(SNYKEY)
+    let out = crate::support::agent::clean(SNYKEY)
         .args(["man", "--dir"])
         .arg(dir.path().join("man1"))
         .output()
@@ -271,7 +286,7 @@ fn systemd_directories_and_credentials_place_everything() {
     )
     .unwrap();
     let log = dir.path().join("agent.log");
-    let mut child = Command::new(SNYKEY)
+    let mut child = crate::support::agent::clean(SNYKEY)
         .arg("serve")
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -299,7 +314,7 @@ fn systemd_directories_and_credentials_place_everything() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let cli = |args: &[&str], input: Option<&str>| {
-        let mut c = Command::new(SNYKEY)
+        let mut c = crate::support::agent::clean(SNYKEY)
             .arg("--socket")
             .arg(&socket)
             .args(args)
@@ -344,7 +359,7 @@ fn systemd_directories_and_credentials_place_everything() {
     let mut secrets = fake.secrets();
     secrets.push(password.into());
     secrets.push("p%40ss".into());
-    let check = Command::new(SNYKEY)
+    let check = crate::support::agent::clean(SNYKEY)
         .arg("check-config")
         .env("CONFIGURATION_DIRECTORY", &conf)
         .env("CREDENTIALS_DIRECTORY", &creds)
@@ -426,9 +441,8 @@ fn login_countdown_off_a_terminal_prints_lines_not_carriage_returns() {
 #[test]
 fn check_config_shows_the_effective_log_level_and_new_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(SNYKEY)
+    let out = crate::support::agent::clean(SNYKEY)
         .arg("check-config")
-        .env_remove("CONFIGURATION_DIRECTORY")
         .env("SNYKEY_SOCKET", dir.path().join("s.sock"))
         .env("XDG_STATE_HOME", dir.path())
         .output()
@@ -438,7 +452,7 @@ fn check_config_shows_the_effective_log_level_and_new_keys() {
     assert!(text.contains("log_level = \"info\""), "{text}");
     assert!(text.contains("force_interval = \"10s\""), "{text}");
     // A relative *_file without $CREDENTIALS_DIRECTORY is refused, naming the key.
-    let out = Command::new(SNYKEY)
+    let out = crate::support::agent::clean(SNYKEY)
         .arg("check-config")
         .env_remove("CREDENTIALS_DIRECTORY")
         .env("SNYKEY_SOCKET", dir.path().join("s.sock"))
@@ -468,7 +482,7 @@ fn doctor_passes_on_a_healthy_agent_and_names_the_remedy_for_each_failure() {
             .success()
     );
     let doctor = |args: &[&str]| {
-        Command::new(SNYKEY)
+        crate::support::agent::clean(SNYKEY)
             .arg("--socket")
             .arg(&agent.socket)
             .arg("doctor")
@@ -532,7 +546,7 @@ fn doctor_passes_on_a_healthy_agent_and_names_the_remedy_for_each_failure() {
 
     // No agent: the socket and agent checks fail and say how to start it.
     assert_eq!(agent.stop(), Some(0));
-    let out = Command::new(SNYKEY)
+    let out = crate::support::agent::clean(SNYKEY)
         .arg("--socket")
         .arg(env.path().join("run/snykey.sock"))
         .args(["doctor", "--config"])
@@ -717,7 +731,7 @@ fn a_sink_outside_the_allowed_directories_or_over_a_symlink_is_refused() {
             ),
         )
         .unwrap();
-        Command::new(SNYKEY)
+        crate::support::agent::clean(SNYKEY)
             .args(["check-config", "--config"])
             .arg(&config)
             .env("XDG_STATE_HOME", dir.path())

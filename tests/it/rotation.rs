@@ -37,8 +37,7 @@ fn put_rotates_the_given_refresh_token_at_once_and_token_is_accepted_by_snyk() {
     );
     assert_eq!(fake.refresh_grants(), 1, "the cached token must be reused");
     assert_eq!(fake.replays(), 0);
-    let log = agent.log_text();
-    assert_eq!(agent.stop(), Some(0));
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
@@ -66,7 +65,7 @@ fn a_hundred_concurrent_helpers_on_a_cold_cache_cause_exactly_one_grant() {
         .map(|_| {
             let socket = socket.clone();
             std::thread::spawn(move || {
-                std::process::Command::new(crate::support::agent::HELPER)
+                crate::support::agent::clean(crate::support::agent::HELPER)
                     .arg("--socket")
                     .arg(&socket)
                     .args(["o100", "c100"])
@@ -91,8 +90,7 @@ fn a_hundred_concurrent_helpers_on_a_cold_cache_cause_exactly_one_grant() {
     );
     assert_eq!(fake.replays(), 0);
     assert!(fake.access_token_valid(first.trim()));
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
@@ -175,13 +173,9 @@ fn rotated_token_survives_a_store_outage_through_the_journal() {
     assert_eq!(agent.json("GET", "/v1/ready", None).0, 200);
 
     // And the credential still refreshes.
-    agent.http("DELETE", "/v1/cache/oj/cj", None);
-    let out = agent.helper(&["oj", "cj"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(fake.access_token_valid(stdout(&out).trim()));
+    agent.assert_refreshes(&fake, "oj", "cj");
     assert_eq!(fake.replays(), 0);
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
@@ -218,12 +212,12 @@ fn a_restart_replays_the_journal_before_serving() {
         "the replayed record is still in the journal: {left:?}\n{}",
         agent.log_text()
     );
-    let out = agent.helper(&["or", "cr"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(fake.access_token_valid(stdout(&out).trim()));
+    // And it refreshes from the replayed token.
+    agent.assert_refreshes(&fake, "or", "cr");
+    let newest = fake.live_refresh_token("cr");
+    assert!(newest.is_some() && newest.as_deref() != Some(live.as_str()));
     assert_eq!(fake.replays(), 0);
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
@@ -259,7 +253,7 @@ fn no_access_token_is_handed_out_while_the_rotated_token_is_only_in_memory() {
     fake.push_fault(Fault::AnswerLater(Duration::from_millis(1500)));
     let socket = agent.socket.clone();
     let caller = std::thread::spawn(move || {
-        std::process::Command::new(crate::support::agent::HELPER)
+        crate::support::agent::clean(crate::support::agent::HELPER)
             .arg("--socket")
             .arg(&socket)
             .args(["om", "cm"])
@@ -298,8 +292,7 @@ fn no_access_token_is_handed_out_while_the_rotated_token_is_only_in_memory() {
         std::fs::read_to_string(&env.store).unwrap().contains(&live)
     });
     assert_eq!(fake.replays(), 0);
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
@@ -318,7 +311,14 @@ fn invalid_grant_sets_needs_login_and_the_helper_exits_77() {
     // Someone revokes the live token at Snyk (a user in the web UI, say).
     let live = fake.live_refresh_token("cx").unwrap();
     fake.revoke(&live);
-    agent.http("DELETE", "/v1/cache/ox/cx", None);
+    agent.clear_cache("ox", "cx");
+    // On the API: 409 with code needs_login (SPEC §4), one sentence saying
+    // what to do, no token.
+    let (st, v) = agent.json("GET", "/v1/credentials/ox/cx", None);
+    assert_eq!(st, 409, "{v}");
+    assert_eq!(v["code"], "needs_login", "{v}");
+    assert!(v["error"].as_str().unwrap().contains("snykey login"), "{v}");
+    assert!(v.get("access_token").is_none(), "{v}");
     let out = agent.helper(&["ox", "cx"]);
     assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
     assert!(stderr(&out).contains("snykey login"), "{}", stderr(&out));
@@ -329,8 +329,7 @@ fn invalid_grant_sets_needs_login_and_the_helper_exits_77() {
     assert_eq!(agent.helper(&["ox", "cx"]).status.code(), Some(77));
     assert_eq!(fake.lock().token_requests, requests);
     assert_eq!(fake.replays(), 0);
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
@@ -378,8 +377,7 @@ fn a_lost_answer_is_retried_once_with_the_same_token() {
     );
     assert_eq!(s.replays, 0);
     drop(s);
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
@@ -418,7 +416,6 @@ fn transient_snyk_errors_are_retried_without_consuming_the_token() {
     let out = agent.helper(&["ot", "ct"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(fake.replays(), 0);
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }

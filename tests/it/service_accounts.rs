@@ -1,12 +1,14 @@
 //! Service accounts (issue 6): client-secret and private-key-JWT credentials,
 //! managing accounts at Snyk, and zero-downtime secret rotation.
 
-use crate::support::agent::{assert_no_secrets, stderr, stdout};
+use crate::support::agent::{assert_no_secrets, stderr, stdout, wait_for};
 use crate::support::{Env, FakeSnyk};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// An RSA key pair from the real openssl: (private PEM file, public PEM).
 fn rsa_key(dir: &Path, bits: u32) -> (std::path::PathBuf, String) {
@@ -139,8 +141,7 @@ fn both_service_account_kinds_print_valid_tokens_and_jwts_are_fresh() {
     );
     drop(s);
     let key_text = std::fs::read_to_string(&key).unwrap();
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
     let body_line = key_text.lines().nth(1).unwrap();
     assert!(
@@ -278,8 +279,7 @@ fn service_account_create_list_and_delete_with_the_helper_working_at_once() {
         agent.helper(&["osac", &sa.client_id]).status.code(),
         Some(66)
     );
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
     assert!(!log.contains("sa-admin-token"));
 }
@@ -318,36 +318,47 @@ fn rotate_secret_has_no_downtime_and_leaves_exactly_the_stored_secret() {
         .clone();
 
     // Helper calls in a loop during the rotation, each on a cold cache so
-    // every one needs a grant with the stored secret.
+    // every one needs a grant with the stored secret. Each REST call of the
+    // rotation takes a second, so that it spans several helper calls.
     let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let calls: Arc<Mutex<Vec<(Instant, Instant, bool)>>> = Arc::default();
     let looper = {
-        let (stop, ok, failed, socket, client) = (
+        let (stop, calls, socket, client, home) = (
             Arc::clone(&stop),
-            Arc::clone(&ok),
-            Arc::clone(&failed),
+            Arc::clone(&calls),
             agent.socket.clone(),
             client.clone(),
+            env.path().to_path_buf(),
         );
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                crate::support::agent::http_on(
+                let started = Instant::now();
+                let (st, _) = crate::support::agent::http_on(
                     &socket,
                     "DELETE",
                     &format!("/v1/cache/orot/{client}"),
                     None,
                 );
-                let out = Command::new(crate::support::agent::HELPER)
+                assert_eq!(st, 200, "clearing the cache");
+                let out = crate::support::agent::command(crate::support::agent::HELPER, &home)
                     .arg("--socket")
                     .arg(&socket)
                     .args(["orot", &client])
                     .output()
                     .unwrap();
-                if out.status.success() { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
+                calls
+                    .lock()
+                    .unwrap()
+                    .push((started, Instant::now(), out.status.success()));
             }
         })
     };
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    wait_for("the helper loop to get a token", 30, || {
+        calls.lock().unwrap().iter().any(|c| c.2)
+    });
+    fake.lock().rest_delay = Some(Duration::from_secs(1));
+    let grants_before = fake.lock().client_credentials_grants;
+    let rotation_started = Instant::now();
     let out = agent.cli(
         &[
             "service-account",
@@ -361,16 +372,41 @@ fn rotate_secret_has_no_downtime_and_leaves_exactly_the_stored_secret() {
         ],
         None,
     );
+    let rotation_ended = Instant::now();
+    let grants_during = fake.lock().client_credentials_grants - grants_before;
+    fake.lock().rest_delay = None;
     assert!(out.status.success(), "{}", stderr(&out));
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let calls_before_stop = calls.lock().unwrap().len();
+    wait_for("a helper call after the rotation", 30, || {
+        calls.lock().unwrap().len() > calls_before_stop + 1
+    });
     stop.store(true, Ordering::Relaxed);
     looper.join().unwrap();
-    assert_eq!(
-        failed.load(Ordering::Relaxed),
-        0,
-        "helper calls failed during the rotation"
+    let calls = calls.lock().unwrap().clone();
+    let failed: Vec<_> = calls.iter().filter(|c| !c.2).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} helper calls failed around the rotation",
+        failed.len(),
+        calls.len()
     );
-    assert!(ok.load(Ordering::Relaxed) >= 5);
+    // The calls that ran entirely inside the rotation: there must be some,
+    // each on a cold cache, so each cost a grant with the stored secret.
+    let inside = calls
+        .iter()
+        .filter(|(s, e, _)| *s >= rotation_started && *e <= rotation_ended)
+        .count();
+    assert!(
+        inside >= 2,
+        "only {inside} helper calls ran inside the rotation ({:?})",
+        rotation_ended - rotation_started
+    );
+    // (At least one grant per call: a call may take the token of the new
+    // secret's proof, published between its cache clear and its read.)
+    assert!(
+        grants_during >= inside as u64,
+        "{grants_during} grants during the rotation for {inside} cold-cache helper calls and the new secret's proof: the calls were not served by grants"
+    );
 
     // Exactly one secret is active at Snyk, and it is the stored one.
     let active = fake
@@ -424,8 +460,7 @@ fn rotate_secret_has_no_downtime_and_leaves_exactly_the_stored_secret() {
     );
     agent.http("DELETE", &format!("/v1/cache/orot/{client}"), None);
     assert!(agent.helper(&["orot", &client]).status.success());
-    let log = agent.log_text();
-    agent.stop();
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 

@@ -17,6 +17,14 @@ use std::time::{Duration, Instant};
 fn config(addr: &str, prefix: &str, kv: u8, extra: &[(&str, &str)]) -> Config {
     let mut env: Vec<(String, String)> = [
         ("SNYKEY_SOCKET", "/tmp/unused.sock"),
+        // Never the machine's /etc/snykey/config.toml.
+        (
+            "CONFIGURATION_DIRECTORY",
+            crate::support::agent::empty_config_home()
+                .join("etc")
+                .to_str()
+                .unwrap(),
+        ),
         ("SNYKEY_STORE_BACKEND", "openbao"),
         ("SNYKEY_STORE_ADDR", addr),
         ("SNYKEY_STORE_PREFIX", prefix),

@@ -13,6 +13,54 @@ use std::time::{Duration, Instant};
 pub const SNYKEY: &str = env!("CARGO_BIN_EXE_snykey");
 pub const HELPER: &str = env!("CARGO_BIN_EXE_snykey-helper");
 
+pub use super::wait::wait_for;
+
+/// A directory for the whole test process whose `etc/config.toml` is empty:
+/// the `CONFIGURATION_DIRECTORY` of runs without a temp dir of their own,
+/// and of library calls that load the default config.
+pub fn empty_config_home() -> &'static Path {
+    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("snykey-it-noconf-")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/config.toml"), "").unwrap();
+        dir
+    })
+    .path()
+}
+
+/// [`command`] for a run that has no temp dir of its own.
+pub fn clean(bin: &str) -> Command {
+    command(bin, empty_config_home())
+}
+
+/// `bin` with a cleared environment: only `PATH` and `HOME` from the caller,
+/// and `CONFIGURATION_DIRECTORY` at `{dir}/etc`, so that nothing a test runs
+/// inherits the caller's `SNYKEY_*`, `BAO_*`, `VAULT_*`, `XDG_*` or
+/// `NOTIFY_SOCKET`, or reads the machine's `/etc/snykey/config.toml`: the
+/// agent reads `$CONFIGURATION_DIRECTORY/config.toml` first and falls back to
+/// `/etc` only when it is missing, so an empty one is written there unless
+/// the test wrote its own. A test adds what it means to set.
+pub fn command(bin: &str, dir: &Path) -> Command {
+    let etc = dir.join("etc");
+    if !etc.join("config.toml").exists() {
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(etc.join("config.toml"), "").unwrap();
+    }
+    let mut cmd = Command::new(bin);
+    cmd.env_clear();
+    for keep in ["PATH", "HOME"] {
+        if let Some(v) = std::env::var_os(keep) {
+            cmd.env(keep, v);
+        }
+    }
+    cmd.env("CONFIGURATION_DIRECTORY", etc);
+    cmd
+}
+
 /// A temp dir holding one agent's socket, store, journal and logs; it
 /// outlives restarts of the agent.
 pub struct Env {
@@ -56,7 +104,7 @@ impl Env {
         self.dir.path()
     }
 
-    fn write_config(&self) {
+    pub fn write_config(&self) {
         let text = format!(
             "[server]\nsocket = {:?}\ncallback_listen = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n{}\n[snyk]\napi_url = {:?}\ntimeout = \"3s\"\n\n[store]\npath = {:?}\njournal_dir = {:?}\n{}\n{}",
             self.socket,
@@ -79,7 +127,7 @@ impl Env {
         self.write_config();
         self.starts += 1;
         let log = self.path().join(format!("agent-{}.log", self.starts));
-        let agent = Agent::spawn(&self.config, &self.socket, &log, env);
+        let agent = Agent::spawn(self.path(), &self.config, &self.socket, &log, env);
         agent.wait_ready();
         agent
     }
@@ -89,18 +137,17 @@ pub struct Agent {
     pub child: Child,
     pub socket: PathBuf,
     pub log: PathBuf,
+    /// The test's temp dir: clients run from a cleared environment rooted here.
+    pub home: PathBuf,
 }
 
 impl Agent {
-    fn spawn(config: &Path, socket: &Path, log: &Path, env: &[(&str, &str)]) -> Agent {
+    fn spawn(home: &Path, config: &Path, socket: &Path, log: &Path, env: &[(&str, &str)]) -> Agent {
         let stderr = std::fs::File::create(log).unwrap();
-        let mut cmd = Command::new(SNYKEY);
+        let mut cmd = command(SNYKEY, home);
         cmd.args(["serve", "--config"])
             .arg(config)
             .env("SNYKEY_LOG", "trace")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("LISTEN_FDS")
-            .env_remove("LISTEN_PID")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
@@ -112,24 +159,55 @@ impl Agent {
             child,
             socket: socket.to_path_buf(),
             log: log.to_path_buf(),
+            home: home.to_path_buf(),
         }
     }
 
+    /// `snykey ARGS` (e.g. `serve`, `--log-format json serve`) from a
+    /// cleared environment rooted at `home` plus `env`, its stderr in
+    /// `home/{name}.log`; waits until `socket` answers.
+    pub fn serve_with(
+        home: &Path,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        socket: &Path,
+    ) -> Agent {
+        let log = home.join(format!("{name}.log"));
+        let mut cmd = command(SNYKEY, home);
+        cmd.args(args)
+            .env("SNYKEY_LOG", "trace")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let agent = Agent {
+            child: cmd.spawn().unwrap(),
+            socket: socket.to_path_buf(),
+            log,
+            home: home.to_path_buf(),
+        };
+        agent.wait_ready();
+        agent
+    }
+
     pub fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = String::from("nothing yet");
         while Instant::now() < deadline {
-            if let Ok(mut s) = UnixStream::connect(&self.socket) {
-                let _ =
-                    s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-                let mut out = String::new();
-                let _ = s.read_to_string(&mut out);
-                if out.starts_with("HTTP/1.1 200") {
-                    return;
-                }
+            match try_http(&self.socket, "/v1/health") {
+                Ok((200, _)) => return,
+                Ok((st, body)) => last = format!("{st} {body}"),
+                Err(e) => last = e.to_string(),
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("the agent did not come up; its log:\n{}", self.log_text());
+        panic!(
+            "the agent did not come up (last seen on its socket: {last}); its log:\n{}",
+            self.log_text()
+        );
     }
 
     pub fn log_text(&self) -> String {
@@ -147,9 +225,50 @@ impl Agent {
         (status, v)
     }
 
+    /// `DELETE /v1/cache/{org}/{client}`, asserting the agent answered 200.
+    pub fn clear_cache(&self, org: &str, client: &str) {
+        let (st, body) = self.http("DELETE", &format!("/v1/cache/{org}/{client}"), None);
+        assert_eq!(st, 200, "clearing the cache of {org}/{client}: {body}");
+    }
+
+    /// The helper's token for `org/client`, asserting it succeeded.
+    pub fn token(&self, org: &str, client: &str) -> String {
+        let out = self.helper(&[org, client]);
+        assert!(
+            out.status.success(),
+            "helper {org} {client}: {}",
+            stderr(&out)
+        );
+        stdout(&out).trim().to_string()
+    }
+
+    /// Proves that the credential still refreshes: its cache cleared, the
+    /// helper prints a token that is not the one it printed before, that the
+    /// fake accepts, and that cost a grant at the fake (a cached token passes
+    /// none of these). Returns the new token.
+    pub fn assert_refreshes(&self, fake: &super::FakeSnyk, org: &str, client: &str) -> String {
+        let before = self.token(org, client);
+        let grants = fake.grants();
+        self.clear_cache(org, client);
+        let after = self.token(org, client);
+        assert_ne!(
+            after, before,
+            "{org}/{client}: the cached token again, not a refresh"
+        );
+        assert!(
+            fake.grants() > grants,
+            "{org}/{client}: a new token without a grant at Snyk"
+        );
+        assert!(
+            fake.access_token_valid(&after),
+            "{org}/{client}: the fake refuses the new token"
+        );
+        after
+    }
+
     /// Runs `snykey-helper --socket ... ARGS`.
     pub fn helper(&self, args: &[&str]) -> Output {
-        Command::new(HELPER)
+        command(HELPER, &self.home)
             .arg("--socket")
             .arg(&self.socket)
             .args(args)
@@ -159,7 +278,7 @@ impl Agent {
 
     /// Runs `snykey --socket ... ARGS` with `stdin` fed in.
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(SNYKEY)
+        let mut child = command(SNYKEY, &self.home)
             .arg("--socket")
             .arg(&self.socket)
             .args(args)
@@ -213,19 +332,33 @@ impl Agent {
     }
 
     /// SIGTERM and wait: the exit status code.
-    pub fn stop(mut self) -> Option<i32> {
+    pub fn stop(self) -> Option<i32> {
         self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st.code();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("agent did not stop on SIGTERM; log:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_exit().0
+    }
+
+    /// Waits (30 s at most) for the agent to exit after a signal was sent:
+    /// its exit status code and its whole log.
+    pub fn wait_exit(mut self) -> (Option<i32>, String) {
+        let status = wait_for("the agent to exit", 30, || match self.child.try_wait() {
+            Ok(Some(st)) => Ok(st.code()),
+            Ok(None) => Err("still running".to_string()),
+            Err(e) => Err(e.to_string()),
+        });
+        (status, self.log_text())
+    }
+
+    /// SIGTERM, wait for a clean exit (status 0), and return the whole log,
+    /// shutdown lines included: what a secret scan should read.
+    pub fn stop_and_log(self) -> String {
+        self.signal(libc::SIGTERM);
+        let (status, text) = self.wait_exit();
+        assert_eq!(
+            status,
+            Some(0),
+            "the agent did not exit 0 on SIGTERM; log:\n{text}"
+        );
+        text
     }
 
     /// SIGKILL: no chance to tidy up.
@@ -287,7 +420,14 @@ pub fn http_on(socket: &Path, method: &str, path: &str, body: Option<&str>) -> (
 }
 
 /// Asserts that no secret the fake issued appears in `text` (a log, an error).
+/// An empty text or an empty list proves nothing and fails: a scan of a log
+/// that was never written, or of a fake that issued nothing, is no check.
 pub fn assert_no_secrets(what: &str, text: &str, secrets: &[String]) {
+    assert!(
+        !text.trim().is_empty(),
+        "{what} is empty: nothing to scan for secrets"
+    );
+    assert!(!secrets.is_empty(), "no secrets to look for in {what}");
     for s in secrets {
         assert!(
             !text.contains(s.as_str()),
@@ -333,16 +473,4 @@ pub fn tcp_get(url: &str) -> (u16, Option<String>, String) {
             .then(|| v.trim().to_string())
     });
     (status, location, body.to_string())
-}
-
-/// Polls `f` every 50 ms until it holds, or panics after `secs` saying what was awaited.
-pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
 }

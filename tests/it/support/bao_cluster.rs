@@ -147,11 +147,14 @@ impl BaoCluster {
         let port = self.nodes[i].port;
         let key = self.unseal_key.clone();
         // A joining node takes the key only once it has joined: retry.
-        wait(&format!("node {i} to unseal"), 60, || {
-            matches!(
-                http(port, "", "PUT", "sys/unseal", Some(&json!({ "key": key }))),
-                Ok((200, v)) if v["sealed"] == false
-            )
+        // (Generous: raft joins are slow on a loaded 2-core machine; the
+        // panic says what the node last answered.)
+        super::wait::wait_for(&format!("node {i} to unseal"), 120, || {
+            match http(port, "", "PUT", "sys/unseal", Some(&json!({ "key": key }))) {
+                Ok((200, v)) if v["sealed"] == false => Ok(()),
+                Ok((st, v)) => Err(format!("{st} {v}")),
+                Err(e) => Err(e),
+            }
         });
     }
 

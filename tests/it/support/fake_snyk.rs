@@ -118,6 +118,8 @@ pub struct State {
     pub rest_delay: Option<Duration>,
     pub code_replays: u64,
     pub apps_created: u64,
+    /// REST requests received (counted on arrival, before `rest_delay`).
+    pub rest_requests: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -314,6 +316,13 @@ impl FakeSnyk {
             *v = v.saturating_sub(1);
         }
         m
+    }
+
+    /// Every grant that minted an access token (refresh, client
+    /// credentials, code exchange).
+    pub fn grants(&self) -> u64 {
+        let s = self.lock();
+        s.refresh_grants + s.client_credentials_grants + s.authorization_code_grants
     }
 
     pub fn refresh_grants(&self) -> u64 {
@@ -738,7 +747,11 @@ async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, D
         .unwrap_or_default();
     let rest_delay = path
         .starts_with("/rest/")
-        .then(|| st.lock().unwrap().rest_delay)
+        .then(|| {
+            let mut s = st.lock().unwrap();
+            s.rest_requests += 1;
+            s.rest_delay
+        })
         .flatten();
     if let Some(d) = rest_delay {
         tokio::time::sleep(d).await;

@@ -11,6 +11,7 @@ pub mod openbao;
 pub mod redis;
 pub mod sentinel;
 pub mod serve;
+pub mod wait;
 
 pub use agent::{Agent, Env};
 pub use fake_snyk::{FakeSnyk, Fault};

@@ -33,19 +33,37 @@ fn free_port() -> u16 {
 }
 
 impl RedisServer {
+    /// Starts redis-server on a free port. redis-server cannot bind port 0
+    /// and report it, so a port is chosen, and when the server cannot bind
+    /// it (taken meanwhile) another is tried; a server counts as started only
+    /// when the one answering on the port is this child (`INFO`'s `process_id`).
     pub fn start() -> RedisServer {
         let mut r = RedisServer {
-            port: free_port(),
+            port: 0,
             dir: tempfile::tempdir().unwrap(),
             child: None,
             binary: find_redis(),
         };
-        r.spawn();
-        r
+        for _ in 0..20 {
+            r.port = free_port();
+            if r.spawn_once() {
+                return r;
+            }
+        }
+        panic!("redis-server did not start on any of 20 free ports");
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(&self.binary)
+        assert!(
+            self.spawn_once(),
+            "redis-server did not start again on port {}",
+            self.port
+        );
+    }
+
+    /// Spawns on `self.port`; false when the child exited (the port was taken).
+    fn spawn_once(&mut self) -> bool {
+        let mut child = Command::new(&self.binary)
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -64,19 +82,34 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if self.ping() {
-                return;
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
             }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on port {}",
-                self.port
-            );
+            if self.pid() == Some(child.id()) {
+                self.child = Some(child);
+                return true;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "redis-server did not answer on port {} within 20 s",
+                    self.port
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The process id of the server answering on the port, if any.
+    fn pid(&self) -> Option<u32> {
+        let mut c = self.conn()?;
+        let info: String = redis::cmd("INFO").arg("server").query(&mut c).ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("process_id:"))
+            .and_then(|p| p.trim().parse().ok())
     }
 
     pub fn url(&self) -> String {
@@ -110,9 +143,44 @@ impl RedisServer {
         self.spawn();
     }
 
+    /// The string at `key` (None: no such key). A connection error or a key
+    /// of another type panics: "the key is gone" must not pass because Redis is down.
     pub fn get(&self, key: &str) -> Option<String> {
-        let mut c = self.conn()?;
-        redis::cmd("GET").arg(key).query(&mut c).ok()?
+        let mut c = self
+            .conn()
+            .unwrap_or_else(|| panic!("cannot connect to redis-server on port {}", self.port));
+        redis::cmd("GET")
+            .arg(key)
+            .query(&mut c)
+            .unwrap_or_else(|e| panic!("redis GET {key}: {e}"))
+    }
+
+    /// Every value stored at `key`, whatever its type (string, hash, list,
+    /// set), as text: what a scan for secrets must read. Panics on a
+    /// connection error.
+    pub fn dump_value(&self, key: &str) -> String {
+        let mut c = self
+            .conn()
+            .unwrap_or_else(|| panic!("cannot connect to redis-server on port {}", self.port));
+        let kind: String = redis::cmd("TYPE").arg(key).query(&mut c).unwrap();
+        let q = |cmd: &str, c: &mut redis::Connection| -> Vec<String> {
+            let mut r = redis::cmd(cmd);
+            r.arg(key);
+            if cmd == "LRANGE" || cmd == "ZRANGE" {
+                r.arg(0).arg(-1);
+            }
+            r.query(c)
+                .unwrap_or_else(|e| panic!("redis {cmd} {key}: {e}"))
+        };
+        match kind.as_str() {
+            "string" => self.get(key).unwrap_or_default(),
+            "hash" => q("HGETALL", &mut c).join("\n"),
+            "list" => q("LRANGE", &mut c).join("\n"),
+            "set" => q("SMEMBERS", &mut c).join("\n"),
+            "zset" => q("ZRANGE", &mut c).join("\n"),
+            "none" => String::new(),
+            other => panic!("redis key {key} has type {other}, which this scan cannot read"),
+        }
     }
 
     pub fn pttl(&self, key: &str) -> i64 {

@@ -45,6 +45,15 @@ fn conn(port: u16) -> Option<redis::Connection> {
         .ok()
 }
 
+/// The process id of the redis-server answering on `port`, if any.
+fn pid_on(port: u16) -> Option<u32> {
+    let mut c = conn(port)?;
+    let info: String = redis::cmd("INFO").arg("server").query(&mut c).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|p| p.trim().parse().ok())
+}
+
 fn ping(port: u16) -> bool {
     conn(port)
         .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c).ok())
@@ -53,7 +62,19 @@ fn ping(port: u16) -> bool {
 
 impl Sentinels {
     /// Master, two replicas and three sentinels, up and agreeing on the master.
+    /// redis-server cannot report a port it bound itself: free ports are
+    /// chosen, and when a process cannot bind its port (taken meanwhile) the
+    /// whole deployment is started again on other ports.
     pub fn start() -> Sentinels {
+        for _ in 0..5 {
+            if let Some(s) = Sentinels::try_start() {
+                return s;
+            }
+        }
+        panic!("the Sentinel deployment did not start on any of 5 sets of free ports");
+    }
+
+    fn try_start() -> Option<Sentinels> {
         let mut s = Sentinels {
             dir: tempfile::Builder::new()
                 .prefix("snykey-sentinel-")
@@ -65,9 +86,11 @@ impl Sentinels {
             procs: BTreeMap::new(),
         };
         let (m, r1, r2) = (s.nodes[0], s.nodes[1], s.nodes[2]);
-        s.start_node(m, None);
-        s.start_node(r1, Some(m));
-        s.start_node(r2, Some(m));
+        for (port, of) in [(m, None), (r1, Some(m)), (r2, Some(m))] {
+            if !s.spawn_node(port, of) {
+                return None;
+            }
+        }
         for p in s.sentinels.clone() {
             let cfg = s.dir.path().join(format!("sentinel-{p}.conf"));
             std::fs::write(
@@ -90,9 +113,9 @@ impl Sentinels {
                 .spawn()
                 .unwrap();
             s.procs.insert(p, child);
-        }
-        for p in s.sentinels.clone() {
-            s.wait(&format!("sentinel {p}"), 10, || ping(p));
+            if !s.owns(p) {
+                return None;
+            }
         }
         s.wait("the replicas to sync", 15, || {
             [r1, r2]
@@ -112,7 +135,32 @@ impl Sentinels {
                     .is_some_and(|v| v.len() == 2)
             })
         });
-        s
+        Some(s)
+    }
+
+    /// Waits until the process answering on `port` is the child started
+    /// for it (`INFO`'s `process_id`): true; false when the child exited
+    /// (it could not bind the port), and then it is forgotten.
+    fn owns(&mut self, port: u16) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let Some(child) = self.procs.get_mut(&port) else {
+                return false;
+            };
+            if let Ok(Some(_)) = child.try_wait() {
+                self.procs.remove(&port);
+                return false;
+            }
+            let id = child.id();
+            if pid_on(port) == Some(id) {
+                return true;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on {port} did not answer within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn wait(&self, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -123,8 +171,8 @@ impl Sentinels {
         }
     }
 
-    /// Starts a data node (again, with no data: nothing is kept on disk).
-    pub fn start_node(&mut self, port: u16, replica_of: Option<u16>) {
+    /// Spawns a data node on `port`; false when it could not bind it.
+    fn spawn_node(&mut self, port: u16, replica_of: Option<u16>) -> bool {
         let mut cmd = Command::new(&self.binary);
         cmd.args([
             "--port",
@@ -149,7 +197,16 @@ impl Sentinels {
             .spawn()
             .unwrap();
         self.procs.insert(port, child);
-        self.wait(&format!("redis-server on {port}"), 10, || ping(port));
+        self.owns(port)
+    }
+
+    /// Starts a data node (again, with no data: nothing is kept on disk) on
+    /// its port, which must be free.
+    pub fn start_node(&mut self, port: u16, replica_of: Option<u16>) {
+        assert!(
+            self.spawn_node(port, replica_of),
+            "redis-server could not bind port {port} again"
+        );
     }
 
     /// The sentinel URL agents use (SPEC §7), database `db`.
