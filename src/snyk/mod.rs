@@ -53,6 +53,43 @@ pub fn describe_transport(e: &reqwest::Error) -> String {
     }
 }
 
+/// An answer's body could not be had in full.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// More than the limit: what Snyk (or anything in its place) sends is
+    /// not ours to hold whole.
+    TooLarge(usize),
+    /// The connection failed while reading.
+    Transport(reqwest::Error),
+}
+
+/// Reads an answer's body, at most `max` bytes, into a buffer wiped when it
+/// drops (a token answer holds a refresh token). Room for the whole answer is
+/// taken at once (up to `max`), so growing the buffer leaves no copy behind.
+pub(crate) async fn read_capped(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, BodyError> {
+    let announced = resp.content_length().and_then(|n| usize::try_from(n).ok());
+    if announced.is_some_and(|n| n > max) {
+        return Err(BodyError::TooLarge(max));
+    }
+    let mut body = zeroize::Zeroizing::new(Vec::with_capacity(announced.unwrap_or(max).min(max)));
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        if chunk.len() > max.saturating_sub(body.len()) {
+            return Err(BodyError::TooLarge(max));
+        }
+        if body.len() + chunk.len() > body.capacity() {
+            // Grow by hand into a fresh buffer; the old one is wiped.
+            let mut bigger = Vec::with_capacity(max);
+            bigger.extend_from_slice(&body);
+            body = zeroize::Zeroizing::new(bigger);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 trait WithoutUrlRef {
     fn without_url_ref(&self) -> String;
 }
@@ -72,6 +109,77 @@ impl WithoutUrlRef for reqwest::Error {
 
 #[cfg(test)]
 mod transport_tests {
+    /// A server that answers every connection with `status` and a body of
+    /// `len` bytes (announced or not), on 127.0.0.1.
+    async fn serve_big(status: u16, len: usize, announce: bool) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let head = if announce {
+                        format!(
+                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+                        )
+                    } else {
+                        format!(
+                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+                        )
+                    };
+                    let _ = s.write_all(head.as_bytes()).await;
+                    let chunk = vec![b' '; 64 * 1024];
+                    let mut sent = 0;
+                    while sent < len {
+                        let n = chunk.len().min(len - sent);
+                        if s.write_all(&chunk[..n]).await.is_err() {
+                            return;
+                        }
+                        sent += n;
+                    }
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_token_answer_larger_than_the_limit_is_a_lost_answer_not_a_buffer() {
+        for announce in [true, false] {
+            let url = serve_big(200, 20 * 1024 * 1024, announce).await;
+            let oauth = super::SnykOAuth::new(&url, std::time::Duration::from_secs(10)).unwrap();
+            let e = oauth
+                .client_credentials("c", &crate::secret::Secret::new("s"))
+                .await
+                .unwrap_err();
+            // Snyk may have processed it: an unknown outcome (SPEC §2 rule 6).
+            assert!(!e.token_not_consumed(), "{e:?}");
+            assert!(e.to_string().contains("larger than"), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rest_answer_larger_than_the_limit_is_refused() {
+        for (status, announce) in [(200, true), (200, false), (500, false)] {
+            let url = serve_big(status, 20 * 1024 * 1024, announce).await;
+            let rest =
+                super::rest::SnykRest::new(&url, "2024-10-15", std::time::Duration::from_secs(10))
+                    .unwrap();
+            let e = rest
+                .call(
+                    reqwest::Method::GET,
+                    "/self",
+                    &crate::secret::Secret::new("t"),
+                    None,
+                )
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains("larger than"), "{status}: {e}");
+        }
+    }
+
     #[tokio::test]
     async fn a_dns_failure_says_which_host_cannot_be_resolved() {
         let client = reqwest::Client::new();

@@ -248,7 +248,9 @@ impl SnykOAuth {
         if status.is_success() {
             return Ok(());
         }
-        let body = resp.bytes().await.unwrap_or_default();
+        let body = super::read_capped(resp, MAX_ANSWER)
+            .await
+            .unwrap_or_default();
         Err(classify_error(status.as_u16(), &body, None))
     }
 
@@ -272,12 +274,19 @@ impl SnykOAuth {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = match resp.bytes().await {
+        let body = match super::read_capped(resp, MAX_ANSWER).await {
             Ok(b) => b,
-            Err(e) if status.is_success() => {
+            Err(super::BodyError::Transport(e)) if status.is_success() => {
                 return Err(GrantError::Unknown {
                     timed_out: e.is_timeout(),
                     message: "the answer was cut off".into(),
+                });
+            }
+            Err(super::BodyError::TooLarge(max)) if status.is_success() => {
+                // Snyk may have processed the grant: an unknown outcome.
+                return Err(GrantError::Unknown {
+                    timed_out: false,
+                    message: format!("the answer was larger than {} KiB", max / 1024),
                 });
             }
             Err(_) => Default::default(),
@@ -288,6 +297,10 @@ impl SnykOAuth {
         parse_grant(&body)
     }
 }
+
+/// The largest token or revoke answer read (Snyk's are about 2 KiB: a JWT
+/// access token and a refresh token).
+const MAX_ANSWER: usize = 64 * 1024;
 
 /// A token endpoint's success answer (untrusted bytes) as a grant.
 fn parse_grant(body: &[u8]) -> Result<TokenGrant, GrantError> {

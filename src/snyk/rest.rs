@@ -26,6 +26,10 @@ pub struct SnykRest {
     version: String,
 }
 
+/// The largest REST answer read (a page of 100 service accounts is a few
+/// tens of KiB).
+const MAX_ANSWER: usize = 4 * 1024 * 1024;
+
 /// One sentence from a JSON:API error document.
 fn error_sentence(status: u16, body: &[u8]) -> String {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
@@ -118,10 +122,17 @@ impl SnykRest {
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok());
-            let bytes = resp
-                .bytes()
+            let bytes = super::read_capped(resp, MAX_ANSWER)
                 .await
-                .map_err(|e| RestError::Unreachable(e.without_url().to_string()))?;
+                .map_err(|e| match e {
+                    super::BodyError::TooLarge(max) => RestError::Protocol(format!(
+                        "the answer (HTTP {status}) was larger than {} KiB",
+                        max / 1024
+                    )),
+                    super::BodyError::Transport(e) => {
+                        RestError::Unreachable(e.without_url().to_string())
+                    }
+                })?;
             if (200..300).contains(&status) {
                 if bytes.is_empty() {
                     return Ok(Value::Null);
