@@ -98,32 +98,25 @@ async fn open_cache(cfg: &Config) -> Result<Arc<dyn TokenCache>, String> {
     }
 }
 
-/// Runs the agent until SIGTERM/SIGINT. Returns after a graceful stop.
-pub async fn run(
-    cfg: Config,
-    bound: Bound,
-    notifier: Notifier,
-    log_reloader: Option<LogReloader>,
-) -> Result<(), String> {
-    let started = Instant::now();
-    // The audit log opens before anything can happen that it must record.
-    crate::audit::configure(cfg.server.audit_log.as_deref(), "start")?;
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    // One crypto provider for every TLS client in the process (reqwest, redis, vaultrs).
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let store = open_store(&cfg, &shutdown_rx).await?;
+/// The store, the cache and the Snyk clients, put together as the broker
+/// (not yet started: [`Broker::start`] replays the journal).
+async fn build_broker(
+    cfg: &Config,
+    shutdown_rx: &watch::Receiver<bool>,
+) -> Result<Arc<Broker>, String> {
+    let store = open_store(cfg, shutdown_rx).await?;
     let (store_checks_versions, store_locked) =
         (store.checks_versions(), store.locked_to_this_agent());
-    let cache = open_cache(&cfg).await?;
+    let cache = open_cache(cfg).await?;
     let snyk = SnykOAuth::new(&cfg.snyk.api_url, cfg.snyk.timeout)
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-    let broker = Broker::new(BrokerParts {
+    Ok(Broker::new(BrokerParts {
         store,
         cache,
         snyk,
         journal: Journal::new(&cfg.store.journal_dir),
         clock: Arc::new(SystemClock),
-        settings: settings_of(&cfg),
+        settings: settings_of(cfg),
         snyk_api: (!cfg.snyk.is_default_region()).then(|| cfg.snyk.api_url.clone()),
         rules: crate::broker::rotation::Rules::new(
             claims_for(store_checks_versions, store_locked),
@@ -144,21 +137,19 @@ pub async fn run(
             &cfg.server.redirect_uri,
             cfg.server.login_timeout,
         ),
-    });
-    // The journal is replayed and the store loaded before anything is served.
-    let loaded = broker
-        .start()
-        .await
-        .map_err(|e| format!("start-up failed: {e}"))?;
-    let (store_desc, cache_desc) = broker.describe_backends();
-    if let Some(w) = broker.protection_warning() {
-        tracing::warn!("{w}");
-    }
+    }))
+}
+
+async fn start_callback_listener(
+    cfg: &Config,
+    broker: &Arc<Broker>,
+    shutdown_rx: &watch::Receiver<bool>,
+) {
     // The callback listener for browser logins. A busy port is not fatal: the
     // agent serves tokens without it, and /v1/login says why it cannot.
     match crate::api::callback::listen(
         cfg.server.callback_listen,
-        Arc::clone(&broker),
+        Arc::clone(broker),
         shutdown_rx.clone(),
     )
     .await
@@ -178,6 +169,32 @@ pub async fn run(
         }
         Err(e) => tracing::error!("{e}; browser logins are unavailable until this is fixed"),
     }
+}
+
+/// Runs the agent until SIGTERM/SIGINT. Returns after a graceful stop.
+pub async fn run(
+    cfg: Config,
+    bound: Bound,
+    notifier: Notifier,
+    log_reloader: Option<LogReloader>,
+) -> Result<(), String> {
+    let started = Instant::now();
+    // The audit log opens before anything can happen that it must record.
+    crate::audit::configure(cfg.server.audit_log.as_deref(), "start")?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // One crypto provider for every TLS client in the process (reqwest, redis, vaultrs).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let broker = build_broker(&cfg, &shutdown_rx).await?;
+    // The journal is replayed and the store loaded before anything is served.
+    let loaded = broker
+        .start()
+        .await
+        .map_err(|e| format!("start-up failed: {e}"))?;
+    let (store_desc, cache_desc) = broker.describe_backends();
+    if let Some(w) = broker.protection_warning() {
+        tracing::warn!("{w}");
+    }
+    start_callback_listener(&cfg, &broker, &shutdown_rx).await;
 
     bound
         .listener
@@ -186,23 +203,17 @@ pub async fn run(
     let listener = tokio::net::UnixListener::from_std(bound.listener).map_err(|e| e.to_string())?;
     let state = AppState::new(Arc::clone(&broker), access_of(&cfg));
 
-    tracing::info!(
-        socket = %bound.path.display(),
-        activated = !bound.created,
-        store = %store_desc,
-        cache = %cache_desc,
-        snyk = %cfg.snyk.api_url,
-        credentials = loaded,
-        sinks = cfg.sinks.len(),
-        startup_ms = started.elapsed().as_millis() as u64,
-        "snykey agent ready"
+    log_ready(
+        &cfg,
+        (&bound.path, bound.created),
+        (&store_desc, &cache_desc),
+        loaded,
+        started,
     );
     crate::broker::force::set_interval(cfg.refresh.force_interval);
     let sinks = crate::sink::spawn_all(cfg.sinks.clone(), Arc::clone(&broker), shutdown_rx.clone());
     if loaded == 0 {
-        tracing::info!(
-            "no credentials yet: add one with `snykey put --org-id ORG_ID --client-id CLIENT_ID --client-secret-file FILE --refresh-token-file FILE` or `snykey login --org-id ORG_ID --client-id CLIENT_ID`; then `snykey-helper ORG_ID CLIENT_ID` prints a token"
-        );
+        hint_first_credential();
     }
     tracing::info!(audit_log = ?cfg.server.audit_log, "access: {}", state.policy().summary());
     let notifier = Arc::new(notifier);
@@ -215,24 +226,9 @@ pub async fn run(
         shutdown_tx,
         log_reloader,
     ));
-    let watchdog = watchdog_interval().map(|every| {
-        let notifier = Arc::clone(&notifier);
-        let broker = Arc::clone(&broker);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                notifier.notify(&format!("WATCHDOG=1\nSTATUS={}", status_line(&broker)));
-            }
-        })
-    });
+    let watchdog = spawn_watchdog(&notifier, &broker);
 
-    let metrics_server = match cfg.server.metrics_listen {
-        Some(addr) => Some(
-            crate::api::metrics_listener(addr, Arc::clone(&broker), shutdown_rx.clone()).await?,
-        ),
-        None => None,
-    };
+    let metrics_server = start_metrics(&cfg, &broker, &shutdown_rx).await?;
     serve(
         listener,
         Arc::clone(&state),
@@ -241,6 +237,92 @@ pub async fn run(
     )
     .await;
 
+    stop(
+        &cfg,
+        &broker,
+        metrics_server,
+        watchdog,
+        signals,
+        sinks,
+        (bound.created, &bound.path),
+    )
+    .await;
+    tracing::info!("snykey agent stopped");
+    Ok(())
+}
+
+/// The line that says the agent serves, with what it was started on.
+fn log_ready(
+    cfg: &Config,
+    (socket, created): (&std::path::Path, bool),
+    (store_desc, cache_desc): (&str, &str),
+    loaded: usize,
+    started: Instant,
+) {
+    tracing::info!(
+        socket = %socket.display(),
+        activated = !created,
+        store = %store_desc,
+        cache = %cache_desc,
+        snyk = %cfg.snyk.api_url,
+        credentials = loaded,
+        sinks = cfg.sinks.len(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "snykey agent ready"
+    );
+}
+
+/// An empty store: what to run next.
+fn hint_first_credential() {
+    tracing::info!(
+        "no credentials yet: add one with `snykey put --org-id ORG_ID --client-id CLIENT_ID --client-secret-file FILE --refresh-token-file FILE` or `snykey login --org-id ORG_ID --client-id CLIENT_ID`; then `snykey-helper ORG_ID CLIENT_ID` prints a token"
+    );
+}
+
+/// The Prometheus listener, when `server.metrics_listen` names one.
+async fn start_metrics(
+    cfg: &Config,
+    broker: &Arc<Broker>,
+    shutdown_rx: &watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+    Ok(match cfg.server.metrics_listen {
+        Some(addr) => {
+            Some(crate::api::metrics_listener(addr, Arc::clone(broker), shutdown_rx.clone()).await?)
+        }
+        None => None,
+    })
+}
+
+/// Pings systemd's watchdog with the current status, when it asks for it.
+fn spawn_watchdog(
+    notifier: &Arc<Notifier>,
+    broker: &Arc<Broker>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    watchdog_interval().map(|every| {
+        let notifier = Arc::clone(notifier);
+        let broker = Arc::clone(broker);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                notifier.notify(&format!("WATCHDOG=1\nSTATUS={}", status_line(&broker)));
+            }
+        })
+    })
+}
+
+/// The shutdown tail, after the API stopped serving: the metrics listener
+/// and the sinks end, grants in flight are drained, the socket file we
+/// created is removed.
+async fn stop(
+    cfg: &Config,
+    broker: &Broker,
+    metrics_server: Option<tokio::task::JoinHandle<()>>,
+    watchdog: Option<tokio::task::JoinHandle<()>>,
+    signals: tokio::task::JoinHandle<()>,
+    sinks: Vec<tokio::task::JoinHandle<()>>,
+    (created, path): (bool, &std::path::Path),
+) {
     if let Some(m) = metrics_server {
         let _ = m.await;
     }
@@ -261,17 +343,19 @@ pub async fn run(
             "stopping with grants still in flight; the recovery journal holds what they made durable"
         );
     }
-    if bound.created {
-        match std::fs::remove_file(&bound.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(socket = %bound.path.display(), error = %e, "could not remove the socket file")
-            }
+    if created {
+        remove_socket(path);
+    }
+}
+
+fn remove_socket(path: &std::path::Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(socket = %path.display(), error = %e, "could not remove the socket file")
         }
     }
-    tracing::info!("snykey agent stopped");
-    Ok(())
 }
 
 /// A short summary for `STATUS=`.

@@ -7,7 +7,7 @@
 
 use crate::client::{AgentClient, ClientError};
 use crate::config::{CacheBackend, Config, StoreBackend};
-use crate::wire::{CredentialList, ErrorCode, Message, State, paths};
+use crate::wire::{CredentialList, CredentialStatus, ErrorCode, Message, State, paths};
 use hyper::Method;
 use serde::Serialize;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -82,7 +82,30 @@ pub async fn run(config: Option<&Path>, socket: &Path) -> Report {
     let mut checks = Vec::new();
     checks.push(socket_check(socket));
     let client = AgentClient::new(socket, Duration::from_secs(15));
-    let agent_up = match client
+    let agent_up = agent_check(&client, socket, &mut checks).await;
+    let cfg = config_check(config, &mut checks);
+    if agent_up {
+        checks.push(ready_check(&client).await);
+    }
+    if agent_up {
+        checks.push(store_writable(&client, cfg.as_ref()).await);
+    }
+    if let Some(cfg) = &cfg {
+        checks.push(store_kind(cfg));
+        checks.push(cache_role(cfg));
+        checks.extend(snyk_and_clock(cfg).await);
+        checks.extend(modes(cfg));
+    }
+    if agent_up {
+        credential_checks(&client, &mut checks).await;
+    }
+    let ok = checks.iter().all(|c| c.ok);
+    Report { ok, checks }
+}
+
+/// Whether the agent answers on `socket` (and lets us in).
+async fn agent_check(client: &AgentClient, socket: &Path, checks: &mut Vec<Check>) -> bool {
+    match client
         .call::<Message>(Method::GET, paths::HEALTH, None)
         .await
     {
@@ -108,8 +131,12 @@ pub async fn run(config: Option<&Path>, socket: &Path) -> Report {
             ));
             false
         }
-    };
-    let cfg = match Config::load(config) {
+    }
+}
+
+/// The config file (or the defaults), loaded as the agent would.
+fn config_check(config: Option<&Path>, checks: &mut Vec<Check>) -> Option<Config> {
+    match Config::load(config) {
         Ok(c) => {
             checks.push(pass(
                 "config",
@@ -128,83 +155,87 @@ pub async fn run(config: Option<&Path>, socket: &Path) -> Report {
             ));
             None
         }
-    };
-    if agent_up {
-        checks.push(
-            match client.call::<Message>(Method::GET, paths::READY, None).await {
-                Ok(_) => pass(
-                    "store and cache",
-                    "the agent reaches its secret store (unsealed) and its token cache",
-                ),
-                Err(e) => fail(
-                    "store and cache",
-                    e.to_string(),
-                    "bring the named backend back (unseal OpenBao, start Redis); the agent resumes by itself",
-                ),
-            },
-        );
     }
-    if agent_up {
-        checks.push(store_writable(&client, cfg.as_ref()).await);
+}
+
+/// The agent reaches its store and cache (`/v1/ready`).
+async fn ready_check(client: &AgentClient) -> Check {
+    match client
+        .call::<Message>(Method::GET, paths::READY, None)
+        .await
+    {
+        Ok(_) => pass(
+            "store and cache",
+            "the agent reaches its secret store (unsealed) and its token cache",
+        ),
+        Err(e) => fail(
+            "store and cache",
+            e.to_string(),
+            "bring the named backend back (unseal OpenBao, start Redis); the agent resumes by itself",
+        ),
     }
-    if let Some(cfg) = &cfg {
-        checks.push(store_kind(cfg));
-        checks.push(cache_role(cfg));
-        checks.extend(snyk_and_clock(cfg).await);
-        checks.extend(modes(cfg));
-    }
-    if agent_up {
-        match client
-            .call::<CredentialList>(Method::GET, paths::CREDENTIALS, None)
-            .await
-        {
-            Ok(list) if list.credentials.is_empty() => checks.push(pass(
-                "credentials",
-                "none yet: add one with `snykey put` or `snykey login`",
-            )),
-            Ok(list) => {
-                for c in list.credentials {
-                    let id = format!("{}/{}", c.org_id, c.client_id);
-                    let expires = c.expires_at.as_deref().unwrap_or("-");
-                    let next = c.next_refresh_at.as_deref().unwrap_or("-");
-                    checks.push(match c.state {
-                        State::Ok | State::Refreshing if c.failures == 0 => pass(
-                            "credential",
-                            format!("{id}: {}, token valid until {expires}, next refresh {next}", c.state.as_str()),
-                        ),
-                        State::Ok | State::Refreshing => fail(
-                            "credential",
-                            format!(
-                                "{id}: {} failed refresh(es), last: {}",
-                                c.failures,
-                                c.last_error.as_deref().unwrap_or("-")
-                            ),
-                            format!("the agent retries by itself (next at {next}); fix what the error names"),
-                        ),
-                        State::NeedsLogin => fail(
-                            "credential",
-                            format!(
-                                "{id}: needs a new login ({})",
-                                c.last_error.as_deref().unwrap_or("its refresh token was refused")
-                            ),
-                            format!(
-                                "snykey login --org-id {} --client-id {}",
-                                c.org_id, c.client_id
-                            ),
-                        ),
-                        State::Degraded => fail(
-                            "credential",
-                            format!("{id}: degraded, its newest refresh token is only in the recovery journal"),
-                            "make the secret store writable again; the agent lands the token by itself",
-                        ),
-                    });
-                }
+}
+
+/// Every credential the agent holds, each a check.
+async fn credential_checks(client: &AgentClient, checks: &mut Vec<Check>) {
+    match client
+        .call::<CredentialList>(Method::GET, paths::CREDENTIALS, None)
+        .await
+    {
+        Ok(list) if list.credentials.is_empty() => checks.push(pass(
+            "credentials",
+            "none yet: add one with `snykey put` or `snykey login`",
+        )),
+        Ok(list) => {
+            for c in list.credentials {
+                checks.push(credential_check(c));
             }
-            Err(e) => checks.push(fail("credentials", e.to_string(), "see the agent's log")),
         }
+        Err(e) => checks.push(fail("credentials", e.to_string(), "see the agent's log")),
     }
-    let ok = checks.iter().all(|c| c.ok);
-    Report { ok, checks }
+}
+
+/// One credential as the agent reports it.
+fn credential_check(c: CredentialStatus) -> Check {
+    let id = format!("{}/{}", c.org_id, c.client_id);
+    let expires = c.expires_at.as_deref().unwrap_or("-");
+    let next = c.next_refresh_at.as_deref().unwrap_or("-");
+    match c.state {
+        State::Ok | State::Refreshing if c.failures == 0 => pass(
+            "credential",
+            format!(
+                "{id}: {}, token valid until {expires}, next refresh {next}",
+                c.state.as_str()
+            ),
+        ),
+        State::Ok | State::Refreshing => fail(
+            "credential",
+            format!(
+                "{id}: {} failed refresh(es), last: {}",
+                c.failures,
+                c.last_error.as_deref().unwrap_or("-")
+            ),
+            format!("the agent retries by itself (next at {next}); fix what the error names"),
+        ),
+        State::NeedsLogin => fail(
+            "credential",
+            format!(
+                "{id}: needs a new login ({})",
+                c.last_error
+                    .as_deref()
+                    .unwrap_or("its refresh token was refused")
+            ),
+            format!(
+                "snykey login --org-id {} --client-id {}",
+                c.org_id, c.client_id
+            ),
+        ),
+        State::Degraded => fail(
+            "credential",
+            format!("{id}: degraded, its newest refresh token is only in the recovery journal"),
+            "make the secret store writable again; the agent lands the token by itself",
+        ),
+    }
 }
 
 fn socket_check(socket: &Path) -> Check {

@@ -2,7 +2,7 @@
 //! is stored with a claim, then rotated at once), `DELETE` (rule 10: a
 //! tombstone first), and dropping a cached access token.
 
-use super::refresh::AgentIo;
+use super::agent_io::AgentIo;
 use super::{Broker, BrokerError, Want, rotation};
 use crate::credential::{CredKey, Kind, NewCredential, Record, State};
 use crate::locks::Recover;

@@ -20,6 +20,7 @@
 //! and [`service_accounts`]), never the API's bodies. Every operation on one
 //! credential runs in a `credential` tracing span that carries its ids.
 
+mod agent_io;
 mod credentials;
 mod error;
 pub(crate) mod force;
@@ -28,6 +29,7 @@ pub(crate) mod login;
 mod refresh;
 pub(crate) mod register;
 pub mod rotation;
+mod sa_token;
 mod schedule;
 mod scheduler;
 pub(crate) mod service_accounts;
@@ -325,7 +327,7 @@ impl Broker {
         flight.mem = rotation::Memory::recover(entry, self.mono());
         if flight.mem.unlanded.is_some() {
             tracing::info!("landing a refresh token from the recovery journal");
-            let mut io = refresh::AgentIo { broker: self, key };
+            let mut io = agent_io::AgentIo { broker: self, key };
             if rotation::land(&mut io, &mut flight.mem, &self.rules).await
                 == rotation::Landing::Pending
             {

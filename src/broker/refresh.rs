@@ -3,19 +3,20 @@
 //! and schedules from its [`Outcome`]. Every grant runs in a task of its own
 //! (see [`Broker::spawn_grant`]): a caller that hangs up only stops waiting.
 
+use super::agent_io::AgentIo;
 use super::journal::Base;
 use super::rotation::{self, Io, Landing, Outcome, Why};
 use super::slot::{Flight, Slot};
 use super::{Broker, BrokerError, Want, needs_login_message};
 use crate::cache::CachedToken;
-use crate::clock::rfc3339;
 use crate::credential::CredKey;
 use crate::credential::{Kind, State};
 use crate::secret::Secret;
-use crate::snyk::{GrantError, TokenGrant};
-use crate::store::{Record, StoreError, Versioned};
+use crate::snyk::GrantError;
+use crate::store::{Record, StoreError};
+use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tracing::Instrument;
 
 /// How long a caller waits for another agent's claim to land before it is
@@ -27,72 +28,11 @@ const REQUEST_RETRIES: u32 = 2;
 /// The longest `Retry-After` a waiting caller sits out.
 const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
 
-/// The protocol's view of this agent, for one credential.
-pub(crate) struct AgentIo<'a> {
-    pub broker: &'a Broker,
-    pub key: &'a CredKey,
-}
-
-impl Io for AgentIo<'_> {
-    fn mono(&self) -> Duration {
-        self.broker.mono()
-    }
-
-    fn wall(&self) -> SystemTime {
-        self.broker.clock.now()
-    }
-
-    fn nonce(&mut self) -> String {
-        format!("{:032x}", rand::random::<u128>())
-    }
-
-    fn agent(&self) -> String {
-        self.broker.agent_id.clone()
-    }
-
-    async fn read(&mut self) -> Result<Option<Versioned>, StoreError> {
-        let r = self.broker.store.get(self.key).await;
-        if r.is_err() {
-            crate::metrics::backend_error("store");
-        }
-        r
-    }
-
-    async fn write(&mut self, record: &Record, cas: u64) -> Result<u64, StoreError> {
-        let r = self.broker.store.put(self.key, record, Some(cas)).await;
-        if matches!(r, Err(ref e) if !matches!(e, StoreError::Conflict { .. })) {
-            crate::metrics::backend_error("store");
-        }
-        r
-    }
-
-    async fn note(&mut self, entry: &super::journal::Entry) -> Result<(), String> {
-        let r = if entry.is_empty() {
-            self.broker.journal.remove(self.key)
-        } else {
-            self.broker.journal.write(self.key, entry)
-        };
-        if let Err(e) = &r {
-            crate::metrics::backend_error("journal");
-            tracing::warn!(error = %e, "recovery journal write failed");
-        }
-        r
-    }
-
-    async fn send(
-        &mut self,
-        token: &Secret,
-        client_secret: Option<&Secret>,
-    ) -> Result<TokenGrant, GrantError> {
-        let r = self
-            .broker
-            .snyk
-            .refresh(self.key.client.as_str(), client_secret, token)
-            .await;
-        // Every send is a grant (on demand, proactive, forced, at PUT).
-        crate::audit::grant_result(crate::audit::GrantKind::Refresh, Some(self.key), &r);
-        r
-    }
+/// The stored token is dead at Snyk: only a new login helps.
+fn needs_login(key: &CredKey, why: &str) -> BrokerError {
+    crate::metrics::refresh("permanent");
+    tracing::error!(org_id = %key.org, client_id = %key.client, error = %why, "credential needs a new login");
+    BrokerError::NeedsLogin(needs_login_message(key, why))
 }
 
 impl Broker {
@@ -145,11 +85,8 @@ impl Broker {
         loop {
             // Another agent may have refreshed while we waited.
             if given.is_none() {
-                if let Ok(Some(t)) = self.cache.get(key).await {
-                    if want.accepts(&t, self.clock.now()) {
-                        self.adopt(slot, &t);
-                        return Ok(t);
-                    }
+                if let Some(t) = self.cached_for(slot, want).await {
+                    return Ok(t);
                 }
             }
             let mut io = AgentIo { broker: self, key };
@@ -161,73 +98,34 @@ impl Broker {
                     landed,
                     ..
                 } if access_token.is_empty() => {
-                    // Snyk rotated but sent no access token: the new refresh
-                    // token is kept; the next call mints from it.
-                    if !landed {
-                        self.spawn_lander(slot, flight);
-                    }
-                    return Err(BrokerError::Busy(format!(
-                        "Snyk's answer for {key} carried a new refresh token (saved) but no access token: try again"
-                    )));
+                    return Err(self.minted_without_access_token(slot, flight, landed));
                 }
                 Outcome::Minted {
                     access_token,
                     expires_in,
                     landed,
                 } => {
-                    let token = self.token_from(access_token, expires_in);
-                    slot.status().last_refresh_at = token.issued_at;
-                    crate::metrics::refresh("ok");
-                    tracing::info!(landed, "refreshed");
-                    if !landed {
-                        self.degraded(slot, "the rotated refresh token is in the recovery journal until the secret store takes it");
-                        self.spawn_lander(slot, flight);
-                    }
-                    self.publish(slot, token.clone()).await;
-                    return Ok(token);
+                    return Ok(self
+                        .minted(slot, flight, access_token, expires_in, landed)
+                        .await);
                 }
                 Outcome::NotDurable {
                     access_token,
                     expires_in,
-                } => {
-                    flight.held = Some(self.token_from(access_token, expires_in));
-                    self.degraded(slot, "a rotated refresh token is held in memory only");
-                    self.spawn_lander(slot, flight);
-                    crate::metrics::refresh("not_durable");
-                    return Err(BrokerError::NotDurable(format!(
-                        "Snyk issued a new refresh token for {key} but neither the secret store nor the recovery journal ({}) accepts writes; it is held in memory and retried, and no access token is handed out until it is durable",
-                        self.journal.dir().display()
-                    )));
-                }
+                } => return Err(self.not_durable(slot, flight, access_token, expires_in)),
                 Outcome::Moved => {
-                    // A put of a token already rotated answers from the
-                    // current token; anything else reads again.
-                    if given.take().is_some() {
-                        if let Some(t) = slot.hot().filter(|t| want.accepts(t, self.clock.now())) {
-                            return Ok(t);
-                        }
-                    }
-                    moved += 1;
-                    if moved > 5 {
-                        return Err(BrokerError::Busy(format!(
-                            "the stored record of {key} keeps changing under this agent; try again"
-                        )));
+                    if let ControlFlow::Break(r) =
+                        self.after_moved(slot, &mut given, want, &mut moved)
+                    {
+                        return r;
                     }
                 }
                 Outcome::Wait(why) => {
-                    if let Some(t) = slot
-                        .hot()
-                        .filter(|t| t.remaining(self.clock.now()) > Duration::from_secs(1))
+                    if let ControlFlow::Break(r) =
+                        self.wait_for_other(slot, why, waiting_since).await
                     {
-                        return Ok(t);
+                        return r;
                     }
-                    if waiting_since.elapsed() > WAIT_FOR_OTHER_AGENT.min(self.rules.takeover) {
-                        return Err(BrokerError::Busy(format!(
-                            "{why}; no valid token is cached yet: try again shortly"
-                        )));
-                    }
-                    tokio::time::sleep(crate::clock::jittered(Duration::from_millis(500), 0.5))
-                        .await;
                     // A waiting put rotates the stored token if it is still R.
                 }
                 // Snyk did not take the token (an OAuth error, a 429): a
@@ -237,31 +135,162 @@ impl Broker {
                     after,
                     why: Why::Snyk(e),
                 } if e.token_not_consumed() && transient < REQUEST_RETRIES => {
-                    let wait = if after.is_zero() {
-                        crate::clock::jittered(
-                            Duration::from_millis(200) * 2u32.pow(transient),
-                            0.3,
-                        )
-                    } else {
-                        after
-                    };
-                    if wait > MAX_INLINE_WAIT {
-                        return Err(self.later(key, after, Why::Snyk(e)));
+                    if let ControlFlow::Break(e) =
+                        self.retry_inline(key, after, e, &mut transient).await
+                    {
+                        return Err(e);
                     }
-                    transient += 1;
-                    crate::metrics::refresh("transient");
-                    tracing::info!(error = %e, wait_ms = wait.as_millis() as u64, "Snyk did not take the refresh; trying again");
-                    tokio::time::sleep(wait).await;
                 }
                 Outcome::Later { after, why } => return Err(self.later(key, after, why)),
-                Outcome::NeedsLogin(why) => {
-                    crate::metrics::refresh("permanent");
-                    tracing::error!(error = %why, "credential needs a new login");
-                    return Err(BrokerError::NeedsLogin(needs_login_message(key, &why)));
-                }
+                Outcome::NeedsLogin(why) => return Err(needs_login(key, &why)),
                 Outcome::NotFound => return Err(BrokerError::NotFound(key.clone())),
             }
         }
+    }
+
+    /// Someone else moved the record: a put of a token already rotated
+    /// answers from the current token; anything else reads again (up to a
+    /// point).
+    fn after_moved(
+        &self,
+        slot: &Slot,
+        given: &mut Option<Record>,
+        want: &Want,
+        moved: &mut u32,
+    ) -> ControlFlow<Result<CachedToken, BrokerError>> {
+        if given.take().is_some() {
+            if let Some(t) = slot.hot().filter(|t| want.accepts(t, self.clock.now())) {
+                return ControlFlow::Break(Ok(t));
+            }
+        }
+        *moved += 1;
+        if *moved > 5 {
+            return ControlFlow::Break(Err(BrokerError::Busy(format!(
+                "the stored record of {} keeps changing under this agent; try again",
+                slot.key
+            ))));
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// A token in the shared cache that `want` accepts, adopted.
+    async fn cached_for(&self, slot: &Slot, want: &Want) -> Option<CachedToken> {
+        if let Ok(Some(t)) = self.cache.get(&slot.key).await {
+            if want.accepts(&t, self.clock.now()) {
+                self.adopt(slot, &t);
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    /// Snyk rotated but sent no access token: the new refresh token is
+    /// kept; the next call mints from it.
+    fn minted_without_access_token(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        flight: &mut Flight,
+        landed: bool,
+    ) -> BrokerError {
+        if !landed {
+            self.spawn_lander(slot, flight);
+        }
+        BrokerError::Busy(format!(
+            "Snyk's answer for {} carried a new refresh token (saved) but no access token: try again",
+            slot.key
+        ))
+    }
+
+    /// The new refresh token is durable (in the store, or the journal while
+    /// a lander takes it there): the access token goes out.
+    async fn minted(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        flight: &mut Flight,
+        access_token: Secret,
+        expires_in: Duration,
+        landed: bool,
+    ) -> CachedToken {
+        let key = &slot.key;
+        let token = self.token_from(access_token, expires_in);
+        slot.status().last_refresh_at = token.issued_at;
+        crate::metrics::refresh("ok");
+        tracing::info!(org_id = %key.org, client_id = %key.client, landed, "refreshed");
+        if !landed {
+            self.degraded(slot, "the rotated refresh token is in the recovery journal until the secret store takes it");
+            self.spawn_lander(slot, flight);
+        }
+        self.publish(slot, token.clone()).await;
+        token
+    }
+
+    /// The new refresh token is in memory only: the access token is held
+    /// back until a lander makes it durable (I2).
+    fn not_durable(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        flight: &mut Flight,
+        access_token: Secret,
+        expires_in: Duration,
+    ) -> BrokerError {
+        flight.held = Some(self.token_from(access_token, expires_in));
+        self.degraded(slot, "a rotated refresh token is held in memory only");
+        self.spawn_lander(slot, flight);
+        crate::metrics::refresh("not_durable");
+        BrokerError::NotDurable(format!(
+            "Snyk issued a new refresh token for {} but neither the secret store nor the recovery journal ({}) accepts writes; it is held in memory and retried, and no access token is handed out until it is durable",
+            slot.key,
+            self.journal.dir().display()
+        ))
+    }
+
+    /// Another agent holds a live claim: a cached token still good for a
+    /// second answers; past the wait, the caller is told to try again;
+    /// otherwise a short sleep before the next read.
+    async fn wait_for_other(
+        &self,
+        slot: &Slot,
+        why: String,
+        waiting_since: tokio::time::Instant,
+    ) -> ControlFlow<Result<CachedToken, BrokerError>> {
+        if let Some(t) = slot
+            .hot()
+            .filter(|t| t.remaining(self.clock.now()) > Duration::from_secs(1))
+        {
+            return ControlFlow::Break(Ok(t));
+        }
+        if waiting_since.elapsed() > WAIT_FOR_OTHER_AGENT.min(self.rules.takeover) {
+            return ControlFlow::Break(Err(BrokerError::Busy(format!(
+                "{why}; no valid token is cached yet: try again shortly"
+            ))));
+        }
+        tokio::time::sleep(crate::clock::jittered(Duration::from_millis(500), 0.5)).await;
+        ControlFlow::Continue(())
+    }
+
+    /// Snyk did not take the token: sits out a short wait (Snyk's
+    /// `Retry-After`, else a backoff) before the next try, or gives the
+    /// error back when the wait is too long for a waiting caller.
+    async fn retry_inline(
+        &self,
+        key: &CredKey,
+        after: Duration,
+        e: GrantError,
+        transient: &mut u32,
+    ) -> ControlFlow<BrokerError> {
+        let wait = if after.is_zero() {
+            crate::clock::jittered(Duration::from_millis(200) * 2u32.pow(*transient), 0.3)
+        } else {
+            after
+        };
+        if wait > MAX_INLINE_WAIT {
+            return ControlFlow::Break(self.later(key, after, Why::Snyk(e)));
+        }
+        *transient += 1;
+        crate::metrics::refresh("transient");
+        tracing::info!(org_id = %key.org, client_id = %key.client, error = %e, wait_ms = wait.as_millis() as u64, "Snyk did not take the refresh; trying again");
+        tokio::time::sleep(wait).await;
+        ControlFlow::Continue(())
     }
 
     fn later(&self, key: &CredKey, after: Duration, why: Why) -> BrokerError {
@@ -295,7 +324,7 @@ impl Broker {
         }
     }
 
-    fn token_from(&self, access_token: Secret, expires_in: Duration) -> CachedToken {
+    pub(super) fn token_from(&self, access_token: Secret, expires_in: Duration) -> CachedToken {
         let now = self.clock.now();
         CachedToken {
             access_token,
@@ -432,111 +461,5 @@ impl Broker {
             crate::metrics::backend_error("cache");
             tracing::warn!(error = %e, "could not write the access token to the shared cache; serving it from memory");
         }
-    }
-
-    /// Service accounts have no refresh token: "refresh" repeats the grant.
-    /// A record from `PUT` (`given`) is stored only after Snyk accepted it.
-    async fn mint_service_account(
-        self: &Arc<Self>,
-        slot: &Arc<Slot>,
-        flight: &mut Flight,
-        given: Option<Record>,
-    ) -> Result<CachedToken, BrokerError> {
-        let key = &slot.key;
-        let (record, generation) = match &given {
-            Some(r) => (
-                r.clone(),
-                self.store
-                    .get(key)
-                    .await?
-                    .map(|v| v.record.generation)
-                    .unwrap_or(0),
-            ),
-            None => match self.store.get(key).await? {
-                Some(v) if !v.record.deleted => {
-                    let generation = v.record.generation;
-                    (v.record, generation)
-                }
-                _ => return Err(BrokerError::NotFound(key.clone())),
-            },
-        };
-        let grant = match record.kind() {
-            Kind::ClientSecret => {
-                let Some(secret) = record.client_secret.as_ref() else {
-                    return Err(BrokerError::NeedsLogin(needs_login_message(
-                        key,
-                        "no client secret is stored",
-                    )));
-                };
-                self.snyk
-                    .client_credentials(key.client.as_str(), secret)
-                    .await
-            }
-            Kind::PrivateKeyJwt => {
-                let (Some(pem), Some(kid)) =
-                    (record.private_key_pem.as_ref(), record.key_id.as_deref())
-                else {
-                    return Err(BrokerError::NeedsLogin(needs_login_message(
-                        key,
-                        "no private key is stored",
-                    )));
-                };
-                let assertion = crate::snyk::jwt::assertion(
-                    key.client.as_str(),
-                    self.snyk.token_url(),
-                    pem,
-                    kid,
-                    self.clock.now(),
-                )
-                .map_err(BrokerError::BadInput)?;
-                self.snyk
-                    .client_assertion(key.client.as_str(), &assertion)
-                    .await
-            }
-            Kind::OauthApp => {
-                return Err(BrokerError::BadInput(format!(
-                    "credential {key} is an oauth_app"
-                )));
-            }
-        };
-        crate::audit::grant_result(
-            crate::audit::GrantKind::ClientCredentials,
-            Some(key),
-            &grant,
-        );
-        let grant = match grant {
-            Ok(g) => g,
-            Err(e) if e.is_permanent() => {
-                crate::metrics::refresh("permanent");
-                return Err(BrokerError::NeedsLogin(needs_login_message(
-                    key,
-                    &e.to_string(),
-                )));
-            }
-            Err(e) => {
-                crate::metrics::refresh("transient");
-                return Err(BrokerError::Snyk(e));
-            }
-        };
-        if let Some(mut to_store) = given {
-            // A secret (perhaps one Snyk just created, shown once): journal,
-            // then the store, like every new credential.
-            to_store.updated_at = Some(rfc3339(self.clock.now()));
-            to_store.generation = generation.max(flight.mem.generation) + 1;
-            // A put is a human reset, like a login: it replaces whatever is
-            // stored unless something newer landed meanwhile.
-            let base = Base {
-                fp: None,
-                generation,
-                login: true,
-                via: Vec::new(),
-            };
-            self.persist_record(slot, flight, to_store, base).await?;
-        }
-        let token = self.token_from(grant.access_token, grant.expires_in);
-        slot.status().last_refresh_at = token.issued_at;
-        crate::metrics::refresh("ok");
-        self.publish(slot, token.clone()).await;
-        Ok(token)
     }
 }

@@ -5,6 +5,7 @@
 //! `mode=delete` names the secret to remove) and only the agent holds it; the
 //! Snyk auth token arrives in the request body and is never stored.
 
+use super::slot::Slot;
 use super::{Broker, BrokerError};
 use crate::audit::GrantKind;
 use crate::cache::CachedToken;
@@ -13,7 +14,7 @@ use crate::credential::CredKey;
 use crate::credential::{Kind, NewCredential};
 use crate::secret::Secret;
 use crate::snyk::rest::{Scope, ServiceAccount};
-use crate::store::Record;
+use crate::store::{Record, Versioned};
 use std::sync::Arc;
 
 /// Whom a service-account call acts for (an org or a group) and the Snyk
@@ -95,25 +96,7 @@ impl Broker {
     ) -> Result<SaDone, BrokerError> {
         let scope = &auth.scope;
         let (name, role_id, auth_type) = (req.name.trim(), &req.role_id, &*req.auth_type);
-        match auth_type {
-            "oauth_client_secret" => {}
-            "oauth_private_key_jwt"
-                if req
-                    .jwks_url
-                    .as_deref()
-                    .is_some_and(|u| u.starts_with("https://") || u.starts_with("http://127.")) => {
-            }
-            "oauth_private_key_jwt" => {
-                return Err(BrokerError::BadInput(
-                    "oauth_private_key_jwt needs an https jwks_url".into(),
-                ));
-            }
-            other => {
-                return Err(BrokerError::BadInput(format!(
-                    "auth_type {other:?} is not oauth_client_secret or oauth_private_key_jwt"
-                )));
-            }
-        }
+        check_auth_type(auth_type, req.jwks_url.as_deref())?;
         if auth_type == "oauth_client_secret" {
             self.store.ready().await?;
         }
@@ -142,6 +125,17 @@ impl Broker {
                 account: Some(sa),
             });
         };
+        self.sa_manage_created(scope, sa, secret).await
+    }
+
+    /// A created `oauth_client_secret` account: its secret is stored and
+    /// managed at once (a failure says how to remove the account).
+    async fn sa_manage_created(
+        self: &Arc<Self>,
+        scope: &Scope,
+        sa: ServiceAccount,
+        secret: Secret,
+    ) -> Result<SaDone, BrokerError> {
         let key = CredKey::parse(scope.id(), &sa.client_id).map_err(|e| {
             BrokerError::BadInput(format!(
                 "service account {} was created at Snyk with an unusable client id ({e}). Remove it with `snykey service-account delete --service-account-id {}`",
@@ -235,97 +229,30 @@ impl Broker {
         let sa = self.sa_find(&auth, &target).await?;
         let key = CredKey::parse(scope.id(), &sa.client_id)
             .map_err(|e| BrokerError::BadInput(e.to_string()))?;
-        let stored = self.store.get(&key).await?.ok_or_else(|| {
-            BrokerError::BadInput(format!("credential {key} is not managed here: store it first with `snykey put --kind client_secret`"))
-        })?;
-        if stored.record.kind() != Kind::ClientSecret {
-            return Err(BrokerError::BadInput(format!(
-                "credential {key} is not a client_secret service account"
-            )));
-        }
-        let old = stored.record.client_secret.clone().ok_or_else(|| {
-            BrokerError::BadInput(format!("credential {key} has no stored secret"))
-        })?;
+        let (stored, old) = self.sa_stored_secret(&key).await?;
         self.store.ready().await?;
 
         // 1. A second (or, replacing, the only) secret at Snyk.
         let new = self
-            .rest
-            .manage_secret(
-                scope,
-                token,
-                &sa.id,
-                if replace { "replace" } else { "create" },
-                None,
-            )
-            .await
-            .and_then(|s| {
-                s.ok_or_else(|| {
-                    crate::snyk::rest::RestError::Protocol("Snyk returned no new secret".into())
-                })
-            });
-        match &new {
-            Ok(_) => crate::audit::grant(GrantKind::SecretRotation, Some(&key), "ok", None),
-            Err(e) => crate::audit::grant(
-                GrantKind::SecretRotation,
-                Some(&key),
-                "error",
-                Some(crate::audit::rest_error_code(e)),
-            ),
-        }
-        let new = new.map_err(BrokerError::Rest)?;
-        tracing::info!(org_id = %key.org, client_id = %key.client, replace, "created a new service account secret at Snyk");
+            .sa_new_secret(scope, token, &sa.id, &key, replace)
+            .await?;
 
         // 2. Prove it mints a token, 3. store it and switch to it.
-        let left_over = |what: &str| {
-            if replace {
-                format!(
-                    "{what}; the old secret was already replaced at Snyk, so run `snykey service-account rotate-secret --mode replace` again"
-                )
-            } else {
-                format!(
-                    "{what}; the stored secret still works. A second secret now exists at Snyk: run rotate-secret again, or remove the extra one with `--mode replace`"
-                )
-            }
-        };
         let grant = self
             .snyk
             .client_credentials(key.client.as_str(), &new)
             .await;
         crate::audit::grant_result(GrantKind::ClientCredentials, Some(&key), &grant);
         let grant = grant.map_err(|e| {
-            BrokerError::BadInput(left_over(&format!(
-                "the new secret did not mint a token ({e})"
-            )))
+            BrokerError::BadInput(left_over(
+                replace,
+                &format!("the new secret did not mint a token ({e})"),
+            ))
         })?;
         let now = self.clock.now();
         let slot = self.slot_or_insert(&key, Kind::ClientSecret);
-        {
-            // The new secret goes through the journal, then the store by
-            // succession (nothing landed since we read it).
-            let mut flight = slot.flight.lock().await;
-            let current = self.store.get(&key).await?;
-            let mut record: Record = current
-                .as_ref()
-                .map(|v| v.record.clone())
-                .unwrap_or_else(|| stored.record.clone());
-            let base = super::journal::Base {
-                fp: None,
-                generation: record.generation,
-                login: false,
-                via: Vec::new(),
-            };
-            record.client_secret = Some(new.clone());
-            record.updated_at = Some(rfc3339(now));
-            record.generation += 1;
-            self.persist_record(&slot, &mut flight, record, base)
-                .await
-                .map_err(|e| {
-                    BrokerError::BadInput(left_over(&format!(
-                        "storing the new secret failed ({e})"
-                    )))
-                })?;
-        }
+        self.sa_store_secret(&slot, &stored.record, &new, now, replace)
+            .await?;
         self.publish(
             &slot,
             CachedToken {
@@ -357,4 +284,131 @@ impl Broker {
             account: Some(sa),
         })
     }
+
+    /// A rotation's starting point: the stored client_secret record of
+    /// `key`, and its secret.
+    async fn sa_stored_secret(&self, key: &CredKey) -> Result<(Versioned, Secret), BrokerError> {
+        let stored = self.store.get(key).await?.ok_or_else(|| {
+            BrokerError::BadInput(format!("credential {key} is not managed here: store it first with `snykey put --kind client_secret`"))
+        })?;
+        if stored.record.kind() != Kind::ClientSecret {
+            return Err(BrokerError::BadInput(format!(
+                "credential {key} is not a client_secret service account"
+            )));
+        }
+        let old = stored.record.client_secret.clone().ok_or_else(|| {
+            BrokerError::BadInput(format!("credential {key} has no stored secret"))
+        })?;
+        Ok((stored, old))
+    }
+
+    /// Step 1 of a rotation: a new secret at Snyk (a second one, or the
+    /// only one when replacing), audited.
+    async fn sa_new_secret(
+        &self,
+        scope: &Scope,
+        token: &Secret,
+        sa_id: &str,
+        key: &CredKey,
+        replace: bool,
+    ) -> Result<Secret, BrokerError> {
+        let new = self
+            .rest
+            .manage_secret(
+                scope,
+                token,
+                sa_id,
+                if replace { "replace" } else { "create" },
+                None,
+            )
+            .await
+            .and_then(|s| {
+                s.ok_or_else(|| {
+                    crate::snyk::rest::RestError::Protocol("Snyk returned no new secret".into())
+                })
+            });
+        match &new {
+            Ok(_) => crate::audit::grant(GrantKind::SecretRotation, Some(key), "ok", None),
+            Err(e) => crate::audit::grant(
+                GrantKind::SecretRotation,
+                Some(key),
+                "error",
+                Some(crate::audit::rest_error_code(e)),
+            ),
+        }
+        let new = new.map_err(BrokerError::Rest)?;
+        tracing::info!(org_id = %key.org, client_id = %key.client, replace, "created a new service account secret at Snyk");
+        Ok(new)
+    }
+
+    /// Step 3 of a rotation: the new secret goes through the journal, then
+    /// the store by succession (nothing landed since we read it).
+    async fn sa_store_secret(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        stored: &Record,
+        new: &Secret,
+        now: std::time::SystemTime,
+        replace: bool,
+    ) -> Result<(), BrokerError> {
+        let mut flight = slot.flight.lock().await;
+        let current = self.store.get(&slot.key).await?;
+        let mut record: Record = current
+            .as_ref()
+            .map(|v| v.record.clone())
+            .unwrap_or_else(|| stored.clone());
+        let base = super::journal::Base {
+            fp: None,
+            generation: record.generation,
+            login: false,
+            via: Vec::new(),
+        };
+        record.client_secret = Some(new.clone());
+        record.updated_at = Some(rfc3339(now));
+        record.generation += 1;
+        self.persist_record(slot, &mut flight, record, base)
+            .await
+            .map_err(|e| {
+                BrokerError::BadInput(left_over(
+                    replace,
+                    &format!("storing the new secret failed ({e})"),
+                ))
+            })?;
+        Ok(())
+    }
+}
+
+/// What a rotation that failed after step 1 leaves at Snyk, and what to do.
+fn left_over(replace: bool, what: &str) -> String {
+    if replace {
+        format!(
+            "{what}; the old secret was already replaced at Snyk, so run `snykey service-account rotate-secret --mode replace` again"
+        )
+    } else {
+        format!(
+            "{what}; the stored secret still works. A second secret now exists at Snyk: run rotate-secret again, or remove the extra one with `--mode replace`"
+        )
+    }
+}
+
+/// The auth types a created account may have: a private key JWT needs a
+/// JWKS URL Snyk can fetch (https, or a loopback test server).
+fn check_auth_type(auth_type: &str, jwks_url: Option<&str>) -> Result<(), BrokerError> {
+    match auth_type {
+        "oauth_client_secret" => {}
+        "oauth_private_key_jwt"
+            if jwks_url
+                .is_some_and(|u| u.starts_with("https://") || u.starts_with("http://127.")) => {}
+        "oauth_private_key_jwt" => {
+            return Err(BrokerError::BadInput(
+                "oauth_private_key_jwt needs an https jwks_url".into(),
+            ));
+        }
+        other => {
+            return Err(BrokerError::BadInput(format!(
+                "auth_type {other:?} is not oauth_client_secret or oauth_private_key_jwt"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -77,117 +77,154 @@ pub(super) async fn send_claimed<I: Io>(
     match answer {
         // 5a. Snyk rotated: the sent token is dead, the new one must become
         //     durable before the access token is handed out (I2).
-        Ok(grant) => {
-            let Some(successor) = grant.refresh_token else {
-                return answered_without_successor(io, mem, &record, version).await;
-            };
-            let base = match mem.unlanded.take() {
-                // Rotating a journaled chain: the base stays the last stored
-                // token, and the chain remembers the token just sent.
-                Some(mut u) => {
-                    u.base.via.push(token.digest());
-                    u.base
-                }
-                None => Base {
-                    fp: Some(token.digest()),
-                    generation: record.generation,
-                    login: false,
-                    via: Vec::new(),
-                },
-            };
-            let next = Record {
-                refresh_token: Some(successor),
-                updated_at: Some(crate::clock::rfc3339(io.wall())),
-                generation: record.generation + 1,
-                prev_fp: Some(token.digest()),
-                state: None,
-                claim: None,
-                deleted: false,
-                ..record
-            };
-            mem.claim = None;
-            mem.doubt_since = None;
-            mem.unlanded = Some(Unlanded {
-                record: next,
-                base,
-                journaled: false,
-                fresh_login: false,
-            });
-            // The journal first (fsync): it survives a crash mid-landing.
-            let journaled = io.note(&mem.entry(io.wall())).await.is_ok();
-            if let Some(u) = mem.unlanded.as_mut() {
-                u.journaled = journaled;
-            }
-            let landing = land(io, mem, rules).await;
-            match landing {
-                Landing::Landed => Outcome::Minted {
-                    access_token: grant.access_token,
-                    expires_in: grant.expires_in,
-                    landed: true,
-                },
-                // A newer login or rotation won: ours is not the newest token,
-                // and its access token is not handed out.
-                Landing::Discarded => Outcome::Moved,
-                Landing::Pending if journaled => Outcome::Minted {
-                    access_token: grant.access_token,
-                    expires_in: grant.expires_in,
-                    landed: false,
-                },
-                Landing::Pending | Landing::Refused => Outcome::NotDurable {
-                    access_token: grant.access_token,
-                    expires_in: grant.expires_in,
-                },
-            }
-        }
+        Ok(grant) => rotated(io, mem, rules, record, version, token, grant).await,
         // 5b. Snyk refused the token for good: needs_login, in the record.
         Err(e @ GrantError::Permanent { .. }) => {
-            let lost_before = mem.claim.as_ref().is_some_and(|c| c.attempts > 1);
-            let why = if lost_before {
-                format!(
-                    "{e}; an earlier answer from Snyk to this token was lost in transit and most likely rotated it"
-                )
-            } else {
-                e.to_string()
-            };
-            bury(mem, &token, &why);
-            let _ = io.note(&mem.entry(io.wall())).await;
-            mark_needs_login(io, mem, &record, version, why).await
+            refused(io, mem, &record, version, &token, e).await
         }
         // 5c. Snyk answered with an error that did not consume the token:
         //     release the claim if nothing else is in doubt; retry later,
         //     each time under a fresh claim.
-        Err(e) if e.token_not_consumed() => {
-            undo_attempt(mem);
-            let doubt = mem.claim.as_ref().map(|c| c.attempts).unwrap_or(0);
-            if doubt == 0 {
-                mem.claim = None;
-                if rules.claims == Claims::Store && version != 0 {
-                    let mut released = record.clone();
-                    released.claim = None;
-                    let _ = io.write(&released, version).await;
-                }
-            }
-            let _ = io.note(&mem.entry(io.wall())).await;
-            let after = e.retry_after().unwrap_or(Duration::ZERO);
-            Outcome::Later {
-                after,
-                why: Why::Snyk(e),
-            }
-        }
+        Err(e) if e.token_not_consumed() => not_taken(io, mem, rules, &record, version, e).await,
         // 5d. Unknown outcome (timeout, dropped connection, a gateway page):
         //     the token may be spent. It stays claimed, and is retried at most
         //     once across all agents, after the quiet period.
-        Err(e) => {
-            if let Some(c) = mem.claim.as_mut() {
-                c.sent = false;
-            }
-            mem.doubt_since = Some(io.mono());
-            let _ = io.note(&mem.entry(io.wall())).await;
-            Outcome::Later {
-                after: rules.quiet(),
-                why: Why::Snyk(e),
-            }
+        Err(e) => unknown(io, mem, rules, e).await,
+    }
+}
+
+/// 5a. Snyk rotated: the successor is journaled, then landed; the outcome
+/// says whether the access token may go out.
+async fn rotated<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    rules: &Rules,
+    record: Record,
+    version: u64,
+    token: Secret,
+    grant: TokenGrant,
+) -> Outcome {
+    let Some(successor) = grant.refresh_token else {
+        return answered_without_successor(io, mem, &record, version).await;
+    };
+    let base = match mem.unlanded.take() {
+        // Rotating a journaled chain: the base stays the last stored
+        // token, and the chain remembers the token just sent.
+        Some(mut u) => {
+            u.base.via.push(token.digest());
+            u.base
         }
+        None => Base {
+            fp: Some(token.digest()),
+            generation: record.generation,
+            login: false,
+            via: Vec::new(),
+        },
+    };
+    let next = Record {
+        refresh_token: Some(successor),
+        updated_at: Some(crate::clock::rfc3339(io.wall())),
+        generation: record.generation + 1,
+        prev_fp: Some(token.digest()),
+        state: None,
+        claim: None,
+        deleted: false,
+        ..record
+    };
+    mem.claim = None;
+    mem.doubt_since = None;
+    mem.unlanded = Some(Unlanded {
+        record: next,
+        base,
+        journaled: false,
+        fresh_login: false,
+    });
+    // The journal first (fsync): it survives a crash mid-landing.
+    let journaled = io.note(&mem.entry(io.wall())).await.is_ok();
+    if let Some(u) = mem.unlanded.as_mut() {
+        u.journaled = journaled;
+    }
+    let landing = land(io, mem, rules).await;
+    match landing {
+        Landing::Landed => Outcome::Minted {
+            access_token: grant.access_token,
+            expires_in: grant.expires_in,
+            landed: true,
+        },
+        // A newer login or rotation won: ours is not the newest token,
+        // and its access token is not handed out.
+        Landing::Discarded => Outcome::Moved,
+        Landing::Pending if journaled => Outcome::Minted {
+            access_token: grant.access_token,
+            expires_in: grant.expires_in,
+            landed: false,
+        },
+        Landing::Pending | Landing::Refused => Outcome::NotDurable {
+            access_token: grant.access_token,
+            expires_in: grant.expires_in,
+        },
+    }
+}
+
+/// 5b. Snyk refused the token for good.
+async fn refused<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    record: &Record,
+    version: u64,
+    token: &Secret,
+    e: GrantError,
+) -> Outcome {
+    let lost_before = mem.claim.as_ref().is_some_and(|c| c.attempts > 1);
+    let why = if lost_before {
+        format!(
+            "{e}; an earlier answer from Snyk to this token was lost in transit and most likely rotated it"
+        )
+    } else {
+        e.to_string()
+    };
+    bury(mem, token, &why);
+    let _ = io.note(&mem.entry(io.wall())).await;
+    mark_needs_login(io, mem, record, version, why).await
+}
+
+/// 5c. An error that did not consume the token.
+async fn not_taken<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    rules: &Rules,
+    record: &Record,
+    version: u64,
+    e: GrantError,
+) -> Outcome {
+    undo_attempt(mem);
+    let doubt = mem.claim.as_ref().map(|c| c.attempts).unwrap_or(0);
+    if doubt == 0 {
+        mem.claim = None;
+        if rules.claims == Claims::Store && version != 0 {
+            let mut released = record.clone();
+            released.claim = None;
+            let _ = io.write(&released, version).await;
+        }
+    }
+    let _ = io.note(&mem.entry(io.wall())).await;
+    let after = e.retry_after().unwrap_or(Duration::ZERO);
+    Outcome::Later {
+        after,
+        why: Why::Snyk(e),
+    }
+}
+
+/// 5d. Unknown outcome: the token may be spent.
+async fn unknown<I: Io>(io: &mut I, mem: &mut Memory, rules: &Rules, e: GrantError) -> Outcome {
+    if let Some(c) = mem.claim.as_mut() {
+        c.sent = false;
+    }
+    mem.doubt_since = Some(io.mono());
+    let _ = io.note(&mem.entry(io.wall())).await;
+    Outcome::Later {
+        after: rules.quiet(),
+        why: Why::Snyk(e),
     }
 }
 

@@ -96,36 +96,10 @@ pub(super) fn decide(
             mem.claim = mem.pending.take();
             attempts
         }
-        Some(c) if c.fp == fp => {
-            // Another agent's claim (or ours from before a crash that lost
-            // the journal: then it is foreign too, which is safe).
-            let seen = mem
-                .watch
-                .as_ref()
-                .filter(|w| w.version == version && w.nonce == c.nonce);
-            let since = match seen {
-                Some(w) => w.since,
-                None => {
-                    mem.watch = Some(Watch {
-                        version,
-                        nonce: c.nonce.clone(),
-                        since: now,
-                    });
-                    now
-                }
-            };
-            let quiet_for = now.saturating_sub(since);
-            if quiet_for < rules.takeover && !rules.sabotage.no_takeover_wait {
-                return Decision::Wait(format!(
-                    "agent {} is refreshing this credential (claimed {}s ago by our clock; taken over after {}s)",
-                    clean(&c.agent),
-                    quiet_for.as_secs(),
-                    rules.takeover.as_secs()
-                ));
-            }
-            // Taken over: every send under that claim may have consumed it.
-            c.attempts.max(1)
-        }
+        Some(c) if c.fp == fp => match foreign_claim(c, version, mem, rules, now) {
+            Ok(attempts) => attempts,
+            Err(wait) => return wait,
+        },
         // No claim on this token in the store: only ours from the journal
         // can say it was sent (journal-only claims, or a legacy entry).
         _ => match &mem.claim {
@@ -150,6 +124,46 @@ pub(super) fn decide(
             "two answers from Snyk to this refresh token were lost in transit; it may be spent, so it is not sent again".into(),
         ),
     }
+}
+
+/// Step 2 for a claim on the stored token that is not ours: live until its
+/// version stayed unchanged for the takeover period on our own clock
+/// (`Err`: wait); then taken over, with every send under it in doubt.
+fn foreign_claim(
+    c: &Claim,
+    version: u64,
+    mem: &mut Memory,
+    rules: &Rules,
+    now: Duration,
+) -> Result<u32, Decision> {
+    // Another agent's claim (or ours from before a crash that lost
+    // the journal: then it is foreign too, which is safe).
+    let seen = mem
+        .watch
+        .as_ref()
+        .filter(|w| w.version == version && w.nonce == c.nonce);
+    let since = match seen {
+        Some(w) => w.since,
+        None => {
+            mem.watch = Some(Watch {
+                version,
+                nonce: c.nonce.clone(),
+                since: now,
+            });
+            now
+        }
+    };
+    let quiet_for = now.saturating_sub(since);
+    if quiet_for < rules.takeover && !rules.sabotage.no_takeover_wait {
+        return Err(Decision::Wait(format!(
+            "agent {} is refreshing this credential (claimed {}s ago by our clock; taken over after {}s)",
+            clean(&c.agent),
+            quiet_for.as_secs(),
+            rules.takeover.as_secs()
+        )));
+    }
+    // Taken over: every send under that claim may have consumed it.
+    Ok(c.attempts.max(1))
 }
 
 /// Step 3: the claim. Invariant (rule 3): with store claims, a send follows

@@ -1,0 +1,120 @@
+//! OpenBao's errors as `StoreError`s, and which of them mean "ask another node".
+
+use crate::store::StoreError;
+use vaultrs::error::ClientError;
+
+/// OpenBao's `errors` as one short line: at most [`MAX_ERRORS`] of them, each
+/// cut to [`MAX_ERROR_CHARS`] printable characters. A server (or anything
+/// posing as one) decides what it sends; our messages and logs stay bounded.
+pub(super) fn error_text(errors: &[String]) -> String {
+    let mut parts: Vec<String> = errors
+        .iter()
+        .take(MAX_ERRORS)
+        .map(|m| {
+            m.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(MAX_ERROR_CHARS)
+                .collect()
+        })
+        .collect();
+    if errors.len() > MAX_ERRORS {
+        parts.push(format!("{} more", errors.len() - MAX_ERRORS));
+    }
+    parts.join("; ")
+}
+
+pub(super) const MAX_ERRORS: usize = 3;
+pub(super) const MAX_ERROR_CHARS: usize = 200;
+
+pub(super) fn map_err(e: ClientError) -> StoreError {
+    match e {
+        ClientError::APIError { code: 503, errors }
+            if errors
+                .iter()
+                .any(|m| m.to_ascii_lowercase().contains("sealed")) =>
+        {
+            StoreError::Sealed
+        }
+        ClientError::APIError { code: 403, errors } => StoreError::Denied(format!(
+            "OpenBao answered 403 ({}): the agent's token is invalid, expired or lacks a policy on this path",
+            error_text(&errors)
+        )),
+        ClientError::APIError { code: 400, errors }
+            if errors.iter().any(|m| m.contains("check-and-set")) =>
+        {
+            StoreError::Conflict { expected: 0 }
+        }
+        ClientError::APIError { code, errors } => {
+            StoreError::Unavailable(format!("OpenBao answered {code}: {}", error_text(&errors)))
+        }
+        ClientError::RestClientError { source } => {
+            StoreError::Unavailable(format!("cannot reach OpenBao: {source}"))
+        }
+        other => StoreError::Unavailable(format!("OpenBao: {other}")),
+    }
+}
+
+/// A refused login (AppRole, Kubernetes) is "denied", whatever status
+/// OpenBao chose for it (400 for a bad or expired secret id, 403 for a JWT
+/// the cluster does not vouch for): retrying will not help, new credentials
+/// will. Anything else (unreachable, sealed) keeps its usual meaning.
+pub(super) fn map_login_err(method: &str, files: &str, e: ClientError) -> StoreError {
+    match e {
+        ClientError::APIError { code, errors } if (400..500).contains(&code) => {
+            StoreError::Denied(format!(
+                "OpenBao refused the {method} login ({code}: {}): check {files}",
+                error_text(&errors)
+            ))
+        }
+        other => map_err(other),
+    }
+}
+
+/// An answer that says "ask another node": unreachable (no HTTP answer),
+/// sealed or unavailable (503), a standby (429, or 400 while a standby waits
+/// for the primary to upgrade KV), or an active node that lost its cluster
+/// (500 "local node not active...").
+pub(super) fn not_the_active_node(e: &ClientError) -> bool {
+    match e {
+        ClientError::RestClientError { source } => !matches!(
+            source,
+            rustify::errors::ClientError::ServerResponseError { .. }
+        ),
+        ClientError::APIError { code, errors } => match code {
+            429 | 500 | 502 | 503 | 504 => true,
+            400 => errors.iter().any(|m| {
+                let m = m.to_ascii_lowercase();
+                m.contains("upgrade") || m.contains("standby") || m.contains("not active")
+            }),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+pub(super) fn is_not_found(e: &ClientError) -> bool {
+    matches!(e, ClientError::APIError { code: 404, .. })
+        || matches!(
+            e,
+            ClientError::RestClientError {
+                source: rustify::errors::ClientError::ServerResponseError { code: 404, .. }
+            }
+        )
+}
+
+pub(super) fn store_to_client(e: StoreError) -> ClientError {
+    // Carried through the retry wrapper and mapped back by `map_err`.
+    let code = match &e {
+        StoreError::Sealed => 503,
+        StoreError::Denied(_) => 403,
+        _ => 502,
+    };
+    let message = match e {
+        StoreError::Sealed => "Vault is sealed".to_string(),
+        other => other.to_string(),
+    };
+    ClientError::APIError {
+        code,
+        errors: vec![message],
+    }
+}
