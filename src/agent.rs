@@ -202,6 +202,9 @@ pub async fn run(
         .map_err(|e| e.to_string())?;
     let listener = tokio::net::UnixListener::from_std(bound.listener).map_err(|e| e.to_string())?;
     let state = AppState::new(Arc::clone(&broker), access_of(&cfg));
+    // The handlers exist before anyone is told the agent is ready: a SIGTERM
+    // sent on "ready" stops it gracefully instead of killing it outright.
+    let signal_streams = Signals::install()?;
 
     log_ready(
         &cfg,
@@ -220,6 +223,7 @@ pub async fn run(
     notifier.notify(&format!("READY=1\nSTATUS={}", status_line(&broker)));
 
     let signals = tokio::spawn(handle_signals(
+        signal_streams,
         cfg.clone(),
         Arc::clone(&state),
         Arc::clone(&notifier),
@@ -371,22 +375,38 @@ fn status_line(broker: &Broker) -> String {
     parts.join(", ")
 }
 
+/// SIGTERM, SIGINT and SIGHUP, caught from the moment this is made.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, String> {
+        let caught =
+            |kind| signal(kind).map_err(|e| format!("cannot install signal handlers: {e}"));
+        Ok(Signals {
+            term: caught(SignalKind::terminate())?,
+            int: caught(SignalKind::interrupt())?,
+            hup: caught(SignalKind::hangup())?,
+        })
+    }
+}
+
 async fn handle_signals(
+    signals: Signals,
     mut cfg: Config,
     state: Arc<AppState>,
     notifier: Arc<Notifier>,
     shutdown: watch::Sender<bool>,
     log_reloader: Option<LogReloader>,
 ) {
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stopping");
-        let _ = shutdown.send(true);
-        return;
-    };
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
