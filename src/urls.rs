@@ -66,6 +66,14 @@ impl SecretUrl {
     }
 }
 
+/// Compares the full text (tests and config checks name addresses as text);
+/// nothing is formatted.
+impl PartialEq<&str> for SecretUrl {
+    fn eq(&self, other: &&str) -> bool {
+        self.expose() == *other
+    }
+}
+
 impl fmt::Display for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&redact_password(self.expose()))

@@ -9,6 +9,7 @@ use super::url_check::{
 };
 use super::{BaoAuth, RefreshConfig, ServerConfig, SnykConfig, StoreBackend, StoreConfig};
 use super::{ConfigError, Lookup};
+use crate::urls::SecretUrl;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -170,15 +171,16 @@ fn store_paths(s: &mut StoreConfig, src: &Sources, env: Lookup<'_>) -> Result<()
 fn store_openbao(s: &mut StoreConfig, src: &Sources, env: Lookup<'_>) -> Result<(), ConfigError> {
     let err = |k: &str, m: &str| src.err("store", k, m);
     if s.addrs.is_empty() {
-        s.addrs = vec![
+        s.addrs = vec![SecretUrl::new(
             env("BAO_ADDR")
                 .or_else(|| env("VAULT_ADDR"))
                 .unwrap_or_else(|| "http://127.0.0.1:8200".into()),
-        ];
+        )];
     }
-    let mut addrs: Vec<String> = Vec::with_capacity(s.addrs.len());
+    let mut addrs: Vec<SecretUrl> = Vec::with_capacity(s.addrs.len());
     for a in &s.addrs {
-        let a = normalize_base_url_any(a).map_err(|m| src.err("store", "addr", m))?;
+        let a = normalize_base_url_any(a.expose()).map_err(|m| src.err("store", "addr", m))?;
+        let a = SecretUrl::new(a);
         if !addrs.contains(&a) {
             addrs.push(a);
         }

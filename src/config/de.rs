@@ -181,14 +181,17 @@ pub mod opt_secret {
 pub mod addrs {
     use super::*;
 
-    pub fn serialize<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+    use crate::urls::SecretUrl;
+
+    /// Each address as its type shows it: with any password redacted.
+    pub fn serialize<S: Serializer>(v: &[SecretUrl], s: S) -> Result<S::Ok, S::Error> {
         match v {
-            [one] => s.serialize_str(one),
+            [one] => serde::Serialize::serialize(one, s),
             many => s.collect_seq(many),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SecretUrl>, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Given {
@@ -205,6 +208,7 @@ pub mod addrs {
             .into_iter()
             .map(|a| a.trim().to_string())
             .filter(|a| !a.is_empty())
+            .map(SecretUrl::new)
             .collect())
     }
 }

@@ -229,9 +229,10 @@ section! {
             journal_dir: PathBuf,
             /// Every node of the OpenBao cluster (`store.addr` as a TOML array, or
             /// comma-separated); the agent follows the active one. A URL with
-            /// credentials is refused, so none of these can carry a password.
+            /// credentials is refused, so none of these can carry a password;
+            /// and each is a [`SecretUrl`], so a log line could not show one.
             #[serde(with = "de::addrs")]
-            addrs as "addr": Vec<String>,
+            addrs as "addr": Vec<SecretUrl>,
             auth: BaoAuth,
             /// Also `BAO_TOKEN` / `VAULT_TOKEN`; printed as `[redacted]`.
             #[serde(with = "de::opt_secret")]
@@ -258,7 +259,7 @@ section! {
         }
         derived {
             /// The first of `addrs` (what one-node deployments and messages use).
-            addr: String,
+            addr: SecretUrl,
         }
     }
 }
@@ -283,7 +284,7 @@ impl Default for StoreConfig {
             prefix: "snyk".into(),
             ca_cert: None,
             exclusive: false,
-            addr: String::new(),
+            addr: SecretUrl::default(),
         }
     }
 }

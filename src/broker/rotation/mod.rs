@@ -319,12 +319,9 @@ pub async fn refresh<I: Io>(
             Landing::Pending
                 if rules.exclusive && mem.unlanded.as_ref().is_some_and(|u| u.journaled) => {}
             Landing::Pending => {
-                return Outcome::Later {
-                    after: Duration::ZERO,
-                    why: Why::Store(StoreError::Unavailable(
-                        "the secret store has not taken the newest refresh token yet; nothing is sent until it does".into(),
-                    )),
-                };
+                return unavailable(
+                    "the secret store has not taken the newest refresh token yet; nothing is sent until it does",
+                );
             }
         }
     }
@@ -336,55 +333,23 @@ pub async fn refresh<I: Io>(
             // Rule 7: rotating on from the journal's chain.
             return rotate_chain(io, mem, rules, e).await;
         }
-        Err(e) => {
-            return Outcome::Later {
-                after: Duration::ZERO,
-                why: Why::Store(e),
-            };
-        }
+        Err(e) => return at_once(Why::Store(e)),
     };
     let (record, version) = match (read, put) {
         (Some(v), None) if v.hidden => {
-            return Outcome::Later {
-                after: Duration::ZERO,
-                why: Why::Store(StoreError::Unavailable(
-                    "the current version of this credential was deleted by another tool (bao kv delete): undelete it, or put the credential again".into(),
-                )),
-            };
+            return unavailable(
+                "the current version of this credential was deleted by another tool (bao kv delete): undelete it, or put the credential again",
+            );
         }
         (Some(v), _) if v.record.generation < mem.generation => {
             // Rule 10: the store went back; what it holds may be spent.
-            return Outcome::Later {
-                after: Duration::ZERO,
-                why: Why::RolledBack {
-                    stored: v.record.generation,
-                    seen: mem.generation,
-                },
-            };
+            let (stored, seen) = (v.record.generation, mem.generation);
+            return at_once(Why::RolledBack { stored, seen });
         }
-        (Some(v), Some(given)) => match decide_put(&v, &given) {
-            PutDecision::AlreadyRotated => return Outcome::Moved,
-            PutDecision::Hidden => {
-                return Outcome::Later {
-                    after: Duration::ZERO,
-                    why: Why::Store(StoreError::Unavailable(
-                        "the current version of this credential was deleted by another tool (bao kv delete): undelete it (bao kv undelete), or remove it for good (bao kv metadata delete), then put it again".into(),
-                    )),
-                };
-            }
-            PutDecision::Claimed => {
-                return Outcome::Wait(
-                    "another agent is rotating the stored token; the put waits for its landing"
-                        .into(),
-                );
-            }
-            PutDecision::Spent => {
-                return Outcome::NeedsLogin(
-                    "this refresh token was given to snykey before and has been used; the credential was deleted since".into(),
-                );
-            }
-            PutDecision::Rotate => (v.record, v.version),
-            PutDecision::Replace => return claim_given(io, mem, rules, given, Some(v)).await,
+        // A put: what the given token means against the stored one.
+        (Some(v), Some(given)) => match put_verdict(io, mem, rules, v, given).await {
+            Ok(rotate) => rotate,
+            Err(outcome) => return outcome,
         },
         (None, Some(given)) => return claim_given(io, mem, rules, given, None).await,
         (Some(v), None) if v.record.deleted => return Outcome::NotFound,
@@ -392,16 +357,8 @@ pub async fn refresh<I: Io>(
         (None, None) => return Outcome::NotFound,
     };
     mem.generation = mem.generation.max(record.generation);
-    let landed_unseen = mem
-        .unlanded
-        .as_ref()
-        .and_then(|u| u.record.refresh_token.as_ref())
-        .is_some_and(|t| record.holds(&t.digest()));
-    if landed_unseen {
-        // Our landing reached the store; only its answer was lost.
-        mem.unlanded = None;
-        let _ = io.note(&mem.entry(io.wall())).await;
-    }
+    // Our landing may have reached the store with only its answer lost.
+    forget_if_landed(io, mem, &record).await;
     if mem.unlanded.is_some() {
         // Exclusive and the store still refuses the landing: rotate the chain.
         let why = StoreError::Unavailable("the store did not take the newest refresh token".into());
@@ -427,5 +384,60 @@ pub async fn refresh<I: Io>(
             send_claimed(io, mem, rules, record, version, token, deadline).await
         }
         Err(outcome) => outcome,
+    }
+}
+
+/// Step 1 for a put ([`decide_put`]): `Ok` when the stored record holds the
+/// given token and is rotated as a refresh would; otherwise the put's
+/// outcome (a replacement goes through [`claim_given`]).
+async fn put_verdict<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    rules: &Rules,
+    v: Versioned,
+    given: Record,
+) -> Result<(Record, u64), Outcome> {
+    match decide_put(&v, &given) {
+        PutDecision::AlreadyRotated => Err(Outcome::Moved),
+        PutDecision::Hidden => Err(unavailable(
+            "the current version of this credential was deleted by another tool (bao kv delete): undelete it (bao kv undelete), or remove it for good (bao kv metadata delete), then put it again",
+        )),
+        PutDecision::Claimed => Err(Outcome::Wait(
+            "another agent is rotating the stored token; the put waits for its landing".into(),
+        )),
+        PutDecision::Spent => Err(Outcome::NeedsLogin(
+            "this refresh token was given to snykey before and has been used; the credential was deleted since".into(),
+        )),
+        PutDecision::Rotate => Ok((v.record, v.version)),
+        PutDecision::Replace => Err(claim_given(io, mem, rules, given, Some(v)).await),
+    }
+}
+
+/// Nothing was sent: the store cannot be used as it is; try again at once.
+fn unavailable(why: &str) -> Outcome {
+    at_once(Why::Store(StoreError::Unavailable(why.into())))
+}
+
+/// Nothing was sent; the caller may try again at once.
+fn at_once(why: Why) -> Outcome {
+    Outcome::Later {
+        after: Duration::ZERO,
+        why,
+    }
+}
+
+/// After the read: when the stored record holds our unlanded successor,
+/// our landing reached the store and only its answer was lost; the journal
+/// entry goes.
+async fn forget_if_landed<I: Io>(io: &mut I, mem: &mut Memory, record: &Record) {
+    let landed_unseen = mem
+        .unlanded
+        .as_ref()
+        .and_then(|u| u.record.refresh_token.as_ref())
+        .is_some_and(|t| record.holds(&t.digest()));
+    if landed_unseen {
+        // Our landing reached the store; only its answer was lost.
+        mem.unlanded = None;
+        let _ = io.note(&mem.entry(io.wall())).await;
     }
 }

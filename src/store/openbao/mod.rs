@@ -26,6 +26,7 @@ use super::{Record, SecretStore, StoreError, Versioned};
 use crate::credential::CredKey;
 use crate::ids::{ClientId, OrgId};
 use crate::secret::Secret;
+use crate::urls::SecretUrl;
 use async_trait::async_trait;
 use errors::{is_not_found, map_err};
 use kv::{RequestMap, from_value, kv2_record, older_versions, to_map};
@@ -63,8 +64,9 @@ pub enum Auth {
 /// records live. The agent builds it from `[store]` (`crate::wiring`).
 #[derive(Debug, Clone)]
 pub struct OpenBaoSettings {
-    /// The nodes of one cluster (at least one); the store follows the active one.
-    pub addrs: Vec<String>,
+    /// The nodes of one cluster (at least one); the store follows the active
+    /// one. Each formats with any password redacted (config refuses one).
+    pub addrs: Vec<SecretUrl>,
     pub auth: Auth,
     pub ca_cert: Option<PathBuf>,
     pub mount: String,
@@ -75,7 +77,7 @@ pub struct OpenBaoSettings {
 
 pub struct OpenBaoStore {
     /// The nodes of the cluster; `active` indexes the one in use.
-    addrs: Vec<String>,
+    addrs: Vec<SecretUrl>,
     active: AtomicUsize,
     /// The agent's current OpenBao token, to reach another node with it.
     token: RwLock<Option<Secret>>,
@@ -94,7 +96,7 @@ impl OpenBaoStore {
     pub fn new(settings: impl Into<OpenBaoSettings>, timeout: Duration) -> OpenBaoStore {
         let s: OpenBaoSettings = settings.into();
         let addrs = if s.addrs.is_empty() {
-            vec![String::new()]
+            vec![SecretUrl::default()]
         } else {
             s.addrs
         };
@@ -337,7 +339,11 @@ impl SecretStore for OpenBaoStore {
     fn describe(&self) -> String {
         format!(
             "openbao {} (KV v{} at {}/{})",
-            self.addrs.join(","),
+            self.addrs
+                .iter()
+                .map(SecretUrl::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             self.kv_version,
             self.mount,
             self.prefix
@@ -351,3 +357,31 @@ impl SecretStore for OpenBaoStore {
 
 #[cfg(test)]
 mod envelope_prop_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_with_a_password_is_never_shown_whole() {
+        // Config refuses such an address; the type would not show one anyway.
+        let settings = OpenBaoSettings {
+            addrs: vec![SecretUrl::new("https://snykey:pw-7f3a@bao-1:8200")],
+            auth: Auth::Token {
+                token: None,
+                file: None,
+            },
+            ca_cert: None,
+            mount: "kv".into(),
+            kv_version: 2,
+            prefix: "snyk".into(),
+        };
+        assert!(!format!("{settings:?}").contains("pw-7f3a"));
+        let store = OpenBaoStore::new(settings, Duration::from_secs(1));
+        let shown = store.describe();
+        assert!(
+            shown.contains("bao-1:8200") && !shown.contains("pw-7f3a"),
+            "{shown}"
+        );
+    }
+}

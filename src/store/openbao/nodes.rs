@@ -7,6 +7,7 @@ use super::errors::{not_the_active_node, store_to_client};
 use crate::locks::Recover;
 use crate::secret::Secret;
 use crate::store::StoreError;
+use crate::urls::SecretUrl;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,7 +15,7 @@ use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
 impl OpenBaoStore {
-    pub(super) fn addr_now(&self) -> &str {
+    pub(super) fn addr_now(&self) -> &SecretUrl {
         &self.addrs[self.active.load(Ordering::Acquire) % self.addrs.len()]
     }
 
@@ -24,11 +25,11 @@ impl OpenBaoStore {
 
     pub(super) fn build_client_for(
         &self,
-        addr: &str,
+        addr: &SecretUrl,
         token: &Secret,
     ) -> Result<VaultClient, StoreError> {
         let mut b = VaultClientSettingsBuilder::default();
-        b.address(addr)
+        b.address(addr.expose())
             .token(token.expose())
             .timeout(Some(self.timeout))
             .verify(true);
@@ -109,7 +110,7 @@ impl OpenBaoStore {
     /// Whether `addr` answers `/v1/sys/health` with 200 (active, unsealed).
     /// Asked with plain HTTP: vaultrs 0.8's health type requires a field
     /// (`performance_standby`) OpenBao 2 no longer sends.
-    pub(super) async fn is_active(&self, addr: &str) -> bool {
+    pub(super) async fn is_active(&self, addr: &SecretUrl) -> bool {
         let mut b = reqwest::Client::builder().timeout(self.timeout);
         if let Some(path) = &self.ca_cert {
             match std::fs::read(path).map(|pem| reqwest::Certificate::from_pem(&pem)) {
@@ -124,7 +125,9 @@ impl OpenBaoStore {
             return false;
         };
         matches!(
-            http.get(format!("{addr}/v1/sys/health")).send().await,
+            http.get(format!("{}/v1/sys/health", addr.expose()))
+                .send()
+                .await,
             Ok(r) if r.status().as_u16() == 200
         )
     }
