@@ -1,7 +1,9 @@
 //! Who may do what (issue 17): real agent, real uids (`setpriv`), the real
 //! helper and CLI; the audit trail and `snykey audit verify`.
 
-use crate::support::agent::{HELPER, SNYKEY, assert_no_secrets, stderr, stdout, wait_for};
+use crate::support::agent::{
+    HELPER, SNYKEY, assert_no_secrets, output_with_stdin, stderr, stdout, wait_for,
+};
 use crate::support::{Agent, Env, FakeSnyk};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -40,25 +42,8 @@ fn run_as(who: As, program: &str, args: &[&str], stdin: Option<&str>) -> Output 
     } else {
         cmd.args(["--groups", who.2]);
     }
-    let mut child = cmd
-        .arg(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
+    cmd.arg(program).args(args);
+    output_with_stdin(&mut cmd, stdin)
 }
 
 fn helper_as(agent: &Agent, who: As, org: &str, client: &str) -> Output {

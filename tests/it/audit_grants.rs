@@ -4,41 +4,12 @@
 //! kinds) and a secret rotation — with no secret and no fingerprint in the
 //! file, and a chain `snykey audit verify` accepts.
 
-use crate::support::agent::{SNYKEY, assert_no_secrets, stderr, stdout, tcp_get, wait_for};
+use crate::support::agent::{SNYKEY, assert_no_secrets, rsa_key, stderr, tcp_get, wait_for};
 use crate::support::fake_snyk::Fault;
 use crate::support::{Env, FakeSnyk};
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-/// An RSA key pair from the real openssl: (private PEM file, public PEM).
-fn rsa_key(dir: &Path) -> (PathBuf, String) {
-    let key = dir.join("grant-key.pem");
-    let out = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-        ])
-        .arg(&key)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "openssl is required by this test ({e}): install it with `apt-get install openssl`"
-            )
-        });
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    (key, stdout(&out))
-}
 
 fn grant_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
@@ -64,7 +35,7 @@ fn every_grant_at_snyk_writes_one_audit_line_without_a_secret() {
     fake.new_service_account("sa-cs", "sa-cs-secret-value");
     fake.lock().api_tokens.push("sa-admin-token".into());
     let mut env = Env::new(&fake.url());
-    let (key, public) = rsa_key(env.path());
+    let (key, public) = rsa_key(env.path(), 2048);
     fake.lock().clients.insert("sa-jwt".into(), None);
     fake.lock()
         .jwt_keys

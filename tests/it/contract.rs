@@ -5,12 +5,11 @@
 //! `key_prefix`, and JSON logs.
 
 use crate::support::agent::{
-    Agent, SNYKEY, assert_no_secrets, command, http_on, stderr, stdout, wait_for,
+    Agent, SNYKEY, assert_no_secrets, command, http_on, output_with_stdin, stderr, stdout, wait_for,
 };
 use crate::support::bao::Bao;
 use crate::support::redis::RedisServer;
 use crate::support::{Env, FakeSnyk, Fault};
-use std::io::Write;
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, SystemTime};
@@ -23,24 +22,11 @@ fn rfc3339(v: &serde_json::Value) -> SystemTime {
 /// `snykey ARGS` from a cleared environment plus `env`, `stdin` fed in.
 fn cli(home: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
     let mut cmd = command(SNYKEY, home);
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
+    output_with_stdin(&mut cmd, stdin)
 }
 
 #[test]

@@ -1,43 +1,12 @@
 //! Service accounts (issue 6): client-secret and private-key-JWT credentials,
 //! managing accounts at Snyk, and zero-downtime secret rotation.
 
-use crate::support::agent::{assert_no_secrets, stderr, stdout, wait_for};
+use crate::support::agent::{assert_no_secrets, rsa_key, stderr, stdout, wait_for};
 use crate::support::{Env, FakeSnyk};
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-/// An RSA key pair from the real openssl: (private PEM file, public PEM).
-fn rsa_key(dir: &Path, bits: u32) -> (std::path::PathBuf, String) {
-    let key = dir.join(format!("key-{bits}.pem"));
-    let st = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            &format!("rsa_keygen_bits:{bits}"),
-            "-out",
-        ])
-        .arg(&key)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "openssl is required by this test ({e}): install it with `apt-get install openssl`"
-            )
-        });
-    assert!(st.status.success(), "{}", stderr(&st));
-    let out = Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    (key, stdout(&out))
-}
 
 #[test]
 fn both_service_account_kinds_print_valid_tokens_and_jwts_are_fresh() {

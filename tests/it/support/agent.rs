@@ -278,25 +278,9 @@ impl Agent {
 
     /// Runs `snykey --socket ... ARGS` with `stdin` fed in.
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = command(SNYKEY, &self.home)
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().unwrap()
+        let mut cmd = command(SNYKEY, &self.home);
+        cmd.arg("--socket").arg(&self.socket).args(args);
+        output_with_stdin(&mut cmd, stdin)
     }
 
     /// Stores an oauth_app credential through `snykey put`, secrets via files and stdin.
@@ -473,4 +457,55 @@ pub fn tcp_get(url: &str) -> (u16, Option<String>, String) {
             .then(|| v.trim().to_string())
     });
     (status, location, body.to_string())
+}
+
+/// An RSA key pair of `bits` from the real openssl: (private PEM file in
+/// `dir`, public PEM).
+pub fn rsa_key(dir: &std::path::Path, bits: u32) -> (std::path::PathBuf, String) {
+    let key = dir.join(format!("key-{bits}.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            &format!("rsa_keygen_bits:{bits}"),
+            "-out",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "openssl is required by this test ({e}): install it with `apt-get install openssl`"
+            )
+        });
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    (key, stdout(&out))
+}
+
+/// Runs `cmd` to its end with `stdin` written to it (then closed) and its
+/// output captured.
+pub fn output_with_stdin(cmd: &mut Command, stdin: Option<&str>) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
 }
