@@ -24,7 +24,13 @@ impl Broker {
     ) -> Result<CachedToken, BrokerError> {
         let key = &slot.key;
         let (record, generation) = self.sa_record(key, &given).await?;
-        let grant = granted(key, self.sa_grant(key, &record).await?)?;
+        let answer = self.sa_grant(key, &record).await?;
+        crate::audit::grant_result(
+            crate::audit::GrantKind::ClientCredentials,
+            Some(key),
+            &answer,
+        );
+        let grant = granted(key, answer)?;
         if let Some(mut to_store) = given {
             // A secret (perhaps one Snyk just created, shown once): journal,
             // then the store, like every new credential.
