@@ -31,7 +31,7 @@ const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
 /// The stored token is dead at Snyk: only a new login helps.
 fn needs_login(key: &CredKey, why: &str) -> BrokerError {
     crate::metrics::refresh("permanent");
-    tracing::error!(org_id = %key.org, client_id = %key.client, error = %why, "credential needs a new login");
+    tracing::error!(error = %why, "credential needs a new login");
     BrokerError::NeedsLogin(needs_login_message(key, why))
 }
 
@@ -211,11 +211,10 @@ impl Broker {
         expires_in: Duration,
         landed: bool,
     ) -> CachedToken {
-        let key = &slot.key;
         let token = self.token_from(access_token, expires_in);
         slot.status().last_refresh_at = token.issued_at;
         crate::metrics::refresh("ok");
-        tracing::info!(org_id = %key.org, client_id = %key.client, landed, "refreshed");
+        tracing::info!(landed, "refreshed");
         if !landed {
             self.degraded(slot, "the rotated refresh token is in the recovery journal until the secret store takes it");
             self.spawn_lander(slot, flight);
@@ -288,7 +287,7 @@ impl Broker {
         }
         *transient += 1;
         crate::metrics::refresh("transient");
-        tracing::info!(org_id = %key.org, client_id = %key.client, error = %e, wait_ms = wait.as_millis() as u64, "Snyk did not take the refresh; trying again");
+        tracing::info!(error = %e, wait_ms = wait.as_millis() as u64, "Snyk did not take the refresh; trying again");
         tokio::time::sleep(wait).await;
         ControlFlow::Continue(())
     }
