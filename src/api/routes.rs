@@ -61,20 +61,19 @@ const ROUTES: &[(Method, &str, Route)] = &[
 ];
 
 /// The path's segments in place of the template's `{…}` ones, or `None`.
+/// Allocates only for a match with parameters (this runs for every request).
 fn matches<'p>(template: &str, segments: &[&'p str]) -> Option<Vec<&'p str>> {
-    let parts: Vec<&str> = template.trim_start_matches('/').split('/').collect();
-    if parts.len() != segments.len() {
-        return None;
-    }
+    let mut parts = template.trim_start_matches('/').split('/');
     let mut params = Vec::new();
-    for (part, seg) in parts.iter().zip(segments) {
+    for seg in segments {
+        let part = parts.next()?;
         if part.starts_with('{') {
             params.push(*seg);
-        } else if part != seg {
+        } else if part != *seg {
             return None;
         }
     }
-    Some(params)
+    parts.next().is_none().then_some(params)
 }
 
 /// A request, parsed from its method, path and query before any body is

@@ -386,7 +386,6 @@ impl Broker {
 
     /// `GET /v1/credentials/{org}/{client}`: a token valid for at least
     /// `min_validity` (see [`Broker::wanted_validity`]).
-    #[tracing::instrument(name = "credential", level = "error", skip_all, fields(org_id = %key.org, client_id = %key.client))]
     pub async fn token(
         self: &Arc<Self>,
         key: &CredKey,
@@ -396,12 +395,30 @@ impl Broker {
         let slot = self.slot(key).await?;
         let want = self.wanted_validity(&slot, min_validity, None);
 
-        // The hot copy: no await, no backend.
+        // The hot copy: no await, no backend, and no span (this is the path
+        // nearly every call takes; a span's fields are formatted per call).
         let hot = slot.hot();
         if let Some(t) = hot.as_ref().filter(|t| t.remaining(arrived) >= want) {
             crate::metrics::get().cache_hits.inc();
             return Ok(t.clone());
         }
+        let span = tracing::error_span!("credential", org_id = %key.org, client_id = %key.client);
+        self.token_past_hot(key, slot, min_validity, arrived, want, hot)
+            .instrument(span)
+            .await
+    }
+
+    /// [`Broker::token`] when the hot copy will not do: the shared cache,
+    /// then the single flight.
+    async fn token_past_hot(
+        self: &Arc<Self>,
+        key: &CredKey,
+        slot: Arc<Slot>,
+        min_validity: Option<Duration>,
+        arrived: SystemTime,
+        want: Duration,
+        hot: Option<CachedToken>,
+    ) -> Result<CachedToken, BrokerError> {
         // The shared cache: another agent may have refreshed.
         let mut want = Want {
             validity: want,
