@@ -1,5 +1,6 @@
 //! A real OpenBao cluster on Raft storage, on loopback: N `bao server`
-//! processes (ports from `free_port_pair`, one temp dir each), joined with
+//! processes (ports from `free_port_pair`, chosen again when a node cannot
+//! bind them while the cluster forms; one temp dir each), joined with
 //! `retry_join`, initialised with one key share and unsealed. Nodes can be
 //! SIGKILLed and restarted (they come back sealed and are unsealed), or
 //! paused with SIGSTOP (a partition: the process holds its sockets but
@@ -116,7 +117,32 @@ impl BaoCluster {
         )
     }
 
+    /// Starts node `i` and waits until it answers. `bao server` cannot bind
+    /// port 0 and report it, so its port is chosen beforehand: when the node
+    /// exits instead (the port was taken meanwhile) while the cluster is
+    /// being formed, it is started again on another port pair (the others
+    /// join node 0, whose port is settled first); a restart keeps its port,
+    /// which the agents under test were given.
     fn spawn(&mut self, i: usize) {
+        for attempt in 1..=5 {
+            if self.try_spawn(i) {
+                return;
+            }
+            let forming = self.root_token.is_empty();
+            assert!(
+                forming && attempt < 5,
+                "node {i} exited on port {}; log:\n{}",
+                self.nodes[i].port,
+                self.log_text(i)
+            );
+            // A fresh start: nothing the failed process wrote is kept.
+            let _ = std::fs::remove_dir_all(self.nodes[i].dir.join("data"));
+            self.nodes[i].port = free_port_pair();
+        }
+    }
+
+    /// Node `i` answering on its port (true), or exited (false).
+    fn try_spawn(&mut self, i: usize) -> bool {
         std::fs::create_dir_all(self.nodes[i].dir.join("data")).unwrap();
         let cfg = self.nodes[i].dir.join("bao.hcl");
         std::fs::write(&cfg, self.config(i)).unwrap();
@@ -138,9 +164,18 @@ impl BaoCluster {
         self.nodes[i].child = Some(child);
         self.nodes[i].stopped = false;
         let port = self.nodes[i].port;
-        wait(&format!("node {i} to listen"), 20, || {
-            http(port, "", "GET", "sys/health", None).is_ok()
+        let mut exited = false;
+        wait(&format!("node {i} to listen on {port}"), 20, || {
+            exited = self.nodes[i]
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            exited || http(port, "", "GET", "sys/health", None).is_ok()
         });
+        if exited {
+            self.nodes[i].child = None;
+        }
+        !exited
     }
 
     fn unseal(&self, i: usize) {
