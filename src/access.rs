@@ -102,6 +102,9 @@ pub enum AdminOp {
     LoginStatus,
     RegisterApp,
     ServiceAccounts,
+    /// `GET /v1/ready?write=true` (`snykey doctor`): writes and removes a
+    /// scratch record in the secret store.
+    WriteCheck,
 }
 
 impl AdminOp {
@@ -115,6 +118,7 @@ impl AdminOp {
             AdminOp::LoginStatus => "login_status",
             AdminOp::RegisterApp => "register_app",
             AdminOp::ServiceAccounts => "service_accounts",
+            AdminOp::WriteCheck => "write_check",
         }
     }
 
@@ -129,6 +133,7 @@ impl AdminOp {
             AdminOp::LoginStatus => "follow logins",
             AdminOp::RegisterApp => "register apps",
             AdminOp::ServiceAccounts => "manage service accounts",
+            AdminOp::WriteCheck => "write to the secret store (the doctor's write check)",
         }
     }
 }

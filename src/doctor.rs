@@ -315,6 +315,7 @@ async fn store_writable(client: &AgentClient, cfg: Option<&Config>) -> Check {
         Ok(m) => pass(name, m.message),
         Err(ClientError::Api { code, error, .. }) => {
             let remedy = match code {
+                ErrorCode::Forbidden => "the write check is an admin operation: run `snykey doctor` as the agent's user, root, or a uid/gid in server.admin_uids / admin_gids".to_string(),
                 ErrorCode::StoreSealed => "unseal it (`bao operator unseal`); the agent resumes by itself".to_string(),
                 ErrorCode::StoreDenied => format!(
                     "give the agent's OpenBao token (or its AppRole / Kubernetes role) a policy with create, read, update, delete and list on {paths}"

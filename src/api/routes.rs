@@ -82,6 +82,8 @@ fn matches<'p>(template: &str, segments: &[&'p str]) -> Option<Vec<&'p str>> {
 enum Call {
     Health,
     Ready,
+    /// `GET /v1/ready?write=true`: a write on a scratch record; admins only.
+    WriteCheck,
     Metrics,
     Put,
     List,
@@ -105,6 +107,7 @@ impl Call {
         match self {
             Call::Health => "health",
             Call::Ready => "ready",
+            Call::WriteCheck => "write_check",
             Call::Metrics => "metrics",
             Call::Put => "put_credential",
             Call::List => "list_credentials",
@@ -126,6 +129,7 @@ impl Call {
             Call::List => Operation::List,
             Call::Token(key) | Call::ForceRefresh(key) => Operation::Read(key),
             Call::Put => Operation::Admin(AdminOp::PutCredential, None),
+            Call::WriteCheck => Operation::Admin(AdminOp::WriteCheck, None),
             Call::Delete { key, revoke: false } => {
                 Operation::Admin(AdminOp::DeleteCredential, Some(key))
             }
@@ -187,10 +191,8 @@ async fn run(
 ) -> Result<Resp, ApiError> {
     match call {
         Call::Health => handlers::health(),
-        Call::Ready if query_get(query, paths::WRITE) == Some("true") => {
-            handlers::write_check(state).await
-        }
         Call::Ready => handlers::ready(state).await,
+        Call::WriteCheck => handlers::write_check(state).await,
         Call::Metrics => Ok(super::metrics_response(&state.broker)),
         Call::Put => handlers::put(state, req, noted).await,
         Call::List => handlers::list(state, peer, policy),
@@ -362,6 +364,7 @@ fn call(route: Route, params: &[&str], query: &Query) -> Result<Call, (&'static 
     let label = |r: &'static str| move |e: ApiError| (r, e);
     Ok(match route {
         Route::Health => Call::Health,
+        Route::Ready if query_get(query, paths::WRITE) == Some("true") => Call::WriteCheck,
         Route::Ready => Call::Ready,
         Route::Metrics => Call::Metrics,
         Route::Put => Call::Put,

@@ -162,14 +162,19 @@ impl Sources {
         let all = entries.iter().map(|(k, e)| (k.clone(), e.value.clone()));
         match T::deserialize(MapDeserializer::<_, Error>::new(all)) {
             Ok(v) => Ok(v),
-            Err(whole) => {
+            Err(_) => {
                 for (key, entry) in entries {
                     let one = std::iter::once((key.clone(), entry.value.clone()));
                     if let Err(e) = T::deserialize(MapDeserializer::<_, Error>::new(one)) {
                         return Err(self.err(name, key, e.message().to_string()));
                     }
                 }
-                Err(ConfigError::invalid(name, "the config", whole.message()))
+                // Serde's message may quote a value: name the section only.
+                Err(ConfigError::invalid(
+                    name,
+                    "the config",
+                    "its keys do not fit together; compare them with examples/config.toml",
+                ))
             }
         }
     }

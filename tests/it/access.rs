@@ -310,8 +310,16 @@ fn consumers_read_only_their_credentials_and_admin_operations_need_an_admin() {
             .success()
     );
     assert_eq!(fake.refresh_grants(), grants_before);
+    // The doctor's write check writes to the store: admins only.
+    let (st, v) = http_as(&agent, CONSUMER_A, "GET", "/v1/ready?write=true");
+    assert_eq!((st, v["code"].as_str()), (403, Some("forbidden")), "{v}");
+    let (st, v) = http_as(&agent, CONSUMER_A, "GET", "/v1/ready");
+    assert_eq!(st, 200, "plain readiness stays open: {v}");
+    assert_eq!(std::fs::read(&env.store).unwrap(), store_before);
 
     // Admins by uid and by supplementary group can.
+    let (st, v) = http_as(&agent, ADMIN_GROUP, "GET", "/v1/ready?write=true");
+    assert_eq!(st, 200, "{v}");
     let (st, v) = http_as(&agent, ADMIN_GROUP, "DELETE", "/v1/cache/team-a/app-a");
     assert_eq!(st, 200, "{v}");
     let out = cli_as(&agent, ADMIN_UID, &["delete", "team-b", "app-c"], None);
