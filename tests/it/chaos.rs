@@ -199,6 +199,7 @@ fn chaos_loses_nothing_and_replays_nothing() {
     }
 
     let mut lost = 0;
+    let mut lost_clients: Vec<String> = Vec::new();
     for i in 0..CREDS {
         let client = format!("c{i}");
         let live = fake.live_refresh_token(&client);
@@ -236,6 +237,7 @@ fn chaos_loses_nothing_and_replays_nothing() {
         });
         if !(stored_ok && serves) {
             lost += 1;
+            lost_clients.push(client.clone());
             eprintln!(
                 "credential {client}: live at Snyk {}, stored matches {stored_ok}, served {serves}",
                 live.is_some()
@@ -262,6 +264,9 @@ fn chaos_loses_nothing_and_replays_nothing() {
         lat.last().copied().unwrap_or(0),
     );
     eprintln!("{report}");
+    if s.replays > 0 || lost > 0 {
+        print_agent_logs(&envs, &lost_clients);
+    }
     if let Ok(path) = std::env::var("SNYKEY_CHAOS_REPORT") {
         let _ = std::fs::write(path, &report);
     }
@@ -286,5 +291,46 @@ fn chaos_loses_nothing_and_replays_nothing() {
     drop(s);
     for a in agents.into_iter().flatten() {
         a.stop();
+    }
+}
+
+/// On a replay or a lost credential: every agent start's warnings, errors and
+/// lines naming a lost credential (the temp dirs go with the test), so a rare
+/// failure can be read after the run.
+fn print_agent_logs(envs: &[Env], lost_clients: &[String]) {
+    for (i, env) in envs.iter().enumerate() {
+        let mut logs: Vec<std::path::PathBuf> = std::fs::read_dir(env.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|d| d.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("agent-") && n.ends_with(".log"))
+            })
+            .collect();
+        logs.sort();
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let picked: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    l.contains("WARN")
+                        || l.contains("ERROR")
+                        || lost_clients.iter().any(|c| l.contains(c.as_str()))
+                })
+                .collect();
+            let shown = &picked[picked.len().saturating_sub(400)..];
+            eprintln!(
+                "--- env {i}, {}: the last {} of {} picked lines",
+                log.display(),
+                shown.len(),
+                picked.len()
+            );
+            for line in shown {
+                eprintln!("{line}");
+            }
+        }
     }
 }
