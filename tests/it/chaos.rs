@@ -316,9 +316,13 @@ fn print_agent_logs(envs: &[Env], lost_clients: &[String]) {
             let picked: Vec<&str> = text
                 .lines()
                 .filter(|l| {
+                    let names_lost = lost_clients.iter().any(|c| {
+                        l.contains(&format!("client_id={c}}}"))
+                            || l.contains(&format!("client_id={c} "))
+                    });
                     l.contains("WARN")
                         || l.contains("ERROR")
-                        || lost_clients.iter().any(|c| l.contains(c.as_str()))
+                        || (names_lost && !l.contains("TRACE") && !l.contains("DEBUG"))
                 })
                 .collect();
             let shown = &picked[picked.len().saturating_sub(400)..];
