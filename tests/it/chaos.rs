@@ -218,9 +218,11 @@ fn chaos_loses_nothing_and_replays_nothing() {
         };
         // Every agent serves it. An agent killed while its send was out
         // retries that token once after the quiet period of SPEC §2 rule 6
-        // (1.5 × Snyk's 30 s timeout + 1 s), answering 503 until then: ask
-        // until a minute has passed, not just once.
-        let serve_deadline = Instant::now() + Duration::from_secs(60);
+        // (1.5 × Snyk's 30 s timeout + 1 s); a claim whose holder died before
+        // journaling it is taken over only after rule 5's takeover period
+        // (send window 10 s + Snyk's 30 s + 120 s landing grace = 160 s),
+        // answering 503 until then: ask until that has passed, not just once.
+        let serve_deadline = Instant::now() + Duration::from_secs(180);
         let serves = sockets.iter().all(|s| {
             loop {
                 let (st, body) =
