@@ -13,7 +13,7 @@ pub struct RedisServer {
     binary: String,
 }
 
-fn find_redis() -> String {
+pub(crate) fn find_redis() -> String {
     let found = std::env::var_os("PATH").and_then(|p| {
         std::env::split_paths(&p)
             .map(|d| d.join("redis-server"))
@@ -27,7 +27,7 @@ fn find_redis() -> String {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }

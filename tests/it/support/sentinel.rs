@@ -4,30 +4,12 @@
 
 #![allow(dead_code)]
 
+use super::redis::{find_redis, free_port};
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const MASTER: &str = "snykey-master";
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn find_redis() -> String {
-    let found = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("redis-server"))
-            .find(|f| f.exists())
-    });
-    match found {
-        Some(p) => p.display().to_string(),
-        None => panic!(
-            "redis-server is required by this test: install it with `apt-get install redis-server` (.ci/run does)"
-        ),
-    }
-}
 
 pub struct Sentinels {
     dir: tempfile::TempDir,
