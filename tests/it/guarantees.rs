@@ -323,6 +323,107 @@ fn a_redis_lock_lost_mid_refresh_does_not_let_a_second_agent_replay() {
 }
 
 #[test]
+fn an_agent_killed_after_snyk_rotated_retries_once_across_agents_then_needs_login() {
+    // Two agents share OpenBao and Redis. A's refresh is consumed at Snyk
+    // and A is SIGKILLed before the answer arrives: the new token died with
+    // the process (nothing can keep an answer a dead process never read).
+    // What must hold: the consumed token is retried at most once across
+    // both agents (rule 6, after the quiet period), never replayed; then the
+    // credential is `needs_login` in the record and on both agents, saying
+    // the answer was lost.
+    let fake = FakeSnyk::start();
+    fake.lock().track_senders = true;
+    let bao = SharedBao::start();
+    let redis = RedisServer::start();
+    let rt = fake.new_oauth_client("cx", None);
+    let mut envs: Vec<Env> = (0..2).map(|_| Env::new(&fake.url())).collect();
+    for env in &mut envs {
+        shared_backends(env, &bao, &redis);
+    }
+    let a = envs[0].start();
+    let b = envs[1].start();
+    assert!(
+        a.put_oauth(envs[0].path(), "ox", "cx", None, &rt)
+            .status
+            .success()
+    );
+    a.http("DELETE", "/v1/cache/ox/cx", None);
+    let grants = fake.refresh_grants();
+
+    fake.push_fault(Fault::AnswerLater(ANSWER_AFTER));
+    let socket_a = a.socket.clone();
+    let since = Instant::now();
+    let caller = std::thread::spawn(move || {
+        crate::support::agent::try_http(&socket_a, "/v1/credentials/ox/cx")
+    });
+    wait_at_snyk(&fake, grants, since, KILL_AFTER);
+    let pid = a.child.id();
+    a.kill();
+    assert!(caller.join().unwrap().is_err(), "the caller lost its agent");
+    let journal = std::fs::read_dir(&envs[0].journal)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect::<String>();
+    let stored = bao.kv2_data("kv", "snyk/ox/cx").unwrap();
+    let died = fake.answers_lost_with(pid, |t| journal.contains(t) || stored["refresh_token"] == t);
+    assert_eq!(died, vec!["cx".to_string()], "the answer died with A");
+    assert!(
+        !stored["claim"].is_null(),
+        "A's claim is still in the store: {}",
+        stored["claim"]
+    );
+
+    // B is asked at once and keeps being asked: A's claim is live, so B
+    // sends nothing; the restarted A finds its own claim in its journal and,
+    // after the quiet period, makes the one retry.
+    let a = envs[0].start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (sa, _) = http_on(&a.socket, "GET", "/v1/credentials/ox/cx", None);
+        let (sb, _) = http_on(&b.socket, "GET", "/v1/credentials/ox/cx", None);
+        if sa == 409 && sb == 409 {
+            break;
+        }
+        assert!(
+            sa != 200 && sb != 200,
+            "no agent can serve a token from an answer it never had"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "both agents say needs_login within the quiet period (A {sa}, B {sb})\nA's log:\n{}",
+            a.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    for agent in [&a, &b] {
+        let out = agent.helper(&["ox", "cx"]);
+        assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+        assert!(stderr(&out).contains("lost in transit"), "{}", stderr(&out));
+    }
+    let data = bao.kv2_data("kv", "snyk/ox/cx").unwrap();
+    assert!(
+        data["state"].to_string().contains("needs_login"),
+        "the record says needs_login: {}",
+        data["state"]
+    );
+    assert!(data["claim"].is_null(), "no claim left: {}", data["claim"]);
+    let s = fake.lock();
+    assert_eq!(s.replays, 0, "{:?}", s.replay_log);
+    assert_eq!(
+        s.lost_answer_retries, 1,
+        "exactly one retry across both agents"
+    );
+    assert_eq!(s.refresh_grants, grants + 1);
+    drop(s);
+    for agent in [a, b] {
+        let log = agent.stop_and_log();
+        assert_no_secrets("agent log", &log, &fake.secrets());
+    }
+}
+
+#[test]
 fn a_redis_flush_while_a_rotated_token_is_only_journaled_does_not_cause_a_replay() {
     let fake = FakeSnyk::start();
     let bao = SharedBao::start();

@@ -57,6 +57,11 @@ struct RefreshState {
     revoked: bool,
     /// The answer that issued this token's successor was lost in transit.
     answer_lost: bool,
+    /// The token this one's grant issued.
+    successor: Option<String>,
+    /// The process that sent this token when it was consumed (with
+    /// `track_senders`).
+    sender: Option<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -92,6 +97,10 @@ pub struct State {
     pub delay_all: Option<Duration>,
     /// Probability (0..1) that a token request fails with 503 or 429.
     pub fault_rate: f64,
+    /// Probability (0..1) that a token request is processed at once and
+    /// answered `late_answer` later (Snyk slow to answer).
+    pub late_answer_rate: f64,
+    pub late_answer: Duration,
     /// Authorization codes issued by /oauth2/authorize.
     codes: HashMap<String, CodeInfo>,
     /// Registered redirect URIs per app (apps created through the REST API).
@@ -120,6 +129,15 @@ pub struct State {
     pub apps_created: u64,
     /// REST requests received (counted on arrival, before `rest_delay`).
     pub rest_requests: u64,
+    /// While set, each refresh grant notes the process that sent it (found
+    /// through /proc from the connection's client port), so that a test
+    /// killing agents can say which answers died with a process
+    /// ([`FakeSnyk::answers_lost_with`]).
+    pub track_senders: bool,
+    /// Connection → sending process.
+    sender_pids: HashMap<u64, Option<u32>>,
+    /// One line per replay: the client, who sent the token first and who again.
+    pub replay_log: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +207,8 @@ impl State {
                 used: false,
                 revoked: false,
                 answer_lost: false,
+                successor: None,
+                sender: None,
             },
         );
         self.access.insert(
@@ -242,6 +262,8 @@ impl FakeSnyk {
                 used: false,
                 revoked: false,
                 answer_lost: false,
+                successor: None,
+                sender: None,
             },
         );
         rt
@@ -300,6 +322,36 @@ impl FakeSnyk {
             .access
             .get(at)
             .is_some_and(|(_, exp)| *exp > SystemTime::now())
+    }
+
+    /// Process `pid` was SIGKILLed: every answer it was sent that issued a
+    /// token still unused at Snyk and not `durable` (in the store, or in the
+    /// process's journal on disk) died with it, so SPEC §2 rule 6 permits
+    /// one retry of the token that answer rotated (counted as a lost-answer
+    /// retry, not a replay), as the simulation's kill does. Returns the
+    /// clients whose newest token was lost that way.
+    pub fn answers_lost_with(&self, pid: u32, durable: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut s = self.lock();
+        let refresh = &s.refresh;
+        let lost: Vec<String> = refresh
+            .iter()
+            .filter(|(_, r)| r.used && r.sender == Some(pid) && !r.answer_lost)
+            .filter(|(_, r)| {
+                r.successor
+                    .as_ref()
+                    .and_then(|t| refresh.get(t).map(|n| (t, n)))
+                    .is_some_and(|(t, n)| !n.used && !n.revoked && !durable(t))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut clients = Vec::new();
+        for k in lost {
+            if let Some(r) = s.refresh.get_mut(&k) {
+                r.answer_lost = true;
+                clients.push(r.client_id.clone());
+            }
+        }
+        clients
     }
 
     pub fn replays(&self) -> u64 {
@@ -725,6 +777,7 @@ impl std::fmt::Display for Dropped {
 impl std::error::Error for Dropped {}
 
 async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, Dropped> {
+    let peer = req.extensions().get::<super::serve::Peer>().copied();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let method = req.method().clone();
@@ -767,7 +820,8 @@ async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, D
             }
             let form: HashMap<String, String> =
                 serde_urlencoded::from_bytes(&body).unwrap_or_default();
-            token(st, form).await
+            let sender = sender_of(&st, peer);
+            token(st, form, sender).await
         }
         ("POST", "/oauth2/revoke") => {
             let form: HashMap<String, String> =
@@ -809,7 +863,70 @@ async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, D
     }
 }
 
-async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<Resp, Dropped> {
+/// The process on the other end of a token request's connection, when the
+/// test asked for senders to be tracked.
+fn sender_of(st: &Arc<Mutex<State>>, peer: Option<super::serve::Peer>) -> Option<u32> {
+    let peer = peer?;
+    let server_port = {
+        let s = st.lock().unwrap();
+        if !s.track_senders {
+            return None;
+        }
+        if let Some(pid) = s.sender_pids.get(&peer.conn) {
+            return *pid;
+        }
+        s.base_url.rsplit(':').next()?.parse::<u16>().ok()?
+    };
+    let pid = pid_of_peer(peer.addr.port(), server_port);
+    st.lock().unwrap().sender_pids.insert(peer.conn, pid);
+    pid
+}
+
+/// The process holding the loopback TCP socket from `client_port` to
+/// `server_port`: its inode from /proc/net/tcp, then the process whose fd
+/// table holds that socket.
+fn pid_of_peer(client_port: u16, server_port: u16) -> Option<u32> {
+    let port_of = |field: &str| {
+        field
+            .rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let inode = table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.len() > 9
+            && port_of(f[1]) == Some(client_port)
+            && port_of(f[2]) == Some(server_port)
+            && f[9] != "0")
+            .then(|| f[9].to_string())
+    })?;
+    let wanted = format!("socket:[{inode}]");
+    for proc_dir in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = proc_dir
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(proc_dir.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == wanted.as_str()) {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
+async fn token(
+    st: Arc<Mutex<State>>,
+    form: HashMap<String, String>,
+    sender: Option<u32>,
+) -> Result<Resp, Dropped> {
     let (fault, delay) = {
         let mut s = st.lock().unwrap();
         s.token_requests += 1;
@@ -823,6 +940,8 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
                 } else {
                     Fault::RateLimit(1)
                 });
+            } else if s.late_answer_rate > 0.0 && rand::random::<f64>() < s.late_answer_rate {
+                f = Some(Fault::AnswerLater(s.late_answer));
             }
         }
         (f, s.delay_all)
@@ -857,6 +976,7 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
         form,
         drop_after || gateway_after.is_some(),
         no_refresh_token,
+        sender,
     ) {
         Err(Dropped) if gateway_after.is_some() => Ok(gateway_page(gateway_after.unwrap_or(502))),
         other => other,
@@ -873,6 +993,7 @@ fn grant(
     form: HashMap<String, String>,
     drop_after: bool,
     no_refresh_token: bool,
+    sender: Option<u32>,
 ) -> Result<Resp, Dropped> {
     let mut s = st.lock().unwrap();
     let client_id = form.get("client_id").cloned().unwrap_or_default();
@@ -912,6 +1033,11 @@ fn grant(
                     }
                 } else {
                     s.replays += 1;
+                    let line = format!(
+                        "{client_id}: a token consumed by process {:?} sent again by process {sender:?}",
+                        state.sender
+                    );
+                    s.replay_log.push(line);
                 }
                 return Ok(oauth_error(
                     400,
@@ -919,11 +1045,13 @@ fn grant(
                     "refresh token already used",
                 ));
             }
+            let (at, new_rt, expires_in) = s.issue_pair(&client_id);
             if let Some(r) = s.refresh.get_mut(&rt) {
                 r.used = true;
                 r.answer_lost = drop_after;
+                r.successor = Some(new_rt.clone());
+                r.sender = sender;
             }
-            let (at, new_rt, expires_in) = s.issue_pair(&client_id);
             s.refresh_grants += 1;
             s.grant_times.push(SystemTime::now());
             if drop_after {
