@@ -242,6 +242,7 @@ fn chaos_loses_nothing_and_replays_nothing() {
         c.join().unwrap();
     }
 
+    cut.extend(fake.lock().answers_to_the_dead.iter().cloned());
     let mut lost = 0;
     let mut lost_clients: Vec<String> = Vec::new();
     for i in 0..CREDS {

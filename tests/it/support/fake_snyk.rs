@@ -135,9 +135,13 @@ pub struct State {
     /// ([`FakeSnyk::answers_lost_with`]).
     pub track_senders: bool,
     /// Connection → sending process.
-    sender_pids: HashMap<u64, Option<u32>>,
+    sender_pids: HashMap<u64, u32>,
     /// One line per replay: the client, who sent the token first and who again.
     pub replay_log: Vec<String>,
+    /// With `track_senders`: clients whose grant was processed after the
+    /// process that sent it had died (its answer can reach nobody; marked
+    /// lost at once).
+    pub answers_to_the_dead: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -307,6 +311,21 @@ impl FakeSnyk {
             .map(|(k, _)| k)
             .collect();
         (live.len() == 1).then(|| live[0].clone())
+    }
+
+    /// The tokens issued after `rt`, one grant after another, newest last.
+    pub fn successors(&self, rt: &str) -> Vec<String> {
+        let s = self.lock();
+        let mut chain = Vec::new();
+        let mut at = rt.to_string();
+        while let Some(next) = s.refresh.get(&at).and_then(|r| r.successor.clone()) {
+            if chain.contains(&next) {
+                break;
+            }
+            chain.push(next.clone());
+            at = next;
+        }
+        chain
     }
 
     /// Revokes a refresh token, as a user removing the app's access would.
@@ -873,13 +892,13 @@ fn sender_of(st: &Arc<Mutex<State>>, peer: Option<super::serve::Peer>) -> Option
             return None;
         }
         if let Some(pid) = s.sender_pids.get(&peer.conn) {
-            return *pid;
+            return Some(*pid);
         }
         s.base_url.rsplit(':').next()?.parse::<u16>().ok()?
     };
-    let pid = pid_of_peer(peer.addr.port(), server_port);
+    let pid = pid_of_peer(peer.addr.port(), server_port)?;
     st.lock().unwrap().sender_pids.insert(peer.conn, pid);
-    pid
+    Some(pid)
 }
 
 /// The process holding the loopback TCP socket from `client_port` to
@@ -1046,9 +1065,15 @@ fn grant(
                 ));
             }
             let (at, new_rt, expires_in) = s.issue_pair(&client_id);
+            // A live sender always has its socket in its fd table; none
+            // found means it died after sending.
+            let sender_dead = s.track_senders && sender.is_none();
+            if sender_dead {
+                s.answers_to_the_dead.push(client_id.clone());
+            }
             if let Some(r) = s.refresh.get_mut(&rt) {
                 r.used = true;
-                r.answer_lost = drop_after;
+                r.answer_lost = drop_after || sender_dead;
                 r.successor = Some(new_rt.clone());
                 r.sender = sender;
             }
