@@ -381,19 +381,7 @@ fn a_delete_on_another_agent_during_a_refresh_does_not_bring_the_credential_back
     let fake = FakeSnyk::start();
     let bao = crate::guarantees::SharedBao::start();
     let redis = crate::support::redis::RedisServer::start();
-    let rt = fake.new_oauth_client("cx", None);
-    let mut envs: Vec<Env> = (0..2).map(|_| Env::new(&fake.url())).collect();
-    for env in &mut envs {
-        crate::guarantees::shared_backends(env, &bao, &redis);
-    }
-    let a = envs[0].start();
-    let b = envs[1].start();
-    assert!(
-        a.put_oauth(envs[0].path(), "ox", "cx", None, &rt)
-            .status
-            .success()
-    );
-    a.http("DELETE", "/v1/cache/ox/cx", None);
+    let (mut envs, a, b) = crate::guarantees::two_agents_sharing(&fake, &bao, &redis, "ox", "cx");
     // A's refresh is at Snyk when B deletes the credential.
     fake.push_fault(Fault::AnswerLater(Duration::from_millis(2500)));
     let grants = fake.refresh_grants();

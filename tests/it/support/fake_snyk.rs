@@ -23,7 +23,7 @@ use hyper::{Request, Response, StatusCode};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Debug, Clone)]
 pub enum Fault {
@@ -57,11 +57,28 @@ struct RefreshState {
     revoked: bool,
     /// The answer that issued this token's successor was lost in transit.
     answer_lost: bool,
-    /// The token this one's grant issued.
-    successor: Option<String>,
-    /// The process that sent this token when it was consumed (with
-    /// `track_senders`).
-    sender: Option<u32>,
+    /// What this token's grant issued, when it was consumed.
+    grant: Option<Grant>,
+}
+
+/// One refresh grant: what it issued and when.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub successor: String,
+    pub access_token: String,
+    pub at: Instant,
+}
+
+/// A refresh token sent again after Snyk had consumed it.
+#[derive(Debug, Clone)]
+pub struct Resend {
+    pub client_id: String,
+    pub token: String,
+    /// The grant that consumed it.
+    pub grant: Option<Grant>,
+    /// Counted as the lost-answer retry the fake knew of (its own
+    /// "drop after processing" fault), not as a replay.
+    pub lost_answer_retry: bool,
 }
 
 #[derive(Debug, Default)]
@@ -129,19 +146,10 @@ pub struct State {
     pub apps_created: u64,
     /// REST requests received (counted on arrival, before `rest_delay`).
     pub rest_requests: u64,
-    /// While set, each refresh grant notes the process that sent it (found
-    /// through /proc from the connection's client port), so that a test
-    /// killing agents can say which answers died with a process
-    /// ([`FakeSnyk::answers_lost_with`]).
-    pub track_senders: bool,
-    /// Connection → sending process.
-    sender_pids: HashMap<u64, u32>,
-    /// One line per replay: the client, who sent the token first and who again.
-    pub replay_log: Vec<String>,
-    /// With `track_senders`: clients whose grant was processed after the
-    /// process that sent it had died (its answer can reach nobody; marked
-    /// lost at once).
-    pub answers_to_the_dead: Vec<String>,
+    /// Every send of a consumed refresh token, replays and lost-answer
+    /// retries alike, so that a test that kills agents can tell which
+    /// resends its kills explain.
+    pub resends: Vec<Resend>,
 }
 
 #[derive(Debug, Clone)]
@@ -211,8 +219,7 @@ impl State {
                 used: false,
                 revoked: false,
                 answer_lost: false,
-                successor: None,
-                sender: None,
+                grant: None,
             },
         );
         self.access.insert(
@@ -266,8 +273,7 @@ impl FakeSnyk {
                 used: false,
                 revoked: false,
                 answer_lost: false,
-                successor: None,
-                sender: None,
+                grant: None,
             },
         );
         rt
@@ -318,7 +324,11 @@ impl FakeSnyk {
         let s = self.lock();
         let mut chain = Vec::new();
         let mut at = rt.to_string();
-        while let Some(next) = s.refresh.get(&at).and_then(|r| r.successor.clone()) {
+        while let Some(next) = s
+            .refresh
+            .get(&at)
+            .and_then(|r| r.grant.as_ref().map(|g| g.successor.clone()))
+        {
             if chain.contains(&next) {
                 break;
             }
@@ -343,34 +353,24 @@ impl FakeSnyk {
             .is_some_and(|(_, exp)| *exp > SystemTime::now())
     }
 
-    /// Process `pid` was SIGKILLed: every answer it was sent that issued a
-    /// token still unused at Snyk and not `durable` (in the store, or in the
-    /// process's journal on disk) died with it, so SPEC §2 rule 6 permits
-    /// one retry of the token that answer rotated (counted as a lost-answer
-    /// retry, not a replay), as the simulation's kill does. Returns the
-    /// clients whose newest token was lost that way.
-    pub fn answers_lost_with(&self, pid: u32, durable: impl Fn(&str) -> bool) -> Vec<String> {
-        let mut s = self.lock();
-        let refresh = &s.refresh;
-        let lost: Vec<String> = refresh
-            .iter()
-            .filter(|(_, r)| r.used && r.sender == Some(pid) && !r.answer_lost)
-            .filter(|(_, r)| {
-                r.successor
-                    .as_ref()
-                    .and_then(|t| refresh.get(t).map(|n| (t, n)))
-                    .is_some_and(|(t, n)| !n.used && !n.revoked && !durable(t))
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        let mut clients = Vec::new();
-        for k in lost {
-            if let Some(r) = s.refresh.get_mut(&k) {
-                r.answer_lost = true;
-                clients.push(r.client_id.clone());
-            }
+    /// The answer to `rt`'s grant was lost in a way the fake cannot see (the
+    /// agent that sent it was killed before reading it): SPEC §2 rule 6
+    /// permits one retry, counted as a lost-answer retry, not a replay.
+    pub fn mark_answer_lost(&self, rt: &str) {
+        if let Some(r) = self.lock().refresh.get_mut(rt) {
+            r.answer_lost = true;
         }
-        clients
+    }
+
+    /// The consumed refresh token whose SHA-256 (hex, as a journal or a
+    /// claim names it) is `digest`, with its client and grant.
+    pub fn consumed_by_digest(&self, digest: &str) -> Option<(String, String, Grant)> {
+        let s = self.lock();
+        s.refresh.iter().find_map(|(k, r)| {
+            let grant = r.grant.clone()?;
+            (snykey::secret::Secret::new(k.as_str()).digest() == digest)
+                .then(|| (r.client_id.clone(), k.clone(), grant))
+        })
     }
 
     pub fn replays(&self) -> u64 {
@@ -796,7 +796,6 @@ impl std::fmt::Display for Dropped {
 impl std::error::Error for Dropped {}
 
 async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, Dropped> {
-    let peer = req.extensions().get::<super::serve::Peer>().copied();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let method = req.method().clone();
@@ -839,8 +838,7 @@ async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, D
             }
             let form: HashMap<String, String> =
                 serde_urlencoded::from_bytes(&body).unwrap_or_default();
-            let sender = sender_of(&st, peer);
-            token(st, form, sender).await
+            token(st, form).await
         }
         ("POST", "/oauth2/revoke") => {
             let form: HashMap<String, String> =
@@ -882,70 +880,7 @@ async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, D
     }
 }
 
-/// The process on the other end of a token request's connection, when the
-/// test asked for senders to be tracked.
-fn sender_of(st: &Arc<Mutex<State>>, peer: Option<super::serve::Peer>) -> Option<u32> {
-    let peer = peer?;
-    let server_port = {
-        let s = st.lock().unwrap();
-        if !s.track_senders {
-            return None;
-        }
-        if let Some(pid) = s.sender_pids.get(&peer.conn) {
-            return Some(*pid);
-        }
-        s.base_url.rsplit(':').next()?.parse::<u16>().ok()?
-    };
-    let pid = pid_of_peer(peer.addr.port(), server_port)?;
-    st.lock().unwrap().sender_pids.insert(peer.conn, pid);
-    Some(pid)
-}
-
-/// The process holding the loopback TCP socket from `client_port` to
-/// `server_port`: its inode from /proc/net/tcp, then the process whose fd
-/// table holds that socket.
-fn pid_of_peer(client_port: u16, server_port: u16) -> Option<u32> {
-    let port_of = |field: &str| {
-        field
-            .rsplit(':')
-            .next()
-            .and_then(|p| u16::from_str_radix(p, 16).ok())
-    };
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    let inode = table.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        (f.len() > 9
-            && port_of(f[1]) == Some(client_port)
-            && port_of(f[2]) == Some(server_port)
-            && f[9] != "0")
-            .then(|| f[9].to_string())
-    })?;
-    let wanted = format!("socket:[{inode}]");
-    for proc_dir in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = proc_dir
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(proc_dir.path().join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == wanted.as_str()) {
-                return Some(pid);
-            }
-        }
-    }
-    None
-}
-
-async fn token(
-    st: Arc<Mutex<State>>,
-    form: HashMap<String, String>,
-    sender: Option<u32>,
-) -> Result<Resp, Dropped> {
+async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<Resp, Dropped> {
     let (fault, delay) = {
         let mut s = st.lock().unwrap();
         s.token_requests += 1;
@@ -995,7 +930,6 @@ async fn token(
         form,
         drop_after || gateway_after.is_some(),
         no_refresh_token,
-        sender,
     ) {
         Err(Dropped) if gateway_after.is_some() => Ok(gateway_page(gateway_after.unwrap_or(502))),
         other => other,
@@ -1012,7 +946,6 @@ fn grant(
     form: HashMap<String, String>,
     drop_after: bool,
     no_refresh_token: bool,
-    sender: Option<u32>,
 ) -> Result<Resp, Dropped> {
     let mut s = st.lock().unwrap();
     let client_id = form.get("client_id").cloned().unwrap_or_default();
@@ -1044,6 +977,12 @@ fn grant(
                 return Ok(oauth_error(400, "invalid_grant", "refresh token revoked"));
             }
             if state.used {
+                s.resends.push(Resend {
+                    client_id: client_id.clone(),
+                    token: rt.clone(),
+                    grant: state.grant.clone(),
+                    lost_answer_retry: state.answer_lost,
+                });
                 if state.answer_lost {
                     s.lost_answer_retries += 1;
                     if let Some(r) = s.refresh.get_mut(&rt) {
@@ -1052,11 +991,6 @@ fn grant(
                     }
                 } else {
                     s.replays += 1;
-                    let line = format!(
-                        "{client_id}: a token consumed by process {:?} sent again by process {sender:?}",
-                        state.sender
-                    );
-                    s.replay_log.push(line);
                 }
                 return Ok(oauth_error(
                     400,
@@ -1065,17 +999,14 @@ fn grant(
                 ));
             }
             let (at, new_rt, expires_in) = s.issue_pair(&client_id);
-            // A live sender always has its socket in its fd table; none
-            // found means it died after sending.
-            let sender_dead = s.track_senders && sender.is_none();
-            if sender_dead {
-                s.answers_to_the_dead.push(client_id.clone());
-            }
             if let Some(r) = s.refresh.get_mut(&rt) {
                 r.used = true;
-                r.answer_lost = drop_after || sender_dead;
-                r.successor = Some(new_rt.clone());
-                r.sender = sender;
+                r.answer_lost = drop_after;
+                r.grant = Some(Grant {
+                    successor: new_rt.clone(),
+                    access_token: at.clone(),
+                    at: Instant::now(),
+                });
             }
             s.refresh_grants += 1;
             s.grant_times.push(SystemTime::now());

@@ -24,14 +24,6 @@ impl Drop for Stop {
     }
 }
 
-/// The client end of a request's connection and the connection's sequence
-/// number on this server (in the request's extensions).
-#[derive(Debug, Clone, Copy)]
-pub struct Peer {
-    pub addr: SocketAddr,
-    pub conn: u64,
-}
-
 /// Serves `handler` (an `Err` drops the connection without an answer).
 pub fn spawn<H, F, E>(handler: H) -> (SocketAddr, Arc<Stop>)
 where
@@ -51,21 +43,14 @@ where
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
-            let mut conns = 0u64;
             loop {
                 tokio::select! {
                     accepted = listener.accept() => {
-                        let Ok((stream, peer)) = accepted else { continue };
+                        let Ok((stream, _)) = accepted else { continue };
                         let handler = handler.clone();
-                        conns += 1;
-                        let peer = Peer { addr: peer, conn: conns };
                         tokio::spawn(async move {
-                            let service = service_fn(move |mut req: Request<Incoming>| {
-                                req.extensions_mut().insert(peer);
-                                handler(req)
-                            });
                             let _ = http1::Builder::new()
-                                .serve_connection(TokioIo::new(stream), service)
+                                .serve_connection(TokioIo::new(stream), service_fn(handler))
                                 .await;
                         });
                     }
