@@ -87,6 +87,8 @@ pub struct State {
     pub clients: HashMap<String, Option<String>>,
     refresh: HashMap<String, RefreshState>,
     access: HashMap<String, (String, SystemTime)>,
+    /// When each access token of a refresh grant was issued.
+    access_issued: HashMap<String, SystemTime>,
     /// Every secret value this fake ever issued or was configured with.
     pub secrets: Vec<String>,
     pub expires_in: u64,
@@ -211,6 +213,7 @@ impl State {
     fn issue_pair(&mut self, client_id: &str) -> (String, String, u64) {
         let new_rt = random_token("rt_");
         let at = self.new_access_token();
+        self.access_issued.insert(at.clone(), SystemTime::now());
         let expires_in = self.expires_in;
         self.refresh.insert(
             new_rt.clone(),
@@ -343,6 +346,11 @@ impl FakeSnyk {
         if let Some(r) = self.lock().refresh.get_mut(rt) {
             r.revoked = true;
         }
+    }
+
+    /// When a refresh grant issued this access token.
+    pub fn access_token_issued_at(&self, at: &str) -> Option<SystemTime> {
+        self.lock().access_issued.get(at).copied()
     }
 
     /// Does the fake accept this access token right now?
