@@ -77,8 +77,10 @@ pub struct Resend {
     /// The grant that consumed it.
     pub grant: Option<Grant>,
     /// Counted as the lost-answer retry the fake knew of (its own
-    /// "drop after processing" fault), not as a replay.
+    /// "drop after processing" fault, or an answer later than
+    /// `client_timeout`), not as a replay.
     pub lost_answer_retry: bool,
+    pub at: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -87,8 +89,6 @@ pub struct State {
     pub clients: HashMap<String, Option<String>>,
     refresh: HashMap<String, RefreshState>,
     access: HashMap<String, (String, SystemTime)>,
-    /// When each access token of a refresh grant was issued.
-    access_issued: HashMap<String, SystemTime>,
     /// Every secret value this fake ever issued or was configured with.
     pub secrets: Vec<String>,
     pub expires_in: u64,
@@ -120,6 +120,10 @@ pub struct State {
     /// answered `late_answer` later (Snyk slow to answer).
     pub late_answer_rate: f64,
     pub late_answer: Duration,
+    /// When set: a refresh answer this late (from the request's arrival)
+    /// may have come after the client gave up (the agents' Snyk timeout),
+    /// so it counts as lost: rule 6 permits one retry.
+    pub client_timeout: Option<Duration>,
     /// Authorization codes issued by /oauth2/authorize.
     codes: HashMap<String, CodeInfo>,
     /// Registered redirect URIs per app (apps created through the REST API).
@@ -213,7 +217,6 @@ impl State {
     fn issue_pair(&mut self, client_id: &str) -> (String, String, u64) {
         let new_rt = random_token("rt_");
         let at = self.new_access_token();
-        self.access_issued.insert(at.clone(), SystemTime::now());
         let expires_in = self.expires_in;
         self.refresh.insert(
             new_rt.clone(),
@@ -348,9 +351,9 @@ impl FakeSnyk {
         }
     }
 
-    /// When a refresh grant issued this access token.
-    pub fn access_token_issued_at(&self, at: &str) -> Option<SystemTime> {
-        self.lock().access_issued.get(at).copied()
+    /// Until when the fake accepts this access token.
+    pub fn access_token_expiry(&self, at: &str) -> Option<SystemTime> {
+        self.lock().access.get(at).map(|(_, exp)| *exp)
     }
 
     /// Does the fake accept this access token right now?
@@ -889,6 +892,8 @@ async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, D
 }
 
 async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<Resp, Dropped> {
+    let arrived = Instant::now();
+    let sent_token = form.get("refresh_token").cloned();
     let (fault, delay) = {
         let mut s = st.lock().unwrap();
         s.token_requests += 1;
@@ -945,6 +950,20 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
     if let Some(d) = answer_after {
         tokio::time::sleep(d).await;
     }
+    let mut s = st.lock().unwrap();
+    if let (Some(limit), Some(rt)) = (s.client_timeout, sent_token) {
+        if arrived.elapsed() >= limit {
+            if let Some(r) = s
+                .refresh
+                .get_mut(&rt)
+                .filter(|r| r.grant.as_ref().is_some_and(|g| g.at >= arrived))
+            {
+                // This request consumed it.
+                r.answer_lost = true;
+            }
+        }
+    }
+    drop(s);
     answer
 }
 
@@ -990,6 +1009,7 @@ fn grant(
                     token: rt.clone(),
                     grant: state.grant.clone(),
                     lost_answer_retry: state.answer_lost,
+                    at: Instant::now(),
                 });
                 if state.answer_lost {
                     s.lost_answer_retries += 1;
