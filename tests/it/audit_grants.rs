@@ -106,35 +106,8 @@ fn every_grant_at_snyk_writes_one_audit_line_without_a_secret() {
     assert!(out.status.success(), "{}", stderr(&out));
 
     // A secret rotation of a service account created through the agent.
-    let token_file = env.path().join("auth-token");
-    std::fs::write(&token_file, "sa-admin-token").unwrap();
-    let tf = token_file.to_str().unwrap();
-    let out = agent.cli(
-        &[
-            "service-account",
-            "create",
-            "--org-id",
-            "org-g",
-            "--name",
-            "ci",
-            "--auth-type",
-            "oauth_client_secret",
-            "--role-id",
-            "r",
-            "--auth-token-file",
-            tf,
-        ],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let sa_client = fake
-        .lock()
-        .service_accounts
-        .values()
-        .next()
-        .unwrap()
-        .client_id
-        .clone();
+    let (tf, sa_client) =
+        crate::service_accounts::create_client_secret_account(&agent, &env, &fake, "org-g");
     let out = agent.cli(
         &[
             "service-account",
@@ -144,7 +117,7 @@ fn every_grant_at_snyk_writes_one_audit_line_without_a_secret() {
             "--client-id",
             &sa_client,
             "--auth-token-file",
-            tf,
+            &tf,
         ],
         None,
     );

@@ -236,38 +236,10 @@ fn a_register_app_secret_is_journaled_when_the_store_refuses_it() {
 #[test]
 fn a_replaced_service_account_secret_is_journaled_when_the_store_refuses_it() {
     let fake = FakeSnyk::start();
-    fake.lock().api_tokens.push("sa-admin-token".into());
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    let tf = env.path().join("auth-token");
-    std::fs::write(&tf, "sa-admin-token").unwrap();
-    let tf = tf.display().to_string();
-    let out = agent.cli(
-        &[
-            "service-account",
-            "create",
-            "--org-id",
-            "osr",
-            "--name",
-            "ci",
-            "--auth-type",
-            "oauth_client_secret",
-            "--role-id",
-            "r",
-            "--auth-token-file",
-            &tf,
-        ],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let client = fake
-        .lock()
-        .service_accounts
-        .values()
-        .next()
-        .unwrap()
-        .client_id
-        .clone();
+    let (tf, client) =
+        crate::service_accounts::create_client_secret_account(&agent, &env, &fake, "osr");
 
     // The store refuses writes once Snyk replaced the secret (while the agent
     // proves the new one mints a token).

@@ -2,7 +2,7 @@
 //! managing accounts at Snyk, and zero-downtime secret rotation.
 
 use crate::support::agent::{assert_no_secrets, rsa_key, stderr, stdout, wait_for};
-use crate::support::{Env, FakeSnyk};
+use crate::support::{Agent, Env, FakeSnyk};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -117,6 +117,44 @@ fn both_service_account_kinds_print_valid_tokens_and_jwts_are_fresh() {
         !log.contains(body_line),
         "the private key must not be logged"
     );
+}
+
+/// A client-secret service account "ci" in `org`, created through the
+/// agent's CLI: the auth token file it used and the account's client id.
+pub(crate) fn create_client_secret_account(
+    agent: &Agent,
+    env: &Env,
+    fake: &FakeSnyk,
+    org: &str,
+) -> (String, String) {
+    let tf = auth_token_file(env, fake);
+    let out = agent.cli(
+        &[
+            "service-account",
+            "create",
+            "--org-id",
+            org,
+            "--name",
+            "ci",
+            "--auth-type",
+            "oauth_client_secret",
+            "--role-id",
+            "r",
+            "--auth-token-file",
+            &tf,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let client = fake
+        .lock()
+        .service_accounts
+        .values()
+        .next()
+        .unwrap()
+        .client_id
+        .clone();
+    (tf, client)
 }
 
 fn auth_token_file(env: &Env, fake: &FakeSnyk) -> String {
@@ -258,33 +296,7 @@ fn rotate_secret_has_no_downtime_and_leaves_exactly_the_stored_secret() {
     let fake = FakeSnyk::start();
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    let tf = auth_token_file(&env, &fake);
-    let out = agent.cli(
-        &[
-            "service-account",
-            "create",
-            "--org-id",
-            "orot",
-            "--name",
-            "ci",
-            "--auth-type",
-            "oauth_client_secret",
-            "--role-id",
-            "r",
-            "--auth-token-file",
-            &tf,
-        ],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let client = fake
-        .lock()
-        .service_accounts
-        .values()
-        .next()
-        .unwrap()
-        .client_id
-        .clone();
+    let (tf, client) = create_client_secret_account(&agent, &env, &fake, "orot");
 
     // Helper calls in a loop during the rotation, each on a cold cache so
     // every one needs a grant with the stored secret. Each REST call of the
@@ -438,33 +450,7 @@ fn a_failed_step_in_the_middle_of_rotation_leaves_a_working_stored_secret() {
     let fake = FakeSnyk::start();
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    let tf = auth_token_file(&env, &fake);
-    let out = agent.cli(
-        &[
-            "service-account",
-            "create",
-            "--org-id",
-            "ofail",
-            "--name",
-            "ci",
-            "--auth-type",
-            "oauth_client_secret",
-            "--role-id",
-            "r",
-            "--auth-token-file",
-            &tf,
-        ],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let client = fake
-        .lock()
-        .service_accounts
-        .values()
-        .next()
-        .unwrap()
-        .client_id
-        .clone();
+    let (tf, client) = create_client_secret_account(&agent, &env, &fake, "ofail");
     // Deleting the old secret at Snyk fails.
     fake.lock().fail_secret_delete = true;
     let out = agent.cli(
