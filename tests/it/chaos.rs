@@ -294,8 +294,9 @@ fn chaos_loses_nothing_and_replays_nothing() {
             };
             let near = grant.at + Duration::from_secs(10) >= *at
                 && grant.at <= *at + Duration::from_secs(2);
-            let unused = fake.successors(&grant.successor).is_empty()
-                && fake.live_refresh_token(&client).as_deref() == Some(grant.successor.as_str());
+            // The live token at Snyk is, by definition, unused.
+            let unused =
+                fake.live_refresh_token(&client).as_deref() == Some(grant.successor.as_str());
             // (A token can be in flight at two deaths: killed again before
             // its retry.)
             let known = died.iter().any(|(_, t, _, _)| *t == token);
@@ -347,10 +348,7 @@ fn chaos_loses_nothing_and_replays_nothing() {
             loop {
                 let (st, body) =
                     http_on(s, "GET", &format!("/v1/credentials/chaos/{client}"), None);
-                let ok = st == 200
-                    && serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| {
-                        fake.access_token_valid(v["access_token"].as_str().unwrap_or(""))
-                    });
+                let ok = serves_valid(&fake, st, &body);
                 // `needs_login` does not pass by waiting (only a login or a
                 // landing after rule 5's residual risk clears it, and no
                 // claimant holds an answer that long here).
@@ -475,6 +473,13 @@ fn chaos_loses_nothing_and_replays_nothing() {
     }
 }
 
+/// An agent's answer to `GET /v1/credentials/…` is an access token Snyk accepts.
+fn serves_valid(fake: &FakeSnyk, status: u16, body: &str) -> bool {
+    status == 200
+        && serde_json::from_str::<serde_json::Value>(body)
+            .is_ok_and(|v| fake.access_token_valid(v["access_token"].as_str().unwrap_or("")))
+}
+
 fn stored_token(bao: &Bao, client: &str) -> Option<String> {
     bao.kv2_data("kv", &format!("snyk/chaos/{client}"))
         .and_then(|d| d["refresh_token"].as_str().map(str::to_string))
@@ -529,14 +534,14 @@ fn needs_login_everywhere(fake: &FakeSnyk, bao: &Bao, sockets: &[PathBuf], clien
             .collect();
         let statuses: Vec<u16> = answers.iter().map(|(st, _)| *st).collect();
         let all_409 = answers.iter().all(|(st, _)| *st == 409);
-        let healthy = fake.live_refresh_token(client).is_some()
-            && stored_token(bao, client) == fake.live_refresh_token(client)
-            && answers.iter().all(|(st, body)| {
-                *st == 200
-                    && serde_json::from_str::<serde_json::Value>(body).is_ok_and(|v| {
-                        fake.access_token_valid(v["access_token"].as_str().unwrap_or(""))
-                    })
-            });
+        let stored = record
+            .as_ref()
+            .and_then(|d| d["refresh_token"].as_str().map(str::to_string));
+        let healthy = stored.is_some()
+            && stored == fake.live_refresh_token(client)
+            && answers
+                .iter()
+                .all(|(st, body)| serves_valid(fake, *st, body));
         if (marked && all_409) || healthy {
             return true;
         }
