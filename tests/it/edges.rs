@@ -209,11 +209,7 @@ fn a_register_app_secret_is_journaled_when_the_store_refuses_it() {
     assert_eq!(fake.lock().apps_created, 1, "{st} {v}");
     let client_id = v["client_id"].as_str().unwrap_or_default().to_string();
     let secret = fake
-        .lock()
-        .clients
-        .get(&client_id)
-        .cloned()
-        .flatten()
+        .client_secret(&client_id)
         .unwrap_or_else(|| panic!("the app exists at Snyk: {st} {v}"));
     assert!(!v.to_string().contains(&secret), "never echoed");
     let entry = env.journal.join(format!("oreg@{client_id}.json"));

@@ -3,7 +3,7 @@
 //! systemd-analyze, systemd-socket-activate, setpriv and promtool.
 
 use crate::support::agent::{HELPER, SNYKEY, assert_no_secrets, http_on, stderr, stdout, wait_for};
-use crate::support::{Env, FakeSnyk, Fault};
+use crate::support::{Agent, Env, FakeSnyk, Fault};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -399,13 +399,7 @@ fn sighup_applies_a_new_allow_list_without_dropping_in_flight_requests() {
     let log = agent.log_text();
     assert!(log.contains("SIGHUP: configuration reloaded"), "{log}");
     // A setting that cannot change live is reported, not silently ignored.
-    let cfg = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        cfg.replace("timeout = \"3s\"", "timeout = \"4s\""),
-    )
-    .unwrap();
-    agent.signal(libc::SIGHUP);
+    reload_with_a_restart_only_change(&env, &agent);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !agent.log_text().contains("cannot change while running") {
         assert!(
@@ -524,13 +518,7 @@ fn sighup_applies_a_changed_log_level_from_the_file() {
     agent.http("GET", "/v1/health", None);
     // A reload that changes a restart-only setting: its WARN line shows the
     // log is written at all, and the INFO lines around it must be missing.
-    let cfg = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        cfg.replace("timeout = \"3s\"", "timeout = \"4s\""),
-    )
-    .unwrap();
-    agent.signal(libc::SIGHUP);
+    reload_with_a_restart_only_change(&env, &agent);
     wait_for("the reload's warning", 20, || {
         agent.log_text().contains("cannot change while running")
     });
@@ -622,4 +610,16 @@ fn sighup_names_each_changed_key_as_applied_or_needing_a_restart() {
         "{log}"
     );
     agent.stop();
+}
+
+/// Changes `snyk.timeout` (which cannot change while running) in the
+/// agent's config file and sends SIGHUP.
+fn reload_with_a_restart_only_change(env: &Env, agent: &Agent) {
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        cfg.replace("timeout = \"3s\"", "timeout = \"4s\""),
+    )
+    .unwrap();
+    agent.signal(libc::SIGHUP);
 }

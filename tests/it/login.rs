@@ -345,11 +345,7 @@ fn register_app_keeps_the_client_secret_in_the_store_only() {
         .map(|r| r.split(' ').next().unwrap().to_string())
         .expect("client id printed");
     let secret = fake
-        .lock()
-        .clients
-        .get(&client_id)
-        .cloned()
-        .flatten()
+        .client_secret(&client_id)
         .expect("the app exists at Snyk");
     // While the login is pending: its entry is in Redis under `pkce:{state}`
     // (SPEC §8) with the login's lifetime, and no key or value of any type

@@ -325,6 +325,12 @@ impl FakeSnyk {
         (live.len() == 1).then(|| live[0].clone())
     }
 
+    /// The client secret Snyk holds for `client_id` (None: no such
+    /// client, or a public one).
+    pub fn client_secret(&self, client_id: &str) -> Option<String> {
+        self.lock().clients.get(client_id).cloned().flatten()
+    }
+
     /// The tokens issued after `rt`, one grant after another, newest last.
     pub fn successors(&self, rt: &str) -> Vec<String> {
         let s = self.lock();
