@@ -158,7 +158,11 @@ pub struct Broker {
     rest: crate::snyk::rest::SnykRest,
     pub login: LoginSettings,
     logins: login::Logins,
+    /// The doctor's last write check and when it ran ([`Broker::write_check`]).
+    write_checked: tokio::sync::Mutex<Option<(std::time::Instant, WriteChecked)>>,
 }
+
+type WriteChecked = Result<String, crate::store::StoreError>;
 
 /// Everything a [`Broker`] is built from.
 pub struct BrokerParts {
@@ -199,6 +203,7 @@ impl Broker {
             rest: parts.rest,
             login: parts.login,
             logins: login::Logins::default(),
+            write_checked: tokio::sync::Mutex::new(None),
         })
     }
 

@@ -93,14 +93,11 @@ impl Broker {
 
     /// `GET /v1/ready?write=true` (`snykey doctor`): the store takes a
     /// claim's writes ([`crate::store::write_check`]). One check at a time
-    /// per process, and a result is reused for a second: any peer on the
+    /// per agent, and a result is reused for a second: any peer on the
     /// socket may ask, so a loop of askers costs the store at most one round
     /// trip a second.
     pub async fn write_check(&self) -> Result<String, crate::store::StoreError> {
-        type Last = Option<(std::time::Instant, Result<String, crate::store::StoreError>)>;
-        static LAST: std::sync::LazyLock<tokio::sync::Mutex<Last>> =
-            std::sync::LazyLock::new(|| tokio::sync::Mutex::new(None));
-        let mut last = LAST.lock().await;
+        let mut last = self.write_checked.lock().await;
         if let Some((at, r)) = last.as_ref() {
             if at.elapsed() < std::time::Duration::from_secs(1) {
                 return r.clone();
