@@ -145,8 +145,16 @@ fn redis_sentinel_failovers_mid_load_lose_nothing_and_replay_nothing() {
     // demoted to a replica, so the agents' existing connections to it must
     // move (it would still answer reads, and refuse writes with READONLY).
     let failover_at = started.elapsed();
-    let third = redis.failover();
-    assert!(third != second && third != first);
+    // On a loaded machine the sentinels may have failed over once more on
+    // their own (1 s down-after) since `second`: the planned failover moves
+    // the master from wherever it is then.
+    let (before, third) = redis.failover();
+    assert!(third != before && third != first, "{before} -> {third}");
+    if before != second {
+        eprintln!(
+            "the sentinels failed over on their own before the planned failover: {second} -> {before}"
+        );
+    }
     let moved_at = started.elapsed();
     std::thread::sleep(Duration::from_secs(6));
     stop.store(true, Ordering::Relaxed);

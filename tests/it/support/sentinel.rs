@@ -259,8 +259,8 @@ impl Sentinels {
     }
 
     /// `SENTINEL FAILOVER` (retried while no replica is ready for it);
-    /// returns the new master's port.
-    pub fn failover(&self) -> u16 {
+    /// returns the master it moved from and the new master's port.
+    pub fn failover(&self) -> (u16, u16) {
         let mut old = 0;
         self.wait("the sentinels to agree on the master", 30, || {
             self.master_port().is_some_and(|p| {
@@ -288,7 +288,7 @@ impl Sentinels {
             );
             std::thread::sleep(Duration::from_millis(300));
         }
-        self.wait_for_new_master(old, 30)
+        (old, self.wait_for_new_master(old, 30))
     }
 
     pub fn get(&self, port: u16, db: u8, key: &str) -> Option<String> {
