@@ -112,12 +112,9 @@ const REDACTED: &str = "[redacted]";
 /// the `@` in the query?) everything after the scheme is redacted.
 pub fn redact_password(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
-        // Not a URL we understand: show it only if it cannot hide a secret.
-        return if url.contains(['@', '?', '#']) {
-            REDACTED.to_string()
-        } else {
-            url.to_string()
-        };
+        // Not a URL at all: it may be anything, a token pasted into the
+        // wrong key included, so none of it is shown.
+        return REDACTED.to_string();
     };
     let scheme = &url[..scheme_end];
     let rest = &url[scheme_end + 3..];

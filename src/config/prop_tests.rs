@@ -39,6 +39,12 @@ fn a_bad_value_is_named_by_its_key_not_quoted() {
         let e = load(None, &[(var, value)]).unwrap_err().to_string();
         assert!(!e.contains(MARK), "{e}");
     }
+    // Found later by the file property: a store address that is no URL at
+    // all was quoted as it was ("\"…\" is not a URL").
+    let e = load(Some("[store]\naddr = \"pw-SECRET-4e1d,\"\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("store.addr") && !e.contains(MARK), "{e}");
     let e = load(
         Some("[refresh]\nmin_validity = { x = \"pw-SECRET-4e1d\" }\n"),
         &[],
