@@ -117,7 +117,9 @@ async fn build_broker(
         journal: Journal::new(&cfg.store.journal_dir),
         clock: Arc::new(SystemClock),
         settings: settings_of(cfg),
-        snyk_api: (!cfg.snyk.is_default_region()).then(|| cfg.snyk.api_url.clone()),
+        // Every token answer names the region, so `snykey-helper exec` and
+        // `--format env` set SNYK_API to it: the token is valid there only.
+        snyk_api: Some(cfg.snyk.api_url.clone()),
         rules: crate::broker::rotation::Rules::new(
             claims_for(store_checks_versions, store_locked),
             cfg.store.is_exclusive(),

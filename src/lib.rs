@@ -26,6 +26,9 @@
 //!   graceful shutdown.
 //! * [`client`] — the admin CLI's client for that API (hyperlocal).
 //! * [`doctor`] — `snykey doctor`: every check with its remedy.
+//! * [`dev`] — `snykey dev`: the agent on a temp directory against a
+//!   **simulated Snyk** (`dev::sim`, `dev::server`; loopback only, never
+//!   Snyk), which the test suite's fake Snyk is built on too.
 //! * `sink` — token files (`[[sink]]`) kept current for apps that read a file.
 //! * `metrics` — Prometheus metrics, without per-credential labels.
 //! * [`systemd`] — sd_notify and the watchdog (socket activation is in `api::socket`).
@@ -51,6 +54,7 @@ pub mod client;
 mod clock;
 pub mod config;
 pub mod credential;
+pub mod dev;
 pub mod dirs;
 pub mod doctor;
 pub mod duration;

@@ -21,12 +21,47 @@ impl Format {
     }
 }
 
-/// Renders a token answer; `snyk_api` is set only for a non-default region.
+/// What the Snyk CLI needs besides the token (SPEC §5): the agent's region
+/// as `SNYK_API` (the CLI derives its v1 and REST URLs from it), and the
+/// credential's organization as `SNYK_CFG_ORG` (the org `snyk test` runs
+/// against), which the caller's own `SNYK_CFG_ORG` overrides.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnykEnv<'a> {
+    /// The agent's `snyk.api_url`; absent from an older agent's answer.
+    pub snyk_api: Option<&'a str>,
+    /// The credential's org id, unless the caller already set `SNYK_CFG_ORG`.
+    pub org: Option<&'a str>,
+}
+
+/// The name of the Snyk CLI's organization variable.
+pub const SNYK_CFG_ORG: &str = "SNYK_CFG_ORG";
+
+impl<'a> SnykEnv<'a> {
+    /// For a token of `org_id`: `SNYK_CFG_ORG` is exported only when this
+    /// process's environment has none (a caller that chose an org keeps it).
+    pub fn new(snyk_api: Option<&'a str>, org_id: &'a str) -> SnykEnv<'a> {
+        let caller_set = std::env::var_os(SNYK_CFG_ORG).is_some_and(|v| !v.is_empty());
+        SnykEnv {
+            snyk_api,
+            org: (!caller_set).then_some(org_id),
+        }
+    }
+
+    /// The variables to set, in the order they are printed.
+    pub fn vars(&self) -> impl Iterator<Item = (&'static str, &'a str)> {
+        [("SNYK_API", self.snyk_api), (SNYK_CFG_ORG, self.org)]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+    }
+}
+
+/// Renders a token answer; `env` adds what `--format env` exports besides
+/// the token.
 pub fn token_output(
     format: Format,
     access_token: &str,
     expires_at: &str,
-    snyk_api: Option<&str>,
+    env: SnykEnv<'_>,
 ) -> String {
     match format {
         Format::Token => format!("{access_token}\n"),
@@ -37,8 +72,8 @@ pub fn token_output(
         ),
         Format::Env => {
             let mut s = format!("export SNYK_OAUTH_TOKEN={}\n", shell_quote(access_token));
-            if let Some(api) = snyk_api {
-                s.push_str(&format!("export SNYK_API={}\n", shell_quote(api)));
+            for (name, value) in env.vars() {
+                s.push_str(&format!("export {name}={}\n", shell_quote(value)));
             }
             s
         }
@@ -242,7 +277,11 @@ mod tests {
 
     #[test]
     fn json_output_round_trips_through_serde() {
-        let out = token_output(Format::Json, "t\"ok", "2026-01-01T00:00:00Z", None);
+        let env = SnykEnv {
+            snyk_api: Some("https://api.snyk.io"),
+            org: Some("o"),
+        };
+        let out = token_output(Format::Json, "t\"ok", "2026-01-01T00:00:00Z", env);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["access_token"], "t\"ok");
         assert_eq!(v["token_type"], "bearer");
@@ -250,15 +289,20 @@ mod tests {
     }
 
     #[test]
-    fn env_output_adds_snyk_api_only_for_other_regions() {
+    fn env_output_exports_the_region_and_the_org_when_known() {
         assert_eq!(
-            token_output(Format::Env, "abc", "", None),
+            token_output(Format::Env, "abc", "", SnykEnv::default()),
             "export SNYK_OAUTH_TOKEN=abc\n"
         );
+        let env = SnykEnv {
+            snyk_api: Some("https://api.eu.snyk.io"),
+            org: Some("my org"),
+        };
         assert_eq!(
-            token_output(Format::Env, "abc", "", Some("https://api.eu.snyk.io")),
-            "export SNYK_OAUTH_TOKEN=abc\nexport SNYK_API=https://api.eu.snyk.io\n"
+            token_output(Format::Env, "abc", "", env),
+            "export SNYK_OAUTH_TOKEN=abc\nexport SNYK_API=https://api.eu.snyk.io\nexport SNYK_CFG_ORG='my org'\n"
         );
+        assert_eq!(token_output(Format::Token, "abc", "", env), "abc\n");
         assert_eq!(shell_quote("a b'c"), "'a b'\\''c'");
     }
 }

@@ -22,7 +22,7 @@ use crate::broker::Broker;
 use crate::cache::CachedToken;
 use crate::clock::rfc3339;
 use crate::credential::CredKey;
-use crate::render::{Format, token_output};
+use crate::render::{Format, SnykEnv, token_output};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -133,12 +133,19 @@ pub fn write_atomically(
     result
 }
 
+/// A sink file's text. `env` files carry the region but not `SNYK_CFG_ORG`:
+/// a file sourced into an app's environment must not override an org the
+/// app set for itself (`snykey-helper` can tell; a file cannot).
 fn render(sink: &SinkConfig, t: &CachedToken, snyk_api: Option<&str>) -> String {
+    let env = SnykEnv {
+        snyk_api,
+        org: None,
+    };
     token_output(
         sink.format,
         t.access_token.expose(),
         &rfc3339(t.expires_at),
-        snyk_api,
+        env,
     )
 }
 

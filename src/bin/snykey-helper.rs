@@ -19,7 +19,7 @@
 
 use snykey::exit;
 use snykey::ids::check_id;
-use snykey::render::{Format, field, string_fields, token_output};
+use snykey::render::{Format, SnykEnv, field, string_fields, token_output};
 use snykey::wire::{ErrorCode, paths};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -41,8 +41,13 @@ ORG_ID and CLIENT_ID may come from SNYKEY_ORG_ID / SNYKEY_CLIENT_ID, the socket 
 /// `--help`: what the helper is, every option, the exit codes.
 const HELP: &str = "snykey-helper: prints a fresh Snyk OAuth access token from the snykey agent.
 
-  SNYK_OAUTH_TOKEN=$(snykey-helper ORG_ID CLIENT_ID) snyk test
   snykey-helper exec ORG_ID CLIENT_ID -- snyk test
+
+or, in a shell script (`|| exit`: without it a failed helper leaves the token empty
+and the script goes on):
+
+  SNYK_OAUTH_TOKEN=$(snykey-helper ORG_ID CLIENT_ID) || exit
+  export SNYK_OAUTH_TOKEN
 
 Options:
   --socket PATH        the agent socket (default $SNYKEY_SOCKET, $XDG_RUNTIME_DIR/snykey/snykey.sock
@@ -50,8 +55,11 @@ Options:
   --min-validity DUR   the token must stay valid this long (300, 5m, 1h30m; default: the agent's)
   --refresh            mint a new token now, e.g. after a 401 for a revoked token (at most one per
                        credential per 10 s; callers inside that window get the same new token)
-  --format FORMAT      token (default: the token and a newline), json, or env (export lines)
-  exec ... -- COMMAND  run COMMAND with SNYK_OAUTH_TOKEN (and SNYK_API) set; exit with its status
+  --format FORMAT      token (default: the token and a newline), json, or env (export lines:
+                       SNYK_OAUTH_TOKEN, SNYK_API, and SNYK_CFG_ORG unless already set)
+  exec ... -- COMMAND  run COMMAND with SNYK_OAUTH_TOKEN, SNYK_API (the agent's region) and
+                       SNYK_CFG_ORG (ORG_ID, unless already set) in its environment; exit with
+                       its status (COMMAND does not run when no token can be had)
   -h, --help           this text;  -V, --version  the version and git commit
 
 Exit codes: 0 ok; 64 usage; 66 unknown credential; 69 agent unreachable; 75 temporary failure
@@ -197,7 +205,8 @@ fn run() -> i32 {
         return fail(exit::SOFTWARE, "the agent's answer had no access_token");
     };
     let expires_at = field(&fields, paths::EXPIRES_AT).unwrap_or("");
-    deliver(args, token, expires_at, field(&fields, paths::SNYK_API))
+    let env = SnykEnv::new(field(&fields, paths::SNYK_API), &org);
+    deliver(args, token, expires_at, env)
 }
 
 /// ORG_ID and CLIENT_ID from the arguments or the environment, checked
@@ -279,13 +288,14 @@ fn ask(socket: &std::path::Path, request: &str) -> Result<Vec<u8>, i32> {
     }
 }
 
-/// Prints the token, or runs the `exec` command with it.
-fn deliver(args: Args, token: &str, expires_at: &str, snyk_api: Option<&str>) -> i32 {
+/// Prints the token, or runs the `exec` command with it (and with
+/// `SNYK_API` and `SNYK_CFG_ORG`, as `--format env` prints them).
+fn deliver(args: Args, token: &str, expires_at: &str, env: SnykEnv<'_>) -> i32 {
     if let Some(command) = args.exec {
         let mut cmd = Command::new(&command[0]);
         cmd.args(&command[1..]).env("SNYK_OAUTH_TOKEN", token);
-        if let Some(api) = snyk_api {
-            cmd.env("SNYK_API", api);
+        for (name, value) in env.vars() {
+            cmd.env(name, value);
         }
         // Replaces this process: the command's exit status is ours.
         let e = cmd.exec();
@@ -296,7 +306,7 @@ fn deliver(args: Args, token: &str, expires_at: &str, snyk_api: Option<&str>) ->
         };
         return fail(code, &format!("cannot run {}: {e}", command[0]));
     }
-    let out = token_output(args.format, token, expires_at, snyk_api);
+    let out = token_output(args.format, token, expires_at, env);
     let mut stdout = std::io::stdout().lock();
     if stdout
         .write_all(out.as_bytes())

@@ -51,8 +51,9 @@ pub struct TokenResponse {
     pub access_token: Secret,
     pub token_type: String,
     pub expires_at: String,
-    /// Set when the agent talks to a non-default Snyk region, so that
-    /// `snykey-helper --format env` / `exec` can export `SNYK_API`.
+    /// The agent's Snyk region (`snyk.api_url`), so that `snykey-helper
+    /// --format env` / `exec` export `SNYK_API`; absent from the answers of
+    /// agents older than issue 24, which sent it only for other regions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snyk_api: Option<String>,
 }

@@ -36,7 +36,7 @@ fn every_grant_at_snyk_writes_one_audit_line_without_a_secret() {
     fake.lock().api_tokens.push("sa-admin-token".into());
     let mut env = Env::new(&fake.url());
     let (key, public) = rsa_key(env.path(), 2048);
-    fake.lock().clients.insert("sa-jwt".into(), None);
+    fake.lock().authority.register("sa-jwt", None);
     fake.lock()
         .jwt_keys
         .insert("sa-jwt".into(), ("kid-1".into(), public));

@@ -26,7 +26,18 @@ fn formats_exec_and_environment_fallbacks() {
     assert_eq!(v.as_object().unwrap().len(), 3);
 
     let out = agent.helper(&["--format=env", "oh", "ch"]);
-    // The fake is not Snyk's default region, so SNYK_API is exported too.
+    // The agent's region and the credential's org go with the token.
+    let env_lines = format!(
+        "export SNYK_OAUTH_TOKEN={token}\nexport SNYK_API={}\nexport SNYK_CFG_ORG=oh\n",
+        fake.url()
+    );
+    assert_eq!(stdout(&out), env_lines);
+    // An org the caller chose is left alone.
+    let out = crate::support::agent::command(HELPER, &agent.home)
+        .env("SNYK_CFG_ORG", "callers-org")
+        .args(["--socket", agent.socket.to_str().unwrap(), "--format", "env", "oh", "ch"])
+        .output()
+        .unwrap();
     assert_eq!(
         stdout(&out),
         format!(
@@ -63,16 +74,18 @@ fn formats_exec_and_environment_fallbacks() {
 
     // The CLI's token command is the same.
     let out = agent.cli(&["token", "oh", "ch", "--format", "env"], None);
-    assert_eq!(
-        stdout(&out),
-        format!(
-            "export SNYK_OAUTH_TOKEN={token}\nexport SNYK_API={}\n",
-            fake.url()
-        )
-    );
-    // exec exports SNYK_API as well.
-    let out = agent.helper(&["exec", "oh", "ch", "--", "sh", "-c", "echo \"$SNYK_API\""]);
-    assert_eq!(stdout(&out).trim(), fake.url());
+    assert_eq!(stdout(&out), env_lines);
+    // exec exports SNYK_API and SNYK_CFG_ORG as well, the caller's org first.
+    let show = "echo \"$SNYK_API $SNYK_CFG_ORG\"";
+    let out = agent.helper(&["exec", "oh", "ch", "--", "sh", "-c", show]);
+    assert_eq!(stdout(&out).trim(), format!("{} oh", fake.url()));
+    let out = crate::support::agent::command(HELPER, &agent.home)
+        .env("SNYK_CFG_ORG", "callers-org")
+        .args(["--socket", agent.socket.to_str().unwrap()])
+        .args(["exec", "oh", "ch", "--", "sh", "-c", show])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out).trim(), format!("{} callers-org", fake.url()));
     let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }

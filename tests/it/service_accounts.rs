@@ -40,7 +40,7 @@ fn both_service_account_kinds_print_valid_tokens_and_jwts_are_fresh() {
 
     // private_key_jwt: a 2048-bit key is accepted, a 1024-bit one is refused at put.
     let (key, public) = rsa_key(env.path(), 2048);
-    fake.lock().clients.insert("sa-jwt-client".into(), None);
+    fake.lock().authority.register("sa-jwt-client", None);
     fake.lock()
         .jwt_keys
         .insert("sa-jwt-client".into(), ("kid-1".into(), public));

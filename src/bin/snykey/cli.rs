@@ -148,6 +148,18 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Try snykey without a Snyk App: the agent on a temp directory against a simulated Snyk.
+    ///
+    /// Starts the agent on a fresh temporary directory (file store, memory
+    /// cache, its own socket) with snykey's simulated Snyk on a loopback
+    /// address, stores a demo credential (org demo-org, client demo-app) and
+    /// prints the commands to try next: the helper, `exec`, `status`, and a
+    /// `login --no-browser` whose URL the simulated Snyk completes. Nothing
+    /// is sent to Snyk: a SNYKEY_SNYK_API_URL or SNYKEY_SNYK_APP_URL that is
+    /// not a loopback address is refused (exit 78); other SNYKEY_* settings
+    /// except [refresh] ones are ignored. Ctrl-C stops it and deletes the
+    /// directory.
+    Dev,
     /// Store a credential in the agent (secrets from files, `-` for stdin; never from argv).
     Put(PutArgs),
     /// Print a token (same as snykey-helper).

@@ -4,7 +4,7 @@ use crate::cli::{Credential, FormatArg, PutArgs};
 use crate::{Failure, routes, table, usage};
 use hyper::Method;
 use snykey::client::AgentClient;
-use snykey::render::{Format, token_output};
+use snykey::render::{Format, SnykEnv, token_output};
 use snykey::secret::Secret;
 use snykey::wire::{CredentialList, Message, PutCredential, PutCredentialResponse, TokenResponse};
 use std::io::Read;
@@ -71,15 +71,12 @@ pub fn json<T: serde::Serialize>(body: &T) -> Result<Vec<u8>, Failure> {
         .map_err(|e| Failure::Agent(snykey::client::ClientError::Protocol(e.to_string())))
 }
 
-fn print_token(format: Format, t: &TokenResponse) {
+/// Prints a token of `org_id`'s credential like the helper does.
+fn print_token(format: Format, t: &TokenResponse, org_id: &str) {
+    let env = SnykEnv::new(t.snyk_api.as_deref(), org_id);
     print!(
         "{}",
-        token_output(
-            format,
-            t.access_token.expose(),
-            &t.expires_at,
-            t.snyk_api.as_deref()
-        )
+        token_output(format, t.access_token.expose(), &t.expires_at, env)
     );
 }
 
@@ -92,7 +89,7 @@ pub async fn token(
 ) -> Result<(), Failure> {
     let path = routes::token(&c.org_id.0, &c.client_id.0, min_validity);
     let t: TokenResponse = client.call(Method::GET, &path, None).await?;
-    print_token(format.into(), &t);
+    print_token(format.into(), &t, &c.org_id.0);
     Ok(())
 }
 
@@ -105,7 +102,7 @@ pub async fn refresh(
     let path = routes::refresh(&c.org_id.0, &c.client_id.0);
     let t: TokenResponse = client.call(Method::POST, &path, None).await?;
     match format {
-        Some(f) => print_token(f.into(), &t),
+        Some(f) => print_token(f.into(), &t, &c.org_id.0),
         None => println!(
             "{}/{}: a new access token, valid until {}",
             c.org_id.0, c.client_id.0, t.expires_at

@@ -5,6 +5,7 @@
 
 mod cli;
 mod credentials;
+mod dev;
 mod local;
 mod login;
 mod routes;
@@ -89,6 +90,7 @@ fn run(cli: Cli) -> i32 {
         .unwrap_or_else(snykey::paths::default_socket);
     match cli.command {
         Command::Serve { config } => serve::serve(cli.log_level, cli.log_format, config.as_deref()),
+        Command::Dev => dev::dev(cli.log_level, cli.log_format),
         Command::CheckConfig { config } => local::check_config(config.as_deref()),
         Command::Doctor { config, json } => local::doctor(&socket, config.as_deref(), json),
         Command::Completions { shell } => local::completions(shell),

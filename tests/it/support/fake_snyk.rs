@@ -1,12 +1,23 @@
 //! A strict fake of Snyk's OAuth endpoints, from Snyk's documentation:
 //! refresh tokens are single-use and every replay is counted, so that every
-//! test can assert `replays == 0`.
+//! test can assert `replays == 0`. The OAuth rules themselves (clients,
+//! single-use refresh tokens, codes with PKCE S256, access tokens) are the
+//! product's simulated Snyk, `snykey::dev::sim::Authority` (what `snykey
+//! dev` serves); this fake wraps it with fault injection, counters, the
+//! service-account and app REST API, private-key JWT checks and the CLI's v1
+//! endpoints.
 //!
 //! * `POST /oauth2/token` — `refresh_token` (rotates: the sent token dies, a
 //!   new one is issued), `client_credentials` (client secret).
 //! * `POST /oauth2/revoke` — revokes a refresh token.
 //! * `GET /rest/self` — 200 for a live bearer access token, 401 otherwise:
 //!   "a token the fake accepts".
+//! * What the real Snyk CLI calls for `snyk test` on an npm project
+//!   (`tests/it/snyk_cli.rs`): `GET /v1/cli-config/feature-flags/{flag}?org=`
+//!   and `POST /v1/test-dep-graph?org=` (a gzip'd JSON dep graph), each
+//!   answered as Snyk does for an org with no flags and a project with no
+//!   known vulnerabilities, and 401 without a live bearer token. Every `/v1/`
+//!   request is recorded ([`V1Request`]).
 //!
 //! Faults are injected per request from a queue: 5xx, 429 with Retry-After,
 //! a delay, "process the grant and drop the connection" (the answer is
@@ -50,24 +61,8 @@ pub enum Fault {
     GatewayAfterProcessing(u16),
 }
 
-#[derive(Debug, Clone)]
-struct RefreshState {
-    client_id: String,
-    used: bool,
-    revoked: bool,
-    /// The answer that issued this token's successor was lost in transit.
-    answer_lost: bool,
-    /// What this token's grant issued, when it was consumed.
-    grant: Option<Grant>,
-}
-
-/// One refresh grant: what it issued and when.
-#[derive(Debug, Clone)]
-pub struct Grant {
-    pub successor: String,
-    pub access_token: String,
-    pub at: Instant,
-}
+pub use snykey::dev::sim::Grant;
+use snykey::dev::sim::{Authority, Client, Refusal};
 
 /// A refresh token sent again after Snyk had consumed it.
 #[derive(Debug, Clone)]
@@ -85,16 +80,14 @@ pub struct Resend {
 
 #[derive(Debug, Default)]
 pub struct State {
-    /// client_id → client secret (None: public client).
-    pub clients: HashMap<String, Option<String>>,
-    refresh: HashMap<String, RefreshState>,
-    access: HashMap<String, (String, SystemTime)>,
+    /// The OAuth rules: clients, refresh and access tokens, codes (see the
+    /// module comment). `authority.register(id, None)` adds a public client.
+    pub authority: Authority,
+    /// Consumed refresh tokens whose answer was lost in transit (one
+    /// retry of each is permitted, SPEC §2 rule 6).
+    answer_lost: std::collections::HashSet<String>,
     /// Every secret value this fake ever issued or was configured with.
     pub secrets: Vec<String>,
-    pub expires_in: u64,
-    /// Length of issued access tokens; 0: 43 characters. Snyk's are JWTs of
-    /// about a kilobyte; the benchmarks use that size.
-    pub access_token_len: usize,
     pub faults: VecDeque<Fault>,
     /// Successful refresh grants (a new refresh token issued).
     pub refresh_grants: u64,
@@ -124,10 +117,6 @@ pub struct State {
     /// may have come after the client gave up (the agents' Snyk timeout),
     /// so it counts as lost: rule 6 permits one retry.
     pub client_timeout: Option<Duration>,
-    /// Authorization codes issued by /oauth2/authorize.
-    codes: HashMap<String, CodeInfo>,
-    /// Registered redirect URIs per app (apps created through the REST API).
-    pub app_redirects: HashMap<String, Vec<String>>,
     /// While set, /oauth2/authorize answers with error=access_denied.
     pub deny_authorize: bool,
     /// Snyk API tokens accepted by the REST API (`Authorization: token ...`).
@@ -156,6 +145,21 @@ pub struct State {
     /// retries alike, so that a test that kills agents can tell which
     /// resends its kills explain.
     pub resends: Vec<Resend>,
+    /// Every request to `/v1/` (the Snyk CLI's API), in order.
+    pub v1_requests: Vec<V1Request>,
+}
+
+/// One request to Snyk's v1 API, as the fake saw it.
+#[derive(Debug, Clone)]
+pub struct V1Request {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// The `Authorization` header as sent.
+    pub authorization: Option<String>,
+    pub status: u16,
+    /// `test-dep-graph`: the dep graph's packages (`name@version`).
+    pub packages: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -169,14 +173,6 @@ pub struct FakeServiceAccount {
     pub secrets: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
-struct CodeInfo {
-    client_id: String,
-    challenge: String,
-    redirect_uri: String,
-    used: bool,
-}
-
 #[derive(Clone)]
 pub struct FakeSnyk {
     pub addr: SocketAddr,
@@ -185,69 +181,23 @@ pub struct FakeSnyk {
 }
 
 fn random_token(prefix: &str) -> String {
-    random_token_of(prefix, 40)
-}
-
-fn random_token_of(prefix: &str, len: usize) -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    let body: String = (0..len)
-        .map(|_| {
-            let c = rng.random_range(0..62u8);
-            (match c {
-                0..=9 => b'0' + c,
-                10..=35 => b'a' + c - 10,
-                _ => b'A' + c - 36,
-            }) as char
-        })
-        .collect();
-    format!("{prefix}{body}")
+    snykey::dev::sim::random_token(prefix, 40)
 }
 
 impl State {
-    fn new_access_token(&self) -> String {
-        match self.access_token_len {
-            0 => random_token("at_"),
-            n => random_token_of("at_", n.saturating_sub(3)),
+    /// Remembers what a grant issued as secrets (for the leak checks).
+    fn remember(&mut self, issued: &snykey::dev::sim::Issued) {
+        self.secrets.push(issued.access_token.clone());
+        if let Some(rt) = &issued.refresh_token {
+            self.secrets.push(rt.clone());
         }
-    }
-
-    /// Issues a live access token and a live refresh token to `client_id`
-    /// (both remembered as secrets for the leak checks).
-    fn issue_pair(&mut self, client_id: &str) -> (String, String, u64) {
-        let new_rt = random_token("rt_");
-        let at = self.new_access_token();
-        let expires_in = self.expires_in;
-        self.refresh.insert(
-            new_rt.clone(),
-            RefreshState {
-                client_id: client_id.to_string(),
-                used: false,
-                revoked: false,
-                answer_lost: false,
-                grant: None,
-            },
-        );
-        self.access.insert(
-            at.clone(),
-            (
-                client_id.to_string(),
-                SystemTime::now() + Duration::from_secs(expires_in),
-            ),
-        );
-        self.secrets.push(new_rt.clone());
-        self.secrets.push(at.clone());
-        (at, new_rt, expires_in)
     }
 }
 
 impl FakeSnyk {
     /// Starts the fake on 127.0.0.1 on a free port, on its own thread.
     pub fn start() -> FakeSnyk {
-        let state = Arc::new(Mutex::new(State {
-            expires_in: 3600,
-            ..Default::default()
-        }));
+        let state = Arc::new(Mutex::new(State::default()));
         let st = Arc::clone(&state);
         let (addr, stop) = super::serve::spawn(move |req| handle(Arc::clone(&st), req));
         state.lock().unwrap().base_url = format!("http://{addr}");
@@ -258,6 +208,13 @@ impl FakeSnyk {
         format!("http://{}", self.addr)
     }
 
+    /// The same server as `http://localhost:PORT`: the Snyk CLI switches
+    /// every other `http://` host to https (and derives its REST URL from
+    /// an `api.` or `localhost` host only).
+    pub fn localhost_url(&self) -> String {
+        format!("http://localhost:{}", self.addr.port())
+    }
+
     pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap()
     }
@@ -265,40 +222,29 @@ impl FakeSnyk {
     /// Registers an OAuth client and issues it a live refresh token (as a login would).
     pub fn new_oauth_client(&self, client_id: &str, secret: Option<&str>) -> String {
         let mut s = self.lock();
-        s.clients
-            .insert(client_id.into(), secret.map(str::to_string));
+        s.authority.register(client_id, secret);
         if let Some(sec) = secret {
             s.secrets.push(sec.into());
         }
-        let rt = random_token("rt_");
+        let rt = s.authority.issue_refresh_token(client_id);
         s.secrets.push(rt.clone());
-        s.refresh.insert(
-            rt.clone(),
-            RefreshState {
-                client_id: client_id.into(),
-                used: false,
-                revoked: false,
-                answer_lost: false,
-                grant: None,
-            },
-        );
         rt
     }
 
     /// Registers a service account with a client secret.
     pub fn new_service_account(&self, client_id: &str, secret: &str) {
         let mut s = self.lock();
-        s.clients.insert(client_id.into(), Some(secret.into()));
+        s.authority.register(client_id, Some(secret));
         s.secrets.push(secret.into());
     }
 
     /// Issues access tokens of `len` characters from now on (0: the default 43).
     pub fn set_access_token_len(&self, len: usize) {
-        self.lock().access_token_len = len;
+        self.lock().authority.access_token_len = len;
     }
 
     pub fn set_expires_in(&self, secs: u64) {
-        self.lock().expires_in = secs;
+        self.lock().authority.expires_in = secs;
     }
 
     pub fn push_fault(&self, f: Fault) {
@@ -308,18 +254,20 @@ impl FakeSnyk {
     /// Is this refresh token still usable (issued, not used, not revoked)?
     pub fn refresh_token_alive(&self, rt: &str) -> bool {
         self.lock()
+            .authority
             .refresh
             .get(rt)
-            .is_some_and(|r| !r.used && !r.revoked)
+            .is_some_and(|r| r.alive())
     }
 
     /// The one live refresh token of a client (None if none or several).
     pub fn live_refresh_token(&self, client_id: &str) -> Option<String> {
         let s = self.lock();
         let live: Vec<&String> = s
+            .authority
             .refresh
             .iter()
-            .filter(|(_, r)| r.client_id == client_id && !r.used && !r.revoked)
+            .filter(|(_, r)| r.client_id == client_id && r.alive())
             .map(|(k, _)| k)
             .collect();
         (live.len() == 1).then(|| live[0].clone())
@@ -328,7 +276,11 @@ impl FakeSnyk {
     /// The client secret Snyk holds for `client_id` (None: no such
     /// client, or a public one).
     pub fn client_secret(&self, client_id: &str) -> Option<String> {
-        self.lock().clients.get(client_id).cloned().flatten()
+        self.lock()
+            .authority
+            .clients
+            .get(client_id)
+            .and_then(|c| c.secret.clone())
     }
 
     /// The tokens issued after `rt`, one grant after another, newest last.
@@ -337,6 +289,7 @@ impl FakeSnyk {
         let mut chain = Vec::new();
         let mut at = rt.to_string();
         while let Some(next) = s
+            .authority
             .refresh
             .get(&at)
             .and_then(|r| r.grant.as_ref().map(|g| g.successor.clone()))
@@ -352,30 +305,26 @@ impl FakeSnyk {
 
     /// Revokes a refresh token, as a user removing the app's access would.
     pub fn revoke(&self, rt: &str) {
-        if let Some(r) = self.lock().refresh.get_mut(rt) {
-            r.revoked = true;
-        }
+        self.lock().authority.revoke(rt);
     }
 
     /// Until when the fake accepts this access token.
     pub fn access_token_expiry(&self, at: &str) -> Option<SystemTime> {
-        self.lock().access.get(at).map(|(_, exp)| *exp)
+        self.lock().authority.access.get(at).map(|(_, exp)| *exp)
     }
 
     /// Does the fake accept this access token right now?
     pub fn access_token_valid(&self, at: &str) -> bool {
-        self.lock()
-            .access
-            .get(at)
-            .is_some_and(|(_, exp)| *exp > SystemTime::now())
+        self.lock().authority.access_token_valid(at)
     }
 
     /// The answer to `rt`'s grant was lost in a way the fake cannot see (the
     /// agent that sent it was killed before reading it): SPEC §2 rule 6
     /// permits one retry, counted as a lost-answer retry, not a replay.
     pub fn mark_answer_lost(&self, rt: &str) {
-        if let Some(r) = self.lock().refresh.get_mut(rt) {
-            r.answer_lost = true;
+        let mut s = self.lock();
+        if s.authority.refresh.contains_key(rt) {
+            s.answer_lost.insert(rt.to_string());
         }
     }
 
@@ -383,7 +332,7 @@ impl FakeSnyk {
     /// claim names it) is `digest`, with its client and grant.
     pub fn consumed_by_digest(&self, digest: &str) -> Option<(String, String, Grant)> {
         let s = self.lock();
-        s.refresh.iter().find_map(|(k, r)| {
+        s.authority.refresh.iter().find_map(|(k, r)| {
             let grant = r.grant.clone()?;
             (snykey::secret::Secret::new(k.as_str()).digest() == digest)
                 .then(|| (r.client_id.clone(), k.clone(), grant))
@@ -397,7 +346,7 @@ impl FakeSnyk {
     /// Refresh grants per client id (tokens issued after the first).
     pub fn refresh_grants_per_client(&self) -> HashMap<String, usize> {
         let mut m: HashMap<String, usize> = HashMap::new();
-        for r in self.lock().refresh.values() {
+        for r in self.lock().authority.refresh.values() {
             *m.entry(r.client_id.clone()).or_default() += 1;
         }
         for v in m.values_mut() {
@@ -589,7 +538,7 @@ fn service_accounts(
                 out["attributes"]["client_secret"] = serde_json::json!(secret);
                 secrets.push(secret);
             }
-            s.clients.insert(client_id.clone(), None);
+            s.authority.register(&client_id, None);
             s.service_accounts.insert(
                 id,
                 FakeServiceAccount {
@@ -608,7 +557,7 @@ fn service_accounts(
         }
         ("DELETE", [_, _, "service_accounts", id]) => match s.service_accounts.remove(*id) {
             Some(sa) => {
-                s.clients.remove(&sa.client_id);
+                s.authority.clients.remove(&sa.client_id);
                 json(204, serde_json::Value::Null)
             }
             None => err(404, "service account not found"),
@@ -668,66 +617,37 @@ fn service_accounts(
     }
 }
 
-/// `GET /oauth2/authorize`: checks the request like Snyk does, "consents"
-/// at once, and redirects back with 303 and a single-use code.
+/// `GET /oauth2/authorize`: checks the request like Snyk does (the
+/// authority's rules), "consents" at once (or refuses, with
+/// `deny_authorize`), and redirects back with 303 and a single-use code.
 fn authorize(st: &Arc<Mutex<State>>, query: &str) -> Resp {
     let q: HashMap<String, String> = serde_urlencoded::from_str(query).unwrap_or_default();
     let mut s = st.lock().unwrap();
-    let get = |k: &str| q.get(k).cloned().unwrap_or_default();
-    let client_id = get("client_id");
-    let redirect_uri = get("redirect_uri");
-    let state = get("state");
-    if !s.clients.contains_key(&client_id) {
-        return json(
-            400,
-            serde_json::json!({"error": "invalid_client", "error_description": "unknown client"}),
-        );
-    }
-    let allowed = match s.app_redirects.get(&client_id) {
-        Some(list) => list.contains(&redirect_uri),
-        None => {
-            redirect_uri.starts_with("http://127.0.0.1:")
-                || redirect_uri.starts_with("http://localhost:")
+    let consent = !s.deny_authorize;
+    match s.authority.authorize(&q, consent) {
+        snykey::dev::sim::Authorized::Redirect(location) => {
+            // The code is a secret too: no log may show it.
+            if let Some((_, back)) = location.split_once('?') {
+                let back: HashMap<String, String> =
+                    serde_urlencoded::from_str(back).unwrap_or_default();
+                if let Some(code) = back.get("code") {
+                    s.secrets.push(code.clone());
+                }
+            }
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::SEE_OTHER;
+            r.headers_mut()
+                .insert("location", location.parse().unwrap());
+            r
         }
-    };
-    if !allowed {
-        return json(
-            400,
-            serde_json::json!({"error": "invalid_request", "error_description": "redirect_uri is not registered"}),
-        );
+        snykey::dev::sim::Authorized::Refused(refusal) => refusal_answer(&refusal),
     }
-    if get("response_type") != "code"
-        || get("code_challenge_method") != "S256"
-        || get("code_challenge").len() != 43
-        || state.is_empty()
-    {
-        return json(
-            400,
-            serde_json::json!({"error": "invalid_request", "error_description": "PKCE S256, response_type=code and state are required"}),
-        );
-    }
-    let location = if s.deny_authorize {
-        format!(
-            "{redirect_uri}?error=access_denied&error_description=The+user+denied+access&state={state}"
-        )
-    } else {
-        let code = random_token("code_");
-        s.codes.insert(
-            code.clone(),
-            CodeInfo {
-                client_id,
-                challenge: get("code_challenge"),
-                redirect_uri: redirect_uri.clone(),
-                used: false,
-            },
-        );
-        format!("{redirect_uri}?code={code}&state={state}")
-    };
-    let mut r = Response::new(Full::new(Bytes::new()));
-    *r.status_mut() = StatusCode::SEE_OTHER;
-    r.headers_mut()
-        .insert("location", location.parse().unwrap());
-    r
+}
+
+/// The OAuth error answer of a refusal.
+fn refusal_answer(refusal: &Refusal) -> Resp {
+    let (status, body) = refusal.answer();
+    json(status, body)
 }
 
 /// `POST /rest/orgs/{org}/apps/creations` (JSON:API).
@@ -764,8 +684,13 @@ fn create_app(
             .collect::<String>()
     );
     let secret = random_token("snyk_app_secret_");
-    s.clients.insert(client_id.clone(), Some(secret.clone()));
-    s.app_redirects.insert(client_id.clone(), redirects.clone());
+    s.authority.clients.insert(
+        client_id.clone(),
+        Client {
+            secret: Some(secret.clone()),
+            redirect_uris: Some(redirects.clone()),
+        },
+    );
     s.secrets.push(secret.clone());
     s.apps_created += 1;
     json(
@@ -827,6 +752,10 @@ async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, D
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let gzipped = req
+        .headers()
+        .get("content-encoding")
+        .is_some_and(|v| v.as_bytes() == b"gzip");
     let body = req
         .into_body()
         .collect()
@@ -861,8 +790,8 @@ async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, D
             let form: HashMap<String, String> =
                 serde_urlencoded::from_bytes(&body).unwrap_or_default();
             let mut s = st.lock().unwrap();
-            if let Some(r) = form.get("token").and_then(|t| s.refresh.get_mut(t)) {
-                r.revoked = true;
+            if let Some(t) = form.get("token") {
+                s.authority.revoke(t);
             }
             s.revocations += 1;
             Ok(json(200, serde_json::json!({})))
@@ -874,13 +803,13 @@ async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, D
         ("POST", p) if p.starts_with("/rest/orgs/") && p.ends_with("/apps/creations") => {
             Ok(create_app(&st, &query, auth.as_deref(), &ctype, &body))
         }
+        (m, p) if p.starts_with("/v1/") => Ok(v1(&st, m, p, &query, auth, gzipped, &body)),
         ("GET", "/rest/self") => {
             let s = st.lock().unwrap();
             let ok = auth
                 .as_deref()
                 .and_then(|a| a.strip_prefix("Bearer "))
-                .and_then(|t| s.access.get(t))
-                .is_some_and(|(_, exp)| *exp > SystemTime::now());
+                .is_some_and(|t| s.authority.access_token_valid(t));
             Ok(if ok {
                 json(200, serde_json::json!({"data": {"type": "user"}}))
             } else {
@@ -895,6 +824,98 @@ async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, D
             serde_json::json!({"errors": [{"status": "404", "detail": "not found"}]}),
         )),
     }
+}
+
+/// Snyk's v1 API as the CLI's `snyk test` of an npm project uses it: a
+/// live bearer token is required (401 otherwise, with the body Snyk sends);
+/// `org` names the organization.
+fn v1(
+    st: &Arc<Mutex<State>>,
+    method: &str,
+    path: &str,
+    query: &str,
+    auth: Option<String>,
+    gzipped: bool,
+    body: &[u8],
+) -> Resp {
+    let mut s = st.lock().unwrap();
+    let q: HashMap<String, String> = serde_urlencoded::from_str(query).unwrap_or_default();
+    let org = q.get("org").cloned().unwrap_or_default();
+    let live = auth
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .is_some_and(|t| s.authority.access_token_valid(t));
+    let mut packages = Vec::new();
+    let (status, answer) = if !live {
+        (
+            401,
+            serde_json::json!({"code": 401, "error": "Invalid auth token provided", "ok": false}),
+        )
+    } else if method == "GET" && path.starts_with("/v1/cli-config/feature-flags/") {
+        let flag = path.rsplit('/').next().unwrap_or("");
+        (
+            200,
+            serde_json::json!({"ok": false, "userMessage": format!("Org {org} doesn't have '{flag}' feature enabled")}),
+        )
+    } else if method == "POST" && path == "/v1/test-dep-graph" {
+        match dep_graph_packages(gzipped, body) {
+            Ok(pkgs) if !org.is_empty() => {
+                packages = pkgs;
+                (
+                    200,
+                    serde_json::json!({
+                        "result": {"issuesData": {}, "affectedPkgs": {}},
+                        "meta": {"org": org, "isPublic": false, "isPrivate": true, "policy": ""}
+                    }),
+                )
+            }
+            Ok(_) => (
+                400,
+                serde_json::json!({"code": 400, "userMessage": "the org query parameter is required"}),
+            ),
+            Err(why) => (400, serde_json::json!({"code": 400, "userMessage": why})),
+        }
+    } else {
+        (
+            404,
+            serde_json::json!({"code": 404, "userMessage": "not found"}),
+        )
+    };
+    s.v1_requests.push(V1Request {
+        method: method.to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        authorization: auth,
+        status,
+        packages,
+    });
+    json(status, answer)
+}
+
+/// The packages (`name@version`) of a `test-dep-graph` body: gzip'd JSON
+/// (as the CLI always sends it) with a `depGraph` in dep-graph schema 1.x.
+fn dep_graph_packages(gzipped: bool, body: &[u8]) -> Result<Vec<String>, String> {
+    use std::io::Read;
+    if !gzipped {
+        return Err("the CLI sends its dep graph gzip'd".into());
+    }
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(body)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("not gzip'd JSON: {e}"))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
+    let graph = &v["depGraph"];
+    if !graph["schemaVersion"].as_str().is_some_and(|s| s.starts_with("1.")) {
+        return Err("depGraph.schemaVersion 1.x is required".into());
+    }
+    graph["pkgs"]
+        .as_array()
+        .map(|pkgs| {
+            pkgs.iter()
+                .filter_map(|p| p["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .ok_or_else(|| "depGraph.pkgs is required".into())
 }
 
 async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<Resp, Dropped> {
@@ -959,13 +980,14 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
     let mut s = st.lock().unwrap();
     if let (Some(limit), Some(rt)) = (s.client_timeout, sent_token) {
         if arrived.elapsed() >= limit {
-            if let Some(r) = s
+            let consumed_here = s
+                .authority
                 .refresh
-                .get_mut(&rt)
-                .filter(|r| r.grant.as_ref().is_some_and(|g| g.at >= arrived))
-            {
+                .get(&rt)
+                .is_some_and(|r| r.grant.as_ref().is_some_and(|g| g.at >= arrived));
+            if consumed_here {
                 // This request consumed it.
-                r.answer_lost = true;
+                s.answer_lost.insert(rt);
             }
         }
     }
@@ -973,7 +995,8 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
     answer
 }
 
-/// Processes one token request (faults before processing are handled by the caller).
+/// Processes one token request (faults before processing are handled by the
+/// caller): the authority's rules, with the fake's accounting around them.
 fn grant(
     st: &Arc<Mutex<State>>,
     form: HashMap<String, String>,
@@ -982,76 +1005,54 @@ fn grant(
 ) -> Result<Resp, Dropped> {
     let mut s = st.lock().unwrap();
     let client_id = form.get("client_id").cloned().unwrap_or_default();
-    let Some(expected_secret) = s.clients.get(&client_id).cloned() else {
+    let Some(client) = s.authority.clients.get(&client_id).cloned() else {
         s.bad_client_auth += 1;
-        return Ok(oauth_error(401, "invalid_client", "authentication failed"));
+        return Ok(refusal_answer(&Refusal::BadClient));
     };
+    let secret_given = form.get("client_secret").map(String::as_str);
     let grant_type = form.get("grant_type").map(String::as_str).unwrap_or("");
     match grant_type {
         "refresh_token" => {
-            if let Some(sec) = &expected_secret {
-                if form.get("client_secret") != Some(sec) {
-                    s.bad_client_auth += 1;
-                    return Ok(oauth_error(401, "invalid_client", "authentication failed"));
-                }
+            if let Err(r) = s.authority.authenticate(&client_id, secret_given) {
+                s.bad_client_auth += 1;
+                return Ok(refusal_answer(&r));
             }
             let rt = form.get("refresh_token").cloned().unwrap_or_default();
-            let Some(state) = s.refresh.get(&rt).cloned() else {
-                return Ok(oauth_error(400, "invalid_grant", "unknown refresh token"));
-            };
-            if state.client_id != client_id {
-                return Ok(oauth_error(
-                    400,
-                    "invalid_grant",
-                    "refresh token issued to another client",
-                ));
-            }
-            if state.revoked {
-                return Ok(oauth_error(400, "invalid_grant", "refresh token revoked"));
-            }
-            if state.used {
-                s.resends.push(Resend {
-                    client_id: client_id.clone(),
-                    token: rt.clone(),
-                    grant: state.grant.clone(),
-                    lost_answer_retry: state.answer_lost,
-                    at: Instant::now(),
-                });
-                if state.answer_lost {
-                    s.lost_answer_retries += 1;
-                    if let Some(r) = s.refresh.get_mut(&rt) {
-                        // Only the first retry after a lost answer is the permitted one.
-                        r.answer_lost = false;
+            let issued = match s.authority.refresh(&client_id, &rt) {
+                Ok(issued) => issued,
+                Err(refusal @ Refusal::AlreadyUsed { .. }) => {
+                    let lost = s.answer_lost.remove(&rt);
+                    let grant = s.authority.refresh.get(&rt).and_then(|r| r.grant.clone());
+                    s.resends.push(Resend {
+                        client_id: client_id.clone(),
+                        token: rt.clone(),
+                        grant,
+                        lost_answer_retry: lost,
+                        at: Instant::now(),
+                    });
+                    // Only the first retry after a lost answer is the permitted one.
+                    if lost {
+                        s.lost_answer_retries += 1;
+                    } else {
+                        s.replays += 1;
                     }
-                } else {
-                    s.replays += 1;
+                    return Ok(refusal_answer(&refusal));
                 }
-                return Ok(oauth_error(
-                    400,
-                    "invalid_grant",
-                    "refresh token already used",
-                ));
-            }
-            let (at, new_rt, expires_in) = s.issue_pair(&client_id);
-            if let Some(r) = s.refresh.get_mut(&rt) {
-                r.used = true;
-                r.answer_lost = drop_after;
-                r.grant = Some(Grant {
-                    successor: new_rt.clone(),
-                    access_token: at.clone(),
-                    at: Instant::now(),
-                });
+                Err(refusal) => return Ok(refusal_answer(&refusal)),
+            };
+            s.remember(&issued);
+            if drop_after {
+                s.answer_lost.insert(rt);
             }
             s.refresh_grants += 1;
             s.grant_times.push(SystemTime::now());
             if drop_after {
                 return Err(Dropped);
             }
-            let mut body = serde_json::json!({
-                "access_token": at, "token_type": "bearer",
-                "expires_in": s.expires_in_json.clone().unwrap_or(expires_in.into()),
-                "scope": "org.read", "refresh_token": new_rt, "refresh_expires_in": 7_776_000
-            });
+            let mut body = issued.body();
+            if let Some(v) = s.expires_in_json.clone() {
+                body["expires_in"] = v;
+            }
             if no_refresh_token {
                 body.as_object_mut().unwrap().remove("refresh_token");
                 body.as_object_mut().unwrap().remove("refresh_expires_in");
@@ -1078,102 +1079,46 @@ fn grant(
                     }
                 }
             } else {
-                match form.get("client_secret") {
+                match secret_given {
                     Some(given) => {
-                        expected_secret.as_ref() == Some(given)
+                        client.secret.as_deref() == Some(given)
                             || s.service_accounts
                                 .values()
-                                .any(|sa| sa.client_id == client_id && sa.secrets.contains(given))
+                                .any(|sa| sa.client_id == client_id && sa.secrets.iter().any(|x| x == given))
                     }
                     None => false,
                 }
             };
             if !ok {
                 s.bad_client_auth += 1;
-                return Ok(oauth_error(401, "invalid_client", "authentication failed"));
+                return Ok(refusal_answer(&Refusal::BadClient));
             }
-            let at = s.new_access_token();
-            let expires_in = s.expires_in;
-            s.access.insert(
-                at.clone(),
-                (
-                    client_id,
-                    SystemTime::now() + Duration::from_secs(expires_in),
-                ),
-            );
-            s.secrets.push(at.clone());
+            let issued = s.authority.client_credentials(&client_id);
+            s.remember(&issued);
             s.client_credentials_grants += 1;
             if drop_after {
                 return Err(Dropped);
             }
-            Ok(json(
-                200,
-                serde_json::json!({"access_token": at, "token_type": "bearer", "expires_in": expires_in, "scope": "org.read"}),
-            ))
+            Ok(json(200, issued.body()))
         }
         "authorization_code" => {
-            let code = form.get("code").cloned().unwrap_or_default();
-            let Some(info) = s.codes.get(&code).cloned() else {
-                return Ok(oauth_error(
-                    400,
-                    "invalid_grant",
-                    "unknown authorization code",
-                ));
-            };
-            if info.used {
-                s.code_replays += 1;
-                return Ok(oauth_error(
-                    400,
-                    "invalid_grant",
-                    "authorization code already used",
-                ));
+            if let Err(r) = s.authority.authenticate(&client_id, secret_given) {
+                s.bad_client_auth += 1;
+                return Ok(refusal_answer(&r));
             }
-            if info.client_id != client_id {
-                return Ok(oauth_error(
-                    400,
-                    "invalid_grant",
-                    "code issued to another client",
-                ));
-            }
-            if form.get("redirect_uri") != Some(&info.redirect_uri) {
-                return Ok(oauth_error(
-                    400,
-                    "invalid_grant",
-                    "redirect_uri does not match the authorization request",
-                ));
-            }
-            if let Some(sec) = &expected_secret {
-                if form.get("client_secret") != Some(sec) {
-                    s.bad_client_auth += 1;
-                    return Ok(oauth_error(401, "invalid_client", "authentication failed"));
+            match s.authority.exchange_code(&client_id, &form) {
+                Ok(issued) => {
+                    s.remember(&issued);
+                    s.authorization_code_grants += 1;
+                    Ok(json(200, issued.body()))
+                }
+                Err(refusal) => {
+                    if refusal == Refusal::CodeAlreadyUsed {
+                        s.code_replays += 1;
+                    }
+                    Ok(refusal_answer(&refusal))
                 }
             }
-            let verifier = form.get("code_verifier").cloned().unwrap_or_default();
-            let ok_len = (43..=128).contains(&verifier.len());
-            use base64::Engine;
-            use sha2::Digest;
-            let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(sha2::Sha256::digest(verifier.as_bytes()));
-            if !ok_len || computed != info.challenge {
-                return Ok(oauth_error(
-                    400,
-                    "invalid_grant",
-                    "PKCE verification failed",
-                ));
-            }
-            if let Some(c) = s.codes.get_mut(&code) {
-                c.used = true;
-            }
-            let (at, new_rt, expires_in) = s.issue_pair(&client_id);
-            s.secrets.push(code);
-            s.authorization_code_grants += 1;
-            Ok(json(
-                200,
-                serde_json::json!({
-                    "access_token": at, "token_type": "bearer", "expires_in": expires_in,
-                    "scope": "org.read", "refresh_token": new_rt, "refresh_expires_in": 7_776_000
-                }),
-            ))
         }
         other => Ok(oauth_error(
             400,

@@ -11,6 +11,7 @@ pub mod openbao;
 pub mod redis;
 pub mod sentinel;
 pub mod serve;
+pub mod snyk_cli;
 pub mod wait;
 
 pub use agent::{Agent, Env};
