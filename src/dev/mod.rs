@@ -70,10 +70,18 @@ impl TempDir {
             match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
                 Ok(()) => return Ok(TempDir(dir)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(format!("cannot create a directory in {}: {e}", base.display())),
+                Err(e) => {
+                    return Err(format!(
+                        "cannot create a directory in {}: {e}",
+                        base.display()
+                    ));
+                }
             }
         }
-        Err(format!("cannot create a fresh directory in {}", base.display()))
+        Err(format!(
+            "cannot create a fresh directory in {}",
+            base.display()
+        ))
     }
 
     pub fn path(&self) -> &Path {
@@ -199,7 +207,9 @@ pub fn prepare(env: &[(String, String)]) -> Result<Prepared, DevError> {
     let addr = sim_address(env)?;
     let dir = TempDir::create().map_err(DevError::Failed)?;
     let sim_listener = std::net::TcpListener::bind(addr).map_err(|e| {
-        DevError::Failed(format!("cannot listen on {addr} for the simulated Snyk: {e}"))
+        DevError::Failed(format!(
+            "cannot listen on {addr} for the simulated Snyk: {e}"
+        ))
     })?;
     let port = sim_listener
         .local_addr()
@@ -272,7 +282,11 @@ impl Commands {
         let name = |bin: &str| {
             let full = exe.with_file_name(bin);
             let on_path = path_var
-                .map(|p| std::env::split_paths(p).map(|d| d.join(bin)).find(|c| c.is_file()))
+                .map(|p| {
+                    std::env::split_paths(p)
+                        .map(|d| d.join(bin))
+                        .find(|c| c.is_file())
+                })
                 .and_then(|found| found)
                 .and_then(|found| found.canonicalize().ok());
             if on_path.is_some() && on_path == full.canonicalize().ok() {
@@ -311,7 +325,10 @@ pub fn next_steps(r: &Ready, c: &Commands) -> String {
 }
 
 /// Waits until the agent answers on its socket.
-async fn wait_for_agent(client: &AgentClient, agent: &tokio::task::JoinHandle<Result<(), String>>) -> Result<(), DevError> {
+async fn wait_for_agent(
+    client: &AgentClient,
+    agent: &tokio::task::JoinHandle<Result<(), String>>,
+) -> Result<(), DevError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if agent.is_finished() {
@@ -323,7 +340,10 @@ async fn wait_for_agent(client: &AgentClient, agent: &tokio::task::JoinHandle<Re
         {
             Ok(_) => return Ok(()),
             Err(e) if Instant::now() >= deadline => {
-                return Err(DevError::Failed(format!("the agent did not answer: {}", e.report())));
+                return Err(DevError::Failed(format!(
+                    "the agent did not answer: {}",
+                    e.report()
+                )));
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
@@ -333,7 +353,10 @@ async fn wait_for_agent(client: &AgentClient, agent: &tokio::task::JoinHandle<Re
 /// Stores the demo credential through the agent's API, as `snykey put`
 /// does: a Snyk App's client secret and a refresh token the simulator
 /// issued (the agent rotates it at once).
-async fn seed(client: &AgentClient, authority: &std::sync::Mutex<sim::Authority>) -> Result<(), DevError> {
+async fn seed(
+    client: &AgentClient,
+    authority: &std::sync::Mutex<sim::Authority>,
+) -> Result<(), DevError> {
     let secret = sim::random_token("demo_secret_", 32);
     let refresh_token = {
         let mut a = authority.lock().unwrap_or_else(|p| p.into_inner());
@@ -351,10 +374,19 @@ async fn seed(client: &AgentClient, authority: &std::sync::Mutex<sim::Authority>
     };
     let body = serde_json::to_vec(&body).map_err(|e| DevError::Failed(e.to_string()))?;
     client
-        .call::<PutCredentialResponse>(hyper::Method::PUT, crate::wire::paths::CREDENTIALS, Some(body))
+        .call::<PutCredentialResponse>(
+            hyper::Method::PUT,
+            crate::wire::paths::CREDENTIALS,
+            Some(body),
+        )
         .await
         .map(|_| ())
-        .map_err(|e| DevError::Failed(format!("storing the demo credential failed: {}", e.report())))
+        .map_err(|e| {
+            DevError::Failed(format!(
+                "storing the demo credential failed: {}",
+                e.report()
+            ))
+        })
 }
 
 /// Runs the session until SIGINT/SIGTERM: the simulator, the agent on
@@ -397,11 +429,14 @@ pub async fn run(
     let session = async {
         wait_for_agent(&client, &agent).await?;
         seed(&client, &simulator.authority).await?;
-        let path = crate::wire::paths::fill(crate::wire::paths::CREDENTIAL, &[DEMO_ORG, DEMO_CLIENT]);
+        let path =
+            crate::wire::paths::fill(crate::wire::paths::CREDENTIAL, &[DEMO_ORG, DEMO_CLIENT]);
         client
             .call::<serde_json::Value>(hyper::Method::GET, &path, None)
             .await
-            .map_err(|e| DevError::Failed(format!("the demo credential gave no token: {}", e.report())))?;
+            .map_err(|e| {
+                DevError::Failed(format!("the demo credential gave no token: {}", e.report()))
+            })?;
         Ok::<_, DevError>(())
     };
     let outcome = session.await;
@@ -443,7 +478,8 @@ mod tests {
     fn only_a_loopback_snyk_url_is_accepted() {
         let free = sim_address(&env(&[])).unwrap();
         assert!(free.ip().is_loopback() && free.port() == 0);
-        let pinned = sim_address(&env(&[("SNYKEY_SNYK_API_URL", "http://localhost:18080")])).unwrap();
+        let pinned =
+            sim_address(&env(&[("SNYKEY_SNYK_API_URL", "http://localhost:18080")])).unwrap();
         assert_eq!(pinned, "127.0.0.1:18080".parse().unwrap());
         for real in [
             "https://api.snyk.io",

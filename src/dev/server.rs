@@ -104,9 +104,15 @@ async fn handle(authority: &Mutex<Authority>, req: Request<Incoming>) -> Resp {
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return json(413, serde_json::json!({"error": "invalid_request", "error_description": "request body too large"})),
+        Err(_) => {
+            return json(
+                413,
+                serde_json::json!({"error": "invalid_request", "error_description": "request body too large"}),
+            );
+        }
     };
-    let form = || -> HashMap<String, String> { serde_urlencoded::from_bytes(&body).unwrap_or_default() };
+    let form =
+        || -> HashMap<String, String> { serde_urlencoded::from_bytes(&body).unwrap_or_default() };
     match (method.as_str(), path.as_str()) {
         ("POST", "/oauth2/token") => {
             if !form_encoded {

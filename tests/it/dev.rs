@@ -94,7 +94,10 @@ fn snykey_dev_gives_a_first_token_and_completes_a_login_then_cleans_up() {
         Command::new("curl").arg("--version").output().is_ok(),
         "curl is required (the printed exec example uses it): apt-get install curl"
     );
-    let tmp = tempfile::Builder::new().prefix("snykey-it-dev-").tempdir().unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("snykey-it-dev-")
+        .tempdir()
+        .unwrap();
     let started = Instant::now();
     let mut dev = Dev::start(tmp.path());
     let cmds = dev.commands();
@@ -157,7 +160,10 @@ fn snykey_dev_gives_a_first_token_and_completes_a_login_then_cleans_up() {
     let mut reader = BufReader::new(child.stdout.take().unwrap());
     let url = loop {
         let mut line = String::new();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "login printed no URL");
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "login printed no URL"
+        );
         if let Some(u) = line.trim().strip_prefix("http://localhost:") {
             break format!("http://localhost:{u}");
         }
@@ -177,7 +183,11 @@ fn snykey_dev_gives_a_first_token_and_completes_a_login_then_cleans_up() {
     let out = run(tmp.path(), &export, helper);
     assert!(out.status.success(), "after the login: {}", stderr(&out));
     let out = run(tmp.path(), &export, exec);
-    assert!(stdout(&out).contains("\"type\":\"user\""), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("\"type\":\"user\""),
+        "{}",
+        stdout(&out)
+    );
 
     // Ctrl-C: a clean stop, and the directory is gone.
     unsafe { libc::kill(dev.child.id() as i32, libc::SIGINT) };
@@ -210,7 +220,12 @@ fn snykey_dev_refuses_a_real_snyk_before_creating_anything() {
             .env(var, value)
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(78), "{var}={value}: {}", stderr(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(78),
+            "{var}={value}: {}",
+            stderr(&out)
+        );
         assert!(stderr(&out).contains(var), "{}", stderr(&out));
         assert!(!stdout(&out).contains("demo-org"), "{}", stdout(&out));
         let made: Vec<_> = std::fs::read_dir(tmp.path())
@@ -218,6 +233,9 @@ fn snykey_dev_refuses_a_real_snyk_before_creating_anything() {
             .filter_map(Result::ok)
             .filter(|e| e.file_name().to_string_lossy().starts_with("snykey-dev-"))
             .collect();
-        assert!(made.is_empty() && before.len() <= 1, "{var}={value} created {made:?}");
+        assert!(
+            made.is_empty() && before.len() <= 1,
+            "{var}={value} created {made:?}"
+        );
     }
 }

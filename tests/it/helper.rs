@@ -35,7 +35,14 @@ fn formats_exec_and_environment_fallbacks() {
     // An org the caller chose is left alone.
     let out = crate::support::agent::command(HELPER, &agent.home)
         .env("SNYK_CFG_ORG", "callers-org")
-        .args(["--socket", agent.socket.to_str().unwrap(), "--format", "env", "oh", "ch"])
+        .args([
+            "--socket",
+            agent.socket.to_str().unwrap(),
+            "--format",
+            "env",
+            "oh",
+            "ch",
+        ])
         .output()
         .unwrap();
     assert_eq!(

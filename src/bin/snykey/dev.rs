@@ -28,10 +28,11 @@ pub fn dev(log_level: Option<String>, log_format: LogFormat) -> i32 {
         })
     });
     snykey::dirs::allow_shared_dirs(false);
-    let bound = match snykey::api::socket::bind(prepared.socket(), prepared.config.server.socket_mode) {
-        Ok(b) => b,
-        Err(e) => return failed(&DevError::Failed(e)),
-    };
+    let bound =
+        match snykey::api::socket::bind(prepared.socket(), prepared.config.server.socket_mode) {
+            Ok(b) => b,
+            Err(e) => return failed(&DevError::Failed(e)),
+        };
     let commands = match std::env::current_exe() {
         Ok(exe) => Commands::beside(&exe, std::env::var_os("PATH").as_deref()),
         Err(_) => Commands {

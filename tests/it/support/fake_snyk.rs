@@ -905,7 +905,10 @@ fn dep_graph_packages(gzipped: bool, body: &[u8]) -> Result<Vec<String>, String>
         .map_err(|e| format!("not gzip'd JSON: {e}"))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
     let graph = &v["depGraph"];
-    if !graph["schemaVersion"].as_str().is_some_and(|s| s.starts_with("1.")) {
+    if !graph["schemaVersion"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("1."))
+    {
         return Err("depGraph.schemaVersion 1.x is required".into());
     }
     graph["pkgs"]
@@ -1082,9 +1085,9 @@ fn grant(
                 match secret_given {
                     Some(given) => {
                         client.secret.as_deref() == Some(given)
-                            || s.service_accounts
-                                .values()
-                                .any(|sa| sa.client_id == client_id && sa.secrets.iter().any(|x| x == given))
+                            || s.service_accounts.values().any(|sa| {
+                                sa.client_id == client_id && sa.secrets.iter().any(|x| x == given)
+                            })
                     }
                     None => false,
                 }
