@@ -207,6 +207,15 @@ fn snykey_dev_gives_a_first_token_and_completes_a_login_then_cleans_up() {
 
 #[test]
 fn snykey_dev_refuses_a_real_snyk_before_creating_anything() {
+    // --socket is the clients' option: a dev run keeps its own socket.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = command(SNYKEY, tmp.path())
+        .args(["--socket", "/tmp/elsewhere.sock", "dev"])
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+
     for (var, value) in [
         ("SNYKEY_SNYK_API_URL", "https://api.eu.snyk.io"),
         ("SNYKEY_SNYK_API_URL", "http://snyk.example.com:8080"),

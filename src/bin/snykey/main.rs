@@ -90,6 +90,10 @@ fn run(cli: Cli) -> i32 {
         .unwrap_or_else(snykey::paths::default_socket);
     match cli.command {
         Command::Serve { config } => serve::serve(cli.log_level, cli.log_format, config.as_deref()),
+        Command::Dev if cli.socket.is_some() => usage_exit(&Cli::command().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            "snykey dev keeps its socket in its own temporary directory and prints it; --socket is for the commands that talk to an agent",
+        )),
         Command::Dev => dev::dev(cli.log_level, cli.log_format),
         Command::CheckConfig { config } => local::check_config(config.as_deref()),
         Command::Doctor { config, json } => local::doctor(&socket, config.as_deref(), json),
