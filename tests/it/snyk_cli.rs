@@ -25,6 +25,10 @@ fn snyk_test_through_the_helper_passes_with_the_helpers_token_only() {
         .current_dir(&project)
         .env("HOME", &home)
         .env("SNYK_DISABLE_ANALYTICS", "1")
+        // A stale region in the caller's environment: the helper replaces
+        // it with the agent's (and were it not to, the CLI would go to a
+        // closed loopback port, never to the real Snyk).
+        .env("SNYK_API", "http://localhost:1")
         .arg("--socket")
         .arg(&agent.socket)
         .args(["exec", "cli-org", "cli-app", "--"])
