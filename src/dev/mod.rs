@@ -282,12 +282,11 @@ impl Commands {
         let name = |bin: &str| {
             let full = exe.with_file_name(bin);
             let on_path = path_var
-                .map(|p| {
+                .and_then(|p| {
                     std::env::split_paths(p)
                         .map(|d| d.join(bin))
                         .find(|c| c.is_file())
                 })
-                .and_then(|found| found)
                 .and_then(|found| found.canonicalize().ok());
             if on_path.is_some() && on_path == full.canonicalize().ok() {
                 bin.to_string()
@@ -460,7 +459,8 @@ pub async fn run(
     let _ = stop_sim.send(true);
     simulator.stopped().await;
     drop(dir);
-    outcome.and(ran)
+    // The agent's own failure says more than "it stopped during start-up".
+    ran.and(outcome)
 }
 
 #[cfg(test)]
@@ -494,6 +494,28 @@ mod tests {
                 assert!(e.to_string().contains(var), "{e}");
             }
         }
+    }
+
+    #[test]
+    fn printed_commands_use_bare_names_only_when_path_finds_these_binaries() {
+        let dir = tempfile::tempdir().unwrap();
+        for bin in ["snykey", "snykey-helper"] {
+            std::fs::write(dir.path().join(bin), "").unwrap();
+        }
+        let exe = dir.path().join("snykey");
+        let on_path = std::env::join_paths([Path::new("/nonexistent"), dir.path()]).unwrap();
+        let c = Commands::beside(&exe, Some(&on_path));
+        assert_eq!(
+            (c.snykey.as_str(), c.helper.as_str()),
+            ("snykey", "snykey-helper")
+        );
+        let c = Commands::beside(&exe, Some(std::ffi::OsStr::new("/nonexistent")));
+        assert_eq!(
+            c.helper,
+            dir.path().join("snykey-helper").display().to_string()
+        );
+        let c = Commands::beside(&exe, None);
+        assert_eq!(c.snykey, exe.display().to_string());
     }
 
     #[test]
