@@ -199,6 +199,19 @@ fn config_text(dir: &Path, sim_url: &str) -> String {
     )
 }
 
+/// A new file of mode 0600 holding `text`.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
 /// Refuses a real Snyk, makes the directory, binds the simulator's port and
 /// loads the agent's configuration. Call before any thread exists (the
 /// agent's socket is bound next, under a umask).
@@ -220,7 +233,7 @@ pub fn prepare(env: &[(String, String)]) -> Result<Prepared, DevError> {
         ip => format!("http://{}", SocketAddr::new(ip, port)),
     };
     let file = dir.path().join("config.toml");
-    std::fs::write(&file, config_text(dir.path(), &sim_url))
+    write_private(&file, &config_text(dir.path(), &sim_url))
         .map_err(|e| DevError::Failed(format!("cannot write {}: {e}", file.display())))?;
     let (env, ignored) = config_env(env);
     let config = Config::load_from(Some(&file), &env)
