@@ -129,8 +129,8 @@ pub fn outcome_page(outcome: &CallbackOutcome) -> Response<Full<Bytes>> {
 /// host answers redirects nobody asked for. A login binds it as it starts,
 /// so a port held by another program is reported to the person starting the
 /// login, naming the port, instead of being logged once at start-up; it is
-/// closed within a second of the last pending login completing, failing or
-/// expiring.
+/// closed [`LINGER`] (30 s) after the last pending login completed, failed or
+/// expired.
 ///
 /// With a Redis cache a pending login is visible to every agent sharing it,
 /// but only the agent the login was started on listens for its callback: the
@@ -154,6 +154,11 @@ struct Open {
     /// Set while bound: stops this listener.
     stop: Option<watch::Sender<bool>>,
 }
+
+/// How long the listener stays bound after the last pending login ended: a
+/// browser reloading the callback page, or coming back just after its login
+/// expired, gets the page that says so rather than a refused connection.
+pub const LINGER: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Keeps the listener bound while a login is being started.
 pub struct Hold(Arc<CallbackListener>);
@@ -231,11 +236,13 @@ impl CallbackListener {
         Ok((bound, stop_tx))
     }
 
-    /// Checks once a second whether the listener is still needed.
+    /// Checks once a second whether the listener is still needed; closes it
+    /// [`LINGER`] after the last login ended.
     async fn close_when_idle(self: Arc<Self>) {
         let mut shutdown = self.shutdown.clone();
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut idle_since: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -243,7 +250,13 @@ impl CallbackListener {
             }
             let stopping = *shutdown.borrow();
             let mut open = self.open.lock().recover();
-            if stopping || (open.holds == 0 && !self.broker.logins_pending()) {
+            let idle = open.holds == 0 && !self.broker.logins_pending();
+            idle_since = if idle {
+                Some(idle_since.unwrap_or_else(tokio::time::Instant::now))
+            } else {
+                None
+            };
+            if stopping || idle_since.is_some_and(|t| t.elapsed() >= LINGER) {
                 if let Some(stop) = open.stop.take() {
                     let _ = stop.send(true);
                 }

@@ -34,16 +34,23 @@ impl Broker {
         let keys: BTreeSet<CredKey> = self.store.list().await?.into_iter().collect();
         let mut slots = Vec::with_capacity(keys.len());
         for key in &keys {
+            // Each record is read: a listed key may be a tombstone (OpenBao
+            // lists a deleted credential's metadata), deleted by another agent.
+            let Some(v) = self.store.get(key).await? else {
+                continue;
+            };
+            if v.record.deleted {
+                continue;
+            }
             let slot = match self.existing_slot(key) {
                 Some(s) => s,
-                None => match self.store.get(key).await? {
-                    Some(v) => match self.slot_for_record(key, &v.record) {
-                        Some(s) => {
-                            self.adopt_cached(&s).await;
-                            s
-                        }
-                        None => continue,
-                    },
+                // Its data removed by another tool: nothing to load.
+                None if v.hidden => continue,
+                None => match self.slot_for_record(key, &v.record) {
+                    Some(s) => {
+                        self.adopt_cached(&s).await;
+                        s
+                    }
                     None => continue,
                 },
             };

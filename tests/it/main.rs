@@ -22,3 +22,4 @@ mod refresh;
 mod rotation;
 mod service_accounts;
 mod store;
+mod truth;
