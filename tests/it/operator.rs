@@ -574,6 +574,12 @@ fn a_first_start_on_an_empty_openbao_store_is_quiet_and_says_what_next() {
     let mut env = Env::new(&fake.url());
     let token_file = env.path().join("bao-token");
     std::fs::write(&token_file, &bao.root_token).unwrap();
+    // Private, as an operator keeps it (a 0644 secret is a start-up warning).
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     env.store_config = format!(
         "backend = \"openbao\"\naddr = {:?}\ntoken_file = {token_file:?}\n",
         bao.url()
