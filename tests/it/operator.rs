@@ -802,5 +802,8 @@ fn a_sink_never_keeps_an_expired_token() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!written.is_empty());
-    assert!(agent.log_text().contains("removed the token file"));
+    // The line follows the unlink by a moment: polled, not read at once.
+    crate::support::agent::wait_for("the removal to be logged", 10, || {
+        agent.log_text().contains("removed the token file")
+    });
 }

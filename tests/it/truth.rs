@@ -7,10 +7,11 @@
 //! is unreachable is `pending`; the callback listener is bound only while a
 //! login is pending; `scripts/test` says when it was interrupted.
 
-use crate::support::agent::{SNYKEY, clean, command, stderr, stdout, tcp_get, wait_for};
+use crate::support::agent::{
+    SNYKEY, clean, command, listed_states, stderr, stdout, tcp_get, wait_for,
+};
 use crate::support::bao::Bao;
 use crate::support::{Agent, Env, FakeSnyk};
-use serde_json::Value;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -23,26 +24,11 @@ fn bao_env(fake: &FakeSnyk, bao: &Bao) -> Env {
     env
 }
 
-/// `snykey status --json` on `agent`: the credentials, by `org/client`.
+/// `snykey status --json` on `agent`: the credentials, by `org/client`, with their states.
 fn listed(agent: &Agent) -> Vec<(String, String)> {
     let out = agent.cli(&["status", "--json"], None);
     assert!(out.status.success(), "status: {}", stderr(&out));
-    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    v["credentials"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                format!(
-                    "{}/{}",
-                    c["org_id"].as_str().unwrap(),
-                    c["client_id"].as_str().unwrap()
-                ),
-                c["state"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    listed_states(&serde_json::from_str(&stdout(&out)).unwrap())
 }
 
 /// A port nothing listens on (bound, read, released).
