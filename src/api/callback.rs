@@ -244,11 +244,12 @@ impl CallbackListener {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut idle_since: Option<tokio::time::Instant> = None;
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => {}
-            }
-            let stopping = *shutdown.borrow();
+            // A dropped sender is a shutdown too (never a loop on an error).
+            let gone = tokio::select! {
+                _ = tick.tick() => false,
+                changed = shutdown.changed() => changed.is_err(),
+            };
+            let stopping = gone || *shutdown.borrow();
             let mut open = self.open.lock().recover();
             let idle = open.holds == 0 && !self.broker.logins_pending();
             idle_since = if idle {
