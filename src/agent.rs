@@ -142,35 +142,24 @@ async fn build_broker(
     }))
 }
 
-async fn start_callback_listener(
+/// The callback listener for browser logins, bound on demand while a login
+/// is pending ([`crate::api::callback::CallbackListener`]).
+fn callback_listener(
     cfg: &Config,
     broker: &Arc<Broker>,
     shutdown_rx: &watch::Receiver<bool>,
-) {
-    // The callback listener for browser logins. A busy port is not fatal: the
-    // agent serves tokens without it, and /v1/login says why it cannot.
-    match crate::api::callback::listen(
+) -> Arc<crate::api::callback::CallbackListener> {
+    tracing::info!(
+        listen = %cfg.server.callback_listen,
+        redirect_uri = %cfg.server.redirect_uri,
+        "OAuth callback listener: bound while a browser login is pending"
+    );
+    crate::api::callback::CallbackListener::new(
         cfg.server.callback_listen,
+        &cfg.server.redirect_uri,
         Arc::clone(broker),
         shutdown_rx.clone(),
     )
-    .await
-    {
-        Ok(addr) => {
-            let default_uri = format!(
-                "http://{}/authorization-code/callback",
-                cfg.server.callback_listen
-            );
-            let uri = if cfg.server.redirect_uri == default_uri {
-                format!("http://{addr}/authorization-code/callback")
-            } else {
-                cfg.server.redirect_uri.clone()
-            };
-            tracing::info!(listen = %addr, redirect_uri = %uri, "OAuth callback listener ready");
-            broker.login.set_listening(uri);
-        }
-        Err(e) => tracing::error!("{e}; browser logins are unavailable until this is fixed"),
-    }
 }
 
 /// Runs the agent until SIGTERM/SIGINT. Returns after a graceful stop.
@@ -196,14 +185,14 @@ pub async fn run(
     if let Some(w) = broker.protection_warning() {
         tracing::warn!("{w}");
     }
-    start_callback_listener(&cfg, &broker, &shutdown_rx).await;
+    let callback = callback_listener(&cfg, &broker, &shutdown_rx);
 
     bound
         .listener
         .set_nonblocking(true)
         .map_err(|e| e.to_string())?;
     let listener = tokio::net::UnixListener::from_std(bound.listener).map_err(|e| e.to_string())?;
-    let state = AppState::new(Arc::clone(&broker), access_of(&cfg));
+    let state = AppState::new(Arc::clone(&broker), access_of(&cfg), Some(callback));
     // The handlers exist before anyone is told the agent is ready: a SIGTERM
     // sent on "ready" stops it gracefully instead of killing it outright.
     let signal_streams = Signals::install()?;
@@ -566,7 +555,10 @@ mod reload_tests {
         ("server.metrics_listen", "127.0.0.1:9464"),
         ("server.metrics_allow_remote", "true"),
         ("server.allow_shared_dirs", "true"),
-        ("server.redirect_uri", "http://127.0.0.1:8080/other"),
+        (
+            "server.redirect_uri",
+            "http://localhost:8080/authorization-code/callback",
+        ),
         ("server.shutdown_grace", "11s"),
         ("server.login_timeout", "5m"),
         ("server.log_level", "debug"),
@@ -612,14 +604,11 @@ mod reload_tests {
     }
 
     /// Every value that others default from is given, so changing one key
-    /// changes that key alone.
+    /// changes that key alone — except `server.redirect_uri`, which follows
+    /// `server.callback_listen` unless given (a given one must agree with it).
     fn baseline() -> Vec<(String, String)> {
         [
             ("server.socket", "/tmp/snykey-test/s.sock"),
-            (
-                "server.redirect_uri",
-                "http://127.0.0.1:8080/authorization-code/callback",
-            ),
             ("server.agent_id", "test-agent"),
             ("server.sink_dirs", "/tmp/snykey-test"),
             ("snyk.app_url", "https://app.snyk.io"),
@@ -653,11 +642,19 @@ mod reload_tests {
                 .unwrap_or_else(|e| panic!("{key}: the sample does not load: {e}"));
             let plan = plan_reload(&base, &new);
             let named: Vec<&String> = plan.live.iter().chain(&plan.restart).collect();
-            assert_eq!(named, vec![&key], "{key}: {plan:?}");
+            let mut expected = vec![key.clone()];
+            if key == "server.callback_listen" {
+                expected.push("server.redirect_uri".into());
+            }
+            assert_eq!(
+                named,
+                expected.iter().collect::<Vec<_>>(),
+                "{key}: {plan:?}"
+            );
             // What runs afterwards: the new value if applied, the old one if not.
             let after = keep_live(base.clone(), &new);
             if plan.live.is_empty() {
-                assert_eq!(after.changed_keys(&new), vec![key.clone()], "{key}");
+                assert_eq!(after.changed_keys(&new), expected, "{key}");
                 assert!(after.changed_keys(&base).is_empty(), "{key}");
             } else {
                 live += 1;

@@ -40,10 +40,14 @@ impl Kind {
     }
 }
 
-/// A credential's state in this agent (SPEC §4 `state`).
+/// A credential's state in this agent (SPEC §4 `state`, plus `pending`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
+    /// Stored, and no access token minted for it yet by this agent (its
+    /// first grant has not succeeded: Snyk unreachable at `PUT`, or the
+    /// agent has just loaded it). Leaves for `ok` with the first token.
+    Pending,
     Ok,
     Refreshing,
     Degraded,
@@ -51,8 +55,18 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in the order status and metrics list them.
+    pub const ALL: [State; 5] = [
+        State::Pending,
+        State::Ok,
+        State::Refreshing,
+        State::Degraded,
+        State::NeedsLogin,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
+            State::Pending => "pending",
             State::Ok => "ok",
             State::Refreshing => "refreshing",
             State::Degraded => "degraded",

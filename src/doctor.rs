@@ -6,12 +6,13 @@
 //! their credentials, the calling user normally does not.
 
 use crate::client::{AgentClient, ClientError};
+use crate::config::on_disk::Problem;
 use crate::config::{CacheBackend, Config, StoreBackend};
 use crate::wire::{CredentialList, CredentialStatus, ErrorCode, Message, State, paths};
 use hyper::Method;
 use serde::Serialize;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 /// The largest clock difference with Snyk that passes: a `private_key_jwt`
@@ -84,6 +85,9 @@ pub async fn run(config: Option<&Path>, socket: &Path) -> Report {
     let client = AgentClient::new(socket, Duration::from_secs(15));
     let agent_up = agent_check(&client, socket, &mut checks).await;
     let cfg = config_check(config, &mut checks);
+    if let Some(cfg) = &cfg {
+        checks.extend(files(cfg));
+    }
     if agent_up {
         checks.push(ready_check(&client).await);
     }
@@ -158,22 +162,81 @@ fn config_check(config: Option<&Path>, checks: &mut Vec<Check>) -> Option<Config
     }
 }
 
-/// The agent reaches its store and cache (`/v1/ready`).
+/// The agent reaches its store and cache (`/v1/ready`). The remedy follows
+/// the code the agent answers: the store's own (sealed, denied,
+/// unavailable), the cache's, or a journaled token waiting.
 async fn ready_check(client: &AgentClient) -> Check {
+    let name = "store and cache";
     match client
         .call::<Message>(Method::GET, paths::READY, None)
         .await
     {
         Ok(_) => pass(
-            "store and cache",
+            name,
             "the agent reaches its secret store (unsealed) and its token cache",
         ),
-        Err(e) => fail(
-            "store and cache",
-            e.to_string(),
-            "bring the named backend back (unseal OpenBao, start Redis); the agent resumes by itself",
-        ),
+        Err(ClientError::Api { code, error, .. }) => {
+            let remedy = match code {
+                ErrorCode::StoreSealed => {
+                    "unseal OpenBao (`bao operator unseal`); the agent resumes by itself"
+                }
+                ErrorCode::StoreDenied => {
+                    "the agent's own OpenBao credentials are missing, unreadable or refused: fix the file or setting named (store.token_file, store.token, the AppRole or Kubernetes files; see the files line above), then restart the agent or let it log in again"
+                }
+                ErrorCode::StoreUnavailable => {
+                    "start OpenBao or make store.addr reach an active node (file store: make the named file or directory usable by the agent); the agent resumes by itself"
+                }
+                ErrorCode::CacheUnavailable => {
+                    "start Redis or make cache.url reach it; the agent resumes by itself"
+                }
+                _ => "fix what the agent names; it resumes by itself",
+            };
+            fail(name, error, remedy)
+        }
+        Err(e) => fail(name, e.to_string(), "see the agent's log"),
     }
+}
+
+/// Every file and directory the configuration names, judged as the agent
+/// judges them at start ([`Config::check_files`]). A file this user may not
+/// look at is not judged here (run doctor as the agent's user or root).
+fn files(cfg: &Config) -> Vec<Check> {
+    let name = "files";
+    let allow_shared = cfg.server.allow_shared_dirs;
+    let mut checks = Vec::new();
+    let mut hidden = 0;
+    for f in cfg.file_findings() {
+        if f.is_permission_denied() {
+            hidden += 1;
+            continue;
+        }
+        let detail = format!("{}: {}", f.key, f.message());
+        let remedy = match &f.problem {
+            Problem::Missing => format!(
+                "create it, or point {} at the right file; the agent refuses to start without it",
+                f.key
+            ),
+            _ => format!("fix the file {} names, as said", f.key),
+        };
+        if f.is_fatal(allow_shared) || matches!(f.problem, Problem::ReadableByAll(_)) {
+            checks.push(fail(name, detail, remedy));
+        } else {
+            checks.push(pass(name, detail));
+        }
+    }
+    if checks.is_empty() {
+        checks.push(pass(
+            name,
+            if hidden == 0 {
+                "every file and directory the configuration names is in place".to_string()
+            } else {
+                format!(
+                    "every file the configuration names is in place, but {hidden} could not be looked at as this user: run doctor as the agent's user or root to check them"
+                )
+            },
+        ));
+    }
+    checks
 }
 
 /// Every credential the agent holds, each a check.
@@ -201,6 +264,21 @@ fn credential_check(c: CredentialStatus) -> Check {
     let expires = c.expires_at.as_deref().unwrap_or("-");
     let next = c.next_refresh_at.as_deref().unwrap_or("-");
     match c.state {
+        State::Pending if c.failures == 0 => pass(
+            "credential",
+            format!("{id}: pending, its first access token is being minted"),
+        ),
+        State::Pending => fail(
+            "credential",
+            format!(
+                "{id}: pending, no access token yet after {} failed attempt(s), last: {}",
+                c.failures,
+                c.last_error.as_deref().unwrap_or("-")
+            ),
+            format!(
+                "the agent retries by itself (next at {next}); fix what the error names (is Snyk reachable? `snyk.api_url`)"
+            ),
+        ),
         State::Ok | State::Refreshing if c.failures == 0 => pass(
             "credential",
             format!(
@@ -495,16 +573,6 @@ fn modes(cfg: &Config) -> Vec<Check> {
         }
     }
     check("journal", &cfg.store.journal_dir, 0o700, true);
-    let secret_files: Vec<(&str, &PathBuf)> = [
-        ("store.token_file", cfg.store.token_file.as_ref()),
-        ("store.secret_id_file", cfg.store.secret_id_file.as_ref()),
-        ("cache.password_file", cfg.cache.password_file.as_ref()),
-    ]
-    .into_iter()
-    .filter_map(|(k, p)| p.map(|p| (k, p)))
-    .collect();
-    for (k, p) in secret_files {
-        check(k, p, 0o640, false);
-    }
+    // The secret files (`*_file`, `ca_cert`) are judged by `files`.
     checks
 }

@@ -32,7 +32,8 @@
 //! * `sink` — token files (`[[sink]]`) kept current for apps that read a file.
 //! * `metrics` — Prometheus metrics, without per-credential labels.
 //! * [`systemd`] — sd_notify and the watchdog (socket activation is in `api::socket`).
-//! * `urls` — loopback checks on a URL's parsed host; password redaction for logged URLs.
+//! * `urls` — loopback checks on a URL's parsed host; password redaction for logged URLs;
+//!   what an error message may show of a configuration value (`shown_value`).
 //! * `wiring` — the agent's side of the configuration: the settings each
 //!   part is built with, made from `config`'s sections.
 //! * [`duration`], [`paths`], [`exit`], [`render`], `clock`, `locks` — small shared pieces;

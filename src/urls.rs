@@ -7,6 +7,9 @@
 //! * [`redact_password`] — a URL as it may be logged or printed: the password
 //!   in its userinfo and every query value that is not known to be harmless
 //!   (`redis+unix:///path?pass=…`) replaced by `[redacted]`.
+//! * [`shown_value`] — any configuration value as an error message may show
+//!   it: as written, except what is secret (URL userinfo, query values, and
+//!   text shaped like a token) and except its length beyond one line.
 //! * [`SecretUrl`] — a URL that may hold a password, redacted by its type
 //!   wherever it is formatted.
 
@@ -111,21 +114,22 @@ const REDACTED: &str = "[redacted]";
 /// text is ambiguous (a `?` before the last `@`: is the `?` in the password or
 /// the `@` in the query?) everything after the scheme is redacted.
 pub fn redact_password(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        // Not a URL at all: it may be anything, a token pasted into the
-        // wrong key included, so none of it is shown.
-        return REDACTED.to_string();
+    let (scheme, rest) = match url.find("://") {
+        Some(end) => (Some(&url[..end]), &url[end + 3..]),
+        // Not a URL (`api.snyk.io`, `htps//api.snyk.io`): shown as written,
+        // with whatever could be a user, a password or a query redacted as
+        // in a URL (`user:pw@host:6379` is a typo for a Redis URL).
+        None => (None, url),
     };
-    let scheme = &url[..scheme_end];
-    let rest = &url[scheme_end + 3..];
+    let prefix = scheme.map(|s| format!("{s}://")).unwrap_or_default();
     let at = rest.rfind('@');
     let query_start = rest.find(['?', '#']);
     if let (Some(a), Some(q)) = (at, query_start) {
         if q < a {
-            return format!("{scheme}://{REDACTED}");
+            return format!("{prefix}{REDACTED}");
         }
     }
-    let mut out = format!("{scheme}://");
+    let mut out = prefix;
     let after_userinfo = match at {
         Some(a) => {
             let userinfo = &rest[..a];
@@ -186,6 +190,115 @@ pub fn redact_password(url: &str) -> String {
         out.push_str(REDACTED);
     }
     out
+}
+
+/// Values longer than this are described, not quoted: an error stays one line.
+const MAX_SHOWN: usize = 120;
+
+/// A configuration value as an error message may show it: as written, so
+/// that the operator sees what is wrong with it, except what could be a
+/// secret — a URL's password and query values ([`redact_password`]), and a
+/// value shaped like a token ([`looks_like_token`]), which is not shown at
+/// all. Keys that hold secrets (`store.token`) never show their value; the
+/// configuration names them.
+pub fn shown_value(value: &str) -> String {
+    let shown = redact_tokens(&redact_password(value));
+    let n = shown.chars().count();
+    if n > MAX_SHOWN {
+        format!("(a {n}-character value)")
+    } else {
+        shown
+    }
+}
+
+/// Every word of `text` shaped like a token ([`looks_like_token`]) replaced
+/// by `[redacted]`: a token with something typed before or after it, or
+/// between the slashes of a path or URL, is still found.
+fn redact_tokens(text: &str) -> String {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || "+/=_.-".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(is_word) {
+        out.push_str(&rest[..start]);
+        let word = &rest[start..];
+        let end = word.find(|c: char| !is_word(c)).unwrap_or(word.len());
+        if looks_like_token(&word[..end]) {
+            out.push_str(REDACTED);
+        } else {
+            for (i, segment) in word[..end].split('/').enumerate() {
+                if i > 0 {
+                    out.push('/');
+                }
+                redact_segment(segment, &mut out);
+            }
+        }
+        rest = &word[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// One `/`-free segment, piece by piece between its dots: a token prefix
+/// and its body (`hvs` `.` `…`), a JWT's three pieces, or one long piece.
+fn redact_segment(segment: &str, out: &mut String) {
+    if looks_like_token(segment) {
+        out.push_str(REDACTED);
+        return;
+    }
+    let pieces: Vec<&str> = segment.split('.').collect();
+    let mut i = 0;
+    while i < pieces.len() {
+        if i > 0 {
+            out.push('.');
+        }
+        let take = [3, 2, 1]
+            .into_iter()
+            .find(|n| i + n <= pieces.len() && looks_like_token(&pieces[i..i + n].join(".")));
+        match take {
+            Some(n) => {
+                out.push_str(REDACTED);
+                i += n;
+            }
+            None => {
+                out.push_str(pieces[i]);
+                i += 1;
+            }
+        }
+    }
+}
+
+/// Text shaped like a credential, wherever it was pasted: an OpenBao/Vault
+/// token (`hvs.…`, `s.…`), a JWT (`eyJ….….…`), or one long word of base64
+/// or hex characters with at least four letters and four digits (a client
+/// secret, an API key). A UUID is an id here (org and client ids are UUIDs),
+/// not a token; nor is a path or a URL path (`/` and `.` end a word).
+pub fn looks_like_token(v: &str) -> bool {
+    let word = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'=' | b'_' | b'-'))
+    };
+    for prefix in ["hvs.", "hvb.", "hvr.", "s.", "b.", "r."] {
+        if let Some(rest) = v.strip_prefix(prefix) {
+            if rest.len() >= 20 && word(rest) {
+                return true;
+            }
+        }
+    }
+    let parts: Vec<&str> = v.split('.').collect();
+    if parts.len() == 3 && v.starts_with("eyJ") && v.len() >= 40 && parts.iter().all(|p| word(p)) {
+        return true;
+    }
+    let is_uuid = v.len() == 36
+        && v.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        });
+    v.len() >= 32
+        && !is_uuid
+        && word(v)
+        && v.bytes().filter(u8::is_ascii_digit).count() >= 4
+        && v.bytes().filter(u8::is_ascii_alphabetic).count() >= 4
 }
 
 /// A query key as it may be shown: alphanumerics, `_`, `-` and `%` only (a key
@@ -297,13 +410,77 @@ mod tests {
             ("redis://h/0#hunter2", "redis://h/0#[redacted]"),
             ("redis://h/0?db=hunter2%00", "redis://h/0?db=[redacted]"),
             ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
-            ("hunter2@h", "[redacted]"),
+            ("hunter2@h", "[redacted]@h"),
+            ("u:hunter2@h:6379/0", "u:[redacted]@h:6379/0"),
         ];
         for (input, want) in cases {
             let got = redact_password(input);
             assert_eq!(got, want, "{input}");
             assert!(!got.contains("hunter2") && !got.contains("ter2"), "{got}");
         }
+    }
+}
+
+#[cfg(test)]
+mod shown_value_tests {
+    use super::{looks_like_token, shown_value};
+
+    #[test]
+    fn values_are_shown_as_written_unless_they_could_be_a_secret() {
+        // Not secret: shown whole, so the operator sees the typo.
+        for v in [
+            "htps//api.snyk.io",
+            "api.snyk.io",
+            "https://api.snyk.io/",
+            "0x10",
+            "5 parsecs",
+            "localhost:80800",
+            "/etc/snykey/bao-token",
+            "7f3c0c2e-1a9b-4c55-8f0e-2b6d1c9a7e31",
+        ] {
+            assert_eq!(shown_value(v), v);
+        }
+        // Secret: the password, the query values, a token-shaped value.
+        for (v, want) in [
+            ("redis://u:hunter2@h/0", "redis://u:[redacted]@h/0"),
+            ("u:hunter2@h:6379", "u:[redacted]@h:6379"),
+            (
+                "unix:///r.sock?pass=hunter2",
+                "unix:///r.sock?pass=[redacted]",
+            ),
+            ("hvs.CAESIhunter2AbCdEfGhIjKlMnOpQr", "[redacted]"),
+            ("s.hunter2AbCdEfGhIjKlMnOpQr", "[redacted]"),
+            (
+                "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJodW50ZXIyIn0.c2lnbmF0dXJlaHVudGVyMg",
+                "[redacted]",
+            ),
+            ("3f9a1c0b7e2d4hunter25a6b8c9d0e1f2a3b4c5d6", "[redacted]"),
+        ] {
+            assert_eq!(shown_value(v), want, "{v}");
+        }
+        assert!(shown_value(&"a".repeat(500)).contains("500-character"));
+    }
+
+    #[test]
+    fn long_words_are_tokens_only_with_letters_and_digits() {
+        assert!(!looks_like_token("/var/lib/snykey/credentials.json"));
+        assert!(!looks_like_token("abcdefghijklmnopqrstuvwxyzabcdefgh"));
+        assert!(!looks_like_token("127.0.0.1:8080"));
+        assert!(looks_like_token("Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2Q="));
+        assert!(!looks_like_token("8080/authorization-code/callback"));
+        assert_eq!(
+            super::shown_value("http://127.0.0.1:8080/authorization-code/callback"),
+            "http://127.0.0.1:8080/authorization-code/callback"
+        );
+        // Before a dot, between slashes: a token is still a token.
+        assert_eq!(
+            super::shown_value("/run/hvs.CAESIhunter2AbCdEfGhIjKlMnOpQr./x"),
+            "/run/[redacted]./x"
+        );
+        assert_eq!(
+            super::shown_value("https://h/3f9a1c0b7e2d4a5a6b8c9d0e1f2a3b4c5d6/x"),
+            "https://h/[redacted]/x"
+        );
     }
 }
 

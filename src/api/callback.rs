@@ -6,6 +6,7 @@
 
 use crate::broker::Broker;
 use crate::broker::login::CallbackOutcome;
+use crate::locks::Recover;
 use crate::wire::paths;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -121,27 +122,154 @@ pub fn outcome_page(outcome: &CallbackOutcome) -> Response<Full<Bytes>> {
     }
 }
 
-/// Binds the callback listener (loopback only) and serves it until shutdown.
-/// Returns the bound address (the port may have been 0).
-pub async fn listen(
+/// The loopback listener for the browser's redirect, bound only while a
+/// browser login started on this agent is pending (issue 24): with no login
+/// pending its port is free — another program (the Snyk CLI's own login, a
+/// second agent on the host, a dev server) may use it, and nothing on this
+/// host answers redirects nobody asked for. A login binds it as it starts,
+/// so a port held by another program is reported to the person starting the
+/// login, naming the port, instead of being logged once at start-up; it is
+/// closed [`LINGER`] (30 s) after the last pending login completed, failed or
+/// expired.
+///
+/// With a Redis cache a pending login is visible to every agent sharing it,
+/// but only the agent the login was started on listens for its callback: the
+/// browser comes back to the host (or `ssh -L` tunnel) of the agent the user
+/// asked.
+pub struct CallbackListener {
     addr: SocketAddr,
+    /// `server.redirect_uri` as configured; when it is the default it follows
+    /// the port actually bound (`callback_listen` may name port 0).
+    redirect_uri: String,
+    follows_port: bool,
     broker: Arc<Broker>,
     shutdown: watch::Receiver<bool>,
-) -> Result<SocketAddr, String> {
-    if !addr.ip().is_loopback() {
-        return Err(format!(
-            "refusing to listen for OAuth callbacks on {addr}: server.callback_listen must be a loopback address"
-        ));
+    open: std::sync::Mutex<Open>,
+}
+
+#[derive(Default)]
+struct Open {
+    /// Requests starting a login right now (the login is not tracked yet).
+    holds: usize,
+    /// Set while bound: stops this listener.
+    stop: Option<watch::Sender<bool>>,
+}
+
+/// How long the listener stays bound after the last pending login ended: a
+/// browser reloading the callback page, or coming back just after its login
+/// expired, gets the page that says so rather than a refused connection.
+pub const LINGER: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Keeps the listener bound while a login is being started.
+pub struct Hold(Arc<CallbackListener>);
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let mut open = self.0.open.lock().recover();
+        open.holds = open.holds.saturating_sub(1);
     }
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        format!("cannot listen for OAuth callbacks on {addr} (server.callback_listen): {e}")
-    })?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    super::serve_tcp(listener, shutdown, move |req| {
-        let broker = Arc::clone(&broker);
-        async move { handle(&broker, req).await }
-    });
-    Ok(bound)
+}
+
+impl CallbackListener {
+    pub fn new(
+        addr: SocketAddr,
+        redirect_uri: &str,
+        broker: Arc<Broker>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<CallbackListener> {
+        Arc::new(CallbackListener {
+            addr,
+            redirect_uri: redirect_uri.to_string(),
+            follows_port: redirect_uri == format!("http://{addr}{}", paths::CALLBACK),
+            broker,
+            shutdown,
+            open: std::sync::Mutex::new(Open::default()),
+        })
+    }
+
+    /// Binds the listener unless it is bound, and keeps it bound until the
+    /// returned hold is dropped (by then the login is tracked, and keeps it
+    /// bound itself). The error says why it cannot listen.
+    pub fn hold(self: &Arc<Self>) -> Result<Hold, String> {
+        let mut open = self.open.lock().recover();
+        if open.stop.is_none() {
+            let (bound, stop) = self.bind()?;
+            let uri = if self.follows_port {
+                format!("http://{bound}{}", paths::CALLBACK)
+            } else {
+                self.redirect_uri.clone()
+            };
+            tracing::info!(listen = %bound, redirect_uri = %uri, "OAuth callback listener ready (a browser login is pending)");
+            self.broker.login.set_listening(uri);
+            open.stop = Some(stop);
+        }
+        open.holds += 1;
+        Ok(Hold(Arc::clone(self)))
+    }
+
+    /// Binds and serves; a task closes the listener when nothing holds it
+    /// and no login is pending, or at shutdown.
+    fn bind(self: &Arc<Self>) -> Result<(SocketAddr, watch::Sender<bool>), String> {
+        if !self.addr.ip().is_loopback() {
+            return Err(format!(
+                "refusing to listen for OAuth callbacks on {}: server.callback_listen must be a loopback address",
+                self.addr
+            ));
+        }
+        let cannot = |e: std::io::Error| {
+            format!(
+                "cannot listen for the browser's OAuth redirect on {} (server.callback_listen): {e}; stop the program holding the port, or choose another callback_listen (the redirect URI follows it)",
+                self.addr
+            )
+        };
+        let std_listener = std::net::TcpListener::bind(self.addr).map_err(cannot)?;
+        std_listener.set_nonblocking(true).map_err(cannot)?;
+        let listener = tokio::net::TcpListener::from_std(std_listener).map_err(cannot)?;
+        let bound = listener.local_addr().map_err(cannot)?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let broker = Arc::clone(&self.broker);
+        super::serve_tcp(listener, stop_rx, move |req| {
+            let broker = Arc::clone(&broker);
+            async move { handle(&broker, req).await }
+        });
+        tokio::spawn(Arc::clone(self).close_when_idle());
+        Ok((bound, stop_tx))
+    }
+
+    /// Checks once a second whether the listener is still needed; closes it
+    /// [`LINGER`] after the last login ended.
+    async fn close_when_idle(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.clone();
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut idle_since: Option<tokio::time::Instant> = None;
+        loop {
+            // A dropped sender is a shutdown too (never a loop on an error).
+            let gone = tokio::select! {
+                _ = tick.tick() => false,
+                changed = shutdown.changed() => changed.is_err(),
+            };
+            let stopping = gone || *shutdown.borrow();
+            let mut open = self.open.lock().recover();
+            let idle = open.holds == 0 && !self.broker.logins_pending();
+            idle_since = if idle {
+                Some(idle_since.unwrap_or_else(tokio::time::Instant::now))
+            } else {
+                None
+            };
+            if stopping || idle_since.is_some_and(|t| t.elapsed() >= LINGER) {
+                if let Some(stop) = open.stop.take() {
+                    let _ = stop.send(true);
+                }
+                self.broker.login.set_closed();
+                drop(open);
+                if !stopping {
+                    tracing::info!(listen = %self.addr, "OAuth callback listener closed: no browser login is pending");
+                }
+                return;
+            }
+        }
+    }
 }
 
 /// The callback's query (untrusted: any local process or web page can send

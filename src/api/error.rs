@@ -65,6 +65,16 @@ impl From<Refusal> for ApiError {
     }
 }
 
+/// The code of a store failure.
+pub(super) fn store_code(e: &StoreError) -> ErrorCode {
+    match e {
+        StoreError::Sealed => ErrorCode::StoreSealed,
+        StoreError::Conflict { .. } => ErrorCode::StoreConflict,
+        StoreError::Denied(_) => ErrorCode::StoreDenied,
+        StoreError::Unavailable(_) | StoreError::Corrupt { .. } => ErrorCode::StoreUnavailable,
+    }
+}
+
 /// The code of a broker error: what the caller is told went wrong.
 fn code_of(e: &BrokerError) -> ErrorCode {
     match e {
@@ -84,10 +94,8 @@ fn code_of(e: &BrokerError) -> ErrorCode {
         BrokerError::Rest(RestError::Refused { .. }) => ErrorCode::SnykRefused,
         BrokerError::Rest(RestError::Unavailable { .. }) => ErrorCode::SnykUnavailable,
         BrokerError::Rest(_) => ErrorCode::SnykUnreachable,
-        BrokerError::Store(StoreError::Sealed) => ErrorCode::StoreSealed,
-        BrokerError::Store(StoreError::Conflict { .. }) => ErrorCode::StoreConflict,
-        BrokerError::Store(StoreError::Denied(_)) => ErrorCode::StoreDenied,
-        BrokerError::Store(_) | BrokerError::NotDurable(_) => ErrorCode::StoreUnavailable,
+        BrokerError::Store(e) => store_code(e),
+        BrokerError::NotDurable(_) => ErrorCode::StoreUnavailable,
         BrokerError::Cache(CacheError::LockTimeout(_)) | BrokerError::Busy(_) => {
             ErrorCode::RefreshInProgress
         }

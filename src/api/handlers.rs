@@ -52,7 +52,16 @@ pub(super) async fn ready(state: &AppState) -> Result<Resp, ApiError> {
             Some(w) => format!("ready; warning: {w}"),
             None => "ready".into(),
         }),
-        Err(reason) => Err(ApiError::new(ErrorCode::NotReady, reason)),
+        // The store's own code when it is at fault (sealed, denied,
+        // unavailable), so a client can tell what to do; then the cache's.
+        Err(u) => {
+            let code = match (&u.store, u.cache) {
+                (Some(e), _) => super::error::store_code(e),
+                (None, true) => ErrorCode::CacheUnavailable,
+                (None, false) => ErrorCode::NotReady,
+            };
+            Err(ApiError::new(code, u.message))
+        }
     }
 }
 
@@ -81,13 +90,22 @@ pub(super) async fn put(
     ok(&convert::put_answer(&key, kind, expires_at))
 }
 
-/// `GET /v1/credentials`: only what this peer may read (an admin, or no
-/// `[[access]]` table: all).
-pub(super) fn list(state: &AppState, peer: &Peer, policy: &Policy) -> Result<Resp, ApiError> {
+/// `GET /v1/credentials`: what the store holds, only what this peer may
+/// read (an admin, or no `[[access]]` table: all); 503 when the store
+/// cannot be read (never an empty list that only looks true).
+pub(super) async fn list(state: &AppState, peer: &Peer, policy: &Policy) -> Result<Resp, ApiError> {
     let who = peer.who();
     let credentials = state
         .broker
         .list()
+        .await
+        .map_err(|e| match e {
+            BrokerError::Store(e) => ApiError::new(
+                super::error::store_code(&e),
+                format!("store unreachable: cannot list the credentials it holds: {e}"),
+            ),
+            other => other.into(),
+        })?
         .into_iter()
         .filter(|s| policy.may_read(who, &s.key))
         .map(convert::status)
@@ -158,8 +176,23 @@ pub(super) async fn login(
     let body: wire::LoginRequest = read_json(req).await?;
     noted.org_id = Some(body.org_id.clone());
     noted.client_id = Some(body.client_id.clone());
-    let started = state.broker.start_login(convert::login(body)?).await?;
+    let login = convert::login(body)?;
+    let _listening = callback_listener(state)?;
+    let started = state.broker.start_login(login).await?;
     ok(&convert::login_started(started))
+}
+
+/// Binds the callback listener for a login about to start (it stays bound
+/// while the login is pending); 503 `callback_unavailable` naming the port
+/// when it cannot listen.
+fn callback_listener(state: &AppState) -> Result<Option<super::callback::Hold>, ApiError> {
+    match &state.callback {
+        Some(c) => c
+            .hold()
+            .map(Some)
+            .map_err(|m| ApiError::new(ErrorCode::CallbackUnavailable, m)),
+        None => Ok(None),
+    }
 }
 
 /// `GET /v1/login/{state}?wait=`
@@ -230,9 +263,9 @@ pub(super) async fn register_app(
 ) -> Result<Resp, ApiError> {
     let body: wire::RegisterAppRequest = read_json(req).await?;
     noted.org_id = Some(body.org_id.clone());
-    let started = state
-        .broker
-        .register_app(convert::registration(body)?)
-        .await?;
+    let registration = convert::registration(body)?;
+    // Before the app exists at Snyk: a login that cannot come back is refused first.
+    let _listening = callback_listener(state)?;
+    let started = state.broker.register_app(registration).await?;
     ok(&convert::login_started(started))
 }

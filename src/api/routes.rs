@@ -195,7 +195,7 @@ async fn run(
         Call::WriteCheck => handlers::write_check(state).await,
         Call::Metrics => Ok(super::metrics_response(&state.broker)),
         Call::Put => handlers::put(state, req, noted).await,
-        Call::List => handlers::list(state, peer, policy),
+        Call::List => handlers::list(state, peer, policy).await,
         Call::Token(key) => handlers::token(state, peer, key, query).await,
         Call::ForceRefresh(key) => handlers::force_refresh(state, peer, key).await,
         Call::Delete { key, revoke } => handlers::delete(state, key, *revoke).await,

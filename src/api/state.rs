@@ -1,6 +1,7 @@
 //! What every request handler can reach: the broker and the access policy
 //! in force (replaced whole on SIGHUP).
 
+use super::callback::CallbackListener;
 use crate::access::Policy;
 use crate::broker::Broker;
 use crate::locks::Recover;
@@ -11,15 +12,23 @@ pub struct AppState {
     pub broker: Arc<Broker>,
     /// Replaced whole on SIGHUP; a request takes its own `Arc` of it.
     pub access: RwLock<Arc<Policy>>,
+    /// The browser-login callback listener, bound on demand (`None`: no
+    /// browser logins, as in tests of the API alone).
+    pub callback: Option<Arc<CallbackListener>>,
 }
 
 impl AppState {
     /// `access.own_uid` is set here: the agent's own uid is always allowed
     /// and always an admin (it can read the store anyway).
-    pub fn new(broker: Arc<Broker>, access: Policy) -> Arc<AppState> {
+    pub fn new(
+        broker: Arc<Broker>,
+        access: Policy,
+        callback: Option<Arc<CallbackListener>>,
+    ) -> Arc<AppState> {
         Arc::new(AppState {
             broker,
             access: RwLock::new(Arc::new(with_own_uid(access))),
+            callback,
         })
     }
 

@@ -52,7 +52,7 @@ and the script goes on):
 Options:
   --socket PATH        the agent socket (default $SNYKEY_SOCKET, $XDG_RUNTIME_DIR/snykey/snykey.sock
                        or /run/snykey/snykey.sock)
-  --min-validity DUR   the token must stay valid this long (300, 5m, 1h30m; default: the agent's)
+  --min-validity DUR   the token must stay valid this long (300, 5m, 1h30m, '5 minutes'; default: the agent's)
   --refresh            mint a new token now, e.g. after a 401 for a revoked token (at most one per
                        credential per 10 s; callers inside that window get the same new token)
   --format FORMAT      token (default: the token and a newline), json, or env (export lines:

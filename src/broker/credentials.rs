@@ -34,8 +34,10 @@ impl Broker {
                 let mut st = slot.status();
                 st.deleted = false;
                 st.kind = kind;
-                if st.state == State::NeedsLogin {
-                    st.state = State::Ok;
+                // A new chain: pending until its first grant (Snyk may be
+                // unreachable; the record is stored and retried all the same).
+                if st.state != State::Degraded {
+                    st.state = State::Pending;
                 }
             }
             let result = broker

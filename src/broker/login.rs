@@ -195,6 +195,16 @@ impl Broker {
         })
     }
 
+    /// Whether a login started on this agent still waits for the browser
+    /// (the callback listener stays bound while one does).
+    pub fn logins_pending(&self) -> bool {
+        let now = self.clock.now();
+        self.logins
+            .lock()
+            .values()
+            .any(|t| t.status.state == LoginState::Pending && t.expires > now)
+    }
+
     /// `GET /v1/login/{state}?wait=SECONDS`: the status, waiting up to `wait`
     /// for it to leave `pending`.
     pub async fn login_status(

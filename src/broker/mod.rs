@@ -46,6 +46,7 @@ use crate::store::SecretStore;
 pub use error::BrokerError;
 use journal::Journal;
 use slot::Slot;
+pub use status::Unready;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -87,6 +88,12 @@ impl LoginSettings {
         *self.redirect_uri.write().recover() = redirect_uri;
         self.listening
             .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Called when the callback listener closes (no login pending).
+    pub fn set_closed(&self) {
+        self.listening
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn callback_listening(&self) -> bool {
@@ -276,16 +283,13 @@ impl Broker {
         let n = keys.len();
         for key in keys {
             if self.existing_slot(&key).is_none() {
-                let (kind, state) = match self.store.get(&key).await {
-                    Ok(Some(v)) if v.record.deleted => continue,
-                    Ok(Some(v)) => (v.record.kind(), v.record.needs_login().map(str::to_string)),
-                    _ => (Kind::OauthApp, None),
-                };
-                let slot = self.slot_or_insert(&key, kind);
-                if let Some(why) = state {
-                    let mut st = slot.status();
-                    st.state = State::NeedsLogin;
-                    st.last_error = Some(why);
+                match self.store.get(&key).await {
+                    Ok(Some(v)) => {
+                        self.slot_for_record(&key, &v.record);
+                    }
+                    _ => {
+                        self.slot_or_insert(&key, Kind::OauthApp);
+                    }
                 }
             }
         }
@@ -295,15 +299,13 @@ impl Broker {
         let slots = self.snapshot();
         let spread = Duration::from_millis(2 * slots.len() as u64).min(Duration::from_secs(30));
         for slot in &slots {
-            match self.cache.get(&slot.key).await {
-                Ok(Some(t)) if t.remaining(self.clock.now()) > Duration::from_secs(1) => {
-                    self.adopt(slot, &t)
-                }
-                _ if slot.status().state == State::NeedsLogin => {}
-                _ => {
-                    let when = tokio::time::Instant::now() + spread.mul_f64(rand::random::<f64>());
-                    self.scheduler.schedule(&slot.key, when);
-                }
+            if self.adopt_cached(slot).await {
+                continue;
+            }
+            let needs_login = slot.status().state == State::NeedsLogin;
+            if !needs_login {
+                let when = tokio::time::Instant::now() + spread.mul_f64(rand::random::<f64>());
+                self.scheduler.schedule(&slot.key, when);
             }
         }
         let broker = Arc::clone(self);
@@ -476,6 +478,9 @@ impl Broker {
     fn adopt(&self, slot: &Slot, t: &CachedToken) {
         slot.set_hot(Some(t.clone()));
         let mut st = slot.status();
+        if st.state == State::Pending {
+            st.state = State::Ok;
+        }
         st.expires_at = Some(t.expires_at);
         if st.lifetime.is_none() {
             st.lifetime = Some(t.remaining(self.clock.now()));

@@ -48,7 +48,8 @@ impl Slot {
             hot: RwLock::new(None),
             status: Mutex::new(Status {
                 kind,
-                state: State::Ok,
+                // No token yet: `mint` or `adopt` makes it `ok`.
+                state: State::Pending,
                 expires_at: None,
                 next_refresh_at: None,
                 last_refresh_at: None,

@@ -5,7 +5,7 @@
 use super::files::{credential_path, hostname};
 use super::sources::Sources;
 use super::url_check::{
-    check_cache_url, derive_app_url, normalize_base_url, normalize_base_url_any,
+    check_cache_url, check_redirect, derive_app_url, normalize_base_url, normalize_base_url_any,
 };
 use super::{BaoAuth, RefreshConfig, ServerConfig, SnykConfig, StoreBackend, StoreConfig};
 use super::{ConfigError, Lookup};
@@ -23,7 +23,11 @@ pub(super) fn server(
         s.socket = crate::paths::agent_socket_in(env);
     }
     if !s.socket.is_absolute() {
-        return Err(err("socket", "must be an absolute path"));
+        return Err(src.err(
+            "server",
+            "socket",
+            format!("{} must be an absolute path", quoted(&s.socket)),
+        ));
     }
     if s.socket_mode & 0o600 != 0o600 {
         return Err(err(
@@ -32,9 +36,13 @@ pub(super) fn server(
         ));
     }
     if !s.callback_listen.ip().is_loopback() {
-        return Err(err(
+        return Err(src.err(
+            "server",
             "callback_listen",
-            "must be a loopback address (127.0.0.1 or [::1]): the OAuth callback carries an authorization code",
+            format!(
+                "\"{}\" must be a loopback address (127.0.0.1 or [::1]): the OAuth callback carries an authorization code",
+                s.callback_listen
+            ),
         ));
     }
     if s.metrics_listen.is_some_and(|a| !a.ip().is_loopback()) && !s.metrics_allow_remote {
@@ -43,13 +51,17 @@ pub(super) fn server(
             "is not a loopback address: anyone who can reach it may connect; set server.metrics_allow_remote = true to serve metrics beyond this host",
         ));
     }
+    // Unless given, the redirect URI follows the listener; given, it must
+    // reach it (issue 24: a changed callback_listen left it on 8080).
     if s.redirect_uri.is_empty() {
-        s.redirect_uri = format!("http://{}/authorization-code/callback", s.callback_listen);
-    } else if !crate::urls::is_loopback_http(&s.redirect_uri) {
-        return Err(err(
-            "redirect_uri",
-            "must point at the loopback callback listener (http://127.0.0.1:PORT/...)",
-        ));
+        s.redirect_uri = format!(
+            "http://{}{}",
+            s.callback_listen,
+            crate::wire::paths::CALLBACK
+        );
+    } else {
+        check_redirect(s.callback_listen, &s.redirect_uri)
+            .map_err(|m| src.err("server", "redirect_uri", m))?;
     }
     if s.log_level.trim().is_empty() {
         s.log_level = "info".into();
@@ -77,14 +89,22 @@ pub(super) fn server(
             .into_iter()
             .collect();
     }
-    if s.sink_dirs.iter().any(|d| !d.is_absolute()) {
-        return Err(err(
+    if let Some(d) = s.sink_dirs.iter().find(|d| !d.is_absolute()) {
+        return Err(src.err(
+            "server",
             "sink_dirs",
-            "every entry must be an absolute directory path",
+            format!(
+                "{} is relative: every entry must be an absolute directory path",
+                quoted(d)
+            ),
         ));
     }
-    if s.audit_log.as_ref().is_some_and(|p| !p.is_absolute()) {
-        return Err(err("audit_log", "must be an absolute path"));
+    if let Some(p) = s.audit_log.as_ref().filter(|p| !p.is_absolute()) {
+        return Err(src.err(
+            "server",
+            "audit_log",
+            format!("{} must be an absolute path", quoted(p)),
+        ));
     }
     Ok(())
 }
@@ -100,7 +120,10 @@ pub(super) fn snyk(s: &mut SnykConfig, src: &Sources) -> Result<(), ConfigError>
         return Err(src.err(
             "snyk",
             "rest_version",
-            "is not a version like 2024-10-15 (optionally ~beta)",
+            format!(
+                "{:?} is not a version like 2024-10-15 (optionally ~beta)",
+                crate::urls::shown_value(&s.rest_version)
+            ),
         ));
     }
     if s.timeout < Duration::from_secs(1) {
@@ -143,14 +166,17 @@ pub(super) fn store(
 /// `store.path` and `store.journal_dir`: absolute, defaulting to the state
 /// directory (the journal beside a file store given its own path).
 fn store_paths(s: &mut StoreConfig, src: &Sources, env: Lookup<'_>) -> Result<(), ConfigError> {
-    let err = |k: &str, m: &str| src.err("store", k, m);
     let state_dir = crate::paths::default_state_dir_in(env);
     let path_given = !s.path.as_os_str().is_empty();
     if !path_given {
         s.path = state_dir.join("credentials.json");
     }
     if !s.path.is_absolute() {
-        return Err(err("path", "must be an absolute path"));
+        return Err(src.err(
+            "store",
+            "path",
+            format!("{} must be an absolute path", quoted(&s.path)),
+        ));
     }
     if s.journal_dir.as_os_str().is_empty() {
         s.journal_dir = match (s.backend, path_given) {
@@ -160,7 +186,11 @@ fn store_paths(s: &mut StoreConfig, src: &Sources, env: Lookup<'_>) -> Result<()
         .unwrap_or_else(|| state_dir.join("journal"));
     }
     if !s.journal_dir.is_absolute() {
-        return Err(err("journal_dir", "must be an absolute path"));
+        return Err(src.err(
+            "store",
+            "journal_dir",
+            format!("{} must be an absolute path", quoted(&s.journal_dir)),
+        ));
     }
     Ok(())
 }
@@ -214,7 +244,11 @@ fn store_openbao(s: &mut StoreConfig, src: &Sources, env: Lookup<'_>) -> Result<
             .map(PathBuf::from);
     }
     if s.kv_version != 1 && s.kv_version != 2 {
-        return Err(err("kv_version", "must be 1 or 2"));
+        return Err(src.err(
+            "store",
+            "kv_version",
+            format!("{} must be 1 or 2", s.kv_version),
+        ));
     }
     for (key, v) in [("mount", &mut s.mount), ("prefix", &mut s.prefix)] {
         *v = v.trim_matches('/').to_string();
@@ -222,9 +256,13 @@ fn store_openbao(s: &mut StoreConfig, src: &Sources, env: Lookup<'_>) -> Result<
             || v.split('/')
                 .any(|seg| seg.is_empty() || seg == "." || seg == "..")
         {
-            return Err(err(
+            return Err(src.err(
+                "store",
                 key,
-                "must be a non-empty path without . or .. segments",
+                format!(
+                    "{:?} must be a non-empty path without . or .. segments",
+                    crate::urls::shown_value(v)
+                ),
             ));
         }
     }
@@ -263,6 +301,11 @@ pub(super) fn refresh(r: &RefreshConfig, src: &Sources) -> Result<(), ConfigErro
         return Err(src.err("refresh", "min_validity", "must be at most 24h"));
     }
     Ok(())
+}
+
+/// A path as a message shows it: quoted, anything secret-shaped redacted.
+fn quoted(p: &Path) -> String {
+    format!("{:?}", crate::urls::shown_value(&p.display().to_string()))
 }
 
 pub(super) fn is_rest_version(v: &str) -> bool {

@@ -1,7 +1,9 @@
 //! Field forms that serde's defaults do not cover: each module is a
 //! `#[serde(with = "…")]` pair, reading what SPEC §7 accepts (from TOML or,
 //! as text, from an environment variable) and writing what `check-config`
-//! prints. Messages never quote the value: it may be a misplaced secret.
+//! prints. Messages quote the value as written, so the operator sees what is
+//! wrong; the message goes through `Sources::err`, which redacts whatever in
+//! it could be secret (a password, a token pasted into the wrong key).
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serializer};
@@ -45,11 +47,17 @@ fn text_or_int<'de, D: Deserializer<'de>>(
     d.deserialize_any(TextOrInt).map_err(|e| found(what, e))
 }
 
+/// A value as a message quotes it ([`crate::urls::shown_value`]).
+fn shown(t: &str) -> String {
+    crate::urls::shown_value(t.trim())
+}
+
 fn text<'de, D: Deserializer<'de>>(d: D, what: &str) -> Result<String, D::Error> {
     String::deserialize(d).map_err(|e| found(what, e))
 }
 
-/// Durations: whole seconds or humantime (`300`, `"5m"`, `"1h30m"`).
+/// Durations: whole seconds or humantime (`300`, `"5m"`, `"1h30m"`,
+/// `"5 minutes"`; [`crate::duration::parse_duration`]).
 pub mod duration {
     use super::*;
     use std::time::Duration;
@@ -84,7 +92,12 @@ pub mod mode {
         u32::from_str_radix(t.trim().trim_start_matches("0o"), 8)
             .ok()
             .filter(|m| *m <= 0o777)
-            .ok_or_else(|| de::Error::custom("is not an octal mode like \"0660\""))
+            .ok_or_else(|| {
+                de::Error::custom(format!(
+                    "{:?} is not an octal mode like \"0660\"",
+                    shown(&t)
+                ))
+            })
     }
 }
 
@@ -98,10 +111,13 @@ pub mod addr {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
-        text(d, "an address like 127.0.0.1:8080")?
-            .trim()
-            .parse()
-            .map_err(|_| de::Error::custom("is not an address like 127.0.0.1:8080"))
+        let t = text(d, "an address like 127.0.0.1:8080")?;
+        t.trim().parse().map_err(|_| {
+            de::Error::custom(format!(
+                "{:?} is not an address like 127.0.0.1:8080",
+                shown(&t)
+            ))
+        })
     }
 }
 
@@ -122,10 +138,12 @@ pub mod opt_addr {
         if t.trim().is_empty() {
             return Ok(None);
         }
-        t.trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| de::Error::custom("is not an address like 127.0.0.1:9464"))
+        t.trim().parse().map(Some).map_err(|_| {
+            de::Error::custom(format!(
+                "{:?} is not an address like 127.0.0.1:9464",
+                shown(&t)
+            ))
+        })
     }
 }
 

@@ -61,7 +61,7 @@ macro_rules! env_number {
         $(fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
             match self.0.trim().parse::<$t>() {
                 Ok(n) => visitor.$visit(n),
-                Err(_) => Err(de::Error::custom($what)),
+                Err(_) => Err(de::Error::custom(format!("{:?} {}", crate::urls::shown_value(self.0.trim()), $what))),
             }
         })*
     };
@@ -78,7 +78,10 @@ impl<'de> Deserializer<'de> for EnvText {
         match self.0.trim() {
             "true" | "1" | "yes" => visitor.visit_bool(true),
             "false" | "0" | "no" => visitor.visit_bool(false),
-            _ => Err(de::Error::custom("expected true or false")),
+            other => Err(de::Error::custom(format!(
+                "{:?}: expected true or false",
+                crate::urls::shown_value(other)
+            ))),
         }
     }
 

@@ -10,12 +10,15 @@
 //! * `check.rs` — validation, one function per section.
 //! * `tables.rs` — the `[[sink]]` and `[[access]]` arrays of tables.
 //! * `files.rs`, `url_check.rs` — credentials from files, URL checks.
+//! * `on_disk.rs` — every file and directory the configuration names, checked
+//!   by `check-config` and before the agent starts ([`Config::check_files`]).
 //! * `show.rs` — `check-config`'s output, serialized from the same structs.
 
 mod check;
 mod de;
 mod files;
 mod given;
+pub mod on_disk;
 mod sections;
 mod show;
 mod sources;
@@ -65,6 +68,10 @@ pub enum ConfigError {
         origin: String,
         message: String,
     },
+    /// A file or directory the configuration names is not usable
+    /// ([`on_disk`]): the key and the file are named.
+    #[error("{key}: {message}")]
+    File { key: String, message: String },
 }
 
 impl ConfigError {

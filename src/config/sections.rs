@@ -50,6 +50,11 @@ macro_rules! section {
     (@key $field:ident $key:literal) => { $key };
 }
 
+/// The keys whose values are secrets: an error about one never shows its
+/// value (every other value is shown, with what is secret in it redacted:
+/// see [`crate::urls::shown_value`]).
+pub(crate) const SECRET_KEYS: &[(&str, &str)] = &[("store", "token")];
+
 /// Which token cache (`cache.backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -144,12 +144,16 @@ impl Sources {
         self.get(section, key).is_some()
     }
 
-    /// `section.key (from ORIGIN): message`, with every text form of the value
-    /// given removed from `message`.
+    /// `section.key (from ORIGIN): message`. The message may quote the value
+    /// given, as the operator wrote it; every text form of it is replaced by
+    /// what may be shown ([`crate::urls::shown_value`]: no password, no
+    /// token-shaped text), and nothing of it at all for a key that holds a
+    /// secret ([`super::sections::SECRET_KEYS`]).
     pub fn err(&self, section: &str, key: &str, message: impl Into<String>) -> ConfigError {
         let entry = self.get(section, key);
         let origin = entry.map_or("default", |e| e.origin.as_str());
-        let message = without_value(message.into(), entry.map(|e| &e.value));
+        let secret = super::sections::SECRET_KEYS.contains(&(section, key));
+        let message = scrub_value(message.into(), entry.map(|e| &e.value), secret);
         ConfigError::invalid(&format!("{section}.{key}"), origin, message)
     }
 
@@ -180,10 +184,13 @@ impl Sources {
     }
 }
 
-/// An error names the key, never its value: a misplaced password (in
-/// `cache.url`, or pasted into the wrong key) must not reach a log or a
-/// terminal. Every text form of the value in `message` is replaced.
-pub(super) fn without_value(mut message: String, value: Option<&Given>) -> String {
+/// A message about a value as it may be printed: every text form of the
+/// value given (as written, quoted, trimmed, each item of a list) is replaced
+/// by its shown form — the same text when nothing in it is secret — or, for
+/// a key that holds a secret, by "(the value given)". A misplaced password
+/// (in `cache.url`, or a token pasted into the wrong key) never reaches a log
+/// or a terminal; a typo in `snyk.api_url` is shown as typed.
+pub(super) fn scrub_value(mut message: String, value: Option<&Given>, secret: bool) -> String {
     fn strings(v: &Value, out: &mut Vec<String>) {
         match v {
             Value::String(t) => out.push(t.clone()),
@@ -201,15 +208,26 @@ pub(super) fn without_value(mut message: String, value: Option<&Given>) -> Strin
         }
         None => {}
     }
+    // Longest first: a list's whole text before its items.
+    texts.sort_by_key(|t| std::cmp::Reverse(t.len()));
     for v in texts {
-        for form in [format!("{v:?}"), format!("{:?}", v.trim())] {
-            if form.len() > 2 {
-                message = message.replace(&form, "(the value given)");
+        for t in [v.as_str(), v.trim()] {
+            let shown = if secret {
+                "(the value given)".to_string()
+            } else {
+                crate::urls::shown_value(t)
+            };
+            if shown == t {
+                continue;
             }
-        }
-        let t = v.trim();
-        if t.len() >= 4 {
-            message = message.replace(t, "(the value given)");
+            for form in [format!("{t:?}"), format!("{:?}", t.trim())] {
+                if form.len() > 2 {
+                    message = message.replace(&form, &format!("{shown:?}"));
+                }
+            }
+            if t.len() >= 4 {
+                message = message.replace(t, &shown);
+            }
         }
     }
     message

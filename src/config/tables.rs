@@ -3,7 +3,7 @@
 //! 17). Each is one serde struct, read with `deny_unknown_fields` and printed
 //! back by `check-config` from the same struct.
 
-use super::sources::{Entry, Given, without_value};
+use super::sources::{Entry, Given, scrub_value};
 use super::{ConfigError, de};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -85,7 +85,7 @@ fn tables<T: DeserializeOwned>(name: &str, entry: &Entry) -> Result<Vec<T>, Conf
                     Some((k, v)) => (format!("{name}[{i}].{k}"), Some(Given::Toml(v.clone()))),
                     None => (format!("{name}[{i}]"), None),
                 };
-                let message = without_value(whole.message().to_string(), value.as_ref());
+                let message = scrub_value(whole.message().to_string(), value.as_ref(), false);
                 return Err(invalid(origin, at, message));
             }
         }

@@ -154,14 +154,196 @@ fn redirect_uris_that_only_look_like_loopback_are_refused() {
             .unwrap_err()
             .to_string();
         assert!(e.contains("server.redirect_uri"), "{u}: {e}");
-        assert!(!e.contains("evil"), "the error quotes the value: {e}");
+        // Not a secret: shown, so the operator sees which value is wrong.
+        assert!(e.contains("evil.example"), "{u}: {e}");
     }
     let c = load(
         None,
-        &[("SNYKEY_SERVER_REDIRECT_URI", "http://[::1]:8080/cb")],
+        &[
+            ("SNYKEY_SERVER_CALLBACK_LISTEN", "[::1]:8080"),
+            (
+                "SNYKEY_SERVER_REDIRECT_URI",
+                "http://[::1]:8080/authorization-code/callback",
+            ),
+        ],
     )
     .unwrap();
-    assert_eq!(c.server.redirect_uri, "http://[::1]:8080/cb");
+    assert_eq!(
+        c.server.redirect_uri,
+        "http://[::1]:8080/authorization-code/callback"
+    );
+}
+
+// --- issue 24 item 5: the redirect URI follows the callback listener ---
+
+#[test]
+fn the_redirect_uri_follows_callback_listen_unless_given() {
+    let c = load(
+        Some("[server]\ncallback_listen = \"127.0.0.1:18081\"\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        c.server.redirect_uri,
+        "http://127.0.0.1:18081/authorization-code/callback"
+    );
+    let c = load(None, &[("SNYKEY_SERVER_CALLBACK_LISTEN", "[::1]:28082")]).unwrap();
+    assert_eq!(
+        c.server.redirect_uri,
+        "http://[::1]:28082/authorization-code/callback"
+    );
+    // Given and agreeing (localhost reaches 127.0.0.1; the seed's path too).
+    for (listen, uri) in [
+        (
+            "127.0.0.1:18081",
+            "http://localhost:18081/authorization-code/callback",
+        ),
+        ("127.0.0.1:18081", "http://127.0.0.1:18081/v1/callback"),
+        (
+            "127.0.0.1:80",
+            "http://127.0.0.1/authorization-code/callback",
+        ),
+    ] {
+        let c = load(
+            None,
+            &[
+                ("SNYKEY_SERVER_CALLBACK_LISTEN", listen),
+                ("SNYKEY_SERVER_REDIRECT_URI", uri),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{listen} {uri}: {e}"));
+        assert_eq!(c.server.redirect_uri, uri);
+    }
+}
+
+#[test]
+fn a_redirect_uri_that_does_not_reach_callback_listen_is_refused() {
+    for (listen, uri, says) in [
+        // The README's advice followed, the redirect left on 8080 (issue 24).
+        (
+            "127.0.0.1:18081",
+            "http://127.0.0.1:8080/authorization-code/callback",
+            "does not reach server.callback_listen = \"127.0.0.1:18081\"",
+        ),
+        (
+            "[::1]:8080",
+            "http://127.0.0.1:8080/authorization-code/callback",
+            "does not reach",
+        ),
+        (
+            "127.0.0.2:8080",
+            "http://localhost:8080/authorization-code/callback",
+            "does not reach",
+        ),
+        (
+            "127.0.0.1:0",
+            "http://127.0.0.1:8080/authorization-code/callback",
+            "random port",
+        ),
+        (
+            "127.0.0.1:8080",
+            "http://127.0.0.1:8080/other",
+            "path the callback listener does not serve",
+        ),
+    ] {
+        let e = load(
+            Some(&format!(
+                "[server]\ncallback_listen = {listen:?}\nredirect_uri = {uri:?}\n"
+            )),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("server.redirect_uri") && e.contains(says) && e.contains(uri),
+            "{listen} {uri}: {e}"
+        );
+    }
+}
+
+// --- issue 24 item 6: values are shown, secrets are not ---
+
+#[test]
+fn a_bad_value_that_is_not_secret_is_quoted_in_the_error() {
+    for (var, value, says) in [
+        (
+            "SNYKEY_SNYK_API_URL",
+            "htps//api.snyk.io",
+            "\"htps//api.snyk.io\" is not a URL",
+        ),
+        (
+            "SNYKEY_SNYK_API_URL",
+            "http://api.snyk.io",
+            "\"http://api.snyk.io\" must use https://",
+        ),
+        ("SNYKEY_STORE_ADDR", "bao-1:8200", "\"bao-1:8200\""),
+        (
+            "SNYKEY_SERVER_SOCKET_MODE",
+            "0999",
+            "\"0999\" is not an octal mode",
+        ),
+        (
+            "SNYKEY_SERVER_CALLBACK_LISTEN",
+            "localhost:80800",
+            "\"localhost:80800\"",
+        ),
+        ("SNYKEY_REFRESH_MIN_VALIDITY", "5 parsecs", "\"5 parsecs\""),
+        ("SNYKEY_REFRESH_JITTER", "lots", "\"lots\" is not a number"),
+        ("SNYKEY_STORE_KV_VERSION", "3", "3 must be 1 or 2"),
+        (
+            "SNYKEY_SERVER_SOCKET",
+            "run/snykey.sock",
+            "\"run/snykey.sock\" must be an absolute path",
+        ),
+        (
+            "SNYKEY_SNYK_REST_VERSION",
+            "2024-13",
+            "\"2024-13\" is not a version",
+        ),
+    ] {
+        let e = load(None, &[(var, value)]).unwrap_err().to_string();
+        assert!(e.contains(says), "{var}={value}: {e}");
+    }
+    // And from the file, with the file named.
+    let e = load(Some("[snyk]\napi_url = \"api.snyk.io\"\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("snyk.api_url") && e.contains("c.toml") && e.contains("\"api.snyk.io\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_secret_is_never_quoted_whatever_key_it_lands_in() {
+    const TOKEN: &str = "hvs.CAESIpwSECRET4e1dAbCdEfGhIjKlMn";
+    for (var, value) in [
+        // A token pasted into keys that take no token.
+        ("SNYKEY_STORE_ADDR", TOKEN),
+        ("SNYKEY_SNYK_API_URL", TOKEN),
+        ("SNYKEY_STORE_KV_VERSION", TOKEN),
+        ("SNYKEY_SERVER_SOCKET_MODE", TOKEN),
+        ("SNYKEY_REFRESH_MIN_VALIDITY", TOKEN),
+        // A password in a URL, in every URL key.
+        ("SNYKEY_SNYK_API_URL", "https://u:pwSECRET4e1d@api.snyk.io"),
+        ("SNYKEY_STORE_ADDR", "https://u:pwSECRET4e1d@bao:8200"),
+        ("SNYKEY_CACHE_URL", "redis//u:pwSECRET4e1d@redis:6379"),
+        (
+            "SNYKEY_SERVER_REDIRECT_URI",
+            "http://u:pwSECRET4e1d@127.0.0.1:8080/cb",
+        ),
+    ] {
+        let e = load(None, &[(var, value)]).unwrap_err().to_string();
+        assert!(!e.contains("SECRET4e1d"), "{var}: {e}");
+        assert!(
+            e.contains(
+                &var.trim_start_matches("SNYKEY_")
+                    .to_ascii_lowercase()
+                    .replacen('_', ".", 1)
+            ),
+            "{var}: {e}"
+        );
+    }
 }
 
 #[test]
@@ -235,11 +417,47 @@ fn the_example_config_is_valid_and_names_every_key() {
                 .unwrap_or_default();
             let section_text = section_text.split("\n[").next().unwrap_or_default();
             assert!(
-                section_text.contains(&format!("\n{key} = ")),
-                "examples/config.toml lacks {section}.{key}"
+                section_text.contains(&format!("\n# {key} = ")),
+                "examples/config.toml lacks {section}.{key} (commented out, with its default)"
             );
         }
     }
+}
+
+/// Issue 24 item 5: copying the example (as the systemd steps say) pinned
+/// `store.addr` over `BAO_ADDR`, the socket over `$RUNTIME_DIRECTORY`, the
+/// store over `$STATE_DIRECTORY`. Every key is commented out: copied, it
+/// yields exactly the configuration of no file at all, whatever the
+/// environment says.
+#[test]
+fn the_example_config_copied_as_it_is_overrides_nothing() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config.toml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    for environment in [
+        vec![],
+        vec![
+            ("BAO_ADDR", "https://bao.internal:8200"),
+            ("RUNTIME_DIRECTORY", "/run/snykey-rt"),
+            ("STATE_DIRECTORY", "/var/lib/snykey-state"),
+            ("SNYKEY_SERVER_CALLBACK_LISTEN", "127.0.0.1:18081"),
+        ],
+    ] {
+        let mut with_file = load(Some(&text), &environment).unwrap();
+        let without = load(None, &environment).unwrap();
+        with_file.file = None;
+        assert_eq!(with_file, without, "{environment:?}");
+    }
+    let c = load(Some(&text), &[("BAO_ADDR", "https://bao.internal:8200")]).unwrap();
+    assert_eq!(c.store.addr, "https://bao.internal:8200");
+    let c = load(
+        Some(&text),
+        &[("SNYKEY_SERVER_CALLBACK_LISTEN", "127.0.0.1:18081")],
+    )
+    .unwrap();
+    assert_eq!(
+        c.server.redirect_uri,
+        "http://127.0.0.1:18081/authorization-code/callback"
+    );
 }
 
 // --- issue 14: systemd directories and credentials, secrets from files ---

@@ -227,13 +227,8 @@ mod contract_tests {
             assert_eq!(k.as_str(), n);
             assert_eq!(Kind::parse(n), Some(*k));
         }
-        let states = [
-            State::Ok,
-            State::Refreshing,
-            State::Degraded,
-            State::NeedsLogin,
-        ];
-        let names = ["ok", "refreshing", "degraded", "needs_login"];
+        let states = State::ALL;
+        let names = ["pending", "ok", "refreshing", "degraded", "needs_login"];
         for (st, n) in states.iter().zip(names) {
             assert_eq!(serde_json::to_value(st).unwrap(), json!(n));
             assert_eq!(st.as_str(), n);

@@ -191,17 +191,9 @@ fn consumers_read_only_their_credentials_and_admin_operations_need_an_admin() {
 
     // The list shows what the peer may read; an admin sees all.
     let ids = |v: &serde_json::Value| -> Vec<String> {
-        let mut ids: Vec<String> = v["credentials"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| {
-                format!(
-                    "{}/{}",
-                    c["org_id"].as_str().unwrap(),
-                    c["client_id"].as_str().unwrap()
-                )
-            })
+        let mut ids: Vec<String> = crate::support::agent::listed_states(v)
+            .into_iter()
+            .map(|(id, _)| id)
             .collect();
         ids.sort();
         ids

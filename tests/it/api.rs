@@ -502,7 +502,7 @@ fn no_setting_that_holds_a_password_shows_it_in_check_config_or_a_running_agents
     }
 }
 
-/// The callback listener's port, from the agent's start-up log line.
+/// The callback listener's port, from the line the agent logs when it binds it.
 fn callback_port(agent: &crate::support::agent::Agent) -> u16 {
     let log = agent.log_text();
     let line = log
@@ -534,6 +534,13 @@ fn two_thousand_slow_callback_connections_do_not_starve_the_agent() {
     let fake = FakeSnyk::start();
     let mut env = Env::new(&fake.url());
     let agent = env.start();
+    // The listener is bound while a login is pending.
+    let (st, v) = agent.json(
+        "POST",
+        "/v1/login",
+        Some(r#"{"org_id":"oslow","client_id":"cslow","client_secret":"sec-cslow"}"#),
+    );
+    assert_eq!(st, 200, "{v}");
     let port = callback_port(&agent);
     let pid = agent.child.id();
     let baseline = open_fds(pid);

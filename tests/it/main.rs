@@ -24,3 +24,4 @@ mod rotation;
 mod service_accounts;
 mod snyk_cli;
 mod store;
+mod truth;

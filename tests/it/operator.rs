@@ -574,6 +574,12 @@ fn a_first_start_on_an_empty_openbao_store_is_quiet_and_says_what_next() {
     let mut env = Env::new(&fake.url());
     let token_file = env.path().join("bao-token");
     std::fs::write(&token_file, &bao.root_token).unwrap();
+    // Private, as an operator keeps it (a 0644 secret is a start-up warning).
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     env.store_config = format!(
         "backend = \"openbao\"\naddr = {:?}\ntoken_file = {token_file:?}\n",
         bao.url()
@@ -796,5 +802,8 @@ fn a_sink_never_keeps_an_expired_token() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!written.is_empty());
-    assert!(agent.log_text().contains("removed the token file"));
+    // The line follows the unlink by a moment: polled, not read at once.
+    crate::support::agent::wait_for("the removal to be logged", 10, || {
+        agent.log_text().contains("removed the token file")
+    });
 }

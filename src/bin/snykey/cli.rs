@@ -17,21 +17,39 @@ use std::time::Duration;
     after_help = "Exit codes: 0 ok, 64 usage, 66 unknown credential, 69 agent unreachable, 75 temporary failure (retry), 77 not permitted (log in again, or this uid is not allowed), 78 invalid configuration."
 )]
 pub struct Cli {
-    /// The agent socket (clients); default $SNYKEY_SOCKET, $XDG_RUNTIME_DIR/snykey/snykey.sock or /run/snykey/snykey.sock.
-    #[arg(long, global = true)]
+    /// The agent socket, for the commands that talk to the agent (also accepted after them); default $SNYKEY_SOCKET, $XDG_RUNTIME_DIR/snykey/snykey.sock or /run/snykey/snykey.sock.
+    #[arg(long)]
     pub socket: Option<PathBuf>,
-    /// Log filter (tracing syntax, e.g. `info`, `snykey=debug`); default $SNYKEY_LOG or `info`.
-    #[arg(long, global = true)]
-    pub log_level: Option<String>,
-    /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// `snykey serve`'s options, also accepted before the subcommand.
+    #[command(flatten)]
+    pub log: LogOpts,
     #[command(subcommand)]
     pub command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+/// `--socket` of the commands that talk to the agent (and only of those:
+/// `man`, `completions`, `check-config`, `audit` and `serve` take none).
+#[derive(Args, Clone, Default)]
+pub struct AgentOpts {
+    /// The agent socket; default $SNYKEY_SOCKET, $XDG_RUNTIME_DIR/snykey/snykey.sock or /run/snykey/snykey.sock.
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+}
+
+/// `snykey serve`'s logging options.
+#[derive(Args, Clone, Default)]
+pub struct LogOpts {
+    /// Log filter (tracing syntax, e.g. `info`, `snykey=debug`); default $SNYKEY_LOG, else server.log_level.
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// Log format on stderr (default text).
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Clone, Copy, Default, ValueEnum)]
 pub enum LogFormat {
+    #[default]
     Text,
     Json,
 }
@@ -129,7 +147,8 @@ fn duration(v: &str) -> Result<Duration, String> {
     snykey::duration::parse_duration(v)
 }
 
-/// The positional `ORG_ID CLIENT_ID` of `token`, `refresh` and `delete`.
+/// The positional `ORG_ID CLIENT_ID` of `delete` (never from the
+/// environment: a variable left set must not choose what is deleted).
 #[derive(Args, Clone)]
 pub struct Credential {
     /// The Snyk organization (or group) id.
@@ -140,6 +159,27 @@ pub struct Credential {
     pub client_id: Id,
 }
 
+/// The positional `ORG_ID CLIENT_ID` of `token` and `refresh`, which may
+/// come from `SNYKEY_ORG_ID` / `SNYKEY_CLIENT_ID` as for `snykey-helper`.
+#[derive(Args, Clone)]
+pub struct TokenCredential {
+    /// The Snyk organization (or group) id.
+    #[arg(value_parser = id("org_id"), env = "SNYKEY_ORG_ID")]
+    pub org_id: Id,
+    /// The OAuth client id of the app or service account.
+    #[arg(value_parser = id("client_id"), env = "SNYKEY_CLIENT_ID")]
+    pub client_id: Id,
+}
+
+impl From<TokenCredential> for Credential {
+    fn from(c: TokenCredential) -> Credential {
+        Credential {
+            org_id: c.org_id,
+            client_id: c.client_id,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the agent.
@@ -147,6 +187,8 @@ pub enum Command {
         /// Config file (default $CONFIGURATION_DIRECTORY/config.toml, else /etc/snykey/config.toml, if present).
         #[arg(long)]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        log: LogOpts,
     },
     /// Try snykey without a Snyk App: the agent on a temp directory against a simulated Snyk.
     ///
@@ -159,19 +201,24 @@ pub enum Command {
     /// not a loopback address is refused (exit 78); other SNYKEY_* settings
     /// except [refresh] ones are ignored. Ctrl-C stops it and deletes the
     /// directory.
-    Dev,
+    Dev {
+        #[command(flatten)]
+        log: LogOpts,
+    },
     /// Store a credential in the agent (secrets from files, `-` for stdin; never from argv).
     Put(PutArgs),
-    /// Print a token (same as snykey-helper).
+    /// Print a token (same as snykey-helper: ORG_ID and CLIENT_ID may come from SNYKEY_ORG_ID and SNYKEY_CLIENT_ID).
     Token {
         #[command(flatten)]
-        credential: Credential,
-        /// The token must stay valid at least this long (300, 5m, 1h30m).
+        credential: TokenCredential,
+        /// The token must stay valid at least this long (300, 5m, 1h30m, "5 minutes").
         #[arg(long, value_parser = duration)]
         min_validity: Option<Duration>,
         /// token: the token alone; json: token and expiry; env: `export SNYK_OAUTH_TOKEN=...`.
         #[arg(long, value_enum, default_value_t = FormatArg::Token)]
         format: FormatArg,
+        #[command(flatten)]
+        agent: AgentOpts,
     },
     /// Mint a new access token now (e.g. after a 401 for a revoked token).
     ///
@@ -179,16 +226,23 @@ pub enum Command {
     /// (10 s); requests inside it get the token that one minted.
     Refresh {
         #[command(flatten)]
-        credential: Credential,
+        credential: TokenCredential,
         /// Print the new token like `snykey token` (default: one line saying until when it is valid).
         #[arg(long, value_enum)]
         format: Option<FormatArg>,
+        #[command(flatten)]
+        agent: AgentOpts,
     },
-    /// Show every credential's state.
+    /// Show every credential the secret store holds, with its state in this agent.
+    ///
+    /// Exits 75 and says "store unreachable" when the agent cannot read the
+    /// store (never an empty list that only looks true).
     Status {
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        agent: AgentOpts,
     },
     /// Delete a credential (and with --revoke, revoke its refresh token at Snyk first).
     Delete {
@@ -197,6 +251,8 @@ pub enum Command {
         /// Revoke the refresh token at Snyk before deleting it here.
         #[arg(long)]
         revoke: bool,
+        #[command(flatten)]
+        agent: AgentOpts,
     },
     /// Log in through the browser (OAuth with PKCE) and let the agent manage the credential.
     Login(LoginArgs),
@@ -223,6 +279,8 @@ pub enum Command {
         /// JSON for scripts: {"ok": bool, "checks": [{name, ok, detail, remedy?}]}.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        agent: AgentOpts,
     },
     /// Print a shell completion script (e.g. `snykey completions bash > /etc/bash_completion.d/snykey`).
     Completions {
@@ -239,6 +297,40 @@ pub enum Command {
     /// The audit log (server.audit_log).
     #[command(subcommand)]
     Audit(AuditCommand),
+}
+
+impl Command {
+    /// `--socket` given after the subcommand, for those that talk to the agent.
+    pub fn agent_opts(&self) -> Option<&AgentOpts> {
+        match self {
+            Command::Put(PutArgs { agent, .. })
+            | Command::Token { agent, .. }
+            | Command::Refresh { agent, .. }
+            | Command::Status { agent, .. }
+            | Command::Delete { agent, .. }
+            | Command::Doctor { agent, .. }
+            | Command::Login(LoginArgs { agent, .. })
+            | Command::RegisterApp(RegisterAppArgs { agent, .. }) => Some(agent),
+            Command::ServiceAccount(sa) => Some(&sa.scope().agent),
+            Command::Serve { .. }
+            | Command::Dev { .. }
+            | Command::CheckConfig { .. }
+            | Command::Completions { .. }
+            | Command::Man { .. }
+            | Command::Audit(_) => None,
+        }
+    }
+}
+
+impl SaCommand {
+    pub fn scope(&self) -> &SaScope {
+        match self {
+            SaCommand::List { scope, .. }
+            | SaCommand::Create { scope, .. }
+            | SaCommand::Delete { scope, .. }
+            | SaCommand::RotateSecret { scope, .. } => scope,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -274,6 +366,8 @@ pub struct PutArgs {
     /// private_key_jwt: the key id (`kid`) Snyk knows the key by.
     #[arg(long)]
     pub key_id: Option<String>,
+    #[command(flatten)]
+    pub agent: AgentOpts,
 }
 
 #[derive(Args)]
@@ -293,6 +387,8 @@ pub struct LoginArgs {
     /// Only print the URL; do not open a browser.
     #[arg(long)]
     pub no_browser: bool,
+    #[command(flatten)]
+    pub agent: AgentOpts,
 }
 
 #[derive(Args)]
@@ -318,6 +414,8 @@ pub struct RegisterAppArgs {
     /// Only print the URL; do not open a browser.
     #[arg(long)]
     pub no_browser: bool,
+    #[command(flatten)]
+    pub agent: AgentOpts,
 }
 
 #[derive(Args, Clone)]
@@ -335,6 +433,8 @@ pub struct SaScope {
     /// A Snyk API token allowed to manage service accounts (a file, or - for stdin).
     #[arg(long)]
     pub auth_token_file: PathBuf,
+    #[command(flatten)]
+    pub agent: AgentOpts,
 }
 
 #[derive(Args, Clone)]
@@ -377,7 +477,7 @@ pub enum SaCommand {
         /// Where Snyk finds its public keys (oauth_private_key_jwt).
         #[arg(long)]
         jwks_url: Option<String>,
-        /// Access token lifetime (e.g. 1h).
+        /// Access token lifetime (e.g. 1h, "90 minutes").
         #[arg(long, value_parser = duration)]
         access_token_ttl: Option<Duration>,
     },
@@ -430,6 +530,62 @@ mod tests {
         }
     }
 
+    /// The options a subcommand's help lists (issue 24: `--socket` was on
+    /// every page, `man` included).
+    fn options_of(path: &[&str]) -> Vec<String> {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut at = &cmd;
+        for name in path {
+            at = at.find_subcommand(name).unwrap();
+        }
+        at.get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn each_subcommand_lists_only_the_options_it_uses() {
+        for local in [
+            &["man"][..],
+            &["completions"],
+            &["check-config"],
+            &["audit", "verify"],
+        ] {
+            let opts = options_of(local);
+            for o in ["socket", "log-level", "log-format"] {
+                assert!(
+                    !opts.contains(&o.to_string()),
+                    "{local:?} lists --{o}: {opts:?}"
+                );
+            }
+        }
+        let serve = options_of(&["serve"]);
+        assert!(serve.contains(&"log-level".into()) && serve.contains(&"log-format".into()));
+        assert!(!serve.contains(&"socket".into()), "{serve:?}");
+        for client in [
+            &["status"][..],
+            &["token"],
+            &["put"],
+            &["login"],
+            &["doctor"],
+            &["service-account", "list"],
+        ] {
+            let opts = options_of(client);
+            assert!(opts.contains(&"socket".into()), "{client:?}: {opts:?}");
+            assert!(!opts.contains(&"log-level".into()), "{client:?}: {opts:?}");
+        }
+        // Both places still work, the one after the subcommand winning.
+        let c = parse(&["--socket", "/a", "status", "--socket", "/b"])
+            .ok()
+            .unwrap();
+        assert_eq!(c.command.agent_opts().unwrap().socket, Some("/b".into()));
+        assert_eq!(c.socket, Some("/a".into()));
+        let c = parse(&["--log-format", "json", "serve"]).ok().unwrap();
+        assert!(matches!(c.log.log_format, Some(super::LogFormat::Json)));
+    }
+
     #[test]
     fn bad_ids_and_durations_are_refused_before_anything_is_sent() {
         for args in [
@@ -441,11 +597,13 @@ mod tests {
             let e = parse(args).err().map(|e| e.kind());
             assert_eq!(e, Some(ErrorKind::ValueValidation), "{args:?}");
         }
-        match parse(&["token", "o", "c", "--min-validity", "1h30m"]).map(|c| c.command) {
-            Ok(Command::Token { min_validity, .. }) => {
-                assert_eq!(min_validity, Some(std::time::Duration::from_secs(5400)))
+        for given in ["1h30m", "90 minutes", "5400"] {
+            match parse(&["token", "o", "c", "--min-validity", given]).map(|c| c.command) {
+                Ok(Command::Token { min_validity, .. }) => {
+                    assert_eq!(min_validity, Some(std::time::Duration::from_secs(5400)))
+                }
+                _ => panic!("token --min-validity {given} did not parse"),
             }
-            _ => panic!("token --min-validity did not parse"),
         }
     }
 }

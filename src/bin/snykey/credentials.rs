@@ -3,10 +3,12 @@
 use crate::cli::{Credential, FormatArg, PutArgs};
 use crate::{Failure, routes, table, usage};
 use hyper::Method;
-use snykey::client::AgentClient;
+use snykey::client::{AgentClient, ClientError};
 use snykey::render::{Format, SnykEnv, token_output};
 use snykey::secret::Secret;
-use snykey::wire::{CredentialList, Message, PutCredential, PutCredentialResponse, TokenResponse};
+use snykey::wire::{
+    CredentialList, Message, PutCredential, PutCredentialResponse, State, TokenResponse,
+};
 use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
@@ -43,6 +45,7 @@ pub async fn put(client: &AgentClient, args: PutArgs) -> Result<(), Failure> {
             .map(|p| read_secret(what, p, &mut stdin_used))
             .transpose()
     };
+    let (org_id, client_id) = (args.org_id.0.clone(), args.client_id.0.clone());
     let body = PutCredential {
         org_id: args.org_id.0,
         client_id: args.client_id.0,
@@ -52,9 +55,13 @@ pub async fn put(client: &AgentClient, args: PutArgs) -> Result<(), Failure> {
         private_key_pem: read("the private key", &args.private_key_file)?,
         key_id: args.key_id,
     };
-    let r: PutCredentialResponse = client
+    let r: PutCredentialResponse = match client
         .call(Method::PUT, routes::CREDENTIALS, Some(json(&body)?))
-        .await?;
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return Err(stored_but_pending(client, &org_id, &client_id, e).await),
+    };
     println!(
         "stored {} credential {}/{}; its access token is valid until {}",
         r.kind.as_str(),
@@ -63,6 +70,43 @@ pub async fn put(client: &AgentClient, args: PutArgs) -> Result<(), Failure> {
         r.expires_at
     );
     Ok(())
+}
+
+/// A `put` that failed at Snyk (unreachable, unavailable, timed out) may
+/// still have stored the credential, which then waits for its first grant:
+/// say so, with the state the agent shows, instead of a bare Snyk error.
+async fn stored_but_pending(
+    client: &AgentClient,
+    org_id: &str,
+    client_id: &str,
+    e: ClientError,
+) -> Failure {
+    let ClientError::Api { status, .. } = &e else {
+        return e.into();
+    };
+    if !matches!(status, 502 | 504) {
+        return e.into();
+    }
+    let Ok(list) = client
+        .call::<CredentialList>(Method::GET, routes::CREDENTIALS, None)
+        .await
+    else {
+        return e.into();
+    };
+    let pending = list
+        .credentials
+        .iter()
+        .any(|c| c.org_id == org_id && c.client_id == client_id && c.state == State::Pending);
+    if !pending {
+        return e.into();
+    }
+    Failure::Local {
+        exit: e.exit_code(),
+        message: format!(
+            "stored {org_id}/{client_id}, but its first access token could not be minted: {}; its state is pending: the agent retries by itself (`snykey status` shows it; `snykey-helper` answers once a token is minted)",
+            e.report()
+        ),
+    }
 }
 
 /// A request body as JSON.

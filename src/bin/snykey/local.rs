@@ -20,15 +20,19 @@ pub fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
-/// `snykey check-config`: the access summary, then the effective config.
+/// `snykey check-config`: the access summary, then the effective config;
+/// every file it names is checked as the agent would at start.
 pub fn check_config(config: Option<&Path>) -> i32 {
-    match Config::load(config) {
-        Ok(c) => {
+    match Config::load(config).and_then(|c| c.check_files().map(|w| (c, w))) {
+        Ok((c, warnings)) => {
             // SAFETY: geteuid cannot fail.
             let uid = unsafe { libc::geteuid() };
             println!("# access: {}", c.access.policy(&c.server, uid).summary());
             print!("{}", c.to_redacted_toml());
             if let Some(w) = c.protection_warning() {
+                eprintln!("snykey: warning: {w}");
+            }
+            for w in warnings {
                 eprintln!("snykey: warning: {w}");
             }
             exit::OK

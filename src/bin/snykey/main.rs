@@ -84,19 +84,29 @@ fn usage_exit(e: &clap::Error) -> i32 {
 }
 
 fn run(cli: Cli) -> i32 {
+    // `--socket` after the subcommand wins over one before it.
     let socket = cli
-        .socket
-        .clone()
+        .command
+        .agent_opts()
+        .and_then(|a| a.socket.clone())
+        .or(cli.socket.clone())
         .unwrap_or_else(snykey::paths::default_socket);
     match cli.command {
-        Command::Serve { config } => serve::serve(cli.log_level, cli.log_format, config.as_deref()),
-        Command::Dev if cli.socket.is_some() => usage_exit(&Cli::command().error(
+        Command::Serve { config, log } => serve::serve(
+            log.log_level.or(cli.log.log_level),
+            log.log_format.or(cli.log.log_format).unwrap_or_default(),
+            config.as_deref(),
+        ),
+        Command::Dev { .. } if cli.socket.is_some() => usage_exit(&Cli::command().error(
             clap::error::ErrorKind::ArgumentConflict,
             "snykey dev keeps its socket in its own temporary directory and prints it; --socket is for the commands that talk to an agent",
         )),
-        Command::Dev => dev::dev(cli.log_level, cli.log_format),
+        Command::Dev { log } => dev::dev(
+            log.log_level.or(cli.log.log_level),
+            log.log_format.or(cli.log.log_format).unwrap_or_default(),
+        ),
         Command::CheckConfig { config } => local::check_config(config.as_deref()),
-        Command::Doctor { config, json } => local::doctor(&socket, config.as_deref(), json),
+        Command::Doctor { config, json, .. } => local::doctor(&socket, config.as_deref(), json),
         Command::Completions { shell } => local::completions(shell),
         Command::Man { dir } => local::man(dir.as_deref()),
         Command::Audit(AuditCommand::Verify { files }) => local::audit_verify(&files),
@@ -105,19 +115,24 @@ fn run(cli: Cli) -> i32 {
             credential,
             min_validity,
             format,
+            ..
         } => agent(&socket, |c| async move {
-            credentials::token(&c, credential, min_validity, format).await
+            credentials::token(&c, credential.into(), min_validity, format).await
         }),
-        Command::Refresh { credential, format } => agent(&socket, |c| async move {
-            credentials::refresh(&c, credential, format).await
+        Command::Refresh {
+            credential, format, ..
+        } => agent(&socket, |c| async move {
+            credentials::refresh(&c, credential.into(), format).await
         }),
-        Command::Status { json } => {
+        Command::Status { json, .. } => {
             agent(
                 &socket,
                 |c| async move { credentials::status(&c, json).await },
             )
         }
-        Command::Delete { credential, revoke } => agent(&socket, |c| async move {
+        Command::Delete {
+            credential, revoke, ..
+        } => agent(&socket, |c| async move {
             credentials::delete(&c, credential, revoke).await
         }),
         Command::Login(args) => agent(&socket, |c| async move { login::login(&c, args).await }),

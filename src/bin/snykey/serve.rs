@@ -86,6 +86,19 @@ pub fn serve(log_level: Option<String>, log_format: LogFormat, config: Option<&P
         Some(pinned.as_deref().unwrap_or(&cfg.server.log_level)),
         log_format,
     );
+    // Every file the configuration names, before anything is bound or
+    // contacted: a missing token file is said to be missing (issue 24).
+    match cfg.check_files() {
+        Ok(warnings) => {
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+        }
+        Err(e) => {
+            eprintln!("snykey: invalid configuration: {e}");
+            return exit::CONFIG;
+        }
+    }
     let reloader: snykey::agent::LogReloader = Box::new(move |file_level: Option<&str>| {
         match &pinned {
             Some(p) => Ok(format!(

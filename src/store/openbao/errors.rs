@@ -26,8 +26,20 @@ pub(super) fn error_text(errors: &[String]) -> String {
 pub(super) const MAX_ERRORS: usize = 3;
 pub(super) const MAX_ERROR_CHARS: usize = 200;
 
+/// The status a [`StoreError::Denied`] raised on this side (a token file that
+/// cannot be read, a refused AppRole or Kubernetes login) carries through the
+/// retry wrapper: no server sends it, and [`map_err`] gives the error back as
+/// it was. (Carried as a 403, a missing `token_file` came out as "OpenBao
+/// answered 403 … the agent's token is invalid" although OpenBao was never
+/// asked.)
+const LOCAL_DENIED: u16 = 1403;
+
 pub(super) fn map_err(e: ClientError) -> StoreError {
     match e {
+        ClientError::APIError {
+            code: LOCAL_DENIED,
+            errors,
+        } => StoreError::Denied(errors.join("; ")),
         ClientError::APIError { code: 503, errors }
             if errors
                 .iter()
@@ -106,15 +118,40 @@ pub(super) fn store_to_client(e: StoreError) -> ClientError {
     // Carried through the retry wrapper and mapped back by `map_err`.
     let code = match &e {
         StoreError::Sealed => 503,
-        StoreError::Denied(_) => 403,
+        StoreError::Denied(_) => LOCAL_DENIED,
         _ => 502,
     };
     let message = match e {
         StoreError::Sealed => "Vault is sealed".to_string(),
+        StoreError::Denied(m) => m,
         other => other.to_string(),
     };
     ClientError::APIError {
         code,
         errors: vec![message],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_on_this_side_comes_back_as_it_was_not_as_a_403() {
+        let local = StoreError::Denied(
+            "cannot read the OpenBao token file /etc/snykey/bao-token: No such file or directory (os error 2)".into(),
+        );
+        let back = map_err(store_to_client(local.clone()));
+        assert_eq!(back.to_string(), local.to_string());
+        assert!(!back.to_string().contains("403"), "{back}");
+        // OpenBao's own 403 keeps its meaning.
+        let theirs = map_err(ClientError::APIError {
+            code: 403,
+            errors: vec!["permission denied".into()],
+        });
+        assert!(
+            theirs.to_string().contains("OpenBao answered 403"),
+            "{theirs}"
+        );
     }
 }

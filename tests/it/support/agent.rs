@@ -421,6 +421,26 @@ pub fn assert_no_secrets(what: &str, text: &str, secrets: &[String]) {
     }
 }
 
+/// The `ORG/CLIENT` ids of a `GET /v1/credentials` answer with each one's
+/// state, in the order listed.
+pub fn listed_states(v: &serde_json::Value) -> Vec<(String, String)> {
+    v["credentials"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a credential list: {v}"))
+        .iter()
+        .map(|c| {
+            (
+                format!(
+                    "{}/{}",
+                    c["org_id"].as_str().unwrap(),
+                    c["client_id"].as_str().unwrap()
+                ),
+                c["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
