@@ -1,9 +1,10 @@
-//! What every request handler can reach: the broker and the access policy
-//! in force (replaced whole on SIGHUP).
+//! What every request handler can reach: the broker, the access policy
+//! in force (replaced whole on a reload), and the way to ask for a reload.
 
 use crate::access::Policy;
 use crate::broker::Broker;
 use crate::locks::Recover;
+use crate::reload::ReloadRequests;
 use std::sync::{Arc, RwLock};
 
 /// What every request handler can reach.
@@ -11,15 +12,18 @@ pub struct AppState {
     pub broker: Arc<Broker>,
     /// Replaced whole on SIGHUP; a request takes its own `Arc` of it.
     pub access: RwLock<Arc<Policy>>,
+    /// `POST /v1/reload` asks the agent's signal task through this.
+    pub reloads: ReloadRequests,
 }
 
 impl AppState {
     /// `access.own_uid` is set here: the agent's own uid is always allowed
     /// and always an admin (it can read the store anyway).
-    pub fn new(broker: Arc<Broker>, access: Policy) -> Arc<AppState> {
+    pub fn new(broker: Arc<Broker>, access: Policy, reloads: ReloadRequests) -> Arc<AppState> {
         Arc::new(AppState {
             broker,
             access: RwLock::new(Arc::new(with_own_uid(access))),
+            reloads,
         })
     }
 

@@ -81,6 +81,21 @@ pub struct Message {
     pub message: String,
 }
 
+/// `POST /v1/reload`: the agent re-read its configuration and applied it.
+/// (A file it refused is an error answer, code `config_invalid`.)
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Reloaded {
+    /// The config file re-read; none when the agent runs on defaults and
+    /// environment variables alone.
+    pub file: Option<String>,
+    /// Keys that changed and are in force now.
+    pub applied: Vec<String>,
+    /// Keys that changed but keep their old value until the agent restarts.
+    pub restart_needed: Vec<String>,
+    /// Which log filter is in force, in a sentence.
+    pub log_filter: String,
+}
+
 /// `POST /v1/login`.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

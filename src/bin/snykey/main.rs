@@ -9,6 +9,7 @@ mod local;
 mod login;
 mod routes;
 mod serve;
+mod service;
 mod service_accounts;
 mod table;
 
@@ -114,6 +115,8 @@ fn run(cli: Cli) -> i32 {
         Command::Delete { credential, revoke } => agent(&socket, |c| async move {
             credentials::delete(&c, credential, revoke).await
         }),
+        Command::Reload => agent(&socket, |c| async move { service::reload(&c).await }),
+        Command::Ready => agent(&socket, |c| async move { service::ready(&c).await }),
         Command::Login(args) => agent(&socket, |c| async move { login::login(&c, args).await }),
         Command::RegisterApp(args) => {
             agent(
