@@ -1,6 +1,7 @@
 //! `snykey serve`: wires config, store, cache, journal and broker together,
 //! serves the API, and handles signals (SIGTERM/SIGINT stop, SIGHUP reloads).
 
+use crate::api::reloads::ReloadInbox;
 use crate::api::server::Access;
 use crate::api::socket::Bound;
 use crate::api::{AppState, serve};
@@ -10,7 +11,7 @@ use crate::cache::TokenCache;
 use crate::cache::memory::MemoryCache;
 use crate::clock::SystemClock;
 use crate::config::{CacheBackend, Config, StoreBackend};
-use crate::reload::{Origin, ReloadInbox, Reloader};
+use crate::reload::{Origin, Reloader};
 use crate::snyk::SnykOAuth;
 use crate::store::SecretStore;
 use crate::store::file::FileStore;
@@ -239,7 +240,7 @@ pub async fn run(
     let internal = |e: std::io::Error| StartError::Internal(e.to_string());
     bound.listener.set_nonblocking(true).map_err(internal)?;
     let listener = tokio::net::UnixListener::from_std(bound.listener).map_err(internal)?;
-    let (reloads, reload_inbox) = crate::reload::channel();
+    let (reloads, reload_inbox) = crate::api::reloads::channel();
     let state = AppState::new(Arc::clone(&broker), access_of(&cfg), reloads);
     // The handlers exist before anyone is told the agent is ready: a SIGTERM
     // sent on "ready" stops it gracefully instead of killing it outright.

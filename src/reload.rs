@@ -6,15 +6,13 @@
 //!
 //! Both arrive at one place: the agent's signal task owns the [`Reloader`]
 //! (the configuration in force) and runs one reload at a time; a request
-//! reaches it through [`ReloadRequests`], a channel whose answer is the
-//! outcome. Every changed key is either applied live ([`LIVE_KEYS`]) or named
+//! reaches it through `api::reloads`, a channel whose answer is the outcome. Every changed key is either applied live ([`LIVE_KEYS`]) or named
 //! as needing a restart; a file that does not validate is refused whole and
 //! the running configuration stays.
 
 use crate::api::AppState;
 use crate::config::Config;
 use crate::wire::Reloaded;
-use tokio::sync::{mpsc, oneshot};
 
 /// Applies the config file's `server.log_level` at run time; set by the
 /// binary, which knows whether `--log-level` or `SNYKEY_LOG` pin the filter
@@ -34,54 +32,6 @@ impl Origin {
             Origin::Signal => "SIGHUP",
             Origin::Request => "reload request",
         }
-    }
-}
-
-/// Why a reload request did not apply a configuration.
-#[derive(Debug)]
-pub enum ReloadFailed {
-    /// The new configuration is invalid; the running one stays. The sentence says why.
-    Refused(String),
-    /// The agent is stopping: nothing was reloaded.
-    Stopping,
-}
-
-type Reply = oneshot::Sender<Result<Reloaded, String>>;
-
-/// The handle the API holds to ask the signal task for a reload.
-#[derive(Clone)]
-pub struct ReloadRequests(mpsc::Sender<Reply>);
-
-/// The signal task's end of [`ReloadRequests`].
-pub struct ReloadInbox(mpsc::Receiver<Reply>);
-
-/// A connected pair: requests sent on the first arrive in the second.
-pub fn channel() -> (ReloadRequests, ReloadInbox) {
-    // Reloads run one at a time; a few more may wait their turn.
-    let (tx, rx) = mpsc::channel(8);
-    (ReloadRequests(tx), ReloadInbox(rx))
-}
-
-impl ReloadRequests {
-    /// Asks for a reload and waits until it was applied or refused.
-    pub async fn reload(&self) -> Result<Reloaded, ReloadFailed> {
-        let (tx, rx) = oneshot::channel();
-        self.0.send(tx).await.map_err(|_| ReloadFailed::Stopping)?;
-        match rx.await {
-            Ok(outcome) => outcome.map_err(ReloadFailed::Refused),
-            Err(_) => Err(ReloadFailed::Stopping),
-        }
-    }
-}
-
-impl ReloadInbox {
-    /// The next request; `None` once every [`ReloadRequests`] is gone.
-    pub async fn next(&mut self) -> Option<impl FnOnce(Result<Reloaded, String>)> {
-        let reply = self.0.recv().await?;
-        Some(move |outcome| {
-            // The caller may have gone away; the reload happened all the same.
-            let _ = reply.send(outcome);
-        })
     }
 }
 
@@ -363,24 +313,5 @@ mod tests {
             let new = Config::load_from(None, &env).unwrap();
             assert_eq!(plan_reload(&base, &new).restart, vec![key.to_string()]);
         }
-    }
-
-    #[tokio::test]
-    async fn a_request_gets_the_outcome_and_a_stopped_agent_says_so() {
-        let (requests, mut inbox) = channel();
-        let served = tokio::spawn(async move {
-            let reply = inbox.next().await.unwrap();
-            reply(Err("the new configuration is invalid: x".into()));
-            // The signal task ends (the agent stops): later requests are told.
-        });
-        match requests.reload().await {
-            Err(ReloadFailed::Refused(why)) => assert!(why.contains("invalid: x"), "{why}"),
-            other => panic!("{other:?}"),
-        }
-        served.await.unwrap();
-        assert!(matches!(
-            requests.reload().await,
-            Err(ReloadFailed::Stopping)
-        ));
     }
 }

@@ -69,7 +69,7 @@ pub(super) async fn write_check(state: &AppState) -> Result<Resp, ApiError> {
 /// `POST /v1/reload`: answered once the agent applied or refused its
 /// re-read configuration.
 pub(super) async fn reload(state: &AppState) -> Result<Resp, ApiError> {
-    use crate::reload::ReloadFailed;
+    use super::reloads::ReloadFailed;
     match state.reloads.reload().await {
         Ok(reloaded) => ok(&reloaded),
         Err(ReloadFailed::Refused(why)) => Err(ApiError::new(ErrorCode::ConfigInvalid, why)),

@@ -1,10 +1,10 @@
 //! What every request handler can reach: the broker, the access policy
 //! in force (replaced whole on a reload), and the way to ask for a reload.
 
+use super::reloads::ReloadRequests;
 use crate::access::Policy;
 use crate::broker::Broker;
 use crate::locks::Recover;
-use crate::reload::ReloadRequests;
 use std::sync::{Arc, RwLock};
 
 /// What every request handler can reach.

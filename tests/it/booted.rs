@@ -160,9 +160,8 @@ fn the_deb_on_a_booted_systemd_252_serves_clients_reloads_and_removes_cleanly() 
         ready.contains("\nF_ACTIVATED=true\n") && ready.contains("\nPRIORITY=5\n"),
         "the ready line as journald fields:\n{ready}"
     );
-    let debug = m.ok(
-        "journalctl --no-pager -o cat -u snykey.service SYSLOG_IDENTIFIER=snykey PRIORITY=6",
-    );
+    let debug =
+        m.ok("journalctl --no-pager -o cat -u snykey.service SYSLOG_IDENTIFIER=snykey PRIORITY=6");
     assert!(
         !debug.trim().is_empty(),
         "no debug line although log_level = \"debug\""

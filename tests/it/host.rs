@@ -646,3 +646,84 @@ fn reload_with_a_restart_only_change(env: &Env, agent: &Agent) {
     .unwrap();
     agent.signal(libc::SIGHUP);
 }
+
+/// `snykey reload` (the unit's `ExecReload=`): it waits for the agent, says
+/// what was applied and what needs a restart (exit 0); a file the agent
+/// refuses is exit 78 with the reason, and the agent serves on, unchanged.
+#[test]
+fn snykey_reload_applies_or_refuses_a_changed_config_and_says_which() {
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("crel", None);
+    let mut env = Env::new(&fake.url());
+    env.server_config = "log_level = \"info\"\n".into();
+    let agent = env.start_with(&[("SNYKEY_LOG", "")]);
+    assert!(
+        agent
+            .put_oauth(env.path(), "orel", "crel", None, &rt)
+            .status
+            .success()
+    );
+
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    let good = cfg
+        .replace("log_level = \"info\"", "log_level = \"debug\"")
+        .replace("timeout = \"3s\"", "timeout = \"4s\"");
+    assert_ne!(good, cfg);
+    std::fs::write(&env.config, &good).unwrap();
+    let out = agent.cli(&["reload"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(said.contains("configuration reloaded from"), "{said}");
+    assert!(said.contains("applied: server.log_level"), "{said}");
+    assert!(
+        said.contains("after a restart (`systemctl restart snykey`): snyk.timeout"),
+        "{said}"
+    );
+    assert!(said.contains("log filter is now \"debug\""), "{said}");
+    // Answered after the reload: the new level is already in force.
+    let log = agent.log_text();
+    assert!(
+        log.contains("reload request: configuration reloaded"),
+        "{log}"
+    );
+    agent.http("GET", "/v1/health", None);
+    wait_for("a DEBUG line after the reload", 10, || {
+        agent.log_text().contains(" DEBUG ")
+    });
+
+    // Refused: exit 78 with the key and the reason; nothing changed.
+    std::fs::write(
+        &env.config,
+        good.replace("log_level = \"debug\"", "log_level = \"warn\"")
+            .replace("[snyk]\n", "[snyk]\nrest_version = \"yesterday\"\n"),
+    )
+    .unwrap();
+    let out = agent.cli(&["reload"], None);
+    assert_eq!(
+        out.status.code(),
+        Some(78),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let why = stderr(&out);
+    assert!(
+        why.contains("is invalid, and the agent keeps running on the previous one")
+            && why.contains("rest_version")
+            && why.contains("fix the file, then reload again"),
+        "{why}"
+    );
+    assert!(stdout(&out).is_empty());
+    let out = agent.helper(&["orel", "crel"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    let before = agent.log_text().matches(" DEBUG ").count();
+    agent.http("GET", "/v1/health", None);
+    wait_for(
+        "DEBUG lines still (the refused file's warn level did not apply)",
+        10,
+        || agent.log_text().matches(" DEBUG ").count() > before,
+    );
+    agent.stop();
+    assert_eq!(fake.replays(), 0);
+}
