@@ -101,6 +101,22 @@ fn the_deb_on_a_booted_systemd_252_serves_clients_reloads_and_removes_cleanly() 
     for n in 2..=4 {
         client_gets_66(&m, &format!("call {n}, the agent running"));
     }
+
+    // An upgrade over an install whose unit had taken /run/snykey over
+    // (RuntimeDirectory= chowned it and the socket to snykey:snykey): the
+    // postinst mends the directory and restarts the socket and the agent.
+    m.ok("chown snykey:snykey /run/snykey /run/snykey/snykey.sock");
+    let old_pid = property(&m, "snykey.service", "MainPID");
+    m.ok(&format!(
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y --reinstall /mnt/host/{deb_name}"
+    ));
+    assert_eq!(m.ok(DIR_AND_SOCKET), EXPECTED_OWNERS, "after an upgrade");
+    assert_ne!(
+        property(&m, "snykey.service", "MainPID"),
+        old_pid,
+        "the upgrade restarts it"
+    );
+    client_gets_66(&m, "after an upgrade");
     let pid = property(&m, "snykey.service", "MainPID");
 
     // systemctl reload with a good config: exit 0, applied, said.

@@ -30,8 +30,8 @@ fn require(tool: &str, package: &str) -> String {
 /// The value of `key=` in a unit's text (the last one, as systemd reads it).
 fn unit_value<'a>(unit: &'a str, key: &str) -> Option<&'a str> {
     unit.lines()
-        .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
 }
 
 fn seconds(value: &str) -> u64 {

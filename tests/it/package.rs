@@ -174,10 +174,19 @@ fn the_debian_package_installs_binaries_units_docs_man_pages_and_completions() {
         .arg(&deb)
         .output()
         .unwrap_or_else(|e| panic!("lintian is required by this test ({e}): apt-get install lintian (scripts/test does)"));
+    // Two overrides are for the dist build's binaries (a static-pie helper,
+    // a .comment section) and go unused on the debug binaries packaged here;
+    // lintian on the dist .deb (scripts/package) prints nothing at all.
+    const DIST_ONLY: &[&str] = &[
+        "unused-override binary-has-unneeded-section",
+        "unused-override shared-library-lacks-prerequisites",
+    ];
     let said = stdout(&l);
     let tags: Vec<&str> = said
         .lines()
         .filter(|line| line.len() > 2 && line.as_bytes()[1] == b':')
+        .filter(|line| !DIST_ONLY.iter().any(|d| line.contains(d)))
+        .filter(|line| *line != "N: 0 hints overridden; 2 unused overrides")
         .collect();
     assert!(tags.is_empty(), "lintian:\n{}", tags.join("\n"));
 }
