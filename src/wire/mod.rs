@@ -466,6 +466,20 @@ mod contract_tests {
     }
 
     #[test]
+    fn the_reload_answer_is_pinned() {
+        pinned(
+            &Reloaded {
+                file: Some("/etc/snykey/config.toml".into()),
+                applied: vec!["server.log_level".into()],
+                restart_needed: vec!["snyk.timeout".into()],
+                log_filter: "log filter is now \"debug\"".into(),
+            },
+            json!({"file": "/etc/snykey/config.toml", "applied": ["server.log_level"],
+                   "restart_needed": ["snyk.timeout"], "log_filter": "log filter is now \"debug\""}),
+        );
+    }
+
+    #[test]
     fn every_error_is_pinned_with_its_status() {
         let expected: &[(&str, u16)] = &[
             ("bad_request", 400),
@@ -490,6 +504,7 @@ mod contract_tests {
             ("refresh_in_progress", 503),
             ("not_ready", 503),
             ("callback_unavailable", 503),
+            ("config_invalid", 422),
             ("internal", 500),
             ("usage", 400),
             ("login_failed", 409),
