@@ -26,6 +26,21 @@ fn property(m: &Machine, unit: &str, name: &str) -> String {
         .to_string()
 }
 
+/// The unit's journal (the agent's lines, `snykey reload`'s and systemd's).
+fn journal(m: &Machine) -> String {
+    m.ok("journalctl --no-pager -o cat -u snykey.service")
+}
+
+/// Fails with the journal's tail unless it holds every one of `lines`.
+fn journal_says(m: &Machine, what: &str, lines: &[&str]) {
+    let j = journal(m);
+    assert!(
+        lines.iter().all(|l| j.contains(l)),
+        "{what}: the journal does not say {lines:?}:\n{}",
+        tail(&j, 20)
+    );
+}
+
 fn client_gets_66(m: &Machine, when: &str) {
     let out = m.sh(CLIENT_CALL);
     assert_eq!(
@@ -75,9 +90,9 @@ fn the_deb_on_a_booted_systemd_252_serves_clients_reloads_and_removes_cleanly() 
     );
     let said = stdout(&verify);
     assert!(verify.status.success(), "systemd-analyze verify:\n{said}");
-    let journal = m.ok("journalctl -b --no-pager -o cat");
+    let boot_log = m.ok("journalctl -b --no-pager -o cat");
     for line in said.lines().chain(
-        journal
+        boot_log
             .lines()
             .filter(|l| l.contains("snykey.service") || l.contains("snykey.socket")),
     ) {
@@ -123,7 +138,7 @@ fn the_deb_on_a_booted_systemd_252_serves_clients_reloads_and_removes_cleanly() 
     m.write("/etc/snykey/config.toml", GOOD_CONFIG);
     m.ok("systemctl reload snykey.service");
     wait_for("the agent's reload lines in the journal", 20, || {
-        let j = m.ok("journalctl --no-pager -o cat -u snykey.service");
+        let j = journal(&m);
         if j.contains("reload request: configuration reloaded")
             && j.contains("applied: server.log_level")
             && j.contains("log filter is now \"debug\"")
@@ -146,12 +161,13 @@ fn the_deb_on_a_booted_systemd_252_serves_clients_reloads_and_removes_cleanly() 
         !refused.status.success(),
         "a broken config must fail the reload"
     );
-    let j = m.ok("journalctl --no-pager -o cat -u snykey.service");
-    assert!(
-        j.contains("is invalid, and the agent keeps running on the previous one")
-            && j.contains("snyk.api_url"),
-        "the journal says why the reload was refused:\n{}",
-        tail(&j, 20)
+    journal_says(
+        &m,
+        "a refused reload",
+        &[
+            "is invalid, and the agent keeps running on the previous one",
+            "snyk.api_url",
+        ],
     );
     assert_eq!(property(&m, "snykey.service", "ActiveState"), "active");
     assert_eq!(property(&m, "snykey.service", "MainPID"), pid);
@@ -213,20 +229,17 @@ fn the_deb_on_a_booted_systemd_252_serves_clients_reloads_and_removes_cleanly() 
         "0",
         "not restarted"
     );
-    let j = m.ok("journalctl --no-pager -o cat -u snykey.service");
-    assert!(
-        j.contains("cannot build the HTTP client")
-            && j.contains("fix it, then start the agent again"),
-        "the journal says why:\n{}",
-        tail(&j, 20)
+    journal_says(
+        &m,
+        "no CA certificates",
+        &[
+            "cannot build the HTTP client",
+            "fix it, then start the agent again",
+        ],
     );
     // No loop: the socket may start it again for a waiting client, but the
     // start limit ends that; every start is in the journal.
-    let starts = || {
-        m.ok("journalctl --no-pager -o cat -u snykey.service")
-            .matches("cannot build the HTTP client")
-            .count()
-    };
+    let starts = || journal(&m).matches("cannot build the HTTP client").count();
     let before = starts();
     let out = m.sh(CLIENT_CALL);
     assert_ne!(out.status.code(), Some(0));
