@@ -952,11 +952,13 @@ fn main() {
         }
     };
     let fake = FakeSnyk::start();
-    let build = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
+    // The profile the binaries were built with: `dist` (what packages
+    // ship), `release` (`cargo install`), or `debug`.
+    let build = std::path::Path::new(HELPER)
+        .parent()
+        .and_then(|d| d.file_name())
+        .map(|d| d.to_string_lossy().to_string())
+        .unwrap_or_default();
     let mut out = vec![
         if scale.smoke {
             // Part of `cargo test`: a figure under its goal here is no failure.
@@ -1015,14 +1017,21 @@ fn main() {
     }
     let size = std::fs::metadata(HELPER).unwrap().len();
     out.push(format!(
-        "| helper binary size ({}) | {:.0} KiB | < 1 MiB |",
+        "| helper binary size ({build}{}) | {:.0} KiB | < 1 MiB |",
         if cfg!(debug_assertions) {
-            "debug"
+            ""
         } else {
-            "release, stripped"
+            ", stripped"
         },
         size as f64 / 1024.0
     ));
+    if let Ok(p) = std::env::var("SNYKEY_BENCH_STATIC_HELPER") {
+        let size = std::fs::metadata(&p).unwrap().len();
+        out.push(format!(
+            "| static helper binary size | {:.0} KiB | — |",
+            size as f64 / 1024.0
+        ));
+    }
     assert_eq!(fake.replays(), 0);
     println!("{}", out.join("\n"));
 }

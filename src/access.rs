@@ -105,6 +105,8 @@ pub enum AdminOp {
     /// `GET /v1/ready?write=true` (`snykey doctor`): writes and removes a
     /// scratch record in the secret store.
     WriteCheck,
+    /// `POST /v1/reload` (`snykey reload`): re-read the config file.
+    Reload,
 }
 
 impl AdminOp {
@@ -119,6 +121,7 @@ impl AdminOp {
             AdminOp::RegisterApp => "register_app",
             AdminOp::ServiceAccounts => "service_accounts",
             AdminOp::WriteCheck => "write_check",
+            AdminOp::Reload => "reload",
         }
     }
 
@@ -134,6 +137,7 @@ impl AdminOp {
             AdminOp::RegisterApp => "register apps",
             AdminOp::ServiceAccounts => "manage service accounts",
             AdminOp::WriteCheck => "write to the secret store (the doctor's write check)",
+            AdminOp::Reload => "reload the agent's configuration",
         }
     }
 }

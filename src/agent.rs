@@ -1,6 +1,7 @@
 //! `snykey serve`: wires config, store, cache, journal and broker together,
 //! serves the API, and handles signals (SIGTERM/SIGINT stop, SIGHUP reloads).
 
+use crate::api::reloads::ReloadInbox;
 use crate::api::server::Access;
 use crate::api::socket::Bound;
 use crate::api::{AppState, serve};
@@ -10,6 +11,7 @@ use crate::cache::TokenCache;
 use crate::cache::memory::MemoryCache;
 use crate::clock::SystemClock;
 use crate::config::{CacheBackend, Config, StoreBackend};
+use crate::reload::{Origin, Reloader};
 use crate::snyk::SnykOAuth;
 use crate::store::SecretStore;
 use crate::store::file::FileStore;
@@ -19,10 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
-/// Applies the config file's `server.log_level` at run time (SIGHUP); set by
-/// the binary, which knows whether `--log-level` or `SNYKEY_LOG` pin the
-/// filter instead. Returns a sentence saying what is in force.
-pub type LogReloader = Box<dyn Fn(Option<&str>) -> Result<String, String> + Send + Sync>;
+pub use crate::reload::LogReloader;
 
 /// The log filter actually installed for `text` (`--log-level`, `SNYKEY_LOG`
 /// or `server.log_level`): the OpenBao client libraries (vaultrs and its HTTP
@@ -44,7 +43,7 @@ pub fn effective_log_filter(text: &str) -> String {
     out
 }
 
-fn settings_of(cfg: &Config) -> Settings {
+pub(crate) fn settings_of(cfg: &Config) -> Settings {
     Settings {
         min_validity: cfg.refresh.min_validity,
         at: cfg.refresh.at,
@@ -53,7 +52,7 @@ fn settings_of(cfg: &Config) -> Settings {
 }
 
 /// The access policy (issue 17); `AppState` fills in the agent's own uid.
-fn access_of(cfg: &Config) -> Access {
+pub(crate) fn access_of(cfg: &Config) -> Access {
     cfg.access.policy(&cfg.server, 0)
 }
 
@@ -108,8 +107,7 @@ async fn build_broker(
     let (store_checks_versions, store_locked) =
         (store.checks_versions(), store.locked_to_this_agent());
     let cache = open_cache(cfg).await?;
-    let snyk = SnykOAuth::new(&cfg.snyk.api_url, cfg.snyk.timeout)
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let snyk = SnykOAuth::new(&cfg.snyk.api_url, cfg.snyk.timeout).map_err(http_client_error)?;
     Ok(Broker::new(BrokerParts {
         store,
         cache,
@@ -132,7 +130,7 @@ async fn build_broker(
             &cfg.snyk.rest_version,
             cfg.snyk.timeout,
         )
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
+        .map_err(http_client_error)?,
         login: crate::broker::LoginSettings::new(
             &cfg.snyk.app_url,
             &cfg.snyk.api_url,
@@ -140,6 +138,18 @@ async fn build_broker(
             cfg.server.login_timeout,
         ),
     }))
+}
+
+/// reqwest's own message is only "builder error": the causes it wraps say
+/// what is wrong (no CA certificates on this machine, for one).
+fn http_client_error(e: reqwest::Error) -> String {
+    let mut out = format!("cannot build the HTTP client: {e}");
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        out.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    out
 }
 
 /// The callback listener for browser logins, bound on demand while a login
@@ -162,40 +172,75 @@ fn callback_listener(
     )
 }
 
+/// Why the agent did not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The configuration or the machine must change first (a file or
+    /// directory, the CA certificates, an address): starting again cannot
+    /// help, so the exit code tells systemd not to (`RestartPreventExitStatus=`).
+    Setup(String),
+    /// Anything else.
+    Internal(String),
+}
+
+impl StartError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StartError::Setup(_) => crate::exit::CONFIG,
+            StartError::Internal(_) => crate::exit::SOFTWARE,
+        }
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Setup(e) => write!(f, "{e}; fix it, then start the agent again"),
+            StartError::Internal(e) => f.write_str(e),
+        }
+    }
+}
+
 /// Runs the agent until SIGTERM/SIGINT. Returns after a graceful stop.
 pub async fn run(
     cfg: Config,
     bound: Bound,
     notifier: Notifier,
     log_reloader: Option<LogReloader>,
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     let started = Instant::now();
     // The audit log opens before anything can happen that it must record.
-    crate::audit::configure(cfg.server.audit_log.as_deref(), "start")?;
+    crate::audit::configure(cfg.server.audit_log.as_deref(), "start").map_err(StartError::Setup)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // One crypto provider for every TLS client in the process (reqwest, redis, vaultrs).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let broker = build_broker(&cfg, &shutdown_rx).await?;
+    let broker = build_broker(&cfg, &shutdown_rx)
+        .await
+        .map_err(StartError::Setup)?;
     // The journal is replayed and the store loaded before anything is served.
     let loaded = broker
         .start()
         .await
-        .map_err(|e| format!("start-up failed: {e}"))?;
+        .map_err(|e| StartError::Setup(format!("start-up failed: {e}")))?;
     let (store_desc, cache_desc) = broker.describe_backends();
     if let Some(w) = broker.protection_warning() {
         tracing::warn!("{w}");
     }
     let callback = callback_listener(&cfg, &broker, &shutdown_rx);
 
-    bound
-        .listener
-        .set_nonblocking(true)
-        .map_err(|e| e.to_string())?;
-    let listener = tokio::net::UnixListener::from_std(bound.listener).map_err(|e| e.to_string())?;
-    let state = AppState::new(Arc::clone(&broker), access_of(&cfg), Some(callback));
+    let internal = |e: std::io::Error| StartError::Internal(e.to_string());
+    bound.listener.set_nonblocking(true).map_err(internal)?;
+    let listener = tokio::net::UnixListener::from_std(bound.listener).map_err(internal)?;
+    let (reloads, reload_inbox) = crate::api::reloads::channel();
+    let state = AppState::new(
+        Arc::clone(&broker),
+        access_of(&cfg),
+        Some(callback),
+        reloads,
+    );
     // The handlers exist before anyone is told the agent is ready: a SIGTERM
     // sent on "ready" stops it gracefully instead of killing it outright.
-    let signal_streams = Signals::install()?;
+    let signal_streams = Signals::install().map_err(StartError::Internal)?;
 
     log_ready(
         &cfg,
@@ -215,15 +260,16 @@ pub async fn run(
 
     let signals = tokio::spawn(handle_signals(
         signal_streams,
-        cfg.clone(),
+        (Reloader::new(cfg.clone(), log_reloader), reload_inbox),
         Arc::clone(&state),
         Arc::clone(&notifier),
         shutdown_tx,
-        log_reloader,
     ));
     let watchdog = spawn_watchdog(&notifier, &broker);
 
-    let metrics_server = start_metrics(&cfg, &broker, &shutdown_rx).await?;
+    let metrics_server = start_metrics(&cfg, &broker, &shutdown_rx)
+        .await
+        .map_err(StartError::Setup)?;
     serve(
         listener,
         Arc::clone(&state),
@@ -385,129 +431,36 @@ impl Signals {
     }
 }
 
+/// Stops on SIGTERM/SIGINT; reloads on SIGHUP and on reload requests
+/// (`POST /v1/reload`), one at a time, telling systemd around each.
 async fn handle_signals(
     signals: Signals,
-    mut cfg: Config,
+    (mut reloader, mut requests): (Reloader, ReloadInbox),
     state: Arc<AppState>,
     notifier: Arc<Notifier>,
     shutdown: watch::Sender<bool>,
-    log_reloader: Option<LogReloader>,
 ) {
     let Signals {
         mut term,
         mut int,
         mut hup,
     } = signals;
+    let mut reload = |origin| {
+        notifier.reloading();
+        let outcome = reloader.reload(origin, &state);
+        notifier.notify(&format!("READY=1\nSTATUS={}", status_line(&state.broker)));
+        outcome
+    };
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
-            _ = hup.recv() => {
-                notifier.reloading();
-                cfg = reload(cfg, &state, log_reloader.as_ref());
-                notifier.notify(&format!("READY=1\nSTATUS={}", status_line(&state.broker)));
-            }
+            _ = hup.recv() => { let _ = reload(Origin::Signal); }
+            Some(reply) = requests.next() => reply(reload(Origin::Request)),
         }
     }
     notifier.notify("STOPPING=1\nSTATUS=stopping");
     let _ = shutdown.send(true);
-}
-
-/// The keys SIGHUP applies to the running agent (see [`apply_live`]); every
-/// other key that changed is named in a "restart needed" line.
-const LIVE_KEYS: &[&str] = &[
-    "server.allowed_uids",
-    "server.allowed_gids",
-    "server.admin_uids",
-    "server.admin_gids",
-    "server.audit_log",
-    "server.log_level",
-    "refresh.min_validity",
-    "refresh.jitter",
-    "refresh.at",
-    "refresh.force_interval",
-    "[[access]]",
-];
-
-/// What a reload does with each changed key (from [`Config::changed_keys`],
-/// which compares the section structs field by field).
-#[derive(Debug, Default, PartialEq)]
-struct ReloadPlan {
-    /// Applied to the running agent.
-    live: Vec<String>,
-    /// Changed in the file, but in force only after a restart.
-    restart: Vec<String>,
-}
-
-fn plan_reload(current: &Config, new: &Config) -> ReloadPlan {
-    let (live, restart) = current
-        .changed_keys(new)
-        .into_iter()
-        .partition(|k| LIVE_KEYS.contains(&k.as_str()));
-    ReloadPlan { live, restart }
-}
-
-/// The configuration in force after a reload: `new`'s values for the
-/// [`LIVE_KEYS`], `current`'s for the rest (so the next reload compares
-/// against what runs).
-fn keep_live(current: Config, new: &Config) -> Config {
-    let mut applied = current;
-    let (s, n) = (&mut applied.server, &new.server);
-    s.allowed_uids.clone_from(&n.allowed_uids);
-    s.allowed_gids.clone_from(&n.allowed_gids);
-    s.admin_uids.clone_from(&n.admin_uids);
-    s.admin_gids.clone_from(&n.admin_gids);
-    s.audit_log.clone_from(&n.audit_log);
-    s.log_level.clone_from(&n.log_level);
-    applied.refresh = new.refresh.clone();
-    applied.access = new.access.clone();
-    applied
-}
-
-/// Applies the [`LIVE_KEYS`] of `new` to the running agent.
-fn apply_live(new: &Config, state: &AppState, log_reloader: Option<&LogReloader>) {
-    state.set_access(access_of(new));
-    if let Err(e) = crate::audit::configure(new.server.audit_log.as_deref(), "reopen") {
-        tracing::error!("SIGHUP: {e}; the audit log in use (if any) stays in use");
-    }
-    state.broker.set_settings(settings_of(new));
-    crate::broker::force::set_interval(new.refresh.force_interval);
-    if let Some(reloader) = log_reloader {
-        match reloader(Some(new.server.log_level.as_str())) {
-            Ok(what) => tracing::info!("SIGHUP: {what}"),
-            Err(e) => tracing::warn!(error = %e, "SIGHUP: could not apply the log filter"),
-        }
-    }
-}
-
-/// SIGHUP: re-reads the config file. Every changed key is either applied
-/// live or named as needing a restart. A config that does not validate is
-/// rejected whole.
-fn reload(current: Config, state: &AppState, log_reloader: Option<&LogReloader>) -> Config {
-    let new = match Config::load(current.file.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "SIGHUP: the new configuration is invalid; keeping the running one");
-            return current;
-        }
-    };
-    let plan = plan_reload(&current, &new);
-    apply_live(&new, state, log_reloader);
-    tracing::info!(
-        changed = ?plan.live,
-        allowed_uids = ?new.server.allowed_uids,
-        allowed_gids = ?new.server.allowed_gids,
-        min_validity_secs = new.refresh.min_validity.as_secs(),
-        "SIGHUP: configuration reloaded (allow-lists, admins, access rules, audit log, refresh settings, log filter)"
-    );
-    tracing::info!("SIGHUP: access: {}", state.policy().summary());
-    for key in &plan.restart {
-        tracing::warn!(
-            setting = %key,
-            "SIGHUP: this setting changed but cannot change while running; restart the agent to apply it"
-        );
-    }
-    keep_live(current, &new)
 }
 
 /// Where claims live for this store (SPEC §2 rules 3 and 7).
@@ -537,160 +490,5 @@ mod log_filter_tests {
         assert!(
             tracing_subscriber::EnvFilter::try_new(super::effective_log_filter("trace")).is_ok()
         );
-    }
-}
-
-#[cfg(test)]
-mod reload_tests {
-    use super::*;
-
-    /// A value other than the baseline's for every key; a key added to a
-    /// section struct without one here fails the test below.
-    const SAMPLES: &[(&str, &str)] = &[
-        ("server.socket", "/tmp/snykey-other/s.sock"),
-        ("server.socket_mode", "0600"),
-        ("server.allowed_uids", "5"),
-        ("server.allowed_gids", "5"),
-        ("server.callback_listen", "127.0.0.1:8081"),
-        ("server.metrics_listen", "127.0.0.1:9464"),
-        ("server.metrics_allow_remote", "true"),
-        ("server.allow_shared_dirs", "true"),
-        (
-            "server.redirect_uri",
-            "http://localhost:8080/authorization-code/callback",
-        ),
-        ("server.shutdown_grace", "11s"),
-        ("server.login_timeout", "5m"),
-        ("server.log_level", "debug"),
-        ("server.agent_id", "other"),
-        ("server.sink_dirs", "/tmp/sinks-other"),
-        ("server.admin_uids", "7"),
-        ("server.admin_gids", "7"),
-        ("server.audit_log", "/tmp/snykey-audit.log"),
-        ("snyk.api_url", "https://api.eu.snyk.io"),
-        ("snyk.app_url", "https://app.eu.snyk.io"),
-        ("snyk.rest_version", "2024-11-01"),
-        ("snyk.timeout", "31s"),
-        ("cache.backend", "redis"),
-        ("cache.url", "redis://127.0.0.1:6380/0"),
-        ("cache.key_prefix", "other"),
-        ("cache.username", "snykey"),
-        ("cache.password_file", "PASSWORD_FILE"),
-        ("store.backend", "openbao"),
-        ("store.path", "/tmp/other/credentials.json"),
-        ("store.journal_dir", "/tmp/other/journal"),
-        ("store.addr", "http://127.0.0.1:8300"),
-        ("store.auth", "kubernetes"),
-        ("store.token", "s.other-token"),
-        ("store.token_file", "/tmp/token"),
-        ("store.role_id_file", "/tmp/role-id"),
-        ("store.secret_id_file", "/tmp/secret-id"),
-        ("store.kubernetes_role", "other"),
-        ("store.kubernetes_jwt_file", "/tmp/jwt"),
-        ("store.auth_mount", "k8s"),
-        ("store.mount", "kv2"),
-        ("store.kv_version", "1"),
-        ("store.prefix", "other"),
-        ("store.ca_cert", "/tmp/ca.pem"),
-        ("store.exclusive", "true"),
-        ("refresh.min_validity", "10m"),
-        ("refresh.jitter", "0.2"),
-        ("refresh.at", "0.5"),
-        ("refresh.force_interval", "30s"),
-    ];
-
-    fn var(key: &str) -> String {
-        format!("SNYKEY_{}", key.replace('.', "_").to_ascii_uppercase())
-    }
-
-    /// Every value that others default from is given, so changing one key
-    /// changes that key alone — except `server.redirect_uri`, which follows
-    /// `server.callback_listen` unless given (a given one must agree with it).
-    fn baseline() -> Vec<(String, String)> {
-        [
-            ("server.socket", "/tmp/snykey-test/s.sock"),
-            ("server.agent_id", "test-agent"),
-            ("server.sink_dirs", "/tmp/snykey-test"),
-            ("snyk.app_url", "https://app.snyk.io"),
-            ("store.path", "/tmp/snykey-test/credentials.json"),
-            ("store.journal_dir", "/tmp/snykey-test/journal"),
-            ("store.token", "s.base-token"),
-        ]
-        .iter()
-        .map(|(k, v)| (var(k), v.to_string()))
-        .collect()
-    }
-
-    #[test]
-    fn every_key_changed_alone_is_either_applied_or_named_for_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let password_file = dir.path().join("redis-password");
-        std::fs::write(&password_file, "pw\n").unwrap();
-        let base = Config::load_from(None, &baseline()).unwrap();
-        let mut live = 0;
-        for key in Config::keys() {
-            let sample = SAMPLES
-                .iter()
-                .find(|(k, _)| *k == key)
-                .unwrap_or_else(|| panic!("no sample value for {key}: add one to SAMPLES"))
-                .1
-                .replace("PASSWORD_FILE", &password_file.display().to_string());
-            let mut env = baseline();
-            env.retain(|(v, _)| *v != var(&key));
-            env.push((var(&key), sample));
-            let new = Config::load_from(None, &env)
-                .unwrap_or_else(|e| panic!("{key}: the sample does not load: {e}"));
-            let plan = plan_reload(&base, &new);
-            let named: Vec<&String> = plan.live.iter().chain(&plan.restart).collect();
-            let mut expected = vec![key.clone()];
-            if key == "server.callback_listen" {
-                expected.push("server.redirect_uri".into());
-            }
-            assert_eq!(
-                named,
-                expected.iter().collect::<Vec<_>>(),
-                "{key}: {plan:?}"
-            );
-            // What runs afterwards: the new value if applied, the old one if not.
-            let after = keep_live(base.clone(), &new);
-            if plan.live.is_empty() {
-                assert_eq!(after.changed_keys(&new), expected, "{key}");
-                assert!(after.changed_keys(&base).is_empty(), "{key}");
-            } else {
-                live += 1;
-                assert!(after.changed_keys(&new).is_empty(), "{key} was not kept");
-            }
-        }
-        assert_eq!(
-            live,
-            LIVE_KEYS.len() - 1,
-            "every live key but [[access]] was seen"
-        );
-        assert!(
-            SAMPLES
-                .iter()
-                .all(|(k, _)| Config::keys().any(|key| key == *k)),
-            "a sample names a key that no longer exists"
-        );
-    }
-
-    #[test]
-    fn the_keys_sighup_once_ignored_now_ask_for_a_restart() {
-        let base = Config::load_from(None, &baseline()).unwrap();
-        for key in [
-            "store.role_id_file",
-            "store.secret_id_file",
-            "store.kubernetes_role",
-            "store.kubernetes_jwt_file",
-            "store.auth_mount",
-            "server.shutdown_grace",
-            "server.login_timeout",
-        ] {
-            let sample = SAMPLES.iter().find(|(k, _)| *k == key).unwrap().1;
-            let mut env = baseline();
-            env.push((var(key), sample.to_string()));
-            let new = Config::load_from(None, &env).unwrap();
-            assert_eq!(plan_reload(&base, &new).restart, vec![key.to_string()]);
-        }
     }
 }

@@ -36,6 +36,7 @@ pub fn for_error(status: u16, code: ErrorCode) -> i32 {
         | CacheUnavailable | RefreshInProgress | NotReady | CallbackUnavailable | Internal => {
             TEMP_FAIL
         }
+        ConfigInvalid => CONFIG,
         Usage | LoginFailed | Unknown => for_status(status),
     }
 }
@@ -69,6 +70,7 @@ fn already_advised(status: u16, code: ErrorCode, error: &str) -> bool {
         (403, _) => &["allowed_uids", "allowed_gids"],
         (404, _) => &["snykey put"],
         (_, ErrorCode::StoreSealed) => &["unseal"],
+        (_, ErrorCode::ConfigInvalid) => &["fix the file"],
         (503, _) | (502, _) | (504, _) => &["try again", "retry", "snykey status"],
         _ => &["snykey status"],
     };
@@ -80,6 +82,7 @@ fn already_advised(status: u16, code: ErrorCode, error: &str) -> bool {
 pub fn advice(status: u16, code: ErrorCode) -> &'static str {
     match (status, code) {
         (_, ErrorCode::Usage) | (400, _) | (413, _) => "",
+        (_, ErrorCode::ConfigInvalid) => "fix the file, then reload again",
         (409, _) => "run `snykey login` for this credential",
         (403, ErrorCode::Forbidden) => {
             "the agent's operator grants access in its config file ([[access]], server.admin_uids / admin_gids); SIGHUP applies it"
@@ -123,7 +126,10 @@ mod tests {
     fn exit_codes_follow_the_code_and_strangers_the_status() {
         // Every code the agent sends maps as its status did (SPEC §5).
         for &c in ErrorCode::ALL {
-            if !matches!(c, ErrorCode::Usage | ErrorCode::LoginFailed) {
+            if !matches!(
+                c,
+                ErrorCode::Usage | ErrorCode::LoginFailed | ErrorCode::ConfigInvalid
+            ) {
                 assert_eq!(for_error(c.status(), c), for_status(c.status()), "{c}");
             }
         }
@@ -132,6 +138,8 @@ mod tests {
         assert_eq!(for_error(503, ErrorCode::StoreSealed), TEMP_FAIL);
         assert_eq!(for_error(403, ErrorCode::PeerNotAllowed), NO_PERM);
         assert_eq!(for_error(400, ErrorCode::BadRequest), USAGE);
+        // A refused reload: the configuration is invalid.
+        assert_eq!(for_error(422, ErrorCode::ConfigInvalid), CONFIG);
         // A newer agent's code: the status decides.
         assert_eq!(for_error(404, ErrorCode::Unknown), NO_INPUT);
         assert_eq!(for_error(418, ErrorCode::Unknown), TEMP_FAIL);

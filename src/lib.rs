@@ -7,6 +7,8 @@
 //!   token reads (`[[access]]`); pure decisions the routing layer asks for.
 //! * [`audit`] — the hash-chained audit log (`server.audit_log`) and its verifier.
 //! * [`agent`] — `snykey serve`: wiring, signals (SIGTERM stops, SIGHUP reloads), sd_notify.
+//! * `reload` — re-reading the config while the agent runs (SIGHUP, `POST /v1/reload`):
+//!   what applies live, what needs a restart, a refused file changes nothing.
 //! * [`config`] — the configuration: embedded defaults, then a TOML file,
 //!   then `SNYKEY_<SECTION>_<KEY>` variables; validated once at start.
 //! * [`dirs`] — an existing socket, store or journal directory must not be writable by others.
@@ -66,6 +68,7 @@ mod metrics;
 pub mod paths;
 #[cfg(test)]
 pub(crate) mod prop;
+mod reload;
 pub mod render;
 pub mod secret;
 mod sink;

@@ -75,6 +75,20 @@ pub(super) async fn write_check(state: &AppState) -> Result<Resp, ApiError> {
     }
 }
 
+/// `POST /v1/reload`: answered once the agent applied or refused its
+/// re-read configuration.
+pub(super) async fn reload(state: &AppState) -> Result<Resp, ApiError> {
+    use super::reloads::ReloadFailed;
+    match state.reloads.reload().await {
+        Ok(reloaded) => ok(&reloaded),
+        Err(ReloadFailed::Refused(why)) => Err(ApiError::new(ErrorCode::ConfigInvalid, why)),
+        Err(ReloadFailed::Stopping) => Err(ApiError::new(
+            ErrorCode::NotReady,
+            "the agent is stopping; nothing was reloaded",
+        )),
+    }
+}
+
 /// `PUT /v1/credentials`
 pub(super) async fn put(
     state: &AppState,

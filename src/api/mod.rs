@@ -10,6 +10,7 @@
 //!   `answer` — writing JSON and text answers; `state` — what every handler
 //!   can reach.
 //! * [`callback`] — the loopback listener for the browser's OAuth redirect.
+//! * `reloads` — how `POST /v1/reload` asks the agent's signal task for a reload.
 
 mod answer;
 pub(crate) mod callback;
@@ -17,6 +18,7 @@ mod convert;
 mod error;
 mod handlers;
 mod http;
+pub(crate) mod reloads;
 mod routes;
 pub(crate) mod server;
 pub mod socket;

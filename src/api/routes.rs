@@ -34,6 +34,7 @@ enum Route {
     LoginStatus,
     ServiceAccounts,
     RegisterApp,
+    Reload,
 }
 
 /// Every route of the agent API. A path that matches a template here under
@@ -58,6 +59,7 @@ const ROUTES: &[(Method, &str, Route)] = &[
         Route::ServiceAccounts,
     ),
     (Method::POST, paths::REGISTER_APP, Route::RegisterApp),
+    (Method::POST, paths::RELOAD, Route::Reload),
 ];
 
 /// The path's segments in place of the template's `{…}` ones, or `None`.
@@ -99,6 +101,7 @@ enum Call {
     LoginStatus(String),
     ServiceAccounts(String),
     RegisterApp,
+    Reload,
 }
 
 impl Call {
@@ -119,6 +122,7 @@ impl Call {
             Call::LoginStatus(_) => "login_status",
             Call::ServiceAccounts(_) => "service_accounts",
             Call::RegisterApp => "register_app",
+            Call::Reload => "reload",
         }
     }
 
@@ -139,6 +143,7 @@ impl Call {
             Call::LoginStatus(_) => Operation::Admin(AdminOp::LoginStatus, None),
             Call::ServiceAccounts(_) => Operation::Admin(AdminOp::ServiceAccounts, None),
             Call::RegisterApp => Operation::Admin(AdminOp::RegisterApp, None),
+            Call::Reload => Operation::Admin(AdminOp::Reload, None),
         }
     }
 }
@@ -204,6 +209,7 @@ async fn run(
         Call::LoginStatus(login) => handlers::login_status(state, login, query).await,
         Call::ServiceAccounts(op) => handlers::service_accounts(state, op, req, noted).await,
         Call::RegisterApp => handlers::register_app(state, req, noted).await,
+        Call::Reload => handlers::reload(state).await,
     }
 }
 
@@ -405,6 +411,7 @@ fn call(route: Route, params: &[&str], query: &Query) -> Result<Call, (&'static 
             Call::ServiceAccounts(params.first().copied().unwrap_or_default().to_string())
         }
         Route::RegisterApp => Call::RegisterApp,
+        Route::Reload => Call::Reload,
     })
 }
 

@@ -1,7 +1,8 @@
-//! What every request handler can reach: the broker and the access policy
-//! in force (replaced whole on SIGHUP).
+//! What every request handler can reach: the broker, the access policy
+//! in force (replaced whole on a reload), and the way to ask for a reload.
 
 use super::callback::CallbackListener;
+use super::reloads::ReloadRequests;
 use crate::access::Policy;
 use crate::broker::Broker;
 use crate::locks::Recover;
@@ -15,6 +16,8 @@ pub struct AppState {
     /// The browser-login callback listener, bound on demand (`None`: no
     /// browser logins, as in tests of the API alone).
     pub callback: Option<Arc<CallbackListener>>,
+    /// `POST /v1/reload` asks the agent's signal task through this.
+    pub reloads: ReloadRequests,
 }
 
 impl AppState {
@@ -24,11 +27,13 @@ impl AppState {
         broker: Arc<Broker>,
         access: Policy,
         callback: Option<Arc<CallbackListener>>,
+        reloads: ReloadRequests,
     ) -> Arc<AppState> {
         Arc::new(AppState {
             broker,
             access: RwLock::new(Arc::new(with_own_uid(access))),
             callback,
+            reloads,
         })
     }
 

@@ -339,7 +339,7 @@ pub fn next_steps(r: &Ready, c: &Commands) -> String {
 /// Waits until the agent answers on its socket.
 async fn wait_for_agent(
     client: &AgentClient,
-    agent: &tokio::task::JoinHandle<Result<(), String>>,
+    agent: &tokio::task::JoinHandle<Result<(), crate::agent::StartError>>,
 ) -> Result<(), DevError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -468,7 +468,7 @@ pub async fn run(
     let ran = agent
         .await
         .map_err(|e| DevError::Failed(format!("the agent task failed: {e}")))
-        .and_then(|r| r.map_err(DevError::Failed));
+        .and_then(|r| r.map_err(|e| DevError::Failed(e.to_string())));
     let _ = stop_sim.send(true);
     simulator.stopped().await;
     drop(dir);

@@ -37,6 +37,9 @@ pub enum ErrorCode {
     NotReady,
     /// The loopback callback listener is not running: no browser login.
     CallbackUnavailable,
+    /// `POST /v1/reload`: the agent's config file is invalid; the agent keeps
+    /// running on the configuration it had.
+    ConfigInvalid,
     /// A bug in the agent (a task of its own failed).
     Internal,
     /// The admin CLI's own: a usage error found before any request.
@@ -72,6 +75,7 @@ impl ErrorCode {
         ErrorCode::RefreshInProgress,
         ErrorCode::NotReady,
         ErrorCode::CallbackUnavailable,
+        ErrorCode::ConfigInvalid,
         ErrorCode::Internal,
         ErrorCode::Usage,
         ErrorCode::LoginFailed,
@@ -101,6 +105,7 @@ impl ErrorCode {
             ErrorCode::RefreshInProgress => "refresh_in_progress",
             ErrorCode::NotReady => "not_ready",
             ErrorCode::CallbackUnavailable => "callback_unavailable",
+            ErrorCode::ConfigInvalid => "config_invalid",
             ErrorCode::Internal => "internal",
             ErrorCode::Usage => "usage",
             ErrorCode::LoginFailed => "login_failed",
@@ -128,6 +133,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::NeedsLogin | ErrorCode::LoginFailed => 409,
             ErrorCode::BodyTooLarge => 413,
+            ErrorCode::ConfigInvalid => 422,
             ErrorCode::Internal | ErrorCode::Unknown => 500,
             ErrorCode::SnykRefused
             | ErrorCode::SnykRateLimited
@@ -171,6 +177,6 @@ mod tests {
         }
         assert_eq!(ErrorCode::parse("from_a_newer_agent"), ErrorCode::Unknown);
         assert_eq!(ErrorCode::parse("unknown"), ErrorCode::Unknown);
-        assert_eq!(ErrorCode::ALL.len(), 25);
+        assert_eq!(ErrorCode::ALL.len(), 26);
     }
 }

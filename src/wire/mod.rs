@@ -82,6 +82,21 @@ pub struct Message {
     pub message: String,
 }
 
+/// `POST /v1/reload`: the agent re-read its configuration and applied it.
+/// (A file it refused is an error answer, code `config_invalid`.)
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Reloaded {
+    /// The config file re-read; none when the agent runs on defaults and
+    /// environment variables alone.
+    pub file: Option<String>,
+    /// Keys that changed and are in force now.
+    pub applied: Vec<String>,
+    /// Keys that changed but keep their old value until the agent restarts.
+    pub restart_needed: Vec<String>,
+    /// Which log filter is in force, in a sentence.
+    pub log_filter: String,
+}
+
 /// `POST /v1/login`.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -447,6 +462,20 @@ mod contract_tests {
     }
 
     #[test]
+    fn the_reload_answer_is_pinned() {
+        pinned(
+            &Reloaded {
+                file: Some("/etc/snykey/config.toml".into()),
+                applied: vec!["server.log_level".into()],
+                restart_needed: vec!["snyk.timeout".into()],
+                log_filter: "log filter is now \"debug\"".into(),
+            },
+            json!({"file": "/etc/snykey/config.toml", "applied": ["server.log_level"],
+                   "restart_needed": ["snyk.timeout"], "log_filter": "log filter is now \"debug\""}),
+        );
+    }
+
+    #[test]
     fn every_error_is_pinned_with_its_status() {
         let expected: &[(&str, u16)] = &[
             ("bad_request", 400),
@@ -471,6 +500,7 @@ mod contract_tests {
             ("refresh_in_progress", 503),
             ("not_ready", 503),
             ("callback_unavailable", 503),
+            ("config_invalid", 422),
             ("internal", 500),
             ("usage", 400),
             ("login_failed", 409),

@@ -27,6 +27,8 @@ pub const LOGIN_STATUS: &str = "/v1/login/{state}";
 pub const REGISTER_APP: &str = "/v1/register-app";
 /// `POST`; `{op}` is `list`, `create`, `delete` or `rotate-secret`.
 pub const SERVICE_ACCOUNTS: &str = "/v1/service-accounts/{op}";
+/// `POST` (admins): re-read the config file; answered once it was applied or refused.
+pub const RELOAD: &str = "/v1/reload";
 
 /// The callback listener's routes (loopback TCP, not the socket).
 pub const CALLBACK: &str = "/authorization-code/callback";

@@ -264,6 +264,7 @@ fn consumers_read_only_their_credentials_and_admin_operations_need_an_admin() {
             ],
             None,
         ),
+        ("reload", vec!["reload"], None),
         (
             "service-account",
             vec![
@@ -312,6 +313,8 @@ fn consumers_read_only_their_credentials_and_admin_operations_need_an_admin() {
     // Admins by uid and by supplementary group can.
     let (st, v) = http_as(&agent, ADMIN_GROUP, "GET", "/v1/ready?write=true");
     assert_eq!(st, 200, "{v}");
+    let out = cli_as(&agent, ADMIN_GROUP, &["reload"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
     let (st, v) = http_as(&agent, ADMIN_GROUP, "DELETE", "/v1/cache/team-a/app-a");
     assert_eq!(st, 200, "{v}");
     let out = cli_as(&agent, ADMIN_UID, &["delete", "team-b", "app-c"], None);

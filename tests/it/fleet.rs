@@ -446,7 +446,7 @@ fn openbao_raft_failover_mid_load_loses_nothing_and_replays_nothing() {
 }
 
 /// A YAML file (all its documents) as JSON, parsed by PyYAML.
-fn yaml(path: &std::path::Path) -> serde_json::Value {
+pub(crate) fn yaml(path: &std::path::Path) -> serde_json::Value {
     let out = std::process::Command::new("python3")
         .args([
             "-c",
@@ -504,7 +504,7 @@ fn example_deployments_parse_and_set_only_documented_keys() {
     for f in [
         "docker-compose.yml",
         "fleet/docker-compose.yml",
-        "kubernetes/pod.yaml",
+        "kubernetes/job.yaml",
         "github-actions.yml",
     ] {
         snykey_vars(&yaml(&root.join(f)), &mut vars);
@@ -555,8 +555,14 @@ fn example_deployments_parse_and_set_only_documented_keys() {
     }
 
     // The Kubernetes example's config file is a valid configuration.
-    let pod = yaml(&root.join("kubernetes/pod.yaml"));
-    let toml = pod[0]["data"]["config.toml"].as_str().unwrap();
+    let job = yaml(&root.join("kubernetes/job.yaml"));
+    let toml = job
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap")
+        .and_then(|d| d["data"]["config.toml"].as_str())
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     // The pod's shared volume (/run/snykey, where its token file goes) is a

@@ -27,34 +27,76 @@ fn require(tool: &str, package: &str) -> String {
     }
 }
 
-/// The installed systemd's version (`systemctl --version`'s first line).
-fn systemd_version(analyze: &str) -> u32 {
-    let out = Command::new(analyze).arg("--version").output().unwrap();
-    stdout(&out)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("cannot read the systemd version: {}", stdout(&out)))
+/// The value of `key=` in a unit's text (the last one, as systemd reads it).
+fn unit_value<'a>(unit: &'a str, key: &str) -> Option<&'a str> {
+    unit.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
 }
 
-/// `systemd-analyze verify` on the units as shipped, and with every
-/// commented `LoadCredential=` example switched on. `Type=notify-reload`
-/// needs systemd >= 253: on an older systemd the one warning allowed is that
-/// type's, and the fallback the unit documents (`Type=notify` with
-/// `ExecReload=`) must verify clean instead.
+fn seconds(value: &str) -> u64 {
+    value
+        .trim_end_matches('s')
+        .parse()
+        .unwrap_or_else(|_| panic!("not whole seconds: {value}"))
+}
+
+/// `systemd-analyze verify` with this machine's systemd on the units as
+/// shipped, and with every commented `LoadCredential=` example switched on:
+/// any "ignoring" or "unknown" line fails (on systemd 252 `Type=notify-reload`
+/// was "ignoring", and the unit silently ran as `Type=simple`). And what the
+/// unit promises, checked in its text: readiness and a reload that reports
+/// (Type=notify, ExecReload=snykey reload), no restart loop for an error a
+/// restart cannot fix, no RuntimeDirectory= (which took the socket directory
+/// from the clients), the log level left to the config file.
 #[test]
 fn systemd_units_pass_systemd_analyze_verify() {
     let analyze = require("systemd-analyze", "systemd");
-    let version = systemd_version(&analyze);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
     let service = std::fs::read_to_string(root.join("snykey.service")).unwrap();
-    assert!(
-        service.contains("\nType=notify-reload\n")
-            && service.contains("WatchdogSec=")
-            && service.contains("CapabilityBoundingSet=\n")
-            && !service.contains("\nExecReload=")
-            && service.contains("#LoadCredential=redis-password:")
+    assert_eq!(unit_value(&service, "Type"), Some("notify"));
+    assert_eq!(
+        unit_value(&service, "ExecReload"),
+        Some("/usr/bin/snykey reload")
     );
+    assert!(service.contains("WatchdogSec=") && service.contains("CapabilityBoundingSet=\n"));
+    assert!(service.contains("#LoadCredential=redis-password:"));
+    for gone in [
+        "RuntimeDirectory",
+        "RuntimeDirectoryPreserve",
+        "Environment",
+    ] {
+        assert_eq!(
+            unit_value(&service, gone),
+            None,
+            "{gone}= is back in the unit"
+        );
+    }
+    assert_eq!(unit_value(&service, "ReadWritePaths"), Some("/run/snykey"));
+    // An invalid config, no CA certificates, an unreadable store: exit 78,
+    // which systemd must not restart; every other failure is retried, and a
+    // start limit that can trip with RestartSec= ends a loop.
+    let prevented: Vec<i32> = unit_value(&service, "RestartPreventExitStatus")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|c| c.parse().unwrap())
+        .collect();
+    assert!(prevented.contains(&snykey::exit::CONFIG) && prevented.contains(&snykey::exit::USAGE));
+    let burst: u64 = unit_value(&service, "StartLimitBurst")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let interval = seconds(unit_value(&service, "StartLimitIntervalSec").unwrap());
+    let restart_sec = seconds(unit_value(&service, "RestartSec").unwrap());
+    assert!(
+        burst * restart_sec < interval,
+        "{burst} starts {restart_sec} s apart never fit in {interval} s: the start limit cannot trip"
+    );
+    let socket = std::fs::read_to_string(root.join("snykey.socket")).unwrap();
+    assert_eq!(unit_value(&socket, "SocketGroup"), Some("snykey-clients"));
+    let tmpfiles = std::fs::read_to_string(root.join("snykey.tmpfiles")).unwrap();
+    assert!(tmpfiles.contains("d /run/snykey      0750 snykey snykey-clients -"));
+
     // The credential examples, uncommented (their config hints stay comments).
     let with_credentials: String = service
         .lines()
@@ -66,12 +108,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
         .collect::<Vec<_>>()
         .join("\n");
     assert!(with_credentials.contains("\nLoadCredential=openbao-token:"));
-    let fallback = service.replace(
-        "\nType=notify-reload\n",
-        "\nType=notify\nExecReload=/bin/kill -HUP $MAINPID\n",
-    );
-    assert!(service.contains("#   Type=notify\n#   ExecReload=/bin/kill -HUP $MAINPID"));
-    let verify = |text: &str| {
+    for text in [&service, &with_credentials] {
         let dir = tempfile::tempdir().unwrap();
         // verify checks that ExecStart exists: point it at the binary under test.
         std::fs::write(
@@ -86,34 +123,20 @@ fn systemd_units_pass_systemd_analyze_verify() {
             .arg(dir.path().join("snykey.service"))
             .output()
             .unwrap();
+        let said = format!("{}{}", stdout(&out), stderr(&out));
         assert!(
             out.status.success(),
-            "systemd-analyze verify failed:\n{}{}",
-            stdout(&out),
-            stderr(&out)
+            "systemd-analyze verify failed:\n{said}"
         );
-        stderr(&out)
-    };
-    for text in [&service, &with_credentials] {
-        let warnings = verify(text);
-        if version >= 253 {
+        for line in said.lines() {
+            let l = line.to_ascii_lowercase();
             assert!(
-                warnings.trim().is_empty(),
-                "warnings from verify: {warnings}"
+                !l.contains("ignoring") && !l.contains("unknown"),
+                "systemd-analyze verify: {line}"
             );
-        } else {
-            let other: Vec<&str> = warnings
-                .lines()
-                .filter(|l| !l.contains("notify-reload"))
-                .collect();
-            assert!(other.is_empty(), "warnings from verify: {warnings}");
         }
+        assert!(said.trim().is_empty(), "warnings from verify: {said}");
     }
-    let warnings = verify(&fallback);
-    assert!(
-        warnings.trim().is_empty(),
-        "warnings from verify: {warnings}"
-    );
 }
 
 #[test]
@@ -622,4 +645,85 @@ fn reload_with_a_restart_only_change(env: &Env, agent: &Agent) {
     )
     .unwrap();
     agent.signal(libc::SIGHUP);
+}
+
+/// `snykey reload` (the unit's `ExecReload=`): it waits for the agent, says
+/// what was applied and what needs a restart (exit 0); a file the agent
+/// refuses is exit 78 with the reason, and the agent serves on, unchanged.
+#[test]
+fn snykey_reload_applies_or_refuses_a_changed_config_and_says_which() {
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("crel", None);
+    let mut env = Env::new(&fake.url());
+    env.server_config = "log_level = \"info\"\n".into();
+    let agent = env.start_with(&[("SNYKEY_LOG", "")]);
+    assert!(
+        agent
+            .put_oauth(env.path(), "orel", "crel", None, &rt)
+            .status
+            .success()
+    );
+
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    let good = cfg
+        .replace("log_level = \"info\"", "log_level = \"debug\"")
+        .replace("timeout = \"3s\"", "timeout = \"4s\"");
+    assert_ne!(good, cfg);
+    std::fs::write(&env.config, &good).unwrap();
+    let out = agent.cli(&["reload"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(said.contains("configuration reloaded from"), "{said}");
+    assert!(said.contains("applied: server.log_level"), "{said}");
+    assert!(
+        said.contains("after a restart (`systemctl restart snykey`): snyk.timeout"),
+        "{said}"
+    );
+    assert!(said.contains("log filter is now \"debug\""), "{said}");
+    // Answered after the reload: the new level is already in force.
+    let log = agent.log_text();
+    assert!(
+        log.contains("reload request: configuration reloaded"),
+        "{log}"
+    );
+    agent.http("GET", "/v1/health", None);
+    wait_for("a DEBUG line after the reload", 10, || {
+        agent.log_text().contains(" DEBUG ")
+    });
+
+    // Refused: exit 78 with the key and the reason; nothing changed.
+    std::fs::write(
+        &env.config,
+        good.replace("log_level = \"debug\"", "log_level = \"warn\"")
+            .replace("[snyk]\n", "[snyk]\nrest_version = \"yesterday\"\n"),
+    )
+    .unwrap();
+    let out = agent.cli(&["reload"], None);
+    assert_eq!(
+        out.status.code(),
+        Some(78),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let why = stderr(&out);
+    assert!(
+        why.contains("is invalid, and the agent keeps running on the previous one")
+            && why.contains("rest_version")
+            && why.contains("fix the file, then reload again"),
+        "{why}"
+    );
+    assert!(stdout(&out).is_empty());
+    let out = agent.helper(&["orel", "crel"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    let before = agent.log_text().matches(" DEBUG ").count();
+    agent.http("GET", "/v1/health", None);
+    wait_for(
+        "DEBUG lines still (the refused file's warn level did not apply)",
+        10,
+        || agent.log_text().matches(" DEBUG ").count() > before,
+    );
+    agent.stop();
+    assert_eq!(fake.replays(), 0);
 }

@@ -261,6 +261,26 @@ pub enum Command {
     /// Manage Snyk service accounts (org or group level).
     #[command(subcommand)]
     ServiceAccount(SaCommand),
+    /// Make the running agent re-read its config file, and say what changed.
+    ///
+    /// Waits until the agent applied the file or refused it. Exit 0 when
+    /// applied (keys that cannot change live are named: they need a restart);
+    /// 78 with the reason when the file is invalid, and the agent keeps
+    /// running on the configuration it had. The systemd unit's ExecReload=
+    /// (`systemctl reload snykey`). Admins only; SIGHUP does the same without
+    /// an answer.
+    Reload {
+        #[command(flatten)]
+        agent: AgentOpts,
+    },
+    /// Exit 0 when the agent can serve tokens (`/v1/ready`), else 75 with the reason.
+    ///
+    /// For probes (a Kubernetes startupProbe or readinessProbe of the agent
+    /// container): the store and the cache answer, and the store is unsealed.
+    Ready {
+        #[command(flatten)]
+        agent: AgentOpts,
+    },
     /// Print the effective configuration (secrets redacted), or say what is wrong with it.
     CheckConfig {
         /// Config file (default $CONFIGURATION_DIRECTORY/config.toml, else /etc/snykey/config.toml, if present).
@@ -307,6 +327,8 @@ impl Command {
             | Command::Token { agent, .. }
             | Command::Refresh { agent, .. }
             | Command::Status { agent, .. }
+            | Command::Reload { agent }
+            | Command::Ready { agent }
             | Command::Delete { agent, .. }
             | Command::Doctor { agent, .. }
             | Command::Login(LoginArgs { agent, .. })

@@ -10,6 +10,7 @@ mod local;
 mod login;
 mod routes;
 mod serve;
+mod service;
 mod service_accounts;
 mod table;
 
@@ -135,6 +136,8 @@ fn run(cli: Cli) -> i32 {
         } => agent(&socket, |c| async move {
             credentials::delete(&c, credential, revoke).await
         }),
+        Command::Reload { .. } => agent(&socket, |c| async move { service::reload(&c).await }),
+        Command::Ready { .. } => agent(&socket, |c| async move { service::ready(&c).await }),
         Command::Login(args) => agent(&socket, |c| async move { login::login(&c, args).await }),
         Command::RegisterApp(args) => {
             agent(

@@ -8,6 +8,8 @@ use std::time::Duration;
 pub const CREDENTIALS: &str = paths::CREDENTIALS;
 pub const LOGIN: &str = paths::LOGIN;
 pub const REGISTER_APP: &str = paths::REGISTER_APP;
+pub const RELOAD: &str = paths::RELOAD;
+pub const READY: &str = paths::READY;
 
 /// `GET /v1/credentials/{org}/{client}[?min_validity=SECONDS]`.
 pub fn token(org_id: &str, client_id: &str, min_validity: Option<Duration>) -> String {

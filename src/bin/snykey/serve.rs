@@ -148,7 +148,7 @@ pub fn serve(log_level: Option<String>, log_format: LogFormat, config: Option<&P
             if created {
                 let _ = std::fs::remove_file(&socket_path);
             }
-            exit::SOFTWARE
+            e.exit_code()
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod bao;
 pub mod bao_cluster;
 pub mod fake_snyk;
 pub mod k8s;
+pub mod machine;
 pub mod openbao;
 pub mod redis;
 pub mod sentinel;
