@@ -35,6 +35,19 @@ fn needs_login(key: &CredKey, why: &str) -> BrokerError {
     BrokerError::NeedsLogin(needs_login_message(key, why))
 }
 
+/// Snyk refused the stored record's request as malformed: nothing is sent
+/// again until a put or a login changes the record. The credential shows
+/// `needs_login` (it needs a human), and the message names the put that
+/// supplies what a record from the seed service lacks.
+fn malformed(key: &CredKey, why: &str) -> BrokerError {
+    crate::metrics::refresh("malformed");
+    tracing::error!(error = %why, "Snyk refused the refresh request as malformed; it is not sent again until the record changes");
+    BrokerError::NeedsLogin(format!(
+        "credential {key} is not refreshed: {why}, and the same request would be refused again. Give the app's client secret with `snykey put --org-id {} --client-id {} --client-secret-file FILE`, or log in again",
+        key.org, key.client
+    ))
+}
+
 impl Broker {
     /// Mints an access token for `slot` (the caller holds its single-flight
     /// lock). `given` is a record from `PUT` (its refresh token is rotated at
@@ -143,6 +156,7 @@ impl Broker {
                 }
                 Outcome::Later { after, why } => return Err(self.later(key, after, why)),
                 Outcome::NeedsLogin(why) => return Err(needs_login(key, &why)),
+                Outcome::Malformed(why) => return Err(malformed(key, &why)),
                 Outcome::NotFound => return Err(BrokerError::NotFound(key.clone())),
             }
         }

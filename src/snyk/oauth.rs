@@ -75,6 +75,19 @@ impl GrantError {
         matches!(self, GrantError::Permanent { .. })
     }
 
+    /// Did Snyk refuse the request itself as malformed (RFC 6749 §5.2:
+    /// `invalid_request` — a missing client secret, say — or
+    /// `unsupported_grant_type`, `invalid_scope`)? Nothing was consumed, but
+    /// the same request gets the same answer: only a change of the record
+    /// (a put, a login) can help, so it is not retried until then.
+    pub fn is_malformed(&self) -> bool {
+        matches!(
+            self,
+            GrantError::Refused { error, .. }
+                if matches!(error.as_str(), "invalid_request" | "unsupported_grant_type" | "invalid_scope")
+        )
+    }
+
     /// How long Snyk asked us to wait, if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

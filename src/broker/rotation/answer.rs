@@ -33,6 +33,7 @@ pub(super) async fn rotate_chain<I: Io>(
     ) {
         Decision::Send { attempts, .. } => attempts,
         Decision::NeedsLogin(why) => return Outcome::NeedsLogin(why),
+        Decision::Malformed(why) => return Outcome::Malformed(why),
         Decision::Wait(why) => return Outcome::Wait(why),
         Decision::Quiet(after) => {
             return Outcome::Later {
@@ -81,6 +82,16 @@ pub(super) async fn send_claimed<I: Io>(
         // 5b. Snyk refused the token for good: needs_login, in the record.
         Err(e @ GrantError::Permanent { .. }) => {
             refused(io, mem, &record, version, &token, e).await
+        }
+        // 5c'. Snyk refused the request itself as malformed (a missing
+        //      client secret): not consumed, and the same request would get
+        //      the same answer, so it is not sent again until the record
+        //      changes.
+        Err(e) if e.is_malformed() => {
+            let why = e.to_string();
+            mem.malformed = Some((request_shape(&record), why.clone()));
+            let _ = not_taken(io, mem, rules, &record, version, e).await;
+            Outcome::Malformed(why)
         }
         // 5c. Snyk answered with an error that did not consume the token:
         //     release the claim if nothing else is in doubt; retry later,

@@ -108,6 +108,9 @@ pub struct State {
     pub token_requests: u64,
     pub revocations: u64,
     pub bad_client_auth: u64,
+    /// Token requests refused as malformed (400 `invalid_request`: a
+    /// confidential client's request without its `client_secret`).
+    pub malformed_requests: u64,
     /// Times at which refresh grants succeeded.
     pub grant_times: Vec<SystemTime>,
     /// While set, every token request is answered with this status (nothing consumed).
@@ -973,6 +976,33 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
     answer
 }
 
+/// A confidential client's authentication, as Snyk answers it: a request
+/// without `client_secret` is malformed (400 `invalid_request`, "missing
+/// parameter client_secret"); a wrong one fails authentication (401
+/// `invalid_client`). Neither consumes anything.
+fn client_auth_refusal(
+    s: &mut State,
+    expected: Option<&String>,
+    form: &HashMap<String, String>,
+) -> Option<Resp> {
+    let expected = expected?;
+    match form.get("client_secret") {
+        Some(given) if given == expected => None,
+        Some(_) => {
+            s.bad_client_auth += 1;
+            Some(oauth_error(401, "invalid_client", "authentication failed"))
+        }
+        None => {
+            s.malformed_requests += 1;
+            Some(oauth_error(
+                400,
+                "invalid_request",
+                "missing parameter client_secret",
+            ))
+        }
+    }
+}
+
 /// Processes one token request (faults before processing are handled by the caller).
 fn grant(
     st: &Arc<Mutex<State>>,
@@ -989,11 +1019,8 @@ fn grant(
     let grant_type = form.get("grant_type").map(String::as_str).unwrap_or("");
     match grant_type {
         "refresh_token" => {
-            if let Some(sec) = &expected_secret {
-                if form.get("client_secret") != Some(sec) {
-                    s.bad_client_auth += 1;
-                    return Ok(oauth_error(401, "invalid_client", "authentication failed"));
-                }
+            if let Some(refusal) = client_auth_refusal(&mut s, expected_secret.as_ref(), &form) {
+                return Ok(refusal);
             }
             let rt = form.get("refresh_token").cloned().unwrap_or_default();
             let Some(state) = s.refresh.get(&rt).cloned() else {
@@ -1142,11 +1169,8 @@ fn grant(
                     "redirect_uri does not match the authorization request",
                 ));
             }
-            if let Some(sec) = &expected_secret {
-                if form.get("client_secret") != Some(sec) {
-                    s.bad_client_auth += 1;
-                    return Ok(oauth_error(401, "invalid_client", "authentication failed"));
-                }
+            if let Some(refusal) = client_auth_refusal(&mut s, expected_secret.as_ref(), &form) {
+                return Ok(refusal);
             }
             let verifier = form.get("code_verifier").cloned().unwrap_or_default();
             let ok_len = (43..=128).contains(&verifier.len());
