@@ -451,7 +451,11 @@ impl Broker {
         let broker = Arc::clone(self);
         let grant = self.spawn_grant(async move {
             let mut flight = slot.flight.lock().await;
-            if let Some(t) = slot.hot().filter(|t| want.accepts(t, broker.clock.now())) {
+            if let Some(t) = slot
+                .hot()
+                .filter(|t| want.accepts(t, broker.clock.now()))
+                .or_else(|| broker.held_through_anomaly(&slot))
+            {
                 crate::metrics::get().cache_hits.inc();
                 return Ok(t);
             }

@@ -462,7 +462,20 @@ impl Broker {
             return;
         }
         slot.set_hot(Some(token.clone()));
-        self.plan(slot, &token);
+        match token
+            .lifetime()
+            .filter(|l| *l < super::schedule::LIFETIME_FLOOR)
+        {
+            Some(short) => self.plan_anomaly(slot, short),
+            None => {
+                {
+                    let mut st = slot.status();
+                    st.short_lifetimes = 0;
+                    st.anomaly_until = None;
+                }
+                self.plan(slot, &token);
+            }
+        }
         {
             let mut st = slot.status();
             st.expires_at = Some(token.expires_at);

@@ -101,6 +101,75 @@ fn odd_expires_in_values_neither_replay_nor_loop() {
     }
 }
 
+/// Issue 22 item 2: a token lifetime below the floor (`expires_in: 0`) is an
+/// anomaly. The token is served as it is, callers asking meanwhile are
+/// answered with it (no grant per call), refreshes back off exponentially
+/// (not one a second forever), and a warning and a metric name it.
+#[test]
+fn a_lifetime_below_the_floor_is_served_and_backs_off_instead_of_looping() {
+    let _serial = crate::support::wait::timing();
+    let fake = FakeSnyk::start();
+    fake.lock().expires_in_json = Some(serde_json::json!(0));
+    let rt = fake.new_oauth_client("cz", None);
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    let out = agent.put_oauth(env.path(), "oz", "cz", None, &rt);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after_put = fake.refresh_grants();
+    assert_eq!(after_put, 1);
+    // Callers are served the token Snyk gave (the fake honours it for an
+    // hour whatever it says): ten calls, no grant per call.
+    let first = {
+        let out = agent.helper(&["oz", "cz"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).trim().to_string()
+    };
+    assert!(fake.access_token_valid(&first));
+    for _ in 0..10 {
+        let out = agent.helper(&["oz", "cz"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert!(
+        fake.refresh_grants() <= after_put + 1,
+        "a grant per call: {} grants\n{}",
+        fake.refresh_grants() - after_put,
+        agent.log_text()
+    );
+    // Proactive refreshes back off: 1 s, 2 s, 4 s, 8 s (±20%) after the
+    // put's answer, so at most 4 grants in 12 s (one a second would be 12).
+    std::thread::sleep(Duration::from_secs(12));
+    let grants = fake.refresh_grants() - after_put;
+    assert!(
+        (1..=4).contains(&grants),
+        "expires_in 0: {grants} grants in 12 s\n{}",
+        agent.log_text()
+    );
+    assert_eq!(state_of(&agent, "oz", "cz")["state"], "ok");
+    let log = agent.log_text();
+    assert!(
+        log.contains("token lifetime") && log.contains("below"),
+        "a warning names the anomaly:\n{log}"
+    );
+    let (_, metrics) = agent.http("GET", "/metrics", None);
+    let anomalies: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("snykey_token_lifetime_anomalies_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(anomalies >= 2, "the metric counts them: {metrics}");
+    // Sane answers again: the next refresh ends the anomaly.
+    fake.lock().expires_in_json = None;
+    agent.http("DELETE", "/v1/cache/oz/cz", None);
+    let out = agent.helper(&["oz", "cz"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    let s = fake.lock();
+    assert_eq!((s.replays, s.lost_answer_retries), (0, 0));
+    drop(s);
+    let log = agent.stop_and_log();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
 #[test]
 fn a_200_without_a_refresh_token_is_needs_login_in_one_sentence_and_never_a_replay() {
     let fake = FakeSnyk::start();
