@@ -11,6 +11,7 @@ mod chaos;
 mod contract;
 mod doctor_store;
 mod edges;
+mod exclusive;
 mod fleet;
 mod guarantees;
 mod helper;

@@ -205,6 +205,7 @@ pub(super) async fn claim<I: Io>(
     let deadline = io.mono() + rules.send_window;
     let nonce = io.nonce();
     let fp = token.digest();
+    let mut journal_only = false;
     if rules.claims == Claims::Store && !rules.sabotage.no_claim_cas {
         record.claim = Some(Claim {
             fp: fp.clone(),
@@ -223,6 +224,12 @@ pub(super) async fn claim<I: Io>(
             Ok(v) => version = v,
             // Someone else moved: re-read, never send.
             Err(StoreError::Conflict { .. }) => return Err(Outcome::Moved),
+            // Rule 7: an agent that owns its store (`store.exclusive`) goes
+            // on with the claim in its journal only, the journal being the
+            // durable copy until the store takes writes again. The write may
+            // have been applied all the same: `pending` keeps its nonce, so
+            // such a claim is known as ours when it shows up.
+            Err(_) if rules.exclusive => journal_only = true,
             Err(e) => {
                 return Err(Outcome::Later {
                     after: Duration::ZERO,
@@ -232,7 +239,9 @@ pub(super) async fn claim<I: Io>(
         }
     }
     mem.watch = None;
-    mem.pending = None;
+    if !journal_only {
+        mem.pending = None;
+    }
     mem.claim = Some(Note {
         fp,
         nonce,

@@ -236,7 +236,14 @@ impl Memory {
             mem.doubt_since = Some(now);
         }
         if let Some(record) = entry.record {
-            mem.generation = record.generation;
+            // The highest generation seen in the store: the base's. The
+            // journaled record's own was never written (a chain rotated on
+            // while the store refused writes runs ahead of it), and taking
+            // it would read the store as rolled back.
+            mem.generation = entry
+                .base
+                .as_ref()
+                .map_or(record.generation, |b| b.generation);
             let base = entry.base.unwrap_or(Base {
                 // Journaled before generations existed: it lands only over a
                 // record no agent of this version has landed on since.
