@@ -274,6 +274,7 @@ impl Broker {
             }
         };
         let n = keys.len();
+        self.require_cas_at_start(&keys).await;
         for key in keys {
             if self.existing_slot(&key).is_none() {
                 let (kind, state) = match self.store.get(&key).await {
@@ -315,6 +316,29 @@ impl Broker {
             self.shutdown.clone(),
         ));
         Ok(n)
+    }
+
+    /// Start-up: every stored record refuses blind writes (`cas_required`,
+    /// SPEC §2 rule 10), including those another tool created; what could
+    /// not be set is said once per record.
+    async fn require_cas_at_start(&self, keys: &[CredKey]) {
+        let mut set_now = 0;
+        for key in keys {
+            match self.store.require_cas(key).await {
+                Ok(crate::store::CasRequired::SetNow) => set_now += 1,
+                Ok(crate::store::CasRequired::NotApplicable) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "cannot set cas_required on this record: a blind write by another tool can erase a claim on it (give the agent's policy update on the metadata path)");
+                }
+            }
+        }
+        if set_now > 0 {
+            tracing::info!(
+                records = set_now,
+                "cas_required set on records other tools wrote (the seed service, bao kv put): blind writes to them are refused from now on"
+            );
+        }
     }
 
     /// Start-up, one journal entry: what was in flight is an unknown outcome

@@ -607,3 +607,92 @@ fn redis_acl_user_and_db_number_and_openbao_kubernetes_auth() {
     );
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
+
+/// Issue 22 item 4: `cas_required` on every record the agent adopts, not
+/// only on those it creates: checked (and set) at start for records the
+/// seed service or an operator wrote, set on a record another tool writes
+/// while the agent runs when the agent first writes it, and reported (and
+/// set again) by `snykey doctor`.
+#[test]
+fn cas_required_is_set_on_every_record_the_agent_adopts_checked_at_start_and_by_doctor() {
+    let fake = FakeSnyk::start();
+    let bao = Bao::dev();
+    let rt_a = fake.new_oauth_client("ca", Some("sec-a"));
+    let rt_b = fake.new_oauth_client("cb", Some("sec-b"));
+    let rt_c = fake.new_oauth_client("cc", Some("sec-c"));
+    // Written before the agent starts: over the API (the seed service), and
+    // with `bao kv put` (an operator).
+    bao.write_kv2(
+        "kv",
+        "snyk/oc/ca",
+        serde_json::json!({ "refresh_token": rt_a, "client_secret": "sec-a" }),
+    );
+    bao.cli_kv_put(
+        "kv",
+        "snyk/oc/cb",
+        &[("refresh_token", &rt_b), ("client_secret", "sec-b")],
+    );
+    assert!(!bao.kv2_cas_required("kv", "snyk/oc/ca"));
+    assert!(!bao.kv2_cas_required("kv", "snyk/oc/cb"));
+    let mut env = Env::new(&fake.url());
+    env.store_config = bao.store_config(env.path(), 2);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        env.path().join("bao-token"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let agent = env.start();
+    // Checked at start, before anything is served.
+    for path in ["snyk/oc/ca", "snyk/oc/cb"] {
+        assert!(
+            bao.kv2_cas_required("kv", path),
+            "{path} adopted at start\n{}",
+            agent.log_text()
+        );
+    }
+    // A blind write by another tool is refused now.
+    let (st, v) = bao.call(
+        "POST",
+        "kv/data/snyk/oc/ca",
+        Some(&serde_json::json!({ "data": { "refresh_token": "rt-blind" } })),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(v.to_string().contains("check-and-set"), "{v}");
+    // A record another tool writes while the agent runs: adopted at its
+    // first use.
+    bao.write_kv2(
+        "kv",
+        "snyk/oc/cc",
+        serde_json::json!({ "refresh_token": rt_c, "client_secret": "sec-c" }),
+    );
+    assert!(!bao.kv2_cas_required("kv", "snyk/oc/cc"));
+    let token = agent.token("oc", "cc");
+    assert!(fake.access_token_valid(&token));
+    assert!(bao.kv2_cas_required("kv", "snyk/oc/cc"));
+    // An operator clears it: doctor finds it, sets it again and says so.
+    bao.ok(
+        "POST",
+        "kv/metadata/snyk/oc/cb",
+        serde_json::json!({ "cas_required": false }),
+    );
+    assert!(!bao.kv2_cas_required("kv", "snyk/oc/cb"));
+    let out = crate::doctor_store::doctor(&agent, &env);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let l = text
+        .lines()
+        .find(|l| l.starts_with("✓ store writable:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        l.contains("cas_required is set on all 3 records (1 lacked it and have it now)"),
+        "{l}"
+    );
+    assert!(bao.kv2_cas_required("kv", "snyk/oc/cb"));
+    for c in ["ca", "cb", "cc"] {
+        agent.assert_refreshes(&fake, "oc", c);
+    }
+    assert_eq!(fake.replays(), 0);
+    let log = agent.stop_and_log();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
