@@ -104,6 +104,9 @@ async fn build_broker(
     cfg: &Config,
     shutdown_rx: &watch::Receiver<bool>,
 ) -> Result<Arc<Broker>, String> {
+    // The journal first: a second agent on its directory is refused before
+    // it touches the store.
+    let journal = Journal::open(&cfg.store.journal_dir)?;
     let store = open_store(cfg, shutdown_rx).await?;
     let (store_checks_versions, store_locked) =
         (store.checks_versions(), store.locked_to_this_agent());
@@ -114,7 +117,7 @@ async fn build_broker(
         store,
         cache,
         snyk,
-        journal: Journal::new(&cfg.store.journal_dir),
+        journal,
         clock: Arc::new(SystemClock),
         settings: settings_of(cfg),
         snyk_api: (!cfg.snyk.is_default_region()).then(|| cfg.snyk.api_url.clone()),

@@ -16,6 +16,7 @@ mod fleet;
 mod guarantees;
 mod helper;
 mod host;
+mod journal;
 mod login;
 mod operator;
 mod package;
