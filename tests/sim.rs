@@ -1009,10 +1009,17 @@ impl Io for SimIo {
         &mut self,
         token: &Secret,
         _cs: Option<&Secret>,
+        deadline: Duration,
     ) -> Result<TokenGrant, GrantError> {
         // The request leaves right after the send-window check (the agent
-        // writes it at once); every fault happens between the request and
-        // its answer.
+        // checks again as it writes it); every fault happens between the
+        // request and its answer.
+        if self.mono() > deadline {
+            return Err(GrantError::Unreachable {
+                endpoint: "sim".into(),
+                message: "the send window closed before the request was written".into(),
+            });
+        }
         let processed = {
             let mut w = self.w.borrow_mut();
             w.stats.steps += 1;

@@ -66,11 +66,18 @@ impl Io for AgentIo<'_> {
         &mut self,
         token: &Secret,
         client_secret: Option<&Secret>,
+        deadline: Duration,
     ) -> Result<TokenGrant, GrantError> {
+        // The window on the broker's protocol clock, checked by the HTTP
+        // client when it writes the request body.
+        let origin = self.broker.origin;
+        let window = crate::snyk::SendWindow::new(move || {
+            crate::clock::boottime().saturating_sub(origin) <= deadline
+        });
         let r = self
             .broker
             .snyk
-            .refresh(self.key.client.as_str(), client_secret, token)
+            .refresh(self.key.client.as_str(), client_secret, token, Some(window))
             .await;
         // Every send is a grant (on demand, proactive, forced, at PUT).
         crate::audit::grant_result(crate::audit::GrantKind::Refresh, Some(self.key), &r);

@@ -145,8 +145,8 @@ pub struct Broker {
     rules: rotation::Rules,
     /// `server.agent_id`, written into claims (informational).
     agent_id: String,
-    /// The origin of this agent's monotonic clock.
-    origin: tokio::time::Instant,
+    /// The origin of this agent's protocol clock ([`crate::clock::boottime`]).
+    origin: Duration,
     /// How long the cross-agent refresh lock is held at most, and waited for.
     lock_ttl: Duration,
     lock_wait: Duration,
@@ -194,7 +194,7 @@ impl Broker {
             snyk_api: parts.snyk_api,
             rules,
             agent_id: parts.agent_id,
-            origin: tokio::time::Instant::now(),
+            origin: crate::clock::boottime(),
             lock_ttl: rules.takeover,
             lock_wait: rules.snyk_max.min(Duration::from_secs(10)),
             grants: TaskTracker::new(),
@@ -207,9 +207,10 @@ impl Broker {
         })
     }
 
-    /// This agent's monotonic clock (claims are timed on it, never on the wall clock).
+    /// This agent's protocol clock: monotonic, suspend included (claims are
+    /// timed on it, never on the wall clock).
     pub(crate) fn mono(&self) -> Duration {
-        self.origin.elapsed()
+        crate::clock::boottime().saturating_sub(self.origin)
     }
 
     /// Runs `work` (a grant: it changes state at Snyk) in a task of its own

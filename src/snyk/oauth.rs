@@ -167,11 +167,18 @@ impl SnykOAuth {
 
     /// `grant_type=refresh_token`. On success the sent token is dead and the
     /// answer's `refresh_token` is the only live one: the caller must persist it.
+    ///
+    /// `window` (SPEC §2 rule 3's send window) is checked once more when the
+    /// HTTP client writes the request body, after the connection is set up:
+    /// the token's bytes leave only while it is open. Closed by then, nothing
+    /// but the request's head was written, and the answer is
+    /// [`GrantError::Unreachable`] (not consumed).
     pub async fn refresh(
         &self,
         client_id: &str,
         client_secret: Option<&Secret>,
         refresh_token: &Secret,
+        window: Option<SendWindow>,
     ) -> Result<TokenGrant, GrantError> {
         let mut form: Vec<(&str, &str)> = vec![
             ("grant_type", "refresh_token"),
@@ -184,7 +191,7 @@ impl SnykOAuth {
         // A 200 without `refresh_token` is still an answer: the sent token
         // is spent, and the rotation protocol records that (not a lost answer,
         // which would be sent again).
-        self.token_request(&form).await
+        self.token_request_within(&form, window).await
     }
 
     /// `grant_type=client_credentials` with a client secret (service accounts).
@@ -267,6 +274,50 @@ impl SnykOAuth {
         Err(classify_error(status.as_u16(), &body, None))
     }
 
+    /// [`Self::send`] with the body written only while `window` is open.
+    async fn send_within(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        window: SendWindow,
+    ) -> Result<reqwest::Response, GrantError> {
+        let encoded = serde_urlencoded::to_string(form).map_err(|_| GrantError::Unreachable {
+            endpoint: url.to_string(),
+            message: "cannot encode the request".into(),
+        })?;
+        let bytes = bytes::Bytes::from(encoded);
+        let len = bytes.len() as u64;
+        let body = reqwest::Body::wrap(WindowedForm {
+            bytes: Some(bytes),
+            len,
+            window,
+        });
+        let started = Instant::now();
+        let result = self
+            .http
+            .post(url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body)
+            .send()
+            .await;
+        crate::metrics::snyk_call(started.elapsed());
+        result.map_err(|e| {
+            if window_closed(&e) {
+                // Only the request's head left: the token was not written.
+                GrantError::Unreachable {
+                    endpoint: url.to_string(),
+                    message: WindowClosed.to_string(),
+                }
+            } else {
+                transport_error(url, e)
+            }
+        })
+    }
+
     async fn send(
         &self,
         url: &str,
@@ -279,7 +330,19 @@ impl SnykOAuth {
     }
 
     async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenGrant, GrantError> {
-        let resp = self.send(&self.token_url, form).await?;
+        self.token_request_within(form, None).await
+    }
+
+    /// One token request, its body written only while `window` is open.
+    async fn token_request_within(
+        &self,
+        form: &[(&str, &str)],
+        window: Option<SendWindow>,
+    ) -> Result<TokenGrant, GrantError> {
+        let resp = match window {
+            None => self.send(&self.token_url, form).await?,
+            Some(w) => self.send_within(&self.token_url, form, w).await?,
+        };
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -348,6 +411,81 @@ fn parse_grant(body: &[u8]) -> Result<TokenGrant, GrantError> {
         refresh_token,
         refresh_expires_in: raw.refresh_expires_in.as_ref().map(|v| lifetime(Some(v))),
     })
+}
+
+/// SPEC §2 rule 3's send window as the HTTP client sees it: "may the
+/// request still be written?" (the claimant's protocol clock against its
+/// deadline).
+#[derive(Clone)]
+pub struct SendWindow(std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl SendWindow {
+    pub fn new(open: impl Fn() -> bool + Send + Sync + 'static) -> SendWindow {
+        SendWindow(std::sync::Arc::new(open))
+    }
+
+    fn is_open(&self) -> bool {
+        (self.0)()
+    }
+}
+
+/// The request body closed before it was written.
+#[derive(Debug)]
+struct WindowClosed;
+
+impl std::fmt::Display for WindowClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the send window closed before the request body was written")
+    }
+}
+
+impl std::error::Error for WindowClosed {}
+
+/// A form body that checks the send window when the HTTP client polls it,
+/// i.e. once the connection is up and the request's head is on its way:
+/// the last moment before the token's bytes are written. Its length is
+/// exact (the request carries `Content-Length`, as a plain form does).
+struct WindowedForm {
+    bytes: Option<bytes::Bytes>,
+    len: u64,
+    window: SendWindow,
+}
+
+impl hyper::body::Body for WindowedForm {
+    type Data = bytes::Bytes;
+    type Error = WindowClosed;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, WindowClosed>>> {
+        let out = match self.bytes.take() {
+            None => None,
+            Some(_) if !self.window.is_open() => Some(Err(WindowClosed)),
+            Some(b) => Some(Ok(hyper::body::Frame::data(b))),
+        };
+        std::task::Poll::Ready(out)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.bytes.is_none()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.len)
+    }
+}
+
+/// Was `e` caused by [`WindowClosed`]?
+fn window_closed(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<WindowClosed>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn transport_error(url: &str, e: reqwest::Error) -> GrantError {
@@ -477,6 +615,91 @@ mod tests {
         assert_eq!(lifetime(raw.expires_in.as_ref()), MAX_LIFETIME);
     }
 
+    /// A one-connection token endpoint on loopback: what arrived (until the
+    /// client closed or 2 s passed), after answering `answer` once the
+    /// request's head and `Content-Length` bytes of body are in.
+    fn token_endpoint(answer: &'static str) -> (String, std::sync::mpsc::Receiver<Vec<u8>>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let text = String::from_utf8_lossy(&got).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(str::to_string)
+                        })
+                        .and_then(|v| v.trim().parse::<usize>().ok());
+                    if len.is_some_and(|n| body.len() >= n) {
+                        let _ = conn.write_all(answer.as_bytes());
+                        break;
+                    }
+                }
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            tx.send(got).unwrap();
+        });
+        (url, rx)
+    }
+
+    /// SPEC §2 rule 3, at the last moment: the send window is checked again
+    /// when the HTTP client writes the body, after the connection is up. A
+    /// window closed by then writes no byte of the token (the request is
+    /// not consumed); an open one sends it as a plain form with its length.
+    #[tokio::test]
+    async fn a_send_window_closed_before_the_body_is_written_sends_no_token() {
+        let ok = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 65\r\nconnection: close\r\n\r\n{\"access_token\":\"at-1\",\"refresh_token\":\"rt-next\",\"expires_in\":60}";
+        let (url, got) = token_endpoint(ok);
+        let oauth = SnykOAuth::new(&url, Duration::from_secs(3)).unwrap();
+        let closed = SendWindow::new(|| false);
+        let e = oauth
+            .refresh("cid", None, &Secret::new("rt-window-closed"), Some(closed))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, GrantError::Unreachable { .. }) && e.token_not_consumed(),
+            "{e:?}"
+        );
+        let wire = String::from_utf8_lossy(&got.recv().unwrap()).to_string();
+        assert!(!wire.contains("rt-window-closed"), "{wire}");
+
+        let (url, got) = token_endpoint(ok);
+        let oauth = SnykOAuth::new(&url, Duration::from_secs(3)).unwrap();
+        let g = oauth
+            .refresh(
+                "cid",
+                None,
+                &Secret::new("rt-window-open"),
+                Some(SendWindow::new(|| true)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(g.refresh_token.unwrap().expose(), "rt-next");
+        let wire = String::from_utf8_lossy(&got.recv().unwrap()).to_string();
+        assert!(wire.contains("refresh_token=rt-window-open"), "{wire}");
+        let lower = wire.to_ascii_lowercase();
+        assert!(
+            lower.contains("content-length:") && !lower.contains("transfer-encoding"),
+            "{wire}"
+        );
+        assert!(
+            lower.contains("content-type: application/x-www-form-urlencoded"),
+            "{wire}"
+        );
+    }
+
     /// A real timeout, classified by the client: a token endpoint that takes
     /// the request and never answers is an unknown outcome that timed out
     /// (the API's 504 `snyk_timeout`), which may have consumed the token.
@@ -493,7 +716,7 @@ mod tests {
         });
         let oauth = SnykOAuth::new(&format!("http://{addr}"), Duration::from_millis(300)).unwrap();
         let g = oauth
-            .refresh("cid", None, &Secret::new("rt-never-answered"))
+            .refresh("cid", None, &Secret::new("rt-never-answered"), None)
             .await
             .unwrap_err();
         assert!(

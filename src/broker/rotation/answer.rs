@@ -68,13 +68,16 @@ pub(super) async fn send_claimed<I: Io>(
     deadline: Duration,
 ) -> Outcome {
     // 4. Never after the send window: a claimant paused past it may have
-    //    been overtaken.
+    //    been overtaken. Checked here, and again by `send` right before
+    //    the request is written (after the connection is set up).
     if io.mono() > deadline {
         undo_attempt(mem);
         let _ = io.note(&mem.entry(io.wall())).await;
         return Outcome::Moved;
     }
-    let answer = io.send(&token, record.client_secret.as_ref()).await;
+    let answer = io
+        .send(&token, record.client_secret.as_ref(), deadline)
+        .await;
     match answer {
         // 5a. Snyk rotated: the sent token is dead, the new one must become
         //     durable before the access token is handed out (I2).

@@ -130,10 +130,14 @@ pub trait Io {
     /// empty entry removes it).
     fn note(&mut self, entry: &Entry) -> impl Future<Output = Result<(), String>>;
     /// Sends a refresh token to Snyk. Runs to completion once started.
+    /// `deadline` (on [`Io::mono`]) is the claim's send window: checked
+    /// again right before the request is written, and if it has passed,
+    /// nothing is written ([`GrantError::Unreachable`]).
     fn send(
         &mut self,
         token: &Secret,
         client_secret: Option<&Secret>,
+        deadline: Duration,
     ) -> impl Future<Output = Result<TokenGrant, GrantError>>;
 }
 
