@@ -510,16 +510,58 @@ fn transport_error(url: &str, e: reqwest::Error) -> GrantError {
     }
 }
 
-/// Maps an error answer to what it means for the token that was sent.
-fn classify_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> GrantError {
+/// Maps an error answer (any status but 2xx) to what it means for the token
+/// that was sent. SPEC §2 rule 6: only an OAuth error body (JSON with a
+/// non-empty `error`) proves that Snyk's token endpoint answered, and so
+/// that it did not consume the token (or, for `invalid_grant` and the like,
+/// that it refuses it for good). An answer without one was written by
+/// something between the agent and Snyk, and nothing tells us whether that
+/// was before or after it forwarded the request. Per status:
+///
+/// * **3xx** — the token endpoint never redirects (and redirects are not
+///   followed: the token goes nowhere else). A captive portal or a proxy's
+///   login redirect usually intercepts before forwarding, but a rule on a
+///   load balancer may answer on the way back: unknown.
+/// * **401, 403** — a WAF, a proxy or an SSO gateway page. One that inspects
+///   answers blocks the one carrying Snyk's tokens after Snyk rotated:
+///   unknown (the case this rule exists for).
+/// * **407** — a forward proxy wants credentials, normally before it
+///   forwards; a chain of proxies or a reverse proxy answering it after its
+///   upstream did cannot be told apart: unknown.
+/// * **408** — a proxy that gave up waiting, for the client or for its
+///   upstream (after forwarding): unknown.
+/// * **429** — a rate limiter in front usually refuses before forwarding,
+///   but a gateway relaying an upstream 429 without its body, or limiting on
+///   the way back, looks the same: unknown. (Snyk's own 429 carries an OAuth
+///   body and is "not consumed", honouring `Retry-After`.)
+/// * **400, 404, 405 and every other 4xx** — a page from an intermediary, or
+///   a wrong `snyk.api_url`; the same reasoning: unknown.
+/// * **5xx** — a gateway page (502/503/504): unknown.
+///
+/// The cost: an unknown outcome is retried once across all agents after the
+/// quiet period, and a second one ends in `needs_login` although the token
+/// may be live; the alternative, sending again at once, is a replay at Snyk
+/// whenever the page came after the rotation.
+pub fn classify_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> GrantError {
     let raw: Option<RawError> = serde_json::from_slice(body).ok();
-    let oauth_body = raw.as_ref().is_some_and(|r| r.error.is_some());
-    if status >= 500 && !oauth_body {
-        // SPEC §2 rule 6: a gateway page (502/503/504 without an OAuth error
-        // body) may come after Snyk processed the request: unknown outcome.
+    let oauth_body = raw
+        .as_ref()
+        .is_some_and(|r| r.error.as_deref().is_some_and(|e| !e.trim().is_empty()));
+    if !oauth_body {
+        let what = match status {
+            300..=399 => "a redirect",
+            401 | 403 => "a proxy or firewall page",
+            407 => "a proxy asking for credentials",
+            408 => "a proxy timeout",
+            429 => "a rate limiter's page",
+            500..=599 => "a gateway page",
+            _ => "a page",
+        };
         return GrantError::Unknown {
-            timed_out: status == 504,
-            message: format!("HTTP {status} from a gateway, without an OAuth error"),
+            timed_out: status == 504 || status == 408,
+            message: format!(
+                "HTTP {status} without an OAuth error body ({what} from something between the agent and Snyk, or a wrong snyk.api_url)"
+            ),
         };
     }
     if status == 429 || status >= 500 {
@@ -593,9 +635,45 @@ mod tests {
                 "{status}"
             );
         }
-        let g = classify_error(429, b"", Some(Duration::from_secs(7)));
+        // Snyk's own 429 (an OAuth body) did not consume it; its wait counts.
+        let g = classify_error(
+            429,
+            br#"{"error":"rate_limited"}"#,
+            Some(Duration::from_secs(7)),
+        );
         assert_eq!(g.retry_after(), Some(Duration::from_secs(7)));
+        assert!(g.token_not_consumed());
         assert!(g.to_string().contains("retry after 7s"));
+    }
+
+    /// Issue 22 item 6: a 3xx or 4xx answer without an OAuth error body (a
+    /// proxy's 403/407/408 page, a WAF, a captive portal) and a 429 without
+    /// one prove nothing about the token: unknown outcomes, never "not
+    /// consumed".
+    #[test]
+    fn a_3xx_or_4xx_page_without_an_oauth_body_is_an_unknown_outcome() {
+        for status in [
+            301, 302, 307, 400, 401, 403, 404, 405, 407, 408, 413, 429, 451,
+        ] {
+            for body in [
+                &b"<html><body>Access denied</body></html>"[..],
+                b"",
+                br#"{"message":"Forbidden"}"#,
+                br#"{"error":""}"#,
+                br#"{"errors":[{"status":"404","detail":"not found"}]}"#,
+            ] {
+                let g = classify_error(status, body, Some(Duration::from_secs(3)));
+                assert!(
+                    matches!(g, GrantError::Unknown { .. }) && !g.token_not_consumed(),
+                    "{status} {}: {g:?}",
+                    String::from_utf8_lossy(body)
+                );
+                assert!(g.to_string().contains(&format!("HTTP {status}")), "{g}");
+            }
+        }
+        // With an OAuth error body the same statuses are Snyk's own answers.
+        let g = classify_error(403, br#"{"error":"access_denied"}"#, None);
+        assert!(g.token_not_consumed(), "{g:?}");
     }
 
     #[test]
@@ -819,8 +897,9 @@ mod prop_tests {
                 serde_json::json!({"error": error, "error_description": description}).to_string().into_bytes()
             };
             let e = classify_error(status, &body, None);
-            let oauth_body = !use_junk && error.is_some();
-            if status >= 500 && !oauth_body {
+            let oauth_body = !use_junk && error.as_deref().is_some_and(|e| !e.trim().is_empty());
+            if !oauth_body {
+                // Only an OAuth error body proves the token was not consumed.
                 prop_assert!(matches!(e, GrantError::Unknown { .. }), "{:?}", e);
             }
             match &e {

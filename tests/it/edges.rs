@@ -170,6 +170,106 @@ fn a_lifetime_below_the_floor_is_served_and_backs_off_instead_of_looping() {
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
+/// Issue 22 item 6: a 3xx or 4xx answer without an OAuth error body (a
+/// proxy's 403/407 page, a WAF, a captive portal's redirect) and a 429
+/// without one prove nothing: when Snyk rotated before the page replaced
+/// its answer, the consumed token is not sent again at once (a replay), but
+/// once, after the quiet period, and the credential then needs a login,
+/// saying the answer was lost. Such a page that came before Snyk only costs
+/// the quiet period.
+#[test]
+fn a_proxy_page_without_an_oauth_body_is_an_unknown_outcome_not_a_refusal() {
+    // The quiet period with the tests' 3 s Snyk timeout: 1.5 x 3 s + 1 s.
+    let quiet = Duration::from_millis(5500);
+    for status in [403u16, 407, 429, 302] {
+        let fake = FakeSnyk::start();
+        let rt = fake.new_oauth_client("cw", None);
+        let mut env = Env::new(&fake.url());
+        let agent = env.start();
+        assert!(
+            agent
+                .put_oauth(env.path(), "ow", "cw", None, &rt)
+                .status
+                .success()
+        );
+        agent.http("DELETE", "/v1/cache/ow/cw", None);
+        let sent = fake.live_refresh_token("cw").unwrap();
+        // Snyk rotates, then a page replaces its answer.
+        fake.push_fault(Fault::GatewayAfterProcessing(status));
+        let out = agent.helper(&["ow", "cw"]);
+        assert_eq!(out.status.code(), Some(75), "{status}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("HTTP {status} without an OAuth error body")),
+            "{status}: {}",
+            stderr(&out)
+        );
+        assert!(!fake.refresh_token_alive(&sent), "Snyk consumed it");
+        let requests = fake.lock().token_requests;
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(agent.helper(&["ow", "cw"]).status.code(), Some(75));
+        assert_eq!(
+            fake.lock().token_requests,
+            requests,
+            "{status}: the consumed token is not sent again in the quiet period\n{}",
+            agent.log_text()
+        );
+        wait_for("the one retry", 30, || !fake.lock().resends.is_empty());
+        let s = fake.lock();
+        let resend = &s.resends[0];
+        let grant_at = resend.grant.as_ref().unwrap().at;
+        assert!(
+            resend.at.duration_since(grant_at) >= quiet - Duration::from_millis(500),
+            "{status}: resent {:?} after Snyk rotated",
+            resend.at.duration_since(grant_at)
+        );
+        assert_eq!((s.replays, s.lost_answer_retries), (0, 1), "{status}");
+        drop(s);
+        wait_for("needs_login", 15, || {
+            state_of(&agent, "ow", "cw")["state"] == "needs_login"
+        });
+        let out = agent.helper(&["ow", "cw"]);
+        assert_eq!(out.status.code(), Some(77), "{status}: {}", stderr(&out));
+        assert!(stderr(&out).contains("lost in transit"), "{}", stderr(&out));
+        assert_eq!(fake.lock().resends.len(), 1, "{status}: one retry only");
+        let log = agent.stop_and_log();
+        assert_no_secrets("agent log", &log, &fake.secrets());
+    }
+
+    // A 407 page that never reached Snyk: the token is sent once more after
+    // the quiet period, and it works.
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("cw", None);
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    assert!(
+        agent
+            .put_oauth(env.path(), "ow", "cw", None, &rt)
+            .status
+            .success()
+    );
+    agent.http("DELETE", "/v1/cache/ow/cw", None);
+    let grants = fake.refresh_grants();
+    fake.push_fault(Fault::Gateway(407));
+    let out = agent.helper(&["ow", "cw"]);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    std::thread::sleep(quiet);
+    let out = agent.helper(&["ow", "cw"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stderr(&out),
+        agent.log_text()
+    );
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    assert_eq!(fake.refresh_grants(), grants + 1);
+    assert_eq!(state_of(&agent, "ow", "cw")["state"], "ok");
+    let s = fake.lock();
+    assert_eq!((s.replays, s.lost_answer_retries), (0, 0));
+    drop(s);
+    let log = agent.stop_and_log();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
 #[test]
 fn a_200_without_a_refresh_token_is_needs_login_in_one_sentence_and_never_a_replay() {
     let fake = FakeSnyk::start();

@@ -220,7 +220,10 @@ impl Memory {
             ..Memory::default()
         };
         if let Some(note) = entry.claim {
-            if note.sent {
+            // A send in doubt (out when the agent stopped, or whose answer
+            // was lost before): its quiet period runs from now, whatever
+            // the origin of this process's clock.
+            if note.sent || note.attempts > 0 {
                 mem.doubt_since = Some(now);
             }
             mem.claim = Some(Note {

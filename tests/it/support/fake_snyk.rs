@@ -42,11 +42,12 @@ pub enum Fault {
     /// Process a refresh grant and answer 200 without a `refresh_token`
     /// (the sent token is consumed all the same).
     NoRefreshToken,
-    /// A gateway error page (HTML, no OAuth error body) with this status;
-    /// the request never reached Snyk: nothing consumed.
+    /// A page without an OAuth error body (a gateway's 5xx, a proxy's
+    /// 403/407/408, a WAF, a captive portal's 3xx, a bodyless 429) with this
+    /// status; the request never reached Snyk: nothing consumed.
     Gateway(u16),
-    /// The grant is processed (the token consumed), then a gateway error
-    /// page with this status replaces the answer.
+    /// The grant is processed (the token consumed), then such a page with
+    /// this status replaces the answer.
     GatewayAfterProcessing(u16),
 }
 
@@ -794,10 +795,12 @@ fn oauth_error(status: u16, error: &str, description: &str) -> Resp {
     )
 }
 
-/// What a load balancer answers when Snyk is unreachable or slow: HTML, no OAuth body.
+/// What something in front of Snyk answers (a load balancer when Snyk is
+/// unreachable or slow, a proxy's 403/407 page, a WAF, a captive portal's
+/// redirect, a bodyless 429): HTML, no OAuth body.
 fn gateway_page(status: u16) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(format!(
-        "<html><body><h1>{status} Bad Gateway</h1></body></html>"
+        "<html><body><h1>{status}</h1><p>The request was stopped on its way.</p></body></html>"
     ))));
     *r.status_mut() = StatusCode::from_u16(status).unwrap();
     r.headers_mut()
