@@ -357,7 +357,7 @@ impl Broker {
         flight.mem = rotation::Memory::recover(entry, self.mono());
         if flight.mem.unlanded.is_some() {
             tracing::info!("landing a refresh token from the recovery journal");
-            let mut io = agent_io::AgentIo { broker: self, key };
+            let mut io = agent_io::AgentIo::new(self, key);
             if rotation::land(&mut io, &mut flight.mem, &self.rules).await
                 == rotation::Landing::Pending
             {

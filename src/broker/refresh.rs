@@ -102,7 +102,7 @@ impl Broker {
                     return Ok(t);
                 }
             }
-            let mut io = AgentIo { broker: self, key };
+            let mut io = AgentIo::new(self, key);
             let outcome =
                 rotation::refresh(&mut io, &mut flight.mem, &self.rules, given.clone()).await;
             match outcome {
@@ -346,7 +346,7 @@ impl Broker {
         }
     }
 
-    fn degraded(&self, slot: &Slot, why: &str) {
+    pub(super) fn degraded(&self, slot: &Slot, why: &str) {
         let mut st = slot.status();
         st.state = State::Degraded;
         st.last_error = Some(why.to_string());
@@ -363,9 +363,22 @@ impl Broker {
         record: Record,
         base: Base,
     ) -> Result<bool, BrokerError> {
+        let mut io = AgentIo::new(self, &slot.key);
+        let landing = rotation::persist(&mut io, &mut flight.mem, &self.rules, record, base).await;
+        self.kept(slot, flight, landing)
+    }
+
+    /// What a single-copy secret's persist means for the caller: a lander
+    /// for what the store does not hold yet (journaled, or held in memory
+    /// only), an error when it is not durable or was superseded.
+    pub(super) fn kept(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        flight: &mut Flight,
+        landing: Landing,
+    ) -> Result<bool, BrokerError> {
         let key = &slot.key;
-        let mut io = AgentIo { broker: self, key };
-        match rotation::persist(&mut io, &mut flight.mem, &self.rules, record, base).await {
+        match landing {
             Landing::Landed => Ok(true),
             Landing::Discarded => Err(BrokerError::Busy(format!(
                 "a newer change to {key} reached the secret store first; yours was dropped"
@@ -378,10 +391,14 @@ impl Broker {
                 self.spawn_lander(slot, flight);
                 Ok(false)
             }
-            Landing::Refused => {
-                // Neither store nor journal took it: nothing durable, nothing published.
+            Landing::InMemory => {
+                // The only copy: kept in memory, retried until the journal
+                // or the store takes it (I2); nothing is handed out meanwhile.
+                self.degraded(slot, "a new secret is held in memory only");
+                self.spawn_lander(slot, flight);
+                crate::metrics::refresh("not_durable");
                 Err(BrokerError::NotDurable(format!(
-                    "neither the secret store nor the recovery journal ({}) accepts writes",
+                    "neither the secret store nor the recovery journal ({}) accepts writes: the new secret for {key} is held in memory and written as soon as one of them does (keep the agent running)",
                     self.journal.dir().display()
                 )))
             }
@@ -412,10 +429,7 @@ impl Broker {
                     flight.lander_running = false;
                     return;
                 }
-                let mut io = AgentIo {
-                    broker: &broker,
-                    key: &slot.key,
-                };
+                let mut io = AgentIo::new(&broker, &slot.key);
                 // Held in memory only: the journal first, whenever it takes
                 // writes again (I2).
                 if flight.mem.unlanded.as_ref().is_some_and(|u| !u.journaled) {
@@ -429,7 +443,7 @@ impl Broker {
                 let landing = rotation::land(&mut io, &mut flight.mem, &broker.rules).await;
                 let journaled = flight.mem.unlanded.as_ref().is_none_or(|u| u.journaled);
                 if landing != Landing::Pending || journaled {
-                    // (land() never answers Refused.)
+                    // (land() never answers InMemory.)
                     // Durable now: a held-back token may go out.
                     if let Some(t) = flight.held.take() {
                         if landing != Landing::Discarded {

@@ -398,6 +398,60 @@ fn a_register_app_secret_is_journaled_when_the_store_refuses_it() {
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
+/// Issue 22 item 5: the client secret `register-app` is handed exists once;
+/// when neither the store nor the journal takes it, it is held in memory
+/// and written as soon as one of them does, never dropped.
+#[test]
+fn a_register_app_secret_is_held_in_memory_when_neither_store_nor_journal_takes_it() {
+    let fake = FakeSnyk::start();
+    fake.lock().api_tokens.push("snyk-api-token-reg".into());
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    fake.lock().rest_delay = Some(Duration::from_millis(1500));
+    let rest_requests = fake.lock().rest_requests;
+    let socket = agent.socket.clone();
+    let register = std::thread::spawn(move || {
+        http_on(
+            &socket,
+            "POST",
+            "/v1/register-app",
+            Some(
+                r#"{"org_id":"oreg","name":"ci","scopes":["org.read"],"auth_token":"snyk-api-token-reg"}"#,
+            ),
+        )
+    });
+    wait_for("the app creation to reach Snyk", 20, || {
+        fake.lock().rest_requests > rest_requests
+    });
+    // Both refuse writes: the store's temp file path is a directory, and
+    // the journal directory is a file.
+    let blocker = block_store(&env);
+    let moved = env.journal.with_extension("moved");
+    std::fs::create_dir_all(&env.journal).unwrap();
+    std::fs::rename(&env.journal, &moved).unwrap();
+    std::fs::write(&env.journal, "not a directory").unwrap();
+    let (st, body) = register.join().unwrap();
+    fake.lock().rest_delay = None;
+    assert_eq!(fake.lock().apps_created, 1, "{st} {body}");
+    let client_id = fake.lock().app_redirects.keys().next().unwrap().clone();
+    let secret = fake.client_secret(&client_id).unwrap();
+    assert_eq!(st, 503, "{body}");
+    assert!(
+        body.contains(&client_id) && body.contains("held in memory"),
+        "the answer names the app and where its secret is: {body}"
+    );
+    assert!(!body.contains(&secret), "never echoed");
+    // Writes return: the secret reaches the store.
+    std::fs::remove_file(&env.journal).unwrap();
+    std::fs::rename(&moved, &env.journal).unwrap();
+    std::fs::remove_dir(&blocker).unwrap();
+    wait_for("the secret to reach the store", 30, || {
+        store_text(&env).contains(&secret)
+    });
+    let log = agent.stop_and_log();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
 #[test]
 fn a_replaced_service_account_secret_is_journaled_when_the_store_refuses_it() {
     let fake = FakeSnyk::start();
@@ -406,10 +460,11 @@ fn a_replaced_service_account_secret_is_journaled_when_the_store_refuses_it() {
     let (tf, client) =
         crate::service_accounts::create_client_secret_account(&agent, &env, &fake, "osr");
 
-    // The store refuses writes once Snyk replaced the secret (while the agent
-    // proves the new one mints a token).
-    fake.push_fault(Fault::Delay(Duration::from_millis(1500)));
-    let token_requests = fake.lock().token_requests;
+    // The store refuses writes while Snyk replaces the secret: the new one
+    // (the only secret Snyk accepts from then on) goes to the journal
+    // before the grant that proves it.
+    fake.lock().rest_delay = Some(Duration::from_millis(1500));
+    let rest_requests = fake.lock().rest_requests;
     let rotate = {
         let (socket, client, tf) = (agent.socket.clone(), client.clone(), tf.clone());
         std::thread::spawn(move || {
@@ -432,11 +487,13 @@ fn a_replaced_service_account_secret_is_journaled_when_the_store_refuses_it() {
                 .unwrap()
         })
     };
-    wait_for("the new secret's proof to reach Snyk", 20, || {
-        fake.lock().token_requests > token_requests
+    // The account's lookup, then the replacement.
+    wait_for("the replacement to reach Snyk", 20, || {
+        fake.lock().rest_requests > rest_requests + 1
     });
     let blocker = block_store(&env);
     let out = rotate.join().unwrap();
+    fake.lock().rest_delay = None;
     let sa = fake
         .lock()
         .service_accounts

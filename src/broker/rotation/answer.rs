@@ -173,7 +173,7 @@ async fn rotated<I: Io>(
             expires_in: grant.expires_in,
             landed: false,
         },
-        Landing::Pending | Landing::Refused => Outcome::NotDurable {
+        Landing::Pending | Landing::InMemory => Outcome::NotDurable {
             access_token: grant.access_token,
             expires_in: grant.expires_in,
         },

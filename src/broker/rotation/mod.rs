@@ -31,6 +31,7 @@
 mod answer;
 mod decide;
 mod landing;
+pub mod secrets;
 
 use answer::*;
 use decide::*;
@@ -330,9 +331,10 @@ pub enum Landing {
     Discarded,
     /// The store could not be read or written: still unlanded.
     Pending,
-    /// Neither the store nor the journal took it ([`persist`] only): it
-    /// was dropped, and what it would have replaced is kept.
-    Refused,
+    /// Neither the store nor the journal took it ([`persist`] only): it is
+    /// held in memory (`mem.unlanded`, not journaled) for a lander to make
+    /// durable; never dropped (it may be the only copy of a secret).
+    InMemory,
 }
 
 /// A refresh of the stored token (`put == None`), or the rotation of a
@@ -348,7 +350,7 @@ pub async fn refresh<I: Io>(
     //    rotating from the journal while the store refuses writes (rule 7).
     if mem.unlanded.is_some() {
         match land(io, mem, rules).await {
-            Landing::Landed | Landing::Discarded | Landing::Refused => {}
+            Landing::Landed | Landing::Discarded | Landing::InMemory => {}
             Landing::Pending
                 if rules.exclusive && mem.unlanded.as_ref().is_some_and(|u| u.journaled) => {}
             Landing::Pending => {
