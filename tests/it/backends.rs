@@ -121,17 +121,6 @@ fn write_seed_record(bao: &Bao, kv: u8, by_cli: bool, path: &str, rt: &str) {
     }
 }
 
-fn state_of(agent: &crate::support::Agent, org: &str, client: &str) -> serde_json::Value {
-    let (_, v) = agent.json("GET", "/v1/credentials", None);
-    v["credentials"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["org_id"] == org && c["client_id"] == client)
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// Migrating from the seed service (issue 22 item 1): a record holding only
 /// the refresh token is loaded at start; Snyk refuses its refresh as
 /// malformed (no client secret), which stops the retries for that record
@@ -174,7 +163,7 @@ fn seed_migration_adopts_the_stored_token_and_adds_the_secret_on_kv2_and_kv1() {
                 "{case}: a malformed request is not retried until the record changes\n{}",
                 agent.log_text()
             );
-            let st = state_of(&agent, "oseed", "cseed");
+            let st = agent.status_of("oseed", "cseed");
             assert_eq!(st["state"], "needs_login", "{case}: {st}");
             let why = st["last_error"].as_str().unwrap_or_default();
             assert!(
@@ -228,7 +217,7 @@ fn seed_migration_adopts_the_stored_token_and_adds_the_secret_on_kv2_and_kv1() {
                 !fake.refresh_token_alive(&rt),
                 "{case}: the stored token was rotated"
             );
-            assert_eq!(state_of(&agent, "oseed", "cseed")["state"], "ok", "{case}");
+            assert_eq!(agent.status_of("oseed", "cseed")["state"], "ok", "{case}");
             // And it goes on refreshing with the secret.
             agent.assert_refreshes(&fake, "oseed", "cseed");
             let s = fake.lock();

@@ -19,17 +19,6 @@ fn block_store(env: &Env) -> std::path::PathBuf {
     tmp
 }
 
-fn state_of(agent: &Agent, org: &str, client: &str) -> serde_json::Value {
-    let (_, v) = agent.json("GET", "/v1/credentials", None);
-    v["credentials"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["org_id"] == org && c["client_id"] == client)
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// One sentence: no phrase said twice, the command named once.
 fn assert_one_sentence(msg: &str) {
     let msg = msg.trim();
@@ -79,7 +68,7 @@ fn odd_expires_in_values_neither_replay_nor_loop() {
             agent.log_text()
         );
         assert_ne!(
-            state_of(&agent, "oe", "ce")["state"],
+            agent.status_of("oe", "ce")["state"],
             "needs_login",
             "{value}"
         );
@@ -144,7 +133,7 @@ fn a_lifetime_below_the_floor_is_served_and_backs_off_instead_of_looping() {
         "expires_in 0: {grants} grants in 12 s\n{}",
         agent.log_text()
     );
-    assert_eq!(state_of(&agent, "oz", "cz")["state"], "ok");
+    assert_eq!(agent.status_of("oz", "cz")["state"], "ok");
     let log = agent.log_text();
     assert!(
         log.contains("token lifetime") && log.contains("below"),
@@ -225,7 +214,7 @@ fn a_proxy_page_without_an_oauth_body_is_an_unknown_outcome_not_a_refusal() {
         assert_eq!((s.replays, s.lost_answer_retries), (0, 1), "{status}");
         drop(s);
         wait_for("needs_login", 15, || {
-            state_of(&agent, "ow", "cw")["state"] == "needs_login"
+            agent.status_of("ow", "cw")["state"] == "needs_login"
         });
         let out = agent.helper(&["ow", "cw"]);
         assert_eq!(out.status.code(), Some(77), "{status}: {}", stderr(&out));
@@ -262,7 +251,7 @@ fn a_proxy_page_without_an_oauth_body_is_an_unknown_outcome_not_a_refusal() {
     );
     assert!(fake.access_token_valid(stdout(&out).trim()));
     assert_eq!(fake.refresh_grants(), grants + 1);
-    assert_eq!(state_of(&agent, "ow", "cw")["state"], "ok");
+    assert_eq!(agent.status_of("ow", "cw")["state"], "ok");
     let s = fake.lock();
     assert_eq!((s.replays, s.lost_answer_retries), (0, 0));
     drop(s);
@@ -294,7 +283,7 @@ fn a_200_without_a_refresh_token_is_needs_login_in_one_sentence_and_never_a_repl
         "{msg}"
     );
     assert_one_sentence(&msg);
-    assert_eq!(state_of(&agent, "on", "cn")["state"], "needs_login");
+    assert_eq!(agent.status_of("on", "cn")["state"], "needs_login");
     // The consumed token is never sent again, by this agent or after a restart.
     let requests = fake.lock().token_requests;
     assert_eq!(agent.helper(&["on", "cn"]).status.code(), Some(77));
@@ -348,14 +337,13 @@ fn invalid_grant_says_needs_login_once() {
     agent.stop();
 }
 
-#[test]
-fn a_register_app_secret_is_journaled_when_the_store_refuses_it() {
-    let fake = FakeSnyk::start();
-    fake.lock().api_tokens.push("snyk-api-token-reg".into());
-    let mut env = Env::new(&fake.url());
-    let agent = env.start();
-    // The store refuses writes once Snyk is creating the app (after the
-    // agent's up-front check that the store is writable).
+/// `POST /v1/register-app` in the background, Snyk taking 1.5 s to create
+/// the app; returns once the creation reached Snyk (the moment to break the
+/// store).
+fn register_while_snyk_creates_the_app(
+    agent: &Agent,
+    fake: &FakeSnyk,
+) -> std::thread::JoinHandle<(u16, String)> {
     fake.lock().rest_delay = Some(Duration::from_millis(1500));
     let rest_requests = fake.lock().rest_requests;
     let socket = agent.socket.clone();
@@ -372,6 +360,18 @@ fn a_register_app_secret_is_journaled_when_the_store_refuses_it() {
     wait_for("the app creation to reach Snyk", 20, || {
         fake.lock().rest_requests > rest_requests
     });
+    register
+}
+
+#[test]
+fn a_register_app_secret_is_journaled_when_the_store_refuses_it() {
+    let fake = FakeSnyk::start();
+    fake.lock().api_tokens.push("snyk-api-token-reg".into());
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    // The store refuses writes once Snyk is creating the app (after the
+    // agent's up-front check that the store is writable).
+    let register = register_while_snyk_creates_the_app(&agent, &fake);
     let blocker = block_store(&env);
     let (st, body) = register.join().unwrap();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -407,22 +407,7 @@ fn a_register_app_secret_is_held_in_memory_when_neither_store_nor_journal_takes_
     fake.lock().api_tokens.push("snyk-api-token-reg".into());
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    fake.lock().rest_delay = Some(Duration::from_millis(1500));
-    let rest_requests = fake.lock().rest_requests;
-    let socket = agent.socket.clone();
-    let register = std::thread::spawn(move || {
-        http_on(
-            &socket,
-            "POST",
-            "/v1/register-app",
-            Some(
-                r#"{"org_id":"oreg","name":"ci","scopes":["org.read"],"auth_token":"snyk-api-token-reg"}"#,
-            ),
-        )
-    });
-    wait_for("the app creation to reach Snyk", 20, || {
-        fake.lock().rest_requests > rest_requests
-    });
+    let register = register_while_snyk_creates_the_app(&agent, &fake);
     // Both refuse writes: the store's temp file path is a directory, and
     // the journal directory is a file.
     let blocker = block_store(&env);
@@ -558,7 +543,7 @@ fn a_delete_during_a_refresh_does_not_bring_the_credential_back() {
     );
     let (st, v) = agent.json("GET", "/v1/credentials/od/cd", None);
     assert_eq!(st, 404, "{v}");
-    assert!(state_of(&agent, "od", "cd").is_null());
+    assert!(agent.status_of("od", "cd").is_null());
     assert_eq!(agent.helper(&["od", "cd"]).status.code(), Some(66));
     // Nor after a restart (the journal must not bring it back either).
     agent.stop();

@@ -9,17 +9,6 @@ use crate::support::agent::{assert_no_secrets, stderr, stdout, wait_for};
 use crate::support::openbao::BaoProxy;
 use crate::support::{Agent, Env, FakeSnyk};
 
-fn state_of(agent: &Agent, org: &str, client: &str) -> serde_json::Value {
-    let (_, v) = agent.json("GET", "/v1/credentials", None);
-    v["credentials"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["org_id"] == org && c["client_id"] == client)
-        .cloned()
-        .unwrap_or_default()
-}
-
 fn journal_text(env: &Env, org: &str, client: &str) -> String {
     std::fs::read_to_string(env.journal.join(format!("{org}@{client}.json"))).unwrap_or_default()
 }
@@ -91,7 +80,7 @@ fn an_exclusive_agent_rotates_on_its_journal_while_openbao_refuses_writes_and_la
         "the store still holds the chain's base"
     );
     assert_ne!(live, base);
-    assert_eq!(state_of(&agent, "ox", "cx")["state"], "degraded");
+    assert_eq!(agent.status_of("ox", "cx")["state"], "degraded");
 
     // SIGKILL while the newest token exists only in the journal.
     agent.kill();
@@ -129,7 +118,7 @@ fn an_exclusive_agent_rotates_on_its_journal_while_openbao_refuses_writes_and_la
     assert!(data["claim"].is_null(), "no claim left: {data}");
     assert_eq!(data["client_secret"], "sec-cx");
     wait_for("the state to be ok again", 15, || {
-        state_of(&agent, "ox", "cx")["state"] == "ok"
+        agent.status_of("ox", "cx")["state"] == "ok"
     });
     agent.assert_refreshes(&fake, "ox", "cx");
     let s = fake.lock();

@@ -543,6 +543,10 @@ fn active_secrets(fake: &FakeSnyk) -> Vec<String> {
 }
 
 fn rotate(agent: &Agent, org: &str, client: &str, tf: &str, replace: bool) -> std::process::Output {
+    agent.cli(&rotate_args(org, client, tf, replace), None)
+}
+
+fn rotate_args<'a>(org: &'a str, client: &'a str, tf: &'a str, replace: bool) -> Vec<&'a str> {
     let mut args = vec![
         "service-account",
         "rotate-secret",
@@ -556,7 +560,31 @@ fn rotate(agent: &Agent, org: &str, client: &str, tf: &str, replace: bool) -> st
     if replace {
         args.extend(["--mode", "replace"]);
     }
-    agent.cli(&args, None)
+    args
+}
+
+/// Runs `rotate-secret` while Snyk holds its test grant (10 s), and
+/// SIGKILLs the agent once the grant is at Snyk.
+fn kill_during_the_test_grant(
+    agent: Agent,
+    fake: &FakeSnyk,
+    org: &str,
+    client: &str,
+    tf: &str,
+    replace: bool,
+) {
+    let requests = fake.lock().token_requests;
+    fake.push_fault(crate::support::Fault::Delay(Duration::from_secs(10)));
+    let mut cmd = crate::support::agent::command(crate::support::agent::SNYKEY, &agent.home);
+    cmd.arg("--socket")
+        .arg(&agent.socket)
+        .args(rotate_args(org, client, tf, replace));
+    let cli = std::thread::spawn(move || cmd.output());
+    wait_for("the test grant at Snyk", 20, || {
+        fake.lock().token_requests > requests
+    });
+    agent.kill();
+    let _ = cli.join();
 }
 
 /// Issue 22 item 5: `rotate-secret --mode replace` revokes every secret at
@@ -606,40 +634,7 @@ fn replace_keeps_the_only_new_secret_when_the_test_grant_fails_or_the_agent_is_k
     }
 
     // SIGKILL while the test grant is at Snyk.
-    let requests = fake.lock().token_requests;
-    fake.push_fault(Fault::Delay(Duration::from_secs(10)));
-    let cli = {
-        let (socket, home, tf, client) = (
-            agent.socket.clone(),
-            env.path().to_path_buf(),
-            tf.clone(),
-            client.clone(),
-        );
-        std::thread::spawn(move || {
-            crate::support::agent::command(crate::support::agent::SNYKEY, &home)
-                .arg("--socket")
-                .arg(&socket)
-                .args([
-                    "service-account",
-                    "rotate-secret",
-                    "--org-id",
-                    "orep",
-                    "--client-id",
-                    &client,
-                    "--mode",
-                    "replace",
-                    "--auth-token-file",
-                    &tf,
-                ])
-                .output()
-                .unwrap()
-        })
-    };
-    wait_for("the test grant at Snyk", 20, || {
-        fake.lock().token_requests > requests
-    });
-    agent.kill();
-    let _ = cli.join();
+    kill_during_the_test_grant(agent, &fake, "orep", &client, &tf, true);
     let active = active_secrets(&fake);
     assert_eq!(active.len(), 1);
     let agent = env.start();
@@ -694,38 +689,7 @@ fn a_second_secret_is_stored_before_its_test_grant_and_survives_a_failed_one() {
 
     // A second secret, and SIGKILL while its test grant is at Snyk: the
     // restarted agent holds it (the old one still works at Snyk too).
-    let requests = fake.lock().token_requests;
-    fake.push_fault(Fault::Delay(Duration::from_secs(10)));
-    let cli = {
-        let (socket, home, tf, client) = (
-            agent.socket.clone(),
-            env.path().to_path_buf(),
-            tf.clone(),
-            client.clone(),
-        );
-        std::thread::spawn(move || {
-            crate::support::agent::command(crate::support::agent::SNYKEY, &home)
-                .arg("--socket")
-                .arg(&socket)
-                .args([
-                    "service-account",
-                    "rotate-secret",
-                    "--org-id",
-                    "osec",
-                    "--client-id",
-                    &client,
-                    "--auth-token-file",
-                    &tf,
-                ])
-                .output()
-                .unwrap()
-        })
-    };
-    wait_for("the test grant at Snyk", 20, || {
-        fake.lock().token_requests > requests
-    });
-    agent.kill();
-    let _ = cli.join();
+    kill_during_the_test_grant(agent, &fake, "osec", &client, &tf, false);
     let active = active_secrets(&fake);
     assert_eq!(active.len(), 2, "the second secret exists at Snyk");
     let before = active[0].clone();
