@@ -960,6 +960,26 @@ impl World {
                 lost.push(t);
             }
         }
+        // A claim of its own in the store that its journal does not name
+        // (killed between the claim's check-and-set and its note, or the
+        // note was not fsync'd): no agent, itself included after a restart,
+        // can tell whether a send followed, so the one who takes it over
+        // counts it as a send in doubt (rule 5), whatever Snyk saw.
+        if let Some(cur) = self.store.current() {
+            let unnamed = cur.record.claim.as_ref().filter(|c| {
+                self.claimants.get(&c.nonce) == Some(&agent)
+                    && self.agents[agent]
+                        .journal
+                        .as_ref()
+                        .and_then(|e| e.claim.as_ref())
+                        .is_none_or(|n| n.nonce != c.nonce)
+            });
+            if let (Some(_), Some(t)) = (unnamed, cur.record.refresh_token.as_ref()) {
+                if let Some(tok) = self.snyk.tokens.get_mut(t.expose()) {
+                    tok.doubtful += 1;
+                }
+            }
+        }
         if empty_disk {
             // Its claim in the store is nobody's now: what its send did is
             // unknowable, so the one retry of rule 6 is the taker-over's.

@@ -323,16 +323,21 @@ impl Broker {
     /// SPEC §2 rule 10), including those another tool created; what could
     /// not be set is said once per record.
     async fn require_cas_at_start(&self, keys: &[CredKey]) {
-        let mut set_now = 0;
+        let (mut set_now, mut failed) = (0, 0);
+        let mut first_failure = None;
         for key in keys {
             match self.store.require_cas(key).await {
                 Ok(crate::store::CasRequired::SetNow) => set_now += 1,
                 Ok(crate::store::CasRequired::NotApplicable) => return,
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(org_id = %key.org, client_id = %key.client, error = %e, "cannot set cas_required on this record: a blind write by another tool can erase a claim on it (give the agent's policy update on the metadata path)");
+                    failed += 1;
+                    first_failure.get_or_insert((key.clone(), e));
                 }
             }
+        }
+        if let Some((key, e)) = first_failure {
+            tracing::warn!(records = failed, first = %key, error = %e, "cannot set cas_required on every record: a blind write by another tool can erase a claim on those (give the agent's policy update on the metadata path; snykey doctor checks again)");
         }
         if set_now > 0 {
             tracing::info!(

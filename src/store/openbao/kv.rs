@@ -138,8 +138,17 @@ impl OpenBaoStore {
         if self.cas_ensured.lock().recover().contains(path) {
             return;
         }
-        if let Err(e) = self.ensure_cas(path).await {
-            tracing::warn!(error = %e, path, "could not set cas_required: blind writes by other tools to this record are not refused (give the agent's policy update on its metadata path)");
+        match self.ensure_cas(path).await {
+            Ok(_) => {}
+            Err(e @ StoreError::Denied(_)) => {
+                // Said once per record: the policy will not change by itself
+                // (doctor checks again).
+                self.cas_known(path);
+                tracing::warn!(error = %e, path, "could not set cas_required: blind writes by other tools to this record are not refused (give the agent's policy update on its metadata path)");
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, path, "could not check cas_required now; checked again at the next write");
+            }
         }
     }
 
