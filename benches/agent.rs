@@ -116,6 +116,11 @@ fn start_agent_with(
             cmd.env(keep, v);
         }
     }
+    if !extra.contains("journal_dir") {
+        // Each agent its own journal directory (a shared one is refused):
+        // never the machine's default state directory.
+        cmd.env("SNYKEY_STORE_JOURNAL_DIR", dir.path().join("state/journal"));
+    }
     let mut child = cmd
         .env("CONFIGURATION_DIRECTORY", dir.path().join("etc"))
         .args(["serve", "--config"])

@@ -103,6 +103,9 @@ async fn build_broker(
     cfg: &Config,
     shutdown_rx: &watch::Receiver<bool>,
 ) -> Result<Arc<Broker>, String> {
+    // The journal first: a second agent on its directory is refused before
+    // it touches the store.
+    let journal = Journal::open(&cfg.store.journal_dir)?;
     let store = open_store(cfg, shutdown_rx).await?;
     let (store_checks_versions, store_locked) =
         (store.checks_versions(), store.locked_to_this_agent());
@@ -112,7 +115,7 @@ async fn build_broker(
         store,
         cache,
         snyk,
-        journal: Journal::new(&cfg.store.journal_dir),
+        journal,
         clock: Arc::new(SystemClock),
         settings: settings_of(cfg),
         // Every token answer names the region, so `snykey-helper exec` and

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub min_time_to_expiry: IntGauge,
     pub denied_peers: IntCounter,
     pub forced_refreshes: IntCounterVec,
+    pub lifetime_anomalies: IntCounter,
     registry: Registry,
 }
 
@@ -102,6 +103,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
         &["result"],
     )?;
     registry.register(Box::new(forced_refreshes.clone()))?;
+    let lifetime_anomalies = IntCounter::new(
+        "token_lifetime_anomalies_total",
+        "Grants whose token lifetime (expires_in) was below the floor: the token was served as it was, and the credential's refreshes backed off",
+    )?;
+    registry.register(Box::new(lifetime_anomalies.clone()))?;
     register_build_info(&registry)?;
     Ok(Metrics {
         refreshes,
@@ -114,6 +120,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         min_time_to_expiry,
         denied_peers,
         forced_refreshes,
+        lifetime_anomalies,
         registry,
     })
 }
@@ -135,6 +142,10 @@ pub fn snyk_call(elapsed: Duration) {
 
 pub fn refresh(result: &'static str) {
     METRICS.refreshes.with_label_values(&[result]).inc();
+}
+
+pub fn lifetime_anomaly() {
+    METRICS.lifetime_anomalies.inc();
 }
 
 pub fn backend_error(backend: &'static str) {

@@ -274,6 +274,8 @@ struct World {
     /// A foreign soft delete hid the record: its put history (`put_fps`)
     /// may be gone with it, so an old put token can look new again.
     history_erased: bool,
+    /// Teeth: 3xx/4xx pages without an OAuth body taken as "not consumed".
+    sabotage_pages: bool,
 }
 
 type W = Rc<RefCell<World>>;
@@ -644,8 +646,11 @@ impl World {
         }
         if self.faults && self.rng.chance(0.08) {
             self.stats.faults += 1;
-            // Not processed: an OAuth error answer, a 429, or a lost request.
-            return Err(match self.rng.below(3) {
+            // Not processed: an OAuth error answer, a 429, a lost request, or
+            // a page without an OAuth body from something in front of Snyk
+            // (a proxy's 403/407/408, a WAF, a captive portal's redirect, a
+            // bodyless 429), classified as the agent's HTTP client does.
+            return Err(match self.rng.below(4) {
                 0 => GrantError::Unavailable {
                     status: 503,
                     retry_after: None,
@@ -654,6 +659,18 @@ impl World {
                     status: 429,
                     retry_after: Some(Duration::from_secs(2)),
                 },
+                2 => {
+                    let status = self.page_status();
+                    let page = self.page(status);
+                    if !page.token_not_consumed() {
+                        // The agent cannot tell it from a page that came
+                        // after Snyk rotated: a send in doubt.
+                        if let Some(t) = self.snyk.tokens.get_mut(token) {
+                            t.doubtful += 1;
+                        }
+                    }
+                    page
+                }
                 _ => unreachable(),
             });
         }
@@ -665,7 +682,21 @@ impl World {
             });
         };
         if tok.state != TokState::Live {
-            if tok.state == TokState::Consumed && tok.answer_lost && !tok.retried {
+            let misconfigured = self.agents.iter().filter(|a| a.exclusive).count() > 1;
+            if tok.state == TokState::Consumed
+                && tok.answer_lost
+                && !tok.retried
+                && !misconfigured
+                && self.now < tok.consumed_at + self.rules.snyk_max.as_millis() as u64
+            {
+                // Rule 6: the one retry waits until the lost request cannot
+                // still be at Snyk (the quiet period, or the takeover period).
+                self.stats.replays += 1;
+                self.violation(format!(
+                    "{token} sent again {} ms after Snyk consumed it, before its maximum request time: the lost answer's quiet period was not kept",
+                    self.now - tok.consumed_at
+                ));
+            } else if tok.state == TokState::Consumed && tok.answer_lost && !tok.retried {
                 self.stats.documented_retries += 1;
                 if let Some(t) = self.snyk.tokens.get_mut(token) {
                     t.retried = true;
@@ -792,22 +823,43 @@ impl World {
             if let Some(t) = self.snyk.tokens.get_mut(&next) {
                 t.lost_explained = true;
             }
+            // A timeout, or a page that replaced Snyk's answer (a gateway's
+            // 502, a WAF's 403, a proxy's 407 ...), classified as the
+            // agent's HTTP client does.
             return Err(if self.rng.chance(0.5) {
                 GrantError::Unknown {
                     timed_out: true,
                     message: "timed out".into(),
                 }
             } else {
-                GrantError::Unknown {
-                    timed_out: false,
-                    message: "502 page".into(),
-                }
+                let status = self.page_status();
+                self.page(status)
             });
         }
         if let Some(t) = self.snyk.tokens.get_mut(&next) {
             t.held_by = Some(agent);
         }
         Ok(grant)
+    }
+
+    /// The status of a page without an OAuth error body.
+    fn page_status(&mut self) -> u16 {
+        const PAGES: [u16; 9] = [302, 401, 403, 407, 408, 429, 502, 503, 504];
+        PAGES[self.rng.below(PAGES.len() as u64) as usize]
+    }
+
+    /// What the agent's HTTP client makes of such a page
+    /// (`snykey::snyk::classify_error`), or, sabotaged, a 3xx/4xx page
+    /// taken as "not consumed".
+    fn page(&self, status: u16) -> GrantError {
+        if self.sabotage_pages && status < 500 {
+            return GrantError::Refused {
+                status,
+                error: format!("http_{status}"),
+                description: None,
+            };
+        }
+        snykey::snyk::classify_error(status, b"<html><body>blocked</body></html>", None)
     }
 
     fn note(&mut self, agent: usize, entry: &Entry) -> Result<(), String> {
@@ -906,6 +958,26 @@ impl World {
             if let Some(t) = journaled.filter(|t| !self.in_store(t) && !self.durable_in_journal(t))
             {
                 lost.push(t);
+            }
+        }
+        // A claim of its own in the store that its journal does not name
+        // (killed between the claim's check-and-set and its note, or the
+        // note was not fsync'd): no agent, itself included after a restart,
+        // can tell whether a send followed, so the one who takes it over
+        // counts it as a send in doubt (rule 5), whatever Snyk saw.
+        if let Some(cur) = self.store.current() {
+            let unnamed = cur.record.claim.as_ref().filter(|c| {
+                self.claimants.get(&c.nonce) == Some(&agent)
+                    && self.agents[agent]
+                        .journal
+                        .as_ref()
+                        .and_then(|e| e.claim.as_ref())
+                        .is_none_or(|n| n.nonce != c.nonce)
+            });
+            if let (Some(_), Some(t)) = (unnamed, cur.record.refresh_token.as_ref()) {
+                if let Some(tok) = self.snyk.tokens.get_mut(t.expose()) {
+                    tok.doubtful += 1;
+                }
             }
         }
         if empty_disk {
@@ -1009,10 +1081,17 @@ impl Io for SimIo {
         &mut self,
         token: &Secret,
         _cs: Option<&Secret>,
+        deadline: Duration,
     ) -> Result<TokenGrant, GrantError> {
         // The request leaves right after the send-window check (the agent
-        // writes it at once); every fault happens between the request and
-        // its answer.
+        // checks again as it writes it); every fault happens between the
+        // request and its answer.
+        if self.mono() > deadline {
+            return Err(GrantError::Unreachable {
+                endpoint: "sim".into(),
+                message: "the send window closed before the request was written".into(),
+            });
+        }
         let processed = {
             let mut w = self.w.borrow_mut();
             w.stats.steps += 1;
@@ -1036,6 +1115,9 @@ struct Config {
     claims: Claims,
     policy: Policy,
     sabotage: rotation::Sabotage,
+    /// Teeth for SPEC §2 rule 6's "only an OAuth error body proves not
+    /// consumed": the agent's classification of pages, switched off.
+    sabotage_pages: bool,
 }
 
 fn rules(cfg: &Config, exclusive: bool) -> Rules {
@@ -1359,6 +1441,7 @@ fn world(seed: u64, cfg: Config) -> W {
         rules: rules(&cfg, false),
         family: 0,
         history_erased: false,
+        sabotage_pages: cfg.sabotage_pages,
         claimants: HashMap::new(),
         store_quiet_until: 0,
     };
@@ -1613,6 +1696,7 @@ fn default_config() -> Config {
         claims: Claims::Store,
         policy: Policy::Reject,
         sabotage: Default::default(),
+        sabotage_pages: false,
     }
 }
 
@@ -1702,11 +1786,15 @@ fn the_rotation_rule_holds_under_every_fault() {
 
 /// The simulator has teeth: with one rule switched off, it finds a violation.
 fn finds_violation_without(sabotage: rotation::Sabotage, what: &str) {
+    finds_violation_with(|cfg| cfg.sabotage = sabotage, what);
+}
+
+fn finds_violation_with(sabotage: impl Fn(&mut Config), what: &str) {
     for seed in 1..=400 {
         let mut cfg = config_for(seed);
         cfg.claims = Claims::Store;
         cfg.agents = cfg.agents.max(3);
-        cfg.sabotage = sabotage;
+        sabotage(&mut cfg);
         let (_, v) = run(seed, cfg);
         if !v.is_empty() {
             println!("without {what}: seed {seed} finds {}", v[0]);
@@ -1714,6 +1802,14 @@ fn finds_violation_without(sabotage: rotation::Sabotage, what: &str) {
         }
     }
     panic!("with {what} switched off, 400 seeds found no violation: the simulation has no teeth");
+}
+
+#[test]
+fn without_pages_as_unknown_outcomes_the_simulation_finds_a_violation() {
+    finds_violation_with(
+        |cfg| cfg.sabotage_pages = true,
+        "3xx/4xx pages without an OAuth body as unknown outcomes",
+    );
 }
 
 #[test]

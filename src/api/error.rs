@@ -102,6 +102,7 @@ fn code_of(e: &BrokerError) -> ErrorCode {
         BrokerError::Cache(_) => ErrorCode::CacheUnavailable,
         BrokerError::CallbackNotRunning => ErrorCode::CallbackUnavailable,
         BrokerError::Internal(_) => ErrorCode::Internal,
+        BrokerError::Partial { cause, .. } => code_of(cause),
     }
 }
 
@@ -109,6 +110,10 @@ impl From<BrokerError> for ApiError {
     fn from(e: BrokerError) -> ApiError {
         let retry_after = match &e {
             BrokerError::Snyk(g) => g.retry_after(),
+            BrokerError::Partial { cause, .. } => match cause.as_ref() {
+                BrokerError::Snyk(g) => g.retry_after(),
+                _ => None,
+            },
             _ => None,
         };
         ApiError {

@@ -1,22 +1,52 @@
 //! The protocol's world for one credential of this agent ([`super::rotation::Io`]):
 //! the real store, recovery journal and Snyk, with the metrics and log lines
-//! of their failures.
+//! of their failures; with the calls that issue single-copy secrets
+//! ([`super::rotation::secrets`]) for a login or a service-account rotation.
 
 use super::Broker;
 use super::rotation::Io;
+use super::rotation::secrets::{Exchange, SecretRotation};
+use crate::audit::GrantKind;
 use crate::credential::CredKey;
 use crate::secret::Secret;
+use crate::snyk::rest::{RestError, Scope};
 use crate::snyk::{GrantError, TokenGrant};
 use crate::store::{Record, StoreError, Versioned};
 use std::time::{Duration, SystemTime};
 
-/// The protocol's view of this agent, for one credential.
-pub(crate) struct AgentIo<'a> {
+/// The protocol's view of this agent, for one credential; `X` holds what
+/// the calls of a single-copy secret path need (`()` for a refresh).
+pub(crate) struct AgentIo<'a, X = ()> {
     pub broker: &'a Broker,
     pub key: &'a CredKey,
+    pub call: X,
 }
 
-impl Io for AgentIo<'_> {
+impl<'a> AgentIo<'a> {
+    pub fn new(broker: &'a Broker, key: &'a CredKey) -> AgentIo<'a> {
+        AgentIo {
+            broker,
+            key,
+            call: (),
+        }
+    }
+}
+
+/// A browser login's code exchange: what it sends besides the client secret.
+pub(crate) struct LoginCall<'a> {
+    pub code: &'a Secret,
+    pub verifier: &'a Secret,
+    pub redirect_uri: &'a str,
+}
+
+/// A service-account secret rotation: whom it acts for, with which token.
+pub(crate) struct SaCall<'a> {
+    pub scope: &'a Scope,
+    pub auth_token: &'a Secret,
+    pub sa_id: &'a str,
+}
+
+impl<X> Io for AgentIo<'_, X> {
     fn mono(&self) -> Duration {
         self.broker.mono()
     }
@@ -66,14 +96,93 @@ impl Io for AgentIo<'_> {
         &mut self,
         token: &Secret,
         client_secret: Option<&Secret>,
+        deadline: Duration,
     ) -> Result<TokenGrant, GrantError> {
+        // The window on the broker's protocol clock, checked by the HTTP
+        // client when it writes the request body.
+        let origin = self.broker.origin;
+        let window = crate::snyk::SendWindow::new(move || {
+            crate::clock::boottime().saturating_sub(origin) <= deadline
+        });
         let r = self
             .broker
             .snyk
-            .refresh(self.key.client.as_str(), client_secret, token)
+            .refresh(self.key.client.as_str(), client_secret, token, Some(window))
             .await;
         // Every send is a grant (on demand, proactive, forced, at PUT).
         crate::audit::grant_result(crate::audit::GrantKind::Refresh, Some(self.key), &r);
         r
+    }
+}
+
+impl Exchange for AgentIo<'_, LoginCall<'_>> {
+    async fn exchange(&mut self, client_secret: Option<&Secret>) -> Result<TokenGrant, GrantError> {
+        // (Audited by the callback, with the login's outcome.)
+        self.broker
+            .snyk
+            .authorization_code(
+                self.key.client.as_str(),
+                client_secret,
+                self.call.code,
+                self.call.verifier,
+                self.call.redirect_uri,
+            )
+            .await
+    }
+}
+
+impl SecretRotation for AgentIo<'_, SaCall<'_>> {
+    async fn new_secret(&mut self, replace: bool) -> Result<Secret, RestError> {
+        let new = self
+            .broker
+            .rest
+            .manage_secret(
+                self.call.scope,
+                self.call.auth_token,
+                self.call.sa_id,
+                if replace { "replace" } else { "create" },
+                None,
+            )
+            .await
+            .and_then(|s| {
+                s.ok_or_else(|| RestError::Protocol("Snyk returned no new secret".into()))
+            });
+        match &new {
+            Ok(_) => {
+                crate::audit::grant(GrantKind::SecretRotation, Some(self.key), "ok", None);
+                tracing::info!(replace, "created a new service account secret at Snyk");
+            }
+            Err(e) => crate::audit::grant(
+                GrantKind::SecretRotation,
+                Some(self.key),
+                "error",
+                Some(crate::audit::rest_error_code(e)),
+            ),
+        }
+        new
+    }
+
+    async fn prove(&mut self, secret: &Secret) -> Result<TokenGrant, GrantError> {
+        let r = self
+            .broker
+            .snyk
+            .client_credentials(self.key.client.as_str(), secret)
+            .await;
+        crate::audit::grant_result(GrantKind::ClientCredentials, Some(self.key), &r);
+        r
+    }
+
+    async fn retire(&mut self, secret: &Secret) -> Result<(), RestError> {
+        self.broker
+            .rest
+            .manage_secret(
+                self.call.scope,
+                self.call.auth_token,
+                self.call.sa_id,
+                "delete",
+                Some(secret),
+            )
+            .await
+            .map(|_| ())
     }
 }

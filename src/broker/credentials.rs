@@ -121,7 +121,7 @@ impl Broker {
         }
         // Rule 10: a tombstone by check-and-set, so that a landing in flight
         // anywhere cannot bring the credential back; then every version goes.
-        let mut io = AgentIo { broker: self, key };
+        let mut io = AgentIo::new(self, key);
         if self.store.checks_versions() {
             rotation::tombstone(&mut io, &mut flight.mem).await?;
         }

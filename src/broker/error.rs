@@ -43,6 +43,13 @@ pub enum BrokerError {
     /// A task of the agent's own failed (a bug): the journal keeps what was durable.
     #[error("{0}")]
     Internal(String),
+    /// An operation that stopped half-way: the sentence says what is done
+    /// and what is left; `cause` (what failed) decides the code.
+    #[error("{message}")]
+    Partial {
+        message: String,
+        cause: Box<BrokerError>,
+    },
 }
 
 impl From<StoreError> for BrokerError {

@@ -11,7 +11,8 @@ use crate::ids::{ClientId, OrgId};
 use crate::store::Record;
 use crate::store::file::write_atomically;
 use serde::{Deserialize, Serialize};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// One credential's journal entry (SPEC §2 rules 3, 4, 7 and 9).
@@ -81,13 +82,61 @@ impl Entry {
 #[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
+    /// The exclusive `flock` on `{dir}/.lock`, held for the agent's life.
+    _lock: Option<std::fs::File>,
 }
 
+/// The lock file in the journal directory (not an entry: no `.json`).
+const LOCK_FILE: &str = ".lock";
+
 impl Journal {
+    /// The journal in `dir`, unlocked: for tests and tools that only read.
     pub fn new(dir: &Path) -> Journal {
         Journal {
             dir: dir.to_path_buf(),
+            _lock: None,
         }
+    }
+
+    /// The agent's journal: `dir` created (0700) if missing and locked with
+    /// an exclusive `flock` for the life of the process. Two agents on one
+    /// journal directory would adopt each other's claims and remove each
+    /// other's journaled successors: the second is refused, naming
+    /// `store.journal_dir`.
+    pub fn open(dir: &Path) -> Result<Journal, String> {
+        let journal = Journal::new(dir);
+        journal
+            .ensure_dir()
+            .map_err(|e| format!("the recovery journal directory {}: {e}", dir.display()))?;
+        let path = dir.join(LOCK_FILE);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| {
+                format!(
+                    "cannot open the journal's lock file {}: {e}",
+                    path.display()
+                )
+            })?;
+        // SAFETY: flock on a valid descriptor this function owns.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(if e.kind() == std::io::ErrorKind::WouldBlock {
+                format!(
+                    "the recovery journal directory {} is in use by another snykey agent: every agent needs a journal directory of its own (set store.journal_dir)",
+                    dir.display()
+                )
+            } else {
+                format!("cannot lock {}: {e}", path.display())
+            });
+        }
+        Ok(Journal {
+            _lock: Some(lock),
+            ..journal
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -98,6 +147,9 @@ impl Journal {
         self.dir.join(format!("{}@{}.json", key.org, key.client))
     }
 
+    /// The directory exists (created 0700 if missing, durably: the parent
+    /// of every directory created is fsync'd, so an entry written into it
+    /// is not lost with a directory a crash forgot) and is private.
     fn ensure_dir(&self) -> std::io::Result<()> {
         match std::fs::metadata(&self.dir) {
             Ok(m) if m.is_dir() => self.check_dir().map_err(std::io::Error::other),
@@ -105,10 +157,7 @@ impl Journal {
                 "{} is not a directory",
                 self.dir.display()
             ))),
-            Err(_) => std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&self.dir),
+            Err(_) => create_dir_durably(&self.dir),
         }
     }
 
@@ -121,15 +170,17 @@ impl Journal {
         write_atomically(&self.file(key), &bytes).map_err(|e| format!("journal: {e}"))
     }
 
-    /// Removes the entry of one credential (absent is fine).
+    /// Removes the entry of one credential (absent is fine), durably: a
+    /// failed fsync of the directory is reported (the entry could come back
+    /// after a crash, and be replayed as stale).
     pub fn remove(&self, key: &CredKey) -> Result<(), String> {
         match std::fs::remove_file(self.file(key)) {
-            Ok(()) => {
-                if let Ok(d) = std::fs::File::open(&self.dir) {
-                    let _ = d.sync_all();
-                }
-                Ok(())
-            }
+            Ok(()) => sync_dir(&self.dir).map_err(|e| {
+                format!(
+                    "journal: the entry of {key} was removed but {} could not be fsync'd: {e}",
+                    self.dir.display()
+                )
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(format!("journal: cannot remove the entry of {key}: {e}")),
         }
@@ -183,11 +234,82 @@ impl Journal {
     }
 }
 
+/// fsync of a directory: what makes a name created or removed in it durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and its missing parents (0700), each made durable by an
+/// fsync of its parent (the directory entry would otherwise live only in
+/// the page cache).
+fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        if d.as_os_str().is_empty() || d.exists() {
+            break;
+        }
+        missing.push(d);
+        at = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        match std::fs::DirBuilder::new().mode(0o700).create(d) {
+            Ok(()) => {}
+            // Created meanwhile (another thread's write): fine.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let parent = match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::secret::Secret;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_second_open_of_one_journal_directory_is_refused_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = dir.path().join("state/journal");
+        let first = Journal::open(&jdir).unwrap();
+        assert_eq!(
+            std::fs::metadata(&jdir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        let e = Journal::open(&jdir).unwrap_err();
+        assert!(
+            e.contains("store.journal_dir") && e.contains("another snykey agent"),
+            "{e}"
+        );
+        // The lock file is no entry.
+        assert!(first.read_all().unwrap().is_empty());
+        drop(first);
+        Journal::open(&jdir).unwrap();
+    }
+
+    #[test]
+    fn a_journal_directory_is_created_with_its_parents_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = dir.path().join("a/b/journal");
+        create_dir_durably(&jdir).unwrap();
+        for d in [dir.path().join("a"), dir.path().join("a/b"), jdir.clone()] {
+            assert_eq!(
+                std::fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+                0o700,
+                "{}",
+                d.display()
+            );
+        }
+        // Again: nothing to do.
+        create_dir_durably(&jdir).unwrap();
+    }
 
     #[test]
     fn a_journal_directory_others_can_write_to_is_neither_read_nor_written() {

@@ -8,15 +8,14 @@
 //! atomically on the callback, so it works once. The code exchange's refresh
 //! token goes through the rotation rule's persist-before-publish.
 
+use super::agent_io::{AgentIo, LoginCall};
+use super::rotation::{self, secrets::LoginFailed};
 use super::{Broker, BrokerError};
-use crate::cache::CachedToken;
-use crate::clock::rfc3339;
 use crate::credential::CredKey;
 use crate::credential::{Kind, LoginState};
 use crate::locks::Recover;
 use crate::secret::Secret;
 use crate::snyk::pkce;
-use crate::store::Record;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -371,6 +370,10 @@ impl Broker {
         ))
     }
 
+    /// The code exchange and what it makes durable, under the credential's
+    /// single flight taken *before* the exchange: its refresh token exists
+    /// in one copy from Snyk's answer on, and goes to the journal at once
+    /// ([`rotation::secrets::login`]), never waiting in memory for the lock.
     async fn exchange_and_store(
         self: &Arc<Self>,
         key: &CredKey,
@@ -383,40 +386,29 @@ impl Broker {
             .lock()
             .get(state)
             .and_then(|t| t.client_secret.clone());
-        let stored = self.store.get(key).await?;
-        let client_secret = given_secret
-            .clone()
-            .or_else(|| stored.as_ref().and_then(|v| v.record.client_secret.clone()));
-        let grant = self
-            .snyk
-            .authorization_code(
-                key.client.as_str(),
-                client_secret.as_ref(),
-                code,
-                &pending.verifier,
-                &pending.redirect_uri,
-            )
-            .await
-            .map_err(BrokerError::Snyk)?;
-        let Some(refresh_token) = grant.refresh_token else {
-            return Err(BrokerError::BadInput(
-                "Snyk's answer to the code exchange carried no refresh token".into(),
-            ));
-        };
-        let now = self.clock.now();
-        let mut record = login_record(
-            stored.as_ref().map(|v| &v.record),
-            refresh_token,
-            client_secret,
-            now,
-        );
-        let token = CachedToken {
-            access_token: grant.access_token,
-            expires_at: now + grant.expires_in,
-            issued_at: Some(now),
-        };
         let slot = self.slot_or_insert(key, Kind::OauthApp);
         let mut flight = slot.flight.lock().await;
+        let mut io = AgentIo {
+            broker: self,
+            key,
+            call: LoginCall {
+                code,
+                verifier: &pending.verifier,
+                redirect_uri: &pending.redirect_uri,
+            },
+        };
+        let issued = rotation::secrets::login(&mut io, &mut flight.mem, &self.rules, given_secret)
+            .await
+            .map_err(|e| match e {
+                LoginFailed::Store(e) => BrokerError::Store(e),
+                LoginFailed::Snyk(e) => BrokerError::Snyk(e),
+                LoginFailed::NoRefreshToken => BrokerError::BadInput(
+                    "Snyk's answer to the code exchange carried no refresh token".into(),
+                ),
+                LoginFailed::Superseded => BrokerError::Busy(format!(
+                    "a newer login or rotation of {key} reached the secret store first; this login was dropped"
+                )),
+            })?;
         {
             let mut st = slot.status();
             st.deleted = false;
@@ -425,51 +417,18 @@ impl Broker {
             st.failures = 0;
             st.last_error = None;
         }
-        // A login is a human reset (rule 4): durable first (journal, then the
-        // store, replacing whatever it holds), then published.
-        // Above anything this agent has seen (a store restored from a backup
-        // holds lower generations; a login is how a human resets it).
-        let generation = stored
-            .as_ref()
-            .map(|v| v.record.generation)
-            .unwrap_or(0)
-            .max(flight.mem.generation);
-        record.generation = generation + 1;
-        record.claim = None;
-        record.state = None;
-        record.prev_fp = None;
-        record.deleted = false;
-        let base = super::journal::Base {
-            fp: None,
-            generation,
-            login: true,
-            via: Vec::new(),
-        };
-        self.persist_record(&slot, &mut flight, record, base)
-            .await?;
-        self.publish(&slot, token).await;
-        Ok(())
+        let token = self.token_from(issued.access_token, issued.expires_in);
+        match self.kept(&slot, &mut flight, issued.landing) {
+            // Durable (the store, or the journal): published.
+            Ok(_) => {
+                self.publish(&slot, token).await;
+                Ok(())
+            }
+            // Held in memory only: the access token waits for the lander (I2).
+            Err(e) => {
+                flight.held = Some(token);
+                Err(e)
+            }
+        }
     }
-}
-
-/// What a login stores: the stored `oauth_app` record (if any) with the new
-/// refresh token and the client secret it was obtained with.
-fn login_record(
-    stored: Option<&Record>,
-    refresh_token: Secret,
-    client_secret: Option<Secret>,
-    now: SystemTime,
-) -> Record {
-    let mut record = match stored {
-        Some(r) if r.kind() == Kind::OauthApp => r.clone(),
-        _ => Record {
-            kind: Some(Kind::OauthApp),
-            ..Default::default()
-        },
-    };
-    record.kind = Some(Kind::OauthApp);
-    record.refresh_token = Some(refresh_token);
-    record.client_secret = client_secret;
-    record.updated_at = Some(rfc3339(now));
-    record
 }

@@ -152,8 +152,8 @@ pub struct Broker {
     rules: rotation::Rules,
     /// `server.agent_id`, written into claims (informational).
     agent_id: String,
-    /// The origin of this agent's monotonic clock.
-    origin: tokio::time::Instant,
+    /// The origin of this agent's protocol clock ([`crate::clock::boottime`]).
+    origin: Duration,
     /// How long the cross-agent refresh lock is held at most, and waited for.
     lock_ttl: Duration,
     lock_wait: Duration,
@@ -201,7 +201,7 @@ impl Broker {
             snyk_api: parts.snyk_api,
             rules,
             agent_id: parts.agent_id,
-            origin: tokio::time::Instant::now(),
+            origin: crate::clock::boottime(),
             lock_ttl: rules.takeover,
             lock_wait: rules.snyk_max.min(Duration::from_secs(10)),
             grants: TaskTracker::new(),
@@ -214,9 +214,10 @@ impl Broker {
         })
     }
 
-    /// This agent's monotonic clock (claims are timed on it, never on the wall clock).
+    /// This agent's protocol clock: monotonic, suspend included (claims are
+    /// timed on it, never on the wall clock).
     pub(crate) fn mono(&self) -> Duration {
-        self.origin.elapsed()
+        crate::clock::boottime().saturating_sub(self.origin)
     }
 
     /// Runs `work` (a grant: it changes state at Snyk) in a task of its own
@@ -281,6 +282,7 @@ impl Broker {
             }
         };
         let n = keys.len();
+        self.require_cas_at_start(&keys).await;
         for key in keys {
             if self.existing_slot(&key).is_none() {
                 match self.store.get(&key).await {
@@ -319,6 +321,34 @@ impl Broker {
         Ok(n)
     }
 
+    /// Start-up: every stored record refuses blind writes (`cas_required`,
+    /// SPEC §2 rule 10), including those another tool created; what could
+    /// not be set is said once per record.
+    async fn require_cas_at_start(&self, keys: &[CredKey]) {
+        let (mut set_now, mut failed) = (0, 0);
+        let mut first_failure = None;
+        for key in keys {
+            match self.store.require_cas(key).await {
+                Ok(crate::store::CasRequired::SetNow) => set_now += 1,
+                Ok(crate::store::CasRequired::NotApplicable) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    failed += 1;
+                    first_failure.get_or_insert((key.clone(), e));
+                }
+            }
+        }
+        if let Some((key, e)) = first_failure {
+            tracing::warn!(records = failed, first = %key, error = %e, "cannot set cas_required on every record: a blind write by another tool can erase a claim on those (give the agent's policy update on the metadata path; snykey doctor checks again)");
+        }
+        if set_now > 0 {
+            tracing::info!(
+                records = set_now,
+                "cas_required set on records other tools wrote (the seed service, bao kv put): blind writes to them are refused from now on"
+            );
+        }
+    }
+
     /// Start-up, one journal entry: what was in flight is an unknown outcome
     /// (rule 6); a journaled successor lands by succession (rule 9).
     #[tracing::instrument(name = "credential", level = "error", skip_all, fields(org_id = %key.org, client_id = %key.client))]
@@ -334,7 +364,7 @@ impl Broker {
         flight.mem = rotation::Memory::recover(entry, self.mono());
         if flight.mem.unlanded.is_some() {
             tracing::info!("landing a refresh token from the recovery journal");
-            let mut io = agent_io::AgentIo { broker: self, key };
+            let mut io = agent_io::AgentIo::new(self, key);
             if rotation::land(&mut io, &mut flight.mem, &self.rules).await
                 == rotation::Landing::Pending
             {
@@ -453,7 +483,11 @@ impl Broker {
         let broker = Arc::clone(self);
         let grant = self.spawn_grant(async move {
             let mut flight = slot.flight.lock().await;
-            if let Some(t) = slot.hot().filter(|t| want.accepts(t, broker.clock.now())) {
+            if let Some(t) = slot
+                .hot()
+                .filter(|t| want.accepts(t, broker.clock.now()))
+                .or_else(|| broker.held_through_anomaly(&slot))
+            {
                 crate::metrics::get().cache_hits.inc();
                 return Ok(t);
             }

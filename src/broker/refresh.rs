@@ -35,6 +35,19 @@ fn needs_login(key: &CredKey, why: &str) -> BrokerError {
     BrokerError::NeedsLogin(needs_login_message(key, why))
 }
 
+/// Snyk refused the stored record's request as malformed: nothing is sent
+/// again until a put or a login changes the record. The credential shows
+/// `needs_login` (it needs a human), and the message names the put that
+/// supplies what a record from the seed service lacks.
+fn malformed(key: &CredKey, why: &str) -> BrokerError {
+    crate::metrics::refresh("malformed");
+    tracing::error!(error = %why, "Snyk refused the refresh request as malformed; it is not sent again until the record changes");
+    BrokerError::NeedsLogin(format!(
+        "credential {key} is not refreshed: {why}, and the same request would be refused again. Give the app's client secret with `snykey put --org-id {} --client-id {} --client-secret-file FILE`, or log in again",
+        key.org, key.client
+    ))
+}
+
 impl Broker {
     /// Mints an access token for `slot` (the caller holds its single-flight
     /// lock). `given` is a record from `PUT` (its refresh token is rotated at
@@ -89,7 +102,7 @@ impl Broker {
                     return Ok(t);
                 }
             }
-            let mut io = AgentIo { broker: self, key };
+            let mut io = AgentIo::new(self, key);
             let outcome =
                 rotation::refresh(&mut io, &mut flight.mem, &self.rules, given.clone()).await;
             match outcome {
@@ -143,6 +156,7 @@ impl Broker {
                 }
                 Outcome::Later { after, why } => return Err(self.later(key, after, why)),
                 Outcome::NeedsLogin(why) => return Err(needs_login(key, &why)),
+                Outcome::Malformed(why) => return Err(malformed(key, &why)),
                 Outcome::NotFound => return Err(BrokerError::NotFound(key.clone())),
             }
         }
@@ -332,7 +346,7 @@ impl Broker {
         }
     }
 
-    fn degraded(&self, slot: &Slot, why: &str) {
+    pub(super) fn degraded(&self, slot: &Slot, why: &str) {
         let mut st = slot.status();
         st.state = State::Degraded;
         st.last_error = Some(why.to_string());
@@ -349,9 +363,22 @@ impl Broker {
         record: Record,
         base: Base,
     ) -> Result<bool, BrokerError> {
+        let mut io = AgentIo::new(self, &slot.key);
+        let landing = rotation::persist(&mut io, &mut flight.mem, &self.rules, record, base).await;
+        self.kept(slot, flight, landing)
+    }
+
+    /// What a single-copy secret's persist means for the caller: a lander
+    /// for what the store does not hold yet (journaled, or held in memory
+    /// only), an error when it is not durable or was superseded.
+    pub(super) fn kept(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        flight: &mut Flight,
+        landing: Landing,
+    ) -> Result<bool, BrokerError> {
         let key = &slot.key;
-        let mut io = AgentIo { broker: self, key };
-        match rotation::persist(&mut io, &mut flight.mem, &self.rules, record, base).await {
+        match landing {
             Landing::Landed => Ok(true),
             Landing::Discarded => Err(BrokerError::Busy(format!(
                 "a newer change to {key} reached the secret store first; yours was dropped"
@@ -364,10 +391,14 @@ impl Broker {
                 self.spawn_lander(slot, flight);
                 Ok(false)
             }
-            Landing::Refused => {
-                // Neither store nor journal took it: nothing durable, nothing published.
+            Landing::InMemory => {
+                // The only copy: kept in memory, retried until the journal
+                // or the store takes it (I2); nothing is handed out meanwhile.
+                self.degraded(slot, "a new secret is held in memory only");
+                self.spawn_lander(slot, flight);
+                crate::metrics::refresh("not_durable");
                 Err(BrokerError::NotDurable(format!(
-                    "neither the secret store nor the recovery journal ({}) accepts writes",
+                    "neither the secret store nor the recovery journal ({}) accepts writes: the new secret for {key} is held in memory and written as soon as one of them does (keep the agent running)",
                     self.journal.dir().display()
                 )))
             }
@@ -398,10 +429,7 @@ impl Broker {
                     flight.lander_running = false;
                     return;
                 }
-                let mut io = AgentIo {
-                    broker: &broker,
-                    key: &slot.key,
-                };
+                let mut io = AgentIo::new(&broker, &slot.key);
                 // Held in memory only: the journal first, whenever it takes
                 // writes again (I2).
                 if flight.mem.unlanded.as_ref().is_some_and(|u| !u.journaled) {
@@ -415,7 +443,7 @@ impl Broker {
                 let landing = rotation::land(&mut io, &mut flight.mem, &broker.rules).await;
                 let journaled = flight.mem.unlanded.as_ref().is_none_or(|u| u.journaled);
                 if landing != Landing::Pending || journaled {
-                    // (land() never answers Refused.)
+                    // (land() never answers InMemory.)
                     // Durable now: a held-back token may go out.
                     if let Some(t) = flight.held.take() {
                         if landing != Landing::Discarded {
@@ -448,7 +476,20 @@ impl Broker {
             return;
         }
         slot.set_hot(Some(token.clone()));
-        self.plan(slot, &token);
+        match token
+            .lifetime()
+            .filter(|l| *l < super::schedule::LIFETIME_FLOOR)
+        {
+            Some(short) => self.plan_anomaly(slot, short),
+            None => {
+                {
+                    let mut st = slot.status();
+                    st.short_lifetimes = 0;
+                    st.anomaly_until = None;
+                }
+                self.plan(slot, &token);
+            }
+        }
         {
             let mut st = slot.status();
             st.expires_at = Some(token.expires_at);

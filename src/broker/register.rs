@@ -102,6 +102,9 @@ impl Broker {
             generation: 1,
             ..Default::default()
         };
+        // A new credential: its single flight is nobody else's yet, so the
+        // secret goes to the journal at once (then the store); neither
+        // taking it, it is held in memory for a lander, never dropped.
         let slot = self.slot_or_insert(&key, Kind::OauthApp);
         {
             let mut flight = slot.flight.lock().await;
@@ -112,7 +115,14 @@ impl Broker {
                 via: Vec::new(),
             };
             self.persist_record(&slot, &mut flight, record, base)
-                .await?;
+                .await
+                .map_err(|e| match e {
+                    BrokerError::NotDurable(why) => BrokerError::NotDurable(format!(
+                        "Snyk registered the app (client id {client_id}); {why}. Then run `snykey login --org-id {} --client-id {client_id}`",
+                        key.org
+                    )),
+                    other => other,
+                })?;
         }
         slot.status().state = crate::credential::State::NeedsLogin;
         tracing::info!(org_id = %key.org, client_id = %key.client, "Snyk App registered; its client secret is in the secret store");

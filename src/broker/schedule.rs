@@ -10,6 +10,13 @@ use crate::credential::State;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The shortest token lifetime taken as real. Snyk's access tokens live an
+/// hour; one that is gone in under two seconds cannot reach a caller and be
+/// used, so a shorter `expires_in` (0, say) is an anomaly of the answer, not
+/// a reason to refresh at once: the token is served as it is, and the next
+/// refreshes back off ([`Broker::plan_anomaly`]).
+pub(super) const LIFETIME_FLOOR: Duration = Duration::from_secs(2);
+
 impl Broker {
     /// A scheduled refresh: mint a token newer than the one held, unless the
     /// credential is gone or needs a login. Success and failure both plan
@@ -69,6 +76,42 @@ impl Broker {
         let delay = when.duration_since(now).unwrap_or(Duration::ZERO);
         self.scheduler
             .schedule(&slot.key, tokio::time::Instant::now() + delay);
+    }
+
+    /// Plans the next refresh after a grant whose token lifetime is below
+    /// [`LIFETIME_FLOOR`]: capped exponential backoff (as after failures),
+    /// counted per credential, with a warning and a metric. Until then,
+    /// callers are served that token ([`Broker::held_through_anomaly`]).
+    pub(super) fn plan_anomaly(&self, slot: &Slot, lifetime: Duration) {
+        let now = self.clock.now();
+        let mut st = slot.status();
+        st.short_lifetimes = st.short_lifetimes.saturating_add(1);
+        let wait = scheduler::backoff(st.short_lifetimes, None, rand::random::<f64>());
+        st.next_refresh_at = Some(now + wait);
+        st.anomaly_until = Some(now + wait);
+        let in_a_row = st.short_lifetimes;
+        drop(st);
+        crate::metrics::lifetime_anomaly();
+        tracing::warn!(
+            lifetime_ms = lifetime.as_millis() as u64,
+            in_a_row,
+            next_refresh_in_s = wait.as_secs_f64(),
+            "Snyk answered with a token lifetime below the {}s floor: the token is served as it is, and refreshes back off instead of following it",
+            LIFETIME_FLOOR.as_secs()
+        );
+        self.scheduler
+            .schedule(&slot.key, tokio::time::Instant::now() + wait);
+    }
+
+    /// The token of a grant whose lifetime was below the floor, while its
+    /// backoff runs: served as it is instead of a grant per caller.
+    pub(super) fn held_through_anomaly(&self, slot: &Slot) -> Option<CachedToken> {
+        let until = slot.status().anomaly_until?;
+        if self.clock.now() < until {
+            slot.hot()
+        } else {
+            None
+        }
     }
 
     /// Plans a retry after a failure.

@@ -5,16 +5,13 @@
 //! `mode=delete` names the secret to remove) and only the agent holds it; the
 //! Snyk auth token arrives in the request body and is never stored.
 
-use super::slot::Slot;
+use super::agent_io::{AgentIo, SaCall};
+use super::rotation::{self, secrets::RotationStopped};
 use super::{Broker, BrokerError};
-use crate::audit::GrantKind;
-use crate::cache::CachedToken;
-use crate::clock::rfc3339;
 use crate::credential::CredKey;
-use crate::credential::{Kind, NewCredential};
+use crate::credential::Kind;
 use crate::secret::Secret;
 use crate::snyk::rest::{Scope, ServiceAccount};
-use crate::store::{Record, Versioned};
 use std::sync::Arc;
 
 /// Whom a service-account call acts for (an org or a group) and the Snyk
@@ -128,8 +125,9 @@ impl Broker {
         self.sa_manage_created(scope, sa, secret).await
     }
 
-    /// A created `oauth_client_secret` account: its secret is stored and
-    /// managed at once (a failure says how to remove the account).
+    /// A created `oauth_client_secret` account: its secret (shown once, the
+    /// only copy) is made durable first — the journal, then the store —
+    /// and only then used for a first token; a failure says what is left.
     async fn sa_manage_created(
         self: &Arc<Self>,
         scope: &Scope,
@@ -142,29 +140,60 @@ impl Broker {
                 sa.id, sa.id
             ))
         })?;
-        let put = NewCredential {
-            key,
-            kind: Kind::ClientSecret,
-            client_secret: Some(secret),
-            refresh_token: None,
-            private_key_pem: None,
-            key_id: None,
-        };
-        match self.put(put).await {
+        let slot = self.slot_or_insert(&key, Kind::ClientSecret);
+        {
+            let mut flight = slot.flight.lock().await;
+            {
+                let mut st = slot.status();
+                st.deleted = false;
+                st.kind = Kind::ClientSecret;
+            }
+            let generation = match self.store.get(&key).await {
+                Ok(v) => v.map(|v| v.record.generation).unwrap_or(0),
+                Err(_) => flight.mem.generation,
+            };
+            let record = crate::store::Record {
+                kind: Some(Kind::ClientSecret),
+                client_secret: Some(secret),
+                updated_at: Some(crate::clock::rfc3339(self.clock.now())),
+                generation: generation.max(flight.mem.generation) + 1,
+                ..Default::default()
+            };
+            // A new credential replaces whatever is stored (like a put).
+            let base = super::journal::Base {
+                fp: None,
+                generation,
+                login: true,
+                via: Vec::new(),
+            };
+            self.persist_record(&slot, &mut flight, record, base)
+                .await
+                .map_err(|e| BrokerError::Partial {
+                    message: format!(
+                        "service account {} (client id {}) was created at Snyk, but its secret is not stored yet: {e}",
+                        sa.id, sa.client_id
+                    ),
+                    cause: Box::new(e),
+                })?;
+        }
+        let done = format!(
+            "created service account {} (client id {}); snykey manages it as {}/{}",
+            sa.id,
+            sa.client_id,
+            scope.id(),
+            sa.client_id
+        );
+        match self.token(&key, None).await {
             Ok(_) => Ok(SaDone {
-                message: format!(
-                    "created service account {} (client id {}); snykey manages it as {}/{}",
-                    sa.id,
-                    sa.client_id,
-                    scope.id(),
-                    sa.client_id
-                ),
+                message: done,
                 account: Some(sa),
             }),
-            Err(e) => Err(BrokerError::BadInput(format!(
-                "service account {} (client id {}) was created at Snyk but could not be stored or used: {e}. Remove it with `snykey service-account delete --service-account-id {}`",
-                sa.id, sa.client_id, sa.id
-            ))),
+            Err(e) => Err(BrokerError::Partial {
+                message: format!(
+                    "{done}, and its secret is stored, but the first token failed: {e}"
+                ),
+                cause: Box::new(e),
+            }),
         }
     }
 
@@ -225,56 +254,58 @@ impl Broker {
         replace: bool,
     ) -> Result<SaDone, BrokerError> {
         let scope = &auth.scope;
-        let token = &auth.auth_token;
         let sa = self.sa_find(&auth, &target).await?;
         let key = CredKey::parse(scope.id(), &sa.client_id)
             .map_err(|e| BrokerError::BadInput(e.to_string()))?;
-        let (stored, old) = self.sa_stored_secret(&key).await?;
+        if self.store.get(&key).await?.is_none() {
+            return Err(not_managed(
+                &key,
+                "is not managed here: store it first with `snykey put --kind client_secret`",
+            ));
+        }
         self.store.ready().await?;
-
-        // 1. A second (or, replacing, the only) secret at Snyk.
-        let new = self
-            .sa_new_secret(scope, token, &sa.id, &key, replace)
-            .await?;
-
-        // 2. Prove it mints a token, 3. store it and switch to it.
-        let grant = self
-            .snyk
-            .client_credentials(key.client.as_str(), &new)
-            .await;
-        crate::audit::grant_result(GrantKind::ClientCredentials, Some(&key), &grant);
-        let grant = grant.map_err(|e| {
-            BrokerError::BadInput(left_over(
-                replace,
-                &format!("the new secret did not mint a token ({e})"),
-            ))
-        })?;
-        let now = self.clock.now();
+        // The single flight from before Snyk issues the secret: its answer
+        // goes to the journal at once, never waiting for the lock.
         let slot = self.slot_or_insert(&key, Kind::ClientSecret);
-        self.sa_store_secret(&slot, &stored.record, &new, now, replace)
-            .await?;
-        self.publish(
-            &slot,
-            CachedToken {
-                access_token: grant.access_token,
-                expires_at: now + grant.expires_in,
-                issued_at: Some(now),
+        let mut flight = slot.flight.lock().await;
+        let mut io = AgentIo {
+            broker: self,
+            key: &key,
+            call: SaCall {
+                scope,
+                auth_token: &auth.auth_token,
+                sa_id: &sa.id,
             },
-        )
-        .await;
-        tracing::info!(org_id = %key.org, client_id = %key.client, "switched to the new service account secret");
-
-        // 4. Delete the old one at Snyk.
-        if !replace {
-            if let Err(e) = self
-                .rest
-                .manage_secret(scope, token, &sa.id, "delete", Some(&old))
-                .await
-            {
-                return Err(BrokerError::BadInput(format!(
-                    "the new secret is stored and in use, but deleting the old one at Snyk failed ({e}): two secrets are active; run `snykey service-account rotate-secret --mode replace` or delete it in Snyk"
-                )));
+        };
+        let rotated =
+            rotation::secrets::rotate_secret(&mut io, &mut flight.mem, &self.rules, replace).await;
+        let rotated = match rotated {
+            Ok(r) => r,
+            Err(stop) => {
+                if flight.mem.unlanded.is_some() {
+                    // A secret the store does not hold yet (journaled, or
+                    // in memory only): a lander takes it there.
+                    self.degraded(&slot, "waiting for the secret store to take the new secret");
+                    self.spawn_lander(&slot, &mut flight);
+                }
+                return Err(rotation_error(&key, replace, stop));
             }
+        };
+        let landing = rotated.issued.landing;
+        let landed = self.kept(&slot, &mut flight, landing).is_ok();
+        drop(flight);
+        if landed {
+            let token = self.token_from(rotated.issued.access_token, rotated.issued.expires_in);
+            self.publish(&slot, token).await;
+        }
+        tracing::info!(org_id = %key.org, client_id = %key.client, "switched to the new service account secret");
+        if let Some(e) = rotated.old_left {
+            return Err(BrokerError::Partial {
+                message: format!(
+                    "the new secret is stored and in use, but deleting the old one at Snyk failed ({e}): two secrets are active; run `snykey service-account rotate-secret --mode replace` or delete it in Snyk"
+                ),
+                cause: Box::new(BrokerError::Rest(e)),
+            });
         }
         Ok(SaDone {
             message: format!(
@@ -284,110 +315,56 @@ impl Broker {
             account: Some(sa),
         })
     }
-
-    /// A rotation's starting point: the stored client_secret record of
-    /// `key`, and its secret.
-    async fn sa_stored_secret(&self, key: &CredKey) -> Result<(Versioned, Secret), BrokerError> {
-        let stored = self.store.get(key).await?.ok_or_else(|| {
-            BrokerError::BadInput(format!("credential {key} is not managed here: store it first with `snykey put --kind client_secret`"))
-        })?;
-        if stored.record.kind() != Kind::ClientSecret {
-            return Err(BrokerError::BadInput(format!(
-                "credential {key} is not a client_secret service account"
-            )));
-        }
-        let old = stored.record.client_secret.clone().ok_or_else(|| {
-            BrokerError::BadInput(format!("credential {key} has no stored secret"))
-        })?;
-        Ok((stored, old))
-    }
-
-    /// Step 1 of a rotation: a new secret at Snyk (a second one, or the
-    /// only one when replacing), audited.
-    async fn sa_new_secret(
-        &self,
-        scope: &Scope,
-        token: &Secret,
-        sa_id: &str,
-        key: &CredKey,
-        replace: bool,
-    ) -> Result<Secret, BrokerError> {
-        let new = self
-            .rest
-            .manage_secret(
-                scope,
-                token,
-                sa_id,
-                if replace { "replace" } else { "create" },
-                None,
-            )
-            .await
-            .and_then(|s| {
-                s.ok_or_else(|| {
-                    crate::snyk::rest::RestError::Protocol("Snyk returned no new secret".into())
-                })
-            });
-        match &new {
-            Ok(_) => crate::audit::grant(GrantKind::SecretRotation, Some(key), "ok", None),
-            Err(e) => crate::audit::grant(
-                GrantKind::SecretRotation,
-                Some(key),
-                "error",
-                Some(crate::audit::rest_error_code(e)),
-            ),
-        }
-        let new = new.map_err(BrokerError::Rest)?;
-        tracing::info!(org_id = %key.org, client_id = %key.client, replace, "created a new service account secret at Snyk");
-        Ok(new)
-    }
-
-    /// Step 3 of a rotation: the new secret goes through the journal, then
-    /// the store by succession (nothing landed since we read it).
-    async fn sa_store_secret(
-        self: &Arc<Self>,
-        slot: &Arc<Slot>,
-        stored: &Record,
-        new: &Secret,
-        now: std::time::SystemTime,
-        replace: bool,
-    ) -> Result<(), BrokerError> {
-        let mut flight = slot.flight.lock().await;
-        let current = self.store.get(&slot.key).await?;
-        let mut record: Record = current
-            .as_ref()
-            .map(|v| v.record.clone())
-            .unwrap_or_else(|| stored.clone());
-        let base = super::journal::Base {
-            fp: None,
-            generation: record.generation,
-            login: false,
-            via: Vec::new(),
-        };
-        record.client_secret = Some(new.clone());
-        record.updated_at = Some(rfc3339(now));
-        record.generation += 1;
-        self.persist_record(slot, &mut flight, record, base)
-            .await
-            .map_err(|e| {
-                BrokerError::BadInput(left_over(
-                    replace,
-                    &format!("storing the new secret failed ({e})"),
-                ))
-            })?;
-        Ok(())
-    }
 }
 
-/// What a rotation that failed after step 1 leaves at Snyk, and what to do.
-fn left_over(replace: bool, what: &str) -> String {
-    if replace {
-        format!(
-            "{what}; the old secret was already replaced at Snyk, so run `snykey service-account rotate-secret --mode replace` again"
-        )
-    } else {
-        format!(
-            "{what}; the stored secret still works. A second secret now exists at Snyk: run rotate-secret again, or remove the extra one with `--mode replace`"
-        )
+fn not_managed(key: &CredKey, what: &str) -> BrokerError {
+    BrokerError::BadInput(format!("credential {key} {what}"))
+}
+
+/// A stopped rotation as the caller's error: what failed, its code (a
+/// server error is never a usage error), and what is left to do.
+fn rotation_error(key: &CredKey, replace: bool, stop: RotationStopped) -> BrokerError {
+    let partial = |message: String, cause: BrokerError| BrokerError::Partial {
+        message,
+        cause: Box::new(cause),
+    };
+    match stop {
+        RotationStopped::NotManaged(what) => not_managed(key, &what),
+        RotationStopped::Store(e) => BrokerError::Store(e),
+        RotationStopped::NotIssued(e) if replace => partial(
+            format!(
+                "Snyk issued no new secret ({e}). If its answer was lost on the way, every secret was replaced and the new one is gone: run `snykey service-account rotate-secret --mode replace` again"
+            ),
+            BrokerError::Rest(e),
+        ),
+        RotationStopped::NotIssued(e) => BrokerError::Rest(e),
+        RotationStopped::NotDurable => BrokerError::NotDurable(format!(
+            "Snyk issued a new secret for {key}, but neither the secret store nor the recovery journal accepts writes: it is held in memory and written as soon as one of them does (keep the agent running; do not rotate again)"
+        )),
+        RotationStopped::Superseded => BrokerError::Busy(format!(
+            "a newer change to {key} reached the secret store first; the new secret was dropped: run rotate-secret again (with --mode replace if Snyk now holds two secrets)"
+        )),
+        RotationStopped::NotProven { error, .. } if replace => partial(
+            format!(
+                "the new secret is stored (it is the only one Snyk accepts now), but the grant that proves it failed ({error}); the agent uses it for the next token"
+            ),
+            BrokerError::Snyk(error),
+        ),
+        RotationStopped::NotProven {
+            error,
+            rolled_back: true,
+        } => partial(
+            format!(
+                "Snyk refused the new secret ({error}); the old one is stored again and still works. A second secret now exists at Snyk: remove it with `snykey service-account rotate-secret --mode replace`"
+            ),
+            BrokerError::Snyk(error),
+        ),
+        RotationStopped::NotProven { error, .. } => partial(
+            format!(
+                "the new secret is stored and in use, but the grant that proves it failed ({error}), so the old one was not deleted: two secrets are active; run rotate-secret again with `--mode replace`, or delete the old one in Snyk"
+            ),
+            BrokerError::Snyk(error),
+        ),
     }
 }
 

@@ -31,6 +31,11 @@ pub(crate) struct Status {
     pub last_error: Option<String>,
     pub lifetime: Option<Duration>,
     pub deleted: bool,
+    /// Grants in a row whose token lifetime was below the floor
+    /// ([`super::schedule::LIFETIME_FLOOR`]), and until when the last one's
+    /// token is served instead of a new grant.
+    pub short_lifetimes: u32,
+    pub anomaly_until: Option<SystemTime>,
 }
 
 pub struct Slot {
@@ -57,6 +62,8 @@ impl Slot {
                 last_error: None,
                 lifetime: None,
                 deleted: false,
+                short_lifetimes: 0,
+                anomaly_until: None,
             }),
         }
     }

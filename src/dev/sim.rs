@@ -89,6 +89,10 @@ impl Issued {
 pub enum Refusal {
     /// The client is unknown or its secret is wrong (401 `invalid_client`).
     BadClient,
+    /// A confidential client's request without `client_secret`: malformed,
+    /// as Snyk answers it (400 `invalid_request`, "missing parameter
+    /// client_secret"). Nothing is consumed.
+    MissingSecret,
     /// A refresh token sent again after a grant consumed it (400
     /// `invalid_grant`): with Snyk, the account now needs a new login.
     AlreadyUsed { client_id: String },
@@ -107,6 +111,11 @@ impl Refusal {
     pub fn answer(&self) -> (u16, serde_json::Value) {
         let (status, error, description) = match self {
             Refusal::BadClient => (401, "invalid_client", "authentication failed".to_string()),
+            Refusal::MissingSecret => (
+                400,
+                "invalid_request",
+                "missing parameter client_secret".to_string(),
+            ),
             Refusal::AlreadyUsed { .. } => (
                 400,
                 "invalid_grant",
@@ -230,6 +239,9 @@ impl Authority {
     pub fn authenticate(&self, client_id: &str, secret: Option<&str>) -> Result<(), Refusal> {
         match self.clients.get(client_id) {
             None => Err(Refusal::BadClient),
+            Some(Client {
+                secret: Some(_), ..
+            }) if secret.is_none() => Err(Refusal::MissingSecret),
             Some(Client {
                 secret: Some(expected),
                 ..

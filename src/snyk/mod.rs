@@ -5,7 +5,8 @@ pub(crate) mod oauth;
 pub(crate) mod pkce;
 pub(crate) mod rest;
 
-pub use oauth::{GrantError, SnykOAuth, TokenGrant};
+pub use oauth::{GrantError, SendWindow, SnykOAuth, TokenGrant, classify_error};
+pub use rest::RestError;
 
 /// What went wrong on the way to Snyk, in words that point at the cause:
 /// reqwest's own message for a DNS failure is "error sending request", with

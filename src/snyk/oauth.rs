@@ -75,6 +75,19 @@ impl GrantError {
         matches!(self, GrantError::Permanent { .. })
     }
 
+    /// Did Snyk refuse the request itself as malformed (RFC 6749 §5.2:
+    /// `invalid_request` — a missing client secret, say — or
+    /// `unsupported_grant_type`, `invalid_scope`)? Nothing was consumed, but
+    /// the same request gets the same answer: only a change of the record
+    /// (a put, a login) can help, so it is not retried until then.
+    pub fn is_malformed(&self) -> bool {
+        matches!(
+            self,
+            GrantError::Refused { error, .. }
+                if matches!(error.as_str(), "invalid_request" | "unsupported_grant_type" | "invalid_scope")
+        )
+    }
+
     /// How long Snyk asked us to wait, if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -154,11 +167,18 @@ impl SnykOAuth {
 
     /// `grant_type=refresh_token`. On success the sent token is dead and the
     /// answer's `refresh_token` is the only live one: the caller must persist it.
+    ///
+    /// `window` (SPEC §2 rule 3's send window) is checked once more when the
+    /// HTTP client writes the request body, after the connection is set up:
+    /// the token's bytes leave only while it is open. Closed by then, nothing
+    /// but the request's head was written, and the answer is
+    /// [`GrantError::Unreachable`] (not consumed).
     pub async fn refresh(
         &self,
         client_id: &str,
         client_secret: Option<&Secret>,
         refresh_token: &Secret,
+        window: Option<SendWindow>,
     ) -> Result<TokenGrant, GrantError> {
         let mut form: Vec<(&str, &str)> = vec![
             ("grant_type", "refresh_token"),
@@ -171,7 +191,7 @@ impl SnykOAuth {
         // A 200 without `refresh_token` is still an answer: the sent token
         // is spent, and the rotation protocol records that (not a lost answer,
         // which would be sent again).
-        self.token_request(&form).await
+        self.token_request_within(&form, window).await
     }
 
     /// `grant_type=client_credentials` with a client secret (service accounts).
@@ -254,6 +274,50 @@ impl SnykOAuth {
         Err(classify_error(status.as_u16(), &body, None))
     }
 
+    /// [`Self::send`] with the body written only while `window` is open.
+    async fn send_within(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        window: SendWindow,
+    ) -> Result<reqwest::Response, GrantError> {
+        let encoded = serde_urlencoded::to_string(form).map_err(|_| GrantError::Unreachable {
+            endpoint: url.to_string(),
+            message: "cannot encode the request".into(),
+        })?;
+        let bytes = bytes::Bytes::from(encoded);
+        let len = bytes.len() as u64;
+        let body = reqwest::Body::wrap(WindowedForm {
+            bytes: Some(bytes),
+            len,
+            window,
+        });
+        let started = Instant::now();
+        let result = self
+            .http
+            .post(url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body)
+            .send()
+            .await;
+        crate::metrics::snyk_call(started.elapsed());
+        result.map_err(|e| {
+            if window_closed(&e) {
+                // Only the request's head left: the token was not written.
+                GrantError::Unreachable {
+                    endpoint: url.to_string(),
+                    message: WindowClosed.to_string(),
+                }
+            } else {
+                transport_error(url, e)
+            }
+        })
+    }
+
     async fn send(
         &self,
         url: &str,
@@ -266,7 +330,19 @@ impl SnykOAuth {
     }
 
     async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenGrant, GrantError> {
-        let resp = self.send(&self.token_url, form).await?;
+        self.token_request_within(form, None).await
+    }
+
+    /// One token request, its body written only while `window` is open.
+    async fn token_request_within(
+        &self,
+        form: &[(&str, &str)],
+        window: Option<SendWindow>,
+    ) -> Result<TokenGrant, GrantError> {
+        let resp = match window {
+            None => self.send(&self.token_url, form).await?,
+            Some(w) => self.send_within(&self.token_url, form, w).await?,
+        };
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -337,6 +413,81 @@ fn parse_grant(body: &[u8]) -> Result<TokenGrant, GrantError> {
     })
 }
 
+/// SPEC §2 rule 3's send window as the HTTP client sees it: "may the
+/// request still be written?" (the claimant's protocol clock against its
+/// deadline).
+#[derive(Clone)]
+pub struct SendWindow(std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl SendWindow {
+    pub fn new(open: impl Fn() -> bool + Send + Sync + 'static) -> SendWindow {
+        SendWindow(std::sync::Arc::new(open))
+    }
+
+    fn is_open(&self) -> bool {
+        (self.0)()
+    }
+}
+
+/// The request body closed before it was written.
+#[derive(Debug)]
+struct WindowClosed;
+
+impl std::fmt::Display for WindowClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the send window closed before the request body was written")
+    }
+}
+
+impl std::error::Error for WindowClosed {}
+
+/// A form body that checks the send window when the HTTP client polls it,
+/// i.e. once the connection is up and the request's head is on its way:
+/// the last moment before the token's bytes are written. Its length is
+/// exact (the request carries `Content-Length`, as a plain form does).
+struct WindowedForm {
+    bytes: Option<bytes::Bytes>,
+    len: u64,
+    window: SendWindow,
+}
+
+impl hyper::body::Body for WindowedForm {
+    type Data = bytes::Bytes;
+    type Error = WindowClosed;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, WindowClosed>>> {
+        let out = match self.bytes.take() {
+            None => None,
+            Some(_) if !self.window.is_open() => Some(Err(WindowClosed)),
+            Some(b) => Some(Ok(hyper::body::Frame::data(b))),
+        };
+        std::task::Poll::Ready(out)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.bytes.is_none()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.len)
+    }
+}
+
+/// Was `e` caused by [`WindowClosed`]?
+fn window_closed(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<WindowClosed>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
 fn transport_error(url: &str, e: reqwest::Error) -> GrantError {
     // reqwest's messages name the URL (no secret in it) but we drop it anyway.
     let (connect, timed_out) = (e.is_connect(), e.is_timeout());
@@ -359,16 +510,58 @@ fn transport_error(url: &str, e: reqwest::Error) -> GrantError {
     }
 }
 
-/// Maps an error answer to what it means for the token that was sent.
-fn classify_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> GrantError {
+/// Maps an error answer (any status but 2xx) to what it means for the token
+/// that was sent. SPEC §2 rule 6: only an OAuth error body (JSON with a
+/// non-empty `error`) proves that Snyk's token endpoint answered, and so
+/// that it did not consume the token (or, for `invalid_grant` and the like,
+/// that it refuses it for good). An answer without one was written by
+/// something between the agent and Snyk, and nothing tells us whether that
+/// was before or after it forwarded the request. Per status:
+///
+/// * **3xx** — the token endpoint never redirects (and redirects are not
+///   followed: the token goes nowhere else). A captive portal or a proxy's
+///   login redirect usually intercepts before forwarding, but a rule on a
+///   load balancer may answer on the way back: unknown.
+/// * **401, 403** — a WAF, a proxy or an SSO gateway page. One that inspects
+///   answers blocks the one carrying Snyk's tokens after Snyk rotated:
+///   unknown (the case this rule exists for).
+/// * **407** — a forward proxy wants credentials, normally before it
+///   forwards; a chain of proxies or a reverse proxy answering it after its
+///   upstream did cannot be told apart: unknown.
+/// * **408** — a proxy that gave up waiting, for the client or for its
+///   upstream (after forwarding): unknown.
+/// * **429** — a rate limiter in front usually refuses before forwarding,
+///   but a gateway relaying an upstream 429 without its body, or limiting on
+///   the way back, looks the same: unknown. (Snyk's own 429 carries an OAuth
+///   body and is "not consumed", honouring `Retry-After`.)
+/// * **400, 404, 405 and every other 4xx** — a page from an intermediary, or
+///   a wrong `snyk.api_url`; the same reasoning: unknown.
+/// * **5xx** — a gateway page (502/503/504): unknown.
+///
+/// The cost: an unknown outcome is retried once across all agents after the
+/// quiet period, and a second one ends in `needs_login` although the token
+/// may be live; the alternative, sending again at once, is a replay at Snyk
+/// whenever the page came after the rotation.
+pub fn classify_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> GrantError {
     let raw: Option<RawError> = serde_json::from_slice(body).ok();
-    let oauth_body = raw.as_ref().is_some_and(|r| r.error.is_some());
-    if status >= 500 && !oauth_body {
-        // SPEC §2 rule 6: a gateway page (502/503/504 without an OAuth error
-        // body) may come after Snyk processed the request: unknown outcome.
+    let oauth_body = raw
+        .as_ref()
+        .is_some_and(|r| r.error.as_deref().is_some_and(|e| !e.trim().is_empty()));
+    if !oauth_body {
+        let what = match status {
+            300..=399 => "a redirect",
+            401 | 403 => "a proxy or firewall page",
+            407 => "a proxy asking for credentials",
+            408 => "a proxy timeout",
+            429 => "a rate limiter's page",
+            500..=599 => "a gateway page",
+            _ => "a page",
+        };
         return GrantError::Unknown {
-            timed_out: status == 504,
-            message: format!("HTTP {status} from a gateway, without an OAuth error"),
+            timed_out: status == 504 || status == 408,
+            message: format!(
+                "HTTP {status} without an OAuth error body ({what} from something between the agent and Snyk, or a wrong snyk.api_url)"
+            ),
         };
     }
     if status == 429 || status >= 500 {
@@ -442,9 +635,45 @@ mod tests {
                 "{status}"
             );
         }
-        let g = classify_error(429, b"", Some(Duration::from_secs(7)));
+        // Snyk's own 429 (an OAuth body) did not consume it; its wait counts.
+        let g = classify_error(
+            429,
+            br#"{"error":"rate_limited"}"#,
+            Some(Duration::from_secs(7)),
+        );
         assert_eq!(g.retry_after(), Some(Duration::from_secs(7)));
+        assert!(g.token_not_consumed());
         assert!(g.to_string().contains("retry after 7s"));
+    }
+
+    /// Issue 22 item 6: a 3xx or 4xx answer without an OAuth error body (a
+    /// proxy's 403/407/408 page, a WAF, a captive portal) and a 429 without
+    /// one prove nothing about the token: unknown outcomes, never "not
+    /// consumed".
+    #[test]
+    fn a_3xx_or_4xx_page_without_an_oauth_body_is_an_unknown_outcome() {
+        for status in [
+            301, 302, 307, 400, 401, 403, 404, 405, 407, 408, 413, 429, 451,
+        ] {
+            for body in [
+                &b"<html><body>Access denied</body></html>"[..],
+                b"",
+                br#"{"message":"Forbidden"}"#,
+                br#"{"error":""}"#,
+                br#"{"errors":[{"status":"404","detail":"not found"}]}"#,
+            ] {
+                let g = classify_error(status, body, Some(Duration::from_secs(3)));
+                assert!(
+                    matches!(g, GrantError::Unknown { .. }) && !g.token_not_consumed(),
+                    "{status} {}: {g:?}",
+                    String::from_utf8_lossy(body)
+                );
+                assert!(g.to_string().contains(&format!("HTTP {status}")), "{g}");
+            }
+        }
+        // With an OAuth error body the same statuses are Snyk's own answers.
+        let g = classify_error(403, br#"{"error":"access_denied"}"#, None);
+        assert!(g.token_not_consumed(), "{g:?}");
     }
 
     #[test]
@@ -464,6 +693,91 @@ mod tests {
         assert_eq!(lifetime(raw.expires_in.as_ref()), MAX_LIFETIME);
     }
 
+    /// A one-connection token endpoint on loopback: what arrived (until the
+    /// client closed or 2 s passed), after answering `answer` once the
+    /// request's head and `Content-Length` bytes of body are in.
+    fn token_endpoint(answer: &'static str) -> (String, std::sync::mpsc::Receiver<Vec<u8>>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let text = String::from_utf8_lossy(&got).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(str::to_string)
+                        })
+                        .and_then(|v| v.trim().parse::<usize>().ok());
+                    if len.is_some_and(|n| body.len() >= n) {
+                        let _ = conn.write_all(answer.as_bytes());
+                        break;
+                    }
+                }
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            tx.send(got).unwrap();
+        });
+        (url, rx)
+    }
+
+    /// SPEC §2 rule 3, at the last moment: the send window is checked again
+    /// when the HTTP client writes the body, after the connection is up. A
+    /// window closed by then writes no byte of the token (the request is
+    /// not consumed); an open one sends it as a plain form with its length.
+    #[tokio::test]
+    async fn a_send_window_closed_before_the_body_is_written_sends_no_token() {
+        let ok = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 65\r\nconnection: close\r\n\r\n{\"access_token\":\"at-1\",\"refresh_token\":\"rt-next\",\"expires_in\":60}";
+        let (url, got) = token_endpoint(ok);
+        let oauth = SnykOAuth::new(&url, Duration::from_secs(3)).unwrap();
+        let closed = SendWindow::new(|| false);
+        let e = oauth
+            .refresh("cid", None, &Secret::new("rt-window-closed"), Some(closed))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, GrantError::Unreachable { .. }) && e.token_not_consumed(),
+            "{e:?}"
+        );
+        let wire = String::from_utf8_lossy(&got.recv().unwrap()).to_string();
+        assert!(!wire.contains("rt-window-closed"), "{wire}");
+
+        let (url, got) = token_endpoint(ok);
+        let oauth = SnykOAuth::new(&url, Duration::from_secs(3)).unwrap();
+        let g = oauth
+            .refresh(
+                "cid",
+                None,
+                &Secret::new("rt-window-open"),
+                Some(SendWindow::new(|| true)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(g.refresh_token.unwrap().expose(), "rt-next");
+        let wire = String::from_utf8_lossy(&got.recv().unwrap()).to_string();
+        assert!(wire.contains("refresh_token=rt-window-open"), "{wire}");
+        let lower = wire.to_ascii_lowercase();
+        assert!(
+            lower.contains("content-length:") && !lower.contains("transfer-encoding"),
+            "{wire}"
+        );
+        assert!(
+            lower.contains("content-type: application/x-www-form-urlencoded"),
+            "{wire}"
+        );
+    }
+
     /// A real timeout, classified by the client: a token endpoint that takes
     /// the request and never answers is an unknown outcome that timed out
     /// (the API's 504 `snyk_timeout`), which may have consumed the token.
@@ -480,7 +794,7 @@ mod tests {
         });
         let oauth = SnykOAuth::new(&format!("http://{addr}"), Duration::from_millis(300)).unwrap();
         let g = oauth
-            .refresh("cid", None, &Secret::new("rt-never-answered"))
+            .refresh("cid", None, &Secret::new("rt-never-answered"), None)
             .await
             .unwrap_err();
         assert!(
@@ -583,8 +897,9 @@ mod prop_tests {
                 serde_json::json!({"error": error, "error_description": description}).to_string().into_bytes()
             };
             let e = classify_error(status, &body, None);
-            let oauth_body = !use_junk && error.is_some();
-            if status >= 500 && !oauth_body {
+            let oauth_body = !use_junk && error.as_deref().is_some_and(|e| !e.trim().is_empty());
+            if !oauth_body {
+                // Only an OAuth error body proves the token was not consumed.
                 prop_assert!(matches!(e, GrantError::Unknown { .. }), "{:?}", e);
             }
             match &e {

@@ -40,6 +40,22 @@ pub enum StoreError {
     Corrupt { key: String, message: String },
 }
 
+/// Whether a record refuses blind writes (KV v2 `cas_required`, SPEC §2
+/// rule 10): a write without check-and-set by another tool (the seed
+/// service, `bao kv put`) would erase a live claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CasRequired {
+    /// It did already.
+    Already,
+    /// It did not; it does now.
+    SetNow,
+    /// There is no such record.
+    Absent,
+    /// The store has no such setting: every write checks versions (the
+    /// file store), or none can (KV v1).
+    NotApplicable,
+}
+
 /// `snykey doctor`'s write check (`GET /v1/ready?write=true`): the writes a
 /// claim makes (SPEC §2 rule 3), on the scratch record [`CredKey::scratch`],
 /// which no credential can have. Reads it, writes a claim by check-and-set
@@ -64,8 +80,12 @@ pub async fn write_check(
                 )));
             }
             Ok(()) if store.checks_versions() => {
+                let cas = match cas_report(store).await? {
+                    Some(report) => format!("; {report}"),
+                    None => String::new(),
+                };
                 return Ok(format!(
-                    "{}: a claim written by check-and-set on the scratch record {key}, read back and removed",
+                    "{}: a claim written by check-and-set on the scratch record {key}, read back and removed{cas}",
                     store.describe()
                 ));
             }
@@ -78,6 +98,41 @@ pub async fn write_check(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The write check's second half: every record refuses blind writes
+/// (`cas_required`), set where another tool's record lacks it. `None` where
+/// the store has no such setting.
+async fn cas_report(store: &dyn SecretStore) -> Result<Option<String>, StoreError> {
+    let keys = store.list().await?;
+    let (mut already, mut set_now) = (0usize, 0usize);
+    for key in &keys {
+        match store.require_cas(key).await {
+            Ok(CasRequired::Already) => already += 1,
+            Ok(CasRequired::SetNow) => set_now += 1,
+            Ok(CasRequired::Absent) => {}
+            Ok(CasRequired::NotApplicable) => return Ok(None),
+            Err(e) => {
+                let why = format!(
+                    "cas_required is not set on {key} and could not be set ({e}): a blind write by another tool (the seed service, bao kv put) can erase a claim there"
+                );
+                return Err(match e {
+                    StoreError::Denied(_) => StoreError::Denied(why),
+                    StoreError::Sealed => StoreError::Sealed,
+                    _ => StoreError::Unavailable(why),
+                });
+            }
+        }
+    }
+    Ok(Some(match set_now {
+        0 => format!(
+            "cas_required is set on all {already} records, so blind writes by other tools are refused"
+        ),
+        n => format!(
+            "cas_required is set on all {} records ({n} lacked it and have it now), so blind writes by other tools are refused",
+            already + n
+        ),
+    }))
 }
 
 async fn claim_round_trip(
@@ -163,6 +218,12 @@ pub trait SecretStore: Send + Sync {
     /// locked with `flock`)? Then claims are kept in the journal only.
     fn locked_to_this_agent(&self) -> bool {
         false
+    }
+    /// Makes the record refuse blind writes from now on (KV v2
+    /// `cas_required`, SPEC §2 rule 10), whoever created it: checked at
+    /// start for every record, set on every record the agent adopts.
+    async fn require_cas(&self, _key: &CredKey) -> Result<CasRequired, StoreError> {
+        Ok(CasRequired::NotApplicable)
     }
 }
 

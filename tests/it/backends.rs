@@ -110,55 +110,127 @@ fn full_flow_on_real_redis_and_openbao_kv2_and_kv1() {
     }
 }
 
+/// The record as the seed service writes it (`{refresh_token}` only), or as
+/// an operator writes it with `bao kv put`, on KV v2 and KV v1.
+fn write_seed_record(bao: &Bao, kv: u8, by_cli: bool, path: &str, rt: &str) {
+    let mount = if kv == 2 { "kv" } else { "kv1" };
+    match (by_cli, kv) {
+        (true, _) => bao.cli_kv_put(mount, path, &[("refresh_token", rt)]),
+        (false, 2) => bao.write_kv2(mount, path, serde_json::json!({ "refresh_token": rt })),
+        (false, _) => bao.write_kv1(mount, path, serde_json::json!({ "refresh_token": rt })),
+    }
+}
+
+/// Migrating from the seed service (issue 22 item 1): a record holding only
+/// the refresh token is loaded at start; Snyk refuses its refresh as
+/// malformed (no client secret), which stops the retries for that record
+/// with a state and a message naming the command; `snykey put` with only the
+/// client secret adopts the stored token, and the refresh carries the secret.
 #[test]
-fn a_record_written_the_seed_way_is_picked_up_after_one_put_of_the_client_secret() {
-    let fake = FakeSnyk::start();
-    let bao = Bao::dev();
-    let redis = RedisServer::start();
-    let rt = fake.new_oauth_client("cseed", Some("seed-secret"));
-    // The seed service wrote only the refresh token.
-    bao.write_kv2(
-        "kv",
-        "snyk/oseed/cseed",
-        serde_json::json!({ "refresh_token": rt }),
-    );
-    let mut env = Env::new(&fake.url());
-    backends(&mut env, &bao, &redis, 2);
-    let agent = env.start();
-    let (_, v) = agent.json("GET", "/v1/credentials", None);
-    assert_eq!(
-        v["credentials"][0]["client_id"], "cseed",
-        "loaded from the store at start: {v}"
-    );
-    assert_eq!(v["credentials"][0]["kind"], "oauth_app");
-    // One put of the client secret (no refresh token) and it works.
-    let f = env.path().join("cs");
-    std::fs::write(&f, "seed-secret\n").unwrap();
-    let out = agent.cli(
-        &[
-            "put",
-            "--org-id",
-            "oseed",
-            "--client-id",
-            "cseed",
-            "--client-secret-file",
-            f.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = agent.helper(&["oseed", "cseed"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(fake.access_token_valid(stdout(&out).trim()));
-    let data = bao.kv2_data("kv", "snyk/oseed/cseed").unwrap();
-    assert_eq!(data["client_secret"], "seed-secret");
-    assert_eq!(
-        data["refresh_token"],
-        fake.live_refresh_token("cseed").unwrap().as_str()
-    );
-    assert_eq!(fake.replays(), 0);
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+fn seed_migration_adopts_the_stored_token_and_adds_the_secret_on_kv2_and_kv1() {
+    for kv in [2u8, 1] {
+        for by_cli in [false, true] {
+            let case = format!(
+                "kv{kv}, written by {}",
+                if by_cli {
+                    "bao kv put"
+                } else {
+                    "the seed service"
+                }
+            );
+            let fake = FakeSnyk::start();
+            let bao = Bao::dev();
+            let rt = fake.new_oauth_client("cseed", Some("seed-secret"));
+            write_seed_record(&bao, kv, by_cli, "snyk/oseed/cseed", &rt);
+            let mut env = Env::new(&fake.url());
+            env.store_config = bao.store_config(env.path(), kv);
+            let agent = env.start();
+            let (_, v) = agent.json("GET", "/v1/credentials", None);
+            assert_eq!(
+                v["credentials"][0]["client_id"], "cseed",
+                "{case}: loaded from the store at start: {v}"
+            );
+            assert_eq!(v["credentials"][0]["kind"], "oauth_app", "{case}");
+            // Its start-up refresh goes out without a client secret: Snyk
+            // refuses the request's shape, and the agent stops retrying it.
+            wait_for("the start-up refresh to be refused", 10, || {
+                fake.lock().malformed_requests >= 1
+            });
+            std::thread::sleep(Duration::from_secs(2));
+            assert_eq!(
+                fake.lock().malformed_requests,
+                1,
+                "{case}: a malformed request is not retried until the record changes\n{}",
+                agent.log_text()
+            );
+            let st = agent.status_of("oseed", "cseed");
+            assert_eq!(st["state"], "needs_login", "{case}: {st}");
+            let why = st["last_error"].as_str().unwrap_or_default();
+            assert!(
+                why.contains("invalid_request") && why.contains("--client-secret-file"),
+                "{case}: the state says what Snyk refused and what to do: {why}"
+            );
+            let out = agent.helper(&["oseed", "cseed"]);
+            assert_eq!(out.status.code(), Some(77), "{case}: {}", stderr(&out));
+            assert!(
+                stderr(&out).contains("snykey put --org-id oseed --client-id cseed"),
+                "{case}: {}",
+                stderr(&out)
+            );
+            assert_eq!(fake.lock().malformed_requests, 1, "{case}");
+            assert!(fake.refresh_token_alive(&rt), "{case}: nothing consumed");
+
+            // One put of the client secret (no refresh token) and it works.
+            let f = env.path().join("cs");
+            std::fs::write(&f, "seed-secret\n").unwrap();
+            let out = agent.cli(
+                &[
+                    "put",
+                    "--org-id",
+                    "oseed",
+                    "--client-id",
+                    "cseed",
+                    "--client-secret-file",
+                    f.to_str().unwrap(),
+                ],
+                None,
+            );
+            assert!(
+                out.status.success(),
+                "{case}: {}\n{}",
+                stderr(&out),
+                agent.log_text()
+            );
+            let out = agent.helper(&["oseed", "cseed"]);
+            assert!(out.status.success(), "{case}: {}", stderr(&out));
+            assert!(fake.access_token_valid(stdout(&out).trim()), "{case}");
+            let data = if kv == 2 {
+                bao.kv2_data("kv", "snyk/oseed/cseed")
+            } else {
+                bao.kv1_data("kv1", "snyk/oseed/cseed")
+            }
+            .unwrap();
+            assert_eq!(data["client_secret"], "seed-secret", "{case}");
+            let live = fake.live_refresh_token("cseed").unwrap();
+            assert_eq!(data["refresh_token"], live.as_str(), "{case}");
+            assert!(
+                !fake.refresh_token_alive(&rt),
+                "{case}: the stored token was rotated"
+            );
+            assert_eq!(agent.status_of("oseed", "cseed")["state"], "ok", "{case}");
+            // And it goes on refreshing with the secret.
+            agent.assert_refreshes(&fake, "oseed", "cseed");
+            let s = fake.lock();
+            assert_eq!(
+                (s.replays, s.malformed_requests, s.bad_client_auth),
+                (0, 1, 0),
+                "{case}"
+            );
+            drop(s);
+            let log = agent.stop_and_log();
+            assert_no_secrets("agent log", &log, &fake.secrets());
+        }
+    }
 }
 
 #[test]
@@ -522,5 +594,94 @@ fn redis_acl_user_and_db_number_and_openbao_kubernetes_auth() {
         !log.contains("s3cr3t-pw") && !log.contains(&k8s.jwt),
         "no password or JWT in the log"
     );
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+/// Issue 22 item 4: `cas_required` on every record the agent adopts, not
+/// only on those it creates: checked (and set) at start for records the
+/// seed service or an operator wrote, set on a record another tool writes
+/// while the agent runs when the agent first writes it, and reported (and
+/// set again) by `snykey doctor`.
+#[test]
+fn cas_required_is_set_on_every_record_the_agent_adopts_checked_at_start_and_by_doctor() {
+    let fake = FakeSnyk::start();
+    let bao = Bao::dev();
+    let rt_a = fake.new_oauth_client("ca", Some("sec-a"));
+    let rt_b = fake.new_oauth_client("cb", Some("sec-b"));
+    let rt_c = fake.new_oauth_client("cc", Some("sec-c"));
+    // Written before the agent starts: over the API (the seed service), and
+    // with `bao kv put` (an operator).
+    bao.write_kv2(
+        "kv",
+        "snyk/oc/ca",
+        serde_json::json!({ "refresh_token": rt_a, "client_secret": "sec-a" }),
+    );
+    bao.cli_kv_put(
+        "kv",
+        "snyk/oc/cb",
+        &[("refresh_token", &rt_b), ("client_secret", "sec-b")],
+    );
+    assert!(!bao.kv2_cas_required("kv", "snyk/oc/ca"));
+    assert!(!bao.kv2_cas_required("kv", "snyk/oc/cb"));
+    let mut env = Env::new(&fake.url());
+    env.store_config = bao.store_config(env.path(), 2);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        env.path().join("bao-token"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let agent = env.start();
+    // Checked at start, before anything is served.
+    for path in ["snyk/oc/ca", "snyk/oc/cb"] {
+        assert!(
+            bao.kv2_cas_required("kv", path),
+            "{path} adopted at start\n{}",
+            agent.log_text()
+        );
+    }
+    // A blind write by another tool is refused now.
+    let (st, v) = bao.call(
+        "POST",
+        "kv/data/snyk/oc/ca",
+        Some(&serde_json::json!({ "data": { "refresh_token": "rt-blind" } })),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(v.to_string().contains("check-and-set"), "{v}");
+    // A record another tool writes while the agent runs: adopted at its
+    // first use.
+    bao.write_kv2(
+        "kv",
+        "snyk/oc/cc",
+        serde_json::json!({ "refresh_token": rt_c, "client_secret": "sec-c" }),
+    );
+    assert!(!bao.kv2_cas_required("kv", "snyk/oc/cc"));
+    let token = agent.token("oc", "cc");
+    assert!(fake.access_token_valid(&token));
+    assert!(bao.kv2_cas_required("kv", "snyk/oc/cc"));
+    // An operator clears it: doctor finds it, sets it again and says so.
+    bao.ok(
+        "POST",
+        "kv/metadata/snyk/oc/cb",
+        serde_json::json!({ "cas_required": false }),
+    );
+    assert!(!bao.kv2_cas_required("kv", "snyk/oc/cb"));
+    let out = crate::doctor_store::doctor(&agent, &env);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let l = text
+        .lines()
+        .find(|l| l.starts_with("✓ store writable:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        l.contains("cas_required is set on all 3 records (1 lacked it and have it now)"),
+        "{l}"
+    );
+    assert!(bao.kv2_cas_required("kv", "snyk/oc/cb"));
+    for c in ["ca", "cb", "cc"] {
+        agent.assert_refreshes(&fake, "oc", c);
+    }
+    assert_eq!(fake.replays(), 0);
+    let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }

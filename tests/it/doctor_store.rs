@@ -10,7 +10,7 @@ use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 
-fn doctor(agent: &Agent, env: &Env) -> Output {
+pub(crate) fn doctor(agent: &Agent, env: &Env) -> Output {
     std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o600)).unwrap();
     Command::new(SNYKEY)
         .arg("--socket")

@@ -19,17 +19,6 @@ fn block_store(env: &Env) -> std::path::PathBuf {
     tmp
 }
 
-fn state_of(agent: &Agent, org: &str, client: &str) -> serde_json::Value {
-    let (_, v) = agent.json("GET", "/v1/credentials", None);
-    v["credentials"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["org_id"] == org && c["client_id"] == client)
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// One sentence: no phrase said twice, the command named once.
 fn assert_one_sentence(msg: &str) {
     let msg = msg.trim();
@@ -79,7 +68,7 @@ fn odd_expires_in_values_neither_replay_nor_loop() {
             agent.log_text()
         );
         assert_ne!(
-            state_of(&agent, "oe", "ce")["state"],
+            agent.status_of("oe", "ce")["state"],
             "needs_login",
             "{value}"
         );
@@ -99,6 +88,175 @@ fn odd_expires_in_values_neither_replay_nor_loop() {
         let log = agent.stop_and_log();
         assert_no_secrets("agent log", &log, &fake.secrets());
     }
+}
+
+/// Issue 22 item 2: a token lifetime below the floor (`expires_in: 0`) is an
+/// anomaly. The token is served as it is, callers asking meanwhile are
+/// answered with it (no grant per call), refreshes back off exponentially
+/// (not one a second forever), and a warning and a metric name it.
+#[test]
+fn a_lifetime_below_the_floor_is_served_and_backs_off_instead_of_looping() {
+    let _serial = crate::support::wait::timing();
+    let fake = FakeSnyk::start();
+    fake.lock().expires_in_json = Some(serde_json::json!(0));
+    let rt = fake.new_oauth_client("cz", None);
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    let out = agent.put_oauth(env.path(), "oz", "cz", None, &rt);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after_put = fake.refresh_grants();
+    assert_eq!(after_put, 1);
+    // Callers are served the token Snyk gave (the fake honours it for an
+    // hour whatever it says): ten calls, no grant per call.
+    let first = {
+        let out = agent.helper(&["oz", "cz"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).trim().to_string()
+    };
+    assert!(fake.access_token_valid(&first));
+    for _ in 0..10 {
+        let out = agent.helper(&["oz", "cz"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert!(
+        fake.refresh_grants() <= after_put + 1,
+        "a grant per call: {} grants\n{}",
+        fake.refresh_grants() - after_put,
+        agent.log_text()
+    );
+    // Proactive refreshes back off: 1 s, 2 s, 4 s, 8 s (±20%) after the
+    // put's answer, so at most 4 grants in 12 s (one a second would be 12).
+    std::thread::sleep(Duration::from_secs(12));
+    let grants = fake.refresh_grants() - after_put;
+    assert!(
+        (1..=4).contains(&grants),
+        "expires_in 0: {grants} grants in 12 s\n{}",
+        agent.log_text()
+    );
+    assert_eq!(agent.status_of("oz", "cz")["state"], "ok");
+    let log = agent.log_text();
+    assert!(
+        log.contains("token lifetime") && log.contains("below"),
+        "a warning names the anomaly:\n{log}"
+    );
+    let (_, metrics) = agent.http("GET", "/metrics", None);
+    let anomalies: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("snykey_token_lifetime_anomalies_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(anomalies >= 2, "the metric counts them: {metrics}");
+    // Sane answers again: the next refresh ends the anomaly.
+    fake.lock().expires_in_json = None;
+    agent.http("DELETE", "/v1/cache/oz/cz", None);
+    let out = agent.helper(&["oz", "cz"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    let s = fake.lock();
+    assert_eq!((s.replays, s.lost_answer_retries), (0, 0));
+    drop(s);
+    let log = agent.stop_and_log();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+/// Issue 22 item 6: a 3xx or 4xx answer without an OAuth error body (a
+/// proxy's 403/407 page, a WAF, a captive portal's redirect) and a 429
+/// without one prove nothing: when Snyk rotated before the page replaced
+/// its answer, the consumed token is not sent again at once (a replay), but
+/// once, after the quiet period, and the credential then needs a login,
+/// saying the answer was lost. Such a page that came before Snyk only costs
+/// the quiet period.
+#[test]
+fn a_proxy_page_without_an_oauth_body_is_an_unknown_outcome_not_a_refusal() {
+    // The quiet period with the tests' 3 s Snyk timeout: 1.5 x 3 s + 1 s.
+    let quiet = Duration::from_millis(5500);
+    for status in [403u16, 407, 429, 302] {
+        let fake = FakeSnyk::start();
+        let rt = fake.new_oauth_client("cw", None);
+        let mut env = Env::new(&fake.url());
+        let agent = env.start();
+        assert!(
+            agent
+                .put_oauth(env.path(), "ow", "cw", None, &rt)
+                .status
+                .success()
+        );
+        agent.http("DELETE", "/v1/cache/ow/cw", None);
+        let sent = fake.live_refresh_token("cw").unwrap();
+        // Snyk rotates, then a page replaces its answer.
+        fake.push_fault(Fault::GatewayAfterProcessing(status));
+        let out = agent.helper(&["ow", "cw"]);
+        assert_eq!(out.status.code(), Some(75), "{status}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("HTTP {status} without an OAuth error body")),
+            "{status}: {}",
+            stderr(&out)
+        );
+        assert!(!fake.refresh_token_alive(&sent), "Snyk consumed it");
+        let requests = fake.lock().token_requests;
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(agent.helper(&["ow", "cw"]).status.code(), Some(75));
+        assert_eq!(
+            fake.lock().token_requests,
+            requests,
+            "{status}: the consumed token is not sent again in the quiet period\n{}",
+            agent.log_text()
+        );
+        wait_for("the one retry", 30, || !fake.lock().resends.is_empty());
+        let s = fake.lock();
+        let resend = &s.resends[0];
+        let grant_at = resend.grant.as_ref().unwrap().at;
+        assert!(
+            resend.at.duration_since(grant_at) >= quiet - Duration::from_millis(500),
+            "{status}: resent {:?} after Snyk rotated",
+            resend.at.duration_since(grant_at)
+        );
+        assert_eq!((s.replays, s.lost_answer_retries), (0, 1), "{status}");
+        drop(s);
+        wait_for("needs_login", 15, || {
+            agent.status_of("ow", "cw")["state"] == "needs_login"
+        });
+        let out = agent.helper(&["ow", "cw"]);
+        assert_eq!(out.status.code(), Some(77), "{status}: {}", stderr(&out));
+        assert!(stderr(&out).contains("lost in transit"), "{}", stderr(&out));
+        assert_eq!(fake.lock().resends.len(), 1, "{status}: one retry only");
+        let log = agent.stop_and_log();
+        assert_no_secrets("agent log", &log, &fake.secrets());
+    }
+
+    // A 407 page that never reached Snyk: the token is sent once more after
+    // the quiet period, and it works.
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("cw", None);
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    assert!(
+        agent
+            .put_oauth(env.path(), "ow", "cw", None, &rt)
+            .status
+            .success()
+    );
+    agent.http("DELETE", "/v1/cache/ow/cw", None);
+    let grants = fake.refresh_grants();
+    fake.push_fault(Fault::Gateway(407));
+    let out = agent.helper(&["ow", "cw"]);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    std::thread::sleep(quiet);
+    let out = agent.helper(&["ow", "cw"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stderr(&out),
+        agent.log_text()
+    );
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    assert_eq!(fake.refresh_grants(), grants + 1);
+    assert_eq!(agent.status_of("ow", "cw")["state"], "ok");
+    let s = fake.lock();
+    assert_eq!((s.replays, s.lost_answer_retries), (0, 0));
+    drop(s);
+    let log = agent.stop_and_log();
+    assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
 #[test]
@@ -125,7 +283,7 @@ fn a_200_without_a_refresh_token_is_needs_login_in_one_sentence_and_never_a_repl
         "{msg}"
     );
     assert_one_sentence(&msg);
-    assert_eq!(state_of(&agent, "on", "cn")["state"], "needs_login");
+    assert_eq!(agent.status_of("on", "cn")["state"], "needs_login");
     // The consumed token is never sent again, by this agent or after a restart.
     let requests = fake.lock().token_requests;
     assert_eq!(agent.helper(&["on", "cn"]).status.code(), Some(77));
@@ -179,14 +337,13 @@ fn invalid_grant_says_needs_login_once() {
     agent.stop();
 }
 
-#[test]
-fn a_register_app_secret_is_journaled_when_the_store_refuses_it() {
-    let fake = FakeSnyk::start();
-    fake.lock().api_tokens.push("snyk-api-token-reg".into());
-    let mut env = Env::new(&fake.url());
-    let agent = env.start();
-    // The store refuses writes once Snyk is creating the app (after the
-    // agent's up-front check that the store is writable).
+/// `POST /v1/register-app` in the background, Snyk taking 1.5 s to create
+/// the app; returns once the creation reached Snyk (the moment to break the
+/// store).
+fn register_while_snyk_creates_the_app(
+    agent: &Agent,
+    fake: &FakeSnyk,
+) -> std::thread::JoinHandle<(u16, String)> {
     fake.lock().rest_delay = Some(Duration::from_millis(1500));
     let rest_requests = fake.lock().rest_requests;
     let socket = agent.socket.clone();
@@ -203,6 +360,18 @@ fn a_register_app_secret_is_journaled_when_the_store_refuses_it() {
     wait_for("the app creation to reach Snyk", 20, || {
         fake.lock().rest_requests > rest_requests
     });
+    register
+}
+
+#[test]
+fn a_register_app_secret_is_journaled_when_the_store_refuses_it() {
+    let fake = FakeSnyk::start();
+    fake.lock().api_tokens.push("snyk-api-token-reg".into());
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    // The store refuses writes once Snyk is creating the app (after the
+    // agent's up-front check that the store is writable).
+    let register = register_while_snyk_creates_the_app(&agent, &fake);
     let blocker = block_store(&env);
     let (st, body) = register.join().unwrap();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -229,6 +398,53 @@ fn a_register_app_secret_is_journaled_when_the_store_refuses_it() {
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
+/// Issue 22 item 5: the client secret `register-app` is handed exists once;
+/// when neither the store nor the journal takes it, it is held in memory
+/// and written as soon as one of them does, never dropped.
+#[test]
+fn a_register_app_secret_is_held_in_memory_when_neither_store_nor_journal_takes_it() {
+    let fake = FakeSnyk::start();
+    fake.lock().api_tokens.push("snyk-api-token-reg".into());
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    let register = register_while_snyk_creates_the_app(&agent, &fake);
+    // Both refuse writes: the store's temp file path is a directory, and
+    // the journal directory is a file.
+    let blocker = block_store(&env);
+    let moved = env.journal.with_extension("moved");
+    std::fs::create_dir_all(&env.journal).unwrap();
+    std::fs::rename(&env.journal, &moved).unwrap();
+    std::fs::write(&env.journal, "not a directory").unwrap();
+    let (st, body) = register.join().unwrap();
+    fake.lock().rest_delay = None;
+    assert_eq!(fake.lock().apps_created, 1, "{st} {body}");
+    // The app Snyk created: the one client registered with redirect URIs.
+    let client_id = fake
+        .lock()
+        .authority
+        .clients
+        .iter()
+        .find(|(_, c)| c.redirect_uris.is_some())
+        .map(|(id, _)| id.clone())
+        .unwrap();
+    let secret = fake.client_secret(&client_id).unwrap();
+    assert_eq!(st, 503, "{body}");
+    assert!(
+        body.contains(&client_id) && body.contains("held in memory"),
+        "the answer names the app and where its secret is: {body}"
+    );
+    assert!(!body.contains(&secret), "never echoed");
+    // Writes return: the secret reaches the store.
+    std::fs::remove_file(&env.journal).unwrap();
+    std::fs::rename(&moved, &env.journal).unwrap();
+    std::fs::remove_dir(&blocker).unwrap();
+    wait_for("the secret to reach the store", 30, || {
+        store_text(&env).contains(&secret)
+    });
+    let log = agent.stop_and_log();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
 #[test]
 fn a_replaced_service_account_secret_is_journaled_when_the_store_refuses_it() {
     let fake = FakeSnyk::start();
@@ -237,10 +453,11 @@ fn a_replaced_service_account_secret_is_journaled_when_the_store_refuses_it() {
     let (tf, client) =
         crate::service_accounts::create_client_secret_account(&agent, &env, &fake, "osr");
 
-    // The store refuses writes once Snyk replaced the secret (while the agent
-    // proves the new one mints a token).
-    fake.push_fault(Fault::Delay(Duration::from_millis(1500)));
-    let token_requests = fake.lock().token_requests;
+    // The store refuses writes while Snyk replaces the secret: the new one
+    // (the only secret Snyk accepts from then on) goes to the journal
+    // before the grant that proves it.
+    fake.lock().rest_delay = Some(Duration::from_millis(1500));
+    let rest_requests = fake.lock().rest_requests;
     let rotate = {
         let (socket, client, tf) = (agent.socket.clone(), client.clone(), tf.clone());
         std::thread::spawn(move || {
@@ -263,11 +480,13 @@ fn a_replaced_service_account_secret_is_journaled_when_the_store_refuses_it() {
                 .unwrap()
         })
     };
-    wait_for("the new secret's proof to reach Snyk", 20, || {
-        fake.lock().token_requests > token_requests
+    // The account's lookup, then the replacement.
+    wait_for("the replacement to reach Snyk", 20, || {
+        fake.lock().rest_requests > rest_requests + 1
     });
     let blocker = block_store(&env);
     let out = rotate.join().unwrap();
+    fake.lock().rest_delay = None;
     let sa = fake
         .lock()
         .service_accounts
@@ -332,7 +551,7 @@ fn a_delete_during_a_refresh_does_not_bring_the_credential_back() {
     );
     let (st, v) = agent.json("GET", "/v1/credentials/od/cd", None);
     assert_eq!(st, 404, "{v}");
-    assert!(state_of(&agent, "od", "cd").is_null());
+    assert!(agent.status_of("od", "cd").is_null());
     assert_eq!(agent.helper(&["od", "cd"]).status.code(), Some(66));
     // Nor after a restart (the journal must not bring it back either).
     agent.stop();

@@ -126,17 +126,6 @@ fn newest_issued_refresh_token(fake: &FakeSnyk) -> String {
         .unwrap()
 }
 
-fn state_of(agent: &Agent, org: &str, client: &str) -> serde_json::Value {
-    let (_, v) = agent.json("GET", "/v1/credentials", None);
-    v["credentials"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["org_id"] == org && c["client_id"] == client)
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// The helper asks, and succeeds with a token the fake accepts.
 fn assert_serves(fake: &FakeSnyk, agent: &Agent, org: &str, client: &str) -> String {
     let out = agent.helper(&[org, client]);
@@ -203,7 +192,7 @@ fn a_helper_killed_after_snyk_rotated_loses_nothing_and_replays_nothing() {
     agent.http("DELETE", "/v1/cache/ok/ck", None);
     assert_serves(&fake, &agent, "ok", "ck");
     assert_eq!(fake.refresh_grants(), grants + 2);
-    assert_eq!(state_of(&agent, "ok", "ck")["state"], "ok");
+    assert_eq!(agent.status_of("ok", "ck")["state"], "ok");
     let s = fake.lock();
     assert_eq!((s.replays, s.lost_answer_retries), (0, 0));
     drop(s);
@@ -265,7 +254,7 @@ fn a_put_killed_mid_rotation_still_stores_the_credential() {
     );
     assert!(fake.access_token_valid(stdout(&out).trim()));
     assert_eq!(fake.refresh_grants(), 1, "the put's answer is served");
-    assert_eq!(state_of(&agent, "op", "cp")["kind"], "oauth_app");
+    assert_eq!(agent.status_of("op", "cp")["kind"], "oauth_app");
     // Putting the same (spent) token again rotates nothing and answers 200.
     let out = agent.put_oauth(env.path(), "op", "cp", Some("sec-cp"), &rt);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -575,7 +564,7 @@ fn a_stale_journal_entry_at_start_never_overwrites_a_newer_stored_token() {
             .contains(&journaled),
         "the stale entry is discarded"
     );
-    assert_eq!(state_of(&agent, "oj", "cj")["state"], "ok");
+    assert_eq!(agent.status_of("oj", "cj")["state"], "ok");
     let s = fake.lock();
     assert_eq!((s.replays, s.lost_answer_retries), (0, 0));
     drop(s);
@@ -636,7 +625,7 @@ fn a_browser_login_completing_during_a_refresh_wins() {
     );
     agent.http("DELETE", "/v1/cache/ob/cb", None);
     assert_serves(&fake, &agent, "ob", "cb");
-    assert_eq!(state_of(&agent, "ob", "cb")["state"], "ok");
+    assert_eq!(agent.status_of("ob", "cb")["state"], "ok");
     let s = fake.lock();
     assert_eq!(
         (s.replays, s.lost_answer_retries, s.code_replays),

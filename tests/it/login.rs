@@ -574,3 +574,99 @@ fn login_status_long_polls_and_the_v1_callback_alias_and_a_failed_exchange_page(
     let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
+
+/// Issue 22 item 5: a browser login's code exchange takes the credential's
+/// single flight *before* it exchanges, so its new refresh token (the only
+/// copy) never waits in memory for a refresh to finish: an agent killed
+/// while a refresh holds the flight loses no token Snyk issued to the login.
+#[test]
+fn a_login_never_holds_its_new_refresh_token_in_memory_while_a_refresh_runs() {
+    use crate::support::Fault;
+    use crate::support::agent::wait_for;
+    let fake = FakeSnyk::start();
+    let rt = fake.new_oauth_client("cq", Some("sec-cq"));
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    assert!(
+        agent
+            .put_oauth(env.path(), "oq", "cq", Some("sec-cq"), &rt)
+            .status
+            .success()
+    );
+    agent.http("DELETE", "/v1/cache/oq/cq", None);
+    // A refresh holds the credential's single flight while Snyk answers late.
+    let sent = fake.live_refresh_token("cq").unwrap();
+    fake.push_fault(Fault::AnswerLater(Duration::from_secs(3)));
+    let grants = fake.refresh_grants();
+    let socket = agent.socket.clone();
+    let refresh = std::thread::spawn(move || {
+        crate::support::agent::try_http(&socket, "/v1/credentials/oq/cq")
+    });
+    wait_for("the refresh at Snyk", 10, || fake.refresh_grants() > grants);
+    // The human logs in meanwhile; the callback arrives during the refresh.
+    let (st, v) = agent.json(
+        "POST",
+        "/v1/login",
+        Some(r#"{"org_id":"oq","client_id":"cq","client_secret":"sec-cq"}"#),
+    );
+    assert_eq!(st, 200, "{v}");
+    let (st, location, body) = tcp_get(v["authorize_url"].as_str().unwrap());
+    assert_eq!(st, 303, "{body}");
+    let location = location.unwrap();
+    let callback = std::thread::spawn(move || {
+        let _ = std::panic::catch_unwind(|| tcp_get(&location));
+    });
+    // Give the callback time to reach the agent (an exchange that does not
+    // wait for the flight happens at once).
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < deadline && fake.lock().authorization_code_grants == 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    agent.kill();
+    let _ = refresh.join();
+    let _ = callback.join();
+    // Every refresh token Snyk issued to the login is durable.
+    if fake.lock().authorization_code_grants > 0 {
+        let login_token = fake
+            .secrets()
+            .into_iter()
+            .rev()
+            .find(|s| s.starts_with("rt_"))
+            .unwrap();
+        let journal = std::fs::read_to_string(env.journal.join("oq@cq.json")).unwrap_or_default();
+        let store = std::fs::read_to_string(&env.store).unwrap_or_default();
+        assert!(
+            journal.contains(&login_token) || store.contains(&login_token),
+            "the login's refresh token died with the agent: it waited in memory for the refresh's single flight"
+        );
+    }
+    // The refresh's answer died with the agent (the documented window);
+    // a new login sets the credential right, without a replay.
+    fake.mark_answer_lost(&sent);
+    let agent = env.start();
+    let (st, v) = agent.json(
+        "POST",
+        "/v1/login",
+        Some(r#"{"org_id":"oq","client_id":"cq","client_secret":"sec-cq"}"#),
+    );
+    assert_eq!(st, 200, "{v}");
+    let state = v["state"].as_str().unwrap().to_string();
+    let (st, location, body) = tcp_get(v["authorize_url"].as_str().unwrap());
+    assert_eq!(st, 303, "{body}");
+    let (st, _, body) = tcp_get(&location.unwrap());
+    assert_eq!(st, 200, "{body}");
+    let (_, s) = agent.json("GET", &format!("/v1/login/{state}?wait=10"), None);
+    assert_eq!(s["state"], "complete", "{s}");
+    let out = agent.helper(&["oq", "cq"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    wait_for("a refresh from the login's token", 10, || {
+        agent.http("DELETE", "/v1/cache/oq/cq", None);
+        agent.helper(&["oq", "cq"]).status.success()
+    });
+    let s = fake.lock();
+    assert_eq!((s.replays, s.code_replays), (0, 0));
+    drop(s);
+    let log = agent.stop_and_log();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}

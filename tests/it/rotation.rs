@@ -112,17 +112,6 @@ fn unblock_journal(env: &Env) {
     let _ = std::fs::remove_file(&env.journal);
 }
 
-fn state_of(agent: &crate::support::Agent, org: &str, client: &str) -> serde_json::Value {
-    let (_, v) = agent.json("GET", "/v1/credentials", None);
-    v["credentials"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["org_id"] == org && c["client_id"] == client)
-        .cloned()
-        .unwrap_or_default()
-}
-
 #[test]
 fn rotated_token_survives_a_store_outage_through_the_journal() {
     let fake = FakeSnyk::start();
@@ -153,7 +142,7 @@ fn rotated_token_survives_a_store_outage_through_the_journal() {
         "journal must hold the rotated token"
     );
     assert!(!std::fs::read_to_string(&env.store).unwrap().contains(&live));
-    assert_eq!(state_of(&agent, "oj", "cj")["state"], "degraded");
+    assert_eq!(agent.status_of("oj", "cj")["state"], "degraded");
     let (st, v) = agent.json("GET", "/v1/ready", None);
     assert_eq!(st, 503);
     assert!(v["error"].as_str().unwrap().contains("degraded"), "{v}");
@@ -164,7 +153,7 @@ fn rotated_token_survives_a_store_outage_through_the_journal() {
         std::fs::read_to_string(&env.store).unwrap().contains(&live)
     });
     wait_for("state ok", 20, || {
-        state_of(&agent, "oj", "cj")["state"] == "ok"
+        agent.status_of("oj", "cj")["state"] == "ok"
     });
     assert!(
         !env.journal.join("oj@cj.json").exists(),
@@ -333,7 +322,7 @@ fn invalid_grant_sets_needs_login_and_the_helper_exits_77() {
     assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
     assert!(stderr(&out).contains("snykey login"), "{}", stderr(&out));
     assert!(stdout(&out).is_empty());
-    assert_eq!(state_of(&agent, "ox", "cx")["state"], "needs_login");
+    assert_eq!(agent.status_of("ox", "cx")["state"], "needs_login");
     // No further attempts at Snyk with the dead token.
     let requests = fake.lock().token_requests;
     assert_eq!(agent.helper(&["ox", "cx"]).status.code(), Some(77));

@@ -520,3 +520,241 @@ fn a_failed_step_in_the_middle_of_rotation_leaves_a_working_stored_secret() {
     );
     agent.stop();
 }
+
+/// The secret the file store holds for `org`/`client`.
+fn stored_secret(env: &Env, org: &str, client: &str) -> String {
+    let store: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&env.store).unwrap()).unwrap();
+    store["credentials"][org][client]["client_secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The secrets Snyk accepts for the (only) service account.
+fn active_secrets(fake: &FakeSnyk) -> Vec<String> {
+    fake.lock()
+        .service_accounts
+        .values()
+        .next()
+        .unwrap()
+        .secrets
+        .clone()
+}
+
+fn rotate(agent: &Agent, org: &str, client: &str, tf: &str, replace: bool) -> std::process::Output {
+    agent.cli(&rotate_args(org, client, tf, replace), None)
+}
+
+fn rotate_args<'a>(org: &'a str, client: &'a str, tf: &'a str, replace: bool) -> Vec<&'a str> {
+    let mut args = vec![
+        "service-account",
+        "rotate-secret",
+        "--org-id",
+        org,
+        "--client-id",
+        client,
+        "--auth-token-file",
+        tf,
+    ];
+    if replace {
+        args.extend(["--mode", "replace"]);
+    }
+    args
+}
+
+/// Runs `rotate-secret` while Snyk holds its test grant (10 s), and
+/// SIGKILLs the agent once the grant is at Snyk.
+fn kill_during_the_test_grant(
+    agent: Agent,
+    fake: &FakeSnyk,
+    org: &str,
+    client: &str,
+    tf: &str,
+    replace: bool,
+) {
+    let requests = fake.lock().token_requests;
+    fake.push_fault(crate::support::Fault::Delay(Duration::from_secs(10)));
+    let mut cmd = crate::support::agent::command(crate::support::agent::SNYKEY, &agent.home);
+    cmd.arg("--socket")
+        .arg(&agent.socket)
+        .args(rotate_args(org, client, tf, replace));
+    let cli = std::thread::spawn(move || cmd.output());
+    wait_for("the test grant at Snyk", 20, || {
+        fake.lock().token_requests > requests
+    });
+    agent.kill();
+    let _ = cli.join();
+}
+
+/// Issue 22 item 5: `rotate-secret --mode replace` revokes every secret at
+/// Snyk and hands out the only new one; it is durable before the grant that
+/// proves it. A 500 or a timeout of that grant keeps it stored (a server
+/// error, exit 75, never a usage error), and a SIGKILL during it loses
+/// nothing: after the restart the agent mints with it.
+#[test]
+fn replace_keeps_the_only_new_secret_when_the_test_grant_fails_or_the_agent_is_killed() {
+    use crate::support::Fault;
+    let fake = FakeSnyk::start();
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    let (tf, client) = create_client_secret_account(&agent, &env, &fake, "orep");
+
+    // The test grant answers 500, then one times out (3 s Snyk timeout).
+    for (what, fault) in [
+        ("a 500", Fault::Status(500)),
+        ("a timeout", Fault::Delay(Duration::from_secs(4))),
+    ] {
+        let before = active_secrets(&fake);
+        fake.push_fault(fault);
+        let out = rotate(&agent, "orep", &client, &tf, true);
+        assert_eq!(
+            out.status.code(),
+            Some(75),
+            "{what}: a server error, not a usage error: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains("the new secret is stored"),
+            "{what}: {}",
+            stderr(&out)
+        );
+        let active = active_secrets(&fake);
+        assert_eq!(active.len(), 1, "{what}");
+        assert_ne!(active, before, "{what}: Snyk replaced the secret");
+        assert_eq!(
+            stored_secret(&env, "orep", &client),
+            active[0],
+            "{what}: the only secret Snyk accepts is the stored one"
+        );
+        agent.http("DELETE", &format!("/v1/cache/orep/{client}"), None);
+        let out = agent.helper(&["orep", &client]);
+        assert!(out.status.success(), "{what}: {}", stderr(&out));
+        assert!(fake.access_token_valid(stdout(&out).trim()));
+    }
+
+    // SIGKILL while the test grant is at Snyk.
+    kill_during_the_test_grant(agent, &fake, "orep", &client, &tf, true);
+    let active = active_secrets(&fake);
+    assert_eq!(active.len(), 1);
+    let agent = env.start();
+    wait_for("the new secret in the store", 10, || {
+        stored_secret(&env, "orep", &client) == active[0]
+    });
+    let out = agent.helper(&["orep", &client]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stderr(&out),
+        agent.log_text()
+    );
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    let log = agent.stop_and_log();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+/// Issue 22 item 5, the zero-downtime mode: SPEC §6's order (create, store,
+/// prove, delete). A test grant that fails transiently leaves the new
+/// secret stored and in use and the old one active (two secrets, said so,
+/// exit 75); a SIGKILL during the test grant loses nothing.
+#[test]
+fn a_second_secret_is_stored_before_its_test_grant_and_survives_a_failed_one() {
+    use crate::support::Fault;
+    let fake = FakeSnyk::start();
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    let (tf, client) = create_client_secret_account(&agent, &env, &fake, "osec");
+    let old = stored_secret(&env, "osec", &client);
+    fake.push_fault(Fault::Status(503));
+    let out = rotate(&agent, "osec", &client, &tf, false);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("two secrets are active") && err.contains("--mode replace"),
+        "{err}"
+    );
+    let active = active_secrets(&fake);
+    assert_eq!(active.len(), 2);
+    let new = stored_secret(&env, "osec", &client);
+    assert_ne!(new, old, "the new secret is stored");
+    assert!(active.contains(&new) && active.contains(&old));
+    agent.http("DELETE", &format!("/v1/cache/osec/{client}"), None);
+    let out = agent.helper(&["osec", &client]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Cleaning up as told works, and leaves one secret, the stored one.
+    let out = rotate(&agent, "osec", &client, &tf, true);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let active = active_secrets(&fake);
+    assert_eq!(active, vec![stored_secret(&env, "osec", &client)]);
+
+    // A second secret, and SIGKILL while its test grant is at Snyk: the
+    // restarted agent holds it (the old one still works at Snyk too).
+    kill_during_the_test_grant(agent, &fake, "osec", &client, &tf, false);
+    let active = active_secrets(&fake);
+    assert_eq!(active.len(), 2, "the second secret exists at Snyk");
+    let before = active[0].clone();
+    let issued = active[1].clone();
+    assert_eq!(
+        stored_secret(&env, "osec", &client),
+        issued,
+        "stored before the kill"
+    );
+    let agent = env.start();
+    let out = agent.helper(&["osec", &client]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stored_secret(&env, "osec", &client), issued);
+    assert_ne!(before, issued);
+    let log = agent.stop_and_log();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+/// Issue 22 item 5: `service-account create` is handed the account's secret
+/// once; it is stored before the first grant uses it, so a failed first
+/// grant (503) leaves it stored and working (a server error, exit 75).
+#[test]
+fn a_created_service_accounts_secret_is_stored_before_its_first_grant() {
+    use crate::support::Fault;
+    let fake = FakeSnyk::start();
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    let tf = auth_token_file(&env, &fake);
+    fake.push_fault(Fault::Status(503));
+    let out = agent.cli(
+        &[
+            "service-account",
+            "create",
+            "--org-id",
+            "ocre",
+            "--name",
+            "ci",
+            "--auth-type",
+            "oauth_client_secret",
+            "--role-id",
+            "r",
+            "--auth-token-file",
+            &tf,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("its secret is stored"),
+        "{}",
+        stderr(&out)
+    );
+    let client = fake
+        .lock()
+        .service_accounts
+        .values()
+        .next()
+        .unwrap()
+        .client_id
+        .clone();
+    let active = active_secrets(&fake);
+    assert_eq!(stored_secret(&env, "ocre", &client), active[0]);
+    let out = agent.helper(&["ocre", &client]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    let log = agent.stop_and_log();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}

@@ -33,6 +33,7 @@ pub(super) async fn rotate_chain<I: Io>(
     ) {
         Decision::Send { attempts, .. } => attempts,
         Decision::NeedsLogin(why) => return Outcome::NeedsLogin(why),
+        Decision::Malformed(why) => return Outcome::Malformed(why),
         Decision::Wait(why) => return Outcome::Wait(why),
         Decision::Quiet(after) => {
             return Outcome::Later {
@@ -67,13 +68,16 @@ pub(super) async fn send_claimed<I: Io>(
     deadline: Duration,
 ) -> Outcome {
     // 4. Never after the send window: a claimant paused past it may have
-    //    been overtaken.
+    //    been overtaken. Checked here, and again by `send` right before
+    //    the request is written (after the connection is set up).
     if io.mono() > deadline {
         undo_attempt(mem);
         let _ = io.note(&mem.entry(io.wall())).await;
         return Outcome::Moved;
     }
-    let answer = io.send(&token, record.client_secret.as_ref()).await;
+    let answer = io
+        .send(&token, record.client_secret.as_ref(), deadline)
+        .await;
     match answer {
         // 5a. Snyk rotated: the sent token is dead, the new one must become
         //     durable before the access token is handed out (I2).
@@ -81,6 +85,16 @@ pub(super) async fn send_claimed<I: Io>(
         // 5b. Snyk refused the token for good: needs_login, in the record.
         Err(e @ GrantError::Permanent { .. }) => {
             refused(io, mem, &record, version, &token, e).await
+        }
+        // 5c'. Snyk refused the request itself as malformed (a missing
+        //      client secret): not consumed, and the same request would get
+        //      the same answer, so it is not sent again until the record
+        //      changes.
+        Err(e) if e.is_malformed() => {
+            let why = e.to_string();
+            mem.malformed = Some((request_shape(&record), why.clone()));
+            let _ = not_taken(io, mem, rules, &record, version, e).await;
+            Outcome::Malformed(why)
         }
         // 5c. Snyk answered with an error that did not consume the token:
         //     release the claim if nothing else is in doubt; retry later,
@@ -159,7 +173,7 @@ async fn rotated<I: Io>(
             expires_in: grant.expires_in,
             landed: false,
         },
-        Landing::Pending | Landing::Refused => Outcome::NotDurable {
+        Landing::Pending | Landing::InMemory => Outcome::NotDurable {
             access_token: grant.access_token,
             expires_in: grant.expires_in,
         },

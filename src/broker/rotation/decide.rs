@@ -49,10 +49,28 @@ pub(super) fn decide_put(stored: &Versioned, given: &Record) -> PutDecision {
     }
 }
 
+/// A put of the stored token R (rule 8's "rotate it like any stored
+/// token"): the stored record, with what the put adds to it — the client
+/// secret a record written by the seed service lacks (it holds only the
+/// refresh token), and the kind.
+pub(super) fn adopt(stored: &Record, given: Record) -> Record {
+    let mut record = stored.clone();
+    if given.client_secret.is_some() {
+        record.client_secret = given.client_secret;
+    }
+    record.kind = given.kind.or(record.kind);
+    record
+}
+
 /// Step 2's verdict.
 pub(super) enum Decision {
-    Send { token: Secret, attempts: u32 },
+    Send {
+        token: Secret,
+        attempts: u32,
+    },
     NeedsLogin(String),
+    /// Snyk refused this very request as malformed: not sent again.
+    Malformed(String),
     Wait(String),
     Quiet(Duration),
 }
@@ -81,6 +99,11 @@ pub(super) fn decide(
     let fp = token.digest();
     if mem.dead.as_deref() == Some(fp.as_str()) {
         return Decision::NeedsLogin("Snyk refused its refresh token".into());
+    }
+    if let Some((shape, why)) = &mem.malformed {
+        if *shape == request_shape(record) {
+            return Decision::Malformed(why.clone());
+        }
     }
     // Sends of this token that may have consumed it, as far as we know.
     let in_doubt = match &record.claim {
@@ -182,6 +205,7 @@ pub(super) async fn claim<I: Io>(
     let deadline = io.mono() + rules.send_window;
     let nonce = io.nonce();
     let fp = token.digest();
+    let mut journal_only = false;
     if rules.claims == Claims::Store && !rules.sabotage.no_claim_cas {
         record.claim = Some(Claim {
             fp: fp.clone(),
@@ -200,6 +224,12 @@ pub(super) async fn claim<I: Io>(
             Ok(v) => version = v,
             // Someone else moved: re-read, never send.
             Err(StoreError::Conflict { .. }) => return Err(Outcome::Moved),
+            // Rule 7: an agent that owns its store (`store.exclusive`) goes
+            // on with the claim in its journal only, the journal being the
+            // durable copy until the store takes writes again. The write may
+            // have been applied all the same: `pending` keeps its nonce, so
+            // such a claim is known as ours when it shows up.
+            Err(_) if rules.exclusive => journal_only = true,
             Err(e) => {
                 return Err(Outcome::Later {
                     after: Duration::ZERO,
@@ -209,7 +239,9 @@ pub(super) async fn claim<I: Io>(
         }
     }
     mem.watch = None;
-    mem.pending = None;
+    if !journal_only {
+        mem.pending = None;
+    }
     mem.claim = Some(Note {
         fp,
         nonce,
@@ -290,7 +322,7 @@ pub(super) async fn claim_given<I: Io>(
         return o;
     }
     let outcome = send_claimed(io, mem, rules, given, version, token.clone(), deadline).await;
-    if let (Outcome::NeedsLogin(_), Some(previous)) = (&outcome, current) {
+    if let (Outcome::NeedsLogin(_) | Outcome::Malformed(_), Some(previous)) = (&outcome, current) {
         // Snyk refused R at once: R was never good, and the put must change
         // nothing. The record it replaced comes back, unless anything moved.
         if !previous.record.deleted && !previous.hidden {
@@ -301,8 +333,15 @@ pub(super) async fn claim_given<I: Io>(
 }
 
 /// Puts back `previous` over a record that still holds the refused `token`
-/// (check-and-set on the version read now; the previous token was never sent).
-async fn restore<I: Io>(io: &mut I, mem: &mut Memory, token: &Secret, mut previous: Record) {
+/// (check-and-set on the version read now; the previous token was never
+/// sent, or — a put that only added a client secret — Snyk refused the
+/// request without consuming it).
+pub(super) async fn restore<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    token: &Secret,
+    mut previous: Record,
+) {
     let Ok(Some(cur)) = io.read().await else {
         return;
     };

@@ -153,7 +153,10 @@ pub(super) fn succession(current: Option<&Versioned>, u: &Unlanded, rules: &Rule
 }
 
 /// Journals a successor that needs no send (a login's token, a new client
-/// secret) and lands it: the same persist-before-publish path as a refresh.
+/// secret: each the only copy there is) and lands it: the same
+/// persist-before-publish path as a refresh. Neither the journal nor the
+/// store taking it, it stays in memory ([`Landing::InMemory`]) for a lander,
+/// never dropped; the journal on disk still holds what it replaces.
 pub async fn persist<I: Io>(
     io: &mut I,
     mem: &mut Memory,
@@ -161,26 +164,16 @@ pub async fn persist<I: Io>(
     record: Record,
     base: Base,
 ) -> Landing {
-    // What it replaces stays until the new record is durable: a login that
-    // neither the journal nor the store takes must not cost the old chain
-    // (its unlanded token, its claim, a token it knows is dead).
-    let before = (
-        mem.claim.clone(),
-        mem.pending.clone(),
-        mem.doubt_since,
-        mem.dead.clone(),
-        mem.watch.clone(),
-    );
     if base.login {
-        // A login starts a new chain.
+        // A login starts a new chain (a human reset, rule 4).
         mem.claim = None;
         mem.pending = None;
         mem.doubt_since = None;
         mem.dead = None;
         mem.watch = None;
+        mem.malformed = None;
     }
     let fresh_login = base.login;
-    let previous = mem.unlanded.take();
     mem.unlanded = Some(Unlanded {
         record,
         base,
@@ -193,10 +186,7 @@ pub async fn persist<I: Io>(
     }
     let landing = land(io, mem, rules).await;
     if landing == Landing::Pending && !journaled {
-        mem.unlanded = previous;
-        (mem.claim, mem.pending, mem.doubt_since, mem.dead, mem.watch) = before;
-        let _ = io.note(&mem.entry(io.wall())).await;
-        return Landing::Refused;
+        return Landing::InMemory;
     }
     landing
 }

@@ -31,6 +31,7 @@
 mod answer;
 mod decide;
 mod landing;
+pub mod secrets;
 
 use answer::*;
 use decide::*;
@@ -130,10 +131,14 @@ pub trait Io {
     /// empty entry removes it).
     fn note(&mut self, entry: &Entry) -> impl Future<Output = Result<(), String>>;
     /// Sends a refresh token to Snyk. Runs to completion once started.
+    /// `deadline` (on [`Io::mono`]) is the claim's send window: checked
+    /// again right before the request is written, and if it has passed,
+    /// nothing is written ([`GrantError::Unreachable`]).
     fn send(
         &mut self,
         token: &Secret,
         client_secret: Option<&Secret>,
+        deadline: Duration,
     ) -> impl Future<Output = Result<TokenGrant, GrantError>>;
 }
 
@@ -157,6 +162,21 @@ pub struct Memory {
     pub watch: Option<Watch>,
     /// The digest of a refresh token Snyk refused for good.
     pub dead: Option<String>,
+    /// A request Snyk refused as malformed ([`GrantError::is_malformed`]):
+    /// its shape ([`request_shape`]) and why. No request of that shape is
+    /// sent again; a put or a login changes the record, and with it the shape.
+    pub malformed: Option<(String, String)>,
+}
+
+/// What Snyk sees of a record in a refresh: its refresh token and client
+/// secret (digests). The same shape gets the same answer.
+pub fn request_shape(record: &Record) -> String {
+    let digest = |s: Option<&Secret>| s.map(Secret::digest).unwrap_or_default();
+    format!(
+        "{}:{}",
+        digest(record.refresh_token.as_ref()),
+        digest(record.client_secret.as_ref())
+    )
 }
 
 /// A successor record and what it lands on.
@@ -201,7 +221,10 @@ impl Memory {
             ..Memory::default()
         };
         if let Some(note) = entry.claim {
-            if note.sent {
+            // A send in doubt (out when the agent stopped, or whose answer
+            // was lost before): its quiet period runs from now, whatever
+            // the origin of this process's clock.
+            if note.sent || note.attempts > 0 {
                 mem.doubt_since = Some(now);
             }
             mem.claim = Some(Note {
@@ -221,7 +244,14 @@ impl Memory {
             mem.doubt_since = Some(now);
         }
         if let Some(record) = entry.record {
-            mem.generation = record.generation;
+            // The highest generation seen in the store: the base's. The
+            // journaled record's own was never written (a chain rotated on
+            // while the store refused writes runs ahead of it), and taking
+            // it would read the store as rolled back.
+            mem.generation = entry
+                .base
+                .as_ref()
+                .map_or(record.generation, |b| b.generation);
             let base = entry.base.unwrap_or(Base {
                 // Journaled before generations existed: it lands only over a
                 // record no agent of this version has landed on since.
@@ -268,6 +298,10 @@ pub enum Outcome {
     Later { after: Duration, why: Why },
     /// The stored token is dead at Snyk (the record says so).
     NeedsLogin(String),
+    /// Snyk refused the request as malformed (a missing client secret):
+    /// nothing was consumed, and nothing is sent again until a put or a
+    /// login changes the record.
+    Malformed(String),
     /// No credential (absent, or a tombstone).
     NotFound,
 }
@@ -297,9 +331,10 @@ pub enum Landing {
     Discarded,
     /// The store could not be read or written: still unlanded.
     Pending,
-    /// Neither the store nor the journal took it ([`persist`] only): it
-    /// was dropped, and what it would have replaced is kept.
-    Refused,
+    /// Neither the store nor the journal took it ([`persist`] only): it is
+    /// held in memory (`mem.unlanded`, not journaled) for a lander to make
+    /// durable; never dropped (it may be the only copy of a secret).
+    InMemory,
 }
 
 /// A refresh of the stored token (`put == None`), or the rotation of a
@@ -315,7 +350,7 @@ pub async fn refresh<I: Io>(
     //    rotating from the journal while the store refuses writes (rule 7).
     if mem.unlanded.is_some() {
         match land(io, mem, rules).await {
-            Landing::Landed | Landing::Discarded | Landing::Refused => {}
+            Landing::Landed | Landing::Discarded | Landing::InMemory => {}
             Landing::Pending
                 if rules.exclusive && mem.unlanded.as_ref().is_some_and(|u| u.journaled) => {}
             Landing::Pending => {
@@ -335,6 +370,8 @@ pub async fn refresh<I: Io>(
         }
         Err(e) => return at_once(Why::Store(e)),
     };
+    // A put that adds to the stored record: what it was before.
+    let mut adopted_from = None;
     let (record, version) = match (read, put) {
         (Some(v), None) if v.hidden => {
             return unavailable(
@@ -348,7 +385,10 @@ pub async fn refresh<I: Io>(
         }
         // A put: what the given token means against the stored one.
         (Some(v), Some(given)) => match put_verdict(io, mem, rules, v, given).await {
-            Ok(rotate) => rotate,
+            Ok((previous, rotate)) => {
+                adopted_from = previous;
+                rotate
+            }
             Err(outcome) => return outcome,
         },
         (None, Some(given)) => return claim_given(io, mem, rules, given, None).await,
@@ -369,6 +409,7 @@ pub async fn refresh<I: Io>(
     let (token, attempts) = match decide(&record, version, mem, rules, io.mono()) {
         Decision::Send { token, attempts } => (token, attempts),
         Decision::NeedsLogin(why) => return mark_needs_login(io, mem, &record, version, why).await,
+        Decision::Malformed(why) => return Outcome::Malformed(why),
         Decision::Wait(why) => return Outcome::Wait(why),
         Decision::Quiet(after) => {
             return Outcome::Later {
@@ -379,24 +420,31 @@ pub async fn refresh<I: Io>(
     };
 
     // 3. Claim it by check-and-set, then note the claim, then send.
-    match claim(io, mem, rules, record, version, &token, attempts).await {
+    let outcome = match claim(io, mem, rules, record, version, &token, attempts).await {
         Ok((record, version, deadline)) => {
-            send_claimed(io, mem, rules, record, version, token, deadline).await
+            send_claimed(io, mem, rules, record, version, token.clone(), deadline).await
         }
-        Err(outcome) => outcome,
+        Err(outcome) => return outcome,
+    };
+    if let (Outcome::Malformed(_), Some(previous)) = (&outcome, adopted_from) {
+        // A put that added to the stored record (a client secret) and that
+        // Snyk refused as malformed changes nothing: the record comes back.
+        restore(io, mem, &token, previous).await;
     }
+    outcome
 }
 
 /// Step 1 for a put ([`decide_put`]): `Ok` when the stored record holds the
-/// given token and is rotated as a refresh would; otherwise the put's
-/// outcome (a replacement goes through [`claim_given`]).
+/// given token and is rotated as a refresh would — with what the put adds
+/// to it ([`adopt`]; the record as it was when that changed it); otherwise
+/// the put's outcome (a replacement goes through [`claim_given`]).
 async fn put_verdict<I: Io>(
     io: &mut I,
     mem: &mut Memory,
     rules: &Rules,
     v: Versioned,
     given: Record,
-) -> Result<(Record, u64), Outcome> {
+) -> Result<(Option<Record>, (Record, u64)), Outcome> {
     match decide_put(&v, &given) {
         PutDecision::AlreadyRotated => Err(Outcome::Moved),
         PutDecision::Hidden => Err(unavailable(
@@ -408,7 +456,11 @@ async fn put_verdict<I: Io>(
         PutDecision::Spent => Err(Outcome::NeedsLogin(
             "this refresh token was given to snykey before and has been used; the credential was deleted since".into(),
         )),
-        PutDecision::Rotate => Ok((v.record, v.version)),
+        PutDecision::Rotate => {
+            let adopted = adopt(&v.record, given);
+            let changed = request_shape(&adopted) != request_shape(&v.record);
+            Ok((changed.then_some(v.record), (adopted, v.version)))
+        }
         PutDecision::Replace => Err(claim_given(io, mem, rules, given, Some(v)).await),
     }
 }

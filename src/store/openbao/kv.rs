@@ -4,7 +4,8 @@
 use super::OpenBaoStore;
 use super::errors::{is_not_found, map_err};
 use crate::credential::CredKey;
-use crate::store::{Record, StoreError, Versioned};
+use crate::locks::Recover;
+use crate::store::{CasRequired, Record, StoreError, Versioned};
 use std::collections::HashMap;
 
 /// A KV v2 read answer as a record at its version.
@@ -96,21 +97,63 @@ impl OpenBaoStore {
         }
     }
 
-    /// SPEC §2 rule 10: `cas_required = true` on every record snykey manages,
-    /// so a blind write by another tool (the seed service) fails instead of
-    /// erasing a claim. Best effort: a policy without metadata rights only
-    /// loses that protection, and says so.
-    pub(super) async fn require_cas(&self, path: &str) {
-        let r = self
-            .with_client(|c| async move {
-                let mut opts = vaultrs::api::kv2::requests::SetSecretMetadataRequest::builder();
-                opts.cas_required(true);
-                vaultrs::kv2::set_metadata(&*c, &self.mount, path, Some(&mut opts)).await
-            })
+    /// SPEC §2 rule 10: `cas_required = true` on `path`, whoever created it,
+    /// so that a blind write by another tool (the seed service, `bao kv
+    /// put`) fails instead of erasing a claim. Reads the metadata (a record
+    /// another tool created has it unset) and sets it where it is not.
+    pub(super) async fn ensure_cas(&self, path: &str) -> Result<CasRequired, StoreError> {
+        let meta = self
+            .with_client(
+                |c| async move { vaultrs::kv2::read_metadata(&*c, &self.mount, path).await },
+            )
             .await;
-        if let Err(e) = r {
-            tracing::warn!(error = %map_err(e), "could not set cas_required on a new record: blind writes by other tools are not refused");
+        match meta {
+            Ok(m) if m.cas_required => {
+                self.cas_known(path);
+                return Ok(CasRequired::Already);
+            }
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => return Ok(CasRequired::Absent),
+            Err(e) => return Err(map_err(e)),
         }
+        self.with_client(|c| async move {
+            let mut opts = vaultrs::api::kv2::requests::SetSecretMetadataRequest::builder();
+            opts.cas_required(true);
+            vaultrs::kv2::set_metadata(&*c, &self.mount, path, Some(&mut opts)).await
+        })
+        .await
+        .map_err(map_err)?;
+        self.cas_known(path);
+        tracing::info!(
+            path,
+            "cas_required set on a record another tool wrote: blind writes to it are refused from now on"
+        );
+        Ok(CasRequired::SetNow)
+    }
+
+    /// Before this process's first write to `path` (and after the write
+    /// that created it): [`Self::ensure_cas`], once per path. Best effort: a
+    /// policy without metadata rights only loses that protection, and says so.
+    pub(super) async fn adopt_cas(&self, path: &str) {
+        if self.cas_ensured.lock().recover().contains(path) {
+            return;
+        }
+        match self.ensure_cas(path).await {
+            Ok(_) => {}
+            Err(e @ StoreError::Denied(_)) => {
+                // Said once per record: the policy will not change by itself
+                // (doctor checks again).
+                self.cas_known(path);
+                tracing::warn!(error = %e, path, "could not set cas_required: blind writes by other tools to this record are not refused (give the agent's policy update on its metadata path)");
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, path, "could not check cas_required now; checked again at the next write");
+            }
+        }
+    }
+
+    fn cas_known(&self, path: &str) {
+        self.cas_ensured.lock().recover().insert(path.to_string());
     }
 }
 

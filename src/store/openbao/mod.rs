@@ -22,7 +22,7 @@ mod errors;
 mod kv;
 mod nodes;
 
-use super::{Record, SecretStore, StoreError, Versioned};
+use super::{CasRequired, Record, SecretStore, StoreError, Versioned};
 use crate::credential::CredKey;
 use crate::ids::{ClientId, OrgId};
 use crate::secret::Secret;
@@ -90,6 +90,8 @@ pub struct OpenBaoStore {
     client: RwLock<Option<Arc<VaultClient>>>,
     /// Serialises logins so a burst of 403s causes one re-authentication.
     login: Mutex<()>,
+    /// Paths whose `cas_required` this process has seen set, or set.
+    cas_ensured: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl OpenBaoStore {
@@ -112,6 +114,7 @@ impl OpenBaoStore {
             auth: s.auth,
             client: RwLock::new(None),
             login: Mutex::new(()),
+            cas_ensured: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -187,6 +190,10 @@ impl SecretStore for OpenBaoStore {
                     )));
                 }
             };
+            if cas.is_some_and(|v| v > 0) {
+                // A record this agent adopts (another tool may have written it).
+                self.adopt_cas(&path).await;
+            }
             let r = self
                 .with_client(|c| {
                     let path = path.clone();
@@ -206,9 +213,7 @@ impl SecretStore for OpenBaoStore {
                 .await;
             match r {
                 Ok(meta) => {
-                    if meta.version == 1 {
-                        self.require_cas(&path).await;
-                    }
+                    self.adopt_cas(&path).await;
                     Ok(meta.version)
                 }
                 Err(e) => Err(match map_err(e) {
@@ -352,6 +357,13 @@ impl SecretStore for OpenBaoStore {
 
     fn checks_versions(&self) -> bool {
         self.kv_version == 2
+    }
+
+    async fn require_cas(&self, key: &CredKey) -> Result<CasRequired, StoreError> {
+        if self.kv_version != 2 {
+            return Ok(CasRequired::NotApplicable);
+        }
+        self.ensure_cas(&self.path(key)).await
     }
 }
 

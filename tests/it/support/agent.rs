@@ -225,6 +225,18 @@ impl Agent {
         (status, v)
     }
 
+    /// What `GET /v1/credentials` says of `org/client` (null if nothing).
+    pub fn status_of(&self, org: &str, client: &str) -> serde_json::Value {
+        let (_, v) = self.json("GET", "/v1/credentials", None);
+        v["credentials"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["org_id"] == org && c["client_id"] == client)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// `DELETE /v1/cache/{org}/{client}`, asserting the agent answered 200.
     pub fn clear_cache(&self, org: &str, client: &str) {
         let (st, body) = self.http("DELETE", &format!("/v1/cache/{org}/{client}"), None);

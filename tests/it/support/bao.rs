@@ -566,6 +566,31 @@ impl Bao {
         self.ok("POST", &format!("{mount}/{path}"), data);
     }
 
+    /// `bao kv put -mount=MOUNT PATH KEY=@FILE...` as an operator types it
+    /// (the real CLI, KV v1 or v2 as the mount is), each value from a file
+    /// so that no secret is in argv.
+    pub fn cli_kv_put(&self, mount: &str, path: &str, fields: &[(&str, &str)]) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(&self.binary);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .env("BAO_ADDR", self.plain_url())
+            .env("BAO_TOKEN", &self.root_token)
+            .args(["kv", "put", &format!("-mount={mount}"), path]);
+        for (i, (k, v)) in fields.iter().enumerate() {
+            let f = dir.path().join(format!("v{i}"));
+            std::fs::write(&f, v).unwrap();
+            cmd.arg(format!("{k}=@{}", f.display()));
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "bao kv put: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     // ---- auth ----
 
     /// A token with the `snykey` policy.

@@ -53,11 +53,12 @@ pub enum Fault {
     /// Process a refresh grant and answer 200 without a `refresh_token`
     /// (the sent token is consumed all the same).
     NoRefreshToken,
-    /// A gateway error page (HTML, no OAuth error body) with this status;
-    /// the request never reached Snyk: nothing consumed.
+    /// A page without an OAuth error body (a gateway's 5xx, a proxy's
+    /// 403/407/408, a WAF, a captive portal's 3xx, a bodyless 429) with this
+    /// status; the request never reached Snyk: nothing consumed.
     Gateway(u16),
-    /// The grant is processed (the token consumed), then a gateway error
-    /// page with this status replaces the answer.
+    /// The grant is processed (the token consumed), then such a page with
+    /// this status replaces the answer.
     GatewayAfterProcessing(u16),
 }
 
@@ -101,6 +102,9 @@ pub struct State {
     pub token_requests: u64,
     pub revocations: u64,
     pub bad_client_auth: u64,
+    /// Token requests refused as malformed (400 `invalid_request`: a
+    /// confidential client's request without its `client_secret`).
+    pub malformed_requests: u64,
     /// Times at which refresh grants succeeded.
     pub grant_times: Vec<SystemTime>,
     /// While set, every token request is answered with this status (nothing consumed).
@@ -185,6 +189,16 @@ fn random_token(prefix: &str) -> String {
 }
 
 impl State {
+    /// Counts a refused client authentication: a missing secret is a
+    /// malformed request (as Snyk answers it), anything else bad client auth.
+    fn count_auth_refusal(&mut self, refusal: &Refusal) {
+        if *refusal == Refusal::MissingSecret {
+            self.malformed_requests += 1;
+        } else {
+            self.bad_client_auth += 1;
+        }
+    }
+
     /// Remembers what a grant issued as secrets (for the leak checks).
     fn remember(&mut self, issued: &snykey::dev::sim::Issued) {
         self.secrets.push(issued.access_token.clone());
@@ -716,10 +730,12 @@ fn oauth_error(status: u16, error: &str, description: &str) -> Resp {
     )
 }
 
-/// What a load balancer answers when Snyk is unreachable or slow: HTML, no OAuth body.
+/// What something in front of Snyk answers (a load balancer when Snyk is
+/// unreachable or slow, a proxy's 403/407 page, a WAF, a captive portal's
+/// redirect, a bodyless 429): HTML, no OAuth body.
 fn gateway_page(status: u16) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(format!(
-        "<html><body><h1>{status} Bad Gateway</h1></body></html>"
+        "<html><body><h1>{status}</h1><p>The request was stopped on its way.</p></body></html>"
     ))));
     *r.status_mut() = StatusCode::from_u16(status).unwrap();
     r.headers_mut()
@@ -1017,7 +1033,7 @@ fn grant(
     match grant_type {
         "refresh_token" => {
             if let Err(r) = s.authority.authenticate(&client_id, secret_given) {
-                s.bad_client_auth += 1;
+                s.count_auth_refusal(&r);
                 return Ok(refusal_answer(&r));
             }
             let rt = form.get("refresh_token").cloned().unwrap_or_default();
@@ -1106,7 +1122,7 @@ fn grant(
         }
         "authorization_code" => {
             if let Err(r) = s.authority.authenticate(&client_id, secret_given) {
-                s.bad_client_auth += 1;
+                s.count_auth_refusal(&r);
                 return Ok(refusal_answer(&r));
             }
             match s.authority.exchange_code(&client_id, &form) {

@@ -1,0 +1,271 @@
+//! Secrets that exist in one copy only, beyond the refresh (SPEC §2's I2 for
+//! every path that receives one): the refresh token of a browser login's code
+//! exchange, and a service account's new client secret (`rotate-secret`,
+//! both modes). The client secret `register-app` is handed goes through
+//! [`persist`] directly (its credential does not exist before Snyk answers).
+//!
+//! The invariant each path keeps: the secret is durable — the fsync'd
+//! journal, then the store by succession ([`persist`]) — before anything
+//! else can fail: before the test grant, before the old secret is deleted,
+//! before an access token is handed out. The caller holds the credential's
+//! single flight from *before* the call that issues the secret, so the
+//! answer never waits in memory for it. When neither the journal nor the
+//! store takes it, the secret is held in memory ([`Landing::InMemory`]) for
+//! a lander, never dropped. What no code can save: an answer lost on its way
+//! from Snyk, or a kill between reading it and the journal's fsync.
+//!
+//! The calls that issue the secrets are [`Exchange`]'s and
+//! [`SecretRotation`]'s, beside [`Io`]: the same code runs in the agent
+//! and, against models, in a simulation.
+
+use super::*;
+use crate::credential::Kind;
+use crate::snyk::rest::RestError;
+
+/// A browser login's call to Snyk.
+pub trait Exchange: Io {
+    /// `grant_type=authorization_code` (PKCE): its refresh token is the
+    /// secret, in one copy from the moment Snyk answers.
+    fn exchange(
+        &mut self,
+        client_secret: Option<&Secret>,
+    ) -> impl Future<Output = Result<TokenGrant, GrantError>>;
+}
+
+/// A service-account secret rotation's calls to Snyk.
+pub trait SecretRotation: Io {
+    /// A new client secret: a second one, or (`replace`) the only one, every
+    /// other revoked at once.
+    fn new_secret(&mut self, replace: bool) -> impl Future<Output = Result<Secret, RestError>>;
+    /// `grant_type=client_credentials` with `secret`: does it mint a token?
+    fn prove(&mut self, secret: &Secret) -> impl Future<Output = Result<TokenGrant, GrantError>>;
+    /// Deletes `secret` at Snyk (the old one, once the new one is proven).
+    fn retire(&mut self, secret: &Secret) -> impl Future<Output = Result<(), RestError>>;
+}
+
+/// A login's or rotation's access token, and where its secret is.
+#[derive(Debug)]
+pub struct Issued {
+    pub access_token: Secret,
+    pub expires_in: Duration,
+    /// `Landed`: in the store. `Pending`: in the journal (a lander takes
+    /// it to the store). `InMemory`: neither took it, a lander retries, and
+    /// the access token must wait for it (I2).
+    pub landing: Landing,
+}
+
+/// Why a browser login did not store a credential.
+#[derive(Debug)]
+pub enum LoginFailed {
+    /// The store could not be read: nothing was exchanged (the code is unused).
+    Store(StoreError),
+    /// Snyk refused the exchange, or its answer was lost.
+    Snyk(GrantError),
+    /// Snyk's answer carried no refresh token: nothing to keep.
+    NoRefreshToken,
+    /// A newer login or rotation reached the store first: this one's token
+    /// was dropped (never revoked).
+    Superseded,
+}
+
+/// A browser login's code exchange for a credential whose single flight
+/// the caller holds (rule 4: a human reset, replacing whatever is stored
+/// unless something newer landed since).
+pub async fn login<I: Exchange>(
+    io: &mut I,
+    mem: &mut Memory,
+    rules: &Rules,
+    given_secret: Option<Secret>,
+) -> Result<Issued, LoginFailed> {
+    // 1. What is stored: the client secret to exchange with (unless one was
+    //    given), the generation to go above. Nothing is exchanged when the
+    //    store cannot be read.
+    let stored = io.read().await.map_err(LoginFailed::Store)?;
+    let stored = stored.filter(|v| !v.hidden);
+    let client_secret = given_secret.or_else(|| {
+        stored
+            .as_ref()
+            .filter(|v| !v.record.deleted)
+            .and_then(|v| v.record.client_secret.clone())
+    });
+    // 2. The exchange: from its answer on, the refresh token exists once.
+    let grant = io
+        .exchange(client_secret.as_ref())
+        .await
+        .map_err(LoginFailed::Snyk)?;
+    let Some(refresh_token) = grant.refresh_token else {
+        return Err(LoginFailed::NoRefreshToken);
+    };
+    // 3. Durable at once: the journal, then the store. Above any generation
+    //    this agent has seen (a store restored from a backup holds lower
+    //    ones; a login is how a human resets it).
+    let generation = stored
+        .as_ref()
+        .map(|v| v.record.generation)
+        .unwrap_or(0)
+        .max(mem.generation);
+    let mut record = match stored.as_ref().map(|v| &v.record) {
+        Some(r) if r.kind() == Kind::OauthApp && !r.deleted => r.clone(),
+        _ => Record::default(),
+    };
+    record.kind = Some(Kind::OauthApp);
+    record.refresh_token = Some(refresh_token);
+    record.client_secret = client_secret;
+    record.updated_at = Some(crate::clock::rfc3339(io.wall()));
+    record.generation = generation + 1;
+    record.claim = None;
+    record.state = None;
+    record.prev_fp = None;
+    record.deleted = false;
+    let base = Base {
+        fp: None,
+        generation,
+        login: true,
+        via: Vec::new(),
+    };
+    match persist(io, mem, rules, record, base).await {
+        Landing::Discarded => Err(LoginFailed::Superseded),
+        landing => Ok(Issued {
+            access_token: grant.access_token,
+            expires_in: grant.expires_in,
+            landing,
+        }),
+    }
+}
+
+/// Why a service-account secret rotation stopped, and what it left.
+#[derive(Debug)]
+pub enum RotationStopped {
+    /// Nothing was asked of Snyk: the stored record is not a client-secret
+    /// account with a secret (the sentence says which), or the store failed.
+    NotManaged(String),
+    Store(StoreError),
+    /// Snyk issued no new secret (if its answer was lost, `replace` may
+    /// have revoked every secret all the same).
+    NotIssued(RestError),
+    /// The new secret is held in memory only (neither the journal nor the
+    /// store takes writes); a lander writes it as soon as one does.
+    NotDurable,
+    /// A newer change reached the store first: the new secret was dropped.
+    Superseded,
+    /// The new secret is stored (or journaled) but did not mint a token.
+    /// `rolled_back` (a second secret Snyk refused for good): the old
+    /// one, which still works, is stored (or journaled) again.
+    NotProven {
+        error: GrantError,
+        rolled_back: bool,
+    },
+}
+
+/// A rotation that went through: the proof's token, and (a second
+/// secret only) what deleting the old one at Snyk answered.
+#[derive(Debug)]
+pub struct Rotated {
+    pub issued: Issued,
+    pub old_left: Option<RestError>,
+}
+
+/// `rotate-secret` for a client-secret service account whose single flight
+/// the caller holds: a new secret at Snyk (a second one; with `replace`,
+/// the only one), durable at once, proven by a grant, then (a second
+/// secret) the old one deleted at Snyk — SPEC §6's order: create, store,
+/// prove, delete.
+pub async fn rotate_secret<I: SecretRotation>(
+    io: &mut I,
+    mem: &mut Memory,
+    rules: &Rules,
+    replace: bool,
+) -> Result<Rotated, RotationStopped> {
+    // 1. The stored secret.
+    let stored = match io.read().await {
+        Ok(Some(v)) if !v.hidden && !v.record.deleted => v,
+        Ok(_) => {
+            return Err(RotationStopped::NotManaged(
+                "is not managed here: store it first with `snykey put --kind client_secret`".into(),
+            ));
+        }
+        Err(e) => return Err(RotationStopped::Store(e)),
+    };
+    if stored.record.kind() != Kind::ClientSecret {
+        return Err(RotationStopped::NotManaged(
+            "is not a client_secret service account".into(),
+        ));
+    }
+    let Some(old) = stored.record.client_secret.clone() else {
+        return Err(RotationStopped::NotManaged("has no stored secret".into()));
+    };
+    // 2. A new secret at Snyk: from here on it exists once (with `replace`,
+    //    it is the only one Snyk accepts).
+    let new = io
+        .new_secret(replace)
+        .await
+        .map_err(RotationStopped::NotIssued)?;
+    // 3. Durable before anything else can fail: the journal, then the
+    //    store by succession (nothing landed since the read).
+    let over = stored.record.generation;
+    let landing = store_secret(io, mem, rules, &stored.record, &new, over).await;
+    match landing {
+        Landing::Landed | Landing::Pending => {}
+        Landing::InMemory => return Err(RotationStopped::NotDurable),
+        Landing::Discarded => return Err(RotationStopped::Superseded),
+    }
+    // 4. Proven by a grant.
+    let grant = match io.prove(&new).await {
+        Ok(g) => g,
+        Err(error) if !replace && error.is_permanent() => {
+            // Snyk refuses the second secret for good; the old one still
+            // works: it is stored again.
+            let over = match landing {
+                Landing::Landed => mem.generation,
+                _ => stored.record.generation,
+            };
+            let back = store_secret(io, mem, rules, &stored.record, &old, over).await;
+            let rolled_back = matches!(back, Landing::Landed | Landing::Pending);
+            return Err(RotationStopped::NotProven { error, rolled_back });
+        }
+        Err(error) => {
+            return Err(RotationStopped::NotProven {
+                error,
+                rolled_back: false,
+            });
+        }
+    };
+    // 5. A second secret: the old one goes.
+    let old_left = if replace {
+        None
+    } else {
+        io.retire(&old).await.err()
+    };
+    Ok(Rotated {
+        issued: Issued {
+            access_token: grant.access_token,
+            expires_in: grant.expires_in,
+            landing,
+        },
+        old_left,
+    })
+}
+
+/// `secret` as the stored client secret, by [`persist`]: a successor of
+/// the record at generation `over` (nothing else may have landed since).
+async fn store_secret<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    rules: &Rules,
+    template: &Record,
+    secret: &Secret,
+    over: u64,
+) -> Landing {
+    let mut record = template.clone();
+    record.client_secret = Some(secret.clone());
+    record.updated_at = Some(crate::clock::rfc3339(io.wall()));
+    record.generation = over.max(mem.generation) + 1;
+    record.claim = None;
+    let base = Base {
+        fp: None,
+        generation: over,
+        login: false,
+        via: Vec::new(),
+    };
+    persist(io, mem, rules, record, base).await
+}
