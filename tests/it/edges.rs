@@ -3,32 +3,9 @@
 //! journaled when the store refuses them, a delete during a refresh, and
 //! error messages that say one thing once.
 
-use crate::support::agent::{assert_no_secrets, http_on, stderr, stdout, wait_for};
-use crate::support::{Agent, Env, FakeSnyk, Fault};
+use crate::support::agent::{block_store, http_on, stderr, stdout, store_text, wait_for};
+use crate::support::{Env, FakeSnyk, Fault};
 use std::time::Duration;
-
-fn store_text(env: &Env) -> String {
-    std::fs::read_to_string(&env.store).unwrap_or_default()
-}
-
-/// Blocks the file store's writes: its temp file path becomes a directory.
-fn block_store(env: &Env) -> std::path::PathBuf {
-    let name = env.store.file_name().unwrap().to_str().unwrap();
-    let tmp = env.store.with_file_name(format!(".{name}.tmp"));
-    std::fs::create_dir_all(&tmp).unwrap();
-    tmp
-}
-
-fn state_of(agent: &Agent, org: &str, client: &str) -> serde_json::Value {
-    let (_, v) = agent.json("GET", "/v1/credentials", None);
-    v["credentials"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["org_id"] == org && c["client_id"] == client)
-        .cloned()
-        .unwrap_or_default()
-}
 
 /// One sentence: no phrase said twice, the command named once.
 fn assert_one_sentence(msg: &str) {
@@ -79,7 +56,7 @@ fn odd_expires_in_values_neither_replay_nor_loop() {
             agent.log_text()
         );
         assert_ne!(
-            state_of(&agent, "oe", "ce")["state"],
+            agent.status_of("oe", "ce")["state"],
             "needs_login",
             "{value}"
         );
@@ -96,23 +73,16 @@ fn odd_expires_in_values_neither_replay_nor_loop() {
         let s = fake.lock();
         assert_eq!((s.replays, s.lost_answer_retries), (0, 0), "{value}");
         drop(s);
-        let log = agent.stop_and_log();
-        assert_no_secrets("agent log", &log, &fake.secrets());
+        agent.stop_and_scan(&fake);
     }
 }
 
 #[test]
 fn a_200_without_a_refresh_token_is_needs_login_in_one_sentence_and_never_a_replay() {
     let fake = FakeSnyk::start();
-    let rt = fake.new_oauth_client("cn", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(
-        agent
-            .put_oauth(env.path(), "on", "cn", None, &rt)
-            .status
-            .success()
-    );
+    agent.put_new_oauth(&fake, "on", "cn", None);
     agent.http("DELETE", "/v1/cache/on/cn", None);
     // Snyk consumes the token and forgets to send the next one.
     fake.push_fault(Fault::NoRefreshToken);
@@ -125,7 +95,7 @@ fn a_200_without_a_refresh_token_is_needs_login_in_one_sentence_and_never_a_repl
         "{msg}"
     );
     assert_one_sentence(&msg);
-    assert_eq!(state_of(&agent, "on", "cn")["state"], "needs_login");
+    assert_eq!(agent.status_of("on", "cn")["state"], "needs_login");
     // The consumed token is never sent again, by this agent or after a restart.
     let requests = fake.lock().token_requests;
     assert_eq!(agent.helper(&["on", "cn"]).status.code(), Some(77));
@@ -149,22 +119,15 @@ fn a_200_without_a_refresh_token_is_needs_login_in_one_sentence_and_never_a_repl
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(fake.access_token_valid(stdout(&out).trim()));
     assert_eq!(fake.replays(), 0);
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }
 
 #[test]
 fn invalid_grant_says_needs_login_once() {
     let fake = FakeSnyk::start();
-    let rt = fake.new_oauth_client("ci", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(
-        agent
-            .put_oauth(env.path(), "oi", "ci", None, &rt)
-            .status
-            .success()
-    );
+    agent.put_new_oauth(&fake, "oi", "ci", None);
     fake.revoke(&fake.live_refresh_token("ci").unwrap());
     agent.http("DELETE", "/v1/cache/oi/ci", None);
     let out = agent.helper(&["oi", "ci"]);
@@ -225,8 +188,7 @@ fn a_register_app_secret_is_journaled_when_the_store_refuses_it() {
         store_text(&env).contains(&secret)
     });
     wait_for("the journal entry to go", 10, || !entry.exists());
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }
 
 #[test]
@@ -296,22 +258,15 @@ fn a_replaced_service_account_secret_is_journaled_when_the_store_refuses_it() {
     let out = agent.helper(&["osr", &client]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(fake.access_token_valid(stdout(&out).trim()));
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }
 
 #[test]
 fn a_delete_during_a_refresh_does_not_bring_the_credential_back() {
     let fake = FakeSnyk::start();
-    let rt = fake.new_oauth_client("cd", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(
-        agent
-            .put_oauth(env.path(), "od", "cd", None, &rt)
-            .status
-            .success()
-    );
+    agent.put_new_oauth(&fake, "od", "cd", None);
     agent.http("DELETE", "/v1/cache/od/cd", None);
     fake.push_fault(Fault::AnswerLater(Duration::from_millis(2500)));
     let grants = fake.refresh_grants();
@@ -319,7 +274,7 @@ fn a_delete_during_a_refresh_does_not_bring_the_credential_back() {
     let since = std::time::Instant::now();
     let refresh =
         std::thread::spawn(move || http_on(&socket, "GET", "/v1/credentials/od/cd", None));
-    crate::guarantees::wait_at_snyk(&fake, grants, since, Duration::from_secs(1));
+    crate::support::shared::wait_at_snyk(&fake, grants, since, Duration::from_secs(1));
     let out = agent.cli(&["delete", "od", "cd"], None);
     assert!(out.status.success(), "{}", stderr(&out));
     let _ = refresh.join().unwrap();
@@ -332,7 +287,7 @@ fn a_delete_during_a_refresh_does_not_bring_the_credential_back() {
     );
     let (st, v) = agent.json("GET", "/v1/credentials/od/cd", None);
     assert_eq!(st, 404, "{v}");
-    assert!(state_of(&agent, "od", "cd").is_null());
+    assert!(agent.status_of("od", "cd").is_null());
     assert_eq!(agent.helper(&["od", "cd"]).status.code(), Some(66));
     // Nor after a restart (the journal must not bring it back either).
     agent.stop();
@@ -340,16 +295,16 @@ fn a_delete_during_a_refresh_does_not_bring_the_credential_back() {
     assert_eq!(agent.json("GET", "/v1/credentials/od/cd", None).0, 404);
     assert!(!store_text(&env).contains(&live));
     assert_eq!(fake.replays(), 0);
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }
 
 #[test]
 fn a_delete_on_another_agent_during_a_refresh_does_not_bring_the_credential_back() {
     let fake = FakeSnyk::start();
-    let bao = crate::guarantees::SharedBao::start();
+    let bao = crate::support::shared::SharedBao::start();
     let redis = crate::support::redis::RedisServer::start();
-    let (mut envs, a, b) = crate::guarantees::two_agents_sharing(&fake, &bao, &redis, "ox", "cx");
+    let (mut envs, a, b) =
+        crate::support::shared::two_agents_sharing(&fake, &bao, &redis, "ox", "cx");
     // A's refresh is at Snyk when B deletes the credential.
     fake.push_fault(Fault::AnswerLater(Duration::from_millis(2500)));
     let grants = fake.refresh_grants();
@@ -357,7 +312,7 @@ fn a_delete_on_another_agent_during_a_refresh_does_not_bring_the_credential_back
     let since = std::time::Instant::now();
     let refresh =
         std::thread::spawn(move || http_on(&socket, "GET", "/v1/credentials/ox/cx", None));
-    crate::guarantees::wait_at_snyk(&fake, grants, since, Duration::from_secs(1));
+    crate::support::shared::wait_at_snyk(&fake, grants, since, Duration::from_secs(1));
     let out = b.cli(&["delete", "ox", "cx"], None);
     assert!(out.status.success(), "{}", stderr(&out));
     let _ = refresh.join().unwrap();
@@ -386,23 +341,16 @@ fn a_delete_on_another_agent_during_a_refresh_does_not_bring_the_credential_back
     assert_eq!(a.json("GET", "/v1/credentials/ox/cx", None).0, 404);
     assert_eq!(fake.replays(), 0);
     for agent in [a, b] {
-        let log = agent.stop_and_log();
-        assert_no_secrets("agent log", &log, &fake.secrets());
+        agent.stop_and_scan(&fake);
     }
 }
 
 #[test]
 fn a_gateway_page_without_an_oauth_body_is_retried_once_after_the_quiet_period() {
     let fake = FakeSnyk::start();
-    let rt = fake.new_oauth_client("cg", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(
-        agent
-            .put_oauth(env.path(), "og", "cg", None, &rt)
-            .status
-            .success()
-    );
+    agent.put_new_oauth(&fake, "og", "cg", None);
     // The quiet period with the tests' 3 s Snyk timeout: 1.5 x 3 s + 1 s.
     let quiet = Duration::from_millis(5500);
 
@@ -451,8 +399,7 @@ fn a_gateway_page_without_an_oauth_body_is_retried_once_after_the_quiet_period()
     );
     assert_eq!(s.replays, 0);
     drop(s);
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
     // Last, so that the behaviour above is checked whatever the wording.
     assert_one_sentence(&message);
 }
