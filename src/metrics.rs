@@ -4,6 +4,26 @@
 //! Labels never carry org or client ids: a host with 10 000 credentials would
 //! otherwise export 10 000 series per metric. Per-credential detail is in
 //! `GET /v1/credentials`.
+//!
+//! The `process_*` metrics are read here, not by the `prometheus` crate's
+//! `process` feature (its `ProcessCollector`), for two reasons measured on
+//! prometheus 0.14, the newest release:
+//!
+//! * Its `process_cpu_seconds_total` is an integer counter of whole seconds
+//!   (`(utime + stime) / CLK_TCK` in integer arithmetic). An idle agent uses
+//!   0.05 % of a core (BENCHMARKS.md: 10 000 credentials between refreshes),
+//!   about 1.8 CPU-seconds an hour, and a fresh one had used 0.03 s after a
+//!   minute: the crate's counter would read 0 for its first half hour, then
+//!   climb in steps of one second, so `rate()` over it shows a flat zero
+//!   broken by spikes. The fraction read here is what an operator needs.
+//! * The feature pulls in `procfs` and `procfs-core`, and with them a second
+//!   `rustix` (0.38, beside the 1.x the tree has) and `linux-raw-sys`: about
+//!   15 CPU-seconds more per release build, for seven numbers this module
+//!   reads from `/proc/self` in a hundred lines.
+//!
+//! The names, types and help texts are the ones the crate (and every
+//! Prometheus client library) exports; `promtool check metrics` runs over
+//! them in the integration tests.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,

@@ -6,9 +6,12 @@
 //!
 //! Both arrive at one place: the agent's signal task owns the [`Reloader`]
 //! (the configuration in force) and runs one reload at a time; a request
-//! reaches it through `api::reloads`, a channel whose answer is the outcome. Every changed key is either applied live ([`LIVE_KEYS`]) or named
-//! as needing a restart; a file that does not validate is refused whole and
-//! the running configuration stays.
+//! reaches it through `api::reloads`, a channel whose answer is the outcome.
+//! Every changed key is either applied live or named as needing a restart:
+//! which keys are live is declared beside their fields (`live` in
+//! `config/sections.rs`, [`Config::live_keys`]), where `docs/configuration.md`
+//! reads it too. A file that does not validate is refused whole and the
+//! running configuration stays.
 
 use crate::api::AppState;
 use crate::config::Config;
@@ -91,22 +94,6 @@ impl Reloader {
     }
 }
 
-/// The keys a reload applies to the running agent (see [`apply_live`]); every
-/// other key that changed is named in a "restart needed" line.
-const LIVE_KEYS: &[&str] = &[
-    "server.allowed_uids",
-    "server.allowed_gids",
-    "server.admin_uids",
-    "server.admin_gids",
-    "server.audit_log",
-    "server.log_level",
-    "refresh.min_validity",
-    "refresh.jitter",
-    "refresh.at",
-    "refresh.force_interval",
-    "[[access]]",
-];
-
 /// What a reload does with each changed key (from [`Config::changed_keys`],
 /// which compares the section structs field by field).
 #[derive(Debug, Default, PartialEq)]
@@ -121,29 +108,22 @@ fn plan_reload(current: &Config, new: &Config) -> ReloadPlan {
     let (live, restart) = current
         .changed_keys(new)
         .into_iter()
-        .partition(|k| LIVE_KEYS.contains(&k.as_str()));
+        .partition(|k| Config::is_live(k));
     ReloadPlan { live, restart }
 }
 
-/// The configuration in force after a reload: `new`'s values for the
-/// [`LIVE_KEYS`], `current`'s for the rest (so the next reload compares
-/// against what runs).
+/// The configuration in force after a reload: `new`'s values for the live
+/// keys, `current`'s for the rest (so the next reload compares against what
+/// runs).
 fn keep_live(current: Config, new: &Config) -> Config {
     let mut applied = current;
-    let (s, n) = (&mut applied.server, &new.server);
-    s.allowed_uids.clone_from(&n.allowed_uids);
-    s.allowed_gids.clone_from(&n.allowed_gids);
-    s.admin_uids.clone_from(&n.admin_uids);
-    s.admin_gids.clone_from(&n.admin_gids);
-    s.audit_log.clone_from(&n.audit_log);
-    s.log_level.clone_from(&n.log_level);
-    applied.refresh = new.refresh.clone();
-    applied.access = new.access.clone();
+    applied.keep_live(new);
     applied
 }
 
-/// Applies the [`LIVE_KEYS`] of `new` to the running agent; returns the
-/// sentence saying which log filter is in force.
+/// Applies the live keys of `new` to the running agent (a key marked
+/// `live = true` must be applied here, or a reload would report a change it
+/// did not make); returns the sentence saying which log filter is in force.
 fn apply_live(
     new: &Config,
     state: &AppState,
@@ -292,7 +272,7 @@ mod tests {
         }
         assert_eq!(
             live,
-            LIVE_KEYS.len() - 1,
+            Config::live_keys().count() - 1,
             "every live key but [[access]] was seen"
         );
         assert!(

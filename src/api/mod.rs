@@ -1,4 +1,5 @@
-//! The agent API: HTTP/1.1 + JSON on a Unix socket (SPEC §4).
+//! The agent API: HTTP/1.1 + JSON on a Unix socket, documented in
+//! `docs/api.md` (kept true by `doc_tests`).
 //!
 //! * [`socket`] — binding the socket with its mode set at bind time, or taking
 //!   a systemd-activated one; peer credentials.
@@ -15,6 +16,8 @@
 mod answer;
 pub(crate) mod callback;
 mod convert;
+#[cfg(test)]
+mod doc_tests;
 mod error;
 mod handlers;
 mod http;

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 /// What a route does, before its parameters are read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Route {
+pub(super) enum Route {
     Health,
     Ready,
     Metrics,
@@ -37,9 +37,10 @@ enum Route {
     Reload,
 }
 
-/// Every route of the agent API. A path that matches a template here under
-/// another method is answered 405, any other 404.
-const ROUTES: &[(Method, &str, Route)] = &[
+/// Every route of the agent API (each has its section in `docs/api.md`). A
+/// path that matches a template here under another method is answered 405,
+/// any other 404.
+pub(super) const ROUTES: &[(Method, &str, Route)] = &[
     (Method::GET, paths::HEALTH, Route::Health),
     (Method::GET, paths::READY, Route::Ready),
     (Method::GET, paths::METRICS, Route::Metrics),
@@ -353,7 +354,7 @@ fn route_of<'p>(
     } else {
         Err(ApiError::new(
             ErrorCode::NoSuchRoute,
-            format!("no route {method} {path}: see SPEC §4 for the agent API"),
+            format!("no route {method} {path}: see docs/api.md for the agent API"),
         ))
     }
 }

@@ -1,5 +1,16 @@
 //! The agent socket: bound with its mode applied through the umask at bind
 //! time (no window with looser permissions), or inherited from systemd.
+//!
+//! Socket activation is read here rather than through a crate: what a crate
+//! would take over is the dozen lines that read `LISTEN_PID`/`LISTEN_FDS`;
+//! the rest (is fd 3 a Unix socket, which path it listens on, the warning
+//! for extra sockets, never removing a file we did not create) is ours
+//! either way. Of the small crates, `listenfd` (1.0) also adopts the fds
+//! when `LISTEN_PID` is absent (its cargo-watch extension), which
+//! sd_listen_fds(3) forbids: an agent started from a shell that inherited
+//! `LISTEN_FDS` would take someone else's fd 3. `sd-notify`'s `listen_fds`
+//! checks the pid but is not used for notifications either (see
+//! `crate::systemd`), so it would be a dependency for those dozen lines.
 
 use crate::access::Policy;
 use crate::credential::CredKey;

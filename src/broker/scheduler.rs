@@ -10,6 +10,16 @@
 //! its lifetime, as for callers). On failure ([`backoff`]): capped
 //! exponential backoff with jitter and a floor, honouring `Retry-After`;
 //! permanent errors stop retries (the credential needs a login).
+//!
+//! No retry crate (`backon`, in the tree through `redis`, or `backoff`): they
+//! wrap a future in a loop that sleeps between its attempts, one sleeping
+//! task per retrying call, and own the attempt count. Here a failed refresh
+//! is not retried in place: the next attempt is planned in the one timer
+//! queue every credential shares (10 000 credentials backing off are 10 000
+//! entries, not 10 000 tasks), the failure count lives with the credential
+//! (`snykey status` shows it), and the wait is [`backoff`], a pure function
+//! of that count, Snyk's `Retry-After` and a random draw passed in, so that
+//! its tests are exact.
 
 use crate::credential::CredKey;
 use crate::locks::Recover;

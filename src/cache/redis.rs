@@ -15,6 +15,13 @@
 //! `READONLY` from a demoted master): the connection manager alone would keep
 //! reconnecting to the old address (redis-rs#1438). Nothing here is needed for
 //! safety (SPEC §2): a failover may lose the lock, and the store arbitrates.
+//!
+//! Waiting for the lock is a hand-written poll (20 ms doubling to 250 ms,
+//! jittered, until a deadline), not `backon`: a retry crate retries an
+//! operation that *failed*, and here a failed Redis call must end the wait
+//! at once (the caller then refreshes without the lock) while "someone else
+//! holds it" is the case to wait out; saying that to `backon` takes an error
+//! type of its own and a `when` filter, more lines than the loop.
 
 use super::{CacheError, CachedToken, LockGuard, TokenCache};
 use crate::credential::CredKey;

@@ -3,7 +3,9 @@
 //! at start, into typed values; every error names the key and where its value
 //! came from (the file, the variable, or the default), never the value.
 //!
-//! * `sections.rs` — the section structs: the one place a key is declared.
+//! * `sections.rs` — the section structs: the one place a key is declared,
+//!   with its doc, check and reload behaviour beside it (`keys.rs`: the
+//!   macro that declares them).
 //! * `sources.rs` — the file and the environment, read by one generic pass;
 //!   `given.rs` — the deserializer that parses a variable's text as its field's type.
 //! * `de.rs` — the field forms (durations, modes, addresses, secrets).
@@ -13,12 +15,16 @@
 //! * `on_disk.rs` — every file and directory the configuration names, checked
 //!   by `check-config` and before the agent starts ([`Config::check_files`]).
 //! * `show.rs` — `check-config`'s output, serialized from the same structs.
+//! * `reference.rs` — `docs/configuration.md`, written from the same structs
+//!   (`snykey config-reference`).
 
 mod check;
 mod de;
 mod files;
 mod given;
+pub mod keys;
 pub mod on_disk;
+pub mod reference;
 mod sections;
 mod show;
 mod sources;
@@ -41,14 +47,36 @@ pub const DEFAULT_CONFIG_FILE: &str = "/etc/snykey/config.toml";
 /// Snyk's default (US-01) region.
 pub const DEFAULT_API_URL: &str = "https://api.snyk.io";
 
-/// Every section and its keys, from the section structs.
-pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
-    ("server", ServerConfig::KEYS),
-    ("snyk", SnykConfig::KEYS),
-    ("cache", CacheConfig::KEYS),
-    ("store", StoreConfig::KEYS),
-    ("refresh", RefreshConfig::KEYS),
-];
+/// A `[section]` of the configuration, from its struct.
+pub(crate) struct Section {
+    pub name: &'static str,
+    pub doc: &'static str,
+    /// The TOML keys, in declaration order.
+    pub keys: &'static [&'static str],
+    pub docs: &'static [keys::KeyDoc],
+    pub defaults: fn() -> toml::Table,
+}
+
+macro_rules! sections {
+    ($($name:literal => $ty:ident),* $(,)?) => {
+        &[$(Section {
+            name: $name,
+            doc: $ty::DOC,
+            keys: $ty::KEYS,
+            docs: $ty::DOCS,
+            defaults: $ty::default_values,
+        }),*]
+    };
+}
+
+/// Every section, in the order of the file and the reference.
+pub(crate) const SECTIONS: &[Section] = sections! {
+    "server" => ServerConfig,
+    "snyk" => SnykConfig,
+    "cache" => CacheConfig,
+    "store" => StoreConfig,
+    "refresh" => RefreshConfig,
+};
 
 /// An environment lookup (a variable set and non-empty).
 pub(crate) type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -177,7 +205,44 @@ impl Config {
     pub fn keys() -> impl Iterator<Item = String> {
         SECTIONS
             .iter()
-            .flat_map(|(s, keys)| keys.iter().map(move |k| format!("{s}.{k}")))
+            .flat_map(|s| s.keys.iter().map(move |k| format!("{}.{k}", s.name)))
+    }
+
+    /// What a reload applies at once: every key declared `live`, as
+    /// `section.key`, and `[[table]]` for the arrays of tables that are.
+    pub fn live_keys() -> impl Iterator<Item = String> {
+        let keys = SECTIONS.iter().flat_map(|s| {
+            s.docs
+                .iter()
+                .filter(|d| d.live)
+                .map(move |d| format!("{}.{}", s.name, d.key))
+        });
+        let tables = tables::TABLES
+            .iter()
+            .filter(|t| t.live)
+            .map(|t| format!("[[{}]]", t.name));
+        keys.chain(tables)
+    }
+
+    /// Whether a reload applies `key` (as [`Config::changed_keys`] names it).
+    pub fn is_live(key: &str) -> bool {
+        Config::live_keys().any(|k| k == key)
+    }
+
+    /// Takes from `new` what a reload applies ([`Config::live_keys`]),
+    /// keeping the rest as it is.
+    pub fn keep_live(&mut self, new: &Config) {
+        self.server.keep_live(&new.server);
+        self.snyk.keep_live(&new.snyk);
+        self.cache.keep_live(&new.cache);
+        self.store.keep_live(&new.store);
+        self.refresh.keep_live(&new.refresh);
+        if Config::is_live("[[access]]") {
+            self.access = new.access.clone();
+        }
+        if Config::is_live("[[sink]]") {
+            self.sinks = new.sinks.clone();
+        }
     }
 
     /// The keys whose values differ between `self` and `other`, as

@@ -4,7 +4,7 @@ use proptest::prelude::*;
 fn all_keys() -> Vec<(&'static str, &'static str)> {
     SECTIONS
         .iter()
-        .flat_map(|(s, keys)| keys.iter().map(move |k| (*s, *k)))
+        .flat_map(|s| s.keys.iter().map(move |k| (s.name, *k)))
         .collect()
 }
 

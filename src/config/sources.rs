@@ -37,11 +37,14 @@ pub(super) struct Sources {
 }
 
 fn keys_of(section: &str) -> Option<(&'static str, &'static [&'static str])> {
-    SECTIONS.iter().copied().find(|(s, _)| *s == section)
+    SECTIONS
+        .iter()
+        .find(|s| s.name == section)
+        .map(|s| (s.name, s.keys))
 }
 
 fn section_names() -> String {
-    let names: Vec<&str> = SECTIONS.iter().map(|(s, _)| *s).collect();
+    let names: Vec<&str> = SECTIONS.iter().map(|s| s.name).collect();
     names.join(", ")
 }
 

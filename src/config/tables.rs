@@ -1,8 +1,10 @@
 //! The arrays of tables: `[[sink]]` (token files the agent keeps current,
 //! issue 14) and `[[access]]` (who may read which credentials' tokens, issue
-//! 17). Each is one serde struct, read with `deny_unknown_fields` and printed
-//! back by `check-config` from the same struct.
+//! 17). Each is one serde struct declared like a section (`keys.rs`), read
+//! with `deny_unknown_fields` and printed back by `check-config` from the
+//! same struct.
 
+use super::keys::{KeyDoc, section};
 use super::sources::{Entry, Given, scrub_value};
 use super::{ConfigError, de};
 use serde::de::DeserializeOwned;
@@ -10,44 +12,114 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use toml::Value;
 
-/// One `[[sink]]` table as written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(super) struct SinkTable {
-    org_id: String,
-    client_id: String,
-    path: PathBuf,
-    /// token (default), json or env.
-    format: String,
-    /// Default 0640; between 0600 and 0660.
-    #[serde(with = "de::mode")]
-    mode: u32,
-    /// A group name or gid; printed as the gid.
-    #[serde(with = "de::opt_group", skip_serializing_if = "Option::is_none")]
-    group: Option<String>,
-}
-
-impl Default for SinkTable {
-    fn default() -> Self {
-        SinkTable {
-            org_id: String::new(),
-            client_id: String::new(),
-            path: PathBuf::new(),
-            format: "token".into(),
-            mode: 0o640,
-            group: None,
+section! {
+    /// `[[sink]]`: a token file the agent keeps current, for an app that cannot
+    /// run `snykey-helper`. It is written atomically at start and after every
+    /// refresh (a temp file with the mode and group asked, fsync, rename) and
+    /// never holds an expired token: it is removed when its token expired and
+    /// no new one can be had, and comes back with the next one. Repeatable; in
+    /// the config file only (no variables).
+    pub(super) struct SinkTable {
+        keys {
+            /// The credential's org id.
+            #[key(
+                check = "required; an id (`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)",
+                refuses = r#""../x""#
+            )]
+            org_id: String = String::new(),
+            /// The credential's client id.
+            #[key(check = "required; as for `org_id`", refuses = r#""""#)]
+            client_id: String = String::new(),
+            /// The file to write.
+            #[key(
+                check = "required; an absolute path that is not a symlink, whose real directory is inside `server.sink_dirs`; one file per sink",
+                refuses = r#""snyk-token""#
+            )]
+            path: PathBuf = PathBuf::new(),
+            /// What the file holds: `token` (the token and a newline), `json` (as
+            /// `snykey-helper --format json` prints) or `env` (`export` lines for
+            /// `SNYK_OAUTH_TOKEN` and `SNYK_API`).
+            #[key(check = "`token`, `json` or `env`", refuses = r#""yaml""#)]
+            format: String = "token".into(),
+            /// The file's mode.
+            #[key(
+                check = "an octal mode from 0600 to 0660: the owner reads and writes, others never read",
+                refuses = r#""0644""#
+            )]
+            #[serde(with = "de::mode")]
+            mode: u32 = 0o640,
+            /// The file's group, by name or gid (printed as the gid).
+            #[key(
+                default = "none: the group a new file gets",
+                check = "a gid, or the name of a group on this host",
+                refuses = r#""no-such-group-snykey""#
+            )]
+            #[serde(with = "de::opt_group", skip_serializing_if = "Option::is_none")]
+            group: Option<String> = None,
         }
+        derived {}
     }
 }
 
-/// One `[[access]]` table as written.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(super) struct AccessTable {
-    credentials: Vec<String>,
-    uids: Vec<u32>,
-    gids: Vec<u32>,
+section! {
+    /// `[[access]]`: who may read which credentials' tokens. With no
+    /// `[[access]]` table every peer allowed on the socket may read every
+    /// credential; with one or more, a token read (`snykey-helper`, `snykey
+    /// token`, `GET /v1/credentials/{org_id}/{client_id}`) needs an admin or a
+    /// table whose `credentials` match and whose `uids` or `gids` include the
+    /// peer, and `snykey status` lists only what the peer may read. A refusal
+    /// is the same 403 whether the credential exists or not. Repeatable; in
+    /// the config file only (no variables).
+    pub(super) struct AccessTable {
+        keys {
+            /// The credentials granted: `ORG_ID/CLIENT_ID`, or `ORG_ID/*` for every
+            /// credential of an organisation.
+            #[key(
+                check = "a non-empty list of `ORG_ID/CLIENT_ID` or `ORG_ID/*` with valid ids",
+                refuses = r#"["org-without-client"]"#
+            )]
+            credentials: Vec<String> = Vec::new(),
+            /// The peers granted, by uid.
+            #[key(
+                check = "a list of uids; `uids` and `gids` are not both empty",
+                refuses = r#"["root"]"#
+            )]
+            uids: Vec<u32> = Vec::new(),
+            /// The peers granted, by primary or supplementary group.
+            #[key(check = "a list of gids", refuses = "[-1]")]
+            gids: Vec<u32> = Vec::new(),
+        }
+        derived {}
+    }
 }
+
+/// An array of tables, for the reference and for reloads.
+pub(crate) struct Table {
+    pub name: &'static str,
+    pub doc: &'static str,
+    pub keys: &'static [KeyDoc],
+    pub defaults: fn() -> toml::Table,
+    /// A reload applies a changed table at once (else it needs a restart).
+    pub live: bool,
+}
+
+/// Every array of tables.
+pub(crate) const TABLES: &[Table] = &[
+    Table {
+        name: "sink",
+        doc: SinkTable::DOC,
+        keys: SinkTable::DOCS,
+        defaults: SinkTable::default_values,
+        live: false,
+    },
+    Table {
+        name: "access",
+        doc: AccessTable::DOC,
+        keys: AccessTable::DOCS,
+        defaults: AccessTable::default_values,
+        live: true,
+    },
+];
 
 /// `NAME[i].key (from ORIGIN): message` for the `i`th table.
 fn invalid(origin: &str, at: String, message: String) -> ConfigError {

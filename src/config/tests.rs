@@ -409,7 +409,12 @@ fn the_example_config_is_valid_and_names_every_key() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     load(Some(&text), &[]).unwrap();
-    for (section, keys) in SECTIONS {
+    for Section {
+        name: section,
+        keys,
+        ..
+    } in SECTIONS
+    {
         for key in keys.iter() {
             let section_text = text
                 .split(&format!("[{section}]"))
@@ -419,6 +424,22 @@ fn the_example_config_is_valid_and_names_every_key() {
             assert!(
                 section_text.contains(&format!("\n# {key} = ")),
                 "examples/config.toml lacks {section}.{key} (commented out, with its default)"
+            );
+        }
+    }
+    for t in tables::TABLES {
+        let table_text = text
+            .split(&format!("# [[{}]]", t.name))
+            .nth(1)
+            .unwrap_or_default();
+        let table_text = table_text.split("\n\n").next().unwrap_or_default();
+        for d in t.keys {
+            assert!(
+                table_text.contains(&format!("\n# {} = ", d.key)),
+                "examples/config.toml lacks {}'s {} (in its commented-out [[{}]] table)",
+                t.name,
+                d.key,
+                t.name
             );
         }
     }

@@ -162,7 +162,7 @@ fn config_env(env: &[(String, String)]) -> (Vec<(String, String)>, Vec<String>) 
     for (k, v) in env {
         let config_var = crate::config::SECTIONS
             .iter()
-            .any(|(s, _)| k.starts_with(&format!("SNYKEY_{}_", s.to_ascii_uppercase())));
+            .any(|s| k.starts_with(&format!("SNYKEY_{}_", s.name.to_ascii_uppercase())));
         if !config_var || HONOURED_SECTIONS.iter().any(|p| k.starts_with(p)) {
             kept.push((k.clone(), v.clone()));
         } else if !SNYK_URL_VARS.contains(&k.as_str()) {

@@ -2,7 +2,7 @@
 //! 504 on a Snyk timeout, `min_validity` forcing a refresh, the PUT answer,
 //! the default paths and the variables clients and the agent read, the
 //! OpenBao variables (`BAO_*`, `VAULT_*`, the CA), the Redis key layout with
-//! `key_prefix`, and JSON logs.
+//! `key_prefix`, JSON logs, and `snykey config-reference`.
 
 use crate::support::agent::{
     Agent, SNYKEY, assert_no_secrets, command, http_on, output_with_stdin, stderr, stdout, wait_for,
@@ -437,4 +437,32 @@ fn log_format_json_writes_one_json_object_per_line() {
         "{messages:?}"
     );
     assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
+/// `snykey config-reference` prints the committed `docs/configuration.md`,
+/// whatever the environment says (the reference shows the embedded
+/// defaults, not this host's), and `--help` lists it.
+#[test]
+fn config_reference_prints_the_committed_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+    )
+    .unwrap();
+    for env in [
+        vec![],
+        vec![
+            ("SNYKEY_SNYK_API_URL", "https://api.eu.snyk.io"),
+            ("BAO_ADDR", "https://bao.internal:8200"),
+        ],
+    ] {
+        let out = cli(dir.path(), &["config-reference"], &env, None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stdout(&out) == committed,
+            "snykey config-reference differs from docs/configuration.md: run `cargo run --bin snykey -- config-reference > docs/configuration.md`"
+        );
+    }
+    let help = stdout(&cli(dir.path(), &["--help"], &[], None));
+    assert!(help.contains("config-reference"), "{help}");
 }

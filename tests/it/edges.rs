@@ -3,21 +3,9 @@
 //! journaled when the store refuses them, a delete during a refresh, and
 //! error messages that say one thing once.
 
-use crate::support::agent::{assert_no_secrets, http_on, stderr, stdout, wait_for};
+use crate::support::agent::{block_store, http_on, stderr, stdout, store_text, wait_for};
 use crate::support::{Agent, Env, FakeSnyk, Fault};
 use std::time::Duration;
-
-fn store_text(env: &Env) -> String {
-    std::fs::read_to_string(&env.store).unwrap_or_default()
-}
-
-/// Blocks the file store's writes: its temp file path becomes a directory.
-fn block_store(env: &Env) -> std::path::PathBuf {
-    let name = env.store.file_name().unwrap().to_str().unwrap();
-    let tmp = env.store.with_file_name(format!(".{name}.tmp"));
-    std::fs::create_dir_all(&tmp).unwrap();
-    tmp
-}
 
 /// One sentence: no phrase said twice, the command named once.
 fn assert_one_sentence(msg: &str) {
@@ -85,8 +73,7 @@ fn odd_expires_in_values_neither_replay_nor_loop() {
         let s = fake.lock();
         assert_eq!((s.replays, s.lost_answer_retries), (0, 0), "{value}");
         drop(s);
-        let log = agent.stop_and_log();
-        assert_no_secrets("agent log", &log, &fake.secrets());
+        agent.stop_and_scan(&fake);
     }
 }
 
@@ -155,8 +142,7 @@ fn a_lifetime_below_the_floor_is_served_and_backs_off_instead_of_looping() {
     let s = fake.lock();
     assert_eq!((s.replays, s.lost_answer_retries), (0, 0));
     drop(s);
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }
 
 /// Issue 22 item 6: a 3xx or 4xx answer without an OAuth error body (a
@@ -220,8 +206,7 @@ fn a_proxy_page_without_an_oauth_body_is_an_unknown_outcome_not_a_refusal() {
         assert_eq!(out.status.code(), Some(77), "{status}: {}", stderr(&out));
         assert!(stderr(&out).contains("lost in transit"), "{}", stderr(&out));
         assert_eq!(fake.lock().resends.len(), 1, "{status}: one retry only");
-        let log = agent.stop_and_log();
-        assert_no_secrets("agent log", &log, &fake.secrets());
+        agent.stop_and_scan(&fake);
     }
 
     // A 407 page that never reached Snyk: the token is sent once more after
@@ -255,22 +240,15 @@ fn a_proxy_page_without_an_oauth_body_is_an_unknown_outcome_not_a_refusal() {
     let s = fake.lock();
     assert_eq!((s.replays, s.lost_answer_retries), (0, 0));
     drop(s);
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }
 
 #[test]
 fn a_200_without_a_refresh_token_is_needs_login_in_one_sentence_and_never_a_replay() {
     let fake = FakeSnyk::start();
-    let rt = fake.new_oauth_client("cn", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(
-        agent
-            .put_oauth(env.path(), "on", "cn", None, &rt)
-            .status
-            .success()
-    );
+    agent.put_new_oauth(&fake, "on", "cn", None);
     agent.http("DELETE", "/v1/cache/on/cn", None);
     // Snyk consumes the token and forgets to send the next one.
     fake.push_fault(Fault::NoRefreshToken);
@@ -307,22 +285,15 @@ fn a_200_without_a_refresh_token_is_needs_login_in_one_sentence_and_never_a_repl
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(fake.access_token_valid(stdout(&out).trim()));
     assert_eq!(fake.replays(), 0);
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }
 
 #[test]
 fn invalid_grant_says_needs_login_once() {
     let fake = FakeSnyk::start();
-    let rt = fake.new_oauth_client("ci", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(
-        agent
-            .put_oauth(env.path(), "oi", "ci", None, &rt)
-            .status
-            .success()
-    );
+    agent.put_new_oauth(&fake, "oi", "ci", None);
     fake.revoke(&fake.live_refresh_token("ci").unwrap());
     agent.http("DELETE", "/v1/cache/oi/ci", None);
     let out = agent.helper(&["oi", "ci"]);
@@ -394,8 +365,7 @@ fn a_register_app_secret_is_journaled_when_the_store_refuses_it() {
         store_text(&env).contains(&secret)
     });
     wait_for("the journal entry to go", 10, || !entry.exists());
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }
 
 /// Issue 22 item 5: the client secret `register-app` is handed exists once;
@@ -441,8 +411,7 @@ fn a_register_app_secret_is_held_in_memory_when_neither_store_nor_journal_takes_
     wait_for("the secret to reach the store", 30, || {
         store_text(&env).contains(&secret)
     });
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }
 
 #[test]
@@ -515,22 +484,15 @@ fn a_replaced_service_account_secret_is_journaled_when_the_store_refuses_it() {
     let out = agent.helper(&["osr", &client]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(fake.access_token_valid(stdout(&out).trim()));
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }
 
 #[test]
 fn a_delete_during_a_refresh_does_not_bring_the_credential_back() {
     let fake = FakeSnyk::start();
-    let rt = fake.new_oauth_client("cd", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(
-        agent
-            .put_oauth(env.path(), "od", "cd", None, &rt)
-            .status
-            .success()
-    );
+    agent.put_new_oauth(&fake, "od", "cd", None);
     agent.http("DELETE", "/v1/cache/od/cd", None);
     fake.push_fault(Fault::AnswerLater(Duration::from_millis(2500)));
     let grants = fake.refresh_grants();
@@ -538,7 +500,7 @@ fn a_delete_during_a_refresh_does_not_bring_the_credential_back() {
     let since = std::time::Instant::now();
     let refresh =
         std::thread::spawn(move || http_on(&socket, "GET", "/v1/credentials/od/cd", None));
-    crate::guarantees::wait_at_snyk(&fake, grants, since, Duration::from_secs(1));
+    crate::support::shared::wait_at_snyk(&fake, grants, since, Duration::from_secs(1));
     let out = agent.cli(&["delete", "od", "cd"], None);
     assert!(out.status.success(), "{}", stderr(&out));
     let _ = refresh.join().unwrap();
@@ -559,16 +521,16 @@ fn a_delete_during_a_refresh_does_not_bring_the_credential_back() {
     assert_eq!(agent.json("GET", "/v1/credentials/od/cd", None).0, 404);
     assert!(!store_text(&env).contains(&live));
     assert_eq!(fake.replays(), 0);
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }
 
 #[test]
 fn a_delete_on_another_agent_during_a_refresh_does_not_bring_the_credential_back() {
     let fake = FakeSnyk::start();
-    let bao = crate::guarantees::SharedBao::start();
+    let bao = crate::support::shared::SharedBao::start();
     let redis = crate::support::redis::RedisServer::start();
-    let (mut envs, a, b) = crate::guarantees::two_agents_sharing(&fake, &bao, &redis, "ox", "cx");
+    let (mut envs, a, b) =
+        crate::support::shared::two_agents_sharing(&fake, &bao, &redis, "ox", "cx");
     // A's refresh is at Snyk when B deletes the credential.
     fake.push_fault(Fault::AnswerLater(Duration::from_millis(2500)));
     let grants = fake.refresh_grants();
@@ -576,7 +538,7 @@ fn a_delete_on_another_agent_during_a_refresh_does_not_bring_the_credential_back
     let since = std::time::Instant::now();
     let refresh =
         std::thread::spawn(move || http_on(&socket, "GET", "/v1/credentials/ox/cx", None));
-    crate::guarantees::wait_at_snyk(&fake, grants, since, Duration::from_secs(1));
+    crate::support::shared::wait_at_snyk(&fake, grants, since, Duration::from_secs(1));
     let out = b.cli(&["delete", "ox", "cx"], None);
     assert!(out.status.success(), "{}", stderr(&out));
     let _ = refresh.join().unwrap();
@@ -605,23 +567,16 @@ fn a_delete_on_another_agent_during_a_refresh_does_not_bring_the_credential_back
     assert_eq!(a.json("GET", "/v1/credentials/ox/cx", None).0, 404);
     assert_eq!(fake.replays(), 0);
     for agent in [a, b] {
-        let log = agent.stop_and_log();
-        assert_no_secrets("agent log", &log, &fake.secrets());
+        agent.stop_and_scan(&fake);
     }
 }
 
 #[test]
 fn a_gateway_page_without_an_oauth_body_is_retried_once_after_the_quiet_period() {
     let fake = FakeSnyk::start();
-    let rt = fake.new_oauth_client("cg", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(
-        agent
-            .put_oauth(env.path(), "og", "cg", None, &rt)
-            .status
-            .success()
-    );
+    agent.put_new_oauth(&fake, "og", "cg", None);
     // The quiet period with the tests' 3 s Snyk timeout: 1.5 x 3 s + 1 s.
     let quiet = Duration::from_millis(5500);
 
@@ -670,8 +625,7 @@ fn a_gateway_page_without_an_oauth_body_is_retried_once_after_the_quiet_period()
     );
     assert_eq!(s.replays, 0);
     drop(s);
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
     // Last, so that the behaviour above is checked whatever the wording.
     assert_one_sentence(&message);
 }

@@ -27,58 +27,144 @@ struct Call {
     valid: bool,
 }
 
-fn hammer(
-    sockets: Vec<PathBuf>,
-    fake: FakeSnyk,
+/// Four callers asking both agents for the fleet's tokens, every other call
+/// through the real helper (exit 75, a temporary failure, counts as a 503),
+/// until [`Load::finish`]: every call's outcome, timed from the start.
+struct Load {
+    started: Instant,
     stop: Arc<AtomicBool>,
     calls: Arc<Mutex<Vec<Call>>>,
-    started: Instant,
-    seed: usize,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut n = seed;
-        while !stop.load(Ordering::Relaxed) {
-            n += 1;
-            let s = &sockets[n % sockets.len()];
-            let path = format!("/v1/credentials/fleet/c{}", n % CREDS);
-            // Every other call goes through the real helper (exit 75, a
-            // temporary failure, counts as a 503).
-            let (status, valid) = if n % 2 == 0 {
-                match crate::support::agent::clean(HELPER)
-                    .arg("--socket")
-                    .arg(s)
-                    .args(["fleet", &format!("c{}", n % CREDS)])
-                    .output()
-                {
-                    Ok(o) if o.status.success() => (
-                        200,
-                        fake.access_token_valid(String::from_utf8_lossy(&o.stdout).trim()),
-                    ),
-                    Ok(o) if o.status.code() == Some(75) => (503, false),
-                    Ok(o) => (o.status.code().unwrap_or(0) as u16, false),
-                    Err(_) => (0, false),
-                }
-            } else {
-                match try_http(s, &path) {
-                    Ok((200, body)) => {
-                        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                        (
-                            200,
-                            fake.access_token_valid(v["access_token"].as_str().unwrap_or("")),
-                        )
+    callers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(envs: &[Env], fake: &FakeSnyk) -> Load {
+        let started = Instant::now();
+        let stop = Arc::new(AtomicBool::new(false));
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let sockets: Vec<PathBuf> = envs.iter().map(|e| e.socket.clone()).collect();
+        let callers = (0..4)
+            .map(|seed| {
+                let (sockets, fake) = (sockets.clone(), fake.clone());
+                let (stop, calls) = (Arc::clone(&stop), Arc::clone(&calls));
+                std::thread::spawn(move || {
+                    let mut n = seed;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let (status, valid) = call(&sockets[n % sockets.len()], &fake, n);
+                        calls.lock().unwrap().push(Call {
+                            at: started.elapsed(),
+                            status,
+                            valid,
+                        });
+                        std::thread::sleep(Duration::from_millis(20));
                     }
-                    Ok((st, _)) => (st, false),
-                    Err(_) => (0, false),
-                }
-            };
-            calls.lock().unwrap().push(Call {
-                at: started.elapsed(),
-                status,
-                valid,
-            });
-            std::thread::sleep(Duration::from_millis(20));
+                })
+            })
+            .collect();
+        Load {
+            started,
+            stop,
+            calls,
+            callers,
         }
-    })
+    }
+
+    /// How long the load has run.
+    fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Stops the callers and counts what they saw.
+    fn finish(self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        for c in self.callers {
+            c.join().unwrap();
+        }
+        let calls = self.calls.lock().unwrap().clone();
+        let count = |f: &dyn Fn(&Call) -> bool| calls.iter().filter(|c| f(c)).count();
+        Tally {
+            ok: count(&|c| c.status == 200 && c.valid),
+            invalid: count(&|c| c.status == 200 && !c.valid),
+            unavailable: count(&|c| c.status == 503),
+            other: count(&|c| c.status != 200 && c.status != 503),
+            calls,
+        }
+    }
+}
+
+/// Call `n`: credential `c{n % CREDS}` from the agent on `socket`, through
+/// the helper when `n` is even: (status, whether the fake accepts the token).
+fn call(socket: &PathBuf, fake: &FakeSnyk, n: usize) -> (u16, bool) {
+    let client = format!("c{}", n % CREDS);
+    if n % 2 == 0 {
+        match crate::support::agent::clean(HELPER)
+            .arg("--socket")
+            .arg(socket)
+            .args(["fleet", &client])
+            .output()
+        {
+            Ok(o) if o.status.success() => (
+                200,
+                fake.access_token_valid(String::from_utf8_lossy(&o.stdout).trim()),
+            ),
+            Ok(o) if o.status.code() == Some(75) => (503, false),
+            Ok(o) => (o.status.code().unwrap_or(0) as u16, false),
+            Err(_) => (0, false),
+        }
+    } else {
+        match try_http(socket, &format!("/v1/credentials/fleet/{client}")) {
+            Ok((200, body)) => {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                (
+                    200,
+                    fake.access_token_valid(v["access_token"].as_str().unwrap_or("")),
+                )
+            }
+            Ok((st, _)) => (st, false),
+            Err(_) => (0, false),
+        }
+    }
+}
+
+/// What the callers saw.
+struct Tally {
+    calls: Vec<Call>,
+    /// Answered with a token the fake accepts.
+    ok: usize,
+    /// Answered with a token the fake refuses.
+    invalid: usize,
+    /// 503 (exit 75 through the helper).
+    unavailable: usize,
+    /// Anything else.
+    other: usize,
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "calls {} served {} invalid {} 503 {} other {}",
+            self.calls.len(),
+            self.ok,
+            self.invalid,
+            self.unavailable,
+            self.other
+        )
+    }
+}
+
+impl Tally {
+    /// The fleet's promises under failover: nothing replayed or lost, no
+    /// token the fake refuses, nothing but tokens and 503s, and most calls
+    /// served.
+    fn assert_held(&self, fake: &FakeSnyk, lost: usize, report: &str) {
+        assert_eq!(fake.replays(), 0, "{report}");
+        assert_eq!(lost, 0, "{report}");
+        assert_eq!(self.invalid, 0, "{report}");
+        assert_eq!(self.other, 0, "{report}");
+        assert!(self.ok > 200, "{report}");
+    }
 }
 
 #[test]
@@ -115,36 +201,21 @@ fn redis_sentinel_failovers_mid_load_lose_nothing_and_replay_nothing() {
 
     let grants_before = fake.refresh_grants();
     let since = std::time::SystemTime::now();
-    let started = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let calls = Arc::new(Mutex::new(Vec::new()));
-    let sockets: Vec<PathBuf> = envs.iter().map(|e| e.socket.clone()).collect();
-    let callers: Vec<_> = (0..4)
-        .map(|n| {
-            hammer(
-                sockets.clone(),
-                fake.clone(),
-                Arc::clone(&stop),
-                Arc::clone(&calls),
-                started,
-                n,
-            )
-        })
-        .collect();
+    let load = Load::start(&envs, &fake);
 
     // 1. SIGKILL the master mid-load; the sentinels promote a replica. The
     // dead node stays dead: an agent still aiming at its address gets nowhere.
     std::thread::sleep(Duration::from_secs(3));
-    let killed_at = started.elapsed();
+    let killed_at = load.elapsed();
     redis.kill(first);
     let second = redis.wait_for_new_master(first, 30);
-    let promoted_at = started.elapsed();
+    let promoted_at = load.elapsed();
     std::thread::sleep(Duration::from_secs(4));
 
     // 2. A planned failover (SENTINEL FAILOVER): the old master stays up,
     // demoted to a replica, so the agents' existing connections to it must
     // move (it would still answer reads, and refuse writes with READONLY).
-    let failover_at = started.elapsed();
+    let failover_at = load.elapsed();
     // On a loaded machine the sentinels may have failed over once more on
     // their own (1 s down-after) since `second`: the planned failover moves
     // the master from wherever it is then.
@@ -155,12 +226,9 @@ fn redis_sentinel_failovers_mid_load_lose_nothing_and_replay_nothing() {
             "the sentinels failed over on their own before the planned failover: {second} -> {before}"
         );
     }
-    let moved_at = started.elapsed();
+    let moved_at = load.elapsed();
     std::thread::sleep(Duration::from_secs(6));
-    stop.store(true, Ordering::Relaxed);
-    for c in callers {
-        c.join().unwrap();
-    }
+    let tally = load.finish();
     let refreshes = fake.refresh_grants() - grants_before;
 
     // Each agent now writes to the master in charge: after clearing a
@@ -198,16 +266,15 @@ fn redis_sentinel_failovers_mid_load_lose_nothing_and_replay_nothing() {
         }
     }
 
-    let calls = calls.lock().unwrap().clone();
-    let count = |f: &dyn Fn(&Call) -> bool| calls.iter().filter(|c| f(c)).count();
-    let ok = count(&|c| c.status == 200 && c.valid);
-    let invalid = count(&|c| c.status == 200 && !c.valid);
-    let unavailable = count(&|c| c.status == 503);
-    let other = count(&|c| c.status != 200 && c.status != 503);
-    let in_outage = |c: &Call| {
+    let in_outage = |c: &&Call| {
         (c.at >= killed_at && c.at <= promoted_at) || (c.at >= failover_at && c.at <= moved_at)
     };
-    let served_in_outage = count(&|c| in_outage(c) && c.status == 200 && c.valid);
+    let served_in_outage = tally
+        .calls
+        .iter()
+        .filter(in_outage)
+        .filter(|c| c.status == 200 && c.valid)
+        .count();
     let steady = fake
         .lock()
         .grant_times
@@ -215,11 +282,10 @@ fn redis_sentinel_failovers_mid_load_lose_nothing_and_replay_nothing() {
         .filter(|t| **t >= since && **t < since + killed_at)
         .count();
     let report = format!(
-        "sentinel failover: calls {} served {ok} invalid {invalid} 503 {unavailable} other {other}; \
+        "sentinel failover: {tally}; \
          master killed at {killed_at:?}, replica promoted after {:?}; SENTINEL FAILOVER took {:?}; \
          served during failovers {served_in_outage}; refreshes under load {} ({steady} before the first failover); \
          replays {}; lost {lost}; longest gap without a refresh {:?}",
-        calls.len(),
         promoted_at - killed_at,
         moved_at - failover_at,
         refreshes,
@@ -244,11 +310,7 @@ fn redis_sentinel_failovers_mid_load_lose_nothing_and_replay_nothing() {
         );
     }
     eprintln!("{report}");
-    assert_eq!(fake.replays(), 0, "{report}");
-    assert_eq!(lost, 0, "{report}");
-    assert_eq!(invalid, 0, "{report}");
-    assert_eq!(other, 0, "{report}");
-    assert!(ok > 200, "{report}");
+    tally.assert_held(&fake, lost, &report);
     assert!(
         served_in_outage > 0,
         "agents serve from their in-process layer while no master answers: {report}"
@@ -317,30 +379,15 @@ fn openbao_raft_failover_mid_load_loses_nothing_and_replays_nothing() {
 
     let since = std::time::SystemTime::now();
     let grants_before = fake.refresh_grants();
-    let started = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let calls = Arc::new(Mutex::new(Vec::new()));
-    let sockets: Vec<PathBuf> = envs.iter().map(|e| e.socket.clone()).collect();
-    let callers: Vec<_> = (0..4)
-        .map(|n| {
-            hammer(
-                sockets.clone(),
-                fake.clone(),
-                Arc::clone(&stop),
-                Arc::clone(&calls),
-                started,
-                n,
-            )
-        })
-        .collect();
+    let load = Load::start(&envs, &fake);
 
     // 1. SIGKILL the active node mid-load; the other two elect a leader.
     std::thread::sleep(Duration::from_secs(3));
     let first = bao.active().expect("an active node");
-    let killed_at = started.elapsed();
+    let killed_at = load.elapsed();
     bao.kill(first);
     let second = bao.wait_for_new_active(first, 60);
-    let elected_at = started.elapsed();
+    let elected_at = load.elapsed();
     std::thread::sleep(Duration::from_secs(4));
     // It comes back (sealed, then unsealed) and rejoins as a standby.
     bao.restart(first);
@@ -348,17 +395,14 @@ fn openbao_raft_failover_mid_load_loses_nothing_and_replays_nothing() {
 
     // 2. The active node partitioned (SIGSTOP) for longer than the Snyk
     // timeout (3 s here): agents' requests to it hang until their timeout.
-    let paused_at = started.elapsed();
+    let paused_at = load.elapsed();
     bao.pause(second);
     let third = bao.wait_for_new_active(second, 60);
-    let elected2_at = started.elapsed();
+    let elected2_at = load.elapsed();
     std::thread::sleep(Duration::from_secs(6));
     bao.resume(second);
     std::thread::sleep(Duration::from_secs(5));
-    stop.store(true, Ordering::Relaxed);
-    for c in callers {
-        c.join().unwrap();
-    }
+    let tally = load.finish();
     let refreshes = fake.refresh_grants() - grants_before;
 
     // Nothing lost: the active node holds each live refresh token (a
@@ -401,19 +445,12 @@ fn openbao_raft_failover_mid_load_loses_nothing_and_replays_nothing() {
         }
     }
 
-    let calls = calls.lock().unwrap().clone();
-    let count = |f: &dyn Fn(&Call) -> bool| calls.iter().filter(|c| f(c)).count();
-    let ok = count(&|c| c.status == 200 && c.valid);
-    let invalid = count(&|c| c.status == 200 && !c.valid);
-    let unavailable = count(&|c| c.status == 503);
-    let other = count(&|c| c.status != 200 && c.status != 503);
     let gap = longest_gap(&fake, since);
     let report = format!(
-        "openbao raft failover: calls {} served {ok} invalid {invalid} 503 {unavailable} other {other}; \
+        "openbao raft failover: {tally}; \
          active node {first} SIGKILLed at {killed_at:?}, node {second} active after {:?}; \
          node {second} SIGSTOPped at {paused_at:?}, node {third} active after {:?}; \
          refreshes under load {}; replays {}; lost {lost}; longest gap without a refresh {gap:?}",
-        calls.len(),
         elected_at - killed_at,
         elected2_at - paused_at,
         refreshes,
@@ -424,11 +461,7 @@ fn openbao_raft_failover_mid_load_loses_nothing_and_replays_nothing() {
         let _ = std::fs::write(path, &report);
     }
     let logs: String = agents.iter().map(|a| a.log_text()).collect();
-    assert_eq!(fake.replays(), 0, "{report}");
-    assert_eq!(lost, 0, "{report}");
-    assert_eq!(invalid, 0, "{report}");
-    assert_eq!(other, 0, "{report}");
-    assert!(ok > 200, "{report}");
+    tally.assert_held(&fake, lost, &report);
     assert!(
         logs.contains("following the active node"),
         "the agents moved to another node: {report}\n{}",

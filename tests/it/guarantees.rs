@@ -7,11 +7,10 @@
 //! stored state.
 
 use crate::support::agent::{
-    SNYKEY, assert_no_secrets, http_on, stderr, stdout, tcp_get, wait_for,
+    SNYKEY, block_store, http_on, stderr, stdout, store_text, tcp_get, wait_for,
 };
-use crate::support::bao::Bao;
-use crate::support::openbao::BaoProxy;
 use crate::support::redis::RedisServer;
+use crate::support::shared::{SharedBao, two_agents_sharing, wait_at_snyk};
 use crate::support::{Agent, Env, FakeSnyk, Fault};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -20,102 +19,6 @@ use std::time::{Duration, Instant};
 /// Snyk timeout in tests is 3 s); the caller is killed after [`KILL_AFTER`].
 const ANSWER_AFTER: Duration = Duration::from_millis(2500);
 const KILL_AFTER: Duration = Duration::from_secs(1);
-
-/// Waits until Snyk has taken the refresh under test (its grant count
-/// passed `before`; the answer is then [`ANSWER_AFTER`] away), and at least
-/// until `at_least` after `since`: the moment to hang up, lose a lock or
-/// break the store. Under load the first condition is what matters.
-pub(crate) fn wait_at_snyk(fake: &FakeSnyk, before: u64, since: Instant, at_least: Duration) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while fake.refresh_grants() <= before {
-        assert!(
-            Instant::now() < deadline,
-            "the refresh never reached the fake Snyk"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    if let Some(rest) = (since + at_least).checked_duration_since(Instant::now()) {
-        std::thread::sleep(rest);
-    }
-}
-
-fn store_text(env: &Env) -> String {
-    std::fs::read_to_string(&env.store).unwrap_or_default()
-}
-
-/// A real OpenBao (`bao server -dev`) behind the test proxy, which can make
-/// the store refuse writes (a fault the real server cannot be asked for).
-pub(crate) struct SharedBao {
-    pub bao: Bao,
-    pub proxy: BaoProxy,
-    pub root_token: String,
-}
-
-impl SharedBao {
-    pub fn start() -> SharedBao {
-        let bao = Bao::dev();
-        let proxy = BaoProxy::start(&bao.url());
-        let root_token = bao.root_token.clone();
-        SharedBao {
-            bao,
-            proxy,
-            root_token,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        self.proxy.url()
-    }
-
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, crate::support::openbao::Faults> {
-        self.proxy.lock()
-    }
-
-    pub fn kv2_data(&self, mount: &str, path: &str) -> Option<serde_json::Value> {
-        self.bao.kv2_data(mount, path)
-    }
-
-    pub fn kv2_history(&self, mount: &str, path: &str) -> Vec<Option<serde_json::Value>> {
-        self.bao.kv2_history(mount, path)
-    }
-}
-
-/// OpenBao KV v2 and a real Redis for `env`, as two agents on two hosts would share them.
-pub(crate) fn shared_backends(env: &mut Env, bao: &SharedBao, redis: &RedisServer) {
-    let token_file = env.path().join("bao-token");
-    std::fs::write(&token_file, &bao.root_token).unwrap();
-    env.store_config = format!(
-        "backend = \"openbao\"\naddr = {:?}\ntoken_file = {token_file:?}\nmount = \"kv\"\nkv_version = 2\n",
-        bao.url()
-    );
-    env.extra_config = format!("[cache]\nbackend = \"redis\"\nurl = {:?}\n", redis.url());
-}
-
-/// Two agents sharing `bao` and `redis` (each with its own temp dir, kept
-/// in the returned envs), credential `org`/`client` put through the first
-/// and its access token dropped from the cache: the next call refreshes.
-pub(crate) fn two_agents_sharing(
-    fake: &FakeSnyk,
-    bao: &SharedBao,
-    redis: &RedisServer,
-    org: &str,
-    client: &str,
-) -> (Vec<Env>, Agent, Agent) {
-    let rt = fake.new_oauth_client(client, None);
-    let mut envs: Vec<Env> = (0..2).map(|_| Env::new(&fake.url())).collect();
-    for env in &mut envs {
-        shared_backends(env, bao, redis);
-    }
-    let a = envs[0].start();
-    let b = envs[1].start();
-    assert!(
-        a.put_oauth(envs[0].path(), org, client, None, &rt)
-            .status
-            .success()
-    );
-    a.http("DELETE", &format!("/v1/cache/{org}/{client}"), None);
-    (envs, a, b)
-}
 
 /// The refresh token of the newest pair the fake issued (by any grant).
 fn newest_issued_refresh_token(fake: &FakeSnyk) -> String {
@@ -146,15 +49,9 @@ fn assert_serves(fake: &FakeSnyk, agent: &Agent, org: &str, client: &str) -> Str
 #[test]
 fn a_helper_killed_after_snyk_rotated_loses_nothing_and_replays_nothing() {
     let fake = FakeSnyk::start();
-    let rt = fake.new_oauth_client("ck", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(
-        agent
-            .put_oauth(env.path(), "ok", "ck", None, &rt)
-            .status
-            .success()
-    );
+    let rt = agent.put_new_oauth(&fake, "ok", "ck", None);
     agent.http("DELETE", "/v1/cache/ok/ck", None);
     let grants = fake.refresh_grants();
 
@@ -196,8 +93,7 @@ fn a_helper_killed_after_snyk_rotated_loses_nothing_and_replays_nothing() {
     let s = fake.lock();
     assert_eq!((s.replays, s.lost_answer_retries), (0, 0));
     drop(s);
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }
 
 #[test]
@@ -262,8 +158,7 @@ fn a_put_killed_mid_rotation_still_stores_the_credential() {
     let s = fake.lock();
     assert_eq!((s.replays, s.lost_answer_retries), (0, 0));
     drop(s);
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }
 
 #[test]
@@ -320,8 +215,7 @@ fn a_redis_lock_lost_mid_refresh_does_not_let_a_second_agent_replay() {
     assert_eq!((s.replays, s.lost_answer_retries), (0, 0));
     drop(s);
     for agent in [a, b] {
-        let log = agent.stop_and_log();
-        assert_no_secrets("agent log", &log, &fake.secrets());
+        agent.stop_and_scan(&fake);
     }
 }
 
@@ -411,8 +305,7 @@ fn an_agent_killed_after_snyk_rotated_retries_once_across_agents_then_needs_logi
     assert_eq!(s.refresh_grants, grants + 1);
     drop(s);
     for agent in [a, b] {
-        let log = agent.stop_and_log();
-        assert_no_secrets("agent log", &log, &fake.secrets());
+        agent.stop_and_scan(&fake);
     }
 }
 
@@ -421,19 +314,7 @@ fn a_redis_flush_while_a_rotated_token_is_only_journaled_does_not_cause_a_replay
     let fake = FakeSnyk::start();
     let bao = SharedBao::start();
     let redis = RedisServer::start();
-    let rt = fake.new_oauth_client("cf", None);
-    let mut envs: Vec<Env> = (0..2).map(|_| Env::new(&fake.url())).collect();
-    for env in &mut envs {
-        shared_backends(env, &bao, &redis);
-    }
-    let a = envs[0].start();
-    let b = envs[1].start();
-    assert!(
-        a.put_oauth(envs[0].path(), "of", "cf", None, &rt)
-            .status
-            .success()
-    );
-    a.http("DELETE", "/v1/cache/of/cf", None);
+    let (envs, a, b) = two_agents_sharing(&fake, &bao, &redis, "of", "cf");
 
     // A claims and sends; while Snyk works, the store stops taking writes,
     // so A's new token goes to its journal only.
@@ -496,31 +377,16 @@ fn a_redis_flush_while_a_rotated_token_is_only_journaled_does_not_cause_a_replay
     assert_eq!((s.replays, s.lost_answer_retries), (0, 0));
     drop(s);
     for agent in [a, b] {
-        let log = agent.stop_and_log();
-        assert_no_secrets("agent log", &log, &fake.secrets());
+        agent.stop_and_scan(&fake);
     }
-}
-
-/// Blocks the file store's writes: its temp file path becomes a directory.
-fn block_store(env: &Env) -> std::path::PathBuf {
-    let name = env.store.file_name().unwrap().to_str().unwrap();
-    let tmp = env.store.with_file_name(format!(".{name}.tmp"));
-    std::fs::create_dir_all(&tmp).unwrap();
-    tmp
 }
 
 #[test]
 fn a_stale_journal_entry_at_start_never_overwrites_a_newer_stored_token() {
     let fake = FakeSnyk::start();
-    let rt = fake.new_oauth_client("cj", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(
-        agent
-            .put_oauth(env.path(), "oj", "cj", None, &rt)
-            .status
-            .success()
-    );
+    agent.put_new_oauth(&fake, "oj", "cj", None);
 
     // A refresh while the store refuses writes: its token is journaled.
     agent.http("DELETE", "/v1/cache/oj/cj", None);
@@ -568,22 +434,15 @@ fn a_stale_journal_entry_at_start_never_overwrites_a_newer_stored_token() {
     let s = fake.lock();
     assert_eq!((s.replays, s.lost_answer_retries), (0, 0));
     drop(s);
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }
 
 #[test]
 fn a_browser_login_completing_during_a_refresh_wins() {
     let fake = FakeSnyk::start();
-    let rt = fake.new_oauth_client("cb", Some("sec-cb"));
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(
-        agent
-            .put_oauth(env.path(), "ob", "cb", Some("sec-cb"), &rt)
-            .status
-            .success()
-    );
+    agent.put_new_oauth(&fake, "ob", "cb", Some("sec-cb"));
     agent.http("DELETE", "/v1/cache/ob/cb", None);
 
     fake.push_fault(Fault::AnswerLater(ANSWER_AFTER));
@@ -632,6 +491,5 @@ fn a_browser_login_completing_during_a_refresh_wins() {
         (0, 0, 0)
     );
     drop(s);
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }

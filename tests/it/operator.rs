@@ -131,6 +131,7 @@ fn usage_errors_exit_64_and_help_says_what_and_how() {
         "login",
         "register-app",
         "check-config",
+        "config-reference",
         "completions",
         "man",
     ] {

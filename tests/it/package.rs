@@ -80,6 +80,8 @@ fn the_debian_package_installs_binaries_units_docs_man_pages_and_completions() {
         "./usr/lib/tmpfiles.d/snykey.conf",
         "./usr/share/doc/snykey/README.md",
         "./usr/share/doc/snykey/examples/config.toml",
+        "./usr/share/doc/snykey/docs/configuration.md",
+        "./usr/share/doc/snykey/docs/api.md",
         "./usr/share/man/man1/snykey.1.gz",
         "./usr/share/man/man1/snykey-refresh.1.gz",
         "./usr/share/man/man1/snykey-reload.1.gz",

@@ -1,6 +1,8 @@
 //! The rotation rule (SPEC §2) end to end.
 
-use crate::support::agent::{assert_no_secrets, stderr, stdout, wait_for};
+use crate::support::agent::{
+    block_journal, block_store, stderr, stdout, unblock_journal, wait_for,
+};
 use crate::support::{Env, FakeSnyk, Fault};
 use std::time::Duration;
 
@@ -37,22 +39,15 @@ fn put_rotates_the_given_refresh_token_at_once_and_token_is_accepted_by_snyk() {
     );
     assert_eq!(fake.refresh_grants(), 1, "the cached token must be reused");
     assert_eq!(fake.replays(), 0);
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }
 
 #[test]
 fn a_hundred_concurrent_helpers_on_a_cold_cache_cause_exactly_one_grant() {
     let fake = FakeSnyk::start();
-    let rt = fake.new_oauth_client("c100", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(
-        agent
-            .put_oauth(env.path(), "o100", "c100", None, &rt)
-            .status
-            .success()
-    );
+    agent.put_new_oauth(&fake, "o100", "c100", None);
     // Make the cache cold again; the stored refresh token is the live one.
     let (st, _) = agent.http("DELETE", "/v1/cache/o100/c100", None);
     assert_eq!(st, 200);
@@ -90,40 +85,15 @@ fn a_hundred_concurrent_helpers_on_a_cold_cache_cause_exactly_one_grant() {
     );
     assert_eq!(fake.replays(), 0);
     assert!(fake.access_token_valid(first.trim()));
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
-}
-
-/// Blocks the file store's writes: its temp file path becomes a directory.
-fn block_store(env: &Env) -> std::path::PathBuf {
-    let name = env.store.file_name().unwrap().to_str().unwrap();
-    let tmp = env.store.with_file_name(format!(".{name}.tmp"));
-    std::fs::create_dir_all(&tmp).unwrap();
-    tmp
-}
-
-/// Blocks the journal: its directory becomes a file.
-fn block_journal(env: &Env) {
-    let _ = std::fs::remove_dir_all(&env.journal);
-    std::fs::write(&env.journal, "blocked").unwrap();
-}
-
-fn unblock_journal(env: &Env) {
-    let _ = std::fs::remove_file(&env.journal);
+    agent.stop_and_scan(&fake);
 }
 
 #[test]
 fn rotated_token_survives_a_store_outage_through_the_journal() {
     let fake = FakeSnyk::start();
-    let rt = fake.new_oauth_client("cj", Some("secret-cj"));
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(
-        agent
-            .put_oauth(env.path(), "oj", "cj", Some("secret-cj"), &rt)
-            .status
-            .success()
-    );
+    agent.put_new_oauth(&fake, "oj", "cj", Some("secret-cj"));
     agent.http("DELETE", "/v1/cache/oj/cj", None);
 
     // The store fails on write right after Snyk rotates.
@@ -164,22 +134,15 @@ fn rotated_token_survives_a_store_outage_through_the_journal() {
     // And the credential still refreshes.
     agent.assert_refreshes(&fake, "oj", "cj");
     assert_eq!(fake.replays(), 0);
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }
 
 #[test]
 fn a_restart_replays_the_journal_before_serving() {
     let fake = FakeSnyk::start();
-    let rt = fake.new_oauth_client("cr", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(
-        agent
-            .put_oauth(env.path(), "or", "cr", None, &rt)
-            .status
-            .success()
-    );
+    agent.put_new_oauth(&fake, "or", "cr", None);
     agent.http("DELETE", "/v1/cache/or/cr", None);
     let blocker = block_store(&env);
     assert!(agent.helper(&["or", "cr"]).status.success());
@@ -216,22 +179,15 @@ fn a_restart_replays_the_journal_before_serving() {
     let newest = fake.live_refresh_token("cr");
     assert!(newest.is_some() && newest.as_deref() != Some(live.as_str()));
     assert_eq!(fake.replays(), 0);
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }
 
 #[test]
 fn no_access_token_is_handed_out_while_the_rotated_token_is_only_in_memory() {
     let fake = FakeSnyk::start();
-    let rt = fake.new_oauth_client("cm", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(
-        agent
-            .put_oauth(env.path(), "om", "cm", None, &rt)
-            .status
-            .success()
-    );
+    agent.put_new_oauth(&fake, "om", "cm", None);
     agent.http("DELETE", "/v1/cache/om/cm", None);
 
     // The journal fails: it cannot note the claim, so nothing is sent
@@ -260,7 +216,7 @@ fn no_access_token_is_handed_out_while_the_rotated_token_is_only_in_memory() {
             .unwrap()
     });
     // Once the request is at Snyk (its claim noted), break both.
-    crate::guarantees::wait_at_snyk(&fake, 1, std::time::Instant::now(), Duration::ZERO);
+    crate::support::shared::wait_at_snyk(&fake, 1, std::time::Instant::now(), Duration::ZERO);
     let blocker = block_store(&env);
     block_journal(&env);
     let out = caller.join().unwrap();
@@ -291,22 +247,15 @@ fn no_access_token_is_handed_out_while_the_rotated_token_is_only_in_memory() {
         std::fs::read_to_string(&env.store).unwrap().contains(&live)
     });
     assert_eq!(fake.replays(), 0);
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }
 
 #[test]
 fn invalid_grant_sets_needs_login_and_the_helper_exits_77() {
     let fake = FakeSnyk::start();
-    let rt = fake.new_oauth_client("cx", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(
-        agent
-            .put_oauth(env.path(), "ox", "cx", None, &rt)
-            .status
-            .success()
-    );
+    agent.put_new_oauth(&fake, "ox", "cx", None);
     // Someone revokes the live token at Snyk (a user in the web UI, say).
     let live = fake.live_refresh_token("cx").unwrap();
     fake.revoke(&live);
@@ -328,22 +277,15 @@ fn invalid_grant_sets_needs_login_and_the_helper_exits_77() {
     assert_eq!(agent.helper(&["ox", "cx"]).status.code(), Some(77));
     assert_eq!(fake.lock().token_requests, requests);
     assert_eq!(fake.replays(), 0);
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }
 
 #[test]
 fn a_lost_answer_is_retried_once_with_the_same_token() {
     let fake = FakeSnyk::start();
-    let rt = fake.new_oauth_client("cl", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(
-        agent
-            .put_oauth(env.path(), "ol", "cl", None, &rt)
-            .status
-            .success()
-    );
+    agent.put_new_oauth(&fake, "ol", "cl", None);
     agent.http("DELETE", "/v1/cache/ol/cl", None);
     // Snyk processes the refresh and the answer never arrives: an unknown
     // outcome (SPEC §2 rule 6). The caller is told at once; the one retry
@@ -376,22 +318,15 @@ fn a_lost_answer_is_retried_once_with_the_same_token() {
     );
     assert_eq!(s.replays, 0);
     drop(s);
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }
 
 #[test]
 fn transient_snyk_errors_are_retried_without_consuming_the_token() {
     let fake = FakeSnyk::start();
-    let rt = fake.new_oauth_client("ct", None);
     let mut env = Env::new(&fake.url());
     let agent = env.start();
-    assert!(
-        agent
-            .put_oauth(env.path(), "ot", "ct", None, &rt)
-            .status
-            .success()
-    );
+    agent.put_new_oauth(&fake, "ot", "ct", None);
     agent.http("DELETE", "/v1/cache/ot/ct", None);
     fake.push_fault(Fault::Status(503));
     fake.push_fault(Fault::RateLimit(1));
@@ -415,6 +350,5 @@ fn transient_snyk_errors_are_retried_without_consuming_the_token() {
     let out = agent.helper(&["ot", "ct"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(fake.replays(), 0);
-    let log = agent.stop_and_log();
-    assert_no_secrets("agent log", &log, &fake.secrets());
+    agent.stop_and_scan(&fake);
 }

@@ -28,7 +28,8 @@ pub struct Cli {
 }
 
 /// `--socket` of the commands that talk to the agent (and only of those:
-/// `man`, `completions`, `check-config`, `audit` and `serve` take none).
+/// `man`, `completions`, `check-config`, `config-reference`, `audit` and
+/// `serve` take none).
 #[derive(Args, Clone, Default)]
 pub struct AgentOpts {
     /// The agent socket; default $SNYKEY_SOCKET, $XDG_RUNTIME_DIR/snykey/snykey.sock or /run/snykey/snykey.sock.
@@ -308,6 +309,12 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the configuration reference of this build (docs/configuration.md, Markdown).
+    ///
+    /// Every key of the config file with its type, default, SNYKEY_* variable,
+    /// whether `snykey reload` applies it at once, and what is checked;
+    /// written from the code that reads the configuration.
+    ConfigReference,
     /// Print the man page snykey(1), or with --dir write it and one page per subcommand there.
     Man {
         /// Write snykey.1 and snykey-SUBCOMMAND.1 into this directory instead.
@@ -337,6 +344,7 @@ impl Command {
             Command::Serve { .. }
             | Command::Dev { .. }
             | Command::CheckConfig { .. }
+            | Command::ConfigReference
             | Command::Completions { .. }
             | Command::Man { .. }
             | Command::Audit(_) => None,

@@ -68,6 +68,21 @@ pub fn completions(shell: clap_complete::Shell) -> i32 {
     exit::OK
 }
 
+/// `snykey config-reference`: `docs/configuration.md` of this build.
+pub fn config_reference() -> i32 {
+    use std::io::Write;
+    let text = snykey::config::reference::markdown();
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => exit::OK,
+        // A closed pipe (`| head`) is not worth a message.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+        Err(e) => {
+            eprintln!("snykey: cannot write the reference: {e}");
+            exit::CANT_CREATE
+        }
+    }
+}
+
 /// `snykey man`: snykey(1) on stdout, or every page into a directory.
 pub fn man(dir: Option<&Path>) -> i32 {
     let cmd = <Cli as clap::CommandFactory>::command();

@@ -108,6 +108,7 @@ fn run(cli: Cli) -> i32 {
         ),
         Command::CheckConfig { config } => local::check_config(config.as_deref()),
         Command::Doctor { config, json, .. } => local::doctor(&socket, config.as_deref(), json),
+        Command::ConfigReference => local::config_reference(),
         Command::Completions { shell } => local::completions(shell),
         Command::Man { dir } => local::man(dir.as_deref()),
         Command::Audit(AuditCommand::Verify { files }) => local::audit_verify(&files),

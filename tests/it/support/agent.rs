@@ -237,6 +237,22 @@ impl Agent {
             .unwrap_or_default()
     }
 
+    /// A new OAuth client at the fake (with `secret`, if any), stored in this
+    /// agent through `snykey put`, which must succeed: the put rotates its
+    /// refresh token at once. Returns the refresh token given to the put.
+    pub fn put_new_oauth(
+        &self,
+        fake: &super::FakeSnyk,
+        org: &str,
+        client: &str,
+        secret: Option<&str>,
+    ) -> String {
+        let rt = fake.new_oauth_client(client, secret);
+        let out = self.put_oauth(&self.home, org, client, secret, &rt);
+        assert!(out.status.success(), "put {org}/{client}: {}", stderr(&out));
+        rt
+    }
+
     /// `DELETE /v1/cache/{org}/{client}`, asserting the agent answered 200.
     pub fn clear_cache(&self, org: &str, client: &str) {
         let (st, body) = self.http("DELETE", &format!("/v1/cache/{org}/{client}"), None);
@@ -357,6 +373,13 @@ impl Agent {
         text
     }
 
+    /// [`Agent::stop_and_log`], then no secret the fake issued anywhere in
+    /// the log.
+    pub fn stop_and_scan(self, fake: &super::FakeSnyk) {
+        let log = self.stop_and_log();
+        assert_no_secrets("agent log", &log, &fake.secrets());
+    }
+
     /// SIGKILL: no chance to tidy up.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -371,6 +394,30 @@ impl Drop for Agent {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The file store's document as text ("" before it exists).
+pub fn store_text(env: &Env) -> String {
+    std::fs::read_to_string(&env.store).unwrap_or_default()
+}
+
+/// Makes the file store refuse writes: its temp file's path becomes a
+/// directory. Removing the returned directory lets writes through again.
+pub fn block_store(env: &Env) -> PathBuf {
+    let name = env.store.file_name().unwrap().to_str().unwrap();
+    let tmp = env.store.with_file_name(format!(".{name}.tmp"));
+    std::fs::create_dir_all(&tmp).unwrap();
+    tmp
+}
+
+/// Makes the journal refuse writes: its directory becomes a file.
+pub fn block_journal(env: &Env) {
+    let _ = std::fs::remove_dir_all(&env.journal);
+    std::fs::write(&env.journal, "blocked").unwrap();
+}
+
+pub fn unblock_journal(env: &Env) {
+    let _ = std::fs::remove_file(&env.journal);
 }
 
 /// Like [`http_on`], but a connection failure is an `Err` instead of a panic.

@@ -27,9 +27,9 @@
 
 #![allow(dead_code)]
 
+use super::serve::{Resp, answer, header, json};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -385,8 +385,6 @@ impl FakeSnyk {
     }
 }
 
-type Resp = Response<Full<Bytes>>;
-
 /// RFC 7523 client assertion checks, as Snyk documents them: RS256 signed by
 /// the registered key (`kid`), `iss` = `sub` = client id, `aud` = the token
 /// URL, unexpired, and a `jti` never seen before.
@@ -715,14 +713,6 @@ fn create_app(
     )
 }
 
-fn json(status: u16, body: serde_json::Value) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-    *r.status_mut() = StatusCode::from_u16(status).unwrap();
-    r.headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
-    r
-}
-
 fn oauth_error(status: u16, error: &str, description: &str) -> Resp {
     json(
         status,
@@ -734,13 +724,13 @@ fn oauth_error(status: u16, error: &str, description: &str) -> Resp {
 /// unreachable or slow, a proxy's 403/407 page, a WAF, a captive portal's
 /// redirect, a bodyless 429): HTML, no OAuth body.
 fn gateway_page(status: u16) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(format!(
-        "<html><body><h1>{status}</h1><p>The request was stopped on its way.</p></body></html>"
-    ))));
-    *r.status_mut() = StatusCode::from_u16(status).unwrap();
-    r.headers_mut()
-        .insert("content-type", "text/html".parse().unwrap());
-    r
+    answer(
+        status,
+        "text/html",
+        format!(
+            "<html><body><h1>{status}</h1><p>The request was stopped on its way.</p></body></html>"
+        ),
+    )
 }
 
 /// An error from the service makes hyper close the connection without an answer.
@@ -753,31 +743,14 @@ impl std::fmt::Display for Dropped {
 }
 impl std::error::Error for Dropped {}
 
-async fn handle(st: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, Dropped> {
+async fn handle(st: Arc<Mutex<State>>, req: Request<Bytes>) -> Result<Resp, Dropped> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let method = req.method().clone();
-    let auth = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let ctype = req
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let gzipped = req
-        .headers()
-        .get("content-encoding")
-        .is_some_and(|v| v.as_bytes() == b"gzip");
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let auth = header(&req, "authorization").map(str::to_string);
+    let ctype = header(&req, "content-type").unwrap_or("").to_string();
+    let gzipped = header(&req, "content-encoding") == Some("gzip");
+    let body = req.into_body();
     let rest_delay = path
         .starts_with("/rest/")
         .then(|| {

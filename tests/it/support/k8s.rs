@@ -10,11 +10,9 @@
 
 #![allow(dead_code)]
 
+use super::serve::{Resp, header, json};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::Response;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,97 +63,82 @@ fn sa_jwt(namespace: &str, sa: &str, uid: &str) -> String {
     )
 }
 
+/// What the fake checks a review against, and counts.
+struct Reviewer {
+    jwt: String,
+    uid: &'static str,
+    namespace: String,
+    service_account: String,
+    reviews: Arc<AtomicU64>,
+    accepted: Arc<AtomicU64>,
+    valid: Arc<Mutex<bool>>,
+}
+
+impl Reviewer {
+    /// `POST /apis/authentication.k8s.io/v1/tokenreviews`, as the API server
+    /// answers it.
+    fn review(&self, req: &hyper::Request<bytes::Bytes>) -> Resp {
+        if req.uri().path() != "/apis/authentication.k8s.io/v1/tokenreviews" {
+            return json(404, json!({"kind": "Status", "code": 404}));
+        }
+        if header(req, "authorization") != Some(&format!("Bearer {REVIEWER_JWT}")) {
+            return json(
+                401,
+                json!({"kind": "Status", "code": 401, "reason": "Unauthorized"}),
+            );
+        }
+        self.reviews.fetch_add(1, Ordering::Relaxed);
+        let body: Value = serde_json::from_slice(req.body()).unwrap_or(Value::Null);
+        let token = body["spec"]["token"].as_str().unwrap_or("");
+        let ok = token == self.jwt && *self.valid.lock().unwrap();
+        let mut review = json!({
+            "kind": "TokenReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": null},
+            "spec": body["spec"].clone(),
+            "status": {"authenticated": ok},
+        });
+        if ok {
+            self.accepted.fetch_add(1, Ordering::Relaxed);
+            let (ns, sa) = (&self.namespace, &self.service_account);
+            review["status"]["user"] = json!({
+                "username": format!("system:serviceaccount:{ns}:{sa}"),
+                "uid": self.uid,
+                "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{ns}")],
+            });
+            review["status"]["audiences"] = body["spec"]["audiences"].clone();
+        } else {
+            review["status"]["error"] = json!("invalid bearer token");
+        }
+        json(201, review)
+    }
+}
+
 impl FakeK8s {
     pub fn start(namespace: &str, service_account: &str) -> FakeK8s {
         let uid = "5b8a6a1c-0d3f-4f5e-9a51-3c1e0b2a7d11";
-        let jwt = sa_jwt(namespace, service_account, uid);
-        let reviews = Arc::new(AtomicU64::new(0));
-        let accepted = Arc::new(AtomicU64::new(0));
-        let valid = Arc::new(Mutex::new(true));
-        let (want, ns, sa) = (
-            jwt.clone(),
-            namespace.to_string(),
-            service_account.to_string(),
-        );
-        let (r, a, v) = (
-            Arc::clone(&reviews),
-            Arc::clone(&accepted),
-            Arc::clone(&valid),
-        );
-        let (addr, stop) = super::serve::spawn(
-            move |req: hyper::Request<hyper::body::Incoming>| {
-                let (want, ns, sa, r, a, v) = (
-                    want.clone(),
-                    ns.clone(),
-                    sa.clone(),
-                    Arc::clone(&r),
-                    Arc::clone(&a),
-                    Arc::clone(&v),
-                );
-                async move {
-                    let path = req.uri().path().to_string();
-                    let bearer = req
-                        .headers()
-                        .get("authorization")
-                        .and_then(|h| h.to_str().ok())
-                        .unwrap_or("")
-                        .to_string();
-                    let body = req
-                        .into_body()
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    let reply = |status: u16, v: Value| {
-                        let mut resp = Response::new(Full::new(Bytes::from(v.to_string())));
-                        *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                        resp.headers_mut()
-                            .insert("content-type", "application/json".parse().unwrap());
-                        Ok::<_, std::convert::Infallible>(resp)
-                    };
-                    if path != "/apis/authentication.k8s.io/v1/tokenreviews" {
-                        return reply(404, json!({"kind": "Status", "code": 404}));
-                    }
-                    if bearer != format!("Bearer {REVIEWER_JWT}") {
-                        return reply(
-                            401,
-                            json!({"kind": "Status", "code": 401, "reason": "Unauthorized"}),
-                        );
-                    }
-                    r.fetch_add(1, Ordering::Relaxed);
-                    let token = body["spec"]["token"].as_str().unwrap_or("");
-                    let ok = token == want && *v.lock().unwrap();
-                    let mut review = json!({
-                        "kind": "TokenReview",
-                        "apiVersion": "authentication.k8s.io/v1",
-                        "metadata": {"creationTimestamp": null},
-                        "spec": body["spec"].clone(),
-                        "status": {"authenticated": ok},
-                    });
-                    if ok {
-                        a.fetch_add(1, Ordering::Relaxed);
-                        review["status"]["user"] = json!({
-                            "username": format!("system:serviceaccount:{ns}:{sa}"),
-                            "uid": uid,
-                            "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{ns}")],
-                        });
-                        review["status"]["audiences"] = body["spec"]["audiences"].clone();
-                    } else {
-                        review["status"]["error"] = json!("invalid bearer token");
-                    }
-                    reply(201, review)
-                }
-            },
-        );
-        FakeK8s {
-            url: format!("http://{addr}"),
-            jwt,
+        let reviewer = Arc::new(Reviewer {
+            jwt: sa_jwt(namespace, service_account, uid),
+            uid,
             namespace: namespace.to_string(),
             service_account: service_account.to_string(),
-            reviews,
-            accepted,
-            valid,
+            reviews: Arc::new(AtomicU64::new(0)),
+            accepted: Arc::new(AtomicU64::new(0)),
+            valid: Arc::new(Mutex::new(true)),
+        });
+        let r = Arc::clone(&reviewer);
+        let (addr, stop) = super::serve::spawn(move |req| {
+            let answer = r.review(&req);
+            async move { Ok::<_, std::convert::Infallible>(answer) }
+        });
+        FakeK8s {
+            url: format!("http://{addr}"),
+            jwt: reviewer.jwt.clone(),
+            namespace: namespace.to_string(),
+            service_account: service_account.to_string(),
+            reviews: Arc::clone(&reviewer.reviews),
+            accepted: Arc::clone(&reviewer.accepted),
+            valid: Arc::clone(&reviewer.valid),
             _stop: stop,
         }
     }

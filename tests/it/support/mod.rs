@@ -1,6 +1,6 @@
 //! Test support: a strict fake Snyk, real OpenBao and Redis servers started
-//! per test, and a harness that runs the real `snykey serve` binary on a
-//! socket in a temp dir.
+//! per test, a harness that runs the real `snykey serve` binary on a socket
+//! in a temp dir, and the set-up of two agents sharing a store and a cache.
 
 pub mod agent;
 pub mod bao;
@@ -12,6 +12,7 @@ pub mod openbao;
 pub mod redis;
 pub mod sentinel;
 pub mod serve;
+pub mod shared;
 pub mod snyk_cli;
 pub mod wait;
 

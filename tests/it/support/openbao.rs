@@ -13,8 +13,9 @@
 
 #![allow(dead_code)]
 
+use super::serve::{Resp, json};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::Response;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -41,14 +42,11 @@ fn is_kv_write(method: &hyper::Method, path: &str) -> bool {
         && !path.starts_with("/v1/auth/")
 }
 
-fn injected() -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from_static(
-        br#"{"errors":["internal error: storage write failed (injected by the test proxy)"]}"#,
-    )));
-    *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
-    r.headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
-    r
+fn injected() -> Resp {
+    json(
+        500,
+        serde_json::json!({"errors": ["internal error: storage write failed (injected by the test proxy)"]}),
+    )
 }
 
 impl BaoProxy {
@@ -58,59 +56,53 @@ impl BaoProxy {
         let f = Arc::clone(&faults);
         let upstream = upstream.trim_end_matches('/').to_string();
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let (addr, stop) =
-            super::serve::spawn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let (f, upstream, client) = (Arc::clone(&f), upstream.clone(), client.clone());
-                async move {
-                    let method = req.method().clone();
-                    let path_q = req
-                        .uri()
-                        .path_and_query()
-                        .map(|p| p.as_str().to_string())
-                        .unwrap_or_default();
-                    let path = req.uri().path().to_string();
-                    let mut headers = req.headers().clone();
-                    headers.remove("host");
-                    let body = req
-                        .into_body()
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    let (before, after) = {
-                        let mut s = f.lock().unwrap();
-                        s.forwarded += 1;
-                        let w = is_kv_write(&method, &path);
-                        (w && s.fail_writes, w && s.fail_writes_after_apply)
-                    };
-                    if before {
-                        f.lock().unwrap().writes_failed += 1;
-                        return Ok::<_, String>(injected());
-                    }
-                    let m = reqwest::Method::from_bytes(method.as_str().as_bytes())
-                        .map_err(|e| e.to_string())?;
-                    let up = client
-                        .request(m, format!("{upstream}{path_q}"))
-                        .headers(headers)
-                        .body(body)
-                        .send()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let status = up.status().as_u16();
-                    let ctype = up.headers().get("content-type").cloned();
-                    let bytes = up.bytes().await.map_err(|e| e.to_string())?;
-                    if after {
-                        f.lock().unwrap().writes_failed += 1;
-                        return Ok(injected());
-                    }
-                    let mut r = Response::new(Full::new(bytes));
-                    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                    if let Some(c) = ctype {
-                        r.headers_mut().insert("content-type", c);
-                    }
-                    Ok(r)
+        let (addr, stop) = super::serve::spawn(move |req: hyper::Request<Bytes>| {
+            let (f, upstream, client) = (Arc::clone(&f), upstream.clone(), client.clone());
+            async move {
+                let method = req.method().clone();
+                let path_q = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_default();
+                let path = req.uri().path().to_string();
+                let mut headers = req.headers().clone();
+                headers.remove("host");
+                let body = req.into_body();
+                let (before, after) = {
+                    let mut s = f.lock().unwrap();
+                    s.forwarded += 1;
+                    let w = is_kv_write(&method, &path);
+                    (w && s.fail_writes, w && s.fail_writes_after_apply)
+                };
+                if before {
+                    f.lock().unwrap().writes_failed += 1;
+                    return Ok::<_, String>(injected());
                 }
-            });
+                let m = reqwest::Method::from_bytes(method.as_str().as_bytes())
+                    .map_err(|e| e.to_string())?;
+                let up = client
+                    .request(m, format!("{upstream}{path_q}"))
+                    .headers(headers)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = up.status().as_u16();
+                let ctype = up.headers().get("content-type").cloned();
+                let bytes = up.bytes().await.map_err(|e| e.to_string())?;
+                if after {
+                    f.lock().unwrap().writes_failed += 1;
+                    return Ok(injected());
+                }
+                let mut r = Response::new(Full::new(bytes));
+                *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                if let Some(c) = ctype {
+                    r.headers_mut().insert("content-type", c);
+                }
+                Ok(r)
+            }
+        });
         BaoProxy {
             addr,
             faults,
