@@ -1,4 +1,4 @@
-//! The five `[section]` tables of SPEC §7 as serde-derived structs: the one
+//! The `[section]` tables (SPEC §7's five, and `[publish]`) as serde-derived structs: the one
 //! place a key is declared. Each struct's `KEYS` (the TOML key names) and
 //! `changed` (the keys whose values differ, by `PartialEq`) are generated from
 //! the same field list by [`section!`], so the key table, the environment
@@ -327,5 +327,54 @@ impl Default for RefreshConfig {
             at: 0.67,
             force_interval: crate::broker::force::DEFAULT_INTERVAL,
         }
+    }
+}
+
+section! {
+    /// `[publish]`: access tokens published for jobs that cannot reach the
+    /// socket (CI jobs on hosted runners): each credential's current token
+    /// at `{mount}/{prefix}/{org_id}/{client_id}` on the store's OpenBao (a
+    /// KV v2 mount), which a job reads with its own platform identity
+    /// (OpenBao's JWT auth: `snykey token --from-openbao`, vault-action).
+    pub struct PublishConfig {
+        keys {
+            /// The path under `mount` tokens are published at, e.g.
+            /// `snyk-tokens`; empty (the default) turns publishing off. Never
+            /// inside `store.prefix`: jobs read published paths, never records.
+            prefix: String,
+            /// The KV v2 mount; default `store.mount`.
+            mount: String,
+            /// A published token always has at least this long left: the
+            /// proactive refresh publishes the next one before, and one that
+            /// cannot be replaced in time is withdrawn.
+            #[serde(with = "de::duration")]
+            min_validity: Duration,
+            /// The credentials published, as `ORG_ID/CLIENT_ID` or `ORG_ID/*`;
+            /// empty (the default): every credential.
+            credentials: Vec<String>,
+        }
+        derived {
+            /// `credentials`, parsed.
+            patterns: Vec<crate::access::Pattern>,
+        }
+    }
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            prefix: String::new(),
+            mount: String::new(),
+            min_validity: Duration::from_secs(900),
+            credentials: Vec::new(),
+            patterns: Vec::new(),
+        }
+    }
+}
+
+impl PublishConfig {
+    /// Is publishing on (`prefix` given)?
+    pub fn enabled(&self) -> bool {
+        !self.prefix.is_empty()
     }
 }

@@ -21,6 +21,11 @@ mod auth;
 mod errors;
 mod kv;
 mod nodes;
+mod shelf;
+
+/// OpenBao's `errors` as one short, printable line.
+pub(crate) use errors::error_text;
+pub use shelf::OpenBaoShelf;
 
 use super::{CasRequired, Record, SecretStore, StoreError, Versioned};
 use crate::credential::CredKey;
