@@ -358,7 +358,10 @@ fn publish_check(c: &CredentialStatus) -> Option<Check> {
                     "{id}: its token is published at {} (valid until {exp})",
                     p.path
                 ),
-                None => format!("{id}: published at {} (nothing written yet)", p.path),
+                None => format!(
+                    "{id}: published at {} (this agent has not written or read it yet)",
+                    p.path
+                ),
             },
         )
     })

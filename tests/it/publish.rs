@@ -331,6 +331,20 @@ fn each_repository_reads_only_its_credentials_published_token_with_its_own_ident
         table.contains("PUBLISHED") && table.contains("until "),
         "{table}"
     );
+    // `snykey token ... -- COMMAND` from the agent too, like the helper's exec.
+    let out = agent.cli(
+        &[
+            "token",
+            ORG,
+            API,
+            "--",
+            "sh",
+            "-c",
+            "test -n \"$SNYK_OAUTH_TOKEN\" && test \"$SNYK_CFG_ORG\" = acme && exit 4",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
 
     // Deleted with the credential: a marker, and no older version kept.
     let out = agent.cli(&["delete", ORG, WEB], None);

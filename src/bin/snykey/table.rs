@@ -90,7 +90,7 @@ fn publish_cell(p: Option<&snykey::wire::PublishStatus>) -> String {
         Some(p) => match (&p.expires_at, p.withdrawn) {
             (Some(exp), _) => format!("until {exp}"),
             (None, Some(w)) => format!("withdrawn ({})", w.as_str()),
-            (None, None) => "not yet".into(),
+            (None, None) => "not seen yet".into(),
         },
     }
 }

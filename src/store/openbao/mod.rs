@@ -11,6 +11,9 @@
 //! renewal fails or a request is refused (403) the agent re-authenticates
 //! (AppRole, Kubernetes, or by re-reading `token_file`) and retries once.
 //!
+//! Published tokens for jobs (`[publish]`, [`OpenBaoShelf`]) go through the
+//! same client, at their own KV v2 mount and prefix.
+//!
 //! With several addresses (the nodes of one Raft cluster) the store talks to
 //! the active node. When a node cannot be reached, is sealed, or answers as a
 //! standby (a standby may answer KV v2 with 400 "Waiting for the primary to
