@@ -323,6 +323,13 @@ pub(super) fn publish(
         .map(|c| crate::access::Pattern::parse(c))
         .collect::<Result<_, _>>()
         .map_err(|m| err("credentials", m))?;
+    if p.min_validity < Duration::from_secs(1) || p.min_validity > Duration::from_secs(24 * 3600) {
+        return Err(src.err(
+            "publish",
+            "min_validity",
+            "must be between 1s and 24h (and below Snyk's token lifetime, an hour)",
+        ));
+    }
     if p.mount.trim_matches('/').is_empty() {
         p.mount = store.mount.clone();
     } else {
@@ -353,13 +360,6 @@ pub(super) fn publish(
                 "{:?} overlaps store.prefix {:?} on the mount {:?}: jobs may read published tokens, never the store's records; pick a path beside it (e.g. \"snyk-tokens\")",
                 p.prefix, store.prefix, p.mount
             ),
-        ));
-    }
-    if p.min_validity < Duration::from_secs(1) || p.min_validity > Duration::from_secs(24 * 3600) {
-        return Err(src.err(
-            "publish",
-            "min_validity",
-            "must be between 1s and 24h (and below Snyk's token lifetime, an hour)",
         ));
     }
     Ok(())

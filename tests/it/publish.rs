@@ -427,6 +427,11 @@ fn jobs_reading_every_100ms_across_three_lifetimes_never_see_less_than_the_valid
         std::thread::sleep(Duration::from_millis(100));
     }
     let with_token: Vec<&Seen> = seen.iter().filter(|s| s.token.is_some()).collect();
+    eprintln!(
+        "{} reads in 60 s, {} with a token",
+        seen.len(),
+        with_token.len()
+    );
     // Never less than publish.min_validity left.
     let least = with_token
         .iter()
@@ -438,6 +443,7 @@ fn jobs_reading_every_100ms_across_three_lifetimes_never_see_less_than_the_valid
         })
         .min()
         .unwrap();
+    eprintln!("the least validity a job read: {least:?}");
     assert!(
         least >= Duration::from_secs(6),
         "a job read a token with {least:?} left"

@@ -271,7 +271,7 @@ impl Publisher {
         })
     }
 
-    /// Credentials whose last write failed, and the newest such error.
+    /// How many credentials' last write failed, and one of their errors.
     pub fn failing(&self) -> (usize, Option<String>) {
         let m = self.entries.lock().recover();
         let mut n = 0;
