@@ -48,53 +48,48 @@ impl Issuer {
     /// A GitLab CI ID token of `project` (`id_tokens` with our audience),
     /// issued by `iss`.
     pub fn gitlab(&self, iss: &str, project: &str) -> String {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let claims = json!({
+        self.sign(json!({
             "iss": iss,
-            "aud": AUDIENCE,
             "sub": format!("project_path:{project}:ref_type:branch:ref:main"),
             "project_path": project,
             "namespace_path": project.split('/').next().unwrap(),
             "ref": "main",
             "ref_type": "branch",
             "pipeline_source": "push",
-            "jti": format!("{:032x}", rand::random::<u128>()),
-            "iat": now,
-            "nbf": now - 5,
-            "exp": now + 300,
-        });
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        header.kid = Some("test-key".into());
-        jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
+        }))
     }
 
     /// A GitHub Actions OIDC token of `repository` (the claims GitHub sends).
     pub fn github(&self, repository: &str) -> String {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let owner = repository.split('/').next().unwrap();
-        let claims = json!({
+        self.sign(json!({
             "iss": ISSUER,
-            "aud": AUDIENCE,
             "sub": format!("repo:{repository}:ref:refs/heads/main"),
             "repository": repository,
-            "repository_owner": owner,
+            "repository_owner": repository.split('/').next().unwrap(),
             "ref": "refs/heads/main",
             "ref_type": "branch",
             "workflow": "snyk",
             "event_name": "push",
             "job_workflow_ref": format!("{repository}/.github/workflows/snyk.yml@refs/heads/main"),
             "run_id": "1234567890",
-            "jti": format!("{:032x}", rand::random::<u128>()),
-            "iat": now,
-            "nbf": now - 5,
-            "exp": now + 300,
-        });
+        }))
+    }
+
+    /// `claims` for our audience, valid for five minutes, signed RS256.
+    fn sign(&self, mut claims: Value) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let fields = claims.as_object_mut().unwrap();
+        fields.insert("aud".into(), json!(AUDIENCE));
+        fields.insert(
+            "jti".into(),
+            json!(format!("{:032x}", rand::random::<u128>())),
+        );
+        fields.insert("iat".into(), json!(now));
+        fields.insert("nbf".into(), json!(now - 5));
+        fields.insert("exp".into(), json!(now + 300));
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         header.kid = Some("test-key".into());
         jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
@@ -257,6 +252,14 @@ fn assert_no_version_holds_a_secret(bao: &Bao, fake: &FakeSnyk, clients: &[&str]
         }
     }
     seen
+}
+
+/// The run exited `code` with `says` in its one line on stderr, and printed
+/// nothing on stdout.
+fn exits(out: &std::process::Output, code: i32, says: &str) {
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(out));
+    assert!(stderr(out).contains(says), "{}", stderr(out));
+    assert!(stdout(out).is_empty(), "{}", stdout(out));
 }
 
 fn snykey_in(dir: &Path) -> std::process::Command {
@@ -674,21 +677,18 @@ fn snykey_token_from_openbao_logs_in_as_the_job_reads_and_revokes() {
         }
         cmd.output().unwrap()
     };
+    // The web repository's job, its JWT in a file.
+    let web_jwt = jwt_file.to_str().unwrap().to_string();
+    let as_web = |args: &[&str]| {
+        let mut all = vec!["--role", "web", "--jwt-file", web_jwt.as_str()];
+        all.extend_from_slice(args);
+        run(&all, &[])
+    };
     let revokes = || bao.audited("auth/token/revoke-self", true);
     let before = revokes();
 
     // 1. The JWT from a file: the token alone on stdout, nothing on stderr.
-    let out = run(
-        &[
-            "--role",
-            "web",
-            "--jwt-file",
-            jwt_file.to_str().unwrap(),
-            ORG,
-            WEB,
-        ],
-        &[],
-    );
+    let out = as_web(&[ORG, WEB]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), format!("{published_token}\n"));
     assert_eq!(stderr(&out), "");
@@ -698,35 +698,11 @@ fn snykey_token_from_openbao_logs_in_as_the_job_reads_and_revokes() {
         revokes() > before
     });
     // The same formats as the helper.
-    let out = run(
-        &[
-            "--role",
-            "web",
-            "--jwt-file",
-            jwt_file.to_str().unwrap(),
-            "--format",
-            "json",
-            ORG,
-            WEB,
-        ],
-        &[],
-    );
+    let out = as_web(&["--format", "json", ORG, WEB]);
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["access_token"], published_token.as_str());
     assert_eq!(v["token_type"], "bearer");
-    let out = run(
-        &[
-            "--role",
-            "web",
-            "--jwt-file",
-            jwt_file.to_str().unwrap(),
-            "--format",
-            "env",
-            ORG,
-            WEB,
-        ],
-        &[],
-    );
+    let out = as_web(&["--format", "env", ORG, WEB]);
     let text = stdout(&out);
     assert!(
         text.contains(&format!("export SNYK_OAUTH_TOKEN={published_token}\n")),
@@ -749,21 +725,7 @@ fn snykey_token_from_openbao_logs_in_as_the_job_reads_and_revokes() {
         "printf '%s %s %s' \"$SNYK_OAUTH_TOKEN\" \"$SNYK_API\" \"$SNYK_CFG_ORG\" > {}; exit 3",
         seen.display()
     );
-    let out = run(
-        &[
-            "--role",
-            "web",
-            "--jwt-file",
-            jwt_file.to_str().unwrap(),
-            ORG,
-            WEB,
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ],
-        &[],
-    );
+    let out = as_web(&[ORG, WEB, "--", "sh", "-c", &script]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert_eq!(
         std::fs::read_to_string(&seen).unwrap(),
@@ -780,44 +742,12 @@ fn snykey_token_from_openbao_logs_in_as_the_job_reads_and_revokes() {
     assert!(out.status.success(), "{}", stderr(&out));
 
     // 2. Refusals, each with its exit code and a line that says why.
-    let out = run(
-        &[
-            "--role",
-            "web",
-            "--jwt-file",
-            jwt_file.to_str().unwrap(),
-            "--min-validity",
-            "2h",
-            ORG,
-            WEB,
-        ],
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("less than the 7200s asked for"),
-        "{}",
-        stderr(&out)
-    );
+    let out = as_web(&["--min-validity", "2h", ORG, WEB]);
+    exits(&out, 75, "less than the 7200s asked for");
     assert!(stdout(&out).is_empty());
     // The other repository's credential: 403 on its path.
-    let out = run(
-        &[
-            "--role",
-            "web",
-            "--jwt-file",
-            jwt_file.to_str().unwrap(),
-            ORG,
-            API,
-        ],
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("does not allow this job"),
-        "{}",
-        stderr(&out)
-    );
+    let out = as_web(&[ORG, API]);
+    exits(&out, 77, "does not allow this job");
     // Another repository's identity for this role.
     let other = dir.path().join("other.jwt");
     std::fs::write(&other, issuer.github("acme/other")).unwrap();
@@ -832,27 +762,10 @@ fn snykey_token_from_openbao_logs_in_as_the_job_reads_and_revokes() {
         ],
         &[],
     );
-    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("refused the JWT login"),
-        "{}",
-        stderr(&out)
-    );
+    exits(&out, 77, "refused the JWT login");
     // Another prefix: outside its policy (77). Nothing published where its
     // policy reaches (66), no JWT given (64), no OpenBao (69).
-    let out = run(
-        &[
-            "--role",
-            "web",
-            "--jwt-file",
-            jwt_file.to_str().unwrap(),
-            "--prefix",
-            "elsewhere",
-            ORG,
-            WEB,
-        ],
-        &[],
-    );
+    let out = as_web(&["--prefix", "elsewhere", ORG, WEB]);
     assert_eq!(
         out.status.code(),
         Some(77),
@@ -872,12 +785,7 @@ fn snykey_token_from_openbao_logs_in_as_the_job_reads_and_revokes() {
         ],
         &[],
     );
-    assert_eq!(out.status.code(), Some(66), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("nothing is published"),
-        "{}",
-        stderr(&out)
-    );
+    exits(&out, 66, "nothing is published");
     let out = run(&["--role", "web", ORG, WEB], &[]);
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
     let out = snykey_in(dir.path())
@@ -943,16 +851,10 @@ fn snykey_token_from_openbao_logs_in_as_the_job_reads_and_revokes() {
         ],
         &[gh_env[0], ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "wrong")],
     );
-    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
-    assert!(stderr(&out).contains("id-token: write"), "{}", stderr(&out));
+    exits(&out, 77, "id-token: write");
     // Outside GitHub Actions (no variables): a usage error naming them.
     let out = run(&["--role", "web", "--github-oidc", ORG, WEB], &[]);
-    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("ACTIONS_ID_TOKEN_REQUEST_URL"),
-        "{}",
-        stderr(&out)
-    );
+    exits(&out, 64, "ACTIONS_ID_TOKEN_REQUEST_URL");
     // GitLab's id_tokens: the JWT in a variable.
     let out = run(
         &["--role", "web", "--jwt-env", "SNYKEY_JWT", ORG, WEB],
@@ -963,19 +865,8 @@ fn snykey_token_from_openbao_logs_in_as_the_job_reads_and_revokes() {
     // 4. A deleted credential: 66, saying so.
     let out = agent.cli(&["delete", ORG, WEB], None);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = run(
-        &[
-            "--role",
-            "web",
-            "--jwt-file",
-            jwt_file.to_str().unwrap(),
-            ORG,
-            WEB,
-        ],
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(66), "{}", stderr(&out));
-    assert!(stderr(&out).contains("deleted"), "{}", stderr(&out));
+    let out = as_web(&[ORG, WEB]);
+    exits(&out, 66, "deleted");
 
     // No line of any run showed a JWT, the request token or an OpenBao token.
     let audit = std::fs::read_to_string(bao.audit_path()).unwrap();

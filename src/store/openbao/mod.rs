@@ -45,7 +45,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::Mutex;
 use vaultrs::client::VaultClient;
-use vaultrs::error::ClientError;
 
 /// How the agent logs in to OpenBao.
 #[derive(Debug, Clone)]
@@ -136,22 +135,7 @@ impl SecretStore for OpenBaoStore {
     async fn get(&self, key: &CredKey) -> Result<Option<Versioned>, StoreError> {
         let path = self.path(key);
         if self.kv_version == 2 {
-            let r = self
-                .with_client(|c| {
-                    let path = path.clone();
-                    async move {
-                        let ep = vaultrs::api::kv2::requests::ReadSecretRequest::builder()
-                            .mount(&self.mount)
-                            .path(&path)
-                            .build()
-                            .map_err(|e| ClientError::APIError {
-                                code: 400,
-                                errors: vec![e.to_string()],
-                            })?;
-                        vaultrs::api::exec_with_result(&*c, ep).await
-                    }
-                })
-                .await;
+            let r = self.kv2_read(&self.mount, &path).await;
             match r {
                 Ok(resp) => kv2_record(key, resp).map(Some),
                 Err(e) if is_not_found(&e) => self.deleted_version(&path).await,
@@ -251,12 +235,7 @@ impl SecretStore for OpenBaoStore {
             // are gone for good) while the metadata and its version counter
             // stay: a check-and-set read before the delete can never match a
             // record created after it.
-            let meta = self
-                .with_client(|c| {
-                    let path = path.clone();
-                    async move { vaultrs::kv2::read_metadata(&*c, &self.mount, &path).await }
-                })
-                .await;
+            let meta = self.kv2_metadata(&self.mount, &path).await;
             let meta = match meta {
                 Ok(m) => m,
                 Err(e) if is_not_found(&e) => return Ok(()),

@@ -12,7 +12,6 @@ use crate::wire::published::PublishedToken;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Arc;
-use vaultrs::error::ClientError;
 
 /// The published tokens' KV v2 mount and prefix, on the store's OpenBao.
 pub struct OpenBaoShelf {
@@ -44,23 +43,7 @@ impl TokenShelf for OpenBaoShelf {
     async fn read(&self, key: &CredKey) -> Result<OnShelf, StoreError> {
         let path = self.rel(key);
         let mount = self.mount.as_str();
-        let r = self
-            .store
-            .with_client(|c| {
-                let path = path.clone();
-                async move {
-                    let ep = vaultrs::api::kv2::requests::ReadSecretRequest::builder()
-                        .mount(mount)
-                        .path(&path)
-                        .build()
-                        .map_err(|e| ClientError::APIError {
-                            code: 400,
-                            errors: vec![e.to_string()],
-                        })?;
-                    vaultrs::api::exec_with_result(&*c, ep).await
-                }
-            })
-            .await;
+        let r = self.store.kv2_read(mount, &path).await;
         match r {
             Ok(resp) => {
                 let version = resp.metadata.version;
@@ -75,13 +58,7 @@ impl TokenShelf for OpenBaoShelf {
             Err(e) if is_not_found(&e) => {
                 // Never written, or its current version deleted by another
                 // tool: the metadata still counts versions.
-                let meta = self
-                    .store
-                    .with_client(|c| {
-                        let path = path.clone();
-                        async move { vaultrs::kv2::read_metadata(&*c, mount, &path).await }
-                    })
-                    .await;
+                let meta = self.store.kv2_metadata(mount, &path).await;
                 match meta {
                     Ok(m) => Ok(OnShelf {
                         record: None,
@@ -145,13 +122,7 @@ impl TokenShelf for OpenBaoShelf {
     async fn destroy_before(&self, key: &CredKey, version: u64) -> Result<(), StoreError> {
         let path = self.rel(key);
         let mount = self.mount.as_str();
-        let meta = self
-            .store
-            .with_client(|c| {
-                let path = path.clone();
-                async move { vaultrs::kv2::read_metadata(&*c, mount, &path).await }
-            })
-            .await;
+        let meta = self.store.kv2_metadata(mount, &path).await;
         let meta = match meta {
             Ok(m) => m,
             Err(e) if is_not_found(&e) => return Ok(()),
