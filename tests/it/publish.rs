@@ -978,6 +978,12 @@ fn failing_to_publish_is_shown_counted_and_retried_and_never_blocks_the_socket()
     let (_, body) = agent.http("GET", "/v1/ready", None);
     assert!(!body.contains("publishing"), "{body}");
     let log = agent.stop_and_log();
+    // A refusal on a published path is the policy's answer, not an expired
+    // token: the agent does not log in again for it.
+    assert!(
+        !log.contains("re-authenticating"),
+        "the agent logged in again for a refused publish"
+    );
     assert!(
         log.contains("cannot write the published token for jobs"),
         "the failure is logged"

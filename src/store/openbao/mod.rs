@@ -135,7 +135,9 @@ impl SecretStore for OpenBaoStore {
     async fn get(&self, key: &CredKey) -> Result<Option<Versioned>, StoreError> {
         let path = self.path(key);
         if self.kv_version == 2 {
-            let r = self.kv2_read(&self.mount, &path).await;
+            let r = self
+                .kv2_read(nodes::On403::Relogin, &self.mount, &path)
+                .await;
             match r {
                 Ok(resp) => kv2_record(key, resp).map(Some),
                 Err(e) if is_not_found(&e) => self.deleted_version(&path).await,
@@ -235,7 +237,9 @@ impl SecretStore for OpenBaoStore {
             // are gone for good) while the metadata and its version counter
             // stay: a check-and-set read before the delete can never match a
             // record created after it.
-            let meta = self.kv2_metadata(&self.mount, &path).await;
+            let meta = self
+                .kv2_metadata(nodes::On403::Relogin, &self.mount, &path)
+                .await;
             let meta = match meta {
                 Ok(m) => m,
                 Err(e) if is_not_found(&e) => return Ok(()),

@@ -6,6 +6,7 @@
 use super::OpenBaoStore;
 use super::errors::{is_not_found, map_err};
 use super::kv::{RequestMap, older_versions};
+use super::nodes::On403;
 use crate::credential::CredKey;
 use crate::store::{OnShelf, StoreError, TokenShelf};
 use crate::wire::published::PublishedToken;
@@ -43,7 +44,7 @@ impl TokenShelf for OpenBaoShelf {
     async fn read(&self, key: &CredKey) -> Result<OnShelf, StoreError> {
         let path = self.rel(key);
         let mount = self.mount.as_str();
-        let r = self.store.kv2_read(mount, &path).await;
+        let r = self.store.kv2_read(On403::Fail, mount, &path).await;
         match r {
             Ok(resp) => {
                 let version = resp.metadata.version;
@@ -58,7 +59,7 @@ impl TokenShelf for OpenBaoShelf {
             Err(e) if is_not_found(&e) => {
                 // Never written, or its current version deleted by another
                 // tool: the metadata still counts versions.
-                let meta = self.store.kv2_metadata(mount, &path).await;
+                let meta = self.store.kv2_metadata(On403::Fail, mount, &path).await;
                 match meta {
                     Ok(m) => Ok(OnShelf {
                         record: None,
@@ -99,7 +100,7 @@ impl TokenShelf for OpenBaoShelf {
             owned.0.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let r = self
             .store
-            .with_client(|c| {
+            .with_client_on(On403::Fail, |c| {
                 let path = path.clone();
                 let data = &data;
                 async move {
@@ -122,7 +123,7 @@ impl TokenShelf for OpenBaoShelf {
     async fn destroy_before(&self, key: &CredKey, version: u64) -> Result<(), StoreError> {
         let path = self.rel(key);
         let mount = self.mount.as_str();
-        let meta = self.store.kv2_metadata(mount, &path).await;
+        let meta = self.store.kv2_metadata(On403::Fail, mount, &path).await;
         let meta = match meta {
             Ok(m) => m,
             Err(e) if is_not_found(&e) => return Ok(()),
@@ -142,7 +143,7 @@ impl TokenShelf for OpenBaoShelf {
             return Ok(());
         }
         self.store
-            .with_client(|c| {
+            .with_client_on(On403::Fail, |c| {
                 let path = path.clone();
                 let older = older.clone();
                 async move { vaultrs::kv2::destroy_versions(&*c, mount, &path, older).await }
