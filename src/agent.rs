@@ -13,8 +13,8 @@ use crate::clock::SystemClock;
 use crate::config::{CacheBackend, Config, StoreBackend};
 use crate::reload::{Origin, Reloader};
 use crate::snyk::SnykOAuth;
-use crate::store::SecretStore;
 use crate::store::file::FileStore;
+use crate::store::{SecretStore, TokenShelf};
 use crate::systemd::{Notifier, watchdog_interval};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,10 +56,12 @@ pub(crate) fn access_of(cfg: &Config) -> Access {
     cfg.access.policy(&cfg.server, 0)
 }
 
+/// The secret store, and where tokens are published for jobs (`[publish]`:
+/// on the store's OpenBao, through its client).
 async fn open_store(
     cfg: &Config,
     shutdown: &watch::Receiver<bool>,
-) -> Result<Arc<dyn SecretStore>, String> {
+) -> Result<(Arc<dyn SecretStore>, Option<Arc<dyn TokenShelf>>), String> {
     match cfg.store.backend {
         StoreBackend::File => {
             let path = cfg.store.path.clone();
@@ -67,7 +69,7 @@ async fn open_store(
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
-            Ok(Arc::new(store))
+            Ok((Arc::new(store), None))
         }
         StoreBackend::OpenBao => {
             let store = Arc::new(crate::store::openbao::OpenBaoStore::new(
@@ -75,7 +77,11 @@ async fn open_store(
                 cfg.snyk.timeout,
             ));
             store.spawn_renewer(shutdown.clone());
-            Ok(store)
+            let shelf = cfg.publish.enabled().then(|| {
+                Arc::new(store.shelf(&cfg.publish.mount, &cfg.publish.prefix))
+                    as Arc<dyn TokenShelf>
+            });
+            Ok((store, shelf))
         }
     }
 }
@@ -106,17 +112,22 @@ async fn build_broker(
     // The journal first: a second agent on its directory is refused before
     // it touches the store.
     let journal = Journal::open(&cfg.store.journal_dir)?;
-    let store = open_store(cfg, shutdown_rx).await?;
+    let (store, shelf) = open_store(cfg, shutdown_rx).await?;
     let (store_checks_versions, store_locked) =
         (store.checks_versions(), store.locked_to_this_agent());
     let cache = open_cache(cfg).await?;
     let snyk = SnykOAuth::new(&cfg.snyk.api_url, cfg.snyk.timeout).map_err(http_client_error)?;
+    let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
+    let publisher = shelf.map(|shelf| {
+        crate::broker::publish::Publisher::new(shelf, (&cfg.publish).into(), Arc::clone(&clock))
+    });
     Ok(Broker::new(BrokerParts {
         store,
         cache,
         snyk,
         journal,
-        clock: Arc::new(SystemClock),
+        clock,
+        publisher,
         settings: settings_of(cfg),
         // Every token answer names the region, so `snykey-helper exec` and
         // `--format env` set SNYK_API to it: the token is valid there only.
@@ -311,9 +322,24 @@ fn log_ready(
         snyk = %cfg.snyk.api_url,
         credentials = loaded,
         sinks = cfg.sinks.len(),
+        publish = %published_at(cfg),
         startup_ms = started.elapsed().as_millis() as u64,
         "snykey agent ready"
     );
+}
+
+/// Where tokens are published for jobs, for the ready line.
+fn published_at(cfg: &Config) -> String {
+    if cfg.publish.enabled() {
+        format!(
+            "{}/{}/ORG_ID/CLIENT_ID (at least {}s left)",
+            cfg.publish.mount,
+            cfg.publish.prefix,
+            cfg.publish.min_validity.as_secs()
+        )
+    } else {
+        "off".into()
+    }
 }
 
 /// An empty store: what to run next.

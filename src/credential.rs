@@ -75,6 +75,52 @@ impl State {
     }
 }
 
+/// Why a token published for jobs (`[publish]`, `wire::published`) is not
+/// there: what the marker a published secret holds instead says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Withdrawn {
+    /// The credential was deleted (`snykey delete`). Nothing minted before
+    /// the delete is published again.
+    Deleted,
+    /// A `put` replaced the credential and its first token is not minted
+    /// yet: the token of the credential it replaced is not handed out.
+    Superseded,
+    /// The agent could not get a new token before the published one had
+    /// less than `publish.min_validity` left. A new token replaces the marker.
+    Stale,
+    /// A reason a newer agent wrote that this one does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl Withdrawn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Withdrawn::Deleted => "deleted",
+            Withdrawn::Superseded => "superseded",
+            Withdrawn::Stale => "stale",
+            Withdrawn::Unknown => "unknown",
+        }
+    }
+
+    /// What it means for a job, in a sentence.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Withdrawn::Deleted => "the credential was deleted from the agent",
+            Withdrawn::Superseded => {
+                "the credential was replaced (snykey put) and its first token is not minted yet"
+            }
+            Withdrawn::Stale => {
+                "the agent could not refresh it in time (is it running, and can it reach Snyk?)"
+            }
+            Withdrawn::Unknown => {
+                "withdrawn by a newer agent for a reason this version does not know"
+            }
+        }
+    }
+}
+
 /// One credential: the pair that names it everywhere.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct CredKey {
@@ -256,6 +302,22 @@ pub struct Summary {
     pub expires_at: Option<std::time::SystemTime>,
     pub next_refresh_at: Option<std::time::SystemTime>,
     pub last_refresh_at: Option<std::time::SystemTime>,
+    pub failures: u32,
+    pub last_error: Option<String>,
+    /// How publishing its token for jobs goes (`[publish]`), if it is published.
+    pub published: Option<Published>,
+}
+
+/// How publishing one credential's token for jobs goes, as this agent last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The KV path jobs read.
+    pub path: String,
+    /// The expiry of the token the path holds.
+    pub expires_at: Option<std::time::SystemTime>,
+    /// The marker the path holds instead of a token.
+    pub withdrawn: Option<Withdrawn>,
+    /// Failed attempts in a row to write it.
     pub failures: u32,
     pub last_error: Option<String>,
 }

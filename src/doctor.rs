@@ -251,7 +251,9 @@ async fn credential_checks(client: &AgentClient, checks: &mut Vec<Check>) {
         )),
         Ok(list) => {
             for c in list.credentials {
+                let publish = publish_check(&c);
                 checks.push(credential_check(c));
+                checks.extend(publish);
             }
         }
         Err(e) => checks.push(fail("credentials", e.to_string(), "see the agent's log")),
@@ -313,6 +315,63 @@ fn credential_check(c: CredentialStatus) -> Check {
             format!("{id}: degraded, its newest refresh token is only in the recovery journal"),
             "make the secret store writable again; the agent lands the token by itself",
         ),
+    }
+}
+
+/// A published credential (`[publish]`): where jobs read its token, and
+/// whether the agent can write it there.
+fn publish_check(c: &CredentialStatus) -> Option<Check> {
+    let p = c.published.as_ref()?;
+    let id = format!("{}/{}", c.org_id, c.client_id);
+    Some(if p.failures > 0 {
+        fail(
+            "publish",
+            format!(
+                "{id}: its token cannot be written to {} ({} failed attempt(s), last: {})",
+                p.path,
+                p.failures,
+                p.last_error.as_deref().unwrap_or("-")
+            ),
+            format!(
+                "the agent's OpenBao policy needs create, read and update on the published path's data ({}), read on its metadata and update on its destroy path (examples/ci/openbao-jwt.sh, policy snykey-publish); jobs find no token or an old one meanwhile, and the agent retries by itself",
+                data_path(&p.path)
+            ),
+        )
+    } else if let Some(w) = p.withdrawn {
+        fail(
+            "publish",
+            format!(
+                "{id}: {} holds no token ({}): {}",
+                p.path,
+                w.as_str(),
+                w.explain()
+            ),
+            "a new token replaces it once the agent mints one: see the credential's line above",
+        )
+    } else if let Some(e) = &p.last_error {
+        fail("publish", format!("{id}: {e}"), "do what the message says")
+    } else {
+        pass(
+            "publish",
+            match &p.expires_at {
+                Some(exp) => format!(
+                    "{id}: its token is published at {} (valid until {exp})",
+                    p.path
+                ),
+                None => format!(
+                    "{id}: published at {} (this agent has not written or read it yet)",
+                    p.path
+                ),
+            },
+        )
+    })
+}
+
+/// `kv/snyk-tokens/o/c` as a policy names its data: `kv/data/snyk-tokens/o/c`.
+fn data_path(path: &str) -> String {
+    match path.split_once('/') {
+        Some((mount, rest)) => format!("{mount}/data/{rest}"),
+        None => path.to_string(),
     }
 }
 

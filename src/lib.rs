@@ -28,6 +28,8 @@
 //!   graceful shutdown.
 //! * [`client`] — the admin CLI's client for that API (hyperlocal).
 //! * [`doctor`] — `snykey doctor`: every check with its remedy.
+//! * [`from_openbao`] — `snykey token --from-openbao`: a job's side of
+//!   publishing (a JWT login with its own identity, one read, revoked).
 //! * [`dev`] — `snykey dev`: the agent on a temp directory against a
 //!   **simulated Snyk** (`dev::sim`, `dev::server`; loopback only, never
 //!   Snyk), which the test suite's fake Snyk is built on too.
@@ -62,6 +64,7 @@ pub mod dirs;
 pub mod doctor;
 pub mod duration;
 pub mod exit;
+pub mod from_openbao;
 pub mod ids;
 mod locks;
 mod metrics;

@@ -44,6 +44,8 @@ pub struct Metrics {
     pub denied_peers: IntCounter,
     pub forced_refreshes: IntCounterVec,
     pub lifetime_anomalies: IntCounter,
+    pub publishes: IntCounterVec,
+    pub publish_failing: IntGauge,
     registry: Registry,
 }
 
@@ -128,6 +130,19 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "Grants whose token lifetime (expires_in) was below the floor: the token was served as it was, and the credential's refreshes backed off",
     )?;
     registry.register(Box::new(lifetime_anomalies.clone()))?;
+    let publishes = IntCounterVec::new(
+        Opts::new(
+            "publishes_total",
+            "Writes of published tokens for jobs ([publish]) by result: written (a newer token), withdrawn (a token with too little validity left, or of a replaced credential), deleted (the credential's delete), unchanged (the path held something as new), failed (retried)",
+        ),
+        &["result"],
+    )?;
+    registry.register(Box::new(publishes.clone()))?;
+    let publish_failing = IntGauge::new(
+        "publish_failing_credentials",
+        "Credentials whose last attempt to write their published token failed (the agent retries)",
+    )?;
+    registry.register(Box::new(publish_failing.clone()))?;
     register_build_info(&registry)?;
     Ok(Metrics {
         refreshes,
@@ -141,6 +156,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
         denied_peers,
         forced_refreshes,
         lifetime_anomalies,
+        publishes,
+        publish_failing,
         registry,
     })
 }
@@ -166,6 +183,11 @@ pub fn refresh(result: &'static str) {
 
 pub fn lifetime_anomaly() {
     METRICS.lifetime_anomalies.inc();
+}
+
+/// One published-token write ([`Metrics::publishes`]).
+pub fn publish(result: &'static str) {
+    METRICS.publishes.with_label_values(&[result]).inc();
 }
 
 pub fn backend_error(backend: &'static str) {

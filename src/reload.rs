@@ -206,7 +206,21 @@ mod tests {
         ("refresh.jitter", "0.2"),
         ("refresh.at", "0.5"),
         ("refresh.force_interval", "30s"),
+        // Publishing writes to OpenBao: its prefix is tried on an openbao
+        // store (see `context`).
+        ("publish.prefix", "snyk-tokens"),
+        ("publish.mount", "kv2"),
+        ("publish.min_validity", "20m"),
+        ("publish.credentials", "o/*"),
     ];
+
+    /// What a key's sample needs besides the baseline to load at all.
+    fn context(key: &str) -> &'static [(&'static str, &'static str)] {
+        match key {
+            "publish.prefix" => &[("store.backend", "openbao")],
+            _ => &[],
+        }
+    }
 
     fn var(key: &str) -> String {
         format!("SNYKEY_{}", key.replace('.', "_").to_ascii_uppercase())
@@ -224,6 +238,7 @@ mod tests {
             ("store.path", "/tmp/snykey-test/credentials.json"),
             ("store.journal_dir", "/tmp/snykey-test/journal"),
             ("store.token", "s.base-token"),
+            ("publish.mount", "kv"),
         ]
         .iter()
         .map(|(k, v)| (var(k), v.to_string()))
@@ -235,7 +250,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let password_file = dir.path().join("redis-password");
         std::fs::write(&password_file, "pw\n").unwrap();
-        let base = Config::load_from(None, &baseline()).unwrap();
         let mut live = 0;
         for key in Config::keys() {
             let sample = SAMPLES
@@ -245,6 +259,8 @@ mod tests {
                 .1
                 .replace("PASSWORD_FILE", &password_file.display().to_string());
             let mut env = baseline();
+            env.extend(context(&key).iter().map(|(k, v)| (var(k), v.to_string())));
+            let base = Config::load_from(None, &env).unwrap();
             env.retain(|(v, _)| *v != var(&key));
             env.push((var(&key), sample));
             let new = Config::load_from(None, &env)

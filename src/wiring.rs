@@ -3,7 +3,8 @@
 //! parts themselves (the stores, ...) take settings of their own and never
 //! read the configuration, so no lower layer depends on `config`.
 
-use crate::config::{BaoAuth, StoreConfig};
+use crate::broker::publish::PublishSettings;
+use crate::config::{BaoAuth, PublishConfig, StoreConfig};
 use crate::store::openbao::{Auth, OpenBaoSettings};
 
 /// `[store]` as the OpenBao store reads it (only its public fields).
@@ -43,6 +44,16 @@ impl From<&StoreConfig> for OpenBaoSettings {
             mount: cfg.mount.clone(),
             kv_version: cfg.kv_version,
             prefix: cfg.prefix.clone(),
+        }
+    }
+}
+
+/// `[publish]` as the broker's publisher takes it.
+impl From<&PublishConfig> for PublishSettings {
+    fn from(cfg: &PublishConfig) -> PublishSettings {
+        PublishSettings {
+            min_validity: cfg.min_validity,
+            credentials: cfg.patterns.clone(),
         }
     }
 }

@@ -48,6 +48,13 @@ pub fn status(s: Summary) -> wire::CredentialStatus {
         last_refresh_at: s.last_refresh_at.map(rfc3339),
         failures: s.failures,
         last_error: s.last_error,
+        published: s.published.map(|p| wire::PublishStatus {
+            path: p.path,
+            expires_at: p.expires_at.map(rfc3339),
+            withdrawn: p.withdrawn,
+            failures: p.failures,
+            last_error: p.last_error,
+        }),
     }
 }
 

@@ -48,10 +48,18 @@ pub(super) fn health() -> Result<Resp, ApiError> {
 pub(super) async fn ready(state: &AppState) -> Result<Resp, ApiError> {
     let broker = &state.broker;
     match broker.ready().await {
-        Ok(()) => message(match broker.protection_warning() {
-            Some(w) => format!("ready; warning: {w}"),
-            None => "ready".into(),
-        }),
+        Ok(()) => {
+            let warnings: Vec<String> = broker
+                .protection_warning()
+                .map(str::to_string)
+                .into_iter()
+                .chain(broker.publish_warning())
+                .collect();
+            message(match warnings.as_slice() {
+                [] => "ready".into(),
+                w => format!("ready; warning: {}", w.join("; warning: ")),
+            })
+        }
         // The store's own code when it is at fault (sealed, denied,
         // unavailable), so a client can tell what to do; then the cache's.
         Err(u) => {

@@ -4,7 +4,7 @@
 
 use super::agent_io::AgentIo;
 use super::{Broker, BrokerError, Want, rotation};
-use crate::credential::{CredKey, Kind, NewCredential, Record, State};
+use crate::credential::{CredKey, Kind, NewCredential, Record, State, Withdrawn};
 use crate::locks::Recover;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -28,6 +28,7 @@ impl Broker {
         // mid-rotation neither loses the new token nor leaves R half used.
         let broker = Arc::clone(self);
         let had_record = existing.as_ref().is_some_and(|v| !v.record.deleted);
+        let generation_before = existing.as_ref().map_or(0, |v| v.record.generation);
         self.spawn_grant(async move {
             let mut flight = slot.flight.lock().await;
             {
@@ -61,6 +62,13 @@ impl Broker {
                         broker.scheduler.cancel(&key);
                         drop(flight);
                         broker.slots.write().recover().remove(&key);
+                    } else if let Some(v) = stored
+                        .as_ref()
+                        .filter(|v| !v.record.deleted && v.record.generation > generation_before)
+                    {
+                        // The put replaced the credential and has no token
+                        // yet: the replaced one's published token goes.
+                        broker.withdraw_published(&key, v.record.generation, Withdrawn::Superseded);
                     }
                     Err(e)
                 }
@@ -125,6 +133,9 @@ impl Broker {
         if self.store.checks_versions() {
             rotation::tombstone(&mut io, &mut flight.mem).await?;
         }
+        // Above every generation minted before the tombstone: nothing from
+        // before the delete is published after it.
+        self.withdraw_published(key, flight.mem.generation, Withdrawn::Deleted);
         self.store.delete(key).await?;
         flight.mem = rotation::Memory {
             generation: flight.mem.generation,
@@ -146,12 +157,16 @@ impl Broker {
         }
         self.slots.write().recover().remove(key);
         tracing::info!(revoked, "credential deleted");
-        Ok(if revoked {
+        let message = if revoked {
             format!("credential {key} revoked at Snyk and deleted")
         } else if revoke {
             format!("credential {key} deleted (it held no refresh token to revoke)")
         } else {
             format!("credential {key} deleted")
+        };
+        Ok(match self.published_removal(key).await {
+            Some(published) => format!("{message}; {published}"),
+            None => message,
         })
     }
 

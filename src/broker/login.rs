@@ -421,7 +421,8 @@ impl Broker {
         match self.kept(&slot, &mut flight, issued.landing) {
             // Durable (the store, or the journal): published.
             Ok(_) => {
-                self.publish(&slot, token).await;
+                self.publish(&slot, token.clone()).await;
+                self.offer_published(&slot, flight.mem.generation, &token);
                 Ok(())
             }
             // Held in memory only: the access token waits for the lander (I2).

@@ -13,6 +13,8 @@
 //! * [`status`] — what `GET /v1/credentials`, `/v1/ready` and the metrics show.
 //! * [`login`] (browser login), [`register`] (Snyk App registration),
 //!   [`service_accounts`], [`force`] (forced refresh).
+//! * [`publish`] — tokens published for jobs that cannot reach the socket
+//!   (`[publish]`), and the rule that orders them ([`publish::decide`]).
 //! * [`journal`], [`scheduler`]; [`error`] — [`BrokerError`].
 //!
 //! Its public methods take and return the domain's words
@@ -26,6 +28,7 @@ mod error;
 pub(crate) mod force;
 pub mod journal;
 pub(crate) mod login;
+pub mod publish;
 mod refresh;
 pub(crate) mod register;
 pub mod rotation;
@@ -167,6 +170,8 @@ pub struct Broker {
     logins: login::Logins,
     /// The doctor's last write check and when it ran ([`Broker::write_check`]).
     write_checked: tokio::sync::Mutex<Option<(std::time::Instant, WriteChecked)>>,
+    /// Tokens published for jobs (`[publish]`), when on.
+    publisher: Option<Arc<publish::Publisher>>,
 }
 
 type WriteChecked = Result<String, crate::store::StoreError>;
@@ -185,6 +190,8 @@ pub struct BrokerParts {
     pub shutdown: watch::Receiver<bool>,
     pub rest: crate::snyk::rest::SnykRest,
     pub login: LoginSettings,
+    /// `[publish]`: tokens published for jobs, when on.
+    pub publisher: Option<Arc<publish::Publisher>>,
 }
 
 impl Broker {
@@ -211,6 +218,7 @@ impl Broker {
             login: parts.login,
             logins: login::Logins::default(),
             write_checked: tokio::sync::Mutex::new(None),
+            publisher: parts.publisher,
         })
     }
 
@@ -310,6 +318,7 @@ impl Broker {
                 self.scheduler.schedule(&slot.key, when);
             }
         }
+        self.start_publisher();
         let broker = Arc::clone(self);
         tokio::spawn(Arc::clone(&self.scheduler).run(
             move |key| {

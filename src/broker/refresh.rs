@@ -234,6 +234,7 @@ impl Broker {
             self.spawn_lander(slot, flight);
         }
         self.publish(slot, token.clone()).await;
+        self.offer_published(slot, flight.mem.generation, &token);
         token
     }
 
@@ -447,7 +448,8 @@ impl Broker {
                     // Durable now: a held-back token may go out.
                     if let Some(t) = flight.held.take() {
                         if landing != Landing::Discarded {
-                            broker.publish(&slot, t).await;
+                            broker.publish(&slot, t.clone()).await;
+                            broker.offer_published(&slot, flight.mem.generation, &t);
                         }
                     }
                 }

@@ -24,6 +24,8 @@ impl Broker {
     ) -> Result<CachedToken, BrokerError> {
         let key = &slot.key;
         let (record, generation) = self.sa_record(key, &given).await?;
+        // The highest generation read (what a published token is ordered by).
+        flight.mem.generation = flight.mem.generation.max(generation);
         let answer = self.sa_grant(key, &record).await?;
         crate::audit::grant_result(
             crate::audit::GrantKind::ClientCredentials,
@@ -50,6 +52,7 @@ impl Broker {
         slot.status().last_refresh_at = token.issued_at;
         crate::metrics::refresh("ok");
         self.publish(slot, token.clone()).await;
+        self.offer_published(slot, flight.mem.generation, &token);
         Ok(token)
     }
 

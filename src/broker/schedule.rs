@@ -68,6 +68,12 @@ impl Broker {
             s.min_validity,
             rand::random::<f64>(),
         );
+        // A published token keeps `publish.min_validity`: its successor is
+        // minted and published before it falls below that.
+        let when = match self.publish_validity(&slot.key) {
+            Some(v) => when.min(super::publish::decide::refresh_by(issued, t.expires_at, v)),
+            None => when,
+        };
         // However short the token's life (Snyk may say `expires_in: 0`),
         // a credential is not refreshed more than once a second.
         let when = when.max(now + Duration::from_secs(1));

@@ -293,10 +293,12 @@ impl Broker {
         };
         let landing = rotated.issued.landing;
         let landed = self.kept(&slot, &mut flight, landing).is_ok();
+        let generation = flight.mem.generation;
         drop(flight);
         if landed {
             let token = self.token_from(rotated.issued.access_token, rotated.issued.expires_in);
-            self.publish(&slot, token).await;
+            self.publish(&slot, token.clone()).await;
+            self.offer_published(&slot, generation, &token);
         }
         tracing::info!(org_id = %key.org, client_id = %key.client, "switched to the new service account secret");
         if let Some(e) = rotated.old_left {

@@ -80,6 +80,7 @@ impl Broker {
                     last_refresh_at: st.last_refresh_at,
                     failures: st.failures,
                     last_error: st.last_error,
+                    published: self.published_status(&s.key),
                 }
             })
             .collect();
@@ -142,6 +143,7 @@ impl Broker {
             .filter_map(|s| s.hot().map(|t| t.remaining(now).as_secs()))
             .min();
         m.min_time_to_expiry.set(min.map(|v| v as i64).unwrap_or(0));
+        self.export_publish_gauge();
     }
 
     /// `GET /v1/ready`: the store and cache answer and no rotated token is

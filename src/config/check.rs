@@ -7,7 +7,9 @@ use super::sources::Sources;
 use super::url_check::{
     check_cache_url, check_redirect, derive_app_url, normalize_base_url, normalize_base_url_any,
 };
-use super::{BaoAuth, RefreshConfig, ServerConfig, SnykConfig, StoreBackend, StoreConfig};
+use super::{
+    BaoAuth, PublishConfig, RefreshConfig, ServerConfig, SnykConfig, StoreBackend, StoreConfig,
+};
 use super::{ConfigError, Lookup};
 use crate::urls::SecretUrl;
 use std::path::{Path, PathBuf};
@@ -251,20 +253,7 @@ fn store_openbao(s: &mut StoreConfig, src: &Sources, env: Lookup<'_>) -> Result<
         ));
     }
     for (key, v) in [("mount", &mut s.mount), ("prefix", &mut s.prefix)] {
-        *v = v.trim_matches('/').to_string();
-        if v.is_empty()
-            || v.split('/')
-                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-        {
-            return Err(src.err(
-                "store",
-                key,
-                format!(
-                    "{:?} must be a non-empty path without . or .. segments",
-                    crate::urls::shown_value(v)
-                ),
-            ));
-        }
+        kv_path(v).map_err(|m| src.err("store", key, m))?;
     }
     if s.backend == StoreBackend::OpenBao {
         match s.auth {
@@ -299,6 +288,79 @@ pub(super) fn refresh(r: &RefreshConfig, src: &Sources) -> Result<(), ConfigErro
     }
     if r.min_validity > Duration::from_secs(24 * 3600) {
         return Err(src.err("refresh", "min_validity", "must be at most 24h"));
+    }
+    Ok(())
+}
+
+/// A KV mount or prefix, its slashes trimmed: a non-empty path without
+/// empty, `.` or `..` segments.
+fn kv_path(v: &mut String) -> Result<(), String> {
+    *v = v.trim_matches('/').to_string();
+    if v.is_empty()
+        || v.split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(format!(
+            "{:?} must be a non-empty path without . or .. segments",
+            crate::urls::shown_value(v)
+        ));
+    }
+    Ok(())
+}
+
+/// `[publish]`: off unless `prefix` is given; then on the store's OpenBao,
+/// KV v2, beside (never inside) the store's records.
+pub(super) fn publish(
+    p: &mut PublishConfig,
+    store: &StoreConfig,
+    src: &Sources,
+) -> Result<(), ConfigError> {
+    let err = |k: &str, m: String| src.err("publish", k, m);
+    p.prefix = p.prefix.trim_matches('/').to_string();
+    p.patterns = p
+        .credentials
+        .iter()
+        .map(|c| crate::access::Pattern::parse(c))
+        .collect::<Result<_, _>>()
+        .map_err(|m| err("credentials", m))?;
+    if p.min_validity < Duration::from_secs(1) || p.min_validity > Duration::from_secs(24 * 3600) {
+        return Err(src.err(
+            "publish",
+            "min_validity",
+            "must be between 1s and 24h (and below Snyk's token lifetime, an hour)",
+        ));
+    }
+    if p.mount.trim_matches('/').is_empty() {
+        p.mount = store.mount.clone();
+    } else {
+        kv_path(&mut p.mount).map_err(|m| err("mount", m))?;
+    }
+    if !p.enabled() {
+        return Ok(());
+    }
+    kv_path(&mut p.prefix).map_err(|m| err("prefix", m))?;
+    if store.backend != StoreBackend::OpenBao {
+        return Err(err(
+            "prefix",
+            "publishing writes to OpenBao: it needs store.backend = \"openbao\" (jobs read the tokens there with their own identity)".into(),
+        ));
+    }
+    if store.kv_version != 2 {
+        return Err(err(
+            "prefix",
+            "publishing needs a KV v2 store (store.kv_version = 2): published tokens are ordered by the records' generations, which only KV v2 keeps across a delete".into(),
+        ));
+    }
+    let segments = |s: &str| s.split('/').map(str::to_string).collect::<Vec<_>>();
+    let (mine, theirs) = (segments(&p.prefix), segments(&store.prefix));
+    if p.mount == store.mount && (mine.starts_with(&theirs) || theirs.starts_with(&mine)) {
+        return Err(err(
+            "prefix",
+            format!(
+                "{:?} overlaps store.prefix {:?} on the mount {:?}: jobs may read published tokens, never the store's records; pick a path beside it (e.g. \"snyk-tokens\")",
+                p.prefix, store.prefix, p.mount
+            ),
+        ));
     }
     Ok(())
 }

@@ -32,8 +32,8 @@ mod tables;
 mod url_check;
 
 pub use sections::{
-    BaoAuth, CacheBackend, CacheConfig, RefreshConfig, ServerConfig, SnykConfig, StoreBackend,
-    StoreConfig,
+    BaoAuth, CacheBackend, CacheConfig, PublishConfig, RefreshConfig, ServerConfig, SnykConfig,
+    StoreBackend, StoreConfig,
 };
 pub use sources::default_config_files;
 pub use url_check::derive_app_url;
@@ -76,6 +76,7 @@ pub(crate) const SECTIONS: &[Section] = sections! {
     "cache" => CacheConfig,
     "store" => StoreConfig,
     "refresh" => RefreshConfig,
+    "publish" => PublishConfig,
 };
 
 /// An environment lookup (a variable set and non-empty).
@@ -120,6 +121,8 @@ pub struct Config {
     pub cache: CacheConfig,
     pub store: StoreConfig,
     pub refresh: RefreshConfig,
+    /// `[publish]`: tokens published for jobs on other machines.
+    pub publish: PublishConfig,
     /// The `[[access]]` tables: who may read which tokens (issue 17).
     pub access: AccessConfig,
     /// The file this was read from, if any (SIGHUP re-reads it).
@@ -187,6 +190,7 @@ impl Config {
             cache: src.section("cache")?,
             store: src.section("store")?,
             refresh: src.section("refresh")?,
+            publish: src.section("publish")?,
             access: AccessConfig::default(),
             file,
             sinks: Vec::new(),
@@ -196,6 +200,7 @@ impl Config {
         check::cache(&mut cfg.cache, &src, &lookup)?;
         check::store(&mut cfg.store, &src, &lookup)?;
         check::refresh(&cfg.refresh, &src)?;
+        check::publish(&mut cfg.publish, &cfg.store, &src)?;
         cfg.access.grants = tables::grants(src.access.as_ref())?;
         cfg.sinks = tables::sinks(src.sinks.as_ref(), &cfg.server.sink_dirs)?;
         Ok(cfg)
@@ -257,6 +262,7 @@ impl Config {
         add("cache", self.cache.changed(&other.cache));
         add("store", self.store.changed(&other.store));
         add("refresh", self.refresh.changed(&other.refresh));
+        add("publish", self.publish.changed(&other.publish));
         if self.access != other.access {
             out.push("[[access]]".into());
         }

@@ -3,7 +3,9 @@
 //! (`SecretUrl`, `de::opt_secret`), so no key is listed here.
 
 use super::tables::{AccessTable, SinkTable, access_table, sink_table};
-use super::{CacheConfig, Config, RefreshConfig, ServerConfig, SnykConfig, StoreConfig};
+use super::{
+    CacheConfig, Config, PublishConfig, RefreshConfig, ServerConfig, SnykConfig, StoreConfig,
+};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -13,6 +15,7 @@ struct Shown<'a> {
     cache: &'a CacheConfig,
     store: &'a StoreConfig,
     refresh: &'a RefreshConfig,
+    publish: &'a PublishConfig,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     sink: Vec<SinkTable>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -28,6 +31,7 @@ impl Config {
             cache: &self.cache,
             store: &self.store,
             refresh: &self.refresh,
+            publish: &self.publish,
             sink: self.sinks.iter().map(sink_table).collect(),
             access: self.access.grants.iter().map(access_table).collect(),
         };

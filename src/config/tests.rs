@@ -788,3 +788,96 @@ fn store_addr_takes_the_nodes_of_a_cluster() {
         .to_string();
     assert!(e.contains("store.addr"), "{e}");
 }
+
+// --- issue 26 part 2: [publish] ---
+
+const OPENBAO: &str = "[store]\nbackend = \"openbao\"\ntoken = \"t\"\n";
+
+#[test]
+fn publishing_is_off_by_default_and_on_with_a_prefix_beside_the_store() {
+    let c = load(None, &[]).unwrap();
+    assert!(!c.publish.enabled());
+    assert_eq!(c.publish.mount, "kv", "follows store.mount");
+    let c = load(
+        Some(&format!(
+            "{OPENBAO}[publish]\nprefix = \"/snyk-tokens/\"\nmin_validity = \"20m\"\ncredentials = [\"o-1/*\", \"o-2/c\"]\n"
+        )),
+        &[],
+    )
+    .unwrap();
+    assert!(c.publish.enabled());
+    assert_eq!(
+        (c.publish.prefix.as_str(), c.publish.mount.as_str()),
+        ("snyk-tokens", "kv")
+    );
+    assert_eq!(c.publish.min_validity, std::time::Duration::from_secs(1200));
+    assert_eq!(c.publish.patterns.len(), 2);
+    assert!(
+        c.to_redacted_toml()
+            .contains("[publish]\nprefix = \"snyk-tokens\"")
+    );
+    // From the environment too (lists comma-separated).
+    let c = load(
+        Some(OPENBAO),
+        &[
+            ("SNYKEY_PUBLISH_PREFIX", "ci/tokens"),
+            ("SNYKEY_PUBLISH_MOUNT", "kv-ci"),
+            ("SNYKEY_PUBLISH_CREDENTIALS", "o-1/*,o-2/c"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.publish.mount, "kv-ci");
+    assert_eq!(c.publish.patterns.len(), 2);
+}
+
+#[test]
+fn publishing_where_it_cannot_work_is_refused_naming_the_key() {
+    let refused = |text: &str, e: &[(&str, &str)]| load(Some(text), e).unwrap_err().to_string();
+    // The file store: nothing for jobs to read.
+    let e = refused("[publish]\nprefix = \"snyk-tokens\"\n", &[]);
+    assert!(
+        e.contains("publish.prefix") && e.contains("store.backend"),
+        "{e}"
+    );
+    // KV v1: no generations kept across a delete, no check-and-set.
+    let e = refused(
+        &format!("{OPENBAO}kv_version = 1\nmount = \"kv1\"\n[publish]\nprefix = \"snyk-tokens\"\n"),
+        &[],
+    );
+    assert!(e.contains("KV v2"), "{e}");
+    // Inside the store's records, or around them: jobs must never reach a record.
+    for prefix in ["snyk", "snyk/tokens", "a"] {
+        let store_prefix = if prefix == "a" { "a/b" } else { "snyk" };
+        let e = refused(
+            &format!("{OPENBAO}prefix = \"{store_prefix}\"\n[publish]\nprefix = \"{prefix}\"\n"),
+            &[],
+        );
+        assert!(e.contains("overlaps store.prefix"), "{prefix}: {e}");
+    }
+    // On another mount the same prefix is fine.
+    load(
+        Some(&format!(
+            "{OPENBAO}[publish]\nprefix = \"snyk\"\nmount = \"kv-ci\"\n"
+        )),
+        &[],
+    )
+    .unwrap();
+    // Paths, validity and patterns are checked.
+    let e = refused(&format!("{OPENBAO}[publish]\nprefix = \"a/../b\"\n"), &[]);
+    assert!(e.contains("publish.prefix"), "{e}");
+    let e = refused(
+        &format!("{OPENBAO}[publish]\nprefix = \"t\"\nmin_validity = \"0s\"\n"),
+        &[],
+    );
+    assert!(e.contains("publish.min_validity"), "{e}");
+    let e = refused(
+        &format!("{OPENBAO}[publish]\nprefix = \"t\"\ncredentials = [\"no-slash\"]\n"),
+        &[],
+    );
+    assert!(e.contains("publish.credentials"), "{e}");
+    let e = refused(&format!("{OPENBAO}[publish]\nprefx = \"t\"\n"), &[]);
+    assert!(
+        e.contains("publish.prefx") && e.contains("unknown key"),
+        "{e}"
+    );
+}

@@ -91,7 +91,7 @@ pub(crate) async fn read_capped(
     Ok(body)
 }
 
-trait WithoutUrlRef {
+pub(crate) trait WithoutUrlRef {
     fn without_url_ref(&self) -> String;
 }
 

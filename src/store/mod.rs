@@ -227,6 +227,39 @@ pub trait SecretStore: Send + Sync {
     }
 }
 
+/// What a published path holds ([`TokenShelf::read`]): its current
+/// version's record, and that version (0: the path was never written). A
+/// current version another tool deleted or destroyed, or data that is not a
+/// published token, reads as no record at its version: it may be written over.
+#[derive(Debug, Clone, Default)]
+pub struct OnShelf {
+    pub record: Option<crate::wire::published::PublishedToken>,
+    pub version: u64,
+}
+
+/// Where the agent publishes access tokens for jobs (`[publish]`): one KV v2
+/// secret per credential beside the secret store, each written by
+/// check-and-set on the version read (several agents publish the same
+/// credential; the newer record always wins, see `broker::publish`).
+#[async_trait]
+pub trait TokenShelf: Send + Sync {
+    async fn read(&self, key: &CredKey) -> Result<OnShelf, StoreError>;
+    /// Writes `record` if the path is still at version `cas` (0: absent);
+    /// [`StoreError::Conflict`] otherwise. Returns the new version.
+    async fn write(
+        &self,
+        key: &CredKey,
+        record: &crate::wire::published::PublishedToken,
+        cas: u64,
+    ) -> Result<u64, StoreError>;
+    /// Destroys every version below `version` (a deleted credential's
+    /// tokens), leaving `version` and the path's version counter.
+    async fn destroy_before(&self, key: &CredKey, version: u64) -> Result<(), StoreError>;
+    /// The path as an operator names it in a policy or `bao kv get`
+    /// (`kv/snyk-tokens/ORG_ID/CLIENT_ID`).
+    fn path(&self, key: &CredKey) -> String;
+}
+
 #[cfg(test)]
 mod write_check_tests {
     use super::*;

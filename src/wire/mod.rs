@@ -9,6 +9,7 @@
 
 mod code;
 pub mod paths;
+pub mod published;
 
 pub use code::ErrorCode;
 
@@ -69,6 +70,29 @@ pub struct CredentialStatus {
     pub next_refresh_at: Option<String>,
     pub last_refresh_at: Option<String>,
     pub failures: u32,
+    pub last_error: Option<String>,
+    /// Where the agent publishes this credential's token for jobs
+    /// (`[publish]`), and how that goes; absent when it is not published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<PublishStatus>,
+}
+
+/// How publishing one credential's token goes, as this agent saw it last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishStatus {
+    /// The KV path jobs read (`kv/snyk-tokens/ORG_ID/CLIENT_ID`).
+    pub path: String,
+    /// The expiry of the token the path holds, RFC 3339; absent when it
+    /// holds none (or this agent has not looked yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Why the path holds no token, when it holds a marker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdrawn: Option<published::Withdrawn>,
+    /// Failed attempts in a row to write it (retried with backoff).
+    pub failures: u32,
+    /// The last failure, or why a token could not be published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }
 
@@ -332,11 +356,33 @@ mod contract_tests {
                     last_refresh_at: Some("l".into()),
                     failures: 2,
                     last_error: Some("e".into()),
+                    published: None,
                 }],
             },
             json!({"credentials": [{"org_id": "o", "client_id": "c", "kind": "client_secret",
                    "state": "needs_login", "expires_at": null, "next_refresh_at": "n",
                    "last_refresh_at": "l", "failures": 2, "last_error": "e"}]}),
+        );
+        // A published credential (`[publish]`): where, until when, how it goes.
+        pinned(
+            &PublishStatus {
+                path: "kv/snyk-tokens/o/c".into(),
+                expires_at: Some("t".into()),
+                withdrawn: None,
+                failures: 0,
+                last_error: None,
+            },
+            json!({"path": "kv/snyk-tokens/o/c", "expires_at": "t", "failures": 0}),
+        );
+        pinned(
+            &PublishStatus {
+                path: "kv/snyk-tokens/o/c".into(),
+                expires_at: None,
+                withdrawn: Some(published::Withdrawn::Stale),
+                failures: 3,
+                last_error: Some("e".into()),
+            },
+            json!({"path": "kv/snyk-tokens/o/c", "withdrawn": "stale", "failures": 3, "last_error": "e"}),
         );
         pinned(
             &Message {

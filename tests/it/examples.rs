@@ -248,3 +248,327 @@ fn the_dockerfile_names_no_architecture_and_the_context_leaves_build_output_out(
         );
     }
 }
+
+// --- issue 26 part 2: the CI examples of publishing (examples/ci/) ---
+
+/// `hashicorp/vault-action`'s inputs, as its `action.yml` declares them at
+/// v3.4.0 (commit 4c06c5ccf5c0761b6029f56cfb1dcf5565918a3b, read from
+/// github.com/hashicorp/vault-action): the example may give it these and no
+/// others. A newer version pinned in the example means reading its
+/// `action.yml` again and updating this list and the commit.
+const VAULT_ACTION_COMMIT: &str = "4c06c5ccf5c0761b6029f56cfb1dcf5565918a3b";
+const VAULT_ACTION_INPUTS: &[&str] = &[
+    "url",
+    "secrets",
+    "pki",
+    "namespace",
+    "method",
+    "role",
+    "path",
+    "token",
+    "roleId",
+    "secretId",
+    "githubToken",
+    "kubernetesTokenPath",
+    "username",
+    "password",
+    "authPayload",
+    "extraHeaders",
+    "exportEnv",
+    "exportToken",
+    "outputToken",
+    "caCertificate",
+    "clientCertificate",
+    "clientKey",
+    "tlsSkipVerify",
+    "jwtPrivateKey",
+    "jwtKeyPassword",
+    "jwtGithubAudience",
+    "jwtTtl",
+    "secretEncodingType",
+    "ignoreNotFound",
+];
+/// Its `required: true` inputs.
+const VAULT_ACTION_REQUIRED: &[&str] = &["url"];
+/// The fields of a published token a job may take (`wire::published`).
+const PUBLISHED_FIELDS: &[&str] = &["access_token", "expires_at", "api_url", "org_id"];
+
+/// Every `snykey token --from-openbao` command line of a CI file's `run` /
+/// `script` steps, run for real against an OpenBao that is not there: clap
+/// takes every flag (a usage error would exit 64), and the command gets as
+/// far as reaching OpenBao (or GitHub's token endpoint): exit 69.
+fn snykey_lines_parse(lines: &[String], env: &[(&str, &str)]) {
+    assert!(!lines.is_empty(), "no snykey command in the example");
+    let bin_dir = Path::new(crate::support::agent::SNYKEY).parent().unwrap();
+    let dead = format!("http://127.0.0.1:{}", crate::support::bao::free_port_pair());
+    let dir = tempfile::tempdir().unwrap();
+    for line in lines {
+        let mut cmd = crate::support::agent::command("/bin/sh", dir.path());
+        cmd.args(["-c", line]).env(
+            "PATH",
+            format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
+        );
+        for var in ["OPENBAO_ADDR", "VAULT_SERVER_URL"] {
+            cmd.env(var, &dead);
+        }
+        cmd.env(
+            "ACTIONS_ID_TOKEN_REQUEST_URL",
+            format!("{dead}/token?api-version=2.0"),
+        )
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-token");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(69),
+            "{line}\n{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+}
+
+fn snykey_lines(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) if s.contains("snykey token") => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| snykey_lines(x, out)),
+        Value::Object(m) => m.values().for_each(|x| snykey_lines(x, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_github_actions_example_gives_vault_action_only_its_documented_inputs() {
+    let docs = yaml(&examples().join("ci/github-actions.yml"));
+    let workflow = &docs[0];
+    assert_eq!(
+        workflow["permissions"]["id-token"], "write",
+        "a job needs id-token: write to ask for its OIDC token"
+    );
+    let mut vault_steps = 0;
+    for (name, job) in workflow["jobs"].as_object().unwrap() {
+        for step in job["steps"].as_array().unwrap() {
+            let Some(uses) = step["uses"].as_str() else {
+                continue;
+            };
+            let Some(reference) = uses.strip_prefix("hashicorp/vault-action@") else {
+                continue;
+            };
+            vault_steps += 1;
+            assert_eq!(
+                reference, VAULT_ACTION_COMMIT,
+                "{name}: pinned to the commit whose inputs are listed here"
+            );
+            let with = step["with"].as_object().unwrap();
+            for input in with.keys() {
+                assert!(
+                    VAULT_ACTION_INPUTS.contains(&input.as_str()),
+                    "{name}: vault-action has no input {input}"
+                );
+            }
+            for input in VAULT_ACTION_REQUIRED {
+                assert!(with.contains_key(*input), "{name}: {input} is required");
+            }
+            assert_eq!(with["method"], "jwt", "{name}");
+            assert!(with["role"].is_string() && with["jwtGithubAudience"].is_string());
+            // Each secret: `PATH FIELD | VAR`, a published path, a published field.
+            let secrets: Vec<&str> = with["secrets"]
+                .as_str()
+                .unwrap()
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            let mut vars = Vec::new();
+            for s in &secrets {
+                let (source, var) = s.split_once('|').unwrap();
+                let mut words = source.split_whitespace();
+                let (path, field) = (words.next().unwrap(), words.next().unwrap());
+                assert!(
+                    path.starts_with("kv/data/snyk-tokens/"),
+                    "{name}: {path} is not a published path (KV v2 paths name data/)"
+                );
+                assert!(PUBLISHED_FIELDS.contains(&field), "{name}: {field}");
+                vars.push(var.trim());
+            }
+            assert!(vars.contains(&"SNYK_OAUTH_TOKEN"), "{vars:?}");
+        }
+    }
+    assert!(vault_steps > 0, "no vault-action step");
+    let mut lines = Vec::new();
+    snykey_lines(workflow, &mut lines);
+    snykey_lines_parse(&lines, &[]);
+}
+
+#[test]
+fn the_gitlab_example_reads_published_fields_with_the_jobs_id_token() {
+    let docs = yaml(&examples().join("ci/gitlab-ci.yml"));
+    let ci = &docs[0];
+    for var in ["VAULT_SERVER_URL", "VAULT_AUTH_PATH", "VAULT_AUTH_ROLE"] {
+        assert!(ci["variables"][var].is_string(), "{var}");
+    }
+    let mut secret_jobs = 0;
+    for (name, job) in ci.as_object().unwrap() {
+        let Some(ids) = job.get("id_tokens").and_then(Value::as_object) else {
+            continue;
+        };
+        for (_, t) in ids {
+            assert!(
+                t["aud"].is_string(),
+                "{name}: an id_token names its audience"
+            );
+        }
+        if let Some(secrets) = job.get("secrets").and_then(Value::as_object) {
+            secret_jobs += 1;
+            for (var, s) in secrets {
+                let vault = s["vault"].as_str().unwrap();
+                let (path, mount) = vault.split_once('@').unwrap();
+                assert_eq!(mount, "kv", "{name}: {vault}");
+                let (path, field) = path.rsplit_once('/').unwrap();
+                assert!(path.starts_with("snyk-tokens/"), "{name}: {vault}");
+                assert!(PUBLISHED_FIELDS.contains(&field), "{name}: {field}");
+                let token = s["token"].as_str().unwrap().trim_start_matches('$');
+                assert!(
+                    ids.contains_key(token),
+                    "{name}: {var} logs in with {token}"
+                );
+            }
+        }
+    }
+    assert!(secret_jobs > 0, "no job with secrets: vault");
+    let mut lines = Vec::new();
+    snykey_lines(ci, &mut lines);
+    snykey_lines_parse(&lines, &[("SNYKEY_JWT", "x.y.z")]);
+}
+
+/// The OpenBao commands of the example, run for real (twice: it can be run
+/// again): the agent's policy writes, withdraws and destroys published
+/// tokens; a GitHub repository's and a GitLab project's jobs each log in with
+/// their own identity and read that one path, nothing else.
+#[test]
+fn the_openbao_example_sets_up_roles_that_read_one_published_path() {
+    use crate::publish::{AUDIENCE, ISSUER, Issuer, login_at};
+    let bao = Bao::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = Issuer::new(dir.path());
+    let gitlab_iss = "https://gitlab.example";
+    let script = examples().join("ci/openbao-jwt.sh");
+    for _ in 0..2 {
+        let out = Command::new("/bin/sh")
+            .arg(&script)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .env("BAO_ADDR", bao.plain_url())
+            .env("BAO_TOKEN", &bao.root_token)
+            .env("ORG_ID", "acme")
+            .env("CLIENT_ID", "web-app")
+            .env("GITHUB_REPOSITORY", "acme/web")
+            .env("GITLAB_PROJECT", "acme/web")
+            .env("AUDIENCE", AUDIENCE)
+            .env(
+                "GITHUB_JWT_CONFIG",
+                format!(
+                    "jwt_validation_pubkeys=@{} bound_issuer={ISSUER}",
+                    issuer.public_file.display()
+                ),
+            )
+            .env(
+                "GITLAB_JWT_CONFIG",
+                format!(
+                    "jwt_validation_pubkeys=@{} bound_issuer={gitlab_iss}",
+                    issuer.public_file.display()
+                ),
+            )
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    }
+    // The agent's policy: create, check-and-set, metadata, destroy.
+    let agent = bao.ok(
+        "POST",
+        "auth/token/create",
+        serde_json::json!({"policies": ["snykey-publish"], "ttl": "5m"}),
+    )["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let write = |path: &str, cas: u64| {
+        bao.call_as(
+            &agent,
+            "POST",
+            &format!("kv/data/snyk-tokens/acme/{path}"),
+            Some(&serde_json::json!({"options": {"cas": cas},
+                "data": {"access_token": "at", "expires_at": "2030-01-01T00:00:00Z", "org_id": "acme", "generation": 1}})),
+        )
+        .unwrap()
+        .0
+    };
+    assert_eq!(write("web-app", 0), 200);
+    assert_eq!(write("web-app", 1), 200);
+    assert_eq!(write("api-app", 0), 200);
+    let (st, _) = bao
+        .call_as(&agent, "GET", "kv/metadata/snyk-tokens/acme/web-app", None)
+        .unwrap();
+    assert_eq!(st, 200);
+    let (st, v) = bao
+        .call_as(
+            &agent,
+            "POST",
+            "kv/destroy/snyk-tokens/acme/web-app",
+            Some(&serde_json::json!({"versions": [1]})),
+        )
+        .unwrap();
+    assert!(st < 300, "{st} {v}");
+    // Not the store's records.
+    let (st, _) = bao
+        .call_as(&agent, "GET", "kv/data/snyk/acme/web-app", None)
+        .unwrap();
+    assert_eq!(st, 403);
+    // GitHub: acme/web reads its path, not another; another repository cannot log in.
+    let read = |token: &str, path: &str| {
+        bao.call_as(
+            token,
+            "GET",
+            &format!("kv/data/snyk-tokens/acme/{path}"),
+            None,
+        )
+        .unwrap()
+        .0
+    };
+    let gh = login_at(&bao, "jwt", "snyk-github", &issuer.github("acme/web")).unwrap();
+    assert_eq!(read(&gh, "web-app"), 200);
+    assert_eq!(read(&gh, "api-app"), 403);
+    assert!(login_at(&bao, "jwt", "snyk-github", &issuer.github("acme/other")).is_err());
+    // GitLab: the same with the project's ID token, on its own mount.
+    let gl = login_at(
+        &bao,
+        "jwt-gitlab",
+        "snyk-gitlab",
+        &issuer.gitlab(gitlab_iss, "acme/web"),
+    )
+    .unwrap();
+    assert_eq!(read(&gl, "web-app"), 200);
+    assert_eq!(read(&gl, "api-app"), 403);
+    assert!(
+        login_at(
+            &bao,
+            "jwt-gitlab",
+            "snyk-gitlab",
+            &issuer.gitlab(gitlab_iss, "acme/other")
+        )
+        .is_err()
+    );
+    // A GitHub token is no GitLab token (issuer bound per mount).
+    assert!(
+        login_at(
+            &bao,
+            "jwt-gitlab",
+            "snyk-gitlab",
+            &issuer.github("acme/web")
+        )
+        .is_err()
+    );
+}

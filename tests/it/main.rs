@@ -23,6 +23,7 @@ mod journal;
 mod login;
 mod operator;
 mod package;
+mod publish;
 mod refresh;
 mod rotation;
 mod service_accounts;

@@ -37,6 +37,49 @@ pub struct AgentOpts {
     pub socket: Option<PathBuf>,
 }
 
+/// `snykey token --from-openbao`: a job reads a published token (`[publish]`).
+#[derive(Args, Clone, Default)]
+pub struct FromOpenBaoArgs {
+    /// Read the token an agent published in OpenBao instead of asking an agent on a socket.
+    #[arg(long)]
+    pub from_openbao: bool,
+    /// OpenBao's address (--from-openbao); default $BAO_ADDR, else $VAULT_ADDR.
+    #[arg(long, value_name = "URL", requires = "from_openbao")]
+    pub addr: Option<String>,
+    /// A PEM CA certificate to trust for OpenBao; default $BAO_CACERT, else $VAULT_CACERT.
+    #[arg(long, value_name = "FILE", requires = "from_openbao")]
+    pub ca_cert: Option<PathBuf>,
+    /// The mount of OpenBao's JWT auth method [default: jwt].
+    #[arg(long, value_name = "MOUNT", requires = "from_openbao")]
+    pub auth_mount: Option<String>,
+    /// The JWT auth role to log in with (default: the method's default_role).
+    #[arg(long, requires = "from_openbao")]
+    pub role: Option<String>,
+    /// The job's JWT from a file (a Kubernetes service-account token, or one a CI system wrote).
+    #[arg(long, value_name = "FILE", requires = "from_openbao", conflicts_with_all = ["jwt_env", "github_oidc"])]
+    pub jwt_file: Option<PathBuf>,
+    /// The job's JWT from this environment variable (GitLab CI: the variable named under the job's id_tokens).
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "from_openbao",
+        conflicts_with = "github_oidc"
+    )]
+    pub jwt_env: Option<String>,
+    /// The job's JWT from GitHub Actions' OIDC provider ($ACTIONS_ID_TOKEN_REQUEST_URL and _TOKEN; the job needs `permissions: id-token: write`).
+    #[arg(long, requires = "from_openbao")]
+    pub github_oidc: bool,
+    /// The audience (aud) to ask GitHub's OIDC token for: what the role's bound_audiences names (default: GitHub's, https://github.com/OWNER).
+    #[arg(long, requires = "github_oidc")]
+    pub audience: Option<String>,
+    /// The KV v2 mount the agent publishes on (its publish.mount) [default: kv].
+    #[arg(long, requires = "from_openbao")]
+    pub mount: Option<String>,
+    /// The path under it (the agent's publish.prefix) [default: snyk-tokens].
+    #[arg(long, requires = "from_openbao")]
+    pub prefix: Option<String>,
+}
+
 /// `snykey serve`'s logging options.
 #[derive(Args, Clone, Default)]
 pub struct LogOpts {
@@ -208,18 +251,34 @@ pub enum Command {
     },
     /// Store a credential in the agent (secrets from files, `-` for stdin; never from argv).
     Put(PutArgs),
-    /// Print a token (same as snykey-helper: ORG_ID and CLIENT_ID may come from SNYKEY_ORG_ID and SNYKEY_CLIENT_ID).
+    /// Print a token (same as snykey-helper: ORG_ID and CLIENT_ID may come from SNYKEY_ORG_ID and SNYKEY_CLIENT_ID), or run a command with it.
+    ///
+    /// From the agent on the socket; or, with --from-openbao, as a CI job on
+    /// a machine without an agent: the token an agent published in OpenBao
+    /// ([publish]), read with the job's own identity (OpenBao's JWT auth: a
+    /// JWT from --jwt-file, --jwt-env or --github-oidc). The OpenBao token
+    /// the job gets is revoked after the read and never shown. A published
+    /// token with less than --min-validity left is refused (exit 75).
+    ///
+    /// `snykey token ORG_ID CLIENT_ID -- COMMAND [ARG...]` runs COMMAND with
+    /// SNYK_OAUTH_TOKEN, SNYK_API and SNYK_CFG_ORG (unless already set) in its
+    /// environment and exits with its status, like `snykey-helper exec`.
     Token {
         #[command(flatten)]
         credential: TokenCredential,
-        /// The token must stay valid at least this long (300, 5m, 1h30m, "5 minutes").
+        /// The token must stay valid at least this long (300, 5m, 1h30m, "5 minutes"); with --from-openbao default 5m.
         #[arg(long, value_parser = duration)]
         min_validity: Option<Duration>,
         /// token: the token alone; json: token and expiry; env: `export SNYK_OAUTH_TOKEN=...`.
         #[arg(long, value_enum, default_value_t = FormatArg::Token)]
         format: FormatArg,
         #[command(flatten)]
+        openbao: FromOpenBaoArgs,
+        #[command(flatten)]
         agent: AgentOpts,
+        /// A command to run with the token in its environment instead of printing it (after `--`).
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
     },
     /// Mint a new access token now (e.g. after a 401 for a revoked token).
     ///

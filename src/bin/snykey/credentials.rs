@@ -124,15 +124,45 @@ fn print_token(format: Format, t: &TokenResponse, org_id: &str) {
     );
 }
 
-/// `snykey token`.
+/// Runs `command` with the token in its environment (`SNYK_OAUTH_TOKEN`,
+/// and `SNYK_API` and `SNYK_CFG_ORG` as `--format env` prints them), in
+/// place of this process: its exit status is ours. Returns only when it
+/// could not be run.
+pub fn exec_with(token: &str, env: SnykEnv<'_>, command: &[String]) -> Failure {
+    use std::os::unix::process::CommandExt;
+    let Some((program, args)) = command.split_first() else {
+        return usage("a command is needed after --".into());
+    };
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args).env("SNYK_OAUTH_TOKEN", token);
+    for (name, value) in env.vars() {
+        cmd.env(name, value);
+    }
+    let e = cmd.exec();
+    Failure::Local {
+        exit: if e.kind() == std::io::ErrorKind::NotFound {
+            127
+        } else {
+            126
+        },
+        message: format!("cannot run {program}: {e}"),
+    }
+}
+
+/// `snykey token`: printed, or a command run with it.
 pub async fn token(
     client: &AgentClient,
     c: Credential,
     min_validity: Option<Duration>,
     format: FormatArg,
+    command: &[String],
 ) -> Result<(), Failure> {
     let path = routes::token(&c.org_id.0, &c.client_id.0, min_validity);
     let t: TokenResponse = client.call(Method::GET, &path, None).await?;
+    if !command.is_empty() {
+        let env = SnykEnv::new(t.snyk_api.as_deref(), &c.org_id.0);
+        return Err(exec_with(t.access_token.expose(), env, command));
+    }
     print_token(format.into(), &t, &c.org_id.0);
     Ok(())
 }

@@ -6,6 +6,7 @@
 mod cli;
 mod credentials;
 mod dev;
+mod from_openbao;
 mod local;
 mod login;
 mod routes;
@@ -117,9 +118,20 @@ fn run(cli: Cli) -> i32 {
             credential,
             min_validity,
             format,
+            openbao,
+            command,
+            ..
+        } if openbao.from_openbao => {
+            from_openbao::token(credential.into(), openbao, min_validity, format, &command)
+        }
+        Command::Token {
+            credential,
+            min_validity,
+            format,
+            command,
             ..
         } => agent(&socket, |c| async move {
-            credentials::token(&c, credential.into(), min_validity, format).await
+            credentials::token(&c, credential.into(), min_validity, format, &command).await
         }),
         Command::Refresh {
             credential, format, ..
@@ -155,6 +167,21 @@ fn run(cli: Cli) -> i32 {
     }
 }
 
+/// A failure's exit code, its line said on stderr.
+fn report(failure: Failure) -> i32 {
+    match failure {
+        Failure::Usage(e) => usage_exit(&e),
+        Failure::Local { exit, message } => {
+            eprintln!("snykey: {message}");
+            exit
+        }
+        Failure::Agent(e) => {
+            eprintln!("snykey: {}", e.report());
+            e.exit_code()
+        }
+    }
+}
+
 /// Runs one client command against the agent and turns its outcome into an exit code.
 fn agent<F, Fut>(socket: &Path, command: F) -> i32
 where
@@ -168,14 +195,6 @@ where
     let client = AgentClient::new(socket, Duration::from_secs(120));
     match runtime.block_on(command(client)) {
         Ok(()) => exit::OK,
-        Err(Failure::Usage(e)) => usage_exit(&e),
-        Err(Failure::Local { exit, message }) => {
-            eprintln!("snykey: {message}");
-            exit
-        }
-        Err(Failure::Agent(e)) => {
-            eprintln!("snykey: {}", e.report());
-            e.exit_code()
-        }
+        Err(f) => report(f),
     }
 }

@@ -48,11 +48,17 @@ pub fn status(list: &CredentialList) -> String {
         "LAST ERROR",
     ];
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    // Published tokens (`[publish]`): a column only when some are.
+    let published = list.credentials.iter().any(|c| c.published.is_some());
+    let mut header = header.to_vec();
+    if published {
+        header.insert(header.len() - 1, "PUBLISHED");
+    }
     let rows: Vec<Vec<String>> = list
         .credentials
         .iter()
         .map(|c| {
-            vec![
+            let mut row = vec![
                 c.org_id.clone(),
                 c.client_id.clone(),
                 c.kind.as_str().into(),
@@ -62,10 +68,31 @@ pub fn status(list: &CredentialList) -> String {
                 dash(&c.last_refresh_at),
                 c.failures.to_string(),
                 dash(&c.last_error),
-            ]
+            ];
+            if published {
+                row.insert(row.len() - 1, publish_cell(c.published.as_ref()));
+            }
+            row
         })
         .collect();
     render(&header, &rows)
+}
+
+/// What the PUBLISHED column says: until when, why none, or the failure.
+fn publish_cell(p: Option<&snykey::wire::PublishStatus>) -> String {
+    match p {
+        None => "-".into(),
+        Some(p) if p.failures > 0 => format!(
+            "failing ({}x): {}",
+            p.failures,
+            p.last_error.as_deref().unwrap_or("-")
+        ),
+        Some(p) => match (&p.expires_at, p.withdrawn) {
+            (Some(exp), _) => format!("until {exp}"),
+            (None, Some(w)) => format!("withdrawn ({})", w.as_str()),
+            (None, None) => "not seen yet".into(),
+        },
+    }
 }
 
 /// `snykey service-account list`.

@@ -6,7 +6,7 @@ use vaultrs::error::ClientError;
 /// OpenBao's `errors` as one short line: at most [`MAX_ERRORS`] of them, each
 /// cut to [`MAX_ERROR_CHARS`] printable characters. A server (or anything
 /// posing as one) decides what it sends; our messages and logs stay bounded.
-pub(super) fn error_text(errors: &[String]) -> String {
+pub(crate) fn error_text(errors: &[String]) -> String {
     let mut parts: Vec<String> = errors
         .iter()
         .take(MAX_ERRORS)

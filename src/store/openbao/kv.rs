@@ -3,10 +3,12 @@
 
 use super::OpenBaoStore;
 use super::errors::{is_not_found, map_err};
+use super::nodes::On403;
 use crate::credential::CredKey;
 use crate::locks::Recover;
 use crate::store::{CasRequired, Record, StoreError, Versioned};
 use std::collections::HashMap;
+use vaultrs::error::ClientError;
 
 /// A KV v2 read answer as a record at its version.
 pub(super) fn kv2_record(
@@ -78,6 +80,40 @@ pub(super) fn from_value(key: &CredKey, v: serde_json::Value) -> Result<Record, 
 }
 
 impl OpenBaoStore {
+    /// The current version of the KV v2 secret `path` on `mount`.
+    pub(super) async fn kv2_read(
+        &self,
+        on403: On403,
+        mount: &str,
+        path: &str,
+    ) -> Result<vaultrs::api::kv2::responses::ReadSecretResponse, ClientError> {
+        self.with_client_on(on403, |c| async move {
+            let ep = vaultrs::api::kv2::requests::ReadSecretRequest::builder()
+                .mount(mount)
+                .path(path)
+                .build()
+                .map_err(|e| ClientError::APIError {
+                    code: 400,
+                    errors: vec![e.to_string()],
+                })?;
+            vaultrs::api::exec_with_result(&*c, ep).await
+        })
+        .await
+    }
+
+    /// The metadata of the KV v2 secret `path` on `mount`.
+    pub(super) async fn kv2_metadata(
+        &self,
+        on403: On403,
+        mount: &str,
+        path: &str,
+    ) -> Result<vaultrs::api::kv2::responses::ReadSecretMetadataResponse, ClientError> {
+        self.with_client_on(on403, |c| async move {
+            vaultrs::kv2::read_metadata(&*c, mount, path).await
+        })
+        .await
+    }
+
     /// A KV v2 path whose current version is deleted (by `bao kv delete`) or
     /// destroyed still has a version counter: it reads as a tombstone at
     /// that version, so that a check-and-set can still be made on it.
@@ -85,11 +121,7 @@ impl OpenBaoStore {
         &self,
         path: &str,
     ) -> Result<Option<Versioned>, StoreError> {
-        let r = self
-            .with_client(
-                |c| async move { vaultrs::kv2::read_metadata(&*c, &self.mount, path).await },
-            )
-            .await;
+        let r = self.kv2_metadata(On403::Relogin, &self.mount, path).await;
         match r {
             Ok(m) => Ok(hidden_version(&m)),
             Err(e) if is_not_found(&e) => Ok(None),
@@ -102,11 +134,7 @@ impl OpenBaoStore {
     /// put`) fails instead of erasing a claim. Reads the metadata (a record
     /// another tool created has it unset) and sets it where it is not.
     pub(super) async fn ensure_cas(&self, path: &str) -> Result<CasRequired, StoreError> {
-        let meta = self
-            .with_client(
-                |c| async move { vaultrs::kv2::read_metadata(&*c, &self.mount, path).await },
-            )
-            .await;
+        let meta = self.kv2_metadata(On403::Relogin, &self.mount, path).await;
         match meta {
             Ok(m) if m.cas_required => {
                 self.cas_known(path);

@@ -11,6 +11,9 @@
 //! renewal fails or a request is refused (403) the agent re-authenticates
 //! (AppRole, Kubernetes, or by re-reading `token_file`) and retries once.
 //!
+//! Published tokens for jobs (`[publish]`, [`OpenBaoShelf`]) go through the
+//! same client, at their own KV v2 mount and prefix.
+//!
 //! With several addresses (the nodes of one Raft cluster) the store talks to
 //! the active node. When a node cannot be reached, is sealed, or answers as a
 //! standby (a standby may answer KV v2 with 400 "Waiting for the primary to
@@ -21,6 +24,11 @@ mod auth;
 mod errors;
 mod kv;
 mod nodes;
+mod shelf;
+
+/// OpenBao's `errors` as one short, printable line.
+pub(crate) use errors::error_text;
+pub use shelf::OpenBaoShelf;
 
 use super::{CasRequired, Record, SecretStore, StoreError, Versioned};
 use crate::credential::CredKey;
@@ -37,7 +45,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::Mutex;
 use vaultrs::client::VaultClient;
-use vaultrs::error::ClientError;
 
 /// How the agent logs in to OpenBao.
 #[derive(Debug, Clone)]
@@ -129,20 +136,7 @@ impl SecretStore for OpenBaoStore {
         let path = self.path(key);
         if self.kv_version == 2 {
             let r = self
-                .with_client(|c| {
-                    let path = path.clone();
-                    async move {
-                        let ep = vaultrs::api::kv2::requests::ReadSecretRequest::builder()
-                            .mount(&self.mount)
-                            .path(&path)
-                            .build()
-                            .map_err(|e| ClientError::APIError {
-                                code: 400,
-                                errors: vec![e.to_string()],
-                            })?;
-                        vaultrs::api::exec_with_result(&*c, ep).await
-                    }
-                })
+                .kv2_read(nodes::On403::Relogin, &self.mount, &path)
                 .await;
             match r {
                 Ok(resp) => kv2_record(key, resp).map(Some),
@@ -244,10 +238,7 @@ impl SecretStore for OpenBaoStore {
             // stay: a check-and-set read before the delete can never match a
             // record created after it.
             let meta = self
-                .with_client(|c| {
-                    let path = path.clone();
-                    async move { vaultrs::kv2::read_metadata(&*c, &self.mount, &path).await }
-                })
+                .kv2_metadata(nodes::On403::Relogin, &self.mount, &path)
                 .await;
             let meta = match meta {
                 Ok(m) => m,

@@ -14,6 +14,19 @@ use std::sync::atomic::Ordering;
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
+/// What OpenBao's 403 means for a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum On403 {
+    /// The agent's token may have expired: log in again, retry once (the
+    /// store's records, which the agent's policy always covers).
+    Relogin,
+    /// The policy may not cover the path (published tokens, `[publish]`):
+    /// the refusal is the answer. A login per refusal would hammer the auth
+    /// method while a policy lacks the path; an expired token is renewed or
+    /// replaced by the store's own calls.
+    Fail,
+}
+
 impl OpenBaoStore {
     pub(super) fn addr_now(&self) -> &SecretUrl {
         &self.addrs[self.active.load(Ordering::Acquire) % self.addrs.len()]
@@ -140,9 +153,22 @@ impl OpenBaoStore {
         F: Fn(Arc<VaultClient>) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
+        self.with_client_on(On403::Relogin, op).await
+    }
+
+    /// [`Self::with_client`], with what a 403 means said by the caller.
+    pub(super) async fn with_client_on<T, F, Fut>(
+        &self,
+        on403: On403,
+        op: F,
+    ) -> Result<T, ClientError>
+    where
+        F: Fn(Arc<VaultClient>) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
         let client = self.current().await.map_err(store_to_client)?;
         match op(Arc::clone(&client)).await {
-            Err(ClientError::APIError { code: 403, .. }) => {
+            Err(ClientError::APIError { code: 403, .. }) if on403 == On403::Relogin => {
                 let fresh = self
                     .reauthenticate(&client)
                     .await
