@@ -699,13 +699,22 @@ fn sinks_keep_a_token_file_current_atomically_with_the_mode_and_group_asked() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let reads = reader.join().unwrap();
     assert!(reads > 10, "the reader ran {reads} times");
-    // No temp files left in the sink directory.
-    let mut names: Vec<String> = std::fs::read_dir(&sinks)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-        .collect();
-    names.sort();
-    assert_eq!(names, vec!["token", "token.json"]);
+    // No temp files left in the sink directory once the writes settle (the
+    // JSON sink is written just after the plain one, so a listing taken at
+    // that instant may see its temp file: it must be gone within moments).
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(&sinks)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while listing() != ["token", "token.json"] && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(listing(), vec!["token", "token.json"]);
 
     // The credential is gone: so is its token file (never a stale token).
     let (status, _) = agent.http("DELETE", "/v1/credentials/ok/ck", None);
