@@ -1,6 +1,7 @@
 //! snykey keeps Snyk OAuth access tokens fresh behind a Unix socket, so that
 //! tools get a valid token with one local call and never touch refresh
-//! tokens or client secrets. The product contract is `SPEC.md`; this is the
+//! tokens or client secrets. The contract is in `docs/` (`protocol.md`,
+//! `api.md`, `configuration.md`, `storage.md`, `operations.md`); this is the
 //! map of the crate.
 //!
 //! * [`access`] — who may do what: the socket allow-list, admins, per-credential
@@ -28,6 +29,7 @@
 //!   graceful shutdown.
 //! * [`client`] — the admin CLI's client for that API (hyperlocal).
 //! * [`doctor`] — `snykey doctor`: every check with its remedy.
+//! * `doc_links` (tests only) — every `docs/…` reference and "rule N" cited resolves.
 //! * [`from_openbao`] — `snykey token --from-openbao`: a job's side of
 //!   publishing (a JWT login with its own identity, one read, revoked).
 //! * [`dev`] — `snykey dev`: the agent on a temp directory against a
@@ -45,7 +47,7 @@
 //!   `wire::ErrorCode` are std-only so `snykey-helper` can use them without an
 //!   async runtime.
 //!
-//! `ARCHITECTURE.md` has the layers, where each SPEC section lives and which
+//! `ARCHITECTURE.md` has the layers, where each part of `docs/` lives and which
 //! module keeps each invariant. Modules not marked `pub` here are the
 //! agent's own; the binaries and tests use only the public ones.
 
@@ -61,6 +63,8 @@ pub mod config;
 pub mod credential;
 pub mod dev;
 pub mod dirs;
+#[cfg(test)]
+mod doc_links;
 pub mod doctor;
 pub mod duration;
 pub mod exit;

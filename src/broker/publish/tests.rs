@@ -2,6 +2,8 @@
 //! tokio's paused clock (the wall clock follows it).
 
 use super::*;
+use crate::store::StoreError;
+use crate::wire::published::PublishedToken;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// KV v2 as far as publishing goes: versions, check-and-set, destroy.
