@@ -145,11 +145,12 @@ fn token_answer(
     if crate::audit::enabled() && peer.first_hand_out(key, t.expires_at) {
         crate::audit::hand_out(key, t.expires_at, (peer.uid, peer.gid), || peer.audit());
     }
+    let (snyk_api, token_type) = state.broker.answer_details(key);
     ok(&wire::TokenResponse {
         access_token: t.access_token,
-        token_type: "bearer".into(),
+        token_type: token_type.into(),
         expires_at: rfc3339(t.expires_at),
-        snyk_api: state.broker.snyk_api().map(str::to_string),
+        snyk_api,
     })
 }
 
@@ -236,7 +237,7 @@ pub(super) async fn login_status(
     ok(&convert::login_status(progress))
 }
 
-/// `POST /v1/service-accounts/{list,create,delete,rotate-secret}`
+/// `POST /v1/service-accounts/{list,create,show,rename,delete,rotate-secret}`
 pub(super) async fn service_accounts(
     state: &AppState,
     op: &str,
@@ -257,6 +258,24 @@ pub(super) async fn service_accounts(
         "create" => {
             let auth = convert::sa_auth(&body)?;
             broker.sa_create(auth, convert::sa_create(&body)?).await?
+        }
+        "show" => {
+            let auth = convert::sa_auth(&body)?;
+            let sa = broker.sa_show(&auth, &convert::sa_target(&body)?).await?;
+            crate::broker::service_accounts::SaDone {
+                message: format!("service account {}", sa.id),
+                account: Some(sa),
+            }
+        }
+        "rename" => {
+            let auth = convert::sa_auth(&body)?;
+            let name = body
+                .name
+                .as_deref()
+                .ok_or_else(|| ApiError::bad("name is required"))?;
+            broker
+                .sa_rename(auth, convert::sa_target(&body)?, name)
+                .await?
         }
         "delete" => {
             let auth = convert::sa_auth(&body)?;

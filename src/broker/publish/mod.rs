@@ -604,7 +604,9 @@ impl Broker {
     /// goes to the publisher too. Never waits.
     pub(super) fn offer_published(&self, slot: &Slot, generation: u64, token: &CachedToken) {
         if let Some(p) = &self.publisher {
-            p.offer_token(&slot.key, token, generation, self.snyk_api());
+            let api_url = slot.api_url();
+            let api_url = api_url.as_deref().or(self.snyk_api());
+            p.offer_token(&slot.key, token, generation, api_url);
         }
     }
 
