@@ -337,14 +337,12 @@ impl Broker {
         let sa = self.sa_find(&auth, &target).await?;
         let key = CredKey::parse(scope.id(), &sa.client_id)
             .map_err(|e| BrokerError::BadInput(e.to_string()))?;
-        // The calls go to the request's region, else to the credential's.
-        let Some(stored) = self.store.get(&key).await? else {
+        if self.store.get(&key).await?.is_none() {
             return Err(not_managed(
                 &key,
                 "is not managed here: store it first with `snykey put --kind client_secret`",
             ));
-        };
-        let api_url = auth.api_url.clone().or(stored.record.api_url);
+        }
         self.store.ready().await?;
         // The single flight from before Snyk issues the secret: its answer
         // goes to the journal at once, never waiting for the lock.
@@ -354,7 +352,7 @@ impl Broker {
             broker: self,
             key: &key,
             call: SaCall {
-                api_url: api_url.as_deref(),
+                api_url: auth.api_url.as_deref(),
                 scope,
                 auth_token: &auth.auth_token,
                 sa_id: &sa.id,

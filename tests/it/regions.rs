@@ -213,3 +213,96 @@ fn a_login_with_a_region_is_authorized_exchanged_and_stored_there() {
     assert_eq!((st, v["code"].as_str()), (400, Some("bad_request")), "{v}");
     agent.stop_and_scan(&eu);
 }
+
+#[test]
+fn a_service_account_created_in_a_region_is_stored_with_it_and_rotated_there() {
+    let (us, eu) = (FakeSnyk::start(), FakeSnyk::start());
+    let bao = Bao::dev();
+    let (env, agent) = agent_on(&us, &bao);
+    eu.lock().api_tokens.push("eu-admin-token".into());
+    let tf = env.path().join("auth-token");
+    std::fs::write(&tf, "eu-admin-token").unwrap();
+    let tf = tf.display().to_string();
+    let out = agent.cli(
+        &[
+            "service-account",
+            "create",
+            "--org-id",
+            "osa",
+            "--name",
+            "ci",
+            "--auth-type",
+            "oauth_client_secret",
+            "--role-id",
+            "r",
+            "--auth-token-file",
+            &tf,
+            "--api-url",
+            &eu.url(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(us.lock().service_accounts.is_empty() && us.lock().rest_requests == 0);
+    let (client, first) = {
+        let s = eu.lock();
+        let sa = s.service_accounts.values().next().unwrap();
+        (sa.client_id.clone(), sa.secrets[0].clone())
+    };
+    let rec = bao.kv2_data("kv", &format!("snyk/osa/{client}")).unwrap();
+    assert_eq!(rec["api_url"], eu.url().as_str(), "{rec}");
+    let (api, token) = exported(&agent, "osa", &client);
+    assert_eq!(api, eu.url());
+    assert!(eu.access_token_valid(&token));
+
+    // Service-account calls go to --api-url, else to the agent's region,
+    // where this account is not: refused there, nothing changed.
+    let out = agent.cli(
+        &[
+            "service-account",
+            "rotate-secret",
+            "--org-id",
+            "osa",
+            "--client-id",
+            &client,
+            "--auth-token-file",
+            &tf,
+        ],
+        None,
+    );
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert_eq!(
+        eu.lock().service_accounts.values().next().unwrap().secrets,
+        [first.clone()]
+    );
+    let out = agent.cli(
+        &[
+            "service-account",
+            "rotate-secret",
+            "--org-id",
+            "osa",
+            "--client-id",
+            &client,
+            "--auth-token-file",
+            &tf,
+            "--api-url",
+            &eu.url(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let now = eu
+        .lock()
+        .service_accounts
+        .values()
+        .next()
+        .unwrap()
+        .secrets
+        .clone();
+    assert!(now.len() == 1 && now[0] != first, "{now:?}");
+    let rec = bao.kv2_data("kv", &format!("snyk/osa/{client}")).unwrap();
+    assert_eq!(rec["client_secret"], now[0].as_str());
+    assert_eq!(rec["api_url"], eu.url().as_str(), "{rec}");
+    assert_eq!(us.grants(), 0);
+    agent.stop_and_scan(&eu);
+}
