@@ -4,14 +4,19 @@
 //! and `rename` get and update one account, at org and group scope, against
 //! the fake's REST API.
 
+use crate::service_accounts::auth_token_file;
 use crate::support::agent::{assert_no_secrets, stderr, stdout, store_text};
+use crate::support::fake_snyk::FakeServiceAccount;
 use crate::support::{Agent, Env, FakeSnyk};
 
-fn auth_token_file(env: &Env, fake: &FakeSnyk) -> String {
-    fake.lock().api_tokens.push("sa-admin-token".into());
-    let f = env.path().join("auth-token");
-    std::fs::write(&f, "sa-admin-token").unwrap();
-    f.display().to_string()
+/// The fake's one account in `scope` (its id, and the account).
+fn account_in(fake: &FakeSnyk, scope: &str) -> (String, FakeServiceAccount) {
+    fake.lock()
+        .service_accounts
+        .iter()
+        .find(|(_, a)| a.scope.ends_with(scope))
+        .map(|(id, a)| (id.clone(), a.clone()))
+        .unwrap()
 }
 
 /// `snykey service-account OP --org-id|--group-id SCOPE ... --auth-token-file TF`.
@@ -67,13 +72,8 @@ fn an_api_key_account_is_stored_handed_out_as_snyk_token_and_never_refreshed() {
             ],
         );
         assert!(out.status.success(), "{scope}: {}", stderr(&out));
-        let (id, key) = fake
-            .lock()
-            .service_accounts
-            .iter()
-            .find(|(_, a)| a.scope.ends_with(scope))
-            .map(|(id, a)| (id.clone(), a.api_key.clone().unwrap()))
-            .unwrap();
+        let (id, acct) = account_in(&fake, scope);
+        let key = acct.api_key.unwrap();
         assert_unprinted(&out, &key);
         assert!(
             stdout(&out).contains(&format!("{scope}/{id}")),
@@ -194,13 +194,7 @@ fn show_and_rename_get_and_update_one_account_at_org_and_group_scope() {
             ],
         );
         assert!(out.status.success(), "{}", stderr(&out));
-        let (id, acct) = fake
-            .lock()
-            .service_accounts
-            .iter()
-            .find(|(_, a)| a.scope.ends_with(scope))
-            .map(|(id, a)| (id.clone(), a.clone()))
-            .unwrap();
+        let (id, acct) = account_in(&fake, scope);
         let secrets: Vec<String> = acct
             .secrets
             .iter()

@@ -3,6 +3,7 @@
 //! credential put or logged in with `--api-url` of the second is granted,
 //! served, exported (`SNYK_API`) and published there, on the real OpenBao.
 
+use crate::service_accounts::rotate_args;
 use crate::support::agent::{assert_no_secrets, stderr, stdout, tcp_get, wait_for};
 use crate::support::bao::Bao;
 use crate::support::{Agent, Env, FakeSnyk};
@@ -257,39 +258,16 @@ fn a_service_account_created_in_a_region_is_stored_with_it_and_rotated_there() {
 
     // Service-account calls go to --api-url, else to the agent's region,
     // where this account is not: refused there, nothing changed.
-    let out = agent.cli(
-        &[
-            "service-account",
-            "rotate-secret",
-            "--org-id",
-            "osa",
-            "--client-id",
-            &client,
-            "--auth-token-file",
-            &tf,
-        ],
-        None,
-    );
+    let mut args = rotate_args("osa", &client, &tf, false);
+    let out = agent.cli(&args, None);
     assert!(!out.status.success(), "{}", stdout(&out));
     assert_eq!(
         eu.lock().service_accounts.values().next().unwrap().secrets,
         [first.clone()]
     );
-    let out = agent.cli(
-        &[
-            "service-account",
-            "rotate-secret",
-            "--org-id",
-            "osa",
-            "--client-id",
-            &client,
-            "--auth-token-file",
-            &tf,
-            "--api-url",
-            &eu.url(),
-        ],
-        None,
-    );
+    let eu_url = eu.url();
+    args.extend(["--api-url", &eu_url]);
+    let out = agent.cli(&args, None);
     assert!(out.status.success(), "{}", stderr(&out));
     let now = eu
         .lock()
