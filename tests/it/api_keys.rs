@@ -39,6 +39,21 @@ fn sa(
     agent.cli(&args, None)
 }
 
+/// `service-account show ... --json`: the output, and the account it shows.
+fn shown(
+    agent: &Agent,
+    scope: (&str, &str),
+    tf: &str,
+    which: &[&str],
+) -> (std::process::Output, serde_json::Value) {
+    let mut more = which.to_vec();
+    more.push("--json");
+    let out = sa(agent, "show", scope, tf, &more);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = serde_json::from_slice(&out.stdout).unwrap();
+    (out, v)
+}
+
 /// No output of the CLI carries the key.
 fn assert_unprinted(out: &std::process::Output, key: &str) {
     assert!(
@@ -222,14 +237,7 @@ fn show_and_rename_get_and_update_one_account_at_org_and_group_scope() {
         } else {
             acct.client_id.clone()
         };
-        let out = sa(
-            &agent,
-            "show",
-            (flag, scope),
-            &tf,
-            &["--client-id", &by, "--json"],
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let (out, v) = shown(&agent, (flag, scope), &tf, &["--client-id", &by]);
         assert_eq!(
             (v["id"].as_str(), v["auth_type"].as_str()),
             (Some(id.as_str()), Some(auth_type)),
@@ -253,14 +261,7 @@ fn show_and_rename_get_and_update_one_account_at_org_and_group_scope() {
             assert_unprinted(&out, s);
         }
         assert_eq!(fake.lock().service_accounts[&id].name, "after");
-        let out = sa(
-            &agent,
-            "show",
-            (flag, scope),
-            &tf,
-            &["--service-account-id", &id, "--json"],
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let (_, v) = shown(&agent, (flag, scope), &tf, &["--service-account-id", &id]);
         assert_eq!(v["name"], "after", "{v}");
         assert!(agent.helper(&[scope, &by]).status.success());
 

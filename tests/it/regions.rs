@@ -3,7 +3,7 @@
 //! credential put or logged in with `--api-url` of the second is granted,
 //! served, exported (`SNYK_API`) and published there, on the real OpenBao.
 
-use crate::service_accounts::rotate_args;
+use crate::service_accounts::{active_secrets, rotate_args};
 use crate::support::agent::{assert_no_secrets, stderr, stdout, tcp_get, wait_for};
 use crate::support::bao::Bao;
 use crate::support::{Agent, Env, FakeSnyk};
@@ -261,22 +261,12 @@ fn a_service_account_created_in_a_region_is_stored_with_it_and_rotated_there() {
     let mut args = rotate_args("osa", &client, &tf, false);
     let out = agent.cli(&args, None);
     assert!(!out.status.success(), "{}", stdout(&out));
-    assert_eq!(
-        eu.lock().service_accounts.values().next().unwrap().secrets,
-        [first.clone()]
-    );
+    assert_eq!(active_secrets(&eu), [first.clone()]);
     let eu_url = eu.url();
     args.extend(["--api-url", &eu_url]);
     let out = agent.cli(&args, None);
     assert!(out.status.success(), "{}", stderr(&out));
-    let now = eu
-        .lock()
-        .service_accounts
-        .values()
-        .next()
-        .unwrap()
-        .secrets
-        .clone();
+    let now = active_secrets(&eu);
     assert!(now.len() == 1 && now[0] != first, "{now:?}");
     let rec = bao.kv2_data("kv", &format!("snyk/osa/{client}")).unwrap();
     assert_eq!(rec["client_secret"], now[0].as_str());

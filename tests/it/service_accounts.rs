@@ -532,7 +532,7 @@ fn stored_secret(env: &Env, org: &str, client: &str) -> String {
 }
 
 /// The secrets Snyk accepts for the (only) service account.
-fn active_secrets(fake: &FakeSnyk) -> Vec<String> {
+pub(crate) fn active_secrets(fake: &FakeSnyk) -> Vec<String> {
     fake.lock()
         .service_accounts
         .values()
