@@ -137,15 +137,14 @@ pub(super) async fn list(state: &AppState, peer: &Peer, policy: &Policy) -> Resu
 
 /// A token answer, with the first hand-out of each token to a peer audited.
 fn token_answer(
-    state: &AppState,
     peer: &Peer,
     key: &CredKey,
     t: CachedToken,
+    (snyk_api, token_type): crate::broker::Details,
 ) -> Result<Resp, ApiError> {
     if crate::audit::enabled() && peer.first_hand_out(key, t.expires_at) {
         crate::audit::hand_out(key, t.expires_at, (peer.uid, peer.gid), || peer.audit());
     }
-    let (snyk_api, token_type) = state.broker.answer_details(key);
     ok(&wire::TokenResponse {
         access_token: t.access_token,
         token_type: token_type.into(),
@@ -162,8 +161,8 @@ pub(super) async fn token(
     query: &Query,
 ) -> Result<Resp, ApiError> {
     let min_validity = super::http::min_validity(query)?;
-    let t = state.broker.token(key, min_validity).await?;
-    token_answer(state, peer, key, t)
+    let (t, details) = state.broker.token_answer(key, min_validity).await?;
+    token_answer(peer, key, t, details)
 }
 
 /// `POST /v1/credentials/{org_id}/{client_id}/refresh`
@@ -173,7 +172,7 @@ pub(super) async fn force_refresh(
     key: &CredKey,
 ) -> Result<Resp, ApiError> {
     let (t, _) = state.broker.force_refresh(key).await?;
-    token_answer(state, peer, key, t)
+    token_answer(peer, key, t, state.broker.answer_details(key))
 }
 
 /// `DELETE /v1/credentials/{org_id}/{client_id}?revoke=`

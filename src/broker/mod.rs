@@ -50,6 +50,7 @@ use crate::snyk::SnykOAuth;
 use crate::store::SecretStore;
 pub use error::BrokerError;
 use journal::Journal;
+pub use region::Details;
 use slot::Slot;
 pub use status::Unready;
 use std::collections::HashMap;
@@ -447,6 +448,33 @@ impl Broker {
     ) -> Result<CachedToken, BrokerError> {
         let arrived = self.clock.now();
         let slot = self.slot(key).await?;
+        self.token_of(key, slot, min_validity, arrived).await
+    }
+
+    /// [`Broker::token`] with what a token answer says besides the token
+    /// (its region and scheme, [`Broker::answer_details`]), read from the
+    /// slot the token came from: no second lookup on the cache-hit path.
+    pub async fn token_answer(
+        self: &Arc<Self>,
+        key: &CredKey,
+        min_validity: Option<Duration>,
+    ) -> Result<(CachedToken, region::Details), BrokerError> {
+        let arrived = self.clock.now();
+        let slot = self.slot(key).await?;
+        let t = self
+            .token_of(key, Arc::clone(&slot), min_validity, arrived)
+            .await?;
+        Ok((t, self.details_of(Some(&slot))))
+    }
+
+    /// [`Broker::token`] for the credential's slot.
+    async fn token_of(
+        self: &Arc<Self>,
+        key: &CredKey,
+        slot: Arc<Slot>,
+        min_validity: Option<Duration>,
+        arrived: SystemTime,
+    ) -> Result<CachedToken, BrokerError> {
         let want = self.wanted_validity(&slot, min_validity, None);
 
         // The hot copy: no await, no backend, and no span (this is the path

@@ -4,10 +4,15 @@
 //! `SNYK_API`) and published tokens all take the region from here.
 
 use super::Broker;
+use super::slot::Slot;
 use crate::credential::{CredKey, Kind};
 use crate::snyk::SnykOAuth;
 use crate::snyk::rest::SnykRest;
 use std::borrow::Cow;
+use std::sync::Arc;
+
+/// A token answer's region (`snyk_api`) and `token_type`.
+pub type Details = (Option<String>, &'static str);
 
 impl Broker {
     /// Whether `api_url` is the agent's own region (or names none).
@@ -41,9 +46,13 @@ impl Broker {
     /// What a token answer says besides the token: the region (as
     /// [`Broker::snyk_api_for`]) and the token's scheme (`token` for an API
     /// key, which the Snyk CLI takes as `SNYK_TOKEN`; `bearer` for the rest).
-    pub fn answer_details(&self, key: &CredKey) -> (Option<String>, &'static str) {
-        let slot = self.existing_slot(key);
-        let token_type = match slot.as_ref().map(|s| s.status().kind) {
+    pub fn answer_details(&self, key: &CredKey) -> Details {
+        self.details_of(self.existing_slot(key).as_ref())
+    }
+
+    /// [`Broker::answer_details`] of a slot at hand.
+    pub(super) fn details_of(&self, slot: Option<&Arc<Slot>>) -> Details {
+        let token_type = match slot.map(|s| s.status().kind) {
             Some(Kind::ApiKey) => crate::render::TOKEN_TYPE_API_KEY,
             _ => crate::render::TOKEN_TYPE_BEARER,
         };

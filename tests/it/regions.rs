@@ -261,7 +261,7 @@ fn a_service_account_created_in_a_region_is_stored_with_it_and_rotated_there() {
     let mut args = rotate_args("osa", &client, &tf, false);
     let out = agent.cli(&args, None);
     assert!(!out.status.success(), "{}", stdout(&out));
-    assert_eq!(active_secrets(&eu), [first.clone()]);
+    assert_eq!(active_secrets(&eu), vec![first.clone()]);
     let eu_url = eu.url();
     args.extend(["--api-url", &eu_url]);
     let out = agent.cli(&args, None);
