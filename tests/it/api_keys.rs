@@ -301,3 +301,36 @@ fn show_and_rename_get_and_update_one_account_at_org_and_group_scope() {
     assert_no_secrets("agent log", &log, &fake.secrets());
     assert!(!log.contains("sa-admin-token"));
 }
+
+#[test]
+fn an_existing_api_key_is_put_checked_and_handed_out_as_it_is() {
+    let fake = FakeSnyk::start();
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    let key = "sa-api-key-put-7f3e";
+    let file = env.path().join("api-key");
+    std::fs::write(&file, format!("{key}\n")).unwrap();
+    let file = file.display().to_string();
+    let put = |more: &[&str]| {
+        let mut args = vec!["put", "--org-id", "oput", "--client-id", "sa-1"];
+        args.extend_from_slice(more);
+        agent.cli(&args, None)
+    };
+    // The key belongs to kind api_key, and kind api_key takes only the key.
+    let out = put(&["--kind", "client_secret", "--api-key-file", &file]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let out = put(&["--kind", "api_key"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("needs api_key"), "{}", stderr(&out));
+    let out = put(&["--kind", "api_key", "--api-key-file", &file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("does not expire"), "{}", stdout(&out));
+    assert_unprinted(&out, key);
+    assert_eq!(stdout(&agent.helper(&["oput", "sa-1"])).trim(), key);
+    assert_eq!(fake.grants(), 0);
+    let out = agent.cli(&["status"], None);
+    assert!(stdout(&out).contains("api_key"), "{}", stdout(&out));
+    assert_unprinted(&out, key);
+    let log = agent.stop_and_log();
+    assert_no_secrets("agent log", &log, &[key.to_string()]);
+}
