@@ -274,3 +274,38 @@ fn a_service_account_created_in_a_region_is_stored_with_it_and_rotated_there() {
     assert_eq!(us.grants(), 0);
     agent.stop_and_scan(&eu);
 }
+
+#[test]
+fn an_app_registered_in_a_region_is_created_stored_and_logged_in_there() {
+    let (us, eu) = (FakeSnyk::start(), FakeSnyk::start());
+    let bao = Bao::dev();
+    eu.lock().api_tokens.push("eu-apps-token".into());
+    let (_env, agent) = agent_on(&us, &bao);
+    let (st, v) = agent.json(
+        "POST",
+        "/v1/register-app",
+        Some(&format!(
+            r#"{{"org_id":"oreg","name":"CI","scopes":["org.read"],"auth_token":"eu-apps-token","api_url":"{}"}}"#,
+            eu.url()
+        )),
+    );
+    assert_eq!(st, 200, "{v}");
+    let client = v["client_id"].as_str().unwrap().to_string();
+    assert_eq!((eu.lock().apps_created, us.lock().apps_created), (1, 0));
+    let url = v["authorize_url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("{}/oauth2/authorize?", eu.url())),
+        "{url}"
+    );
+    let rec = bao.kv2_data("kv", &format!("snyk/oreg/{client}")).unwrap();
+    assert_eq!(rec["api_url"], eu.url().as_str(), "{rec}");
+    let (st, location, body) = tcp_get(url);
+    assert_eq!(st, 303, "{body}");
+    let (st, _, body) = tcp_get(&location.unwrap());
+    assert_eq!(st, 200, "{body}");
+    let (api, token) = exported(&agent, "oreg", &client);
+    assert_eq!(api, eu.url());
+    assert!(eu.access_token_valid(&token));
+    assert_eq!(us.grants() + us.lock().rest_requests, 0);
+    agent.stop_and_scan(&eu);
+}
