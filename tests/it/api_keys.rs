@@ -303,9 +303,11 @@ fn show_and_rename_get_and_update_one_account_at_org_and_group_scope() {
 }
 
 #[test]
-fn an_existing_api_key_is_put_checked_and_handed_out_as_it_is() {
+fn an_existing_api_key_is_put_checked_and_handed_out_as_it_is_never_via_redis() {
     let fake = FakeSnyk::start();
+    let redis = crate::support::redis::RedisServer::start();
     let mut env = Env::new(&fake.url());
+    env.extra_config = format!("[cache]\nbackend = \"redis\"\nurl = {:?}\n", redis.url());
     let agent = env.start();
     let key = "sa-api-key-put-7f3e";
     let file = env.path().join("api-key");
@@ -328,6 +330,11 @@ fn an_existing_api_key_is_put_checked_and_handed_out_as_it_is() {
     assert_unprinted(&out, key);
     assert_eq!(stdout(&agent.helper(&["oput", "sa-1"])).trim(), key);
     assert_eq!(fake.grants(), 0);
+    // It does not expire: it is not copied to the shared cache.
+    for k in redis.keys("*") {
+        assert!(!redis.dump_value(&k).contains(key), "{k} holds the API key");
+    }
+    assert!(!redis.keys("*").contains(&"snyk:oput:sa-1".to_string()));
     let out = agent.cli(&["status"], None);
     assert!(stdout(&out).contains("api_key"), "{}", stdout(&out));
     assert_unprinted(&out, key);
