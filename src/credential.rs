@@ -19,6 +19,9 @@ pub enum Kind {
     OauthApp,
     ClientSecret,
     PrivateKeyJwt,
+    /// A service account's Snyk API key (`auth_type = api_key`): handed out
+    /// as it is, never refreshed (it does not expire).
+    ApiKey,
 }
 
 impl Kind {
@@ -27,6 +30,7 @@ impl Kind {
             Kind::OauthApp => "oauth_app",
             Kind::ClientSecret => "client_secret",
             Kind::PrivateKeyJwt => "private_key_jwt",
+            Kind::ApiKey => "api_key",
         }
     }
 
@@ -35,6 +39,7 @@ impl Kind {
             "oauth_app" => Some(Kind::OauthApp),
             "client_secret" => Some(Kind::ClientSecret),
             "private_key_jwt" => Some(Kind::PrivateKeyJwt),
+            "api_key" => Some(Kind::ApiKey),
             _ => None,
         }
     }
@@ -166,6 +171,14 @@ pub struct Record {
     pub private_key_pem: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// `api_key`: the service account's Snyk API key (Snyk shows it once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+    /// The Snyk region's API this credential lives in (`https://api.eu.snyk.io`,
+    /// checked as `snyk.api_url` is). Absent (records of older agents, or a
+    /// credential put or logged in without one): the agent's `snyk.api_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
     /// SPEC §2 rule 4: goes up by one at every landing, login and put; never down.
@@ -291,6 +304,10 @@ pub struct NewCredential {
     pub refresh_token: Option<Secret>,
     pub private_key_pem: Option<Secret>,
     pub key_id: Option<String>,
+    pub api_key: Option<Secret>,
+    /// The credential's region, checked ([`crate::snyk::region`]); `None`:
+    /// the agent's `snyk.api_url`.
+    pub api_url: Option<String>,
 }
 
 /// What the agent shows about one credential (`GET /v1/credentials`): no secrets.
@@ -304,6 +321,8 @@ pub struct Summary {
     pub last_refresh_at: Option<std::time::SystemTime>,
     pub failures: u32,
     pub last_error: Option<String>,
+    /// The credential's own region, when its record names one.
+    pub api_url: Option<String>,
     /// How publishing its token for jobs goes (`[publish]`), if it is published.
     pub published: Option<Published>,
 }

@@ -21,16 +21,27 @@ impl Format {
     }
 }
 
-/// What the Snyk CLI needs besides the token (SPEC §5): the agent's region
-/// as `SNYK_API` (the CLI derives its v1 and REST URLs from it), and the
-/// credential's organization as `SNYK_CFG_ORG` (the org `snyk test` runs
-/// against), which the caller's own `SNYK_CFG_ORG` overrides.
+/// `token_type` of an OAuth access token.
+pub const TOKEN_TYPE_BEARER: &str = "bearer";
+/// `token_type` of a service account's Snyk API key (`Authorization: token`).
+pub const TOKEN_TYPE_API_KEY: &str = "token";
+
+/// What the Snyk CLI needs besides the token (SPEC §5): the credential's
+/// region as `SNYK_API` (the CLI derives its v1 and REST URLs from it), and
+/// the credential's organization as `SNYK_CFG_ORG` (the org `snyk test` runs
+/// against), which the caller's own `SNYK_CFG_ORG` overrides; and which
+/// variable the token goes in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SnykEnv<'a> {
-    /// The agent's `snyk.api_url`; absent from an older agent's answer.
+    /// The credential's region (its own `api_url`, else the agent's
+    /// `snyk.api_url`); absent from an older agent's answer.
     pub snyk_api: Option<&'a str>,
     /// The credential's org id, unless the caller already set `SNYK_CFG_ORG`.
     pub org: Option<&'a str>,
+    /// The token is a Snyk API key (`token_type` `token`): it goes in
+    /// `SNYK_TOKEN`, the variable the Snyk CLI sends as `Authorization:
+    /// token`; an OAuth access token goes in `SNYK_OAUTH_TOKEN`.
+    pub api_key: bool,
 }
 
 /// The name of the Snyk CLI's organization variable.
@@ -44,6 +55,24 @@ impl<'a> SnykEnv<'a> {
         SnykEnv {
             snyk_api,
             org: (!caller_set).then_some(org_id),
+            api_key: false,
+        }
+    }
+
+    /// The answer's `token_type` (absent from older agents: `bearer`).
+    pub fn token_type(self, token_type: Option<&str>) -> SnykEnv<'a> {
+        SnykEnv {
+            api_key: token_type == Some(TOKEN_TYPE_API_KEY),
+            ..self
+        }
+    }
+
+    /// The variable the token goes in.
+    pub fn token_var(&self) -> &'static str {
+        if self.api_key {
+            "SNYK_TOKEN"
+        } else {
+            "SNYK_OAUTH_TOKEN"
         }
     }
 
@@ -66,12 +95,17 @@ pub fn token_output(
     match format {
         Format::Token => format!("{access_token}\n"),
         Format::Json => format!(
-            "{{\"access_token\":{},\"token_type\":\"bearer\",\"expires_at\":{}}}\n",
+            "{{\"access_token\":{},\"token_type\":\"{}\",\"expires_at\":{}}}\n",
             json_string(access_token),
+            if env.api_key {
+                TOKEN_TYPE_API_KEY
+            } else {
+                TOKEN_TYPE_BEARER
+            },
             json_string(expires_at)
         ),
         Format::Env => {
-            let mut s = format!("export SNYK_OAUTH_TOKEN={}\n", shell_quote(access_token));
+            let mut s = format!("export {}={}\n", env.token_var(), shell_quote(access_token));
             for (name, value) in env.vars() {
                 s.push_str(&format!("export {name}={}\n", shell_quote(value)));
             }
@@ -280,12 +314,33 @@ mod tests {
         let env = SnykEnv {
             snyk_api: Some("https://api.snyk.io"),
             org: Some("o"),
+            api_key: false,
         };
         let out = token_output(Format::Json, "t\"ok", "2026-01-01T00:00:00Z", env);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["access_token"], "t\"ok");
         assert_eq!(v["token_type"], "bearer");
         assert_eq!(v.as_object().unwrap().len(), 3);
+        let key = env.token_type(Some("token"));
+        let v: serde_json::Value =
+            serde_json::from_str(&token_output(Format::Json, "k", "t", key)).unwrap();
+        assert_eq!(v["token_type"], "token");
+    }
+
+    #[test]
+    fn an_api_key_is_exported_as_snyk_token_and_a_bearer_token_as_snyk_oauth_token() {
+        let env = SnykEnv::default();
+        assert_eq!(env.token_type(None).token_var(), "SNYK_OAUTH_TOKEN");
+        assert_eq!(
+            env.token_type(Some("bearer")).token_var(),
+            "SNYK_OAUTH_TOKEN"
+        );
+        let key = env.token_type(Some("token"));
+        assert_eq!(
+            token_output(Format::Env, "k", "", key),
+            "export SNYK_TOKEN=k\n"
+        );
+        assert_eq!(token_output(Format::Token, "k", "", key), "k\n");
     }
 
     #[test]
@@ -297,6 +352,7 @@ mod tests {
         let env = SnykEnv {
             snyk_api: Some("https://api.eu.snyk.io"),
             org: Some("my org"),
+            api_key: false,
         };
         assert_eq!(
             token_output(Format::Env, "abc", "", env),

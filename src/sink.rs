@@ -136,11 +136,13 @@ pub fn write_atomically(
 /// A sink file's text. `env` files carry the region but not `SNYK_CFG_ORG`:
 /// a file sourced into an app's environment must not override an org the
 /// app set for itself (`snykey-helper` can tell; a file cannot).
-fn render(sink: &SinkConfig, t: &CachedToken, snyk_api: Option<&str>) -> String {
+fn render(sink: &SinkConfig, t: &CachedToken, snyk_api: Option<&str>, token_type: &str) -> String {
     let env = SnykEnv {
         snyk_api,
         org: None,
-    };
+        api_key: false,
+    }
+    .token_type(Some(token_type));
     token_output(
         sink.format,
         t.access_token.expose(),
@@ -186,7 +188,8 @@ async fn keep(sink: SinkConfig, broker: Arc<Broker>, mut shutdown: watch::Receiv
                 delay = POLL;
                 let fp = t.access_token.fingerprint();
                 if written.as_ref() != Some(&fp) {
-                    let text = render(&sink, &t, broker.snyk_api());
+                    let (snyk_api, token_type) = broker.answer_details(&key);
+                    let text = render(&sink, &t, snyk_api.as_deref(), token_type);
                     match write_atomically(&sink.path, text.as_bytes(), sink.mode, sink.gid) {
                         Ok(()) => {
                             tracing::debug!(org_id = %key.org, client_id = %key.client, sink = %path, "token file written");

@@ -1080,7 +1080,7 @@ impl Io for SimIo {
     async fn send(
         &mut self,
         token: &Secret,
-        _cs: Option<&Secret>,
+        _record: &Record,
         deadline: Duration,
     ) -> Result<TokenGrant, GrantError> {
         // The request leaves right after the send-window check (the agent

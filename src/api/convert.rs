@@ -13,6 +13,16 @@ use crate::snyk::rest::{Scope, ServiceAccount as SnykServiceAccount};
 use crate::wire;
 use std::time::SystemTime;
 
+/// A request's `api_url`, checked as `snyk.api_url` is.
+fn region(api_url: Option<String>) -> Result<Option<String>, ApiError> {
+    api_url
+        .map(|u| {
+            crate::snyk::region::normalize_base_url(&u)
+                .map_err(|m| ApiError::bad(format!("api_url: {m}")))
+        })
+        .transpose()
+}
+
 pub fn new_credential(body: wire::PutCredential) -> Result<NewCredential, ApiError> {
     Ok(NewCredential {
         key: key_from(&body.org_id, &body.client_id)?,
@@ -21,6 +31,8 @@ pub fn new_credential(body: wire::PutCredential) -> Result<NewCredential, ApiErr
         refresh_token: body.refresh_token,
         private_key_pem: body.private_key_pem,
         key_id: body.key_id,
+        api_key: body.api_key,
+        api_url: region(body.api_url)?,
     })
 }
 
@@ -48,6 +60,7 @@ pub fn status(s: Summary) -> wire::CredentialStatus {
         last_refresh_at: s.last_refresh_at.map(rfc3339),
         failures: s.failures,
         last_error: s.last_error,
+        api_url: s.api_url,
         published: s.published.map(|p| wire::PublishStatus {
             path: p.path,
             expires_at: p.expires_at.map(rfc3339),
@@ -64,6 +77,7 @@ pub fn login(body: wire::LoginRequest) -> Result<Login, ApiError> {
         client_secret: body.client_secret,
         redirect_uri: body.redirect_uri,
         scopes: body.scopes,
+        api_url: region(body.api_url)?,
     })
 }
 
@@ -93,6 +107,7 @@ pub fn registration(body: wire::RegisterAppRequest) -> Result<AppRegistration, A
         redirect_uris: body.redirect_uris,
         context: body.context,
         auth_token: body.auth_token,
+        api_url: region(body.api_url)?,
     })
 }
 
@@ -114,12 +129,18 @@ pub fn sa_auth(body: &wire::ServiceAccountRequest) -> Result<SaAuth, ApiError> {
     Ok(SaAuth {
         scope,
         auth_token: body.auth_token.clone(),
+        api_url: region(body.api_url.clone())?,
     })
 }
 
+/// Which account: its id (checked as ids are: it goes into Snyk's URL), or
+/// its client id.
 pub fn sa_target(body: &wire::ServiceAccountRequest) -> Result<SaTarget, ApiError> {
     match (&body.service_account_id, &body.client_id) {
-        (Some(id), _) => Ok(SaTarget::Id(id.clone())),
+        (Some(id), _) => {
+            check_id("service_account_id", id).map_err(|e| ApiError::bad(e.to_string()))?;
+            Ok(SaTarget::Id(id.clone()))
+        }
         (None, Some(c)) => Ok(SaTarget::ClientId(c.clone())),
         (None, None) => Err(ApiError::bad("give service_account_id or client_id")),
     }

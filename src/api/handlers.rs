@@ -137,19 +137,19 @@ pub(super) async fn list(state: &AppState, peer: &Peer, policy: &Policy) -> Resu
 
 /// A token answer, with the first hand-out of each token to a peer audited.
 fn token_answer(
-    state: &AppState,
     peer: &Peer,
     key: &CredKey,
     t: CachedToken,
+    (snyk_api, token_type): crate::broker::Details,
 ) -> Result<Resp, ApiError> {
     if crate::audit::enabled() && peer.first_hand_out(key, t.expires_at) {
         crate::audit::hand_out(key, t.expires_at, (peer.uid, peer.gid), || peer.audit());
     }
     ok(&wire::TokenResponse {
         access_token: t.access_token,
-        token_type: "bearer".into(),
+        token_type: token_type.into(),
         expires_at: rfc3339(t.expires_at),
-        snyk_api: state.broker.snyk_api().map(str::to_string),
+        snyk_api,
     })
 }
 
@@ -161,8 +161,8 @@ pub(super) async fn token(
     query: &Query,
 ) -> Result<Resp, ApiError> {
     let min_validity = super::http::min_validity(query)?;
-    let t = state.broker.token(key, min_validity).await?;
-    token_answer(state, peer, key, t)
+    let (t, details) = state.broker.token_answer(key, min_validity).await?;
+    token_answer(peer, key, t, details)
 }
 
 /// `POST /v1/credentials/{org_id}/{client_id}/refresh`
@@ -172,7 +172,7 @@ pub(super) async fn force_refresh(
     key: &CredKey,
 ) -> Result<Resp, ApiError> {
     let (t, _) = state.broker.force_refresh(key).await?;
-    token_answer(state, peer, key, t)
+    token_answer(peer, key, t, state.broker.answer_details(key))
 }
 
 /// `DELETE /v1/credentials/{org_id}/{client_id}?revoke=`
@@ -236,7 +236,7 @@ pub(super) async fn login_status(
     ok(&convert::login_status(progress))
 }
 
-/// `POST /v1/service-accounts/{list,create,delete,rotate-secret}`
+/// `POST /v1/service-accounts/{list,create,show,rename,delete,rotate-secret}`
 pub(super) async fn service_accounts(
     state: &AppState,
     op: &str,
@@ -257,6 +257,24 @@ pub(super) async fn service_accounts(
         "create" => {
             let auth = convert::sa_auth(&body)?;
             broker.sa_create(auth, convert::sa_create(&body)?).await?
+        }
+        "show" => {
+            let auth = convert::sa_auth(&body)?;
+            let sa = broker.sa_show(&auth, &convert::sa_target(&body)?).await?;
+            crate::broker::service_accounts::SaDone {
+                message: format!("service account {}", sa.id),
+                account: Some(sa),
+            }
+        }
+        "rename" => {
+            let auth = convert::sa_auth(&body)?;
+            let name = body
+                .name
+                .as_deref()
+                .ok_or_else(|| ApiError::bad("name is required"))?;
+            broker
+                .sa_rename(auth, convert::sa_target(&body)?, name)
+                .await?
         }
         "delete" => {
             let auth = convert::sa_auth(&body)?;

@@ -56,10 +56,12 @@ Options:
   --refresh            mint a new token now, e.g. after a 401 for a revoked token (at most one per
                        credential per 10 s; callers inside that window get the same new token)
   --format FORMAT      token (default: the token and a newline), json, or env (export lines:
-                       SNYK_OAUTH_TOKEN, SNYK_API, and SNYK_CFG_ORG unless already set)
-  exec ... -- COMMAND  run COMMAND with SNYK_OAUTH_TOKEN, SNYK_API (the agent's region) and
-                       SNYK_CFG_ORG (ORG_ID, unless already set) in its environment; exit with
-                       its status (COMMAND does not run when no token can be had)
+                       SNYK_OAUTH_TOKEN, SNYK_API, and SNYK_CFG_ORG unless already set;
+                       SNYK_TOKEN in place of SNYK_OAUTH_TOKEN for an api_key credential)
+  exec ... -- COMMAND  run COMMAND with SNYK_OAUTH_TOKEN (SNYK_TOKEN for an API key), SNYK_API
+                       (the credential's region) and SNYK_CFG_ORG (ORG_ID, unless already set)
+                       in its environment; exit with its status (COMMAND does not run when no
+                       token can be had)
   -h, --help           this text;  -V, --version  the version and git commit
 
 Exit codes: 0 ok; 64 usage; 66 unknown credential; 69 agent unreachable; 75 temporary failure
@@ -205,7 +207,8 @@ fn run() -> i32 {
         return fail(exit::SOFTWARE, "the agent's answer had no access_token");
     };
     let expires_at = field(&fields, paths::EXPIRES_AT).unwrap_or("");
-    let env = SnykEnv::new(field(&fields, paths::SNYK_API), &org);
+    let env = SnykEnv::new(field(&fields, paths::SNYK_API), &org)
+        .token_type(field(&fields, paths::TOKEN_TYPE));
     deliver(args, token, expires_at, env)
 }
 
@@ -293,7 +296,7 @@ fn ask(socket: &std::path::Path, request: &str) -> Result<Vec<u8>, i32> {
 fn deliver(args: Args, token: &str, expires_at: &str, env: SnykEnv<'_>) -> i32 {
     if let Some(command) = args.exec {
         let mut cmd = Command::new(&command[0]);
-        cmd.args(&command[1..]).env("SNYK_OAUTH_TOKEN", token);
+        cmd.args(&command[1..]).env(env.token_var(), token);
         for (name, value) in env.vars() {
             cmd.env(name, value);
         }

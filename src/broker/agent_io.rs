@@ -34,6 +34,8 @@ impl<'a> AgentIo<'a> {
 
 /// A browser login's code exchange: what it sends besides the client secret.
 pub(crate) struct LoginCall<'a> {
+    /// The login's region (`None`: the agent's).
+    pub api_url: Option<&'a str>,
     pub code: &'a Secret,
     pub verifier: &'a Secret,
     pub redirect_uri: &'a str,
@@ -41,6 +43,8 @@ pub(crate) struct LoginCall<'a> {
 
 /// A service-account secret rotation: whom it acts for, with which token.
 pub(crate) struct SaCall<'a> {
+    /// The service account's region (`None`: the agent's).
+    pub api_url: Option<&'a str>,
     pub scope: &'a Scope,
     pub auth_token: &'a Secret,
     pub sa_id: &'a str,
@@ -95,7 +99,7 @@ impl<X> Io for AgentIo<'_, X> {
     async fn send(
         &mut self,
         token: &Secret,
-        client_secret: Option<&Secret>,
+        record: &Record,
         deadline: Duration,
     ) -> Result<TokenGrant, GrantError> {
         // The window on the broker's protocol clock, checked by the HTTP
@@ -104,10 +108,18 @@ impl<X> Io for AgentIo<'_, X> {
         let window = crate::snyk::SendWindow::new(move || {
             crate::clock::boottime().saturating_sub(origin) <= deadline
         });
+        // The record's region: a token is valid only where it was issued.
+        let api_url = record.api_url.as_deref();
+        self.broker.note_region(self.key, api_url);
         let r = self
             .broker
-            .snyk
-            .refresh(self.key.client.as_str(), client_secret, token, Some(window))
+            .oauth_at(api_url)
+            .refresh(
+                self.key.client.as_str(),
+                record.client_secret.as_ref(),
+                token,
+                Some(window),
+            )
             .await;
         // Every send is a grant (on demand, proactive, forced, at PUT).
         crate::audit::grant_result(crate::audit::GrantKind::Refresh, Some(self.key), &r);
@@ -119,7 +131,7 @@ impl Exchange for AgentIo<'_, LoginCall<'_>> {
     async fn exchange(&mut self, client_secret: Option<&Secret>) -> Result<TokenGrant, GrantError> {
         // (Audited by the callback, with the login's outcome.)
         self.broker
-            .snyk
+            .oauth_at(self.call.api_url)
             .authorization_code(
                 self.key.client.as_str(),
                 client_secret,
@@ -135,7 +147,7 @@ impl SecretRotation for AgentIo<'_, SaCall<'_>> {
     async fn new_secret(&mut self, replace: bool) -> Result<Secret, RestError> {
         let new = self
             .broker
-            .rest
+            .rest_at(self.call.api_url)
             .manage_secret(
                 self.call.scope,
                 self.call.auth_token,
@@ -165,7 +177,7 @@ impl SecretRotation for AgentIo<'_, SaCall<'_>> {
     async fn prove(&mut self, secret: &Secret) -> Result<TokenGrant, GrantError> {
         let r = self
             .broker
-            .snyk
+            .oauth_at(self.call.api_url)
             .client_credentials(self.key.client.as_str(), secret)
             .await;
         crate::audit::grant_result(GrantKind::ClientCredentials, Some(self.key), &r);
@@ -174,7 +186,7 @@ impl SecretRotation for AgentIo<'_, SaCall<'_>> {
 
     async fn retire(&mut self, secret: &Secret) -> Result<(), RestError> {
         self.broker
-            .rest
+            .rest_at(self.call.api_url)
             .manage_secret(
                 self.call.scope,
                 self.call.auth_token,

@@ -119,7 +119,7 @@ impl Broker {
         if revoke {
             if let Some(rec) = &record {
                 if let Some(rt) = &rec.refresh_token {
-                    self.snyk
+                    self.oauth_at(rec.api_url.as_deref())
                         .revoke(key.client.as_str(), rec.client_secret.as_ref(), rt)
                         .await
                         .map_err(BrokerError::Snyk)?;
@@ -207,6 +207,14 @@ fn put_record(existing: Option<&Record>, req: NewCredential) -> Result<Record, B
     if let Some(kid) = req.key_id {
         record.key_id = Some(kid);
     }
+    if let Some(key) = req.api_key {
+        record.api_key = Some(key);
+    }
+    // The put's region; one that names none keeps the stored region of a
+    // credential of the same kind (its secrets were issued there).
+    if req.api_url.is_some() {
+        record.api_url = req.api_url;
+    }
     match kind {
         Kind::OauthApp if record.refresh_token.is_none() => {
             return Err(BrokerError::BadInput(
@@ -216,6 +224,11 @@ fn put_record(existing: Option<&Record>, req: NewCredential) -> Result<Record, B
         Kind::ClientSecret if record.client_secret.is_none() => {
             return Err(BrokerError::BadInput(
                 "a client_secret credential needs client_secret".into(),
+            ));
+        }
+        Kind::ApiKey if record.api_key.is_none() => {
+            return Err(BrokerError::BadInput(
+                "an api_key credential needs api_key".into(),
             ));
         }
         Kind::PrivateKeyJwt => {
@@ -247,6 +260,7 @@ fn check_put_fields(req: &NewCredential) -> Result<(), BrokerError> {
         ("client_secret", &req.client_secret),
         ("refresh_token", &req.refresh_token),
         ("private_key_pem", &req.private_key_pem),
+        ("api_key", &req.api_key),
     ] {
         if let Some(s) = s {
             if s.is_empty() {
@@ -257,7 +271,18 @@ fn check_put_fields(req: &NewCredential) -> Result<(), BrokerError> {
             }
         }
     }
+    if req.api_key.is_some() && req.kind != Kind::ApiKey {
+        return bad("api_key belongs to kind api_key");
+    }
     match req.kind {
+        Kind::ApiKey
+            if req.refresh_token.is_some()
+                || req.client_secret.is_some()
+                || req.private_key_pem.is_some()
+                || req.key_id.is_some() =>
+        {
+            bad("an api_key credential takes only api_key")
+        }
         Kind::OauthApp if req.private_key_pem.is_some() || req.key_id.is_some() => {
             bad("private_key_pem and key_id belong to kind private_key_jwt, not oauth_app")
         }

@@ -39,6 +39,9 @@ pub struct Login {
     pub client_secret: Option<Secret>,
     pub redirect_uri: Option<String>,
     pub scopes: Vec<String>,
+    /// The Snyk region to log in at, checked; `None`: the agent's
+    /// `snyk.api_url`. Stored with the credential.
+    pub api_url: Option<String>,
 }
 
 /// A login waiting for the browser: where to send it, and until when.
@@ -66,6 +69,10 @@ struct Pending {
     client_id: String,
     verifier: Secret,
     redirect_uri: String,
+    /// The login's region (absent: the agent's; and in pending logins of
+    /// older agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    api_url: Option<String>,
 }
 
 struct Tracked {
@@ -150,6 +157,7 @@ impl Broker {
             client_id: key.client.to_string(),
             verifier,
             redirect_uri: redirect_uri.clone(),
+            api_url: req.api_url.clone(),
         };
         let json =
             serde_json::to_string(&pending).map_err(|e| BrokerError::BadInput(e.to_string()))?;
@@ -177,8 +185,15 @@ impl Broker {
             );
         }
         let challenge = pkce::challenge(pending.verifier.expose());
+        // The app of the login's region (`api.` → `app.`), else the agent's.
+        let app_url = match &req.api_url {
+            Some(api) if Some(api.as_str()) != self.snyk_api.as_deref() => {
+                crate::snyk::region::derive_app_url(api)
+            }
+            _ => self.login.app_url.clone(),
+        };
         let authorize_url = pkce::authorize_url(
-            &self.login.app_url,
+            &app_url,
             key.client.as_str(),
             &redirect_uri,
             &req.scopes,
@@ -299,7 +314,7 @@ impl Broker {
             return CallbackOutcome::Denied { error, description };
         }
         if let Some(instance) = params.get("instance") {
-            if let Err(why) = self.check_instance(instance) {
+            if let Err(why) = self.check_instance(instance, pending.api_url.as_deref()) {
                 self.logins
                     .finish(state, LoginState::Failed, Some(why.clone()));
                 return CallbackOutcome::BadRequest(why);
@@ -350,18 +365,22 @@ impl Broker {
     }
 
     /// The callback's `instance` is honoured only for a known Snyk host, and
-    /// only if it is the region this agent refreshes against.
-    fn check_instance(&self, instance: &str) -> Result<(), String> {
+    /// only if it is the region the login's credential refreshes against
+    /// (`api_url`, the login's; `None`: the agent's).
+    fn check_instance(&self, instance: &str, api_url: Option<&str>) -> Result<(), String> {
         let host = instance
             .trim_start_matches("https://")
             .trim_end_matches('/');
-        let ours = self.login.api_host();
+        let ours = match api_url {
+            Some(u) => super::api_host(u),
+            None => self.login.api_host(),
+        };
         if host == ours {
             return Ok(());
         }
         if SNYK_API_HOSTS.contains(&host) {
             return Err(format!(
-                "the login happened on the Snyk region {host}, but this agent is configured for {ours}: set snyk.api_url = \"https://{host}\" and log in again"
+                "the login happened on the Snyk region {host}, but it was started for {ours}: log in again with `--api-url https://{host}` (or set snyk.api_url = \"https://{host}\")"
             ));
         }
         Err(format!(
@@ -392,13 +411,21 @@ impl Broker {
             broker: self,
             key,
             call: LoginCall {
+                api_url: pending.api_url.as_deref(),
                 code,
                 verifier: &pending.verifier,
                 redirect_uri: &pending.redirect_uri,
             },
         };
-        let issued = rotation::secrets::login(&mut io, &mut flight.mem, &self.rules, given_secret)
-            .await
+        let api_url = pending.api_url.clone();
+        let issued = rotation::secrets::login(
+            &mut io,
+            &mut flight.mem,
+            &self.rules,
+            given_secret,
+            api_url,
+        )
+        .await
             .map_err(|e| match e {
                 LoginFailed::Store(e) => BrokerError::Store(e),
                 LoginFailed::Snyk(e) => BrokerError::Snyk(e),
@@ -409,6 +436,7 @@ impl Broker {
                     "a newer login or rotation of {key} reached the secret store first; this login was dropped"
                 )),
             })?;
+        slot.set_api_url(pending.api_url.as_deref());
         {
             let mut st = slot.status();
             st.deleted = false;

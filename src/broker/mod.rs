@@ -23,6 +23,7 @@
 //! credential runs in a `credential` tracing span that carries its ids.
 
 mod agent_io;
+pub mod api_key;
 mod credentials;
 mod error;
 pub(crate) mod force;
@@ -30,6 +31,7 @@ pub mod journal;
 pub(crate) mod login;
 pub mod publish;
 mod refresh;
+mod region;
 pub(crate) mod register;
 pub mod rotation;
 mod sa_token;
@@ -48,6 +50,7 @@ use crate::snyk::SnykOAuth;
 use crate::store::SecretStore;
 pub use error::BrokerError;
 use journal::Journal;
+pub use region::Details;
 use slot::Slot;
 pub use status::Unready;
 use std::collections::HashMap;
@@ -105,13 +108,14 @@ impl LoginSettings {
 
     /// `api.eu.snyk.io` of `https://api.eu.snyk.io`.
     pub fn api_host(&self) -> &str {
-        let rest = self
-            .api_url
-            .split_once("://")
-            .map(|(_, r)| r)
-            .unwrap_or(&self.api_url);
-        rest.split('/').next().unwrap_or(rest)
+        api_host(&self.api_url)
     }
+}
+
+/// `api.eu.snyk.io` of `https://api.eu.snyk.io`.
+fn api_host(api_url: &str) -> &str {
+    let rest = api_url.split_once("://").map(|(_, r)| r).unwrap_or(api_url);
+    rest.split('/').next().unwrap_or(rest)
 }
 
 /// Settings that SIGHUP may change.
@@ -149,7 +153,8 @@ pub struct Broker {
     clock: Arc<dyn Clock>,
     settings: RwLock<Settings>,
     slots: RwLock<HashMap<CredKey, Arc<Slot>>>,
-    /// `Some(api_url)` when not on Snyk's default region.
+    /// The agent's region (`snyk.api_url`): the region of every credential
+    /// whose record names none ([`region`]).
     snyk_api: Option<String>,
     /// The rotation protocol's rules (claims, send window, takeover period).
     rules: rotation::Rules,
@@ -406,7 +411,11 @@ impl Broker {
             return Ok(s);
         }
         match self.store.get(key).await? {
-            Some(v) if !v.record.deleted => Ok(self.slot_or_insert(key, v.record.kind())),
+            Some(v) if !v.record.deleted => {
+                let slot = self.slot_or_insert(key, v.record.kind());
+                slot.set_api_url(v.record.api_url.as_deref());
+                Ok(slot)
+            }
             _ => Err(BrokerError::NotFound(key.clone())),
         }
     }
@@ -439,6 +448,33 @@ impl Broker {
     ) -> Result<CachedToken, BrokerError> {
         let arrived = self.clock.now();
         let slot = self.slot(key).await?;
+        self.token_of(key, slot, min_validity, arrived).await
+    }
+
+    /// [`Broker::token`] with what a token answer says besides the token
+    /// (its region and scheme, [`Broker::answer_details`]), read from the
+    /// slot the token came from: no second lookup on the cache-hit path.
+    pub async fn token_answer(
+        self: &Arc<Self>,
+        key: &CredKey,
+        min_validity: Option<Duration>,
+    ) -> Result<(CachedToken, region::Details), BrokerError> {
+        let arrived = self.clock.now();
+        let slot = self.slot(key).await?;
+        let t = self
+            .token_of(key, Arc::clone(&slot), min_validity, arrived)
+            .await?;
+        Ok((t, self.details_of(Some(&slot))))
+    }
+
+    /// [`Broker::token`] for the credential's slot.
+    async fn token_of(
+        self: &Arc<Self>,
+        key: &CredKey,
+        slot: Arc<Slot>,
+        min_validity: Option<Duration>,
+        arrived: SystemTime,
+    ) -> Result<CachedToken, BrokerError> {
         let want = self.wanted_validity(&slot, min_validity, None);
 
         // The hot copy: no await, no backend, and no span (this is the path

@@ -19,6 +19,8 @@ pub struct AppRegistration {
     pub redirect_uris: Vec<String>,
     pub context: Option<String>,
     pub auth_token: Secret,
+    /// The Snyk region to register the app in, checked; `None`: the agent's.
+    pub api_url: Option<String>,
 }
 
 impl AppRegistration {
@@ -79,7 +81,7 @@ impl Broker {
         };
         self.store.ready().await?;
         let (client_id, secret) = self
-            .rest
+            .rest_at(req.api_url.as_deref())
             .create_app(
                 req.org.as_str(),
                 &req.auth_token,
@@ -98,6 +100,7 @@ impl Broker {
         let record = Record {
             kind: Some(Kind::OauthApp),
             client_secret: Some(secret.clone()),
+            api_url: req.api_url.clone(),
             updated_at: Some(rfc3339(self.clock.now())),
             generation: 1,
             ..Default::default()
@@ -106,6 +109,7 @@ impl Broker {
         // secret goes to the journal at once (then the store); neither
         // taking it, it is held in memory for a lander, never dropped.
         let slot = self.slot_or_insert(&key, Kind::OauthApp);
+        slot.set_api_url(req.api_url.as_deref());
         {
             let mut flight = slot.flight.lock().await;
             let base = super::journal::Base {
@@ -132,6 +136,7 @@ impl Broker {
                 client_secret: Some(secret),
                 redirect_uri: Some(redirect_uris[0].clone()),
                 scopes: req.scopes,
+                api_url: req.api_url,
             })
             .await?;
         started.client_id = Some(client_id);

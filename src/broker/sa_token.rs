@@ -2,11 +2,9 @@
 //! "refresh" repeats the grant (`client_credentials`, or a `private_key_jwt`
 //! assertion). A record from `PUT` is stored only after Snyk accepted it.
 
-use super::journal::Base;
 use super::slot::{Flight, Slot};
 use super::{Broker, BrokerError, needs_login_message};
 use crate::cache::CachedToken;
-use crate::clock::rfc3339;
 use crate::credential::CredKey;
 use crate::snyk::{GrantError, TokenGrant};
 use crate::store::Record;
@@ -24,6 +22,12 @@ impl Broker {
     ) -> Result<CachedToken, BrokerError> {
         let key = &slot.key;
         let (record, generation) = self.sa_record(key, &given).await?;
+        if record.kind() == Kind::ApiKey {
+            return self
+                .hand_api_key(slot, flight, given, record, generation)
+                .await;
+        }
+        self.note_region(key, record.api_url.as_deref());
         // The highest generation read (what a published token is ordered by).
         flight.mem.generation = flight.mem.generation.max(generation);
         let answer = self.sa_grant(key, &record).await?;
@@ -33,20 +37,9 @@ impl Broker {
             &answer,
         );
         let grant = granted(key, answer)?;
-        if let Some(mut to_store) = given {
-            // A secret (perhaps one Snyk just created, shown once): journal,
-            // then the store, like every new credential.
-            to_store.updated_at = Some(rfc3339(self.clock.now()));
-            to_store.generation = generation.max(flight.mem.generation) + 1;
-            // A put is a human reset, like a login: it replaces whatever is
-            // stored unless something newer landed meanwhile.
-            let base = Base {
-                fp: None,
-                generation,
-                login: true,
-                via: Vec::new(),
-            };
-            self.persist_record(slot, flight, to_store, base).await?;
+        if let Some(to_store) = given {
+            // A secret (perhaps one Snyk just created, shown once).
+            self.store_given(slot, flight, to_store, generation).await?;
         }
         let token = self.token_from(grant.access_token, grant.expires_in);
         slot.status().last_refresh_at = token.issued_at;
@@ -89,6 +82,7 @@ impl Broker {
         key: &CredKey,
         record: &Record,
     ) -> Result<Result<TokenGrant, GrantError>, BrokerError> {
+        let snyk = self.oauth_at(record.api_url.as_deref());
         Ok(match record.kind() {
             Kind::ClientSecret => {
                 let Some(secret) = record.client_secret.as_ref() else {
@@ -97,9 +91,7 @@ impl Broker {
                         "no client secret is stored",
                     )));
                 };
-                self.snyk
-                    .client_credentials(key.client.as_str(), secret)
-                    .await
+                snyk.client_credentials(key.client.as_str(), secret).await
             }
             Kind::PrivateKeyJwt => {
                 let (Some(pem), Some(kid)) =
@@ -112,19 +104,18 @@ impl Broker {
                 };
                 let assertion = crate::snyk::jwt::assertion(
                     key.client.as_str(),
-                    self.snyk.token_url(),
+                    snyk.token_url(),
                     pem,
                     kid,
                     self.clock.now(),
                 )
                 .map_err(BrokerError::BadInput)?;
-                self.snyk
-                    .client_assertion(key.client.as_str(), &assertion)
-                    .await
+                snyk.client_assertion(key.client.as_str(), &assertion).await
             }
-            Kind::OauthApp => {
+            Kind::OauthApp | Kind::ApiKey => {
                 return Err(BrokerError::BadInput(format!(
-                    "credential {key} is an oauth_app"
+                    "credential {key} is an {}, not a service account with a grant",
+                    record.kind().as_str()
                 )));
             }
         })

@@ -6,7 +6,7 @@ use super::slot::{Flight, Slot};
 use super::{Broker, BrokerError, Want, scheduler};
 use crate::cache::CachedToken;
 use crate::credential::CredKey;
-use crate::credential::State;
+use crate::credential::{Kind, State};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -144,7 +144,8 @@ impl Broker {
         let mut st = slot.status();
         match &result {
             Ok(t) => {
-                st.expires_at = Some(t.expires_at);
+                // An API key does not expire: status shows no expiry.
+                st.expires_at = (st.kind != Kind::ApiKey).then_some(t.expires_at);
                 if let Some(l) = t.lifetime() {
                     st.lifetime = Some(l);
                 }

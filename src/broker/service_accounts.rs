@@ -1,5 +1,5 @@
-//! Snyk service accounts: list, create (and manage at once), delete, and
-//! secret rotation with no downtime.
+//! Snyk service accounts: list, create (and manage at once), show, rename,
+//! delete, and secret rotation with no downtime.
 //!
 //! These run in the agent because rotation needs the stored secret (Snyk's
 //! `mode=delete` names the secret to remove) and only the agent holds it; the
@@ -11,7 +11,7 @@ use super::{Broker, BrokerError};
 use crate::credential::CredKey;
 use crate::credential::Kind;
 use crate::secret::Secret;
-use crate::snyk::rest::{Scope, ServiceAccount};
+use crate::snyk::rest::{RestError, Scope, ServiceAccount};
 use std::sync::Arc;
 
 /// Whom a service-account call acts for (an org or a group) and the Snyk
@@ -20,6 +20,9 @@ use std::sync::Arc;
 pub struct SaAuth {
     pub scope: Scope,
     pub auth_token: Secret,
+    /// The Snyk region the calls go to, checked (`None`: the agent's); an
+    /// account created there is stored with it.
+    pub api_url: Option<String>,
 }
 
 /// Which service account a call means.
@@ -34,7 +37,8 @@ pub enum SaTarget {
 pub struct SaCreate {
     pub name: String,
     pub role_id: String,
-    /// `oauth_client_secret` (stored and managed at once) or `oauth_private_key_jwt`.
+    /// `oauth_client_secret` or `api_key` (stored and managed at once), or
+    /// `oauth_private_key_jwt`.
     pub auth_type: String,
     pub jwks_url: Option<String>,
     pub access_token_ttl_seconds: Option<u64>,
@@ -50,7 +54,7 @@ pub struct SaDone {
 impl Broker {
     /// Lists the service accounts of an org or group.
     pub async fn sa_list(&self, auth: &SaAuth) -> Result<Vec<ServiceAccount>, BrokerError> {
-        self.rest
+        self.rest_at(auth.api_url.as_deref())
             .list_service_accounts(&auth.scope, &auth.auth_token)
             .await
             .map_err(BrokerError::Rest)
@@ -65,7 +69,10 @@ impl Broker {
         let all = self.sa_list(auth).await?;
         let found = match target {
             SaTarget::Id(id) => all.into_iter().find(|s| &s.id == id),
-            SaTarget::ClientId(c) => all.into_iter().find(|s| &s.client_id == c),
+            // An API key account (no client id) is named by its id.
+            SaTarget::ClientId(c) => all
+                .into_iter()
+                .find(|s| &s.client_id == c || (s.client_id.is_empty() && &s.id == c)),
         };
         found.ok_or_else(|| {
             BrokerError::BadInput(format!("no such service account in {}", auth.scope.id()))
@@ -93,12 +100,14 @@ impl Broker {
     ) -> Result<SaDone, BrokerError> {
         let scope = &auth.scope;
         let (name, role_id, auth_type) = (req.name.trim(), &req.role_id, &*req.auth_type);
-        check_auth_type(auth_type, req.jwks_url.as_deref())?;
-        if auth_type == "oauth_client_secret" {
+        let kind = check_auth_type(auth_type, req.jwks_url.as_deref())?;
+        if kind.is_some() {
+            // Its secret exists once, in Snyk's answer: refused before it
+            // exists when the store cannot take it.
             self.store.ready().await?;
         }
         let (sa, secret) = self
-            .rest
+            .rest_at(auth.api_url.as_deref())
             .create_service_account(
                 scope,
                 &auth.auth_token,
@@ -110,51 +119,76 @@ impl Broker {
             )
             .await
             .map_err(BrokerError::Rest)?;
-        let Some(secret) = secret else {
-            return Ok(SaDone {
-                message: format!(
-                    "created service account {} (client id {}); store its private key with `snykey put --kind private_key_jwt --org-id {} --client-id {} --private-key-file KEY --key-id KID`",
+        let (kind, secret) = match (kind, secret) {
+            (Some(kind), Some(secret)) => (kind, secret),
+            (Some(_), None) => {
+                return Err(BrokerError::Rest(RestError::Protocol(format!(
+                    "Snyk created service account {} but its answer carried no {}: delete it (`snykey service-account delete --service-account-id {}`) and create it again",
                     sa.id,
-                    sa.client_id,
-                    scope.id(),
-                    sa.client_id
-                ),
-                account: Some(sa),
-            });
+                    if auth_type == "api_key" {
+                        "API key"
+                    } else {
+                        "client secret"
+                    },
+                    sa.id
+                ))));
+            }
+            (None, _) => {
+                return Ok(SaDone {
+                    message: format!(
+                        "created service account {} (client id {}); store its private key with `snykey put --kind private_key_jwt --org-id {} --client-id {} --private-key-file KEY --key-id KID`",
+                        sa.id,
+                        sa.client_id,
+                        scope.id(),
+                        sa.client_id
+                    ),
+                    account: Some(sa),
+                });
+            }
         };
-        self.sa_manage_created(scope, sa, secret).await
+        self.sa_manage_created(&auth, sa, kind, secret).await
     }
 
-    /// A created `oauth_client_secret` account: its secret (shown once, the
-    /// only copy) is made durable first — the journal, then the store —
-    /// and only then used for a first token; a failure says what is left.
+    /// A created `oauth_client_secret` or `api_key` account: its secret or
+    /// key (shown once, the only copy) is made durable first — the journal,
+    /// then the store — and only then used for a first token; a failure
+    /// says what is left.
     async fn sa_manage_created(
         self: &Arc<Self>,
-        scope: &Scope,
+        auth: &SaAuth,
         sa: ServiceAccount,
+        kind: Kind,
         secret: Secret,
     ) -> Result<SaDone, BrokerError> {
-        let key = CredKey::parse(scope.id(), &sa.client_id).map_err(|e| {
+        let scope = &auth.scope;
+        let key = sa_key(scope, &sa).map_err(|e| {
             BrokerError::BadInput(format!(
-                "service account {} was created at Snyk with an unusable client id ({e}). Remove it with `snykey service-account delete --service-account-id {}`",
+                "service account {} was created at Snyk with an unusable id ({e}). Remove it with `snykey service-account delete --service-account-id {}`",
                 sa.id, sa.id
             ))
         })?;
-        let slot = self.slot_or_insert(&key, Kind::ClientSecret);
+        let slot = self.slot_or_insert(&key, kind);
+        slot.set_api_url(auth.api_url.as_deref());
         {
             let mut flight = slot.flight.lock().await;
             {
                 let mut st = slot.status();
                 st.deleted = false;
-                st.kind = Kind::ClientSecret;
+                st.kind = kind;
             }
             let generation = match self.store.get(&key).await {
                 Ok(v) => v.map(|v| v.record.generation).unwrap_or(0),
                 Err(_) => flight.mem.generation,
             };
+            let (client_secret, api_key) = match kind {
+                Kind::ApiKey => (None, Some(secret)),
+                _ => (Some(secret), None),
+            };
             let record = crate::store::Record {
-                kind: Some(Kind::ClientSecret),
-                client_secret: Some(secret),
+                kind: Some(kind),
+                client_secret,
+                api_key,
+                api_url: auth.api_url.clone(),
                 updated_at: Some(crate::clock::rfc3339(self.clock.now())),
                 generation: generation.max(flight.mem.generation) + 1,
                 ..Default::default()
@@ -170,18 +204,19 @@ impl Broker {
                 .await
                 .map_err(|e| BrokerError::Partial {
                     message: format!(
-                        "service account {} (client id {}) was created at Snyk, but its secret is not stored yet: {e}",
-                        sa.id, sa.client_id
+                        "service account {} was created at Snyk, but its secret is not stored yet: {e}",
+                        sa.id
                     ),
                     cause: Box::new(e),
                 })?;
         }
         let done = format!(
-            "created service account {} (client id {}); snykey manages it as {}/{}",
+            "created service account {} ({}); snykey manages it as {key}",
             sa.id,
-            sa.client_id,
-            scope.id(),
-            sa.client_id
+            match kind {
+                Kind::ApiKey => "an API key".to_string(),
+                _ => format!("client id {}", sa.client_id),
+            },
         );
         match self.token(&key, None).await {
             Ok(_) => Ok(SaDone {
@@ -197,6 +232,51 @@ impl Broker {
         }
     }
 
+    /// Gets one service account (`show`): by id straight from Snyk, by client
+    /// id from the list.
+    pub async fn sa_show(
+        &self,
+        auth: &SaAuth,
+        target: &SaTarget,
+    ) -> Result<ServiceAccount, BrokerError> {
+        match target {
+            SaTarget::Id(id) => self
+                .rest_at(auth.api_url.as_deref())
+                .get_service_account(&auth.scope, &auth.auth_token, id)
+                .await
+                .map_err(BrokerError::Rest),
+            SaTarget::ClientId(_) => self.sa_find(auth, target).await,
+        }
+    }
+
+    /// Renames a service account at Snyk (its credential here keeps its key).
+    pub async fn sa_rename(
+        &self,
+        auth: SaAuth,
+        target: SaTarget,
+        name: &str,
+    ) -> Result<SaDone, BrokerError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+            return Err(BrokerError::BadInput(
+                "name must be 1-200 printable characters".into(),
+            ));
+        }
+        let id = match &target {
+            SaTarget::Id(id) => id.clone(),
+            SaTarget::ClientId(_) => self.sa_find(&auth, &target).await?.id,
+        };
+        let sa = self
+            .rest_at(auth.api_url.as_deref())
+            .rename_service_account(&auth.scope, &auth.auth_token, &id, name)
+            .await
+            .map_err(BrokerError::Rest)?;
+        Ok(SaDone {
+            message: format!("renamed service account {} to {:?}", sa.id, sa.name),
+            account: Some(sa),
+        })
+    }
+
     /// Deletes a service account at Snyk and its credential here.
     pub async fn sa_delete(
         self: &Arc<Self>,
@@ -205,12 +285,12 @@ impl Broker {
     ) -> Result<SaDone, BrokerError> {
         let scope = &auth.scope;
         let sa = self.sa_find(&auth, &target).await?;
-        self.rest
+        self.rest_at(auth.api_url.as_deref())
             .delete_service_account(scope, &auth.auth_token, &sa.id)
             .await
             .map_err(BrokerError::Rest)?;
         let mut message = format!("deleted service account {} at Snyk", sa.id);
-        if let Ok(key) = CredKey::parse(scope.id(), &sa.client_id) {
+        if let Ok(key) = sa_key(scope, &sa) {
             match self.delete(&key, false).await {
                 Ok(_) => message.push_str(" and its credential here"),
                 Err(BrokerError::NotFound(_)) => {}
@@ -272,6 +352,7 @@ impl Broker {
             broker: self,
             key: &key,
             call: SaCall {
+                api_url: auth.api_url.as_deref(),
                 scope,
                 auth_token: &auth.auth_token,
                 sa_id: &sa.id,
@@ -370,24 +451,35 @@ fn rotation_error(key: &CredKey, replace: bool, stop: RotationStopped) -> Broker
     }
 }
 
-/// The auth types a created account may have: a private key JWT needs a
-/// JWKS URL Snyk can fetch (https, or a loopback test server).
-fn check_auth_type(auth_type: &str, jwks_url: Option<&str>) -> Result<(), BrokerError> {
+/// The auth types a created account may have, and the kind it is managed
+/// as at once (`None`: its private key stays with its owner). A private key
+/// JWT needs a JWKS URL Snyk can fetch (https, or a loopback test server).
+fn check_auth_type(auth_type: &str, jwks_url: Option<&str>) -> Result<Option<Kind>, BrokerError> {
     match auth_type {
-        "oauth_client_secret" => {}
+        "oauth_client_secret" => Ok(Some(Kind::ClientSecret)),
+        "api_key" => Ok(Some(Kind::ApiKey)),
         "oauth_private_key_jwt"
             if jwks_url
-                .is_some_and(|u| u.starts_with("https://") || u.starts_with("http://127.")) => {}
-        "oauth_private_key_jwt" => {
-            return Err(BrokerError::BadInput(
-                "oauth_private_key_jwt needs an https jwks_url".into(),
-            ));
+                .is_some_and(|u| u.starts_with("https://") || u.starts_with("http://127.")) =>
+        {
+            Ok(None)
         }
-        other => {
-            return Err(BrokerError::BadInput(format!(
-                "auth_type {other:?} is not oauth_client_secret or oauth_private_key_jwt"
-            )));
-        }
+        "oauth_private_key_jwt" => Err(BrokerError::BadInput(
+            "oauth_private_key_jwt needs an https jwks_url".into(),
+        )),
+        other => Err(BrokerError::BadInput(format!(
+            "auth_type {other:?} is not oauth_client_secret, oauth_private_key_jwt or api_key"
+        ))),
     }
-    Ok(())
+}
+
+/// The credential a service account is managed as: `{scope}/{client_id}`,
+/// or `{scope}/{id}` for an `api_key` account (it has no client id).
+fn sa_key(scope: &Scope, sa: &ServiceAccount) -> Result<CredKey, crate::ids::IdError> {
+    let client = if sa.client_id.is_empty() {
+        &sa.id
+    } else {
+        &sa.client_id
+    };
+    CredKey::parse(scope.id(), client)
 }

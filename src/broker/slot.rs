@@ -6,7 +6,7 @@ use crate::cache::CachedToken;
 use crate::credential::CredKey;
 use crate::credential::{Kind, State};
 use crate::locks::Recover;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 /// Guarded by the single-flight lock: whoever holds it is the only one in
@@ -43,6 +43,9 @@ pub struct Slot {
     pub(crate) flight: tokio::sync::Mutex<Flight>,
     hot: RwLock<Option<CachedToken>>,
     status: Mutex<Status>,
+    /// The region its record names (`Record::api_url`), as last read or
+    /// written; `None`: the agent's `snyk.api_url`.
+    api_url: RwLock<Option<Arc<str>>>,
 }
 
 impl Slot {
@@ -51,6 +54,7 @@ impl Slot {
             key,
             flight: tokio::sync::Mutex::new(Flight::default()),
             hot: RwLock::new(None),
+            api_url: RwLock::new(None),
             status: Mutex::new(Status {
                 kind,
                 // No token yet: `mint` or `adopt` makes it `ok`.
@@ -78,5 +82,18 @@ impl Slot {
 
     pub(crate) fn set_hot(&self, token: Option<CachedToken>) {
         *self.hot.write().recover() = token;
+    }
+
+    /// The region its record names, if any.
+    pub(crate) fn api_url(&self) -> Option<Arc<str>> {
+        self.api_url.read().recover().clone()
+    }
+
+    /// Notes the region of the record just read, written or granted with.
+    pub(crate) fn set_api_url(&self, api_url: Option<&str>) {
+        let mut cur = self.api_url.write().recover();
+        if cur.as_deref() != api_url {
+            *cur = api_url.map(Arc::from);
+        }
     }
 }

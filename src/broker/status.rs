@@ -3,7 +3,7 @@
 
 use super::slot::Slot;
 use super::{Broker, BrokerError, rotation};
-use crate::credential::{CredKey, Record, State, Summary};
+use crate::credential::{CredKey, Kind, Record, State, Summary};
 use crate::locks::Recover;
 use crate::store::StoreError;
 use std::collections::BTreeSet;
@@ -70,7 +70,9 @@ impl Broker {
                     .hot()
                     .map(|t| t.expires_at)
                     .or(st.expires_at)
-                    .filter(|e| *e > now);
+                    .filter(|e| *e > now)
+                    // An API key does not expire.
+                    .filter(|_| st.kind != Kind::ApiKey);
                 Summary {
                     key: s.key.clone(),
                     kind: st.kind,
@@ -80,6 +82,7 @@ impl Broker {
                     last_refresh_at: st.last_refresh_at,
                     failures: st.failures,
                     last_error: st.last_error,
+                    api_url: s.api_url().map(|u| u.to_string()),
                     published: self.published_status(&s.key),
                 }
             })
@@ -96,6 +99,7 @@ impl Broker {
             return None;
         }
         let slot = self.slot_or_insert(key, record.kind());
+        slot.set_api_url(record.api_url.as_deref());
         if let Some(why) = record.needs_login() {
             let mut st = slot.status();
             st.state = State::NeedsLogin;

@@ -198,13 +198,15 @@ section! {
             /// `https://api.eu.snyk.io`, `https://api.au.snyk.io`,
             /// `https://api.us.snyk.io` or `https://api.snykgov.io`. An access token is
             /// valid in its region only; the helper hands this URL to tools as
-            /// `SNYK_API`.
+            /// `SNYK_API`. It is the default: a credential put or logged in with
+            /// its own `--api-url` (stored with it) uses that region instead.
             #[key(
                 check = "an `https://` URL with a host and no query, fragment or credentials (a trailing slash is dropped); `http://` only to a loopback host",
                 refuses = "http://api.snyk.io"
             )]
             api_url: String = super::DEFAULT_API_URL.into(),
-            /// Snyk's web app, where a browser login is sent.
+            /// Snyk's web app, where a browser login is sent (a login with its own
+            /// `--api-url` goes to that region's app: `api.` replaced by `app.`).
             #[key(
                 default = "`api_url` with `api.` replaced by `app.`",
                 check = "as for `api_url`",

@@ -21,58 +21,8 @@ pub(super) fn check_cache_url(url: &str) -> Result<(), String> {
     }
 }
 
-/// A Snyk base URL: https, or http only to a loopback host (tests, proxies).
-pub(super) fn normalize_base_url(u: &str) -> Result<String, String> {
-    let n = normalize_base_url_any(u)?;
-    if n.starts_with("https://") {
-        return Ok(n);
-    }
-    let loopback = url::Url::parse(&n).is_ok_and(|p| match p.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    });
-    if loopback {
-        Ok(n)
-    } else {
-        Err(format!(
-            "{:?} must use https:// (plain http is allowed only to a loopback address)",
-            crate::urls::shown_value(u)
-        ))
-    }
-}
-
-/// An http(s) base URL with a host and nothing else: no query, fragment or
-/// credentials (so no address held in the config can carry a password).
-pub(super) fn normalize_base_url_any(u: &str) -> Result<String, String> {
-    let t = u.trim().trim_end_matches('/');
-    let shown = crate::urls::shown_value(u);
-    let parsed = url::Url::parse(t).map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(format!("{shown:?} must be an http(s):// URL with a host"));
-    }
-    if parsed.query().is_some()
-        || parsed.fragment().is_some()
-        || !parsed.username().is_empty()
-        || parsed.password().is_some()
-    {
-        return Err(format!(
-            "{shown:?} must not carry a query, fragment or credentials"
-        ));
-    }
-    Ok(t.to_string())
-}
-
-/// `https://api.eu.snyk.io` → `https://app.eu.snyk.io` (SPEC §7).
-pub fn derive_app_url(api_url: &str) -> String {
-    match api_url.split_once("://") {
-        Some((scheme, rest)) if rest.starts_with("api.") => {
-            format!("{scheme}://app.{}", &rest[4..])
-        }
-        _ => api_url.to_string(),
-    }
-}
+pub use crate::snyk::region::derive_app_url;
+pub(super) use crate::snyk::region::{normalize_base_url, normalize_base_url_any};
 
 /// `server.redirect_uri` given explicitly: the browser must come back to the
 /// callback listener itself — the same loopback address (`localhost` for

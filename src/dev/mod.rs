@@ -383,6 +383,8 @@ async fn seed(
         refresh_token: Some(Secret::new(refresh_token)),
         private_key_pem: None,
         key_id: None,
+        api_key: None,
+        api_url: None,
     };
     let body = serde_json::to_vec(&body).map_err(|e| DevError::Failed(e.to_string()))?;
     client

@@ -3,6 +3,7 @@
 pub(crate) mod jwt;
 pub(crate) mod oauth;
 pub(crate) mod pkce;
+pub mod region;
 pub(crate) mod rest;
 
 pub use oauth::{GrantError, SendWindow, SnykOAuth, TokenGrant, classify_error};

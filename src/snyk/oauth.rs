@@ -160,6 +160,16 @@ impl SnykOAuth {
         })
     }
 
+    /// The same client (its connections shared) for another region's API
+    /// (a credential's own `api_url`).
+    pub fn at(&self, api_url: &str) -> SnykOAuth {
+        SnykOAuth {
+            http: self.http.clone(),
+            token_url: format!("{api_url}/oauth2/token"),
+            revoke_url: format!("{api_url}/oauth2/revoke"),
+        }
+    }
+
     /// The full token URL (the `aud` of a private-key JWT assertion).
     pub fn token_url(&self) -> &str {
         &self.token_url

@@ -66,6 +66,15 @@ impl SnykRest {
         })
     }
 
+    /// The same client (its connections shared) for another region's API.
+    pub fn at(&self, api_url: &str) -> SnykRest {
+        SnykRest {
+            http: self.http.clone(),
+            api_url: api_url.to_string(),
+            version: self.version.clone(),
+        }
+    }
+
     /// Sends a JSON:API request with `Authorization: token ...`; retries once
     /// on 429 when Snyk asks for a short wait.
     pub async fn call(
@@ -257,11 +266,23 @@ fn parse_sa_page(v: &Value) -> (Vec<ServiceAccount>, Option<String>) {
 }
 
 /// A service-account creation answer: the account and, for
-/// `oauth_client_secret`, its first secret.
+/// `oauth_client_secret`, its first secret (for `api_key`, its API key).
 fn parse_sa_creation(v: &Value) -> Result<(ServiceAccount, Option<Secret>), RestError> {
-    let sa = parse_sa(&v["data"])
-        .ok_or_else(|| RestError::Protocol("no service account in the answer".into()))?;
-    Ok((sa, parse_new_secret(v)))
+    let sa = parse_one_sa(v)?;
+    let secret = match sa.auth_type.as_str() {
+        "api_key" => v["data"]["attributes"]["api_key"]
+            .as_str()
+            .map(Secret::new)
+            .filter(|s| !s.is_empty()),
+        _ => parse_new_secret(v),
+    };
+    Ok((sa, secret))
+}
+
+/// The account of a one-account answer (`data` an object).
+fn parse_one_sa(v: &Value) -> Result<ServiceAccount, RestError> {
+    parse_sa(&v["data"])
+        .ok_or_else(|| RestError::Protocol("no service account in the answer".into()))
 }
 
 /// The new secret in a service-account answer, if any.
@@ -340,6 +361,38 @@ impl SnykRest {
             )
             .await?;
         parse_sa_creation(&v)
+    }
+
+    /// `GET .../service_accounts/{id}`.
+    pub async fn get_service_account(
+        &self,
+        scope: &Scope,
+        auth_token: &Secret,
+        id: &str,
+    ) -> Result<ServiceAccount, RestError> {
+        let path = format!("{}/{id}", scope.path());
+        let v = self
+            .call(reqwest::Method::GET, &path, auth_token, None)
+            .await?;
+        parse_one_sa(&v)
+    }
+
+    /// `PATCH .../service_accounts/{id}`: a new name (the one attribute Snyk
+    /// lets change). Returns the account as Snyk answers it.
+    pub async fn rename_service_account(
+        &self,
+        scope: &Scope,
+        auth_token: &Secret,
+        id: &str,
+        name: &str,
+    ) -> Result<ServiceAccount, RestError> {
+        let body =
+            json!({"data": {"type": "service_account", "id": id, "attributes": {"name": name}}});
+        let path = format!("{}/{id}", scope.path());
+        let v = self
+            .call(reqwest::Method::PATCH, &path, auth_token, Some(&body))
+            .await?;
+        parse_one_sa(&v)
     }
 
     /// `DELETE .../service_accounts/{id}`.

@@ -36,6 +36,13 @@ pub struct PutCredential {
     pub private_key_pem: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// `api_key`: a service account's Snyk API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+    /// The Snyk region's API (`https://api.eu.snyk.io`), checked as
+    /// `snyk.api_url` is; absent: the agent's `snyk.api_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -71,6 +78,10 @@ pub struct CredentialStatus {
     pub last_refresh_at: Option<String>,
     pub failures: u32,
     pub last_error: Option<String>,
+    /// The credential's own Snyk region, when its record names one (absent:
+    /// the agent's `snyk.api_url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
     /// Where the agent publishes this credential's token for jobs
     /// (`[publish]`), and how that goes; absent when it is not published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,6 +144,10 @@ pub struct LoginRequest {
     pub redirect_uri: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
+    /// The Snyk region's API (`https://api.eu.snyk.io`), checked as
+    /// `snyk.api_url` is; absent: the agent's `snyk.api_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
 }
 
 /// `POST /v1/login` and `POST /v1/register-app` answers.
@@ -167,9 +182,13 @@ pub struct RegisterAppRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
     pub auth_token: Secret,
+    /// The Snyk region's API (`https://api.eu.snyk.io`), checked as
+    /// `snyk.api_url` is; absent: the agent's `snyk.api_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
 }
 
-/// The service-account routes' request (`POST /v1/service-accounts/{list,create,delete,rotate-secret}`).
+/// The service-account routes' request (`POST /v1/service-accounts/{list,create,show,rename,delete,rotate-secret}`).
 #[derive(Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceAccountRequest {
@@ -194,6 +213,10 @@ pub struct ServiceAccountRequest {
     pub access_token_ttl_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// The Snyk region's API (`https://api.eu.snyk.io`), checked as
+    /// `snyk.api_url` is; absent: the agent's `snyk.api_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -259,8 +282,13 @@ mod contract_tests {
 
     #[test]
     fn kinds_and_states_are_snake_case_strings() {
-        let kinds = [Kind::OauthApp, Kind::ClientSecret, Kind::PrivateKeyJwt];
-        let names = ["oauth_app", "client_secret", "private_key_jwt"];
+        let kinds = [
+            Kind::OauthApp,
+            Kind::ClientSecret,
+            Kind::PrivateKeyJwt,
+            Kind::ApiKey,
+        ];
+        let names = ["oauth_app", "client_secret", "private_key_jwt", "api_key"];
         for (k, n) in kinds.iter().zip(names) {
             assert_eq!(serde_json::to_value(k).unwrap(), json!(n));
             assert_eq!(k.as_str(), n);
@@ -292,9 +320,12 @@ mod contract_tests {
                 refresh_token: Some(Secret::new("r")),
                 private_key_pem: Some(Secret::new("p")),
                 key_id: Some("k".into()),
+                api_key: Some(Secret::new("a")),
+                api_url: Some("https://api.eu.snyk.io".into()),
             },
             json!({"org_id": "o", "client_id": "c", "kind": "private_key_jwt",
-                   "client_secret": "s", "refresh_token": "r", "private_key_pem": "p", "key_id": "k"}),
+                   "client_secret": "s", "refresh_token": "r", "private_key_pem": "p", "key_id": "k",
+                   "api_key": "a", "api_url": "https://api.eu.snyk.io"}),
         );
         pinned(
             &PutCredential {
@@ -305,6 +336,8 @@ mod contract_tests {
                 refresh_token: None,
                 private_key_pem: None,
                 key_id: None,
+                api_key: None,
+                api_url: None,
             },
             json!({"org_id": "o", "client_id": "c", "kind": null}),
         );
@@ -356,6 +389,7 @@ mod contract_tests {
                     last_refresh_at: Some("l".into()),
                     failures: 2,
                     last_error: Some("e".into()),
+                    api_url: None,
                     published: None,
                 }],
             },
@@ -401,10 +435,11 @@ mod contract_tests {
                 client_secret: Some(Secret::new("s")),
                 redirect_uri: Some("http://127.0.0.1:8080/authorization-code/callback".into()),
                 scopes: vec!["org.read".into()],
+                api_url: Some("https://api.eu.snyk.io".into()),
             },
             json!({"org_id": "o", "client_id": "c", "client_secret": "s",
                    "redirect_uri": "http://127.0.0.1:8080/authorization-code/callback",
-                   "scopes": ["org.read"]}),
+                   "scopes": ["org.read"], "api_url": "https://api.eu.snyk.io"}),
         );
         pinned(
             &LoginStarted {
@@ -441,9 +476,10 @@ mod contract_tests {
                 redirect_uris: vec![],
                 context: Some("tenant".into()),
                 auth_token: Secret::new("t"),
+                api_url: Some("https://api.eu.snyk.io".into()),
             },
             json!({"org_id": "o", "name": "n", "scopes": ["org.read"], "context": "tenant",
-                   "auth_token": "t"}),
+                   "auth_token": "t", "api_url": "https://api.eu.snyk.io"}),
         );
     }
 
@@ -471,10 +507,12 @@ mod contract_tests {
                 client_id: Some("c".into()),
                 jwks_url: Some("https://j".into()),
                 mode: Some("replace".into()),
+                api_url: Some("https://api.eu.snyk.io".into()),
                 ..Default::default()
             },
             json!({"group_id": "g", "auth_token": "t", "service_account_id": "s",
-                   "client_id": "c", "jwks_url": "https://j", "mode": "replace"}),
+                   "client_id": "c", "jwks_url": "https://j", "mode": "replace",
+                   "api_url": "https://api.eu.snyk.io"}),
         );
         let account = ServiceAccount {
             id: "i".into(),
@@ -621,6 +659,8 @@ mod prop_tests {
                 refresh_token: rt.map(Secret::new),
                 private_key_pem: None,
                 key_id,
+                api_key: None,
+                api_url: None,
             };
             let bytes = crate::secret::to_json_wiped(&put).unwrap();
             let back: PutCredential = serde_json::from_slice(&bytes).unwrap();

@@ -25,7 +25,7 @@ pub const LOGIN: &str = "/v1/login";
 /// `GET ?wait=SECONDS`: a login's status.
 pub const LOGIN_STATUS: &str = "/v1/login/{state}";
 pub const REGISTER_APP: &str = "/v1/register-app";
-/// `POST`; `{op}` is `list`, `create`, `delete` or `rotate-secret`.
+/// `POST`; `{op}` is `list`, `create`, `show`, `rename`, `delete` or `rotate-secret`.
 pub const SERVICE_ACCOUNTS: &str = "/v1/service-accounts/{op}";
 /// `POST` (admins): re-read the config file; answered once it was applied or refused.
 pub const RELOAD: &str = "/v1/reload";
@@ -47,6 +47,7 @@ pub const WRITE: &str = "write";
 /// Fields of a token answer and of an error answer.
 pub const ACCESS_TOKEN: &str = "access_token";
 pub const EXPIRES_AT: &str = "expires_at";
+pub const TOKEN_TYPE: &str = "token_type";
 pub const SNYK_API: &str = "snyk_api";
 pub const ERROR: &str = "error";
 pub const CODE: &str = "code";

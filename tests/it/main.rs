@@ -5,6 +5,7 @@ mod support;
 
 mod access;
 mod api;
+mod api_keys;
 mod audit_grants;
 mod backends;
 mod booted;
@@ -25,6 +26,7 @@ mod operator;
 mod package;
 mod publish;
 mod refresh;
+mod regions;
 mod rotation;
 mod service_accounts;
 mod snyk_cli;

@@ -157,7 +157,7 @@ pub(crate) fn create_client_secret_account(
     (tf, client)
 }
 
-fn auth_token_file(env: &Env, fake: &FakeSnyk) -> String {
+pub(crate) fn auth_token_file(env: &Env, fake: &FakeSnyk) -> String {
     fake.lock().api_tokens.push("sa-admin-token".into());
     let f = env.path().join("auth-token");
     std::fs::write(&f, "sa-admin-token").unwrap();
@@ -532,7 +532,7 @@ fn stored_secret(env: &Env, org: &str, client: &str) -> String {
 }
 
 /// The secrets Snyk accepts for the (only) service account.
-fn active_secrets(fake: &FakeSnyk) -> Vec<String> {
+pub(crate) fn active_secrets(fake: &FakeSnyk) -> Vec<String> {
     fake.lock()
         .service_accounts
         .values()
@@ -546,7 +546,12 @@ fn rotate(agent: &Agent, org: &str, client: &str, tf: &str, replace: bool) -> st
     agent.cli(&rotate_args(org, client, tf, replace), None)
 }
 
-fn rotate_args<'a>(org: &'a str, client: &'a str, tf: &'a str, replace: bool) -> Vec<&'a str> {
+pub(crate) fn rotate_args<'a>(
+    org: &'a str,
+    client: &'a str,
+    tf: &'a str,
+    replace: bool,
+) -> Vec<&'a str> {
     let mut args = vec![
         "service-account",
         "rotate-secret",

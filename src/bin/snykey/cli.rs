@@ -129,6 +129,8 @@ pub enum KindArg {
     ClientSecret,
     /// A service account with a private key (JWT assertion).
     PrivateKeyJwt,
+    /// A service account's Snyk API key (handed out as SNYK_TOKEN; it does not expire).
+    ApiKey,
 }
 
 impl From<KindArg> for Kind {
@@ -137,6 +139,7 @@ impl From<KindArg> for Kind {
             KindArg::OauthApp => Kind::OauthApp,
             KindArg::ClientSecret => Kind::ClientSecret,
             KindArg::PrivateKeyJwt => Kind::PrivateKeyJwt,
+            KindArg::ApiKey => Kind::ApiKey,
         }
     }
 }
@@ -149,6 +152,8 @@ pub enum AuthType {
     OauthClientSecret,
     /// A private key JWT (needs --jwks-url).
     OauthPrivateKeyJwt,
+    /// A Snyk API key, stored and handed out by the agent at once (as SNYK_TOKEN).
+    ApiKey,
 }
 
 impl AuthType {
@@ -156,6 +161,7 @@ impl AuthType {
         match self {
             AuthType::OauthClientSecret => "oauth_client_secret",
             AuthType::OauthPrivateKeyJwt => "oauth_private_key_jwt",
+            AuthType::ApiKey => "api_key",
         }
     }
 }
@@ -416,6 +422,8 @@ impl SaCommand {
         match self {
             SaCommand::List { scope, .. }
             | SaCommand::Create { scope, .. }
+            | SaCommand::Show { scope, .. }
+            | SaCommand::Rename { scope, .. }
             | SaCommand::Delete { scope, .. }
             | SaCommand::RotateSecret { scope, .. } => scope,
         }
@@ -455,6 +463,12 @@ pub struct PutArgs {
     /// private_key_jwt: the key id (`kid`) Snyk knows the key by.
     #[arg(long)]
     pub key_id: Option<String>,
+    /// api_key: the service account's Snyk API key (a file, or - for stdin).
+    #[arg(long)]
+    pub api_key_file: Option<PathBuf>,
+    /// The Snyk region's API (e.g. https://api.eu.snyk.io); default: the agent's snyk.api_url.
+    #[arg(long, value_name = "URL")]
+    pub api_url: Option<String>,
     #[command(flatten)]
     pub agent: AgentOpts,
 }
@@ -476,6 +490,9 @@ pub struct LoginArgs {
     /// Only print the URL; do not open a browser.
     #[arg(long)]
     pub no_browser: bool,
+    /// The Snyk region's API (e.g. https://api.eu.snyk.io); default: the agent's snyk.api_url.
+    #[arg(long, value_name = "URL")]
+    pub api_url: Option<String>,
     #[command(flatten)]
     pub agent: AgentOpts,
 }
@@ -503,6 +520,9 @@ pub struct RegisterAppArgs {
     /// Only print the URL; do not open a browser.
     #[arg(long)]
     pub no_browser: bool,
+    /// The Snyk region's API (e.g. https://api.eu.snyk.io); default: the agent's snyk.api_url.
+    #[arg(long, value_name = "URL")]
+    pub api_url: Option<String>,
     #[command(flatten)]
     pub agent: AgentOpts,
 }
@@ -522,6 +542,9 @@ pub struct SaScope {
     /// A Snyk API token allowed to manage service accounts (a file, or - for stdin).
     #[arg(long)]
     pub auth_token_file: PathBuf,
+    /// The Snyk region's API (e.g. https://api.eu.snyk.io); default: the agent's snyk.api_url.
+    #[arg(long, value_name = "URL")]
+    pub api_url: Option<String>,
     #[command(flatten)]
     pub agent: AgentOpts,
 }
@@ -550,14 +573,14 @@ pub enum SaCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Create one; an oauth_client_secret account is stored and managed at once.
+    /// Create one; an oauth_client_secret or api_key account is stored and managed at once.
     Create {
         #[command(flatten)]
         scope: SaScope,
         /// Its name at Snyk.
         #[arg(long)]
         name: String,
-        /// How it authenticates: a client secret, or a private key JWT (needs --jwks-url).
+        /// How it authenticates: a client secret, a private key JWT (needs --jwks-url), or an API key.
         #[arg(long, value_enum)]
         auth_type: AuthType,
         /// The role it gets (a role id from Snyk).
@@ -569,6 +592,26 @@ pub enum SaCommand {
         /// Access token lifetime (e.g. 1h, "90 minutes").
         #[arg(long, value_parser = duration)]
         access_token_ttl: Option<Duration>,
+    },
+    /// Show one (a table; --json for JSON).
+    Show {
+        #[command(flatten)]
+        scope: SaScope,
+        #[command(flatten)]
+        target: SaTarget,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give it a new name at Snyk.
+    Rename {
+        #[command(flatten)]
+        scope: SaScope,
+        #[command(flatten)]
+        target: SaTarget,
+        /// Its new name.
+        #[arg(long)]
+        name: String,
     },
     /// Delete it at Snyk and here.
     Delete {

@@ -54,6 +54,8 @@ pub async fn put(client: &AgentClient, args: PutArgs) -> Result<(), Failure> {
         refresh_token: read("the refresh token", &args.refresh_token_file)?,
         private_key_pem: read("the private key", &args.private_key_file)?,
         key_id: args.key_id,
+        api_key: read("the API key", &args.api_key_file)?,
+        api_url: args.api_url,
     };
     let r: PutCredentialResponse = match client
         .call(Method::PUT, routes::CREDENTIALS, Some(json(&body)?))
@@ -62,13 +64,20 @@ pub async fn put(client: &AgentClient, args: PutArgs) -> Result<(), Failure> {
         Ok(r) => r,
         Err(e) => return Err(stored_but_pending(client, &org_id, &client_id, e).await),
     };
-    println!(
-        "stored {} credential {}/{}; its access token is valid until {}",
-        r.kind.as_str(),
-        r.org_id,
-        r.client_id,
-        r.expires_at
-    );
+    if r.kind == snykey::wire::Kind::ApiKey {
+        println!(
+            "stored api_key credential {}/{}; an API key does not expire",
+            r.org_id, r.client_id
+        );
+    } else {
+        println!(
+            "stored {} credential {}/{}; its access token is valid until {}",
+            r.kind.as_str(),
+            r.org_id,
+            r.client_id,
+            r.expires_at
+        );
+    }
     Ok(())
 }
 
@@ -117,7 +126,7 @@ pub fn json<T: serde::Serialize>(body: &T) -> Result<Vec<u8>, Failure> {
 
 /// Prints a token of `org_id`'s credential like the helper does.
 fn print_token(format: Format, t: &TokenResponse, org_id: &str) {
-    let env = SnykEnv::new(t.snyk_api.as_deref(), org_id);
+    let env = SnykEnv::new(t.snyk_api.as_deref(), org_id).token_type(Some(&t.token_type));
     print!(
         "{}",
         token_output(format, t.access_token.expose(), &t.expires_at, env)
@@ -134,7 +143,7 @@ pub fn exec_with(token: &str, env: SnykEnv<'_>, command: &[String]) -> Failure {
         return usage("a command is needed after --".into());
     };
     let mut cmd = std::process::Command::new(program);
-    cmd.args(args).env("SNYK_OAUTH_TOKEN", token);
+    cmd.args(args).env(env.token_var(), token);
     for (name, value) in env.vars() {
         cmd.env(name, value);
     }
@@ -160,7 +169,7 @@ pub async fn token(
     let path = routes::token(&c.org_id.0, &c.client_id.0, min_validity);
     let t: TokenResponse = client.call(Method::GET, &path, None).await?;
     if !command.is_empty() {
-        let env = SnykEnv::new(t.snyk_api.as_deref(), &c.org_id.0);
+        let env = SnykEnv::new(t.snyk_api.as_deref(), &c.org_id.0).token_type(Some(&t.token_type));
         return Err(exec_with(t.access_token.expose(), env, command));
     }
     print_token(format.into(), &t, &c.org_id.0);

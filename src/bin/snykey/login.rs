@@ -29,6 +29,7 @@ pub async fn login(client: &AgentClient, args: LoginArgs) -> Result<(), Failure>
         client_secret,
         redirect_uri: None,
         scopes: args.scopes,
+        api_url: args.api_url,
     };
     let started: LoginStarted = client
         .call(Method::POST, routes::LOGIN, Some(json(&req)?))
@@ -51,6 +52,7 @@ pub async fn register_app(client: &AgentClient, args: RegisterAppArgs) -> Result
         redirect_uris: args.redirect_uri,
         context: args.context,
         auth_token,
+        api_url: args.api_url,
     };
     let started: LoginStarted = client
         .call(Method::POST, routes::REGISTER_APP, Some(json(&req)?))

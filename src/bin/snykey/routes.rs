@@ -40,7 +40,7 @@ pub fn login_status(state: &str) -> String {
     format!("{}?{}=5", fill(paths::LOGIN_STATUS, &[state]), paths::WAIT)
 }
 
-/// `POST /v1/service-accounts/{list,create,delete,rotate-secret}`.
+/// `POST /v1/service-accounts/{list,create,show,rename,delete,rotate-secret}`.
 pub fn service_accounts(op: &str) -> String {
     fill(paths::SERVICE_ACCOUNTS, &[op])
 }

@@ -1,4 +1,4 @@
-//! `snykey service-account list|create|delete|rotate-secret`.
+//! `snykey service-account list|create|show|rename|delete|rotate-secret`.
 
 use crate::cli::{SaCommand, SaScope};
 use crate::credentials::{json, read_secret};
@@ -19,6 +19,7 @@ fn base(scope: &SaScope) -> Result<ServiceAccountRequest, Failure> {
         org_id: scope.org_id.clone(),
         group_id: scope.group_id.clone(),
         auth_token,
+        api_url: scope.api_url.clone(),
         ..Default::default()
     })
 }
@@ -41,6 +42,27 @@ pub async fn run(client: &AgentClient, cmd: SaCommand) -> Result<(), Failure> {
                 role_id: Some(role_id.clone()),
                 jwks_url: jwks_url.clone(),
                 access_token_ttl_seconds: access_token_ttl.map(|d| d.as_secs()),
+                ..base(scope)?
+            },
+        ),
+        SaCommand::Show { scope, target, .. } => (
+            "show",
+            ServiceAccountRequest {
+                service_account_id: target.service_account_id.clone(),
+                client_id: target.client_id.clone(),
+                ..base(scope)?
+            },
+        ),
+        SaCommand::Rename {
+            scope,
+            target,
+            name,
+        } => (
+            "rename",
+            ServiceAccountRequest {
+                service_account_id: target.service_account_id.clone(),
+                client_id: target.client_id.clone(),
+                name: Some(name.clone()),
                 ..base(scope)?
             },
         ),
@@ -81,6 +103,20 @@ pub async fn run(client: &AgentClient, cmd: SaCommand) -> Result<(), Failure> {
         return Ok(());
     }
     let r: ServiceAccountResult = client.call(Method::POST, &path, body).await?;
+    if let SaCommand::Show { json, .. } = cmd {
+        let list = ServiceAccountList {
+            service_accounts: r.service_account.into_iter().collect(),
+        };
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&list.service_accounts.first()).unwrap_or_default()
+            );
+        } else {
+            print!("{}", table::service_accounts(&list));
+        }
+        return Ok(());
+    }
     println!("{}", r.message);
     Ok(())
 }

@@ -18,7 +18,9 @@ impl Broker {
         token: &CachedToken,
     ) {
         if let Some(p) = &self.publisher {
-            p.offer_token(&slot.key, token, generation, self.snyk_api());
+            let api_url = slot.api_url();
+            let api_url = api_url.as_deref().or(self.snyk_api());
+            p.offer_token(&slot.key, token, generation, api_url);
         }
     }
 

@@ -75,9 +75,7 @@ pub(super) async fn send_claimed<I: Io>(
         let _ = io.note(&mem.entry(io.wall())).await;
         return Outcome::Moved;
     }
-    let answer = io
-        .send(&token, record.client_secret.as_ref(), deadline)
-        .await;
+    let answer = io.send(&token, &record, deadline).await;
     match answer {
         // 5a. Snyk rotated: the sent token is dead, the new one must become
         //     durable before the access token is handed out (I2).

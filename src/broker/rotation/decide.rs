@@ -52,11 +52,15 @@ pub(super) fn decide_put(stored: &Versioned, given: &Record) -> PutDecision {
 /// A put of the stored token R (rule 8's "rotate it like any stored
 /// token"): the stored record, with what the put adds to it — the client
 /// secret a record written by the seed service lacks (it holds only the
-/// refresh token), and the kind.
+/// refresh token), the kind, and the region when the put names one (one
+/// that names none keeps the stored region: the token was issued there).
 pub(super) fn adopt(stored: &Record, given: Record) -> Record {
     let mut record = stored.clone();
     if given.client_secret.is_some() {
         record.client_secret = given.client_secret;
+    }
+    if given.api_url.is_some() {
+        record.api_url = given.api_url;
     }
     record.kind = given.kind.or(record.kind);
     record
@@ -376,6 +380,28 @@ mod tests {
 
     fn rules() -> Rules {
         Rules::new(Claims::Store, false, Duration::from_secs(30))
+    }
+
+    #[test]
+    fn a_put_of_the_stored_token_keeps_its_region_unless_it_names_one() {
+        let eu = Some("https://api.eu.snyk.io".to_string());
+        let stored = Record {
+            refresh_token: Some(Secret::new("r")),
+            api_url: eu.clone(),
+            ..Default::default()
+        };
+        let given = Record {
+            refresh_token: Some(Secret::new("r")),
+            ..Default::default()
+        };
+        assert_eq!(adopt(&stored, given).api_url, eu);
+        let au = Some("https://api.au.snyk.io".to_string());
+        let given = Record {
+            refresh_token: Some(Secret::new("r")),
+            api_url: au.clone(),
+            ..Default::default()
+        };
+        assert_eq!(adopt(&stored, given).api_url, au);
     }
 
     fn claimed(token: &str, nonce: &str, attempts: u32) -> Record {

@@ -130,14 +130,15 @@ pub trait Io {
     /// Replaces this agent's journal entry of the credential, durably (an
     /// empty entry removes it).
     fn note(&mut self, entry: &Entry) -> impl Future<Output = Result<(), String>>;
-    /// Sends a refresh token to Snyk. Runs to completion once started.
+    /// Sends a refresh token of `record` to Snyk, with the record's client
+    /// secret, to the record's region. Runs to completion once started.
     /// `deadline` (on [`Io::mono`]) is the claim's send window: checked
     /// again right before the request is written, and if it has passed,
     /// nothing is written ([`GrantError::Unreachable`]).
     fn send(
         &mut self,
         token: &Secret,
-        client_secret: Option<&Secret>,
+        record: &Record,
         deadline: Duration,
     ) -> impl Future<Output = Result<TokenGrant, GrantError>>;
 }

@@ -70,12 +70,14 @@ pub enum LoginFailed {
 
 /// A browser login's code exchange for a credential whose single flight
 /// the caller holds (rule 4: a human reset, replacing whatever is stored
-/// unless something newer landed since).
+/// unless something newer landed since). `api_url`: the region the login
+/// happened in (`None`: the agent's), stored with the new token.
 pub async fn login<I: Exchange>(
     io: &mut I,
     mem: &mut Memory,
     rules: &Rules,
     given_secret: Option<Secret>,
+    api_url: Option<String>,
 ) -> Result<Issued, LoginFailed> {
     // 1. What is stored: the client secret to exchange with (unless one was
     //    given), the generation to go above. Nothing is exchanged when the
@@ -111,6 +113,7 @@ pub async fn login<I: Exchange>(
     record.kind = Some(Kind::OauthApp);
     record.refresh_token = Some(refresh_token);
     record.client_secret = client_secret;
+    record.api_url = api_url;
     record.updated_at = Some(crate::clock::rfc3339(io.wall()));
     record.generation = generation + 1;
     record.claim = None;

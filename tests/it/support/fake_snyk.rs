@@ -10,8 +10,11 @@
 //! * `POST /oauth2/token` — `refresh_token` (rotates: the sent token dies, a
 //!   new one is issued), `client_credentials` (client secret).
 //! * `POST /oauth2/revoke` — revokes a refresh token.
-//! * `GET /rest/self` — 200 for a live bearer access token, 401 otherwise:
-//!   "a token the fake accepts".
+//! * `GET /rest/self` — 200 for a live bearer access token (or `token` and a
+//!   service account's API key), 401 otherwise: "a token the fake accepts".
+//! * `/rest/{orgs|groups}/{id}/service_accounts`: list, create (`api_key`,
+//!   `oauth_client_secret`, `oauth_private_key_jwt`; the secret or API key
+//!   shown once), get and rename (`GET`/`PATCH .../{sa}`), delete, secrets.
 //! * What the real Snyk CLI calls for `snyk test` on an npm project
 //!   (`tests/it/snyk_cli.rs`): `GET /v1/cli-config/feature-flags/{flag}?org=`
 //!   and `POST /v1/test-dep-graph?org=` (a gzip'd JSON dep graph), each
@@ -175,6 +178,8 @@ pub struct FakeServiceAccount {
     pub role_id: String,
     /// The active secrets (at most two).
     pub secrets: Vec<String>,
+    /// `api_key` accounts: the key (Snyk shows it once, at creation).
+    pub api_key: Option<String>,
 }
 
 #[derive(Clone)]
@@ -196,6 +201,24 @@ impl State {
             self.malformed_requests += 1;
         } else {
             self.bad_client_auth += 1;
+        }
+    }
+
+    /// Whether `Authorization` carries a live OAuth access token (`Bearer`)
+    /// or a service account's API key (`token`, as the Snyk CLI sends
+    /// `SNYK_TOKEN`).
+    pub fn authorized(&self, auth: Option<&str>) -> bool {
+        match auth {
+            Some(a) if a.starts_with("Bearer ") => {
+                self.authority.access_token_valid(&a["Bearer ".len()..])
+            }
+            Some(a) if a.starts_with("token ") => {
+                let key = &a["token ".len()..];
+                self.service_accounts
+                    .values()
+                    .any(|sa| sa.api_key.as_deref() == Some(key))
+            }
+            _ => false,
         }
     }
 
@@ -475,6 +498,50 @@ fn rest_refusal(
     None
 }
 
+/// A service account as Snyk's REST API shows it: no secret, and a
+/// `client_id` only for the OAuth kinds.
+fn sa_json(id: &str, sa: &FakeServiceAccount) -> serde_json::Value {
+    let mut attrs =
+        serde_json::json!({"name": sa.name, "auth_type": sa.auth_type, "role_id": sa.role_id});
+    if !sa.client_id.is_empty() {
+        attrs["client_id"] = serde_json::json!(sa.client_id);
+    }
+    serde_json::json!({"type": "service_account", "id": id, "attributes": attrs})
+}
+
+/// `GET` and `PATCH /rest/{orgs|groups}/{id}/service_accounts/{sa}`: one
+/// account of that org or group (404 for another scope's); `PATCH` takes
+/// `{"data": {"type": "service_account", "id": sa, "attributes": {"name"}}}`
+/// and changes only the name.
+fn one_service_account(
+    s: &mut State,
+    method: &str,
+    scope: &str,
+    id: &str,
+    v: &serde_json::Value,
+) -> Resp {
+    let Some(sa) = s
+        .service_accounts
+        .get_mut(id)
+        .filter(|sa| sa.scope == scope)
+    else {
+        return jsonapi_error(404, "service account not found");
+    };
+    if method == "PATCH" {
+        if v["data"]["type"] != "service_account" || v["data"]["id"] != id {
+            return jsonapi_error(409, "data.type and data.id must name this service account");
+        }
+        match v["data"]["attributes"]["name"].as_str() {
+            Some(n) if !n.trim().is_empty() => sa.name = n.into(),
+            _ => return jsonapi_error(400, "attributes.name is required"),
+        }
+    }
+    json(
+        200,
+        serde_json::json!({"jsonapi": {"version": "1.0"}, "data": sa_json(id, sa)}),
+    )
+}
+
 /// `/rest/{orgs|groups}/{id}/service_accounts[/{sa}[/secrets]]` (JSON:API).
 fn service_accounts(
     st: &Arc<Mutex<State>>,
@@ -487,15 +554,18 @@ fn service_accounts(
 ) -> Resp {
     let mut s = st.lock().unwrap();
     let err = jsonapi_error;
-    if let Some(r) = rest_refusal(&s, query, auth, method == "POST", ctype) {
+    let has_body = method == "POST" || method == "PATCH";
+    if let Some(r) = rest_refusal(&s, query, auth, has_body, ctype) {
         return r;
     }
     let parts: Vec<&str> = path.trim_start_matches("/rest/").split('/').collect();
     let scope = format!("{}/{}", parts[0], parts.get(1).unwrap_or(&""));
-    let sa_json = |id: &str, sa: &FakeServiceAccount| serde_json::json!({"type": "service_account", "id": id, "attributes": {"name": sa.name, "auth_type": sa.auth_type, "client_id": sa.client_id, "role_id": sa.role_id}});
     let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let attrs = &v["data"]["attributes"];
     match (method, parts.as_slice()) {
+        ("GET" | "PATCH", [_, _, "service_accounts", id]) => {
+            one_service_account(&mut s, method, &scope, id, &v)
+        }
         ("GET", [_, _, "service_accounts"]) => {
             let data: Vec<_> = s
                 .service_accounts
@@ -524,44 +594,57 @@ fn service_accounts(
                     .take(10)
                     .collect::<String>()
             );
-            let client_id = format!(
-                "{}-sa",
-                random_token("")
-                    .to_lowercase()
-                    .chars()
-                    .take(12)
-                    .collect::<String>()
-            );
-            let mut secrets = Vec::new();
-            let mut out = sa_json(
-                &id,
-                &FakeServiceAccount {
-                    scope: scope.clone(),
-                    name: name.into(),
-                    auth_type: auth_type.into(),
-                    client_id: client_id.clone(),
-                    role_id: role_id.into(),
-                    secrets: vec![],
-                },
-            );
-            if auth_type == "oauth_client_secret" {
-                let secret = random_token("sa_secret_");
-                s.secrets.push(secret.clone());
-                out["attributes"]["client_secret"] = serde_json::json!(secret);
-                secrets.push(secret);
+            if !matches!(
+                auth_type,
+                "api_key" | "oauth_client_secret" | "oauth_private_key_jwt"
+            ) {
+                return err(
+                    400,
+                    "auth_type must be api_key, oauth_client_secret or oauth_private_key_jwt",
+                );
             }
-            s.authority.register(&client_id, None);
-            s.service_accounts.insert(
-                id,
-                FakeServiceAccount {
-                    scope,
-                    name: name.into(),
-                    auth_type: auth_type.into(),
-                    client_id,
-                    role_id: role_id.into(),
-                    secrets,
-                },
-            );
+            // An API key account has no OAuth client.
+            let client_id = if auth_type == "api_key" {
+                String::new()
+            } else {
+                format!(
+                    "{}-sa",
+                    random_token("")
+                        .to_lowercase()
+                        .chars()
+                        .take(12)
+                        .collect::<String>()
+                )
+            };
+            let mut created = FakeServiceAccount {
+                scope,
+                name: name.into(),
+                auth_type: auth_type.into(),
+                client_id: client_id.clone(),
+                role_id: role_id.into(),
+                secrets: vec![],
+                api_key: None,
+            };
+            let mut out = sa_json(&id, &created);
+            match auth_type {
+                "oauth_client_secret" => {
+                    let secret = random_token("sa_secret_");
+                    s.secrets.push(secret.clone());
+                    out["attributes"]["client_secret"] = serde_json::json!(secret);
+                    created.secrets.push(secret);
+                }
+                "api_key" => {
+                    let key = random_token("sa_apikey_");
+                    s.secrets.push(key.clone());
+                    out["attributes"]["api_key"] = serde_json::json!(key);
+                    created.api_key = Some(key);
+                }
+                _ => {}
+            }
+            if !client_id.is_empty() {
+                s.authority.register(&client_id, None);
+            }
+            s.service_accounts.insert(id, created);
             json(
                 201,
                 serde_json::json!({"jsonapi": {"version": "1.0"}, "data": out}),
@@ -795,10 +878,7 @@ async fn handle(st: Arc<Mutex<State>>, req: Request<Bytes>) -> Result<Resp, Drop
         (m, p) if p.starts_with("/v1/") => Ok(v1(&st, m, p, &query, auth, gzipped, &body)),
         ("GET", "/rest/self") => {
             let s = st.lock().unwrap();
-            let ok = auth
-                .as_deref()
-                .and_then(|a| a.strip_prefix("Bearer "))
-                .is_some_and(|t| s.authority.access_token_valid(t));
+            let ok = s.authorized(auth.as_deref());
             Ok(if ok {
                 json(200, serde_json::json!({"data": {"type": "user"}}))
             } else {
@@ -830,10 +910,7 @@ fn v1(
     let mut s = st.lock().unwrap();
     let q: HashMap<String, String> = serde_urlencoded::from_str(query).unwrap_or_default();
     let org = q.get("org").cloned().unwrap_or_default();
-    let live = auth
-        .as_deref()
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .is_some_and(|t| s.authority.access_token_valid(t));
+    let live = s.authorized(auth.as_deref());
     let mut packages = Vec::new();
     let (status, answer) = if !live {
         (
