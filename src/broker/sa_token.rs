@@ -23,7 +23,18 @@ impl Broker {
         given: Option<Record>,
     ) -> Result<CachedToken, BrokerError> {
         let key = &slot.key;
-        let (record, generation) = self.sa_record(key, &given).await?;
+        let (record, generation) = match (&given, &flight.mem.unlanded) {
+            // A new secret the store has not taken yet (a rotation's,
+            // journaled or held for a lander) is the newest one: with
+            // `replace`, the stored one is already revoked at Snyk.
+            (None, Some(u)) if !u.record.deleted => (u.record.clone(), u.base.generation),
+            (None, _) => match self.sa_unclaimed(slot, flight).await? {
+                Ok(found) => found,
+                // Another agent's rotation ended while we waited: its token.
+                Err(token) => return Ok(token),
+            },
+            _ => self.sa_record(key, &given).await?,
+        };
         // The highest generation read (what a published token is ordered by).
         flight.mem.generation = flight.mem.generation.max(generation);
         let answer = self.sa_grant(key, &record).await?;
@@ -54,6 +65,54 @@ impl Broker {
         self.publish(slot, token.clone()).await;
         self.offer_published(slot, flight.mem.generation, &token);
         Ok(token)
+    }
+
+    /// The stored record to grant with and its generation, once no other
+    /// agent's claim on it is live: a claim means a rotation of its secret
+    /// is under way (`rotate-secret`), and the secret read now may be
+    /// revoked before the grant arrives. Meanwhile a cached token still
+    /// good for a second is served (`Err`); past the wait, the caller is
+    /// told to try again.
+    async fn sa_unclaimed(
+        &self,
+        slot: &Slot,
+        flight: &mut Flight,
+    ) -> Result<Result<(Record, u64), CachedToken>, BrokerError> {
+        let key = &slot.key;
+        let since = tokio::time::Instant::now();
+        loop {
+            let v = match self.store.get(key).await? {
+                Some(v) if !v.record.deleted => v,
+                _ => return Err(BrokerError::NotFound(key.clone())),
+            };
+            let live = crate::broker::rotation::secrets::live_foreign_claim(
+                &v.record,
+                v.version,
+                &mut flight.mem,
+                &self.rules,
+                self.mono(),
+            );
+            let Some(why) = live else {
+                let generation = v.record.generation;
+                return Ok(Ok((v.record, generation)));
+            };
+            if let Some(t) = slot
+                .hot()
+                .filter(|t| t.remaining(self.clock.now()) > std::time::Duration::from_secs(1))
+            {
+                return Ok(Err(t));
+            }
+            if since.elapsed() > super::refresh::WAIT_FOR_OTHER_AGENT.min(self.rules.takeover) {
+                return Err(BrokerError::Busy(format!(
+                    "{why}; no valid token is cached yet: try again shortly"
+                )));
+            }
+            tokio::time::sleep(crate::clock::jittered(
+                std::time::Duration::from_millis(500),
+                0.5,
+            ))
+            .await;
+        }
     }
 
     /// The record to grant with (`given`, or the stored one) and the stored
