@@ -23,6 +23,7 @@ mod journal;
 mod login;
 mod operator;
 mod package;
+mod promise;
 mod publish;
 mod refresh;
 mod rotation;
