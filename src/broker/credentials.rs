@@ -29,10 +29,7 @@ impl Broker {
         let broker = Arc::clone(self);
         let had_record = existing.as_ref().is_some_and(|v| !v.record.deleted);
         let generation_before = existing.as_ref().map_or(0, |v| v.record.generation);
-        let shape_before = existing
-            .as_ref()
-            .filter(|v| !v.record.deleted)
-            .map(|v| unchanged_shape(&v.record));
+        let put_shape = given_shape(&record);
         self.spawn_grant(async move {
             let mut flight = slot.flight.lock().await;
             let status_before = slot.status().clone();
@@ -61,9 +58,15 @@ impl Broker {
                 Ok(t) => Ok(t.expires_at),
                 Err(e) => {
                     let stored = broker.store.get(&key).await.ok().flatten();
-                    let unchanged = shape_before.is_some()
-                        && stored.as_ref().map(|v| unchanged_shape(&v.record)) == shape_before
-                        && flight.mem.unlanded.is_none();
+                    // The store holds a live record, and not what the put
+                    // gave: the put's own write was put back, or never made.
+                    let unchanged = had_record
+                        && flight.mem.unlanded.is_none()
+                        && stored.as_ref().is_some_and(|v| {
+                            !v.record.deleted
+                                && v.record.needs_login().is_none()
+                                && given_shape(&v.record) != put_shape
+                        });
                     if unchanged && refused_by_snyk(&e) {
                         // Snyk refused what the put gave (a wrong client
                         // secret, a dead refresh token) and the store holds
@@ -215,21 +218,15 @@ impl Broker {
     }
 }
 
-/// What a put could change of a stored record that Snyk sees or that
-/// decides whether it is used: its kind, refresh token, client secret and
-/// key (digests), and whether it says `needs_login`.
-fn unchanged_shape(r: &Record) -> (Kind, String, String, bool) {
+/// What a put gives that Snyk sees: the kind, refresh token, client secret
+/// and key (digests).
+fn given_shape(r: &Record) -> (Kind, String, String) {
     let key = r
         .private_key_pem
         .as_ref()
         .map(crate::secret::Secret::digest)
         .unwrap_or_default();
-    (
-        r.kind(),
-        rotation::request_shape(r),
-        key,
-        r.needs_login().is_some(),
-    )
+    (r.kind(), rotation::request_shape(r), key)
 }
 
 /// Did Snyk refuse what a put gave (not an outage, not a lost answer)?

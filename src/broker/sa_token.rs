@@ -12,6 +12,7 @@ use crate::snyk::{GrantError, TokenGrant};
 use crate::store::Record;
 use crate::wire::Kind;
 use std::sync::Arc;
+use std::time::Duration;
 
 impl Broker {
     /// Service accounts have no refresh token: "refresh" repeats the grant.
@@ -28,12 +29,20 @@ impl Broker {
             // journaled or held for a lander) is the newest one: with
             // `replace`, the stored one is already revoked at Snyk.
             (None, Some(u)) if !u.record.deleted => (u.record.clone(), u.base.generation),
-            (None, _) => match self.sa_unclaimed(slot, flight).await? {
-                Ok(found) => found,
+            (None, _) => match self.sa_unclaimed(slot, flight, true).await? {
+                Ok(Some(found)) => found,
+                Ok(None) => return Err(BrokerError::NotFound(key.clone())),
                 // Another agent's rotation ended while we waited: its token.
                 Err(token) => return Ok(token),
             },
-            _ => self.sa_record(key, &given).await?,
+            // A put waits for a rotation under way on another agent: it
+            // would replace the claimed record, and the rotation's new
+            // secret (with `replace`, the only one Snyk accepts) would be
+            // dropped at its landing.
+            (Some(r), _) => match self.sa_unclaimed(slot, flight, false).await? {
+                Ok(stored) => (r.clone(), stored.map_or(0, |(_, g)| g)),
+                Err(token) => return Ok(token),
+            },
         };
         // The highest generation read (what a published token is ordered by).
         flight.mem.generation = flight.mem.generation.max(generation);
@@ -67,23 +76,24 @@ impl Broker {
         Ok(token)
     }
 
-    /// The stored record to grant with and its generation, once no other
-    /// agent's claim on it is live: a claim means a rotation of its secret
-    /// is under way (`rotate-secret`), and the secret read now may be
-    /// revoked before the grant arrives. Meanwhile a cached token still
-    /// good for a second is served (`Err`); past the wait, the caller is
-    /// told to try again.
+    /// The stored record and its generation (`None`: nothing stored), once
+    /// no other agent's claim on it is live: a claim means a rotation of
+    /// its secret is under way (`rotate-secret`), and the secret read now
+    /// may be revoked before the grant arrives. Meanwhile a cached token
+    /// still good for a second is served (`Err`; only if `serve_cached`);
+    /// past the wait, the caller is told to try again.
     async fn sa_unclaimed(
         &self,
         slot: &Slot,
         flight: &mut Flight,
-    ) -> Result<Result<(Record, u64), CachedToken>, BrokerError> {
+        serve_cached: bool,
+    ) -> Result<Result<Option<(Record, u64)>, CachedToken>, BrokerError> {
         let key = &slot.key;
         let since = tokio::time::Instant::now();
         loop {
             let v = match self.store.get(key).await? {
                 Some(v) if !v.record.deleted => v,
-                _ => return Err(BrokerError::NotFound(key.clone())),
+                _ => return Ok(Ok(None)),
             };
             let live = crate::broker::rotation::secrets::live_foreign_claim(
                 &v.record,
@@ -94,11 +104,11 @@ impl Broker {
             );
             let Some(why) = live else {
                 let generation = v.record.generation;
-                return Ok(Ok((v.record, generation)));
+                return Ok(Ok(Some((v.record, generation))));
             };
             if let Some(t) = slot
                 .hot()
-                .filter(|t| t.remaining(self.clock.now()) > std::time::Duration::from_secs(1))
+                .filter(|t| serve_cached && t.remaining(self.clock.now()) > Duration::from_secs(1))
             {
                 return Ok(Err(t));
             }
@@ -107,38 +117,8 @@ impl Broker {
                     "{why}; no valid token is cached yet: try again shortly"
                 )));
             }
-            tokio::time::sleep(crate::clock::jittered(
-                std::time::Duration::from_millis(500),
-                0.5,
-            ))
-            .await;
+            tokio::time::sleep(crate::clock::jittered(Duration::from_millis(500), 0.5)).await;
         }
-    }
-
-    /// The record to grant with (`given`, or the stored one) and the stored
-    /// generation.
-    async fn sa_record(
-        &self,
-        key: &CredKey,
-        given: &Option<Record>,
-    ) -> Result<(Record, u64), BrokerError> {
-        Ok(match given {
-            Some(r) => (
-                r.clone(),
-                self.store
-                    .get(key)
-                    .await?
-                    .map(|v| v.record.generation)
-                    .unwrap_or(0),
-            ),
-            None => match self.store.get(key).await? {
-                Some(v) if !v.record.deleted => {
-                    let generation = v.record.generation;
-                    (v.record, generation)
-                }
-                _ => return Err(BrokerError::NotFound(key.clone())),
-            },
-        })
     }
 
     /// Asks Snyk for an access token with the record's secret or key. The

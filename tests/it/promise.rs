@@ -371,3 +371,70 @@ fn a_service_account_mints_with_its_journaled_secret_while_openbao_refuses_write
     let log = agent.stop_and_log();
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
+
+/// Issue 22 follow-up, item 7 (a gap found re-reading item 5): a put of a
+/// service account's secret on a second agent while `rotate-secret
+/// --mode replace` holds its claim waits for that landing, instead of
+/// replacing the claimed record and making the rotation drop the only
+/// secret Snyk accepts; the put of the revoked secret then changes nothing.
+#[test]
+fn a_put_waits_for_a_rotation_under_way_on_another_agent() {
+    let fake = FakeSnyk::start();
+    let bao = Bao::dev();
+    let mut env = Env::new(&fake.url());
+    env.store_config = bao.store_config(env.path(), 2);
+    let a = env.start();
+    let (tf, client) =
+        crate::service_accounts::create_client_secret_account(&a, &env, &fake, "opw");
+    let old = record(&bao, "opw", &client)["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut env_b = Env::new(&fake.url());
+    env_b.store_config = bao.store_config(env_b.path(), 2);
+    let b = env_b.start();
+
+    fake.lock().rest_delay = Some(Duration::from_secs(2));
+    let rotation = rotate_in_background(&a, "opw", &client, &tf, true);
+    wait_for("the claim on the record", 15, || {
+        !record(&bao, "opw", &client)["claim"].is_null()
+    });
+    let f = secret_file(&env_b, "old", &old);
+    let out = b.cli(
+        &[
+            "put",
+            "--kind",
+            "client_secret",
+            "--org-id",
+            "opw",
+            "--client-id",
+            &client,
+            "--client-secret-file",
+            &f,
+        ],
+        None,
+    );
+    let out_a = rotation.join().unwrap();
+    fake.lock().rest_delay = None;
+    assert!(
+        out_a.status.success(),
+        "the rotation landed: {}",
+        stderr(&out_a)
+    );
+    assert!(
+        !out.status.success() && stderr(&out).contains("nothing was changed"),
+        "the put waited, then Snyk refused the revoked secret: {}",
+        stderr(&out)
+    );
+    let (_, active) = account(&fake);
+    assert_eq!(active.len(), 1);
+    assert_eq!(
+        record(&bao, "opw", &client)["client_secret"],
+        active[0].as_str()
+    );
+    a.clear_cache("opw", &client);
+    assert!(fake.access_token_valid(&a.token("opw", &client)));
+    b.stop();
+    let log = a.stop_and_log();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
