@@ -58,20 +58,15 @@ impl Broker {
                 Ok(t) => Ok(t.expires_at),
                 Err(e) => {
                     let stored = broker.store.get(&key).await.ok().flatten();
-                    // The store holds a live record, and not what the put
-                    // gave: the put's own write was put back, or never made.
-                    let unchanged = had_record
+                    if had_record
                         && flight.mem.unlanded.is_none()
-                        && stored.as_ref().is_some_and(|v| {
-                            !v.record.deleted
-                                && v.record.needs_login().is_none()
-                                && given_shape(&v.record) != put_shape
-                        });
-                    if unchanged && refused_by_snyk(&e) {
+                        && changed_nothing(stored.as_ref(), &put_shape)
+                        && refused_by_snyk(&e)
+                    {
                         // Snyk refused what the put gave (a wrong client
                         // secret, a dead refresh token) and the store holds
-                        // what it held before: the put changed nothing, so
-                        // the credential's state and schedule stay too.
+                        // what it held before: the credential's state and
+                        // schedule stay too.
                         broker.undo_put_status(&slot, status_before);
                         return Err(BrokerError::Partial {
                             message: format!(
@@ -227,6 +222,14 @@ fn given_shape(r: &Record) -> (Kind, String, String) {
         .map(crate::secret::Secret::digest)
         .unwrap_or_default();
     (r.kind(), rotation::request_shape(r), key)
+}
+
+/// The store holds a live record, and not what the put gave: the put's own
+/// write was put back, or never made.
+fn changed_nothing(stored: Option<&crate::store::Versioned>, put: &(Kind, String, String)) -> bool {
+    stored.is_some_and(|v| {
+        !v.record.deleted && v.record.needs_login().is_none() && given_shape(&v.record) != *put
+    })
 }
 
 /// Did Snyk refuse what a put gave (not an outage, not a lost answer)?
