@@ -180,23 +180,7 @@ pub async fn rotate_secret<I: SecretRotation>(
     replace: bool,
 ) -> Result<Rotated, RotationStopped> {
     // 1. The stored secret.
-    let stored = match io.read().await {
-        Ok(Some(v)) if !v.hidden && !v.record.deleted => v,
-        Ok(_) => {
-            return Err(RotationStopped::NotManaged(
-                "is not managed here: store it first with `snykey put --kind client_secret`".into(),
-            ));
-        }
-        Err(e) => return Err(RotationStopped::Store(e)),
-    };
-    if stored.record.kind() != Kind::ClientSecret {
-        return Err(RotationStopped::NotManaged(
-            "is not a client_secret service account".into(),
-        ));
-    }
-    let Some(old) = stored.record.client_secret.clone() else {
-        return Err(RotationStopped::NotManaged("has no stored secret".into()));
-    };
+    let (stored, old) = stored_secret(io).await?;
     // 2. The claim, before Snyk is asked (as before a refresh's send): in
     //    the store by check-and-set, then in the journal. No other agent
     //    mints with a secret that is about to change (it waits for the
@@ -258,6 +242,29 @@ pub async fn rotate_secret<I: SecretRotation>(
         },
         old_left,
     })
+}
+
+/// Step 1 of [`rotate_secret`]: the stored record of a client-secret
+/// service account, and its secret.
+async fn stored_secret<I: Io>(io: &mut I) -> Result<(Versioned, Secret), RotationStopped> {
+    let stored = match io.read().await {
+        Ok(Some(v)) if !v.hidden && !v.record.deleted => v,
+        Ok(_) => {
+            return Err(RotationStopped::NotManaged(
+                "is not managed here: store it first with `snykey put --kind client_secret`".into(),
+            ));
+        }
+        Err(e) => return Err(RotationStopped::Store(e)),
+    };
+    if stored.record.kind() != Kind::ClientSecret {
+        return Err(RotationStopped::NotManaged(
+            "is not a client_secret service account".into(),
+        ));
+    }
+    match stored.record.client_secret.clone() {
+        Some(old) => Ok((stored, old)),
+        None => Err(RotationStopped::NotManaged("has no stored secret".into())),
+    }
 }
 
 /// Step 2 of [`rotate_secret`]: the claim on the stored record, keyed by
