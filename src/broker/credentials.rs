@@ -29,8 +29,10 @@ impl Broker {
         let broker = Arc::clone(self);
         let had_record = existing.as_ref().is_some_and(|v| !v.record.deleted);
         let generation_before = existing.as_ref().map_or(0, |v| v.record.generation);
+        let put_shape = given_shape(&record);
         self.spawn_grant(async move {
             let mut flight = slot.flight.lock().await;
+            let status_before = slot.status().clone();
             {
                 let mut st = slot.status();
                 st.deleted = false;
@@ -56,6 +58,23 @@ impl Broker {
                 Ok(t) => Ok(t.expires_at),
                 Err(e) => {
                     let stored = broker.store.get(&key).await.ok().flatten();
+                    if had_record
+                        && flight.mem.unlanded.is_none()
+                        && changed_nothing(stored.as_ref(), &put_shape)
+                        && refused_by_snyk(&e)
+                    {
+                        // Snyk refused what the put gave (a wrong client
+                        // secret, a dead refresh token) and the store holds
+                        // what it held before: the credential's state and
+                        // schedule stay too.
+                        broker.undo_put_status(&slot, status_before);
+                        return Err(BrokerError::Partial {
+                            message: format!(
+                                "Snyk refused the credential the put gave ({e}); nothing was changed: {key} is stored and served as before"
+                            ),
+                            cause: Box::new(e),
+                        });
+                    }
                     if !had_record && stored.is_none() && flight.mem.unlanded.is_none() {
                         // Nothing was stored: forget the slot again.
                         slot.status().deleted = true;
@@ -75,6 +94,18 @@ impl Broker {
             }
         })
         .await
+    }
+
+    /// A put that changed nothing: the status it found comes back, with
+    /// its planned refresh (a refused put cancelled it).
+    fn undo_put_status(&self, slot: &super::slot::Slot, before: super::slot::Status) {
+        let next = before.next_refresh_at;
+        *slot.status() = before;
+        if let Some(at) = next {
+            let wait = at.duration_since(self.clock.now()).unwrap_or_default();
+            self.scheduler
+                .schedule(&slot.key, tokio::time::Instant::now() + wait);
+        }
     }
 
     /// `DELETE /v1/credentials/{org}/{client}`, optionally revoking at Snyk first.
@@ -180,6 +211,31 @@ impl Broker {
         slot.status().expires_at = None;
         Ok(format!("cached token of {key} dropped"))
     }
+}
+
+/// What a put gives that Snyk sees: the kind, refresh token, client secret
+/// and key (digests).
+fn given_shape(r: &Record) -> (Kind, String, String) {
+    let key = r
+        .private_key_pem
+        .as_ref()
+        .map(crate::secret::Secret::digest)
+        .unwrap_or_default();
+    (r.kind(), rotation::request_shape(r), key)
+}
+
+/// The store holds a live record, and not what the put gave: the put's own
+/// write was put back, or never made.
+fn changed_nothing(stored: Option<&crate::store::Versioned>, put: &(Kind, String, String)) -> bool {
+    stored.is_some_and(|v| {
+        !v.record.deleted && v.record.needs_login().is_none() && given_shape(&v.record) != *put
+    })
+}
+
+/// Did Snyk refuse what a put gave (not an outage, not a lost answer)?
+fn refused_by_snyk(e: &BrokerError) -> bool {
+    matches!(e, BrokerError::NeedsLogin(_))
+        || matches!(e, BrokerError::Snyk(g) if g.is_permanent() || g.is_malformed())
 }
 
 /// The record `PUT` stores: what is stored already for the same kind, with

@@ -29,6 +29,13 @@ pub struct Entry {
     /// What the store must hold for `record` to land (rule 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<Base>,
+    /// The record a put replaced (or added a client secret to), journaled
+    /// before the put's own store write and kept until Snyk answers the
+    /// put's token: if Snyk refuses it, the replaced record goes back
+    /// (a crash in between included: the put's token in the store is the
+    /// witness), so a refused put never loses the live token it replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<Replaced>,
     /// SHA-256 of a refresh token Snyk refused for good, kept until the
     /// store says `needs_login` or a new chain starts: it is never sent again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,9 +80,22 @@ pub struct Base {
     pub via: Vec<String>,
 }
 
+/// What a put replaced: the record as it was, and the put's refresh token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Replaced {
+    /// The record before the put (its refresh token never sent by the put).
+    pub record: Record,
+    /// SHA-256 (hex) of the refresh token the put stored: the record goes
+    /// back only over a store record that still holds it.
+    pub by: String,
+}
+
 impl Entry {
     pub fn is_empty(&self) -> bool {
-        self.claim.is_none() && self.record.is_none() && self.dead.is_none()
+        self.claim.is_none()
+            && self.record.is_none()
+            && self.dead.is_none()
+            && self.replaced.is_none()
     }
 }
 
@@ -412,8 +432,16 @@ mod prop_tests {
             )),
             proptest::option::of(hex64()),
             "\\PC{0,30}",
+            proptest::option::of(("[A-Za-z0-9._~-]{1,80}", hex64())),
         )
-            .prop_map(|(claim, record, base, dead, at)| Entry {
+            .prop_map(|(claim, record, base, dead, at, replaced)| Entry {
+                replaced: replaced.map(|(rt, by)| Replaced {
+                    record: Record {
+                        refresh_token: Some(Secret::new(rt)),
+                        ..Default::default()
+                    },
+                    by,
+                }),
                 claim: claim.map(|(fp, nonce, attempts, sent)| Note {
                     fp,
                     nonce,

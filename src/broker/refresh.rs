@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 /// How long a caller waits for another agent's claim to land before it is
 /// told to try again (cached tokens are served meanwhile).
-const WAIT_FOR_OTHER_AGENT: Duration = Duration::from_secs(30);
+pub(super) const WAIT_FOR_OTHER_AGENT: Duration = Duration::from_secs(30);
 /// Snyk errors that did not consume the token are retried this often inside
 /// one request; longer backoff belongs to the proactive scheduler.
 const REQUEST_RETRIES: u32 = 2;

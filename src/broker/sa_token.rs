@@ -10,6 +10,7 @@ use crate::snyk::{GrantError, TokenGrant};
 use crate::store::Record;
 use crate::wire::Kind;
 use std::sync::Arc;
+use std::time::Duration;
 
 impl Broker {
     /// Service accounts have no refresh token: "refresh" repeats the grant.
@@ -21,7 +22,26 @@ impl Broker {
         given: Option<Record>,
     ) -> Result<CachedToken, BrokerError> {
         let key = &slot.key;
-        let (record, generation) = self.sa_record(key, &given).await?;
+        let (record, generation) = match (&given, &flight.mem.unlanded) {
+            // A new secret the store has not taken yet (a rotation's,
+            // journaled or held for a lander) is the newest one: with
+            // `replace`, the stored one is already revoked at Snyk.
+            (None, Some(u)) if !u.record.deleted => (u.record.clone(), u.base.generation),
+            (None, _) => match self.sa_unclaimed(slot, flight, true).await? {
+                Ok(Some(found)) => found,
+                Ok(None) => return Err(BrokerError::NotFound(key.clone())),
+                // Another agent's rotation ended while we waited: its token.
+                Err(token) => return Ok(token),
+            },
+            // A put waits for a rotation under way on another agent: it
+            // would replace the claimed record, and the rotation's new
+            // secret (with `replace`, the only one Snyk accepts) would be
+            // dropped at its landing.
+            (Some(r), _) => match self.sa_unclaimed(slot, flight, false).await? {
+                Ok(stored) => (r.clone(), stored.map_or(0, |(_, g)| g)),
+                Err(token) => return Ok(token),
+            },
+        };
         if record.kind() == Kind::ApiKey {
             return self
                 .hand_api_key(slot, flight, given, record, generation)
@@ -49,30 +69,49 @@ impl Broker {
         Ok(token)
     }
 
-    /// The record to grant with (`given`, or the stored one) and the stored
-    /// generation.
-    async fn sa_record(
+    /// The stored record and its generation (`None`: nothing stored), once
+    /// no other agent's claim on it is live: a claim means a rotation of
+    /// its secret is under way (`rotate-secret`), and the secret read now
+    /// may be revoked before the grant arrives. Meanwhile a cached token
+    /// still good for a second is served (`Err`; only if `serve_cached`);
+    /// past the wait, the caller is told to try again.
+    async fn sa_unclaimed(
         &self,
-        key: &CredKey,
-        given: &Option<Record>,
-    ) -> Result<(Record, u64), BrokerError> {
-        Ok(match given {
-            Some(r) => (
-                r.clone(),
-                self.store
-                    .get(key)
-                    .await?
-                    .map(|v| v.record.generation)
-                    .unwrap_or(0),
-            ),
-            None => match self.store.get(key).await? {
-                Some(v) if !v.record.deleted => {
-                    let generation = v.record.generation;
-                    (v.record, generation)
-                }
-                _ => return Err(BrokerError::NotFound(key.clone())),
-            },
-        })
+        slot: &Slot,
+        flight: &mut Flight,
+        serve_cached: bool,
+    ) -> Result<Result<Option<(Record, u64)>, CachedToken>, BrokerError> {
+        let key = &slot.key;
+        let since = tokio::time::Instant::now();
+        loop {
+            let v = match self.store.get(key).await? {
+                Some(v) if !v.record.deleted => v,
+                _ => return Ok(Ok(None)),
+            };
+            let live = crate::broker::rotation::secrets::live_foreign_claim(
+                &v.record,
+                v.version,
+                &mut flight.mem,
+                &self.rules,
+                self.mono(),
+            );
+            let Some(why) = live else {
+                let generation = v.record.generation;
+                return Ok(Ok(Some((v.record, generation))));
+            };
+            if let Some(t) = slot
+                .hot()
+                .filter(|t| serve_cached && t.remaining(self.clock.now()) > Duration::from_secs(1))
+            {
+                return Ok(Err(t));
+            }
+            if since.elapsed() > super::refresh::WAIT_FOR_OTHER_AGENT.min(self.rules.takeover) {
+                return Err(BrokerError::Busy(format!(
+                    "{why}; no valid token is cached yet: try again shortly"
+                )));
+            }
+            tokio::time::sleep(crate::clock::jittered(Duration::from_millis(500), 0.5)).await;
+        }
     }
 
     /// Asks Snyk for an access token with the record's secret or key. The

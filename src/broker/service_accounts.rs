@@ -414,6 +414,7 @@ fn rotation_error(key: &CredKey, replace: bool, stop: RotationStopped) -> Broker
     match stop {
         RotationStopped::NotManaged(what) => not_managed(key, &what),
         RotationStopped::Store(e) => BrokerError::Store(e),
+        RotationStopped::Busy(why) => BrokerError::Busy(format!("{key}: {why}")),
         RotationStopped::NotIssued(e) if replace => partial(
             format!(
                 "Snyk issued no new secret ({e}). If its answer was lost on the way, every secret was replaced and the new one is gone: run `snykey service-account rotate-secret --mode replace` again"

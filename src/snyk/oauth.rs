@@ -88,6 +88,19 @@ impl GrantError {
         )
     }
 
+    /// Did Snyk refuse the client's authentication (`invalid_client`,
+    /// `unauthorized_client`: a wrong or revoked client secret)? RFC 6749
+    /// §5.2: the client is authenticated before the grant is looked at, so
+    /// the refresh token sent with it was not consumed; the same request
+    /// gets the same answer until the secret changes.
+    pub fn refuses_client(&self) -> bool {
+        matches!(
+            self,
+            GrantError::Permanent { error, .. }
+                if matches!(error.as_str(), "invalid_client" | "unauthorized_client")
+        )
+    }
+
     /// How long Snyk asked us to wait, if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -146,8 +159,18 @@ pub struct SnykOAuth {
 }
 
 impl SnykOAuth {
+    /// Every request this client makes carries a secret (a refresh token,
+    /// a client secret, a code or an assertion), so none goes over a pooled
+    /// keep-alive connection: a connection the server or a proxy closed
+    /// while idle fails only after the request was written, and "was it
+    /// written?" is then unknowable, which turns a clean "not sent" into an
+    /// unknown outcome (a quiet period; a second one ends in `needs_login`).
+    /// A fresh connection per request (`pool_max_idle_per_host(0)`: none is
+    /// kept idle) costs one TCP and TLS handshake per grant, about one an
+    /// hour per credential. The REST client ([`super::rest`]) keeps its pool.
     pub fn new(api_url: &str, timeout: Duration) -> Result<SnykOAuth, reqwest::Error> {
         let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("snykey/", env!("CARGO_PKG_VERSION")))
@@ -278,10 +301,16 @@ impl SnykOAuth {
         if status.is_success() {
             return Ok(());
         }
+        let content_type = content_type(&resp);
         let body = super::read_capped(resp, MAX_ANSWER)
             .await
             .unwrap_or_default();
-        Err(classify_error(status.as_u16(), &body, None))
+        Err(classify_answer(
+            status.as_u16(),
+            content_type.as_deref(),
+            &body,
+            None,
+        ))
     }
 
     /// [`Self::send`] with the body written only while `window` is open.
@@ -360,6 +389,7 @@ impl SnykOAuth {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
+        let content_type = content_type(&resp);
         let body = match super::read_capped(resp, MAX_ANSWER).await {
             Ok(b) => b,
             Err(super::BodyError::Transport(e)) if status.is_success() => {
@@ -378,10 +408,23 @@ impl SnykOAuth {
             Err(_) => Default::default(),
         };
         if !status.is_success() {
-            return Err(classify_error(status.as_u16(), &body, retry_after));
+            return Err(classify_answer(
+                status.as_u16(),
+                content_type.as_deref(),
+                &body,
+                retry_after,
+            ));
         }
         parse_grant(&body)
     }
+}
+
+/// The answer's `Content-Type`, if it is text.
+fn content_type(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 /// The largest token or revoke answer read (Snyk's are about 2 KiB: a JWT
@@ -520,13 +563,38 @@ fn transport_error(url: &str, e: reqwest::Error) -> GrantError {
     }
 }
 
+/// Maps an error answer (any status but 2xx) whose content type is
+/// `application/json` to what it means for the token that was sent: the
+/// simulation's entry point (its pages are HTML, its Snyk's errors JSON).
+/// The agent reads the content type too: [`classify_answer`].
+pub fn classify_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> GrantError {
+    classify_answer(status, Some("application/json"), body, retry_after)
+}
+
 /// Maps an error answer (any status but 2xx) to what it means for the token
-/// that was sent. SPEC §2 rule 6: only an OAuth error body (JSON with a
-/// non-empty `error`) proves that Snyk's token endpoint answered, and so
-/// that it did not consume the token (or, for `invalid_grant` and the like,
-/// that it refuses it for good). An answer without one was written by
-/// something between the agent and Snyk, and nothing tells us whether that
-/// was before or after it forwarded the request. Per status:
+/// that was sent. SPEC §2 rule 6: only an OAuth error body proves that
+/// Snyk's token endpoint answered, and so that it did not consume the token
+/// (or, for `invalid_grant` and the like, that it refuses it for good).
+///
+/// **What counts as an OAuth error body** (RFC 6749 §5.2, [`is_oauth_error`]):
+/// the answer says `Content-Type: application/json`, its body is a JSON
+/// object, and its `error` is an OAuth error code: lowercase ASCII words
+/// joined by `_` (`invalid_grant`, `invalid_client`, `invalid_request`,
+/// `temporarily_unavailable`, `token_inactive`). Every code the RFCs and
+/// IANA's OAuth error registry define has that shape. The rest of the world
+/// writes JSON errors too, and none of it knows the token's fate: a gateway's
+/// `{"error":"Forbidden"}`, Snyk's own V1 API `{"code":401,"error":"Not
+/// authorised"}`, an API gateway's `{"message":"Forbidden"}`, a WAF's JSON
+/// with `text/plain` or no content type, `{"error":"forbidden"}` (one word,
+/// no code). Each of these is an unknown outcome: taking one for "not
+/// consumed" would send the token again at once, a replay at Snyk whenever
+/// the page came on the way back after Snyk rotated. The residual risk: an
+/// intermediary that writes a JSON body with an OAuth-shaped code (a second
+/// OAuth server in the path) is believed.
+///
+/// An answer without an OAuth error body was written by something between
+/// the agent and Snyk, and nothing tells us whether that was before or
+/// after it forwarded the request. Per status:
 ///
 /// * **3xx** — the token endpoint never redirects (and redirects are not
 ///   followed: the token goes nowhere else). A captive portal or a proxy's
@@ -552,11 +620,18 @@ fn transport_error(url: &str, e: reqwest::Error) -> GrantError {
 /// quiet period, and a second one ends in `needs_login` although the token
 /// may be live; the alternative, sending again at once, is a replay at Snyk
 /// whenever the page came after the rotation.
-pub fn classify_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> GrantError {
-    let raw: Option<RawError> = serde_json::from_slice(body).ok();
+pub fn classify_answer(
+    status: u16,
+    content_type: Option<&str>,
+    body: &[u8],
+    retry_after: Option<Duration>,
+) -> GrantError {
+    let raw: Option<RawError> = is_json(content_type)
+        .then(|| serde_json::from_slice(body).ok())
+        .flatten();
     let oauth_body = raw
         .as_ref()
-        .is_some_and(|r| r.error.as_deref().is_some_and(|e| !e.trim().is_empty()));
+        .is_some_and(|r| r.error.as_deref().is_some_and(is_oauth_error));
     if !oauth_body {
         let what = match status {
             300..=399 => "a redirect",
@@ -607,6 +682,23 @@ pub fn classify_error(status: u16, body: &[u8], retry_after: Option<Duration>) -
     }
 }
 
+/// Is the answer's `Content-Type` JSON (`application/json`, any parameters)?
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|c| c.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// An OAuth error code's shape (RFC 6749 §5.2 and every registered code):
+/// two or more lowercase ASCII words joined by `_`, at most 64 characters.
+fn is_oauth_error(code: &str) -> bool {
+    code.len() <= 64
+        && code.contains('_')
+        && code
+            .split('_')
+            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+}
+
 /// Keeps an error text from Snyk printable and short.
 fn sanitize(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(200).collect()
@@ -625,7 +717,7 @@ mod tests {
         }
         let g = classify_error(
             401,
-            br#"{"error":"x","error_description":"Authentication failed"}"#,
+            br#"{"error":"other_error","error_description":"Authentication failed"}"#,
             None,
         );
         assert!(g.is_permanent());
@@ -684,6 +776,68 @@ mod tests {
         // With an OAuth error body the same statuses are Snyk's own answers.
         let g = classify_error(403, br#"{"error":"access_denied"}"#, None);
         assert!(g.token_not_consumed(), "{g:?}");
+    }
+
+    /// A JSON error page that is not an OAuth error — a gateway's
+    /// `{"error":"Forbidden"}`, Snyk's V1 API's `{"error":"Not authorised"}`,
+    /// a one-word lowercase `error`, an OAuth-looking body sent as
+    /// `text/html`, `text/plain` or with no content type — proves nothing
+    /// about the token: an unknown outcome, never "refused, not consumed".
+    #[test]
+    fn a_json_page_that_is_not_an_oauth_error_is_an_unknown_outcome() {
+        let json = Some("application/json");
+        for (status, ctype, body) in [
+            (403, json, &br#"{"error":"Forbidden"}"#[..]),
+            (
+                401,
+                json,
+                br#"{"code":401,"error":"Not authorised","message":"Not authorised"}"#,
+            ),
+            (400, json, br#"{"error":"forbidden"}"#),
+            (400, json, br#"{"error":"Bad Request","status":400}"#),
+            (400, json, br#"{"error":"INVALID_GRANT"}"#),
+            (400, json, br#"{"error":"invalid grant"}"#),
+            (400, json, br#"{"error":"_"}"#),
+            (429, json, br#"{"error":"Too Many Requests"}"#),
+            (503, json, br#"{"error":"Service Unavailable"}"#),
+            (400, Some("text/html"), br#"{"error":"invalid_grant"}"#),
+            (
+                400,
+                Some("text/plain; charset=utf-8"),
+                br#"{"error":"invalid_request"}"#,
+            ),
+            (400, None, br#"{"error":"invalid_request"}"#),
+            (503, None, br#"{"error":"temporarily_unavailable"}"#),
+        ] {
+            let g = classify_answer(status, ctype, body, None);
+            assert!(
+                matches!(g, GrantError::Unknown { .. }) && !g.token_not_consumed(),
+                "{status} {ctype:?} {}: {g:?}",
+                String::from_utf8_lossy(body)
+            );
+            assert!(!g.is_permanent() && !g.is_malformed(), "{g:?}");
+        }
+        // Snyk's own OAuth errors, with their content type and parameters.
+        for ctype in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+        ] {
+            let g = classify_answer(400, Some(ctype), br#"{"error":"invalid_request"}"#, None);
+            assert!(g.is_malformed() && g.token_not_consumed(), "{ctype}: {g:?}");
+            let g = classify_answer(400, Some(ctype), br#"{"error":"invalid_grant"}"#, None);
+            assert!(g.is_permanent(), "{ctype}: {g:?}");
+            let g = classify_answer(
+                503,
+                Some(ctype),
+                br#"{"error":"temporarily_unavailable"}"#,
+                None,
+            );
+            assert!(
+                matches!(g, GrantError::Unavailable { .. }),
+                "{ctype}: {g:?}"
+            );
+        }
     }
 
     #[test]
@@ -786,6 +940,69 @@ mod tests {
             lower.contains("content-type: application/x-www-form-urlencoded"),
             "{wire}"
         );
+    }
+
+    /// Issue 22 follow-up: a token request never goes over a pooled
+    /// keep-alive connection (a stale one fails after the request was
+    /// written, an unknown outcome): each request opens a connection of its
+    /// own, even when the server keeps the last one open.
+    #[tokio::test]
+    async fn each_token_request_opens_a_connection_of_its_own() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let mut conn = conn;
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 8192];
+                    let body = r#"{"access_token":"at","expires_in":60}"#;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: keep-alive\r\n\r\n{body}",
+                        body.len()
+                    );
+                    // Answers every whole request on this connection and
+                    // keeps it open.
+                    while let Ok(n) = conn.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&got).to_string();
+                        let Some((head, rest)) = text.split_once("\r\n\r\n") else {
+                            continue;
+                        };
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length: ")
+                                    .and_then(|v| v.trim().parse::<usize>().ok())
+                            })
+                            .unwrap_or(0);
+                        if rest.len() >= len {
+                            got.clear();
+                            if conn.write_all(answer.as_bytes()).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let oauth = SnykOAuth::new(&format!("http://{addr}"), Duration::from_secs(3)).unwrap();
+        for _ in 0..3 {
+            let g = oauth
+                .client_credentials("cid", &Secret::new("cs"))
+                .await
+                .unwrap();
+            assert_eq!(g.access_token.expose(), "at");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 
     /// A real timeout, classified by the client: a token endpoint that takes
@@ -907,7 +1124,7 @@ mod prop_tests {
                 serde_json::json!({"error": error, "error_description": description}).to_string().into_bytes()
             };
             let e = classify_error(status, &body, None);
-            let oauth_body = !use_junk && error.as_deref().is_some_and(|e| !e.trim().is_empty());
+            let oauth_body = !use_junk && error.as_deref().is_some_and(is_oauth_error);
             if !oauth_body {
                 // Only an OAuth error body proves the token was not consumed.
                 prop_assert!(matches!(e, GrantError::Unknown { .. }), "{:?}", e);

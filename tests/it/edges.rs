@@ -156,7 +156,18 @@ fn a_lifetime_below_the_floor_is_served_and_backs_off_instead_of_looping() {
 fn a_proxy_page_without_an_oauth_body_is_an_unknown_outcome_not_a_refusal() {
     // The quiet period with the tests' 3 s Snyk timeout: 1.5 x 3 s + 1 s.
     let quiet = Duration::from_millis(5500);
-    for status in [403u16, 407, 429, 302] {
+    // Issue 22 follow-up, item 1: JSON that is not an OAuth error (a
+    // gateway's `{"error":"Forbidden"}`), and an OAuth-looking body that
+    // is not `application/json`, are such pages too.
+    let json_pages = [
+        (403u16, "application/json", r#"{"error":"Forbidden"}"#),
+        (401, "text/html", r#"{"error":"invalid_grant"}"#),
+    ];
+    let pages = [403u16, 407, 429, 302]
+        .map(|s| (s, None))
+        .into_iter()
+        .chain(json_pages.map(|(s, c, b)| (s, Some((c, b)))));
+    for (status, page) in pages {
         let fake = FakeSnyk::start();
         let rt = fake.new_oauth_client("cw", None);
         let mut env = Env::new(&fake.url());
@@ -170,7 +181,10 @@ fn a_proxy_page_without_an_oauth_body_is_an_unknown_outcome_not_a_refusal() {
         agent.http("DELETE", "/v1/cache/ow/cw", None);
         let sent = fake.live_refresh_token("cw").unwrap();
         // Snyk rotates, then a page replaces its answer.
-        fake.push_fault(Fault::GatewayAfterProcessing(status));
+        fake.push_fault(match page {
+            None => Fault::GatewayAfterProcessing(status),
+            Some((ctype, body)) => Fault::PageAfterProcessing(status, ctype, body),
+        });
         let out = agent.helper(&["ow", "cw"]);
         assert_eq!(out.status.code(), Some(75), "{status}: {}", stderr(&out));
         assert!(

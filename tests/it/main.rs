@@ -24,6 +24,7 @@ mod journal;
 mod login;
 mod operator;
 mod package;
+mod promise;
 mod publish;
 mod refresh;
 mod regions;

@@ -80,6 +80,14 @@ pub(super) async fn send_claimed<I: Io>(
         // 5a. Snyk rotated: the sent token is dead, the new one must become
         //     durable before the access token is handed out (I2).
         Ok(grant) => rotated(io, mem, rules, record, version, token, grant).await,
+        // 5b'. Snyk refused the client's authentication (a wrong client
+        //      secret): the token was not consumed (the client is checked
+        //      before the grant) and is not dead; the same request would be
+        //      refused again, so, like a malformed one, it is not sent again
+        //      until a put or a login changes the record.
+        Err(e) if e.refuses_client() => {
+            malformed_request(io, mem, rules, &record, version, e).await
+        }
         // 5b. Snyk refused the token for good: needs_login, in the record.
         Err(e @ GrantError::Permanent { .. }) => {
             refused(io, mem, &record, version, &token, e).await
@@ -88,12 +96,7 @@ pub(super) async fn send_claimed<I: Io>(
         //      client secret): not consumed, and the same request would get
         //      the same answer, so it is not sent again until the record
         //      changes.
-        Err(e) if e.is_malformed() => {
-            let why = e.to_string();
-            mem.malformed = Some((request_shape(&record), why.clone()));
-            let _ = not_taken(io, mem, rules, &record, version, e).await;
-            Outcome::Malformed(why)
-        }
+        Err(e) if e.is_malformed() => malformed_request(io, mem, rules, &record, version, e).await,
         // 5c. Snyk answered with an error that did not consume the token:
         //     release the claim if nothing else is in doubt; retry later,
         //     each time under a fresh claim.
@@ -103,6 +106,22 @@ pub(super) async fn send_claimed<I: Io>(
         //     once across all agents, after the quiet period.
         Err(e) => unknown(io, mem, rules, e).await,
     }
+}
+
+/// 5b', 5c'. Snyk refused this request's shape (malformed, or the client's
+/// authentication): not consumed, and not sent again until the record changes.
+async fn malformed_request<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    rules: &Rules,
+    record: &Record,
+    version: u64,
+    e: GrantError,
+) -> Outcome {
+    let why = e.to_string();
+    mem.malformed = Some((request_shape(record), why.clone()));
+    let _ = not_taken(io, mem, rules, record, version, e).await;
+    Outcome::Malformed(why)
 }
 
 /// 5a. Snyk rotated: the successor is journaled, then landed; the outcome
@@ -145,6 +164,8 @@ async fn rotated<I: Io>(
     };
     mem.claim = None;
     mem.doubt_since = None;
+    // Snyk took the sent token: whatever a put replaced stays replaced.
+    mem.replaced = None;
     mem.unlanded = Some(Unlanded {
         record: next,
         base,

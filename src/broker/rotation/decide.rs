@@ -1,70 +1,8 @@
 //! Steps 2 and 3 of a refresh: may this agent send the stored token now
 //! (a foreign live claim, the quiet period of a lost answer, a dead token),
-//! and the claim that must precede every send; `PUT`'s own first write.
+//! and the claim that must precede every send.
 
 use super::*;
-
-/// What `PUT` of a refresh token R finds in the store (rule 8).
-pub(super) enum PutDecision {
-    /// The record's `prev_fp` is R: it was rotated already; answer 200.
-    AlreadyRotated,
-    /// The record holds R: rotate it like any stored token (claims apply).
-    Rotate,
-    /// Anything else: store R (keeping nothing of the old chain) and rotate it.
-    Replace,
-    /// R was rotated before and the credential deleted since: it is spent.
-    Spent,
-    /// The current version was deleted by another tool: nothing can be
-    /// known about claims on it.
-    Hidden,
-    /// The stored token (not R) is under a claim: wait for its landing.
-    Claimed,
-}
-
-pub(super) fn decide_put(stored: &Versioned, given: &Record) -> PutDecision {
-    let Some(r) = given.refresh_token.as_ref().map(Secret::digest) else {
-        return PutDecision::Replace;
-    };
-    if stored.hidden {
-        // Its claim, if any, is hidden too: R may be at Snyk right now.
-        return PutDecision::Hidden;
-    }
-    let spent_before =
-        stored.record.prev_fp.as_deref() == Some(r.as_str()) || stored.record.put_fps.contains(&r);
-    if stored.record.deleted && spent_before {
-        PutDecision::Spent
-    } else if stored.record.deleted {
-        PutDecision::Replace
-    } else if stored.record.holds(&r) && stored.record.needs_login().is_none() {
-        PutDecision::Rotate
-    } else if spent_before {
-        PutDecision::AlreadyRotated
-    } else if stored.record.claim.is_some() {
-        // An agent may be sending the stored token right now: its successor
-        // would be discarded in R's favour, and if Snyk then refuses R
-        // nothing live is left. The put waits for that landing.
-        PutDecision::Claimed
-    } else {
-        PutDecision::Replace
-    }
-}
-
-/// A put of the stored token R (rule 8's "rotate it like any stored
-/// token"): the stored record, with what the put adds to it — the client
-/// secret a record written by the seed service lacks (it holds only the
-/// refresh token), the kind, and the region when the put names one (one
-/// that names none keeps the stored region: the token was issued there).
-pub(super) fn adopt(stored: &Record, given: Record) -> Record {
-    let mut record = stored.clone();
-    if given.client_secret.is_some() {
-        record.client_secret = given.client_secret;
-    }
-    if given.api_url.is_some() {
-        record.api_url = given.api_url;
-    }
-    record.kind = given.kind.or(record.kind);
-    record
-}
 
 /// Step 2's verdict.
 pub(super) enum Decision {
@@ -156,7 +94,7 @@ pub(super) fn decide(
 /// Step 2 for a claim on the stored token that is not ours: live until its
 /// version stayed unchanged for the takeover period on our own clock
 /// (`Err`: wait); then taken over, with every send under it in doubt.
-fn foreign_claim(
+pub(super) fn foreign_claim(
     c: &Claim,
     version: u64,
     mem: &mut Memory,
@@ -254,123 +192,6 @@ pub(super) async fn claim<I: Io>(
     });
     note_claim(io, mem).await?;
     Ok((record, version, deadline))
-}
-
-/// `PUT` (rule 8): store the given token R first — with a claim, by
-/// check-and-set or create-if-absent — then rotate it.
-pub(super) async fn claim_given<I: Io>(
-    io: &mut I,
-    mem: &mut Memory,
-    rules: &Rules,
-    mut given: Record,
-    current: Option<Versioned>,
-) -> Outcome {
-    let Some(token) = given.refresh_token.clone() else {
-        return Outcome::NeedsLogin("no refresh token was given".into());
-    };
-    let (generation, cas) = match &current {
-        Some(v) => (v.record.generation, v.version),
-        None => (mem.generation, 0),
-    };
-    if let Some(v) = &current {
-        given.remember_puts(&v.record.put_fps);
-    }
-    given.remember_puts(&[token.digest()]);
-    given.generation = generation.max(mem.generation) + 1;
-    given.prev_fp = None;
-    given.state = None;
-    given.claim = None;
-    given.deleted = false;
-    let deadline = io.mono() + rules.send_window;
-    let nonce = io.nonce();
-    let fp = token.digest();
-    if rules.claims == Claims::Store {
-        given.claim = Some(Claim {
-            fp: fp.clone(),
-            nonce: nonce.clone(),
-            agent: io.agent(),
-            attempts: 1,
-            deadline: crate::clock::rfc3339(io.wall() + rules.send_window),
-        });
-    }
-    mem.pending = Some(Note {
-        fp: fp.clone(),
-        nonce: nonce.clone(),
-        attempts: 0,
-        sent: false,
-    });
-    let version = match io.write(&given, cas).await {
-        Ok(v) => v,
-        Err(StoreError::Conflict { .. }) => return Outcome::Moved,
-        Err(e) => {
-            return Outcome::Later {
-                after: Duration::ZERO,
-                why: Why::Store(e),
-            };
-        }
-    };
-    // Stored: a new chain, and what we knew of the old one no longer applies.
-    mem.doubt_since = None;
-    mem.dead = None;
-    mem.unlanded = None;
-    mem.watch = None;
-    mem.generation = given.generation;
-    mem.pending = None;
-    mem.claim = Some(Note {
-        fp,
-        nonce,
-        attempts: 1,
-        sent: true,
-    });
-    if let Err(o) = note_claim(io, mem).await {
-        return o;
-    }
-    let outcome = send_claimed(io, mem, rules, given, version, token.clone(), deadline).await;
-    if let (Outcome::NeedsLogin(_) | Outcome::Malformed(_), Some(previous)) = (&outcome, current) {
-        // Snyk refused R at once: R was never good, and the put must change
-        // nothing. The record it replaced comes back, unless anything moved.
-        if !previous.record.deleted && !previous.hidden {
-            restore(io, mem, &token, previous.record).await;
-        }
-    }
-    outcome
-}
-
-/// Puts back `previous` over a record that still holds the refused `token`
-/// (check-and-set on the version read now; the previous token was never
-/// sent, or — a put that only added a client secret — Snyk refused the
-/// request without consuming it).
-pub(super) async fn restore<I: Io>(
-    io: &mut I,
-    mem: &mut Memory,
-    token: &Secret,
-    mut previous: Record,
-) {
-    let Ok(Some(cur)) = io.read().await else {
-        return;
-    };
-    if !cur.record.holds(&token.digest()) || cur.hidden || previous.claim.is_some() {
-        // A token that was under a claim may be spent: not put back.
-        return;
-    }
-    previous.generation = cur.record.generation.max(mem.generation) + 1;
-    previous.claim = None;
-    // Refused, never rotated: putting it again is not "already rotated".
-    let refused = token.digest();
-    let history: Vec<String> = cur
-        .record
-        .put_fps
-        .iter()
-        .filter(|fp| **fp != refused)
-        .cloned()
-        .collect();
-    previous.put_fps.retain(|fp| *fp != refused);
-    previous.remember_puts(&history);
-    if io.write(&previous, cur.version).await.is_ok() {
-        mem.generation = previous.generation;
-        mem.dead = None;
-        let _ = io.note(&mem.entry(io.wall())).await;
-    }
 }
 
 #[cfg(test)]

@@ -172,6 +172,7 @@ pub async fn persist<I: Io>(
         mem.dead = None;
         mem.watch = None;
         mem.malformed = None;
+        mem.replaced = None;
     }
     let fresh_login = base.login;
     mem.unlanded = Some(Unlanded {
@@ -227,6 +228,7 @@ pub async fn tombstone<I: Io>(io: &mut I, mem: &mut Memory) -> Result<(), StoreE
     mem.unlanded = None;
     mem.watch = None;
     mem.doubt_since = None;
+    mem.replaced = None;
     let _ = io.note(&mem.entry(io.wall())).await;
     Ok(())
 }

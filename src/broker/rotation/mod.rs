@@ -31,14 +31,16 @@
 mod answer;
 mod decide;
 mod landing;
+mod put;
 pub mod secrets;
 
 use answer::*;
 use decide::*;
 use landing::*;
 pub use landing::{land, persist, tombstone};
+use put::*;
 
-use super::journal::{Base, Entry, Note};
+use super::journal::{Base, Entry, Note, Replaced};
 use crate::secret::Secret;
 use crate::snyk::{GrantError, TokenGrant};
 use crate::store::{Claim, Record, RecordState, StoreError, Versioned};
@@ -163,6 +165,9 @@ pub struct Memory {
     pub watch: Option<Watch>,
     /// The digest of a refresh token Snyk refused for good.
     pub dead: Option<String>,
+    /// What a put replaced, until Snyk answers the put's token
+    /// ([`Entry::replaced`]; journaled before the put's store write).
+    pub replaced: Option<Replaced>,
     /// A request Snyk refused as malformed ([`GrantError::is_malformed`]):
     /// its shape ([`request_shape`]) and why. No request of that shape is
     /// sent again; a put or a login changes the record, and with it the shape.
@@ -208,6 +213,7 @@ impl Memory {
             record: self.unlanded.as_ref().map(|u| u.record.clone()),
             base: self.unlanded.as_ref().map(|u| u.base.clone()),
             dead: self.dead.clone(),
+            replaced: self.replaced.clone(),
             sent: None,
             at: crate::clock::rfc3339(now),
         }
@@ -219,6 +225,7 @@ impl Memory {
     pub fn recover(entry: Entry, now: Duration) -> Memory {
         let mut mem = Memory {
             dead: entry.dead.clone(),
+            replaced: entry.replaced.clone(),
             ..Memory::default()
         };
         if let Some(note) = entry.claim {
@@ -339,8 +346,21 @@ pub enum Landing {
 }
 
 /// A refresh of the stored token (`put == None`), or the rotation of a
-/// token given by `PUT /v1/credentials` (rule 8).
+/// token given by `PUT /v1/credentials` (rule 8). A put's token that Snyk
+/// refuses — now, or after a restart (the journal holds what it replaced)
+/// — puts back the record it replaced ([`settle_put`]).
 pub async fn refresh<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    rules: &Rules,
+    put: Option<Record>,
+) -> Outcome {
+    let outcome = refresh_once(io, mem, rules, put).await;
+    settle_put(io, mem, &outcome).await;
+    outcome
+}
+
+async fn refresh_once<I: Io>(
     io: &mut I,
     mem: &mut Memory,
     rules: &Rules,
@@ -371,8 +391,6 @@ pub async fn refresh<I: Io>(
         }
         Err(e) => return at_once(Why::Store(e)),
     };
-    // A put that adds to the stored record: what it was before.
-    let mut adopted_from = None;
     let (record, version) = match (read, put) {
         (Some(v), None) if v.hidden => {
             return unavailable(
@@ -386,10 +404,7 @@ pub async fn refresh<I: Io>(
         }
         // A put: what the given token means against the stored one.
         (Some(v), Some(given)) => match put_verdict(io, mem, rules, v, given).await {
-            Ok((previous, rotate)) => {
-                adopted_from = previous;
-                rotate
-            }
+            Ok(rotate) => rotate,
             Err(outcome) => return outcome,
         },
         (None, Some(given)) => return claim_given(io, mem, rules, given, None).await,
@@ -400,6 +415,7 @@ pub async fn refresh<I: Io>(
     mem.generation = mem.generation.max(record.generation);
     // Our landing may have reached the store with only its answer lost.
     forget_if_landed(io, mem, &record).await;
+    forget_replaced_unless_held(io, mem, &record).await;
     if mem.unlanded.is_some() {
         // Exclusive and the store still refuses the landing: rotate the chain.
         let why = StoreError::Unavailable("the store did not take the newest refresh token".into());
@@ -421,53 +437,16 @@ pub async fn refresh<I: Io>(
     };
 
     // 3. Claim it by check-and-set, then note the claim, then send.
-    let outcome = match claim(io, mem, rules, record, version, &token, attempts).await {
+    match claim(io, mem, rules, record, version, &token, attempts).await {
         Ok((record, version, deadline)) => {
-            send_claimed(io, mem, rules, record, version, token.clone(), deadline).await
+            send_claimed(io, mem, rules, record, version, token, deadline).await
         }
-        Err(outcome) => return outcome,
-    };
-    if let (Outcome::Malformed(_), Some(previous)) = (&outcome, adopted_from) {
-        // A put that added to the stored record (a client secret) and that
-        // Snyk refused as malformed changes nothing: the record comes back.
-        restore(io, mem, &token, previous).await;
-    }
-    outcome
-}
-
-/// Step 1 for a put ([`decide_put`]): `Ok` when the stored record holds the
-/// given token and is rotated as a refresh would — with what the put adds
-/// to it ([`adopt`]; the record as it was when that changed it); otherwise
-/// the put's outcome (a replacement goes through [`claim_given`]).
-async fn put_verdict<I: Io>(
-    io: &mut I,
-    mem: &mut Memory,
-    rules: &Rules,
-    v: Versioned,
-    given: Record,
-) -> Result<(Option<Record>, (Record, u64)), Outcome> {
-    match decide_put(&v, &given) {
-        PutDecision::AlreadyRotated => Err(Outcome::Moved),
-        PutDecision::Hidden => Err(unavailable(
-            "the current version of this credential was deleted by another tool (bao kv delete): undelete it (bao kv undelete), or remove it for good (bao kv metadata delete), then put it again",
-        )),
-        PutDecision::Claimed => Err(Outcome::Wait(
-            "another agent is rotating the stored token; the put waits for its landing".into(),
-        )),
-        PutDecision::Spent => Err(Outcome::NeedsLogin(
-            "this refresh token was given to snykey before and has been used; the credential was deleted since".into(),
-        )),
-        PutDecision::Rotate => {
-            let adopted = adopt(&v.record, given);
-            let changed = request_shape(&adopted) != request_shape(&v.record);
-            Ok((changed.then_some(v.record), (adopted, v.version)))
-        }
-        PutDecision::Replace => Err(claim_given(io, mem, rules, given, Some(v)).await),
+        Err(outcome) => outcome,
     }
 }
 
 /// Nothing was sent: the store cannot be used as it is; try again at once.
-fn unavailable(why: &str) -> Outcome {
+pub(super) fn unavailable(why: &str) -> Outcome {
     at_once(Why::Store(StoreError::Unavailable(why.into())))
 }
 

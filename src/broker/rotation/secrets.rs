@@ -143,6 +143,9 @@ pub enum RotationStopped {
     /// account with a secret (the sentence says which), or the store failed.
     NotManaged(String),
     Store(StoreError),
+    /// Nothing was asked of Snyk: another agent's claim on the record is
+    /// live, the record moved under the claim, or the journal refused it.
+    Busy(String),
     /// Snyk issued no new secret (if its answer was lost, `replace` may
     /// have revoked every secret all the same).
     NotIssued(RestError),
@@ -180,31 +183,26 @@ pub async fn rotate_secret<I: SecretRotation>(
     replace: bool,
 ) -> Result<Rotated, RotationStopped> {
     // 1. The stored secret.
-    let stored = match io.read().await {
-        Ok(Some(v)) if !v.hidden && !v.record.deleted => v,
-        Ok(_) => {
-            return Err(RotationStopped::NotManaged(
-                "is not managed here: store it first with `snykey put --kind client_secret`".into(),
-            ));
-        }
-        Err(e) => return Err(RotationStopped::Store(e)),
-    };
-    if stored.record.kind() != Kind::ClientSecret {
-        return Err(RotationStopped::NotManaged(
-            "is not a client_secret service account".into(),
-        ));
-    }
-    let Some(old) = stored.record.client_secret.clone() else {
-        return Err(RotationStopped::NotManaged("has no stored secret".into()));
-    };
-    // 2. A new secret at Snyk: from here on it exists once (with `replace`,
+    let (stored, old) = stored_secret(io).await?;
+    // 2. The claim, before Snyk is asked (as before a refresh's send): in
+    //    the store by check-and-set, then in the journal. No other agent
+    //    mints with a secret that is about to change (it waits for the
+    //    landing), and after a crash the new secret, once journaled, lands
+    //    by succession over the claimed record.
+    let claimed = claim_secret(io, mem, rules, &stored, &old).await?;
+    // 3. A new secret at Snyk: from here on it exists once (with `replace`,
     //    it is the only one Snyk accepts).
-    let new = io
-        .new_secret(replace)
-        .await
-        .map_err(RotationStopped::NotIssued)?;
-    // 3. Durable before anything else can fail: the journal, then the
-    //    store by succession (nothing landed since the read).
+    let new = match io.new_secret(replace).await {
+        Ok(new) => new,
+        Err(e) => {
+            release_secret_claim(io, mem, rules, claimed).await;
+            return Err(RotationStopped::NotIssued(e));
+        }
+    };
+    // 4. Durable before anything else can fail: the journal, then the
+    //    store by succession (nothing landed since the read). The landing
+    //    clears the claim.
+    mem.claim = None;
     let over = stored.record.generation;
     let landing = store_secret(io, mem, rules, &stored.record, &new, over).await;
     match landing {
@@ -212,7 +210,7 @@ pub async fn rotate_secret<I: SecretRotation>(
         Landing::InMemory => return Err(RotationStopped::NotDurable),
         Landing::Discarded => return Err(RotationStopped::Superseded),
     }
-    // 4. Proven by a grant.
+    // 5. Proven by a grant.
     let grant = match io.prove(&new).await {
         Ok(g) => g,
         Err(error) if !replace && error.is_permanent() => {
@@ -233,7 +231,7 @@ pub async fn rotate_secret<I: SecretRotation>(
             });
         }
     };
-    // 5. A second secret: the old one goes.
+    // 6. A second secret: the old one goes.
     let old_left = if replace {
         None
     } else {
@@ -247,6 +245,100 @@ pub async fn rotate_secret<I: SecretRotation>(
         },
         old_left,
     })
+}
+
+/// Step 1 of [`rotate_secret`]: the stored record of a client-secret
+/// service account, and its secret.
+async fn stored_secret<I: Io>(io: &mut I) -> Result<(Versioned, Secret), RotationStopped> {
+    let stored = match io.read().await {
+        Ok(Some(v)) if !v.hidden && !v.record.deleted => v,
+        Ok(_) => {
+            return Err(RotationStopped::NotManaged(
+                "is not managed here: store it first with `snykey put --kind client_secret`".into(),
+            ));
+        }
+        Err(e) => return Err(RotationStopped::Store(e)),
+    };
+    if stored.record.kind() != Kind::ClientSecret {
+        return Err(RotationStopped::NotManaged(
+            "is not a client_secret service account".into(),
+        ));
+    }
+    match stored.record.client_secret.clone() {
+        Some(old) => Ok((stored, old)),
+        None => Err(RotationStopped::NotManaged("has no stored secret".into())),
+    }
+}
+
+/// Step 2 of [`rotate_secret`]: the claim on the stored record, keyed by
+/// the old secret's digest ([`claim`], as a refresh claims its token). A
+/// live claim of another agent stops the rotation (nothing asked of Snyk);
+/// one of ours left by a crash, or one past the takeover period, is taken.
+async fn claim_secret<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    rules: &Rules,
+    stored: &Versioned,
+    old: &Secret,
+) -> Result<(Record, u64), RotationStopped> {
+    if let Some(why) = live_foreign_claim(&stored.record, stored.version, mem, rules, io.mono()) {
+        return Err(RotationStopped::Busy(why));
+    }
+    match claim(io, mem, rules, stored.record.clone(), stored.version, old, 1).await {
+        Ok((record, version, _)) => Ok((record, version)),
+        Err(Outcome::Later {
+            why: Why::Store(e), ..
+        }) => Err(RotationStopped::Store(e)),
+        Err(Outcome::Later {
+            why: Why::Journal(e),
+            ..
+        }) => Err(RotationStopped::Busy(format!(
+            "the recovery journal does not accept writes ({e}); nothing was asked of Snyk"
+        ))),
+        Err(_) => Err(RotationStopped::Busy(
+            "the stored record changed while it was being claimed; nothing was asked of Snyk: run rotate-secret again".into(),
+        )),
+    }
+}
+
+/// Snyk issued no secret: the claim goes (by check-and-set on the claimed
+/// version; if that fails, it is taken over after the takeover period).
+async fn release_secret_claim<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    rules: &Rules,
+    (mut record, version): (Record, u64),
+) {
+    mem.claim = None;
+    if rules.claims == Claims::Store && record.claim.is_some() {
+        record.claim = None;
+        let _ = io.write(&record, version).await;
+    }
+    let _ = io.note(&mem.entry(io.wall())).await;
+}
+
+/// Another agent's claim on a service account's record that is still live
+/// (rule 5: until its version stayed unchanged for the takeover period on
+/// our clock): the sentence to wait with. A claim of ours (a crash's
+/// leftover: this agent holds the credential's single flight) is not live.
+pub fn live_foreign_claim(
+    record: &Record,
+    version: u64,
+    mem: &mut Memory,
+    rules: &Rules,
+    now: Duration,
+) -> Option<String> {
+    let c = record.claim.as_ref()?;
+    let ours = [&mem.claim, &mem.pending]
+        .iter()
+        .any(|m| m.as_ref().is_some_and(|m| m.nonce == c.nonce));
+    if ours {
+        return None;
+    }
+    match foreign_claim(c, version, mem, rules, now) {
+        Err(Decision::Wait(why)) => Some(why),
+        _ => None,
+    }
 }
 
 /// `secret` as the stored client secret, by [`persist`]: a successor of

@@ -63,6 +63,11 @@ pub enum Fault {
     /// The grant is processed (the token consumed), then such a page with
     /// this status replaces the answer.
     GatewayAfterProcessing(u16),
+    /// The grant is processed (the token consumed), then a page of this
+    /// status, content type and body replaces the answer: JSON that is not
+    /// an OAuth error (a gateway's `{"error":"Forbidden"}`), or an OAuth
+    /// body under another content type.
+    PageAfterProcessing(u16, &'static str, &'static str),
 }
 
 pub use snykey::dev::sim::Grant;
@@ -1031,7 +1036,10 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
         Some(Fault::AnswerLater(d)) => answer_after = Some(d),
         Some(Fault::NoRefreshToken) => no_refresh_token = true,
         Some(Fault::Gateway(code)) => return Ok(gateway_page(code)),
-        Some(Fault::GatewayAfterProcessing(code)) => gateway_after = Some(code),
+        Some(Fault::GatewayAfterProcessing(code)) => gateway_after = Some(gateway_page(code)),
+        Some(Fault::PageAfterProcessing(code, ctype, body)) => {
+            gateway_after = Some(answer(code, ctype, body))
+        }
         None => {}
     }
     let answer = match grant(
@@ -1040,7 +1048,9 @@ async fn token(st: Arc<Mutex<State>>, form: HashMap<String, String>) -> Result<R
         drop_after || gateway_after.is_some(),
         no_refresh_token,
     ) {
-        Err(Dropped) if gateway_after.is_some() => Ok(gateway_page(gateway_after.unwrap_or(502))),
+        Err(Dropped) if gateway_after.is_some() => {
+            Ok(gateway_after.unwrap_or_else(|| gateway_page(502)))
+        }
         other => other,
     };
     if let Some(d) = answer_after {

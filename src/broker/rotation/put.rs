@@ -1,0 +1,314 @@
+//! Rule 8, `PUT` of a credential: what the given token means against the
+//! stored one, the put's own first write (with a claim), and the rule that
+//! a put Snyk refuses changes nothing — the record it replaced is journaled
+//! before that write and put back when Snyk refuses (after a restart too).
+
+use super::*;
+/// What `PUT` of a refresh token R finds in the store (rule 8).
+pub(super) enum PutDecision {
+    /// The record's `prev_fp` is R: it was rotated already; answer 200.
+    AlreadyRotated,
+    /// The record holds R: rotate it like any stored token (claims apply).
+    Rotate,
+    /// Anything else: store R (keeping nothing of the old chain) and rotate it.
+    Replace,
+    /// R was rotated before and the credential deleted since: it is spent.
+    Spent,
+    /// The current version was deleted by another tool: nothing can be
+    /// known about claims on it.
+    Hidden,
+    /// The stored token (not R) is under a claim: wait for its landing.
+    Claimed,
+}
+
+pub(super) fn decide_put(stored: &Versioned, given: &Record) -> PutDecision {
+    let Some(r) = given.refresh_token.as_ref().map(Secret::digest) else {
+        return PutDecision::Replace;
+    };
+    if stored.hidden {
+        // Its claim, if any, is hidden too: R may be at Snyk right now.
+        return PutDecision::Hidden;
+    }
+    let spent_before =
+        stored.record.prev_fp.as_deref() == Some(r.as_str()) || stored.record.put_fps.contains(&r);
+    if stored.record.deleted && spent_before {
+        PutDecision::Spent
+    } else if stored.record.deleted {
+        PutDecision::Replace
+    } else if stored.record.holds(&r) && stored.record.needs_login().is_none() {
+        PutDecision::Rotate
+    } else if spent_before {
+        PutDecision::AlreadyRotated
+    } else if stored.record.claim.is_some() {
+        // An agent may be sending the stored token right now: its successor
+        // would be discarded in R's favour, and if Snyk then refuses R
+        // nothing live is left. The put waits for that landing.
+        PutDecision::Claimed
+    } else {
+        PutDecision::Replace
+    }
+}
+
+/// A put of the stored token R (rule 8's "rotate it like any stored
+/// token"): the stored record, with what the put adds to it — the client
+/// secret a record written by the seed service lacks (it holds only the
+/// refresh token), the kind, and the region when the put names one (one
+/// that names none keeps the stored region: the token was issued there).
+pub(super) fn adopt(stored: &Record, given: Record) -> Record {
+    let mut record = stored.clone();
+    if given.client_secret.is_some() {
+        record.client_secret = given.client_secret;
+    }
+    if given.api_url.is_some() {
+        record.api_url = given.api_url;
+    }
+    record.kind = given.kind.or(record.kind);
+    record
+}
+
+/// Step 1 for a put ([`decide_put`]): `Ok` when the stored record holds the
+/// given token and is rotated as a refresh would — with what the put adds
+/// to it ([`adopt`]); otherwise the put's outcome (a replacement goes
+/// through [`claim_given`]).
+pub(super) async fn put_verdict<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    rules: &Rules,
+    v: Versioned,
+    given: Record,
+) -> Result<(Record, u64), Outcome> {
+    match decide_put(&v, &given) {
+        PutDecision::AlreadyRotated => Err(Outcome::Moved),
+        PutDecision::Hidden => Err(unavailable(
+            "the current version of this credential was deleted by another tool (bao kv delete): undelete it (bao kv undelete), or remove it for good (bao kv metadata delete), then put it again",
+        )),
+        PutDecision::Claimed => Err(Outcome::Wait(
+            "another agent is rotating the stored token; the put waits for its landing".into(),
+        )),
+        PutDecision::Spent => Err(Outcome::NeedsLogin(
+            "this refresh token was given to snykey before and has been used; the credential was deleted since".into(),
+        )),
+        PutDecision::Rotate => {
+            let adopted = adopt(&v.record, given);
+            if request_shape(&adopted) != request_shape(&v.record) {
+                // A put that adds to the stored record (a client secret):
+                // what it was is journaled before the claim writes the
+                // addition, and goes back if Snyk refuses the request.
+                remember_replaced(io, mem, &v.record, &adopted).await?;
+            }
+            Ok((adopted, v.version))
+        }
+        PutDecision::Replace => Err(claim_given(io, mem, rules, given, Some(v)).await),
+    }
+}
+
+/// `PUT` (rule 8): store the given token R first — with a claim, by
+/// check-and-set or create-if-absent — then rotate it.
+pub(super) async fn claim_given<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    rules: &Rules,
+    mut given: Record,
+    current: Option<Versioned>,
+) -> Outcome {
+    let Some(token) = given.refresh_token.clone() else {
+        return Outcome::NeedsLogin("no refresh token was given".into());
+    };
+    let (generation, cas) = match &current {
+        Some(v) => (v.record.generation, v.version),
+        None => (mem.generation, 0),
+    };
+    if let Some(v) = current.as_ref().filter(|v| !v.record.deleted && !v.hidden) {
+        // What R replaces is journaled first: if Snyk refuses R, it goes
+        // back, even after a crash between this write and that answer.
+        if let Err(o) = remember_replaced(io, mem, &v.record, &given).await {
+            return o;
+        }
+    }
+    if let Some(v) = &current {
+        given.remember_puts(&v.record.put_fps);
+    }
+    given.remember_puts(&[token.digest()]);
+    given.generation = generation.max(mem.generation) + 1;
+    given.prev_fp = None;
+    given.state = None;
+    given.claim = None;
+    given.deleted = false;
+    let deadline = io.mono() + rules.send_window;
+    let nonce = io.nonce();
+    let fp = token.digest();
+    if rules.claims == Claims::Store {
+        given.claim = Some(Claim {
+            fp: fp.clone(),
+            nonce: nonce.clone(),
+            agent: io.agent(),
+            attempts: 1,
+            deadline: crate::clock::rfc3339(io.wall() + rules.send_window),
+        });
+    }
+    mem.pending = Some(Note {
+        fp: fp.clone(),
+        nonce: nonce.clone(),
+        attempts: 0,
+        sent: false,
+    });
+    let version = match io.write(&given, cas).await {
+        Ok(v) => v,
+        Err(StoreError::Conflict { .. }) => return Outcome::Moved,
+        Err(e) => {
+            return Outcome::Later {
+                after: Duration::ZERO,
+                why: Why::Store(e),
+            };
+        }
+    };
+    // Stored: a new chain, and what we knew of the old one no longer applies.
+    mem.doubt_since = None;
+    mem.dead = None;
+    mem.unlanded = None;
+    mem.watch = None;
+    mem.generation = given.generation;
+    mem.pending = None;
+    mem.claim = Some(Note {
+        fp,
+        nonce,
+        attempts: 1,
+        sent: true,
+    });
+    if let Err(o) = note_claim(io, mem).await {
+        return o;
+    }
+    // Snyk's answer; a refusal puts the replaced record back ([`settle_put`]).
+    send_claimed(io, mem, rules, given, version, token, deadline).await
+}
+
+/// Journals what a put is about to change (`previous`, the stored record)
+/// before the put's own store write, beside the put's token R: a put Snyk
+/// refuses changes nothing ([`settle_put`]), and a crash between the write
+/// and Snyk's answer is recovered from the journal. Nothing is written to
+/// the store when the journal refuses.
+pub(super) async fn remember_replaced<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    previous: &Record,
+    put: &Record,
+) -> Result<(), Outcome> {
+    let Some(by) = put.refresh_token.as_ref().map(Secret::digest) else {
+        return Ok(());
+    };
+    if previous.claim.is_some() {
+        // A token that was under a claim may be spent: never put back.
+        return Ok(());
+    }
+    mem.replaced = Some(Replaced {
+        record: previous.clone(),
+        by,
+    });
+    match io.note(&mem.entry(io.wall())).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            mem.replaced = None;
+            Err(Outcome::Later {
+                after: Duration::ZERO,
+                why: Why::Journal(e),
+            })
+        }
+    }
+}
+
+/// After a refresh: did Snyk refuse a put's token R (`needs_login`, when
+/// the put replaced another token), or the put's request (malformed, a
+/// wrong client secret: `Malformed`)? Then the record the put replaced
+/// goes back ([`restore`]): a refused put changes nothing. Snyk's refusal
+/// may come after a restart (the journal kept `replaced`): the same rule.
+/// The journaled record is dropped once it is back, or once nothing can
+/// bring it back (the store moved on from R).
+pub(super) async fn settle_put<I: Io>(io: &mut I, mem: &mut Memory, outcome: &Outcome) {
+    let Some(r) = mem.replaced.clone() else {
+        return;
+    };
+    let refused = match outcome {
+        Outcome::Malformed(_) => true,
+        // A put that kept the stored token (it added a secret): the token
+        // itself is dead, and putting the record back would send it again.
+        Outcome::NeedsLogin(_) => !r.record.holds(&r.by),
+        _ => false,
+    };
+    if !refused {
+        return;
+    }
+    if restore(io, mem, &r.by, r.record).await != Restore::Failed {
+        mem.replaced = None;
+        let _ = io.note(&mem.entry(io.wall())).await;
+    }
+}
+
+/// After step 1's read: a put's replaced record whose R the store no longer
+/// holds (the put's write never happened, or the chain moved on) can never
+/// go back; it is forgotten.
+pub(super) async fn forget_replaced_unless_held<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    record: &Record,
+) {
+    if mem.replaced.as_ref().is_some_and(|r| !record.holds(&r.by)) {
+        mem.replaced = None;
+        let _ = io.note(&mem.entry(io.wall())).await;
+    }
+}
+
+/// How a [`restore`] went.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Restore {
+    Restored,
+    /// The store no longer holds the refused token (or the previous record
+    /// was under a claim): nothing to put back.
+    Moot,
+    /// The store could not be read or written: try again later.
+    Failed,
+}
+
+/// Puts back `previous` over a record that still holds the refused token
+/// `refused` (a SHA-256; check-and-set on the version read now; the
+/// previous token was never sent, or — a put that only added a client
+/// secret — Snyk refused the request without consuming it).
+pub(super) async fn restore<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    refused: &str,
+    mut previous: Record,
+) -> Restore {
+    let cur = match io.read().await {
+        Ok(Some(cur)) => cur,
+        Ok(None) => return Restore::Moot,
+        Err(_) => return Restore::Failed,
+    };
+    if !cur.record.holds(refused) || cur.hidden || previous.claim.is_some() {
+        // A token that was under a claim may be spent: not put back.
+        return Restore::Moot;
+    }
+    previous.generation = cur.record.generation.max(mem.generation) + 1;
+    previous.claim = None;
+    // Refused, never rotated: putting it again is not "already rotated".
+    let history: Vec<String> = cur
+        .record
+        .put_fps
+        .iter()
+        .filter(|fp| *fp != refused)
+        .cloned()
+        .collect();
+    previous.put_fps.retain(|fp| fp != refused);
+    previous.remember_puts(&history);
+    match io.write(&previous, cur.version).await {
+        Ok(_) => {
+            mem.generation = previous.generation;
+            mem.dead = None;
+            mem.claim = None;
+            let _ = io.note(&mem.entry(io.wall())).await;
+            Restore::Restored
+        }
+        // Moved since the read: whatever is there now is newer than R.
+        Err(StoreError::Conflict { .. }) => Restore::Moot,
+        Err(_) => Restore::Failed,
+    }
+}
