@@ -15,7 +15,35 @@ use crate::urls::SecretUrl;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// `[server]`: where the agent listens ([`server_listeners`]), its log
+/// filter and login timeout, then its name and paths ([`server_paths`]).
 pub(super) fn server(
+    s: &mut ServerConfig,
+    src: &Sources,
+    env: Lookup<'_>,
+) -> Result<(), ConfigError> {
+    server_listeners(s, src, env)?;
+    let err = |k: &str, m: &str| src.err("server", k, m);
+    if s.log_level.trim().is_empty() {
+        s.log_level = "info".into();
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&s.log_level) {
+        return Err(src.err(
+            "server",
+            "log_level",
+            format!("is not a log filter like \"info\" or \"snykey=debug\": {e}"),
+        ));
+    }
+    if s.login_timeout < Duration::from_secs(1) || s.login_timeout > Duration::from_secs(3600) {
+        return Err(err("login_timeout", "must be between 1s and 1h"));
+    }
+    server_paths(s, src)
+}
+
+/// The socket (its default from the environment) and its mode, the OAuth
+/// callback and metrics listeners, and the redirect URI that follows the
+/// callback listener.
+fn server_listeners(
     s: &mut ServerConfig,
     src: &Sources,
     env: Lookup<'_>,
@@ -65,19 +93,13 @@ pub(super) fn server(
         check_redirect(s.callback_listen, &s.redirect_uri)
             .map_err(|m| src.err("server", "redirect_uri", m))?;
     }
-    if s.log_level.trim().is_empty() {
-        s.log_level = "info".into();
-    }
-    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&s.log_level) {
-        return Err(src.err(
-            "server",
-            "log_level",
-            format!("is not a log filter like \"info\" or \"snykey=debug\": {e}"),
-        ));
-    }
-    if s.login_timeout < Duration::from_secs(1) || s.login_timeout > Duration::from_secs(3600) {
-        return Err(err("login_timeout", "must be between 1s and 1h"));
-    }
+    Ok(())
+}
+
+/// The agent's id, the sink directories and the audit log: defaults taken
+/// from the socket's path (so after [`server_listeners`]), paths absolute.
+fn server_paths(s: &mut ServerConfig, src: &Sources) -> Result<(), ConfigError> {
+    let err = |k: &str, m: &str| src.err("server", k, m);
     if s.agent_id.is_empty() {
         s.agent_id = format!("{}:{}", hostname(), s.socket.display());
     } else if s.agent_id.len() > 200 || s.agent_id.chars().any(char::is_control) {

@@ -114,22 +114,11 @@ async fn handle(authority: &Mutex<Authority>, req: Request<Incoming>) -> Resp {
     let form =
         || -> HashMap<String, String> { serde_urlencoded::from_bytes(&body).unwrap_or_default() };
     match (method.as_str(), path.as_str()) {
-        ("POST", "/oauth2/token") => {
-            if !form_encoded {
-                return json(
-                    400,
-                    serde_json::json!({"error": "invalid_request", "error_description": "token requests must be form-encoded"}),
-                );
-            }
-            let answer = lock(authority).token(&form());
-            match answer {
-                Ok(issued) => json(200, issued.body()),
-                Err(refusal) => {
-                    let (status, body) = refusal.answer();
-                    json(status, body)
-                }
-            }
-        }
+        ("POST", "/oauth2/token") if !form_encoded => json(
+            400,
+            serde_json::json!({"error": "invalid_request", "error_description": "token requests must be form-encoded"}),
+        ),
+        ("POST", "/oauth2/token") => token(authority, &form()),
         ("POST", "/oauth2/revoke") => {
             if let Some(t) = form().get("token") {
                 lock(authority).revoke(t);
@@ -143,26 +132,39 @@ async fn handle(authority: &Mutex<Authority>, req: Request<Incoming>) -> Resp {
                 json(status, body)
             }
         },
-        ("GET", "/rest/self") => {
-            let ok = bearer
-                .as_deref()
-                .is_some_and(|t| lock(authority).access_token_valid(t));
-            if ok {
-                json(
-                    200,
-                    serde_json::json!({"data": {"type": "user", "attributes": {"name": "snykey dev (simulated Snyk)"}}}),
-                )
-            } else {
-                json(
-                    401,
-                    serde_json::json!({"errors": [{"status": "401", "detail": "unauthorized: not an access token this simulated Snyk issued, or expired"}]}),
-                )
-            }
-        }
+        ("GET", "/rest/self") => rest_self(authority, bearer.as_deref()),
         _ => json(
             404,
             serde_json::json!({"errors": [{"status": "404", "detail": "this is snykey dev's simulated Snyk: it serves /oauth2/token, /oauth2/revoke, /oauth2/authorize and /rest/self only"}]}),
         ),
+    }
+}
+
+/// `POST /oauth2/token` (form-encoded): Snyk's JSON grant or an OAuth error body.
+fn token(authority: &Mutex<Authority>, form: &HashMap<String, String>) -> Resp {
+    let answer = lock(authority).token(form);
+    match answer {
+        Ok(issued) => json(200, issued.body()),
+        Err(refusal) => {
+            let (status, body) = refusal.answer();
+            json(status, body)
+        }
+    }
+}
+
+/// `GET /rest/self`: 200 for an access token it issued and still accepts.
+fn rest_self(authority: &Mutex<Authority>, bearer: Option<&str>) -> Resp {
+    let ok = bearer.is_some_and(|t| lock(authority).access_token_valid(t));
+    if ok {
+        json(
+            200,
+            serde_json::json!({"data": {"type": "user", "attributes": {"name": "snykey dev (simulated Snyk)"}}}),
+        )
+    } else {
+        json(
+            401,
+            serde_json::json!({"errors": [{"status": "401", "detail": "unauthorized: not an access token this simulated Snyk issued, or expired"}]}),
+        )
     }
 }
 

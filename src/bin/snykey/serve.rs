@@ -99,30 +99,12 @@ pub fn serve(log_level: Option<String>, log_format: LogFormat, config: Option<&P
             return exit::CONFIG;
         }
     }
-    let reloader: snykey::agent::LogReloader = Box::new(move |file_level: Option<&str>| {
-        match &pinned {
-            Some(p) => Ok(format!(
-                "log filter stays {p:?} (set by --log-level or SNYKEY_LOG, which override server.log_level)"
-            )),
-            None => {
-                let level = file_level.unwrap_or("info");
-                apply(level)?;
-                Ok(format!("log filter is now {level:?}"))
-            }
-        }
-    });
+    let reloader = log_reloader(pinned, apply);
     // Everything that touches the process (umask, env) happens before threads exist.
     snykey::dirs::allow_shared_dirs(cfg.server.allow_shared_dirs);
     let notifier = snykey::systemd::Notifier::from_env();
-    let bound = match snykey::api::socket::from_systemd(&cfg.server.socket) {
-        Ok(Some(b)) => b,
-        Ok(None) => match snykey::api::socket::bind(&cfg.server.socket, cfg.server.socket_mode) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!("{e}");
-                return exit::UNAVAILABLE;
-            }
-        },
+    let bound = match bind_socket(&cfg) {
+        Ok(b) => b,
         Err(e) => {
             tracing::error!("{e}");
             return exit::UNAVAILABLE;
@@ -150,5 +132,29 @@ pub fn serve(log_level: Option<String>, log_format: LogFormat, config: Option<&P
             }
             e.exit_code()
         }
+    }
+}
+
+/// What SIGHUP does to the log filter: a filter pinned by `--log-level` or
+/// `SNYKEY_LOG` stays; otherwise the file's `server.log_level` is applied.
+fn log_reloader(pinned: Option<String>, apply: ApplyFilter) -> snykey::agent::LogReloader {
+    Box::new(move |file_level: Option<&str>| match &pinned {
+        Some(p) => Ok(format!(
+            "log filter stays {p:?} (set by --log-level or SNYKEY_LOG, which override server.log_level)"
+        )),
+        None => {
+            let level = file_level.unwrap_or("info");
+            apply(level)?;
+            Ok(format!("log filter is now {level:?}"))
+        }
+    })
+}
+
+/// The agent's socket: the one systemd passed (socket activation), else
+/// bound here with its mode set at bind time.
+fn bind_socket(cfg: &Config) -> Result<snykey::api::socket::Bound, String> {
+    match snykey::api::socket::from_systemd(&cfg.server.socket)? {
+        Some(b) => Ok(b),
+        None => snykey::api::socket::bind(&cfg.server.socket, cfg.server.socket_mode),
     }
 }

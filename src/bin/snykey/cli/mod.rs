@@ -1,10 +1,24 @@
 //! The command line (SPEC §6), as clap derive types. Everything a user can
 //! get wrong locally — an id, a duration, a kind, a format — is parsed here,
 //! so it is a clap usage error (exit 64) before anything is sent.
+//!
+//! One module per command group: [`common`] (the socket, logging options,
+//! ids, durations), [`token`] (`token`, `refresh`), [`credentials`] (`put`,
+//! `delete`, `login`, `register-app`), [`service_account`]; this file holds
+//! the top-level parser and the list of subcommands.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use snykey::render::Format;
-use snykey::wire::Kind;
+mod common;
+mod credentials;
+mod service_account;
+mod token;
+
+pub use common::{AgentOpts, LogFormat, LogOpts};
+pub use credentials::{Credential, LoginArgs, PutArgs, RegisterAppArgs};
+pub use service_account::{SaCommand, SaScope};
+pub use token::{FormatArg, FromOpenBaoArgs, TokenCredential};
+
+use clap::{Parser, Subcommand};
+use common::duration;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,209 +39,6 @@ pub struct Cli {
     pub log: LogOpts,
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// `--socket` of the commands that talk to the agent (and only of those:
-/// `man`, `completions`, `check-config`, `config-reference`, `audit` and
-/// `serve` take none).
-#[derive(Args, Clone, Default)]
-pub struct AgentOpts {
-    /// The agent socket; default $SNYKEY_SOCKET, $XDG_RUNTIME_DIR/snykey/snykey.sock or /run/snykey/snykey.sock.
-    #[arg(long)]
-    pub socket: Option<PathBuf>,
-}
-
-/// `snykey token --from-openbao`: a job reads a published token (`[publish]`).
-#[derive(Args, Clone, Default)]
-pub struct FromOpenBaoArgs {
-    /// Read the token an agent published in OpenBao instead of asking an agent on a socket.
-    #[arg(long)]
-    pub from_openbao: bool,
-    /// OpenBao's address (--from-openbao); default $BAO_ADDR, else $VAULT_ADDR.
-    #[arg(long, value_name = "URL", requires = "from_openbao")]
-    pub addr: Option<String>,
-    /// A PEM CA certificate to trust for OpenBao; default $BAO_CACERT, else $VAULT_CACERT.
-    #[arg(long, value_name = "FILE", requires = "from_openbao")]
-    pub ca_cert: Option<PathBuf>,
-    /// The mount of OpenBao's JWT auth method [default: jwt].
-    #[arg(long, value_name = "MOUNT", requires = "from_openbao")]
-    pub auth_mount: Option<String>,
-    /// The JWT auth role to log in with (default: the method's default_role).
-    #[arg(long, requires = "from_openbao")]
-    pub role: Option<String>,
-    /// The job's JWT from a file (a Kubernetes service-account token, or one a CI system wrote).
-    #[arg(long, value_name = "FILE", requires = "from_openbao", conflicts_with_all = ["jwt_env", "github_oidc"])]
-    pub jwt_file: Option<PathBuf>,
-    /// The job's JWT from this environment variable (GitLab CI: the variable named under the job's id_tokens).
-    #[arg(
-        long,
-        value_name = "NAME",
-        requires = "from_openbao",
-        conflicts_with = "github_oidc"
-    )]
-    pub jwt_env: Option<String>,
-    /// The job's JWT from GitHub Actions' OIDC provider ($ACTIONS_ID_TOKEN_REQUEST_URL and _TOKEN; the job needs `permissions: id-token: write`).
-    #[arg(long, requires = "from_openbao")]
-    pub github_oidc: bool,
-    /// The audience (aud) to ask GitHub's OIDC token for: what the role's bound_audiences names (default: GitHub's, https://github.com/OWNER).
-    #[arg(long, requires = "github_oidc")]
-    pub audience: Option<String>,
-    /// The KV v2 mount the agent publishes on (its publish.mount) [default: kv].
-    #[arg(long, requires = "from_openbao")]
-    pub mount: Option<String>,
-    /// The path under it (the agent's publish.prefix) [default: snyk-tokens].
-    #[arg(long, requires = "from_openbao")]
-    pub prefix: Option<String>,
-}
-
-/// `snykey serve`'s logging options.
-#[derive(Args, Clone, Default)]
-pub struct LogOpts {
-    /// Log filter (tracing syntax, e.g. `info`, `snykey=debug`); default $SNYKEY_LOG, else server.log_level.
-    #[arg(long)]
-    pub log_level: Option<String>,
-    /// Log format on stderr (default text).
-    #[arg(long, value_enum)]
-    pub log_format: Option<LogFormat>,
-}
-
-#[derive(Clone, Copy, Default, ValueEnum)]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
-
-/// `--format` of `token` and `refresh` (SPEC §5).
-#[derive(Clone, Copy, ValueEnum)]
-pub enum FormatArg {
-    /// The token alone.
-    Token,
-    /// Token and expiry as JSON.
-    Json,
-    /// `export SNYK_OAUTH_TOKEN=...`.
-    Env,
-}
-
-impl From<FormatArg> for Format {
-    fn from(f: FormatArg) -> Format {
-        match f {
-            FormatArg::Token => Format::Token,
-            FormatArg::Json => Format::Json,
-            FormatArg::Env => Format::Env,
-        }
-    }
-}
-
-/// `put --kind` (SPEC §2).
-#[derive(Clone, Copy, ValueEnum)]
-#[value(rename_all = "snake_case")]
-pub enum KindArg {
-    /// A Snyk App: client secret and a rotating refresh token.
-    OauthApp,
-    /// A service account with a client secret.
-    ClientSecret,
-    /// A service account with a private key (JWT assertion).
-    PrivateKeyJwt,
-    /// A service account's Snyk API key (handed out as SNYK_TOKEN; it does not expire).
-    ApiKey,
-}
-
-impl From<KindArg> for Kind {
-    fn from(k: KindArg) -> Kind {
-        match k {
-            KindArg::OauthApp => Kind::OauthApp,
-            KindArg::ClientSecret => Kind::ClientSecret,
-            KindArg::PrivateKeyJwt => Kind::PrivateKeyJwt,
-            KindArg::ApiKey => Kind::ApiKey,
-        }
-    }
-}
-
-/// `service-account create --auth-type`.
-#[derive(Clone, Copy, ValueEnum)]
-#[value(rename_all = "snake_case")]
-pub enum AuthType {
-    /// A client secret, stored and managed by the agent at once.
-    OauthClientSecret,
-    /// A private key JWT (needs --jwks-url).
-    OauthPrivateKeyJwt,
-    /// A Snyk API key, stored and handed out by the agent at once (as SNYK_TOKEN).
-    ApiKey,
-}
-
-impl AuthType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthType::OauthClientSecret => "oauth_client_secret",
-            AuthType::OauthPrivateKeyJwt => "oauth_private_key_jwt",
-            AuthType::ApiKey => "api_key",
-        }
-    }
-}
-
-/// `service-account rotate-secret --mode`.
-#[derive(Clone, Copy, ValueEnum)]
-pub enum RotateMode {
-    /// Revoke the old secret at once (for a compromised one).
-    Replace,
-}
-
-impl RotateMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RotateMode::Replace => "replace",
-        }
-    }
-}
-
-/// An org, group or client id (SPEC §3), checked before anything is sent.
-#[derive(Clone, Debug)]
-pub struct Id(pub String);
-
-fn id(name: &'static str) -> impl Fn(&str) -> Result<Id, String> + Clone {
-    move |v: &str| {
-        snykey::ids::check_id(name, v)
-            .map(|()| Id(v.to_string()))
-            .map_err(|e| e.to_string())
-    }
-}
-
-fn duration(v: &str) -> Result<Duration, String> {
-    snykey::duration::parse_duration(v)
-}
-
-/// The positional `ORG_ID CLIENT_ID` of `delete` (never from the
-/// environment: a variable left set must not choose what is deleted).
-#[derive(Args, Clone)]
-pub struct Credential {
-    /// The Snyk organization (or group) id.
-    #[arg(value_parser = id("org_id"))]
-    pub org_id: Id,
-    /// The OAuth client id of the app or service account.
-    #[arg(value_parser = id("client_id"))]
-    pub client_id: Id,
-}
-
-/// The positional `ORG_ID CLIENT_ID` of `token` and `refresh`, which may
-/// come from `SNYKEY_ORG_ID` / `SNYKEY_CLIENT_ID` as for `snykey-helper`.
-#[derive(Args, Clone)]
-pub struct TokenCredential {
-    /// The Snyk organization (or group) id.
-    #[arg(value_parser = id("org_id"), env = "SNYKEY_ORG_ID")]
-    pub org_id: Id,
-    /// The OAuth client id of the app or service account.
-    #[arg(value_parser = id("client_id"), env = "SNYKEY_CLIENT_ID")]
-    pub client_id: Id,
-}
-
-impl From<TokenCredential> for Credential {
-    fn from(c: TokenCredential) -> Credential {
-        Credential {
-            org_id: c.org_id,
-            client_id: c.client_id,
-        }
-    }
 }
 
 #[derive(Subcommand)]
@@ -417,19 +228,6 @@ impl Command {
     }
 }
 
-impl SaCommand {
-    pub fn scope(&self) -> &SaScope {
-        match self {
-            SaCommand::List { scope, .. }
-            | SaCommand::Create { scope, .. }
-            | SaCommand::Show { scope, .. }
-            | SaCommand::Rename { scope, .. }
-            | SaCommand::Delete { scope, .. }
-            | SaCommand::RotateSecret { scope, .. } => scope,
-        }
-    }
-}
-
 #[derive(Subcommand)]
 pub enum AuditCommand {
     /// Check the hash chain through FILEs, oldest first (e.g. audit.log.1 audit.log);
@@ -437,198 +235,6 @@ pub enum AuditCommand {
     Verify {
         #[arg(required = true)]
         files: Vec<PathBuf>,
-    },
-}
-
-#[derive(Args)]
-pub struct PutArgs {
-    /// The Snyk organization (or group) id.
-    #[arg(long, value_parser = id("org_id"))]
-    pub org_id: Id,
-    /// The OAuth client id.
-    #[arg(long, value_parser = id("client_id"))]
-    pub client_id: Id,
-    /// oauth_app (default), client_secret or private_key_jwt.
-    #[arg(long, value_enum)]
-    pub kind: Option<KindArg>,
-    /// The client secret (a file, or - for stdin).
-    #[arg(long)]
-    pub client_secret_file: Option<PathBuf>,
-    /// oauth_app: the refresh token (a file, or - for stdin); it is rotated at once.
-    #[arg(long)]
-    pub refresh_token_file: Option<PathBuf>,
-    /// private_key_jwt: the RSA private key, PEM (a file, or - for stdin).
-    #[arg(long)]
-    pub private_key_file: Option<PathBuf>,
-    /// private_key_jwt: the key id (`kid`) Snyk knows the key by.
-    #[arg(long)]
-    pub key_id: Option<String>,
-    /// api_key: the service account's Snyk API key (a file, or - for stdin).
-    #[arg(long)]
-    pub api_key_file: Option<PathBuf>,
-    /// The Snyk region's API (e.g. https://api.eu.snyk.io); default: the agent's snyk.api_url.
-    #[arg(long, value_name = "URL")]
-    pub api_url: Option<String>,
-    #[command(flatten)]
-    pub agent: AgentOpts,
-}
-
-#[derive(Args)]
-pub struct LoginArgs {
-    /// The Snyk organization id the app is installed in.
-    #[arg(long, value_parser = id("org_id"))]
-    pub org_id: Id,
-    /// The Snyk App's client id.
-    #[arg(long, value_parser = id("client_id"))]
-    pub client_id: Id,
-    /// The app's client secret (a file, or - for stdin); default: the one stored.
-    #[arg(long)]
-    pub client_secret_file: Option<PathBuf>,
-    /// Scopes to request, comma-separated (default: the app's).
-    #[arg(long, value_delimiter = ',')]
-    pub scopes: Vec<String>,
-    /// Only print the URL; do not open a browser.
-    #[arg(long)]
-    pub no_browser: bool,
-    /// The Snyk region's API (e.g. https://api.eu.snyk.io); default: the agent's snyk.api_url.
-    #[arg(long, value_name = "URL")]
-    pub api_url: Option<String>,
-    #[command(flatten)]
-    pub agent: AgentOpts,
-}
-
-#[derive(Args)]
-pub struct RegisterAppArgs {
-    /// The Snyk organization to register the app in.
-    #[arg(long)]
-    pub org_id: String,
-    /// The app's name, as shown to users.
-    #[arg(long)]
-    pub name: String,
-    /// Scopes, comma-separated (e.g. org.read,org.project.read).
-    #[arg(long, value_delimiter = ',', required = true)]
-    pub scopes: Vec<String>,
-    /// Redirect URIs (repeatable); default: the agent's callback listener.
-    #[arg(long)]
-    pub redirect_uri: Vec<String>,
-    /// "tenant" (default) or "user".
-    #[arg(long)]
-    pub context: Option<String>,
-    /// A Snyk API token allowed to create apps (a file, or - for stdin).
-    #[arg(long)]
-    pub auth_token_file: PathBuf,
-    /// Only print the URL; do not open a browser.
-    #[arg(long)]
-    pub no_browser: bool,
-    /// The Snyk region's API (e.g. https://api.eu.snyk.io); default: the agent's snyk.api_url.
-    #[arg(long, value_name = "URL")]
-    pub api_url: Option<String>,
-    #[command(flatten)]
-    pub agent: AgentOpts,
-}
-
-#[derive(Args, Clone)]
-pub struct SaScope {
-    /// An org-level service account: the org id.
-    #[arg(
-        long,
-        conflicts_with = "group_id",
-        required_unless_present = "group_id"
-    )]
-    pub org_id: Option<String>,
-    /// A group-level service account: the group id.
-    #[arg(long)]
-    pub group_id: Option<String>,
-    /// A Snyk API token allowed to manage service accounts (a file, or - for stdin).
-    #[arg(long)]
-    pub auth_token_file: PathBuf,
-    /// The Snyk region's API (e.g. https://api.eu.snyk.io); default: the agent's snyk.api_url.
-    #[arg(long, value_name = "URL")]
-    pub api_url: Option<String>,
-    #[command(flatten)]
-    pub agent: AgentOpts,
-}
-
-#[derive(Args, Clone)]
-pub struct SaTarget {
-    /// The service account's id at Snyk.
-    #[arg(
-        long,
-        conflicts_with = "client_id",
-        required_unless_present = "client_id"
-    )]
-    pub service_account_id: Option<String>,
-    /// Or its OAuth client id.
-    #[arg(long)]
-    pub client_id: Option<String>,
-}
-
-#[derive(Subcommand)]
-pub enum SaCommand {
-    /// List the service accounts (a table; --json for JSON).
-    List {
-        #[command(flatten)]
-        scope: SaScope,
-        /// JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Create one; an oauth_client_secret or api_key account is stored and managed at once.
-    Create {
-        #[command(flatten)]
-        scope: SaScope,
-        /// Its name at Snyk.
-        #[arg(long)]
-        name: String,
-        /// How it authenticates: a client secret, a private key JWT (needs --jwks-url), or an API key.
-        #[arg(long, value_enum)]
-        auth_type: AuthType,
-        /// The role it gets (a role id from Snyk).
-        #[arg(long)]
-        role_id: String,
-        /// Where Snyk finds its public keys (oauth_private_key_jwt).
-        #[arg(long)]
-        jwks_url: Option<String>,
-        /// Access token lifetime (e.g. 1h, "90 minutes").
-        #[arg(long, value_parser = duration)]
-        access_token_ttl: Option<Duration>,
-    },
-    /// Show one (a table; --json for JSON).
-    Show {
-        #[command(flatten)]
-        scope: SaScope,
-        #[command(flatten)]
-        target: SaTarget,
-        /// JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Give it a new name at Snyk.
-    Rename {
-        #[command(flatten)]
-        scope: SaScope,
-        #[command(flatten)]
-        target: SaTarget,
-        /// Its new name.
-        #[arg(long)]
-        name: String,
-    },
-    /// Delete it at Snyk and here.
-    Delete {
-        #[command(flatten)]
-        scope: SaScope,
-        #[command(flatten)]
-        target: SaTarget,
-    },
-    /// Rotate its secret with no downtime (or --mode replace for a compromised one).
-    RotateSecret {
-        #[command(flatten)]
-        scope: SaScope,
-        #[command(flatten)]
-        target: SaTarget,
-        /// `replace`: revoke the old secret at once (for a compromised one).
-        #[arg(long, value_enum)]
-        mode: Option<RotateMode>,
     },
 }
 
