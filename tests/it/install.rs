@@ -20,14 +20,25 @@ fn readme() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap()
 }
 
-/// The Rust version the README and `Cargo.toml` state is one that builds
-/// every crate `cargo install --locked` compiles: each locked dependency of
-/// the binaries (dev-dependencies left out, this platform's only) declares
-/// the oldest Rust it builds with, and ours must not be older than any of
-/// them. (Stated 1.85 while `time` 0.3.55 and `redis` 1.8.1, both in the
-/// lock, need 1.88: a newcomer on 1.85 got a failed build, not a binary.)
+/// The Rust version the README states builds every crate `cargo install
+/// --locked` compiles: our own (`rust-version` in Cargo.toml, which clippy
+/// holds the code to) and each locked dependency of the binaries
+/// (dev-dependencies left out, this platform's only), which declares the
+/// oldest Rust it builds with. (README said 1.85, Cargo.toml's figure, while
+/// `time` 0.3.55 and `redis` 1.8.1, both in the lock, need 1.88: a newcomer
+/// on 1.85 got a failed build, not a binary.)
 #[test]
 fn the_stated_rust_version_builds_every_locked_dependency() {
+    let readme = readme();
+    let stated = readme
+        .split("Prerequisites: Rust ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect(
+            "README states the Rust version under Install: \"Prerequisites: Rust X.Y or newer\"",
+        );
+    let ours = version(stated);
+
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let host = Command::new("rustc").arg("-vV").output().unwrap();
     let host = stdout(&host)
@@ -52,10 +63,13 @@ fn the_stated_rust_version_builds_every_locked_dependency() {
     };
     let nodes = m["resolve"]["nodes"].as_array().unwrap();
     let root = m["resolve"]["root"].as_str().unwrap().to_string();
-    let ours = rust_version(&root).expect("Cargo.toml states rust-version");
+    assert!(
+        rust_version(&root).is_some(),
+        "Cargo.toml states no rust-version"
+    );
 
-    // Every package the binaries are built from: the root's normal and
-    // build dependencies, then everything those need.
+    // Every package the binaries are built from, ours included: the root's
+    // normal and build dependencies, then everything those need.
     let mut seen = std::collections::BTreeSet::new();
     let mut todo = vec![root.clone()];
     while let Some(id) = todo.pop() {
@@ -84,24 +98,8 @@ fn the_stated_rust_version_builds_every_locked_dependency() {
         .collect();
     assert!(
         too_new.is_empty(),
-        "Cargo.toml says rust-version {}.{}, but locked dependencies need more:\n{}",
-        ours.0,
-        ours.1,
+        "README says Rust {stated} or newer, but what `cargo install --locked` builds needs more:\n{}",
         too_new.join("\n")
-    );
-
-    let readme = readme();
-    let stated = readme
-        .split("Prerequisites: Rust ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect(
-            "README states the Rust version under Install: \"Prerequisites: Rust X.Y or newer\"",
-        );
-    assert_eq!(
-        version(stated),
-        ours,
-        "README's prerequisite (Rust {stated}) and Cargo.toml's rust-version differ"
     );
 }
 
