@@ -70,6 +70,7 @@ fn already_advised(status: u16, code: ErrorCode, error: &str) -> bool {
         (403, _) => &["allowed_uids", "allowed_gids"],
         (404, _) => &["snykey put"],
         (_, ErrorCode::StoreSealed) => &["unseal"],
+        (_, ErrorCode::StoreUnavailable | ErrorCode::StoreDenied) => &["snykey doctor"],
         (_, ErrorCode::ConfigInvalid) => &["fix the file"],
         (503, _) | (502, _) | (504, _) => &["try again", "retry", "snykey status"],
         _ => &["snykey status"],
@@ -92,6 +93,11 @@ pub fn advice(status: u16, code: ErrorCode) -> &'static str {
         }
         (404, _) => "check the ids, or add the credential with `snykey put`",
         (_, ErrorCode::StoreSealed) => "unseal the secret store; snykey resumes by itself",
+        // Not "see `snykey status`": that is what `snykey status` says when
+        // it cannot list the store.
+        (_, ErrorCode::StoreUnavailable | ErrorCode::StoreDenied) => {
+            "the agent retries by itself; `snykey doctor` says what is wrong with its store"
+        }
         (503, _) | (502, _) | (504, _) => {
             "retry in a moment; `snykey status` shows the credential's state"
         }
@@ -116,6 +122,14 @@ mod tests {
                 "Snyk is unavailable (HTTP 503)"
             ),
             "Snyk is unavailable (HTTP 503) (retry in a moment; `snykey status` shows the credential's state)"
+        );
+        assert_eq!(
+            report(
+                503,
+                ErrorCode::StoreUnavailable,
+                "store unreachable: cannot reach OpenBao: 127.0.0.1:8200 refused the connection"
+            ),
+            "store unreachable: cannot reach OpenBao: 127.0.0.1:8200 refused the connection (the agent retries by itself; `snykey doctor` says what is wrong with its store)"
         );
         assert_eq!(
             report(404, ErrorCode::NotFound, "no credential o/c."),

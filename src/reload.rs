@@ -84,9 +84,13 @@ impl Reloader {
                 "{why}: this setting changed but cannot change while running; restart the agent to apply it"
             );
         }
+        // The file this reload read: an agent started without one (none at
+        // the default path yet) finds it there once it is written, and
+        // `current.file` (not a live key) would still say "no config file".
+        let file = new.file.as_ref().map(|f| f.display().to_string());
         self.current = keep_live(self.current.clone(), &new);
         Ok(Reloaded {
-            file: self.current.file.as_ref().map(|f| f.display().to_string()),
+            file,
             applied: plan.live,
             restart_needed: plan.restart,
             log_filter,

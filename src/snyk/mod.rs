@@ -14,6 +14,12 @@ pub use rest::RestError;
 /// the cause three sources down. The URL is never part of it (no secret is
 /// in a Snyk URL, but the message stays short), only its host.
 pub fn describe_transport(e: &reqwest::Error) -> String {
+    describe_transport_to(e, "Snyk", "snyk.api_url")
+}
+
+/// [`describe_transport`] for any server: `server` names it when the error
+/// has no URL, `setting` is the key to check when its name does not resolve.
+pub(crate) fn describe_transport_to(e: &reqwest::Error, server: &str, setting: &str) -> String {
     let host = e
         .url()
         .and_then(|u| {
@@ -22,7 +28,7 @@ pub fn describe_transport(e: &reqwest::Error) -> String {
                 None => h.to_string(),
             })
         })
-        .unwrap_or_else(|| "Snyk".into());
+        .unwrap_or_else(|| server.into());
     let mut chain = Vec::new();
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cur {
@@ -37,9 +43,7 @@ pub fn describe_transport(e: &reqwest::Error) -> String {
         || all.contains("name or service not known")
         || all.contains("no address associated")
     {
-        format!(
-            "cannot resolve {name_only} ({innermost}): check the host name (snyk.api_url) and DNS"
-        )
+        format!("cannot resolve {name_only} ({innermost}): check the host name ({setting}) and DNS")
     } else if all.contains("connection refused") {
         format!("{host} refused the connection")
     } else if e.is_timeout() {

@@ -139,7 +139,10 @@ fn the_deb_on_a_booted_systemd_252_serves_clients_reloads_and_removes_cleanly() 
     m.ok("systemctl reload snykey.service");
     wait_for("the agent's reload lines in the journal", 20, || {
         let j = journal(&m);
+        // `snykey reload`'s own lines (ExecReload's stdout) name the file it
+        // read: the agent started without one (the package installs none).
         if j.contains("reload request: configuration reloaded")
+            && j.contains("configuration reloaded from /etc/snykey/config.toml")
             && j.contains("applied: server.log_level")
             && j.contains("log filter is now \"debug\"")
         {
@@ -257,8 +260,18 @@ fn the_deb_on_a_booted_systemd_252_serves_clients_reloads_and_removes_cleanly() 
 
     // Removed: nothing runs, no unit is left, no link dangles.
     m.ok("DEBIAN_FRONTEND=noninteractive apt-get remove -y snykey");
-    let units = m.ok("systemctl list-units --all --no-legend --plain 'snykey*'");
-    assert!(units.trim().is_empty(), "units left after remove: {units}");
+    // systemd drops a unit whose file is gone once nothing references it,
+    // from its event loop: right after the postrm's daemon-reload and
+    // reset-failed it may still list it ("not-found inactive dead") for a
+    // moment (seen 2 runs in 5). A unit still listed after 10 s is a failure.
+    wait_for("no snykey unit left after apt-get remove", 10, || {
+        let units = m.ok("systemctl list-units --all --no-legend --plain 'snykey*'");
+        if units.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(format!("units left after remove: {units}"))
+        }
+    });
     let links =
         m.ok("find /etc/systemd /usr/lib/systemd -xtype l; find /etc/systemd -name 'snykey*'");
     assert!(links.trim().is_empty(), "left after remove: {links}");

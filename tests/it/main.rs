@@ -20,6 +20,7 @@ mod fleet;
 mod guarantees;
 mod helper;
 mod host;
+mod install;
 mod journal;
 mod login;
 mod operator;

@@ -60,6 +60,7 @@ fn status_and_ready_say_store_unreachable_when_openbao_is_down() {
     assert_eq!(listed(&agent), vec![("odown/cdown".into(), "ok".into())]);
     let token = agent.token("odown", "cdown");
 
+    let bao_addr = bao.url().trim_start_matches("http://").to_string();
     bao.kill();
     for args in [&["status"][..], &["status", "--json"]] {
         let out = agent.cli(args, None);
@@ -68,6 +69,18 @@ fn status_and_ready_say_store_unreachable_when_openbao_is_down() {
             stderr(&out).contains("store unreachable") && stderr(&out).contains("OpenBao"),
             "{}",
             stderr(&out)
+        );
+        // Where and why, and what to run next (not `snykey status` again).
+        let e = stderr(&out);
+        assert!(
+            e.contains(&format!(
+                "cannot reach OpenBao: {bao_addr} refused the connection"
+            )),
+            "{e}"
+        );
+        assert!(
+            e.contains("snykey doctor") && !e.contains("`snykey status` shows"),
+            "{e}"
         );
         // Nothing on stdout that could be read as "no credentials".
         assert!(stdout(&out).trim().is_empty(), "{}", stdout(&out));
@@ -389,6 +402,13 @@ fn a_put_while_snyk_is_unreachable_is_pending_until_the_first_grant() {
     assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("stored opend/cpend") && stderr(&out).contains("pending"),
+        "{}",
+        stderr(&out)
+    );
+    // One piece of advice, not the generic one and then its own.
+    assert_eq!(
+        stderr(&out).matches("snykey status").count(),
+        1,
         "{}",
         stderr(&out)
     );

@@ -109,11 +109,16 @@ async fn stored_but_pending(
     if !pending {
         return e.into();
     }
+    // The agent's own words, without the generic advice `report` adds:
+    // what to do next follows here.
+    let why = match &e {
+        snykey::client::ClientError::Api { error, .. } => error.trim_end_matches('.').to_string(),
+        other => other.to_string(),
+    };
     Failure::Local {
         exit: e.exit_code(),
         message: format!(
-            "stored {org_id}/{client_id}, but its first access token could not be minted: {}; its state is pending: the agent retries by itself (`snykey status` shows it; `snykey-helper` answers once a token is minted)",
-            e.report()
+            "stored {org_id}/{client_id}, but its first access token could not be minted: {why}; its state is pending: the agent retries by itself (`snykey status` shows it; `snykey-helper` answers once a token is minted)"
         ),
     }
 }

@@ -59,6 +59,17 @@ pub(super) fn map_err(e: ClientError) -> StoreError {
         ClientError::APIError { code, errors } => {
             StoreError::Unavailable(format!("OpenBao answered {code}: {}", error_text(&errors)))
         }
+        // No answer: say where and why (refused, no such host, TLS, a
+        // timeout), not only rustify's "Error sending HTTP request".
+        ClientError::RestClientError {
+            source: rustify::errors::ClientError::RequestError { source, .. },
+        } => {
+            let why = match source.downcast_ref::<reqwest::Error>() {
+                Some(e) => crate::snyk::describe_transport_to(e, "OpenBao", "store.addr"),
+                None => format!("{source:#}"),
+            };
+            StoreError::Unavailable(format!("cannot reach OpenBao: {why}"))
+        }
         ClientError::RestClientError { source } => {
             StoreError::Unavailable(format!("cannot reach OpenBao: {source}"))
         }
@@ -153,5 +164,33 @@ mod tests {
             theirs.to_string().contains("OpenBao answered 403"),
             "{theirs}"
         );
+    }
+
+    /// OpenBao down: the message names the address and the reason, not only
+    /// rustify's "Error sending HTTP request" (what `snykey status` and
+    /// `/v1/ready` showed when OpenBao was not running).
+    #[tokio::test]
+    async fn an_unreachable_openbao_is_named_with_its_address_and_the_reason() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let url = format!("http://{addr}/v1/sys/health");
+        let e = reqwest::Client::new().get(&url).send().await.unwrap_err();
+        let mapped = map_err(ClientError::RestClientError {
+            source: rustify::errors::ClientError::RequestError {
+                source: e.into(),
+                url,
+                method: "GET".into(),
+            },
+        });
+        let text = mapped.to_string();
+        assert!(matches!(mapped, StoreError::Unavailable(_)), "{mapped:?}");
+        assert!(
+            text.contains(&format!(
+                "cannot reach OpenBao: {addr} refused the connection"
+            )),
+            "{text}"
+        );
+        assert!(!text.contains("/v1/sys/health"), "{text}");
     }
 }
