@@ -27,6 +27,7 @@ mod publish;
 mod refresh;
 mod rotation;
 mod service_accounts;
+mod snapshot;
 mod snyk_cli;
 mod store;
 mod truth;
