@@ -7,10 +7,8 @@ use crate::api::socket::Bound;
 use crate::api::{AppState, serve};
 use crate::broker::journal::Journal;
 use crate::broker::{Broker, BrokerParts, Settings};
-use crate::cache::TokenCache;
-use crate::cache::memory::MemoryCache;
 use crate::clock::SystemClock;
-use crate::config::{CacheBackend, Config, StoreBackend};
+use crate::config::{Config, StoreBackend};
 use crate::reload::{Origin, Reloader};
 use crate::snyk::SnykOAuth;
 use crate::store::file::FileStore;
@@ -86,30 +84,6 @@ async fn open_store(
     }
 }
 
-/// The token cache, and the memory cache itself when it is the one (its
-/// snapshot is written from it).
-async fn open_cache(
-    cfg: &Config,
-) -> Result<(Arc<dyn TokenCache>, Option<Arc<MemoryCache>>), String> {
-    match cfg.cache.backend {
-        CacheBackend::Memory => {
-            let memory = Arc::new(MemoryCache::new());
-            Ok((Arc::clone(&memory) as Arc<dyn TokenCache>, Some(memory)))
-        }
-        CacheBackend::Redis => {
-            let url = cfg.cache.connection_url();
-            let cache = crate::cache::redis::RedisCache::connect(
-                url.secret(),
-                &cfg.cache.key_prefix,
-                format!("redis {url}"),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            Ok((Arc::new(cache), None))
-        }
-    }
-}
-
 /// A broker not yet started, with what the last run's snapshot saved and
 /// the keeper of this run's (`cache.snapshot`).
 struct Built {
@@ -127,7 +101,7 @@ async fn build_broker(cfg: &Config, shutdown_rx: &watch::Receiver<bool>) -> Resu
     let (store, shelf) = open_store(cfg, shutdown_rx).await?;
     let (store_checks_versions, store_locked) =
         (store.checks_versions(), store.locked_to_this_agent());
-    let (cache, memory) = open_cache(cfg).await?;
+    let (cache, memory) = crate::wiring::open_cache(cfg).await?;
     let (saved, snapshot) = crate::wiring::token_snapshot(cfg, memory.as_ref(), &*store);
     let snyk = SnykOAuth::new(&cfg.snyk.api_url, cfg.snyk.timeout).map_err(http_client_error)?;
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);

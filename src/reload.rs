@@ -240,7 +240,10 @@ mod tests {
             ("snyk.app_url", "https://app.snyk.io"),
             ("store.path", "/tmp/snykey-test/credentials.json"),
             ("store.journal_dir", "/tmp/snykey-test/journal"),
-            ("cache.snapshot_path", "/tmp/snykey-test/access-tokens.snapshot"),
+            (
+                "cache.snapshot_path",
+                "/tmp/snykey-test/access-tokens.snapshot",
+            ),
             ("store.token", "s.base-token"),
             ("publish.mount", "kv"),
         ]

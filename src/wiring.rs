@@ -62,6 +62,33 @@ impl From<&PublishConfig> for PublishSettings {
     }
 }
 
+/// The token cache, and the memory cache itself when it is the one (its
+/// snapshot is written from it).
+pub(crate) async fn open_cache(
+    cfg: &Config,
+) -> Result<(Arc<dyn crate::cache::TokenCache>, Option<Arc<MemoryCache>>), String> {
+    match cfg.cache.backend {
+        crate::config::CacheBackend::Memory => {
+            let memory = Arc::new(MemoryCache::new());
+            Ok((
+                Arc::clone(&memory) as Arc<dyn crate::cache::TokenCache>,
+                Some(memory),
+            ))
+        }
+        crate::config::CacheBackend::Redis => {
+            let url = cfg.cache.connection_url();
+            let cache = crate::cache::redis::RedisCache::connect(
+                url.secret(),
+                &cfg.cache.key_prefix,
+                format!("redis {url}"),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok((Arc::new(cache), None))
+        }
+    }
+}
+
 /// `cache.snapshot`: the tokens the last run saved (for [`crate::broker::Broker::start`]
 /// to take back) and the keeper that saves this run's, when the snapshot is
 /// used: on, with the memory cache (`memory`), on a store that keeps
@@ -82,9 +109,13 @@ pub(crate) fn token_snapshot(
                 );
             }
             match snapshot::remove(path) {
-                Ok(true) => tracing::info!(path = %path.display(), "removed the token snapshot of an earlier run (not used now)"),
+                Ok(true) => {
+                    tracing::info!(path = %path.display(), "removed the token snapshot of an earlier run (not used now)")
+                }
                 Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot remove the token snapshot of an earlier run"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot remove the token snapshot of an earlier run")
+                }
             }
             return (Vec::new(), None);
         }

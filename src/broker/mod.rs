@@ -524,7 +524,10 @@ impl Broker {
         }
         st.expires_at = Some(t.expires_at);
         if st.lifetime.is_none() {
-            st.lifetime = Some(t.lifetime().unwrap_or_else(|| t.remaining(self.clock.now())));
+            st.lifetime = Some(
+                t.lifetime()
+                    .unwrap_or_else(|| t.remaining(self.clock.now())),
+            );
         }
         drop(st);
         self.plan(slot, t);

@@ -188,11 +188,7 @@ pub(super) fn snapshot(
         ));
     }
     if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&c.snapshot_interval) {
-        return Err(src.err(
-            "cache",
-            "snapshot_interval",
-            "must be between 1s and 1h",
-        ));
+        return Err(src.err("cache", "snapshot_interval", "must be between 1s and 1h"));
     }
     Ok(())
 }

@@ -117,7 +117,12 @@ fn a_put_login_or_delete_while_the_agent_is_stopped_is_never_undone_by_its_snaps
     let fake = FakeSnyk::start();
     fake.set_expires_in(3600);
     let bao = Bao::dev();
-    let keys = [("os", "ckeep"), ("os", "cput"), ("os", "clogin"), ("os", "cdel")];
+    let keys = [
+        ("os", "ckeep"),
+        ("os", "cput"),
+        ("os", "clogin"),
+        ("os", "cdel"),
+    ];
     let mut a = bao_env(&fake, &bao);
     let agent = a.start();
     for (org, client) in keys {
@@ -197,7 +202,10 @@ fn a_sigkill_loses_at_most_the_last_interval_and_nothing_else() {
     assert!(fake.grants() <= grants + 1, "at most k4 is minted again");
     assert!(fake.access_token_valid(&agent.token("ok", "k4")));
     let log = agent.stop_and_log();
-    assert!(!log.contains("ERROR") && !log.contains("snapshot is ignored"), "{log}");
+    assert!(
+        !log.contains("ERROR") && !log.contains("snapshot is ignored"),
+        "{log}"
+    );
     assert_eq!(fake.replays(), 0);
 }
 

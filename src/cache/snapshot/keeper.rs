@@ -44,7 +44,10 @@ impl Keeper {
 
     /// The periodic writer, until shutdown (the last write is
     /// [`Keeper::write_if_changed`] after the grants in flight landed).
-    pub fn spawn(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn(
+        self: &Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         let keeper = Arc::clone(self);
         tokio::spawn(async move {
             loop {

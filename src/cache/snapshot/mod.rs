@@ -205,7 +205,11 @@ fn read_private(path: &Path) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, Stri
     {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("it cannot be opened ({e}; a symlink is not followed)")),
+        Err(e) => {
+            return Err(format!(
+                "it cannot be opened ({e}; a symlink is not followed)"
+            ));
+        }
     };
     crate::dirs::check_private_dir(dir, "the token snapshot's directory", "cache.snapshot_path")?;
     let meta = file

@@ -116,18 +116,19 @@ fn a_snapshot_round_trips_private_and_without_expired_tokens() {
 #[test]
 fn no_snapshot_is_no_error() {
     let dir = private_dir();
-    assert!(
-        read(&dir.path().join("none"), &origin())
-            .unwrap()
-            .is_none()
-    );
+    assert!(read(&dir.path().join("none"), &origin()).unwrap().is_none());
 }
 
 #[test]
 fn a_snapshot_others_may_read_or_write_is_never_trusted() {
     let dir = private_dir();
     let path = dir.path().join("s");
-    write(&path, &origin(), &[saved("c1", "at-one", Duration::from_secs(3600), 1)]).unwrap();
+    write(
+        &path,
+        &origin(),
+        &[saved("c1", "at-one", Duration::from_secs(3600), 1)],
+    )
+    .unwrap();
     for mode in [0o640, 0o604, 0o622, 0o666] {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         let e = read(&path, &origin()).unwrap_err();
@@ -142,7 +143,12 @@ fn a_snapshot_others_may_read_or_write_is_never_trusted() {
 fn a_snapshot_in_a_directory_others_can_write_to_is_not_read() {
     let dir = private_dir();
     let path = dir.path().join("s");
-    write(&path, &origin(), &[saved("c1", "at-one", Duration::from_secs(3600), 1)]).unwrap();
+    write(
+        &path,
+        &origin(),
+        &[saved("c1", "at-one", Duration::from_secs(3600), 1)],
+    )
+    .unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let e = read(&path, &origin()).unwrap_err();
     assert!(e.contains("writable"), "{e}");
@@ -152,7 +158,12 @@ fn a_snapshot_in_a_directory_others_can_write_to_is_not_read() {
 fn a_symlink_is_not_followed() {
     let dir = private_dir();
     let real = dir.path().join("real");
-    write(&real, &origin(), &[saved("c1", "at-one", Duration::from_secs(3600), 1)]).unwrap();
+    write(
+        &real,
+        &origin(),
+        &[saved("c1", "at-one", Duration::from_secs(3600), 1)],
+    )
+    .unwrap();
     let link = dir.path().join("link");
     std::os::unix::fs::symlink(&real, &link).unwrap();
     assert!(read(&link, &origin()).is_err());
@@ -197,8 +208,14 @@ fn garbage_and_foreign_snapshots_are_ignored_without_quoting_them() {
 fn entries_with_invalid_ids_are_left_out() {
     let dir = private_dir();
     let path = dir.path().join("s");
-    write(&path, &origin(), &[saved("c1", "at-one", Duration::from_secs(3600), 1)]).unwrap();
-    let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    write(
+        &path,
+        &origin(),
+        &[saved("c1", "at-one", Duration::from_secs(3600), 1)],
+    )
+    .unwrap();
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     let mut bad = doc["tokens"][0].clone();
     bad["client_id"] = "../../etc".into();
     doc["tokens"].as_array_mut().unwrap().push(bad);
