@@ -277,7 +277,9 @@ section! {
             /// than `refresh.min_validity` left; a `put`, login or delete in between
             /// moves the generation, so its token is minted again. Without it every
             /// restart mints a new token for every credential (one grant each, a
-            /// rotation of each refresh token). Not used with `backend = "redis"`,
+            /// rotation of each refresh token). On by default: the file holds nothing
+            /// the agent would not hand out itself until the tokens expire, beside
+            /// the store or journal that hold refresh tokens. Not used with `backend = "redis"`,
             /// whose tokens outlive the agent anyway, nor with `store.kv_version = 1`,
             /// which keeps no generation across a delete; a snapshot left from a run
             /// that used it is removed then.

@@ -267,3 +267,24 @@ async fn the_keeper_writes_only_when_the_cache_changed() {
     keeper.write_if_changed().await;
     assert!(!path.exists(), "unchanged since the last write: {before:?}");
 }
+
+#[test]
+fn a_snapshot_of_another_user_is_never_trusted() {
+    let dir = private_dir();
+    let path = dir.path().join("s");
+    write(
+        &path,
+        &origin(),
+        &[saved("c1", "at-one", Duration::from_secs(3600), 1)],
+    )
+    .unwrap();
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::chown(c.as_ptr(), 4242, 4242) } != 0 {
+        // Only root can give a file away; as anyone else, our own must pass.
+        assert_eq!(read(&path, &origin()).unwrap().unwrap().len(), 1);
+        return;
+    }
+    let e = read(&path, &origin()).unwrap_err();
+    assert!(e.contains("uid 4242"), "{e}");
+}
