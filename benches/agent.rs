@@ -19,6 +19,9 @@
 //!    real OpenBao and one real Redis: Snyk grants per credential per token
 //!    lifetime, store reads and writes per refresh, Redis commands/s, each
 //!    agent's RSS and CPU, one agent's cache-hit throughput meanwhile.
+//! 9. (`restart`, issue 26) a restart with 10 000 credentials on the memory
+//!    cache, with and without its snapshot: grants after it, time to ready,
+//!    RSS; the cost of one snapshot write.
 
 #[path = "../tests/it/support/bao.rs"]
 mod bao;
@@ -53,18 +56,26 @@ struct Scale {
 struct Agent {
     child: Child,
     socket: PathBuf,
+    /// `snykey serve --config FILE` and its environment, to start it again.
+    cmd: Command,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Agent {
+impl Agent {
     /// SIGTERM, and the agent must exit 0: a benchmark run over an agent
     /// that crashed or failed to stop cleanly is no result. (Not checked
-    /// while a panic unwinds: that one is already the failure.)
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+    /// while a panic unwinds: that one is already the failure.) How long it
+    /// took to exit.
+    fn stop(&mut self) -> Duration {
+        let t = Instant::now();
+        // Never signal a pid this process already reaped (it may be reused).
+        if let Ok(None) = self.child.try_wait() {
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        }
         let status = self.child.wait();
+        let took = t.elapsed();
         if std::thread::panicking() {
-            return;
+            return took;
         }
         let ok = status.as_ref().is_ok_and(|s| s.success());
         assert!(
@@ -72,6 +83,48 @@ impl Drop for Agent {
             "the agent exited with {status:?}; its log (warn level):\n{}",
             std::fs::read_to_string(self._dir.path().join("agent.log")).unwrap_or_default()
         );
+        took
+    }
+
+    /// Stops the agent (as [`Agent::stop`]) and starts it again on the same
+    /// directory: (time to exit, time from start to ready).
+    fn restart(&mut self) -> (Duration, Duration) {
+        let stopped = self.stop();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self._dir.path().join("agent.log"))
+            .unwrap();
+        let started = Instant::now();
+        self.child = self.cmd.stderr(log).spawn().unwrap();
+        wait_ready(&self.socket, &mut self.child, self._dir.path(), started);
+        (stopped, started.elapsed())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Polls until the socket answers `/v1/ready` with 200 (store loaded,
+/// journal replayed); panics with the log if the agent exits first.
+fn wait_ready(socket: &Path, child: &mut Child, dir: &Path, started: Instant) {
+    loop {
+        if let Ok((200, _)) = get(socket, "/v1/ready") {
+            break;
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!(
+                "the agent exited with {st} before it was ready; its log:\n{}",
+                std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default()
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the agent did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -121,37 +174,19 @@ fn start_agent_with(
         // never the machine's default state directory.
         cmd.env("SNYKEY_STORE_JOURNAL_DIR", dir.path().join("state/journal"));
     }
-    let mut child = cmd
-        .env("CONFIGURATION_DIRECTORY", dir.path().join("etc"))
+    cmd.env("CONFIGURATION_DIRECTORY", dir.path().join("etc"))
         .args(["serve", "--config"])
         .arg(&cfg)
         .env("SNYKEY_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    // Ready: the socket answers /v1/ready with 200 (store loaded, journal replayed).
-    loop {
-        if let Ok((200, _)) = get(&socket, "/v1/ready") {
-            break;
-        }
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!(
-                "the agent exited with {st} before it was ready; its log:\n{}",
-                std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default()
-            );
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "the agent did not become ready"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+        .stdout(Stdio::null());
+    let mut child = cmd.stderr(log).spawn().unwrap();
+    wait_ready(&socket, &mut child, dir.path(), started);
     let ready = started.elapsed();
     (
         Agent {
             child,
             socket,
+            cmd,
             _dir: dir,
         },
         ready,
@@ -700,15 +735,9 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
-/// Figures 4 and 5, with access tokens of `token_len` characters (0: the
-/// fake's default 43; Snyk's own are JWTs of about a kilobyte).
-fn many_credentials(fake: &FakeSnyk, scale: &Scale, token_len: usize, out: &mut Vec<String>) {
-    let n = scale.creds;
-    fake.set_access_token_len(token_len);
-    let tokens = match token_len {
-        0 => "43-byte tokens".to_string(),
-        l => format!("{l}-byte tokens"),
-    };
+/// A file store's document with `n` `oauth_app` credentials
+/// `org-many/cNNNNN`, each with a live refresh token at the fake.
+fn many_store(fake: &FakeSnyk, n: usize) -> String {
     let mut doc = serde_json::Map::new();
     let mut clients = serde_json::Map::new();
     for i in 0..n {
@@ -720,28 +749,30 @@ fn many_credentials(fake: &FakeSnyk, scale: &Scale, token_len: usize, out: &mut 
         );
     }
     doc.insert("org-many".into(), serde_json::Value::Object(clients));
-    let text = serde_json::json!({ "credentials": doc }).to_string();
-    fake.set_expires_in(3600);
-    let (agent, ready) = start_agent(fake, "", |store| {
-        std::fs::write(store, &text).unwrap();
+    serde_json::json!({ "credentials": doc }).to_string()
+}
+
+/// Starts an agent on a file store holding `text` ([`many_store`]).
+fn start_on_store(fake: &FakeSnyk, text: &str, extra: &str) -> (Agent, Duration) {
+    start_agent(fake, extra, |store| {
+        std::fs::write(store, text).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(store, std::fs::Permissions::from_mode(0o600)).unwrap();
-    });
-    out.push(format!(
-        "| cold start to ready, {n} credentials in the file store ({tokens}) | {:.0} ms | < 1 s |",
-        ready.as_secs_f64() * 1000.0
-    ));
-    // Wait until every credential holds a token (the start-up refreshes are spread over ≤ 30 s).
+    })
+}
+
+/// Waits until the agent's count of successful refreshes reaches `n`; how long that took.
+fn wait_refreshed(socket: &Path, n: usize) -> Duration {
     let t = Instant::now();
     loop {
-        let (_, body) = get(&agent.socket, "/metrics").unwrap();
+        let (_, body) = get(socket, "/metrics").unwrap();
         let done = body
             .lines()
             .find_map(|l| l.strip_prefix("snykey_refreshes_total{result=\"ok\"} "))
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(0);
         if done >= n {
-            break;
+            return t.elapsed();
         }
         assert!(
             t.elapsed() < Duration::from_secs(900),
@@ -749,9 +780,29 @@ fn many_credentials(fake: &FakeSnyk, scale: &Scale, token_len: usize, out: &mut 
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Figures 4 and 5, with access tokens of `token_len` characters (0: the
+/// fake's default 43; Snyk's own are JWTs of about a kilobyte).
+fn many_credentials(fake: &FakeSnyk, scale: &Scale, token_len: usize, out: &mut Vec<String>) {
+    let n = scale.creds;
+    fake.set_access_token_len(token_len);
+    let tokens = match token_len {
+        0 => "43-byte tokens".to_string(),
+        l => format!("{l}-byte tokens"),
+    };
+    let text = many_store(fake, n);
+    fake.set_expires_in(3600);
+    let (agent, ready) = start_on_store(fake, &text, "");
+    out.push(format!(
+        "| cold start to ready, {n} credentials in the file store ({tokens}) | {:.0} ms | < 1 s |",
+        ready.as_secs_f64() * 1000.0
+    ));
+    // Wait until every credential holds a token (the start-up refreshes are spread over ≤ 30 s).
+    let took = wait_refreshed(&agent.socket, n);
     out.push(format!(
         "| start-up refresh of all {n} credentials (spread over ≤ 30 s, 16 at a time; {tokens}) | {:.1} s after ready | (no goal) |",
-        t.elapsed().as_secs_f64()
+        took.as_secs_f64()
     ));
     let pid = agent.child.id();
     std::thread::sleep(Duration::from_millis(500));
@@ -768,6 +819,127 @@ fn many_credentials(fake: &FakeSnyk, scale: &Scale, token_len: usize, out: &mut 
         scale.idle_secs,
         rss as f64 / 1024.0
     ));
+}
+
+/// Every credential's state is `ok` (it holds a token): how long after
+/// `since` that was seen.
+fn wait_all_ok(socket: &Path, n: usize, since: Instant) -> Duration {
+    loop {
+        let (_, body) = get(socket, "/v1/credentials").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let ok = v["credentials"]
+            .as_array()
+            .map_or(0, |a| a.iter().filter(|c| c["state"] == "ok").count());
+        if ok >= n {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(900),
+            "only {ok} of {n} ok"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Issue 26 part 1: a restart of an agent holding `n` credentials on the
+/// memory cache, with its snapshot (the default) and without: grants after
+/// the restart, time to ready and until every credential holds a token, RSS
+/// after the idle window; and what one write of the snapshot costs.
+fn restart(fake: &FakeSnyk, scale: &Scale, out: &mut Vec<String>) {
+    let n = scale.creds;
+    fake.set_access_token_len(0);
+    fake.set_expires_in(3600);
+    let text = many_store(fake, n);
+    let (mut agent, _) = start_on_store(fake, &text, "");
+    wait_refreshed(&agent.socket, n);
+    std::thread::sleep(Duration::from_secs_f64(scale.idle_secs));
+    let rss_before = rss_kib(agent.child.id());
+    let snapshot = agent._dir.path().join("state/access-tokens.snapshot");
+
+    // With the snapshot: every token taken back, no grant.
+    let grants = fake.grants();
+    let (stopped, ready) = agent.restart();
+    let size = std::fs::metadata(&snapshot).map_or(0, |m| m.len());
+    let served = wait_all_ok(&agent.socket, n, Instant::now() - ready);
+    // Past the start-up spread (2 ms per credential, at most 30 s): any
+    // credential not taken back would have been refreshed by then.
+    let spread = Duration::from_millis(2 * n as u64).min(Duration::from_secs(30));
+    std::thread::sleep(spread + Duration::from_secs(2));
+    let after = fake.grants() - grants;
+    assert_eq!(after, 0, "grants after a restart with every token valid");
+    std::thread::sleep(Duration::from_secs_f64(scale.idle_secs));
+    let rss_after = rss_kib(agent.child.id());
+    out.push(format!(
+        "| restart with {n} credentials (43-byte tokens), `cache.snapshot` on (default): grants after the restart; stop (SIGTERM to exit, final snapshot write); start to ready; start until every credential holds a token | **{after} grants**; stop {:.0} ms; ready {:.0} ms; all {n} `ok` {:.0} ms | 0 grants; ready < 1 s |",
+        stopped.as_secs_f64() * 1000.0,
+        ready.as_secs_f64() * 1000.0,
+        served.as_secs_f64() * 1000.0
+    ));
+    out.push(format!(
+        "| same: RSS at the end of the idle window ({:.0} s) before the restart, and after it | {:.1} MiB before, {:.1} MiB after; snapshot file {:.2} MiB | as before (≤ 40 MB) |",
+        scale.idle_secs,
+        rss_before as f64 / 1024.0,
+        rss_after as f64 / 1024.0,
+        size as f64 / 1048576.0
+    ));
+
+    // Without it (what every restart cost before): every credential minted again.
+    let cfg = agent._dir.path().join("c.toml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("\n[cache]\nsnapshot = false\n");
+    std::fs::write(&cfg, text).unwrap();
+    let grants = fake.grants();
+    let (_, ready) = agent.restart();
+    let refreshed = wait_refreshed(&agent.socket, n);
+    out.push(format!(
+        "| same restart with `cache.snapshot = false` | {} grants, all done {:.1} s after ready ({:.0} ms) | (the cost the snapshot removes) |",
+        fake.grants() - grants,
+        refreshed.as_secs_f64(),
+        ready.as_secs_f64() * 1000.0
+    ));
+    drop(agent);
+    snapshot_write_cost(n, out);
+}
+
+/// One write of the snapshot of `n` tokens (43 bytes, and 1 KiB): encode,
+/// write, fsync, rename, fsync of the directory, as the agent does every
+/// `cache.snapshot_interval` while tokens change.
+fn snapshot_write_cost(n: usize, out: &mut Vec<String>) {
+    use snykey::cache::CachedToken;
+    use snykey::cache::snapshot::{Origin, Saved, write};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access-tokens.snapshot");
+    let origin = Origin {
+        store: "file /var/lib/snykey/credentials.json".into(),
+        api_url: "https://api.snyk.io".into(),
+    };
+    for len in [43, 1024] {
+        let now = std::time::SystemTime::now();
+        let tokens: Vec<Saved> = (0..n)
+            .map(|i| Saved {
+                key: snykey::credential::CredKey::parse("org-many", &format!("c{i:05}")).unwrap(),
+                token: CachedToken {
+                    access_token: snykey::secret::Secret::new(format!("{i:0len$}")),
+                    expires_at: now + Duration::from_secs(3600),
+                    issued_at: Some(now),
+                },
+                generation: 3,
+            })
+            .collect();
+        let mut times: Vec<f64> = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                write(&path, &origin, &tokens).unwrap();
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        let size = std::fs::metadata(&path).unwrap().len();
+        out.push(format!(
+            "| one snapshot write, {n} {len}-byte tokens (median of 5) | {:.1} ms, {:.2} MiB | (no goal) |",
+            median(&mut times),
+            size as f64 / 1048576.0
+        ));
+    }
 }
 
 /// OpenBao audit log entries for KV v2 data: (reads, writes) of answered requests.
@@ -981,7 +1153,7 @@ fn main() {
         "|---|---|---|".into(),
     ];
     // `cargo bench --bench agent -- helper memory` runs only the named groups
-    // (helper, throughput, access, claim, memory); no names: all of them.
+    // (helper, throughput, access, claim, restart, memory); no names: all of them.
     // The smoke run ignores names: under `cargo test FILTER` they are test
     // filters meant for other targets, and the smoke must still run whole.
     let words: Vec<String> = std::env::args()
@@ -1014,6 +1186,9 @@ fn main() {
     // tiny smoke in `cargo test`.
     if only.iter().any(|o| o == "fleet") || (scale.smoke && only.is_empty()) {
         fleet(&fake, &scale, &mut out);
+    }
+    if wanted("restart") {
+        restart(&fake, &scale, &mut out);
     }
     if wanted("memory") {
         many_credentials(&fake, &scale, 0, &mut out);

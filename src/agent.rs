@@ -7,10 +7,8 @@ use crate::api::socket::Bound;
 use crate::api::{AppState, serve};
 use crate::broker::journal::Journal;
 use crate::broker::{Broker, BrokerParts, Settings};
-use crate::cache::TokenCache;
-use crate::cache::memory::MemoryCache;
 use crate::clock::SystemClock;
-use crate::config::{CacheBackend, Config, StoreBackend};
+use crate::config::{Config, StoreBackend};
 use crate::reload::{Origin, Reloader};
 use crate::snyk::SnykOAuth;
 use crate::store::file::FileStore;
@@ -86,42 +84,31 @@ async fn open_store(
     }
 }
 
-async fn open_cache(cfg: &Config) -> Result<Arc<dyn TokenCache>, String> {
-    match cfg.cache.backend {
-        CacheBackend::Memory => Ok(Arc::new(MemoryCache::new())),
-        CacheBackend::Redis => {
-            let url = cfg.cache.connection_url();
-            let cache = crate::cache::redis::RedisCache::connect(
-                url.secret(),
-                &cfg.cache.key_prefix,
-                format!("redis {url}"),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            Ok(Arc::new(cache))
-        }
-    }
+/// A broker not yet started, with what the last run's snapshot saved and
+/// the keeper of this run's (`cache.snapshot`).
+struct Built {
+    broker: Arc<Broker>,
+    saved: Vec<crate::cache::snapshot::Saved>,
+    snapshot: Option<Arc<crate::cache::snapshot::Keeper>>,
 }
 
 /// The store, the cache and the Snyk clients, put together as the broker
 /// (not yet started: [`Broker::start`] replays the journal).
-async fn build_broker(
-    cfg: &Config,
-    shutdown_rx: &watch::Receiver<bool>,
-) -> Result<Arc<Broker>, String> {
+async fn build_broker(cfg: &Config, shutdown_rx: &watch::Receiver<bool>) -> Result<Built, String> {
     // The journal first: a second agent on its directory is refused before
     // it touches the store.
     let journal = Journal::open(&cfg.store.journal_dir)?;
     let (store, shelf) = open_store(cfg, shutdown_rx).await?;
     let (store_checks_versions, store_locked) =
         (store.checks_versions(), store.locked_to_this_agent());
-    let cache = open_cache(cfg).await?;
+    let (cache, memory) = crate::wiring::open_cache(cfg).await?;
+    let (saved, snapshot) = crate::wiring::token_snapshot(cfg, memory.as_ref(), &*store);
     let snyk = SnykOAuth::new(&cfg.snyk.api_url, cfg.snyk.timeout).map_err(http_client_error)?;
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
     let publisher = shelf.map(|shelf| {
         crate::broker::publish::Publisher::new(shelf, (&cfg.publish).into(), Arc::clone(&clock))
     });
-    Ok(Broker::new(BrokerParts {
+    let broker = Broker::new(BrokerParts {
         store,
         cache,
         snyk,
@@ -151,7 +138,12 @@ async fn build_broker(
             &cfg.server.redirect_uri,
             cfg.server.login_timeout,
         ),
-    }))
+    });
+    Ok(Built {
+        broker,
+        saved,
+        snapshot,
+    })
 }
 
 /// reqwest's own message is only "builder error": the causes it wraps say
@@ -228,12 +220,16 @@ pub async fn run(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // One crypto provider for every TLS client in the process (reqwest, redis, vaultrs).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let broker = build_broker(&cfg, &shutdown_rx)
+    let Built {
+        broker,
+        saved,
+        snapshot,
+    } = build_broker(&cfg, &shutdown_rx)
         .await
         .map_err(StartError::Setup)?;
     // The journal is replayed and the store loaded before anything is served.
     let loaded = broker
-        .start()
+        .start(saved)
         .await
         .map_err(|e| StartError::Setup(format!("start-up failed: {e}")))?;
     let (store_desc, cache_desc) = broker.describe_backends();
@@ -280,6 +276,7 @@ pub async fn run(
         shutdown_tx,
     ));
     let watchdog = spawn_watchdog(&notifier, &broker);
+    let snapshots = snapshot.as_ref().map(|k| k.spawn(shutdown_rx.clone()));
 
     let metrics_server = start_metrics(&cfg, &broker, &shutdown_rx)
         .await
@@ -302,6 +299,11 @@ pub async fn run(
         (bound.created, &bound.path),
     )
     .await;
+    // After the grants in flight landed: their tokens are in it.
+    if let (Some(keeper), Some(task)) = (snapshot, snapshots) {
+        let _ = task.await;
+        keeper.write_if_changed().await;
+    }
     tracing::info!("snykey agent stopped");
     Ok(())
 }

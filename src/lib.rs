@@ -22,7 +22,8 @@
 //! * [`snyk`] — Snyk's OAuth endpoints, with errors that say whether a refresh
 //!   token was consumed.
 //! * [`store`] — the `SecretStore` seam and its backends (file, OpenBao).
-//! * [`cache`] — the `TokenCache` seam (with the cross-agent refresh lock) and its backends.
+//! * [`cache`] — the `TokenCache` seam (with the cross-agent refresh lock) and its backends;
+//!   `cache::snapshot`, the memory cache's tokens kept across a restart.
 //! * [`broker`] — the heart: per-credential single flight, the rotation rule
 //!   (`broker::rotation`), and the recovery journal (`broker::journal`).
 //! * [`api`] — the HTTP/1.1 agent API on the Unix socket: routes, peer checks,

@@ -189,6 +189,9 @@ mod tests {
         ("cache.key_prefix", "other"),
         ("cache.username", "snykey"),
         ("cache.password_file", "PASSWORD_FILE"),
+        ("cache.snapshot", "false"),
+        ("cache.snapshot_interval", "30s"),
+        ("cache.snapshot_path", "/var/lib/snykey/other.snapshot"),
         ("store.backend", "openbao"),
         ("store.path", "/tmp/other/credentials.json"),
         ("store.journal_dir", "/tmp/other/journal"),
@@ -241,6 +244,10 @@ mod tests {
             ("snyk.app_url", "https://app.snyk.io"),
             ("store.path", "/tmp/snykey-test/credentials.json"),
             ("store.journal_dir", "/tmp/snykey-test/journal"),
+            (
+                "cache.snapshot_path",
+                "/tmp/snykey-test/access-tokens.snapshot",
+            ),
             ("store.token", "s.base-token"),
             ("publish.mount", "kv"),
         ]

@@ -449,8 +449,7 @@ impl Broker {
         match self.kept(&slot, &mut flight, issued.landing) {
             // Durable (the store, or the journal): published.
             Ok(_) => {
-                self.publish(&slot, token.clone()).await;
-                self.offer_published(&slot, flight.mem.generation, &token);
+                self.publish(&slot, flight.mem.generation, token).await;
                 Ok(())
             }
             // Held in memory only: the access token waits for the lander (I2).

@@ -15,6 +15,8 @@
 //!   [`service_accounts`], [`force`] (forced refresh).
 //! * [`publish`] — tokens published for jobs that cannot reach the socket
 //!   (`[publish]`), and the rule that orders them ([`publish::decide`]).
+//! * [`revive`] — start-up: the stored credentials, and the tokens of the
+//!   memory cache's snapshot taken back.
 //! * [`journal`], [`scheduler`]; [`error`] — [`BrokerError`].
 //!
 //! Its public methods take and return the domain's words
@@ -33,6 +35,7 @@ pub mod publish;
 mod refresh;
 mod region;
 pub(crate) mod register;
+mod revive;
 pub mod rotation;
 mod sa_token;
 mod schedule;
@@ -278,9 +281,14 @@ impl Broker {
         (self.store.describe(), self.cache.describe())
     }
 
-    /// Start-up: replay the recovery journal, then load every stored credential.
-    /// Nothing is served before this returns.
-    pub async fn start(self: &Arc<Self>) -> Result<usize, BrokerError> {
+    /// Start-up: replay the recovery journal, then load every stored
+    /// credential, taking back the tokens of `saved` (the memory cache's
+    /// snapshot) that the store still vouches for ([`revive`]). Nothing is
+    /// served before this returns.
+    pub async fn start(
+        self: &Arc<Self>,
+        saved: Vec<crate::cache::snapshot::Saved>,
+    ) -> Result<usize, BrokerError> {
         let entries = self.journal.read_all().map_err(BrokerError::NotDurable)?;
         for (key, entry) in entries {
             self.replay(&key, entry).await;
@@ -296,21 +304,11 @@ impl Broker {
         };
         let n = keys.len();
         self.require_cas_at_start(&keys).await;
-        for key in keys {
-            if self.existing_slot(&key).is_none() {
-                match self.store.get(&key).await {
-                    Ok(Some(v)) => {
-                        self.slot_for_record(&key, &v.record);
-                    }
-                    _ => {
-                        self.slot_or_insert(&key, Kind::OauthApp);
-                    }
-                }
-            }
-        }
+        self.load_records(keys, saved).await;
         // Schedule everything: a credential whose token is still valid in the
-        // shared cache is planned from that token (no needless grant); the
-        // others are refreshed now, spread over a short window.
+        // cache (shared, or revived from the snapshot) is planned from that
+        // token (no needless grant); the others are refreshed now, spread over
+        // a short window.
         let slots = self.snapshot();
         let spread = Duration::from_millis(2 * slots.len() as u64).min(Duration::from_secs(30));
         for slot in &slots {
@@ -562,7 +560,10 @@ impl Broker {
         }
         st.expires_at = Some(t.expires_at);
         if st.lifetime.is_none() {
-            st.lifetime = Some(t.remaining(self.clock.now()));
+            st.lifetime = Some(
+                t.lifetime()
+                    .unwrap_or_else(|| t.remaining(self.clock.now())),
+            );
         }
         drop(st);
         self.plan(slot, t);

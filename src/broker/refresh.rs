@@ -233,8 +233,8 @@ impl Broker {
             self.degraded(slot, "the rotated refresh token is in the recovery journal until the secret store takes it");
             self.spawn_lander(slot, flight);
         }
-        self.publish(slot, token.clone()).await;
-        self.offer_published(slot, flight.mem.generation, &token);
+        self.publish(slot, flight.mem.generation, token.clone())
+            .await;
         token
     }
 
@@ -448,8 +448,7 @@ impl Broker {
                     // Durable now: a held-back token may go out.
                     if let Some(t) = flight.held.take() {
                         if landing != Landing::Discarded {
-                            broker.publish(&slot, t.clone()).await;
-                            broker.offer_published(&slot, flight.mem.generation, &t);
+                            broker.publish(&slot, flight.mem.generation, t).await;
                         }
                     }
                 }
@@ -472,8 +471,10 @@ impl Broker {
         self.grants.spawn(lander.instrument(span));
     }
 
-    /// Hands a token to everyone: the hot layer, then the shared cache.
-    pub(super) async fn publish(&self, slot: &Slot, token: CachedToken) {
+    /// Hands a token to everyone: the hot layer, the cache (with the store
+    /// generation it was minted at, `generation`, which the memory cache's
+    /// snapshot keeps) and the publisher for jobs.
+    pub(super) async fn publish(&self, slot: &Slot, generation: u64, token: CachedToken) {
         if token.access_token.is_empty() {
             return;
         }
@@ -499,9 +500,10 @@ impl Broker {
                 st.lifetime = Some(l);
             }
         }
-        if let Err(e) = self.cache.put(&slot.key, &token).await {
+        if let Err(e) = self.cache.put(&slot.key, &token, generation).await {
             crate::metrics::backend_error("cache");
             tracing::warn!(error = %e, "could not write the access token to the shared cache; serving it from memory");
         }
+        self.offer_published(slot, generation, &token);
     }
 }

@@ -64,8 +64,8 @@ impl Broker {
         let token = self.token_from(grant.access_token, grant.expires_in);
         slot.status().last_refresh_at = token.issued_at;
         crate::metrics::refresh("ok");
-        self.publish(slot, token.clone()).await;
-        self.offer_published(slot, flight.mem.generation, &token);
+        self.publish(slot, flight.mem.generation, token.clone())
+            .await;
         Ok(token)
     }
 

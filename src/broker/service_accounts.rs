@@ -378,8 +378,7 @@ impl Broker {
         drop(flight);
         if landed {
             let token = self.token_from(rotated.issued.access_token, rotated.issued.expires_in);
-            self.publish(&slot, token.clone()).await;
-            self.offer_published(&slot, generation, &token);
+            self.publish(&slot, generation, token).await;
         }
         tracing::info!(org_id = %key.org, client_id = %key.client, "switched to the new service account secret");
         if let Some(e) = rotated.old_left {

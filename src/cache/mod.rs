@@ -11,6 +11,7 @@
 
 pub(crate) mod memory;
 pub mod redis;
+pub mod snapshot;
 
 use crate::credential::CredKey;
 use crate::secret::Secret;
@@ -62,7 +63,16 @@ pub enum CacheError {
 pub trait TokenCache: Send + Sync {
     async fn get(&self, key: &CredKey) -> Result<Option<CachedToken>, CacheError>;
     /// Stores a token with a TTL equal to its remaining lifetime.
-    async fn put(&self, key: &CredKey, token: &CachedToken) -> Result<(), CacheError>;
+    /// `generation`: the store generation of the credential it was minted at
+    /// (SPEC §2 rule 4), which the memory cache's snapshot checks at start
+    /// ([`snapshot::revives`]); Redis keeps tokens across restarts by itself
+    /// and ignores it.
+    async fn put(
+        &self,
+        key: &CredKey,
+        token: &CachedToken,
+        generation: u64,
+    ) -> Result<(), CacheError>;
     async fn delete(&self, key: &CredKey) -> Result<(), CacheError>;
     /// Takes the cross-agent refresh lock, waiting at most `wait`; held at most `ttl`.
     async fn lock(

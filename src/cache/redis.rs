@@ -201,7 +201,12 @@ impl TokenCache for RedisCache {
         })
     }
 
-    async fn put(&self, key: &CredKey, token: &CachedToken) -> Result<(), CacheError> {
+    async fn put(
+        &self,
+        key: &CredKey,
+        token: &CachedToken,
+        _generation: u64,
+    ) -> Result<(), CacheError> {
         let remaining = token.remaining(SystemTime::now());
         if remaining.is_zero() {
             return Ok(());

@@ -187,6 +187,34 @@ pub(super) fn store(
     store_openbao(s, src, env)
 }
 
+/// `cache.snapshot_path`: absolute, defaulting to the directory of the file
+/// store's document (which one agent at a time can lock) or, with OpenBao,
+/// to the journal directory (which one agent locks); `cache.snapshot_interval`.
+pub(super) fn snapshot(
+    c: &mut super::CacheConfig,
+    store: &StoreConfig,
+    src: &Sources,
+) -> Result<(), ConfigError> {
+    if c.snapshot_path.as_os_str().is_empty() {
+        let dir = match store.backend {
+            StoreBackend::File => store.path.parent().unwrap_or(&store.journal_dir),
+            StoreBackend::OpenBao => &store.journal_dir,
+        };
+        c.snapshot_path = dir.join("access-tokens.snapshot");
+    }
+    if !c.snapshot_path.is_absolute() {
+        return Err(src.err(
+            "cache",
+            "snapshot_path",
+            format!("{} must be an absolute path", quoted(&c.snapshot_path)),
+        ));
+    }
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&c.snapshot_interval) {
+        return Err(src.err("cache", "snapshot_interval", "must be between 1s and 1h"));
+    }
+    Ok(())
+}
+
 /// `store.path` and `store.journal_dir`: absolute, defaulting to the state
 /// directory (the journal beside a file store given its own path).
 fn store_paths(s: &mut StoreConfig, src: &Sources, env: Lookup<'_>) -> Result<(), ConfigError> {

@@ -199,6 +199,7 @@ impl Config {
         check::snyk(&mut cfg.snyk, &src)?;
         check::cache(&mut cfg.cache, &src, &lookup)?;
         check::store(&mut cfg.store, &src, &lookup)?;
+        check::snapshot(&mut cfg.cache, &cfg.store, &src)?;
         check::refresh(&cfg.refresh, &src)?;
         check::publish(&mut cfg.publish, &cfg.store, &src)?;
         cfg.access.grants = tables::grants(src.access.as_ref())?;

@@ -4,7 +4,7 @@
 //! `role_id_file`, `secret_id_file`, `kubernetes_jwt_file`,
 //! `cache.password_file`), `store.ca_cert`, the file store and the
 //! directories the agent writes in (the file store's, `store.journal_dir`,
-//! `server.audit_log`'s, the socket's). Each finding names the key and the
+//! `cache.snapshot_path`'s, `server.audit_log`'s, the socket's). Each finding names the key and the
 //! file, so a missing token file is said to be missing — not reported later
 //! as OpenBao refusing a token it was never sent.
 //!
@@ -162,6 +162,10 @@ impl Config {
         if self.cache.backend == CacheBackend::Redis {
             if let Some(f) = &self.cache.password_file {
                 out.push(("cache.password_file", f.clone(), Role::Secret));
+            }
+        } else if self.cache.snapshot {
+            if let Some(dir) = self.cache.snapshot_path.parent() {
+                out.push(("cache.snapshot_path", dir.to_path_buf(), Role::Dir));
             }
         }
         if let Some(log) = &self.server.audit_log {

@@ -31,6 +31,7 @@ mod refresh;
 mod regions;
 mod rotation;
 mod service_accounts;
+mod snapshot;
 mod snyk_cli;
 mod store;
 mod truth;
