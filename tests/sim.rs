@@ -91,10 +91,23 @@ struct Tok {
     retried: bool,
     /// The agent whose running operation holds its answer, not yet durable.
     held_by: Option<usize>,
-    /// Its loss is explained by an injected fault.
+    /// Its loss is explained by an injected fault that lost exactly this
+    /// token (its answer lost in transit, a kill before its journal fsync,
+    /// the disk that held it emptied): never set for a whole family.
     lost_explained: bool,
+    /// Its holder offered it to the journal (the write may have failed, or
+    /// sit in a buffered journal's unsynced tail).
+    note_tried: bool,
+    /// Its holder talked to the store or Snyk while it was held and not yet
+    /// offered to the journal: a kill from then on is the protocol's loss,
+    /// not the residual window between Snyk's answer and the fsync.
+    exposed: bool,
     /// Issued, and the answer carrying it is on its way.
     in_transit: bool,
+    /// Given to a put while already spent at Snyk, and the record it
+    /// replaced did not show it (neither its `prev_fp` nor in `put_fps`):
+    /// nothing can tell the agent, so its one send is documented.
+    spent_put: bool,
     /// Issue order.
     seq: u64,
     /// It reached the store or an fsync'd journal at some point.
@@ -131,7 +144,10 @@ impl Snyk {
                 retried: false,
                 held_by: None,
                 lost_explained: false,
+                note_tried: false,
+                exposed: false,
                 in_transit: false,
+                spent_put: false,
                 seq: self.next,
                 durable: false,
                 pred: None,
@@ -249,6 +265,10 @@ struct Stats {
     misconfigured_replays: u64,
     after_foreign_delete: u64,
     residual_risk: u64,
+    spent_put_sends: u64,
+    puts_stale: u64,
+    puts_again: u64,
+    puts_over_claims: u64,
 }
 
 struct World {
@@ -274,6 +294,9 @@ struct World {
     /// A foreign soft delete hid the record: its put history (`put_fps`)
     /// may be gone with it, so an old put token can look new again.
     history_erased: bool,
+    /// Every token given to a put, in order (a put may be retried, by CI or
+    /// by hand, with any of them).
+    put_given: Vec<String>,
     /// Teeth: 3xx/4xx pages without an OAuth body taken as "not consumed".
     sabotage_pages: bool,
 }
@@ -302,13 +325,17 @@ impl World {
         }
     }
 
+    /// In an fsync'd journal: as a successor to land, or as the record a
+    /// put replaced (rule 8: put back if Snyk refuses the put's token).
     fn durable_in_journal(&self, token: &str) -> bool {
-        self.agents.iter().any(|a| {
-            a.journal
-                .as_ref()
-                .and_then(|e| e.record.as_ref())
-                .and_then(|r| r.refresh_token.as_ref())
+        let holds = |r: Option<&Record>| {
+            r.and_then(|r| r.refresh_token.as_ref())
                 .is_some_and(|t| t.expose() == token)
+        };
+        self.agents.iter().any(|a| {
+            a.journal.as_ref().is_some_and(|e| {
+                holds(e.record.as_ref()) || holds(e.replaced.as_ref().map(|r| &r.record))
+            })
         })
     }
 
@@ -351,6 +378,12 @@ impl World {
             }
             return;
         }
+        // A spent token a put stored (documented, `Tok::spent_put`): its old
+        // chain is not the credential's any more; what the put replaced is
+        // journaled and judged once the put puts it back.
+        if self.snyk.tokens.get(&c).is_some_and(|t| t.spent_put) {
+            return;
+        }
         // Follow the chain from the stored token to its newest token.
         let mut last = c.clone();
         let mut guard = 0;
@@ -382,17 +415,15 @@ impl World {
         if fine {
             return;
         }
-        // The costly excuses: a fault on this family explains it, or a later
-        // login (or put) that is durable supersedes the chain (rule 4).
-        // After a replay between two agents both misconfigured as exclusive
-        // (documented), a revoked family is that misconfiguration's cost.
-        let family_fault = self.stats.misconfigured_replays > 0
-            || self
-                .snyk
-                .tokens
-                .values()
-                .any(|t| t.family == tok.family && (t.answer_lost || t.lost_explained));
-        let superseded = family_fault
+        // Excuses are exact: a fault explains a token's loss only if it lost
+        // that very token (`lost_explained`, above), never because another
+        // token of its family was lost. What remains: a later login (or put)
+        // supersedes the chain (rule 4: a human reset replaces it, in the
+        // journal too), whether its own token is durable, held, in flight, or
+        // was lost by a fault that explains exactly that token; and after a replay
+        // between two agents both misconfigured as exclusive (documented), a
+        // revoked family is that misconfiguration's cost.
+        let superseded = self.stats.misconfigured_replays > 0
             || self.snyk.tokens.iter().any(|(name, t)| {
                 let mut root = name.clone();
                 while let Some(p) = self.snyk.tokens.get(&root).and_then(|x| x.pred.clone()) {
@@ -436,6 +467,16 @@ impl World {
         }
     }
 
+    /// `agent` calls the store or Snyk: a token it holds that it has not
+    /// offered to its journal yet is exposed from now on (see `Tok::exposed`).
+    fn io_by(&mut self, agent: usize) {
+        for t in self.snyk.tokens.values_mut() {
+            if t.held_by == Some(agent) && !t.note_tried {
+                t.exposed = true;
+            }
+        }
+    }
+
     fn wall(&self, agent: usize) -> SystemTime {
         let ms = (self.now as i64 + self.agents[agent].skew_ms).max(0) as u64;
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + Duration::from_millis(ms)
@@ -459,6 +500,7 @@ impl World {
         &mut self,
         agent: usize,
         op: (Op, u64),
+        given: Option<&str>,
         record: &Record,
         cas: u64,
     ) -> Result<u64, StoreError> {
@@ -495,8 +537,12 @@ impl World {
             {
                 self.violation("a new refresh token landed without raising the generation".into());
             }
+            // A put replaces the stored chain by design (rule 8: what it must
+            // not replace is checked below), and a put Snyk refused puts back
+            // the record it replaced (also from a later refresh, after a
+            // restart); every other write is a landing.
             if let (Some(o), Some(n)) = (&old_t, &new_t) {
-                if o != n && !old.record.deleted {
+                if o != n && !old.record.deleted && op.0 != Op::Put && !self.put_given.contains(o) {
                     // A login's chain (journaled while the store was down)
                     // lands like the login it started from.
                     let mut root = n.clone();
@@ -532,6 +578,30 @@ impl World {
                     }
                 }
             }
+            // Rule 8: a put's own write (the given token R, with its claim)
+            // never replaces a record under a claim, nor one that shows R was
+            // rotated already (`prev_fp`, `put_fps`).
+            if op.0 == Op::Put && old_t != new_t && new_t.is_some() && new_t.as_deref() == given {
+                if let Some(c) = &old.record.claim {
+                    let by = self.claimants.get(&c.nonce).copied();
+                    self.violation(format!(
+                        "agent {agent}'s put replaced a record under the claim of agent {by:?} (rule 8: a put waits for that landing)"
+                    ));
+                }
+                let r = record.refresh_token.as_ref().map(Secret::digest);
+                let shown = r.as_ref().is_some_and(|r| {
+                    old.record.prev_fp.as_ref() == Some(r) || old.record.put_fps.contains(r)
+                });
+                if shown {
+                    self.violation(format!(
+                        "agent {agent}'s put stored {new_t:?} again although the record shows it was rotated already (rule 8)"
+                    ));
+                } else if let Some(t) = new_t.as_ref().and_then(|t| self.snyk.tokens.get_mut(t)) {
+                    if t.state != TokState::Live {
+                        t.spent_put = true;
+                    }
+                }
+            }
             // A login's or put's token, or its chain journaled while the store was down.
             let root = record.refresh_token.as_ref().is_some_and(|t| {
                 let mut r = t.expose().to_string();
@@ -550,7 +620,8 @@ impl World {
                 .last()
                 .and_then(|v| v.as_ref())
                 .is_some_and(|r| r.deleted);
-            if tombstone && !record.deleted && !root {
+            let put_own = op.0 == Op::Put && new_t.is_some() && new_t.as_deref() == given;
+            if tombstone && !record.deleted && !root && !put_own {
                 self.violation("a write brought a deleted credential back".into());
             }
         }
@@ -631,6 +702,24 @@ impl World {
                 ));
             }
         }
+        // Rule 3: the claim is in the journal, marked sent, before the send
+        // (what the journal holds now, fsync'd or in a buffered journal's tail).
+        {
+            let a = &self.agents[agent];
+            let entry = match &a.unsynced {
+                Some(e) => e.as_ref(),
+                None => a.journal.as_ref(),
+            };
+            let digest = Secret::new(token).digest();
+            if !entry
+                .and_then(|e| e.claim.as_ref())
+                .is_some_and(|c| c.sent && c.fp == digest)
+            {
+                self.violation(format!(
+                    "agent {agent} sent {token} before its journal noted the claim (rule 3)"
+                ));
+            }
+        }
         if self
             .snyk
             .outstanding
@@ -640,6 +729,8 @@ impl World {
             if self.agents.iter().filter(|a| a.exclusive).count() > 1 {
                 // Agents misconfigured as exclusive on a shared store (documented).
                 self.stats.misconfigured_replays += 1;
+            } else if self.snyk.tokens.get(token).is_some_and(|t| t.spent_put) {
+                // A put of a token already spent (documented, `Tok::spent_put`).
             } else {
                 self.violation(format!("two sends of {token} in flight at once"));
             }
@@ -650,7 +741,18 @@ impl World {
             // a page without an OAuth body from something in front of Snyk
             // (a proxy's 403/407/408, a WAF, a captive portal's redirect, a
             // bodyless 429), classified as the agent's HTTP client does.
-            return Err(match self.rng.below(4) {
+            return Err(match self.rng.below(5) {
+                // The request written, then lost before Snyk processed it:
+                // an unknown outcome for the agent, the token still live.
+                3 => {
+                    if let Some(t) = self.snyk.tokens.get_mut(token) {
+                        t.doubtful += 1;
+                    }
+                    GrantError::Unknown {
+                        timed_out: true,
+                        message: "timed out".into(),
+                    }
+                }
                 0 => GrantError::Unavailable {
                     status: 503,
                     retry_after: None,
@@ -661,7 +763,8 @@ impl World {
                 },
                 2 => {
                     let status = self.page_status();
-                    let page = self.page(status);
+                    let bodyless = self.rng.chance(0.3);
+                    let page = self.page(status, bodyless);
                     if !page.token_not_consumed() {
                         // The agent cannot tell it from a page that came
                         // after Snyk rotated: a send in doubt.
@@ -682,8 +785,23 @@ impl World {
             });
         };
         if tok.state != TokState::Live {
+            trace!(
+                "{}ms agent {agent} sent {token}, which is {:?} (answer lost {}, retried {}, spent put {})",
+                self.now, tok.state, tok.answer_lost, tok.retried, tok.spent_put
+            );
+            // A documented send of a spent token (a residual risk): the
+            // tokens its refusal revokes are excused, those and no others.
+            let mut excuse_revoked = false;
             let misconfigured = self.agents.iter().filter(|a| a.exclusive).count() > 1;
-            if tok.state == TokState::Consumed
+            if tok.spent_put {
+                // A put of a spent token the record did not show as spent
+                // (rotated more than one rotation ago, or put more than 16
+                // puts ago): nothing tells the agent, so it is sent once.
+                // Documented; Snyk refuses it and the put puts back what it
+                // replaced (a family Snyk revokes for the reuse is its cost).
+                self.stats.spent_put_sends += 1;
+                excuse_revoked = true;
+            } else if tok.state == TokState::Consumed
                 && tok.answer_lost
                 && !tok.retried
                 && !misconfigured
@@ -717,24 +835,18 @@ impl World {
                 // answer without landing it for the whole takeover period
                 // (faults added up past the bound). Counted, documented.
                 self.stats.residual_risk += 1;
-                let family = tok.family;
-                for t in self.snyk.tokens.values_mut() {
-                    if t.family == family {
-                        t.lost_explained = true;
-                    }
-                }
+                excuse_revoked = true;
             } else if (tok.root || tok.lost_explained) && self.history_erased {
                 // A put of an old token after another tool's `bao kv delete`
                 // erased the record's put history (or a token its family
                 // lost with it). Documented; Snyk refuses it and the put
                 // restores the record it replaced.
                 self.stats.after_foreign_delete += 1;
-                let family = tok.family;
-                for t in self.snyk.tokens.values_mut() {
-                    if t.family == family {
-                        t.lost_explained = true;
-                    }
-                }
+                excuse_revoked = true;
+            } else if tok.state == TokState::Revoked {
+                // Never accepted by Snyk (a reuse of another token of its
+                // family revoked it): refused, not a replay. Whatever its
+                // revocation lost is judged where it happened.
             } else {
                 self.stats.replays += 1;
                 self.violation(format!("replay: {token} sent again after Snyk accepted it"));
@@ -743,8 +855,21 @@ impl World {
                 for t in self.snyk.tokens.values_mut() {
                     if t.family == tok.family && t.state == TokState::Live {
                         t.state = TokState::Revoked;
+                        t.lost_explained |= excuse_revoked;
                     }
                 }
+            }
+            if self.faults && self.rng.chance(0.1) {
+                // The answer to a resend lost on its way back: an unknown
+                // outcome again (the refusal never reaches the agent).
+                self.stats.faults += 1;
+                if let Some(t) = self.snyk.tokens.get_mut(token) {
+                    t.doubtful += 1;
+                }
+                return Err(GrantError::Unknown {
+                    timed_out: true,
+                    message: "timed out".into(),
+                });
             }
             return Err(GrantError::Permanent {
                 error: "invalid_grant".into(),
@@ -833,11 +958,14 @@ impl World {
                 }
             } else {
                 let status = self.page_status();
-                self.page(status)
+                let bodyless = self.rng.chance(0.3);
+                self.page(status, bodyless)
             });
         }
         if let Some(t) = self.snyk.tokens.get_mut(&next) {
             t.held_by = Some(agent);
+            t.note_tried = false;
+            t.exposed = false;
         }
         Ok(grant)
     }
@@ -851,7 +979,9 @@ impl World {
     /// What the agent's HTTP client makes of such a page
     /// (`snykey::snyk::classify_error`), or, sabotaged, a 3xx/4xx page
     /// taken as "not consumed".
-    fn page(&self, status: u16) -> GrantError {
+    /// `bodyless`: no body and no content type at all (a bare 403, 407,
+    /// 408, or a 429 from a rate limiter in front of Snyk).
+    fn page(&self, status: u16, bodyless: bool) -> GrantError {
         if self.sabotage_pages && status < 500 {
             return GrantError::Refused {
                 status,
@@ -859,10 +989,20 @@ impl World {
                 description: None,
             };
         }
+        if bodyless {
+            return snykey::snyk::classify_error(status, b"", None);
+        }
         snykey::snyk::classify_error(status, b"<html><body>blocked</body></html>", None)
     }
 
     fn note(&mut self, agent: usize, entry: &Entry) -> Result<(), String> {
+        if let Some(t) = entry.record.as_ref().and_then(|r| r.refresh_token.as_ref()) {
+            if let Some(tok) = self.snyk.tokens.get_mut(t.expose()) {
+                if tok.held_by == Some(agent) {
+                    tok.note_tried = true;
+                }
+            }
+        }
         if self.faults && self.rng.chance(0.01) {
             self.stats.faults += 1;
             return Err("disk full".into());
@@ -949,9 +1089,25 @@ impl World {
                 }
             }
         }
+        // An answer it held and had not made durable: lost with its memory.
+        // Excused only in the window rule 15 and the residual risk name: the
+        // kill came between Snyk's answer and its journal write, or the
+        // journal refused it or had not fsync'd it yet (a buffered journal).
+        // Held past any other store or Snyk call without a journal write, its
+        // loss is the protocol's (rule 4: the journal first).
+        let mut unexcused: Vec<String> = Vec::new();
         for (name, t) in self.snyk.tokens.iter() {
             if t.held_by == Some(agent) {
-                lost.push(name.clone());
+                if t.exposed && !t.note_tried {
+                    unexcused.push(name.clone());
+                } else {
+                    lost.push(name.clone());
+                }
+            }
+        }
+        for name in unexcused {
+            if let Some(t) = self.snyk.tokens.get_mut(&name) {
+                t.held_by = None;
             }
         }
         if empty_disk {
@@ -1039,6 +1195,8 @@ struct SimIo {
     w: W,
     agent: usize,
     op: (Op, u64),
+    /// A put's given token (its own store write is the one that holds it).
+    given: Option<String>,
 }
 
 impl Io for SimIo {
@@ -1062,6 +1220,7 @@ impl Io for SimIo {
         step().await;
         let mut w = self.w.borrow_mut();
         w.stats.steps += 1;
+        w.io_by(self.agent);
         w.store_reachable(self.agent)?;
         Ok(w.store.current())
     }
@@ -1069,7 +1228,8 @@ impl Io for SimIo {
         step().await;
         let mut w = self.w.borrow_mut();
         w.stats.steps += 1;
-        w.store_write(self.agent, self.op, record, cas)
+        w.io_by(self.agent);
+        w.store_write(self.agent, self.op, self.given.as_deref(), record, cas)
     }
     async fn note(&mut self, entry: &Entry) -> Result<(), String> {
         step().await;
@@ -1095,6 +1255,7 @@ impl Io for SimIo {
         let processed = {
             let mut w = self.w.borrow_mut();
             w.stats.steps += 1;
+            w.io_by(self.agent);
             w.send(self.agent, token.expose())
         };
         let (grant, _) = processed?;
@@ -1145,6 +1306,7 @@ fn start_op(w: &W, agent: usize, op: Op) {
         w: Rc::clone(w),
         agent,
         op: (op, started),
+        given: None,
     };
     let task: Task = match op {
         Op::Refresh => Box::pin(async move {
@@ -1153,10 +1315,8 @@ fn start_op(w: &W, agent: usize, op: Op) {
         }),
         Op::Put => {
             let given = {
-                let mut wb = w.borrow_mut();
-                wb.family += 1;
-                let f = wb.family;
-                let t = wb.snyk.issue(f, true);
+                let t = put_token(&mut w.borrow_mut());
+                io.given = Some(t.clone());
                 Record {
                     refresh_token: Some(Secret::new(t)),
                     client_secret: Some(Secret::new("cs")),
@@ -1180,6 +1340,7 @@ fn start_op(w: &W, agent: usize, op: Op) {
                     w: Rc::clone(w),
                     agent: other,
                     op: (Op::Put, started),
+                    given: given.refresh_token.as_ref().map(|t| t.expose().to_string()),
                 };
                 let mut r2 = r;
                 r2.exclusive = w.borrow().agents[other].exclusive;
@@ -1195,24 +1356,27 @@ fn start_op(w: &W, agent: usize, op: Op) {
             })
         }
         Op::Login => {
-            let token = {
-                let mut wb = w.borrow_mut();
-                wb.family += 1;
-                wb.stats.logins += 1;
-                let f = wb.family;
-                wb.snyk.issue(f, true)
-            };
-            {
-                let mut wb = w.borrow_mut();
-                if let Some(t) = wb.snyk.tokens.get_mut(&token) {
-                    t.held_by = Some(agent);
-                }
-            }
+            let wl = Rc::clone(w);
             Box::pin(async move {
-                // The code exchange reads the record first (for the secret and generation).
+                // As `rotation::secrets::login`: the record is read first
+                // (for the secret and generation); nothing is exchanged
+                // when it cannot be.
                 let g = match io.read().await {
                     Ok(v) => v.map(|v| v.record.generation).unwrap_or(0),
                     Err(_) => return (mem, Outcome2::Landing(Landing::Pending)),
+                };
+                // The code exchange: from its answer on, the new refresh
+                // token exists in this agent's memory only.
+                let token = {
+                    let mut wb = wl.borrow_mut();
+                    wb.family += 1;
+                    wb.stats.logins += 1;
+                    let f = wb.family;
+                    let t = wb.snyk.issue(f, true);
+                    if let Some(x) = wb.snyk.tokens.get_mut(&t) {
+                        x.held_by = Some(agent);
+                    }
+                    t
                 };
                 // As the broker does: above anything this agent has seen.
                 let g = g.max(mem.generation);
@@ -1242,6 +1406,54 @@ fn start_op(w: &W, agent: usize, op: Op) {
         }),
     };
     w.borrow_mut().agents[agent].task = Some((op, started, task));
+}
+
+/// The token a put is given: a fresh one (a new family), a stale one (an
+/// older token of the stored family, spent), one given to a put before (CI
+/// retries a put; spent or not), or the stored token itself (adopted).
+fn put_token(wb: &mut World) -> String {
+    let stored = wb
+        .store
+        .current()
+        .and_then(|v| v.record.refresh_token)
+        .map(|t| t.expose().to_string());
+    let family = stored
+        .as_ref()
+        .and_then(|t| wb.snyk.tokens.get(t))
+        .map(|t| t.family);
+    let mut stale: Vec<(u64, String)> = wb
+        .snyk
+        .tokens
+        .iter()
+        .filter(|(_, t)| Some(t.family) == family && t.state != TokState::Live)
+        .map(|(n, t)| (t.seq, n.clone()))
+        .collect();
+    stale.sort();
+    let pick = wb.rng.below(100);
+    let chosen = match pick {
+        0..=44 => None,
+        45..=64 if !stale.is_empty() => {
+            wb.stats.puts_stale += 1;
+            let i = wb.rng.below(stale.len() as u64) as usize;
+            Some(stale[i].1.clone())
+        }
+        65..=84 if !wb.put_given.is_empty() => {
+            wb.stats.puts_again += 1;
+            let i = wb.rng.below(wb.put_given.len() as u64) as usize;
+            Some(wb.put_given[i].clone())
+        }
+        85..=99 => stored,
+        _ => None,
+    };
+    let t = chosen.unwrap_or_else(|| {
+        wb.family += 1;
+        let f = wb.family;
+        wb.snyk.issue(f, true)
+    });
+    if !wb.put_given.contains(&t) {
+        wb.put_given.push(t.clone());
+    }
+    t
 }
 
 fn poll_agent(w: &W, agent: usize) {
@@ -1441,6 +1653,7 @@ fn world(seed: u64, cfg: Config) -> W {
         rules: rules(&cfg, false),
         family: 0,
         history_erased: false,
+        put_given: Vec::new(),
         sabotage_pages: cfg.sabotage_pages,
         claimants: HashMap::new(),
         store_quiet_until: 0,
@@ -1556,6 +1769,23 @@ fn one_step(w: &W, faults: bool) {
     } else if busy {
         poll_agent(w, agent);
     } else {
+        // A put races another agent's claim more often than chance alone
+        // would make it (rule 8: it waits for that landing).
+        let claimed_by_other = {
+            let wb = w.borrow();
+            wb.store.current().is_some_and(|v| {
+                v.record
+                    .claim
+                    .as_ref()
+                    .is_some_and(|c| wb.claimants.get(&c.nonce) != Some(&agent))
+            })
+        };
+        if claimed_by_other && w.borrow_mut().rng.chance(0.15) {
+            w.borrow_mut().stats.puts_over_claims += 1;
+            start_op(w, agent, Op::Put);
+            poll_agent(w, agent);
+            return;
+        }
         let r = w.borrow_mut().rng.below(100);
         let op = match r {
             0..=84 => Op::Refresh,
@@ -1763,9 +1993,13 @@ fn the_rotation_rule_holds_under_every_fault() {
         total.misconfigured_replays += stats.misconfigured_replays;
         total.after_foreign_delete += stats.after_foreign_delete;
         total.residual_risk += stats.residual_risk;
+        total.spent_put_sends += stats.spent_put_sends;
+        total.puts_stale += stats.puts_stale;
+        total.puts_again += stats.puts_again;
+        total.puts_over_claims += stats.puts_over_claims;
     }
     println!(
-        "sim: {n} seeds, {} steps, faults tried {}, sends {}, refreshes {}, replays {} (must be 0), documented lost-answer retries {}, credentials lost {} (must be 0), logins {}, needs_login written {}, replays between two agents both misconfigured as exclusive {}, sends of an old put token after another tool erased the record's history {}, sends after a claimant held its answer past the takeover period (rule 5's residual risk) {}",
+        "sim: {n} seeds, {} steps, faults tried {}, sends {}, refreshes {}, replays {} (must be 0), documented lost-answer retries {}, credentials lost {} (must be 0), logins {}, needs_login written {}, replays between two agents both misconfigured as exclusive {}, sends of an old put token after another tool erased the record's history {}, sends after a claimant held its answer past the takeover period (rule 5's residual risk) {}, puts of a stale token {}, puts of a token put before {}, puts racing another agent's claim {}, sends of a spent put token the record did not show {}",
         total.steps,
         total.faults,
         total.sends,
@@ -1777,7 +2011,11 @@ fn the_rotation_rule_holds_under_every_fault() {
         total.needs_login,
         total.misconfigured_replays,
         total.after_foreign_delete,
-        total.residual_risk
+        total.residual_risk,
+        total.puts_stale,
+        total.puts_again,
+        total.puts_over_claims,
+        total.spent_put_sends
     );
     assert_eq!(total.replays, 0);
     assert_eq!(total.lost, 0);

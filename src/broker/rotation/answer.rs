@@ -173,11 +173,19 @@ async fn rotated<I: Io>(
         fresh_login: false,
     });
     // The journal first (fsync): it survives a crash mid-landing.
-    let journaled = io.note(&mem.entry(io.wall())).await.is_ok();
+    let (journaled, landing) = if rules.sabotage.land_before_journal {
+        let landing = land(io, mem, rules).await;
+        (io.note(&mem.entry(io.wall())).await.is_ok(), landing)
+    } else {
+        let journaled = io.note(&mem.entry(io.wall())).await.is_ok();
+        if let Some(u) = mem.unlanded.as_mut() {
+            u.journaled = journaled;
+        }
+        (journaled, land(io, mem, rules).await)
+    };
     if let Some(u) = mem.unlanded.as_mut() {
         u.journaled = journaled;
     }
-    let landing = land(io, mem, rules).await;
     match landing {
         Landing::Landed => Outcome::Minted {
             access_token: grant.access_token,

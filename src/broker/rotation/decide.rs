@@ -80,11 +80,18 @@ pub(super) fn decide(
         1 => {
             let since = mem.doubt_since.unwrap_or(Duration::ZERO);
             let due = since + rules.quiet();
-            if mem.claim.as_ref().is_some_and(|m| m.fp == fp || m.fp.starts_with("legacy:")) && now < due {
+            if mem.claim.as_ref().is_some_and(|m| m.fp == fp || m.fp.starts_with("legacy:"))
+                && now < due
+                && !rules.sabotage.no_quiet_period
+            {
                 return Decision::Quiet(due - now);
             }
             Decision::Send { token, attempts: 2 }
         }
+        _ if rules.sabotage.retry_without_limit => Decision::Send {
+            token,
+            attempts: in_doubt.saturating_add(1),
+        },
         _ => Decision::NeedsLogin(
             "two answers from Snyk to this refresh token were lost in transit; it may be spent, so it is not sent again".into(),
         ),
@@ -190,7 +197,9 @@ pub(super) async fn claim<I: Io>(
         attempts,
         sent: true,
     });
-    note_claim(io, mem).await?;
+    if !rules.sabotage.send_before_note {
+        note_claim(io, mem).await?;
+    }
     Ok((record, version, deadline))
 }
 

@@ -83,13 +83,31 @@ pub struct Rules {
     pub sabotage: Sabotage,
 }
 
-/// Rules a test may switch off (never in the agent).
+/// Rules a test may switch off (never in the agent: `Rules::new` leaves
+/// every switch off, and only `tests/sim.rs` turns one on, to show that the
+/// simulation notices the rule is gone).
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sabotage {
+    /// Rule 3: send without the claim's check-and-set.
     pub no_claim_cas: bool,
+    /// Rule 4: land over whatever the store holds.
     pub no_succession: bool,
+    /// Rule 5: take another agent's claim over at once.
     pub no_takeover_wait: bool,
+    /// Rule 8: a put replaces a record under another agent's live claim.
+    pub put_over_live_claim: bool,
+    /// Rule 8: a put forgets the record's history (`prev_fp`, `put_fps`):
+    /// a token given again is rotated again.
+    pub put_forgets_history: bool,
+    /// Rule 4: land the successor in the store first, journal it afterwards.
+    pub land_before_journal: bool,
+    /// Rule 3: send before the claim is noted in the journal.
+    pub send_before_note: bool,
+    /// Rule 6: retry an unknown outcome without waiting for the quiet period.
+    pub no_quiet_period: bool,
+    /// Rule 6: retry an unknown outcome more than once.
+    pub retry_without_limit: bool,
 }
 
 impl Rules {
@@ -380,6 +398,15 @@ async fn refresh_once<I: Io>(
                 );
             }
         }
+    }
+
+    // A put replaces the stored chain and, if Snyk refuses its token, puts
+    // back the record it replaced: our newest token must be that record, not
+    // a successor only the journal holds (rule 7's chain), or it is lost.
+    if put.is_some() && mem.unlanded.is_some() {
+        return unavailable(
+            "the secret store has not taken the newest refresh token yet; the put waits until it does",
+        );
     }
 
     // 1. Read the record: the store is the arbiter, whatever the cache says.

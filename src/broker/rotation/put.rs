@@ -14,6 +14,10 @@ pub(super) enum PutDecision {
     Replace,
     /// R was rotated before and the credential deleted since: it is spent.
     Spent,
+    /// The record holds R and says `needs_login`: Snyk refused R, or two
+    /// answers to it were lost (it may be spent). Sending it again could be
+    /// a replay, so the put changes nothing.
+    Refused,
     /// The current version was deleted by another tool: nothing can be
     /// known about claims on it.
     Hidden,
@@ -37,6 +41,8 @@ pub(super) fn decide_put(stored: &Versioned, given: &Record) -> PutDecision {
         PutDecision::Replace
     } else if stored.record.holds(&r) && stored.record.needs_login().is_none() {
         PutDecision::Rotate
+    } else if stored.record.holds(&r) {
+        PutDecision::Refused
     } else if spent_before {
         PutDecision::AlreadyRotated
     } else if stored.record.claim.is_some() {
@@ -77,7 +83,14 @@ pub(super) async fn put_verdict<I: Io>(
     v: Versioned,
     given: Record,
 ) -> Result<(Record, u64), Outcome> {
-    match decide_put(&v, &given) {
+    let decision = match decide_put(&v, &given) {
+        PutDecision::Claimed if rules.sabotage.put_over_live_claim => PutDecision::Replace,
+        PutDecision::AlreadyRotated | PutDecision::Spent if rules.sabotage.put_forgets_history => {
+            PutDecision::Replace
+        }
+        d => d,
+    };
+    match decision {
         PutDecision::AlreadyRotated => Err(Outcome::Moved),
         PutDecision::Hidden => Err(unavailable(
             "the current version of this credential was deleted by another tool (bao kv delete): undelete it (bao kv undelete), or remove it for good (bao kv metadata delete), then put it again",
@@ -87,6 +100,9 @@ pub(super) async fn put_verdict<I: Io>(
         )),
         PutDecision::Spent => Err(Outcome::NeedsLogin(
             "this refresh token was given to snykey before and has been used; the credential was deleted since".into(),
+        )),
+        PutDecision::Refused => Err(Outcome::NeedsLogin(
+            "Snyk already refused this refresh token (the stored credential says needs_login); it is not sent again: log in again or put a new one".into(),
         )),
         PutDecision::Rotate => {
             let adopted = adopt(&v.record, given);
@@ -196,8 +212,15 @@ pub(super) async fn remember_replaced<I: Io>(
     let Some(by) = put.refresh_token.as_ref().map(Secret::digest) else {
         return Ok(());
     };
-    if previous.claim.is_some() {
-        // A token that was under a claim may be spent: never put back.
+    // A token that was under a claim may be spent: never put back. With
+    // claims in the journal only (the file store, KV v1), the claim is this
+    // agent's own note: a send of the stored token in doubt.
+    let doubted = previous
+        .refresh_token
+        .as_ref()
+        .map(Secret::digest)
+        .is_some_and(|fp| mem.claim.as_ref().is_some_and(|c| c.fp == fp));
+    if previous.claim.is_some() || doubted {
         return Ok(());
     }
     mem.replaced = Some(Replaced {
