@@ -104,10 +104,15 @@ struct Tok {
     exposed: bool,
     /// Issued, and the answer carrying it is on its way.
     in_transit: bool,
-    /// Given to a put while already spent at Snyk, and the record it
-    /// replaced did not show it (neither its `prev_fp` nor in `put_fps`):
-    /// nothing can tell the agent, so its one send is documented.
+    /// Stored by a put (over a record that did not show it as rotated:
+    /// neither its `prev_fp` nor in `put_fps`) while already spent at Snyk,
+    /// or while an old token (not a fresh one) that another agent may be
+    /// sending under a claim a login erased: nothing can tell the agent, so
+    /// its send is documented (Snyk refuses it; the put puts back what it
+    /// replaced).
     spent_put: bool,
+    /// Given to a put as an old token (stale, put before, or the stored one).
+    given_old: bool,
     /// Issue order.
     seq: u64,
     /// It reached the store or an fsync'd journal at some point.
@@ -148,6 +153,7 @@ impl Snyk {
                 exposed: false,
                 in_transit: false,
                 spent_put: false,
+                given_old: false,
                 seq: self.next,
                 durable: false,
                 pred: None,
@@ -381,7 +387,12 @@ impl World {
         // A spent token a put stored (documented, `Tok::spent_put`): its old
         // chain is not the credential's any more; what the put replaced is
         // journaled and judged once the put puts it back.
-        if self.snyk.tokens.get(&c).is_some_and(|t| t.spent_put) {
+        if self
+            .snyk
+            .tokens
+            .get(&c)
+            .is_some_and(|t| t.spent_put && t.state != TokState::Live)
+        {
             return;
         }
         // Follow the chain from the stored token to its newest token.
@@ -597,7 +608,7 @@ impl World {
                         "agent {agent}'s put stored {new_t:?} again although the record shows it was rotated already (rule 8)"
                     ));
                 } else if let Some(t) = new_t.as_ref().and_then(|t| self.snyk.tokens.get_mut(t)) {
-                    if t.state != TokState::Live {
+                    if t.state != TokState::Live || t.given_old {
                         t.spent_put = true;
                     }
                 }
@@ -623,6 +634,22 @@ impl World {
             let put_own = op.0 == Op::Put && new_t.is_some() && new_t.as_deref() == given;
             if tombstone && !record.deleted && !root && !put_own {
                 self.violation("a write brought a deleted credential back".into());
+            }
+        }
+        // A claim taken over at its second attempt: the taker cannot know
+        // whether that attempt reached Snyk, so `needs_login` without a third
+        // send is rule 6's documented cost, even for a token still live.
+        if let (Some(_), Some(old)) = (record.needs_login(), &self.store.current()) {
+            let second = old.record.claim.as_ref().is_some_and(|c| {
+                c.attempts >= 2 && old.record.refresh_token == record.refresh_token
+            });
+            if let Some(t) = record
+                .refresh_token
+                .as_ref()
+                .and_then(|t| self.snyk.tokens.get_mut(t.expose()))
+                .filter(|_| second)
+            {
+                t.doubtful = t.doubtful.max(2);
             }
         }
         if let Some(why) = record.needs_login() {
@@ -1453,6 +1480,9 @@ fn put_token(wb: &mut World) -> String {
     if !wb.put_given.contains(&t) {
         wb.put_given.push(t.clone());
     }
+    if let Some(x) = wb.snyk.tokens.get_mut(&t).filter(|x| x.seq != wb.snyk.next) {
+        x.given_old = true;
+    }
     t
 }
 
@@ -1780,7 +1810,7 @@ fn one_step(w: &W, faults: bool) {
                     .is_some_and(|c| wb.claimants.get(&c.nonce) != Some(&agent))
             })
         };
-        if claimed_by_other && w.borrow_mut().rng.chance(0.15) {
+        if claimed_by_other && w.borrow_mut().rng.chance(0.06) {
             w.borrow_mut().stats.puts_over_claims += 1;
             start_op(w, agent, Op::Put);
             poll_agent(w, agent);
