@@ -2057,8 +2057,12 @@ fn finds_violation_without(sabotage: rotation::Sabotage, what: &str) {
     finds_violation_with(|cfg| cfg.sabotage = sabotage, what);
 }
 
+/// Teeth seeds: as many as the main test runs by default, so that a switch
+/// caught here is caught by `cargo test` (and by every `scripts/sim` run).
+const TEETH_SEEDS: u64 = 2_000;
+
 fn finds_violation_with(sabotage: impl Fn(&mut Config), what: &str) {
-    for seed in 1..=400 {
+    for seed in 1..=TEETH_SEEDS {
         let mut cfg = config_for(seed);
         cfg.claims = Claims::Store;
         cfg.agents = cfg.agents.max(3);
@@ -2069,7 +2073,75 @@ fn finds_violation_with(sabotage: impl Fn(&mut Config), what: &str) {
             return;
         }
     }
-    panic!("with {what} switched off, 400 seeds found no violation: the simulation has no teeth");
+    panic!(
+        "with {what} switched off, {TEETH_SEEDS} seeds found no violation: the simulation has no teeth"
+    );
+}
+
+#[test]
+fn without_the_put_waiting_for_a_claim_the_simulation_finds_a_violation() {
+    finds_violation_without(
+        rotation::Sabotage {
+            put_over_live_claim: true,
+            ..Default::default()
+        },
+        "a put waiting for another agent's claim",
+    );
+}
+
+#[test]
+fn without_the_put_history_the_simulation_finds_a_violation() {
+    finds_violation_without(
+        rotation::Sabotage {
+            put_forgets_history: true,
+            ..Default::default()
+        },
+        "the put history (a second put of a token is a no-op)",
+    );
+}
+
+#[test]
+fn without_the_journal_before_the_landing_the_simulation_finds_a_violation() {
+    finds_violation_without(
+        rotation::Sabotage {
+            land_before_journal: true,
+            ..Default::default()
+        },
+        "the journal before the landing",
+    );
+}
+
+#[test]
+fn without_the_journal_before_the_send_the_simulation_finds_a_violation() {
+    finds_violation_without(
+        rotation::Sabotage {
+            send_before_note: true,
+            ..Default::default()
+        },
+        "the claim in the journal before the send",
+    );
+}
+
+#[test]
+fn without_the_quiet_period_the_simulation_finds_a_violation() {
+    finds_violation_without(
+        rotation::Sabotage {
+            no_quiet_period: true,
+            ..Default::default()
+        },
+        "the quiet period after an unknown outcome",
+    );
+}
+
+#[test]
+fn without_the_one_retry_limit_the_simulation_finds_a_violation() {
+    finds_violation_without(
+        rotation::Sabotage {
+            retry_without_limit: true,
+            ..Default::default()
+        },
+        "at most one retry after an unknown outcome",
+    );
 }
 
 #[test]
