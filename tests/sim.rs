@@ -29,7 +29,10 @@
 //! risk of SPEC §2 rule 5 (`residual_risk_is_a_login_not_a_loss` below).
 
 use snykey::broker::journal::{Base, Entry};
+use snykey::broker::publish::decide::{Offer, Shelved, Verdict, decide as publish_decide};
 use snykey::broker::rotation::{self, Claims, Io, Landing, Memory, Outcome, Rules};
+use snykey::cache::snapshot::revives;
+use snykey::credential::Withdrawn;
 use snykey::secret::Secret;
 use snykey::snyk::{GrantError, TokenGrant};
 use snykey::store::{Record, StoreError, Versioned};
@@ -113,6 +116,8 @@ struct Tok {
     spent_put: bool,
     /// Given to a put as an old token (stale, put before, or the stored one).
     given_old: bool,
+    /// Issued by a login's code exchange.
+    login_root: bool,
     /// Issue order.
     seq: u64,
     /// It reached the store or an fsync'd journal at some point.
@@ -154,6 +159,7 @@ impl Snyk {
                 in_transit: false,
                 spent_put: false,
                 given_old: false,
+                login_root: false,
                 seq: self.next,
                 durable: false,
                 pred: None,
@@ -218,6 +224,9 @@ enum Outcome2 {
     #[allow(dead_code)]
     Landing(Landing),
     Deleted(Result<(), StoreError>),
+    /// A login's landing and its access token.
+    #[allow(dead_code)]
+    Login(Landing, String),
 }
 
 struct Agent {
@@ -241,6 +250,25 @@ struct Agent {
     /// The last successful claim write: (token digest, nonce), consumed by the next send.
     last_claim: Option<(String, String)>,
     exclusive: bool,
+    /// The access token its memory cache serves (issue 26).
+    cache: Option<Cached>,
+    /// Its access-token snapshot file (`cache::snapshot`): written now and
+    /// then and when a delete drops the token; it survives a kill.
+    snapshot: Option<Cached>,
+    /// Publishing offers not written yet (the publisher's queue, in memory),
+    /// each with the generation of the delete, put or login it publishes.
+    to_publish: Vec<(Offer, Option<u64>)>,
+    /// The generation of this agent's last put write of its given token.
+    put_gen: u64,
+}
+
+/// An access token as the memory cache and its snapshot keep it: the
+/// generation is the one it was minted at (the agent's `mem.generation`).
+#[derive(Debug, Clone)]
+struct Cached {
+    access: String,
+    expires_at: SystemTime,
+    generation: u64,
 }
 
 // ---------------------------------------------------------------- the world
@@ -272,6 +300,7 @@ struct Stats {
     after_foreign_delete: u64,
     residual_risk: u64,
     spent_put_sends: u64,
+    generation_hidden: u64,
     puts_stale: u64,
     puts_again: u64,
     puts_over_claims: u64,
@@ -305,6 +334,21 @@ struct World {
     put_given: Vec<String>,
     /// Teeth: 3xx/4xx pages without an OAuth body taken as "not consumed".
     sabotage_pages: bool,
+    /// Teeth: a snapshot's token revived whatever generation it was minted at.
+    sabotage_revive: bool,
+    /// The published record of the credential (`broker::publish`).
+    published: Shelved,
+    /// The highest generation of a delete, put or login whose publishing
+    /// step ran (see `check_tokens`).
+    published_reset: u64,
+    /// The highest generation of a delete, put or login durable in the store.
+    stored_reset: u64,
+    /// The highest generation ever written (rule 10: never goes down).
+    max_generation: u64,
+    /// A write over a hidden version went below `max_generation`
+    /// (documented): generation numbers may repeat, so the snapshot and
+    /// publishing checks, which compare them, stop for this seed.
+    generations_reused: bool,
 }
 
 type W = Rc<RefCell<World>>;
@@ -535,10 +579,23 @@ impl World {
                 .refresh_token
                 .as_ref()
                 .map(|t| t.expose().to_string());
-            if record.generation < old.record.generation {
+            if old.hidden
+                && record.generation <= self.max_generation
+                && self.agents.iter().any(|a| a.exclusive)
+            {
+                // Documented: another tool deleted the current version (`bao
+                // kv delete`), hiding its generation; the write goes above the
+                // version counter, which a generation outruns only after an
+                // exclusive agent landed a journal chain (several rotations,
+                // one write). Generations may repeat from here on.
+                self.stats.generation_hidden += 1;
+                self.generations_reused = true;
+                self.max_generation = record.generation;
+            } else if record.generation < old.record.generation.max(self.max_generation) {
                 self.violation(format!(
                     "generation went down from {} to {}",
-                    old.record.generation, record.generation
+                    old.record.generation.max(self.max_generation),
+                    record.generation
                 ));
             }
             if old_t != new_t
@@ -665,9 +722,31 @@ impl World {
             }
             self.stats.needs_login += 1;
         }
+        // Resets: a tombstone, a put's own write of its token, a login's landing.
+        let new_token = record
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose().to_string());
+        let login_root = new_token
+            .as_ref()
+            .and_then(|t| self.snyk.tokens.get(t))
+            .is_some_and(|t| t.login_root);
+        let old_token = self
+            .store
+            .current()
+            .and_then(|v| v.record.refresh_token)
+            .map(|t| t.expose().to_string());
+        let put_own = op.0 == Op::Put && new_token.is_some() && new_token.as_deref() == given;
+        if record.deleted || put_own || (login_root && new_token != old_token) {
+            self.stored_reset = self.stored_reset.max(record.generation);
+        }
+        if put_own {
+            self.agents[agent].put_gen = record.generation;
+        }
+        self.max_generation = self.max_generation.max(record.generation);
         self.store.versions.push(Some(record.clone()));
         trace!(
-            "{}ms agent {agent} {:?} wrote v{} token={:?} gen={} claim={:?} deleted={} state={:?}",
+            "{}ms agent {agent} {:?} wrote v{} (cas {cas}) token={:?} gen={} claim={:?} deleted={} state={:?}",
             self.now,
             op.0,
             self.store.versions.len(),
@@ -1102,8 +1181,11 @@ impl World {
         a.dead_since = self.now;
         a.unsynced = None;
         a.last_claim = None;
+        a.cache = None;
+        a.to_publish.clear();
         if empty_disk {
             a.journal = None;
+            a.snapshot = None;
         }
         // Tokens lost with the process (an answer it held, or a send it was
         // waiting on) or with its disk (a token only its journal held).
@@ -1303,9 +1385,11 @@ struct Config {
     claims: Claims,
     policy: Policy,
     sabotage: rotation::Sabotage,
-    /// Teeth for SPEC §2 rule 6's "only an OAuth error body proves not
-    /// consumed": the agent's classification of pages, switched off.
+    /// Teeth for docs/protocol.md rule 6's "only an OAuth error body proves
+    /// not consumed": the agent's classification of pages, switched off.
     sabotage_pages: bool,
+    /// Teeth for issue 26's snapshot: revive ignoring the generation.
+    sabotage_revive: bool,
 }
 
 fn rules(cfg: &Config, exclusive: bool) -> Rules {
@@ -1388,8 +1472,14 @@ fn start_op(w: &W, agent: usize, op: Op) {
                 // As `rotation::secrets::login`: the record is read first
                 // (for the secret and generation); nothing is exchanged
                 // when it cannot be.
+                // As `rotation::secrets::login`: a version another tool
+                // deleted hides its generation (0 here); the landing goes
+                // above its version counter (`landing::succession`).
                 let g = match io.read().await {
-                    Ok(v) => v.map(|v| v.record.generation).unwrap_or(0),
+                    Ok(v) => v
+                        .filter(|v| !v.hidden)
+                        .map(|v| v.record.generation)
+                        .unwrap_or(0),
                     Err(_) => return (mem, Outcome2::Landing(Landing::Pending)),
                 };
                 // The code exchange: from its answer on, the new refresh
@@ -1402,9 +1492,15 @@ fn start_op(w: &W, agent: usize, op: Op) {
                     let t = wb.snyk.issue(f, true);
                     if let Some(x) = wb.snyk.tokens.get_mut(&t) {
                         x.held_by = Some(agent);
+                        x.login_root = true;
                     }
                     t
                 };
+                let access = format!("at-login-{token}");
+                wl.borrow_mut()
+                    .snyk
+                    .access
+                    .insert(access.clone(), token.clone());
                 // As the broker does: above anything this agent has seen.
                 let g = g.max(mem.generation);
                 let record = Record {
@@ -1420,7 +1516,7 @@ fn start_op(w: &W, agent: usize, op: Op) {
                     via: Vec::new(),
                 };
                 let l = rotation::persist(&mut io, &mut mem, &r, record, base).await;
-                (mem, Outcome2::Landing(l))
+                (mem, Outcome2::Login(l, access))
             })
         }
         Op::Delete => Box::pin(async move {
@@ -1500,14 +1596,15 @@ fn poll_agent(w: &W, agent: usize) {
         Poll::Pending => w.borrow_mut().agents[agent].task = Some((op, started, task)),
         Poll::Ready((mem, outcome)) => {
             let mut wb = w.borrow_mut();
-            finish(&mut wb, agent, &mem, &outcome);
+            finish(&mut wb, agent, op, &mem, &outcome);
             wb.agents[agent].mem = Some(mem);
         }
     }
 }
 
 /// An operation ended: a token handed out must have a durable refresh token (I2).
-fn finish(w: &mut World, agent: usize, mem: &Memory, outcome: &Outcome2) {
+fn finish(w: &mut World, agent: usize, op: Op, mem: &Memory, outcome: &Outcome2) {
+    served(w, agent, op, mem, outcome);
     trace!("{}ms agent {agent} finished: {outcome:?}", w.now);
     // Tokens this operation held and did not make durable stay in its memory
     // (NotDurable: the agent's lander keeps them) or were dropped by design.
@@ -1540,6 +1637,135 @@ fn finish(w: &mut World, agent: usize, mem: &Memory, outcome: &Outcome2) {
     }
 }
 
+/// Issue 26: what an operation's end hands to the memory cache and to the
+/// publisher, as the broker does (`Broker::publish`, `withdraw_published`).
+fn served(w: &mut World, agent: usize, op: Op, mem: &Memory, outcome: &Outcome2) {
+    let expires = |w: &World| -> SystemTime {
+        SystemTime::UNIX_EPOCH
+            + Duration::from_secs(1_800_000_000 + 3600)
+            + Duration::from_millis(w.now)
+    };
+    let (access, reset) = match outcome {
+        Outcome2::Refresh(Outcome::Minted { access_token, .. }) => (
+            Some(access_token.expose().to_string()),
+            (op == Op::Put).then_some(w.agents[agent].put_gen),
+        ),
+        Outcome2::Login(Landing::Landed, at) => (Some(at.clone()), Some(mem.generation)),
+        Outcome2::Deleted(Ok(())) => {
+            let a = &mut w.agents[agent];
+            a.cache = None;
+            a.snapshot = None;
+            a.to_publish.push((
+                Offer::Withdraw {
+                    generation: mem.generation,
+                    why: Withdrawn::Deleted,
+                },
+                Some(mem.generation),
+            ));
+            return;
+        }
+        _ => (None, None),
+    };
+    let Some(access) = access else { return };
+    let c = Cached {
+        access,
+        expires_at: expires(w),
+        generation: mem.generation,
+    };
+    let a = &mut w.agents[agent];
+    a.to_publish.push((
+        Offer::Token {
+            generation: c.generation,
+            expires_at: c.expires_at,
+        },
+        reset,
+    ));
+    a.cache = Some(c);
+}
+
+/// The minimum validity of a served (revived) or published token.
+const MIN_VALIDITY: Duration = Duration::from_secs(60);
+
+fn sim_wall(w: &World) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + Duration::from_millis(w.now)
+}
+
+/// The publisher writes one queued offer by the real rule
+/// (`broker::publish::decide`), as its check-and-set would.
+fn publish_one(w: &mut World, agent: usize) {
+    if w.agents[agent].to_publish.is_empty() {
+        return;
+    }
+    let (offer, reset) = w.agents[agent].to_publish.remove(0);
+    let now = sim_wall(w);
+    if let Verdict::Write(x) = publish_decide(w.published, offer, now, MIN_VALIDITY) {
+        w.published = x;
+    }
+    if let Some(g) = reset {
+        w.published_reset = w.published_reset.max(g);
+    }
+}
+
+/// Issue 26's invariant: a revived or published token never outlives a
+/// `delete`, `put` or `login` of its credential. Exactly: let D be the
+/// generation of the newest delete (its tombstone), put (its own write of
+/// the given token) or login (its landing) whose publishing step has run;
+/// the published record never holds a token minted at a generation below
+/// D. (A revived token is checked where it is revived: minted at no lower
+/// generation than the newest such reset durable in the store.)
+fn check_tokens(w: &mut World) {
+    if w.generations_reused {
+        return;
+    }
+    if let Shelved::Token { generation, .. } = w.published {
+        if generation < w.published_reset {
+            let d = w.published_reset;
+            w.violation(format!(
+                "the published token was minted at generation {generation}, before the delete, put or login at generation {d} whose publishing step ran"
+            ));
+        }
+    }
+}
+
+/// At start: the snapshot's token comes back only if the real rule
+/// (`cache::snapshot::revives`) says so, against the record read now.
+fn revive(w: &W, agent: usize) {
+    let mut wb = w.borrow_mut();
+    let Some(s) = wb.agents[agent].snapshot.clone() else {
+        return;
+    };
+    let stored = wb.store.current().filter(|v| !v.hidden).map(|v| v.record);
+    let now = sim_wall(&wb);
+    let generation = if wb.sabotage_revive {
+        stored.as_ref().map_or(s.generation, |r| r.generation)
+    } else {
+        s.generation
+    };
+    if !revives(generation, s.expires_at, stored.as_ref(), now, MIN_VALIDITY) {
+        return;
+    }
+    if s.generation < wb.stored_reset && !wb.generations_reused {
+        let d = wb.stored_reset;
+        wb.violation(format!(
+            "agent {agent} revived an access token minted at generation {}, before the delete, put or login at generation {d}",
+            s.generation
+        ));
+    }
+    trace!(
+        "{}ms agent {agent} revived {} (generation {})",
+        wb.now, s.access, s.generation
+    );
+    let a = &mut wb.agents[agent];
+    a.to_publish.push((
+        Offer::Token {
+            generation: s.generation,
+            expires_at: s.expires_at,
+        },
+        None,
+    ));
+    a.cache = Some(s);
+}
+
 fn restart(w: &W, agent: usize) {
     let now = w.borrow().now;
     let entry = {
@@ -1553,6 +1779,7 @@ fn restart(w: &W, agent: usize) {
         .unwrap_or_default();
     let land = mem.unlanded.is_some();
     w.borrow_mut().agents[agent].mem = Some(mem);
+    revive(w, agent);
     if land {
         start_op(w, agent, Op::Land);
     }
@@ -1617,7 +1844,8 @@ fn inject(w: &W) {
             // A foreign blind write (the seed service): refused, cas_required is set.
         }
         // A foreign soft delete of the latest version (`bao kv delete`).
-        10 if wb.rng.chance(0.2) => {
+        // (KV v2 only: the file store has no versions to delete.)
+        10 if wb.rules.claims == Claims::Store && wb.rng.chance(0.2) => {
             wb.store.soft_deleted = true;
             wb.history_erased = true;
         }
@@ -1656,6 +1884,10 @@ fn world(seed: u64, cfg: Config) -> W {
             last_polled: 0,
             last_claim: None,
             exclusive: cfg.claims == Claims::Journal || (exclusive_pair && i < 2),
+            cache: None,
+            snapshot: None,
+            to_publish: Vec::new(),
+            put_gen: 0,
         });
     }
     let world = World {
@@ -1685,6 +1917,12 @@ fn world(seed: u64, cfg: Config) -> W {
         history_erased: false,
         put_given: Vec::new(),
         sabotage_pages: cfg.sabotage_pages,
+        sabotage_revive: cfg.sabotage_revive,
+        published: Shelved::Empty,
+        published_reset: 0,
+        stored_reset: 0,
+        max_generation: 0,
+        generations_reused: false,
         claimants: HashMap::new(),
         store_quiet_until: 0,
     };
@@ -1750,6 +1988,22 @@ fn one_step(w: &W, faults: bool) {
                 wb.agents[i].journal = entry;
             }
         }
+    }
+    // The publisher writes, and the snapshot is written, now and then.
+    {
+        let mut wb = w.borrow_mut();
+        for i in 0..wb.agents.len() {
+            if !wb.agents[i].alive {
+                continue;
+            }
+            if wb.rng.chance(0.3) {
+                publish_one(&mut wb, i);
+            }
+            if wb.rng.chance(0.2) {
+                wb.agents[i].snapshot = wb.agents[i].cache.clone();
+            }
+        }
+        check_tokens(&mut wb);
     }
     let choice = w.borrow_mut().rng.below(100);
     let n = w.borrow().agents.len() as u64;
@@ -1885,7 +2139,7 @@ fn calm(w: &W) {
                     Poll::Pending => w.borrow_mut().agents[i].task = Some((op, started, task)),
                     Poll::Ready((mem, o)) => {
                         let mut wb = w.borrow_mut();
-                        finish(&mut wb, i, &mem, &o);
+                        finish(&mut wb, i, op, &mem, &o);
                         wb.agents[i].mem = Some(mem);
                         outcome = Some(o);
                         break;
@@ -1957,6 +2211,7 @@ fn default_config() -> Config {
         policy: Policy::Reject,
         sabotage: Default::default(),
         sabotage_pages: false,
+        sabotage_revive: false,
     }
 }
 
@@ -2024,12 +2279,13 @@ fn the_rotation_rule_holds_under_every_fault() {
         total.after_foreign_delete += stats.after_foreign_delete;
         total.residual_risk += stats.residual_risk;
         total.spent_put_sends += stats.spent_put_sends;
+        total.generation_hidden += stats.generation_hidden;
         total.puts_stale += stats.puts_stale;
         total.puts_again += stats.puts_again;
         total.puts_over_claims += stats.puts_over_claims;
     }
     println!(
-        "sim: {n} seeds, {} steps, faults tried {}, sends {}, refreshes {}, replays {} (must be 0), documented lost-answer retries {}, credentials lost {} (must be 0), logins {}, needs_login written {}, replays between two agents both misconfigured as exclusive {}, sends of an old put token after another tool erased the record's history {}, sends after a claimant held its answer past the takeover period (rule 5's residual risk) {}, puts of a stale token {}, puts of a token put before {}, puts racing another agent's claim {}, sends of a spent put token the record did not show {}",
+        "sim: {n} seeds, {} steps, faults tried {}, sends {}, refreshes {}, replays {} (must be 0), documented lost-answer retries {}, credentials lost {} (must be 0), logins {}, needs_login written {}, replays between two agents both misconfigured as exclusive {}, sends of an old put token after another tool erased the record's history {}, sends after a claimant held its answer past the takeover period (rule 5's residual risk) {}, puts of a stale token {}, puts of a token put before {}, puts racing another agent's claim {}, sends of a spent put token the record did not show {}, writes over a version another tool deleted below the highest generation {}",
         total.steps,
         total.faults,
         total.sends,
@@ -2045,7 +2301,8 @@ fn the_rotation_rule_holds_under_every_fault() {
         total.puts_stale,
         total.puts_again,
         total.puts_over_claims,
-        total.spent_put_sends
+        total.spent_put_sends,
+        total.generation_hidden
     );
     assert_eq!(total.replays, 0);
     assert_eq!(total.lost, 0);
@@ -2075,6 +2332,14 @@ fn finds_violation_with(sabotage: impl Fn(&mut Config), what: &str) {
     }
     panic!(
         "with {what} switched off, {TEETH_SEEDS} seeds found no violation: the simulation has no teeth"
+    );
+}
+
+#[test]
+fn without_the_generation_check_of_the_snapshot_the_simulation_finds_a_violation() {
+    finds_violation_with(
+        |cfg| cfg.sabotage_revive = true,
+        "the generation check of a revived access token",
     );
 }
 

@@ -120,8 +120,17 @@ pub(super) fn succession(current: Option<&Versioned>, u: &Unlanded, rules: &Rule
             return Verdict::AlreadyThere;
         }
     }
+    // A version another tool deleted (`bao kv delete`) hides its record, and
+    // with it its generation: the version counter, which no generation of
+    // the record's history exceeds (each generation step is a write), keeps
+    // the generation from going down (rule 10) under a login over it.
+    let floor = if cur.hidden {
+        rec.generation.max(cur.version)
+    } else {
+        rec.generation
+    };
     let next = Verdict::Write {
-        generation: rec.generation + 1,
+        generation: floor + 1,
         cas: cur.version,
     };
     if !rec.deleted && u.base.via.iter().any(|fp| rec.holds(fp)) {
@@ -201,7 +210,14 @@ pub async fn tombstone<I: Io>(io: &mut I, mem: &mut Memory) -> Result<(), StoreE
         };
         let stone = Record {
             kind: cur.record.kind,
-            generation: cur.record.generation.max(mem.generation) + 1,
+            // A version another tool deleted hides its generation: the
+            // version counter bounds it (see `succession`).
+            generation: cur
+                .record
+                .generation
+                .max(mem.generation)
+                .max(if cur.hidden { cur.version } else { 0 })
+                + 1,
             // Spent put tokens stay known: putting one again is refused.
             put_fps: cur.record.put_fps.clone(),
             prev_fp: cur
