@@ -650,12 +650,6 @@ impl World {
             // never replaces a record under a claim, nor one that shows R was
             // rotated already (`prev_fp`, `put_fps`).
             if op.0 == Op::Put && old_t != new_t && new_t.is_some() && new_t.as_deref() == given {
-                if let Some(c) = &old.record.claim {
-                    let by = self.claimants.get(&c.nonce).copied();
-                    self.violation(format!(
-                        "agent {agent}'s put replaced a record under the claim of agent {by:?} (rule 8: a put waits for that landing)"
-                    ));
-                }
                 let r = record.refresh_token.as_ref().map(Secret::digest);
                 let shown = r.as_ref().is_some_and(|r| {
                     old.record.prev_fp.as_ref() == Some(r) || old.record.put_fps.contains(r)
@@ -668,6 +662,12 @@ impl World {
                     if t.state != TokState::Live || t.given_old {
                         t.spent_put = true;
                     }
+                }
+                if let Some(c) = &old.record.claim {
+                    let by = self.claimants.get(&c.nonce).copied();
+                    self.violation(format!(
+                        "agent {agent}'s put replaced a record under the claim of agent {by:?} (rule 8: a put waits for that landing)"
+                    ));
                 }
             }
             // A login's or put's token, or its chain journaled while the store was down.
