@@ -1,32 +1,61 @@
-//! Deterministic simulation of the rotation rule (SPEC §2), after
+//! Deterministic simulation of the rotation rule (`docs/protocol.md`), after
 //! FoundationDB's simulation testing and TigerBeetle's VOPR.
 //!
 //! Several agents run the real protocol code (`snykey::broker::rotation`) in
 //! one process on one thread, against in-process models of Snyk (token
-//! states, every send recorded, a selectable reuse policy), the secret store
-//! (KV v2 versions, check-and-set, `cas_required`, soft delete, destroy) and
-//! each agent's journal (fsync'd or buffered; kept or emptied on restart).
-//! Every call the protocol makes to the world is a step; between any two
-//! steps a seeded random scheduler picks which agent moves next, advances
-//! time, or injects a fault. After **every** step the invariants are checked.
+//! states, every send recorded, a selectable reuse policy: a spent token is
+//! refused, or it revokes its whole family), the secret store (KV v2
+//! versions, check-and-set, `cas_required`, soft delete, destroy) and each
+//! agent's journal (fsync'd or buffered; kept, emptied, or its unsynced tail
+//! lost on restart). Every call the protocol makes to the world is a step;
+//! between any two steps a seeded random scheduler picks which agent moves
+//! next, advances time, or injects a fault. After **every** step the
+//! invariants are checked.
 //!
 //! A failing seed prints itself; `SNYKEY_SIM_SEED=N cargo test --test sim`
-//! replays it, `SNYKEY_SIM_SEEDS=N` runs more seeds, `scripts/sim N` runs N
-//! in release mode and prints the totals.
+//! replays it (`SNYKEY_SIM_TRACE=1` prints every step), `SNYKEY_SIM_SEEDS=N`
+//! runs more seeds, `scripts/sim N` runs N in release mode and prints the
+//! totals.
 //!
-//! Modelled faults: lost requests and answers lost after processing (Snyk and
-//! store), Snyk 5xx with and without an OAuth body and 429, one-sided
-//! partitions agent↔store and agent↔Snyk, the store sealed or read-only for
-//! one agent or all, SIGKILL at any step (journal kept, emptied, or its
-//! unsynced tail lost), process pauses past the send window, clock steps and
-//! skew (wall clock only: claims are timed on monotonic clocks), duplicate
-//! agent ids, the Redis lock lost while held (it is only an optimisation, so
-//! agents here often go on without it), concurrent logins, `put` of one token
-//! on several agents, `delete` during a claim, a foreign blind write (refused
-//! by `cas_required`) and a foreign soft delete, and two agents both
-//! configured exclusive. Faults last less than the takeover period minus the
-//! send window and Snyk's timeout: beyond that lies the documented residual
-//! risk of SPEC §2 rule 5 (`residual_risk_is_a_login_not_a_loss` below).
+//! **Modelled faults and operations.** Requests lost before Snyk or the store
+//! processed them, and answers lost after they did (a timeout or a page
+//! without an OAuth body, either way); Snyk 5xx with and without an OAuth
+//! body and 429; pages without an OAuth body (302, 401, 403, 407, 408, 429,
+//! 502, 503, 504; an HTML body or none at all) before and after Snyk
+//! processed the request, classified by the agent's own
+//! `snyk::classify_error`; lost answers to resends of a spent token; one-sided
+//! partitions agent↔store and agent↔Snyk; the store sealed or read-only for
+//! one agent or all; SIGKILL at any step (journal kept, emptied, or its
+//! unsynced tail lost); process pauses past the send window; clock steps and
+//! skew (wall clock only: claims are timed on monotonic clocks); duplicate
+//! agent ids; the Redis lock lost while held (it is only an optimisation, so
+//! agents here go on without it); concurrent logins; `put` with a fresh
+//! token, a stale one (an older, spent token of the stored family), one given
+//! to a put before, or the stored one, on several agents at once and racing
+//! other agents' live claims; `delete` during a claim; a foreign blind write
+//! (refused by `cas_required`) and a foreign soft delete (`bao kv delete`);
+//! two agents both configured exclusive; and, for issue 26, each agent's
+//! access-token snapshot (revived at restart only through the real
+//! `cache::snapshot::revives`) and publishing (the real
+//! `broker::publish::decide`, its queue lost with the process).
+//!
+//! **Excuses are exact.** A loss of the newest refresh token is excused only
+//! for the token a fault actually lost: the answer lost in transit that
+//! carried it; a kill that came between Snyk's answer and the agent's journal
+//! write of it (or while the journal refused it, or held it unsynced) — not a
+//! kill after the agent talked to the store or Snyk while still holding it
+//! unjournaled, which is the protocol's own loss (rule 4: the journal first);
+//! the emptied disk that held it. Never a whole token family. Counted apart,
+//! and documented as residual risks: replays between two agents both
+//! misconfigured as exclusive, rule 5's claimant cut off past the takeover
+//! period, a put of a spent token the record does not show as spent (and what
+//! Snyk's revocation of that family costs), sends of an old put token after
+//! another tool erased the record's history, and writes over a version
+//! another tool deleted that go below the highest generation.
+//!
+//! Faults last less than the takeover period minus the send window and
+//! Snyk's timeout: beyond that lies the documented residual risk of
+//! `docs/protocol.md` rule 5 (`residual_risk_is_a_login_not_a_loss` below).
 
 use snykey::broker::journal::{Base, Entry};
 use snykey::broker::publish::decide::{Offer, Shelved, Verdict, decide as publish_decide};
@@ -937,7 +966,7 @@ impl World {
                     >= self.rules.takeover.as_millis() as u64
                 && tok.successor.as_ref().is_some_and(|n| !self.in_store(n))
             {
-                // SPEC §2 rule 5's residual risk: the claimant held Snyk's
+                // docs/protocol.md rule 5's residual risk: the claimant held Snyk's
                 // answer without landing it for the whole takeover period
                 // (faults added up past the bound). Counted, documented.
                 self.stats.residual_risk += 1;
@@ -2450,7 +2479,7 @@ fn without_the_takeover_period_the_simulation_finds_a_violation() {
     );
 }
 
-/// SPEC §2 rule 5's residual risk, walked through on purpose: a claimant
+/// docs/protocol.md rule 5's residual risk, walked through on purpose: a claimant
 /// holds Snyk's answer but cannot reach the store for longer than the
 /// takeover period. Another agent takes the claim over and sends the token
 /// once more (the one permitted retry); Snyk refuses it and the record says
