@@ -1597,6 +1597,7 @@ fn put_token(wb: &mut World) -> String {
         85..=99 => stored,
         _ => None,
     };
+    let old = chosen.is_some();
     let t = chosen.unwrap_or_else(|| {
         wb.family += 1;
         let f = wb.family;
@@ -1605,7 +1606,7 @@ fn put_token(wb: &mut World) -> String {
     if !wb.put_given.contains(&t) {
         wb.put_given.push(t.clone());
     }
-    if let Some(x) = wb.snyk.tokens.get_mut(&t).filter(|x| x.seq != wb.snyk.next) {
+    if let Some(x) = wb.snyk.tokens.get_mut(&t).filter(|_| old) {
         x.given_old = true;
     }
     t
