@@ -154,7 +154,12 @@ pub(super) fn succession(current: Option<&Versioned>, u: &Unlanded, rules: &Rule
         return next;
     }
     match &u.base.fp {
-        Some(base) if rec.holds(base) => next,
+        // The record it was minted from: the predecessor, at no higher
+        // generation than when it was sent. A put that stored the
+        // predecessor again since (a stale token given to `put`) raised the
+        // generation: that successor was landed and rotated before, and
+        // landing it again would bring back a spent token.
+        Some(base) if rec.holds(base) && rec.generation <= u.base.generation => next,
         // A secret (no refresh token): lands if nothing landed since.
         None if rec.generation == u.base.generation => next,
         _ => Verdict::Discard,
