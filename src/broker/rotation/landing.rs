@@ -154,12 +154,16 @@ pub(super) fn succession(current: Option<&Versioned>, u: &Unlanded, rules: &Rule
         return next;
     }
     match &u.base.fp {
-        // The record it was minted from: the predecessor, at no higher
-        // generation than when it was sent. A put that stored the
-        // predecessor again since (a stale token given to `put`) raised the
-        // generation: that successor was landed and rotated before, and
+        // The predecessor. Unless a put stored it again since (a stale
+        // token given to `put`: the generation went up and the put history
+        // names it): then this successor was landed and rotated before, and
         // landing it again would bring back a spent token.
-        Some(base) if rec.holds(base) && rec.generation <= u.base.generation => next,
+        Some(base)
+            if rec.holds(base)
+                && (rec.generation <= u.base.generation || !rec.put_fps.contains(base)) =>
+        {
+            next
+        }
         // A secret (no refresh token): lands if nothing landed since.
         None if rec.generation == u.base.generation => next,
         _ => Verdict::Discard,
