@@ -147,6 +147,10 @@ struct Tok {
     given_old: bool,
     /// Issued by a login's code exchange.
     login_root: bool,
+    /// Issued for a send under a journal-only claim of an agent configured
+    /// exclusive while other agents share the store (a misconfiguration,
+    /// documented: nothing arbitrates between them).
+    misconfigured: bool,
     /// Issue order.
     seq: u64,
     /// It reached the store or an fsync'd journal at some point.
@@ -189,6 +193,7 @@ impl Snyk {
                 spent_put: false,
                 given_old: false,
                 login_root: false,
+                misconfigured: false,
                 seq: self.next,
                 durable: false,
                 pred: None,
@@ -497,6 +502,11 @@ impl World {
             _ => tok.lost_explained,
         };
         if fine {
+            return;
+        }
+        if tok.misconfigured {
+            // Documented: an exclusive agent's journal-only send on a shared
+            // store (a misconfiguration); what it lost is not the protocol's.
             return;
         }
         // Excuses are exact: a fault explains a token's loss only if it lost
@@ -828,6 +838,12 @@ impl World {
         // Rule 7: an exclusive agent rotates its journal's chain without
         // the store while the store refuses writes.
         let chain = self.agents[agent].exclusive;
+        let journal_only = chain
+            && self.agents.len() > 1
+            && self.agents[agent]
+                .last_claim
+                .as_ref()
+                .is_none_or(|(fp, _)| *fp != Secret::new(token).digest());
         if self.rules.claims == Claims::Store && !self.rules.sabotage.no_claim_cas && !chain {
             let claimed = self.agents[agent].last_claim.take();
             let digest = Secret::new(token).digest();
@@ -1024,6 +1040,7 @@ impl World {
         if let Some(t) = self.snyk.tokens.get_mut(&next) {
             t.in_transit = true;
             t.pred = Some(token.to_string());
+            t.misconfigured = journal_only;
         }
         let access = format!("at-{}", self.snyk.next);
         self.snyk.access.insert(access.clone(), next.clone());
