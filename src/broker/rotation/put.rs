@@ -170,7 +170,15 @@ pub(super) async fn claim_given<I: Io>(
     });
     let version = match io.write(&given, cas).await {
         Ok(v) => v,
-        Err(StoreError::Conflict { .. }) => return Outcome::Moved,
+        Err(StoreError::Conflict { .. }) => {
+            // Nothing was replaced: the record journaled as replaced must not
+            // be put back over R stored by another agent's put (it may be
+            // older than what that put replaced).
+            if mem.replaced.take().is_some() {
+                let _ = io.note(&mem.entry(io.wall())).await;
+            }
+            return Outcome::Moved;
+        }
         Err(e) => {
             return Outcome::Later {
                 after: Duration::ZERO,
