@@ -88,6 +88,12 @@ pub struct Replaced {
     /// SHA-256 (hex) of the refresh token the put stored: the record goes
     /// back only over a store record that still holds it.
     pub by: String,
+    /// The generation the put's own write gives the record: the record goes
+    /// back only over that write. Another agent's put of the same token may
+    /// have replaced a newer record than this one (journals written before
+    /// this field: no such check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
 }
 
 impl Entry {
@@ -441,6 +447,7 @@ mod prop_tests {
                         ..Default::default()
                     },
                     by,
+                    generation: None,
                 }),
                 claim: claim.map(|(fp, nonce, attempts, sent)| Note {
                     fp,

@@ -110,7 +110,8 @@ pub(super) async fn put_verdict<I: Io>(
                 // A put that adds to the stored record (a client secret):
                 // what it was is journaled before the claim writes the
                 // addition, and goes back if Snyk refuses the request.
-                remember_replaced(io, mem, &v.record, &adopted).await?;
+                let generation = v.record.generation;
+                remember_replaced(io, mem, &v.record, &adopted, generation).await?;
             }
             Ok((adopted, v.version))
         }
@@ -137,7 +138,8 @@ pub(super) async fn claim_given<I: Io>(
     if let Some(v) = current.as_ref().filter(|v| !v.record.deleted && !v.hidden) {
         // What R replaces is journaled first: if Snyk refuses R, it goes
         // back, even after a crash between this write and that answer.
-        if let Err(o) = remember_replaced(io, mem, &v.record, &given).await {
+        let planned = generation.max(mem.generation) + 1;
+        if let Err(o) = remember_replaced(io, mem, &v.record, &given, planned).await {
             return o;
         }
     }
@@ -216,6 +218,7 @@ pub(super) async fn remember_replaced<I: Io>(
     mem: &mut Memory,
     previous: &Record,
     put: &Record,
+    generation: u64,
 ) -> Result<(), Outcome> {
     let Some(by) = put.refresh_token.as_ref().map(Secret::digest) else {
         return Ok(());
@@ -234,6 +237,7 @@ pub(super) async fn remember_replaced<I: Io>(
     mem.replaced = Some(Replaced {
         record: previous.clone(),
         by,
+        generation: Some(generation),
     });
     match io.note(&mem.entry(io.wall())).await {
         Ok(()) => Ok(()),
@@ -268,7 +272,7 @@ pub(super) async fn settle_put<I: Io>(io: &mut I, mem: &mut Memory, outcome: &Ou
     if !refused {
         return;
     }
-    if restore(io, mem, &r.by, r.record).await != Restore::Failed {
+    if restore(io, mem, &r.by, r.generation, r.record).await != Restore::Failed {
         mem.replaced = None;
         let _ = io.note(&mem.entry(io.wall())).await;
     }
@@ -307,6 +311,7 @@ pub(super) async fn restore<I: Io>(
     io: &mut I,
     mem: &mut Memory,
     refused: &str,
+    put_generation: Option<u64>,
     mut previous: Record,
 ) -> Restore {
     let cur = match io.read().await {
@@ -316,6 +321,12 @@ pub(super) async fn restore<I: Io>(
     };
     if !cur.record.holds(refused) || cur.hidden || previous.claim.is_some() {
         // A token that was under a claim may be spent: not put back.
+        return Restore::Moot;
+    }
+    if put_generation.is_some_and(|g| g != cur.record.generation) {
+        // The token is stored by another agent's put (or this put's write
+        // never happened): what this put journaled may be older than what
+        // that put replaced.
         return Restore::Moot;
     }
     previous.generation = cur.record.generation.max(mem.generation) + 1;
