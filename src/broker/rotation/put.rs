@@ -323,10 +323,15 @@ pub(super) async fn restore<I: Io>(
         // A token that was under a claim may be spent: not put back.
         return Restore::Moot;
     }
-    if put_generation.is_some_and(|g| g != cur.record.generation) {
+    let claimed = cur
+        .record
+        .claim
+        .as_ref()
+        .is_some_and(|c| mem.claim.as_ref().is_none_or(|m| m.nonce != c.nonce));
+    if claimed || put_generation.is_some_and(|g| g != cur.record.generation) {
         // The token is stored by another agent's put (or this put's write
-        // never happened): what this put journaled may be older than what
-        // that put replaced.
+        // never happened), or someone is sending it under a claim: what
+        // this put journaled may be older than what that put replaced.
         return Restore::Moot;
     }
     previous.generation = cur.record.generation.max(mem.generation) + 1;
