@@ -688,7 +688,14 @@ impl World {
             // Rule 8: a put's own write (the given token R, with its claim)
             // never replaces a record under a claim, nor one that shows R was
             // rotated already (`prev_fp`, `put_fps`).
-            if op.0 == Op::Put && old_t != new_t && new_t.is_some() && new_t.as_deref() == given {
+            // (A put's own write has no `prev_fp`; a landing in the put's
+            // step 0 of a successor that happens to be the given token has.)
+            if op.0 == Op::Put
+                && old_t != new_t
+                && new_t.is_some()
+                && new_t.as_deref() == given
+                && record.prev_fp.is_none()
+            {
                 let r = record.refresh_token.as_ref().map(Secret::digest);
                 let shown = r.as_ref().is_some_and(|r| {
                     old.record.prev_fp.as_ref() == Some(r) || old.record.put_fps.contains(r)
@@ -727,7 +734,10 @@ impl World {
                 .last()
                 .and_then(|v| v.as_ref())
                 .is_some_and(|r| r.deleted);
-            let put_own = op.0 == Op::Put && new_t.is_some() && new_t.as_deref() == given;
+            let put_own = op.0 == Op::Put
+                && new_t.is_some()
+                && new_t.as_deref() == given
+                && record.prev_fp.is_none();
             if tombstone && !record.deleted && !root && !put_own {
                 self.violation("a write brought a deleted credential back".into());
             }
@@ -775,7 +785,10 @@ impl World {
             .current()
             .and_then(|v| v.record.refresh_token)
             .map(|t| t.expose().to_string());
-        let put_own = op.0 == Op::Put && new_token.is_some() && new_token.as_deref() == given;
+        let put_own = op.0 == Op::Put
+            && new_token.is_some()
+            && new_token.as_deref() == given
+            && record.prev_fp.is_none();
         if record.deleted || put_own || (login_root && new_token != old_token) {
             self.stored_reset = self.stored_reset.max(record.generation);
         }
