@@ -248,6 +248,7 @@ impl Broker {
         expires_in: Duration,
     ) -> BrokerError {
         flight.held = Some(self.token_from(access_token, expires_in));
+        flight.held_for = super::slot::unlanded_digest(&flight.mem);
         self.degraded(slot, "a rotated refresh token is held in memory only");
         self.spawn_lander(slot, flight);
         crate::metrics::refresh("not_durable");
@@ -431,6 +432,8 @@ impl Broker {
                     return;
                 }
                 let mut io = AgentIo::new(&broker, &slot.key);
+                // What this landing brings: a held token waits for exactly it.
+                let waiting_for = super::slot::unlanded_digest(&flight.mem);
                 // Held in memory only: the journal first, whenever it takes
                 // writes again (I2).
                 if flight.mem.unlanded.as_ref().is_some_and(|u| !u.journaled) {
@@ -446,8 +449,11 @@ impl Broker {
                 if landing != Landing::Pending || journaled {
                     // (land() never answers InMemory.)
                     // Durable now: a held-back token may go out.
+                    let held_for = flight.held_for.take();
                     if let Some(t) = flight.held.take() {
-                        if landing != Landing::Discarded {
+                        // Not when a later login or rotation replaced the
+                        // successor it waited for: that one is dropped (I2).
+                        if landing != Landing::Discarded && held_for == waiting_for {
                             broker.publish(&slot, flight.mem.generation, t).await;
                         }
                     }
