@@ -90,6 +90,20 @@ pub struct Sabotage {
     pub no_claim_cas: bool,
     pub no_succession: bool,
     pub no_takeover_wait: bool,
+    // ---- tests/sim_secrets.rs (issue 22): the single-copy secrets of
+    // `secrets.rs`. Each breaks one ordering; never set by the agent.
+    /// `rotate_secret --mode replace`: the new secret is made durable only
+    /// after the test grant (it waits in memory through the grant).
+    #[doc(hidden)]
+    pub secret_durable_after_proof: bool,
+    /// Zero-downtime `rotate_secret`: the old secret is deleted at Snyk
+    /// before the new one is durable.
+    #[doc(hidden)]
+    pub retire_before_durable: bool,
+    /// `login`: the access token is handed out (reported landed) although
+    /// neither the journal nor the store took its refresh token.
+    #[doc(hidden)]
+    pub login_hands_out_first: bool,
 }
 
 impl Rules {

@@ -128,6 +128,12 @@ pub async fn login<I: Exchange>(
     };
     match persist(io, mem, rules, record, base).await {
         Landing::Discarded => Err(LoginFailed::Superseded),
+        // Teeth for tests/sim_secrets.rs only: reported durable when it is not.
+        Landing::InMemory if rules.sabotage.login_hands_out_first => Ok(Issued {
+            access_token: grant.access_token,
+            expires_in: grant.expires_in,
+            landing: Landing::Landed,
+        }),
         landing => Ok(Issued {
             access_token: grant.access_token,
             expires_in: grant.expires_in,
@@ -199,6 +205,18 @@ pub async fn rotate_secret<I: SecretRotation>(
             return Err(RotationStopped::NotIssued(e));
         }
     };
+    // Teeth for tests/sim_secrets.rs only: the old secret deleted, or the
+    // new one proven, while the new one is still in memory only.
+    let retired_early = if !replace && rules.sabotage.retire_before_durable {
+        Some(io.retire(&old).await.err())
+    } else {
+        None
+    };
+    let proven_early = if replace && rules.sabotage.secret_durable_after_proof {
+        Some(io.prove(&new).await)
+    } else {
+        None
+    };
     // 4. Durable before anything else can fail: the journal, then the
     //    store by succession (nothing landed since the read). The landing
     //    clears the claim.
@@ -211,17 +229,24 @@ pub async fn rotate_secret<I: SecretRotation>(
         Landing::Discarded => return Err(RotationStopped::Superseded),
     }
     // 5. Proven by a grant.
-    let grant = match io.prove(&new).await {
+    let proven = match proven_early {
+        Some(p) => p,
+        None => io.prove(&new).await,
+    };
+    let grant = match proven {
         Ok(g) => g,
         Err(error) if !replace && error.is_permanent() => {
             // Snyk refuses the second secret for good; the old one still
             // works: it is stored again.
-            let over = match landing {
-                Landing::Landed => mem.generation,
-                _ => stored.record.generation,
+            let rolled_back = match landing {
+                Landing::Landed => roll_back(io, mem, rules, &new, &old).await,
+                // Still under our claim in the store: over the claimed record.
+                _ => {
+                    let over = stored.record.generation;
+                    let back = store_secret(io, mem, rules, &stored.record, &old, over).await;
+                    matches!(back, Landing::Landed | Landing::Pending)
+                }
             };
-            let back = store_secret(io, mem, rules, &stored.record, &old, over).await;
-            let rolled_back = matches!(back, Landing::Landed | Landing::Pending);
             return Err(RotationStopped::NotProven { error, rolled_back });
         }
         Err(error) => {
@@ -232,10 +257,10 @@ pub async fn rotate_secret<I: SecretRotation>(
         }
     };
     // 6. A second secret: the old one goes.
-    let old_left = if replace {
-        None
-    } else {
-        io.retire(&old).await.err()
+    let old_left = match (replace, retired_early) {
+        (true, _) => None,
+        (false, Some(early)) => early,
+        (false, None) => io.retire(&old).await.err(),
     };
     Ok(Rotated {
         issued: Issued {
@@ -245,6 +270,37 @@ pub async fn rotate_secret<I: SecretRotation>(
         },
         old_left,
     })
+}
+
+/// Step 5 of [`rotate_secret`] when Snyk refused a landed second secret
+/// for good: the old secret stored again, by a claim as for a rotation —
+/// only over the record that still holds the refused secret, and never
+/// while another agent's claim on it is live. Found by tests/sim_secrets.rs:
+/// another agent's `replace` may be under way (Snyk refused ours because it
+/// revoked every other secret); writing the old secret over its claim
+/// stored a revoked secret and discarded the only valid one when it landed.
+async fn roll_back<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    rules: &Rules,
+    new: &Secret,
+    old: &Secret,
+) -> bool {
+    let current = match io.read().await {
+        Ok(Some(v)) if !v.hidden && !v.record.deleted => v,
+        _ => return false,
+    };
+    let holds_new = current.record.client_secret.as_ref().map(Secret::digest) == Some(new.digest());
+    if !holds_new {
+        return false;
+    }
+    let Ok((claimed, _)) = claim_secret(io, mem, rules, &current, new).await else {
+        return false;
+    };
+    mem.claim = None;
+    let over = claimed.generation;
+    let back = store_secret(io, mem, rules, &claimed, old, over).await;
+    matches!(back, Landing::Landed | Landing::Pending)
 }
 
 /// Step 1 of [`rotate_secret`]: the stored record of a client-secret
