@@ -420,3 +420,152 @@ async fn store_secret<I: Io>(
     };
     persist(io, mem, rules, record, base).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Claim;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    /// One service account's record, this agent's journal, and a Snyk that
+    /// refuses the new secret for good at its test grant — with, if asked,
+    /// another agent's `replace` claiming the record first (which is why
+    /// Snyk refuses it: that replace revoked every other secret).
+    struct World {
+        versions: Vec<Record>,
+        journal: Option<Entry>,
+        foreign_replace: bool,
+        nonces: u64,
+    }
+
+    impl Io for World {
+        fn mono(&self) -> Duration {
+            Duration::from_secs(1_000)
+        }
+        fn wall(&self) -> SystemTime {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+        }
+        fn nonce(&mut self) -> String {
+            self.nonces += 1;
+            format!("{:032x}", self.nonces)
+        }
+        fn agent(&self) -> String {
+            "host-a".into()
+        }
+        async fn read(&mut self) -> Result<Option<Versioned>, StoreError> {
+            Ok(self.versions.last().map(|r| Versioned {
+                record: r.clone(),
+                version: self.versions.len() as u64,
+                hidden: false,
+            }))
+        }
+        async fn write(&mut self, record: &Record, cas: u64) -> Result<u64, StoreError> {
+            if cas != self.versions.len() as u64 {
+                return Err(StoreError::Conflict { expected: cas });
+            }
+            self.versions.push(record.clone());
+            Ok(self.versions.len() as u64)
+        }
+        async fn note(&mut self, entry: &Entry) -> Result<(), String> {
+            self.journal = Some(entry.clone());
+            Ok(())
+        }
+        async fn send(
+            &mut self,
+            _: &Secret,
+            _: &Record,
+            _: Duration,
+        ) -> Result<TokenGrant, GrantError> {
+            panic!("no refresh token is sent by a secret rotation");
+        }
+    }
+
+    impl SecretRotation for World {
+        async fn new_secret(&mut self, _: bool) -> Result<Secret, RestError> {
+            Ok(Secret::new("cs-new"))
+        }
+        async fn prove(&mut self, _: &Secret) -> Result<TokenGrant, GrantError> {
+            if self.foreign_replace {
+                let mut r = self.versions.last().cloned().unwrap_or_default();
+                r.claim = Some(Claim {
+                    fp: Secret::new("cs-new").digest(),
+                    nonce: "f".repeat(32),
+                    agent: "host-b".into(),
+                    attempts: 1,
+                    deadline: "2027-01-15T08:00:10Z".into(),
+                });
+                self.versions.push(r);
+            }
+            Err(GrantError::Permanent {
+                error: "invalid_client".into(),
+                description: None,
+            })
+        }
+        async fn retire(&mut self, _: &Secret) -> Result<(), RestError> {
+            Ok(())
+        }
+    }
+
+    fn run(foreign_replace: bool) -> (World, Result<Rotated, RotationStopped>) {
+        let mut w = World {
+            versions: vec![Record {
+                kind: Some(Kind::ClientSecret),
+                client_secret: Some(Secret::new("cs-old")),
+                generation: 3,
+                ..Default::default()
+            }],
+            journal: None,
+            foreign_replace,
+            nonces: 0,
+        };
+        let mut mem = Memory::default();
+        let rules = Rules::new(Claims::Store, false, Duration::from_secs(30));
+        let out = {
+            let mut f = pin!(rotate_secret(&mut w, &mut mem, &rules, false));
+            let mut cx = Context::from_waker(Waker::noop());
+            loop {
+                if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+                    break out;
+                }
+            }
+        };
+        (w, out)
+    }
+
+    fn stored(w: &World) -> (String, bool) {
+        let r = w.versions.last().cloned().unwrap_or_default();
+        let secret = r.client_secret.map(|s| s.expose().to_string());
+        (secret.unwrap_or_default(), r.claim.is_some())
+    }
+
+    #[test]
+    fn a_refused_second_secret_is_rolled_back_to_the_old_one() {
+        let (w, out) = run(false);
+        assert!(matches!(
+            out,
+            Err(RotationStopped::NotProven {
+                rolled_back: true,
+                ..
+            })
+        ));
+        assert_eq!(stored(&w), ("cs-old".to_string(), false));
+        assert!(w.journal.is_some_and(|e| e.is_empty()));
+    }
+
+    #[test]
+    fn a_rollback_never_writes_over_another_agents_live_claim() {
+        // Another agent's replace claimed the record while our secret was
+        // being proven: its new secret is the only valid one, and lands
+        // over its own claim. Ours does not go back over it.
+        let (w, out) = run(true);
+        assert!(matches!(
+            out,
+            Err(RotationStopped::NotProven {
+                rolled_back: false,
+                ..
+            })
+        ));
+        assert_eq!(stored(&w), ("cs-new".to_string(), true));
+    }
+}
