@@ -115,6 +115,11 @@ struct Sec {
     holder: Option<usize>,
     /// Its holder called Snyk again while it was in memory only.
     exposed: bool,
+    /// Its holder did something else before trying the journal, or left it
+    /// out of a journal write: a kill then is no longer excused.
+    unsaved: bool,
+    /// A journal write of it failed (disk full): the store is the next try.
+    journal_failed: bool,
     /// A fault lost exactly its answer, or a kill took it before the agent
     /// could do anything but try to make it durable.
     excused: bool,
@@ -170,6 +175,9 @@ struct Agent {
     dead_since: u64,
     /// Credentials whose lander runs (`spawn_lander`).
     landers: HashSet<usize>,
+    /// Start-up's replay: journaled successors landed before anything
+    /// else runs (src/broker/mod.rs `replay`).
+    replay: Vec<usize>,
     /// An access token held back until its secret is durable (login.rs),
     /// and the secret it waits for (`Flight::held_for`).
     held: HashMap<usize, (Secret, Option<String>)>,
@@ -249,6 +257,8 @@ impl World {
                 in_transit: to,
                 holder: None,
                 exposed: false,
+                unsaved: false,
+                journal_failed: false,
                 excused: false,
                 stored_step: None,
                 was_durable: false,
@@ -307,6 +317,32 @@ impl World {
                 );
                 if let Some(s) = self.secs.get_mut(&n) {
                     s.exposed = true;
+                    // Before even trying the journal: a kill is no longer excused.
+                    s.unsaved |= !s.journal_failed;
+                }
+            }
+        }
+    }
+
+    /// Before every store call by `agent` about `cred`: a secret it holds
+    /// in memory only, whose journal write it has not tried yet, is unsaved.
+    fn calls_store(&mut self, agent: usize, cred: usize) {
+        let names: Vec<String> = self
+            .secs
+            .iter()
+            .filter(|(_, s)| {
+                s.holder == Some(agent) && s.cred == cred && !s.journal_failed && !s.unsaved
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in names {
+            if !self.durable(cred, &n) {
+                trace!(
+                    "{}ms agent {agent} calls the store before journaling {n}",
+                    self.now
+                );
+                if let Some(s) = self.secs.get_mut(&n) {
+                    s.unsaved = true;
                 }
             }
         }
@@ -446,13 +482,33 @@ impl World {
     }
 
     fn note(&mut self, agent: usize, cred: usize, entry: &Entry) -> Result<(), String> {
+        let kind = self.creds[cred].0;
+        let noted = entry.record.as_ref().and_then(|r| secret_of(kind, r));
         if self.now < self.agents[agent].journal_full_until
             || (self.faults && self.rng.chance(0.02))
         {
             self.stats.faults += 1;
+            if let Some(s) = noted.as_ref().and_then(|n| self.secs.get_mut(n)) {
+                s.journal_failed = true;
+            }
             return Err("disk full".into());
         }
-        let kind = self.creds[cred].0;
+        // What it holds in memory only and leaves out of its journal.
+        let left_out: Vec<String> = self
+            .secs
+            .iter()
+            .filter(|(n, s)| {
+                s.holder == Some(agent) && s.cred == cred && noted.as_ref() != Some(*n)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in left_out {
+            if !self.durable(cred, &n) {
+                if let Some(s) = self.secs.get_mut(&n) {
+                    s.unsaved = true;
+                }
+            }
+        }
         trace!(
             "{}ms agent {agent} journal cred {cred} claim={} record={:?}",
             self.now,
@@ -596,6 +652,7 @@ impl World {
         a.running = None;
         a.mem.clear();
         a.landers.clear();
+        a.replay.clear();
         a.held.clear();
         a.alive = false;
         a.dead_since = self.now;
@@ -618,7 +675,7 @@ impl World {
             s.holder = None;
             // Taken before anything but making it durable was tried: the
             // kill lost exactly this answer.
-            if !durable && !s.exposed {
+            if !durable && !s.unsaved {
                 s.excused = true;
                 self.stats.excused += 1;
             }
@@ -679,13 +736,16 @@ impl Io for SimIo {
     async fn read(&mut self) -> Result<Option<Versioned>, StoreError> {
         step().await;
         let mut w = self.world();
+        w.calls_store(self.agent, self.cred);
         w.store_call()?;
         Ok(w.current(self.cred))
     }
     async fn write(&mut self, record: &Record, cas: u64) -> Result<u64, StoreError> {
         step().await;
         let (agent, cred) = (self.agent, self.cred);
-        self.world().store_write(agent, cred, record, cas)
+        let mut w = self.world();
+        w.calls_store(agent, cred);
+        w.store_write(agent, cred, record, cas)
     }
     async fn note(&mut self, entry: &Entry) -> Result<(), String> {
         step().await;
@@ -1057,7 +1117,7 @@ fn restart(w: &W, agent: usize) {
     for (cred, entry) in entries {
         let mem = Memory::recover(entry, Duration::from_millis(now));
         if mem.unlanded.is_some() {
-            a.landers.insert(cred);
+            a.replay.push(cred);
         }
         a.mem.insert(cred, mem);
     }
@@ -1095,6 +1155,7 @@ fn world(seed: u64, cfg: Config) -> W {
             alive: true,
             dead_since: 0,
             landers: HashSet::new(),
+            replay: Vec::new(),
             held: HashMap::new(),
             journal_full_until: 0,
             op_started: 0,
@@ -1195,6 +1256,9 @@ fn one_step(w: &W, faults: bool) {
         }
     } else if busy {
         poll_agent(w, agent);
+    } else if let Some(cred) = replay_next(w, agent) {
+        start_op(w, agent, Op::Land, cred);
+        poll_agent(w, agent);
     } else {
         let lander = {
             let mut wb = w.borrow_mut();
@@ -1225,6 +1289,10 @@ fn one_step(w: &W, faults: bool) {
     }
 }
 
+fn replay_next(w: &W, agent: usize) -> Option<usize> {
+    w.borrow_mut().agents[agent].replay.pop()
+}
+
 /// Faults stop; killed agents restart, running operations and landers
 /// finish; then a rotation and a login must go through.
 fn calm(w: &W) {
@@ -1247,7 +1315,7 @@ fn calm(w: &W) {
             .borrow()
             .agents
             .iter()
-            .all(|a| a.running.is_none() && a.landers.is_empty());
+            .all(|a| a.running.is_none() && a.landers.is_empty() && a.replay.is_empty());
         if idle {
             break;
         }
@@ -1255,13 +1323,15 @@ fn calm(w: &W) {
             let next = {
                 let wb = w.borrow();
                 let a = &wb.agents[i];
-                match (&a.running, a.landers.iter().min()) {
+                let first = a.replay.last().or(a.landers.iter().min());
+                match (&a.running, first) {
                     (Some(_), _) => None,
                     (None, Some(&c)) => Some(c),
                     (None, None) => None,
                 }
             };
             if let Some(c) = next {
+                w.borrow_mut().agents[i].replay.retain(|&r| r != c);
                 start_op(w, i, Op::Land, c);
             }
             poll_agent(w, i);
