@@ -184,6 +184,10 @@ struct Agent {
     journal_full_until: u64,
     /// The step its running operation started at.
     op_started: u64,
+    /// When its running operation last moved: a process is never starved
+    /// by the scheduler longer than a fault would stop it.
+    last_polled: u64,
+    last_kill: Option<u64>,
 }
 
 #[derive(Default, Debug, Clone, Copy)]
@@ -217,6 +221,8 @@ struct World {
     stats: Stats,
     faults: bool,
     store_down_until: u64,
+    /// No new store outage before this time.
+    store_quiet_until: u64,
     rules: Rules,
 }
 
@@ -1018,6 +1024,10 @@ fn poll_agent(w: &W, agent: usize) {
     let Some(mut running) = w.borrow_mut().agents[agent].running.take() else {
         return;
     };
+    {
+        let mut wb = w.borrow_mut();
+        wb.agents[agent].last_polled = wb.now;
+    }
     let mut cx = Context::from_waker(Waker::noop());
     match running.task.as_mut().poll(&mut cx) {
         Poll::Pending => {
@@ -1136,8 +1146,22 @@ fn inject(w: &W) {
     let span = 1 + wb.rng.below(limit / 6);
     wb.stats.faults += 1;
     match wb.rng.below(6) {
-        0..=2 if wb.agents[agent].alive => wb.kill(agent),
-        3 if now >= wb.store_down_until => wb.store_down_until = now + span,
+        // Kills of one agent and store outages never chain into an outage
+        // longer than the bound (beyond it lies rule 5's residual risk: a
+        // claimant that cannot land for the whole takeover period).
+        0..=2
+            if wb.agents[agent].alive
+                && wb.agents[agent]
+                    .last_kill
+                    .is_none_or(|k| now > k + limit / 2) =>
+        {
+            wb.agents[agent].last_kill = Some(now);
+            wb.kill(agent)
+        }
+        3 if now >= wb.store_quiet_until => {
+            wb.store_down_until = now + span;
+            wb.store_quiet_until = now + span + limit;
+        }
         4 => wb.agents[agent].journal_full_until = now + span.min(20_000),
         _ => {}
     }
@@ -1159,6 +1183,8 @@ fn world(seed: u64, cfg: Config) -> W {
             held: HashMap::new(),
             journal_full_until: 0,
             op_started: 0,
+            last_polled: 0,
+            last_kill: None,
         })
         .collect();
     let mut world = World {
@@ -1174,6 +1200,7 @@ fn world(seed: u64, cfg: Config) -> W {
         stats: Stats::default(),
         faults: true,
         store_down_until: 0,
+        store_quiet_until: 0,
         rules: rules(&cfg),
     };
     // An OAuth app logged in once, and a client-secret service account.
@@ -1233,6 +1260,20 @@ fn one_step(w: &W, faults: bool) {
     for i in overdue {
         restart(w, i);
     }
+    let starved = {
+        let wb = w.borrow();
+        let bound = fault_limit(&wb) / 6;
+        (0..wb.agents.len())
+            .filter(|&i| {
+                let a = &wb.agents[i];
+                a.alive && a.running.is_some() && wb.now > a.last_polled + bound
+            })
+            .min_by_key(|&i| wb.agents[i].last_polled)
+    };
+    if let Some(i) = starved {
+        poll_agent(w, i);
+        return;
+    }
     let choice = w.borrow_mut().rng.below(100);
     let n = w.borrow().agents.len() as u64;
     let agent = w.borrow_mut().rng.below(n) as usize;
@@ -1243,12 +1284,12 @@ fn one_step(w: &W, faults: bool) {
     if choice < 15 {
         let mut wb = w.borrow_mut();
         let by = if wb.rng.chance(0.05) {
-            wb.rng.below(60_000)
+            wb.rng.below(20_000)
         } else {
             wb.rng.below(2_000)
         };
         wb.now += by;
-    } else if faults && choice < 20 {
+    } else if faults && choice < 22 {
         inject(w);
     } else if !alive {
         if w.borrow_mut().rng.chance(0.3) {
@@ -1265,7 +1306,7 @@ fn one_step(w: &W, faults: bool) {
             let mut l: Vec<usize> = wb.agents[agent].landers.iter().copied().collect();
             l.sort_unstable();
             match l.first() {
-                Some(&c) if wb.rng.chance(0.6) => Some(c),
+                Some(&c) if wb.rng.chance(0.9) => Some(c),
                 _ => None,
             }
         };
