@@ -1463,7 +1463,7 @@ fn seeds(default: u64) -> (u64, u64) {
 }
 
 /// Seeds `cargo test` runs (the teeth tests search the same ones).
-const SEEDS: u64 = 600;
+const SEEDS: u64 = 3_000;
 
 #[test]
 fn single_copy_secrets_survive_every_fault() {
