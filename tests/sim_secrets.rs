@@ -1575,9 +1575,7 @@ fn a_second_agent_on_one_journal_directory_is_refused() {
     for a in &w.borrow().agents {
         let jdir = dir.path().join(a.journal_dir.trim_start_matches('/'));
         let first = Journal::open(&jdir).expect("the first agent on a journal directory");
-        let second = Journal::open(&jdir)
-            .err()
-            .expect("a second agent on it must be refused");
+        let second = Journal::open(&jdir).expect_err("a second agent on it must be refused");
         assert!(second.contains("store.journal_dir"), "{second}");
         open.push(first);
     }
