@@ -205,18 +205,7 @@ pub async fn rotate_secret<I: SecretRotation>(
             return Err(RotationStopped::NotIssued(e));
         }
     };
-    // Teeth for tests/sim_secrets.rs only: the old secret deleted, or the
-    // new one proven, while the new one is still in memory only.
-    let retired_early = if !replace && rules.sabotage.retire_before_durable {
-        Some(io.retire(&old).await.err())
-    } else {
-        None
-    };
-    let proven_early = if replace && rules.sabotage.secret_durable_after_proof {
-        Some(io.prove(&new).await)
-    } else {
-        None
-    };
+    let (retired_early, proven_early) = sabotaged_order(io, rules, replace, &old, &new).await;
     // 4. Durable before anything else can fail: the journal, then the
     //    store by succession (nothing landed since the read). The landing
     //    clears the claim.
@@ -270,6 +259,32 @@ pub async fn rotate_secret<I: SecretRotation>(
         },
         old_left,
     })
+}
+
+/// Teeth for tests/sim_secrets.rs only ([`Sabotage`]; never in the agent):
+/// the old secret deleted, or the new one proven, while the new one is still
+/// in memory only. What was answered, for the steps it replaces.
+async fn sabotaged_order<I: SecretRotation>(
+    io: &mut I,
+    rules: &Rules,
+    replace: bool,
+    old: &Secret,
+    new: &Secret,
+) -> (
+    Option<Option<RestError>>,
+    Option<Result<TokenGrant, GrantError>>,
+) {
+    let retired = if !replace && rules.sabotage.retire_before_durable {
+        Some(io.retire(old).await.err())
+    } else {
+        None
+    };
+    let proven = if replace && rules.sabotage.secret_durable_after_proof {
+        Some(io.prove(new).await)
+    } else {
+        None
+    };
+    (retired, proven)
 }
 
 /// Step 5 of [`rotate_secret`] when Snyk refused a landed second secret
