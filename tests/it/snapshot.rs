@@ -8,12 +8,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// An agent on the real OpenBao (KV v2) with the memory cache.
-fn bao_env(fake: &FakeSnyk, bao: &Bao) -> Env {
-    let mut env = Env::new(&fake.url());
-    env.store_config = bao.store_config(env.path(), 2);
-    env
-}
-
 /// Where the snapshot is with OpenBao: in the journal directory.
 fn snapshot_in_journal(env: &Env) -> PathBuf {
     env.journal.join("access-tokens.snapshot")
@@ -51,7 +45,7 @@ fn a_restart_takes_back_valid_tokens_without_a_grant() {
     let fake = FakeSnyk::start();
     fake.set_expires_in(3600);
     let bao = Bao::dev();
-    let mut env = bao_env(&fake, &bao);
+    let mut env = Env::on_bao(&fake.url(), &bao);
     let keys = [("os", "c1"), ("os", "c2"), ("os", "c3")];
     let agent = env.start();
     for (org, client) in keys {
@@ -123,7 +117,7 @@ fn a_put_login_or_delete_while_the_agent_is_stopped_is_never_undone_by_its_snaps
         ("os", "clogin"),
         ("os", "cdel"),
     ];
-    let mut a = bao_env(&fake, &bao);
+    let mut a = Env::on_bao(&fake.url(), &bao);
     let agent = a.start();
     for (org, client) in keys {
         agent.put_new_oauth(&fake, org, client, Some(&format!("sec-{client}")));
@@ -133,7 +127,7 @@ fn a_put_login_or_delete_while_the_agent_is_stopped_is_never_undone_by_its_snaps
 
     // While A is stopped, agent B — same store, a copy of A's snapshot, so
     // that it mints nothing at its own start — puts, logs in and deletes.
-    let mut b = bao_env(&fake, &bao);
+    let mut b = Env::on_bao(&fake.url(), &bao);
     std::fs::create_dir_all(&b.journal).unwrap();
     std::fs::set_permissions(&b.journal, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::fs::copy(snapshot_in_journal(&a), snapshot_in_journal(&b)).unwrap();
