@@ -104,6 +104,11 @@ pub struct Sabotage {
     /// neither the journal nor the store took its refresh token.
     #[doc(hidden)]
     pub login_hands_out_first: bool,
+    /// Zero-downtime `rotate_secret` whose new secret Snyk refused: the
+    /// rollback reads the store before journaling the old secret, and gives
+    /// it up when the read fails or the record is under a claim.
+    #[doc(hidden)]
+    pub rollback_store_first: bool,
 }
 
 impl Rules {

@@ -161,12 +161,52 @@ pub enum RotationStopped {
     /// A newer change reached the store first: the new secret was dropped.
     Superseded,
     /// The new secret is stored (or journaled) but did not mint a token.
-    /// `rolled_back` (a second secret Snyk refused for good): the old
-    /// one, which still works, is stored (or journaled) again.
+    /// `rolled_back`: where the old one, which still works, went when Snyk
+    /// refused a second secret for good ([`Rollback`]).
     NotProven {
         error: GrantError,
-        rolled_back: bool,
+        rolled_back: Rollback,
     },
+}
+
+/// Where the old secret of a zero-downtime rotation went when Snyk refused
+/// the new one for good (docs/protocol.md rule 15's rollback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rollback {
+    /// Not tried (`replace`, or the grant failed without a refusal for
+    /// good): the new secret stays stored.
+    NotTried,
+    /// The old secret is stored again.
+    Stored,
+    /// The old secret is journaled: a lander stores it again once the store
+    /// takes writes and no other agent's claim is on the record.
+    Journaled,
+    /// Neither the journal nor the store took it: it is held in memory for
+    /// a lander (which journals it first).
+    InMemory,
+    /// Another change (a rotation, a put, a delete) replaced the refused
+    /// secret in the store first: the old one was not put back.
+    Superseded,
+}
+
+impl Rollback {
+    /// What happened to the old secret, for the caller (after "Snyk refused
+    /// the new secret").
+    pub fn sentence(self) -> &'static str {
+        match self {
+            Rollback::NotTried => "the new secret stays stored",
+            Rollback::Stored => "the old one is stored again and still works",
+            Rollback::Journaled => {
+                "the old one, which still works, is in the recovery journal and goes back into the secret store as soon as the store takes it (keep the agent running)"
+            }
+            Rollback::InMemory => {
+                "the old one, which still works, is held in memory only (neither the secret store nor the recovery journal accepts writes) and is written back as soon as one does (keep the agent running; do not rotate again)"
+            }
+            Rollback::Superseded => {
+                "another change to the credential (a rotation, a put or a delete) reached the secret store first, so the old one was not put back"
+            }
+        }
+    }
 }
 
 /// A rotation that went through: the proof's token, and (a second
@@ -188,6 +228,14 @@ pub async fn rotate_secret<I: SecretRotation>(
     rules: &Rules,
     replace: bool,
 ) -> Result<Rotated, RotationStopped> {
+    // 0. A secret of ours the store does not hold yet lands first (a
+    //    rollback's old secret, a new one a lander is landing): a rotation
+    //    claiming the record over it would drop it.
+    if mem.unlanded.is_some() && land(io, mem, rules).await == Landing::Pending {
+        return Err(RotationStopped::Busy(
+            "a secret the secret store has not taken yet is still being written there; nothing was asked of Snyk: run rotate-secret again later".into(),
+        ));
+    }
     // 1. The stored secret.
     let (stored, old) = stored_secret(io).await?;
     // 2. The claim, before Snyk is asked (as before a refresh's send): in
@@ -226,22 +274,15 @@ pub async fn rotate_secret<I: SecretRotation>(
         Ok(g) => g,
         Err(error) if !replace && error.is_permanent() => {
             // Snyk refuses the second secret for good; the old one still
-            // works: it is stored again.
-            let rolled_back = match landing {
-                Landing::Landed => roll_back(io, mem, rules, &new, &old).await,
-                // Still under our claim in the store: over the claimed record.
-                _ => {
-                    let over = stored.record.generation;
-                    let back = store_secret(io, mem, rules, &stored.record, &old, over).await;
-                    matches!(back, Landing::Landed | Landing::Pending)
-                }
-            };
+            // works: it goes back (whether the new one landed or not: a
+            // landing whose answer was lost is Pending, yet stored).
+            let rolled_back = roll_back(io, mem, rules, &stored.record, &new, &old).await;
             return Err(RotationStopped::NotProven { error, rolled_back });
         }
         Err(error) => {
             return Err(RotationStopped::NotProven {
                 error,
-                rolled_back: false,
+                rolled_back: Rollback::NotTried,
             });
         }
     };
@@ -287,35 +328,53 @@ async fn sabotaged_order<I: SecretRotation>(
     (retired, proven)
 }
 
-/// Step 5 of [`rotate_secret`] when Snyk refused a landed second secret
-/// for good: the old secret stored again, by a claim as for a rotation —
-/// only over the record that still holds the refused secret, and never
-/// while another agent's claim on it is live. Found by tests/sim_secrets.rs:
-/// another agent's `replace` may be under way (Snyk refused ours because it
-/// revoked every other secret); writing the old secret over its claim
-/// stored a revoked secret and discarded the only valid one when it landed.
+/// Step 5 of [`rotate_secret`] when Snyk refused a second secret for good
+/// (docs/protocol.md rule 15): the old secret, which may exist in memory
+/// only now, is journaled first (before anything else can fail), then lands
+/// ([`persist`]) — only over a record that still holds the refused secret
+/// and carries no claim (`landing.rs`, `put_back`: a claimed record waits
+/// for that rotation's landing, which discards ours), or over our claimed
+/// record if the refused secret never landed (a lost write answer: the
+/// landing was Pending). Found by
+/// tests/sim_secrets.rs: another agent's `replace` may be under way (Snyk
+/// refused ours because it revoked every other secret); writing the old
+/// secret over its claim stored a revoked secret and discarded the only
+/// valid one when it landed. `template`: the record the rotation read.
 async fn roll_back<I: Io>(
     io: &mut I,
     mem: &mut Memory,
     rules: &Rules,
+    template: &Record,
     new: &Secret,
     old: &Secret,
-) -> bool {
-    let current = match io.read().await {
-        Ok(Some(v)) if !v.hidden && !v.record.deleted => v,
-        _ => return false,
-    };
-    let holds_new = current.record.client_secret.as_ref().map(Secret::digest) == Some(new.digest());
-    if !holds_new {
-        return false;
+) -> Rollback {
+    if rules.sabotage.rollback_store_first {
+        // Teeth for tests/sim_secrets.rs only: the store read (and the
+        // claim checked) before the old secret is journaled; given up on.
+        match io.read().await {
+            Ok(Some(v)) if v.record.claim.is_none() => {}
+            _ => return Rollback::Superseded,
+        }
     }
-    let Ok((claimed, _)) = claim_secret(io, mem, rules, &current, new).await else {
-        return false;
+    let seen = mem.generation.max(template.generation);
+    let mut record = template.clone();
+    record.client_secret = Some(old.clone());
+    record.updated_at = Some(crate::clock::rfc3339(io.wall()));
+    record.generation = seen + 1;
+    record.claim = None;
+    let base = Base {
+        fp: Some(new.digest()),
+        generation: seen,
+        login: false,
+        via: Vec::new(),
     };
     mem.claim = None;
-    let over = claimed.generation;
-    let back = store_secret(io, mem, rules, &claimed, old, over).await;
-    matches!(back, Landing::Landed | Landing::Pending)
+    match persist(io, mem, rules, record, base).await {
+        Landing::Landed => Rollback::Stored,
+        Landing::Pending => Rollback::Journaled,
+        Landing::InMemory => Rollback::InMemory,
+        Landing::Discarded => Rollback::Superseded,
+    }
 }
 
 /// Step 1 of [`rotate_secret`]: the stored record of a client-secret
@@ -560,7 +619,7 @@ mod tests {
         assert!(matches!(
             out,
             Err(RotationStopped::NotProven {
-                rolled_back: true,
+                rolled_back: Rollback::Stored,
                 ..
             })
         ));
@@ -573,14 +632,24 @@ mod tests {
         // Another agent's replace claimed the record while our secret was
         // being proven: its new secret is the only valid one, and lands
         // over its own claim. Ours does not go back over it.
+        // Ours waits in the journal (it lands only over an unclaimed
+        // record that holds the refused secret).
         let (w, out) = run(true);
         assert!(matches!(
             out,
             Err(RotationStopped::NotProven {
-                rolled_back: false,
+                rolled_back: Rollback::Journaled,
                 ..
             })
         ));
         assert_eq!(stored(&w), ("cs-new".to_string(), true));
+        let journaled = w
+            .journal
+            .and_then(|e| e.record)
+            .and_then(|r| r.client_secret);
+        assert_eq!(
+            journaled.map(|s| s.expose().to_string()).as_deref(),
+            Some("cs-old")
+        );
     }
 }
