@@ -127,6 +127,14 @@ struct Sec {
     stored_step: Option<u64>,
     /// It reached the store or a journal (a later login may replace it).
     was_durable: bool,
+    /// A second secret Snyk issued but refuses at every grant
+    /// (`invalid_client`) while the old one still works.
+    refused: bool,
+    /// The old secret of a rotation whose holder just learned that Snyk
+    /// refuses the new one, and has not tried the journal since: a kill now
+    /// is excused (the store may hold it, but the journaled new secret goes
+    /// over it at the restart).
+    just_learned: bool,
 }
 
 // ---------------------------------------------------------------- the world
@@ -176,7 +184,7 @@ struct Agent {
     /// Credentials whose lander runs (`spawn_lander`).
     landers: HashSet<usize>,
     /// Start-up's replay: journaled successors landed before anything
-    /// else runs (src/broker/mod.rs `replay`).
+    /// else runs (src/broker/revive.rs `replay`).
     replay: Vec<usize>,
     /// An access token held back until its secret is durable (login.rs),
     /// and the secret it waits for (`Flight::held_for`).
@@ -204,6 +212,7 @@ struct Stats {
     excused: u64,
     lost: u64,
     replays: u64,
+    refusals: u64,
 }
 
 struct World {
@@ -268,6 +277,8 @@ impl World {
                 excused: false,
                 stored_step: None,
                 was_durable: false,
+                refused: false,
+                just_learned: false,
             },
         );
         name
@@ -333,6 +344,13 @@ impl World {
     /// Before every store call by `agent` about `cred`: a secret it holds
     /// in memory only, whose journal write it has not tried yet, is unsaved.
     fn calls_store(&mut self, agent: usize, cred: usize) {
+        for (n, s) in self.secs.iter_mut() {
+            if s.holder == Some(agent) && s.cred == cred && s.just_learned {
+                trace!("agent {agent} calls the store before journaling {n}");
+                s.just_learned = false;
+                s.unsaved = true;
+            }
+        }
         let names: Vec<String> = self
             .secs
             .iter()
@@ -490,6 +508,11 @@ impl World {
     fn note(&mut self, agent: usize, cred: usize, entry: &Entry) -> Result<(), String> {
         let kind = self.creds[cred].0;
         let noted = entry.record.as_ref().and_then(|r| secret_of(kind, r));
+        for s in self.secs.values_mut() {
+            if s.holder == Some(agent) && s.cred == cred {
+                s.just_learned = false;
+            }
+        }
         if self.now < self.agents[agent].journal_full_until
             || (self.faults && self.rng.chance(0.02))
         {
@@ -649,6 +672,30 @@ impl World {
         !lost
     }
 
+    /// `agent` learned that Snyk refuses `refused` for good: from now on
+    /// it is not a valid secret, and the old one (`old`, read by the
+    /// rotation before the new one replaced it in the store) is the one
+    /// the agent holds — in memory, until it makes it durable again.
+    fn refusal_learned(&mut self, agent: usize, refused: &str, old: Option<&str>) {
+        trace!(
+            "{}ms agent {agent} learns Snyk refuses {refused} (old {old:?})",
+            self.now
+        );
+        if let Some(s) = self.secs.get_mut(refused) {
+            s.valid = false;
+        }
+        let Some(o) = old.filter(|o| *o != refused) else {
+            return;
+        };
+        if let Some(s) = self.secs.get_mut(o).filter(|s| s.valid) {
+            s.holder = Some(agent);
+            s.exposed = false;
+            s.unsaved = false;
+            s.journal_failed = false;
+            s.just_learned = true;
+        }
+    }
+
     /// SIGKILL: the running operation and every memory are gone; the
     /// journal stays.
     fn kill(&mut self, agent: usize) {
@@ -681,7 +728,7 @@ impl World {
             s.holder = None;
             // Taken before anything but making it durable was tried: the
             // kill lost exactly this answer.
-            if !durable && !s.unsaved {
+            if (!durable || s.just_learned) && !s.unsaved {
                 s.excused = true;
                 self.stats.excused += 1;
             }
@@ -715,6 +762,11 @@ struct SimIo {
     cred: usize,
     /// A login's authorization code.
     code: String,
+    /// The secret the last read found stored.
+    last_read: Option<String>,
+    /// A rotation's old secret (stored when it asked for a new one): it
+    /// holds it in memory once the new one replaced it in the store.
+    old: Option<String>,
 }
 
 impl SimIo {
@@ -741,10 +793,14 @@ impl Io for SimIo {
     }
     async fn read(&mut self) -> Result<Option<Versioned>, StoreError> {
         step().await;
-        let mut w = self.world();
-        w.calls_store(self.agent, self.cred);
-        w.store_call()?;
-        Ok(w.current(self.cred))
+        let (current, stored) = {
+            let mut w = self.world();
+            w.calls_store(self.agent, self.cred);
+            w.store_call()?;
+            (w.current(self.cred), w.stored_secret(self.cred))
+        };
+        self.last_read = stored;
+        Ok(current)
     }
     async fn write(&mut self, record: &Record, cas: u64) -> Result<u64, StoreError> {
         step().await;
@@ -819,6 +875,8 @@ impl SecretRotation for SimIo {
     async fn new_secret(&mut self, replace: bool) -> Result<Secret, RestError> {
         step().await;
         let (agent, cred) = (self.agent, self.cred);
+        self.old = self.last_read.clone();
+        let old = self.old.clone().unwrap_or_default();
         let name = {
             let mut w = self.world();
             w.calls_snyk(agent, cred);
@@ -827,6 +885,15 @@ impl SecretRotation for SimIo {
                 return Err(w.rest_refused());
             }
             let name = w.issue(cred, "cs", Some(agent));
+            // A second secret Snyk will refuse at its test grant while the
+            // old one still works (the rollback's case).
+            let old_works = w.secs.get(&old).is_some_and(|s| s.valid && !s.refused);
+            if !replace && old_works && w.faults && w.rng.chance(0.1) {
+                w.stats.refusals += 1;
+                if let Some(s) = w.secs.get_mut(&name) {
+                    s.refused = true;
+                }
+            }
             if replace {
                 for (n, s) in w.secs.iter_mut() {
                     if s.cred == cred && *n != name {
@@ -858,7 +925,10 @@ impl SecretRotation for SimIo {
                 w.stats.faults += 1;
                 return Err(w.grant_refused());
             }
-            let valid = w.secs.get(secret.expose()).is_some_and(|s| s.valid);
+            let valid = w
+                .secs
+                .get(secret.expose())
+                .is_some_and(|s| s.valid && !s.refused);
             if valid {
                 let access = format!("at-{}-{}", secret.expose(), w.rng.next() % 1000);
                 w.access.insert(access.clone(), secret.expose().to_string());
@@ -874,6 +944,9 @@ impl SecretRotation for SimIo {
         let mut w = self.world();
         if w.answer_lost() {
             return Err(w.grant_lost());
+        }
+        if w.secs.get(secret.expose()).is_some_and(|s| s.refused) {
+            w.refusal_learned(agent, secret.expose(), self.old.as_deref());
         }
         answer
     }
@@ -937,6 +1010,8 @@ fn start_op(w: &W, agent: usize, op: Op, cred: usize) {
         agent,
         cred,
         code,
+        last_read: None,
+        old: None,
     };
     let task: Task = match op {
         Op::Login => {
@@ -964,7 +1039,7 @@ fn start_op(w: &W, agent: usize, op: Op, cred: usize) {
             })
         }
         Op::Land => Box::pin(async move {
-            // spawn_lander's body (src/broker/refresh.rs).
+            // spawn_lander's body (src/broker/refresh/land.rs).
             let kind = io.w.borrow().creds[io.cred].0;
             let waiting_for = mem
                 .unlanded
@@ -1114,7 +1189,7 @@ fn finish(w: &W, agent: usize, op: Op, cred: usize, mem: Memory, done: Done) {
     }
 }
 
-/// Start-up after a kill (src/broker/mod.rs `replay`): every journal
+/// Start-up after a kill (src/broker/revive.rs `replay`): every journal
 /// entry recovered, each with a successor landed (a lander for one the
 /// store does not take yet).
 fn restart(w: &W, agent: usize) {
@@ -1489,15 +1564,17 @@ fn single_copy_secrets_survive_every_fault() {
         t.excused += s.excused;
         t.lost += s.lost;
         t.replays += s.replays;
+        t.refusals += s.refusals;
     }
     println!(
-        "sim_secrets: {n} seeds, {} steps, faults tried {} (kills {}), logins {}, rotations {} (replace {}), register-app {}, secrets issued {}, access tokens handed out {}, answers lost exactly {}, replays {} (must be 0), secrets lost {} (must be 0)",
+        "sim_secrets: {n} seeds, {} steps, faults tried {} (kills {}), logins {}, rotations {} (replace {}; second secrets refused {}), register-app {}, secrets issued {}, access tokens handed out {}, answers lost exactly {}, replays {} (must be 0), secrets lost {} (must be 0)",
         t.steps,
         t.faults,
         t.kills,
         t.logins,
         t.rotations,
         t.replaces,
+        t.refusals,
         t.registers,
         t.issued,
         t.handed_out,
@@ -1561,6 +1638,17 @@ fn a_login_handing_out_its_token_before_it_is_durable_is_caught() {
             ..Default::default()
         },
         "a login's access token handed out before its refresh token is durable",
+    );
+}
+
+#[test]
+fn a_rollback_that_reads_the_store_before_journaling_the_old_secret_is_caught() {
+    finds_violation_with(
+        rotation::Sabotage {
+            rollback_store_first: true,
+            ..Default::default()
+        },
+        "a refused second secret's rollback reading the store before journaling the old secret",
     );
 }
 
