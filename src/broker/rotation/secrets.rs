@@ -511,6 +511,20 @@ mod tests {
         journal: Option<Entry>,
         foreign_replace: bool,
         nonces: u64,
+        /// What the next store writes do (then: taken).
+        writes: Vec<Fault>,
+        journal_down: bool,
+        journal_down_at_proof: bool,
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Fault {
+        /// Taken as asked.
+        None,
+        /// Applied, its answer lost.
+        AnswerLost,
+        /// Not applied (the store is down).
+        Down,
     }
 
     impl Io for World {
@@ -535,13 +549,27 @@ mod tests {
             }))
         }
         async fn write(&mut self, record: &Record, cas: u64) -> Result<u64, StoreError> {
+            let fault = if self.writes.is_empty() {
+                Fault::None
+            } else {
+                self.writes.remove(0)
+            };
+            if fault == Fault::Down {
+                return Err(StoreError::Unavailable("down".into()));
+            }
             if cas != self.versions.len() as u64 {
                 return Err(StoreError::Conflict { expected: cas });
             }
             self.versions.push(record.clone());
+            if fault == Fault::AnswerLost {
+                return Err(StoreError::Unavailable("answer lost".into()));
+            }
             Ok(self.versions.len() as u64)
         }
         async fn note(&mut self, entry: &Entry) -> Result<(), String> {
+            if self.journal_down {
+                return Err("disk full".into());
+            }
             self.journal = Some(entry.clone());
             Ok(())
         }
@@ -560,6 +588,7 @@ mod tests {
             Ok(Secret::new("cs-new"))
         }
         async fn prove(&mut self, _: &Secret) -> Result<TokenGrant, GrantError> {
+            self.journal_down |= self.journal_down_at_proof;
             if self.foreign_replace {
                 let mut r = self.versions.last().cloned().unwrap_or_default();
                 r.claim = Some(Claim {
@@ -581,8 +610,8 @@ mod tests {
         }
     }
 
-    fn run(foreign_replace: bool) -> (World, Result<Rotated, RotationStopped>) {
-        let mut w = World {
+    fn world(foreign_replace: bool, writes: &[Fault]) -> World {
+        World {
             versions: vec![Record {
                 kind: Some(Kind::ClientSecret),
                 client_secret: Some(Secret::new("cs-old")),
@@ -592,19 +621,41 @@ mod tests {
             journal: None,
             foreign_replace,
             nonces: 0,
-        };
-        let mut mem = Memory::default();
-        let rules = Rules::new(Claims::Store, false, Duration::from_secs(30));
-        let out = {
-            let mut f = pin!(rotate_secret(&mut w, &mut mem, &rules, false));
-            let mut cx = Context::from_waker(Waker::noop());
-            loop {
-                if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
-                    break out;
-                }
+            writes: writes.to_vec(),
+            journal_down: false,
+            journal_down_at_proof: false,
+        }
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        let mut f = pin!(f);
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+                return out;
             }
-        };
+        }
+    }
+
+    fn rules() -> Rules {
+        Rules::new(Claims::Store, false, Duration::from_secs(30))
+    }
+
+    fn rotate(w: &mut World, mem: &mut Memory) -> Result<Rotated, RotationStopped> {
+        block_on(rotate_secret(w, mem, &rules(), false))
+    }
+
+    fn run(foreign_replace: bool) -> (World, Result<Rotated, RotationStopped>) {
+        let mut w = world(foreign_replace, &[]);
+        let out = rotate(&mut w, &mut Memory::default());
         (w, out)
+    }
+
+    fn rolled_back(out: &Result<Rotated, RotationStopped>) -> Option<Rollback> {
+        match out {
+            Err(RotationStopped::NotProven { rolled_back, .. }) => Some(*rolled_back),
+            _ => None,
+        }
     }
 
     fn stored(w: &World) -> (String, bool) {
@@ -651,5 +702,70 @@ mod tests {
             journaled.map(|s| s.expose().to_string()).as_deref(),
             Some("cs-old")
         );
+    }
+
+    #[test]
+    fn a_refused_secret_whose_landing_answer_was_lost_is_rolled_back_too() {
+        // Review F1: the new secret's write was applied, only its answer
+        // was lost (Pending): the store holds it, unclaimed, one generation
+        // up; the old secret still goes back over it.
+        let mut w = world(false, &[Fault::None, Fault::AnswerLost]);
+        let out = rotate(&mut w, &mut Memory::default());
+        assert_eq!(rolled_back(&out), Some(Rollback::Stored));
+        assert_eq!(stored(&w), ("cs-old".to_string(), false));
+        assert_eq!(w.versions.last().map(|r| r.generation), Some(5));
+        assert!(w.journal.is_some_and(|e| e.is_empty()));
+    }
+
+    #[test]
+    fn a_refused_secret_that_never_landed_leaves_the_old_one_stored_a_generation_up() {
+        // The new secret's write never reached the store: the old one is
+        // stored again over our own claim, which goes, and the generation
+        // moves past the refused secret's journaled base (it can never land).
+        let mut w = world(false, &[Fault::None, Fault::Down]);
+        let out = rotate(&mut w, &mut Memory::default());
+        assert_eq!(rolled_back(&out), Some(Rollback::Stored));
+        assert_eq!(stored(&w), ("cs-old".to_string(), false));
+        assert_eq!(w.versions.last().map(|r| r.generation), Some(4));
+    }
+
+    #[test]
+    fn the_old_secret_is_journaled_before_the_store_is_tried_and_lands_later() {
+        // Review F2: the store fails at the rollback; the old secret is in
+        // the journal already, and a lander stores it once the store is back.
+        let mut w = world(false, &[Fault::None, Fault::None, Fault::Down]);
+        let mut mem = Memory::default();
+        let out = rotate(&mut w, &mut mem);
+        assert_eq!(rolled_back(&out), Some(Rollback::Journaled));
+        assert_eq!(stored(&w), ("cs-new".to_string(), false));
+        let journaled = w.journal.clone().and_then(|e| e.record);
+        assert_eq!(
+            journaled
+                .and_then(|r| r.client_secret)
+                .map(|s| s.expose().to_string()),
+            Some("cs-old".to_string())
+        );
+        // After a restart too: what the journal holds lands.
+        let entry = w.journal.clone().unwrap_or_default();
+        let mut recovered = Memory::recover(entry, Duration::ZERO);
+        assert_eq!(
+            block_on(land(&mut w, &mut recovered, &rules())),
+            Landing::Landed
+        );
+        assert_eq!(stored(&w), ("cs-old".to_string(), false));
+    }
+
+    #[test]
+    fn an_old_secret_neither_the_journal_nor_the_store_takes_is_held_for_a_lander() {
+        // The journal fills up at the test grant, and the store is down.
+        let mut w = world(false, &[Fault::None, Fault::None, Fault::Down]);
+        w.journal_down_at_proof = true;
+        let mut mem = Memory::default();
+        let out = rotate(&mut w, &mut mem);
+        assert_eq!(rolled_back(&out), Some(Rollback::InMemory));
+        assert!(mem.unlanded.as_ref().is_some_and(|u| !u.journaled));
+        w.journal_down = false;
+        assert_eq!(block_on(land(&mut w, &mut mem, &rules())), Landing::Landed);
+        assert_eq!(stored(&w), ("cs-old".to_string(), false));
     }
 }
