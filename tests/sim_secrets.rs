@@ -130,10 +130,12 @@ struct Sec {
     /// A second secret Snyk issued but refuses at every grant
     /// (`invalid_client`) while the old one still works.
     refused: bool,
-    /// The old secret of a rotation whose holder just learned that Snyk
-    /// refuses the new one, and has not tried the journal since: a kill now
-    /// is excused (the store may hold it, but the journaled new secret goes
-    /// over it at the restart).
+    /// The old secret of a rotation whose holder learned that Snyk refuses
+    /// the new one: at a kill only a journal counts as durable (the store
+    /// may hold it, but the rotation's journaled new secret lands over it
+    /// at the restart).
+    back: bool,
+    /// ... and its holder has not tried the journal since.
     just_learned: bool,
 }
 
@@ -278,6 +280,7 @@ impl World {
                 stored_step: None,
                 was_durable: false,
                 refused: false,
+                back: false,
                 just_learned: false,
             },
         );
@@ -692,6 +695,7 @@ impl World {
             s.exposed = false;
             s.unsaved = false;
             s.journal_failed = false;
+            s.back = true;
             s.just_learned = true;
         }
     }
@@ -717,7 +721,11 @@ impl World {
             .collect();
         for n in names {
             let cred = self.secs[&n].cred;
-            let durable = self.durable(cred, &n);
+            let durable = if self.secs[&n].back {
+                self.in_journal(cred, &n)
+            } else {
+                self.durable(cred, &n)
+            };
             let s = self.secs.get_mut(&n).expect("listed");
             if s.in_transit.take().is_some() {
                 // Its answer was on its way: the kill lost exactly it.
@@ -728,7 +736,7 @@ impl World {
             s.holder = None;
             // Taken before anything but making it durable was tried: the
             // kill lost exactly this answer.
-            if (!durable || s.just_learned) && !s.unsaved {
+            if !durable && !s.unsaved {
                 s.excused = true;
                 self.stats.excused += 1;
             }
