@@ -131,9 +131,10 @@ struct Sec {
     /// (`invalid_client`) while the old one still works.
     refused: bool,
     /// The old secret of a rotation whose holder learned that Snyk refuses
-    /// the new one: at a kill only a journal counts as durable (the store
-    /// may hold it, but the rotation's journaled new secret lands over it
-    /// at the restart).
+    /// the new one: at a kill only the holder's own journal counts as
+    /// durable (the store may hold it, but the rotation's journaled new
+    /// secret lands over it at the restart; another agent's stale entry
+    /// of it would be discarded).
     back: bool,
     /// ... and its holder has not tried the journal since.
     just_learned: bool,
@@ -722,7 +723,14 @@ impl World {
         for n in names {
             let cred = self.secs[&n].cred;
             let durable = if self.secs[&n].back {
-                self.in_journal(cred, &n)
+                // Its own journal: its restart lands what that holds.
+                let kind = self.creds[cred].0;
+                self.agents[agent]
+                    .journal
+                    .get(&cred)
+                    .and_then(|e| e.record.as_ref())
+                    .and_then(|r| secret_of(kind, r))
+                    .is_some_and(|s| s == n)
             } else {
                 self.durable(cred, &n)
             };
