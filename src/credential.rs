@@ -203,8 +203,9 @@ pub struct Record {
     /// Present while an agent may be sending the stored refresh token (rule 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<Claim>,
-    /// A tombstone (rule 10): written by check-and-set before the record is
-    /// removed, so that a landing in flight cannot bring the credential back.
+    /// A tombstone (rule 10): written by check-and-set when the credential is
+    /// deleted, so that a landing in flight cannot bring the credential back;
+    /// KV v2 and the file store keep it (with its generation) after the delete.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
 }

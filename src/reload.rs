@@ -9,7 +9,7 @@
 //! reaches it through `api::reloads`, a channel whose answer is the outcome.
 //! Every changed key is either applied live or named as needing a restart:
 //! which keys are live is declared beside their fields (`live` in
-//! `config/sections.rs`, [`Config::live_keys`]), where `docs/configuration.md`
+//! `config/sections/`, [`Config::live_keys`]), where `docs/configuration.md`
 //! reads it too. A file that does not validate is refused whole and the
 //! running configuration stays.
 

@@ -173,6 +173,7 @@ impl Broker {
             ..Default::default()
         };
         flight.held = None;
+        flight.held_for = None;
         if let Err(e) = self.journal.remove(key) {
             tracing::warn!(error = %e, "could not remove the journal entry of a deleted credential");
         }

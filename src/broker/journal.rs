@@ -64,7 +64,9 @@ pub struct Note {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Base {
     /// SHA-256 (hex) of the refresh token the store must still hold (a
-    /// rotation), or `None` for a record with no refresh token (a secret).
+    /// rotation), or `None` for a record with no refresh token (a secret);
+    /// for a client secret put back, the refused secret the store must
+    /// still hold (docs/protocol.md rule 15's rollback).
     #[serde(default)]
     pub fp: Option<String>,
     /// The stored generation when the chain started.

@@ -455,6 +455,7 @@ impl Broker {
             // Held in memory only: the access token waits for the lander (I2).
             Err(e) => {
                 flight.held = Some(token);
+                flight.held_for = super::slot::unlanded_digest(&flight.mem);
                 Err(e)
             }
         }

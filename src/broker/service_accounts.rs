@@ -6,7 +6,10 @@
 //! Snyk auth token arrives in the request body and is never stored.
 
 use super::agent_io::{AgentIo, SaCall};
-use super::rotation::{self, secrets::RotationStopped};
+use super::rotation::{
+    self,
+    secrets::{Rollback, RotationStopped},
+};
 use super::{Broker, BrokerError};
 use crate::credential::CredKey;
 use crate::credential::Kind;
@@ -366,7 +369,7 @@ impl Broker {
                 if flight.mem.unlanded.is_some() {
                     // A secret the store does not hold yet (journaled, or
                     // in memory only): a lander takes it there.
-                    self.degraded(&slot, "waiting for the secret store to take the new secret");
+                    self.degraded(&slot, "waiting for the secret store to take the secret");
                     self.spawn_lander(&slot, &mut flight);
                 }
                 return Err(rotation_error(&key, replace, stop));
@@ -435,16 +438,18 @@ fn rotation_error(key: &CredKey, replace: bool, stop: RotationStopped) -> Broker
         ),
         RotationStopped::NotProven {
             error,
-            rolled_back: true,
+            rolled_back: Rollback::NotTried,
         } => partial(
             format!(
-                "Snyk refused the new secret ({error}); the old one is stored again and still works. A second secret now exists at Snyk: remove it with `snykey service-account rotate-secret --mode replace`"
+                "the new secret is stored and in use, but the grant that proves it failed ({error}), so the old one was not deleted: two secrets are active; run rotate-secret again with `--mode replace`, or delete the old one in Snyk"
             ),
             BrokerError::Snyk(error),
         ),
-        RotationStopped::NotProven { error, .. } => partial(
+        // Snyk refused the new secret for good: where the old one went.
+        RotationStopped::NotProven { error, rolled_back } => partial(
             format!(
-                "the new secret is stored and in use, but the grant that proves it failed ({error}), so the old one was not deleted: two secrets are active; run rotate-secret again with `--mode replace`, or delete the old one in Snyk"
+                "Snyk refused the new secret ({error}); {}. A second secret may now exist at Snyk: remove it with `snykey service-account rotate-secret --mode replace`",
+                rolled_back.sentence()
             ),
             BrokerError::Snyk(error),
         ),

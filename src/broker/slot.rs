@@ -17,7 +17,21 @@ pub(crate) struct Flight {
     pub mem: Memory,
     /// An access token whose refresh token is not durable yet (held back, I2).
     pub held: Option<CachedToken>,
+    /// The successor `held` waits for ([`unlanded_digest`]): published only
+    /// once that one is durable. A later login or rotation that replaced it
+    /// in memory dropped it for good, and the held token with it.
+    pub held_for: Option<String>,
     pub lander_running: bool,
+}
+
+/// The digest of the secret `mem.unlanded` brings (its refresh token, else
+/// its client secret): what a held access token waits for.
+pub(crate) fn unlanded_digest(mem: &Memory) -> Option<String> {
+    let r = &mem.unlanded.as_ref()?.record;
+    r.refresh_token
+        .as_ref()
+        .or(r.client_secret.as_ref())
+        .map(crate::secret::Secret::digest)
 }
 
 #[derive(Debug, Clone)]
@@ -95,5 +109,47 @@ impl Slot {
         if cur.as_deref() != api_url {
             *cur = api_url.map(Arc::from);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::journal::Base;
+    use crate::broker::rotation::Unlanded;
+    use crate::secret::Secret;
+    use crate::store::Record;
+
+    fn successor(refresh: Option<&str>, secret: Option<&str>) -> Memory {
+        Memory {
+            unlanded: Some(Unlanded {
+                record: Record {
+                    refresh_token: refresh.map(Secret::new),
+                    client_secret: secret.map(Secret::new),
+                    ..Default::default()
+                },
+                base: Base {
+                    fp: None,
+                    generation: 0,
+                    login: false,
+                    via: Vec::new(),
+                },
+                journaled: false,
+                fresh_login: false,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_held_token_waits_for_exactly_the_successor_it_came_with() {
+        let login = successor(Some("rt-1"), Some("app-secret"));
+        let later = successor(Some("rt-2"), Some("app-secret"));
+        let secret = successor(None, Some("cs-1"));
+        assert_eq!(unlanded_digest(&login), Some(Secret::new("rt-1").digest()));
+        assert_eq!(unlanded_digest(&secret), Some(Secret::new("cs-1").digest()));
+        // A later login replaced it: the held token no longer matches.
+        assert_ne!(unlanded_digest(&login), unlanded_digest(&later));
+        assert_eq!(unlanded_digest(&Memory::default()), None);
     }
 }

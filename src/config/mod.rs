@@ -3,9 +3,9 @@
 //! at start, into typed values; every error names the key and where its value
 //! came from (the file, the variable, or the default), never the value.
 //!
-//! * `sections.rs` — the section structs: the one place a key is declared,
-//!   with its doc, check and reload behaviour beside it (`keys.rs`: the
-//!   macro that declares them).
+//! * `sections/` — the section structs, one file per section: the one place
+//!   a key is declared, with its doc, check and reload behaviour beside it
+//!   (`keys.rs`: the macro that declares them).
 //! * `sources.rs` — the file and the environment, read by one generic pass;
 //!   `given.rs` — the deserializer that parses a variable's text as its field's type.
 //! * `de.rs` — the field forms (durations, modes, addresses, secrets).

@@ -4,7 +4,9 @@
 //! The whole document is kept in memory; a write builds the new document,
 //! makes it durable, and only then swaps it in, so a failed write changes
 //! nothing. A `flock` on a lock file beside it keeps two agents from sharing
-//! one file store (they would overwrite each other's rotations).
+//! one file store (they would overwrite each other's rotations). A delete
+//! keeps the credential's tombstone ([`tombstone`]): its generation and
+//! version go on after it, as on OpenBao KV v2.
 
 use super::{Record, SecretStore, StoreError, Versioned};
 use crate::credential::CredKey;
@@ -51,7 +53,8 @@ struct Inner {
     persists: std::sync::atomic::AtomicU64,
 }
 
-/// One write: a put with its check-and-set, or a delete.
+/// One write: a put with its check-and-set, or a delete (which leaves a
+/// [`tombstone`]).
 enum Op {
     Put {
         key: CredKey,
@@ -99,7 +102,9 @@ fn apply(doc: &mut Document, op: &Op) -> Result<Option<u64>, StoreError> {
                 );
             Ok(Some(version))
         }
-        Op::Delete { key } => {
+        Op::Delete { key } if key.org.as_str() == crate::ids::SCRATCH_ORG => {
+            // The doctor's scratch record: no credential can have its id, so
+            // no generation needs to outlive it; it goes entirely.
             let Some(clients) = doc.credentials.get_mut(key.org.as_str()) else {
                 return Ok(None);
             };
@@ -111,6 +116,54 @@ fn apply(doc: &mut Document, op: &Op) -> Result<Option<u64>, StoreError> {
             }
             Ok(Some(0))
         }
+        Op::Delete { key } => {
+            let Some(stored) = doc
+                .credentials
+                .get_mut(key.org.as_str())
+                .and_then(|m| m.get_mut(key.client.as_str()))
+            else {
+                return Ok(None);
+            };
+            let stone = tombstone(&stored.record);
+            if stone == stored.record {
+                // The broker's own tombstone (rule 10), written just before:
+                // it stays as it is.
+                return Ok(None);
+            }
+            stored.record = stone;
+            stored.version += 1;
+            Ok(Some(stored.version))
+        }
+    }
+}
+
+/// What a delete leaves of a record: a tombstone that holds no secret but
+/// keeps the credential's generation (and the record its version), as the
+/// tombstone on OpenBao KV v2 does. A put after the delete then continues
+/// above it instead of starting again at 1, so no record created after the
+/// delete can reach the generation a token from before it was minted at
+/// (the access-token snapshot revives a token only at that generation), and
+/// no check-and-set read before the delete matches after it. The broker
+/// writes the tombstone itself by check-and-set first (rule 10), and it is
+/// kept unchanged; any other record becomes one a generation up.
+fn tombstone(r: &Record) -> Record {
+    Record {
+        kind: r.kind,
+        generation: if r.deleted {
+            r.generation
+        } else {
+            r.generation.saturating_add(1)
+        },
+        // Fingerprints only: a spent token put again stays refused.
+        put_fps: r.put_fps.clone(),
+        prev_fp: r
+            .refresh_token
+            .as_ref()
+            .map(crate::secret::Secret::digest)
+            .or_else(|| r.prev_fp.clone()),
+        updated_at: r.updated_at.clone(),
+        deleted: true,
+        ..Default::default()
     }
 }
 
@@ -448,6 +501,89 @@ mod tests {
                 .expose(),
             "b"
         );
+    }
+
+    /// A record at `generation` holding refresh token `rt`.
+    fn at(rt: &str, generation: u64) -> Record {
+        Record {
+            generation,
+            client_secret: Some(Secret::new("sec")),
+            ..rec(rt)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delete_keeps_the_tombstone_so_a_put_after_it_continues_the_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        let s = FileStore::open(&path).unwrap();
+        assert_eq!(s.put(&key(), &at("rt1", 7), Some(0)).await.unwrap(), 1);
+        // The broker's delete (rule 10): its tombstone by check-and-set, then delete.
+        let stone = Record {
+            generation: 8,
+            prev_fp: Some(Secret::new("rt1").digest()),
+            deleted: true,
+            ..Default::default()
+        };
+        assert_eq!(s.put(&key(), &stone, Some(1)).await.unwrap(), 2);
+        let persists = s.inner.persists.load(std::sync::atomic::Ordering::Relaxed);
+        s.delete(&key()).await.unwrap();
+        assert_eq!(
+            s.inner.persists.load(std::sync::atomic::Ordering::Relaxed),
+            persists,
+            "the tombstone stays as it is: nothing to write"
+        );
+        assert!(
+            s.list().await.unwrap().is_empty(),
+            "a deleted credential is not listed"
+        );
+        drop(s);
+
+        // Across a restart, a put finds the tombstone, not nothing: it
+        // continues at generation 9 (a put writes the generation read plus
+        // one), and a create-if-absent read before the delete cannot match.
+        let s = FileStore::open(&path).unwrap();
+        let v = s.get(&key()).await.unwrap().expect("the tombstone");
+        assert!(v.record.deleted);
+        assert_eq!((v.record.generation, v.version), (8, 2));
+        assert!(matches!(
+            s.put(&key(), &at("rt2", 1), Some(0)).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        let next = at("rt2", v.record.generation + 1);
+        assert_eq!(s.put(&key(), &next, Some(v.version)).await.unwrap(), 3);
+        let v = s.get(&key()).await.unwrap().unwrap();
+        assert_eq!((v.record.generation, v.record.deleted), (9, false));
+        assert_eq!(s.list().await.unwrap(), vec![key()]);
+    }
+
+    #[tokio::test]
+    async fn a_delete_without_a_tombstone_leaves_one_without_secrets_a_generation_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        let s = FileStore::open(&path).unwrap();
+        let mut live = at("rt-live", 4);
+        live.put_fps = vec!["fp-put".into()];
+        s.put(&key(), &live, Some(0)).await.unwrap();
+        s.delete(&key()).await.unwrap();
+        let v = s.get(&key()).await.unwrap().unwrap();
+        assert_eq!(v.version, 2, "the version goes on");
+        assert_eq!(
+            v.record,
+            Record {
+                generation: 5,
+                prev_fp: Some(Secret::new("rt-live").digest()),
+                put_fps: vec!["fp-put".into()],
+                deleted: true,
+                ..Default::default()
+            }
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("rt-live") && !text.contains("sec"), "{text}");
+        // Absent stays absent.
+        let other = CredKey::parse("org1", "client2").unwrap();
+        s.delete(&other).await.unwrap();
+        assert!(s.get(&other).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -201,7 +201,10 @@ pub trait SecretStore: Send + Sync {
         record: &Record,
         cas: Option<u64>,
     ) -> Result<u64, StoreError>;
-    /// Removes a record and all its versions. Absent is not an error.
+    /// Removes a record's secrets and every older version. Absent is not an
+    /// error. Where versions are kept (KV v2, the file store) the tombstone
+    /// the broker wrote first (rule 10) stays, with its generation: a put
+    /// after the delete continues above it.
     async fn delete(&self, key: &CredKey) -> Result<(), StoreError>;
     /// Every credential in the store.
     async fn list(&self) -> Result<Vec<CredKey>, StoreError>;

@@ -174,11 +174,18 @@ fn seed_query_routes_list_delete_and_revoke_work() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("revoked"));
     assert!(!fake.refresh_token_alive(&live2), "revoked at Snyk");
+    // Its secrets are gone from the store; its tombstone stays, with its
+    // generation (docs/storage.md, the file store).
+    let stored = std::fs::read_to_string(&env.store).unwrap();
     assert!(
-        !std::fs::read_to_string(&env.store)
-            .unwrap()
-            .contains("\"c2\"")
+        !stored.contains("\"s2\"") && !stored.contains(&live2),
+        "{stored}"
     );
+    let doc: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    let stone = &doc["credentials"]["o"]["c2"];
+    assert_eq!(stone["deleted"], true, "{stored}");
+    assert!(stone["generation"].as_u64().unwrap() > 1, "{stored}");
+    assert!(stone["refresh_token"].is_null() && stone["client_secret"].is_null());
     assert_eq!(agent.helper(&["o", "c2"]).status.code(), Some(66));
     // Seed-style delete.
     let (st, _) = agent.json("DELETE", "/v1/credentials?org_id=o&client_id=c1", None);

@@ -623,8 +623,7 @@ fn cas_required_is_set_on_every_record_the_agent_adopts_checked_at_start_and_by_
     );
     assert!(!bao.kv2_cas_required("kv", "snyk/oc/ca"));
     assert!(!bao.kv2_cas_required("kv", "snyk/oc/cb"));
-    let mut env = Env::new(&fake.url());
-    env.store_config = bao.store_config(env.path(), 2);
+    let mut env = Env::on_bao(&fake.url(), &bao);
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(
         env.path().join("bao-token"),

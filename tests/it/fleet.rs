@@ -179,8 +179,7 @@ fn redis_sentinel_failovers_mid_load_lose_nothing_and_replay_nothing() {
     let first = redis.master_port().expect("a master");
     let mut envs: Vec<Env> = (0..2)
         .map(|_| {
-            let mut env = Env::new(&fake.url());
-            env.store_config = bao.store_config(env.path(), 2);
+            let mut env = Env::on_bao(&fake.url(), &bao);
             env.extra_config = format!("[cache]\nbackend = \"redis\"\nurl = {:?}\n", redis.url(0));
             env
         })

@@ -51,8 +51,7 @@ fn snapshot(bao: &Bao, agent: &Agent, org: &str, client: &str) -> (String, Strin
 fn a_put_with_a_client_secret_snyk_refuses_changes_nothing() {
     let fake = FakeSnyk::start();
     let bao = Bao::dev();
-    let mut env = Env::new(&fake.url());
-    env.store_config = bao.store_config(env.path(), 2);
+    let mut env = Env::on_bao(&fake.url(), &bao);
     let agent = env.start();
     agent.put_new_oauth(&fake, "op", "capp", Some("good-secret"));
     fake.new_service_account("csa", "good-sa-secret");
@@ -130,8 +129,7 @@ fn a_put_with_a_client_secret_snyk_refuses_changes_nothing() {
 fn a_refused_put_gives_back_the_token_it_replaced_after_a_kill() {
     let fake = FakeSnyk::start();
     let bao = Bao::dev();
-    let mut env = Env::new(&fake.url());
-    env.store_config = bao.store_config(env.path(), 2);
+    let mut env = Env::on_bao(&fake.url(), &bao);
     let agent = env.start();
     agent.put_new_oauth(&fake, "ok", "ckill", Some("sec-k"));
     let live = fake.live_refresh_token("ckill").unwrap();
@@ -224,19 +222,11 @@ fn rotate_in_background(
     replace: bool,
 ) -> std::thread::JoinHandle<std::process::Output> {
     let mut cmd = crate::support::agent::command(crate::support::agent::SNYKEY, &agent.home);
-    cmd.arg("--socket").arg(&agent.socket).args([
-        "service-account",
-        "rotate-secret",
-        "--org-id",
-        org,
-        "--client-id",
-        client,
-        "--auth-token-file",
-        tf,
-    ]);
-    if replace {
-        cmd.args(["--mode", "replace"]);
-    }
+    cmd.arg("--socket")
+        .arg(&agent.socket)
+        .args(crate::service_accounts::rotate_args(
+            org, client, tf, replace,
+        ));
     std::thread::spawn(move || cmd.output().unwrap())
 }
 
@@ -249,13 +239,11 @@ fn rotate_secret_claims_the_record_before_it_asks_snyk() {
     for replace in [false, true] {
         let fake = FakeSnyk::start();
         let bao = Bao::dev();
-        let mut env = Env::new(&fake.url());
-        env.store_config = bao.store_config(env.path(), 2);
+        let mut env = Env::on_bao(&fake.url(), &bao);
         let a = env.start();
         let (tf, client) =
             crate::service_accounts::create_client_secret_account(&a, &env, &fake, "orc");
-        let mut env_b = Env::new(&fake.url());
-        env_b.store_config = bao.store_config(env_b.path(), 2);
+        let mut env_b = Env::on_bao(&fake.url(), &bao);
         let b = env_b.start();
         let old = record(&bao, "orc", &client)["client_secret"].clone();
 
@@ -381,8 +369,7 @@ fn a_service_account_mints_with_its_journaled_secret_while_openbao_refuses_write
 fn a_put_waits_for_a_rotation_under_way_on_another_agent() {
     let fake = FakeSnyk::start();
     let bao = Bao::dev();
-    let mut env = Env::new(&fake.url());
-    env.store_config = bao.store_config(env.path(), 2);
+    let mut env = Env::on_bao(&fake.url(), &bao);
     let a = env.start();
     let (tf, client) =
         crate::service_accounts::create_client_secret_account(&a, &env, &fake, "opw");
@@ -390,8 +377,7 @@ fn a_put_waits_for_a_rotation_under_way_on_another_agent() {
         .as_str()
         .unwrap()
         .to_string();
-    let mut env_b = Env::new(&fake.url());
-    env_b.store_config = bao.store_config(env_b.path(), 2);
+    let mut env_b = Env::on_bao(&fake.url(), &bao);
     let b = env_b.start();
 
     fake.lock().rest_delay = Some(Duration::from_secs(2));

@@ -178,8 +178,7 @@ fn snyk_accepts(fake: &FakeSnyk, token: &str) -> u16 {
 
 /// An agent on `bao` that publishes under `snyk-tokens`, with `extra` config.
 fn publishing_agent(fake: &FakeSnyk, bao: &Bao, extra: &str) -> (Env, Agent) {
-    let mut env = Env::new(&fake.url());
-    env.store_config = bao.store_config(env.path(), 2);
+    let mut env = Env::on_bao(&fake.url(), bao);
     env.extra_config =
         format!("{extra}\n[publish]\nprefix = \"snyk-tokens\"\nmin_validity = \"6s\"\n");
     let agent = env.start();

@@ -10,8 +10,7 @@ use crate::support::{Agent, Env, FakeSnyk};
 
 /// An agent on `bao` whose `snyk.api_url` is `home`, publishing tokens.
 fn agent_on(home: &FakeSnyk, bao: &Bao) -> (Env, Agent) {
-    let mut env = Env::new(&home.url());
-    env.store_config = bao.store_config(env.path(), 2);
+    let mut env = Env::on_bao(&home.url(), bao);
     env.extra_config = "[publish]\nprefix = \"snyk-tokens\"\n".into();
     let agent = env.start();
     (env, agent)

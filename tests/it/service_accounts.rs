@@ -713,6 +713,45 @@ fn a_second_secret_is_stored_before_its_test_grant_and_survives_a_failed_one() {
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
+/// docs/protocol.md rule 15's rollback: Snyk refuses the second secret for
+/// good (`invalid_client` at its test grant) while the old one still works:
+/// the old one is stored again, the answer says so (exit 75), and the helper
+/// gets a token with it.
+#[test]
+fn a_second_secret_snyk_refuses_is_rolled_back_to_the_old_one() {
+    use crate::support::Fault;
+    let fake = FakeSnyk::start();
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    let (tf, client) = create_client_secret_account(&agent, &env, &fake, "oref");
+    let old = stored_secret(&env, "oref", &client);
+    fake.push_fault(Fault::PageAfterProcessing(
+        401,
+        "application/json",
+        r#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
+    ));
+    let out = rotate(&agent, "oref", &client, &tf, false);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("Snyk refused the new secret")
+            && err.contains("the old one is stored again")
+            && !err.contains("is stored and in use"),
+        "{err}"
+    );
+    assert_eq!(stored_secret(&env, "oref", &client), old);
+    assert!(
+        active_secrets(&fake).contains(&old),
+        "the old one still works"
+    );
+    agent.http("DELETE", &format!("/v1/cache/oref/{client}"), None);
+    let out = agent.helper(&["oref", &client]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fake.access_token_valid(stdout(&out).trim()));
+    let log = agent.stop_and_log();
+    assert_no_secrets("agent log", &log, &fake.secrets());
+}
+
 /// Issue 22 item 5: `service-account create` is handed the account's secret
 /// once; it is stored before the first grant uses it, so a failed first
 /// grant (503) leaves it stored and working (a server error, exit 75).

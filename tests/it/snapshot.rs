@@ -8,12 +8,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// An agent on the real OpenBao (KV v2) with the memory cache.
-fn bao_env(fake: &FakeSnyk, bao: &Bao) -> Env {
-    let mut env = Env::new(&fake.url());
-    env.store_config = bao.store_config(env.path(), 2);
-    env
-}
-
 /// Where the snapshot is with OpenBao: in the journal directory.
 fn snapshot_in_journal(env: &Env) -> PathBuf {
     env.journal.join("access-tokens.snapshot")
@@ -51,7 +45,7 @@ fn a_restart_takes_back_valid_tokens_without_a_grant() {
     let fake = FakeSnyk::start();
     fake.set_expires_in(3600);
     let bao = Bao::dev();
-    let mut env = bao_env(&fake, &bao);
+    let mut env = Env::on_bao(&fake.url(), &bao);
     let keys = [("os", "c1"), ("os", "c2"), ("os", "c3")];
     let agent = env.start();
     for (org, client) in keys {
@@ -123,7 +117,7 @@ fn a_put_login_or_delete_while_the_agent_is_stopped_is_never_undone_by_its_snaps
         ("os", "clogin"),
         ("os", "cdel"),
     ];
-    let mut a = bao_env(&fake, &bao);
+    let mut a = Env::on_bao(&fake.url(), &bao);
     let agent = a.start();
     for (org, client) in keys {
         agent.put_new_oauth(&fake, org, client, Some(&format!("sec-{client}")));
@@ -133,7 +127,7 @@ fn a_put_login_or_delete_while_the_agent_is_stopped_is_never_undone_by_its_snaps
 
     // While A is stopped, agent B — same store, a copy of A's snapshot, so
     // that it mints nothing at its own start — puts, logs in and deletes.
-    let mut b = bao_env(&fake, &bao);
+    let mut b = Env::on_bao(&fake.url(), &bao);
     std::fs::create_dir_all(&b.journal).unwrap();
     std::fs::set_permissions(&b.journal, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::fs::copy(snapshot_in_journal(&a), snapshot_in_journal(&b)).unwrap();
@@ -256,4 +250,56 @@ fn a_garbage_or_loose_snapshot_is_ignored_with_a_warning_and_replaced() {
     agent.token("og", "g1");
     agent.stop_and_log();
     assert!(!path.exists());
+}
+
+/// The file store keeps a delete's tombstone, so a put after a delete
+/// continues above the deleted credential's generation
+/// ([storage.md](../../docs/storage.md#the-file-store)). Were it to start
+/// again from nothing, the new record would climb back to the very
+/// generation a token from before the delete was saved at, and that token —
+/// minted for the deleted credential — would be taken back after a restart.
+#[test]
+fn a_delete_and_put_on_the_file_store_never_revive_a_token_from_before_the_delete() {
+    let fake = FakeSnyk::start();
+    fake.set_expires_in(3600);
+    let mut env = Env::new(&fake.url());
+    let agent = env.start();
+    agent.put_new_oauth(&fake, "of", "c1", None);
+    let before = agent.token("of", "c1");
+    agent.stop_and_log();
+    let path = snapshot_beside_store(&env);
+    assert!(std::fs::read_to_string(&path).unwrap().contains(&before));
+
+    // While that snapshot waits (the agent runs on another snapshot file
+    // meanwhile, as a second agent on the same store would), the credential
+    // is deleted and put again with a new refresh token.
+    let other = env.path().join("other.snapshot");
+    env.extra_config = format!("[cache]\nsnapshot_path = \"{}\"\n", other.display());
+    let agent = env.start();
+    let out = agent.cli(&["delete", "of", "c1"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rt = fake.new_oauth_client("c1", None);
+    let out = agent.put_oauth(env.path(), "of", "c1", None, &rt);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = agent.token("of", "c1");
+    assert_ne!(after, before);
+    agent.stop_and_log();
+
+    // Back on the first snapshot: its token belongs to the deleted
+    // credential, whatever generation the new record has reached.
+    env.extra_config = String::new();
+    let agent = env.start();
+    settled(&agent, &[("of", "c1")]);
+    let served = agent.token("of", "c1");
+    assert_ne!(
+        served, before,
+        "a token minted before the delete was served after it"
+    );
+    assert!(
+        agent.log_text().contains("revived=0 not_revived=1"),
+        "{}",
+        agent.log_text()
+    );
+    agent.stop_and_scan(&fake);
+    assert_eq!(fake.replays(), 0);
 }

@@ -18,12 +18,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// An agent on a real OpenBao (KV v2, the root token from a file).
-fn bao_env(fake: &FakeSnyk, bao: &Bao) -> Env {
-    let mut env = Env::new(&fake.url());
-    env.store_config = bao.store_config(env.path(), 2);
-    env
-}
-
 /// `snykey status --json` on `agent`: the credentials, by `org/client`, with their states.
 fn listed(agent: &Agent) -> Vec<(String, String)> {
     let out = agent.cli(&["status", "--json"], None);
@@ -49,7 +43,7 @@ fn status_and_ready_say_store_unreachable_when_openbao_is_down() {
     let fake = FakeSnyk::start();
     let rt = fake.new_oauth_client("cdown", None);
     let mut bao = Bao::dev();
-    let mut env = bao_env(&fake, &bao);
+    let mut env = Env::on_bao(&fake.url(), &bao);
     let agent = env.start();
     assert!(
         agent
@@ -107,8 +101,8 @@ fn a_fleet_agent_lists_what_the_store_holds_not_what_it_has_served() {
     let tokens: Vec<String> = (1..=3)
         .map(|i| fake.new_oauth_client(&format!("cf{i}"), None))
         .collect();
-    let mut a_env = bao_env(&fake, &bao);
-    let mut b_env = bao_env(&fake, &bao);
+    let mut a_env = Env::on_bao(&fake.url(), &bao);
+    let mut b_env = Env::on_bao(&fake.url(), &bao);
     let a = a_env.start();
     // B runs before the credentials exist: it has never seen them.
     let b = b_env.start();
@@ -132,7 +126,7 @@ fn a_fleet_agent_lists_what_the_store_holds_not_what_it_has_served() {
     let on_b = listed(&b);
     assert_eq!(on_b[0], ("ofleet/cf1".into(), "ok".into()), "{on_b:?}");
     // A third agent, started after the puts, lists them at once.
-    let mut c_env = bao_env(&fake, &bao);
+    let mut c_env = Env::on_bao(&fake.url(), &bao);
     let c = c_env.start();
     assert_eq!(listed(&c).len(), 3);
     // Deleted through A (a tombstone in the store): gone from B's list too.

@@ -24,8 +24,9 @@ fn base(scope: &SaScope) -> Result<ServiceAccountRequest, Failure> {
     })
 }
 
-pub async fn run(client: &AgentClient, cmd: SaCommand) -> Result<(), Failure> {
-    let (op, req) = match &cmd {
+/// The operation's name (its route) and its request, from the command line.
+fn request(cmd: &SaCommand) -> Result<(&'static str, ServiceAccountRequest), Failure> {
+    Ok(match cmd {
         SaCommand::List { scope, .. } => ("list", base(scope)?),
         SaCommand::Create {
             scope,
@@ -87,7 +88,11 @@ pub async fn run(client: &AgentClient, cmd: SaCommand) -> Result<(), Failure> {
                 ..base(scope)?
             },
         ),
-    };
+    })
+}
+
+pub async fn run(client: &AgentClient, cmd: SaCommand) -> Result<(), Failure> {
+    let (op, req) = request(&cmd)?;
     let path = routes::service_accounts(op);
     let body = Some(json(&req)?);
     if let SaCommand::List { json, .. } = cmd {

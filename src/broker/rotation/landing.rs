@@ -43,6 +43,8 @@ pub async fn land<I: Io>(io: &mut I, mem: &mut Memory, rules: &Rules) -> Landing
                 finish_landing(io, mem, u.record.generation).await;
                 return Landing::Landed;
             }
+            // A claim on the record: its rotation lands first, or goes.
+            Verdict::Wait => return Landing::Pending,
             Verdict::Discard => {
                 tracing::warn!(
                     "a newer refresh token, login or delete reached the secret store first; dropping ours (not revoked)"
@@ -96,6 +98,7 @@ pub(super) async fn finish_landing<I: Io>(io: &mut I, mem: &mut Memory, generati
 pub(super) enum Verdict {
     AlreadyThere,
     Discard,
+    Wait,
     Write { generation: u64, cas: u64 },
 }
 
@@ -133,6 +136,9 @@ pub(super) fn succession(current: Option<&Versioned>, u: &Unlanded, rules: &Rule
         generation: floor + 1,
         cas: cur.version,
     };
+    if let (None, Some(refused)) = (&u.record.refresh_token, &u.base.fp) {
+        return put_back(rec, u, refused, next);
+    }
     if !rec.deleted && u.base.via.iter().any(|fp| rec.holds(fp)) {
         // The store holds a token of our own chain (its landing's answer was lost).
         return next;
@@ -167,6 +173,30 @@ pub(super) fn succession(current: Option<&Versioned>, u: &Unlanded, rules: &Rule
         // A secret (no refresh token): lands if nothing landed since.
         None if rec.generation == u.base.generation => next,
         _ => Verdict::Discard,
+    }
+}
+
+/// A client secret going back over the one Snyk refused (`rotate_secret`'s
+/// rollback, docs/protocol.md rule 15; `refused`: that one's digest): over
+/// a record that still holds the refused one and carries no claim (a claim:
+/// a rotation of it is under way, which lands first or lets go), or over
+/// the rotation's own claimed record at the base generation (the refused
+/// secret never landed there; the write moves the generation past it).
+fn put_back(rec: &Record, u: &Unlanded, refused: &str, next: Verdict) -> Verdict {
+    let secret = |r: &Record| r.client_secret.as_ref().map(Secret::digest);
+    let holds_back = secret(rec) == secret(&u.record);
+    if rec.deleted {
+        Verdict::Discard
+    } else if holds_back && rec.generation == u.base.generation {
+        next
+    } else if holds_back {
+        Verdict::AlreadyThere
+    } else if secret(rec).as_deref() != Some(refused) {
+        Verdict::Discard
+    } else if rec.claim.is_some() {
+        Verdict::Wait
+    } else {
+        next
     }
 }
 

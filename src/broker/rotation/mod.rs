@@ -108,6 +108,25 @@ pub struct Sabotage {
     pub no_quiet_period: bool,
     /// Rule 6: retry an unknown outcome more than once.
     pub retry_without_limit: bool,
+    // ---- tests/sim_secrets.rs (issue 22): the single-copy secrets of
+    // `secrets.rs`. Each breaks one ordering; never set by the agent.
+    /// `rotate_secret --mode replace`: the new secret is made durable only
+    /// after the test grant (it waits in memory through the grant).
+    #[doc(hidden)]
+    pub secret_durable_after_proof: bool,
+    /// Zero-downtime `rotate_secret`: the old secret is deleted at Snyk
+    /// before the new one is durable.
+    #[doc(hidden)]
+    pub retire_before_durable: bool,
+    /// `login`: the access token is handed out (reported landed) although
+    /// neither the journal nor the store took its refresh token.
+    #[doc(hidden)]
+    pub login_hands_out_first: bool,
+    /// Zero-downtime `rotate_secret` whose new secret Snyk refused: the
+    /// rollback reads the store before journaling the old secret, and gives
+    /// it up when the read fails or the record is under a claim.
+    #[doc(hidden)]
+    pub rollback_store_first: bool,
 }
 
 impl Rules {

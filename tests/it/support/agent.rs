@@ -80,6 +80,13 @@ pub struct Env {
 }
 
 impl Env {
+    /// An environment whose store is `bao` (KV v2), talking to `snyk_url`.
+    pub fn on_bao(snyk_url: &str, bao: &crate::support::bao::Bao) -> Env {
+        let mut env = Env::new(snyk_url);
+        env.store_config = bao.store_config(env.path(), 2);
+        env
+    }
+
     pub fn new(snyk_url: &str) -> Env {
         let dir = tempfile::Builder::new()
             .prefix("snykey-it-")

@@ -2,10 +2,15 @@
 //! against the real store, journal and Snyk ([`AgentIo`]), then publishes
 //! and schedules from its [`Outcome`]. Every grant runs in a task of its own
 //! (see [`Broker::spawn_grant`]): a caller that hangs up only stops waiting.
+//!
+//! * `mod.rs` — the protocol's run for one caller and what each outcome
+//!   means for it; handing a minted token out ([`Broker::publish`]).
+//! * [`land`] — single-copy secrets kept: persisting a successor that needs
+//!   no send, and the background lander that takes a journaled or in-memory
+//!   successor to the store.
 
 use super::agent_io::AgentIo;
-use super::journal::Base;
-use super::rotation::{self, Io, Landing, Outcome, Why};
+use super::rotation::{self, Outcome, Why};
 use super::slot::{Flight, Slot};
 use super::{Broker, BrokerError, Want, needs_login_message};
 use crate::cache::CachedToken;
@@ -17,7 +22,8 @@ use crate::store::{Record, StoreError};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::Instrument;
+
+mod land;
 
 /// How long a caller waits for another agent's claim to land before it is
 /// told to try again (cached tokens are served meanwhile).
@@ -248,6 +254,7 @@ impl Broker {
         expires_in: Duration,
     ) -> BrokerError {
         flight.held = Some(self.token_from(access_token, expires_in));
+        flight.held_for = super::slot::unlanded_digest(&flight.mem);
         self.degraded(slot, "a rotated refresh token is held in memory only");
         self.spawn_lander(slot, flight);
         crate::metrics::refresh("not_durable");
@@ -351,124 +358,6 @@ impl Broker {
         let mut st = slot.status();
         st.state = State::Degraded;
         st.last_error = Some(why.to_string());
-    }
-
-    /// Lands a successor that needs no send (a login's token, a new client
-    /// secret) through the same persist-before-publish path as a refresh:
-    /// journal, then the store by succession. `Ok(true)` once in the store,
-    /// `Ok(false)` when journaled only (a lander retries).
-    pub(super) async fn persist_record(
-        self: &Arc<Self>,
-        slot: &Arc<Slot>,
-        flight: &mut Flight,
-        record: Record,
-        base: Base,
-    ) -> Result<bool, BrokerError> {
-        let mut io = AgentIo::new(self, &slot.key);
-        let landing = rotation::persist(&mut io, &mut flight.mem, &self.rules, record, base).await;
-        self.kept(slot, flight, landing)
-    }
-
-    /// What a single-copy secret's persist means for the caller: a lander
-    /// for what the store does not hold yet (journaled, or held in memory
-    /// only), an error when it is not durable or was superseded.
-    pub(super) fn kept(
-        self: &Arc<Self>,
-        slot: &Arc<Slot>,
-        flight: &mut Flight,
-        landing: Landing,
-    ) -> Result<bool, BrokerError> {
-        let key = &slot.key;
-        match landing {
-            Landing::Landed => Ok(true),
-            Landing::Discarded => Err(BrokerError::Busy(format!(
-                "a newer change to {key} reached the secret store first; yours was dropped"
-            ))),
-            Landing::Pending => {
-                self.degraded(
-                    slot,
-                    "waiting for the secret store to take the new credential",
-                );
-                self.spawn_lander(slot, flight);
-                Ok(false)
-            }
-            Landing::InMemory => {
-                // The only copy: kept in memory, retried until the journal
-                // or the store takes it (I2); nothing is handed out meanwhile.
-                self.degraded(slot, "a new secret is held in memory only");
-                self.spawn_lander(slot, flight);
-                crate::metrics::refresh("not_durable");
-                Err(BrokerError::NotDurable(format!(
-                    "neither the secret store nor the recovery journal ({}) accepts writes: the new secret for {key} is held in memory and written as soon as one of them does (keep the agent running)",
-                    self.journal.dir().display()
-                )))
-            }
-        }
-    }
-
-    /// Retries landing a journaled successor in the background until it
-    /// lands or is discarded, then publishes a held-back access token.
-    pub(super) fn spawn_lander(self: &Arc<Self>, slot: &Arc<Slot>, flight: &mut Flight) {
-        if flight.lander_running {
-            return;
-        }
-        flight.lander_running = true;
-        let broker = Arc::clone(self);
-        let slot = Arc::clone(slot);
-        // Its own span (not the caller's): it outlives whoever started it.
-        let span = super::detached_span(&slot.key);
-        let lander = async move {
-            let mut delay = Duration::from_millis(250);
-            let mut shutdown = broker.shutdown.clone();
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(crate::clock::jittered(delay, 0.2)) => {}
-                    _ = shutdown.changed() => {}
-                }
-                let mut flight = slot.flight.lock().await;
-                if flight.mem.unlanded.is_none() || slot.status().deleted {
-                    flight.lander_running = false;
-                    return;
-                }
-                let mut io = AgentIo::new(&broker, &slot.key);
-                // Held in memory only: the journal first, whenever it takes
-                // writes again (I2).
-                if flight.mem.unlanded.as_ref().is_some_and(|u| !u.journaled) {
-                    let entry = flight.mem.entry(broker.clock.now());
-                    if io.note(&entry).await.is_ok() {
-                        if let Some(u) = flight.mem.unlanded.as_mut() {
-                            u.journaled = true;
-                        }
-                    }
-                }
-                let landing = rotation::land(&mut io, &mut flight.mem, &broker.rules).await;
-                let journaled = flight.mem.unlanded.as_ref().is_none_or(|u| u.journaled);
-                if landing != Landing::Pending || journaled {
-                    // (land() never answers InMemory.)
-                    // Durable now: a held-back token may go out.
-                    if let Some(t) = flight.held.take() {
-                        if landing != Landing::Discarded {
-                            broker.publish(&slot, flight.mem.generation, t).await;
-                        }
-                    }
-                }
-                if landing != Landing::Pending {
-                    if slot.status().state == State::Degraded {
-                        let mut st = slot.status();
-                        st.state = State::Ok;
-                        st.last_error = None;
-                    }
-                    flight.lander_running = false;
-                    return;
-                }
-                if *shutdown.borrow() {
-                    flight.lander_running = false;
-                    return;
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        };
-        self.grants.spawn(lander.instrument(span));
     }
 
     /// Hands a token to everyone: the hot layer, the cache (with the store
