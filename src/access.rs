@@ -45,7 +45,7 @@ pub enum Pattern {
 }
 
 impl Pattern {
-    /// Parses `ORG_ID/CLIENT_ID` or `ORG_ID/*`; ids follow SPEC §3.
+    /// Parses `ORG_ID/CLIENT_ID` or `ORG_ID/*`; ids follow docs/api.md.
     pub fn parse(s: &str) -> Result<Pattern, String> {
         let Some((org, client)) = s.split_once('/') else {
             return Err(format!("{s:?} is not \"ORG_ID/CLIENT_ID\" or \"ORG_ID/*\""));

@@ -17,7 +17,7 @@ impl Clock for SystemClock {
 }
 
 /// Time since boot, suspend included (`CLOCK_BOOTTIME`): the clock claims
-/// are timed on (SPEC §2 rules 3, 5, 6). A monotonic clock that stops while
+/// are timed on (docs/protocol.md rules 3, 5, 6). A monotonic clock that stops while
 /// the machine is suspended would let a send window outlast a suspend and a
 /// takeover period ignore one; this one counts them. Falls back to the
 /// monotonic clock where the kernel has no `CLOCK_BOOTTIME`.

@@ -4,14 +4,14 @@
 //! The API parses ids into a [`CredKey`] once per request; the broker, the
 //! store, the cache and the journal take nothing else. The wire contract
 //! ([`crate::wire`]) names `Kind` and `State` as they are here (snake_case
-//! JSON); the store keeps `Record` in SPEC §8's field names.
+//! JSON); the store keeps `Record` in docs/storage.md's field names.
 
 use crate::ids::{ClientId, IdError, OrgId};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The credential kinds of SPEC §2.
+/// The credential kinds (docs/storage.md, `kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
@@ -45,7 +45,7 @@ impl Kind {
     }
 }
 
-/// A credential's state in this agent (SPEC §4 `state`, plus `pending`).
+/// A credential's state in this agent (docs/api.md `state`, plus `pending`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -157,7 +157,7 @@ impl fmt::Display for CredKey {
     }
 }
 
-/// One credential's secrets, as stored (SPEC §8 field names).
+/// One credential's secrets, as stored (docs/storage.md field names).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Record {
     /// Absent in records written by the seed service: read as `oauth_app`.
@@ -181,7 +181,7 @@ pub struct Record {
     pub api_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
-    /// SPEC §2 rule 4: goes up by one at every landing, login and put; never down.
+    /// docs/protocol.md rule 4: goes up by one at every landing, login and put; never down.
     #[serde(
         default,
         skip_serializing_if = "is_zero",
@@ -233,7 +233,7 @@ fn lenient_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> 
     }
 }
 
-/// The state a record can carry (SPEC §8 `state`).
+/// The state a record can carry (docs/storage.md `state`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RecordState {
     /// Always `needs_login` today.
@@ -250,7 +250,7 @@ impl RecordState {
     }
 }
 
-/// An agent's claim on the stored refresh token (SPEC §2 rule 3, §8).
+/// An agent's claim on the stored refresh token (docs/protocol.md rule 3; docs/storage.md).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claim {
     /// SHA-256 (hex) of the claimed refresh token.

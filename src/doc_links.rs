@@ -253,3 +253,31 @@ fn citations_and_anchors_are_read_as_a_reader_would() {
         vec!["docs/a.md#x", "#top"]
     );
 }
+
+/// Issue 25: the contract lives in the repository. No source, test or
+/// document cites the product brief that stays outside it (its sections
+/// were "SPEC §N"); each cites `docs/…` instead.
+#[test]
+fn no_reference_points_outside_the_repository() {
+    let outside = [concat!("SPEC", " §"), concat!("SPEC", ".md"), "../shared/"];
+    let mut files = sources();
+    let bench = root().join("BENCHMARKS.md");
+    let text = std::fs::read_to_string(&bench).expect("BENCHMARKS.md");
+    files.push((bench, text));
+    let found: Vec<String> = files
+        .iter()
+        .flat_map(|(file, text)| {
+            text.lines().enumerate().filter_map(move |(i, line)| {
+                outside
+                    .iter()
+                    .any(|o| line.contains(o))
+                    .then(|| format!("{}:{}: {}", shown(file), i + 1, line.trim()))
+            })
+        })
+        .collect();
+    assert!(
+        found.is_empty(),
+        "references to a document outside the repository (cite docs/ instead):\n{}",
+        found.join("\n")
+    );
+}

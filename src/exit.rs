@@ -1,4 +1,4 @@
-//! Exit codes shared by `snykey-helper` and the admin CLI (SPEC §5, sysexits.h).
+//! Exit codes shared by `snykey-helper` and the admin CLI (docs/api.md "Exit codes", sysexits.h).
 //! std-only.
 
 use crate::wire::ErrorCode;
@@ -138,7 +138,7 @@ mod tests {
     }
     #[test]
     fn exit_codes_follow_the_code_and_strangers_the_status() {
-        // Every code the agent sends maps as its status did (SPEC §5).
+        // Every code the agent sends maps as its status did (docs/api.md "Exit codes").
         for &c in ErrorCode::ALL {
             if !matches!(
                 c,

@@ -2,7 +2,7 @@
 //! helper uses instead of serde (std-only: the helper must start as fast as a
 //! process spawns).
 
-/// The output formats of SPEC §5.
+/// The output formats of the README's "Getting a token into a tool".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Token,
@@ -26,7 +26,7 @@ pub const TOKEN_TYPE_BEARER: &str = "bearer";
 /// `token_type` of a service account's Snyk API key (`Authorization: token`).
 pub const TOKEN_TYPE_API_KEY: &str = "token";
 
-/// What the Snyk CLI needs besides the token (SPEC §5): the credential's
+/// What the Snyk CLI needs besides the token (the README's "Getting a token into a tool"): the credential's
 /// region as `SNYK_API` (the CLI derives its v1 and REST URLs from it), and
 /// the credential's organization as `SNYK_CFG_ORG` (the org `snyk test` runs
 /// against), which the caller's own `SNYK_CFG_ORG` overrides; and which

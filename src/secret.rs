@@ -60,7 +60,7 @@ impl Secret {
     }
 
     /// The whole SHA-256 of the value, hex: how a store record, a claim and a
-    /// journal entry name a refresh token (SPEC §8) without holding it.
+    /// journal entry name a refresh token (docs/storage.md) without holding it.
     pub fn digest(&self) -> String {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(self.expose().as_bytes());

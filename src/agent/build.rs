@@ -193,7 +193,7 @@ pub(super) async fn start_metrics(
     })
 }
 
-/// Where claims live for this store (SPEC §2 rules 3 and 7).
+/// Where claims live for this store (docs/protocol.md rules 3 and 7).
 fn claims_for(checks_versions: bool, locked: bool) -> crate::broker::rotation::Claims {
     use crate::broker::rotation::Claims;
     if locked {

@@ -1,6 +1,6 @@
 //! The one mapping of what went wrong to an error answer: each failure gets
 //! its [`ErrorCode`], and the code decides the HTTP status
-//! ([`ErrorCode::status`], SPEC §4).
+//! ([`ErrorCode::status`], docs/api.md).
 
 use super::answer::{Resp, json};
 use crate::access::Refusal;

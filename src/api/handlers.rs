@@ -1,4 +1,4 @@
-//! One handler per route of SPEC §4. Each reads its body (if any) as a wire
+//! One handler per route of docs/api.md. Each reads its body (if any) as a wire
 //! type, converts it to the domain's words ([`super::convert`]), asks the
 //! broker, and converts the answer back.
 

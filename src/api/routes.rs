@@ -1,4 +1,4 @@
-//! The router: the route table of SPEC §4, the access decision before any
+//! The router: the route table of docs/api.md, the access decision before any
 //! body is read, the audit line of every admin operation, and the metrics of
 //! every request. The handlers are in [`super::handlers`], the error mapping
 //! in [`super::error`].

@@ -1,4 +1,4 @@
-//! `snykey-helper`: asks the agent for a token and prints it (SPEC §5).
+//! `snykey-helper`: asks the agent for a token and prints it (the README's "Getting a token into a tool").
 //!
 //! std only: no async runtime, no TLS, no config parsing. One `write` of a
 //! fixed HTTP/1.1 request on the Unix socket, reads until the answer's
@@ -213,7 +213,7 @@ fn run() -> i32 {
 }
 
 /// ORG_ID and CLIENT_ID from the arguments or the environment, checked
-/// (SPEC §3); the exit code on a usage error.
+/// (docs/api.md); the exit code on a usage error.
 fn ids(args: &Args) -> Result<(String, String), i32> {
     let env = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
     let (org, client) = match args.ids.as_slice() {

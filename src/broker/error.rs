@@ -24,7 +24,7 @@ pub enum BrokerError {
     #[error("{0}")]
     Cache(CacheError),
     /// A new refresh token (or secret) could not be made durable: nothing is
-    /// handed out until it is (SPEC §2 I2).
+    /// handed out until it is (docs/protocol.md I2).
     #[error("{0}")]
     NotDurable(String),
     /// Another agent (or an earlier answer) must finish first: try again shortly.

@@ -3,7 +3,7 @@
 //! because the one held may have been revoked before its expiry.
 //!
 //! Deliberately thin: it runs the same single-flight mint as every refresh
-//! (so an `oauth_app` credential goes through the rotation rule, SPEC §2),
+//! (so an `oauth_app` credential goes through the rotation rule, docs/protocol.md),
 //! with one requirement added: the token must be *newer* than the one the
 //! agent holds now. The only state of its own is the rate limit: at most one
 //! forced grant per credential per interval (default 10 s,

@@ -1,4 +1,4 @@
-//! The recovery journal (SPEC §2 step 4): rotated refresh tokens that the
+//! The recovery journal (docs/protocol.md rule 4): rotated refresh tokens that the
 //! store does not hold yet, and refreshes whose answer may have been lost.
 //!
 //! One small file per credential, `{org_id}@{client_id}.json` (`@` cannot
@@ -15,7 +15,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// One credential's journal entry (SPEC §2 rules 3, 4, 7 and 9).
+/// One credential's journal entry (docs/protocol.md rules 3, 4, 7 and 9).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Entry {
     /// This agent's claim on the stored refresh token, noted right after the

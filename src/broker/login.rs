@@ -334,7 +334,7 @@ impl Broker {
             );
         };
         // The code exchange is a grant: it runs to completion in a task of
-        // its own even if the browser goes away (SPEC §2 rule 1).
+        // its own even if the browser goes away (docs/protocol.md rule 1).
         let broker = Arc::clone(self);
         let (task_key, task_state, code) =
             (key.clone(), state.to_string(), Secret::new(code.as_str()));

@@ -1,6 +1,6 @@
 //! The broker owns every managed credential: it answers token requests from
 //! the hot copy or the cache, and when a token must be minted it runs the
-//! rotation protocol ([`rotation`], SPEC §2) under the credential's
+//! rotation protocol ([`rotation`], docs/protocol.md) under the credential's
 //! single-flight lock, in a task of its own that no caller can cancel.
 //!
 //! * [`rotation`] — the protocol: claims, sends, landing by succession.
@@ -151,7 +151,7 @@ pub struct Broker {
     lock_ttl: Duration,
     lock_wait: Duration,
     /// Every grant in flight: callers await them, nobody cancels them, and
-    /// shutdown waits for them (SPEC §2 rule 1).
+    /// shutdown waits for them (docs/protocol.md rule 1).
     grants: TaskTracker,
     shutdown: watch::Receiver<bool>,
     scheduler: Arc<scheduler::Scheduler>,
@@ -243,7 +243,7 @@ impl Broker {
             .is_ok()
     }
 
-    /// Whether claims protect this store (SPEC §2: not on KV v1).
+    /// Whether claims protect this store (docs/protocol.md: not on KV v1).
     pub fn claims(&self) -> rotation::Claims {
         self.rules.claims
     }

@@ -74,7 +74,7 @@ impl Broker {
     }
 
     /// Start-up: every stored record refuses blind writes (`cas_required`,
-    /// SPEC §2 rule 10), including those another tool created; what could
+    /// docs/protocol.md rule 10), including those another tool created; what could
     /// not be set is said once per record.
     async fn require_cas_at_start(&self, keys: &[CredKey]) {
         let (mut set_now, mut failed) = (0, 0);
@@ -110,7 +110,7 @@ impl Broker {
         let mut flight = slot.flight.lock().await;
         if entry.claim.as_ref().is_some_and(|c| c.sent) || entry.sent.is_some() {
             tracing::warn!(
-                "the agent stopped while a refresh was at Snyk: that answer is lost, so the token is sent once more after a quiet period (SPEC §2 rule 6)"
+                "the agent stopped while a refresh was at Snyk: that answer is lost, so the token is sent once more after a quiet period (docs/protocol.md rule 6)"
             );
         }
         flight.mem = rotation::Memory::recover(entry, self.mono());

@@ -1,4 +1,4 @@
-//! A service account's access token (SPEC §2): it has no refresh token, so
+//! A service account's access token (docs/protocol.md): it has no refresh token, so
 //! "refresh" repeats the grant (`client_credentials`, or a `private_key_jwt`
 //! assertion). A record from `PUT` is stored only after Snyk accepted it.
 

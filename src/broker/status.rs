@@ -201,7 +201,7 @@ impl Broker {
         r
     }
 
-    /// SPEC §2, KV v1 paragraph: said at start, by `check-config` and in `/v1/ready`'s body.
+    /// docs/protocol.md, "Where claims live": said at start, by `check-config` and in `/v1/ready`'s body.
     pub fn protection_warning(&self) -> Option<&'static str> {
         (self.rules.claims == rotation::Claims::Unprotected)
             .then_some(crate::broker::rotation::UNPROTECTED)

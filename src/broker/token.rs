@@ -138,7 +138,7 @@ impl Broker {
 
         // Single flight: one caller mints, the others wait and take its
         // token. The mint runs in a task of its own: a caller that hangs up
-        // never cuts a grant short (SPEC §2 rule 1).
+        // never cuts a grant short (docs/protocol.md rule 1).
         let broker = Arc::clone(self);
         let grant = self.spawn_grant(async move {
             let mut flight = slot.flight.lock().await;

@@ -5,7 +5,7 @@
 //! lock (`lock`/`unlock`), which the memory cache grants at once because the
 //! in-process single-flight already serialises refreshes in one agent.
 //!
-//! Nothing here is needed for safety (SPEC §2 rule 2): the lock only saves
+//! Nothing here is needed for safety (docs/protocol.md rule 2): the lock only saves
 //! agents from doing the same work twice, and a flush costs refreshes,
 //! never a credential. The secret store's claims arbitrate.
 
@@ -64,7 +64,7 @@ pub trait TokenCache: Send + Sync {
     async fn get(&self, key: &CredKey) -> Result<Option<CachedToken>, CacheError>;
     /// Stores a token with a TTL equal to its remaining lifetime.
     /// `generation`: the store generation of the credential it was minted at
-    /// (SPEC §2 rule 4), which the memory cache's snapshot checks at start
+    /// (docs/protocol.md rule 4), which the memory cache's snapshot checks at start
     /// ([`snapshot::revives`]); Redis keeps tokens across restarts by itself
     /// and ignores it.
     async fn put(

@@ -1,6 +1,6 @@
 //! The Redis token cache, shared by every agent that points at it.
 //!
-//! Layout (seed-compatible, SPEC §8): `{key_prefix}:{org}:{client}` holds the
+//! Layout (seed-compatible, docs/storage.md): `{key_prefix}:{org}:{client}` holds the
 //! access token string with a TTL equal to its remaining lifetime; the refresh
 //! lock is `{key_prefix}:lock:{org}:{client}` = a random fencing value, taken
 //! with `SET NX PX` and released by a compare-and-delete script, so an agent
@@ -9,12 +9,12 @@
 //! The connection manager reconnects by itself; every command has a response
 //! timeout so a dead Redis fails fast instead of stalling callers.
 //!
-//! With Redis Sentinel (`redis+sentinel://` / `rediss+sentinel://`, SPEC §7)
+//! With Redis Sentinel (`redis+sentinel://` / `rediss+sentinel://`, docs/configuration.md)
 //! the master is asked of the sentinels, and asked again after any error that
 //! can mean a failover (a dropped or refused connection, a timeout, or
 //! `READONLY` from a demoted master): the connection manager alone would keep
 //! reconnecting to the old address (redis-rs#1438). Nothing here is needed for
-//! safety (SPEC §2): a failover may lose the lock, and the store arbitrates.
+//! safety (docs/protocol.md): a failover may lose the lock, and the store arbitrates.
 //!
 //! Waiting for the lock is a hand-written poll (20 ms doubling to 250 ms,
 //! jittered, until a deadline), not `backon`: a retry crate retries an
@@ -338,7 +338,7 @@ impl TokenCache for RedisCache {
 }
 
 /// A parsed `redis+sentinel://[user:pass@]host:port[,host:port...]/MASTER[/DB]`
-/// URL (SPEC §7); `rediss+sentinel://` uses TLS to the sentinels and to the
+/// URL (docs/configuration.md); `rediss+sentinel://` uses TLS to the sentinels and to the
 /// master. The user and password are the Redis ones (ACL user of the master
 /// and its replicas); sentinels are reached without credentials.
 #[derive(Debug)]

@@ -1,5 +1,5 @@
 //! Field forms that serde's defaults do not cover: each module is a
-//! `#[serde(with = "…")]` pair, reading what SPEC §7 accepts (from TOML or,
+//! `#[serde(with = "…")]` pair, reading what docs/configuration.md accepts (from TOML or,
 //! as text, from an environment variable) and writing what `check-config`
 //! prints. Messages quote the value as written, so the operator sees what is
 //! wrong; the message goes through `Sources::err`, which redacts whatever in

@@ -106,7 +106,7 @@ impl<'de> Deserializer<'de> for EnvText {
         }
     }
 
-    /// Lists are comma-separated (SPEC §7).
+    /// Lists are comma-separated (docs/configuration.md).
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         let items: Vec<EnvText> = self
             .0

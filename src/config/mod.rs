@@ -1,5 +1,5 @@
 //! Configuration: embedded defaults, then a TOML file, then
-//! `SNYKEY_<SECTION>_<KEY>` environment variables (SPEC §7). Validated once,
+//! `SNYKEY_<SECTION>_<KEY>` environment variables (docs/configuration.md). Validated once,
 //! at start, into typed values; every error names the key and where its value
 //! came from (the file, the variable, or the default), never the value.
 //!
@@ -273,7 +273,7 @@ impl Config {
         out
     }
 
-    /// SPEC §2's KV v1 paragraph, for `check-config` (the agent says the
+    /// docs/protocol.md, "Where claims live", for `check-config` (the agent says the
     /// same at start and in `/v1/ready`).
     pub fn protection_warning(&self) -> Option<&'static str> {
         (self.store.backend == StoreBackend::OpenBao && self.store.kv_version == 1)

@@ -2,7 +2,7 @@
 //! URL forms. Messages quote a URL only with any password redacted.
 
 /// `cache.url`: `redis://`, `rediss://`, `redis+unix://`, `unix://`, or the
-/// Sentinel forms of SPEC §7.
+/// Sentinel forms of docs/configuration.md.
 pub(super) fn check_cache_url(url: &str) -> Result<(), String> {
     if ["redis://", "rediss://", "redis+unix://", "unix://"]
         .iter()

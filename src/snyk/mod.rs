@@ -160,7 +160,7 @@ mod transport_tests {
                 .client_credentials("c", &crate::secret::Secret::new("s"))
                 .await
                 .unwrap_err();
-            // Snyk may have processed it: an unknown outcome (SPEC §2 rule 6).
+            // Snyk may have processed it: an unknown outcome (docs/protocol.md rule 6).
             assert!(!e.token_not_consumed(), "{e:?}");
             assert!(e.to_string().contains("larger than"), "{e}");
         }

@@ -45,7 +45,7 @@ pub fn normalize_base_url_any(u: &str) -> Result<String, String> {
     Ok(t.to_string())
 }
 
-/// `https://api.eu.snyk.io` → `https://app.eu.snyk.io` (SPEC §7).
+/// `https://api.eu.snyk.io` → `https://app.eu.snyk.io` (docs/configuration.md).
 pub fn derive_app_url(api_url: &str) -> String {
     match api_url.split_once("://") {
         Some((scheme, rest)) if rest.starts_with("api.") => {

@@ -401,7 +401,7 @@ impl SecretStore for FileStore {
                 if stored.record.deleted {
                     continue;
                 }
-                // Ids that do not pass SPEC §3 (hand-edited file) are skipped, not trusted.
+                // Ids that do not pass docs/api.md (hand-edited file) are skipped, not trusted.
                 if let (Ok(org), Ok(client)) = (OrgId::parse(org), ClientId::parse(client)) {
                     out.push(CredKey { org, client });
                 } else {

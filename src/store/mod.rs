@@ -1,7 +1,7 @@
 //! Where refresh tokens, client secrets and private keys live.
 //!
 //! [`SecretStore`] is the seam: [`file::FileStore`] is the embedded default,
-//! the OpenBao/Vault KV store sits beside it. Records follow SPEC §8 so a
+//! the OpenBao/Vault KV store sits beside it. Records follow docs/storage.md so a
 //! store written by the seed service is read as is.
 
 pub(crate) mod file;
@@ -40,7 +40,7 @@ pub enum StoreError {
     Corrupt { key: String, message: String },
 }
 
-/// Whether a record refuses blind writes (KV v2 `cas_required`, SPEC §2
+/// Whether a record refuses blind writes (KV v2 `cas_required`, docs/protocol.md
 /// rule 10): a write without check-and-set by another tool (the seed
 /// service, `bao kv put`) would erase a live claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub enum CasRequired {
 }
 
 /// `snykey doctor`'s write check (`GET /v1/ready?write=true`): the writes a
-/// claim makes (SPEC §2 rule 3), on the scratch record [`CredKey::scratch`],
+/// claim makes (docs/protocol.md rule 3), on the scratch record [`CredKey::scratch`],
 /// which no credential can have. Reads it, writes a claim by check-and-set
 /// on the version read (where the store has check-and-set), reads it back,
 /// writes a tombstone by check-and-set as a delete does (rule 10), and
@@ -213,7 +213,7 @@ pub trait SecretStore: Send + Sync {
     /// A one-line description for logs (`file /var/lib/snykey/credentials.json`).
     fn describe(&self) -> String;
     /// Can `put` check-and-set (KV v2, the file store)? Without it no claim can
-    /// be written (KV v1): SPEC §2 rules 3-5 cannot be enforced.
+    /// be written (KV v1): docs/protocol.md rules 3-5 cannot be enforced.
     fn checks_versions(&self) -> bool {
         true
     }
@@ -223,7 +223,7 @@ pub trait SecretStore: Send + Sync {
         false
     }
     /// Makes the record refuse blind writes from now on (KV v2
-    /// `cas_required`, SPEC §2 rule 10), whoever created it: checked at
+    /// `cas_required`, docs/protocol.md rule 10), whoever created it: checked at
     /// start for every record, set on every record the agent adopts.
     async fn require_cas(&self, _key: &CredKey) -> Result<CasRequired, StoreError> {
         Ok(CasRequired::NotApplicable)

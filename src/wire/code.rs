@@ -1,4 +1,4 @@
-//! Every error `code` of the agent API (SPEC §4), with the HTTP status it is
+//! Every error `code` of the agent API (docs/api.md), with the HTTP status it is
 //! answered with. std-only: `snykey-helper` and [`crate::exit`] read it.
 //!
 //! A client reading a code it does not know (from a newer agent) gets
@@ -24,7 +24,7 @@ pub enum ErrorCode {
     SnykUnavailable,
     SnykUnreachable,
     SnykTimeout,
-    /// A send's answer was lost in transit (SPEC §2 rule 6).
+    /// A send's answer was lost in transit (docs/protocol.md rule 6).
     SnykAnswerLost,
     StoreSealed,
     StoreConflict,
@@ -122,7 +122,7 @@ impl ErrorCode {
             .unwrap_or(ErrorCode::Unknown)
     }
 
-    /// The HTTP status the agent answers this code with (SPEC §4). The CLI's
+    /// The HTTP status the agent answers this code with (docs/api.md). The CLI's
     /// own codes and `Unknown` have none of their own: the status they come
     /// with decides.
     pub fn status(self) -> u16 {

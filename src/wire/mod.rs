@@ -1,4 +1,4 @@
-//! The whole client/agent contract (SPEC §4): the request and answer bodies,
+//! The whole client/agent contract (docs/api.md): the request and answer bodies,
 //! the routes ([`paths`]), and the error codes ([`ErrorCode`]) with their
 //! HTTP statuses. The agent's router, the admin CLI and `snykey-helper` all
 //! take them from here; the helper, std-only, reads only [`paths`] and
@@ -341,7 +341,7 @@ mod contract_tests {
             },
             json!({"org_id": "o", "client_id": "c", "kind": null}),
         );
-        // SPEC §4: `kind` may be left out.
+        // docs/api.md: `kind` may be left out.
         let p: PutCredential =
             serde_json::from_value(json!({"org_id": "o", "client_id": "c"})).unwrap();
         assert_eq!(p.kind, None);

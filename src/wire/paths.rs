@@ -1,5 +1,5 @@
 //! The agent API's routes, query parameters and the answer fields a client
-//! reads (SPEC §4): one list for the agent's router, the admin CLI and
+//! reads (docs/api.md): one list for the agent's router, the admin CLI and
 //! `snykey-helper`. std-only, so the helper can use it without serde or an
 //! async runtime.
 //!

@@ -33,7 +33,7 @@ pub struct PublishedToken {
     pub api_url: Option<String>,
     /// The credential's organization (`SNYK_CFG_ORG` for the Snyk CLI).
     pub org_id: String,
-    /// The credential's store generation the token was minted at (SPEC §2:
+    /// The credential's store generation the token was minted at (docs/protocol.md:
     /// up at every rotation, put, login and delete, never down). Agents
     /// order what they publish by it, then by `expires_at`: a record is only
     /// ever replaced by a newer one. Not a secret.

@@ -1,4 +1,4 @@
-//! The agent API's contract: routes, errors, limits (SPEC §4).
+//! The agent API's contract: routes, errors, limits (docs/api.md).
 
 use crate::support::agent::{assert_no_secrets, stderr, stdout, wait_for};
 use crate::support::{Env, FakeSnyk};
@@ -83,7 +83,7 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         error.contains("invalid_grant") && error.contains("snykey login"),
         "{v}"
     );
-    // SPEC §2 rule 8 stores the given token (with a claim) before sending it;
+    // docs/protocol.md rule 8 stores the given token (with a claim) before sending it;
     // refused at once, the record it replaced is put back: the same secrets,
     // a higher generation (it only goes up).
     let record = |bytes: &[u8]| -> serde_json::Value {

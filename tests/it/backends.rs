@@ -64,7 +64,7 @@ fn full_flow_on_real_redis_and_openbao_kv2_and_kv1() {
         assert_eq!(data["refresh_token"], live2.as_str());
         if kv == 2 {
             // Two rotations (the put's and this one), each a claim by
-            // check-and-set and a landing (SPEC §2 rules 3 and 4).
+            // check-and-set and a landing (docs/protocol.md rules 3 and 4).
             assert_eq!(
                 bao.kv2_versions("kv", "snyk/of/cf"),
                 4,
@@ -274,7 +274,7 @@ fn a_sealed_store_is_reported_and_self_heals_without_losing_anything() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), token);
     // A refresh while sealed: the store cannot take the claim, so nothing
-    // is sent (SPEC §2 rule 7; OpenBao is not exclusive): a clear 503, in
+    // is sent (docs/protocol.md rule 7; OpenBao is not exclusive): a clear 503, in
     // one sentence.
     agent.http("DELETE", "/v1/cache/os/cs", None);
     let live = fake.live_refresh_token("cs").unwrap();
@@ -338,7 +338,7 @@ fn redis_stopping_and_starting_again_is_survived_without_a_restart() {
     assert!(v["error"].as_str().unwrap().contains("redis"), "{v}");
     // Once the held token is too old, a new one is minted without the
     // cross-agent lock: the lock only saves work, the store arbitrates
-    // (SPEC §2 rule 2).
+    // (docs/protocol.md rule 2).
     let grants = fake.refresh_grants();
     let v = wait_for("a new token while Redis is down", 30, || {
         let (st, v) = agent.json("GET", "/v1/credentials/or/cr", None);

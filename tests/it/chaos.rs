@@ -6,7 +6,7 @@
 //!
 //! A SIGKILL that lands after Snyk rotated a token and before the agent has
 //! the answer in its journal loses the new token: no protocol can keep an
-//! answer a dead process never wrote down (SPEC §2 rules 5 and 6; the
+//! answer a dead process never wrote down (docs/protocol.md rules 5 and 6; the
 //! simulation's kill accounts for it the same way). The fake counts every
 //! send of a spent token; a resend is the one retry rule 6 permits, not a
 //! replay, only if (a) a killed agent's journal, read once the process was
@@ -338,7 +338,7 @@ fn chaos_loses_nothing_and_replays_nothing() {
             std::thread::sleep(Duration::from_millis(100));
         };
         // Every agent serves it. An agent killed while its send was out
-        // retries that token once after the quiet period of SPEC §2 rule 6
+        // retries that token once after the quiet period of docs/protocol.md rule 6
         // (1.5 × the tests' 3 s Snyk timeout + 1 s); a claim whose holder
         // died before journaling it is taken over only after rule 5's
         // takeover period (send window 10 s + 3 s + 120 s landing grace =

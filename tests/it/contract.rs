@@ -1,4 +1,4 @@
-//! Parts of the contract (SPEC §4, §7, §8, §9) that no other module pins:
+//! Parts of the contract (docs/api.md, docs/configuration.md, docs/storage.md, the README's systemd sections) that no other module pins:
 //! 504 on a Snyk timeout, `min_validity` forcing a refresh, the PUT answer,
 //! the default paths and the variables clients and the agent read, the
 //! OpenBao variables (`BAO_*`, `VAULT_*`, the CA), the Redis key layout with

@@ -1,4 +1,4 @@
-//! `store.exclusive = true` on OpenBao (issue 22 item 3; SPEC §2 rule 7): an
+//! `store.exclusive = true` on OpenBao (issue 22 item 3; docs/protocol.md rule 7): an
 //! agent that owns its store prefix keeps rotating with its journal as the
 //! durable copy while the store refuses writes, survives a SIGKILL while the
 //! newest token exists only in its journal, and lands that token by

@@ -2,7 +2,7 @@
 //! a 3-node Raft cluster) and a Redis (one server, or run by Sentinel), under
 //! load from `snykey-helper` and API callers while the shared parts fail over.
 //!
-//! The "replays 0 / lost 0" checks hold the agents to SPEC §2 with the
+//! The "replays 0 / lost 0" checks hold the agents to docs/protocol.md with the
 //! rotation protocol as it is on this branch; the rotation rework (claims in
 //! the store) makes them hold without the Redis lock, which a failover loses.
 
@@ -544,7 +544,7 @@ fn example_deployments_parse_and_set_only_documented_keys() {
     assert!(vars.len() >= 8, "{vars:?}");
     for (var, _) in &vars {
         let rest = var.trim_start_matches("SNYKEY_").to_ascii_lowercase();
-        // The helper's and CLI's own variables (SPEC §5, §7) are not config keys.
+        // The helper's and CLI's own variables (docs/api.md, docs/configuration.md) are not config keys.
         if ["socket", "org_id", "client_id", "log"].contains(&rest.as_str()) {
             continue;
         }

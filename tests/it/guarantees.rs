@@ -1,4 +1,4 @@
-//! The rotation rule's guarantees (SPEC §2, issue 12 item 5) against the real
+//! The rotation rule's guarantees (docs/protocol.md, issue 12 item 5) against the real
 //! binaries, one scenario per test, each in the state a user hit it in: a
 //! caller killed after Snyk rotated, a Redis lock lost mid-refresh, Redis
 //! flushed while a rotated token is only journaled, a stale journal entry at

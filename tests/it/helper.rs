@@ -1,4 +1,4 @@
-//! `snykey-helper` per SPEC §5: formats, exec, env fallbacks, exit codes.
+//! `snykey-helper` per the README's "Getting a token into a tool": formats, exec, env fallbacks, exit codes.
 
 use crate::support::agent::{HELPER, assert_no_secrets, stderr, stdout};
 use crate::support::{Env, FakeSnyk, Fault};

@@ -348,7 +348,7 @@ fn register_app_keeps_the_client_secret_in_the_store_only() {
         .client_secret(&client_id)
         .expect("the app exists at Snyk");
     // While the login is pending: its entry is in Redis under `pkce:{state}`
-    // (SPEC §8) with the login's lifetime, and no key or value of any type
+    // (docs/storage.md) with the login's lifetime, and no key or value of any type
     // holds the client secret.
     let state = query_param(&url, "state");
     let pending = format!("pkce:{state}");

@@ -1,4 +1,4 @@
-//! The rotation rule (SPEC §2) end to end.
+//! The rotation rule (docs/protocol.md) end to end.
 
 use crate::support::agent::{
     block_journal, block_store, stderr, stdout, unblock_journal, wait_for,
@@ -191,7 +191,7 @@ fn no_access_token_is_handed_out_while_the_rotated_token_is_only_in_memory() {
     agent.http("DELETE", "/v1/cache/om/cm", None);
 
     // The journal fails: it cannot note the claim, so nothing is sent
-    // (SPEC §2 rule 3: the nonce is in the journal before every send).
+    // (docs/protocol.md rule 3: the nonce is in the journal before every send).
     block_journal(&env);
     let out = agent.helper(&["om", "cm"]);
     assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
@@ -260,7 +260,7 @@ fn invalid_grant_sets_needs_login_and_the_helper_exits_77() {
     let live = fake.live_refresh_token("cx").unwrap();
     fake.revoke(&live);
     agent.clear_cache("ox", "cx");
-    // On the API: 409 with code needs_login (SPEC §4), one sentence saying
+    // On the API: 409 with code needs_login (docs/api.md), one sentence saying
     // what to do, no token.
     let (st, v) = agent.json("GET", "/v1/credentials/ox/cx", None);
     assert_eq!(st, 409, "{v}");
@@ -288,7 +288,7 @@ fn a_lost_answer_is_retried_once_with_the_same_token() {
     agent.put_new_oauth(&fake, "ol", "cl", None);
     agent.http("DELETE", "/v1/cache/ol/cl", None);
     // Snyk processes the refresh and the answer never arrives: an unknown
-    // outcome (SPEC §2 rule 6). The caller is told at once; the one retry
+    // outcome (docs/protocol.md rule 6). The caller is told at once; the one retry
     // waits for the quiet period (1.5 x the Snyk timeout + 1 s).
     fake.push_fault(Fault::DropAfterProcessing);
     let out = agent.helper(&["ol", "cl"]);

@@ -658,7 +658,7 @@ fn replace_keeps_the_only_new_secret_when_the_test_grant_fails_or_the_agent_is_k
     assert_no_secrets("agent log", &log, &fake.secrets());
 }
 
-/// Issue 22 item 5, the zero-downtime mode: SPEC §6's order (create, store,
+/// Issue 22 item 5, the zero-downtime mode: docs/protocol.md rule 15's order (create, store,
 /// prove, delete). A test grant that fails transiently leaves the new
 /// secret stored and in use and the old one active (two secrets, said so,
 /// exit 75); a SIGKILL during the test grant loses nothing.

@@ -102,7 +102,7 @@ async fn kv2_check_and_set_rejects_a_stale_write_and_the_loser_rereads() {
     let history = bao.kv2_history("kv", "snyk/org-cas/client-cas");
     assert_eq!(history.len(), 2);
     assert_eq!(history[0].as_ref().unwrap()["refresh_token"], "rt-1");
-    // snykey sets cas_required on the records it creates (SPEC §2 rule 10):
+    // snykey sets cas_required on the records it creates (docs/protocol.md rule 10):
     // a blind write by another tool is refused by the real server, a
     // check-and-set write still goes through.
     assert!(bao.kv2_cas_required("kv", "snyk/org-cas/client-cas"));

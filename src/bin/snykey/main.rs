@@ -1,4 +1,4 @@
-//! `snykey`: the agent (`snykey serve`) and the admin CLI (SPEC §6).
+//! `snykey`: the agent (`snykey serve`) and the admin CLI (the README).
 //! Thin: `cli/` parses (every local mistake is a clap usage error, exit 64),
 //! one file per command group calls the library or the agent, and the exit
 //! code comes from the agent's answer (`snykey::exit`).

@@ -1,5 +1,5 @@
 //! Every agent route the CLI calls, built from the contract's templates in
-//! `snykey::wire::paths` (SPEC §4). The ids in a path are checked by `cli/`
+//! `snykey::wire::paths` (docs/api.md). The ids in a path are checked by `cli/`
 //! before they get here.
 
 use snykey::wire::paths::{self, fill};

@@ -3,7 +3,7 @@
 //! rotation simulation (`tests/sim.rs`) can run the same rule as the agent.
 //!
 //! What is published is ordered by **(generation, expiry)**: `generation` is
-//! the credential's store generation (SPEC §2 rule 4: up at every landing,
+//! the credential's store generation (docs/protocol.md rule 4: up at every landing,
 //! put, login and delete, never down) that the token was minted at, as the
 //! minting agent knew it; within one generation the later expiry is newer.
 //! Expiry is compared in whole seconds, as it is published. Then:

@@ -1,4 +1,4 @@
-//! The rotation rule of SPEC §2, as one protocol a reviewer can check in one file.
+//! The rotation rule of docs/protocol.md, as one protocol a reviewer can check in one file.
 //!
 //! Snyk refresh tokens are single-use. Two invariants hold whatever fails:
 //! * **I1 — never replay:** a refresh token Snyk accepted is never sent again, by any agent.
@@ -32,6 +32,7 @@ mod answer;
 mod decide;
 mod landing;
 mod put;
+mod rules;
 pub mod secrets;
 
 use answer::*;
@@ -39,6 +40,7 @@ use decide::*;
 use landing::*;
 pub use landing::{land, persist, tombstone};
 use put::*;
+pub use rules::{Claims, Rules, Sabotage, UNPROTECTED};
 
 use super::journal::{Base, Entry, Note, Replaced};
 use crate::secret::Secret;
@@ -46,110 +48,6 @@ use crate::snyk::{GrantError, TokenGrant};
 use crate::store::{Claim, Record, RecordState, StoreError, Versioned};
 use std::future::Future;
 use std::time::{Duration, SystemTime};
-
-/// Where claims live (SPEC §2 rules 3 and 7, and the KV v1 paragraph).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claims {
-    /// In the store, by check-and-set before every send: the store arbitrates
-    /// between agents (KV v2).
-    Store,
-    /// In this agent's journal only: the store is used by this agent alone
-    /// (the file store, locked with `flock`).
-    Journal,
-    /// In the journal only, and nothing arbitrates between agents (KV v1):
-    /// the Redis lock is the only guard. Start-up and `/v1/ready` warn.
-    Unprotected,
-}
-
-/// What start-up, `check-config` and `/v1/ready` say with [`Claims::Unprotected`].
-pub const UNPROTECTED: &str = "the secret store is KV v1, which has no check-and-set: agents sharing it are not protected from replaying a refresh token (only the Redis lock guards them); use KV v2";
-
-/// Rules the protocol is run with.
-#[derive(Debug, Clone, Copy)]
-pub struct Rules {
-    pub claims: Claims,
-    /// Rule 7: may keep rotating with the journal as the durable copy while
-    /// the store refuses writes (`store.exclusive`, always for the file store).
-    pub exclusive: bool,
-    /// A claimant sends only this long after taking its claim (monotonic).
-    pub send_window: Duration,
-    /// The longest a request to Snyk can take (the HTTP timeout).
-    pub snyk_max: Duration,
-    /// Rule 5: another agent's claim is taken over only after its version
-    /// stayed unchanged this long on our own monotonic clock.
-    pub takeover: Duration,
-    /// Turns rules off, one at a time, to show the simulation notices.
-    #[doc(hidden)]
-    pub sabotage: Sabotage,
-}
-
-/// Rules a test may switch off (never in the agent: `Rules::new` leaves
-/// every switch off, and only `tests/sim.rs` turns one on, to show that the
-/// simulation notices the rule is gone).
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Sabotage {
-    /// Rule 3: send without the claim's check-and-set.
-    pub no_claim_cas: bool,
-    /// Rule 4: land over whatever the store holds.
-    pub no_succession: bool,
-    /// Rule 5: take another agent's claim over at once.
-    pub no_takeover_wait: bool,
-    /// Rule 8: a put replaces a record under another agent's live claim.
-    pub put_over_live_claim: bool,
-    /// Rule 8: a put forgets the record's history (`prev_fp`, `put_fps`):
-    /// a token given again is rotated again.
-    pub put_forgets_history: bool,
-    /// Rule 4: land the successor in the store first, journal it afterwards.
-    pub land_before_journal: bool,
-    /// Rule 3: send before the claim is noted in the journal.
-    pub send_before_note: bool,
-    /// Rule 6: retry an unknown outcome without waiting for the quiet period.
-    pub no_quiet_period: bool,
-    /// Rule 6: retry an unknown outcome more than once.
-    pub retry_without_limit: bool,
-    // ---- tests/sim_secrets.rs (issue 22): the single-copy secrets of
-    // `secrets.rs`. Each breaks one ordering; never set by the agent.
-    /// `rotate_secret --mode replace`: the new secret is made durable only
-    /// after the test grant (it waits in memory through the grant).
-    #[doc(hidden)]
-    pub secret_durable_after_proof: bool,
-    /// Zero-downtime `rotate_secret`: the old secret is deleted at Snyk
-    /// before the new one is durable.
-    #[doc(hidden)]
-    pub retire_before_durable: bool,
-    /// `login`: the access token is handed out (reported landed) although
-    /// neither the journal nor the store took its refresh token.
-    #[doc(hidden)]
-    pub login_hands_out_first: bool,
-    /// Zero-downtime `rotate_secret` whose new secret Snyk refused: the
-    /// rollback reads the store before journaling the old secret, and gives
-    /// it up when the read fails or the record is under a claim.
-    #[doc(hidden)]
-    pub rollback_store_first: bool,
-}
-
-impl Rules {
-    /// Rules derived from Snyk's timeout: the takeover period is the send
-    /// window + Snyk's maximum request time + a landing grace of two minutes.
-    pub fn new(claims: Claims, exclusive: bool, snyk_timeout: Duration) -> Rules {
-        let send_window = Duration::from_secs(10);
-        Rules {
-            claims,
-            exclusive,
-            send_window,
-            snyk_max: snyk_timeout,
-            takeover: send_window + snyk_timeout + Duration::from_secs(120),
-            sabotage: Sabotage::default(),
-        }
-    }
-
-    /// Rule 6: an unknown outcome is retried only after this quiet period,
-    /// longer than Snyk's maximum request time.
-    pub fn quiet(&self) -> Duration {
-        self.snyk_max + self.snyk_max / 2 + Duration::from_secs(1)
-    }
-}
 
 /// The world as one credential's refresh sees it.
 pub trait Io {
@@ -403,60 +301,15 @@ async fn refresh_once<I: Io>(
     rules: &Rules,
     put: Option<Record>,
 ) -> Outcome {
-    // 0. A successor of ours that the store does not hold yet lands first
-    //    (I2: it is the newest token). Only an exclusive agent may go on
-    //    rotating from the journal while the store refuses writes (rule 7).
-    if mem.unlanded.is_some() {
-        match land(io, mem, rules).await {
-            Landing::Landed | Landing::Discarded | Landing::InMemory => {}
-            Landing::Pending
-                if rules.exclusive && mem.unlanded.as_ref().is_some_and(|u| u.journaled) => {}
-            Landing::Pending => {
-                return unavailable(
-                    "the secret store has not taken the newest refresh token yet; nothing is sent until it does",
-                );
-            }
-        }
-    }
-
-    // A put replaces the stored chain and, if Snyk refuses its token, puts
-    // back the record it replaced: our newest token must be that record, not
-    // a successor only the journal holds (rule 7's chain), or it is lost.
-    if put.is_some() && mem.unlanded.is_some() {
-        return unavailable(
-            "the secret store has not taken the newest refresh token yet; the put waits until it does",
-        );
+    // 0. A successor of ours that the store does not hold yet lands first.
+    if let Some(outcome) = land_first(io, mem, rules, put.is_some()).await {
+        return outcome;
     }
 
     // 1. Read the record: the store is the arbiter, whatever the cache says.
-    let read = match io.read().await {
-        Ok(r) => r,
-        Err(e) if rules.exclusive && mem.unlanded.is_some() => {
-            // Rule 7: rotating on from the journal's chain.
-            return rotate_chain(io, mem, rules, e).await;
-        }
-        Err(e) => return at_once(Why::Store(e)),
-    };
-    let (record, version) = match (read, put) {
-        (Some(v), None) if v.hidden => {
-            return unavailable(
-                "the current version of this credential was deleted by another tool (bao kv delete): undelete it, or put the credential again",
-            );
-        }
-        (Some(v), _) if v.record.generation < mem.generation => {
-            // Rule 10: the store went back; what it holds may be spent.
-            let (stored, seen) = (v.record.generation, mem.generation);
-            return at_once(Why::RolledBack { stored, seen });
-        }
-        // A put: what the given token means against the stored one.
-        (Some(v), Some(given)) => match put_verdict(io, mem, rules, v, given).await {
-            Ok(rotate) => rotate,
-            Err(outcome) => return outcome,
-        },
-        (None, Some(given)) => return claim_given(io, mem, rules, given, None).await,
-        (Some(v), None) if v.record.deleted => return Outcome::NotFound,
-        (Some(v), None) => (v.record, v.version),
-        (None, None) => return Outcome::NotFound,
+    let (record, version) = match read_stored(io, mem, rules, put).await {
+        Ok(read) => read,
+        Err(outcome) => return outcome,
     };
     mem.generation = mem.generation.max(record.generation);
     // Our landing may have reached the store with only its answer lost.
@@ -488,6 +341,75 @@ async fn refresh_once<I: Io>(
             send_claimed(io, mem, rules, record, version, token, deadline).await
         }
         Err(outcome) => outcome,
+    }
+}
+
+/// Step 0: a successor of ours that the store does not hold yet lands
+/// first (I2: it is the newest token). Only an exclusive agent may go on
+/// rotating from the journal while the store refuses writes (rule 7).
+/// `Some`: the refresh stops here with that outcome (nothing was sent).
+async fn land_first<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    rules: &Rules,
+    putting: bool,
+) -> Option<Outcome> {
+    if mem.unlanded.is_some() {
+        match land(io, mem, rules).await {
+            Landing::Landed | Landing::Discarded | Landing::InMemory => {}
+            Landing::Pending
+                if rules.exclusive && mem.unlanded.as_ref().is_some_and(|u| u.journaled) => {}
+            Landing::Pending => {
+                return Some(unavailable(
+                    "the secret store has not taken the newest refresh token yet; nothing is sent until it does",
+                ));
+            }
+        }
+    }
+
+    // A put replaces the stored chain and, if Snyk refuses its token, puts
+    // back the record it replaced: our newest token must be that record, not
+    // a successor only the journal holds (rule 7's chain), or it is lost.
+    if putting && mem.unlanded.is_some() {
+        return Some(unavailable(
+            "the secret store has not taken the newest refresh token yet; the put waits until it does",
+        ));
+    }
+    None
+}
+
+/// Step 1: the stored record and its version, to decide on — or the
+/// outcome that ends the refresh here (a put's verdict, a record deleted
+/// or gone back, rule 7's chain when the store cannot be read).
+async fn read_stored<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    rules: &Rules,
+    put: Option<Record>,
+) -> Result<(Record, u64), Outcome> {
+    let read = match io.read().await {
+        Ok(r) => r,
+        Err(e) if rules.exclusive && mem.unlanded.is_some() => {
+            // Rule 7: rotating on from the journal's chain.
+            return Err(rotate_chain(io, mem, rules, e).await);
+        }
+        Err(e) => return Err(at_once(Why::Store(e))),
+    };
+    match (read, put) {
+        (Some(v), None) if v.hidden => Err(unavailable(
+            "the current version of this credential was deleted by another tool (bao kv delete): undelete it, or put the credential again",
+        )),
+        (Some(v), _) if v.record.generation < mem.generation => {
+            // Rule 10: the store went back; what it holds may be spent.
+            let (stored, seen) = (v.record.generation, mem.generation);
+            Err(at_once(Why::RolledBack { stored, seen }))
+        }
+        // A put: what the given token means against the stored one.
+        (Some(v), Some(given)) => put_verdict(io, mem, rules, v, given).await,
+        (None, Some(given)) => Err(claim_given(io, mem, rules, given, None).await),
+        (Some(v), None) if v.record.deleted => Err(Outcome::NotFound),
+        (Some(v), None) => Ok((v.record, v.version)),
+        (None, None) => Err(Outcome::NotFound),
     }
 }
 

@@ -143,27 +143,7 @@ pub(super) async fn claim_given<I: Io>(
             return o;
         }
     }
-    if let Some(v) = &current {
-        given.remember_puts(&v.record.put_fps);
-    }
-    given.remember_puts(&[token.digest()]);
-    given.generation = generation.max(mem.generation) + 1;
-    given.prev_fp = None;
-    given.state = None;
-    given.claim = None;
-    given.deleted = false;
-    let deadline = io.mono() + rules.send_window;
-    let nonce = io.nonce();
-    let fp = token.digest();
-    if rules.claims == Claims::Store {
-        given.claim = Some(Claim {
-            fp: fp.clone(),
-            nonce: nonce.clone(),
-            agent: io.agent(),
-            attempts: 1,
-            deadline: crate::clock::rfc3339(io.wall() + rules.send_window),
-        });
-    }
+    let (deadline, nonce, fp) = stamp_given(io, mem, rules, &mut given, current.as_ref(), &token);
     mem.pending = Some(Note {
         fp: fp.clone(),
         nonce: nonce.clone(),
@@ -206,6 +186,43 @@ pub(super) async fn claim_given<I: Io>(
     }
     // Snyk's answer; a refusal puts the replaced record back ([`settle_put`]).
     send_claimed(io, mem, rules, given, version, token, deadline).await
+}
+
+/// The record a put stores: the given token R as a new chain one
+/// generation above everything seen, its put history carried over, and
+/// (with claims in the store) R's claim. Returns the claim's send
+/// deadline, its nonce and R's fingerprint.
+fn stamp_given<I: Io>(
+    io: &mut I,
+    mem: &Memory,
+    rules: &Rules,
+    given: &mut Record,
+    current: Option<&Versioned>,
+    token: &Secret,
+) -> (Duration, String, String) {
+    let generation = current.map_or(mem.generation, |v| v.record.generation);
+    if let Some(v) = current {
+        given.remember_puts(&v.record.put_fps);
+    }
+    given.remember_puts(&[token.digest()]);
+    given.generation = generation.max(mem.generation) + 1;
+    given.prev_fp = None;
+    given.state = None;
+    given.claim = None;
+    given.deleted = false;
+    let deadline = io.mono() + rules.send_window;
+    let nonce = io.nonce();
+    let fp = token.digest();
+    if rules.claims == Claims::Store {
+        given.claim = Some(Claim {
+            fp: fp.clone(),
+            nonce: nonce.clone(),
+            agent: io.agent(),
+            attempts: 1,
+            deadline: crate::clock::rfc3339(io.wall() + rules.send_window),
+        });
+    }
+    (deadline, nonce, fp)
 }
 
 /// Journals what a put is about to change (`previous`, the stored record)

@@ -1,4 +1,4 @@
-//! Secrets that exist in one copy only, beyond the refresh (SPEC §2's I2 for
+//! Secrets that exist in one copy only, beyond the refresh (docs/protocol.md's I2 for
 //! every path that receives one): the refresh token of a browser login's code
 //! exchange, and a service account's new client secret (`rotate-secret`,
 //! both modes). The client secret `register-app` is handed goes through
@@ -220,7 +220,7 @@ pub struct Rotated {
 /// `rotate-secret` for a client-secret service account whose single flight
 /// the caller holds: a new secret at Snyk (a second one; with `replace`,
 /// the only one), durable at once, proven by a grant, then (a second
-/// secret) the old one deleted at Snyk — SPEC §6's order: create, store,
+/// secret) the old one deleted at Snyk — docs/protocol.md rule 15's order: create, store,
 /// prove, delete.
 pub async fn rotate_secret<I: SecretRotation>(
     io: &mut I,

@@ -8,7 +8,7 @@
 //!
 //! * **What is written.** Each access token with its expiry, when it was
 //!   minted, and the store generation of its credential when it was minted
-//!   (SPEC §2 rule 4: the generation goes up at every landing, `put`, login
+//!   (docs/protocol.md rule 4: the generation goes up at every landing, `put`, login
 //!   and delete). Never a refresh token, client secret or key: the file can
 //!   give out nothing the agent would not hand out itself until the tokens
 //!   expire. It is still a secret file: 0600, in a directory only this

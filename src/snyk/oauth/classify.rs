@@ -1,5 +1,5 @@
 //! What an error answer from the token or revoke endpoint means for the
-//! token that was sent (SPEC §2 rule 6), and the argument for each case.
+//! token that was sent (docs/protocol.md rule 6), and the argument for each case.
 
 use super::GrantError;
 use serde::Deserialize;
@@ -21,7 +21,7 @@ pub fn classify_error(status: u16, body: &[u8], retry_after: Option<Duration>) -
 }
 
 /// Maps an error answer (any status but 2xx) to what it means for the token
-/// that was sent. SPEC §2 rule 6: only an OAuth error body proves that
+/// that was sent. docs/protocol.md rule 6: only an OAuth error body proves that
 /// Snyk's token endpoint answered, and so that it did not consume the token
 /// (or, for `invalid_grant` and the like, that it refuses it for good).
 ///

@@ -1,7 +1,7 @@
 //! Snyk's OAuth endpoints: `{api_url}/oauth2/token` and `{api_url}/oauth2/revoke`.
 //!
 //! The one thing callers must get right is what an error means for the refresh
-//! token that was sent (SPEC §2), so [`GrantError`] says exactly that:
+//! token that was sent (docs/protocol.md), so [`GrantError`] says exactly that:
 //! * [`GrantError::Permanent`]: Snyk refused the grant for good (`invalid_grant`,
 //!   `token_inactive`, failed client authentication): the credential needs a login.
 //! * [`GrantError::Refused`] / [`GrantError::Unavailable`] / [`GrantError::Unreachable`]:
@@ -80,7 +80,7 @@ impl SnykOAuth {
     /// `grant_type=refresh_token`. On success the sent token is dead and the
     /// answer's `refresh_token` is the only live one: the caller must persist it.
     ///
-    /// `window` (SPEC §2 rule 3's send window) is checked once more when the
+    /// `window` (docs/protocol.md rule 3's send window) is checked once more when the
     /// HTTP client writes the request body, after the connection is set up:
     /// the token's bytes leave only while it is open. Closed by then, nothing
     /// but the request's head was written, and the answer is
@@ -375,7 +375,7 @@ mod tests {
         (url, rx)
     }
 
-    /// SPEC §2 rule 3, at the last moment: the send window is checked again
+    /// docs/protocol.md rule 3, at the last moment: the send window is checked again
     /// when the HTTP client writes the body, after the connection is up. A
     /// window closed by then writes no byte of the token (the request is
     /// not consumed); an open one sends it as a plain form with its length.

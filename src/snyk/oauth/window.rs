@@ -1,7 +1,7 @@
-//! SPEC §2 rule 3's send window at the HTTP layer: a request body that is
+//! docs/protocol.md rule 3's send window at the HTTP layer: a request body that is
 //! written only while the window is open, checked at the last moment.
 
-/// SPEC §2 rule 3's send window as the HTTP client sees it: "may the
+/// docs/protocol.md rule 3's send window as the HTTP client sees it: "may the
 /// request still be written?" (the claimant's protocol clock against its
 /// deadline).
 #[derive(Clone)]

@@ -51,7 +51,7 @@ pub(super) fn older_versions(
 }
 
 /// The map stored at each path: the seed service's string fields, plus the
-/// rotation fields of SPEC §8 (`generation` a number, `claim` an object).
+/// rotation fields of docs/storage.md (`generation` a number, `claim` an object).
 pub(super) fn to_map(record: &Record) -> Result<HashMap<String, serde_json::Value>, StoreError> {
     match serde_json::to_value(record) {
         Ok(serde_json::Value::Object(m)) => Ok(m.into_iter().collect()),
@@ -129,7 +129,7 @@ impl OpenBaoStore {
         }
     }
 
-    /// SPEC §2 rule 10: `cas_required = true` on `path`, whoever created it,
+    /// docs/protocol.md rule 10: `cas_required = true` on `path`, whoever created it,
     /// so that a blind write by another tool (the seed service, `bao kv
     /// put`) fails instead of erasing a claim. Reads the metadata (a record
     /// another tool created has it unset) and sets it where it is not.

@@ -233,7 +233,7 @@ impl SecretStore for OpenBaoStore {
         let path = self.path(key);
         if self.kv_version == 2 {
             // The caller (the broker) has written a tombstone by check-and-set
-            // (SPEC §2 rule 10). Every older version is destroyed (its secrets
+            // (docs/protocol.md rule 10). Every older version is destroyed (its secrets
             // are gone for good) while the metadata and its version counter
             // stay: a check-and-set read before the delete can never match a
             // record created after it.

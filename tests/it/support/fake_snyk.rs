@@ -26,7 +26,7 @@
 //! a delay, "process the grant and drop the connection" (the answer is
 //! lost in transit), "rotate at once, answer N ms later" (the caller can hang
 //! up after the token was consumed), or a 200 without `refresh_token`. A token whose answer was lost and is then sent again is
-//! counted as `lost_answer_retries`, which SPEC §2 permits once, not as a replay.
+//! counted as `lost_answer_retries`, which docs/protocol.md permits once, not as a replay.
 
 #![allow(dead_code)]
 
@@ -93,7 +93,7 @@ pub struct State {
     /// module comment). `authority.register(id, None)` adds a public client.
     pub authority: Authority,
     /// Consumed refresh tokens whose answer was lost in transit (one
-    /// retry of each is permitted, SPEC §2 rule 6).
+    /// retry of each is permitted, docs/protocol.md rule 6).
     answer_lost: std::collections::HashSet<String>,
     /// Every secret value this fake ever issued or was configured with.
     pub secrets: Vec<String>,
@@ -361,7 +361,7 @@ impl FakeSnyk {
     }
 
     /// The answer to `rt`'s grant was lost in a way the fake cannot see (the
-    /// agent that sent it was killed before reading it): SPEC §2 rule 6
+    /// agent that sent it was killed before reading it): docs/protocol.md rule 6
     /// permits one retry, counted as a lost-answer retry, not a replay.
     pub fn mark_answer_lost(&self, rt: &str) {
         let mut s = self.lock();

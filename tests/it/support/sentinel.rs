@@ -191,7 +191,7 @@ impl Sentinels {
         );
     }
 
-    /// The sentinel URL agents use (SPEC §7), database `db`.
+    /// The sentinel URL agents use (docs/configuration.md), database `db`.
     pub fn url(&self, db: u8) -> String {
         let hosts: Vec<String> = self
             .sentinels

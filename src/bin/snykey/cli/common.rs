@@ -33,7 +33,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// An org, group or client id (SPEC §3), checked before anything is sent.
+/// An org, group or client id (docs/api.md), checked before anything is sent.
 #[derive(Clone, Debug)]
 pub struct Id(pub String);
 

@@ -18,7 +18,7 @@ pub struct Credential {
     pub client_id: Id,
 }
 
-/// `put --kind` (SPEC §2).
+/// `put --kind` (docs/storage.md, `kind`).
 #[derive(Clone, Copy, ValueEnum)]
 #[value(rename_all = "snake_case")]
 pub enum KindArg {

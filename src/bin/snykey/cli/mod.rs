@@ -1,4 +1,4 @@
-//! The command line (SPEC §6), as clap derive types. Everything a user can
+//! The command line (the README), as clap derive types. Everything a user can
 //! get wrong locally — an id, a duration, a kind, a format — is parsed here,
 //! so it is a clap usage error (exit 64) before anything is sent.
 //!

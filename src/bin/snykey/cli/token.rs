@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use snykey::render::Format;
 use std::path::PathBuf;
 
-/// `--format` of `token` and `refresh` (SPEC §5).
+/// `--format` of `token` and `refresh` (the README's "Getting a token into a tool").
 #[derive(Clone, Copy, ValueEnum)]
 pub enum FormatArg {
     /// The token alone.
