@@ -267,12 +267,10 @@ fn no_reference_points_outside_the_repository() {
     let found: Vec<String> = files
         .iter()
         .flat_map(|(file, text)| {
-            text.lines().enumerate().filter_map(move |(i, line)| {
-                outside
-                    .iter()
-                    .any(|o| line.contains(o))
-                    .then(|| format!("{}:{}: {}", shown(file), i + 1, line.trim()))
-            })
+            text.lines()
+                .enumerate()
+                .filter(|(_, line)| outside.iter().any(|o| line.contains(o)))
+                .map(move |(i, line)| format!("{}:{}: {}", shown(file), i + 1, line.trim()))
         })
         .collect();
     assert!(

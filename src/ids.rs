@@ -2,7 +2,7 @@
 //!
 //! An id reaches a store path, a cache key or a journal file name only as an
 //! [`OrgId`] or [`ClientId`], and those can only be built by [`parse_id`]'s
-//! rule from SPEC §3: `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`. So `../x`, `a:b`,
+//! rule from docs/api.md: `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`. So `../x`, `a:b`,
 //! an empty string or 200 characters can never become a path or a key.
 //! This module is std-only: `snykey-helper` uses it too.
 
@@ -27,7 +27,7 @@ impl fmt::Display for IdError {
 
 impl std::error::Error for IdError {}
 
-/// Checks an id against SPEC §3. `field` names it in the error ("org_id").
+/// Checks an id against docs/api.md. `field` names it in the error ("org_id").
 pub fn check_id(field: &'static str, s: &str) -> Result<(), IdError> {
     let bytes = s.as_bytes();
     let Some(first) = bytes.first() else {
@@ -62,7 +62,7 @@ pub fn check_id(field: &'static str, s: &str) -> Result<(), IdError> {
 
 macro_rules! id_type {
     ($name:ident, $field:literal) => {
-        #[doc = concat!("A validated `", $field, "` (SPEC §3).")]
+        #[doc = concat!("A validated `", $field, "` (docs/api.md).")]
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(std::sync::Arc<str>);
 
@@ -148,7 +148,7 @@ mod prop_tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The SPEC §3 rule, written independently of `check_id`.
+    /// The docs/api.md rule, written independently of `check_id`.
     fn spec_allows(s: &str) -> bool {
         let b = s.as_bytes();
         !b.is_empty()
