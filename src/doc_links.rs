@@ -255,8 +255,8 @@ fn citations_and_anchors_are_read_as_a_reader_would() {
 }
 
 /// Issue 25: the contract lives in the repository. No source, test or
-/// document cites the product brief that stays outside it (its sections
-/// were "SPEC §N"); each cites `docs/…` instead.
+/// document cites the product brief that stays outside it (by its file
+/// name or its section numbers); each cites `docs/…` instead.
 #[test]
 fn no_reference_points_outside_the_repository() {
     let outside = [concat!("SPEC", " §"), concat!("SPEC", ".md"), "../shared/"];

@@ -32,7 +32,7 @@ pub(super) const MAX_ERROR_CHARS: usize = 200;
 /// it was. (Carried as a 403, a missing `token_file` came out as "OpenBao
 /// answered 403 … the agent's token is invalid" although OpenBao was never
 /// asked.)
-const LOCAL_DENIED: u16 = 1403;
+pub(super) const LOCAL_DENIED: u16 = 1403;
 
 pub(super) fn map_err(e: ClientError) -> StoreError {
     match e {
