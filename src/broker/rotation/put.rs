@@ -152,15 +152,10 @@ pub(super) async fn claim_given<I: Io>(
     });
     let version = match io.write(&given, cas).await {
         Ok(v) => v,
-        Err(StoreError::Conflict { .. }) => {
-            // Nothing was replaced: the record journaled as replaced must not
-            // be put back over R stored by another agent's put (it may be
-            // older than what that put replaced).
-            if mem.replaced.take().is_some() {
-                let _ = io.note(&mem.entry(io.wall())).await;
-            }
-            return Outcome::Moved;
-        }
+        Err(StoreError::Conflict { .. }) => match after_conflict(io, mem, &fp, &nonce).await {
+            Ok(v) => v,
+            Err(o) => return o,
+        },
         Err(e) => {
             return Outcome::Later {
                 after: Duration::ZERO,
@@ -186,6 +181,41 @@ pub(super) async fn claim_given<I: Io>(
     }
     // Snyk's answer; a refusal puts the replaced record back ([`settle_put`]).
     send_claimed(io, mem, rules, given, version, token, deadline).await
+}
+
+/// The put's write answered Conflict. With several OpenBao nodes, a write
+/// retried after a lost answer may have been applied by its first attempt
+/// (the retry's check-and-set then conflicts with it): the store holding R
+/// under this put's claim nonce is this put's write, and the put goes on
+/// with the version read (`Ok`). Otherwise nothing was replaced: the
+/// record journaled as replaced must not be put back over R stored by
+/// another agent's put (it may be older than what that put replaced), and
+/// is forgotten — in the journal too, or the put is retried (a restart
+/// would bring the stale entry back). An unreadable store decides nothing:
+/// the replaced record stays (docs/protocol.md rule 8).
+async fn after_conflict<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    fp: &str,
+    nonce: &str,
+) -> Result<u64, Outcome> {
+    match io.read().await {
+        Ok(Some(v))
+            if !v.hidden
+                && v.record.holds(fp)
+                && v.record.claim.as_ref().is_some_and(|c| c.nonce == nonce) =>
+        {
+            return Ok(v.version);
+        }
+        Ok(_) => {}
+        Err(e) => return Err(at_once(Why::Store(e))),
+    }
+    if mem.replaced.take().is_some() {
+        if let Err(e) = io.note(&mem.entry(io.wall())).await {
+            return Err(at_once(Why::Journal(e)));
+        }
+    }
+    Err(Outcome::Moved)
 }
 
 /// The record a put stores: the given token R as a new chain one
@@ -422,13 +452,13 @@ mod tests {
     #[derive(Clone, Copy, PartialEq)]
     enum Fault {
         None,
-        /// Applied, its answer lost.
-        AnswerLost,
         /// Not applied (the store is down for a moment).
         Down,
         /// Applied, but answered as a check-and-set conflict (a retry
         /// after a lost answer, on another OpenBao node).
         AppliedConflict,
+        /// Another agent's put of "q" lands first (then the journal fills up).
+        Foreign,
     }
 
     impl Io for World {
@@ -461,12 +491,15 @@ mod tests {
             if fault == Fault::Down {
                 return Err(StoreError::Unavailable("down".into()));
             }
+            if fault == Fault::Foreign {
+                self.versions.push(token("q"));
+                self.journal_down = true;
+            }
             if cas != self.versions.len() as u64 {
                 return Err(StoreError::Conflict { expected: cas });
             }
             self.versions.push(record.clone());
             match fault {
-                Fault::AnswerLost => Err(StoreError::Unavailable("answer lost".into())),
                 Fault::AppliedConflict => Err(StoreError::Conflict { expected: cas }),
                 _ => Ok(self.versions.len() as u64),
             }
@@ -589,5 +622,60 @@ mod tests {
         ));
         assert_eq!(out, Restore::Failed);
         assert_eq!(stored_token(&w), "r");
+    }
+
+    #[test]
+    fn a_put_whose_write_was_applied_but_answered_conflict_goes_on() {
+        // The write's first attempt was applied, the retry answered
+        // Conflict: the store holds R under our nonce. The put goes on
+        // (Snyk refuses R) and the replaced "p" goes back.
+        let mut w = world(&[Fault::AppliedConflict]);
+        let mut mem = Memory::default();
+        let out = block_on(refresh(&mut w, &mut mem, &rules(), Some(token("r"))));
+        assert!(matches!(out, Outcome::NeedsLogin(_)), "{out:?}");
+        assert_eq!(stored_token(&w), "p");
+        assert!(mem.replaced.is_none());
+    }
+
+    #[test]
+    fn a_put_beaten_by_another_forgets_its_replaced_record_in_the_journal_or_retries() {
+        let mut w = world(&[Fault::Foreign]);
+        let mut mem = Memory::default();
+        let out = block_on(refresh(&mut w, &mut mem, &rules(), Some(token("r"))));
+        assert_eq!(stored_token(&w), "q");
+        // The journal still names the replaced record: not "Moved".
+        assert!(w.journal.as_ref().is_some_and(|e| e.replaced.is_some()));
+        assert!(
+            matches!(
+                out,
+                Outcome::Later {
+                    why: Why::Journal(_),
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+        // With a journal that takes the write, the entry goes.
+        let mut w = world(&[]);
+        w.versions.push(token("q"));
+        let mut mem = Memory::default();
+        let before = Versioned {
+            record: Record {
+                generation: 3,
+                ..token("p")
+            },
+            version: 1,
+            hidden: false,
+        };
+        let out = block_on(claim_given(
+            &mut w,
+            &mut mem,
+            &rules(),
+            token("r"),
+            Some(before),
+        ));
+        assert!(matches!(out, Outcome::Moved), "{out:?}");
+        assert!(mem.replaced.is_none());
+        assert!(w.journal.is_some_and(|e| e.replaced.is_none()));
     }
 }
