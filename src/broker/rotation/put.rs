@@ -272,12 +272,13 @@ pub(super) async fn remember_replaced<I: Io>(
     };
     // A token that was under a claim may be spent: never put back. With
     // claims in the journal only (the file store, KV v1), the claim is this
-    // agent's own note: a send of the stored token in doubt.
-    let doubted = previous
-        .refresh_token
-        .as_ref()
-        .map(Secret::digest)
-        .is_some_and(|fp| mem.claim.as_ref().is_some_and(|c| c.fp == fp));
+    // agent's own note: a send of the stored token in doubt (a legacy note
+    // names it by its short fingerprint, as step 2 reads it). A token Snyk
+    // refused (`mem.dead`) is never put back either.
+    let doubted = previous.refresh_token.as_ref().is_some_and(|t| {
+        mem.claim.as_ref().is_some_and(|c| note_names(c, t))
+            || mem.dead.as_deref() == Some(t.digest().as_str())
+    });
     if previous.claim.is_some() || doubted {
         return Ok(());
     }
@@ -677,5 +678,34 @@ mod tests {
         assert!(matches!(out, Outcome::Moved), "{out:?}");
         assert!(mem.replaced.is_none());
         assert!(w.journal.is_some_and(|e| e.replaced.is_none()));
+    }
+
+    #[test]
+    fn a_token_in_doubt_under_a_legacy_note_or_dead_is_not_journaled_as_replaced() {
+        let p = token("p");
+        let by = token("r");
+        let legacy = Note {
+            fp: format!("legacy:{}", Secret::new("p").fingerprint()),
+            nonce: String::new(),
+            attempts: 1,
+            sent: false,
+        };
+        let mut w = world(&[]);
+        let mut mem = Memory {
+            claim: Some(legacy),
+            ..Default::default()
+        };
+        assert!(block_on(remember_replaced(&mut w, &mut mem, &p, &by, 4)).is_ok());
+        assert!(mem.replaced.is_none());
+        let mut mem = Memory {
+            dead: Some(Secret::new("p").digest()),
+            ..Default::default()
+        };
+        assert!(block_on(remember_replaced(&mut w, &mut mem, &p, &by, 4)).is_ok());
+        assert!(mem.replaced.is_none());
+        // Neither: journaled.
+        let mut mem = Memory::default();
+        assert!(block_on(remember_replaced(&mut w, &mut mem, &p, &by, 4)).is_ok());
+        assert!(mem.replaced.is_some());
     }
 }
