@@ -68,10 +68,7 @@ pub(super) fn decide(
         // No claim on this token in the store: only ours from the journal
         // can say it was sent (journal-only claims, or a legacy entry).
         _ => match &mem.claim {
-            Some(m) if m.fp == fp => m.attempts,
-            Some(m) if m.fp.starts_with("legacy:") && m.fp[7..] == token.fingerprint() => {
-                m.attempts
-            }
+            Some(m) if note_names(m, &token) => m.attempts,
             _ => 0,
         },
     };
@@ -96,6 +93,15 @@ pub(super) fn decide(
             "two answers from Snyk to this refresh token were lost in transit; it may be spent, so it is not sent again".into(),
         ),
     }
+}
+
+/// Does this agent's journaled claim name `token`: by its digest, or — a
+/// journal of the version before claims — as `legacy:<short fingerprint>`?
+pub(super) fn note_names(m: &Note, token: &Secret) -> bool {
+    m.fp == token.digest()
+        || m.fp
+            .strip_prefix("legacy:")
+            .is_some_and(|short| short == token.fingerprint())
 }
 
 /// Step 2 for a claim on the stored token that is not ours: live until its

@@ -37,7 +37,31 @@ pub async fn land<I: Io>(io: &mut I, mem: &mut Memory, rules: &Rules) -> Landing
             // undone (only a login a human just made writes over it).
             return Landing::Pending;
         }
-        let verdict = succession(current.as_ref(), &u, rules);
+        let verdict = match (succession(current.as_ref(), &u, rules), &current) {
+            // A rollback waits on a claim on the refused secret (its
+            // rotation lands first, or lets go) — but not on one past rule
+            // 5's takeover period (its version unchanged that long on our
+            // clock, `mem.watch`, as `live_foreign_claim` times it), nor on
+            // a leftover of ours: its holder's send window is long over, as
+            // when a refresh takes such a claim over. Waiting on it would
+            // keep `rotate_secret` stopped at its step 0 for good
+            // (docs/protocol.md rule 15).
+            (Verdict::Wait, Some(cur))
+                if super::secrets::live_foreign_claim(
+                    &cur.record,
+                    cur.version,
+                    mem,
+                    rules,
+                    io.mono(),
+                )
+                .is_none() =>
+            {
+                let mut unclaimed = cur.clone();
+                unclaimed.record.claim = None;
+                succession(Some(&unclaimed), &u, rules)
+            }
+            (verdict, _) => verdict,
+        };
         let (record, cas) = match verdict {
             Verdict::AlreadyThere => {
                 finish_landing(io, mem, u.record.generation).await;
@@ -179,7 +203,8 @@ pub(super) fn succession(current: Option<&Versioned>, u: &Unlanded, rules: &Rule
 /// A client secret going back over the one Snyk refused (`rotate_secret`'s
 /// rollback, docs/protocol.md rule 15; `refused`: that one's digest): over
 /// a record that still holds the refused one and carries no claim (a claim:
-/// a rotation of it is under way, which lands first or lets go), or over
+/// a rotation of it is under way, which lands first or lets go; [`land`]
+/// reads one past the takeover period as none), or over
 /// the rotation's own claimed record at the base generation (the refused
 /// secret never landed there; the write moves the generation past it).
 fn put_back(rec: &Record, u: &Unlanded, refused: &str, next: Verdict) -> Verdict {

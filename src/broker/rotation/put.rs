@@ -152,15 +152,10 @@ pub(super) async fn claim_given<I: Io>(
     });
     let version = match io.write(&given, cas).await {
         Ok(v) => v,
-        Err(StoreError::Conflict { .. }) => {
-            // Nothing was replaced: the record journaled as replaced must not
-            // be put back over R stored by another agent's put (it may be
-            // older than what that put replaced).
-            if mem.replaced.take().is_some() {
-                let _ = io.note(&mem.entry(io.wall())).await;
-            }
-            return Outcome::Moved;
-        }
+        Err(StoreError::Conflict { .. }) => match after_conflict(io, mem, &fp, &nonce).await {
+            Ok(v) => v,
+            Err(o) => return o,
+        },
         Err(e) => {
             return Outcome::Later {
                 after: Duration::ZERO,
@@ -186,6 +181,41 @@ pub(super) async fn claim_given<I: Io>(
     }
     // Snyk's answer; a refusal puts the replaced record back ([`settle_put`]).
     send_claimed(io, mem, rules, given, version, token, deadline).await
+}
+
+/// The put's write answered Conflict. With several OpenBao nodes, a write
+/// retried after a lost answer may have been applied by its first attempt
+/// (the retry's check-and-set then conflicts with it): the store holding R
+/// under this put's claim nonce is this put's write, and the put goes on
+/// with the version read (`Ok`). Otherwise nothing was replaced: the
+/// record journaled as replaced must not be put back over R stored by
+/// another agent's put (it may be older than what that put replaced), and
+/// is forgotten — in the journal too, or the put is retried (a restart
+/// would bring the stale entry back). An unreadable store decides nothing:
+/// the replaced record stays (docs/protocol.md rule 8).
+async fn after_conflict<I: Io>(
+    io: &mut I,
+    mem: &mut Memory,
+    fp: &str,
+    nonce: &str,
+) -> Result<u64, Outcome> {
+    match io.read().await {
+        Ok(Some(v))
+            if !v.hidden
+                && v.record.holds(fp)
+                && v.record.claim.as_ref().is_some_and(|c| c.nonce == nonce) =>
+        {
+            return Ok(v.version);
+        }
+        Ok(_) => {}
+        Err(e) => return Err(at_once(Why::Store(e))),
+    }
+    if mem.replaced.take().is_some() {
+        if let Err(e) = io.note(&mem.entry(io.wall())).await {
+            return Err(at_once(Why::Journal(e)));
+        }
+    }
+    Err(Outcome::Moved)
 }
 
 /// The record a put stores: the given token R as a new chain one
@@ -242,12 +272,13 @@ pub(super) async fn remember_replaced<I: Io>(
     };
     // A token that was under a claim may be spent: never put back. With
     // claims in the journal only (the file store, KV v1), the claim is this
-    // agent's own note: a send of the stored token in doubt.
-    let doubted = previous
-        .refresh_token
-        .as_ref()
-        .map(Secret::digest)
-        .is_some_and(|fp| mem.claim.as_ref().is_some_and(|c| c.fp == fp));
+    // agent's own note: a send of the stored token in doubt (a legacy note
+    // names it by its short fingerprint, as step 2 reads it). A token Snyk
+    // refused (`mem.dead`) is never put back either.
+    let doubted = previous.refresh_token.as_ref().is_some_and(|t| {
+        mem.claim.as_ref().is_some_and(|c| note_names(c, t))
+            || mem.dead.as_deref() == Some(t.digest().as_str())
+    });
     if previous.claim.is_some() || doubted {
         return Ok(());
     }
@@ -309,6 +340,18 @@ pub(super) async fn forget_replaced_unless_held<I: Io>(
     }
 }
 
+/// Is the claim on the stored record this put's own? Ours by nonce, or —
+/// once Snyk refused R, [`bury`] clears `mem.claim` and a failed
+/// `needs_login` write leaves the claim in the store — this agent's claim
+/// on the refused token R (or on the token `mem.dead` names). Snyk refused
+/// that token for good, so no send under it can have rotated it (I1), and
+/// writing over it drops nothing (I2).
+fn own_claim<I: Io>(io: &I, mem: &Memory, c: &Claim, refused: &str) -> bool {
+    mem.claim.as_ref().is_some_and(|m| m.nonce == c.nonce)
+        || (c.agent == io.agent()
+            && (c.fp == refused || mem.dead.as_deref() == Some(c.fp.as_str())))
+}
+
 /// How a [`restore`] went.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Restore {
@@ -316,7 +359,8 @@ pub(super) enum Restore {
     /// The store no longer holds the refused token (or the previous record
     /// was under a claim): nothing to put back.
     Moot,
-    /// The store could not be read or written: try again later.
+    /// The store could not be read or written, or another claim is on
+    /// the record that holds R: try again later.
     Failed,
 }
 
@@ -340,16 +384,28 @@ pub(super) async fn restore<I: Io>(
         // A token that was under a claim may be spent: not put back.
         return Restore::Moot;
     }
-    let claimed = cur
+    if put_generation.is_some_and(|g| g != cur.record.generation) {
+        // The token is stored by another agent's put (or this put's write
+        // never happened): what this put journaled may be older than what
+        // that put replaced.
+        return Restore::Moot;
+    }
+    if cur
         .record
         .claim
         .as_ref()
-        .is_some_and(|c| mem.claim.as_ref().is_none_or(|m| m.nonce != c.nonce));
-    if claimed || put_generation.is_some_and(|g| g != cur.record.generation) {
-        // The token is stored by another agent's put (or this put's write
-        // never happened), or someone is sending it under a claim: what
-        // this put journaled may be older than what that put replaced.
-        return Restore::Moot;
+        .is_some_and(|c| !own_claim(io, mem, c, refused))
+    {
+        // A claim that is not this put's own, on the record this put wrote
+        // (same generation, still R). Writing over it could make its
+        // holder's landing fail, dropping what Snyk gave it (I2); forgetting
+        // the replaced record would lose the previous token, never sent
+        // (I2). Neither: keep it and try again once that claim landed
+        // (the store moves on from R: then moot) or is taken over. An
+        // unknown claim is never provably someone else's live send of
+        // another token, so it is never read as moot (docs/protocol.md
+        // rule 8).
+        return Restore::Failed;
     }
     previous.generation = cur.record.generation.max(mem.generation) + 1;
     previous.claim = None;
@@ -374,5 +430,282 @@ pub(super) async fn restore<I: Io>(
         // Moved since the read: whatever is there now is newer than R.
         Err(StoreError::Conflict { .. }) => Restore::Moot,
         Err(_) => Restore::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    /// One credential's record versions, this agent's journal, and a Snyk
+    /// that refuses every refresh token for good (`invalid_grant`).
+    struct World {
+        versions: Vec<Record>,
+        journal: Option<Entry>,
+        nonces: u64,
+        /// What the next store writes do (then: taken).
+        writes: Vec<Fault>,
+        journal_down: bool,
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Fault {
+        None,
+        /// Not applied (the store is down for a moment).
+        Down,
+        /// Applied, but answered as a check-and-set conflict (a retry
+        /// after a lost answer, on another OpenBao node).
+        AppliedConflict,
+        /// Another agent's put of "q" lands first (then the journal fills up).
+        Foreign,
+    }
+
+    impl Io for World {
+        fn mono(&self) -> Duration {
+            Duration::from_secs(1_000)
+        }
+        fn wall(&self) -> SystemTime {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+        }
+        fn nonce(&mut self) -> String {
+            self.nonces += 1;
+            format!("{:032x}", self.nonces)
+        }
+        fn agent(&self) -> String {
+            "host-a".into()
+        }
+        async fn read(&mut self) -> Result<Option<Versioned>, StoreError> {
+            Ok(self.versions.last().map(|r| Versioned {
+                record: r.clone(),
+                version: self.versions.len() as u64,
+                hidden: false,
+            }))
+        }
+        async fn write(&mut self, record: &Record, cas: u64) -> Result<u64, StoreError> {
+            let fault = if self.writes.is_empty() {
+                Fault::None
+            } else {
+                self.writes.remove(0)
+            };
+            if fault == Fault::Down {
+                return Err(StoreError::Unavailable("down".into()));
+            }
+            if fault == Fault::Foreign {
+                self.versions.push(token("q"));
+                self.journal_down = true;
+            }
+            if cas != self.versions.len() as u64 {
+                return Err(StoreError::Conflict { expected: cas });
+            }
+            self.versions.push(record.clone());
+            match fault {
+                Fault::AppliedConflict => Err(StoreError::Conflict { expected: cas }),
+                _ => Ok(self.versions.len() as u64),
+            }
+        }
+        async fn note(&mut self, entry: &Entry) -> Result<(), String> {
+            if self.journal_down {
+                return Err("disk full".into());
+            }
+            self.journal = Some(entry.clone());
+            Ok(())
+        }
+        async fn send(
+            &mut self,
+            _: &Secret,
+            _: &Record,
+            _: Duration,
+        ) -> Result<TokenGrant, GrantError> {
+            Err(GrantError::Permanent {
+                error: "invalid_grant".into(),
+                description: None,
+            })
+        }
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        let mut f = pin!(f);
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+                return out;
+            }
+        }
+    }
+
+    fn rules() -> Rules {
+        Rules::new(Claims::Store, false, Duration::from_secs(30))
+    }
+
+    fn token(t: &str) -> Record {
+        Record {
+            refresh_token: Some(Secret::new(t)),
+            ..Default::default()
+        }
+    }
+
+    /// A store holding the never-sent token "p" at generation 3.
+    fn world(writes: &[Fault]) -> World {
+        World {
+            versions: vec![Record {
+                generation: 3,
+                ..token("p")
+            }],
+            journal: None,
+            nonces: 0,
+            writes: writes.to_vec(),
+            journal_down: false,
+        }
+    }
+
+    fn stored_token(w: &World) -> String {
+        let r = w.versions.last().cloned().unwrap_or_default();
+        r.refresh_token
+            .map(|t| t.expose().to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_refused_put_whose_needs_login_write_failed_still_puts_the_replaced_token_back() {
+        // The put's write (with our claim) lands; Snyk refuses R; the
+        // needs_login write fails once: the store still holds R under our
+        // own claim, which is not a foreign one: "p" goes back.
+        let mut w = world(&[Fault::None, Fault::Down]);
+        let mut mem = Memory::default();
+        let out = block_on(refresh(&mut w, &mut mem, &rules(), Some(token("r"))));
+        assert!(matches!(out, Outcome::NeedsLogin(_)));
+        assert_eq!(stored_token(&w), "p");
+        assert!(w.versions.last().is_some_and(|r| r.claim.is_none()));
+        assert!(mem.replaced.is_none());
+    }
+
+    #[test]
+    fn a_refused_put_keeps_the_replaced_record_while_another_agent_claims_r() {
+        // Another agent claimed R after ours was cleared: restoring over
+        // its claim could drop what it lands; forgetting would lose "p".
+        let mut w = world(&[]);
+        let mut mem = Memory::default();
+        let out = block_on(refresh(&mut w, &mut mem, &rules(), Some(token("r"))));
+        assert!(matches!(out, Outcome::NeedsLogin(_)));
+        assert_eq!(stored_token(&w), "p");
+        let mut r = Record {
+            generation: 9,
+            ..token("r")
+        };
+        let replaced = Replaced {
+            record: Record {
+                generation: 3,
+                ..token("p")
+            },
+            by: Secret::new("r").digest(),
+            generation: Some(9),
+        };
+        r.claim = Some(Claim {
+            fp: Secret::new("r").digest(),
+            nonce: "f".repeat(32),
+            agent: "host-b".into(),
+            attempts: 1,
+            deadline: String::new(),
+        });
+        w.versions.push(r.clone());
+        let mut mem = Memory {
+            replaced: Some(replaced.clone()),
+            ..Default::default()
+        };
+        let out = block_on(restore(
+            &mut w,
+            &mut mem,
+            &replaced.by,
+            Some(9),
+            replaced.record,
+        ));
+        assert_eq!(out, Restore::Failed);
+        assert_eq!(stored_token(&w), "r");
+    }
+
+    #[test]
+    fn a_put_whose_write_was_applied_but_answered_conflict_goes_on() {
+        // The write's first attempt was applied, the retry answered
+        // Conflict: the store holds R under our nonce. The put goes on
+        // (Snyk refuses R) and the replaced "p" goes back.
+        let mut w = world(&[Fault::AppliedConflict]);
+        let mut mem = Memory::default();
+        let out = block_on(refresh(&mut w, &mut mem, &rules(), Some(token("r"))));
+        assert!(matches!(out, Outcome::NeedsLogin(_)), "{out:?}");
+        assert_eq!(stored_token(&w), "p");
+        assert!(mem.replaced.is_none());
+    }
+
+    #[test]
+    fn a_put_beaten_by_another_forgets_its_replaced_record_in_the_journal_or_retries() {
+        let mut w = world(&[Fault::Foreign]);
+        let mut mem = Memory::default();
+        let out = block_on(refresh(&mut w, &mut mem, &rules(), Some(token("r"))));
+        assert_eq!(stored_token(&w), "q");
+        // The journal still names the replaced record: not "Moved".
+        assert!(w.journal.as_ref().is_some_and(|e| e.replaced.is_some()));
+        assert!(
+            matches!(
+                out,
+                Outcome::Later {
+                    why: Why::Journal(_),
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+        // With a journal that takes the write, the entry goes.
+        let mut w = world(&[]);
+        w.versions.push(token("q"));
+        let mut mem = Memory::default();
+        let before = Versioned {
+            record: Record {
+                generation: 3,
+                ..token("p")
+            },
+            version: 1,
+            hidden: false,
+        };
+        let out = block_on(claim_given(
+            &mut w,
+            &mut mem,
+            &rules(),
+            token("r"),
+            Some(before),
+        ));
+        assert!(matches!(out, Outcome::Moved), "{out:?}");
+        assert!(mem.replaced.is_none());
+        assert!(w.journal.is_some_and(|e| e.replaced.is_none()));
+    }
+
+    #[test]
+    fn a_token_in_doubt_under_a_legacy_note_or_dead_is_not_journaled_as_replaced() {
+        let p = token("p");
+        let by = token("r");
+        let legacy = Note {
+            fp: format!("legacy:{}", Secret::new("p").fingerprint()),
+            nonce: String::new(),
+            attempts: 1,
+            sent: false,
+        };
+        let mut w = world(&[]);
+        let mut mem = Memory {
+            claim: Some(legacy),
+            ..Default::default()
+        };
+        assert!(block_on(remember_replaced(&mut w, &mut mem, &p, &by, 4)).is_ok());
+        assert!(mem.replaced.is_none());
+        let mut mem = Memory {
+            dead: Some(Secret::new("p").digest()),
+            ..Default::default()
+        };
+        assert!(block_on(remember_replaced(&mut w, &mut mem, &p, &by, 4)).is_ok());
+        assert!(mem.replaced.is_none());
+        // Neither: journaled.
+        let mut mem = Memory::default();
+        assert!(block_on(remember_replaced(&mut w, &mut mem, &p, &by, 4)).is_ok());
+        assert!(mem.replaced.is_some());
     }
 }

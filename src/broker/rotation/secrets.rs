@@ -515,6 +515,8 @@ mod tests {
         writes: Vec<Fault>,
         journal_down: bool,
         journal_down_at_proof: bool,
+        /// This agent's monotonic clock.
+        clock: Duration,
     }
 
     #[derive(Clone, Copy, PartialEq)]
@@ -529,7 +531,7 @@ mod tests {
 
     impl Io for World {
         fn mono(&self) -> Duration {
-            Duration::from_secs(1_000)
+            self.clock
         }
         fn wall(&self) -> SystemTime {
             SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
@@ -624,6 +626,7 @@ mod tests {
             writes: writes.to_vec(),
             journal_down: false,
             journal_down_at_proof: false,
+            clock: Duration::from_secs(1_000),
         }
     }
 
@@ -767,5 +770,28 @@ mod tests {
         w.journal_down = false;
         assert_eq!(block_on(land(&mut w, &mut mem, &rules())), Landing::Landed);
         assert_eq!(stored(&w), ("cs-old".to_string(), false));
+    }
+
+    #[test]
+    fn a_rollback_lands_over_a_foreign_claim_once_it_is_past_the_takeover_period() {
+        // Another agent's replace claimed the record and died: its claim
+        // never lands nor lets go. Ours waits the takeover period on our
+        // own clock, then lands, and rotate-secret is no longer Busy.
+        let (mut w, out) = run(true);
+        assert_eq!(rolled_back(&out), Some(Rollback::Journaled));
+        let entry = w.journal.clone().unwrap_or_default();
+        let mut mem = Memory::recover(entry, w.clock);
+        w.foreign_replace = false;
+        assert!(matches!(
+            rotate(&mut w, &mut mem),
+            Err(RotationStopped::Busy(_))
+        ));
+        w.clock += rules().takeover / 2;
+        assert_eq!(block_on(land(&mut w, &mut mem, &rules())), Landing::Pending);
+        assert_eq!(stored(&w), ("cs-new".to_string(), true));
+        w.clock += rules().takeover;
+        assert_eq!(block_on(land(&mut w, &mut mem, &rules())), Landing::Landed);
+        assert_eq!(stored(&w), ("cs-old".to_string(), false));
+        assert!(w.journal.is_some_and(|e| e.record.is_none()));
     }
 }
