@@ -2404,6 +2404,17 @@ fn without_the_generation_check_of_the_snapshot_the_simulation_finds_a_violation
 }
 
 #[test]
+fn without_the_generation_bound_of_a_hidden_version_the_simulation_finds_a_violation() {
+    finds_violation_without(
+        rotation::Sabotage {
+            hidden_generation_ignored: true,
+            ..Default::default()
+        },
+        "the version counter bounding a hidden generation (rule 10)",
+    );
+}
+
+#[test]
 fn without_the_put_waiting_for_a_claim_the_simulation_finds_a_violation() {
     finds_violation_without(
         rotation::Sabotage {

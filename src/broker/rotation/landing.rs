@@ -151,7 +151,7 @@ pub(super) fn succession(current: Option<&Versioned>, u: &Unlanded, rules: &Rule
     // with it its generation: the version counter, which no generation of
     // the record's history exceeds (each generation step is a write), keeps
     // the generation from going down (rule 10) under a login over it.
-    let floor = if cur.hidden {
+    let floor = if cur.hidden && !rules.sabotage.hidden_generation_ignored {
         rec.generation.max(cur.version)
     } else {
         rec.generation

@@ -66,6 +66,9 @@ pub struct Sabotage {
     pub no_quiet_period: bool,
     /// Rule 6: retry an unknown outcome more than once.
     pub retry_without_limit: bool,
+    /// Rule 10: a login landing over a version another tool deleted ignores
+    /// the version counter (the bound of the hidden generation).
+    pub hidden_generation_ignored: bool,
     // ---- tests/sim_secrets.rs (issue 22): the single-copy secrets of
     // `secrets.rs`. Each breaks one ordering; never set by the agent.
     /// `rotate_secret --mode replace`: the new secret is made durable only
