@@ -370,6 +370,8 @@ struct World {
     sabotage_pages: bool,
     /// Teeth: a snapshot's token revived whatever generation it was minted at.
     sabotage_revive: bool,
+    /// Teeth: a restart serves without replaying its journal (rule 9).
+    sabotage_no_replay: bool,
     /// The published record of the credential (`broker::publish`).
     published: Shelved,
     /// The highest generation of a delete, put or login whose publishing
@@ -1449,6 +1451,9 @@ struct Config {
     sabotage_pages: bool,
     /// Teeth for issue 26's snapshot: revive ignoring the generation.
     sabotage_revive: bool,
+    /// Teeth for docs/protocol.md rule 9: a restart serves without
+    /// replaying its journal (no `Memory::recover`).
+    sabotage_no_replay: bool,
 }
 
 fn rules(cfg: &Config, exclusive: bool) -> Rules {
@@ -1827,7 +1832,10 @@ fn revive(w: &W, agent: usize) {
 }
 
 fn restart(w: &W, agent: usize) {
-    let now = w.borrow().now;
+    let (now, no_replay) = {
+        let wb = w.borrow();
+        (wb.now, wb.sabotage_no_replay)
+    };
     let entry = {
         let mut wb = w.borrow_mut();
         let a = &mut wb.agents[agent];
@@ -1835,6 +1843,7 @@ fn restart(w: &W, agent: usize) {
         a.journal.clone()
     };
     let mem = entry
+        .filter(|_| !no_replay)
         .map(|e| Memory::recover(e, Duration::from_millis(now)))
         .unwrap_or_default();
     let land = mem.unlanded.is_some();
@@ -1978,6 +1987,7 @@ fn world(seed: u64, cfg: Config) -> W {
         put_given: Vec::new(),
         sabotage_pages: cfg.sabotage_pages,
         sabotage_revive: cfg.sabotage_revive,
+        sabotage_no_replay: cfg.sabotage_no_replay,
         published: Shelved::Empty,
         published_reset: 0,
         stored_reset: 0,
@@ -2272,6 +2282,7 @@ fn default_config() -> Config {
         sabotage: Default::default(),
         sabotage_pages: false,
         sabotage_revive: false,
+        sabotage_no_replay: false,
     }
 }
 
@@ -2411,6 +2422,14 @@ fn without_the_generation_bound_of_a_hidden_version_the_simulation_finds_a_viola
             ..Default::default()
         },
         "the version counter bounding a hidden generation (rule 10)",
+    );
+}
+
+#[test]
+fn without_the_journal_replay_the_simulation_finds_a_violation() {
+    finds_violation_with(
+        |cfg| cfg.sabotage_no_replay = true,
+        "the journal replayed at a restart (rule 9)",
     );
 }
 
