@@ -2434,6 +2434,17 @@ fn without_the_journal_replay_the_simulation_finds_a_violation() {
 }
 
 #[test]
+fn without_the_exclusive_chain_the_simulation_finds_a_violation() {
+    finds_violation_without(
+        rotation::Sabotage {
+            chain_without_exclusive: true,
+            ..Default::default()
+        },
+        "rotating from the journal only when exclusive (rule 7)",
+    );
+}
+
+#[test]
 fn without_the_put_waiting_for_a_claim_the_simulation_finds_a_violation() {
     finds_violation_without(
         rotation::Sabotage {

@@ -184,7 +184,7 @@ pub(super) async fn claim<I: Io>(
             // durable copy until the store takes writes again. The write may
             // have been applied all the same: `pending` keeps its nonce, so
             // such a claim is known as ours when it shows up.
-            Err(_) if rules.exclusive => journal_only = true,
+            Err(_) if rules.may_chain() => journal_only = true,
             Err(e) => {
                 return Err(Outcome::Later {
                     after: Duration::ZERO,

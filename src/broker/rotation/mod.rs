@@ -358,7 +358,7 @@ async fn land_first<I: Io>(
         match land(io, mem, rules).await {
             Landing::Landed | Landing::Discarded | Landing::InMemory => {}
             Landing::Pending
-                if rules.exclusive && mem.unlanded.as_ref().is_some_and(|u| u.journaled) => {}
+                if rules.may_chain() && mem.unlanded.as_ref().is_some_and(|u| u.journaled) => {}
             Landing::Pending => {
                 return Some(unavailable(
                     "the secret store has not taken the newest refresh token yet; nothing is sent until it does",
@@ -389,7 +389,7 @@ async fn read_stored<I: Io>(
 ) -> Result<(Record, u64), Outcome> {
     let read = match io.read().await {
         Ok(r) => r,
-        Err(e) if rules.exclusive && mem.unlanded.is_some() => {
+        Err(e) if rules.may_chain() && mem.unlanded.is_some() => {
             // Rule 7: rotating on from the journal's chain.
             return Err(rotate_chain(io, mem, rules, e).await);
         }

@@ -69,6 +69,9 @@ pub struct Sabotage {
     /// Rule 10: a login landing over a version another tool deleted ignores
     /// the version counter (the bound of the hidden generation).
     pub hidden_generation_ignored: bool,
+    /// Rule 7: a non-exclusive agent goes on rotating from its journal
+    /// while the store refuses writes, as only an exclusive agent may.
+    pub chain_without_exclusive: bool,
     // ---- tests/sim_secrets.rs (issue 22): the single-copy secrets of
     // `secrets.rs`. Each breaks one ordering; never set by the agent.
     /// `rotate_secret --mode replace`: the new secret is made durable only
@@ -103,6 +106,12 @@ impl Rules {
             takeover: send_window + snyk_timeout + Duration::from_secs(120),
             sabotage: Sabotage::default(),
         }
+    }
+
+    /// Rule 7: may rotate on with the journal as the durable copy while the
+    /// store refuses writes (only an exclusive agent; the switch is teeth).
+    pub(crate) fn may_chain(&self) -> bool {
+        self.exclusive || self.sabotage.chain_without_exclusive
     }
 
     /// Rule 6: an unknown outcome is retried only after this quiet period,
