@@ -372,6 +372,8 @@ struct World {
     sabotage_revive: bool,
     /// Teeth: a restart serves without replaying its journal (rule 9).
     sabotage_no_replay: bool,
+    /// Teeth: a running operation dropped as a cancelled caller's (rule 1).
+    sabotage_cancel: bool,
     /// The published record of the credential (`broker::publish`).
     published: Shelved,
     /// The highest generation of a delete, put or login whose publishing
@@ -1207,6 +1209,26 @@ impl World {
         Ok(())
     }
 
+    /// Teeth for rule 1: a caller cancelled and its running operation went
+    /// with it (the process lives on): an answer in transit or held in the
+    /// operation's memory is dropped; the agent's memory is what its journal
+    /// holds. None of a kill's accounting: nothing excuses what follows.
+    fn cancel(&mut self, agent: usize) {
+        trace!("{}ms agent {agent} CANCELLED", self.now);
+        let now = Duration::from_millis(self.now);
+        let a = &mut self.agents[agent];
+        a.task = None;
+        a.mem = Some(
+            a.journal
+                .clone()
+                .map(|e| Memory::recover(e, now))
+                .unwrap_or_default(),
+        );
+        for senders in self.snyk.outstanding.values_mut() {
+            senders.retain(|s| *s != agent);
+        }
+    }
+
     /// SIGKILL: the running operation and the memory are gone; the journal
     /// stays (unless `empty_disk`), its unsynced tail is lost.
     fn kill(&mut self, agent: usize, empty_disk: bool) {
@@ -1454,6 +1476,10 @@ struct Config {
     /// Teeth for docs/protocol.md rule 9: a restart serves without
     /// replaying its journal (no `Memory::recover`).
     sabotage_no_replay: bool,
+    /// Teeth for docs/protocol.md rule 1: a fault drops an agent's running
+    /// operation (its future) mid-way, the process living on, as a
+    /// cancelled caller would if it owned the grant.
+    sabotage_cancel: bool,
 }
 
 fn rules(cfg: &Config, exclusive: bool) -> Rules {
@@ -1880,6 +1906,10 @@ fn inject(w: &W) {
             .iter()
             .any(|a| now < a.store_cut_until || now < a.paused_until);
     wb.stats.faults += 1;
+    if wb.sabotage_cancel && wb.agents[agent].task.is_some() && wb.rng.chance(0.3) {
+        wb.cancel(agent);
+        return;
+    }
     match wb.rng.below(12) {
         // With journal-only claims (the file store) the journal and the
         // store share one disk: it is not emptied without the store.
@@ -1988,6 +2018,7 @@ fn world(seed: u64, cfg: Config) -> W {
         sabotage_pages: cfg.sabotage_pages,
         sabotage_revive: cfg.sabotage_revive,
         sabotage_no_replay: cfg.sabotage_no_replay,
+        sabotage_cancel: cfg.sabotage_cancel,
         published: Shelved::Empty,
         published_reset: 0,
         stored_reset: 0,
@@ -2283,6 +2314,7 @@ fn default_config() -> Config {
         sabotage_pages: false,
         sabotage_revive: false,
         sabotage_no_replay: false,
+        sabotage_cancel: false,
     }
 }
 
@@ -2441,6 +2473,14 @@ fn without_the_exclusive_chain_the_simulation_finds_a_violation() {
             ..Default::default()
         },
         "rotating from the journal only when exclusive (rule 7)",
+    );
+}
+
+#[test]
+fn without_grants_owned_by_the_agent_the_simulation_finds_a_violation() {
+    finds_violation_with(
+        |cfg| cfg.sabotage_cancel = true,
+        "grants owned by the agent, not the caller (rule 1)",
     );
 }
 
