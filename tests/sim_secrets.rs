@@ -44,6 +44,8 @@
 //! (`SNYKEY_SIM_TRACE=1` prints every step), `SNYKEY_SIM_SEEDS=N` runs more,
 //! `scripts/sim N` runs both simulations in release mode.
 
+mod sim_support;
+use sim_support::{Rng, seeds, step, tracing_on};
 use snykey::broker::journal::{Base, Entry, Journal};
 use snykey::broker::rotation::secrets::{
     self, Exchange, Issued, LoginFailed, Rotated, RotationStopped, SecretRotation,
@@ -60,31 +62,6 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
-
-// ---------------------------------------------------------------- RNG
-
-/// SplitMix64: tiny, fast, and the same on every platform.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-}
-
-fn tracing_on() -> bool {
-    std::env::var("SNYKEY_SIM_TRACE").is_ok()
-}
 
 macro_rules! trace {
     ($($t:tt)*) => {
@@ -753,24 +730,6 @@ impl World {
 }
 
 // ---------------------------------------------------------------- Io
-
-struct YieldOnce(bool);
-
-impl Future for YieldOnce {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            Poll::Ready(())
-        } else {
-            self.0 = true;
-            Poll::Pending
-        }
-    }
-}
-
-fn step() -> YieldOnce {
-    YieldOnce(false)
-}
 
 struct SimIo {
     w: W,
@@ -1533,24 +1492,6 @@ fn config_for(seed: u64) -> Config {
         steps: 300,
         sabotage: Default::default(),
     }
-}
-
-fn seeds(default: u64) -> (u64, u64) {
-    if let Some(s) = std::env::var("SNYKEY_SIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        return (s, 1);
-    }
-    let n = std::env::var("SNYKEY_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
-    let base = std::env::var("SNYKEY_SIM_BASE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
-    (base, n)
 }
 
 /// Seeds `cargo test` runs (the teeth tests search the same ones).
